@@ -1,0 +1,24 @@
+"""The ``gateway`` command: one typer app assembling the sub-commands."""
+
+from __future__ import annotations
+
+import typer
+
+from gateway.cli import audit, customers, db, keys, policy, serve, tokens
+
+app = typer.Typer(
+    name="gateway",
+    help="Export-control and KYC tiering gateway for model APIs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+serve.register(app)
+app.add_typer(db.app, name="db", help="Database schema (Alembic migrations).")
+app.add_typer(policy.app, name="policy", help="Validate, test, diff and replay policy bundles.")
+app.add_typer(customers.app, name="customers", help="KYC customer records.")
+app.add_typer(keys.app, name="keys", help="Gateway API keys.")
+app.add_typer(tokens.app, name="tokens", help="Admin-API tokens with roles.")
+app.add_typer(audit.app, name="audit", help="Export and verify the decision log.")
+
+if __name__ == "__main__":
+    app()

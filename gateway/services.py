@@ -1,0 +1,39 @@
+"""The long-lived objects one process holds, built in ``app.py``'s lifespan.
+
+Routers reach them through ``request.app.state.services`` (see ``ServicesDep``
+in ``gateway/deps.py``); nothing here is a module-level global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.settings import Settings
+from gateway.stages import AuditSink, Identifier, Locator, QuotaMeter
+
+if TYPE_CHECKING:
+    from gateway.policy.holder import PolicyHolder
+    from gateway.proxy.upstream import UpstreamClient
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    policy: PolicyHolder
+    identifier: Identifier
+    locator: Locator
+    meter: QuotaMeter
+    audit: AuditSink
+    upstream: UpstreamClient
+    clock: Callable[[], datetime]
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Optional components (sanctions screener, cache bus, metrics) by name."""
+    draining: bool = False
+    """Set on SIGTERM: /readyz turns false so the load balancer stops sending."""

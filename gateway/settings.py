@@ -1,0 +1,146 @@
+"""Process settings, read once from ``GATEWAY_*`` environment variables.
+
+Every knob an operator can turn lives here, validated at start-up so that a
+misconfiguration is a clear start-up error, never a 500 at request time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Settings(BaseSettings):
+    """All ``GATEWAY_*`` variables of SPEC section 1, plus tuning knobs."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite+aiosqlite:///./gateway.db"
+    redis_url: str | None = None
+    policy_dir: Path = Path("./policies")
+    upstream_url: str | None = None
+    upstream_api_key: str | None = None
+    admin_token: str | None = None
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    geoip_db: Path | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_customer_claim: str = "sub"
+    audit_signing_key: str | None = None
+    """Ed25519 private key: a path to a PEM file, or base64 of the 32 raw bytes."""
+
+    # Demo mode: bundled policies, SQLite, in-process stand-in upstream.
+    demo: bool = False
+
+    # Upstream behaviour.
+    upstream_connect_timeout: float = 5.0
+    upstream_read_timeout: float = 300.0
+    upstream_pool_size: int = 512
+    max_body_bytes: int = 10 * 1024 * 1024
+
+    # Policy hot reload.
+    policy_watch: bool = True
+
+    # Audit log.
+    node_id: str | None = None
+    """This replica's audit chain id; defaults to a stable id derived from the host."""
+    audit_batch_max: int = 256
+    audit_batch_wait_ms: float = 2.0
+    audit_checkpoint_every: int = 1000
+    audit_checkpoint_seconds: float = 60.0
+    audit_ip_truncate: Literal["none", "24_48"] = "none"
+    audit_retention_days: int = 5 * 365
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+
+    # Sanctions screening.
+    sanctions_list: Path | None = None
+    sanctions_threshold: float = 0.9
+
+    # KYC vendor webhook secrets (two accepted during rotation).
+    kyc_webhook_secret: str | None = None
+    kyc_webhook_secret_previous: str | None = None
+    kyc_webhook_tolerance_seconds: int = 300
+
+    # Principal cache staleness bound across replicas (seconds).
+    cache_ttl_seconds: float = 30.0
+
+    log_level: str = "info"
+    log_json: bool = True
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
+            return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
+        return value
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("max_body_bytes")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _upstream_required(self) -> Settings:
+        if not self.demo and self.upstream_url is None:
+            raise ValueError(
+                "GATEWAY_UPSTREAM_URL is not set: point it at the model API "
+                "(e.g. https://api.example.com) or run `gateway serve --demo`"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None for another engine or in-memory."""
+        if not self.is_sqlite:
+            return None
+        _, _, rest = self.database_url.partition(":///")
+        if not rest or rest.startswith(":memory:"):
+            return None
+        return Path(rest)
+
+
+def trusted_networks(settings: Settings) -> tuple[IPNetwork, ...]:
+    return settings.trusted_proxies
+
+
+class SettingsError(Exception):
+    """Raised with a human message when settings fail validation."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, turning validation errors into one message."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            name = f"GATEWAY_{loc.upper()}" if loc else "settings"
+            lines.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
+
+
+__all__ = ["Field", "Settings", "SettingsError", "load_settings"]
