@@ -1,0 +1,229 @@
+"""Admin-API authentication: bearer tokens with a role.
+
+Roles are ``admin`` (passes every check), ``compliance`` and ``auditor``.
+Tokens look like ``gat_<id>_<secret>`` and are stored hashed in
+``admin_tokens`` (``gateway.identity.secrets``); ``GATEWAY_ADMIN_TOKEN``, when
+set, is accepted verbatim as a bootstrap ``admin`` so a fresh install can mint
+the first real tokens.
+
+Usage in a router::
+
+    @router.get("/decisions")
+    async def list_decisions(actor: AdminActor = Depends(require_roles("auditor"))): ...
+
+Missing or unknown token: 401. Known token without the role: 403. Both answer
+``{"detail": ...}``. Failed attempts are rate limited per client IP (the IP
+the ``Locator`` believes, so trusted-proxy rules apply): after
+``FAILED_ATTEMPTS_PER_MINUTE`` failures an IP gets 429 until the window moves.
+
+The authenticator lives at ``services.extras["admin_auth"]``; when the app did
+not put one there, the first request builds it from the services (so wiring
+is optional). Token lookups are cached in memory for
+``settings.cache_ttl_seconds`` and verified against the cached hash on every
+request; ``AdminAuthenticator.invalidate(token_id)`` drops one entry.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from fastapi import HTTPException, Request
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.identity import secrets as creds
+from gateway.identity.tables import AdminToken
+from gateway.services import Services
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Role = Literal["admin", "compliance", "auditor"]
+ROLES: tuple[Role, ...] = ("admin", "compliance", "auditor")
+TOKEN_KIND = "gat"
+FAILED_ATTEMPTS_PER_MINUTE = 20
+EXTRAS_KEY = "admin_auth"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminActor:
+    """Who is making an admin call; ``token_id`` is None for the bootstrap token."""
+
+    name: str
+    role: str
+    token_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedToken:
+    salt: str
+    hash: str
+    role: str
+    name: str
+    loaded_at: float
+
+
+class AdminAuthenticator:
+    """Resolves admin bearer tokens to actors, with a TTL cache and a brute-force limiter."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        bootstrap_token: str | None,
+        cache_ttl_seconds: float,
+        failed_per_minute: int = FAILED_ATTEMPTS_PER_MINUTE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions = sessions
+        self._bootstrap = bootstrap_token or None
+        self._ttl = cache_ttl_seconds
+        self._clock = clock
+        self._cache: dict[str, _CachedToken | None] = {}
+        self._cached_at: dict[str, float] = {}
+        self._limit = RateLimitItemPerMinute(failed_per_minute)
+        self._limiter: MovingWindowRateLimiter | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    ) -> AdminAuthenticator:
+        return cls(sessions, settings.admin_token, settings.cache_ttl_seconds)
+
+    def invalidate(self, token_id: str) -> None:
+        self._cache.pop(token_id, None)
+        self._cached_at.pop(token_id, None)
+
+    def _limiter_ready(self) -> MovingWindowRateLimiter:
+        # Built lazily: the memory storage wants a running event loop.
+        if self._limiter is None:
+            self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        return self._limiter
+
+    async def blocked(self, client_ip: str) -> bool:
+        return not await self._limiter_ready().test(self._limit, "admin-auth", client_ip)
+
+    async def record_failure(self, client_ip: str) -> None:
+        await self._limiter_ready().hit(self._limit, "admin-auth", client_ip)
+
+    async def authenticate(self, raw: str) -> AdminActor | None:
+        """The actor for a bearer value, or None when it is not a valid token.
+
+        Raises HTTPException(503) when the token store cannot be read.
+        """
+        if self._bootstrap is not None and hmac.compare_digest(
+            raw.encode("utf-8"), self._bootstrap.encode("utf-8")
+        ):
+            return AdminActor(name="bootstrap", role="admin", token_id=None)
+        parsed = creds.parse(TOKEN_KIND, raw)
+        if parsed is None:
+            return None
+        entry = await self._lookup(parsed.id)
+        if entry is None or not creds.verify_secret(entry.salt, entry.hash, parsed.secret):
+            return None
+        return AdminActor(name=entry.name, role=entry.role, token_id=parsed.id)
+
+    async def _lookup(self, token_id: str) -> _CachedToken | None:
+        now = self._clock()
+        if token_id in self._cache and now - self._cached_at[token_id] < self._ttl:
+            return self._cache[token_id]
+        try:
+            async with self._sessions() as session:
+                row = await session.get(AdminToken, token_id)
+        except SQLAlchemyError as exc:
+            log.error("admin token store unavailable: %s", exc)
+            raise HTTPException(503, "admin token store unavailable") from exc
+        entry = None
+        if row is not None and row.revoked_at is None:
+            entry = _CachedToken(row.secret_salt, row.secret_hash, row.role, row.name, now)
+        # Negative answers are cached too (bounded by the TTL) so a flood of
+        # guesses for one id does not become a flood of queries.
+        self._cache[token_id] = entry
+        self._cached_at[token_id] = now
+        return entry
+
+
+def admin_authenticator(services: Services) -> AdminAuthenticator:
+    found = services.extras.get(EXTRAS_KEY)
+    if isinstance(found, AdminAuthenticator):
+        return found
+    built = AdminAuthenticator.from_settings(services.settings, services.sessions)
+    services.extras[EXTRAS_KEY] = built
+    return built
+
+
+def client_ip(request: Request, services: Services) -> str:
+    peer = request.client.host if request.client else None
+    origin = services.locator.locate(peer, request.headers.get("x-forwarded-for"))
+    return origin.client_ip or peer or "unknown"
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def require_roles(*roles: str) -> Callable[[Request], Awaitable[AdminActor]]:
+    """A FastAPI dependency admitting tokens whose role is one of ``roles`` (or admin)."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown admin roles: {sorted(unknown)}")
+    allowed = frozenset(roles) | {"admin"}
+
+    async def dependency(request: Request) -> AdminActor:
+        services: Services = request.app.state.services
+        auth = admin_authenticator(services)
+        ip = client_ip(request, services)
+        if await auth.blocked(ip):
+            raise HTTPException(
+                429, "too many failed admin authentication attempts", {"retry-after": "60"}
+            )
+        raw = _bearer(request)
+        actor = await auth.authenticate(raw) if raw is not None else None
+        if actor is None:
+            await auth.record_failure(ip)
+            raise HTTPException(
+                401, "missing or invalid admin token", {"www-authenticate": "Bearer"}
+            )
+        if actor.role not in allowed:
+            raise HTTPException(403, f"role {actor.role!r} may not use this route")
+        return actor
+
+    return dependency
+
+
+async def create_admin_token(
+    session: AsyncSession, role: str, name: str, now: datetime | None = None
+) -> tuple[AdminToken, str]:
+    """Add a new token row to ``session`` (caller commits); returns it and the clear token."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    minted = creds.mint(TOKEN_KIND)
+    row = AdminToken(
+        id=minted.id,
+        role=role,
+        secret_salt=minted.salt,
+        secret_hash=minted.hash,
+        name=name,
+        created_at=now or datetime.now(UTC),
+    )
+    session.add(row)
+    return row, minted.clear
+
+
+async def find_token(session: AsyncSession, token_id: str) -> AdminToken | None:
+    return (await session.execute(select(AdminToken).where(AdminToken.id == token_id))).scalar()

@@ -1,0 +1,88 @@
+"""Customer (KYC) tables: the record of SPEC section 4, its ownership rows,
+its append-only change history and the KYC-vendor events already applied.
+
+Portable across SQLite and PostgreSQL: JSON columns for lists, timezone-aware
+timestamps (SQLite stores them as text; ``gateway.kyc.schemas`` re-attaches UTC
+on the way out because SQLite drops the offset).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from gateway.db.base import Base
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(512))
+    kind: Mapped[str] = mapped_column(String(16))
+    citizenships: Mapped[list[str]] = mapped_column(JSON, default=list)
+    residence: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    incorporated_in: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    kyc_level: Mapped[str] = mapped_column(String(64), default="none")
+    kyc_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    kyc_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    tier: Mapped[str] = mapped_column(String(64), default="public")
+    attributes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sanctions_status: Mapped[str] = mapped_column(String(32), default="clear")
+    screening_list_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    screening_best_match: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    screening_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    screened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    ownership: Mapped[list[CustomerOwnership]] = relationship(
+        back_populates="customer",
+        cascade="all, delete-orphan",
+        order_by="CustomerOwnership.id",
+        lazy="selectin",
+    )
+
+
+class CustomerOwnership(Base):
+    """One owner country of an organization and its share (0-100)."""
+
+    __tablename__ = "customer_ownership"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    country: Mapped[str] = mapped_column(String(8))
+    percent: Mapped[float] = mapped_column(Float)
+
+    customer: Mapped[Customer] = relationship(back_populates="ownership")
+
+
+class CustomerHistory(Base):
+    """Append-only: one row per change of a customer record, never updated."""
+
+    __tablename__ = "customer_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64))
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """``{field: {"before": ..., "after": ...}}``."""
+
+
+class KycWebhookEvent(Base):
+    """Vendor event ids already applied, so a replayed event changes nothing."""
+
+    __tablename__ = "kyc_webhook_events"
+
+    event_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
