@@ -1,0 +1,125 @@
+"""Counters in Redis, shared by every replica (``GATEWAY_REDIS_URL``).
+
+Every check-and-consume is one Lua script, so N replicas and any number of
+concurrent requests see one count. Calls use short socket timeouts and no
+client-side retry: a command that timed out may have run, and retrying it
+would count the request twice. A failed call raises ``StoreDown``; the pool
+reconnects on the next call, so service resumes by itself when Redis is back
+(scripts are re-loaded on ``NOSCRIPT`` by redis-py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.quota import lua
+from gateway.quota.buckets import Counter
+from gateway.quota.store import AdmitResult, CounterState, StoreDown, TokenSettlement
+
+log = logging.getLogger(__name__)
+
+# What "the store is down" looks like from redis-py. Script errors
+# (ResponseError) are bugs and propagate as they are.
+_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisStore:
+    def __init__(self, url: str, socket_timeout: float = 0.5, max_connections: int = 64) -> None:
+        self.url = url
+        self._redis: Redis = Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            max_connections=max_connections,
+            decode_responses=True,
+        )
+        self._admit = self._redis.register_script(lua.ADMIT)
+        self._settle = self._redis.register_script(lua.SETTLE)
+        self._refresh = self._redis.register_script(lua.REFRESH)
+
+    @staticmethod
+    def _window_keys(key: str) -> list[str]:
+        return [key, f"{key}:sum"]
+
+    async def _run_admit(
+        self, mode: str, counters: list[Counter], now_ms: int, entry_id: str, lease_exp: int
+    ) -> list[int]:
+        keys: list[str] = []
+        args: list[str | int] = [mode, now_ms, entry_id, lease_exp]
+        for c in counters:
+            keys += self._window_keys(c.key)
+            args += ["l" if c.type == "lease" else "w", c.limit.limit, c.window_ms, c.cost]
+        try:
+            raw = await self._admit(keys=keys, args=args)
+        except _DOWN as exc:
+            raise StoreDown(f"redis {mode}: {exc.__class__.__name__}: {exc}") from exc
+        return [int(v) for v in raw]
+
+    @staticmethod
+    def _states(raw: list[int]) -> tuple[CounterState, ...]:
+        return tuple(CounterState(raw[i], raw[i + 1], raw[i + 2]) for i in range(1, len(raw), 3))
+
+    async def admit(
+        self, counters: list[Counter], now_ms: int, entry_id: str, lease_expiry_ms: int
+    ) -> AdmitResult:
+        raw = await self._run_admit("admit", counters, now_ms, entry_id, lease_expiry_ms)
+        return AdmitResult(raw[0] == 1, self._states(raw))
+
+    async def peek(self, counters: list[Counter], now_ms: int) -> tuple[CounterState, ...]:
+        return self._states(await self._run_admit("peek", counters, now_ms, "", 0))
+
+    async def settle_tokens(
+        self,
+        windows: list[TokenSettlement],
+        entry_id: str,
+        reserved: int,
+        actual: int | None,
+        now_ms: int,
+    ) -> None:
+        keys: list[str] = []
+        args: list[str | int] = [now_ms, entry_id, reserved, -1 if actual is None else actual]
+        for w in windows:
+            keys += self._window_keys(w.key)
+            args.append(w.window_ms)
+        try:
+            await self._settle(keys=keys, args=args)
+        except _DOWN as exc:
+            raise StoreDown(f"redis settle: {exc}") from exc
+
+    async def refresh_leases(
+        self, keys: list[str], lease_id: str, expiry_ms: int, now_ms: int
+    ) -> bool:
+        # The set's own TTL only collects sets of customers who never return;
+        # it is kept at twice the lease's, like in the admit script.
+        key_ttl = max(expiry_ms - now_ms, 1000) * 2
+        try:
+            alive = await self._refresh(keys=keys, args=[lease_id, expiry_ms, key_ttl])
+        except _DOWN as exc:
+            raise StoreDown(f"redis refresh: {exc}") from exc
+        return int(alive) == len(keys)
+
+    async def release_leases(self, keys: list[str], lease_id: str) -> None:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.zrem(key, lease_id)
+                await pipe.execute()
+        except _DOWN as exc:
+            raise StoreDown(f"redis release: {exc}") from exc
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except _DOWN as exc:
+            log.warning("quota store ping failed: %s", exc)
+            return False
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
