@@ -1,0 +1,155 @@
+"""``decide``: the pure policy function. No I/O, no clock, no globals.
+
+    decide(principal, facts, bundle, now) -> Decision
+
+Order of evaluation (Cedar semantics for the rules):
+
+1. ``status: suspended`` -> deny ``customer-suspended``.
+2. ``sanctions_status: confirmed_match`` -> deny ``sanctions-confirmed-match``.
+3. The effective tier (``effective_tier``): the assigned tier while KYC level,
+   expiry, required attributes, required citizenship and a clear sanctions
+   status hold; otherwise ``public``, with the reason in ``tier_demotion``.
+4. Rules that apply to the requested model and are in force at ``now``
+   (``from <= now < until``): every matching deny -> deny with all their ids
+   and reasons; else every matching allow -> allow; else ``default-deny``.
+5. Quota plan of the effective tier (``quota_plan``). Rule for which buckets apply:
+   for every capability the request carries that has an entry in the tier's
+   quotas, that entry's limits (bucket = capability); if none of the request's
+   capabilities has an entry, the tier's ``default`` limits (bucket = ``default``).
+   A tier without a quotas entry gets an empty plan (no limits). A limit of 0
+   in any applicable entry means "not offered on this tier": deny 403 with
+   ``quota-not-offered:<tier>.<capability>`` (never a 429).
+
+Any exception while evaluating is logged loudly and becomes a deny with rule id
+``evaluation-error``: a bug can refuse a request, never allow one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from gateway.geo.origin import Origin
+from gateway.identity.principal import Principal
+from gateway.policy.compiled import CompiledBundle
+from gateway.policy.conditions import EvalContext, kyc_expired
+from gateway.policy.decision import Decision, QuotaLimit, QuotaPlan
+from gateway.policy.facts import BodyFacts, RequestFacts
+
+log = logging.getLogger("gateway.policy")
+
+PUBLIC = "public"
+DEFAULT_DENY = "default-deny"
+DEFAULT_DENY_REASON = "No policy rule allows this request."
+DEFAULT_ENDPOINT = "/v1/chat/completions"
+
+
+def effective_tier(principal: Principal, bundle: CompiledBundle, now: datetime) -> tuple[str, str | None]:
+    """(tier, reason it differs from the assigned tier or None)."""
+    assigned = principal.tier
+    tier = bundle.tiers.get(assigned)
+    if tier is None:
+        return PUBLIC, f"assigned tier '{assigned}' is not defined in the policy bundle"
+    if assigned == PUBLIC:
+        return PUBLIC, None
+    if principal.sanctions_status != "clear":
+        return PUBLIC, f"sanctions screening status is {principal.sanctions_status}"
+    rank = bundle.kyc_rank.get(principal.kyc_level, -1)
+    if rank < tier.min_rank:
+        return PUBLIC, (f"KYC level '{principal.kyc_level}' is below tier {assigned}'s "
+                        f"minimum '{tier.min_kyc}'")
+    if kyc_expired(principal, now):
+        return PUBLIC, f"KYC expired at {principal.kyc_expires_at}"
+    missing = tier.require_attributes - principal.attributes
+    if missing:
+        return PUBLIC, f"missing required attribute(s): {', '.join(sorted(missing))}"
+    if tier.require_citizenship is not None and principal.citizenships.isdisjoint(
+        tier.require_citizenship
+    ):
+        return PUBLIC, f"tier {assigned} requires citizenship in {tier.require_citizenship_label}"
+    return assigned, None
+
+
+def quota_plan(bundle: CompiledBundle, tier: str, capabilities: frozenset[str]) -> tuple[QuotaPlan, str | None]:
+    """(plan, the first bucket with a 0 limit or None); see the module docstring."""
+    tq = bundle.quotas.get(tier)
+    if tq is None:
+        return QuotaPlan(tier=tier), None
+    limits: list[QuotaLimit] = []
+    for cap in sorted(capabilities):
+        limits.extend(tq.per_capability.get(cap, ()))
+    if not any(cap in tq.per_capability for cap in capabilities):
+        limits.extend(tq.default)
+    closed = next((lim.capability for lim in limits if lim.limit == 0), None)
+    plan = QuotaPlan(tier=tier, limits=tuple(limits), default_max_tokens=tq.default_max_tokens,
+                     fail_open=tq.fail_open)
+    return plan, closed
+
+
+def _deny(bundle: CompiledBundle, tier: str, rule_ids: tuple[str, ...], reasons: tuple[str, ...],
+          facts: RequestFacts, demotion: str | None) -> Decision:
+    return Decision(allowed=False, effective_tier=tier, rule_ids=rule_ids, reasons=reasons,
+                    policy_version=bundle.version, capabilities=facts.capabilities,
+                    tier_demotion=demotion)
+
+
+def _decide(principal: Principal, facts: RequestFacts, bundle: CompiledBundle, now: datetime) -> Decision:
+    if principal.status == "suspended":
+        return _deny(bundle, PUBLIC, ("customer-suspended",),
+                     ("This account is suspended.",), facts, None)
+    if principal.sanctions_status == "confirmed_match":
+        return _deny(bundle, PUBLIC, ("sanctions-confirmed-match",),
+                     ("This account cannot be served (sanctions screening).",), facts,
+                     "sanctions screening status is confirmed_match")
+    tier, demotion = effective_tier(principal, bundle, now)
+    model = bundle.models.get(facts.body.model)
+    ctx = EvalContext(
+        principal=principal, facts=facts, tier=tier, now=now,
+        kyc_rank=bundle.kyc_rank.get(principal.kyc_level, -1),
+        model_tiers=model.tiers if model is not None else frozenset(),
+        threshold=bundle.control_threshold_percent,
+    )
+    ruleset = bundle.rules_for(facts.body.model)
+    denies = [r for r in ruleset.denies if r.active(now) and r.predicate(ctx)]
+    if denies:
+        return _deny(bundle, tier, tuple(r.id for r in denies), tuple(r.reason for r in denies),
+                     facts, demotion)
+    allows = [r for r in ruleset.allows if r.active(now) and r.predicate(ctx)]
+    if not allows:
+        return _deny(bundle, tier, (DEFAULT_DENY,), (DEFAULT_DENY_REASON,), facts, demotion)
+    plan, closed = quota_plan(bundle, tier, facts.capabilities)
+    if closed is not None:
+        return _deny(bundle, tier, (f"quota-not-offered:{tier}.{closed}",),
+                     (f"The '{closed}' capability is not offered on the {tier} tier.",),
+                     facts, demotion)
+    return Decision(allowed=True, effective_tier=tier, rule_ids=tuple(r.id for r in allows),
+                    reasons=tuple(r.reason for r in allows), policy_version=bundle.version,
+                    capabilities=facts.capabilities, quota=plan, tier_demotion=demotion)
+
+
+def decide(principal: Principal, facts: RequestFacts, bundle: CompiledBundle, now: datetime) -> Decision:
+    """The decision for one request; never raises, never allows on error."""
+    try:
+        return _decide(principal, facts, bundle, now)
+    except Exception:  # fail closed, loudly: a bug must not become an allow
+        log.exception("policy evaluation failed (customer=%s model=%s policy=%s): denying",
+                      principal.customer_id, facts.body.model, bundle.version)
+        return Decision(allowed=False, effective_tier=PUBLIC, rule_ids=("evaluation-error",),
+                        reasons=("The gateway could not evaluate its policy for this request.",),
+                        policy_version=bundle.version, capabilities=facts.capabilities)
+
+
+def visible_models(principal: Principal, bundle: CompiledBundle, now: datetime,
+                   origin: Origin, endpoint: str = "/v1/models") -> list[str]:
+    """Models this caller may use now, for ``GET /v1/models``.
+
+    Each model is decided as a request with empty capabilities from ``origin``
+    on ``endpoint``; quota settings do not hide a model.
+    """
+    out = []
+    for name in bundle.models:
+        facts = RequestFacts(endpoint=endpoint, api="openai", body=BodyFacts(model=name),
+                             origin=origin)
+        if decide(principal, facts, bundle, now).allowed:
+            out.append(name)
+    return out

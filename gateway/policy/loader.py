@@ -1,0 +1,278 @@
+"""Load a policy directory: merge its files, validate, report every error at once.
+
+    result = load_dir(Path("policies"))      # LoadResult: bundle or errors, never raises
+    bundle = load_bundle(Path("policies"))   # CompiledBundle, or PolicyLoadError
+
+All ``*.yaml``/``*.yml`` files directly in the directory are merged
+(``tests/`` and other sub-directories are not read). Mapping sections
+(``country_groups``, ``tiers``, ``models``, ``capabilities``, ``quotas``) merge
+by name; ``rules`` concatenate in file-name order; scalar sections
+(``kyc_levels``, ``control_threshold_percent``) live in one file. A name
+defined in two files is an error: a reviewer must see one definition.
+
+Each section is validated item by item, so one bad rule does not hide the
+next one's errors; cross references are then checked on the items that
+parsed (semantics in ``checks.py``). Errors read
+``rules.yaml:14 rules[2].when.origin_in: unknown country group 'sanctioned'``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from gateway.policy import schema as s
+from gateway.policy.checks import check_bundle
+from gateway.policy.compiled import CompiledBundle, compile_bundle
+from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap, format_path, parse_file
+
+_MAPPING_SECTIONS: dict[str, type[BaseModel]] = {
+    "country_groups": s.CountryGroup,
+    "tiers": s.Tier,
+    "models": s.Model,
+    "capabilities": s.Capability,
+    "quotas": s.TierQuota,
+}
+_SCALAR_SECTIONS = ("kyc_levels", "control_threshold_percent", "schema_version")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    bundle: s.Bundle | None
+    version: str | None
+    errors: tuple[PolicyError, ...]
+    warnings: tuple[PolicyError, ...]
+    files: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.bundle is not None
+
+
+class PolicyLoadError(Exception):
+    """The bundle was refused; ``errors`` lists every problem found."""
+
+    def __init__(self, directory: Path, errors: tuple[PolicyError, ...]) -> None:
+        self.directory = directory
+        self.errors = errors
+        lines = "\n  ".join(str(e) for e in errors)
+        super().__init__(f"policy bundle {directory} refused ({len(errors)} errors):\n  {lines}")
+
+
+def policy_files(directory: Path) -> list[Path]:
+    return sorted(
+        p for p in directory.iterdir()
+        if p.is_file() and p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
+    )
+
+
+def load_dir(directory: Path) -> LoadResult:
+    """Parse, merge and validate; never raises for problems in the bundle itself."""
+    if not directory.is_dir():
+        err = PolicyError(str(directory), None, "", "not a directory")
+        return LoadResult(None, None, (err,), (), ())
+    files = policy_files(directory)
+    if not files:
+        err = PolicyError(str(directory), None, "", "no policy files (*.yaml, *.yml)")
+        return LoadResult(None, None, (err,), (), ())
+    merged, source, errors = _merge(files)
+    bundle, item_errors = _validate(merged, source)
+    errors.extend(item_errors)
+    warnings: list[PolicyError] = []
+    if bundle is not None:
+        check_errors, warnings = check_bundle(bundle, source)
+        errors.extend(check_errors)
+    names = tuple(p.name for p in files)
+    if errors or bundle is None:
+        return LoadResult(None, None, tuple(_ordered(errors)), tuple(warnings), names)
+    return LoadResult(bundle, bundle_version(bundle), (), tuple(warnings), names)
+
+
+def load_bundle(directory: Path) -> CompiledBundle:
+    """Load and compile, or raise PolicyLoadError naming every file:line problem."""
+    result = load_dir(directory)
+    if not result.ok or result.bundle is None or result.version is None:
+        raise PolicyLoadError(directory, result.errors)
+    return compile_bundle(result.bundle, result.version, warnings=tuple(map(str, result.warnings)))
+
+
+def bundle_version(bundle: s.Bundle) -> str:
+    """SHA-256 of the canonical JSON of the merged content.
+
+    Independent of file names, file order, key order, comments and formatting;
+    rules are ordered by id and country lists sorted, since neither order
+    changes a decision.
+    """
+    data = bundle.model_dump(mode="json", by_alias=True)
+    data["rules"] = sorted(data["rules"], key=lambda r: r["id"])
+    for group in data["country_groups"].values():
+        group["countries"] = sorted(group["countries"])
+        group["regions"] = sorted(group["regions"])
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _ordered(errors: list[PolicyError]) -> list[PolicyError]:
+    return sorted(errors, key=lambda e: (e.file, e.line or 0, e.path, e.message))
+
+
+def _merge(files: list[Path]) -> tuple[dict[str, Any], SourceMap, list[PolicyError]]:
+    merged: dict[str, Any] = {}
+    source = SourceMap()
+    errors: list[PolicyError] = []
+    for path in files:
+        parsed = parse_file(path)
+        errors.extend(parsed.errors)
+        if parsed.data is None:
+            continue
+        if not isinstance(parsed.data, dict):
+            errors.append(PolicyError(parsed.name, 1, "", "a policy file must be a mapping of sections"))
+            continue
+
+        def where(p: DataPath, parsed_lines: dict[DataPath, int] = parsed.lines,
+                  name: str = parsed.name) -> tuple[str, int]:
+            return (name, parsed_lines.get(p, 1))
+
+        for key, value in parsed.data.items():
+            if key not in s.SECTION_NAMES:
+                errors.append(PolicyError(parsed.name, where((key,))[1], key,
+                                          f"unknown top-level key '{key}' (expected one of "
+                                          f"{', '.join(s.SECTION_NAMES)})"))
+                continue
+            if key in _MAPPING_SECTIONS:
+                _merge_mapping(key, value, parsed.lines, parsed.name, merged, source, errors)
+            elif key == "rules":
+                if not isinstance(value, list):
+                    errors.append(PolicyError(parsed.name, where((key,))[1], key,
+                                              "must be a list of rules"))
+                    continue
+                rules = merged.setdefault("rules", [])
+                source.lines.setdefault(("rules",), where(("rules",)))
+                for index, rule in enumerate(value):
+                    target = len(rules)
+                    rules.append(rule)
+                    for p, line in parsed.lines.items():
+                        if p[:2] == ("rules", index):
+                            source.lines[("rules", target, *p[2:])] = (parsed.name, line)
+            else:  # scalar sections: one definition only
+                if key in merged and not (key == "schema_version" and merged[key] == value):
+                    first = source.lines[(key,)]
+                    errors.append(PolicyError(parsed.name, where((key,))[1], key,
+                                              f"already defined in {first[0]}:{first[1]}"))
+                    continue
+                merged[key] = value
+                for p, line in parsed.lines.items():
+                    if p[:1] == (key,):
+                        source.lines.setdefault(p, (parsed.name, line))
+    return merged, source, errors
+
+
+def _merge_mapping(key: str, value: Any, lines: dict[DataPath, int], name: str,
+                   merged: dict[str, Any], source: SourceMap, errors: list[PolicyError]) -> None:
+    if not isinstance(value, dict):
+        errors.append(PolicyError(name, lines.get((key,), 1), key, "must be a mapping of names"))
+        return
+    section = merged.setdefault(key, {})
+    source.lines.setdefault((key,), (name, lines.get((key,), 1)))
+    for item_name, item in value.items():
+        if item_name in section:
+            first = source.lines[(key, item_name)]
+            errors.append(PolicyError(name, lines.get((key, item_name), 1), f"{key}.{item_name}",
+                                      f"'{item_name}' is already defined in {first[0]}:{first[1]}"))
+            continue
+        section[item_name] = item
+        for p, line in lines.items():
+            if p[:2] == (key, item_name):
+                source.lines[p] = (name, line)
+
+
+def _validate(merged: dict[str, Any], source: SourceMap) -> tuple[s.Bundle | None, list[PolicyError]]:
+    errors: list[PolicyError] = []
+    parts: dict[str, Any] = {}
+    for key, model in _MAPPING_SECTIONS.items():
+        good: dict[str, BaseModel] = {}
+        for name, item in merged.get(key, {}).items():
+            obj = _item(model, item, (key, name), source, errors)
+            if obj is not None:
+                good[name] = obj
+        parts[key] = good
+    good_rules: list[s.Rule] = []
+    for index, item in enumerate(merged.get("rules", [])):
+        rule = _item(s.Rule, item, ("rules", index), source, errors)
+        if rule is not None:
+            good_rules.append(rule)  # type: ignore[arg-type]
+    parts["rules"] = good_rules
+    scalars = {k: merged[k] for k in _SCALAR_SECTIONS if k in merged}
+    try:
+        head = s.Bundle.model_validate(scalars)
+    except ValidationError as exc:
+        errors.extend(_pydantic_errors(exc, (), scalars, source))
+        return None, errors
+    if errors:
+        return _partial(head, parts), errors
+    return _partial(head, parts), errors
+
+
+def _partial(head: s.Bundle, parts: dict[str, Any]) -> s.Bundle:
+    # Items that failed validation are left out; with errors present this
+    # bundle is only used to find further (cross-reference) errors.
+    return head.model_copy(update=parts)
+
+
+def _item(model: type[BaseModel], item: Any, path: DataPath, source: SourceMap,
+          errors: list[PolicyError]) -> BaseModel | None:
+    if item is None:
+        item = {}
+    try:
+        return model.model_validate(item)
+    except ValidationError as exc:
+        errors.extend(_pydantic_errors(exc, path, item, source))
+        return None
+
+
+def _pydantic_errors(exc: ValidationError, prefix: DataPath, data: Any,
+                     source: SourceMap) -> list[PolicyError]:
+    """Map pydantic errors onto data paths; merge a union's alternatives into one line."""
+    grouped: dict[DataPath, list[str]] = {}
+    for err in exc.errors():
+        path = _clean_loc(err["loc"], data, keep_last=err["type"] == "missing")
+        message = _message(err)
+        bucket = grouped.setdefault((*prefix, *path), [])
+        if message not in bucket:
+            bucket.append(message)
+    out = []
+    for path, messages in grouped.items():
+        file, line = source.locate(path)
+        out.append(PolicyError(file, line, format_path(path), "; or ".join(messages)))
+    return out
+
+
+def _clean_loc(loc: tuple[int | str, ...], data: Any, keep_last: bool) -> DataPath:
+    """Drop pydantic's union-member tags (``str``, ``list[str]``) that are not data keys."""
+    out: list[str | int] = []
+    current = data
+    for i, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+            out.append(part)
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+            out.append(part)
+        elif keep_last and i == len(loc) - 1:
+            out.append(part)
+    return tuple(out)
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")

@@ -1,0 +1,129 @@
+"""YAML with line numbers: every mapping key and sequence item remembers its line.
+
+PyYAML's ``compose`` keeps a mark on each node; we build plain Python values
+from the node tree ourselves and record ``path -> (file, line)`` on the way,
+so a validation error deep inside a rule can name the exact line. Duplicate
+keys inside one mapping (which ``safe_load`` silently overwrites) are errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PathPart = str | int
+DataPath = tuple[PathPart, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyError:
+    """One problem in a bundle, formatted ``file:line path: message``."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+@dataclass(slots=True)
+class SourceMap:
+    """Where each piece of merged data was written."""
+
+    lines: dict[DataPath, tuple[str, int]] = field(default_factory=dict)
+
+    def locate(self, path: DataPath) -> tuple[str, int | None]:
+        """The file and line of ``path``, or of its nearest recorded ancestor."""
+        for end in range(len(path), -1, -1):
+            hit = self.lines.get(path[:end])
+            if hit is not None:
+                return hit
+        return ("<bundle>", None)
+
+
+def format_path(path: DataPath) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+class _Builder:
+    def __init__(self, filename: str, loader: yaml.SafeLoader) -> None:
+        self.filename = filename
+        self.loader = loader
+        self.lines: dict[DataPath, int] = {}
+        self.errors: list[PolicyError] = []
+
+    def build(self, node: yaml.Node, path: DataPath) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.build(key_node, path)
+                if not isinstance(key, str | int | bool | float) or key is None:
+                    self.errors.append(
+                        PolicyError(self.filename, key_node.start_mark.line + 1,
+                                    format_path(path), f"unsupported mapping key {key!r}")
+                    )
+                    continue
+                # YAML 1.1 reads `on:`/`no:` as booleans; policy keys are names.
+                key = str(key).lower() if isinstance(key, bool) else str(key)
+                if key in out:
+                    self.errors.append(
+                        PolicyError(self.filename, key_node.start_mark.line + 1,
+                                    format_path((*path, key)), "duplicate key in the same mapping")
+                    )
+                    continue
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for index, item in enumerate(node.value):
+                self.lines[(*path, index)] = item.start_mark.line + 1
+                items.append(self.build(item, (*path, index)))
+            return items
+        return self.loader.construct_object(node, deep=True)
+
+
+@dataclass(slots=True)
+class ParsedFile:
+    name: str
+    data: Any
+    lines: dict[DataPath, int]
+    errors: list[PolicyError]
+
+
+def parse_file(path: Path, display_name: str | None = None) -> ParsedFile:
+    """Parse one YAML file into plain data plus a line for every key and item."""
+    name = display_name or path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return ParsedFile(name, None, {}, [PolicyError(name, None, "", f"cannot read: {exc}")])
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return ParsedFile(name, None, {}, [])
+        builder = _Builder(name, loader)
+        data = builder.build(node, ())
+        return ParsedFile(name, data, builder.lines, builder.errors)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        return ParsedFile(name, None, {}, [PolicyError(name, line, "", f"YAML syntax error: {problem}")])
+    except yaml.YAMLError as exc:
+        return ParsedFile(name, None, {}, [PolicyError(name, None, "", f"YAML error: {exc}")])
+    finally:
+        loader.dispose()
