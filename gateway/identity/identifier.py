@@ -1,0 +1,244 @@
+"""The identify stage: a gateway key or an OIDC token becomes a ``Principal``.
+
+Cache: key id -> (salt, hash, principal), filled on a miss from the customer
+store and kept for ``settings.cache_ttl_seconds`` (the staleness bound across
+replicas). A cached key never touches the database; its secret is still
+verified against the cached hash on every request (constant time), and its
+expiry against the wall clock. Unknown key ids are cached as negative for at
+most ``NEGATIVE_TTL_SECONDS`` so guessing floods do not become query floods
+while a new key works at once (creation invalidates its id anyway).
+
+Invalidation: ``invalidate_customer(id)`` / ``invalidate_key(id)`` drop entries
+here and then call every ``on_invalidate`` hook with ``(kind, id)`` so another
+component can broadcast to other replicas; a broadcast received from elsewhere
+should call the same methods with ``propagate=False``.
+
+Concurrent misses on one key share one database read (single flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.identity import secrets as creds
+from gateway.identity.keys import KEY_KIND, LastUsedTracker
+from gateway.identity.oidc import OidcVerifier, looks_like_jwt
+from gateway.identity.principal import Principal
+from gateway.identity.store import KeyRecord, load_customer, load_key
+from gateway.settings import Settings
+from gateway.stages import AuthenticationFailed, IdentityStoreUnavailable
+
+log = logging.getLogger(__name__)
+
+NEGATIVE_TTL_SECONDS = 5.0
+LAST_USED_FLUSH_SECONDS = 10.0
+
+InvalidationKind = Literal["customer", "key"]
+InvalidationHook = Callable[[InvalidationKind, str], Awaitable[None] | None]
+
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Entry(Generic[T]):
+    value: T | None
+    loaded_at: float
+
+
+class GatewayIdentifier:
+    """Implements ``gateway.stages.Identifier``."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        cache_ttl_seconds: float,
+        oidc: OidcVerifier | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        last_used_flush_seconds: float = LAST_USED_FLUSH_SECONDS,
+    ) -> None:
+        self._sessions = sessions
+        self._ttl = cache_ttl_seconds
+        self._neg_ttl = min(NEGATIVE_TTL_SECONDS, cache_ttl_seconds)
+        self.oidc = oidc
+        self._clock = clock
+        self._now = wall_clock
+        self._keys: dict[str, _Entry[KeyRecord]] = {}
+        self._customers: dict[str, _Entry[Principal]] = {}
+        self._inflight: dict[str, asyncio.Future[KeyRecord | None]] = {}
+        self._hooks: list[InvalidationHook] = []
+        self.last_used = LastUsedTracker(sessions, last_used_flush_seconds)
+        self.db_reads = 0
+        """Count of store reads (a test asserts the hot path makes none)."""
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        self.last_used.start()
+
+    async def stop(self) -> None:
+        await self.last_used.stop()
+        if self.oidc is not None:
+            await self.oidc.close()
+
+    # --- invalidation ------------------------------------------------------
+
+    def on_invalidate(self, hook: InvalidationHook) -> None:
+        self._hooks.append(hook)
+
+    async def _notify(self, kind: InvalidationKind, ident: str) -> None:
+        for hook in self._hooks:
+            result = hook(kind, ident)
+            if result is not None:
+                await result
+
+    async def invalidate_key(self, key_id: str, propagate: bool = True) -> None:
+        self._keys.pop(key_id, None)
+        if propagate:
+            await self._notify("key", key_id)
+
+    async def invalidate_customer(self, customer_id: str, propagate: bool = True) -> None:
+        self._customers.pop(customer_id, None)
+        for key_id in [k for k, e in self._keys.items() if _customer_of(e) == customer_id]:
+            del self._keys[key_id]
+        if propagate:
+            await self._notify("customer", customer_id)
+
+    def clear(self) -> None:
+        self._keys.clear()
+        self._customers.clear()
+
+    # --- identify ----------------------------------------------------------
+
+    async def identify(self, bearer: str | None, api_key: str | None) -> Principal:
+        credential = (api_key or "").strip() or (bearer or "").strip()
+        if not credential:
+            raise AuthenticationFailed("missing credential")
+        if credential.startswith(f"{KEY_KIND}_"):
+            return await self._by_key(credential)
+        if self.oidc is not None and looks_like_jwt(credential):
+            return await self._by_token(credential)
+        raise AuthenticationFailed("unrecognised credential")
+
+    async def _by_key(self, credential: str) -> Principal:
+        parsed = creds.parse(KEY_KIND, credential)
+        if parsed is None:
+            raise AuthenticationFailed("malformed gateway key")
+        record = await self._key_record(parsed.id)
+        if record is None:
+            raise AuthenticationFailed("unknown gateway key", parsed.id)
+        if not creds.verify_secret(record.salt, record.hash, parsed.secret):
+            raise AuthenticationFailed("invalid gateway key", parsed.id)
+        if record.revoked:
+            raise AuthenticationFailed("gateway key revoked", parsed.id)
+        now = self._now()
+        if record.expires_at is not None and now >= record.expires_at:
+            raise AuthenticationFailed("gateway key expired", parsed.id)
+        self.last_used.mark(parsed.id, now)
+        return record.principal
+
+    async def _key_record(self, key_id: str) -> KeyRecord | None:
+        entry = self._keys.get(key_id)
+        now = self._clock()
+        if entry is not None:
+            ttl = self._ttl if entry.value is not None else self._neg_ttl
+            if now - entry.loaded_at < ttl:
+                return entry.value
+        pending = self._inflight.get(key_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[KeyRecord | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key_id] = future
+        try:
+            record = await self._read(key_id)
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, no "never retrieved" warning
+            raise
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            self._inflight.pop(key_id, None)
+        self._keys[key_id] = _Entry(record, now)
+        future.set_result(record)
+        return record
+
+    async def _read(self, key_id: str) -> KeyRecord | None:
+        self.db_reads += 1
+        try:
+            async with self._sessions() as session:
+                return await load_key(session, key_id)
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("identity store unavailable reading key %s: %s", key_id, exc)
+            raise IdentityStoreUnavailable(str(exc)) from exc
+
+    async def _by_token(self, token: str) -> Principal:
+        assert self.oidc is not None
+        customer_id = await self.oidc.verify(token)
+        entry = self._customers.get(customer_id)
+        now = self._clock()
+        if entry is not None:
+            ttl = self._ttl if entry.value is not None else self._neg_ttl
+            if now - entry.loaded_at < ttl:
+                return _require(entry.value, customer_id)
+        self.db_reads += 1
+        try:
+            async with self._sessions() as session:
+                principal = await load_customer(session, customer_id)
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("identity store unavailable reading customer %s: %s", customer_id, exc)
+            raise IdentityStoreUnavailable(str(exc)) from exc
+        self._customers[customer_id] = _Entry(principal, now)
+        return _require(principal, customer_id)
+
+
+def _customer_of(entry: _Entry[KeyRecord]) -> str | None:
+    return None if entry.value is None else entry.value.customer_id
+
+
+def _require(principal: Principal | None, customer_id: str) -> Principal:
+    if principal is None:
+        raise AuthenticationFailed(f"token names unknown customer {customer_id!r}")
+    return principal
+
+
+def build_identifier(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> GatewayIdentifier:
+    """The identify stage for these settings; call ``start()``/``stop()`` in the lifespan."""
+    oidc = None
+    if settings.oidc_issuer:
+        if not settings.oidc_audience:
+            raise ValueError("GATEWAY_OIDC_AUDIENCE must be set when GATEWAY_OIDC_ISSUER is")
+        oidc = OidcVerifier(
+            settings.oidc_issuer, settings.oidc_audience, settings.oidc_customer_claim
+        )
+    return GatewayIdentifier(sessions, settings.cache_ttl_seconds, oidc)
+
+
+@runtime_checkable
+class Invalidating(Protocol):
+    async def invalidate_key(self, key_id: str, propagate: bool = True) -> None: ...
+    async def invalidate_customer(self, customer_id: str, propagate: bool = True) -> None: ...
+
+
+async def invalidate_customer(identifier: object, customer_id: str) -> None:
+    """Drop a customer from ``identifier``'s cache when it supports invalidation."""
+    if isinstance(identifier, Invalidating):
+        await identifier.invalidate_customer(customer_id)
+
+
+async def invalidate_key(identifier: object, key_id: str) -> None:
+    if isinstance(identifier, Invalidating):
+        await identifier.invalidate_key(key_id)

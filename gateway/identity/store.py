@@ -1,0 +1,83 @@
+"""Reads of the customer store for the identify stage (cache misses only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.identity.principal import Ownership, Principal, SanctionsStatus
+from gateway.identity.tables import ApiKey
+from gateway.kyc.schemas import as_utc
+from gateway.kyc.tables import Customer
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """What the cache keeps per key: the hash to verify and the principal to return."""
+
+    key_id: str
+    customer_id: str
+    salt: str
+    hash: str
+    expires_at: datetime | None
+    revoked: bool
+    principal: Principal
+
+
+def principal_from(customer: Customer, key_id: str | None, method: str) -> Principal:
+    return Principal(
+        customer_id=customer.id,
+        name=customer.name,
+        kind="organization" if customer.kind == "organization" else "individual",
+        citizenships=frozenset(customer.citizenships or ()),
+        residence=customer.residence,
+        incorporated_in=customer.incorporated_in,
+        ownership=tuple(Ownership(o.country, o.percent) for o in customer.ownership),
+        kyc_level=customer.kyc_level,
+        kyc_expires_at=None if customer.kyc_expires_at is None else as_utc(customer.kyc_expires_at),
+        tier=customer.tier,
+        attributes=frozenset(customer.attributes or ()),
+        sanctions_status=_sanctions(customer.sanctions_status),
+        status="suspended" if customer.status != "active" else "active",
+        key_id=key_id,
+        auth_method="oidc" if method == "oidc" else "api_key",
+    )
+
+
+def _sanctions(value: str) -> SanctionsStatus:
+    # Unknown values fail closed to the strictest state.
+    if value == "clear":
+        return "clear"
+    if value == "potential_match":
+        return "potential_match"
+    return "confirmed_match"
+
+
+async def load_key(session: AsyncSession, key_id: str) -> KeyRecord | None:
+    row = (
+        await session.execute(
+            select(ApiKey, Customer)
+            .join(Customer, Customer.id == ApiKey.customer_id)
+            .where(ApiKey.id == key_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    key, customer = row.tuple()
+    return KeyRecord(
+        key_id=key.id,
+        customer_id=customer.id,
+        salt=key.secret_salt,
+        hash=key.secret_hash,
+        expires_at=None if key.expires_at is None else as_utc(key.expires_at),
+        revoked=key.revoked_at is not None,
+        principal=principal_from(customer, key.id, "api_key"),
+    )
+
+
+async def load_customer(session: AsyncSession, customer_id: str) -> Principal | None:
+    customer = await session.get(Customer, customer_id)
+    return None if customer is None else principal_from(customer, None, "oidc")

@@ -1,0 +1,244 @@
+"""Sanctions / denied-party screening of customer names.
+
+Loads a list once (US Consolidated Screening List CSV export, or OpenSanctions
+FollowTheMoney JSON lines) and screens names with rapidfuzz. Both sides are
+normalised the same way: transliterate Cyrillic/Greek and fold accents to
+ASCII (NFKD), lower-case, punctuation to spaces, legal-form suffixes removed
+(LLC, Ltd, GmbH...), tokens sorted so that word order does not matter. The
+score is the max of ``fuzz.token_sort_ratio / 100`` and Jaro-Winkler on the
+sorted tokens; at or above the threshold (``settings.sanctions_threshold``)
+the name is a *potential* match held for human review: a match is a lead, and
+"no match" is not a safe harbour.
+
+The list version recorded with each result is ``<sha256 prefix>-<YYYYMMDD>``
+of the file, so a reviewer can tell which list a result came from.
+"""
+
+# ruff: noqa: RUF001  (the transliteration table is non-ASCII on purpose)
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from rapidfuzz import fuzz, process
+from rapidfuzz.distance import JaroWinkler
+
+# Letters NFKD does not decompose, and Cyrillic/Greek, which it would drop.
+_TRANSLIT = {
+    "ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th",
+    "ı": "i", "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e",
+    "ж": "zh", "з": "z", "и": "i", "й": "y", "к": "k", "л": "l", "м": "m", "н": "n",
+    "о": "o", "п": "p", "р": "r", "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh",
+    "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e",
+    "ю": "yu", "я": "ya", "і": "i", "ї": "yi", "є": "ye", "ґ": "g",
+    "α": "a", "β": "v", "γ": "g", "δ": "d", "ε": "e", "ζ": "z", "η": "i", "θ": "th",
+    "ι": "i", "κ": "k", "λ": "l", "μ": "m", "ν": "n", "ξ": "x", "ο": "o", "π": "p",
+    "ρ": "r", "σ": "s", "ς": "s", "τ": "t", "υ": "y", "φ": "f", "χ": "ch", "ψ": "ps",
+    "ω": "o",
+}  # fmt: skip
+_TRANSLIT_TABLE = str.maketrans(_TRANSLIT)
+
+LEGAL_SUFFIXES = frozenset(
+    {
+        "llc",
+        "ltd",
+        "limited",
+        "inc",
+        "incorporated",
+        "corp",
+        "corporation",
+        "co",
+        "company",
+        "gmbh",
+        "ag",
+        "kg",
+        "sa",
+        "sas",
+        "sarl",
+        "srl",
+        "spa",
+        "plc",
+        "lp",
+        "llp",
+        "bv",
+        "nv",
+        "oy",
+        "ab",
+        "as",
+        "asa",
+        "pte",
+        "pty",
+        "jsc",
+        "ojsc",
+        "pjsc",
+        "ooo",
+        "oao",
+        "zao",
+        "tov",
+        "sro",
+        "kft",
+        "zrt",
+        "sp",
+        "zoo",
+        "fze",
+        "fzco",
+        "fzc",
+    }
+)
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+Status = Literal["clear", "potential_match"]
+
+
+def normalize(name: str) -> str:
+    """The comparison form of a name: ASCII, lower case, no legal suffix, sorted tokens."""
+    text = name.lower().translate(_TRANSLIT_TABLE)
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    # Joined abbreviations ("L.L.C.", "S.A.") become one token before suffix removal.
+    text = re.sub(r"\b([a-z])\.(?=[a-z]\.)", r"\1", text).replace(".", "")
+    tokens = [t for t in _NON_ALNUM.split(text) if t]
+    kept = [t for t in tokens if t not in LEGAL_SUFFIXES] or tokens
+    return " ".join(sorted(kept))
+
+
+def similarity(a: str, b: str) -> float:
+    """Score two names in [0, 1] (both normalised here)."""
+    return _score(normalize(a), normalize(b))
+
+
+def _score(na: str, nb: str) -> float:
+    if not na or not nb:
+        return 0.0
+    return max(fuzz.ratio(na, nb) / 100.0, JaroWinkler.normalized_similarity(na, nb))
+
+
+@dataclass(frozen=True, slots=True)
+class ListedParty:
+    name: str
+    """The listed name (primary or alias) this entry matches on."""
+    primary_name: str
+    source: str
+    entity_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScreeningResult:
+    status: Status
+    list_version: str
+    best_match: str | None
+    score: float
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SanctionsList:
+    entries: tuple[ListedParty, ...]
+    version: str
+
+
+def list_version(path: Path, when: datetime | None = None) -> str:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    day = (when or datetime.fromtimestamp(path.stat().st_mtime, UTC)).strftime("%Y%m%d")
+    return f"{digest}-{day}"
+
+
+def load_csl_csv(path: Path) -> SanctionsList:
+    """US Consolidated Screening List CSV: ``name``, ``alt_names`` (``;``), ``type``, ``source``."""
+    entries: list[ListedParty] = []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or "name" not in reader.fieldnames:
+            raise ValueError(f"{path}: not a screening-list CSV (no 'name' column)")
+        for row in reader:
+            primary = (row.get("name") or "").strip()
+            if not primary:
+                continue
+            aliases = [a.strip() for a in (row.get("alt_names") or "").split(";")]
+            source = (row.get("source") or "").strip()
+            kind = (row.get("type") or "").strip()
+            for name in [primary, *filter(None, aliases)]:
+                entries.append(ListedParty(name, primary, source, kind))
+    return SanctionsList(tuple(entries), list_version(path))
+
+
+def load_ftm_jsonl(path: Path) -> SanctionsList:
+    """OpenSanctions FollowTheMoney entities, one JSON object per line."""
+    entries: list[ListedParty] = []
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                entity = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from exc
+            props = entity.get("properties") or {}
+            names = [n for n in props.get("name", []) if isinstance(n, str) and n.strip()]
+            if not names:
+                continue
+            aliases = [a for a in props.get("alias", []) if isinstance(a, str) and a.strip()]
+            source = ",".join(entity.get("datasets") or []) or "opensanctions"
+            for name in [*names, *aliases]:
+                entries.append(ListedParty(name, names[0], source, str(entity.get("schema", ""))))
+    return SanctionsList(tuple(entries), list_version(path))
+
+
+def load_list(path: Path) -> SanctionsList:
+    """Pick the loader by extension: ``.csv``, else FollowTheMoney JSON lines."""
+    if path.suffix.lower() == ".csv":
+        return load_csl_csv(path)
+    return load_ftm_jsonl(path)
+
+
+class Screener:
+    """Screens names against one loaded list. Cheap to call: both rapidfuzz
+    passes run in C over pre-normalised choices."""
+
+    def __init__(self, sanctions: SanctionsList, threshold: float = 0.9) -> None:
+        self.sanctions = sanctions
+        self.threshold = threshold
+        self._normalized = [normalize(e.name) for e in sanctions.entries]
+
+    @property
+    def version(self) -> str:
+        return self.sanctions.version
+
+    def screen(self, name: str) -> ScreeningResult:
+        query = normalize(name)
+        best_index: int | None = None
+        best = 0.0
+        if query and self._normalized:
+            for scorer, scale in ((fuzz.ratio, 100.0), (JaroWinkler.normalized_similarity, 1.0)):
+                found = process.extractOne(query, self._normalized, scorer=scorer, processor=None)
+                if found is not None and found[1] / scale > best:
+                    best, best_index = found[1] / scale, found[2]
+        if best_index is None:
+            return ScreeningResult("clear", self.version, None, 0.0)
+        entry = self.sanctions.entries[best_index]
+        status: Status = "potential_match" if best >= self.threshold else "clear"
+        return ScreeningResult(status, self.version, entry.name, round(best, 4), entry.source)
+
+
+def screener_from_path(path: Path, threshold: float) -> Screener:
+    return Screener(load_list(path), threshold)
+
+
+def screen_many(screener: Screener, names: Iterable[str]) -> list[ScreeningResult]:
+    return [screener.screen(n) for n in names]
+
+
+def load_screener(path: Path | None, threshold: float) -> Screener | None:
+    """The screener for ``settings.sanctions_list`` (None when no list is configured).
+
+    The app puts it at ``services.extras["screener"]``; a list that fails to load
+    is a start-up error, never a silent "clear".
+    """
+    return None if path is None else screener_from_path(path, threshold)

@@ -1,0 +1,276 @@
+"""Customer record operations shared by the admin API, the CLI, the KYC webhook
+and the demo seed. Each function works inside the caller's session and leaves
+the commit to it, so a change, its history row and its admin-action row are
+one transaction: all or nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.admin.auth import AdminActor
+from gateway.identity.admin_log import record_admin_action
+from gateway.identity.secrets import new_id
+from gateway.kyc.schemas import (
+    CustomerCreate,
+    CustomerOut,
+    CustomerPatch,
+    HistoryOut,
+    KycEvent,
+    OwnershipShare,
+    Screening,
+    as_utc,
+)
+from gateway.kyc.screening import Screener
+from gateway.kyc.tables import Customer, CustomerHistory, CustomerOwnership
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 500
+
+
+class CustomerNotFound(LookupError):
+    pass
+
+
+class CustomerExists(ValueError):
+    pass
+
+
+def _opt_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)
+
+
+def to_out(c: Customer) -> CustomerOut:
+    return CustomerOut(
+        id=c.id,
+        name=c.name,
+        kind=c.kind,
+        citizenships=list(c.citizenships),
+        residence=c.residence,
+        incorporated_in=c.incorporated_in,
+        ownership=[OwnershipShare(country=o.country, percent=o.percent) for o in c.ownership],
+        kyc_level=c.kyc_level,
+        kyc_verified_at=_opt_utc(c.kyc_verified_at),
+        kyc_expires_at=_opt_utc(c.kyc_expires_at),
+        tier=c.tier,
+        attributes=list(c.attributes),
+        sanctions_status=c.sanctions_status,
+        screening=Screening(
+            list_version=c.screening_list_version,
+            best_match=c.screening_best_match,
+            score=c.screening_score,
+            screened_at=_opt_utc(c.screened_at),
+        ),
+        status=c.status,
+        created_at=as_utc(c.created_at),
+        updated_at=as_utc(c.updated_at),
+    )
+
+
+def snapshot(c: Customer) -> dict[str, Any]:
+    """JSON-able record, as stored in history and admin_actions."""
+    return to_out(c).model_dump(mode="json")
+
+
+def _diff(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+    skip = {"updated_at", "created_at"}
+    old = before or {}
+    return {
+        k: {"before": old.get(k), "after": v}
+        for k, v in after.items()
+        if k not in skip and old.get(k) != v
+    }
+
+
+def _screen(c: Customer, screener: Screener | None, now: datetime) -> None:
+    """Screen the current name. A hit escalates to potential_match; a miss never
+    de-escalates: only a compliance user clears a match (renaming does not)."""
+    if screener is None:
+        log.warning("no sanctions list loaded: customer %s not screened", c.id)
+        return
+    result = screener.screen(c.name)
+    c.screening_list_version = result.list_version
+    c.screening_best_match = result.best_match
+    c.screening_score = result.score
+    c.screened_at = now
+    if result.status == "potential_match" and c.sanctions_status == "clear":
+        c.sanctions_status = "potential_match"
+
+
+def _record(
+    session: AsyncSession,
+    actor: AdminActor,
+    action: str,
+    c: Customer,
+    before: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    after = snapshot(c)
+    session.add(
+        CustomerHistory(
+            customer_id=c.id,
+            at=now,
+            actor=actor.name,
+            action=action,
+            changes=_diff(before, after),
+        )
+    )
+    record_admin_action(session, actor, action, "customer", c.id, before, after, now)
+
+
+async def get_customer(session: AsyncSession, customer_id: str) -> Customer:
+    found = await session.get(Customer, customer_id)
+    if found is None:
+        raise CustomerNotFound(customer_id)
+    return found
+
+
+async def create_customer(
+    session: AsyncSession,
+    data: CustomerCreate,
+    actor: AdminActor,
+    screener: Screener | None,
+    now: datetime,
+) -> Customer:
+    cid = data.id or f"cus_{new_id()}"
+    if await session.get(Customer, cid) is not None:
+        raise CustomerExists(cid)
+    c = Customer(
+        id=cid,
+        name=data.name,
+        kind=data.kind,
+        citizenships=list(data.citizenships),
+        residence=data.residence,
+        incorporated_in=data.incorporated_in,
+        kyc_level=data.kyc_level,
+        kyc_verified_at=data.kyc_verified_at,
+        kyc_expires_at=data.kyc_expires_at,
+        tier=data.tier,
+        attributes=list(data.attributes),
+        sanctions_status="clear",
+        status=data.status,
+        created_at=now,
+        updated_at=now,
+        ownership=[CustomerOwnership(country=o.country, percent=o.percent) for o in data.ownership],
+    )
+    _screen(c, screener, now)
+    session.add(c)
+    await session.flush()
+    _record(session, actor, "customer.create", c, None, now)
+    return c
+
+
+async def update_customer(
+    session: AsyncSession,
+    customer_id: str,
+    patch: CustomerPatch,
+    actor: AdminActor,
+    screener: Screener | None,
+    now: datetime,
+    action: str = "customer.update",
+) -> Customer:
+    c = await get_customer(session, customer_id)
+    before = snapshot(c)
+    changes = patch.changes()
+    renamed = "name" in changes and changes["name"] != c.name
+    for field, value in changes.items():
+        if field == "ownership":
+            c.ownership = [CustomerOwnership(country=o.country, percent=o.percent) for o in value]
+        elif field != "sanctions_status":
+            setattr(c, field, value)
+    if renamed:
+        _screen(c, screener, now)
+    # An explicit sanctions decision (compliance review) comes last and wins.
+    if "sanctions_status" in changes:
+        c.sanctions_status = changes["sanctions_status"]
+    c.updated_at = now
+    await session.flush()
+    _record(session, actor, action, c, before, now)
+    return c
+
+
+async def apply_kyc_event(
+    session: AsyncSession, event: KycEvent, actor: AdminActor, now: datetime
+) -> Customer:
+    patch = CustomerPatch.model_validate(
+        {
+            "kyc_level": event.kyc_level,
+            "kyc_verified_at": event.kyc_verified_at,
+            "kyc_expires_at": event.kyc_expires_at,
+        }
+    )
+    return await update_customer(
+        session, event.customer_id, patch, actor, None, now, action="customer.kyc_webhook"
+    )
+
+
+def encode_cursor(value: str | int) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.urlsafe_b64decode(padded.encode()).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("invalid cursor") from exc
+
+
+async def list_customers(
+    session: AsyncSession,
+    cursor: str | None,
+    limit: int,
+    status: str | None = None,
+    sanctions_status: str | None = None,
+) -> tuple[list[Customer], str | None]:
+    """Keyset page ordered by id: stable under concurrent inserts, no OFFSET scans."""
+    query = select(Customer).order_by(Customer.id).limit(limit + 1)
+    if cursor:
+        query = query.where(Customer.id > decode_cursor(cursor))
+    if status:
+        query = query.where(Customer.status == status)
+    if sanctions_status:
+        query = query.where(Customer.sanctions_status == sanctions_status)
+    rows = list((await session.execute(query)).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more and rows else None
+
+
+async def list_history(
+    session: AsyncSession, customer_id: str, cursor: str | None, limit: int
+) -> tuple[list[HistoryOut], str | None]:
+    query = (
+        select(CustomerHistory)
+        .where(CustomerHistory.customer_id == customer_id)
+        .order_by(CustomerHistory.id)
+        .limit(limit + 1)
+    )
+    if cursor:
+        try:
+            after = int(decode_cursor(cursor))
+        except ValueError as exc:
+            raise ValueError("invalid cursor") from exc
+        query = query.where(CustomerHistory.id > after)
+    rows = list((await session.execute(query)).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        HistoryOut(
+            id=r.id,
+            customer_id=r.customer_id,
+            at=as_utc(r.at),
+            actor=r.actor,
+            action=r.action,
+            changes=r.changes,
+        )
+        for r in rows
+    ]
+    return items, encode_cursor(rows[-1].id) if more and rows else None
