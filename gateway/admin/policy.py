@@ -1,0 +1,70 @@
+"""``/admin/v1/policy``: what is in force, reload it, validate a candidate.
+
+Compliance officers see the running version, when it was loaded, and the
+errors of the last refused reload; a candidate bundle can be validated over
+HTTP (files posted as text) without touching the running one.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, Field
+
+from gateway.admin.auth import AdminActor, require_roles
+from gateway.deps import ServicesDep
+from gateway.policy.loader import load_dir
+
+router = APIRouter(prefix="/admin/v1", tags=["policy"])
+Compliance = Depends(require_roles("compliance"))
+
+
+class CandidateBundle(BaseModel):
+    files: dict[str, str] = Field(description="file name -> YAML text, e.g. {'rules.yaml': '...'}")
+
+
+@router.get("/policy")
+async def get_policy(services: ServicesDep, actor: AdminActor = Compliance) -> dict[str, Any]:
+    holder = services.policy
+    bundle = holder.current
+    return {
+        "version": bundle.version,
+        "directory": str(services.settings.policy_dir),
+        "loaded_at": holder.loaded_at.isoformat() if holder.loaded_at else None,
+        "models": sorted(bundle.model_names()),
+        "last_refused": holder.last_refused_summary(),
+    }
+
+
+@router.post("/policy/reload")
+async def reload_policy(services: ServicesDep, actor: AdminActor = Compliance) -> dict[str, Any]:
+    result = await services.policy.reload()
+    body = {
+        "ok": result.ok,
+        "version": services.policy.current.version,
+        "errors": [str(e) for e in result.errors],
+        "warnings": [str(w) for w in result.warnings],
+    }
+    if not result.ok:
+        raise HTTPException(status_code=422, detail=body)
+    return body
+
+
+@router.post("/policy/validate")
+async def validate_policy(candidate: CandidateBundle, actor: AdminActor = Compliance) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="gateway-policy-") as tmp:
+        for name, text in candidate.files.items():
+            target = Path(tmp) / Path(name).name
+            if target.suffix not in (".yaml", ".yml"):
+                raise HTTPException(status_code=422, detail=f"{name}: only .yaml/.yml files")
+            target.write_text(text)
+        result = load_dir(Path(tmp))
+    return {
+        "ok": result.ok,
+        "version": result.version,
+        "errors": [str(e) for e in result.errors],
+        "warnings": [str(w) for w in result.warnings],
+    }

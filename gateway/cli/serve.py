@@ -1,0 +1,104 @@
+"""``gateway serve``: run the gateway on uvicorn (uvloop, httptools)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from gateway.settings import Settings, SettingsError, load_settings
+
+console = Console(stderr=True)
+BUNDLED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
+def _demo_environment() -> None:
+    """Embedded defaults for ``--demo``; anything the operator set explicitly wins."""
+    os.environ["GATEWAY_DEMO"] = "true"
+    if "GATEWAY_POLICY_DIR" not in os.environ and not Path("policies").is_dir():
+        os.environ["GATEWAY_POLICY_DIR"] = str(BUNDLED_POLICIES)
+    os.environ.setdefault("GATEWAY_DATABASE_URL", "sqlite+aiosqlite:///./gateway.db")
+
+
+async def _seed_demo(settings: Settings) -> list[tuple[str, str, str]]:
+    from gateway.db.schema import prepare_database
+    from gateway.db.session import create_engine, session_factory
+    from gateway.demo.seed import seed_demo
+
+    engine = create_engine(settings)
+    try:
+        await prepare_database(engine, settings)
+        customers = await seed_demo(session_factory(engine))
+    finally:
+        await engine.dispose()
+    return [(c.name, c.description, c.key) for c in customers]
+
+
+def _print_demo(host: str, port: int, keys: list[tuple[str, str, str]]) -> None:
+    from rich.table import Table
+
+    table = Table(title="Demo customers")
+    table.add_column("customer")
+    table.add_column("what it shows")
+    for name, description, _ in keys:
+        table.add_row(name, description)
+    out = Console()
+    out.print(table)
+    # Keys on plain lines, never wrapped or cut by the table, so they copy cleanly.
+    out.print("API keys (only a hash is stored; new keys are issued at each --demo start):")
+    for name, _, key in keys:
+        out.print(f"  {name}: {key}", soft_wrap=True, highlight=False)
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    key = keys[0][2] if keys else "gk_..."
+    out.print(
+        "\nTry it:\n"
+        f"  curl -s {base}/v1/chat/completions -H 'Authorization: Bearer {key}' \\\n"
+        "    -H 'content-type: application/json' \\\n"
+        """    -d '{"model": "haiku-lite", "messages": [{"role": "user", "content": "Hello"}]}'\n\n"""
+        "  python -c \"from openai import OpenAI; "
+        f"c = OpenAI(base_url='{base}/v1', api_key='{key}'); "
+        "print(c.chat.completions.create(model='haiku-lite', "
+        "messages=[{'role': 'user', 'content': 'Hello'}]).choices[0].message.content)\"\n",
+        soft_wrap=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+        port: int = typer.Option(8080, help="Port to bind."),
+        workers: int = typer.Option(1, min=1, help="Worker processes."),
+        demo: bool = typer.Option(False, "--demo", help="SQLite, bundled policies, stand-in model, demo keys."),
+        graceful_timeout: int = typer.Option(30, help="Seconds to finish in-flight streams on SIGTERM."),
+    ) -> None:
+        """Run the gateway."""
+        if demo:
+            _demo_environment()
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        if not settings.policy_dir.is_dir():
+            console.print(f"[red]GATEWAY_POLICY_DIR: {settings.policy_dir} is not a directory[/red]")
+            raise typer.Exit(2)
+        if demo:
+            _print_demo(host, port, asyncio.run(_seed_demo(settings)))
+        uvicorn.run(
+            "gateway.asgi:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=graceful_timeout,
+            proxy_headers=False,
+        )

@@ -1,0 +1,244 @@
+"""A stand-in model API: OpenAI and Anthropic shapes, streaming, usage blocks.
+
+Used by ``gateway serve --demo`` (in-process, on a free loopback port), by
+the end-to-end tests (as its own process: ``python -m gateway.demo.standin``)
+and by the benchmarks. Answers are small, fixed and deterministic.
+
+Test controls, as request headers the gateway forwards untouched:
+``x-standin-delay-ms`` (wait before answering), ``x-standin-chunks`` and
+``x-standin-interval-ms`` (stream length and pacing), ``x-standin-status``
+(answer with this status). ``GET /_standin/requests`` lists what arrived
+(headers and body hash, never bodies), ``GET /_standin/streams`` counts
+streams started, finished and cut off by the peer; ``DELETE`` clears both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+REPLY = "Hello from the stand-in model."
+
+
+class StandIn:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.streams = {"started": 0, "finished": 0, "cancelled": 0}
+        self.record = True
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/responses", self.responses)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/_standin/requests", self.list_requests)
+        app.router.add_delete("/_standin/requests", self.clear)
+        app.router.add_get("/_standin/streams", self.list_streams)
+        app.router.add_route("HEAD", "/", self.head)
+        return app
+
+    # --- plumbing -----------------------------------------------------------
+
+    async def _read(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        if self.record:
+            self.requests.append(
+                {
+                    "path": request.path,
+                    "headers": {k.lower(): v for k, v in request.headers.items()},
+                    "body_sha256": hashlib.sha256(raw).hexdigest(),
+                    "body_len": len(raw),
+                    "ts": time.time(),
+                }
+            )
+        delay = int(request.headers.get("x-standin-delay-ms", "0"))
+        if delay:
+            await asyncio.sleep(delay / 1000)
+        body: dict[str, Any] = orjson.loads(raw) if raw else {}
+        return body
+
+    @staticmethod
+    def _forced_status(request: web.Request) -> web.Response | None:
+        status = request.headers.get("x-standin-status")
+        if status is None:
+            return None
+        return web.Response(
+            status=int(status),
+            body=orjson.dumps({"error": {"message": "forced by test", "type": "api_error"}}),
+            content_type="application/json",
+        )
+
+    async def _stream(self, request: web.Request, events: list[bytes]) -> web.StreamResponse:
+        interval = int(request.headers.get("x-standin-interval-ms", "0")) / 1000
+        response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+        await response.prepare(request)
+        self.streams["started"] += 1
+        try:
+            for i, event in enumerate(events):
+                if interval and i:
+                    await asyncio.sleep(interval)
+                await response.write(event)
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.streams["cancelled"] += 1
+            raise
+        self.streams["finished"] += 1
+        return response
+
+    @staticmethod
+    def _chunks(request: web.Request) -> int:
+        return max(1, int(request.headers.get("x-standin-chunks", "5")))
+
+    # --- OpenAI -------------------------------------------------------------
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._read(request)
+        if (forced := self._forced_status(request)) is not None:
+            return forced
+        model = body.get("model", "unknown")
+        usage = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+        if body.get("stream"):
+            n = self._chunks(request)
+            events = []
+            for i in range(n):
+                chunk = {
+                    "id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 0, "model": model,
+                    "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}],
+                }
+                events.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            done = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 0, "model": model,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            events.append(b"data: " + orjson.dumps(done) + b"\n\n")
+            if (body.get("stream_options") or {}).get("include_usage"):
+                final = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 0,
+                         "model": model, "choices": [], "usage": {**usage, "completion_tokens": n}}
+                events.append(b"data: " + orjson.dumps(final) + b"\n\n")
+            events.append(b"data: [DONE]\n\n")
+            return await self._stream(request, events)
+        return web.json_response({
+            "id": "chatcmpl-standin", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY}, "finish_reason": "stop"}],
+            "usage": usage,
+        }, dumps=lambda d: orjson.dumps(d).decode())
+
+    async def completions(self, request: web.Request) -> web.Response:
+        body = await self._read(request)
+        return web.json_response({
+            "id": "cmpl-standin", "object": "text_completion", "created": 0, "model": body.get("model"),
+            "choices": [{"index": 0, "text": REPLY, "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+        })
+
+    async def responses(self, request: web.Request) -> web.Response:
+        body = await self._read(request)
+        return web.json_response({
+            "id": "resp_standin", "object": "response", "created_at": 0, "model": body.get("model"),
+            "status": "completed",
+            "output": [{"type": "message", "id": "msg_standin", "role": "assistant", "status": "completed",
+                        "content": [{"type": "output_text", "text": REPLY, "annotations": []}]}],
+            "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12},
+        })
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await self._read(request)
+        return web.json_response({
+            "object": "list", "model": body.get("model"),
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.1, 0.2]}],
+            "usage": {"prompt_tokens": 3, "total_tokens": 3},
+        })
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": []})
+
+    # --- Anthropic ----------------------------------------------------------
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        body = await self._read(request)
+        if (forced := self._forced_status(request)) is not None:
+            return forced
+        model = body.get("model", "unknown")
+        if body.get("stream"):
+            n = self._chunks(request)
+
+            def ev(name: str, data: dict[str, Any]) -> bytes:
+                return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+            events = [ev("message_start", {"type": "message_start", "message": {
+                "id": "msg_standin", "type": "message", "role": "assistant", "model": model, "content": [],
+                "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+                ev("content_block_start", {"type": "content_block_start", "index": 0,
+                                           "content_block": {"type": "text", "text": ""}})]
+            for i in range(n):
+                events.append(ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                         "delta": {"type": "text_delta", "text": f"tok{i} "}}))
+            events += [ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                       ev("message_delta", {"type": "message_delta",
+                                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                            "usage": {"output_tokens": n}}),
+                       ev("message_stop", {"type": "message_stop"})]
+            return await self._stream(request, events)
+        return web.json_response({
+            "id": "msg_standin", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": REPLY}], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": 12, "output_tokens": 7},
+        })
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        await self._read(request)
+        return web.json_response({"input_tokens": 12})
+
+    # --- test inspection ----------------------------------------------------
+
+    async def list_requests(self, request: web.Request) -> web.Response:
+        return web.json_response(self.requests)
+
+    async def clear(self, request: web.Request) -> web.Response:
+        self.requests.clear()
+        self.streams.update(started=0, finished=0, cancelled=0)
+        return web.json_response({"ok": True})
+
+    async def list_streams(self, request: web.Request) -> web.Response:
+        return web.json_response(self.streams)
+
+    async def head(self, request: web.Request) -> web.Response:
+        return web.Response()
+
+
+async def start_standin(host: str = "127.0.0.1", port: int = 0, record: bool = True) -> tuple[web.AppRunner, int]:
+    """Start the stand-in on this event loop; returns the runner and the bound port."""
+    standin = StandIn()
+    standin.record = record
+    runner = web.AppRunner(standin.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server
+    assert server is not None
+    sockets = getattr(server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, int(bound)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Stand-in model API (OpenAI and Anthropic shapes)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--no-record", action="store_true", help="do not keep a log of requests")
+    args = parser.parse_args()
+    standin = StandIn()
+    standin.record = not args.no_record
+    web.run_app(standin.app(), host=args.host, port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

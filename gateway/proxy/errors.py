@@ -1,0 +1,89 @@
+"""Every refusal, rendered in the error shape of the API the client speaks.
+
+OpenAI:    {"error": {"message", "type", "param", "code"}}
+Anthropic: {"type": "error", "error": {"type", "message", "code"}}
+
+The status -> type table follows SPEC section 2; Anthropic bodies also carry
+``code`` (the deciding rule id on a 403) as an additive field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import orjson
+
+from gateway.policy.facts import ApiShape
+
+_OPENAI_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_denied",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_exceeded",
+    500: "api_error",
+    502: "api_error",
+    503: "api_error",
+    504: "api_error",
+}
+_ANTHROPIC_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "api_error",
+}
+
+
+@dataclass(slots=True)
+class ProxyError(Exception):
+    """A refusal on the proxied API. Raised by any stage, rendered once."""
+
+    status: int
+    message: str
+    code: str | None = None
+    param: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.message}"
+
+
+def api_for_path(path: str) -> ApiShape:
+    """Anthropic's routes are ``/v1/messages*``; everything else speaks OpenAI."""
+    return "anthropic" if path.startswith("/v1/messages") else "openai"
+
+
+def error_type(api: ApiShape, status: int) -> str:
+    table = _ANTHROPIC_TYPES if api == "anthropic" else _OPENAI_TYPES
+    return table.get(status, "api_error")
+
+
+def render_error(api: ApiShape, error: ProxyError) -> bytes:
+    kind = error_type(api, error.status)
+    if api == "anthropic":
+        body: dict[str, object] = {
+            "type": "error",
+            "error": {"type": kind, "message": error.message},
+        }
+        if error.code is not None:
+            body["error"]["code"] = error.code  # type: ignore[index]
+        return orjson.dumps(body)
+    return orjson.dumps(
+        {
+            "error": {
+                "message": error.message,
+                "type": kind,
+                "param": error.param,
+                "code": error.code,
+            }
+        }
+    )

@@ -1,0 +1,82 @@
+"""One request's state as it walks the corridor, and its decision record.
+
+The pipeline fills an ``Exchange`` stage by stage; whatever stage ends the
+walk (a 401, a 400, a policy deny, a 429, an allow), ``to_record`` turns what
+is known by then into the one decision record the audit log keeps for it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gateway.audit.ids import new_id
+from gateway.audit.record import DecisionRecord
+from gateway.geo.origin import Origin
+from gateway.identity.principal import Principal
+from gateway.policy.decision import Decision
+from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
+from gateway.policy.replay import replay_facts
+from gateway.stages import Admission
+
+
+@dataclass(slots=True)
+class Exchange:
+    api: ApiShape
+    endpoint: str
+    ts: datetime
+    peer_ip: str | None
+    id: str = field(default_factory=new_id)
+    started: float = field(default_factory=time.perf_counter)
+    key_id: str | None = None
+    principal: Principal | None = None
+    body: BodyFacts | None = None
+    origin: Origin | None = None
+    facts: RequestFacts | None = None
+    decision: Decision | None = None
+    admission: Admission | None = None
+    policy_version: str | None = None
+    rule_ids: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def refuse(self, rule_id: str, reason: str) -> None:
+        """A refusal decided outside the policy engine (401, 400, 429, 503)."""
+        self.rule_ids = [rule_id]
+        self.reasons = [reason]
+
+    def to_record(self, status: int) -> DecisionRecord:
+        principal = self.principal
+        decision = self.decision
+        allowed = status < 400
+        rule_ids = list(decision.rule_ids) if decision and not self.rule_ids else self.rule_ids
+        reasons = list(decision.reasons) if decision and not self.reasons else self.reasons
+        origin = self.origin
+        facts: dict[str, Any] = {}
+        if principal is not None and self.facts is not None:
+            facts = replay_facts(principal, self.facts)
+        return DecisionRecord(
+            id=self.id,
+            ts=self.ts,
+            decision="allow" if allowed else "deny",
+            status=status,
+            endpoint=self.endpoint,
+            customer_id=principal.customer_id if principal else None,
+            key_id=principal.key_id if principal else self.key_id,
+            effective_tier=decision.effective_tier if decision else None,
+            kyc_level=principal.kyc_level if principal else None,
+            citizenships=sorted(principal.citizenships) if principal else [],
+            residence=principal.residence if principal else None,
+            origin_country=origin.country if origin else None,
+            origin_region=origin.region if origin else None,
+            client_ip=origin.client_ip if origin else self.peer_ip,
+            model=self.body.model if self.body else None,
+            capabilities=sorted(decision.capabilities) if decision else [],
+            rule_ids=rule_ids,
+            reasons=reasons,
+            policy_version=self.policy_version,
+            quota=self.admission.summary if self.admission else None,
+            prompt_sha256=self.body.prompt_sha256 if self.body else None,
+            facts=facts,
+        )

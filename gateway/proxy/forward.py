@@ -1,0 +1,183 @@
+"""Forward an allowed request upstream, relay the answer, settle, record the outcome.
+
+Streams are relayed chunk by chunk as aiohttp hands them over, never
+buffered. A watcher on the client connection cancels the relay the moment the
+client goes away, which closes the upstream connection too (the upstream sees
+the disconnect), releases the quota lease and records the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import aiohttp
+import orjson
+
+from gateway.audit.ids import new_id
+from gateway.audit.record import OutcomeRecord
+from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, send_response
+from gateway.proxy.errors import ProxyError, render_error
+from gateway.proxy.exchange import Exchange
+from gateway.proxy.headers import client_response_headers, upstream_request_headers
+from gateway.proxy.usage import SseUsageTap, inject_include_usage, usage_from_json, wants_injected_usage
+from gateway.services import Services
+from gateway.stages import StageUnavailable, Usage
+
+log = logging.getLogger("gateway.proxy")
+
+_USAGE_INJECTABLE = frozenset({"/v1/chat/completions", "/v1/completions"})
+_MAX_USAGE_SCAN = 4 * 1024 * 1024
+
+
+class _Outcome:
+    __slots__ = ("bytes_out", "error", "status", "usage")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.usage: Usage | None = None
+        self.bytes_out = 0
+        self.error: str | None = None
+
+
+class Forwarder:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def _gateway_headers(self, ex: Exchange) -> list[tuple[bytes, bytes]]:
+        headers = [
+            (b"x-gateway-decision-id", ex.id.encode()),
+            (b"x-gateway-policy-version", (ex.policy_version or "").encode()),
+        ]
+        if ex.admission is not None:
+            headers.extend((k.encode(), v.encode()) for k, v in ex.admission.headers.items())
+        return headers
+
+    async def forward(
+        self, ex: Exchange, scope: Scope, receive: Receive, send: Send, raw: bytes
+    ) -> None:
+        services = self.services
+        assert ex.principal is not None and ex.body is not None and ex.decision is not None
+        drop_usage_chunk = False
+        if ex.body.stream and ex.api == "openai" and ex.endpoint in _USAGE_INJECTABLE:
+            if wants_injected_usage(orjson.loads(raw)):
+                raw = inject_include_usage(raw)
+                drop_usage_chunk = True
+        identity = {
+            "x-gateway-customer": ex.principal.customer_id,
+            "x-gateway-tier": ex.decision.effective_tier,
+            "x-gateway-decision-id": ex.id,
+        }
+        headers = upstream_request_headers(
+            scope["headers"], ex.api, services.settings.upstream_api_key, identity
+        )
+        path = scope["path"]
+        if scope.get("query_string"):
+            path += "?" + scope["query_string"].decode("latin-1")
+        outcome = _Outcome()
+        task = asyncio.current_task()
+        assert task is not None
+        disconnected = False
+
+        def _on_disconnect(_: asyncio.Future[object]) -> None:
+            nonlocal disconnected
+            disconnected = True
+            task.cancel()
+
+        def _detach() -> None:
+            # Once the last byte is handed to the server, the connection
+            # closing is not a disconnect to act on.
+            watcher.remove_done_callback(_on_disconnect)
+
+        watcher = asyncio.ensure_future(receive())
+        watcher.add_done_callback(_on_disconnect)
+        response: aiohttp.ClientResponse | None = None
+        try:
+            url = services.upstream.url_for(path, services.policy.current.upstream_for(ex.body.model))
+            response = await services.upstream.send(scope["method"], url, headers, raw)
+            outcome.status = response.status
+            out_headers = client_response_headers(response.headers.items())
+            out_headers.extend(self._gateway_headers(ex))
+            content_type = response.headers.get("content-type", "")
+            if content_type.startswith("text/event-stream") or (
+                ex.body.stream and response.status < 300
+            ):
+                await self._relay_stream(response, out_headers, send, _detach, drop_usage_chunk, outcome)
+            else:
+                body = await response.read()
+                outcome.bytes_out = len(body)
+                if response.status < 300 and len(body) <= _MAX_USAGE_SCAN:
+                    outcome.usage = usage_from_json(body)
+                _detach()
+                await send_response(send, response.status, out_headers, body)
+        except ProxyError as err:
+            outcome.error = "upstream_timeout" if err.status == 504 else "upstream_unreachable"
+            outcome.status = err.status
+            _detach()
+            body = render_error(ex.api, err)
+            await send_response(send, err.status, [JSON_CONTENT_TYPE, *self._gateway_headers(ex)], body)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            # The answer had started; the client sees the stream end early.
+            outcome.error = f"upstream_broke:{type(exc).__name__}"
+            log.warning("upstream broke mid-answer for %s: %r", ex.id, exc)
+        except asyncio.CancelledError:
+            if not disconnected:
+                raise
+            task.uncancel()
+            outcome.error = "client_disconnected"
+        finally:
+            _detach()
+            watcher.cancel()
+            if response is not None:
+                response.close()
+            await self._settle(ex, outcome)
+
+    async def _relay_stream(
+        self,
+        response: aiohttp.ClientResponse,
+        headers: list[tuple[bytes, bytes]],
+        send: Send,
+        detach: Callable[[], None],
+        drop_usage_chunk: bool,
+        outcome: _Outcome,
+    ) -> None:
+        tap = SseUsageTap(drop_usage_chunk)
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        async for chunk in response.content.iter_any():
+            data = tap.feed(chunk)
+            if data:
+                outcome.bytes_out += len(data)
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+        rest = tap.flush()
+        outcome.usage = tap.usage if tap.seen else None
+        detach()
+        await send({"type": "http.response.body", "body": rest, "more_body": False})
+
+    async def _settle(self, ex: Exchange, outcome: _Outcome) -> None:
+        services = self.services
+        if ex.admission is not None:
+            usage = outcome.usage
+            if usage is None and outcome.error is None and outcome.status and outcome.status < 300:
+                usage = Usage()  # answered without usage: keep the reservation as charged
+                usage.tokens_out = ex.admission.reserved_tokens
+            elif outcome.status is not None and outcome.status >= 400 and outcome.usage is None:
+                usage = None  # a failed call releases its reservation
+            try:
+                await services.meter.settle(ex.admission, usage)
+            except StageUnavailable as exc:
+                # The reservation and lease expire on their own; say so loudly.
+                log.error("could not settle quota for %s: %s", ex.id, exc)
+        record = OutcomeRecord(
+            id=new_id(),
+            ts=services.clock(),
+            decision_id=ex.id,
+            upstream_status=outcome.status,
+            tokens_in=outcome.usage.tokens_in if outcome.usage else None,
+            tokens_out=outcome.usage.tokens_out if outcome.usage else None,
+            latency_ms=round((time.perf_counter() - ex.started) * 1000, 3),
+            bytes_out=outcome.bytes_out,
+            error=outcome.error,
+        )
+        await services.audit.record_outcome(record)

@@ -1,0 +1,156 @@
+"""The request corridor for the proxied model API.
+
+    identify -> locate -> classify -> decide -> meter -> record -> forward -> settle
+
+Every request that reaches a proxied route leaves exactly one decision record,
+committed before anything goes upstream. Any stage may refuse by raising
+``ProxyError``; the refusal is recorded, then rendered in the client's API
+shape. If the record itself cannot be committed, the client gets 503 and the
+request is not forwarded: the gateway fails closed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.policy.capabilities import classify
+from gateway.policy.engine import decide
+from gateway.policy.facts import ApiShape, RequestFacts
+from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, header, read_body
+from gateway.proxy.asgi_io import send_response as send_raw
+from gateway.proxy.body import parse_body
+from gateway.proxy.errors import ProxyError, render_error
+from gateway.proxy.exchange import Exchange
+from gateway.proxy.forward import Forwarder
+from gateway.quota.describe import describe_refusal
+from gateway.services import Services
+from gateway.stages import AuditUnavailable, AuthenticationFailed, QuotaStoreUnavailable, StageUnavailable
+
+log = logging.getLogger("gateway.proxy")
+
+
+def _bearer(scope: Scope) -> str | None:
+    value = header(scope, b"authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class Pipeline:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.forwarder = Forwarder(services)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, api: ApiShape) -> None:
+        services = self.services
+        ex = Exchange(
+            api=api,
+            endpoint=scope["path"],
+            ts=services.clock(),
+            peer_ip=scope["client"][0] if scope.get("client") else None,
+        )
+        bundle = services.policy.current
+        ex.policy_version = bundle.version
+        try:
+            raw = await self._decide(ex, scope, receive)
+        except ProxyError as refusal:
+            await self._refuse(ex, send, refusal)
+            return
+        except StageUnavailable as exc:
+            await self._refuse(ex, send, _unavailable(exc))
+            return
+        try:
+            await services.audit.record(ex.to_record(200))
+        except AuditUnavailable as exc:
+            log.error("audit store unavailable, refusing allowed request %s: %s", ex.id, exc)
+            if ex.admission is not None:
+                await services.meter.settle(ex.admission, None)
+            await self._send_error(ex, send, _unavailable(exc))
+            return
+        await self.forwarder.forward(ex, scope, receive, send, raw)
+
+    async def _decide(self, ex: Exchange, scope: Scope, receive: Receive) -> bytes:
+        """Walk the stages up to the decision; raise ProxyError to refuse."""
+        services = self.services
+        ex.origin = services.locator.locate(ex.peer_ip, header(scope, b"x-forwarded-for"))
+        raw = await read_body(scope, receive, services.settings.max_body_bytes)
+        try:
+            principal = await services.identifier.identify(_bearer(scope), header(scope, b"x-api-key"))
+        except AuthenticationFailed as exc:
+            ex.key_id = exc.key_id
+            raise ProxyError(401, exc.message, code="invalid_api_key") from None
+        ex.principal = principal
+        ex.body = body = parse_body(raw)
+        bundle = services.policy.current
+        ex.policy_version = bundle.version
+        facts = RequestFacts(
+            endpoint=ex.endpoint,
+            api=ex.api,
+            body=body,
+            origin=ex.origin,
+            capabilities=classify(body, bundle),
+        )
+        ex.facts = facts
+        now = services.clock()
+        ex.decision = decision = decide(principal, facts, bundle, now)
+        if not decision.allowed:
+            reason = "; ".join(decision.reasons) or "denied by policy"
+            raise ProxyError(decision.deny_status, reason, code=decision.rule_ids[0])
+        if decision.quota is not None:
+            wanted = (body.max_tokens or decision.quota.default_max_tokens or 0) + (
+                body.input_tokens_estimate
+            )
+            try:
+                ex.admission = admission = await services.meter.admit(
+                    principal.customer_id, decision.quota, body.stream, wanted, now
+                )
+            except QuotaStoreUnavailable:
+                ex.refuse("quota-store-unavailable", "the quota store is unreachable")
+                raise
+            if not admission.allowed:
+                message = describe_refusal(admission)
+                ex.refuse("quota-exceeded", message)
+                headers = dict(admission.headers)
+                headers["retry-after"] = str(admission.retry_after_seconds or 1)
+                raise ProxyError(429, message, code="rate_limit_exceeded", headers=headers)
+        return raw
+
+    async def _refuse(self, ex: Exchange, send: Send, refusal: ProxyError) -> None:
+        """Record the refusal, then answer it (503 if it cannot be recorded)."""
+        if not ex.rule_ids and ex.decision is None:
+            ex.refuse(_rule_for_status(refusal.status), refusal.message)
+        try:
+            await self.services.audit.record(ex.to_record(refusal.status))
+        except AuditUnavailable as exc:
+            log.error("audit store unavailable, cannot record refusal %s: %s", ex.id, exc)
+            refusal = _unavailable(exc)
+        await self._send_error(ex, send, refusal)
+
+    async def _send_error(self, ex: Exchange, send: Send, refusal: ProxyError) -> None:
+        headers = [
+            JSON_CONTENT_TYPE,
+            (b"x-gateway-decision-id", ex.id.encode()),
+            (b"x-gateway-policy-version", (ex.policy_version or "").encode()),
+        ]
+        headers.extend((k.encode(), v.encode()) for k, v in refusal.headers.items())
+        await send_raw(send, refusal.status, headers, render_error(ex.api, refusal))
+
+
+def _unavailable(exc: StageUnavailable) -> ProxyError:
+    return ProxyError(
+        503,
+        f"the gateway cannot decide or record this request right now ({exc.component} store "
+        "unavailable); it was not forwarded",
+        code=f"{exc.component}_unavailable",
+        headers={"retry-after": "1"},
+    )
+
+
+def _rule_for_status(status: int) -> str:
+    return {
+        400: "malformed-request",
+        401: "authentication-failed",
+        413: "request-too-large",
+        503: "gateway-unavailable",
+    }.get(status, f"refused-{status}")
