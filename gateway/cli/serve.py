@@ -58,8 +58,9 @@ def _print_demo(host: str, port: int, keys: list[tuple[str, str, str]]) -> None:
         "\nTry it:\n"
         f"  curl -s {base}/v1/chat/completions -H 'Authorization: Bearer {key}' \\\n"
         "    -H 'content-type: application/json' \\\n"
-        """    -d '{"model": "haiku-lite", "messages": [{"role": "user", "content": "Hello"}]}'\n\n"""
-        "  python -c \"from openai import OpenAI; "
+        '    -d \'{"model": "haiku-lite", '
+        """"messages": [{"role": "user", "content": "Hello"}]}'\n\n"""
+        '  python -c "from openai import OpenAI; '
         f"c = OpenAI(base_url='{base}/v1', api_key='{key}'); "
         "print(c.chat.completions.create(model='haiku-lite', "
         "messages=[{'role': 'user', 'content': 'Hello'}]).choices[0].message.content)\"\n",
@@ -73,8 +74,12 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", help="Interface to bind."),
         port: int = typer.Option(8080, help="Port to bind."),
         workers: int = typer.Option(1, min=1, help="Worker processes."),
-        demo: bool = typer.Option(False, "--demo", help="SQLite, bundled policies, stand-in model, demo keys."),
-        graceful_timeout: int = typer.Option(30, help="Seconds to finish in-flight streams on SIGTERM."),
+        demo: bool = typer.Option(
+            False, "--demo", help="SQLite, bundled policies, stand-in model, demo keys."
+        ),
+        graceful_timeout: int = typer.Option(
+            30, help="Seconds to finish in-flight streams on SIGTERM."
+        ),
     ) -> None:
         """Run the gateway."""
         if demo:
@@ -85,7 +90,9 @@ def register(app: typer.Typer) -> None:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from None
         if not settings.policy_dir.is_dir():
-            console.print(f"[red]GATEWAY_POLICY_DIR: {settings.policy_dir} is not a directory[/red]")
+            console.print(
+                f"[red]GATEWAY_POLICY_DIR: {settings.policy_dir} is not a directory[/red]"
+            )
             raise typer.Exit(2)
         if demo:
             _print_demo(host, port, asyncio.run(_seed_demo(settings)))

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ApiShape = Literal["openai", "anthropic"]
-
 from gateway.geo.origin import Origin
+
+ApiShape = Literal["openai", "anthropic"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,8 @@ class BodyFacts:
     """All text of all messages/prompt/input, joined; used for classification only, never stored."""
     prompt_sha256: str = ""
     input_tokens_estimate: int = 0
+    stream_usage_requested: bool = False
+    """The client set ``stream_options.include_usage`` (OpenAI streams)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,8 @@ def parse_body(raw: bytes) -> BodyFacts:
     if messages is None and message_count == 0 and texts:
         message_count = 1
 
+    options = body.get("stream_options")
+    usage_requested = isinstance(options, dict) and options.get("include_usage") is True
     tools = body.get("tools") or body.get("functions")
     has_tools = bool(tools) if isinstance(tools, list) else tools is not None and bool(tools)
     prompt_text = "\n".join(texts)
@@ -98,4 +100,5 @@ def parse_body(raw: bytes) -> BodyFacts:
         prompt_text=prompt_text,
         prompt_sha256=hashlib.sha256(encoded).hexdigest(),
         input_tokens_estimate=len(encoded) // BYTES_PER_TOKEN + 1,
+        stream_usage_requested=usage_requested,
     )

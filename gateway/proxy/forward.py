@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 
 import aiohttp
-import orjson
 
 from gateway.audit.ids import new_id
 from gateway.audit.record import OutcomeRecord
@@ -22,7 +21,11 @@ from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, send_
 from gateway.proxy.errors import ProxyError, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import client_response_headers, upstream_request_headers
-from gateway.proxy.usage import SseUsageTap, inject_include_usage, usage_from_json, wants_injected_usage
+from gateway.proxy.usage import (
+    SseUsageTap,
+    inject_include_usage,
+    usage_from_json,
+)
 from gateway.services import Services
 from gateway.stages import StageUnavailable, Usage
 
@@ -61,10 +64,14 @@ class Forwarder:
         services = self.services
         assert ex.principal is not None and ex.body is not None and ex.decision is not None
         drop_usage_chunk = False
-        if ex.body.stream and ex.api == "openai" and ex.endpoint in _USAGE_INJECTABLE:
-            if wants_injected_usage(orjson.loads(raw)):
-                raw = inject_include_usage(raw)
-                drop_usage_chunk = True
+        if (
+            ex.body.stream
+            and not ex.body.stream_usage_requested
+            and ex.api == "openai"
+            and ex.endpoint in _USAGE_INJECTABLE
+        ):
+            raw = inject_include_usage(raw)
+            drop_usage_chunk = True
         identity = {
             "x-gateway-customer": ex.principal.customer_id,
             "x-gateway-tier": ex.decision.effective_tier,
@@ -95,7 +102,9 @@ class Forwarder:
         watcher.add_done_callback(_on_disconnect)
         response: aiohttp.ClientResponse | None = None
         try:
-            url = services.upstream.url_for(path, services.policy.current.upstream_for(ex.body.model))
+            url = services.upstream.url_for(
+                path, services.policy.current.upstream_for(ex.body.model)
+            )
             response = await services.upstream.send(scope["method"], url, headers, raw)
             outcome.status = response.status
             out_headers = client_response_headers(response.headers.items())
@@ -104,7 +113,9 @@ class Forwarder:
             if content_type.startswith("text/event-stream") or (
                 ex.body.stream and response.status < 300
             ):
-                await self._relay_stream(response, out_headers, send, _detach, drop_usage_chunk, outcome)
+                await self._relay_stream(
+                    response, out_headers, send, _detach, drop_usage_chunk, outcome
+                )
             else:
                 body = await response.read()
                 outcome.bytes_out = len(body)
@@ -117,8 +128,10 @@ class Forwarder:
             outcome.status = err.status
             _detach()
             body = render_error(ex.api, err)
-            await send_response(send, err.status, [JSON_CONTENT_TYPE, *self._gateway_headers(ex)], body)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            await send_response(
+                send, err.status, [JSON_CONTENT_TYPE, *self._gateway_headers(ex)], body
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
             # The answer had started; the client sees the stream end early.
             outcome.error = f"upstream_broke:{type(exc).__name__}"
             log.warning("upstream broke mid-answer for %s: %r", ex.id, exc)

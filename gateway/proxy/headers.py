@@ -61,7 +61,9 @@ def upstream_request_headers(
     return out
 
 
-def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+def client_response_headers(
+    upstream_headers: Iterable[tuple[str, str]],
+) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers minus hop-by-hop ones and the length
     (the ASGI server frames the body itself)."""
     items = list(upstream_headers)

@@ -24,7 +24,12 @@ from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
 from gateway.quota.describe import describe_refusal
 from gateway.services import Services
-from gateway.stages import AuditUnavailable, AuthenticationFailed, QuotaStoreUnavailable, StageUnavailable
+from gateway.stages import (
+    AuditUnavailable,
+    AuthenticationFailed,
+    QuotaStoreUnavailable,
+    StageUnavailable,
+)
 
 log = logging.getLogger("gateway.proxy")
 
@@ -76,7 +81,9 @@ class Pipeline:
         ex.origin = services.locator.locate(ex.peer_ip, header(scope, b"x-forwarded-for"))
         raw = await read_body(scope, receive, services.settings.max_body_bytes)
         try:
-            principal = await services.identifier.identify(_bearer(scope), header(scope, b"x-api-key"))
+            principal = await services.identifier.identify(
+                _bearer(scope), header(scope, b"x-api-key")
+            )
         except AuthenticationFailed as exc:
             ex.key_id = exc.key_id
             raise ProxyError(401, exc.message, code="invalid_api_key") from None

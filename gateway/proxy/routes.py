@@ -78,7 +78,9 @@ class ProxyRoutes:
         peer = scope["client"][0] if scope.get("client") else None
         origin = services.locator.locate(peer, header(scope, b"x-forwarded-for"))
         try:
-            principal = await services.identifier.identify(_bearer(scope), header(scope, b"x-api-key"))
+            principal = await services.identifier.identify(
+                _bearer(scope), header(scope, b"x-api-key")
+            )
         except AuthenticationFailed as exc:
             await _plain_error(send, api, ProxyError(401, exc.message, code="invalid_api_key"))
             return
@@ -100,7 +102,10 @@ class ProxyRoutes:
                 "last_id": names[-1] if names else None,
             }
         else:
-            data = [{"id": n, "object": "model", "created": created, "owned_by": "gateway"} for n in names]
+            data = [
+                {"id": n, "object": "model", "created": created, "owned_by": "gateway"}
+                for n in names
+            ]
             doc = {"object": "list", "data": data}
         headers = [JSON_CONTENT_TYPE, (b"x-gateway-policy-version", bundle.version.encode())]
         await send_response(send, 200, headers, orjson.dumps(doc))

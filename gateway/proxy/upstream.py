@@ -8,8 +8,6 @@ Bodies go out as the client's bytes and come back undecoded
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
 from gateway.proxy.errors import ProxyError
@@ -64,7 +62,7 @@ class UpstreamClient:
             return await self._session.request(
                 method, url, headers=headers, data=body, allow_redirects=False
             )
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             raise ProxyError(504, "the model API did not answer in time") from None
         except aiohttp.ClientError as exc:
             raise ProxyError(502, f"the model API is unreachable: {type(exc).__name__}") from None
@@ -78,5 +76,5 @@ class UpstreamClient:
                 self.base_url + "/", timeout=aiohttp.ClientTimeout(total=2)
             ) as response:
                 return response.status < 600
-        except (asyncio.TimeoutError, aiohttp.ClientError):
+        except (TimeoutError, aiohttp.ClientError):
             return False

@@ -66,18 +66,13 @@ def usage_from_json(body: bytes) -> Usage | None:
     return usage if _find_usage(doc, usage) else None
 
 
-def wants_injected_usage(body: dict[str, Any]) -> bool:
-    options = body.get("stream_options")
-    return not (isinstance(options, dict) and options.get("include_usage") is True)
-
-
 def inject_include_usage(raw: bytes) -> bytes:
     """The body with ``stream_options.include_usage = true`` (OpenAI streams only)."""
     body = orjson.loads(raw)
     options = body.get("stream_options")
-    body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) else {
-        "include_usage": True
-    }
+    body["stream_options"] = (
+        {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
+    )
     return orjson.dumps(body)
 
 
