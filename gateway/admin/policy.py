@@ -54,7 +54,9 @@ async def reload_policy(services: ServicesDep, actor: AdminActor = Compliance) -
 
 
 @router.post("/policy/validate")
-async def validate_policy(candidate: CandidateBundle, actor: AdminActor = Compliance) -> dict[str, Any]:
+async def validate_policy(
+    candidate: CandidateBundle, actor: AdminActor = Compliance
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gateway-policy-") as tmp:
         for name, text in candidate.files.items():
             target = Path(tmp) / Path(name).name

@@ -80,7 +80,9 @@ class StandIn:
 
     async def _stream(self, request: web.Request, events: list[bytes]) -> web.StreamResponse:
         interval = int(request.headers.get("x-standin-interval-ms", "0")) / 1000
-        response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+        response = web.StreamResponse(
+            headers={"content-type": "text/event-stream", "cache-control": "no-cache"}
+        )
         await response.prepare(request)
         self.streams["started"] += 1
         try:
@@ -112,50 +114,98 @@ class StandIn:
             events = []
             for i in range(n):
                 chunk = {
-                    "id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 0, "model": model,
-                    "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}],
+                    "id": "chatcmpl-standin",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": model,
+                    "choices": [
+                        {"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}
+                    ],
                 }
                 events.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
-            done = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 0, "model": model,
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            done = {
+                "id": "chatcmpl-standin",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            }
             events.append(b"data: " + orjson.dumps(done) + b"\n\n")
             if (body.get("stream_options") or {}).get("include_usage"):
-                final = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 0,
-                         "model": model, "choices": [], "usage": {**usage, "completion_tokens": n}}
+                final = {
+                    "id": "chatcmpl-standin",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": model,
+                    "choices": [],
+                    "usage": {**usage, "completion_tokens": n},
+                }
                 events.append(b"data: " + orjson.dumps(final) + b"\n\n")
             events.append(b"data: [DONE]\n\n")
             return await self._stream(request, events)
-        return web.json_response({
-            "id": "chatcmpl-standin", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY}, "finish_reason": "stop"}],
-            "usage": usage,
-        }, dumps=lambda d: orjson.dumps(d).decode())
+        return web.json_response(
+            {
+                "id": "chatcmpl-standin",
+                "object": "chat.completion",
+                "created": 0,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": REPLY},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage,
+            },
+            dumps=lambda d: orjson.dumps(d).decode(),
+        )
 
     async def completions(self, request: web.Request) -> web.Response:
         body = await self._read(request)
-        return web.json_response({
-            "id": "cmpl-standin", "object": "text_completion", "created": 0, "model": body.get("model"),
-            "choices": [{"index": 0, "text": REPLY, "finish_reason": "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
-        })
+        return web.json_response(
+            {
+                "id": "cmpl-standin",
+                "object": "text_completion",
+                "created": 0,
+                "model": body.get("model"),
+                "choices": [{"index": 0, "text": REPLY, "finish_reason": "stop", "logprobs": None}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+            }
+        )
 
     async def responses(self, request: web.Request) -> web.Response:
         body = await self._read(request)
-        return web.json_response({
-            "id": "resp_standin", "object": "response", "created_at": 0, "model": body.get("model"),
-            "status": "completed",
-            "output": [{"type": "message", "id": "msg_standin", "role": "assistant", "status": "completed",
-                        "content": [{"type": "output_text", "text": REPLY, "annotations": []}]}],
-            "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12},
-        })
+        return web.json_response(
+            {
+                "id": "resp_standin",
+                "object": "response",
+                "created_at": 0,
+                "model": body.get("model"),
+                "status": "completed",
+                "output": [
+                    {
+                        "type": "message",
+                        "id": "msg_standin",
+                        "role": "assistant",
+                        "status": "completed",
+                        "content": [{"type": "output_text", "text": REPLY, "annotations": []}],
+                    }
+                ],
+                "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12},
+            }
+        )
 
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await self._read(request)
-        return web.json_response({
-            "object": "list", "model": body.get("model"),
-            "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.1, 0.2]}],
-            "usage": {"prompt_tokens": 3, "total_tokens": 3},
-        })
+        return web.json_response(
+            {
+                "object": "list",
+                "model": body.get("model"),
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.1, 0.2]}],
+                "usage": {"prompt_tokens": 3, "total_tokens": 3},
+            }
+        )
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": []})
@@ -173,25 +223,68 @@ class StandIn:
             def ev(name: str, data: dict[str, Any]) -> bytes:
                 return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
-            events = [ev("message_start", {"type": "message_start", "message": {
-                "id": "msg_standin", "type": "message", "role": "assistant", "model": model, "content": [],
-                "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 1}}}),
-                ev("content_block_start", {"type": "content_block_start", "index": 0,
-                                           "content_block": {"type": "text", "text": ""}})]
+            events = [
+                ev(
+                    "message_start",
+                    {
+                        "type": "message_start",
+                        "message": {
+                            "id": "msg_standin",
+                            "type": "message",
+                            "role": "assistant",
+                            "model": model,
+                            "content": [],
+                            "stop_reason": None,
+                            "stop_sequence": None,
+                            "usage": {"input_tokens": 12, "output_tokens": 1},
+                        },
+                    },
+                ),
+                ev(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                ),
+            ]
             for i in range(n):
-                events.append(ev("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                         "delta": {"type": "text_delta", "text": f"tok{i} "}}))
-            events += [ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                       ev("message_delta", {"type": "message_delta",
-                                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                            "usage": {"output_tokens": n}}),
-                       ev("message_stop", {"type": "message_stop"})]
+                events.append(
+                    ev(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": 0,
+                            "delta": {"type": "text_delta", "text": f"tok{i} "},
+                        },
+                    )
+                )
+            events += [
+                ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                ev(
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                        "usage": {"output_tokens": n},
+                    },
+                ),
+                ev("message_stop", {"type": "message_stop"}),
+            ]
             return await self._stream(request, events)
-        return web.json_response({
-            "id": "msg_standin", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": REPLY}], "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": 12, "output_tokens": 7},
-        })
+        return web.json_response(
+            {
+                "id": "msg_standin",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": REPLY}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 12, "output_tokens": 7},
+            }
+        )
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         await self._read(request)
@@ -214,7 +307,9 @@ class StandIn:
         return web.Response()
 
 
-async def start_standin(host: str = "127.0.0.1", port: int = 0, record: bool = True) -> tuple[web.AppRunner, int]:
+async def start_standin(
+    host: str = "127.0.0.1", port: int = 0, record: bool = True
+) -> tuple[web.AppRunner, int]:
     """Start the stand-in on this event loop; returns the runner and the bound port."""
     standin = StandIn()
     standin.record = record

@@ -53,7 +53,9 @@ GatewayFactory = Callable[..., Proc]
 def gateway_factory(tmp_path: Path, standin: Proc) -> Iterator[GatewayFactory]:
     started: list[Proc] = []
 
-    def start(env: dict[str, str] | None = None, upstream_url: str | None = standin.url, **kw: object) -> Proc:
+    def start(
+        env: dict[str, str] | None = None, upstream_url: str | None = standin.url, **kw: object
+    ) -> Proc:
         cfg = GatewayConfig(tmp=tmp_path, upstream_url=upstream_url, env={**TRUSTED, **(env or {})})
         for key, value in kw.items():
             setattr(cfg, key, value)

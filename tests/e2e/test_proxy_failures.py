@@ -27,12 +27,16 @@ MESSAGE = {"model": "haiku-lite", "max_tokens": 16, "messages": [{"role": "user"
 def test_upstream_down_is_502_in_both_shapes(gateway_factory: GatewayFactory) -> None:
     gateway = gateway_factory(upstream_url=f"http://127.0.0.1:{free_port()}")
     key = Admin(gateway.url).customer_with_key(**_enterprise())
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, default_headers=XFF, max_retries=0)
+    client = openai.OpenAI(
+        base_url=f"{gateway.url}/v1", api_key=key, default_headers=XFF, max_retries=0
+    )
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
     assert caught.value.status_code == 502
     assert caught.value.body["type"] == "api_error"  # type: ignore[index]
-    response = httpx.post(f"{gateway.url}/v1/messages", json=MESSAGE, headers={**XFF, "x-api-key": key})
+    response = httpx.post(
+        f"{gateway.url}/v1/messages", json=MESSAGE, headers={**XFF, "x-api-key": key}
+    )
     assert response.status_code == 502
     assert response.json()["type"] == "error" and response.json()["error"]["type"] == "api_error"
 
@@ -61,9 +65,15 @@ def test_client_disconnect_mid_stream_closes_upstream(
         "x-standin-chunks": "100",
         "x-standin-interval-ms": "50",
     }
-    with httpx.Client(timeout=10) as client, client.stream(
-        "POST", f"{gateway.url}/v1/chat/completions", json={**CHAT, "stream": True}, headers=headers
-    ) as response:
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream(
+            "POST",
+            f"{gateway.url}/v1/chat/completions",
+            json={**CHAT, "stream": True},
+            headers=headers,
+        ) as response,
+    ):
         assert response.status_code == 200
         for _ in response.iter_raw():
             break  # first chunk read, then the client goes away
@@ -88,11 +98,17 @@ def test_spoofed_gateway_headers_and_client_credentials_never_reach_upstream(
         "x-gateway-anything": "forged",
     }
     client = openai.OpenAI(
-        base_url=f"{gateway.url}/v1", api_key=enterprise_key, default_headers={**XFF, **spoofed}, max_retries=0
+        base_url=f"{gateway.url}/v1",
+        api_key=enterprise_key,
+        default_headers={**XFF, **spoofed},
+        max_retries=0,
     )
     client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
     anthropic.Anthropic(
-        base_url=gateway.url, api_key=enterprise_key, default_headers={**XFF, **spoofed}, max_retries=0
+        base_url=gateway.url,
+        api_key=enterprise_key,
+        default_headers={**XFF, **spoofed},
+        max_retries=0,
     ).messages.create(**MESSAGE)  # type: ignore[call-overload]
     received = standin_log()
     assert len(received) == 2

@@ -45,13 +45,19 @@ def test_openai_chat_non_streaming(gateway: Proc, enterprise_key: str) -> None:
 def test_openai_other_endpoints(gateway: Proc, enterprise_key: str) -> None:
     client = _openai(gateway, enterprise_key)
     assert client.completions.create(model="haiku-lite", prompt="hi").choices[0].text == REPLY
-    assert client.embeddings.create(model="haiku-lite", input="hi").data[0].embedding == [0.0, 0.1, 0.2]
+    assert client.embeddings.create(model="haiku-lite", input="hi").data[0].embedding == [
+        0.0,
+        0.1,
+        0.2,
+    ]
     response = client.responses.create(model="haiku-lite", input="hi")
     assert response.output_text == REPLY
 
 
 def test_openai_stream_is_not_buffered(gateway: Proc, enterprise_key: str) -> None:
-    client = _openai(gateway, enterprise_key, **{"x-standin-chunks": "10", "x-standin-interval-ms": "50"})
+    client = _openai(
+        gateway, enterprise_key, **{"x-standin-chunks": "10", "x-standin-interval-ms": "50"}
+    )
     start = time.monotonic()
     arrivals: list[float] = []
     texts: list[str] = []
@@ -83,7 +89,9 @@ def test_openai_stream_keeps_usage_when_client_asks(gateway: Proc, enterprise_ke
     assert chunks[-1].usage is not None and chunks[-1].choices == []
 
 
-def test_openai_stream_without_usage_request_has_no_usage_chunk(gateway: Proc, enterprise_key: str) -> None:
+def test_openai_stream_without_usage_request_has_no_usage_chunk(
+    gateway: Proc, enterprise_key: str
+) -> None:
     client = _openai(gateway, enterprise_key)
     chunks = list(
         client.chat.completions.create(
@@ -100,12 +108,16 @@ def test_anthropic_messages(gateway: Proc, enterprise_key: str) -> None:
         model="haiku-lite", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
     )
     assert message.content[0].type == "text" and message.content[0].text == REPLY
-    count = client.messages.count_tokens(model="haiku-lite", messages=[{"role": "user", "content": "hi"}])
+    count = client.messages.count_tokens(
+        model="haiku-lite", messages=[{"role": "user", "content": "hi"}]
+    )
     assert count.input_tokens == 12
 
 
 def test_anthropic_stream_is_not_buffered(gateway: Proc, enterprise_key: str) -> None:
-    client = _anthropic(gateway, enterprise_key, **{"x-standin-chunks": "8", "x-standin-interval-ms": "50"})
+    client = _anthropic(
+        gateway, enterprise_key, **{"x-standin-chunks": "8", "x-standin-interval-ms": "50"}
+    )
     start = time.monotonic()
     arrivals: list[float] = []
     with client.messages.stream(
@@ -123,5 +135,7 @@ def test_anthropic_stream_is_not_buffered(gateway: Proc, enterprise_key: str) ->
 def test_api_key_header_and_bearer_both_work(gateway: Proc, enterprise_key: str) -> None:
     body = {"model": "haiku-lite", "messages": [{"role": "user", "content": "hi"}]}
     for headers in ({"x-api-key": enterprise_key}, {"authorization": f"Bearer {enterprise_key}"}):
-        response = httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers={**XFF, **headers})
+        response = httpx.post(
+            f"{gateway.url}/v1/chat/completions", json=body, headers={**XFF, **headers}
+        )
         assert response.status_code == 200, response.text

@@ -36,7 +36,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) ->
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered:\n{out}")
+            raise RuntimeError(
+                f"process exited with {proc.returncode} before {url} answered:\n{out}"
+            )
         try:
             if httpx.get(url, timeout=1.0).status_code < 500:
                 return
@@ -114,7 +116,9 @@ def gateway_env(cfg: GatewayConfig) -> dict[str, str]:
     return env
 
 
-def start_gateway(cfg: GatewayConfig, port: int | None = None, extra_env: Mapping[str, str] | None = None) -> Proc:
+def start_gateway(
+    cfg: GatewayConfig, port: int | None = None, extra_env: Mapping[str, str] | None = None
+) -> Proc:
     port = port or free_port()
     env = gateway_env(cfg)
     if extra_env:
@@ -130,7 +134,9 @@ def start_gateway(cfg: GatewayConfig, port: int | None = None, extra_env: Mappin
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
     except (RuntimeError, TimeoutError) as exc:
         proc.kill()
-        raise RuntimeError(f"{exc}\n--- gateway log ---\n{log_path.read_text(errors='replace')}") from None
+        raise RuntimeError(
+            f"{exc}\n--- gateway log ---\n{log_path.read_text(errors='replace')}"
+        ) from None
     return Proc(proc, port, log_path)
 
 
@@ -138,7 +144,9 @@ class Admin:
     """A thin client for the admin API, with the bootstrap admin token."""
 
     def __init__(self, base_url: str, token: str = ADMIN_TOKEN) -> None:
-        self.http = httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {token}"}, timeout=10)
+        self.http = httpx.Client(
+            base_url=base_url, headers={"authorization": f"Bearer {token}"}, timeout=10
+        )
 
     def customer(self, **record: object) -> dict[str, object]:
         response = self.http.post("/admin/v1/customers", json=record)
