@@ -1,0 +1,120 @@
+"""Credentials: gateway API keys (``/customers/{id}/keys``, ``/keys/{id}``) and
+admin-API tokens (``/tokens``). Role admin only. Secrets are in the 201
+response and nowhere else."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.admin.auth import (
+    ROLES,
+    AdminActor,
+    Role,
+    admin_authenticator,
+    create_admin_token,
+    require_roles,
+)
+from gateway.deps import ServicesDep, SessionDep
+from gateway.identity.admin_log import record_admin_action
+from gateway.identity.identifier import invalidate_key
+from gateway.identity.keys import KeyNotFound, create_api_key, key_snapshot, revoke_api_key
+from gateway.identity.tables import AdminToken
+from gateway.kyc.schemas import UtcIn, rfc3339
+
+router = APIRouter(prefix="/admin/v1", tags=["credentials"])
+
+Admin = Annotated[AdminActor, Depends(require_roles("admin"))]
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=256)
+    expires_at: UtcIn | None = None
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    name: str = Field(min_length=1, max_length=256)
+
+
+@router.post("/customers/{customer_id}/keys", status_code=201)
+async def create_key(
+    customer_id: str,
+    actor: Admin,
+    services: ServicesDep,
+    session: SessionDep,
+    body: KeyCreate | None = None,
+) -> dict[str, Any]:
+    spec = body or KeyCreate()
+    try:
+        row, clear = await create_api_key(
+            session, customer_id, actor, services.clock(), spec.expires_at, spec.name
+        )
+    except LookupError as exc:
+        raise HTTPException(404, f"customer {customer_id!r} not found") from exc
+    await session.commit()
+    await invalidate_key(services.identifier, row.id)
+    return {**key_snapshot(row), "key": clear}
+
+
+@router.delete("/keys/{key_id}")
+async def revoke_key(
+    key_id: str, actor: Admin, services: ServicesDep, session: SessionDep
+) -> dict[str, Any]:
+    try:
+        row = await revoke_api_key(session, key_id, actor, services.clock())
+    except KeyNotFound as exc:
+        raise HTTPException(404, f"key {key_id!r} not found") from exc
+    await session.commit()
+    await invalidate_key(services.identifier, key_id)
+    return key_snapshot(row)
+
+
+def _token_view(row: AdminToken) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "role": row.role,
+        "name": row.name,
+        "created_at": rfc3339(row.created_at),
+        "revoked_at": None if row.revoked_at is None else rfc3339(row.revoked_at),
+    }
+
+
+@router.post("/tokens", status_code=201)
+async def create_token(
+    body: TokenCreate, actor: Admin, services: ServicesDep, session: SessionDep
+) -> dict[str, Any]:
+    now = services.clock()
+    row, clear = await create_admin_token(session, body.role, body.name, now)
+    await session.flush()
+    record_admin_action(session, actor, "token.create", "admin_token", row.id, None,
+                        _token_view(row), now)  # fmt: skip
+    await session.commit()
+    return {**_token_view(row), "token": clear}
+
+
+@router.delete("/tokens/{token_id}")
+async def revoke_token(
+    token_id: str, actor: Admin, services: ServicesDep, session: SessionDep
+) -> dict[str, Any]:
+    row = await session.get(AdminToken, token_id)
+    if row is None:
+        raise HTTPException(404, f"token {token_id!r} not found")
+    now = services.clock()
+    before = _token_view(row)
+    if row.revoked_at is None:
+        row.revoked_at = now
+    record_admin_action(session, actor, "token.revoke", "admin_token", row.id, before,
+                        _token_view(row), now)  # fmt: skip
+    await session.commit()
+    admin_authenticator(services).invalidate(token_id)
+    return _token_view(row)
+
+
+__all__ = ["ROLES", "router"]
