@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from gateway.admin.routers import include_admin_routers
 from gateway.audit.writer import build_audit_writer
-from gateway.db.schema import prepare_database
+from gateway.db.migrate import prepare_database
 from gateway.db.session import create_engine, session_factory
 from gateway.geo.locate import build_locator
 from gateway.health import router as health_router

@@ -1,7 +1,51 @@
-"""`gateway db` commands."""
+"""``gateway db``: Alembic migrations."""
 
 from __future__ import annotations
 
+import asyncio
+
 import typer
+from rich.console import Console
+
+from gateway.db import migrate
+from gateway.db.session import create_engine
+from gateway.settings import SettingsError, load_settings
 
 app = typer.Typer(no_args_is_help=True)
+console = Console()
+
+
+@app.command()
+def upgrade() -> None:
+    """Migrate the database named by GATEWAY_DATABASE_URL to the latest schema."""
+    try:
+        settings = load_settings(demo=True)  # no upstream needed to migrate
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+    async def run() -> str | None:
+        engine = create_engine(settings)
+        try:
+            await migrate.upgrade(engine)
+            return await migrate.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    revision = asyncio.run(run())
+    console.print(f"database at revision {revision}")
+
+
+@app.command()
+def current() -> None:
+    """Print the database's current revision and the head revision."""
+    settings = load_settings(demo=True)
+
+    async def run() -> str | None:
+        engine = create_engine(settings)
+        try:
+            return await migrate.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    console.print(f"current: {asyncio.run(run())}  head: {migrate.head_revision()}")

@@ -25,7 +25,7 @@ def _demo_environment() -> None:
 
 
 async def _seed_demo(settings: Settings) -> list[tuple[str, str, str]]:
-    from gateway.db.schema import prepare_database
+    from gateway.db.migrate import prepare_database
     from gateway.db.session import create_engine, session_factory
     from gateway.demo.seed import seed_demo
 

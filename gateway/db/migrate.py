@@ -1,0 +1,69 @@
+"""Schema migrations: Alembic is the only way the schema changes.
+
+``gateway db upgrade`` runs them explicitly (the production path on
+PostgreSQL, once per deploy, not from N replicas at once). ``gateway serve``
+runs them itself on SQLite, the embedded default; on PostgreSQL it only
+checks that the database is at the head revision and refuses to start if not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.settings import Settings
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+
+
+class SchemaOutOfDate(Exception):
+    """The database is not at the migrations' head revision."""
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _upgrade(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def upgrade(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)
+
+
+async def prepare_database(engine: AsyncEngine, settings: Settings) -> None:
+    """Migrate SQLite to head; on other engines require that it already is."""
+    if settings.is_sqlite:
+        await upgrade(engine)
+        return
+    current, head = await current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaOutOfDate(
+            f"database schema is at revision {current!r}, the gateway needs {head!r}: "
+            "run `gateway db upgrade` once before starting the replicas"
+        )
