@@ -111,11 +111,9 @@ class CompiledBundle:
         compiled = self.models.get(model)
         return compiled.upstream if compiled is not None else None
 
-    @property
     def model_names(self) -> tuple[str, ...]:
         return tuple(self.models)
 
-    @property
     def capability_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.capabilities)
 

@@ -1,0 +1,162 @@
+"""PolicyHolder: the bundle in force, hot-reloaded from its directory.
+
+    holder = PolicyHolder(settings.policy_dir, on_swap=record_swap)  # loads now, or raises
+    await holder.start(watch=True)      # reports the initial version, watches the directory
+    bundle = holder.current             # a request keeps the snapshot it read
+    result = await holder.reload()      # POST /admin/v1/policy/reload
+    await holder.stop()
+
+The constructor loads synchronously and raises ``PolicyLoadError`` naming every
+file:line problem, so a gateway never starts without a valid bundle. A reload
+that fails validation is refused whole: the running bundle stays, the errors
+are logged and kept in ``last_error``. A swap is a plain attribute assignment
+of an immutable ``CompiledBundle``, atomic for every reader. ``on_swap(old,
+new)`` runs *before* the swap (``old`` is None for the initial load): if it
+raises (the audit log cannot record the swap), the new bundle is refused,
+so every bundle that ever decided a request has an audit record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.policy.compiled import CompiledBundle, compile_bundle
+from gateway.policy.loader import PolicyLoadError, load_bundle, load_dir
+
+log = logging.getLogger("gateway.policy")
+
+OnSwap = Callable[[str | None, str], Awaitable[None]]
+OnRefused = Callable[["ReloadResult"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    ok: bool
+    version: str
+    """The version in force after the attempt (the old one when refused)."""
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    changed: bool = False
+    candidate_version: str | None = None
+
+
+def _utcnow() -> datetime:
+    # Only bookkeeping for the admin API; decisions never read this clock.
+    return datetime.now(UTC)
+
+
+class PolicyHolder:
+    def __init__(self, policy_dir: Path, on_swap: OnSwap | None = None,
+                 on_refused: OnRefused | None = None, debounce_ms: int = 200) -> None:
+        self.policy_dir = Path(policy_dir)
+        self._on_swap = on_swap
+        self._on_refused = on_refused
+        self._debounce_ms = debounce_ms
+        self._current: CompiledBundle = load_bundle(self.policy_dir)
+        self.loaded_at: datetime | None = _utcnow()
+        self.last_error: ReloadResult | None = None
+        self.last_error_at: datetime | None = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        for warning in self._current.warnings:
+            log.warning("policy warning: %s", warning)
+
+    @property
+    def current(self) -> CompiledBundle:
+        return self._current
+
+    async def start(self, watch: bool = True) -> None:
+        """Report the initial bundle through ``on_swap(None, version)``; then watch."""
+        if self._on_swap is not None:
+            await self._on_swap(None, self._current.version)
+        log.info("policy bundle %s loaded from %s", self._current.version, self.policy_dir)
+        if watch and self._task is None:
+            self._stop.clear()
+            self._task = asyncio.create_task(self._watch(), name="policy-watch")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, timeout=5)
+            except TimeoutError:
+                task.cancel()
+
+    async def reload(self) -> ReloadResult:
+        """Load the directory again; swap if it validates, else keep the running bundle."""
+        async with self._lock:
+            old = self._current
+            result = await asyncio.to_thread(load_dir, self.policy_dir)
+            warnings = tuple(str(w) for w in result.warnings)
+            if not result.ok or result.bundle is None or result.version is None:
+                return await self._refuse(tuple(str(e) for e in result.errors), warnings, None)
+            if result.version == old.version:
+                return ReloadResult(True, old.version, (), warnings, False, result.version)
+            try:
+                new = compile_bundle(result.bundle, result.version, warnings)
+            except Exception as exc:  # a compiler bug must not take down the running bundle
+                log.exception("policy bundle %s failed to compile", result.version)
+                return await self._refuse((f"compile error: {exc}",), warnings, result.version)
+            if self._on_swap is not None:
+                try:
+                    await self._on_swap(old.version, new.version)
+                except Exception as exc:  # cannot audit the swap: refuse it, fail closed
+                    log.exception("recording policy swap %s -> %s failed; keeping %s",
+                                  old.version, new.version, old.version)
+                    return await self._refuse((f"could not record the swap: {exc}",), warnings,
+                                              new.version)
+            self._current = new
+            self.loaded_at = _utcnow()
+            self.last_error = None
+            for warning in warnings:
+                log.warning("policy warning: %s", warning)
+            log.info("policy bundle swapped %s -> %s", old.version, new.version)
+            return ReloadResult(True, new.version, (), warnings, True, new.version)
+
+    async def _refuse(self, errors: tuple[str, ...], warnings: tuple[str, ...],
+                      candidate: str | None) -> ReloadResult:
+        result = ReloadResult(False, self._current.version, errors, warnings, False, candidate)
+        self.last_error = result
+        self.last_error_at = _utcnow()
+        log.error("policy reload refused; keeping %s:\n  %s", self._current.version,
+                  "\n  ".join(errors))
+        if self._on_refused is not None:
+            await self._on_refused(result)
+        return result
+
+    def last_refused_summary(self) -> dict[str, Any] | None:
+        """For GET /admin/v1/policy: the errors of the last refused reload, if any."""
+        if self.last_error is None:
+            return None
+        return {
+            "at": self.last_error_at.isoformat() if self.last_error_at else None,
+            "candidate_version": self.last_error.candidate_version,
+            "errors": list(self.last_error.errors),
+        }
+
+    async def _watch(self) -> None:
+        from watchfiles import awatch
+
+        while not self._stop.is_set():
+            try:
+                async for _changes in awatch(self.policy_dir, stop_event=self._stop,
+                                             debounce=self._debounce_ms, step=50,
+                                             recursive=False):
+                    await self.reload()
+            except Exception:  # keep watching: a vanished directory must not end hot reload
+                log.exception("policy directory watch failed; retrying in 1 s")
+                try:
+                    await asyncio.wait_for(self._stop.wait(), timeout=1)
+                except TimeoutError:
+                    pass
+
+
+__all__ = ["PolicyHolder", "PolicyLoadError", "ReloadResult"]

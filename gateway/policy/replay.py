@@ -1,0 +1,119 @@
+"""Replay facts: what the audit log keeps so a request can be decided again later.
+
+``replay_facts(principal, facts)`` is stored as ``DecisionRecord.facts``;
+``from_replay(d)`` rebuilds the ``(Principal, RequestFacts)`` pair for
+``gateway policy impact``. Prompt text is never stored (only its SHA-256), so
+``prompt_matches`` cannot be re-evaluated: a replay uses the *recorded*
+capabilities, and a rule with its own ``prompt_matches`` sees an empty prompt.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from gateway.geo.origin import Origin
+from gateway.identity.principal import Ownership, Principal
+from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
+
+REPLAY_VERSION = 1
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def replay_facts(principal: Principal, facts: RequestFacts) -> dict[str, Any]:
+    """JSON-able facts of one decision, without prompt text."""
+    body = facts.body
+    return {
+        "v": REPLAY_VERSION,
+        "principal": {
+            "customer_id": principal.customer_id,
+            "name": principal.name,
+            "kind": principal.kind,
+            "citizenships": sorted(principal.citizenships),
+            "residence": principal.residence,
+            "incorporated_in": principal.incorporated_in,
+            "ownership": [{"country": o.country, "percent": o.percent} for o in principal.ownership],
+            "kyc_level": principal.kyc_level,
+            "kyc_expires_at": _iso(principal.kyc_expires_at),
+            "tier": principal.tier,
+            "attributes": sorted(principal.attributes),
+            "sanctions_status": principal.sanctions_status,
+            "status": principal.status,
+            "key_id": principal.key_id,
+            "auth_method": principal.auth_method,
+        },
+        "request": {
+            "endpoint": facts.endpoint,
+            "api": facts.api,
+            "model": body.model,
+            "stream": body.stream,
+            "has_tools": body.has_tools,
+            "max_tokens": body.max_tokens,
+            "message_count": body.message_count,
+            "prompt_sha256": body.prompt_sha256,
+            "input_tokens_estimate": body.input_tokens_estimate,
+            "capabilities": sorted(facts.capabilities),
+            "origin": {
+                "client_ip": facts.origin.client_ip,
+                "country": facts.origin.country,
+                "region": facts.origin.region,
+            },
+        },
+    }
+
+
+def _dt(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def from_replay(d: dict[str, Any]) -> tuple[Principal, RequestFacts]:
+    """Inverse of ``replay_facts`` (prompt text empty, capabilities as recorded)."""
+    version = d.get("v", REPLAY_VERSION)
+    if version != REPLAY_VERSION:
+        raise ValueError(f"unsupported replay facts version {version!r}")
+    p = d["principal"]
+    r = d["request"]
+    principal = Principal(
+        customer_id=str(p["customer_id"]),
+        name=str(p.get("name") or ""),
+        kind=p.get("kind", "individual"),
+        citizenships=frozenset(p.get("citizenships") or ()),
+        residence=p.get("residence"),
+        incorporated_in=p.get("incorporated_in"),
+        ownership=tuple(Ownership(str(o["country"]), float(o["percent"]))
+                        for o in p.get("ownership") or ()),
+        kyc_level=str(p.get("kyc_level") or "none"),
+        kyc_expires_at=_dt(p.get("kyc_expires_at")),
+        tier=str(p.get("tier") or "public"),
+        attributes=frozenset(p.get("attributes") or ()),
+        sanctions_status=p.get("sanctions_status", "clear"),
+        status=p.get("status", "active"),
+        key_id=p.get("key_id"),
+        auth_method=p.get("auth_method", "api_key"),
+    )
+    origin = r.get("origin") or {}
+    body = BodyFacts(
+        model=str(r["model"]),
+        stream=bool(r.get("stream", False)),
+        has_tools=bool(r.get("has_tools", False)),
+        max_tokens=r.get("max_tokens"),
+        message_count=int(r.get("message_count") or 0),
+        prompt_text="",
+        prompt_sha256=str(r.get("prompt_sha256") or ""),
+        input_tokens_estimate=int(r.get("input_tokens_estimate") or 0),
+    )
+    facts = RequestFacts(
+        endpoint=str(r.get("endpoint") or "/v1/chat/completions"),
+        api=cast(ApiShape, r.get("api", "openai")),
+        body=body,
+        origin=Origin(origin.get("client_ip"), origin.get("country"), origin.get("region")),
+        capabilities=frozenset(r.get("capabilities") or ()),
+    )
+    return principal, facts

@@ -1,0 +1,195 @@
+"""Policy tests: ``<bundle>/tests/*.yaml`` cases run through the real engine.
+
+    cases:
+      - name: a German enterprise loses frontier access after the directive
+        principal: {tier: enterprise, kyc_level: kyb_verified, citizenships: [DE], residence: DE}
+        request: {model: fable-5, origin: DE}          # origin omitted = unknown
+        at: "2026-06-14T00:00:00Z"                      # default: now
+        expect: {decision: deny, rule_ids: [directive-frontier-us-persons-only]}
+
+``principal`` takes the customer record's fields (SPEC section 4); ``request``
+takes ``model``, ``origin`` (country ``DE`` or region ``UA-43``), ``endpoint``
+(default ``/v1/chat/completions``) and either ``body`` (a request body; its
+capabilities are classified by the bundle, exactly as in production) or
+``capabilities``. ``expect.rule_ids`` is compared as a set (exact, order-free);
+``expect.tier`` optionally checks the effective tier.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.geo.origin import Origin
+from gateway.identity.principal import Ownership, Principal
+from gateway.policy.compiled import CompiledBundle
+from gateway.policy.engine import DEFAULT_ENDPOINT, decide
+from gateway.policy.facts import BodyFacts, RequestFacts
+from gateway.policy.yamlsrc import format_path, parse_file
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OwnershipIn(_Strict):
+    country: str
+    percent: float = Field(ge=0, le=100)
+
+
+class PrincipalIn(_Strict):
+    id: str = "test-customer"
+    name: str = ""
+    kind: Literal["individual", "organization"] = "individual"
+    citizenships: list[str] = Field(default_factory=list)
+    residence: str | None = None
+    incorporated_in: str | None = None
+    ownership: list[OwnershipIn] = Field(default_factory=list)
+    kyc_level: str = "none"
+    kyc_expires_at: datetime | None = None
+    tier: str = "public"
+    attributes: list[str] = Field(default_factory=list)
+    sanctions_status: Literal["clear", "potential_match", "confirmed_match"] = "clear"
+    status: Literal["active", "suspended"] = "active"
+
+    def principal(self) -> Principal:
+        return Principal(
+            customer_id=self.id, name=self.name, kind=self.kind,
+            citizenships=frozenset(self.citizenships), residence=self.residence,
+            incorporated_in=self.incorporated_in,
+            ownership=tuple(Ownership(o.country, o.percent) for o in self.ownership),
+            kyc_level=self.kyc_level, kyc_expires_at=self.kyc_expires_at, tier=self.tier,
+            attributes=frozenset(self.attributes), sanctions_status=self.sanctions_status,
+            status=self.status, auth_method="test",
+        )
+
+
+class RequestIn(_Strict):
+    model: str
+    origin: str | None = None
+    endpoint: str = DEFAULT_ENDPOINT
+    body: dict[str, Any] | None = None
+    capabilities: list[str] | None = None
+
+
+class ExpectIn(_Strict):
+    decision: Literal["allow", "deny"]
+    rule_ids: list[str] | None = None
+    tier: str | None = None
+
+
+class CaseIn(_Strict):
+    name: str
+    principal: PrincipalIn = Field(default_factory=PrincipalIn)
+    request: RequestIn
+    at: datetime | None = None
+    expect: ExpectIn
+
+
+class FileIn(_Strict):
+    cases: list[CaseIn]
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    file: str
+    line: int | None
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+def origin_of(code: str | None, client_ip: str | None = None) -> Origin:
+    if code is None:
+        return Origin(client_ip)
+    if "-" in code:
+        return Origin(client_ip, country=code.split("-", 1)[0], region=code)
+    return Origin(client_ip, country=code)
+
+
+def _body_facts(model: str, body: dict[str, Any]) -> BodyFacts:
+    # The proxy's own parser, so a policy test classifies exactly as production does.
+    from gateway.proxy.body import parse_body
+
+    return parse_body(json.dumps({"model": model, **body}).encode())
+
+
+def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool, str]:
+    principal = case.principal.principal()
+    req = case.request
+    if req.body is not None and req.capabilities is not None:
+        return False, "request: give either 'body' or 'capabilities', not both"
+    body = _body_facts(req.model, req.body) if req.body is not None else BodyFacts(model=req.model)
+    caps = frozenset(req.capabilities) if req.capabilities is not None else bundle.classify(body)
+    unknown = caps - set(bundle.capability_names())
+    if unknown:
+        return False, f"request.capabilities: unknown capability {', '.join(sorted(unknown))}"
+    api = "anthropic" if req.endpoint.startswith("/v1/messages") else "openai"
+    facts = RequestFacts(endpoint=req.endpoint, api=api, body=body, origin=origin_of(req.origin),
+                         capabilities=caps)
+    at = case.at or now
+    decision = decide(principal, facts, bundle, at)
+    problems = []
+    if decision.decision != case.expect.decision:
+        problems.append(f"expected {case.expect.decision}, got {decision.decision}")
+    if case.expect.rule_ids is not None and sorted(case.expect.rule_ids) != sorted(decision.rule_ids):
+        problems.append(f"expected rule_ids {sorted(case.expect.rule_ids)}, "
+                        f"got {list(decision.rule_ids)}")
+    if case.expect.tier is not None and case.expect.tier != decision.effective_tier:
+        problems.append(f"expected tier {case.expect.tier}, got {decision.effective_tier}")
+    if problems:
+        got = (f" [decision={decision.decision} rule_ids={list(decision.rule_ids)} "
+               f"tier={decision.effective_tier}"
+               + (f" demoted: {decision.tier_demotion}" if decision.tier_demotion else "") + "]")
+        return False, "; ".join(problems) + got
+    return True, ""
+
+
+def test_files(directory: Path) -> list[Path]:
+    tests = directory / "tests"
+    if not tests.is_dir():
+        return []
+    return sorted(p for p in tests.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def run_tests(directory: Path, bundle: CompiledBundle,
+              now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> list[CaseResult]:
+    """Every case of every test file; malformed files and cases are failures."""
+    results: list[CaseResult] = []
+    for path in test_files(directory):
+        name = f"tests/{path.name}"
+        parsed = parse_file(path, name)
+        for err in parsed.errors:
+            results.append(CaseResult(name, err.line, "(file)", False, err.message))
+        if parsed.data is None:
+            continue
+        try:
+            spec = FileIn.model_validate(parsed.data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = tuple(p for p in err["loc"] if isinstance(p, int | str))
+                line = None
+                for end in range(len(loc), -1, -1):
+                    line = parsed.lines.get(loc[:end])
+                    if line is not None:
+                        break
+                results.append(CaseResult(name, line, format_path(loc), False, str(err["msg"])))
+            continue
+        for index, case in enumerate(spec.cases):
+            line = parsed.lines.get(("cases", index))
+            try:
+                ok, detail = run_case(case, bundle, now())
+            except Exception as exc:  # report, never crash the runner
+                ok, detail = False, f"error: {type(exc).__name__}: {exc}"
+            results.append(CaseResult(name, line, case.name, ok, detail))
+    return results
+
+
+test_files.__test__ = False  # type: ignore[attr-defined]
+run_tests.__test__ = False  # type: ignore[attr-defined]
