@@ -1,0 +1,174 @@
+"""The Ed25519 key that signs audit checkpoints, and the signed payloads.
+
+Where the key comes from, in order:
+  1. ``GATEWAY_AUDIT_SIGNING_KEY``: a path to a PEM (PKCS#8) file, or base64 of
+     the 32 raw private-key bytes;
+  2. ``audit_signing.key`` beside the SQLite database file; for PostgreSQL,
+     ``./audit_signing.key`` in the working directory (set the variable in
+     production so every replica signs with a key you manage);
+  3. generated on first start and written to that path with mode 0600.
+
+A key is named by its fingerprint: SHA-256 hex of the raw public key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from gateway.audit.chain import canonical, utc
+from gateway.settings import Settings
+
+KEY_FILE_NAME = "audit_signing.key"
+
+
+class SigningKeyError(Exception):
+    """The configured signing key cannot be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    private_key: Ed25519PrivateKey
+
+    @property
+    def public_raw(self) -> bytes:
+        return public_raw(self.private_key.public_key())
+
+    @property
+    def public_b64(self) -> str:
+        return base64.b64encode(self.public_raw).decode("ascii")
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.public_raw)
+
+    def sign(self, payload: bytes) -> str:
+        return base64.b64encode(self.private_key.sign(payload)).decode("ascii")
+
+
+def public_raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def fingerprint(public_key_raw: bytes) -> str:
+    return hashlib.sha256(public_key_raw).hexdigest()
+
+
+def public_pem(public_key_raw: bytes) -> str:
+    key = Ed25519PublicKey.from_public_bytes(public_key_raw)
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def load_public_key(text: str) -> bytes:
+    """Raw public key bytes from a PEM public key or base64 of the 32 raw bytes."""
+    text = text.strip()
+    if text.startswith("-----BEGIN"):
+        key = serialization.load_pem_public_key(text.encode("ascii"))
+        if not isinstance(key, Ed25519PublicKey):
+            raise SigningKeyError("not an Ed25519 public key")
+        return public_raw(key)
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise SigningKeyError("public key is neither PEM nor base64") from exc
+    if len(raw) != 32:
+        raise SigningKeyError("a raw Ed25519 public key has 32 bytes")
+    return raw
+
+
+def verify_signature(public_key_raw: bytes, signature_b64: str, payload: bytes) -> bool:
+    try:
+        sig = base64.b64decode(signature_b64, validate=True)
+        Ed25519PublicKey.from_public_bytes(public_key_raw).verify(sig, payload)
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True
+
+
+def default_key_path(settings: Settings) -> Path:
+    db_path = settings.sqlite_path()
+    if db_path is not None:
+        return db_path.parent / KEY_FILE_NAME
+    return Path(KEY_FILE_NAME)
+
+
+def _from_setting(value: str) -> Ed25519PrivateKey:
+    path = Path(value)
+    if path.is_file():
+        return _read_pem(path)
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise SigningKeyError(
+            "GATEWAY_AUDIT_SIGNING_KEY: not an existing file and not base64"
+        ) from exc
+    if len(raw) != 32:
+        raise SigningKeyError("GATEWAY_AUDIT_SIGNING_KEY: base64 must decode to 32 bytes")
+    return Ed25519PrivateKey.from_private_bytes(raw)
+
+
+def _read_pem(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SigningKeyError(f"{path}: cannot read an unencrypted PEM private key: {exc}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SigningKeyError(f"{path}: not an Ed25519 private key")
+    return key
+
+
+def load_signer(settings: Settings, create: bool = True) -> Signer:
+    """The configured key, else the one beside the DB, else a new one (if ``create``)."""
+    if settings.audit_signing_key:
+        return Signer(_from_setting(settings.audit_signing_key))
+    path = default_key_path(settings)
+    if path.exists():
+        return Signer(_read_pem(path))
+    if not create:
+        raise SigningKeyError(f"no signing key: {path} does not exist")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # O_EXCL: two workers starting together must not overwrite each other's key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return Signer(_read_pem(path))
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Signer(key)
+
+
+def checkpoint_payload(
+    kind: str, node_id: str, seq: int, head_hash: str, count: int, ts: datetime
+) -> bytes:
+    """What a checkpoint (or tombstone) signature covers."""
+    doc: dict[str, Any] = {
+        "kind": kind,
+        "node_id": node_id,
+        "seq": seq,
+        "head_hash": head_hash,
+        "count": count,
+        "ts": utc(ts),
+        "format": 1,
+    }
+    return canonical(doc)
