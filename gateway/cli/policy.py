@@ -1,7 +1,217 @@
-"""`gateway policy` commands."""
+"""`gateway policy` commands: validate, test, diff, impact, schema.
+
+Exit codes (SPEC section 1): 0 ok, 1 the thing checked failed (invalid bundle,
+failing policy test), 2 usage error (missing directory, bad option).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from gateway.policy.compiled import compile_bundle
+from gateway.policy.diff import diff_bundles
+from gateway.policy.impact import ImpactReport, impact
+from gateway.policy.loader import LoadResult, load_dir
+from gateway.policy.schema import json_schema
+from gateway.policy.testing import run_tests
 
 app = typer.Typer(no_args_is_help=True)
+
+DirArg = Annotated[Path, typer.Argument(help="Policy bundle directory.")]
+
+
+def _console() -> Console:
+    # Built per command so test runners that swap stdout see the output.
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _require_dir(console: Console, path: Path) -> None:
+    if not path.is_dir():
+        console.print(f"[red]error:[/red] {path}: no such directory")
+        raise typer.Exit(2)
+
+
+def _load(console: Console, path: Path, show_ok: bool = True) -> LoadResult:
+    _require_dir(console, path)
+    result = load_dir(path)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    if not result.ok:
+        for error in result.errors:
+            console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]{path}: invalid policy bundle ({len(result.errors)} errors)[/red]")
+        raise typer.Exit(1)
+    if show_ok:
+        console.print(f"[green]{path}: valid[/green] version {result.version} "
+                      f"({len(result.files)} files)")
+    return result
+
+
+@app.command()
+def validate(directory: DirArg) -> None:
+    """Check a bundle: every error with file, line and field; exit 1 if any."""
+    console = _console()
+    result = _load(console, directory)
+    b = result.bundle
+    assert b is not None
+    console.print(f"  {len(b.country_groups)} country groups, {len(b.tiers)} tiers, "
+                  f"{len(b.models)} models, {len(b.capabilities)} capabilities, "
+                  f"{len(b.rules)} rules")
+
+
+@app.command("test")
+def test_cmd(directory: DirArg,
+             verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run the bundle's tests/*.yaml cases through the engine; exit 1 on any failure."""
+    console = _console()
+    result = _load(console, directory, show_ok=False)
+    assert result.bundle is not None and result.version is not None
+    bundle = compile_bundle(result.bundle, result.version)
+    results = run_tests(directory, bundle)
+    failed = [r for r in results if not r.passed]
+    for r in results:
+        if r.passed and not verbose:
+            continue
+        where = f"{r.file}:{r.line}" if r.line else r.file
+        mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
+        console.print(f"{mark} {where} {r.name}" + (f"\n     {r.detail}" if r.detail else ""))
+    if not results:
+        console.print(f"[yellow]no policy tests in {directory / 'tests'}[/yellow]")
+    summary = f"{len(results) - len(failed)} passed, {len(failed)} failed"
+    console.print(f"[{'red' if failed else 'green'}]{summary}[/] (policy {result.version[:12]})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def diff(old: Annotated[Path, typer.Argument(help="The bundle in force.")],
+         new: Annotated[Path, typer.Argument(help="The candidate bundle.")]) -> None:
+    """What changes between two bundles, in words a reviewer reads."""
+    console = _console()
+    a = _load(console, old, show_ok=False)
+    b = _load(console, new, show_ok=False)
+    assert a.bundle is not None and b.bundle is not None
+    changes = diff_bundles(a.bundle, b.bundle)
+    console.print(f"{old} ({(a.version or '')[:12]}) -> {new} ({(b.version or '')[:12]})")
+    if not changes:
+        console.print("no changes")
+        return
+    colors = {"added": "green", "removed": "red", "changed": "yellow"}
+    for change in changes:
+        console.print(f"[{colors[change.kind]}]{change.section}: {change.kind}[/] {change.name}")
+        for detail in change.details:
+            console.print(f"    {detail}", markup=False)
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+
+
+def parse_duration(text: str) -> timedelta:
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise typer.BadParameter(f"'{text}': use a number and s, m, h, d or w, e.g. 7d")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match[2]]
+    return timedelta(**{unit: int(match[1])})
+
+
+def _read_jsonl(path: Path) -> Iterable[Mapping[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                item = json.loads(line)
+                if item.get("kind", "decision") == "decision":
+                    yield item
+
+
+async def _from_audit(since: datetime) -> list[Mapping[str, Any]]:
+    """Recorded decisions since ``since`` from the audit log in GATEWAY_DATABASE_URL."""
+    from gateway.audit import query  # provided by the audit package
+    from gateway.db.session import create_engine, session_factory
+    from gateway.settings import Settings
+
+    settings = Settings(demo=True)  # only the database URL is needed here
+    engine = create_engine(settings)
+    try:
+        sessions = session_factory(engine)
+        stream: AsyncIterator[Mapping[str, Any]] = query.iter_replay_facts(sessions, since)
+        return [item async for item in stream]
+    finally:
+        await engine.dispose()
+
+
+def _print_report(console: Console, report: ImpactReport) -> None:
+    console.print(f"{report.total} recorded decisions, {report.skipped} skipped, "
+                  f"{report.unchanged} unchanged, [red]{report.to_deny} allow->deny[/red], "
+                  f"[green]{report.to_allow} deny->allow[/green]")
+    for title, counter in (("rule", report.by_rule), ("model", report.by_model),
+                           ("tier", report.by_tier), ("origin country", report.by_country)):
+        if not counter:
+            continue
+        table = Table(title=f"flips by {title}")
+        table.add_column(title)
+        table.add_column("flips", justify="right")
+        for key, count in counter.most_common():
+            table.add_row(key, str(count))
+        console.print(table)
+    for flip in report.examples:
+        console.print(f"  e.g. {flip.record_id or '?'} customer {flip.customer_id} {flip.model} "
+                      f"from {flip.origin or 'unknown'}: {flip.old} -> {flip.new} "
+                      f"({', '.join(flip.new_rule_ids)})", markup=False)
+    for error in report.errors:
+        console.print(f"[yellow]skipped:[/yellow] {error}")
+
+
+@app.command("impact")
+def impact_cmd(
+    directory: DirArg,
+    since: Annotated[str, typer.Option(help="How far back: 30m, 12h, 7d, 2w.")] = "7d",
+    at: Annotated[str | None, typer.Option(help="Re-decide at this RFC 3339 instant "
+                                           "instead of each record's own time.")] = None,
+    from_jsonl: Annotated[Path | None, typer.Option(
+        "--from-jsonl", help="Read records from a `gateway audit export --format jsonl` "
+                             "file instead of the database.")] = None,
+) -> None:
+    """Replay recorded decisions against a candidate bundle and count the flips."""
+    console = _console()
+    window = parse_duration(since)
+    try:
+        at_dt = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"--at: {exc}") from None
+    result = _load(console, directory, show_ok=False)
+    assert result.bundle is not None and result.version is not None
+    bundle = compile_bundle(result.bundle, result.version)
+    cutoff = datetime.now(UTC) - window
+    records: Iterable[Mapping[str, Any]]
+    if from_jsonl is not None:
+        if not from_jsonl.is_file():
+            console.print(f"[red]error:[/red] {from_jsonl}: no such file")
+            raise typer.Exit(2)
+        records = (r for r in _read_jsonl(from_jsonl)
+                   if "ts" not in r or datetime.fromisoformat(
+                       str(r["ts"]).replace("Z", "+00:00")) >= cutoff)
+    else:
+        try:
+            records = asyncio.run(_from_audit(cutoff))
+        except (ImportError, AttributeError) as exc:
+            console.print(f"[red]error:[/red] reading the audit log is not available ({exc}); "
+                          "use --from-jsonl with `gateway audit export --format jsonl`")
+            raise typer.Exit(2) from None
+    console.print(f"candidate {directory} ({result.version[:12]}), decisions since {since}")
+    _print_report(console, impact(records, bundle, at_dt))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a policy bundle file."""
+    typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))

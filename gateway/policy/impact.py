@@ -1,0 +1,113 @@
+"""``gateway policy impact``: which recorded decisions a candidate bundle would flip.
+
+Pure: feed it recorded decisions (any iterable of mappings) and a compiled
+candidate bundle; it re-decides each one with ``decide`` and counts flips
+(allow -> deny and deny -> allow) by deciding rule, model, effective tier and
+origin country, keeping a few examples of each.
+
+One recorded item is a mapping with:
+- ``facts``: the replay facts (``gateway.policy.replay.replay_facts``), as
+  stored in ``DecisionRecord.facts``;
+- ``decision``: the recorded ``"allow"`` or ``"deny"``;
+- ``ts``: when it was decided (datetime or RFC 3339 string); re-decided at
+  this instant unless ``at`` is given;
+- optionally ``id`` and ``rule_ids`` (for the examples).
+
+Capabilities are the recorded ones (prompt text is not kept, see replay.py).
+Records without usable facts (e.g. 401s, whose principal is unknown) are
+counted as ``skipped``, not guessed at.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gateway.policy.compiled import CompiledBundle
+from gateway.policy.engine import decide
+from gateway.policy.replay import from_replay
+
+MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Flip:
+    record_id: str | None
+    customer_id: str
+    model: str
+    origin: str | None
+    old: str
+    new: str
+    old_rule_ids: tuple[str, ...]
+    new_rule_ids: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class ImpactReport:
+    total: int = 0
+    skipped: int = 0
+    unchanged: int = 0
+    to_deny: int = 0
+    to_allow: int = 0
+    by_rule: Counter[str] = field(default_factory=Counter)
+    """Flips by the rule that now decides (the new decision's rule ids)."""
+    by_model: Counter[str] = field(default_factory=Counter)
+    by_tier: Counter[str] = field(default_factory=Counter)
+    by_country: Counter[str] = field(default_factory=Counter)
+    examples: list[Flip] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def flipped(self) -> int:
+        return self.to_deny + self.to_allow
+
+
+def _ts(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def impact(records: Iterable[Mapping[str, Any]], bundle: CompiledBundle,
+           at: datetime | None = None) -> ImpactReport:
+    """Re-decide every record against ``bundle`` and count what would change."""
+    report = ImpactReport()
+    for record in records:
+        report.total += 1
+        facts = record.get("facts")
+        if not facts or "principal" not in facts or "request" not in facts:
+            report.skipped += 1
+            continue
+        try:
+            principal, request = from_replay(dict(facts))
+            now = at or _ts(record["ts"])
+        except (KeyError, ValueError, TypeError) as exc:
+            report.skipped += 1
+            if len(report.errors) < MAX_EXAMPLES:
+                report.errors.append(f"{record.get('id', '?')}: unreadable facts: {exc}")
+            continue
+        new = decide(principal, request, bundle, now)
+        old = str(record.get("decision"))
+        if new.decision == old:
+            report.unchanged += 1
+            continue
+        if new.allowed:
+            report.to_allow += 1
+        else:
+            report.to_deny += 1
+        for rule_id in new.rule_ids:
+            report.by_rule[rule_id] += 1
+        report.by_model[request.model] += 1
+        report.by_tier[new.effective_tier] += 1
+        report.by_country[request.origin.country or "unknown"] += 1
+        if len(report.examples) < MAX_EXAMPLES:
+            report.examples.append(Flip(
+                record_id=record.get("id"), customer_id=principal.customer_id,
+                model=request.model, origin=request.origin.region or request.origin.country,
+                old=old, new=new.decision,
+                old_rule_ids=tuple(record.get("rule_ids") or ()), new_rule_ids=new.rule_ids,
+            ))
+    return report
