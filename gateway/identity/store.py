@@ -66,7 +66,7 @@ async def load_key(session: AsyncSession, key_id: str) -> KeyRecord | None:
     ).first()
     if row is None:
         return None
-    key, customer = row.tuple()
+    key, customer = row[0], row[1]
     return KeyRecord(
         key_id=key.id,
         customer_id=customer.id,

@@ -86,6 +86,8 @@ LEGAL_SUFFIXES = frozenset(
         "sro",
         "kft",
         "zrt",
+        "ao",
+        "pao",
         "sp",
         "zoo",
         "fze",

@@ -1,0 +1,69 @@
+"""Test helpers for identity/KYC/admin: a real SQLite database in a temp dir and
+a small FastAPI app carrying a Services-like object with the parts those
+routers use (settings, sessions, identifier, locator, clock, extras)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.db.schema import ensure_schema
+from gateway.db.session import create_engine, session_factory
+from gateway.geo.origin import Origin
+from gateway.settings import Settings
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
+        "demo": True,
+        "sqlite_synchronous": "NORMAL",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def make_db(settings: Settings) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    engine = create_engine(settings)
+    await ensure_schema(engine)
+    return engine, session_factory(engine)
+
+
+class PeerLocator:
+    """Believes the socket peer only (no trusted proxies in these tests)."""
+
+    def locate(self, peer_ip: str | None, forwarded_for: str | None) -> Origin:
+        return Origin(client_ip=peer_ip)
+
+
+class Clock:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class TestServices:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    identifier: Any
+    clock: Callable[[], datetime]
+    locator: PeerLocator = field(default_factory=PeerLocator)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def make_app(services: TestServices, *routers: Any) -> FastAPI:
+    app = FastAPI()
+    app.state.services = services
+    for router in routers:
+        app.include_router(router)
+    return app
