@@ -1,0 +1,142 @@
+"""IP -> Origin: which client address to believe, and where it is.
+
+The client address is the socket peer, unless the peer is a trusted proxy
+(``GATEWAY_TRUSTED_PROXIES``): then ``X-Forwarded-For`` is walked from the
+right, skipping trusted hops, and the first untrusted address is the client.
+Everything left of it was written by the client itself and is ignored, so a
+client cannot pick its own country by sending the header.
+
+Country lookups use the offline RIR registration data of ``iptocc`` by
+default, or a MaxMind-format ``.mmdb`` (``GATEWAY_GEOIP_DB``) read with
+``geoip2``: a country database gives the country, a city database also the
+ISO 3166-2 region ``f"{country}-{subdivision}"`` (largest subdivision), which
+is what region rules such as UA-43 (Crimea) need. Private, reserved and
+unknown addresses resolve to an unknown origin. Lookups are cached (LRU).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from gateway.geo.origin import Origin
+from gateway.settings import IPNetwork, Settings
+
+log = logging.getLogger("gateway.geo")
+
+CACHE_SIZE = 65_536
+Lookup = Callable[[str], tuple[str | None, str | None]]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    """An address from a header hop: ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80`` or ``::1``."""
+    value = text.strip().strip('"')
+    if value.startswith("["):
+        value = value[1:].split("]", 1)[0]
+    elif value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _public(address: IPAddress) -> bool:
+    return address.is_global
+
+
+def iptocc_lookup(ip: str) -> tuple[str | None, str | None]:
+    from iptocc import country_code
+
+    try:
+        code = country_code(ip)
+    except ValueError:
+        return None, None
+    return (code.upper() if isinstance(code, str) and len(code) == 2 else None), None
+
+
+class MmdbLookup:
+    """Country (and, from a city database, region) from a MaxMind-format file."""
+
+    def __init__(self, path: Path) -> None:
+        import geoip2.database
+
+        self._reader = geoip2.database.Reader(str(path))
+        self.database_type = str(self._reader.metadata().database_type)
+        self._city = "City" in self.database_type
+
+    def __call__(self, ip: str) -> tuple[str | None, str | None]:
+        import geoip2.errors
+
+        try:
+            response = self._reader.city(ip) if self._city else self._reader.country(ip)
+        except (geoip2.errors.AddressNotFoundError, ValueError):
+            return None, None
+        country = response.country.iso_code or response.registered_country.iso_code
+        region = None
+        if country and self._city:
+            subdivisions = response.subdivisions  # type: ignore[union-attr]
+            if len(subdivisions) and subdivisions[0].iso_code:
+                region = f"{country}-{subdivisions[0].iso_code}"
+        return country, region
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class IPLocator:
+    """The ``Locator`` stage (``gateway.stages.Locator``)."""
+
+    def __init__(self, lookup: Lookup, trusted: Sequence[IPNetwork] = (),
+                 cache_size: int = CACHE_SIZE) -> None:
+        self._trusted = tuple(trusted)
+        self._lookup = lru_cache(maxsize=cache_size)(lookup)
+
+    def _is_trusted(self, address: IPAddress) -> bool:
+        return any(address in net for net in self._trusted)
+
+    def client_ip(self, peer_ip: str | None, forwarded_for: str | None) -> IPAddress | None:
+        peer = _parse_ip(peer_ip) if peer_ip else None
+        if peer is None or not self._trusted or not self._is_trusted(peer) or not forwarded_for:
+            return peer
+        hops = [h for h in forwarded_for.split(",") if h.strip()]
+        leftmost: IPAddress | None = peer
+        for hop in reversed(hops):
+            address = _parse_ip(hop)
+            if address is None:
+                # A trusted proxy appended something that is not an address:
+                # nothing further left can be believed.
+                return None
+            if not self._is_trusted(address):
+                return address
+            leftmost = address
+        return leftmost  # every hop was a trusted proxy
+
+    def locate(self, peer_ip: str | None, forwarded_for: str | None) -> Origin:
+        address = self.client_ip(peer_ip, forwarded_for)
+        if address is None:
+            return Origin(None)
+        text = str(address)
+        if not _public(address):
+            return Origin(text)
+        country, region = self._lookup(text)
+        return Origin(text, country, region)
+
+
+def build_locator(settings: Settings) -> IPLocator:
+    """The locator for these settings: the .mmdb when configured, else iptocc."""
+    lookup: Lookup
+    if settings.geoip_db is not None:
+        lookup = MmdbLookup(settings.geoip_db)
+        log.info("geolocation from %s (%s)", settings.geoip_db, lookup.database_type)
+    else:
+        lookup = iptocc_lookup
+        log.info("geolocation from offline RIR data (iptocc); country level only")
+    return IPLocator(lookup, settings.trusted_proxies)
