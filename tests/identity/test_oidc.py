@@ -1,0 +1,138 @@
+"""OIDC against a real local issuer: discovery + JWKS served over loopback HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from gateway.identity.identifier import GatewayIdentifier
+from gateway.identity.oidc import OidcVerifier
+from gateway.stages import AuthenticationFailed
+from tests.identity.conftest import Db, FakeMonotonic, add_customer
+
+AUDIENCE = "gateway-test"
+
+
+@dataclass
+class Issuer:
+    url: str
+    keys: list[RSAKey] = field(default_factory=list)
+    jwks_hits: int = 0
+
+    def token(self, key: RSAKey, **claims: Any) -> str:
+        now = int(time.time())
+        body = {"iss": self.url, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 300}
+        body.update(claims)
+        return jwt.encode({"alg": "RS256", "kid": key.kid}, body, key)
+
+
+def rsa(kid: str) -> RSAKey:
+    return RSAKey.generate_key(2048, parameters={"kid": kid})
+
+
+@pytest.fixture
+async def issuer() -> AsyncIterator[Issuer]:
+    state = Issuer(url="")
+
+    async def discovery(_: web.Request) -> web.Response:
+        return web.json_response({"issuer": state.url, "jwks_uri": f"{state.url}/jwks"})
+
+    async def jwks(_: web.Request) -> web.Response:
+        state.jwks_hits += 1
+        return web.json_response({"keys": [k.as_dict(private=False) for k in state.keys]})
+
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", discovery)
+    app.router.add_get("/jwks", jwks)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    state.url = f"http://127.0.0.1:{port}"
+    state.keys.append(rsa("k1"))
+    yield state
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def oidc_identifier(
+    db: Db, issuer: Issuer, mono: FakeMonotonic
+) -> AsyncIterator[GatewayIdentifier]:
+    verifier = OidcVerifier(issuer.url, AUDIENCE, "sub", clock=mono, min_refresh_seconds=60)
+    ident = GatewayIdentifier(db.sessions, 30.0, oidc=verifier, clock=mono)
+    await add_customer(db, "alice", tier="research", kyc_level="id_verified")
+    yield ident
+    await ident.stop()
+
+
+async def test_valid_token(oidc_identifier: GatewayIdentifier, issuer: Issuer) -> None:
+    p = await oidc_identifier.identify(issuer.token(issuer.keys[0]), None)
+    assert p.customer_id == "alice" and p.auth_method == "oidc" and p.key_id is None
+    assert p.tier == "research"
+    await oidc_identifier.identify(issuer.token(issuer.keys[0]), None)
+    assert issuer.jwks_hits == 1  # JWKS cached
+    assert oidc_identifier.db_reads == 1  # customer cached
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        ({"exp": int(time.time()) - 3600}, "expired"),
+        ({"aud": "someone-else"}, "aud"),
+        ({"iss": "http://evil.example"}, "iss"),
+        ({"nbf": int(time.time()) + 3600}, "not yet valid"),
+        ({"sub": "nobody"}, "unknown customer"),
+    ],
+)
+async def test_rejected_tokens(
+    oidc_identifier: GatewayIdentifier, issuer: Issuer, claims: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(AuthenticationFailed, match=message):
+        await oidc_identifier.identify(issuer.token(issuer.keys[0], **claims), None)
+
+
+async def test_missing_exp_and_foreign_signature(
+    oidc_identifier: GatewayIdentifier, issuer: Issuer
+) -> None:
+    now = int(time.time())
+    no_exp = jwt.encode(
+        {"alg": "RS256", "kid": "k1"}, {"iss": issuer.url, "aud": AUDIENCE, "sub": "alice"},
+        issuer.keys[0],
+    )  # fmt: skip
+    with pytest.raises(AuthenticationFailed):
+        await oidc_identifier.identify(no_exp, None)
+    forged_key = RSAKey.generate_key(2048, parameters={"kid": "k1"})  # same kid, other key
+    forged = issuer.token(forged_key, exp=now + 60)
+    with pytest.raises(AuthenticationFailed):
+        await oidc_identifier.identify(forged, None)
+
+
+async def test_rotated_key_picked_up_once(
+    oidc_identifier: GatewayIdentifier, issuer: Issuer, mono: FakeMonotonic
+) -> None:
+    await oidc_identifier.identify(issuer.token(issuer.keys[0]), None)
+    assert issuer.jwks_hits == 1
+    mono.t += 61  # past the refresh rate limit, well within the JWKS TTL
+    issuer.keys = [rsa("k2")]
+    p = await oidc_identifier.identify(issuer.token(issuer.keys[0]), None)
+    assert p.customer_id == "alice" and issuer.jwks_hits == 2
+    # A second unknown kid right away does not trigger another fetch (rate limited).
+    with pytest.raises(AuthenticationFailed, match="unknown key"):
+        await oidc_identifier.identify(issuer.token(rsa("k3")), None)
+    assert issuer.jwks_hits == 2
+
+
+async def test_gateway_keys_still_work_with_oidc(
+    oidc_identifier: GatewayIdentifier, issuer: Issuer
+) -> None:
+    with pytest.raises(AuthenticationFailed, match="unknown gateway key"):
+        await oidc_identifier.identify("gk_abc_def", None)
+    assert issuer.jwks_hits == 0
