@@ -1,0 +1,105 @@
+"""Loader: every broken bundle in the corpus is refused with file:line field: message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.policy.loader import PolicyLoadError, load_bundle, load_dir
+from gateway.policy.schema import json_schema
+from tests.policy.conftest import MINIMAL, POLICIES, write_bundle
+
+BAD = Path(__file__).resolve().parents[1] / "data" / "bad_bundles"
+CORPUS = sorted(p for p in BAD.iterdir() if p.is_dir())
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(CORPUS) >= 20
+
+
+@pytest.mark.parametrize("bundle_dir", CORPUS, ids=[p.name for p in CORPUS])
+def test_bad_bundle_is_refused_with_every_expected_error(bundle_dir: Path) -> None:
+    result = load_dir(bundle_dir)
+    assert not result.ok and result.bundle is None and result.version is None
+    errors = [str(e) for e in result.errors]
+    expected = [x for x in (bundle_dir / "expected.txt").read_text().splitlines() if x.strip()]
+    assert expected, "expected.txt must not be empty"
+    for want in expected:
+        assert any(want in got for got in errors), f"{want!r} not in {errors}"
+    with pytest.raises(PolicyLoadError) as info:
+        load_bundle(bundle_dir)
+    assert expected[0] in str(info.value)
+
+
+def test_default_bundle_is_valid() -> None:
+    result = load_dir(POLICIES)
+    assert result.ok, [str(e) for e in result.errors]
+    assert result.warnings == ()
+    assert result.version is not None and len(result.version) == 64
+    bundle = result.bundle
+    assert bundle is not None
+    groups = bundle.country_groups
+    # Syria's comprehensive program ended 2025-07-01; it stays in the EAR groups.
+    assert "SY" not in groups["comprehensively_sanctioned"].countries
+    assert "SY" in groups["ear_e1"].countries and "SY" in groups["ear_d5"].countries
+    assert set(groups["comprehensively_sanctioned"].regions) == {"UA-43", "UA-40", "UA-14", "UA-09"}
+    # HK maps into every CN set; Cuba is E:2 only; Iran is not in D:1; Macau not in D:5.
+    for name, group in groups.items():
+        if "CN" in group.countries:
+            assert "HK" in group.countries, name
+    assert "CU" not in groups["ear_e1"].countries and groups["ear_e2"].countries == ["CU"]
+    assert "IR" not in groups["ear_d1"].countries
+    assert "MO" not in groups["ear_d5"].countries and "MO" in groups["ear_adv_computing"].countries
+    assert len(groups["ear_d5"].countries) == 23 and len(groups["ear_d1"].countries) == 25
+    for name, group in groups.items():
+        assert group.source and group.as_of, f"{name} must cite source and as_of"
+
+
+def test_version_ignores_file_layout_and_formatting(tmp_path: Path) -> None:
+    rules = "rules:\n  - {id: a, effect: allow, when: {model_allowed_for_tier: true}}\n" \
+            "  - {id: b, effect: deny, when: {model_in: [big]}}\n"
+    one = write_bundle(tmp_path / "one", dict(MINIMAL, **{"rules.yaml": rules}))
+    # Same content: other file names, block style, comments, rules split and reordered.
+    two = write_bundle(tmp_path / "two", {
+        "00-all.yml": MINIMAL["tiers.yaml"] + "# comment\n" + MINIMAL["models.yaml"],
+        "r1.yaml": "rules:\n  - id: b\n    effect: deny\n    when:\n      model_in: [big]\n",
+        "r2.yaml": "rules:\n  - id: a\n    effect: allow   # entitlement\n"
+                   "    when: {model_allowed_for_tier: true}\n",
+    })
+    v1, v2 = load_dir(one).version, load_dir(two).version
+    assert v1 is not None and v1 == v2
+    changed = write_bundle(tmp_path / "three", dict(MINIMAL, **{"rules.yaml": rules.replace(
+        "model_in: [big]", "model_in: [small]")}))
+    assert load_dir(changed).version != v1
+
+
+def test_tests_directory_is_not_merged(tmp_path: Path) -> None:
+    d = write_bundle(tmp_path / "b", dict(MINIMAL))
+    write_bundle(d / "tests", {"cases.yaml": "cases: []\n"})
+    assert load_dir(d).ok
+
+
+def test_unreachable_model_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"more.yaml": "models:\n  orphan: {tiers: []}\n"}))
+    result = load_dir(d)
+    assert result.ok
+    assert [str(w) for w in result.warnings] == [
+        "more.yaml:2 models.orphan: model 'orphan' is not reachable from any tier"]
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    result = load_dir(tmp_path / "nope")
+    assert not result.ok and "not a directory" in str(result.errors[0])
+
+
+def test_json_schema_describes_conditions() -> None:
+    schema = json_schema()
+    text = json.dumps(schema)
+    cond = schema["$defs"]["Condition"]["properties"]
+    for key in ("citizenship_in", "origin_unknown", "controlled_by_in", "model_allowed_for_tier",
+                "any", "all", "not", "sanctions_status_in", "messages_over"):
+        assert key in cond
+    assert schema["$defs"]["Rule"]["additionalProperties"] is False
+    assert '"from"' in text and "fail_open" in text
