@@ -1,0 +1,270 @@
+"""``gateway audit verify``: recompute every chain and checkpoint in the database.
+
+For each chain (node) the records are streamed in ``seq`` order in chunks
+(bounded memory) and checked against: the sequence (a gap is a deleted
+record), the body's own ``node_id``/``seq``/``id`` (a mismatch is a reorder or
+a renumbering), ``prev_hash`` linkage (an inserted record links to the record
+two back), the hash of the body (an edit), the query columns (an edit of an
+indexed column), and every signed checkpoint (a chain rewritten from some
+point on no longer reaches the signed head).
+
+What is and is not detectable, honestly:
+  * anything up to the newest checkpoint: edits, deletions, insertions,
+    reorders, truncation (a checkpoint beyond the last record), even a
+    consistent rewrite of the hashes, since the signature cannot be forged;
+  * the tail after the newest checkpoint: edits, deletions in the middle,
+    and truncation are detected against the ``audit_nodes`` head row, which
+    every batch updates in the same transaction; an attacker with write access
+    who truncates the tail *and* rewrites that row (or deletes the newest
+    checkpoints along with the records) rolls the log back undetectably from
+    the database alone. The outside witnesses are the checkpoint log lines
+    (``audit checkpoint node=… seq=… head=…``) and export manifests; keep
+    ``audit_checkpoint_seconds`` short to keep that window small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.audit.chain import GENESIS, chain_hash, parse_body, utc
+from gateway.audit.checkpoints import Checkpoint, load_checkpoints
+from gateway.audit.tables import audit_nodes, audit_records
+
+_COLUMNS = ("id", "kind", "customer_id", "decision", "status", "model",
+            "origin_country", "origin_region", "decision_id")
+
+
+@dataclass(slots=True)
+class Problem:
+    kind: str
+    """gap | inserted | reordered | chain_break | edited | column_mismatch |
+    checkpoint_mismatch | bad_signature | unknown_key | truncated | beyond_head | orphan"""
+    message: str
+    node_id: str | None = None
+    seq: int | None = None
+    record_id: str | None = None
+
+
+@dataclass(slots=True)
+class NodeSummary:
+    node_id: str
+    records: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    checkpoints: int = 0
+    pruned_through: int = 0
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    problems: list[Problem] = field(default_factory=list)
+    nodes: list[NodeSummary] = field(default_factory=list)
+    problem_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+    @property
+    def first(self) -> Problem | None:
+        return self.problems[0] if self.problems else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "problem_count": self.problem_count,
+            "first_problem": asdict(self.first) if self.first else None,
+            "problems": [asdict(p) for p in self.problems],
+            "nodes": [asdict(n) for n in self.nodes],
+        }
+
+
+class _Collector:
+    def __init__(self, report: VerifyReport, limit: int) -> None:
+        self.report = report
+        self.limit = limit
+
+    def add(self, problem: Problem) -> None:
+        self.report.problem_count += 1
+        if len(self.report.problems) < self.limit:
+            self.report.problems.append(problem)
+
+
+async def verify_log(
+    engine: AsyncEngine,
+    *,
+    trusted_keys: Iterable[bytes] | None = None,
+    chunk_size: int = 2000,
+    max_problems: int = 100,
+) -> VerifyReport:
+    """Verify every chain. ``trusted_keys``: raw Ed25519 public keys to accept;
+    None trusts the keys stored in ``audit_keys`` (say so to the auditor)."""
+    report = VerifyReport()
+    out = _Collector(report, max_problems)
+    async with engine.connect() as conn:
+        checkpoints = await load_checkpoints(conn, trusted_keys)
+        for cp in checkpoints.invalid:
+            out.add(Problem(cp.problem or "bad_signature", cp.problem_message, cp.node_id, cp.seq))
+        heads = {str(r.node_id): r for r in (await conn.execute(select(audit_nodes))).all()}
+        await conn.rollback()
+        node_ids = sorted(set(heads) | set(checkpoints.by_node) | set(await _record_nodes(conn)))
+        for node_id in node_ids:
+            summary = NodeSummary(node_id)
+            report.nodes.append(summary)
+            await _verify_node(conn, node_id, heads.get(node_id), checkpoints.valid_for(node_id),
+                               summary, out, chunk_size)
+    return report
+
+
+async def _record_nodes(conn: AsyncConnection) -> list[str]:
+    """Distinct node ids by a loose index scan: one index probe per node, not a full scan."""
+    found: list[str] = []
+    after = ""
+    while True:
+        nxt = (await conn.execute(
+            select(func.min(audit_records.c.node_id)).where(audit_records.c.node_id > after)
+        )).scalar()
+        if nxt is None:
+            break
+        found.append(str(nxt))
+        after = str(nxt)
+    await conn.rollback()
+    return found
+
+
+async def _verify_node(
+    conn: AsyncConnection,
+    node_id: str,
+    head: Row[Any] | None,
+    cps: list[Checkpoint],
+    summary: NodeSummary,
+    out: _Collector,
+    chunk_size: int,
+) -> None:
+    checkpoints = {cp.seq: cp for cp in cps if cp.kind == "checkpoint"}
+    summary.checkpoints = len(checkpoints)
+    tombstones = [cp for cp in cps if cp.kind == "tombstone"]
+    expected, prev, prev_prev = 1, GENESIS, ""
+    if tombstones:
+        tomb = max(tombstones, key=lambda t: t.seq)
+        match = checkpoints.get(tomb.seq)
+        if match is None or match.head_hash != tomb.head_hash:
+            out.add(Problem("checkpoint_mismatch", f"tombstone at seq {tomb.seq} matches no "
+                            "signed checkpoint", node_id, tomb.seq))
+        expected, prev = tomb.seq + 1, tomb.head_hash
+        summary.pruned_through = tomb.seq
+    if head is None:
+        out.add(Problem("orphan", "records or checkpoints without a chain head row", node_id))
+    limit = max([int(head.last_seq) if head is not None else 0, *checkpoints, 0])
+    last_seq: int | None = None
+    after = expected - 1
+    while after < limit:
+        rows = (await conn.execute(
+            select(audit_records)
+            .where(audit_records.c.node_id == node_id, audit_records.c.seq > after,
+                   audit_records.c.seq <= limit)
+            .order_by(audit_records.c.seq)
+            .limit(chunk_size)
+        )).all()
+        await conn.rollback()
+        if not rows:
+            break
+        for row in rows:
+            seq = int(row.seq)
+            problem = _check_row(row, node_id, expected, prev, prev_prev)
+            if problem is not None:
+                out.add(problem)
+            cp = checkpoints.get(seq)
+            if cp is not None and cp.head_hash != row.hash:
+                out.add(Problem("checkpoint_mismatch",
+                                f"chain head at seq {seq} differs from the signed checkpoint: "
+                                "a record up to here was rewritten", node_id, seq, str(row.id)))
+            # Resynchronise on the stored hash so one break does not hide the next.
+            prev_prev, prev = prev, str(row.hash)
+            expected = seq + 1
+            last_seq = seq
+            summary.records += 1
+            if summary.first_seq is None:
+                summary.first_seq = seq
+        after = int(rows[-1].seq)
+    summary.last_seq = last_seq
+    _check_tail(node_id, head, checkpoints, last_seq, summary, out)
+    await _check_beyond_head(conn, node_id, out)
+
+
+def _check_row(
+    row: Row[Any], node_id: str, expected: int, prev: str, prev_prev: str
+) -> Problem | None:
+    seq, rid = int(row.seq), str(row.id)
+    if seq > expected:
+        span = f"seq {expected}" if seq == expected + 1 else f"seqs {expected}..{seq - 1}"
+        return Problem("gap", f"{span} missing before seq {seq}: records deleted",
+                       node_id, seq, rid)
+    try:
+        body = parse_body(row.body)
+    except (orjson.JSONDecodeError, ValueError):
+        return Problem("edited", f"seq {seq}: body is not a JSON object", node_id, seq, rid)
+    body_seq = body.get("seq")
+    if row.prev_hash != prev and prev_prev and row.prev_hash == prev_prev:
+        return Problem("inserted", f"seq {seq - 1} was inserted: seq {seq} links to seq "
+                       f"{seq - 2}", node_id, seq - 1, rid)
+    if body_seq != seq or body.get("node_id") != node_id or body.get("id") != rid:
+        return Problem("reordered", f"seq {seq} holds the record of {body.get('node_id')} seq "
+                       f"{body_seq} (id {body.get('id')}): records moved", node_id, seq, rid)
+    if row.prev_hash != prev:
+        return Problem("chain_break", f"seq {seq}: prev_hash is not the hash of seq {seq - 1}: "
+                       "that record was altered, or records were removed", node_id, seq, rid)
+    if chain_hash(str(row.prev_hash), str(row.body).encode("utf-8")) != row.hash:
+        return Problem("edited", f"seq {seq}: content does not match its hash (edited)",
+                       node_id, seq, rid)
+    for name in _COLUMNS:
+        if body.get(name) != getattr(row, name):
+            return Problem("column_mismatch", f"seq {seq}: column {name!r} differs from the "
+                           "hashed body (edited)", node_id, seq, rid)
+    if datetime.fromisoformat(str(body.get("ts"))) != utc(row.ts):
+        return Problem("column_mismatch", f"seq {seq}: column 'ts' differs from the hashed body",
+                       node_id, seq, rid)
+    return None
+
+
+def _check_tail(
+    node_id: str,
+    head: Row[Any] | None,
+    checkpoints: dict[int, Checkpoint],
+    last_seq: int | None,
+    summary: NodeSummary,
+    out: _Collector,
+) -> None:
+    last = last_seq if last_seq is not None else summary.pruned_through
+    beyond = sorted(s for s in checkpoints if s > last)
+    if beyond:
+        out.add(Problem("truncated", f"signed checkpoint at seq {beyond[-1]} but the last record "
+                        f"is seq {last}: records after it were deleted", node_id, last + 1))
+    elif head is not None and int(head.last_seq) > last:
+        out.add(Problem("truncated", f"chain head row says seq {head.last_seq} but the last "
+                        f"record is seq {last}: tail deleted after the last checkpoint",
+                        node_id, last + 1))
+
+
+async def _check_beyond_head(conn: AsyncConnection, node_id: str, out: _Collector) -> None:
+    """Records past the committed head were not written by a writer (same-transaction rule)."""
+    head_now = (await conn.execute(
+        select(audit_nodes.c.last_seq).where(audit_nodes.c.node_id == node_id)
+    )).scalar()
+    extra = (await conn.execute(
+        select(audit_records.c.seq, audit_records.c.id)
+        .where(audit_records.c.node_id == node_id, audit_records.c.seq > int(head_now or 0))
+        .order_by(audit_records.c.seq).limit(1)
+    )).first()
+    await conn.rollback()
+    if extra is not None:
+        out.add(Problem("beyond_head", f"seq {extra.seq} lies past the committed chain head "
+                        f"({head_now or 0}): inserted outside the writer", node_id,
+                        int(extra.seq), str(extra.id)))
