@@ -159,13 +159,12 @@ async def test_last_used_is_batched(db: Db, identifier: GatewayIdentifier) -> No
 
 
 async def test_store_down_is_503(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path / "db")
+    settings = make_settings(tmp_path)
     engine, sessions = await make_db(settings)
     await engine.dispose()
-    for p in (tmp_path / "db").glob("gateway.db*"):
+    for p in tmp_path.glob("gateway.db*"):
         p.unlink()
-    (tmp_path / "db").rmdir()
-    (tmp_path / "db").write_text("not a directory")  # the DB path can no longer be opened
+    (tmp_path / "gateway.db").write_bytes(b"this is not a database" * 100)
     ident = GatewayIdentifier(sessions, 30.0)
     with pytest.raises(IdentityStoreUnavailable):
         await ident.identify("gk_abc_def", None)
