@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -56,6 +57,10 @@ log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 30.0
 MAX_BACKOFF_S = 2.0
+
+
+class StoreMoved(Exception):
+    """The SQLite file this writer has open is no longer at its path."""
 
 
 class ChainConflict(Exception):
@@ -105,6 +110,7 @@ class AuditWriter:
         self._conn: AsyncConnection | None = None
         self._head: nodes.Head | None = None
         self._head_stale = False
+        self._db_identity: tuple[int, int] | None = None
         self._cp = CheckpointState()
         self._last_batch_size = 0
         self._consecutive_failures = 0
@@ -320,6 +326,7 @@ class AuditWriter:
                 await conn.execute(insert(audit_decision_rules), rule_rows)
             if checkpoint:
                 await conn.execute(insert(audit_checkpoints), [checkpoint])
+        self._check_db_file()
         self._head = nodes.Head(head.node_id, seq, prev)
         self._last_heartbeat = time.monotonic()
         if checkpoint:
@@ -400,7 +407,25 @@ class AuditWriter:
                 await conn.exec_driver_sql(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
                 await conn.commit()
             self._conn = conn
+            self._db_identity = self._db_file_identity()
         return self._conn
+
+    def _db_file_identity(self) -> tuple[int, int] | None:
+        database = self._engine.url.database
+        if self._engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            return None
+        try:
+            st = os.stat(database)
+        except OSError as exc:
+            raise StoreMoved(f"database file {database} is gone: {exc}") from exc
+        return (st.st_dev, st.st_ino)
+
+    def _check_db_file(self) -> None:
+        """SQLite in WAL mode happily commits into a file that was deleted or moved
+        (the open descriptor still works): such a COMMIT is not durable where anyone
+        will look, so it must not be acknowledged."""
+        if self._db_identity is not None and self._db_file_identity() != self._db_identity:
+            raise StoreMoved("the database file was replaced or moved since it was opened")
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None

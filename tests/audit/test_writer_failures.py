@@ -1,0 +1,115 @@
+"""The store goes away: record() says AuditUnavailable, then the writer recovers
+and the chain stays consistent (a failed batch never advances the head)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.audit.ids import new_id
+from gateway.audit.record import OutcomeRecord
+from gateway.audit.tables import audit_records
+from gateway.audit.verify import verify_log
+from gateway.audit.writer import AuditWriter
+from gateway.settings import Settings
+from gateway.stages import AuditUnavailable
+from tests.audit.conftest import make_record
+
+
+async def _count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(audit_records))).scalar_one())
+
+
+async def test_directory_moved_away_then_back(
+    writer: AuditWriter, engine: AsyncEngine, db_path: Path
+) -> None:
+    await writer.record(make_record(1))
+    head = writer.head
+    moved = db_path.parent.with_name("moved")
+    db_path.parent.rename(moved)
+    try:
+        with pytest.raises(AuditUnavailable):
+            await writer.record(make_record(2))
+        with pytest.raises(AuditUnavailable):
+            await writer.record(make_record(3))
+        assert writer.head == head or writer.head is None
+    finally:
+        moved.rename(db_path.parent)
+    acked = make_record(4)
+    await writer.record(acked)
+    # The first refused batch did land in the moved file (WAL commits through the open
+    # descriptor) but was not acknowledged; the head was re-read, so the chain is whole.
+    report = await verify_log(engine)
+    assert report.ok, report.problems
+    assert writer.head is not None and writer.head.seq == await _count(engine)
+    async with engine.connect() as conn:
+        ids = set((await conn.execute(select(audit_records.c.id))).scalars())
+    assert acked.id in ids
+
+
+async def test_database_locked_by_another_process(
+    writer_factory: Callable[..., Any], settings: Settings, engine: AsyncEngine, db_path: Path
+) -> None:
+    writer: AuditWriter = await writer_factory(settings, busy_timeout_ms=200)
+    await writer.record(make_record(1))
+    blocker = sqlite3.connect(db_path, timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        await writer.record_outcome(OutcomeRecord(new_id(), datetime.now(UTC), "D" * 26, 200))
+        with pytest.raises(AuditUnavailable):
+            await writer.record(make_record(2))
+    finally:
+        blocker.rollback()
+        blocker.close()
+    await writer.record(make_record(3))
+    # The outcome that failed with the batch was retried, not dropped.
+    async with engine.connect() as conn:
+        kinds = [r.kind for r in (await conn.execute(
+            select(audit_records.c.kind).order_by(audit_records.c.seq))).all()]
+    assert kinds == ["decision", "outcome", "decision"]
+    assert (await verify_log(engine)).ok
+
+
+async def test_writer_survives_uncertain_head(
+    writer: AuditWriter, engine: AsyncEngine, db_path: Path
+) -> None:
+    """Concurrent callers during an outage all fail; afterwards all succeed, chained."""
+    await writer.record(make_record(0))
+    moved = db_path.parent.with_name("moved")
+    db_path.parent.rename(moved)
+    results = await asyncio.gather(*(writer.record(make_record(i)) for i in range(20)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, AuditUnavailable) for r in results)
+    moved.rename(db_path.parent)
+    await asyncio.gather(*(writer.record(make_record(i)) for i in range(20)))
+    assert await _count(engine) >= 21
+    assert (await verify_log(engine)).ok
+
+
+async def test_record_after_stop_is_refused(writer: AuditWriter) -> None:
+    await writer.stop()
+    with pytest.raises(AuditUnavailable):
+        await writer.record(make_record(0))
+
+
+async def test_ping(writer: AuditWriter) -> None:
+    await writer.ping()
+
+
+async def test_deleted_database_file_is_never_acknowledged(
+    writer: AuditWriter, db_path: Path
+) -> None:
+    await writer.record(make_record(1))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    with pytest.raises(AuditUnavailable):
+        await writer.record(make_record(2))
