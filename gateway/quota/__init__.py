@@ -4,7 +4,8 @@ Public API for the pipeline and ``app.py``: ``build_meter``, ``Meter``,
 ``describe_refusal``. See ``docs/quotas.md`` for the semantics.
 """
 
-from gateway.quota.headers import describe_refusal, format_duration
+from gateway.quota.describe import describe_refusal
+from gateway.quota.headers import format_duration
 from gateway.quota.meter import STORE_ERRORS, Meter, Reservation, build_meter
 
 __all__ = [

@@ -1,5 +1,4 @@
-"""``x-ratelimit-*`` headers, the decision record's ``quota`` summary, and the
-human message of a refusal.
+"""``x-ratelimit-*`` headers and the decision record's ``quota`` summary.
 
 Headers follow OpenAI's names and formats, because most clients already
 parse them: ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``, the
@@ -17,7 +16,6 @@ import math
 from gateway.policy.decision import QuotaLimit
 from gateway.quota.buckets import Counter, is_request_kind, is_token_kind
 from gateway.quota.store import CounterState
-from gateway.stages import Admission
 
 
 def format_duration(ms: int) -> str:
@@ -101,25 +99,3 @@ def summary(
             "exceeds_limit": counter.cost > counter.limit.limit,
         }
     return out
-
-
-def describe_refusal(admission: Admission) -> str:
-    """A sentence naming the bucket, for the 429 body and the audit record."""
-    limit = admission.refused_by
-    if admission.allowed or limit is None:
-        return "request admitted"
-    what = f"{limit.capability} {limit.kind} limit of {limit.limit}"
-    refused = admission.summary.get("refused_by")
-    cost = refused.get("cost") if isinstance(refused, dict) else None
-    if is_token_kind(limit.kind) and isinstance(cost, int):
-        if cost > limit.limit:
-            return (
-                f"this request needs {cost} tokens (max_tokens plus input), more than "
-                f"the {what}; lower max_tokens or shorten the input"
-            )
-        message = f"{what} reached (this request reserves {cost} tokens)"
-    else:
-        message = f"{what} reached"
-    if admission.retry_after_seconds is not None:
-        message += f"; retry after {admission.retry_after_seconds}s"
-    return message

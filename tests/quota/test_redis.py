@@ -35,26 +35,19 @@ async def test_two_processes_share_one_count(shared_redis: RedisServer) -> None:
     flush = RedisStore(shared_redis.url)
     await flush._redis.flushall()
     await flush.aclose()
-    start = time.time() + 1.5
+    cmd = [sys.executable, "-m", "tests.quota.replica_worker", shared_redis.url, "40"]
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.quota.replica_worker",
-                shared_redis.url,
-                str(start),
-                "40",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
-    outputs = [p.communicate(timeout=60) for p in procs]
-    for proc, (_, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err.decode()
+    for proc in procs:  # both connected and waiting
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    outputs = [proc.communicate(timeout=60) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0]
     allowed = [int(out) for out, _ in outputs]
     # 80 requests, 50 rpm, and 10000 tokens / 300 = 33 reservations: the token bucket binds.
     assert sum(allowed) == 33, allowed

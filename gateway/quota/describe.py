@@ -1,0 +1,28 @@
+"""The human sentence for a quota refusal (429 body, audit reason)."""
+
+from __future__ import annotations
+
+from gateway.quota.buckets import is_token_kind
+from gateway.stages import Admission
+
+
+def describe_refusal(admission: Admission) -> str:
+    """A sentence naming the bucket, for the 429 body and the audit record."""
+    limit = admission.refused_by
+    if admission.allowed or limit is None:
+        return "request admitted"
+    what = f"{limit.capability} {limit.kind} limit of {limit.limit}"
+    refused = admission.summary.get("refused_by")
+    cost = refused.get("cost") if isinstance(refused, dict) else None
+    if is_token_kind(limit.kind) and isinstance(cost, int):
+        if cost > limit.limit:
+            return (
+                f"this request needs {cost} tokens (max_tokens plus input), more than "
+                f"the {what}; lower max_tokens or shorten the input"
+            )
+        message = f"{what} reached (this request reserves {cost} tokens)"
+    else:
+        message = f"{what} reached"
+    if admission.retry_after_seconds is not None:
+        message += f"; retry after {admission.retry_after_seconds}s"
+    return message
