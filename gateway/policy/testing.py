@@ -31,7 +31,7 @@ from gateway.identity.principal import Ownership, Principal
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.engine import DEFAULT_ENDPOINT, decide
 from gateway.policy.facts import BodyFacts, RequestFacts
-from gateway.policy.yamlsrc import format_path, parse_file
+from gateway.policy.yamlsrc import DataPath, format_path, parse_file
 
 
 class _Strict(BaseModel):
@@ -92,10 +92,6 @@ class CaseIn(_Strict):
     expect: ExpectIn
 
 
-class FileIn(_Strict):
-    cases: list[CaseIn]
-
-
 @dataclass(frozen=True, slots=True)
 class CaseResult:
     file: str
@@ -151,6 +147,14 @@ def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool,
     return True, ""
 
 
+def _line(lines: dict[DataPath, int], loc: DataPath) -> int | None:
+    for end in range(len(loc), -1, -1):
+        line = lines.get(loc[:end])
+        if line is not None:
+            return line
+    return None
+
+
 def test_files(directory: Path) -> list[Path]:
     tests = directory / "tests"
     if not tests.is_dir():
@@ -169,20 +173,22 @@ def run_tests(directory: Path, bundle: CompiledBundle,
             results.append(CaseResult(name, err.line, "(file)", False, err.message))
         if parsed.data is None:
             continue
-        try:
-            spec = FileIn.model_validate(parsed.data)
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = tuple(p for p in err["loc"] if isinstance(p, int | str))
-                line = None
-                for end in range(len(loc), -1, -1):
-                    line = parsed.lines.get(loc[:end])
-                    if line is not None:
-                        break
-                results.append(CaseResult(name, line, format_path(loc), False, str(err["msg"])))
+        raw_cases = parsed.data.get("cases") if isinstance(parsed.data, dict) else None
+        if not isinstance(raw_cases, list) or set(parsed.data) != {"cases"}:
+            results.append(CaseResult(name, 1, "(file)", False,
+                                      "a test file is a mapping with one key, 'cases' (a list)"))
             continue
-        for index, case in enumerate(spec.cases):
+        # Each case is validated on its own: one malformed case must not hide the others.
+        for index, raw in enumerate(raw_cases):
             line = parsed.lines.get(("cases", index))
+            try:
+                case = CaseIn.model_validate(raw)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    loc = ("cases", index, *(p for p in err["loc"] if isinstance(p, int | str)))
+                    results.append(CaseResult(name, _line(parsed.lines, loc), format_path(loc),
+                                              False, str(err["msg"])))
+                continue
             try:
                 ok, detail = run_case(case, bundle, now())
             except Exception as exc:  # report, never crash the runner

@@ -1,0 +1,113 @@
+"""`gateway policy ...` through the real typer app: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from gateway.cli.main import app
+from gateway.policy.replay import replay_facts
+from tests.policy.conftest import AFTER_DIRECTIVE, BEFORE_DIRECTIVE, POLICIES, facts, principal
+
+runner = CliRunner()
+BAD = Path(__file__).resolve().parents[1] / "data" / "bad_bundles"
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["policy", *args])
+    return result.exit_code, result.output
+
+
+def test_validate_default_bundle() -> None:
+    code, out = run("validate", str(POLICIES))
+    assert code == 0, out
+    assert "valid" in out and "7 rules" in out
+
+
+def test_validate_broken_bundle_exits_1_with_every_error() -> None:
+    code, out = run("validate", str(BAD / "every_error_at_once"))
+    assert code == 1
+    for line in (BAD / "every_error_at_once" / "expected.txt").read_text().splitlines():
+        assert line in out
+
+
+def test_missing_directory_is_usage_error(tmp_path: Path) -> None:
+    assert run("validate", str(tmp_path / "nope"))[0] == 2
+    assert run("test", str(tmp_path / "nope"))[0] == 2
+    assert run("validate")[0] == 2
+
+
+def test_policy_tests_pass_on_default_bundle() -> None:
+    code, out = run("test", str(POLICIES))
+    assert code == 0, out
+    assert " 0 failed" in out
+
+
+def test_failing_policy_test_exits_1(tmp_path: Path) -> None:
+    bundle = tmp_path / "b"
+    shutil.copytree(POLICIES, bundle)
+    (bundle / "tests" / "wrong.yaml").write_text("""\
+cases:
+  - name: Germans keep fable-5 forever (wrong)
+    principal: {tier: enterprise, kyc_level: kyb_verified, citizenships: [DE]}
+    request: {model: fable-5, origin: DE}
+    at: "2026-06-14T00:00:00Z"
+    expect: {decision: allow}
+  - name: malformed
+    request: {model: fable-5}
+    expect: {decision: maybe}
+""")
+    code, out = run("test", str(bundle))
+    assert code == 1
+    assert "FAIL tests/wrong.yaml:2 Germans keep fable-5 forever (wrong)" in out
+    assert "directive-frontier-us-persons-only" in out
+    assert "tests/wrong.yaml:9" in out  # the malformed case, with its line
+
+
+def test_diff_reports_in_words(tmp_path: Path) -> None:
+    new = tmp_path / "new"
+    shutil.copytree(POLICIES, new)
+    rules = (new / "rules.yaml").read_text()
+    (new / "rules.yaml").write_text(rules.replace("effective: {from: \"2026-06-13T04:00:00Z\"}",
+                                                  "effective: {from: \"2026-07-01T00:00:00Z\"}"))
+    jur = (new / "jurisdictions.yaml").read_text()
+    (new / "jurisdictions.yaml").write_text(jur.replace("countries: [CN, HK, MO, RU, IR, KP, CU, VE]",
+                                                        "countries: [CN, HK, MO, RU, IR, KP, CU, BY]"))
+    code, out = run("diff", str(POLICIES), str(new))
+    assert code == 0, out
+    assert "rules: changed directive-frontier-us-persons-only" in out
+    assert "effective.from: 2026-06-13T04:00:00Z -> 2026-07-01T00:00:00Z" in out
+    assert "country_groups: changed countries_of_concern" in out
+    assert "countries: added BY; removed VE" in out
+    assert run("diff", str(POLICIES), str(POLICIES))[1].strip().endswith("no changes")
+
+
+def test_impact_from_jsonl(tmp_path: Path) -> None:
+    # Two recorded decisions made before the directive: a German enterprise and
+    # a US citizen, both on fable-5. Replayed after it, only the German flips.
+    records = []
+    for cid, cits in (("de", {"DE"}), ("us", {"US"})):
+        p = principal(customer_id=cid, tier="enterprise", kyc_level="kyb_verified",
+                      citizenships=cits)
+        records.append({"id": f"rec-{cid}", "ts": BEFORE_DIRECTIVE.isoformat(), "decision": "allow",
+                        "rule_ids": ["tier-entitlement"],
+                        "facts": replay_facts(p, facts("fable-5", "DE"))})
+    records.append({"id": "rec-401", "ts": BEFORE_DIRECTIVE.isoformat(), "decision": "deny",
+                    "facts": {}})
+    path = tmp_path / "export.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    code, out = run("impact", str(POLICIES), "--since", "52w", "--from-jsonl", str(path),
+                    "--at", AFTER_DIRECTIVE.isoformat())
+    assert code == 0, out
+    assert "3 recorded decisions, 1 skipped, 1 unchanged, 1 allow->deny, 0 deny->allow" in out
+    assert "rec-de customer de fable-5 from DE: allow -> deny" in out
+    assert run("impact", str(POLICIES), "--since", "7x", "--from-jsonl", str(path))[0] == 2
+
+
+def test_schema_is_json() -> None:
+    code, out = run("schema")
+    assert code == 0
+    assert json.loads(out)["title"] == "Gateway policy bundle file"

@@ -1,0 +1,95 @@
+"""diff_bundles and impact(), called directly."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from gateway.policy.compiled import compile_bundle
+from gateway.policy.diff import diff_bundles
+from gateway.policy.impact import impact
+from gateway.policy.loader import load_dir
+from gateway.policy.replay import replay_facts
+from tests.policy.conftest import AFTER_DIRECTIVE, MINIMAL, facts, principal, write_bundle
+
+
+def _load(path: Path):  # type: ignore[no-untyped-def]
+    result = load_dir(path)
+    assert result.ok, result.errors
+    return result
+
+
+def test_diff_every_section(tmp_path: Path) -> None:
+    old = _load(write_bundle(tmp_path / "old", dict(MINIMAL, **{
+        "rules.yaml": "rules:\n  - {id: a, effect: allow, when: {model_allowed_for_tier: true}}\n"
+                      "  - {id: gone, effect: deny, when: {model_in: big}}\n",
+        "quotas.yaml": "quotas:\n  public:\n    default: {requests_per_minute: 10}\n",
+        "groups.yaml": "country_groups:\n  g: {countries: [CU, IR]}\n",
+    })))
+    new = _load(write_bundle(tmp_path / "new", {
+        "tiers.yaml": MINIMAL["tiers.yaml"].replace("enterprise: {min_kyc: kyb_verified}",
+                                                    "enterprise: {min_kyc: none}"),
+        "models.yaml": MINIMAL["models.yaml"].replace("big: {tiers: [enterprise]}",
+                                                      "big: {tiers: [enterprise, public]}"),
+        "rules.yaml": "rules:\n  - {id: a, effect: allow, when: {model_allowed_for_tier: true}}\n"
+                      "  - {id: fresh, effect: deny, when: {origin_in: g}}\n",
+        "quotas.yaml": "quotas:\n  public:\n    default: {requests_per_minute: 20}\n"
+                       "    agentic: {requests_per_minute: 0}\n",
+        "groups.yaml": "country_groups:\n  g: {countries: [CU, KP], regions: [UA-43]}\n",
+    }))
+    assert old.bundle is not None and new.bundle is not None
+    text = "\n".join(str(c) for c in diff_bundles(old.bundle, new.bundle))
+    for expected in (
+        "rules: removed gone", "rules: added fresh", '"origin_in": "g"',
+        "country_groups: changed g", "countries: added KP; removed IR", "regions: added UA-43",
+        "tiers: changed enterprise", "min_kyc: kyb_verified -> none",
+        "models: changed big", "tiers: added public",
+        "quotas: changed public", "default.requests_per_minute: 10 -> 20",
+        "agentic.requests_per_minute: (none) -> 0",
+    ):
+        assert expected in text, f"{expected!r} missing from:\n{text}"
+    assert diff_bundles(old.bundle, old.bundle) == []
+
+
+def test_impact_counts_flips_by_rule_model_tier_country(default_bundle) -> None:  # type: ignore[no-untyped-def]
+    de = principal(customer_id="de", tier="enterprise", kyc_level="kyb_verified", citizenships={"DE"})
+    us = principal(customer_id="us", tier="enterprise", kyc_level="kyb_verified", citizenships={"US"})
+    before = AFTER_DIRECTIVE - timedelta(days=30)
+    records = [
+        {"id": "1", "ts": before, "decision": "allow", "facts": replay_facts(de, facts("fable-5", "DE"))},
+        {"id": "2", "ts": before, "decision": "allow", "facts": replay_facts(us, facts("fable-5", "US"))},
+        {"id": "3", "ts": before, "decision": "deny", "facts": replay_facts(us, facts("haiku-lite", "US"))},
+        {"id": "4", "ts": before, "decision": "allow"},  # no facts: skipped
+        {"id": "5", "decision": "allow", "facts": replay_facts(us, facts())},  # no ts: skipped
+    ]
+    at_record_time = impact(records, default_bundle)
+    assert (at_record_time.total, at_record_time.skipped) == (5, 2)
+    assert (at_record_time.to_deny, at_record_time.to_allow) == (0, 1)  # record 3 flips to allow
+    report = impact(records, default_bundle, at=AFTER_DIRECTIVE)  # record 5 is usable now
+    assert report.skipped == 1
+    assert report.to_deny == 1 and report.to_allow == 1 and report.unchanged == 2
+    assert report.by_rule["directive-frontier-us-persons-only"] == 1
+    assert report.by_model == {"fable-5": 1, "haiku-lite": 1}
+    assert report.by_country == {"DE": 1, "US": 1}
+    assert report.by_tier == {"enterprise": 2}
+    assert {f.record_id for f in report.examples} == {"1", "3"}
+
+
+def test_impact_uses_candidate_bundle(tmp_path: Path, default_bundle) -> None:  # type: ignore[no-untyped-def]
+    us = principal(customer_id="us", tier="enterprise", kyc_level="kyb_verified", citizenships={"US"})
+    records = [{"id": "1", "ts": AFTER_DIRECTIVE, "decision": "allow",
+                "facts": replay_facts(us, facts("haiku-lite", "US"))}]
+    assert impact(records, default_bundle).flipped == 0
+    strict = _load(write_bundle(tmp_path / "strict", {
+        **{p.name: p.read_text() for p in Path(default_bundle_dir()).glob("*.yaml")},
+        "zz-freeze.yaml": "rules:\n  - {id: freeze, effect: deny, when: {model_in: haiku-lite}}\n",
+    }))
+    assert strict.bundle is not None and strict.version is not None
+    report = impact(records, compile_bundle(strict.bundle, strict.version))
+    assert report.to_deny == 1 and report.by_rule == {"freeze": 1}
+
+
+def default_bundle_dir() -> Path:
+    from tests.policy.conftest import POLICIES
+
+    return POLICIES

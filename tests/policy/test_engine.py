@@ -1,0 +1,257 @@
+"""Engine unit tests: Cedar semantics, effective tier, windows, quotas, fail-closed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway.geo.origin import Origin
+from gateway.identity.principal import Ownership
+from gateway.policy.capabilities import classify
+from gateway.policy.compiled import CompiledBundle
+from gateway.policy.decision import QuotaLimit
+from gateway.policy.engine import decide, effective_tier, visible_models
+from gateway.policy.facts import BodyFacts
+from gateway.policy.replay import from_replay, replay_facts
+from tests.policy.conftest import AFTER_DIRECTIVE, BEFORE_DIRECTIVE, facts, principal
+
+Build = Callable[..., CompiledBundle]
+US_GOV = dict(tier="government", kyc_level="government_cleared", citizenships={"US"}, residence="US")
+DE_ENT = dict(tier="enterprise", kyc_level="kyb_verified", citizenships={"DE"}, residence="DE")
+
+
+def test_all_matching_denies_are_reported_in_declaration_order(default_bundle: CompiledBundle) -> None:
+    p = principal(tier="public", citizenships={"IR"}, residence="IR")
+    d = decide(p, facts(country="IR"), default_bundle, AFTER_DIRECTIVE)
+    assert not d.allowed
+    assert d.rule_ids == ("sanctioned-origin", "sanctioned-residence")
+    assert len(d.reasons) == 2 and d.policy_version == default_bundle.version
+    assert d.quota is None and d.deny_status == 403
+
+
+def test_allow_carries_rule_ids_and_quota_plan(default_bundle: CompiledBundle) -> None:
+    d = decide(principal(**DE_ENT), facts(country="DE"), default_bundle, AFTER_DIRECTIVE)
+    assert d.allowed and d.rule_ids == ("tier-entitlement",) and d.effective_tier == "enterprise"
+    assert d.quota is not None and d.quota.tier == "enterprise"
+    assert d.quota.limits == (QuotaLimit("default", "requests_per_minute", 600),
+                              QuotaLimit("default", "tokens_per_minute", 400000))
+    assert d.quota.default_max_tokens == 4096 and d.quota.fail_open is False
+
+
+def test_quota_plan_uses_capability_entries_instead_of_default(default_bundle: CompiledBundle) -> None:
+    d = decide(principal(**DE_ENT), facts(country="DE", caps=frozenset({"agentic", "cyber", "coding"})),
+               default_bundle, AFTER_DIRECTIVE)
+    assert d.allowed and d.quota is not None
+    assert {lim.capability for lim in d.quota.limits} == {"agentic", "cyber"}
+    assert QuotaLimit("agentic", "concurrent_streams", 20) in d.quota.limits
+    # coding has no entry of its own and default is not added when another capability has one
+    d2 = decide(principal(**DE_ENT), facts(country="DE", caps=frozenset({"coding"})),
+                default_bundle, AFTER_DIRECTIVE)
+    assert d2.quota is not None and {lim.capability for lim in d2.quota.limits} == {"default"}
+
+
+def test_zero_limit_is_not_offered_403(default_bundle: CompiledBundle) -> None:
+    d = decide(principal(tier="public"), facts(caps=frozenset({"agentic"})), default_bundle,
+               AFTER_DIRECTIVE)
+    assert not d.allowed and d.deny_status == 403
+    assert d.rule_ids == ("quota-not-offered:public.agentic",)
+
+
+def test_default_deny(make_bundle: Build) -> None:
+    bundle = make_bundle("rules: []\n")
+    d = decide(principal(), facts(model="small"), bundle, AFTER_DIRECTIVE)
+    assert not d.allowed and d.rule_ids == ("default-deny",)
+
+
+def test_effective_window_is_half_open(make_bundle: Build) -> None:
+    bundle = make_bundle("""\
+rules:
+  - id: allow-all
+    effect: allow
+    when: {}
+  - id: window
+    effect: deny
+    when: {model_in: small}
+    effective: {from: "2026-06-01T00:00:00Z", until: "2026-06-02T00:00:00Z"}
+""")
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    cases = [(start - timedelta(seconds=1), True), (start, False),
+             (start + timedelta(days=1) - timedelta(microseconds=1), False),
+             (start + timedelta(days=1), True)]
+    for now, allowed in cases:
+        assert decide(principal(), facts(model="small"), bundle, now).allowed is allowed, now
+
+
+def test_unless_exempts(default_bundle: CompiledBundle) -> None:
+    f = facts(model="fable-5", country="DE")
+    assert not decide(principal(**DE_ENT), f, default_bundle, AFTER_DIRECTIVE).allowed
+    assert decide(principal(**DE_ENT), f, default_bundle, BEFORE_DIRECTIVE).allowed
+    lpr = principal(**{**DE_ENT, "attributes": {"us_protected_individual"}})
+    assert decide(lpr, f, default_bundle, AFTER_DIRECTIVE).allowed
+
+
+@pytest.mark.parametrize(("shares", "controlled"), [
+    ([("CN", 50.0)], True), ([("CN", 49.0)], False), ([("CN", 49.99)], False),
+    ([("CN", 30.0), ("HK", 25.0)], False),  # different countries do not add up
+    ([("RU", 20.0), ("RU", 30.0)], True),
+])
+def test_control_threshold(default_bundle: CompiledBundle, shares: list[tuple[str, float]],
+                           controlled: bool) -> None:
+    p = principal(kind="organization", tier="enterprise", kyc_level="kyb_verified",
+                  ownership=tuple(Ownership(c, pct) for c, pct in shares))
+    d = decide(p, facts(), default_bundle, AFTER_DIRECTIVE)
+    assert (d.rule_ids == ("controlled-by-country-of-concern",)) is controlled
+
+
+def test_effective_tier_reasons(default_bundle: CompiledBundle) -> None:
+    now = AFTER_DIRECTIVE
+    assert effective_tier(principal(**US_GOV), default_bundle, now) == ("government", None)
+    expired = principal(**US_GOV, kyc_expires_at=now)
+    tier, why = effective_tier(expired, default_bundle, now)
+    assert tier == "public" and why is not None and "expired" in why
+    naive_future = principal(**US_GOV, kyc_expires_at=datetime(2030, 1, 1))
+    assert effective_tier(naive_future, default_bundle, now)[0] == "government"
+    low = principal(**{**US_GOV, "kyc_level": "id_verified"})
+    assert "below" in (effective_tier(low, default_bundle, now)[1] or "")
+    unknown = principal(tier="platinum")
+    assert effective_tier(unknown, default_bundle, now)[0] == "public"
+    match = principal(**US_GOV, sanctions_status="potential_match")
+    assert effective_tier(match, default_bundle, now) == (
+        "public", "sanctions screening status is potential_match")
+    defense_gb = principal(tier="defense", kyc_level="government_cleared", citizenships={"GB"})
+    assert "requires citizenship" in (effective_tier(defense_gb, default_bundle, now)[1] or "")
+
+
+def test_demotion_is_reported_on_the_decision(default_bundle: CompiledBundle) -> None:
+    p = principal(**US_GOV, kyc_expires_at=AFTER_DIRECTIVE - timedelta(days=1))
+    d = decide(p, facts(), default_bundle, AFTER_DIRECTIVE)
+    assert d.allowed and d.effective_tier == "public" and d.tier_demotion is not None
+    assert d.quota is not None and d.quota.tier == "public"
+
+
+def test_suspended_and_confirmed_match(default_bundle: CompiledBundle) -> None:
+    d = decide(principal(**US_GOV, status="suspended"), facts(), default_bundle, AFTER_DIRECTIVE)
+    assert d.rule_ids == ("customer-suspended",) and not d.allowed
+    d = decide(principal(**US_GOV, sanctions_status="confirmed_match"), facts(), default_bundle,
+               AFTER_DIRECTIVE)
+    assert d.rule_ids == ("sanctions-confirmed-match",) and not d.allowed
+
+
+def test_evaluation_error_fails_closed(default_bundle: CompiledBundle,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    # A tz-aware expiry against a naive clock makes the comparison raise.
+    p = principal(**US_GOV, kyc_expires_at=datetime(2030, 1, 1, tzinfo=UTC))
+    with caplog.at_level(logging.ERROR, logger="gateway.policy"):
+        d = decide(p, facts(), default_bundle, datetime(2026, 6, 14))
+    assert not d.allowed and d.rule_ids == ("evaluation-error",)
+    assert any(r.name == "gateway.policy" and r.exc_info for r in caplog.records)
+
+
+def test_regions_and_unknown_origin(make_bundle: Build) -> None:
+    bundle = make_bundle("""\
+rules:
+  - {id: all, effect: allow, when: {}}
+  - {id: crimea, effect: deny, when: {origin_in: [UA-43]}}
+  - {id: unknown, effect: deny, when: {origin_unknown: true, model_in: big}}
+""")
+    now = AFTER_DIRECTIVE
+    assert decide(principal(), facts("small", "UA", "UA-43"), bundle, now).rule_ids == ("crimea",)
+    assert decide(principal(), facts("small", "UA", "UA-30"), bundle, now).allowed
+    assert decide(principal(), facts("small", "UA"), bundle, now).allowed  # no region known
+    assert decide(principal(), facts("big", None), bundle, now).rule_ids == ("unknown",)
+    assert decide(principal(), facts("small", None), bundle, now).allowed
+
+
+def test_full_condition_vocabulary(make_bundle: Build) -> None:
+    bundle = make_bundle("""\
+rules:
+  - {id: all, effect: allow, when: {}}
+  - id: combo
+    effect: deny
+    when:
+      all:
+        - {citizenship_in: [FR], residence_in: [FR], incorporated_in: [FR]}
+        - {kyc_at_least: kyb_verified, kyc_expired: false, tier_in: [enterprise]}
+        - {has_attribute: [a, b], customer_in: [c1], sanctions_status_in: clear}
+        - {endpoint_in: [/v1/messages], capability_in: [agentic], us_person: false}
+        - any: [{has_tools: true}, {max_tokens_over: 10}]
+        - {messages_over: 2, prompt_matches: ['(?i)secret', 'x{3}']}
+        - not: {model_allowed_for_tier: false}
+""")
+    p = principal(tier="enterprise", kyc_level="kyb_verified", citizenships={"FR"}, residence="FR",
+                  incorporated_in="FR", attributes={"a", "b"})
+    f = facts("big", "FR", endpoint="/v1/messages", caps=frozenset({"agentic"}), has_tools=True,
+              message_count=3, prompt_text="a SECRET plan")
+    assert decide(p, f, bundle, AFTER_DIRECTIVE).rule_ids == ("combo",)
+    # Flip one fact at a time: each must break the deny.
+    variants = [
+        facts("big", "FR", endpoint="/v1/chat/completions", caps=frozenset({"agentic"}),
+              has_tools=True, message_count=3, prompt_text="secret"),
+        facts("big", "FR", endpoint="/v1/messages", caps=frozenset({"agentic"}), has_tools=True,
+              message_count=2, prompt_text="secret"),
+        facts("big", "FR", endpoint="/v1/messages", caps=frozenset({"agentic"}), has_tools=True,
+              message_count=3, prompt_text="nothing here"),
+        facts("big", "FR", endpoint="/v1/messages", caps=frozenset(), has_tools=True,
+              message_count=3, prompt_text="xxx"),
+    ]
+    for v in variants:
+        assert decide(p, v, bundle, AFTER_DIRECTIVE).rule_ids == ("all",)
+    us_too = principal(tier="enterprise", kyc_level="kyb_verified", citizenships={"FR", "US"},
+                       residence="FR", incorporated_in="FR", attributes={"a", "b"})
+    assert decide(us_too, f, bundle, AFTER_DIRECTIVE).allowed  # us_person: false no longer holds
+
+
+def test_rules_are_indexed_by_model(default_bundle: CompiledBundle) -> None:
+    haiku = default_bundle.rules_for("haiku-lite")
+    fable = default_bundle.rules_for("fable-5")
+    assert "directive-frontier-us-persons-only" not in {r.id for r in haiku.denies}
+    assert "directive-frontier-us-persons-only" in {r.id for r in fable.denies}
+    assert "frontier-arms-embargoed-origin" not in {r.id for r in fable.denies}
+    assert default_bundle.upstream_for("mythos-5") == "https://mythos.internal.example"
+    assert default_bundle.upstream_for("haiku-lite") is None
+    assert default_bundle.upstream_for("nope") is None
+
+
+def test_visible_models(default_bundle: CompiledBundle) -> None:
+    us = Origin("203.0.113.9", "US")
+    assert visible_models(principal(**US_GOV), default_bundle, AFTER_DIRECTIVE, us) == [
+        "haiku-lite", "fable-5", "mythos-5"]
+    assert visible_models(principal(**DE_ENT), default_bundle, AFTER_DIRECTIVE, us) == ["haiku-lite"]
+    assert visible_models(principal(**DE_ENT), default_bundle, BEFORE_DIRECTIVE, us) == [
+        "haiku-lite", "fable-5"]
+    assert visible_models(principal(**US_GOV), default_bundle, AFTER_DIRECTIVE,
+                          Origin("1.2.3.4", "CU")) == []
+
+
+def test_classify(default_bundle: CompiledBundle) -> None:
+    def caps(**kw: object) -> frozenset[str]:
+        return classify(BodyFacts(model="haiku-lite", **kw), default_bundle)  # type: ignore[arg-type]
+
+    assert caps() == frozenset()
+    assert caps(has_tools=True) == {"agentic"}
+    assert caps(prompt_text="```python\nprint(1)```") == {"coding"}
+    assert caps(prompt_text="An EXPLOIT for CVE-2021-44228") == {"cyber"}
+    assert caps(prompt_text="#include <stdio.h> shellcode") == {"coding", "cyber"}
+    assert caps(max_tokens=16001) == {"long_horizon"}
+    assert caps(max_tokens=16000, message_count=40) == frozenset()
+    assert caps(message_count=41) == {"long_horizon"}
+    assert caps(prompt_text="exploitation of labour") == frozenset()  # \b in (?i)\bexploit\b
+
+
+def test_replay_round_trip(default_bundle: CompiledBundle) -> None:
+    p = principal(**US_GOV, ownership=(Ownership("US", 100.0),), kyc_expires_at=AFTER_DIRECTIVE,
+                  attributes={"x"}, key_id="k1")
+    f = facts("mythos-5", "UA", "UA-43", caps=frozenset({"coding"}), prompt_text="secret prompt",
+              prompt_sha256="ab" * 32, max_tokens=5, message_count=2, has_tools=True)
+    stored = replay_facts(p, f)
+    assert "secret prompt" not in str(stored)
+    import json
+    p2, f2 = from_replay(json.loads(json.dumps(stored)))
+    assert p2 == p
+    assert f2.origin == f.origin and f2.capabilities == f.capabilities
+    assert f2.body.prompt_text == "" and f2.body.prompt_sha256 == f.body.prompt_sha256
+    assert decide(p2, f2, default_bundle, AFTER_DIRECTIVE) == decide(p, f, default_bundle,
+                                                                     AFTER_DIRECTIVE)
