@@ -24,6 +24,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import permutations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -119,7 +120,36 @@ def similarity(a: str, b: str) -> float:
 def _score(na: str, nb: str) -> float:
     if not na or not nb:
         return 0.0
+    return max(_sorted_score(na, nb), aligned_score(na.split(), nb.split()))
+
+
+def _sorted_score(na: str, nb: str) -> float:
+    # On sorted tokens, fuzz.ratio is token_sort_ratio.
     return max(fuzz.ratio(na, nb) / 100.0, JaroWinkler.normalized_similarity(na, nb))
+
+
+MAX_ALIGN_TOKENS = 6
+
+
+def aligned_score(ta: list[str], tb: list[str]) -> float:
+    """Best token-to-token pairing, Jaro-Winkler per token, weighted by length.
+
+    Sorting tokens fails when a transliteration changes a first letter
+    ("Philippa Iskanderov" / "Filippa Iskanderoff" sort differently); pairing
+    tokens does not. Unpaired tokens count as zero, so extra names lower the score.
+    """
+    if not ta or not tb or max(len(ta), len(tb)) > MAX_ALIGN_TOKENS:
+        return 0.0
+    short, long_ = (ta, tb) if len(ta) <= len(tb) else (tb, ta)
+    total = sum(len(t) for t in ta) + sum(len(t) for t in tb)
+    best = 0.0
+    for chosen in permutations(long_, len(short)):
+        weight = sum(
+            JaroWinkler.normalized_similarity(x, y) * (len(x) + len(y))
+            for x, y in zip(short, chosen, strict=True)
+        )
+        best = max(best, weight / total)
+    return best
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,13 +231,44 @@ def load_list(path: Path) -> SanctionsList:
 
 
 class Screener:
-    """Screens names against one loaded list. Cheap to call: both rapidfuzz
-    passes run in C over pre-normalised choices."""
+    """Screens names against one loaded list.
+
+    The sorted-token scores run in C over every pre-normalised entry. The
+    token-pairing score is Python, so it only runs on candidates: entries
+    sharing a token that is similar (Jaro-Winkler >= ``TOKEN_PREFILTER``) to
+    one of the query's tokens, found through an inverted token index.
+    """
+
+    TOKEN_PREFILTER = 0.8
+    MAX_CANDIDATES = 2000
 
     def __init__(self, sanctions: SanctionsList, threshold: float = 0.9) -> None:
         self.sanctions = sanctions
         self.threshold = threshold
         self._normalized = [normalize(e.name) for e in sanctions.entries]
+        index: dict[str, set[int]] = {}
+        for i, text in enumerate(self._normalized):
+            for token in text.split():
+                index.setdefault(token, set()).add(i)
+        self._index = index
+        self._vocabulary = list(index)
+
+    def _candidates(self, tokens: list[str]) -> set[int]:
+        found: set[int] = set()
+        for token in tokens:
+            similar = process.extract(
+                token,
+                self._vocabulary,
+                scorer=JaroWinkler.normalized_similarity,
+                processor=None,
+                score_cutoff=self.TOKEN_PREFILTER,
+                limit=50,
+            )
+            for match, _score_value, _pos in similar:
+                found |= self._index[match]
+                if len(found) >= self.MAX_CANDIDATES:
+                    return found
+        return found
 
     @property
     def version(self) -> str:
@@ -222,6 +283,11 @@ class Screener:
                 found = process.extractOne(query, self._normalized, scorer=scorer, processor=None)
                 if found is not None and found[1] / scale > best:
                     best, best_index = found[1] / scale, found[2]
+            tokens = query.split()
+            for i in sorted(self._candidates(tokens)):
+                aligned = aligned_score(tokens, self._normalized[i].split())
+                if aligned > best:
+                    best, best_index = aligned, i
         if best_index is None:
             return ScreeningResult("clear", self.version, None, 0.0)
         entry = self.sanctions.entries[best_index]

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from gateway.kyc.screening import (
+    Screener,
+    load_csl_csv,
+    load_ftm_jsonl,
+    load_list,
+    normalize,
+    similarity,
+)
+from tests.kyc.name_pairs import generate
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+CSV = DATA / "sanctions_sample.csv"
+FTM = DATA / "sanctions_sample.ftm.jsonl"
+
+
+def test_normalize() -> None:
+    assert normalize("Zoltrava Maritime Holdings, L.L.C.") == "holdings maritime zoltrava"
+    assert normalize("José  GARCÍA-Müller GmbH") == "garcia jose muller"
+    assert normalize("Кветкин Борислав") == "borislav kvetkin"
+    assert normalize("LLC") == "llc"  # a name that is only a suffix keeps it
+
+
+def test_csv_loader_reads_aliases() -> None:
+    lst = load_csl_csv(CSV)
+    names = {e.name for e in lst.entries}
+    assert "Zoltrava Shipping" in names and "KVETKIN, Borislav Andreyevich" in names
+    alias = next(e for e in lst.entries if e.name == "Zoltrava Shipping")
+    assert alias.primary_name == "Zoltrava Maritime Holdings LLC"
+    assert alias.source.startswith("Synthetic Entity List")
+    digest, day = lst.version.split("-")
+    assert len(digest) == 12 and len(day) == 8
+
+
+def test_ftm_loader_skips_nameless() -> None:
+    lst = load_ftm_jsonl(FTM)
+    assert {e.primary_name for e in lst.entries} == {
+        "Grigor Vantsenko",
+        "Ostrel Aerotechnics JSC",
+        "Halvard Quenneth-Brisk",
+    }
+    assert all(e.source == "synthetic_sanctions" for e in lst.entries)
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    bad_csv = tmp_path / "x.csv"
+    bad_csv.write_text("foo,bar\n1,2\n")
+    with pytest.raises(ValueError, match="no 'name' column"):
+        load_list(bad_csv)
+    bad_json = tmp_path / "x.jsonl"
+    bad_json.write_text('{"schema": "Person"}\n{oops\n')
+    with pytest.raises(ValueError, match=r"x.jsonl:2"):
+        load_list(bad_json)
+
+
+@pytest.mark.parametrize(
+    ("name", "listed"),
+    [
+        ("Borislav Andreevich Kvetkin", "Кветкин Борислав Андреевич"),  # transliterated
+        ("Andreyevich Borislav Kvetkin", "KVETKIN, Borislav Andreyevich"),  # reordered
+        ("Jusuf Abdelkadir Haranbi", "Yusuf Abdelqadir Haranbi"),
+        ("ZOLTRAVA MARITIME HOLDINGS, L.L.C.", "Zoltrava Maritime Holdings LLC"),
+        ("Mireille Zanotti Okonkwo", "Mireille Zanotti-Okonkwo"),
+    ],
+)
+def test_sample_finds_variants(name: str, listed: str) -> None:
+    result = Screener(load_list(CSV), 0.9).screen(name)
+    assert result.status == "potential_match"
+    assert result.best_match == listed
+    assert result.score >= 0.9
+
+
+@pytest.mark.parametrize("name", ["Jane Smith", "Acme Robotics Inc", "Borislav Lindqvist"])
+def test_sample_does_not_flag_different_names(name: str) -> None:
+    result = Screener(load_list(CSV), 0.9).screen(name)
+    assert result.status == "clear" and result.score < 0.9
+
+
+def test_ftm_sample_transliteration() -> None:
+    screener = Screener(load_list(FTM), 0.9)
+    assert screener.screen("Vantsenko, Grigorii").status == "potential_match"
+    assert screener.screen("Ostrel Aerotekhnika AO").best_match == "AO Ostrel Aerotekhnika"
+
+
+def test_labelled_pairs_precision_recall() -> None:
+    pairs = generate()
+    assert len(pairs) >= 200 and generate() == pairs  # deterministic
+    outcome: Counter[str] = Counter()
+    misses: Counter[str] = Counter()
+    for pair in pairs:
+        hit = similarity(pair.a, pair.b) >= 0.9
+        key = ("t" if hit == pair.same else "f") + ("p" if hit else "n")
+        outcome[key] += 1
+        if hit != pair.same:
+            misses[pair.how] += 1
+    precision = outcome["tp"] / (outcome["tp"] + outcome["fp"])
+    recall = outcome["tp"] / (outcome["tp"] + outcome["fn"])
+    print(
+        f"\nscreening on {len(pairs)} synthetic pairs: precision={precision:.3f} "
+        f"recall={recall:.3f} {dict(outcome)} misses by kind={dict(misses)}"
+    )
+    assert precision > 0.9 and recall > 0.9
