@@ -106,7 +106,7 @@ for i = 1, n do
     end
   else
     if allowed and cost > 0 then
-      redis.call('ZADD', zkey, now, id .. ':' .. cost)
+      redis.call('ZADD', zkey, now, id .. ':' .. string.format('%d', cost))
       used[i] = redis.call('INCRBY', skey, cost)
       redis.call('PEXPIRE', zkey, window + 5000)
       redis.call('PEXPIRE', skey, window + 5000)
@@ -137,15 +137,17 @@ for i = 1, #KEYS / 2 do
   local zkey, skey = KEYS[2 * i - 1], KEYS[2 * i]
   local window = tonumber(ARGV[4 + i])
   purge(zkey, skey, now, window)
-  local member = id .. ':' .. reserved
+  local member = id .. ':' .. string.format('%d', reserved)
   local score = redis.call('ZSCORE', zkey, member)
   if score and keep < reserved then
     redis.call('ZREM', zkey, member)
-    if keep > 0 then redis.call('ZADD', zkey, score, id .. ':' .. keep) end
+    if keep > 0 then
+      redis.call('ZADD', zkey, score, id .. ':' .. string.format('%d', keep))
+    end
     redis.call('DECRBY', skey, reserved - keep)
   end
   if extra > 0 then
-    redis.call('ZADD', zkey, now, id .. '+x:' .. extra)
+    redis.call('ZADD', zkey, now, id .. '+x:' .. string.format('%d', extra))
     redis.call('INCRBY', skey, extra)
     redis.call('PEXPIRE', zkey, window + 5000)
     redis.call('PEXPIRE', skey, window + 5000)

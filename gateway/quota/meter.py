@@ -38,6 +38,10 @@ from gateway.stages import Admission, QuotaStoreUnavailable, Usage
 
 log = logging.getLogger(__name__)
 
+MAX_TOKENS = 10**12
+"""Token amounts are clamped here: far above any real limit, and well inside
+the integers Lua's doubles and Redis' INCRBY handle exactly."""
+
 STORE_ERRORS = PromCounter(
     "gateway_quota_store_errors",
     "Quota store calls that failed (store unreachable or timed out), by operation",
@@ -97,6 +101,7 @@ class Meter:
     async def admit(
         self, customer_id: str, plan: QuotaPlan, streaming: bool, tokens_wanted: int, now: datetime
     ) -> Admission:
+        tokens_wanted = min(max(tokens_wanted, 0), MAX_TOKENS)
         counters = counters_for_admission(customer_id, plan, streaming, tokens_wanted)
         now_ms = _ms(now)
         entry_id = uuid.uuid4().hex
@@ -117,7 +122,7 @@ class Meter:
             for c in counters
             if c.type == "window" and c.limit.kind.startswith("tokens_")
         ]
-        reserved = max(tokens_wanted, 0) if token_windows else 0
+        reserved = tokens_wanted if token_windows else 0
         headers = ratelimit_headers(counters, result.states)
         if not result.allowed:
             refusing = [
@@ -169,6 +174,8 @@ class Meter:
             reservation.heartbeat.cancel()
         now_ms = self._now_ms()
         actual = usage.total if usage is not None else None
+        if actual is not None:
+            actual = min(max(actual, 0), MAX_TOKENS)
         try:
             if reservation.token_windows:
                 await self.store.settle_tokens(

@@ -136,3 +136,16 @@ async def test_the_pipelines_total_is_reserved_in_every_token_bucket(
     report = await meter.usage("c1", p)
     assert used(report, "coding", "tokens_per_day") == 30
     assert used(report, "default", "tokens_per_day") == 30
+
+
+async def test_huge_amounts_are_clamped_not_corrupted(
+    make_meter: Callable[..., Meter], clock: FakeClock
+) -> None:
+    big = plan(("default", "tokens_per_day", 5 * 10**11))
+    meter = make_meter()
+    refused = await meter.admit("c1", big, False, 10**15, at(clock.now))
+    assert not refused.allowed and refused.summary["refused_by"]["cost"] == 10**12  # type: ignore[index]
+    admission = await meter.admit("c1", big, False, 4 * 10**11, at(clock.now))
+    assert admission.allowed
+    await meter.settle(admission, Usage(tokens_in=10**15))
+    assert used(await meter.usage("c1", big), "default", "tokens_per_day") == 10**12
