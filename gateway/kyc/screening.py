@@ -24,8 +24,8 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import permutations
 from datetime import UTC, datetime
+from itertools import permutations
 from pathlib import Path
 from typing import Literal
 
