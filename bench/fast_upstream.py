@@ -121,8 +121,9 @@ def _anthropic_events(n: int) -> list[bytes]:
                                         "content_block": {"type": "text", "text": ""}})
     events = []
     for i in range(n):
-        events.append(ev("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                 "delta": {"type": "text_delta", "text": f"tok{i} "}}))
+        delta = {"type": "text_delta", "text": f"tok{i} "}
+        events.append(ev("content_block_delta",
+                         {"type": "content_block_delta", "index": 0, "delta": delta}))
     events[0] = start + events[0]
     events[-1] += ev("content_block_stop", {"type": "content_block_stop", "index": 0})
     events[-1] += ev("message_delta", {"type": "message_delta",
@@ -274,7 +275,7 @@ async def serve(host: str, port: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Fast fixed-bytes stand-in upstream for benchmarks")
+    parser = argparse.ArgumentParser(description="Fast fixed-bytes upstream for benchmarks")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200)
     args = parser.parse_args()

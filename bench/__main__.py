@@ -1,0 +1,239 @@
+"""``python -m bench``: direct vs bare proxy vs gateway, interleaved, one table.
+
+Starts the fast upstream, the bare proxy and the gateway as separate
+processes (pinned: proxies on one CPU, upstream and load generators on the
+other), then measures each load point for every target back to back, so that
+background load on the shared machine lands on all of them alike. Prints a
+markdown table and writes the raw results as JSON under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.procs import CpuMeter, Proc, ProcessGroup, raise_fd_limit
+from bench.streams import run_streams, summary
+from bench.targets import (
+    chat_body,
+    check_target,
+    request_headers,
+    start_bare,
+    start_gateway,
+    start_upstream,
+)
+from bench.wrk import run_wrk, write_script, wrk_path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ALL_TARGETS = ("direct", "bare", "bare-fastapi", "gateway")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument("--duration", type=float, default=4, help="seconds per load point (default 4)")
+    p.add_argument("--rounds", type=int, default=1, help="repeat the load points; medians reported")
+    p.add_argument("--warmup", type=float, default=1, help="seconds of warm-up per target")
+    p.add_argument("--connections", type=_ints, default=[1, 8, 32])
+    p.add_argument("--streams", type=_ints, default=[50, 500])
+    p.add_argument("--stream-chunks", type=int, default=20)
+    p.add_argument("--stream-interval-ms", type=int, default=50)
+    p.add_argument("--targets", default="direct,bare,gateway",
+                   help=f"comma-separated, from {','.join(ALL_TARGETS)}")
+    p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the gateway (repeatable)")
+    p.add_argument("--skip-streams", action="store_true")
+    p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
+                   help="after the run, py-spy record the gateway under 8-connection load")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(args.targets) - set(ALL_TARGETS)
+    if unknown:
+        p.error(f"unknown targets: {', '.join(sorted(unknown))}")
+    if "direct" not in args.targets:
+        args.targets.insert(0, "direct")
+    return args
+
+
+def _layout(no_pin: bool) -> tuple[str | None, str | None]:
+    """(CPUs for proxies, CPUs for upstream + load generators)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if no_pin or len(cpus) < 2:
+        return None, None
+    return str(cpus[-1]), ",".join(str(c) for c in cpus[:-1])
+
+
+def _median_point(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(samples) == 1:
+        return samples[0]
+    out = dict(samples[0])
+    for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "foreign_cpu_pct",
+                "machine_busy_pct"):
+        out[key] = statistics.median(s[key] for s in samples)
+    out["errors"] = {k: sum(s["errors"][k] for s in samples) for k in samples[0]["errors"]}
+    out["rounds"] = [{k: s[k] for k in ("rps", "p50_ms", "p99_ms")} for s in samples]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wrk_path()
+    raise_fd_limit()
+    sut_cpus, load_cpus = _layout(args.no_pin)
+    if load_cpus is not None:
+        os.sched_setaffinity(0, {int(c) for c in load_cpus.split(",")})
+    args.out.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    group = ProcessGroup(workdir)
+    started = time.monotonic()
+    notes: list[str] = []
+    results: dict[str, Any] = {
+        "machine": report.machine(),
+        "config": {
+            "duration": args.duration, "rounds": args.rounds, "connections": args.connections,
+            "streams": args.streams, "stream_chunks": args.stream_chunks,
+            "stream_interval_ms": args.stream_interval_ms,
+            "pinning": (f"proxies on CPU {sut_cpus}, upstream and load generators on CPU "
+                        f"{load_cpus}") if sut_cpus else "none",
+            "gateway_env": args.gateway_env,
+        },
+        "load": {}, "streams": {}, "memory": {}, "notes": notes,
+    }
+    try:
+        procs = _start_all(args, group, sut_cpus, load_cpus, workdir, notes)
+        key = str(procs.pop("_key"))
+        targets = [t for t in args.targets if t in procs]
+        results["config"]["targets"] = targets
+        _measure_load(args, procs, targets, key, workdir, load_cpus, results)
+        if not args.skip_streams:
+            _measure_streams(args, procs, targets, key, results)
+        for name, proc in procs.items():
+            results["memory"][name if name != "direct" else "upstream"] = {
+                "peak_rss_mb": round(proc.peak_rss_mb(), 1), "rss_mb": round(proc.rss_mb(), 1),
+            }
+        if args.profile and "gateway" in procs:
+            notes.append(_profile(args, procs["gateway"], key, workdir, load_cpus))
+    finally:
+        group.stop_all()
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_file = args.out / f"bench-{stamp}.json"
+    out_file.write_text(json.dumps(results, indent=2))
+    (args.out / "latest.json").write_text(json.dumps(results, indent=2))
+    text = report.render(results)
+    (args.out / "latest.md").write_text(text + "\n")
+    print(text)
+    print(f"\n(raw results: {out_file}; run took {results['elapsed_s']} s)", file=sys.stderr)
+    return 0
+
+
+def _start_all(args: argparse.Namespace, group: ProcessGroup, sut_cpus: str | None,
+               load_cpus: str | None, workdir: Path, notes: list[str]) -> dict[str, Any]:
+    upstream = start_upstream(group, load_cpus)
+    procs: dict[str, Any] = {"direct": upstream, "_key": "bench-no-key"}
+    if "bare" in args.targets:
+        procs["bare"] = start_bare(group, upstream, sut_cpus)
+    if "bare-fastapi" in args.targets:
+        procs["bare-fastapi"] = start_bare(group, upstream, sut_cpus, mode="fastapi")
+    if "gateway" in args.targets:
+        extra = dict(kv.split("=", 1) for kv in args.gateway_env)
+        try:
+            procs["gateway"], procs["_key"] = start_gateway(group, upstream, sut_cpus,
+                                                            workdir, extra)
+        except (RuntimeError, TimeoutError) as exc:
+            first = str(exc).strip().splitlines()
+            notes.append("gateway not measured, it did not start: " + " / ".join(first[-3:]))
+            print(f"gateway did not start:\n{exc}", file=sys.stderr)
+    for name, proc in list(procs.items()):
+        if name.startswith("_"):
+            continue
+        problem = check_target(name, proc, procs["_key"])
+        if problem is not None:
+            notes.append(f"{name} not measured, its sanity request failed: {problem}")
+            print(problem, file=sys.stderr)
+            del procs[name]
+    return procs
+
+
+def _measure_load(args: argparse.Namespace, procs: dict[str, Proc], targets: list[str],
+                  key: str, workdir: Path, load_cpus: str | None,
+                  results: dict[str, Any]) -> None:
+    script = write_script(workdir / "post.lua", chat_body(False), request_headers(key))
+    url = "/v1/chat/completions"
+    servers = list(procs.values())
+    for name in targets:
+        if args.warmup > 0:
+            run_wrk(procs[name].url + url, script, 8, args.warmup, load_cpus)
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for _ in range(args.rounds):
+        for conns in args.connections:
+            for name in targets:
+                meter = CpuMeter(servers)
+                meter.start()
+                r = run_wrk(procs[name].url + url, script, conns, args.duration, load_cpus)
+                point = {**r.as_dict(), **meter.stop()}
+                samples.setdefault(str(conns), {}).setdefault(name, []).append(point)
+                print(f"  {name:>12} c={conns:<3} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
+                      f"p99 {r.p99_ms:6.2f} ms  errors {r.error_count}  "
+                      f"other CPU {point['foreign_cpu_pct']:.0f} %", file=sys.stderr)
+    results["load"] = {c: {n: _median_point(s) for n, s in by.items()} for c, by in samples.items()}
+
+
+def _measure_streams(args: argparse.Namespace, procs: dict[str, Proc], targets: list[str],
+                     key: str, results: dict[str, Any]) -> None:
+    headers = request_headers(key)
+    headers["x-standin-chunks"] = str(args.stream_chunks)
+    headers["x-standin-interval-ms"] = str(args.stream_interval_ms)
+    body = chat_body(True)
+    nominal = args.stream_chunks * args.stream_interval_ms / 1000
+    import uvloop
+
+    for count in args.streams:
+        for name in targets:
+            stats = uvloop.run(run_streams(procs[name].port, "/v1/chat/completions", body,
+                                           headers, count, timeout=30 + 4 * nominal))
+            point = stats.as_dict()
+            results["streams"].setdefault(str(count), {})[name] = point
+            ttfb, total = summary(stats.ttfb_ms), summary(stats.total_ms)
+            print(f"  {name:>12} streams={count:<4} ttfb p50 {ttfb['p50']:7.2f} ms "
+                  f"total p50 {total['p50']:8.1f} ms  errors {len(stats.errors)}",
+                  file=sys.stderr)
+            time.sleep(0.3)  # let closed connections drain before the next target
+
+
+def _profile(args: argparse.Namespace, gateway: Proc, key: str, workdir: Path,
+             load_cpus: str | None) -> str:
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        return "profile skipped: py-spy is not installed (.venv/bin/pip install py-spy)"
+    out = args.out / "gateway-profile.txt"
+    script = write_script(workdir / "post.lua", chat_body(False), request_headers(key))
+    # Raw collapsed stacks: `python -m bench.profile_summary` reads them;
+    # flamegraph tools (or speedscope) render them.
+    spy_proc = subprocess.Popen(
+        [str(spy), "record", "--pid", str(gateway.popen.pid), "--rate", "500",
+         "--duration", str(int(args.profile)), "--nonblocking", "--format", "raw",
+         "-o", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    run_wrk(gateway.url + "/v1/chat/completions", script, 8, args.profile, load_cpus)
+    spy_proc.wait(30)
+    return f"profile of the gateway at 8 connections: {out} (collapsed stacks)"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
