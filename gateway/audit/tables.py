@@ -9,9 +9,10 @@ they still agree with the body.
 
 Index choice (for a filtered page at 10M rows): every list filter has a
 composite ``(column, id)`` index so that ``WHERE col = ? AND id > cursor
-ORDER BY id LIMIT n`` is one index range scan; ``from``/``to`` are turned
-into id bounds as well (ids are time-ordered). Rule-id filters go through
-``audit_decision_rules`` whose primary key is ``(rule_id, decision_id)``.
+ORDER BY id LIMIT n`` is one index range scan; ``from``/``to`` use the ``ts``
+index (ids are time-ordered too, but ``ts`` comes from the pipeline's clock,
+which tests may fake, so id bounds would not be exact). Rule-id filters go
+through ``audit_decision_rules`` whose primary key is ``(rule_id, decision_id)``.
 """
 
 from __future__ import annotations

@@ -463,7 +463,16 @@ class AuditWriter:
 
 
 def build_audit_writer(
-    settings: Settings, engine: AsyncEngine, signer: Signer | None = None
+    settings: Settings,
+    engine: AsyncEngine,
+    sessions: object = None,
+    *,
+    signer: Signer | None = None,
 ) -> AuditWriter:
-    """The process's writer; call ``await writer.start()`` in the app lifespan."""
+    """The process's writer; ``await writer.start()`` in the lifespan, ``stop()`` at exit.
+
+    ``sessions`` is accepted for symmetry with other factories; the writer uses
+    its own connection from ``engine`` (no ORM session on the hot path).
+    """
+    del sessions
     return AuditWriter(engine, settings, signer or load_signer(settings))

@@ -26,7 +26,8 @@ from tests.audit.conftest import make_record
 
 async def _count(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(audit_records))).scalar_one())
+        query = select(func.count()).select_from(audit_records)
+        return int((await conn.execute(query)).scalar_one())
 
 
 async def test_directory_moved_away_then_back(

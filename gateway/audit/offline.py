@@ -1,0 +1,206 @@
+"""``gateway audit verify --export FILE``: check an export without the database.
+
+Needs only the file, its manifest (last JSONL line, or ``FILE.manifest.json``
+beside a CSV) and, ideally, the gateway's public key obtained separately
+(``gateway audit public-key``): the keys inside the manifest prove only that
+the file is self-consistent, not who signed it.
+
+Per record: its hash is recomputed from its canonical body and ``prev_hash``.
+Per node: consecutive records must link; a record at a checkpoint's ``seq``
+must equal the signed head; the contiguous run leading to a checkpoint is
+then *proven* (a second preimage of SHA-256 would be needed to alter it).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.audit.chain import CHAIN_FIELDS, canonical, chain_hash, parse_body
+from gateway.audit.checkpoints import check_checkpoint
+from gateway.audit.signing import fingerprint, load_public_key
+from gateway.audit.verify import Problem
+
+csv.field_size_limit(1 << 30)
+
+
+@dataclass(slots=True)
+class ExportReport:
+    mode: str = "?"
+    records: int = 0
+    proven: int = 0
+    """Records in a contiguous run that reaches a signed checkpoint."""
+    unsigned: int = 0
+    """Chained, but after the last checkpoint of their run."""
+    unlinked: int = 0
+    """Filtered exports: consistent on their own, not linked to a checkpoint."""
+    keys_from_manifest: bool = False
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["ok"] = self.ok
+        return doc
+
+
+@dataclass(slots=True)
+class _Run:
+    last_seq: int | None = None
+    last_hash: str | None = None
+    pending: int = 0
+    linked: bool = False
+
+
+def _last_line(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        block = 1 << 16
+        pos, tail = size, b""
+        while pos > 0:
+            step = min(block, pos)
+            pos -= step
+            fh.seek(pos)
+            tail = fh.read(step) + tail
+            stripped = tail.rstrip(b"\n")
+            if b"\n" in stripped:
+                return stripped.rsplit(b"\n", 1)[1]
+        return tail.rstrip(b"\n")
+
+
+def _records(path: Path, fmt: str, digest: Any) -> Iterator[tuple[int, dict[str, Any], bytes]]:
+    """(line number, chain fields + parsed body, canonical body bytes) per record."""
+    if fmt == "jsonl":
+        with path.open("rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                item = orjson.loads(line)
+                if item.get("kind") == "manifest":
+                    return
+                digest.update(line)
+                yield lineno, item, canonical({k: v for k, v in item.items()
+                                               if k not in CHAIN_FIELDS})
+        return
+    with path.open("r", encoding="utf-8", newline="") as fh:
+        digest.update(fh.readline().encode("utf-8"))  # the header, as exported
+        fh.seek(0)
+        for lineno, row in enumerate(csv.DictReader(fh), 2):
+            body = row["record"].encode("utf-8")
+            digest.update(_csv_bytes([row.get(c, "") for c in row]))
+            item = parse_body(body)
+            item["prev_hash"], item["hash"] = row["prev_hash"], row["hash"]
+            yield lineno, item, body
+
+
+def _csv_bytes(values: list[str]) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue().encode("utf-8")
+
+
+def load_manifest(path: Path, manifest_path: Path | None) -> tuple[str, dict[str, Any]]:
+    fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
+    if manifest_path is None and fmt == "csv":
+        manifest_path = path.with_name(path.name + ".manifest.json")
+    if manifest_path is not None:
+        return fmt, dict(orjson.loads(manifest_path.read_bytes()))
+    doc = orjson.loads(_last_line(path))
+    if not isinstance(doc, dict) or doc.get("kind") != "manifest":
+        raise ValueError(f"{path}: the last line is not a manifest")
+    return fmt, doc
+
+
+def verify_export(
+    path: Path, manifest_path: Path | None = None, trusted_keys: Iterable[bytes] | None = None
+) -> ExportReport:
+    fmt, manifest = load_manifest(path, manifest_path)
+    report = ExportReport(mode=str(manifest.get("mode", "?")))
+    if trusted_keys is None:
+        report.keys_from_manifest = True
+        keys = {fp: load_public_key(pem) for fp, pem in manifest.get("public_keys", {}).items()}
+        keys = {fp: raw for fp, raw in keys.items() if fingerprint(raw) == fp}
+    else:
+        keys = {fingerprint(k): k for k in trusted_keys}
+    heads: dict[tuple[str, int], str] = {}
+    for node_id, node in manifest.get("nodes", {}).items():
+        for doc in node.get("checkpoints", []):
+            cp = check_checkpoint(doc["payload"], doc["signature"], doc["key_fingerprint"], keys)
+            if cp.problem is not None or cp.node_id != node_id:
+                report.problems.append(Problem(cp.problem or "bad_signature",
+                                               cp.problem_message or "checkpoint of another node",
+                                               node_id, cp.seq))
+            elif cp.kind == "checkpoint":
+                heads[(node_id, cp.seq)] = cp.head_hash
+    runs: dict[str, _Run] = {}
+    digest = hashlib.sha256()
+    for lineno, item, body in _records(path, fmt, digest):
+        _check_record(report, runs, heads, lineno, item, body)
+    for run in runs.values():
+        if run.linked:
+            report.unsigned += run.pending
+        else:
+            report.unlinked += run.pending
+    _check_manifest_totals(report, manifest, digest.hexdigest(), runs)
+    return report
+
+
+def _check_record(report: ExportReport, runs: dict[str, _Run], heads: dict[tuple[str, int], str],
+                  lineno: int, item: dict[str, Any], body: bytes) -> None:
+    report.records += 1
+    node_id, seq, rid = str(item.get("node_id")), int(item.get("seq") or 0), item.get("id")
+    prev_hash, stored = str(item.get("prev_hash")), str(item.get("hash"))
+    if chain_hash(prev_hash, body) != stored:
+        report.problems.append(Problem("edited", f"line {lineno}: record does not match its "
+                                       "hash", node_id, seq, rid))
+    run = runs.setdefault(node_id, _Run())
+    if run.last_seq is not None and seq == run.last_seq + 1:
+        if prev_hash != run.last_hash:
+            report.problems.append(Problem("chain_break", f"line {lineno}: does not link to "
+                                           f"seq {run.last_seq}", node_id, seq, rid))
+    else:
+        if run.last_seq is not None and report.mode == "full":
+            report.problems.append(Problem("gap", f"line {lineno}: seq {seq} follows "
+                                           f"{run.last_seq}: records missing", node_id, seq, rid))
+        if run.linked:
+            report.unsigned += run.pending
+        else:
+            report.unlinked += run.pending
+        run.pending, run.linked = 0, report.mode == "full"
+    run.pending += 1
+    run.last_seq, run.last_hash = seq, stored
+    head = heads.get((node_id, seq))
+    if head is not None:
+        if head != stored:
+            report.problems.append(Problem("checkpoint_mismatch", f"line {lineno}: differs from "
+                                           "the signed checkpoint", node_id, seq, rid))
+        else:
+            report.proven += run.pending
+            run.pending, run.linked = 0, True
+
+
+def _check_manifest_totals(report: ExportReport, manifest: dict[str, Any], data_sha256: str,
+                           runs: dict[str, _Run]) -> None:
+    if manifest.get("record_count") != report.records:
+        report.problems.append(Problem("truncated", f"manifest says {manifest.get('record_count')}"
+                                       f" records, the file holds {report.records}"))
+    if manifest.get("data_sha256") not in (None, data_sha256):
+        report.problems.append(Problem("edited", "file content differs from the manifest digest"))
+    for node_id, node in manifest.get("nodes", {}).items():
+        run = runs.get(node_id)
+        if run is None or run.last_seq != node.get("last_seq"):
+            report.problems.append(Problem("truncated", f"node {node_id}: manifest ends at seq "
+                                           f"{node.get('last_seq')}, the file at "
+                                           f"{None if run is None else run.last_seq}", node_id))

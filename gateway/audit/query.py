@@ -1,0 +1,155 @@
+"""Reading the decision log: filtered pages (keyset on id), one record with its
+outcomes, and the replay stream ``gateway policy impact`` re-decides.
+
+Pages are ``WHERE <filters> AND id > :cursor ORDER BY id LIMIT n``: an index
+range scan on ``(filter column, id)``, stable under concurrent inserts (a page
+never repeats or skips a record that existed when it was read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.audit.chain import parse_body, utc
+from gateway.audit.tables import audit_decision_rules, audit_records
+
+MAX_LIMIT = 1000
+REPLAY_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionFilters:
+    customer_id: str | None = None
+    decision: Literal["allow", "deny"] | None = None
+    rule_id: str | None = None
+    model: str | None = None
+    origin: str | None = None
+    """A country (``DE``) or an ISO 3166-2 region (``UA-43``)."""
+    from_ts: datetime | None = None
+    to_ts: datetime | None = None
+    """Exclusive upper bound."""
+
+    @property
+    def narrows(self) -> bool:
+        """True when the filters pick records by content, not only by time."""
+        return any((self.customer_id, self.decision, self.rule_id, self.model, self.origin))
+
+
+def record_view(row: Any) -> dict[str, Any]:
+    """A record as the API shows it: its hashed fields plus ``prev_hash`` and ``hash``."""
+    item = parse_body(row.body)
+    item["prev_hash"] = row.prev_hash
+    item["hash"] = row.hash
+    return item
+
+
+def decisions_query(filters: DecisionFilters) -> tuple[Select[Any], Any]:
+    """The filtered select of decision rows and the id column to page on."""
+    t = audit_records
+    if filters.rule_id is not None:
+        dr = audit_decision_rules
+        query = (select(t).join(dr, dr.c.decision_id == t.c.id)
+                 .where(dr.c.rule_id == filters.rule_id))
+        id_col = dr.c.decision_id
+    else:
+        query = select(t).where(t.c.kind == "decision")
+        id_col = t.c.id
+    if filters.customer_id is not None:
+        query = query.where(t.c.customer_id == filters.customer_id)
+    if filters.decision is not None:
+        query = query.where(t.c.decision == filters.decision)
+    if filters.model is not None:
+        query = query.where(t.c.model == filters.model)
+    if filters.origin is not None:
+        origin = filters.origin.upper()
+        if "-" in origin:
+            # The country column is indexed; the region narrows within it.
+            query = query.where(t.c.origin_country == origin[:2], t.c.origin_region == origin)
+        else:
+            query = query.where(t.c.origin_country == origin)
+    if filters.from_ts is not None:
+        query = query.where(t.c.ts >= utc(filters.from_ts))
+    if filters.to_ts is not None:
+        query = query.where(t.c.ts < utc(filters.to_ts))
+    return query, id_col
+
+
+async def list_decisions(
+    sessions: async_sessionmaker[AsyncSession],
+    filters: DecisionFilters,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of decisions in id order and the cursor of the next (None at the end)."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    query, id_col = decisions_query(filters)
+    if cursor:
+        query = query.where(id_col > cursor)
+    query = query.order_by(id_col).limit(limit + 1)
+    async with sessions() as session:
+        rows = (await session.execute(query)).all()
+    items = [record_view(r) for r in rows[:limit]]
+    next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
+    return items, next_cursor
+
+
+async def get_decision(
+    sessions: async_sessionmaker[AsyncSession], record_id: str
+) -> dict[str, Any] | None:
+    """A record (any kind) by id; a decision comes with its ``outcomes`` (in id order)."""
+    async with sessions() as session:
+        row = (await session.execute(
+            select(audit_records).where(audit_records.c.id == record_id)
+        )).first()
+        if row is None:
+            return None
+        item = record_view(row)
+        if row.kind == "decision":
+            outcomes = (await session.execute(
+                select(audit_records)
+                .where(audit_records.c.decision_id == record_id)
+                .order_by(audit_records.c.id)
+            )).all()
+            item["outcomes"] = [record_view(o) for o in outcomes]
+    return item
+
+
+async def iter_decisions(
+    sessions: async_sessionmaker[AsyncSession],
+    filters: DecisionFilters,
+    chunk: int = REPLAY_CHUNK,
+) -> AsyncIterator[Any]:
+    """Every matching decision row in id order, in chunks of short queries
+    (bounded memory, no long-lived read transaction)."""
+    cursor: str | None = None
+    base, id_col = decisions_query(filters)
+    while True:
+        query = base if cursor is None else base.where(id_col > cursor)
+        async with sessions() as session:
+            rows = (await session.execute(query.order_by(id_col).limit(chunk))).all()
+        for row in rows:
+            yield row
+        if len(rows) < chunk:
+            return
+        cursor = str(rows[-1].id)
+
+
+async def iter_replay_facts(
+    sessions: async_sessionmaker[AsyncSession],
+    since: datetime,
+    until: datetime | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """Recorded decisions with ``ts`` in ``[since, until)`` for ``gateway policy impact``.
+
+    Each item is the record's hashed fields (``id``, ``ts``, ``decision``,
+    ``rule_ids``, ``facts``, ``model``, ...), as in a JSONL export.
+    """
+    filters = DecisionFilters(from_ts=since, to_ts=until)
+    async for row in iter_decisions(sessions, filters):
+        yield parse_body(row.body)
