@@ -218,9 +218,12 @@ def encode_cursor(value: str | int) -> str:
 def decode_cursor(cursor: str) -> str:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.urlsafe_b64decode(padded.encode()).decode()
+        value = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("invalid cursor") from exc
+    if not value:
+        raise ValueError("invalid cursor")
+    return value
 
 
 async def list_customers(
