@@ -43,8 +43,9 @@ def _ints(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    p.add_argument("--duration", type=float, default=4, help="seconds per load point (default 4)")
-    p.add_argument("--rounds", type=int, default=1, help="repeat the load points; medians reported")
+    p.add_argument("--duration", type=float, default=3, help="seconds per load point (default 3)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved repetitions of every load point; medians reported (default 3)")
     p.add_argument("--warmup", type=float, default=1, help="seconds of warm-up per target")
     p.add_argument("--connections", type=_ints, default=[1, 8, 32])
     p.add_argument("--streams", type=_ints, default=[50, 500])
