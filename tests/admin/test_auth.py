@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from gateway.admin.auth import admin_authenticator
+from tests.admin.conftest import AdminEnv
+
+
+async def test_bootstrap_and_created_tokens(env: AdminEnv) -> None:
+    r = await env.client.post(
+        "/admin/v1/tokens",
+        json={"role": "compliance", "name": "alice"},
+        headers=env.auth("bootstrap"),
+    )
+    assert r.status_code == 201
+    token = r.json()["token"]
+    assert token.startswith(f"gat_{r.json()['id']}_") and r.json()["role"] == "compliance"
+    hdr = {"authorization": f"Bearer {token}"}
+    assert (await env.client.get("/admin/v1/customers", headers=hdr)).status_code == 200
+    assert (await env.client.post("/admin/v1/tokens", json={"role": "admin", "name": "x"},
+                                  headers=hdr)).status_code == 403  # fmt: skip
+    r = await env.client.post(
+        "/admin/v1/tokens", json={"role": "root", "name": "x"}, headers=env.auth("admin")
+    )
+    assert r.status_code == 422
+    # Revocation takes effect at once on this replica.
+    token_id = token.split("_")[1]
+    r = await env.client.delete(f"/admin/v1/tokens/{token_id}", headers=env.auth("admin"))
+    assert r.status_code == 200 and r.json()["revoked_at"]
+    assert (await env.client.get("/admin/v1/customers", headers=hdr)).status_code == 401
+
+
+async def test_wrong_secret_for_known_id(env: AdminEnv) -> None:
+    token = env.tokens["admin"]
+    forged = token[:-1] + ("b" if token[-1] == "a" else "a")
+    r = await env.client.get("/admin/v1/customers", headers={"authorization": f"Bearer {forged}"})
+    assert r.status_code == 401
+
+
+async def test_failed_attempts_rate_limited_per_ip(env: AdminEnv) -> None:
+    bad = {"authorization": "Bearer gat_guess_guess"}
+    for _ in range(20):
+        assert (await env.client.get("/admin/v1/customers", headers=bad)).status_code == 401
+    r = await env.client.get("/admin/v1/customers", headers=bad)
+    assert r.status_code == 429 and r.headers["retry-after"]
+    # Even a valid token is refused from that IP while it is blocked.
+    r = await env.client.get("/admin/v1/customers", headers=env.auth("admin"))
+    assert r.status_code == 429
+    # Successes do not count: a fresh authenticator (another window) lets it through.
+    env.services.extras.pop("admin_auth")
+    assert (
+        await env.client.get("/admin/v1/customers", headers=env.auth("admin"))
+    ).status_code == 200
+    assert admin_authenticator(env.services) is env.services.extras["admin_auth"]  # type: ignore[arg-type]

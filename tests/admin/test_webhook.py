@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+
+from gateway.admin.kyc_webhook import sign
+from gateway.kyc.tables import Customer, KycWebhookEvent
+from tests.admin.conftest import WEBHOOK_SECRET, WEBHOOK_SECRET_OLD, AdminEnv
+
+URL = "/admin/v1/kyc/webhook"
+
+
+def event(**over: Any) -> bytes:
+    body = {
+        "id": "evt_1",
+        "customer_id": "w1",
+        "kyc_level": "id_verified",
+        "kyc_verified_at": "2026-03-01T11:59:00Z",
+        "kyc_expires_at": "2027-03-01T00:00:00Z",
+    }
+    body.update(over)
+    return json.dumps(body).encode()
+
+
+def header(body: bytes, ts: int, secret: str = WEBHOOK_SECRET) -> str:
+    return f"t={ts},v1={sign(secret, ts, body)}"
+
+
+async def post(env: AdminEnv, body: bytes, value: str, name: str = "x-gateway-kyc-signature"):  # type: ignore[no-untyped-def]
+    return await env.client.post(
+        URL, content=body, headers={name: value, "content-type": "application/json"}
+    )
+
+
+async def level(env: AdminEnv, cid: str = "w1") -> str:
+    async with env.services.sessions() as session:
+        c = await session.get(Customer, cid)
+        assert c is not None
+        return c.kyc_level
+
+
+async def events(env: AdminEnv) -> int:
+    async with env.services.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(KycWebhookEvent)) or 0)
+
+
+async def test_webhook_flow(env: AdminEnv) -> None:
+    await env.client.post(
+        "/admin/v1/customers", json={"id": "w1", "name": "Wanda"}, headers=env.auth("admin")
+    )
+    now = int(env.clock.now.timestamp())
+    body = event()
+    # Failures first: nothing may change.
+    failures = [
+        (header(body, now, "wrong-secret"), 401),
+        (header(body, now - 301), 401),  # stale
+        (header(body, now + 301), 401),  # from the future
+        (header(event(kyc_level="government_cleared"), now), 401),  # signature of other body
+        ("garbage", 401),
+    ]
+    for value, status in failures:
+        r = await post(env, body, value)
+        assert r.status_code == status and r.json()["detail"], r.text
+    r = await env.client.post(URL, content=body)
+    assert r.status_code == 401
+    unknown = event(id="evt_x", customer_id="nobody")
+    r = await post(env, unknown, header(unknown, now))
+    assert r.status_code == 404
+    bad = event(kyc_level="Not A Level!")
+    r = await post(env, bad, header(bad, now))
+    assert r.status_code == 422
+    assert await level(env) == "none" and await events(env) == 0
+
+    # Rotation: previous secret, Persona header name, two space-separated pairs.
+    value = f"{header(body, now, 'stale-one')} {header(body, now - 10, WEBHOOK_SECRET_OLD)}"
+    r = await post(env, body, value, name="Persona-Signature")
+    assert r.status_code == 200, r.text
+    assert r.json()["duplicate"] is False
+    assert r.json()["customer"]["kyc_level"] == "id_verified"
+    assert r.json()["customer"]["kyc_expires_at"] == "2027-03-01T00:00:00Z"
+    assert await level(env) == "id_verified" and await events(env) == 1
+
+    # Replay of the same event: idempotent, no second change.
+    r = await post(env, body, header(body, now), name="Stripe-Signature")
+    assert r.status_code == 200 and r.json() == {"event_id": "evt_1", "duplicate": True}
+    hist = await env.client.get("/admin/v1/customers/w1/history", headers=env.auth("admin"))
+    assert [i["action"] for i in hist.json()["items"]] == [
+        "customer.create",
+        "customer.kyc_webhook",
+    ]
+    # Same id, different content: conflict.
+    other = event(kyc_level="government_cleared")
+    r = await post(env, other, header(other, now))
+    assert r.status_code == 409 and await level(env) == "id_verified"
+
+
+async def test_webhook_unconfigured_is_503(env: AdminEnv) -> None:
+    env.services.settings = env.services.settings.model_copy(
+        update={"kyc_webhook_secret": None, "kyc_webhook_secret_previous": None}
+    )
+    r = await post(env, event(), "t=1,v1=00")
+    assert r.status_code == 503
