@@ -110,11 +110,11 @@ def _decide(principal: Principal, facts: RequestFacts, bundle: CompiledBundle, n
         threshold=bundle.control_threshold_percent,
     )
     ruleset = bundle.rules_for(facts.body.model)
-    denies = [r for r in ruleset.denies if r.active(now) and r.predicate(ctx)]
+    denies = [r for r in ruleset.denies.candidates(ctx) if r.active(now) and r.predicate(ctx)]
     if denies:
         return _deny(bundle, tier, tuple(r.id for r in denies), tuple(r.reason for r in denies),
                      facts, demotion)
-    allows = [r for r in ruleset.allows if r.active(now) and r.predicate(ctx)]
+    allows = [r for r in ruleset.allows.candidates(ctx) if r.active(now) and r.predicate(ctx)]
     if not allows:
         return _deny(bundle, tier, (DEFAULT_DENY,), (DEFAULT_DENY_REASON,), facts, demotion)
     plan, closed = quota_plan(bundle, tier, facts.capabilities)

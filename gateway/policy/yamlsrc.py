@@ -8,6 +8,7 @@ keys inside one mapping (which ``safe_load`` silently overwrites) are errors.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,27 @@ def format_path(path: DataPath) -> str:
     return out
 
 
+class PolicyYamlLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false.
+
+    YAML 1.1 reads ``NO`` (Norway), ``ON``, ``YES``, ``Y`` and ``N`` as booleans,
+    which silently turns ``countries: [NO]`` into ``[false]``.
+    """
+
+
+PolicyYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+PolicyYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
 class _Builder:
-    def __init__(self, filename: str, loader: yaml.SafeLoader) -> None:
+    def __init__(self, filename: str, loader: PolicyYamlLoader) -> None:
         self.filename = filename
         self.loader = loader
         self.lines: dict[DataPath, int] = {}
@@ -75,7 +95,6 @@ class _Builder:
                                     format_path(path), f"unsupported mapping key {key!r}")
                     )
                     continue
-                # YAML 1.1 reads `on:`/`no:` as booleans; policy keys are names.
                 key = str(key).lower() if isinstance(key, bool) else str(key)
                 if key in out:
                     self.errors.append(
@@ -110,7 +129,7 @@ def parse_file(path: Path, display_name: str | None = None) -> ParsedFile:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return ParsedFile(name, None, {}, [PolicyError(name, None, "", f"cannot read: {exc}")])
-    loader = yaml.SafeLoader(text)
+    loader = PolicyYamlLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -207,9 +207,13 @@ rules:
 def test_rules_are_indexed_by_model(default_bundle: CompiledBundle) -> None:
     haiku = default_bundle.rules_for("haiku-lite")
     fable = default_bundle.rules_for("fable-5")
-    assert "directive-frontier-us-persons-only" not in {r.id for r in haiku.denies}
-    assert "directive-frontier-us-persons-only" in {r.id for r in fable.denies}
-    assert "frontier-arms-embargoed-origin" not in {r.id for r in fable.denies}
+    assert "directive-frontier-us-persons-only" not in {r.id for r in haiku.denies.all_rules()}
+    assert "directive-frontier-us-persons-only" in {r.id for r in fable.denies.all_rules()}
+    assert "frontier-arms-embargoed-origin" not in {r.id for r in fable.denies.all_rules()}
+    # rules with a top-level origin/residence set are bucketed by country
+    origin_bucket = haiku.denies.buckets["origin"]
+    assert [r.id for r in origin_bucket["UA-43"]] == ["sanctioned-origin"]
+    assert "US" not in origin_bucket
     assert default_bundle.upstream_for("mythos-5") == "https://mythos.internal.example"
     assert default_bundle.upstream_for("haiku-lite") is None
     assert default_bundle.upstream_for("nope") is None

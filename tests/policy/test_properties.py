@@ -56,7 +56,7 @@ principals = st.builds(
         customer_id="c", tier=tier, kyc_level=level, citizenships=frozenset(cits), residence=res,
         ownership=tuple(Ownership(c, p) for c, p in owners)),
     st.sampled_from(TIERS), st.sampled_from(LEVELS), st.sets(st.sampled_from(COUNTRIES), max_size=2),
-    st.one_of(st.none(), st.sampled_from(COUNTRIES)),
+    st.one_of(st.none(), st.sampled_from([*COUNTRIES, "UA-43"])),
     st.lists(st.tuples(st.sampled_from(COUNTRIES), st.floats(0, 100)), max_size=3),
 )
 requests = st.builds(
