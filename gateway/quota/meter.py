@@ -198,9 +198,10 @@ class Meter:
         reservation = admission.lease
         if not isinstance(reservation, Reservation) or not reservation.lease_keys:
             return False
-        return await self._refresh(reservation)
+        return await self._refresh(reservation) is True
 
-    async def _refresh(self, reservation: Reservation) -> bool:
+    async def _refresh(self, reservation: Reservation) -> bool | None:
+        """True: extended; False: the lease is gone; None: the store did not answer."""
         if reservation.settled:
             return False
         now_ms = self._now_ms()
@@ -210,20 +211,28 @@ class Meter:
             )
         except StoreDown as exc:
             self._store_failed("refresh", exc)
-            return False
+            return None
 
     async def _heartbeat(self, reservation: Reservation) -> None:
         interval = self.lease_ttl_ms / 3000
         deadline = time.monotonic() + self.max_stream_seconds
         while time.monotonic() < deadline:
             await asyncio.sleep(interval)
-            if not await self._refresh(reservation):
+            alive = await self._refresh(reservation)
+            if alive is False:
+                # Expired and purged (e.g. Redis restarted empty, or the loop was
+                # blocked past the TTL): the slot may already be someone else's.
                 log.warning(
-                    "stream lease %s of %s lost; its slot may be reused",
+                    "stream lease %s of %s lost; the stream goes on without a slot",
                     reservation.entry_id,
                     reservation.customer_id,
                 )
-        log.warning("stream lease %s gave up after %ss", reservation.entry_id, deadline)
+                return
+        log.warning(
+            "stream lease %s not settled after %ss; letting it expire",
+            reservation.entry_id,
+            self.max_stream_seconds,
+        )
 
     async def usage(self, customer_id: str, plan: QuotaPlan) -> dict[str, object]:
         """Current use of every bucket of the plan (admin API)."""

@@ -45,7 +45,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def make_store(
     request: pytest.FixtureRequest, shared_redis: RedisServer
 ) -> AsyncIterator[Callable[[], QuotaStore]]:
