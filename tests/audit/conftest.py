@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-import gateway.audit.tables  # noqa: F401  (registers the tables on Base.metadata)
+import gateway.db.models  # noqa: F401  (every table on Base.metadata)
 from gateway.audit.ids import new_id
 from gateway.audit.record import DecisionRecord
 from gateway.audit.signing import Signer, load_signer

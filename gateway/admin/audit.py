@@ -1,0 +1,57 @@
+"""``/admin/v1/audit``: chain verification and the signing public key (auditor)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from sqlalchemy import select
+
+from gateway.admin.auth import AdminActor, require_roles
+from gateway.audit.signing import Signer, public_pem
+from gateway.audit.tables import audit_keys
+from gateway.audit.verify import verify_log
+from gateway.deps import ServicesDep
+from gateway.services import Services
+
+router = APIRouter(prefix="/admin/v1", tags=["audit"])
+Auditor = Annotated[AdminActor, Depends(require_roles("auditor"))]
+
+
+def _running_signer(services: Services) -> Signer | None:
+    signer = getattr(services.audit, "signer", None)
+    return signer if isinstance(signer, Signer) else None
+
+
+@router.get("/audit/verify")
+async def verify_route(
+    services: ServicesDep, _actor: Auditor, trust_stored_keys: bool = False
+) -> dict[str, Any]:
+    """Recompute every chain and checkpoint; ``ok`` false names the first broken place.
+
+    Checkpoints must be signed by this gateway's running key, unless
+    ``trust_stored_keys`` (e.g. after a key rotation) accepts every key in
+    ``audit_keys``; the answer says which was used.
+    """
+    signer = _running_signer(services)
+    trusted = None if trust_stored_keys or signer is None else [signer.public_raw]
+    report = await verify_log(services.engine, trusted_keys=trusted)
+    doc = report.to_dict()
+    doc["trusted_keys"] = "stored" if trusted is None else [signer.fingerprint] if signer else []
+    return doc
+
+
+@router.get("/audit/public-key")
+async def public_keys_route(services: ServicesDep, _actor: Auditor) -> dict[str, Any]:
+    """Every checkpoint-signing public key (PEM), and which one signs now."""
+    async with services.sessions() as session:
+        rows = (await session.execute(select(audit_keys).order_by(audit_keys.c.created_at))).all()
+    if not rows:
+        raise HTTPException(404, "no audit signing key registered yet")
+    signer = _running_signer(services)
+    return {
+        "current": signer.fingerprint if signer else None,
+        "keys": [{"fingerprint": r.fingerprint, "created_at": r.created_at,
+                  "public_key_pem": public_pem(base64.b64decode(r.public_key))} for r in rows],
+    }

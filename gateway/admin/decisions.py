@@ -1,0 +1,80 @@
+"""``/admin/v1/decisions``: the decision log for auditors (SPEC section 4).
+
+``GET /decisions`` pages with a keyset cursor, ``GET /decisions/export``
+streams JSONL (manifest as the last line) or CSV, ``GET /decisions/{id}``
+returns one record with its outcomes. Role: auditor (admin passes).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import StreamingResponse
+
+from gateway.admin.auth import AdminActor, require_roles
+from gateway.audit.export import Exporter
+from gateway.audit.query import MAX_LIMIT, DecisionFilters, get_decision, list_decisions
+from gateway.deps import ServicesDep
+
+router = APIRouter(prefix="/admin/v1", tags=["audit"])
+Auditor = Annotated[AdminActor, Depends(require_roles("auditor"))]
+
+
+def _filters(
+    customer_id: str | None = None,
+    decision: Literal["allow", "deny"] | None = None,
+    rule_id: str | None = None,
+    model: str | None = None,
+    origin: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}(-[A-Za-z0-9]{1,3})?$")] = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+) -> DecisionFilters:
+    if from_ is not None and to is not None and to <= from_:
+        raise HTTPException(400, "'to' must be after 'from'")
+    return DecisionFilters(customer_id=customer_id, decision=decision, rule_id=rule_id,
+                           model=model, origin=origin, from_ts=from_, to_ts=to)
+
+
+Filters = Annotated[DecisionFilters, Depends(_filters)]
+
+
+@router.get("/decisions")
+async def list_decisions_route(
+    services: ServicesDep,
+    _actor: Auditor,
+    filters: Filters,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+) -> dict[str, Any]:
+    items, next_cursor = await list_decisions(services.sessions, filters, cursor, limit)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/decisions/export")
+async def export_decisions_route(
+    services: ServicesDep,
+    _actor: Auditor,
+    filters: Filters,
+    format: Literal["jsonl", "csv"] = "jsonl",
+) -> StreamingResponse:
+    exporter = Exporter(services.sessions, filters, format)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
+    return StreamingResponse(
+        exporter.lines(),
+        media_type=media,
+        headers={"content-disposition": f'attachment; filename="decisions-{stamp}.{format}"',
+                 "x-gateway-export-mode": exporter.mode},
+    )
+
+
+@router.get("/decisions/{record_id}")
+async def get_decision_route(
+    services: ServicesDep, _actor: Auditor, record_id: str
+) -> dict[str, Any]:
+    item = await get_decision(services.sessions, record_id)
+    if item is None:
+        raise HTTPException(404, f"no audit record {record_id}")
+    return item

@@ -1,0 +1,121 @@
+"""The auditor's HTTP routes, through the real admin-token dependency."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.admin import audit as audit_routes
+from gateway.admin import decisions as decision_routes
+from gateway.admin.auth import create_admin_token
+from gateway.audit.offline import verify_export
+from gateway.audit.tables import audit_records
+from gateway.audit.writer import AuditWriter
+from gateway.settings import Settings
+from tests.audit.conftest import make_record
+from tests.support.identity_app import PeerLocator, make_app
+
+
+@dataclass
+class _Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    audit: AuditWriter
+    locator: PeerLocator = field(default_factory=PeerLocator)
+    extras: dict[str, Any] = field(default_factory=dict)
+    clock: Any = staticmethod(lambda: datetime.now(UTC))
+
+
+@pytest.fixture
+async def client(
+    writer: AuditWriter, settings: Settings, engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, dict[str, str]]]]:
+    for i in range(30):
+        await writer.record(make_record(i))
+    tokens = {}
+    async with sessions() as session:
+        for role in ("auditor", "compliance"):
+            _, clear = await create_admin_token(session, role, f"t-{role}")
+            tokens[role] = {"authorization": f"Bearer {clear}"}
+        await session.commit()
+    services = _Services(settings, engine, sessions, writer)
+    app = make_app(services, decision_routes.router, audit_routes.router)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://gw") as c:
+        yield c, tokens
+
+
+async def test_roles(client: tuple[httpx.AsyncClient, dict[str, dict[str, str]]]) -> None:
+    c, tokens = client
+    assert (await c.get("/admin/v1/decisions")).status_code == 401
+    assert (await c.get("/admin/v1/decisions", headers=tokens["compliance"])).status_code == 403
+    assert (await c.get("/admin/v1/audit/verify", headers=tokens["compliance"])).status_code == 403
+
+
+async def test_list_get_and_pages(
+    client: tuple[httpx.AsyncClient, dict[str, dict[str, str]]],
+) -> None:
+    c, tokens = client
+    got: list[str] = []
+    params: dict[str, Any] = {"limit": 4, "customer_id": "cust-2"}
+    while True:
+        r = await c.get("/admin/v1/decisions", params=params, headers=tokens["auditor"])
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        got += [i["id"] for i in doc["items"]]
+        if doc["next_cursor"] is None:
+            break
+        params["cursor"] = doc["next_cursor"]
+    assert len(got) == 6 and got == sorted(got)
+    one = await c.get(f"/admin/v1/decisions/{got[0]}", headers=tokens["auditor"])
+    assert one.status_code == 200 and one.json()["outcomes"] == []
+    assert (await c.get("/admin/v1/decisions/NOPE", headers=tokens["auditor"])).status_code == 404
+    bad = await c.get("/admin/v1/decisions", params={"origin": "not a country"},
+                      headers=tokens["auditor"])
+    assert bad.status_code == 422
+
+
+async def test_export_stream_verifies(
+    client: tuple[httpx.AsyncClient, dict[str, dict[str, str]]], writer: AuditWriter,
+    tmp_path: Path,
+) -> None:
+    c, tokens = client
+    r = await c.get("/admin/v1/decisions/export", params={"format": "jsonl"},
+                    headers=tokens["auditor"])
+    assert r.status_code == 200
+    path = tmp_path / "api.jsonl"
+    path.write_bytes(r.content)
+    assert orjson.loads(r.content.splitlines()[-1])["kind"] == "manifest"
+    report = verify_export(path, trusted_keys=[writer.signer.public_raw])
+    assert report.ok and report.records == 30
+    csv_r = await c.get("/admin/v1/decisions/export", params={"format": "csv", "model": "fable-5"},
+                        headers=tokens["auditor"])
+    assert csv_r.status_code == 200 and csv_r.text.startswith("id,kind,ts")
+    assert len(csv_r.text.strip().splitlines()) == 1 + 15
+
+
+async def test_verify_route(
+    client: tuple[httpx.AsyncClient, dict[str, dict[str, str]]], engine: AsyncEngine,
+) -> None:
+    c, tokens = client
+    r = await c.get("/admin/v1/audit/verify", headers=tokens["auditor"])
+    assert r.status_code == 200 and r.json()["ok"] is True
+    async with engine.begin() as conn:
+        await conn.execute(update(audit_records).where(audit_records.c.seq == 9)
+                           .values(model="tampered"))
+    doc = (await c.get("/admin/v1/audit/verify", headers=tokens["auditor"])).json()
+    assert doc["ok"] is False
+    assert doc["first_problem"]["seq"] == 9 and doc["first_problem"]["kind"] == "column_mismatch"
+    keys = (await c.get("/admin/v1/audit/public-key", headers=tokens["auditor"])).json()
+    assert keys["keys"][0]["public_key_pem"].startswith("-----BEGIN PUBLIC KEY")
