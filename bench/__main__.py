@@ -34,7 +34,8 @@ from bench.targets import (
 from bench.wrk import run_wrk, write_script, wrk_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL_TARGETS = ("direct", "bare", "bare-fastapi", "gateway")
+ALL_TARGETS = ("direct", "bare", "bare-fastapi", "gateway", "gateway-normal")
+GATEWAY_VARIANTS = {"gateway": {}, "gateway-normal": {"GATEWAY_SQLITE_SYNCHRONOUS": "NORMAL"}}
 
 
 def _ints(text: str) -> list[int]:
@@ -115,19 +116,18 @@ def main(argv: list[str] | None = None) -> int:
         "load": {}, "streams": {}, "memory": {}, "notes": notes,
     }
     try:
-        procs = _start_all(args, group, sut_cpus, load_cpus, workdir, notes)
-        key = str(procs.pop("_key"))
+        procs, keys = _start_all(args, group, sut_cpus, load_cpus, workdir, notes)
         targets = [t for t in args.targets if t in procs]
         results["config"]["targets"] = targets
-        _measure_load(args, procs, targets, key, workdir, load_cpus, results)
+        _measure_load(args, procs, targets, keys, workdir, load_cpus, results)
         if not args.skip_streams:
-            _measure_streams(args, procs, targets, key, results)
+            _measure_streams(args, procs, targets, keys, results)
         for name, proc in procs.items():
             results["memory"][name if name != "direct" else "upstream"] = {
                 "peak_rss_mb": round(proc.peak_rss_mb(), 1), "rss_mb": round(proc.rss_mb(), 1),
             }
         if args.profile and "gateway" in procs:
-            notes.append(_profile(args, procs["gateway"], key, workdir, load_cpus))
+            notes.append(_profile(args, procs["gateway"], keys["gateway"], workdir, load_cpus))
     finally:
         group.stop_all()
     results["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -143,49 +143,60 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _start_all(args: argparse.Namespace, group: ProcessGroup, sut_cpus: str | None,
-               load_cpus: str | None, workdir: Path, notes: list[str]) -> dict[str, Any]:
+               load_cpus: str | None, workdir: Path,
+               notes: list[str]) -> tuple[dict[str, Proc], dict[str, str]]:
+    """The running targets and the API key each one is sent (the same for all
+    but the gateways, each of which issues its own)."""
     upstream = start_upstream(group, load_cpus)
-    procs: dict[str, Any] = {"direct": upstream, "_key": "bench-no-key"}
+    procs: dict[str, Proc] = {"direct": upstream}
+    keys: dict[str, str] = {}
     if "bare" in args.targets:
         procs["bare"] = start_bare(group, upstream, sut_cpus)
     if "bare-fastapi" in args.targets:
         procs["bare-fastapi"] = start_bare(group, upstream, sut_cpus, mode="fastapi")
-    if "gateway" in args.targets:
-        extra = dict(kv.split("=", 1) for kv in args.gateway_env)
+    for name, variant in GATEWAY_VARIANTS.items():
+        if name not in args.targets:
+            continue
+        extra = {**variant, **dict(kv.split("=", 1) for kv in args.gateway_env)}
         try:
-            procs["gateway"], procs["_key"] = start_gateway(group, upstream, sut_cpus,
-                                                            workdir, extra)
+            procs[name], keys[name] = start_gateway(group, upstream, sut_cpus, workdir,
+                                                    extra, name)
         except (RuntimeError, TimeoutError) as exc:
             first = str(exc).strip().splitlines()
-            notes.append("gateway not measured, it did not start: " + " / ".join(first[-3:]))
-            print(f"gateway did not start:\n{exc}", file=sys.stderr)
+            notes.append(f"{name} not measured, it did not start: " + " / ".join(first[-3:]))
+            print(f"{name} did not start:\n{exc}", file=sys.stderr)
+    default_key = next(iter(keys.values()), "bench-no-key")
     for name, proc in list(procs.items()):
-        if name.startswith("_"):
-            continue
-        problem = check_target(name, proc, procs["_key"])
+        keys.setdefault(name, default_key)
+        problem = check_target(name, proc, keys[name])
         if problem is not None:
             notes.append(f"{name} not measured, its sanity request failed: {problem}")
             print(problem, file=sys.stderr)
             del procs[name]
-    return procs
+    return procs, keys
 
 
 def _measure_load(args: argparse.Namespace, procs: dict[str, Proc], targets: list[str],
-                  key: str, workdir: Path, load_cpus: str | None,
+                  keys: dict[str, str], workdir: Path, load_cpus: str | None,
                   results: dict[str, Any]) -> None:
-    script = write_script(workdir / "post.lua", chat_body(False), request_headers(key))
+    scripts = {
+        name: write_script(workdir / f"post-{name}.lua", chat_body(False),
+                           request_headers(keys[name]))
+        for name in targets
+    }
     url = "/v1/chat/completions"
     servers = list(procs.values())
     for name in targets:
         if args.warmup > 0:
-            run_wrk(procs[name].url + url, script, 8, args.warmup, load_cpus)
+            run_wrk(procs[name].url + url, scripts[name], 8, args.warmup, load_cpus)
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for _ in range(args.rounds):
         for conns in args.connections:
             for name in targets:
                 meter = CpuMeter(servers)
                 meter.start()
-                r = run_wrk(procs[name].url + url, script, conns, args.duration, load_cpus)
+                r = run_wrk(procs[name].url + url, scripts[name], conns, args.duration,
+                            load_cpus)
                 point = {**r.as_dict(), **meter.stop()}
                 samples.setdefault(str(conns), {}).setdefault(name, []).append(point)
                 print(f"  {name:>12} c={conns:<3} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
@@ -195,16 +206,16 @@ def _measure_load(args: argparse.Namespace, procs: dict[str, Proc], targets: lis
 
 
 def _measure_streams(args: argparse.Namespace, procs: dict[str, Proc], targets: list[str],
-                     key: str, results: dict[str, Any]) -> None:
-    headers = request_headers(key)
-    headers["x-standin-chunks"] = str(args.stream_chunks)
-    headers["x-standin-interval-ms"] = str(args.stream_interval_ms)
+                     keys: dict[str, str], results: dict[str, Any]) -> None:
     body = chat_body(True)
     nominal = args.stream_chunks * args.stream_interval_ms / 1000
     import uvloop
 
     for count in args.streams:
         for name in targets:
+            headers = request_headers(keys[name])
+            headers["x-standin-chunks"] = str(args.stream_chunks)
+            headers["x-standin-interval-ms"] = str(args.stream_interval_ms)
             stats = uvloop.run(run_streams(procs[name].port, "/v1/chat/completions", body,
                                            headers, count, timeout=30 + 4 * nominal))
             point = stats.as_dict()

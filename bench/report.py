@@ -115,7 +115,14 @@ def memory_table(memory: dict[str, dict[str, float]]) -> str:
 
 
 def check_targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
-    """(goal, measured, target, met) rows for the issue's targets; None = not measured."""
+    """(goal, measured, target, met) rows for the issue's targets, per gateway variant."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+    for name in ("gateway", "gateway-normal"):
+        rows += _check_one(results, name)
+    return rows
+
+
+def _check_one(results: dict[str, Any], gw: str) -> list[tuple[str, str, str, bool | None]]:
     load, streams, memory = results["load"], results["streams"], results["memory"]
     rows: list[tuple[str, str, str, bool | None]] = []
 
@@ -123,37 +130,40 @@ def check_targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | N
         point: dict[str, Any] | None = load.get(conns, {}).get(name)
         return point
 
-    gw8, bare8 = get("8", "gateway"), get("8", "bare")
+    gw8, bare8 = get("8", gw), get("8", "bare")
     if gw8 and bare8:
         ratio = gw8["rps"] / bare8["rps"]
-        rows.append(("gateway req/s at 8 conns vs bare", f"{100 * ratio:.0f} %", ">= 60 %",
+        rows.append((f"{gw}: req/s at 8 conns vs bare", f"{100 * ratio:.0f} %", ">= 60 %",
                      ratio >= 0.6))
-    gw1, d1 = get("1", "gateway"), get("1", "direct")
+    gw1, d1 = get("1", gw), get("1", "direct")
     if gw1 and d1:
         a50, a99 = gw1["p50_ms"] - d1["p50_ms"], gw1["p99_ms"] - d1["p99_ms"]
-        rows.append(("added p50 at 1 conn", f"{a50:.2f} ms", "< 0.8 ms", a50 < 0.8))
-        rows.append(("added p99 at 1 conn", f"{a99:.2f} ms", "< 2 ms", a99 < 2.0))
+        rows.append((f"{gw}: added p50 at 1 conn", f"{a50:.2f} ms", "< 0.8 ms", a50 < 0.8))
+        rows.append((f"{gw}: added p99 at 1 conn", f"{a99:.2f} ms", "< 2 ms", a99 < 2.0))
     d8 = get("8", "direct")
     if gw8 and d8:
         a99 = gw8["p99_ms"] - d8["p99_ms"]
-        rows.append(("added p99 at 8 conns", f"{a99:.2f} ms", "< 6 ms", a99 < 6.0))
+        rows.append((f"{gw}: added p99 at 8 conns", f"{a99:.2f} ms", "< 6 ms", a99 < 6.0))
+    if any(sum(p["errors"].values()) for p in (get(c, gw) for c in load) if p):
+        rows.append((f"{gw}: load errors", "non-2xx or socket errors", "0", False))
     s50 = streams.get("50", {})
-    if "gateway" in s50 and "direct" in s50:
-        g, d = s50["gateway"], s50["direct"]
+    if gw in s50 and "direct" in s50:
+        g, d = s50[gw], s50["direct"]
         added = g["ttfb_ms"]["p50"] - d["ttfb_ms"]["p50"]
-        rows.append(("50 streams: added TTFB p50", f"{added:.1f} ms", "<= 25 ms", added <= 25))
+        rows.append((f"{gw}: 50 streams, added TTFB p50", f"{added:.1f} ms", "<= 25 ms",
+                     added <= 25))
         slower = 100 * (g["total_ms"]["p50"] / d["total_ms"]["p50"] - 1)
-        rows.append(("50 streams: total p50 vs direct", f"{slower:+.1f} %", "within 5 %",
+        rows.append((f"{gw}: 50 streams, total p50 vs direct", f"{slower:+.1f} %", "within 5 %",
                      slower <= 5))
     s500 = streams.get("500", {})
-    if "gateway" in s500:
-        g = s500["gateway"]
+    if gw in s500:
+        g = s500[gw]
         ok = g["errors"] == 0 and g["completed"] == g["streams"]
-        rows.append(("500 streams: errors", f"{g['errors']} ({g['completed']}/{g['streams']} done)",
-                     "0", ok))
-    if "gateway" in memory:
-        rss = memory["gateway"]["rss_mb"]
-        rows.append(("gateway RSS after streams", f"{rss:.0f} MB", "< 120 MB", rss < 120))
+        rows.append((f"{gw}: 500 streams, errors",
+                     f"{g['errors']} ({g['completed']}/{g['streams']} done)", "0", ok))
+    if gw in memory:
+        rss = memory[gw]["rss_mb"]
+        rows.append((f"{gw}: RSS after streams", f"{rss:.0f} MB", "< 120 MB", rss < 120))
     return rows
 
 

@@ -7,6 +7,10 @@
 * ``gateway``: ``gateway serve`` with the full pipeline: key auth, locate,
   classify, policy decision on the default bundle, quota admission and
   settlement, audit group commit to SQLite before forwarding, outcome record.
+* ``gateway-normal``: the same with ``GATEWAY_SQLITE_SYNCHRONOUS=NORMAL``: a
+  commit is still atomic and survives a process crash, but is not fsynced
+  before the request goes on (WAL mode fsyncs at checkpoints), which shows
+  what the disk's fsync costs each request.
 """
 
 from __future__ import annotations
@@ -106,17 +110,18 @@ def gateway_env(workdir: Path, upstream: Proc, extra: dict[str, str]) -> dict[st
 
 
 def start_gateway(
-    group: ProcessGroup, upstream: Proc, cpus: str | None, workdir: Path, extra_env: dict[str, str]
+    group: ProcessGroup, upstream: Proc, cpus: str | None, workdir: Path,
+    extra_env: dict[str, str], name: str = "gateway",
 ) -> tuple[Proc, str]:
     """Start ``gateway serve`` (one worker), create the bench customer and key."""
-    gwdir = workdir / "gateway"
+    gwdir = workdir / name
     gwdir.mkdir(parents=True, exist_ok=True)
     for stale in gwdir.glob("gateway.db*"):
         stale.unlink()
     port = free_port()
     cmd = [sys.executable, "-m", "gateway.cli.main", "serve", "--port", str(port), "--workers", "1"]
     proc = group.start(
-        "gateway", cmd, port, f"http://127.0.0.1:{port}/healthz", cpus=cpus,
+        name, cmd, port, f"http://127.0.0.1:{port}/healthz", cpus=cpus,
         env=gateway_env(gwdir, upstream, extra_env), cwd=gwdir,
     )
     with httpx.Client(
@@ -160,6 +165,6 @@ def check_target(name: str, proc: Proc, key: str) -> str | None:
         return f"{name}: {exc!r}"
     if response.status_code != 200 or b'"usage"' not in response.content:
         return f"{name}: HTTP {response.status_code} {response.text[:300]}"
-    if name == "gateway" and "x-gateway-decision-id" not in response.headers:
-        return "gateway: answered without x-gateway-decision-id"
+    if name.startswith("gateway") and "x-gateway-decision-id" not in response.headers:
+        return f"{name}: answered without x-gateway-decision-id"
     return None
