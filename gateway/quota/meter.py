@@ -103,6 +103,8 @@ class Meter:
     ) -> Admission:
         tokens_wanted = min(max(tokens_wanted, 0), MAX_TOKENS)
         counters = counters_for_admission(customer_id, plan, streaming, tokens_wanted)
+        if not counters:  # the tier meters nothing this request touches
+            return Admission(allowed=True, summary={"buckets": [], "refused_by": None})
         now_ms = _ms(now)
         entry_id = uuid.uuid4().hex
         try:

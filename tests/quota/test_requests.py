@@ -142,3 +142,14 @@ async def test_duplicate_limits_in_a_plan_apply_once_with_the_lowest(
     meter = make_meter()
     results = [(await meter.admit("c1", p, False, 0, at(clock.now))).allowed for _ in range(3)]
     assert results == [True, True, False]
+
+
+async def test_a_plan_without_limits_admits_without_the_store(clock: FakeClock) -> None:
+    from gateway.quota.redis_store import RedisStore
+
+    meter = Meter(RedisStore("redis://127.0.0.1:1/0"))  # nothing listens there
+    admission = await meter.admit("c1", plan(), True, 100, at(clock.now))
+    assert admission.allowed and not admission.fail_open and admission.lease is None
+    assert meter.store_failures == 0
+    await meter.settle(admission, None)
+    await meter.aclose()
