@@ -19,14 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pycountry  # noqa: E402
+import pycountry
 
-from gateway.geo.origin import Origin  # noqa: E402
-from gateway.identity.principal import Ownership, Principal  # noqa: E402
-from gateway.policy.compiled import CompiledBundle  # noqa: E402
-from gateway.policy.engine import decide  # noqa: E402
-from gateway.policy.facts import BodyFacts, RequestFacts  # noqa: E402
-from gateway.policy.loader import load_bundle  # noqa: E402
+from gateway.geo.origin import Origin
+from gateway.identity.principal import Ownership, Principal
+from gateway.policy.compiled import CompiledBundle
+from gateway.policy.engine import decide
+from gateway.policy.facts import BodyFacts, RequestFacts
+from gateway.policy.loader import load_bundle
 
 NOW = datetime(2026, 6, 14, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,8 @@ def generated_bundle(directory: Path, rules: int = 1000, groups: int = 200) -> C
     (directory / "tiers.yaml").write_text(
         "kyc_levels: [none, kyb_verified]\n"
         "tiers:\n  public: {min_kyc: none}\n  enterprise: {min_kyc: kyb_verified}\n"
-        "models:\n" + "".join(f"  {m}: {{tiers: [public, enterprise]}}\n" for m in models)
+        "models:\n"
+        + "".join(f"  {m}: {{tiers: [public, enterprise]}}\n" for m in models)
         + "capabilities:\n  agentic: {when: {has_tools: true}}\n"
         "  coding: {when: {prompt_matches: ['```', 'def \\w+\\(']}}\n"
     )
@@ -61,7 +62,9 @@ def generated_bundle(directory: Path, rules: int = 1000, groups: int = 200) -> C
     return load_bundle(directory)
 
 
-def measure(bundle: CompiledBundle, cases: list[tuple[Principal, RequestFacts]], n: int) -> tuple[float, float]:
+def measure(
+    bundle: CompiledBundle, cases: list[tuple[Principal, RequestFacts]], n: int
+) -> tuple[float, float]:
     timings = []
     clock = time.perf_counter_ns
     for i in range(n):
@@ -80,35 +83,68 @@ def main() -> None:
 
     default = load_bundle(ROOT / "policies")
     people = [
-        Principal("gov", tier="government", kyc_level="government_cleared",
-                  citizenships=frozenset({"US"}), residence="US"),
-        Principal("de", tier="enterprise", kyc_level="kyb_verified",
-                  citizenships=frozenset({"DE"}), residence="DE"),
-        Principal("org", kind="organization", tier="enterprise", kyc_level="kyb_verified",
-                  ownership=(Ownership("CN", 60.0),)),
+        Principal(
+            "gov",
+            tier="government",
+            kyc_level="government_cleared",
+            citizenships=frozenset({"US"}),
+            residence="US",
+        ),
+        Principal(
+            "de",
+            tier="enterprise",
+            kyc_level="kyb_verified",
+            citizenships=frozenset({"DE"}),
+            residence="DE",
+        ),
+        Principal(
+            "org",
+            kind="organization",
+            tier="enterprise",
+            kyc_level="kyb_verified",
+            ownership=(Ownership("CN", 60.0),),
+        ),
     ]
     reqs = [
         RequestFacts("/v1/chat/completions", "openai", BodyFacts(model=m), Origin("8.8.8.8", c))
-        for m in ("haiku-lite", "fable-5", "mythos-5") for c in ("US", "DE", "IR")
+        for m in ("haiku-lite", "fable-5", "mythos-5")
+        for c in ("US", "DE", "IR")
     ]
     cases = [(p, f) for p in people for f in reqs]
     p50, p99 = measure(default, cases, args.n)
-    print(f"default bundle ({len(default.rules)} rules):  p50 {p50:6.1f} us  p99 {p99:6.1f} us"
-          f"   (target p50 < 20 us)")
+    print(
+        f"default bundle ({len(default.rules)} rules):  p50 {p50:6.1f} us  p99 {p99:6.1f} us"
+        f"   (target p50 < 20 us)"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         big = generated_bundle(Path(tmp))
         load_s = time.perf_counter() - t0
-    big_people = [Principal("x", tier="enterprise", kyc_level="kyb_verified",
-                            citizenships=frozenset({c}), residence=c,
-                            ownership=(Ownership(c, 100.0),)) for c in ("US", "DE", "FR", "JP")]
-    big_reqs = [RequestFacts("/v1/chat/completions", "openai", BodyFacts(model=f"m{i}"),
-                             Origin("8.8.8.8", c)) for i in range(20) for c in ("US", "BR", "IN")]
+    big_people = [
+        Principal(
+            "x",
+            tier="enterprise",
+            kyc_level="kyb_verified",
+            citizenships=frozenset({c}),
+            residence=c,
+            ownership=(Ownership(c, 100.0),),
+        )
+        for c in ("US", "DE", "FR", "JP")
+    ]
+    big_reqs = [
+        RequestFacts(
+            "/v1/chat/completions", "openai", BodyFacts(model=f"m{i}"), Origin("8.8.8.8", c)
+        )
+        for i in range(20)
+        for c in ("US", "BR", "IN")
+    ]
     big_cases = [(p, f) for p in big_people for f in big_reqs]
     p50, p99 = measure(big, big_cases, args.n)
-    print(f"generated ({len(big.rules)} rules, {len(big.groups)} groups; load {load_s:.2f} s): "
-          f"p50 {p50:6.1f} us  p99 {p99:6.1f} us   (target p50 < 100 us)")
+    print(
+        f"generated ({len(big.rules)} rules, {len(big.groups)} groups; load {load_s:.2f} s): "
+        f"p50 {p50:6.1f} us  p99 {p99:6.1f} us   (target p50 < 100 us)"
+    )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ def _load(console: Console, path: Path, show_ok: bool = True) -> LoadResult:
         console.print(f"[red]{path}: invalid policy bundle ({len(result.errors)} errors)[/red]")
         raise typer.Exit(1)
     if show_ok:
-        console.print(f"[green]{path}: valid[/green] version {result.version} "
-                      f"({len(result.files)} files)")
+        console.print(
+            f"[green]{path}: valid[/green] version {result.version} ({len(result.files)} files)"
+        )
     return result
 
 
@@ -64,14 +65,17 @@ def validate(directory: DirArg) -> None:
     result = _load(console, directory)
     b = result.bundle
     assert b is not None
-    console.print(f"  {len(b.country_groups)} country groups, {len(b.tiers)} tiers, "
-                  f"{len(b.models)} models, {len(b.capabilities)} capabilities, "
-                  f"{len(b.rules)} rules")
+    console.print(
+        f"  {len(b.country_groups)} country groups, {len(b.tiers)} tiers, "
+        f"{len(b.models)} models, {len(b.capabilities)} capabilities, "
+        f"{len(b.rules)} rules"
+    )
 
 
 @app.command("test")
-def test_cmd(directory: DirArg,
-             verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def test_cmd(
+    directory: DirArg, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False
+) -> None:
     """Run the bundle's tests/*.yaml cases through the engine; exit 1 on any failure."""
     console = _console()
     result = _load(console, directory, show_ok=False)
@@ -94,8 +98,10 @@ def test_cmd(directory: DirArg,
 
 
 @app.command()
-def diff(old: Annotated[Path, typer.Argument(help="The bundle in force.")],
-         new: Annotated[Path, typer.Argument(help="The candidate bundle.")]) -> None:
+def diff(
+    old: Annotated[Path, typer.Argument(help="The bundle in force.")],
+    new: Annotated[Path, typer.Argument(help="The candidate bundle.")],
+) -> None:
     """What changes between two bundles, in words a reviewer reads."""
     console = _console()
     a = _load(console, old, show_ok=False)
@@ -150,11 +156,17 @@ async def _from_audit(since: datetime) -> list[Mapping[str, Any]]:
 
 
 def _print_report(console: Console, report: ImpactReport) -> None:
-    console.print(f"{report.total} recorded decisions, {report.skipped} skipped, "
-                  f"{report.unchanged} unchanged, [red]{report.to_deny} allow->deny[/red], "
-                  f"[green]{report.to_allow} deny->allow[/green]")
-    for title, counter in (("rule", report.by_rule), ("model", report.by_model),
-                           ("tier", report.by_tier), ("origin country", report.by_country)):
+    console.print(
+        f"{report.total} recorded decisions, {report.skipped} skipped, "
+        f"{report.unchanged} unchanged, [red]{report.to_deny} allow->deny[/red], "
+        f"[green]{report.to_allow} deny->allow[/green]"
+    )
+    for title, counter in (
+        ("rule", report.by_rule),
+        ("model", report.by_model),
+        ("tier", report.by_tier),
+        ("origin country", report.by_country),
+    ):
         if not counter:
             continue
         table = Table(title=f"flips by {title}")
@@ -164,9 +176,12 @@ def _print_report(console: Console, report: ImpactReport) -> None:
             table.add_row(key, str(count))
         console.print(table)
     for flip in report.examples:
-        console.print(f"  e.g. {flip.record_id or '?'} customer {flip.customer_id} {flip.model} "
-                      f"from {flip.origin or 'unknown'}: {flip.old} -> {flip.new} "
-                      f"({', '.join(flip.new_rule_ids)})", markup=False)
+        console.print(
+            f"  e.g. {flip.record_id or '?'} customer {flip.customer_id} {flip.model} "
+            f"from {flip.origin or 'unknown'}: {flip.old} -> {flip.new} "
+            f"({', '.join(flip.new_rule_ids)})",
+            markup=False,
+        )
     for error in report.errors:
         console.print(f"[yellow]skipped:[/yellow] {error}")
 
@@ -175,11 +190,18 @@ def _print_report(console: Console, report: ImpactReport) -> None:
 def impact_cmd(
     directory: DirArg,
     since: Annotated[str, typer.Option(help="How far back: 30m, 12h, 7d, 2w.")] = "7d",
-    at: Annotated[str | None, typer.Option(help="Re-decide at this RFC 3339 instant "
-                                           "instead of each record's own time.")] = None,
-    from_jsonl: Annotated[Path | None, typer.Option(
-        "--from-jsonl", help="Read records from a `gateway audit export --format jsonl` "
-                             "file instead of the database.")] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(help="Re-decide at this RFC 3339 instant instead of each record's own time."),
+    ] = None,
+    from_jsonl: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-jsonl",
+            help="Read records from a `gateway audit export --format jsonl` "
+            "file instead of the database.",
+        ),
+    ] = None,
 ) -> None:
     """Replay recorded decisions against a candidate bundle and count the flips."""
     console = _console()
@@ -197,15 +219,20 @@ def impact_cmd(
         if not from_jsonl.is_file():
             console.print(f"[red]error:[/red] {from_jsonl}: no such file")
             raise typer.Exit(2)
-        records = (r for r in _read_jsonl(from_jsonl)
-                   if "ts" not in r or datetime.fromisoformat(
-                       str(r["ts"]).replace("Z", "+00:00")) >= cutoff)
+        records = (
+            r
+            for r in _read_jsonl(from_jsonl)
+            if "ts" not in r
+            or datetime.fromisoformat(str(r["ts"]).replace("Z", "+00:00")) >= cutoff
+        )
     else:
         try:
             records = asyncio.run(_from_audit(cutoff))
         except (ImportError, AttributeError) as exc:
-            console.print(f"[red]error:[/red] reading the audit log is not available ({exc}); "
-                          "use --from-jsonl with `gateway audit export --format jsonl`")
+            console.print(
+                f"[red]error:[/red] reading the audit log is not available ({exc}); "
+                "use --from-jsonl with `gateway audit export --format jsonl`"
+            )
             raise typer.Exit(2) from None
     console.print(f"candidate {directory} ({result.version[:12]}), decisions since {since}")
     _print_report(console, impact(records, bundle, at_dt))

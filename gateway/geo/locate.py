@@ -74,6 +74,7 @@ class MmdbLookup:
 
     def __call__(self, ip: str) -> tuple[str | None, str | None]:
         import geoip2.errors
+        import geoip2.models
 
         try:
             response = self._reader.city(ip) if self._city else self._reader.country(ip)
@@ -81,8 +82,8 @@ class MmdbLookup:
             return None, None
         country = response.country.iso_code or response.registered_country.iso_code
         region = None
-        if country and self._city:
-            subdivisions = response.subdivisions  # type: ignore[union-attr]
+        if country and isinstance(response, geoip2.models.City):
+            subdivisions = response.subdivisions
             if len(subdivisions) and subdivisions[0].iso_code:
                 region = f"{country}-{subdivisions[0].iso_code}"
         return country, region
@@ -94,8 +95,9 @@ class MmdbLookup:
 class IPLocator:
     """The ``Locator`` stage (``gateway.stages.Locator``)."""
 
-    def __init__(self, lookup: Lookup, trusted: Sequence[IPNetwork] = (),
-                 cache_size: int = CACHE_SIZE) -> None:
+    def __init__(
+        self, lookup: Lookup, trusted: Sequence[IPNetwork] = (), cache_size: int = CACHE_SIZE
+    ) -> None:
         self._trusted = tuple(trusted)
         self._lookup = lru_cache(maxsize=cache_size)(lookup)
 

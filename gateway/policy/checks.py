@@ -22,8 +22,13 @@ RESERVED_RULE_IDS = frozenset(
     {"default-deny", "customer-suspended", "evaluation-error", "sanctions-confirmed-match"}
 )
 RESERVED_RULE_PREFIXES = ("quota-not-offered:",)
-COUNTRY_SET_KEYS = ("citizenship_in", "residence_in", "origin_in", "controlled_by_in",
-                    "incorporated_in")
+COUNTRY_SET_KEYS = (
+    "citizenship_in",
+    "residence_in",
+    "origin_in",
+    "controlled_by_in",
+    "incorporated_in",
+)
 
 
 def is_group_name(value: str) -> bool:
@@ -35,7 +40,9 @@ def valid_country(code: str) -> bool:
 
 
 def valid_region(code: str) -> bool:
-    return "-" in code and code.upper() == code and pycountry.subdivisions.get(code=code) is not None
+    if "-" not in code or code.upper() != code:
+        return False
+    return pycountry.subdivisions.get(code=code) is not None  # type: ignore[no-untyped-call]
 
 
 def resolve_country_set(
@@ -85,13 +92,15 @@ class _Checker:
         file, line = self.source.locate(path)
         self.warnings.append(PolicyError(file, line, format_path(path), message))
 
-    def known_set(self, path: DataPath, value: s.NameSet, universe: Iterable[str],
-                  what: str) -> None:
+    def known_set(
+        self, path: DataPath, value: s.NameSet, universe: Iterable[str], what: str
+    ) -> None:
         names = set(universe)
         for i, item in enumerate(_names(value)):
             if item not in names:
-                self.error(path if isinstance(value, str) else (*path, i),
-                           f"unknown {what} '{item}'")
+                self.error(
+                    path if isinstance(value, str) else (*path, i), f"unknown {what} '{item}'"
+                )
 
     def country_set(self, path: DataPath, value: s.NameSet) -> None:
         _, _, problems = resolve_country_set(value, self.b.country_groups)
@@ -103,8 +112,10 @@ class _Checker:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                self.error(path if isinstance(value, str) else (*path, i),
-                           f"invalid regex {pattern!r}: {exc}")
+                self.error(
+                    path if isinstance(value, str) else (*path, i),
+                    f"invalid regex {pattern!r}: {exc}",
+                )
 
     def run(self) -> None:
         self.groups()
@@ -119,12 +130,16 @@ class _Checker:
         for name, group in self.b.country_groups.items():
             path: DataPath = ("country_groups", name)
             if not is_group_name(name):
-                self.error(path, f"group name '{name}' must be lower case "
-                                 "(letters, digits, _), so it never reads as an ISO code")
+                self.error(
+                    path,
+                    f"group name '{name}' must be lower case "
+                    "(letters, digits, _), so it never reads as an ISO code",
+                )
             for i, code in enumerate(group.countries):
                 if not valid_country(code):
-                    self.error((*path, "countries", i),
-                               f"invalid ISO 3166-1 alpha-2 country code '{code}'")
+                    self.error(
+                        (*path, "countries", i), f"invalid ISO 3166-1 alpha-2 country code '{code}'"
+                    )
             for i, code in enumerate(group.regions):
                 if not valid_region(code):
                     self.error((*path, "regions", i), f"invalid ISO 3166-2 region code '{code}'")
@@ -138,8 +153,11 @@ class _Checker:
 
     def tiers(self) -> None:
         if self.b.tiers and "public" not in self.b.tiers:
-            self.error(("tiers",), "a 'public' tier is required: it is where a customer "
-                                   "falls back to when its assigned tier does not hold")
+            self.error(
+                ("tiers",),
+                "a 'public' tier is required: it is where a customer "
+                "falls back to when its assigned tier does not hold",
+            )
         for name, tier in self.b.tiers.items():
             path: DataPath = ("tiers", name)
             if tier.min_kyc not in self.b.kyc_levels:
@@ -173,8 +191,9 @@ class _Checker:
             path: DataPath = ("rules", index)
             if rule.id in seen:
                 file, line = self.source.locate(("rules", seen[rule.id]))
-                self.error((*path, "id"), f"duplicate rule id '{rule.id}' "
-                                          f"(first defined at {file}:{line})")
+                self.error(
+                    (*path, "id"), f"duplicate rule id '{rule.id}' (first defined at {file}:{line})"
+                )
             else:
                 seen[rule.id] = index
             if rule.id in RESERVED_RULE_IDS or rule.id.startswith(RESERVED_RULE_PREFIXES):
@@ -195,13 +214,18 @@ class _Checker:
         if c.model_in is not None:
             self.known_set((*path, "model_in"), c.model_in, self.b.models, "model")
         if c.capability_in is not None:
-            self.known_set((*path, "capability_in"), c.capability_in, self.b.capabilities,
-                           "capability")
+            self.known_set(
+                (*path, "capability_in"), c.capability_in, self.b.capabilities, "capability"
+            )
         if c.endpoint_in is not None:
             for i, ep in enumerate(_names(c.endpoint_in)):
                 if not ep.startswith("/"):
-                    self.error((*path, "endpoint_in") if isinstance(c.endpoint_in, str)
-                               else (*path, "endpoint_in", i), f"endpoint '{ep}' must start with /")
+                    self.error(
+                        (*path, "endpoint_in")
+                        if isinstance(c.endpoint_in, str)
+                        else (*path, "endpoint_in", i),
+                        f"endpoint '{ep}' must start with /",
+                    )
         if c.prompt_matches is not None:
             self.regex((*path, "prompt_matches"), c.prompt_matches)
         for key, subs in (("any", c.any_), ("all", c.all_)):
@@ -220,7 +244,9 @@ class _Checker:
                     self.error((*path, cap), f"unknown capability '{cap}'")
 
 
-def check_bundle(bundle: s.Bundle, source: SourceMap) -> tuple[list[PolicyError], list[PolicyError]]:
+def check_bundle(
+    bundle: s.Bundle, source: SourceMap
+) -> tuple[list[PolicyError], list[PolicyError]]:
     """(errors, warnings) of the cross-reference checks."""
     checker = _Checker(bundle, source)
     checker.run()

@@ -77,8 +77,12 @@ GuardKind = str
 """``origin``, ``citizenship``, ``residence``, ``incorporation``, ``controller`` or ``tier``."""
 
 _GUARD_KEYS: tuple[tuple[str, GuardKind], ...] = (
-    ("origin_in", "origin"), ("citizenship_in", "citizenship"), ("residence_in", "residence"),
-    ("incorporated_in", "incorporation"), ("controlled_by_in", "controller"), ("tier_in", "tier"),
+    ("origin_in", "origin"),
+    ("citizenship_in", "citizenship"),
+    ("residence_in", "residence"),
+    ("incorporated_in", "incorporation"),
+    ("controlled_by_in", "controller"),
+    ("tier_in", "tier"),
 )
 
 
@@ -114,10 +118,15 @@ class RuleIndex:
             kind, keys = rule.guard
             for key in keys:
                 buckets.setdefault(kind, {}).setdefault(key, []).append(rule)
-        return cls(tuple(always), MappingProxyType({
-            kind: MappingProxyType({k: tuple(v) for k, v in by_key.items()})
-            for kind, by_key in buckets.items()
-        }))
+        return cls(
+            tuple(always),
+            MappingProxyType(
+                {
+                    kind: MappingProxyType({k: tuple(v) for k, v in by_key.items()})
+                    for kind, by_key in buckets.items()
+                }
+            ),
+        )
 
     def all_rules(self) -> tuple[CompiledRule, ...]:
         """Every rule in the index, in declaration order (for inspection, not decisions)."""
@@ -220,7 +229,9 @@ def _top_level_models(rule: s.Rule) -> frozenset[str] | None:
     return frozenset([value] if isinstance(value, str) else value)
 
 
-def _guard(rule: s.Rule, groups: dict[str, s.CountryGroup]) -> tuple[GuardKind, frozenset[str]] | None:
+def _guard(
+    rule: s.Rule, groups: dict[str, s.CountryGroup]
+) -> tuple[GuardKind, frozenset[str]] | None:
     for key, kind in _GUARD_KEYS:
         value = getattr(rule.when, key)
         if value is None:
@@ -234,7 +245,9 @@ def _guard(rule: s.Rule, groups: dict[str, s.CountryGroup]) -> tuple[GuardKind, 
     return None
 
 
-def compile_bundle(bundle: s.Bundle, version: str, warnings: tuple[str, ...] = ()) -> CompiledBundle:
+def compile_bundle(
+    bundle: s.Bundle, version: str, warnings: tuple[str, ...] = ()
+) -> CompiledBundle:
     """Build the snapshot; the bundle must have passed ``loader`` validation."""
     ro = MappingProxyType
     kyc_rank = {level: i for i, level in enumerate(bundle.kyc_levels)}
@@ -250,18 +263,31 @@ def compile_bundle(bundle: s.Bundle, version: str, warnings: tuple[str, ...] = (
         if tier.require_citizenship is not None:
             countries, _, _ = resolve_country_set(tier.require_citizenship, bundle.country_groups)
             citizenship = countries
-            label = (tier.require_citizenship if isinstance(tier.require_citizenship, str)
-                     else ", ".join(tier.require_citizenship))
-        tiers[name] = CompiledTier(name, tier.min_kyc, kyc_rank[tier.min_kyc],
-                                   frozenset(tier.require_attributes), citizenship, label)
-    models = {name: CompiledModel(name, frozenset(m.tiers), m.upstream)
-              for name, m in bundle.models.items()}
+            label = (
+                tier.require_citizenship
+                if isinstance(tier.require_citizenship, str)
+                else ", ".join(tier.require_citizenship)
+            )
+        tiers[name] = CompiledTier(
+            name,
+            tier.min_kyc,
+            kyc_rank[tier.min_kyc],
+            frozenset(tier.require_attributes),
+            citizenship,
+            label,
+        )
+    models = {
+        name: CompiledModel(name, frozenset(m.tiers), m.upstream)
+        for name, m in bundle.models.items()
+    }
     capabilities = tuple((name, compile_body(c.when)) for name, c in bundle.capabilities.items())
     quotas = {
         tier: TierQuotaPlan(
             tier=tier,
             default=_limits("default", q.default),
-            per_capability=ro({cap: _limits(cap, lim) for cap, lim in q.capability_limits().items()}),
+            per_capability=ro(
+                {cap: _limits(cap, lim) for cap, lim in q.capability_limits().items()}
+            ),
             fail_open=q.fail_open,
             default_max_tokens=q.default_max_tokens,
         )
@@ -276,16 +302,24 @@ def compile_bundle(bundle: s.Bundle, version: str, warnings: tuple[str, ...] = (
         else:
             predicate = when
         eff = rule.effective
-        rules.append(CompiledRule(
-            id=rule.id, effect=rule.effect, index=index, predicate=predicate,
-            reason=rule.reason or f"Policy rule {rule.id}.",
-            start=eff.from_ if eff else None, end=eff.until if eff else None,
-            models=_top_level_models(rule),
-            guard=_guard(rule, bundle.country_groups),
-        ))
+        rules.append(
+            CompiledRule(
+                id=rule.id,
+                effect=rule.effect,
+                index=index,
+                predicate=predicate,
+                reason=rule.reason or f"Policy rule {rule.id}.",
+                start=eff.from_ if eff else None,
+                end=eff.until if eff else None,
+                models=_top_level_models(rule),
+                guard=_guard(rule, bundle.country_groups),
+            )
+        )
 
     def ruleset(model: str | None) -> RuleSet:
-        applicable = [r for r in rules if r.models is None or (model is not None and model in r.models)]
+        applicable = [
+            r for r in rules if r.models is None or (model is not None and model in r.models)
+        ]
         return RuleSet(
             denies=RuleIndex.build([r for r in applicable if r.effect == "deny"]),
             allows=RuleIndex.build([r for r in applicable if r.effect == "allow"]),

@@ -26,7 +26,7 @@ Semantics of each key (all keys of one mapping must hold):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -78,7 +78,7 @@ def kyc_expired(principal: Principal, now: datetime) -> bool:
     return expires <= now
 
 
-def _names(value: s.NameSet) -> frozenset[str]:
+def _names(value: str | Sequence[str]) -> frozenset[str]:
     return frozenset([value] if isinstance(value, str) else value)
 
 
@@ -104,7 +104,7 @@ def _scoped(pattern: str) -> str:
     # must become the scoped form `(?i:x|y)` or it would leak into them.
     match = _GLOBAL_FLAGS.match(pattern)
     if match:
-        return f"(?{match.group(1)}:{pattern[match.end():]})"
+        return f"(?{match.group(1)}:{pattern[match.end() :]})"
     return f"(?:{pattern})"
 
 

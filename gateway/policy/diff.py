@@ -25,7 +25,9 @@ class Change:
 
     def __str__(self) -> str:
         head = f"{self.section}: {self.kind} {self.name}"
-        return head if not self.details else head + "\n" + "\n".join(f"    {d}" for d in self.details)
+        return (
+            head if not self.details else head + "\n" + "\n".join(f"    {d}" for d in self.details)
+        )
 
 
 def _short(value: Any) -> str:
@@ -53,8 +55,10 @@ def _field_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         va, vb = a.get(key), b.get(key)
         if va == vb:
             continue
-        if isinstance(va, list) and isinstance(vb, list) and all(
-            isinstance(x, str) for x in [*va, *vb]
+        if (
+            isinstance(va, list)
+            and isinstance(vb, list)
+            and all(isinstance(x, str) for x in [*va, *vb])
         ):
             added = sorted(set(vb) - set(va))
             removed = sorted(set(va) - set(vb))
@@ -83,8 +87,11 @@ def _describe(section: str, value: dict[str, Any]) -> tuple[str, ...]:
             bits.append("regions " + ", ".join(value["regions"]))
         return tuple(bits)
     if section == "rules":
-        keep = {k: v for k, v in value.items() if k in ("effect", "when", "unless", "effective",
-                                                         "reason")}
+        keep = {
+            k: v
+            for k, v in value.items()
+            if k in ("effect", "when", "unless", "effective", "reason")
+        }
         return tuple(f"{k}: {_short(v)}" for k, v in keep.items())
     return tuple(f"{k}: {_short(v)}" for k, v in _flat(value).items())
 
@@ -106,11 +113,23 @@ def diff_bundles(old: s.Bundle, new: s.Bundle) -> list[Change]:
     """Every difference between two bundles, in reading order."""
     changes: list[Change] = []
     if old.kyc_levels != new.kyc_levels:
-        changes.append(Change("kyc_levels", "order", "changed",
-                              (f"{' < '.join(old.kyc_levels)} -> {' < '.join(new.kyc_levels)}",)))
+        changes.append(
+            Change(
+                "kyc_levels",
+                "order",
+                "changed",
+                (f"{' < '.join(old.kyc_levels)} -> {' < '.join(new.kyc_levels)}",),
+            )
+        )
     if old.control_threshold_percent != new.control_threshold_percent:
-        changes.append(Change("control_threshold_percent", "", "changed",
-                              (f"{old.control_threshold_percent} -> {new.control_threshold_percent}",)))
+        changes.append(
+            Change(
+                "control_threshold_percent",
+                "",
+                "changed",
+                (f"{old.control_threshold_percent} -> {new.control_threshold_percent}",),
+            )
+        )
     for section in ("country_groups", "tiers", "models", "capabilities", "quotas"):
         a = {k: _dump(v) for k, v in getattr(old, section).items()}
         b = {k: _dump(v) for k, v in getattr(new, section).items()}

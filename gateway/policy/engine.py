@@ -44,7 +44,9 @@ DEFAULT_DENY_REASON = "No policy rule allows this request."
 DEFAULT_ENDPOINT = "/v1/chat/completions"
 
 
-def effective_tier(principal: Principal, bundle: CompiledBundle, now: datetime) -> tuple[str, str | None]:
+def effective_tier(
+    principal: Principal, bundle: CompiledBundle, now: datetime
+) -> tuple[str, str | None]:
     """(tier, reason it differs from the assigned tier or None)."""
     assigned = principal.tier
     tier = bundle.tiers.get(assigned)
@@ -56,8 +58,9 @@ def effective_tier(principal: Principal, bundle: CompiledBundle, now: datetime) 
         return PUBLIC, f"sanctions screening status is {principal.sanctions_status}"
     rank = bundle.kyc_rank.get(principal.kyc_level, -1)
     if rank < tier.min_rank:
-        return PUBLIC, (f"KYC level '{principal.kyc_level}' is below tier {assigned}'s "
-                        f"minimum '{tier.min_kyc}'")
+        return PUBLIC, (
+            f"KYC level '{principal.kyc_level}' is below tier {assigned}'s minimum '{tier.min_kyc}'"
+        )
     if kyc_expired(principal, now):
         return PUBLIC, f"KYC expired at {principal.kyc_expires_at}"
     missing = tier.require_attributes - principal.attributes
@@ -70,7 +73,9 @@ def effective_tier(principal: Principal, bundle: CompiledBundle, now: datetime) 
     return assigned, None
 
 
-def quota_plan(bundle: CompiledBundle, tier: str, capabilities: frozenset[str]) -> tuple[QuotaPlan, str | None]:
+def quota_plan(
+    bundle: CompiledBundle, tier: str, capabilities: frozenset[str]
+) -> tuple[QuotaPlan, str | None]:
     """(plan, the first bucket with a 0 limit or None); see the module docstring."""
     tq = bundle.quotas.get(tier)
     if tq is None:
@@ -81,30 +86,57 @@ def quota_plan(bundle: CompiledBundle, tier: str, capabilities: frozenset[str]) 
     if not any(cap in tq.per_capability for cap in capabilities):
         limits.extend(tq.default)
     closed = next((lim.capability for lim in limits if lim.limit == 0), None)
-    plan = QuotaPlan(tier=tier, limits=tuple(limits), default_max_tokens=tq.default_max_tokens,
-                     fail_open=tq.fail_open)
+    plan = QuotaPlan(
+        tier=tier,
+        limits=tuple(limits),
+        default_max_tokens=tq.default_max_tokens,
+        fail_open=tq.fail_open,
+    )
     return plan, closed
 
 
-def _deny(bundle: CompiledBundle, tier: str, rule_ids: tuple[str, ...], reasons: tuple[str, ...],
-          facts: RequestFacts, demotion: str | None) -> Decision:
-    return Decision(allowed=False, effective_tier=tier, rule_ids=rule_ids, reasons=reasons,
-                    policy_version=bundle.version, capabilities=facts.capabilities,
-                    tier_demotion=demotion)
+def _deny(
+    bundle: CompiledBundle,
+    tier: str,
+    rule_ids: tuple[str, ...],
+    reasons: tuple[str, ...],
+    facts: RequestFacts,
+    demotion: str | None,
+) -> Decision:
+    return Decision(
+        allowed=False,
+        effective_tier=tier,
+        rule_ids=rule_ids,
+        reasons=reasons,
+        policy_version=bundle.version,
+        capabilities=facts.capabilities,
+        tier_demotion=demotion,
+    )
 
 
-def _decide(principal: Principal, facts: RequestFacts, bundle: CompiledBundle, now: datetime) -> Decision:
+def _decide(
+    principal: Principal, facts: RequestFacts, bundle: CompiledBundle, now: datetime
+) -> Decision:
     if principal.status == "suspended":
-        return _deny(bundle, PUBLIC, ("customer-suspended",),
-                     ("This account is suspended.",), facts, None)
+        return _deny(
+            bundle, PUBLIC, ("customer-suspended",), ("This account is suspended.",), facts, None
+        )
     if principal.sanctions_status == "confirmed_match":
-        return _deny(bundle, PUBLIC, ("sanctions-confirmed-match",),
-                     ("This account cannot be served (sanctions screening).",), facts,
-                     "sanctions screening status is confirmed_match")
+        return _deny(
+            bundle,
+            PUBLIC,
+            ("sanctions-confirmed-match",),
+            ("This account cannot be served (sanctions screening).",),
+            facts,
+            "sanctions screening status is confirmed_match",
+        )
     tier, demotion = effective_tier(principal, bundle, now)
     model = bundle.models.get(facts.body.model)
     ctx = EvalContext(
-        principal=principal, facts=facts, tier=tier, now=now,
+        principal=principal,
+        facts=facts,
+        tier=tier,
+        now=now,
         kyc_rank=bundle.kyc_rank.get(principal.kyc_level, -1),
         model_tiers=model.tiers if model is not None else frozenset(),
         threshold=bundle.control_threshold_percent,
@@ -112,35 +144,69 @@ def _decide(principal: Principal, facts: RequestFacts, bundle: CompiledBundle, n
     ruleset = bundle.rules_for(facts.body.model)
     denies = [r for r in ruleset.denies.candidates(ctx) if r.active(now) and r.predicate(ctx)]
     if denies:
-        return _deny(bundle, tier, tuple(r.id for r in denies), tuple(r.reason for r in denies),
-                     facts, demotion)
+        return _deny(
+            bundle,
+            tier,
+            tuple(r.id for r in denies),
+            tuple(r.reason for r in denies),
+            facts,
+            demotion,
+        )
     allows = [r for r in ruleset.allows.candidates(ctx) if r.active(now) and r.predicate(ctx)]
     if not allows:
         return _deny(bundle, tier, (DEFAULT_DENY,), (DEFAULT_DENY_REASON,), facts, demotion)
     plan, closed = quota_plan(bundle, tier, facts.capabilities)
     if closed is not None:
-        return _deny(bundle, tier, (f"quota-not-offered:{tier}.{closed}",),
-                     (f"The '{closed}' capability is not offered on the {tier} tier.",),
-                     facts, demotion)
-    return Decision(allowed=True, effective_tier=tier, rule_ids=tuple(r.id for r in allows),
-                    reasons=tuple(r.reason for r in allows), policy_version=bundle.version,
-                    capabilities=facts.capabilities, quota=plan, tier_demotion=demotion)
+        return _deny(
+            bundle,
+            tier,
+            (f"quota-not-offered:{tier}.{closed}",),
+            (f"The '{closed}' capability is not offered on the {tier} tier.",),
+            facts,
+            demotion,
+        )
+    return Decision(
+        allowed=True,
+        effective_tier=tier,
+        rule_ids=tuple(r.id for r in allows),
+        reasons=tuple(r.reason for r in allows),
+        policy_version=bundle.version,
+        capabilities=facts.capabilities,
+        quota=plan,
+        tier_demotion=demotion,
+    )
 
 
-def decide(principal: Principal, facts: RequestFacts, bundle: CompiledBundle, now: datetime) -> Decision:
+def decide(
+    principal: Principal, facts: RequestFacts, bundle: CompiledBundle, now: datetime
+) -> Decision:
     """The decision for one request; never raises, never allows on error."""
     try:
         return _decide(principal, facts, bundle, now)
     except Exception:  # fail closed, loudly: a bug must not become an allow
-        log.exception("policy evaluation failed (customer=%s model=%s policy=%s): denying",
-                      principal.customer_id, facts.body.model, bundle.version)
-        return Decision(allowed=False, effective_tier=PUBLIC, rule_ids=("evaluation-error",),
-                        reasons=("The gateway could not evaluate its policy for this request.",),
-                        policy_version=bundle.version, capabilities=facts.capabilities)
+        log.exception(
+            "policy evaluation failed (customer=%s model=%s policy=%s): denying",
+            principal.customer_id,
+            facts.body.model,
+            bundle.version,
+        )
+        return Decision(
+            allowed=False,
+            effective_tier=PUBLIC,
+            rule_ids=("evaluation-error",),
+            reasons=("The gateway could not evaluate its policy for this request.",),
+            policy_version=bundle.version,
+            capabilities=facts.capabilities,
+        )
 
 
-def visible_models(principal: Principal, bundle: CompiledBundle, now: datetime,
-                   origin: Origin, endpoint: str = "/v1/models") -> list[str]:
+def visible_models(
+    principal: Principal,
+    bundle: CompiledBundle,
+    now: datetime,
+    origin: Origin,
+    endpoint: str = "/v1/models",
+) -> list[str]:
     """Models this caller may use now, for ``GET /v1/models``.
 
     Each model is decided as a request with empty capabilities from ``origin``
@@ -148,8 +214,9 @@ def visible_models(principal: Principal, bundle: CompiledBundle, now: datetime,
     """
     out = []
     for name in bundle.models:
-        facts = RequestFacts(endpoint=endpoint, api="openai", body=BodyFacts(model=name),
-                             origin=origin)
+        facts = RequestFacts(
+            endpoint=endpoint, api="openai", body=BodyFacts(model=name), origin=origin
+        )
         if decide(principal, facts, bundle, now).allowed:
             out.append(name)
     return out

@@ -19,6 +19,7 @@ so every bundle that ever decided a request has an audit record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,8 +53,13 @@ def _utcnow() -> datetime:
 
 
 class PolicyHolder:
-    def __init__(self, policy_dir: Path, on_swap: OnSwap | None = None,
-                 on_refused: OnRefused | None = None, debounce_ms: int = 200) -> None:
+    def __init__(
+        self,
+        policy_dir: Path,
+        on_swap: OnSwap | None = None,
+        on_refused: OnRefused | None = None,
+        debounce_ms: int = 200,
+    ) -> None:
         self.policy_dir = Path(policy_dir)
         self._on_swap = on_swap
         self._on_refused = on_refused
@@ -109,10 +115,15 @@ class PolicyHolder:
                 try:
                     await self._on_swap(old.version, new.version)
                 except Exception as exc:  # cannot audit the swap: refuse it, fail closed
-                    log.exception("recording policy swap %s -> %s failed; keeping %s",
-                                  old.version, new.version, old.version)
-                    return await self._refuse((f"could not record the swap: {exc}",), warnings,
-                                              new.version)
+                    log.exception(
+                        "recording policy swap %s -> %s failed; keeping %s",
+                        old.version,
+                        new.version,
+                        old.version,
+                    )
+                    return await self._refuse(
+                        (f"could not record the swap: {exc}",), warnings, new.version
+                    )
             self._current = new
             self.loaded_at = _utcnow()
             self.last_error = None
@@ -121,13 +132,15 @@ class PolicyHolder:
             log.info("policy bundle swapped %s -> %s", old.version, new.version)
             return ReloadResult(True, new.version, (), warnings, True, new.version)
 
-    async def _refuse(self, errors: tuple[str, ...], warnings: tuple[str, ...],
-                      candidate: str | None) -> ReloadResult:
+    async def _refuse(
+        self, errors: tuple[str, ...], warnings: tuple[str, ...], candidate: str | None
+    ) -> ReloadResult:
         result = ReloadResult(False, self._current.version, errors, warnings, False, candidate)
         self.last_error = result
         self.last_error_at = _utcnow()
-        log.error("policy reload refused; keeping %s:\n  %s", self._current.version,
-                  "\n  ".join(errors))
+        log.error(
+            "policy reload refused; keeping %s:\n  %s", self._current.version, "\n  ".join(errors)
+        )
         if self._on_refused is not None:
             await self._on_refused(result)
         return result
@@ -147,16 +160,18 @@ class PolicyHolder:
 
         while not self._stop.is_set():
             try:
-                async for _changes in awatch(self.policy_dir, stop_event=self._stop,
-                                             debounce=self._debounce_ms, step=50,
-                                             recursive=False):
+                async for _changes in awatch(
+                    self.policy_dir,
+                    stop_event=self._stop,
+                    debounce=self._debounce_ms,
+                    step=50,
+                    recursive=False,
+                ):
                     await self.reload()
             except Exception:  # keep watching: a vanished directory must not end hot reload
                 log.exception("policy directory watch failed; retrying in 1 s")
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=1)
-                except TimeoutError:
-                    pass
 
 
 __all__ = ["PolicyHolder", "PolicyLoadError", "ReloadResult"]

@@ -71,8 +71,9 @@ def _ts(value: Any) -> datetime:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def impact(records: Iterable[Mapping[str, Any]], bundle: CompiledBundle,
-           at: datetime | None = None) -> ImpactReport:
+def impact(
+    records: Iterable[Mapping[str, Any]], bundle: CompiledBundle, at: datetime | None = None
+) -> ImpactReport:
     """Re-decide every record against ``bundle`` and count what would change."""
     report = ImpactReport()
     for record in records:
@@ -104,10 +105,16 @@ def impact(records: Iterable[Mapping[str, Any]], bundle: CompiledBundle,
         report.by_tier[new.effective_tier] += 1
         report.by_country[request.origin.country or "unknown"] += 1
         if len(report.examples) < MAX_EXAMPLES:
-            report.examples.append(Flip(
-                record_id=record.get("id"), customer_id=principal.customer_id,
-                model=request.model, origin=request.origin.region or request.origin.country,
-                old=old, new=new.decision,
-                old_rule_ids=tuple(record.get("rule_ids") or ()), new_rule_ids=new.rule_ids,
-            ))
+            report.examples.append(
+                Flip(
+                    record_id=record.get("id"),
+                    customer_id=principal.customer_id,
+                    model=request.model,
+                    origin=request.origin.region or request.origin.country,
+                    old=old,
+                    new=new.decision,
+                    old_rule_ids=tuple(record.get("rule_ids") or ()),
+                    new_rule_ids=new.rule_ids,
+                )
+            )
     return report

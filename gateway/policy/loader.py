@@ -66,7 +66,8 @@ class PolicyLoadError(Exception):
 
 def policy_files(directory: Path) -> list[Path]:
     return sorted(
-        p for p in directory.iterdir()
+        p
+        for p in directory.iterdir()
         if p.is_file() and p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
     )
 
@@ -131,25 +132,35 @@ def _merge(files: list[Path]) -> tuple[dict[str, Any], SourceMap, list[PolicyErr
         if parsed.data is None:
             continue
         if not isinstance(parsed.data, dict):
-            errors.append(PolicyError(parsed.name, 1, "", "a policy file must be a mapping of sections"))
+            errors.append(
+                PolicyError(parsed.name, 1, "", "a policy file must be a mapping of sections")
+            )
             continue
 
-        def where(p: DataPath, parsed_lines: dict[DataPath, int] = parsed.lines,
-                  name: str = parsed.name) -> tuple[str, int]:
+        def where(
+            p: DataPath, parsed_lines: dict[DataPath, int] = parsed.lines, name: str = parsed.name
+        ) -> tuple[str, int]:
             return (name, parsed_lines.get(p, 1))
 
         for key, value in parsed.data.items():
             if key not in s.SECTION_NAMES:
-                errors.append(PolicyError(parsed.name, where((key,))[1], key,
-                                          f"unknown top-level key '{key}' (expected one of "
-                                          f"{', '.join(s.SECTION_NAMES)})"))
+                errors.append(
+                    PolicyError(
+                        parsed.name,
+                        where((key,))[1],
+                        key,
+                        f"unknown top-level key '{key}' (expected one of "
+                        f"{', '.join(s.SECTION_NAMES)})",
+                    )
+                )
                 continue
             if key in _MAPPING_SECTIONS:
                 _merge_mapping(key, value, parsed.lines, parsed.name, merged, source, errors)
             elif key == "rules":
                 if not isinstance(value, list):
-                    errors.append(PolicyError(parsed.name, where((key,))[1], key,
-                                              "must be a list of rules"))
+                    errors.append(
+                        PolicyError(parsed.name, where((key,))[1], key, "must be a list of rules")
+                    )
                     continue
                 rules = merged.setdefault("rules", [])
                 source.lines.setdefault(("rules",), where(("rules",)))
@@ -162,8 +173,14 @@ def _merge(files: list[Path]) -> tuple[dict[str, Any], SourceMap, list[PolicyErr
             else:  # scalar sections: one definition only
                 if key in merged and not (key == "schema_version" and merged[key] == value):
                     first = source.lines[(key,)]
-                    errors.append(PolicyError(parsed.name, where((key,))[1], key,
-                                              f"already defined in {first[0]}:{first[1]}"))
+                    errors.append(
+                        PolicyError(
+                            parsed.name,
+                            where((key,))[1],
+                            key,
+                            f"already defined in {first[0]}:{first[1]}",
+                        )
+                    )
                     continue
                 merged[key] = value
                 for p, line in parsed.lines.items():
@@ -172,8 +189,15 @@ def _merge(files: list[Path]) -> tuple[dict[str, Any], SourceMap, list[PolicyErr
     return merged, source, errors
 
 
-def _merge_mapping(key: str, value: Any, lines: dict[DataPath, int], name: str,
-                   merged: dict[str, Any], source: SourceMap, errors: list[PolicyError]) -> None:
+def _merge_mapping(
+    key: str,
+    value: Any,
+    lines: dict[DataPath, int],
+    name: str,
+    merged: dict[str, Any],
+    source: SourceMap,
+    errors: list[PolicyError],
+) -> None:
     if not isinstance(value, dict):
         errors.append(PolicyError(name, lines.get((key,), 1), key, "must be a mapping of names"))
         return
@@ -182,8 +206,14 @@ def _merge_mapping(key: str, value: Any, lines: dict[DataPath, int], name: str,
     for item_name, item in value.items():
         if item_name in section:
             first = source.lines[(key, item_name)]
-            errors.append(PolicyError(name, lines.get((key, item_name), 1), f"{key}.{item_name}",
-                                      f"'{item_name}' is already defined in {first[0]}:{first[1]}"))
+            errors.append(
+                PolicyError(
+                    name,
+                    lines.get((key, item_name), 1),
+                    f"{key}.{item_name}",
+                    f"'{item_name}' is already defined in {first[0]}:{first[1]}",
+                )
+            )
             continue
         section[item_name] = item
         for p, line in lines.items():
@@ -191,7 +221,9 @@ def _merge_mapping(key: str, value: Any, lines: dict[DataPath, int], name: str,
                 source.lines[p] = (name, line)
 
 
-def _validate(merged: dict[str, Any], source: SourceMap) -> tuple[s.Bundle | None, list[PolicyError]]:
+def _validate(
+    merged: dict[str, Any], source: SourceMap
+) -> tuple[s.Bundle | None, list[PolicyError]]:
     errors: list[PolicyError] = []
     parts: dict[str, Any] = {}
     for key, model in _MAPPING_SECTIONS.items():
@@ -224,8 +256,9 @@ def _partial(head: s.Bundle, parts: dict[str, Any]) -> s.Bundle:
     return head.model_copy(update=parts)
 
 
-def _item(model: type[BaseModel], item: Any, path: DataPath, source: SourceMap,
-          errors: list[PolicyError]) -> BaseModel | None:
+def _item(
+    model: type[BaseModel], item: Any, path: DataPath, source: SourceMap, errors: list[PolicyError]
+) -> BaseModel | None:
     if item is None:
         item = {}
     try:
@@ -235,8 +268,9 @@ def _item(model: type[BaseModel], item: Any, path: DataPath, source: SourceMap,
         return None
 
 
-def _pydantic_errors(exc: ValidationError, prefix: DataPath, data: Any,
-                     source: SourceMap) -> list[PolicyError]:
+def _pydantic_errors(
+    exc: ValidationError, prefix: DataPath, data: Any, source: SourceMap
+) -> list[PolicyError]:
     """Map pydantic errors onto data paths; merge a union's alternatives into one line."""
     grouped: dict[DataPath, list[str]] = {}
     for err in exc.errors():
@@ -257,7 +291,7 @@ def _clean_loc(loc: tuple[int | str, ...], data: Any, keep_last: bool) -> DataPa
     out: list[str | int] = []
     current = data
     for i, part in enumerate(loc):
-        if isinstance(current, dict) and part in current:
+        if isinstance(current, dict) and part in current:  # noqa: SIM114 - mypy narrows per branch
             current = current[part]
             out.append(part)
         elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):

@@ -35,7 +35,9 @@ def replay_facts(principal: Principal, facts: RequestFacts) -> dict[str, Any]:
             "citizenships": sorted(principal.citizenships),
             "residence": principal.residence,
             "incorporated_in": principal.incorporated_in,
-            "ownership": [{"country": o.country, "percent": o.percent} for o in principal.ownership],
+            "ownership": [
+                {"country": o.country, "percent": o.percent} for o in principal.ownership
+            ],
             "kyc_level": principal.kyc_level,
             "kyc_expires_at": _iso(principal.kyc_expires_at),
             "tier": principal.tier,
@@ -87,8 +89,9 @@ def from_replay(d: dict[str, Any]) -> tuple[Principal, RequestFacts]:
         citizenships=frozenset(p.get("citizenships") or ()),
         residence=p.get("residence"),
         incorporated_in=p.get("incorporated_in"),
-        ownership=tuple(Ownership(str(o["country"]), float(o["percent"]))
-                        for o in p.get("ownership") or ()),
+        ownership=tuple(
+            Ownership(str(o["country"]), float(o["percent"])) for o in p.get("ownership") or ()
+        ),
         kyc_level=str(p.get("kyc_level") or "none"),
         kyc_expires_at=_dt(p.get("kyc_expires_at")),
         tier=str(p.get("tier") or "public"),

@@ -30,7 +30,7 @@ from gateway.geo.origin import Origin
 from gateway.identity.principal import Ownership, Principal
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.engine import DEFAULT_ENDPOINT, decide
-from gateway.policy.facts import BodyFacts, RequestFacts
+from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.policy.yamlsrc import DataPath, format_path, parse_file
 
 
@@ -60,13 +60,20 @@ class PrincipalIn(_Strict):
 
     def principal(self) -> Principal:
         return Principal(
-            customer_id=self.id, name=self.name, kind=self.kind,
-            citizenships=frozenset(self.citizenships), residence=self.residence,
+            customer_id=self.id,
+            name=self.name,
+            kind=self.kind,
+            citizenships=frozenset(self.citizenships),
+            residence=self.residence,
             incorporated_in=self.incorporated_in,
             ownership=tuple(Ownership(o.country, o.percent) for o in self.ownership),
-            kyc_level=self.kyc_level, kyc_expires_at=self.kyc_expires_at, tier=self.tier,
-            attributes=frozenset(self.attributes), sanctions_status=self.sanctions_status,
-            status=self.status, auth_method="test",
+            kyc_level=self.kyc_level,
+            kyc_expires_at=self.kyc_expires_at,
+            tier=self.tier,
+            attributes=frozenset(self.attributes),
+            sanctions_status=self.sanctions_status,
+            status=self.status,
+            auth_method="test",
         )
 
 
@@ -126,23 +133,30 @@ def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool,
     unknown = caps - set(bundle.capability_names())
     if unknown:
         return False, f"request.capabilities: unknown capability {', '.join(sorted(unknown))}"
-    api = "anthropic" if req.endpoint.startswith("/v1/messages") else "openai"
-    facts = RequestFacts(endpoint=req.endpoint, api=api, body=body, origin=origin_of(req.origin),
-                         capabilities=caps)
+    api: ApiShape = "anthropic" if req.endpoint.startswith("/v1/messages") else "openai"
+    facts = RequestFacts(
+        endpoint=req.endpoint, api=api, body=body, origin=origin_of(req.origin), capabilities=caps
+    )
     at = case.at or now
     decision = decide(principal, facts, bundle, at)
     problems = []
     if decision.decision != case.expect.decision:
         problems.append(f"expected {case.expect.decision}, got {decision.decision}")
-    if case.expect.rule_ids is not None and sorted(case.expect.rule_ids) != sorted(decision.rule_ids):
-        problems.append(f"expected rule_ids {sorted(case.expect.rule_ids)}, "
-                        f"got {list(decision.rule_ids)}")
+    if case.expect.rule_ids is not None and sorted(case.expect.rule_ids) != sorted(
+        decision.rule_ids
+    ):
+        problems.append(
+            f"expected rule_ids {sorted(case.expect.rule_ids)}, got {list(decision.rule_ids)}"
+        )
     if case.expect.tier is not None and case.expect.tier != decision.effective_tier:
         problems.append(f"expected tier {case.expect.tier}, got {decision.effective_tier}")
     if problems:
-        got = (f" [decision={decision.decision} rule_ids={list(decision.rule_ids)} "
-               f"tier={decision.effective_tier}"
-               + (f" demoted: {decision.tier_demotion}" if decision.tier_demotion else "") + "]")
+        got = (
+            f" [decision={decision.decision} rule_ids={list(decision.rule_ids)} "
+            f"tier={decision.effective_tier}"
+            + (f" demoted: {decision.tier_demotion}" if decision.tier_demotion else "")
+            + "]"
+        )
         return False, "; ".join(problems) + got
     return True, ""
 
@@ -162,21 +176,29 @@ def test_files(directory: Path) -> list[Path]:
     return sorted(p for p in tests.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def run_tests(directory: Path, bundle: CompiledBundle,
-              now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> list[CaseResult]:
+def run_tests(
+    directory: Path, bundle: CompiledBundle, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> list[CaseResult]:
     """Every case of every test file; malformed files and cases are failures."""
     results: list[CaseResult] = []
     for path in test_files(directory):
         name = f"tests/{path.name}"
         parsed = parse_file(path, name)
-        for err in parsed.errors:
-            results.append(CaseResult(name, err.line, "(file)", False, err.message))
+        for problem in parsed.errors:
+            results.append(CaseResult(name, problem.line, "(file)", False, problem.message))
         if parsed.data is None:
             continue
         raw_cases = parsed.data.get("cases") if isinstance(parsed.data, dict) else None
         if not isinstance(raw_cases, list) or set(parsed.data) != {"cases"}:
-            results.append(CaseResult(name, 1, "(file)", False,
-                                      "a test file is a mapping with one key, 'cases' (a list)"))
+            results.append(
+                CaseResult(
+                    name,
+                    1,
+                    "(file)",
+                    False,
+                    "a test file is a mapping with one key, 'cases' (a list)",
+                )
+            )
             continue
         # Each case is validated on its own: one malformed case must not hide the others.
         for index, raw in enumerate(raw_cases):
@@ -186,12 +208,15 @@ def run_tests(directory: Path, bundle: CompiledBundle,
             except ValidationError as exc:
                 for err in exc.errors():
                     loc = ("cases", index, *(p for p in err["loc"] if isinstance(p, int | str)))
-                    results.append(CaseResult(name, _line(parsed.lines, loc), format_path(loc),
-                                              False, str(err["msg"])))
+                    results.append(
+                        CaseResult(
+                            name, _line(parsed.lines, loc), format_path(loc), False, str(err["msg"])
+                        )
+                    )
                 continue
             try:
                 ok, detail = run_case(case, bundle, now())
-            except Exception as exc:  # report, never crash the runner
+            except Exception as exc:  # noqa: BLE001 - a crashing case is reported as a failure
                 ok, detail = False, f"error: {type(exc).__name__}: {exc}"
             results.append(CaseResult(name, line, case.name, ok, detail))
     return results

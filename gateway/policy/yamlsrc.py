@@ -91,15 +91,23 @@ class _Builder:
                 key = self.build(key_node, path)
                 if not isinstance(key, str | int | bool | float) or key is None:
                     self.errors.append(
-                        PolicyError(self.filename, key_node.start_mark.line + 1,
-                                    format_path(path), f"unsupported mapping key {key!r}")
+                        PolicyError(
+                            self.filename,
+                            key_node.start_mark.line + 1,
+                            format_path(path),
+                            f"unsupported mapping key {key!r}",
+                        )
                     )
                     continue
                 key = str(key).lower() if isinstance(key, bool) else str(key)
                 if key in out:
                     self.errors.append(
-                        PolicyError(self.filename, key_node.start_mark.line + 1,
-                                    format_path((*path, key)), "duplicate key in the same mapping")
+                        PolicyError(
+                            self.filename,
+                            key_node.start_mark.line + 1,
+                            format_path((*path, key)),
+                            "duplicate key in the same mapping",
+                        )
                     )
                     continue
                 self.lines[(*path, key)] = key_node.start_mark.line + 1
@@ -141,7 +149,9 @@ def parse_file(path: Path, display_name: str | None = None) -> ParsedFile:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
-        return ParsedFile(name, None, {}, [PolicyError(name, line, "", f"YAML syntax error: {problem}")])
+        return ParsedFile(
+            name, None, {}, [PolicyError(name, line, "", f"YAML syntax error: {problem}")]
+        )
     except yaml.YAMLError as exc:
         return ParsedFile(name, None, {}, [PolicyError(name, None, "", f"YAML error: {exc}")])
     finally:

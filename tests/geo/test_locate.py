@@ -85,8 +85,13 @@ def _write_mmdb(path: Path, database_type: str, city: bool) -> None:
     from mmdb_writer import MMDBWriter
     from netaddr import IPSet
 
-    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type=database_type,
-                        languages=["en"], description="gateway test db")
+    writer = MMDBWriter(
+        ip_version=6,
+        ipv4_compatible=True,
+        database_type=database_type,
+        languages=["en"],
+        description="gateway test db",
+    )
     crimea: dict[str, object] = {"country": {"iso_code": "UA"}}
     if city:
         crimea["subdivisions"] = [{"iso_code": "43"}]

@@ -71,9 +71,18 @@ def principal(**kw: object) -> Principal:
     return Principal(**kw)  # type: ignore[arg-type]
 
 
-def facts(model: str = "haiku-lite", country: str | None = "US", region: str | None = None,
-          caps: frozenset[str] = frozenset(), endpoint: str = "/v1/chat/completions",
-          **body: object) -> RequestFacts:
-    return RequestFacts(endpoint=endpoint, api="openai",
-                        body=BodyFacts(model=model, **body),  # type: ignore[arg-type]
-                        origin=Origin("203.0.113.9", country, region), capabilities=caps)
+def facts(
+    model: str = "haiku-lite",
+    country: str | None = "US",
+    region: str | None = None,
+    caps: frozenset[str] = frozenset(),
+    endpoint: str = "/v1/chat/completions",
+    **body: object,
+) -> RequestFacts:
+    return RequestFacts(
+        endpoint=endpoint,
+        api="openai",
+        body=BodyFacts(model=model, **body),  # type: ignore[arg-type]
+        origin=Origin("203.0.113.9", country, region),
+        capabilities=caps,
+    )

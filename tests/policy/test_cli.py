@@ -71,11 +71,18 @@ def test_diff_reports_in_words(tmp_path: Path) -> None:
     new = tmp_path / "new"
     shutil.copytree(POLICIES, new)
     rules = (new / "rules.yaml").read_text()
-    (new / "rules.yaml").write_text(rules.replace("effective: {from: \"2026-06-13T04:00:00Z\"}",
-                                                  "effective: {from: \"2026-07-01T00:00:00Z\"}"))
+    (new / "rules.yaml").write_text(
+        rules.replace(
+            'effective: {from: "2026-06-13T04:00:00Z"}', 'effective: {from: "2026-07-01T00:00:00Z"}'
+        )
+    )
     jur = (new / "jurisdictions.yaml").read_text()
-    (new / "jurisdictions.yaml").write_text(jur.replace("countries: [CN, HK, MO, RU, IR, KP, CU, VE]",
-                                                        "countries: [CN, HK, MO, RU, IR, KP, CU, BY]"))
+    (new / "jurisdictions.yaml").write_text(
+        jur.replace(
+            "countries: [CN, HK, MO, RU, IR, KP, CU, VE]",
+            "countries: [CN, HK, MO, RU, IR, KP, CU, BY]",
+        )
+    )
     code, out = run("diff", str(POLICIES), str(new))
     assert code == 0, out
     assert "rules: changed directive-frontier-us-persons-only" in out
@@ -90,17 +97,33 @@ def test_impact_from_jsonl(tmp_path: Path) -> None:
     # a US citizen, both on fable-5. Replayed after it, only the German flips.
     records = []
     for cid, cits in (("de", {"DE"}), ("us", {"US"})):
-        p = principal(customer_id=cid, tier="enterprise", kyc_level="kyb_verified",
-                      citizenships=cits)
-        records.append({"id": f"rec-{cid}", "ts": BEFORE_DIRECTIVE.isoformat(), "decision": "allow",
-                        "rule_ids": ["tier-entitlement"],
-                        "facts": replay_facts(p, facts("fable-5", "DE"))})
-    records.append({"id": "rec-401", "ts": BEFORE_DIRECTIVE.isoformat(), "decision": "deny",
-                    "facts": {}})
+        p = principal(
+            customer_id=cid, tier="enterprise", kyc_level="kyb_verified", citizenships=cits
+        )
+        records.append(
+            {
+                "id": f"rec-{cid}",
+                "ts": BEFORE_DIRECTIVE.isoformat(),
+                "decision": "allow",
+                "rule_ids": ["tier-entitlement"],
+                "facts": replay_facts(p, facts("fable-5", "DE")),
+            }
+        )
+    records.append(
+        {"id": "rec-401", "ts": BEFORE_DIRECTIVE.isoformat(), "decision": "deny", "facts": {}}
+    )
     path = tmp_path / "export.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    code, out = run("impact", str(POLICIES), "--since", "52w", "--from-jsonl", str(path),
-                    "--at", AFTER_DIRECTIVE.isoformat())
+    code, out = run(
+        "impact",
+        str(POLICIES),
+        "--since",
+        "52w",
+        "--from-jsonl",
+        str(path),
+        "--at",
+        AFTER_DIRECTIVE.isoformat(),
+    )
     assert code == 0, out
     assert "3 recorded decisions, 1 skipped, 1 unchanged, 1 allow->deny, 0 deny->allow" in out
     assert "rec-de customer de fable-5 from DE: allow -> deny" in out

@@ -20,31 +20,55 @@ def _load(path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_diff_every_section(tmp_path: Path) -> None:
-    old = _load(write_bundle(tmp_path / "old", dict(MINIMAL, **{
-        "rules.yaml": "rules:\n  - {id: a, effect: allow, when: {model_allowed_for_tier: true}}\n"
-                      "  - {id: gone, effect: deny, when: {model_in: big}}\n",
-        "quotas.yaml": "quotas:\n  public:\n    default: {requests_per_minute: 10}\n",
-        "groups.yaml": "country_groups:\n  g: {countries: [CU, IR]}\n",
-    })))
-    new = _load(write_bundle(tmp_path / "new", {
-        "tiers.yaml": MINIMAL["tiers.yaml"].replace("enterprise: {min_kyc: kyb_verified}",
-                                                    "enterprise: {min_kyc: none}"),
-        "models.yaml": MINIMAL["models.yaml"].replace("big: {tiers: [enterprise]}",
-                                                      "big: {tiers: [enterprise, public]}"),
-        "rules.yaml": "rules:\n  - {id: a, effect: allow, when: {model_allowed_for_tier: true}}\n"
-                      "  - {id: fresh, effect: deny, when: {origin_in: g}}\n",
-        "quotas.yaml": "quotas:\n  public:\n    default: {requests_per_minute: 20}\n"
-                       "    agentic: {requests_per_minute: 0}\n",
-        "groups.yaml": "country_groups:\n  g: {countries: [CU, KP], regions: [UA-43]}\n",
-    }))
+    old = _load(
+        write_bundle(
+            tmp_path / "old",
+            dict(
+                MINIMAL,
+                **{
+                    "rules.yaml": "rules:\n"
+                    "  - {id: a, effect: allow, when: {model_allowed_for_tier: true}}\n"
+                    "  - {id: gone, effect: deny, when: {model_in: big}}\n",
+                    "quotas.yaml": "quotas:\n  public:\n    default: {requests_per_minute: 10}\n",
+                    "groups.yaml": "country_groups:\n  g: {countries: [CU, IR]}\n",
+                },
+            ),
+        )
+    )
+    new = _load(
+        write_bundle(
+            tmp_path / "new",
+            {
+                "tiers.yaml": MINIMAL["tiers.yaml"].replace(
+                    "enterprise: {min_kyc: kyb_verified}", "enterprise: {min_kyc: none}"
+                ),
+                "models.yaml": MINIMAL["models.yaml"].replace(
+                    "big: {tiers: [enterprise]}", "big: {tiers: [enterprise, public]}"
+                ),
+                "rules.yaml": "rules:\n"
+                "  - {id: a, effect: allow, when: {model_allowed_for_tier: true}}\n"
+                "  - {id: fresh, effect: deny, when: {origin_in: g}}\n",
+                "quotas.yaml": "quotas:\n  public:\n    default: {requests_per_minute: 20}\n"
+                "    agentic: {requests_per_minute: 0}\n",
+                "groups.yaml": "country_groups:\n  g: {countries: [CU, KP], regions: [UA-43]}\n",
+            },
+        )
+    )
     assert old.bundle is not None and new.bundle is not None
     text = "\n".join(str(c) for c in diff_bundles(old.bundle, new.bundle))
     for expected in (
-        "rules: removed gone", "rules: added fresh", '"origin_in": "g"',
-        "country_groups: changed g", "countries: added KP; removed IR", "regions: added UA-43",
-        "tiers: changed enterprise", "min_kyc: kyb_verified -> none",
-        "models: changed big", "tiers: added public",
-        "quotas: changed public", "default.requests_per_minute: 10 -> 20",
+        "rules: removed gone",
+        "rules: added fresh",
+        '"origin_in": "g"',
+        "country_groups: changed g",
+        "countries: added KP; removed IR",
+        "regions: added UA-43",
+        "tiers: changed enterprise",
+        "min_kyc: kyb_verified -> none",
+        "models: changed big",
+        "tiers: added public",
+        "quotas: changed public",
+        "default.requests_per_minute: 10 -> 20",
         "agentic.requests_per_minute: (none) -> 0",
     ):
         assert expected in text, f"{expected!r} missing from:\n{text}"
@@ -52,13 +76,32 @@ def test_diff_every_section(tmp_path: Path) -> None:
 
 
 def test_impact_counts_flips_by_rule_model_tier_country(default_bundle) -> None:  # type: ignore[no-untyped-def]
-    de = principal(customer_id="de", tier="enterprise", kyc_level="kyb_verified", citizenships={"DE"})
-    us = principal(customer_id="us", tier="enterprise", kyc_level="kyb_verified", citizenships={"US"})
+    de = principal(
+        customer_id="de", tier="enterprise", kyc_level="kyb_verified", citizenships={"DE"}
+    )
+    us = principal(
+        customer_id="us", tier="enterprise", kyc_level="kyb_verified", citizenships={"US"}
+    )
     before = AFTER_DIRECTIVE - timedelta(days=30)
     records = [
-        {"id": "1", "ts": before, "decision": "allow", "facts": replay_facts(de, facts("fable-5", "DE"))},
-        {"id": "2", "ts": before, "decision": "allow", "facts": replay_facts(us, facts("fable-5", "US"))},
-        {"id": "3", "ts": before, "decision": "deny", "facts": replay_facts(us, facts("haiku-lite", "US"))},
+        {
+            "id": "1",
+            "ts": before,
+            "decision": "allow",
+            "facts": replay_facts(de, facts("fable-5", "DE")),
+        },
+        {
+            "id": "2",
+            "ts": before,
+            "decision": "allow",
+            "facts": replay_facts(us, facts("fable-5", "US")),
+        },
+        {
+            "id": "3",
+            "ts": before,
+            "decision": "deny",
+            "facts": replay_facts(us, facts("haiku-lite", "US")),
+        },
         {"id": "4", "ts": before, "decision": "allow"},  # no facts: skipped
         {"id": "5", "decision": "allow", "facts": replay_facts(us, facts())},  # no ts: skipped
     ]
@@ -76,14 +119,28 @@ def test_impact_counts_flips_by_rule_model_tier_country(default_bundle) -> None:
 
 
 def test_impact_uses_candidate_bundle(tmp_path: Path, default_bundle) -> None:  # type: ignore[no-untyped-def]
-    us = principal(customer_id="us", tier="enterprise", kyc_level="kyb_verified", citizenships={"US"})
-    records = [{"id": "1", "ts": AFTER_DIRECTIVE, "decision": "allow",
-                "facts": replay_facts(us, facts("haiku-lite", "US"))}]
+    us = principal(
+        customer_id="us", tier="enterprise", kyc_level="kyb_verified", citizenships={"US"}
+    )
+    records = [
+        {
+            "id": "1",
+            "ts": AFTER_DIRECTIVE,
+            "decision": "allow",
+            "facts": replay_facts(us, facts("haiku-lite", "US")),
+        }
+    ]
     assert impact(records, default_bundle).flipped == 0
-    strict = _load(write_bundle(tmp_path / "strict", {
-        **{p.name: p.read_text() for p in Path(default_bundle_dir()).glob("*.yaml")},
-        "zz-freeze.yaml": "rules:\n  - {id: freeze, effect: deny, when: {model_in: haiku-lite}}\n",
-    }))
+    strict = _load(
+        write_bundle(
+            tmp_path / "strict",
+            {
+                **{p.name: p.read_text() for p in Path(default_bundle_dir()).glob("*.yaml")},
+                "zz-freeze.yaml": "rules:\n"
+                "  - {id: freeze, effect: deny, when: {model_in: haiku-lite}}\n",
+            },
+        )
+    )
     assert strict.bundle is not None and strict.version is not None
     report = impact(records, compile_bundle(strict.bundle, strict.version))
     assert report.to_deny == 1 and report.by_rule == {"freeze": 1}

@@ -19,11 +19,15 @@ from gateway.policy.replay import from_replay, replay_facts
 from tests.policy.conftest import AFTER_DIRECTIVE, BEFORE_DIRECTIVE, facts, principal
 
 Build = Callable[..., CompiledBundle]
-US_GOV = dict(tier="government", kyc_level="government_cleared", citizenships={"US"}, residence="US")
+US_GOV = dict(
+    tier="government", kyc_level="government_cleared", citizenships={"US"}, residence="US"
+)
 DE_ENT = dict(tier="enterprise", kyc_level="kyb_verified", citizenships={"DE"}, residence="DE")
 
 
-def test_all_matching_denies_are_reported_in_declaration_order(default_bundle: CompiledBundle) -> None:
+def test_all_matching_denies_are_reported_in_declaration_order(
+    default_bundle: CompiledBundle,
+) -> None:
     p = principal(tier="public", citizenships={"IR"}, residence="IR")
     d = decide(p, facts(country="IR"), default_bundle, AFTER_DIRECTIVE)
     assert not d.allowed
@@ -36,26 +40,42 @@ def test_allow_carries_rule_ids_and_quota_plan(default_bundle: CompiledBundle) -
     d = decide(principal(**DE_ENT), facts(country="DE"), default_bundle, AFTER_DIRECTIVE)
     assert d.allowed and d.rule_ids == ("tier-entitlement",) and d.effective_tier == "enterprise"
     assert d.quota is not None and d.quota.tier == "enterprise"
-    assert d.quota.limits == (QuotaLimit("default", "requests_per_minute", 600),
-                              QuotaLimit("default", "tokens_per_minute", 400000))
+    assert d.quota.limits == (
+        QuotaLimit("default", "requests_per_minute", 600),
+        QuotaLimit("default", "tokens_per_minute", 400000),
+    )
     assert d.quota.default_max_tokens == 4096 and d.quota.fail_open is False
 
 
-def test_quota_plan_uses_capability_entries_instead_of_default(default_bundle: CompiledBundle) -> None:
-    d = decide(principal(**DE_ENT), facts(country="DE", caps=frozenset({"agentic", "cyber", "coding"})),
-               default_bundle, AFTER_DIRECTIVE)
+def test_quota_plan_uses_capability_entries_instead_of_default(
+    default_bundle: CompiledBundle,
+) -> None:
+    d = decide(
+        principal(**DE_ENT),
+        facts(country="DE", caps=frozenset({"agentic", "cyber", "coding"})),
+        default_bundle,
+        AFTER_DIRECTIVE,
+    )
     assert d.allowed and d.quota is not None
     assert {lim.capability for lim in d.quota.limits} == {"agentic", "cyber"}
     assert QuotaLimit("agentic", "concurrent_streams", 20) in d.quota.limits
     # coding has no entry of its own and default is not added when another capability has one
-    d2 = decide(principal(**DE_ENT), facts(country="DE", caps=frozenset({"coding"})),
-                default_bundle, AFTER_DIRECTIVE)
+    d2 = decide(
+        principal(**DE_ENT),
+        facts(country="DE", caps=frozenset({"coding"})),
+        default_bundle,
+        AFTER_DIRECTIVE,
+    )
     assert d2.quota is not None and {lim.capability for lim in d2.quota.limits} == {"default"}
 
 
 def test_zero_limit_is_not_offered_403(default_bundle: CompiledBundle) -> None:
-    d = decide(principal(tier="public"), facts(caps=frozenset({"agentic"})), default_bundle,
-               AFTER_DIRECTIVE)
+    d = decide(
+        principal(tier="public"),
+        facts(caps=frozenset({"agentic"})),
+        default_bundle,
+        AFTER_DIRECTIVE,
+    )
     assert not d.allowed and d.deny_status == 403
     assert d.rule_ids == ("quota-not-offered:public.agentic",)
 
@@ -78,9 +98,12 @@ rules:
     effective: {from: "2026-06-01T00:00:00Z", until: "2026-06-02T00:00:00Z"}
 """)
     start = datetime(2026, 6, 1, tzinfo=UTC)
-    cases = [(start - timedelta(seconds=1), True), (start, False),
-             (start + timedelta(days=1) - timedelta(microseconds=1), False),
-             (start + timedelta(days=1), True)]
+    cases = [
+        (start - timedelta(seconds=1), True),
+        (start, False),
+        (start + timedelta(days=1) - timedelta(microseconds=1), False),
+        (start + timedelta(days=1), True),
+    ]
     for now, allowed in cases:
         assert decide(principal(), facts(model="small"), bundle, now).allowed is allowed, now
 
@@ -93,15 +116,25 @@ def test_unless_exempts(default_bundle: CompiledBundle) -> None:
     assert decide(lpr, f, default_bundle, AFTER_DIRECTIVE).allowed
 
 
-@pytest.mark.parametrize(("shares", "controlled"), [
-    ([("CN", 50.0)], True), ([("CN", 49.0)], False), ([("CN", 49.99)], False),
-    ([("CN", 30.0), ("HK", 25.0)], False),  # different countries do not add up
-    ([("RU", 20.0), ("RU", 30.0)], True),
-])
-def test_control_threshold(default_bundle: CompiledBundle, shares: list[tuple[str, float]],
-                           controlled: bool) -> None:
-    p = principal(kind="organization", tier="enterprise", kyc_level="kyb_verified",
-                  ownership=tuple(Ownership(c, pct) for c, pct in shares))
+@pytest.mark.parametrize(
+    ("shares", "controlled"),
+    [
+        ([("CN", 50.0)], True),
+        ([("CN", 49.0)], False),
+        ([("CN", 49.99)], False),
+        ([("CN", 30.0), ("HK", 25.0)], False),  # different countries do not add up
+        ([("RU", 20.0), ("RU", 30.0)], True),
+    ],
+)
+def test_control_threshold(
+    default_bundle: CompiledBundle, shares: list[tuple[str, float]], controlled: bool
+) -> None:
+    p = principal(
+        kind="organization",
+        tier="enterprise",
+        kyc_level="kyb_verified",
+        ownership=tuple(Ownership(c, pct) for c, pct in shares),
+    )
     d = decide(p, facts(), default_bundle, AFTER_DIRECTIVE)
     assert (d.rule_ids == ("controlled-by-country-of-concern",)) is controlled
 
@@ -120,7 +153,9 @@ def test_effective_tier_reasons(default_bundle: CompiledBundle) -> None:
     assert effective_tier(unknown, default_bundle, now)[0] == "public"
     match = principal(**US_GOV, sanctions_status="potential_match")
     assert effective_tier(match, default_bundle, now) == (
-        "public", "sanctions screening status is potential_match")
+        "public",
+        "sanctions screening status is potential_match",
+    )
     defense_gb = principal(tier="defense", kyc_level="government_cleared", citizenships={"GB"})
     assert "requires citizenship" in (effective_tier(defense_gb, default_bundle, now)[1] or "")
 
@@ -135,13 +170,18 @@ def test_demotion_is_reported_on_the_decision(default_bundle: CompiledBundle) ->
 def test_suspended_and_confirmed_match(default_bundle: CompiledBundle) -> None:
     d = decide(principal(**US_GOV, status="suspended"), facts(), default_bundle, AFTER_DIRECTIVE)
     assert d.rule_ids == ("customer-suspended",) and not d.allowed
-    d = decide(principal(**US_GOV, sanctions_status="confirmed_match"), facts(), default_bundle,
-               AFTER_DIRECTIVE)
+    d = decide(
+        principal(**US_GOV, sanctions_status="confirmed_match"),
+        facts(),
+        default_bundle,
+        AFTER_DIRECTIVE,
+    )
     assert d.rule_ids == ("sanctions-confirmed-match",) and not d.allowed
 
 
-def test_evaluation_error_fails_closed(default_bundle: CompiledBundle,
-                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_evaluation_error_fails_closed(
+    default_bundle: CompiledBundle, caplog: pytest.LogCaptureFixture
+) -> None:
     # A tz-aware expiry against a naive clock makes the comparison raise.
     p = principal(**US_GOV, kyc_expires_at=datetime(2030, 1, 1, tzinfo=UTC))
     with caplog.at_level(logging.ERROR, logger="gateway.policy"):
@@ -181,26 +221,73 @@ rules:
         - {messages_over: 2, prompt_matches: ['(?i)secret', 'x{3}']}
         - not: {model_allowed_for_tier: false}
 """)
-    p = principal(tier="enterprise", kyc_level="kyb_verified", citizenships={"FR"}, residence="FR",
-                  incorporated_in="FR", attributes={"a", "b"})
-    f = facts("big", "FR", endpoint="/v1/messages", caps=frozenset({"agentic"}), has_tools=True,
-              message_count=3, prompt_text="a SECRET plan")
+    p = principal(
+        tier="enterprise",
+        kyc_level="kyb_verified",
+        citizenships={"FR"},
+        residence="FR",
+        incorporated_in="FR",
+        attributes={"a", "b"},
+    )
+    f = facts(
+        "big",
+        "FR",
+        endpoint="/v1/messages",
+        caps=frozenset({"agentic"}),
+        has_tools=True,
+        message_count=3,
+        prompt_text="a SECRET plan",
+    )
     assert decide(p, f, bundle, AFTER_DIRECTIVE).rule_ids == ("combo",)
     # Flip one fact at a time: each must break the deny.
     variants = [
-        facts("big", "FR", endpoint="/v1/chat/completions", caps=frozenset({"agentic"}),
-              has_tools=True, message_count=3, prompt_text="secret"),
-        facts("big", "FR", endpoint="/v1/messages", caps=frozenset({"agentic"}), has_tools=True,
-              message_count=2, prompt_text="secret"),
-        facts("big", "FR", endpoint="/v1/messages", caps=frozenset({"agentic"}), has_tools=True,
-              message_count=3, prompt_text="nothing here"),
-        facts("big", "FR", endpoint="/v1/messages", caps=frozenset(), has_tools=True,
-              message_count=3, prompt_text="xxx"),
+        facts(
+            "big",
+            "FR",
+            endpoint="/v1/chat/completions",
+            caps=frozenset({"agentic"}),
+            has_tools=True,
+            message_count=3,
+            prompt_text="secret",
+        ),
+        facts(
+            "big",
+            "FR",
+            endpoint="/v1/messages",
+            caps=frozenset({"agentic"}),
+            has_tools=True,
+            message_count=2,
+            prompt_text="secret",
+        ),
+        facts(
+            "big",
+            "FR",
+            endpoint="/v1/messages",
+            caps=frozenset({"agentic"}),
+            has_tools=True,
+            message_count=3,
+            prompt_text="nothing here",
+        ),
+        facts(
+            "big",
+            "FR",
+            endpoint="/v1/messages",
+            caps=frozenset(),
+            has_tools=True,
+            message_count=3,
+            prompt_text="xxx",
+        ),
     ]
     for v in variants:
         assert decide(p, v, bundle, AFTER_DIRECTIVE).rule_ids == ("all",)
-    us_too = principal(tier="enterprise", kyc_level="kyb_verified", citizenships={"FR", "US"},
-                       residence="FR", incorporated_in="FR", attributes={"a", "b"})
+    us_too = principal(
+        tier="enterprise",
+        kyc_level="kyb_verified",
+        citizenships={"FR", "US"},
+        residence="FR",
+        incorporated_in="FR",
+        attributes={"a", "b"},
+    )
     assert decide(us_too, f, bundle, AFTER_DIRECTIVE).allowed  # us_person: false no longer holds
 
 
@@ -222,12 +309,23 @@ def test_rules_are_indexed_by_model(default_bundle: CompiledBundle) -> None:
 def test_visible_models(default_bundle: CompiledBundle) -> None:
     us = Origin("203.0.113.9", "US")
     assert visible_models(principal(**US_GOV), default_bundle, AFTER_DIRECTIVE, us) == [
-        "haiku-lite", "fable-5", "mythos-5"]
-    assert visible_models(principal(**DE_ENT), default_bundle, AFTER_DIRECTIVE, us) == ["haiku-lite"]
+        "haiku-lite",
+        "fable-5",
+        "mythos-5",
+    ]
+    assert visible_models(principal(**DE_ENT), default_bundle, AFTER_DIRECTIVE, us) == [
+        "haiku-lite"
+    ]
     assert visible_models(principal(**DE_ENT), default_bundle, BEFORE_DIRECTIVE, us) == [
-        "haiku-lite", "fable-5"]
-    assert visible_models(principal(**US_GOV), default_bundle, AFTER_DIRECTIVE,
-                          Origin("1.2.3.4", "CU")) == []
+        "haiku-lite",
+        "fable-5",
+    ]
+    assert (
+        visible_models(
+            principal(**US_GOV), default_bundle, AFTER_DIRECTIVE, Origin("1.2.3.4", "CU")
+        )
+        == []
+    )
 
 
 def test_classify(default_bundle: CompiledBundle) -> None:
@@ -246,16 +344,32 @@ def test_classify(default_bundle: CompiledBundle) -> None:
 
 
 def test_replay_round_trip(default_bundle: CompiledBundle) -> None:
-    p = principal(**US_GOV, ownership=(Ownership("US", 100.0),), kyc_expires_at=AFTER_DIRECTIVE,
-                  attributes={"x"}, key_id="k1")
-    f = facts("mythos-5", "UA", "UA-43", caps=frozenset({"coding"}), prompt_text="secret prompt",
-              prompt_sha256="ab" * 32, max_tokens=5, message_count=2, has_tools=True)
+    p = principal(
+        **US_GOV,
+        ownership=(Ownership("US", 100.0),),
+        kyc_expires_at=AFTER_DIRECTIVE,
+        attributes={"x"},
+        key_id="k1",
+    )
+    f = facts(
+        "mythos-5",
+        "UA",
+        "UA-43",
+        caps=frozenset({"coding"}),
+        prompt_text="secret prompt",
+        prompt_sha256="ab" * 32,
+        max_tokens=5,
+        message_count=2,
+        has_tools=True,
+    )
     stored = replay_facts(p, f)
     assert "secret prompt" not in str(stored)
     import json
+
     p2, f2 = from_replay(json.loads(json.dumps(stored)))
     assert p2 == p
     assert f2.origin == f.origin and f2.capabilities == f.capabilities
     assert f2.body.prompt_text == "" and f2.body.prompt_sha256 == f.body.prompt_sha256
-    assert decide(p2, f2, default_bundle, AFTER_DIRECTIVE) == decide(p, f, default_bundle,
-                                                                     AFTER_DIRECTIVE)
+    assert decide(p2, f2, default_bundle, AFTER_DIRECTIVE) == decide(
+        p, f, default_bundle, AFTER_DIRECTIVE
+    )

@@ -25,9 +25,14 @@ def bundle_dir(tmp_path: Path) -> Path:
 async def test_initial_load_failure_names_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(POLICIES, bad)
-    (bad / "zz.yaml").write_text("rules:\n  - id: x\n    effect: deny\n    when: {origin_in: nowhere}\n")
-    with pytest.raises(PolicyLoadError, match=r"zz.yaml:4 rules\[7\].when.origin_in: "
-                                              r"unknown country group 'nowhere'"):
+    (bad / "zz.yaml").write_text(
+        "rules:\n  - id: x\n    effect: deny\n    when: {origin_in: nowhere}\n"
+    )
+    with pytest.raises(
+        PolicyLoadError,
+        match=r"zz.yaml:4 rules\[7\].when.origin_in: "
+        r"unknown country group 'nowhere'",
+    ):
         PolicyHolder(bad)
 
 
@@ -64,10 +69,14 @@ async def test_broken_edit_keeps_running_bundle(bundle_dir: Path) -> None:
 
     holder = PolicyHolder(bundle_dir, on_refused=on_refused)
     before = holder.current
-    (bundle_dir / "rules.yaml").write_text("rules:\n  - id: broken\n    effect: deny\n    when: {tier_in: [gold]}\n")
+    (bundle_dir / "rules.yaml").write_text(
+        "rules:\n  - id: broken\n    effect: deny\n    when: {tier_in: [gold]}\n"
+    )
     result = await holder.reload()
     assert not result.ok and holder.current is before and result.version == before.version
-    assert any("rules.yaml:4 rules[0].when.tier_in[0]: unknown tier 'gold'" in e for e in result.errors)
+    assert any(
+        "rules.yaml:4 rules[0].when.tier_in[0]: unknown tier 'gold'" in e for e in result.errors
+    )
     summary = holder.last_refused_summary()
     assert summary is not None and summary["errors"] == list(result.errors)
     assert len(refused) == 1

@@ -58,20 +58,27 @@ def test_default_bundle_is_valid() -> None:
 
 
 def test_version_ignores_file_layout_and_formatting(tmp_path: Path) -> None:
-    rules = "rules:\n  - {id: a, effect: allow, when: {model_allowed_for_tier: true}}\n" \
-            "  - {id: b, effect: deny, when: {model_in: [big]}}\n"
+    rules = (
+        "rules:\n  - {id: a, effect: allow, when: {model_allowed_for_tier: true}}\n"
+        "  - {id: b, effect: deny, when: {model_in: [big]}}\n"
+    )
     one = write_bundle(tmp_path / "one", dict(MINIMAL, **{"rules.yaml": rules}))
     # Same content: other file names, block style, comments, rules split and reordered.
-    two = write_bundle(tmp_path / "two", {
-        "00-all.yml": MINIMAL["tiers.yaml"] + "# comment\n" + MINIMAL["models.yaml"],
-        "r1.yaml": "rules:\n  - id: b\n    effect: deny\n    when:\n      model_in: [big]\n",
-        "r2.yaml": "rules:\n  - id: a\n    effect: allow   # entitlement\n"
-                   "    when: {model_allowed_for_tier: true}\n",
-    })
+    two = write_bundle(
+        tmp_path / "two",
+        {
+            "00-all.yml": MINIMAL["tiers.yaml"] + "# comment\n" + MINIMAL["models.yaml"],
+            "r1.yaml": "rules:\n  - id: b\n    effect: deny\n    when:\n      model_in: [big]\n",
+            "r2.yaml": "rules:\n  - id: a\n    effect: allow   # entitlement\n"
+            "    when: {model_allowed_for_tier: true}\n",
+        },
+    )
     v1, v2 = load_dir(one).version, load_dir(two).version
     assert v1 is not None and v1 == v2
-    changed = write_bundle(tmp_path / "three", dict(MINIMAL, **{"rules.yaml": rules.replace(
-        "model_in: [big]", "model_in: [small]")}))
+    changed = write_bundle(
+        tmp_path / "three",
+        dict(MINIMAL, **{"rules.yaml": rules.replace("model_in: [big]", "model_in: [small]")}),
+    )
     assert load_dir(changed).version != v1
 
 
@@ -82,11 +89,14 @@ def test_tests_directory_is_not_merged(tmp_path: Path) -> None:
 
 
 def test_unreachable_model_is_a_warning_not_an_error(tmp_path: Path) -> None:
-    d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"more.yaml": "models:\n  orphan: {tiers: []}\n"}))
+    d = write_bundle(
+        tmp_path / "b", dict(MINIMAL, **{"more.yaml": "models:\n  orphan: {tiers: []}\n"})
+    )
     result = load_dir(d)
     assert result.ok
     assert [str(w) for w in result.warnings] == [
-        "more.yaml:2 models.orphan: model 'orphan' is not reachable from any tier"]
+        "more.yaml:2 models.orphan: model 'orphan' is not reachable from any tier"
+    ]
 
 
 def test_missing_directory(tmp_path: Path) -> None:
@@ -98,8 +108,29 @@ def test_json_schema_describes_conditions() -> None:
     schema = json_schema()
     text = json.dumps(schema)
     cond = schema["$defs"]["Condition"]["properties"]
-    for key in ("citizenship_in", "origin_unknown", "controlled_by_in", "model_allowed_for_tier",
-                "any", "all", "not", "sanctions_status_in", "messages_over"):
+    for key in (
+        "citizenship_in",
+        "origin_unknown",
+        "controlled_by_in",
+        "model_allowed_for_tier",
+        "any",
+        "all",
+        "not",
+        "sanctions_status_in",
+        "messages_over",
+    ):
         assert key in cond
     assert schema["$defs"]["Rule"]["additionalProperties"] is False
     assert '"from"' in text and "fail_open" in text
+
+
+def test_norway_is_not_false(tmp_path: Path) -> None:
+    # YAML 1.1 reads NO/ON/YES as booleans; policy files use YAML 1.2 booleans.
+    d = write_bundle(
+        tmp_path / "b",
+        dict(MINIMAL, **{"groups.yaml": "country_groups:\n  nordics: {countries: [NO, SE]}\n"}),
+    )
+    result = load_dir(d)
+    assert result.ok, [str(e) for e in result.errors]
+    assert result.bundle is not None
+    assert result.bundle.country_groups["nordics"].countries == ["NO", "SE"]

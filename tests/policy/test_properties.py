@@ -24,7 +24,9 @@ LEVELS = ["none", "kyb_verified"]
 leaf_conditions = st.one_of(
     st.builds(lambda v: {"citizenship_in": v}, st.lists(st.sampled_from(COUNTRIES), min_size=1)),
     st.builds(lambda v: {"residence_in": v}, st.lists(st.sampled_from(COUNTRIES), min_size=1)),
-    st.builds(lambda v: {"origin_in": v}, st.lists(st.sampled_from([*COUNTRIES, "UA-43"]), min_size=1)),
+    st.builds(
+        lambda v: {"origin_in": v}, st.lists(st.sampled_from([*COUNTRIES, "UA-43"]), min_size=1)
+    ),
     st.builds(lambda v: {"controlled_by_in": v}, st.lists(st.sampled_from(COUNTRIES), min_size=1)),
     st.builds(lambda v: {"origin_unknown": v}, st.booleans()),
     st.builds(lambda v: {"us_person": v}, st.booleans()),
@@ -49,38 +51,61 @@ conditions = st.recursive(
 )
 rules = st.lists(
     st.tuples(st.sampled_from(["allow", "deny"]), conditions, st.one_of(st.none(), conditions)),
-    min_size=1, max_size=6,
+    min_size=1,
+    max_size=6,
 )
 principals = st.builds(
     lambda tier, level, cits, res, owners: Principal(
-        customer_id="c", tier=tier, kyc_level=level, citizenships=frozenset(cits), residence=res,
-        ownership=tuple(Ownership(c, p) for c, p in owners)),
-    st.sampled_from(TIERS), st.sampled_from(LEVELS), st.sets(st.sampled_from(COUNTRIES), max_size=2),
+        customer_id="c",
+        tier=tier,
+        kyc_level=level,
+        citizenships=frozenset(cits),
+        residence=res,
+        ownership=tuple(Ownership(c, p) for c, p in owners),
+    ),
+    st.sampled_from(TIERS),
+    st.sampled_from(LEVELS),
+    st.sets(st.sampled_from(COUNTRIES), max_size=2),
     st.one_of(st.none(), st.sampled_from([*COUNTRIES, "UA-43"])),
     st.lists(st.tuples(st.sampled_from(COUNTRIES), st.floats(0, 100)), max_size=3),
 )
 requests = st.builds(
     lambda model, country, caps, tools, mt: RequestFacts(
-        endpoint="/v1/chat/completions", api="openai",
+        endpoint="/v1/chat/completions",
+        api="openai",
         body=BodyFacts(model=model, has_tools=tools, max_tokens=mt),
         origin=Origin("203.0.113.1", country, "UA-43" if country == "UA" else None),
-        capabilities=frozenset(caps)),
-    st.sampled_from(MODELS), st.one_of(st.none(), st.sampled_from(COUNTRIES)),
-    st.sets(st.sampled_from(CAPS)), st.booleans(), st.one_of(st.none(), st.integers(0, 200)),
+        capabilities=frozenset(caps),
+    ),
+    st.sampled_from(MODELS),
+    st.one_of(st.none(), st.sampled_from(COUNTRIES)),
+    st.sets(st.sampled_from(CAPS)),
+    st.booleans(),
+    st.one_of(st.none(), st.integers(0, 200)),
 )
 NOW = datetime(2026, 6, 14, tzinfo=UTC)
 
 
-def build(rule_specs: list[tuple[str, dict[str, object], dict[str, object] | None]]) -> CompiledBundle:
+def build(
+    rule_specs: list[tuple[str, dict[str, object], dict[str, object] | None]],
+) -> CompiledBundle:
     raw = {
         "kyc_levels": LEVELS,
         "tiers": {"public": {"min_kyc": "none"}, "enterprise": {"min_kyc": "kyb_verified"}},
         "models": {"small": {"tiers": TIERS}, "big": {"tiers": ["enterprise"]}},
-        "capabilities": {"agentic": {"when": {"has_tools": True}},
-                         "coding": {"when": {"prompt_matches": "def "}}},
-        "rules": [{"id": f"r{i}", "effect": eff, "when": when,
-                   **({"unless": unless} if unless is not None else {})}
-                  for i, (eff, when, unless) in enumerate(rule_specs)],
+        "capabilities": {
+            "agentic": {"when": {"has_tools": True}},
+            "coding": {"when": {"prompt_matches": "def "}},
+        },
+        "rules": [
+            {
+                "id": f"r{i}",
+                "effect": eff,
+                "when": when,
+                **({"unless": unless} if unless is not None else {}),
+            }
+            for i, (eff, when, unless) in enumerate(rule_specs)
+        ],
     }
     bundle = s.Bundle.model_validate(raw)
     return compile_bundle(bundle, bundle_version(bundle))
@@ -93,8 +118,15 @@ def matches(bundle: CompiledBundle, rule_id: str, p: Principal, f: RequestFacts)
     rule = next(r for r in bundle.rules if r.id == rule_id)
     tier, _ = effective_tier(p, bundle, NOW)
     model = bundle.models.get(f.body.model)
-    ctx = EvalContext(p, f, tier, NOW, bundle.kyc_rank.get(p.kyc_level, -1),
-                      model.tiers if model else frozenset(), bundle.control_threshold_percent)
+    ctx = EvalContext(
+        p,
+        f,
+        tier,
+        NOW,
+        bundle.kyc_rank.get(p.kyc_level, -1),
+        model.tiers if model else frozenset(),
+        bundle.control_threshold_percent,
+    )
     return rule.predicate(ctx)
 
 
@@ -103,20 +135,26 @@ def matches(bundle: CompiledBundle, rule_id: str, p: Principal, f: RequestFacts)
 def test_never_allows_when_a_deny_rule_matches(specs, p, f) -> None:  # type: ignore[no-untyped-def]
     bundle = build(specs)
     decision = decide(p, f, bundle, NOW)
-    matching_denies = [r.id for r in bundle.rules if r.effect == "deny" and matches(bundle, r.id, p, f)]
+    matching_denies = [
+        r.id for r in bundle.rules if r.effect == "deny" and matches(bundle, r.id, p, f)
+    ]
     if matching_denies:
         assert not decision.allowed
         assert list(decision.rule_ids) == matching_denies
     else:
-        matching_allows = [r.id for r in bundle.rules
-                           if r.effect == "allow" and matches(bundle, r.id, p, f)]
+        matching_allows = [
+            r.id for r in bundle.rules if r.effect == "allow" and matches(bundle, r.id, p, f)
+        ]
         assert decision.allowed is bool(matching_allows)
         assert list(decision.rule_ids) == (matching_allows or ["default-deny"])
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.just("deny"), conditions, st.one_of(st.none(), conditions)),
-                max_size=6), principals, requests)
+@given(
+    st.lists(st.tuples(st.just("deny"), conditions, st.one_of(st.none(), conditions)), max_size=6),
+    principals,
+    requests,
+)
 def test_deny_only_bundle_never_allows(specs, p, f) -> None:  # type: ignore[no-untyped-def]
     bundle = build(specs) if specs else build([("deny", {"model_in": ["big"]}, None)])
     assert not decide(p, f, bundle, NOW).allowed
