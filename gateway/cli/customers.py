@@ -1,7 +1,211 @@
-"""`gateway customers` commands."""
+"""`gateway customers` commands: KYC records, straight on GATEWAY_DATABASE_URL.
+
+The CLI writes to the database directly; a running gateway sees a change
+after at most ``GATEWAY_CACHE_TTL_SECONDS`` (use the admin API for an
+immediate cache invalidation). Exit codes: 0 ok, 1 not found / refused,
+2 usage error (bad option, invalid country code).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import getpass
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
 import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.admin.auth import AdminActor
+from gateway.db.schema import ensure_schema
+from gateway.db.session import create_engine, session_factory
+from gateway.kyc import service
+from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch
+from gateway.kyc.screening import load_screener
+from gateway.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+def cli_actor() -> AdminActor:
+    return AdminActor(name=f"cli:{getpass.getuser()}", role="admin", token_id=None)
+
+
+def db_settings() -> Settings:
+    # Only the database (and sanctions list) settings matter here; demo=True
+    # waives the upstream URL a serving gateway needs.
+    try:
+        return load_settings(demo=True)
+    except SettingsError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+def run_db(work: Callable[[Settings, Sessions], Awaitable[T]]) -> T:
+    """Run ``work`` against the configured database, creating the schema if missing."""
+    settings = db_settings()
+
+    async def main() -> T:
+        engine = create_engine(settings)
+        try:
+            await ensure_schema(engine)
+            return await work(settings, session_factory(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def validation_message(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def _owner(value: str) -> dict[str, Any]:
+    country, sep, pct = value.partition(":")
+    if not sep:
+        raise typer.BadParameter(f"{value!r}: expected COUNTRY:PERCENT, e.g. CN:60")
+    try:
+        return {"country": country, "percent": float(pct)}
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r}: percent must be a number") from exc
+
+
+def render(record: CustomerOut) -> Table:
+    table = Table(show_header=False, title=f"customer {record.id}")
+    for key, value in record.model_dump(mode="json").items():
+        table.add_row(key, "" if value is None else str(value))
+    return table
+
+
+@app.command("add")
+def add(
+    name: str,
+    id: Annotated[str | None, typer.Option(help="Your own id; generated if omitted.")] = None,
+    kind: Annotated[str, typer.Option(help="individual | organization")] = "individual",
+    citizenship: Annotated[list[str] | None, typer.Option(help="ISO code; repeatable.")] = None,
+    residence: Annotated[str | None, typer.Option()] = None,
+    incorporated_in: Annotated[str | None, typer.Option()] = None,
+    owner: Annotated[list[str] | None, typer.Option(help="COUNTRY:PERCENT; repeatable.")] = None,
+    kyc_level: Annotated[str, typer.Option()] = "none",
+    kyc_expires_at: Annotated[str | None, typer.Option(help="RFC 3339 time.")] = None,
+    tier: Annotated[str, typer.Option()] = "public",
+    attribute: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+) -> None:
+    """Add a customer (screened against GATEWAY_SANCTIONS_LIST when set)."""
+    raw = {
+        "id": id, "name": name, "kind": kind, "citizenships": citizenship or [],
+        "residence": residence, "incorporated_in": incorporated_in,
+        "ownership": [_owner(o) for o in owner or []], "kyc_level": kyc_level,
+        "kyc_expires_at": kyc_expires_at, "tier": tier, "attributes": attribute or [],
+    }  # fmt: skip
+    try:
+        data = CustomerCreate.model_validate(raw)
+    except ValidationError as exc:
+        raise fail(validation_message(exc), 2) from exc
+
+    async def work(settings: Settings, sessions: Sessions) -> CustomerOut | None:
+        screener = load_screener(settings.sanctions_list, settings.sanctions_threshold)
+        async with sessions() as session:
+            try:
+                row = await service.create_customer(
+                    session, data, cli_actor(), screener, datetime.now(UTC)
+                )
+            except service.CustomerExists:
+                return None
+            await session.commit()
+            return service.to_out(row)
+
+    record = run_db(work)
+    if record is None:
+        raise fail(f"customer {data.id!r} already exists")
+    console.print(render(record))
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option(help="active | suspended")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=service.MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """List customers (keyset pages; pass the printed cursor for the next page)."""
+
+    async def work(_: Settings, sessions: Sessions) -> tuple[list[CustomerOut], str | None]:
+        async with sessions() as session:
+            rows, nxt = await service.list_customers(session, cursor, limit, status)
+            return [service.to_out(r) for r in rows], nxt
+
+    try:
+        records, nxt = run_db(work)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from exc
+    table = Table(
+        "id", "name", "kind", "tier", "kyc_level", "kyc_expires_at", "sanctions", "status"
+    )
+    for r in records:
+        expires = r.kyc_expires_at.isoformat() if r.kyc_expires_at else ""
+        table.add_row(r.id, r.name, r.kind, r.tier, r.kyc_level, expires, r.sanctions_status,
+                      r.status)  # fmt: skip
+    console.print(table)
+    if nxt:
+        console.print(f"next cursor: {nxt}")
+
+
+def _get(customer_id: str) -> CustomerOut | None:
+    async def work(_: Settings, sessions: Sessions) -> CustomerOut | None:
+        async with sessions() as session:
+            try:
+                return service.to_out(await service.get_customer(session, customer_id))
+            except service.CustomerNotFound:
+                return None
+
+    return run_db(work)
+
+
+@app.command("show")
+def show(customer_id: str) -> None:
+    """Show one customer record."""
+    record = _get(customer_id)
+    if record is None:
+        raise fail(f"customer {customer_id!r} not found")
+    console.print(render(record))
+
+
+@app.command("suspend")
+def suspend(
+    customer_id: str,
+    undo: Annotated[bool, typer.Option("--undo", help="Reactivate instead.")] = False,
+) -> None:
+    """Suspend a customer (every request is then denied); --undo reactivates."""
+    patch = CustomerPatch(status="active" if undo else "suspended")
+
+    async def work(_: Settings, sessions: Sessions) -> CustomerOut | None:
+        async with sessions() as session:
+            try:
+                row = await service.update_customer(
+                    session, customer_id, patch, cli_actor(), None, datetime.now(UTC)
+                )
+            except service.CustomerNotFound:
+                return None
+            await session.commit()
+            return service.to_out(row)
+
+    record = run_db(work)
+    if record is None:
+        raise fail(f"customer {customer_id!r} not found")
+    console.print(f"customer {record.id} is now {record.status}")
