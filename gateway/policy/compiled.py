@@ -11,9 +11,8 @@ the clock: whatever depends on time takes ``now``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from types import MappingProxyType
 
 from gateway.policy import schema as s
@@ -21,13 +20,13 @@ from gateway.policy.checks import resolve_country_set
 from gateway.policy.conditions import (
     BodyPredicate,
     CompileEnv,
-    EvalContext,
     Predicate,
     compile_body,
     compile_condition,
 )
 from gateway.policy.decision import QuotaLimit
 from gateway.policy.facts import BodyFacts
+from gateway.policy.ruleindex import CompiledRule, RuleIndex, RuleSet, rule_guard
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,124 +50,6 @@ class CompiledModel:
     name: str
     tiers: frozenset[str]
     upstream: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledRule:
-    id: str
-    effect: str
-    index: int
-    """Declaration order in the merged bundle; decisions list rule ids in this order."""
-    predicate: Predicate
-    reason: str
-    start: datetime | None
-    end: datetime | None
-    models: frozenset[str] | None
-    """Models the rule is limited to at top level (``when.model_in``), or None."""
-    guard: tuple[GuardKind, frozenset[str]] | None = None
-    """A top-level set the request must hit for the rule to match (see RuleIndex)."""
-
-    def active(self, now: datetime) -> bool:
-        """``from <= now < until``."""
-        return (self.start is None or self.start <= now) and (self.end is None or now < self.end)
-
-
-GuardKind = str
-"""``origin``, ``citizenship``, ``residence``, ``incorporation``, ``controller`` or ``tier``."""
-
-_GUARD_KEYS: tuple[tuple[str, GuardKind], ...] = (
-    ("origin_in", "origin"),
-    ("citizenship_in", "citizenship"),
-    ("residence_in", "residence"),
-    ("incorporated_in", "incorporation"),
-    ("controlled_by_in", "controller"),
-    ("tier_in", "tier"),
-)
-
-
-def _place_keys(code: str | None) -> tuple[str, ...]:
-    if code is None:
-        return ()
-    return (code, code.split("-", 1)[0]) if "-" in code else (code,)
-
-
-@dataclass(frozen=True, slots=True)
-class RuleIndex:
-    """Rules of one effect for one model, bucketed by a top-level guard.
-
-    A rule whose ``when`` has a top-level country or tier set (``origin_in``,
-    ``citizenship_in``...) can only match a request whose value is in that
-    set, so it is filed under each member of the set and only looked at when
-    the request has that value; rules without such a guard are always looked
-    at. The guard is a necessary condition only: candidates still run their
-    full predicate, so indexing never changes a decision (property-tested).
-    """
-
-    always: tuple[CompiledRule, ...]
-    buckets: Mapping[GuardKind, Mapping[str, tuple[CompiledRule, ...]]]
-
-    @classmethod
-    def build(cls, rules: list[CompiledRule]) -> RuleIndex:
-        always = []
-        buckets: dict[GuardKind, dict[str, list[CompiledRule]]] = {}
-        for rule in rules:
-            if rule.guard is None:
-                always.append(rule)
-                continue
-            kind, keys = rule.guard
-            for key in keys:
-                buckets.setdefault(kind, {}).setdefault(key, []).append(rule)
-        return cls(
-            tuple(always),
-            MappingProxyType(
-                {
-                    kind: MappingProxyType({k: tuple(v) for k, v in by_key.items()})
-                    for kind, by_key in buckets.items()
-                }
-            ),
-        )
-
-    def all_rules(self) -> tuple[CompiledRule, ...]:
-        """Every rule in the index, in declaration order (for inspection, not decisions)."""
-        unique = {r.index: r for r in self.always}
-        for by_key in self.buckets.values():
-            for rules in by_key.values():
-                unique.update((r.index, r) for r in rules)
-        return tuple(unique[i] for i in sorted(unique))
-
-    def candidates(self, ctx: EvalContext) -> Sequence[CompiledRule]:
-        """Rules that may match, in declaration order."""
-        if not self.buckets:
-            return self.always
-        found: list[CompiledRule] = []
-        b = self.buckets
-        p = ctx.principal
-        for kind, values in (
-            ("origin", (ctx.facts.origin.country, ctx.facts.origin.region)),
-            ("citizenship", p.citizenships),
-            ("residence", _place_keys(p.residence)),
-            ("incorporation", _place_keys(p.incorporated_in)),
-            ("tier", (ctx.tier,)),
-        ):
-            by_key = b.get(kind)
-            if by_key is not None:
-                for value in values:
-                    if value is not None:
-                        found.extend(by_key.get(value, ()))
-        by_controller = b.get("controller")
-        if by_controller is not None and p.ownership:
-            for country in ctx.controlling():
-                found.extend(by_controller.get(country, ()))
-        if not found:
-            return self.always
-        unique = {r.index: r for r in (*self.always, *found)}
-        return [unique[i] for i in sorted(unique)]
-
-
-@dataclass(frozen=True, slots=True)
-class RuleSet:
-    denies: RuleIndex
-    allows: RuleIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,22 +108,6 @@ def _top_level_models(rule: s.Rule) -> frozenset[str] | None:
     if value is None:
         return None
     return frozenset([value] if isinstance(value, str) else value)
-
-
-def _guard(
-    rule: s.Rule, groups: dict[str, s.CountryGroup]
-) -> tuple[GuardKind, frozenset[str]] | None:
-    for key, kind in _GUARD_KEYS:
-        value = getattr(rule.when, key)
-        if value is None:
-            continue
-        if kind == "tier":
-            keys = frozenset([value] if isinstance(value, str) else value)
-        else:
-            countries, regions, _ = resolve_country_set(value, groups)
-            keys = countries if kind in ("citizenship", "controller") else countries | regions
-        return (kind, keys) if keys else None
-    return None
 
 
 def compile_bundle(
@@ -312,7 +177,7 @@ def compile_bundle(
                 start=eff.from_ if eff else None,
                 end=eff.until if eff else None,
                 models=_top_level_models(rule),
-                guard=_guard(rule, bundle.country_groups),
+                guard=rule_guard(rule, bundle.country_groups),
             )
         )
 
