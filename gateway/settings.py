@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     upstream_url: str | None = None
     upstream_api_key: str | None = None
     admin_token: str | None = None
-    trusted_proxies: tuple[IPNetwork, ...] = ()
+    trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
     geoip_db: Path | None = None
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
