@@ -1,7 +1,270 @@
-"""`gateway audit` commands."""
+"""`gateway audit` commands: export, verify, public-key, prune, hold.
+
+Exit codes: 0 ok, 1 the log (or the export) failed verification, 2 usage error.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import orjson
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(no_args_is_help=True)
+hold_app = typer.Typer(no_args_is_help=True, help="Legal holds that block pruning.")
+app.add_typer(hold_app, name="hold")
+T = TypeVar("T")
+
+
+def _console() -> Console:
+    return Console(stderr=True)
+
+
+def _settings() -> Settings:
+    # The audit commands never talk to the upstream; do not insist on its URL.
+    overrides: dict[str, object] = {} if os.environ.get("GATEWAY_UPSTREAM_URL") else {"demo": True}
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        _console().print(f"[red]error:[/red] {exc}", markup=False)
+        raise typer.Exit(2) from None
+
+
+def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    from gateway.db.session import create_engine
+
+    async def run() -> T:
+        engine = create_engine(settings)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{name}: not an RFC 3339 time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _trusted_keys(paths: list[Path] | None) -> list[bytes] | None:
+    from gateway.audit.signing import SigningKeyError, load_public_key
+
+    if not paths:
+        return None
+    try:
+        return [load_public_key(p.read_text(encoding="utf-8")) for p in paths]
+    except (OSError, SigningKeyError) as exc:
+        raise typer.BadParameter(f"--public-key: {exc}") from None
+
+
+@app.command()
+def verify(
+    export: Annotated[Path | None, typer.Option(help="Verify an export file offline.")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="Manifest of a CSV export "
+                                                  "(default FILE.manifest.json).")] = None,
+    public_key: Annotated[list[Path] | None, typer.Option(
+        "--public-key", help="Trusted public key (PEM or base64); repeatable.")] = None,
+    trust_stored_keys: Annotated[bool, typer.Option(
+        help="Accept every key in audit_keys (after a key rotation).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Recompute every hash chain and checkpoint signature; exit 1 on any break."""
+    console = _console()
+    trusted = _trusted_keys(public_key)
+    if export is not None:
+        from gateway.audit.offline import verify_export
+
+        if not export.is_file():
+            console.print(f"[red]error:[/red] {export}: no such file")
+            raise typer.Exit(2)
+        try:
+            offline = verify_export(export, manifest, trusted)
+        except (OSError, ValueError, KeyError) as exc:
+            console.print(f"[red]error:[/red] {export}: unreadable export: {exc}", markup=False)
+            raise typer.Exit(1) from None
+        if offline.keys_from_manifest:
+            console.print("[yellow]note:[/yellow] trusting the keys inside the manifest; pass "
+                          "--public-key with the gateway's published key to prove who signed")
+        _report(console, offline.to_dict(), as_json, offline.ok,
+                f"{offline.records} records ({offline.mode}): {offline.proven} proven by "
+                f"signed checkpoints, {offline.unsigned} chained after the last checkpoint, "
+                f"{offline.unlinked} not linkable (filtered)")
+        return
+    settings = _settings()
+    if trusted is None and not trust_stored_keys:
+        from gateway.audit.signing import SigningKeyError, load_signer
+
+        try:
+            trusted = [load_signer(settings, create=False).public_raw]
+        except SigningKeyError:
+            console.print("[yellow]note:[/yellow] no local signing key; trusting the keys "
+                          "stored in the database (pass --public-key to pin one)")
+    from gateway.audit.verify import verify_log
+
+    report = _with_engine(settings, lambda engine: verify_log(engine, trusted_keys=trusted))
+    nodes = ", ".join(f"{n.node_id}: {n.records} records, {n.checkpoints} checkpoints"
+                      for n in report.nodes) or "no chains"
+    _report(console, report.to_dict(), as_json, report.ok, nodes)
+
+
+def _report(console: Console, doc: dict[str, Any], as_json: bool, ok: bool, summary: str) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        console.print(summary, markup=False)
+        for problem in doc.get("problems", [])[:20]:
+            place = f"{problem.get('node_id') or ''} seq {problem.get('seq')}".strip()
+            console.print(f"[red]BROKEN[/red] {problem['kind']} at {place}: {problem['message']}",
+                          highlight=False)
+        console.print("[green]OK[/green]: the log verifies" if ok else "[red]FAILED[/red]")
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def export(
+    from_: Annotated[str | None, typer.Option("--from", help="RFC 3339 start (inclusive).")] = None,
+    to: Annotated[str | None, typer.Option(help="RFC 3339 end (exclusive).")] = None,
+    format: Annotated[Literal["jsonl", "csv"], typer.Option(help="jsonl or csv.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File (default stdout).")]
+    = None,
+    customer: Annotated[str | None, typer.Option(help="Only this customer (filtered).")] = None,
+    decision: Annotated[Literal["allow", "deny"] | None, typer.Option()] = None,
+    rule: Annotated[str | None, typer.Option(help="Only decisions naming this rule id.")] = None,
+    model: Annotated[str | None, typer.Option()] = None,
+    origin: Annotated[str | None, typer.Option(help="Country or ISO 3166-2 region.")] = None,
+) -> None:
+    """Stream records to a file with a manifest for offline `gateway audit verify --export`."""
+    from gateway.audit.export import Exporter
+    from gateway.audit.query import DecisionFilters
+    from gateway.db.session import session_factory
+
+    filters = DecisionFilters(
+        customer_id=customer, decision=decision, rule_id=rule, model=model, origin=origin,
+        from_ts=_time(from_, "--from"), to_ts=_time(to, "--to"),
+    )
+    settings = _settings()
+    console = _console()
+
+    async def work(engine: AsyncEngine) -> dict[str, Any]:
+        exporter = Exporter(session_factory(engine), filters, format)
+        total = await exporter.plan()
+        sink = output.open("wb") if output is not None else sys.stdout.buffer
+        columns = (TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        try:
+            with Progress(*columns, console=console, transient=output is None) as progress:
+                task = progress.add_task("export", total=total)
+                async for line in exporter.lines():
+                    sink.write(line)
+                    if exporter.exported % 1000 == 0:
+                        progress.update(task, completed=exporter.exported)
+                progress.update(task, completed=exporter.exported)
+        finally:
+            if output is not None:
+                sink.close()
+        return exporter.manifest
+
+    manifest = _with_engine(settings, work)
+    if format == "csv" and output is not None:
+        output.with_name(output.name + ".manifest.json").write_bytes(
+            orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    elif format == "csv":
+        console.print("[yellow]note:[/yellow] CSV to stdout: manifest not written (use -o)")
+    console.print(f"{manifest['record_count']} records exported ({manifest['mode']})")
+
+
+@app.command("public-key")
+def public_key_cmd(
+    base64_raw: Annotated[bool, typer.Option("--base64", help="Raw key as base64.")] = False,
+) -> None:
+    """Print the checkpoint-signing public key (PEM) for auditors to pin."""
+    from gateway.audit.signing import SigningKeyError, load_signer, public_pem
+
+    try:
+        signer = load_signer(_settings(), create=False)
+    except SigningKeyError as exc:
+        _console().print(f"[red]error:[/red] {exc}", markup=False)
+        raise typer.Exit(1) from None
+    typer.echo(signer.public_b64 if base64_raw else public_pem(signer.public_raw).rstrip())
+    _console().print(f"fingerprint {signer.fingerprint}")
+
+
+@app.command()
+def prune(
+    dry_run: Annotated[bool, typer.Option(help="Only say what would be removed.")] = False,
+    days: Annotated[int | None, typer.Option(help="Override GATEWAY_AUDIT_RETENTION_DAYS.")]
+    = None,
+) -> None:
+    """Remove records older than the retention period, in whole signed segments."""
+    from gateway.audit.retention import prune as do_prune
+    from gateway.audit.signing import load_signer
+
+    settings = _settings()
+    signer = load_signer(settings, create=False)
+    keep = days if days is not None else settings.audit_retention_days
+    results = _with_engine(settings, lambda engine: do_prune(
+        engine, signer, keep, datetime.now(UTC), dry_run=dry_run))
+    console = _console()
+    for r in results:
+        held = f" (legal hold from seq {r.held_at_seq})" if r.held_at_seq is not None else ""
+        verb = "would remove" if dry_run else "removed"
+        console.print(f"{r.node_id}: {verb} {r.deleted} records through seq {r.through_seq}{held}",
+                      markup=False)
+    if not results:
+        console.print("nothing is past retention")
+
+
+@hold_app.command("add")
+def hold_add(
+    reason: Annotated[str, typer.Option(help="Why (case, request).")],
+    customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
+    from_: Annotated[str | None, typer.Option("--from")] = None,
+    until: Annotated[str | None, typer.Option()] = None,
+    by: Annotated[str, typer.Option(help="Who places it.")] = os.environ.get("USER", "cli"),
+) -> None:
+    from gateway.audit.retention import add_hold
+
+    start, end = _time(from_, "--from"), _time(until, "--until")
+    hold_id = _with_engine(_settings(), lambda engine: add_hold(
+        engine, reason, by, datetime.now(UTC), customer, start, end))
+    typer.echo(str(hold_id))
+
+
+@hold_app.command("release")
+def hold_release(hold_id: int) -> None:
+    from gateway.audit.retention import release_hold
+
+    released = _with_engine(_settings(), lambda e: release_hold(e, hold_id, datetime.now(UTC)))
+    if not released:
+        _console().print(f"no active hold {hold_id}")
+        raise typer.Exit(1)
+
+
+@hold_app.command("list")
+def hold_list() -> None:
+    from gateway.audit.retention import active_holds
+
+    async def work(engine: AsyncEngine) -> list[Any]:
+        async with engine.connect() as conn:
+            return await active_holds(conn)
+
+    for h in _with_engine(_settings(), work):
+        typer.echo(f"{h.id}\t{h.customer_id or '*'}\t{h.from_ts or '-'}\t{h.until_ts or '-'}\t"
+                   f"{h.created_by}\t{h.reason}")

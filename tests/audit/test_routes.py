@@ -33,7 +33,9 @@ class _Services:
     audit: AuditWriter
     locator: PeerLocator = field(default_factory=PeerLocator)
     extras: dict[str, Any] = field(default_factory=dict)
-    clock: Any = staticmethod(lambda: datetime.now(UTC))
+
+    def clock(self) -> datetime:
+        return datetime.now(UTC)
 
 
 @pytest.fixture
