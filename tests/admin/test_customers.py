@@ -128,6 +128,7 @@ async def test_history_and_admin_actions(env: AdminEnv) -> None:
     async with env.services.sessions() as session:
         actions = (await session.execute(select(AdminAction).order_by(AdminAction.id))).scalars()
         last = list(actions)[-1]
+        assert last.before is not None and last.after is not None
         assert last.actor_role == "compliance" and last.before["tier"] == "public"
         assert last.after["tier"] == "research"
     r = await env.client.patch(f"{URL}/h1", json={"tier": None}, headers=env.auth("admin"))
