@@ -154,6 +154,8 @@ def _merge(files: list[Path]) -> tuple[dict[str, Any], SourceMap, list[PolicyErr
                     )
                 )
                 continue
+            if value is None and (key in _MAPPING_SECTIONS or key == "rules"):
+                continue  # an empty section (`rules:` with nothing under it) adds nothing
             if key in _MAPPING_SECTIONS:
                 _merge_mapping(key, value, parsed.lines, parsed.name, merged, source, errors)
             elif key == "rules":

@@ -134,3 +134,9 @@ def test_norway_is_not_false(tmp_path: Path) -> None:
     assert result.ok, [str(e) for e in result.errors]
     assert result.bundle is not None
     assert result.bundle.country_groups["nordics"].countries == ["NO", "SE"]
+
+
+def test_empty_sections_are_empty(tmp_path: Path) -> None:
+    d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"rules.yaml": "rules:\ncountry_groups:\n"}))
+    result = load_dir(d)
+    assert result.ok and result.bundle is not None and result.bundle.rules == []
