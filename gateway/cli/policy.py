@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 from rich.console import Console
 from rich.table import Table
 
@@ -228,6 +229,12 @@ def impact_cmd(
     else:
         try:
             records = asyncio.run(_from_audit(cutoff))
+        except SQLAlchemyError as exc:
+            console.print(
+                f"[red]error:[/red] cannot read the audit log in GATEWAY_DATABASE_URL "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0]}); run `gateway db upgrade`?"
+            )
+            raise typer.Exit(2) from None
         except (ImportError, AttributeError) as exc:
             console.print(
                 f"[red]error:[/red] reading the audit log is not available ({exc}); "

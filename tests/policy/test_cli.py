@@ -134,3 +134,26 @@ def test_schema_is_json() -> None:
     code, out = run("schema")
     assert code == 0
     assert json.loads(out)["title"] == "Gateway policy bundle file"
+
+
+def test_impact_reads_the_audit_database(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from gateway.db.schema import ensure_schema
+    from gateway.db.session import create_engine
+    from gateway.settings import Settings
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", url)
+    code, out = run("impact", str(POLICIES), "--since", "7d")
+    assert code == 2 and "cannot read the audit log" in out  # no tables yet
+
+    async def create() -> None:
+        engine = create_engine(Settings(demo=True, database_url=url))
+        await ensure_schema(engine)
+        await engine.dispose()
+
+    asyncio.run(create())
+    code, out = run("impact", str(POLICIES), "--since", "7d")
+    assert code == 0, out
+    assert "0 recorded decisions" in out
