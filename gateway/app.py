@@ -23,7 +23,7 @@ from gateway.db.migrate import prepare_database
 from gateway.db.session import create_engine, session_factory
 from gateway.geo.locate import build_locator
 from gateway.health import router as health_router
-from gateway.identity.service import build_identifier
+from gateway.identity.identifier import build_identifier
 from gateway.policy.holder import PolicyHolder
 from gateway.proxy.routes import ProxyRoutes
 from gateway.proxy.upstream import UpstreamClient
