@@ -49,6 +49,7 @@ from gateway.audit.ids import new_id
 from gateway.audit.record import DecisionRecord, OutcomeRecord
 from gateway.audit.signing import Signer, checkpoint_payload, load_signer
 from gateway.audit.tables import audit_checkpoints, audit_decision_rules, audit_nodes, audit_records
+from gateway.audit.sqlite_fast import BatchWrite, ChainConflict, SqliteBatchStore
 from gateway.audit.writer_state import CheckpointState, register_key
 from gateway.settings import Settings
 from gateway.stages import AuditUnavailable
@@ -61,10 +62,6 @@ MAX_BACKOFF_S = 2.0
 
 class StoreMoved(Exception):
     """The SQLite file this writer has open is no longer at its path."""
-
-
-class ChainConflict(Exception):
-    """The head compare-and-set failed: another writer owns or moved this chain."""
 
 
 @dataclass(slots=True)
@@ -111,6 +108,11 @@ class AuditWriter:
         self._head: nodes.Head | None = None
         self._head_stale = False
         self._db_identity: tuple[int, int] | None = None
+        database = engine.url.database
+        self._fast = (
+            SqliteBatchStore(database, settings.sqlite_synchronous, busy_timeout_ms)
+            if engine.dialect.name == "sqlite" and database and database != ":memory:" else None
+        )
         self._cp = CheckpointState()
         self._last_batch_size = 0
         self._consecutive_failures = 0
@@ -145,6 +147,8 @@ class AuditWriter:
             log.error("audit writer stop: final checkpoint/release failed: %s", exc)
         finally:
             await self._drop_connection()
+            if self._fast is not None:
+                await self._fast.close()
 
     async def ping(self) -> None:
         """Readiness: the writer task runs and the store answers. Raises AuditUnavailable."""
@@ -312,25 +316,34 @@ class AuditWriter:
         checkpoint = (
             self._checkpoint_row(seq, prev, now) if self._cp.due(seq, self._settings) else None
         )
-        async with conn.begin():
-            result = await conn.execute(
-                update(audit_nodes)
-                .where(audit_nodes.c.node_id == head.node_id, audit_nodes.c.owner == self._owner,
-                       audit_nodes.c.last_seq == head.seq)
-                .values(last_seq=seq, last_hash=prev, heartbeat_at=now)
-            )
-            if result.rowcount != 1:
-                raise ChainConflict(f"chain {head.node_id} moved or was taken over")
-            await conn.execute(insert(audit_records), rows)
-            if rule_rows:
-                await conn.execute(insert(audit_decision_rules), rule_rows)
-            if checkpoint:
-                await conn.execute(insert(audit_checkpoints), [checkpoint])
+        write = BatchWrite(head.node_id, self._owner, head.seq, seq, prev, now, rows, rule_rows,
+                           checkpoint)
+        if self._fast is not None:
+            await self._fast.commit(write)
+        else:
+            await self._commit_core(conn, write)
         self._check_db_file()
         self._head = nodes.Head(head.node_id, seq, prev)
         self._last_heartbeat = time.monotonic()
         if checkpoint:
             self._checkpointed(seq, prev)
+
+    async def _commit_core(self, conn: AsyncConnection, b: BatchWrite) -> None:
+        """The portable path (PostgreSQL): Core statements, executemany inserts."""
+        async with conn.begin():
+            result = await conn.execute(
+                update(audit_nodes)
+                .where(audit_nodes.c.node_id == b.node_id, audit_nodes.c.owner == b.owner,
+                       audit_nodes.c.last_seq == b.old_seq)
+                .values(last_seq=b.new_seq, last_hash=b.new_hash, heartbeat_at=b.now)
+            )
+            if result.rowcount != 1:
+                raise ChainConflict(f"chain {b.node_id} moved or was taken over")
+            await conn.execute(insert(audit_records), b.rows)
+            if b.rule_rows:
+                await conn.execute(insert(audit_decision_rules), b.rule_rows)
+            if b.checkpoint:
+                await conn.execute(insert(audit_checkpoints), [b.checkpoint])
 
     def _checkpoint_row(self, seq: int, head_hash: str, now: datetime) -> dict[str, Any]:
         assert self._head is not None
