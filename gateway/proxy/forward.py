@@ -102,9 +102,10 @@ class Forwarder:
         watcher.add_done_callback(_on_disconnect)
         response: aiohttp.ClientResponse | None = None
         try:
-            url = services.upstream.url_for(
-                path, services.policy.current.upstream_for(ex.body.model)
-            )
+            # In demo mode the stand-in answers for every model, whatever the bundle says.
+            bundle = services.policy.current
+            override = None if services.settings.demo else bundle.upstream_for(ex.body.model)
+            url = services.upstream.url_for(path, override)
             response = await services.upstream.send(scope["method"], url, headers, raw)
             outcome.status = response.status
             out_headers = client_response_headers(response.headers.items())

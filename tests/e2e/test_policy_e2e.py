@@ -1,0 +1,140 @@
+"""The default policy bundle, enforced by the real server (issue 4 acceptance)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import US_ENTERPRISE, US_IP, GatewayFactory
+from tests.support.processes import REPO, Admin, Proc
+
+pytestmark = pytest.mark.e2e
+
+# Addresses the offline RIR data (iptocc) registers in each country.
+KP_IP, IR_IP, CU_IP, DE_IP = "175.45.176.1", "78.38.0.1", "152.206.0.1", "91.98.0.1"
+
+
+def chat(gateway: Proc, key: str, model: str, ip: str) -> httpx.Response:
+    return httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {key}", "x-forwarded-for": ip},
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
+
+
+def person(**fields: object) -> dict[str, object]:
+    record: dict[str, object] = {
+        "name": "Test Person",
+        "kind": "individual",
+        "kyc_level": "kyb_verified",
+        "tier": "enterprise",
+        "citizenships": ["US"],
+        "residence": "US",
+    }
+    record.update(fields)
+    return record
+
+
+def test_sanctioned_origins_are_refused_with_the_rule_id(gateway: Proc, enterprise_key: str) -> None:
+    for ip in (KP_IP, IR_IP, CU_IP):
+        response = chat(gateway, enterprise_key, "haiku-lite", ip)
+        assert response.status_code == 403, (ip, response.text)
+        error = response.json()["error"]
+        assert error["type"] == "permission_denied"
+        assert error["code"] == "sanctioned-origin"
+    # The same caller from the US is served.
+    assert chat(gateway, enterprise_key, "haiku-lite", US_IP).status_code == 200
+
+
+def test_untrusted_peer_cannot_spoof_its_origin(gateway_factory: GatewayFactory) -> None:
+    # No trusted proxies: X-Forwarded-For is ignored, so claiming a US address
+    # from loopback does not make the origin US (and a KP claim does not block).
+    gateway = gateway_factory(env={"GATEWAY_TRUSTED_PROXIES": ""})
+    key = Admin(gateway.url).customer_with_key(**US_ENTERPRISE)
+    assert chat(gateway, key, "haiku-lite", KP_IP).status_code == 200
+
+
+def test_ownership_from_country_of_concern_is_refused(gateway: Proc, admin: Admin) -> None:
+    key = admin.customer_with_key(
+        **{
+            **US_ENTERPRISE,
+            "name": "Harbor Logistics Ltd",
+            "ownership": [{"country": "CN", "percent": 60}, {"country": "US", "percent": 40}],
+        }
+    )
+    response = chat(gateway, key, "haiku-lite", US_IP)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "controlled-by-country-of-concern"
+
+
+def test_directive_is_by_citizenship_not_location(gateway: Proc, admin: Admin) -> None:
+    german = admin.customer_with_key(**person(name="Greta Example", citizenships=["DE"], residence="DE"))
+    dual = admin.customer_with_key(**person(name="Wei Example", citizenships=["US", "CN"]))
+    resident = admin.customer_with_key(
+        **person(name="Ana Example", citizenships=["MX"], attributes=["us_permanent_resident"])
+    )
+    denied = chat(gateway, german, "fable-5", US_IP)
+    assert denied.status_code == 403
+    assert denied.json()["error"]["code"] == "directive-frontier-us-persons-only"
+    # The German customer keeps the non-frontier model.
+    assert chat(gateway, german, "haiku-lite", DE_IP).status_code == 200
+    assert chat(gateway, dual, "fable-5", US_IP).status_code == 200
+    assert chat(gateway, resident, "fable-5", US_IP).status_code == 200
+
+
+def test_models_list_shows_only_what_the_caller_may_use(gateway: Proc, admin: Admin) -> None:
+    public = admin.customer_with_key(**person(name="Pat Public", tier="public", kyc_level="email_verified"))
+    german = admin.customer_with_key(**person(name="Greta Example", citizenships=["DE"], residence="DE"))
+    for key, expected in ((public, {"haiku-lite"}), (german, {"haiku-lite"})):
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+        assert {m.id for m in client.models.list()} == expected
+    us = admin.customer_with_key(**person(name="Sam Citizen"))
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=us, max_retries=0)
+    assert {m.id for m in client.models.list()} == {"haiku-lite", "fable-5"}
+
+
+def test_policy_edit_on_disk_applies_without_restart_and_broken_edit_is_refused(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle)
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(bundle)})
+    admin = Admin(gateway.url)
+    key = admin.customer_with_key(**US_ENTERPRISE)
+    assert chat(gateway, key, "haiku-lite", US_IP).status_code == 200
+    version_before = admin.http.get("/admin/v1/policy").json()["version"]
+
+    rules = bundle / "rules.yaml"
+    original = rules.read_text()
+    directive = (
+        "\n  - id: emergency-haiku-freeze\n    effect: deny\n"
+        "    when: {model_in: [haiku-lite]}\n    reason: Frozen by emergency directive.\n"
+    )
+    rules.write_text(original + directive)
+    deadline = time.monotonic() + 2.0
+    status = 200
+    while time.monotonic() < deadline and status == 200:
+        time.sleep(0.1)
+        status = chat(gateway, key, "haiku-lite", US_IP).status_code
+    assert status == 403, "edited policy not in force within 2 s"
+    response = chat(gateway, key, "haiku-lite", US_IP)
+    assert response.json()["error"]["code"] == "emergency-haiku-freeze"
+    version_after = response.headers["x-gateway-policy-version"]
+    assert version_after != version_before
+
+    # A broken edit is refused whole: decisions stay, the refusal is visible.
+    rules.write_text(original + directive + "\n  - id: broken\n    effect: maybe\n")
+    time.sleep(1.5)
+    response = chat(gateway, key, "haiku-lite", US_IP)
+    assert response.status_code == 403
+    assert response.headers["x-gateway-policy-version"] == version_after
+    policy = admin.http.get("/admin/v1/policy").json()
+    assert policy["version"] == version_after
+    assert policy["last_refused"] is not None
+    assert "rules.yaml" in str(policy["last_refused"])
