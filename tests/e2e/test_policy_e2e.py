@@ -41,7 +41,9 @@ def person(**fields: object) -> dict[str, object]:
     return record
 
 
-def test_sanctioned_origins_are_refused_with_the_rule_id(gateway: Proc, enterprise_key: str) -> None:
+def test_sanctioned_origins_are_refused_with_the_rule_id(
+    gateway: Proc, enterprise_key: str
+) -> None:
     for ip in (KP_IP, IR_IP, CU_IP):
         response = chat(gateway, enterprise_key, "haiku-lite", ip)
         assert response.status_code == 403, (ip, response.text)
@@ -74,7 +76,9 @@ def test_ownership_from_country_of_concern_is_refused(gateway: Proc, admin: Admi
 
 
 def test_directive_is_by_citizenship_not_location(gateway: Proc, admin: Admin) -> None:
-    german = admin.customer_with_key(**person(name="Greta Example", citizenships=["DE"], residence="DE"))
+    german = admin.customer_with_key(
+        **person(name="Greta Example", citizenships=["DE"], residence="DE")
+    )
     dual = admin.customer_with_key(**person(name="Wei Example", citizenships=["US", "CN"]))
     resident = admin.customer_with_key(
         **person(name="Ana Example", citizenships=["MX"], attributes=["us_permanent_resident"])
@@ -89,8 +93,12 @@ def test_directive_is_by_citizenship_not_location(gateway: Proc, admin: Admin) -
 
 
 def test_models_list_shows_only_what_the_caller_may_use(gateway: Proc, admin: Admin) -> None:
-    public = admin.customer_with_key(**person(name="Pat Public", tier="public", kyc_level="email_verified"))
-    german = admin.customer_with_key(**person(name="Greta Example", citizenships=["DE"], residence="DE"))
+    public = admin.customer_with_key(
+        **person(name="Pat Public", tier="public", kyc_level="email_verified")
+    )
+    german = admin.customer_with_key(
+        **person(name="Greta Example", citizenships=["DE"], residence="DE")
+    )
     for key, expected in ((public, {"haiku-lite"}), (german, {"haiku-lite"})):
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
         assert {m.id for m in client.models.list()} == expected
