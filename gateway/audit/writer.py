@@ -48,8 +48,8 @@ from gateway.audit.chain import (
 from gateway.audit.ids import new_id
 from gateway.audit.record import DecisionRecord, OutcomeRecord
 from gateway.audit.signing import Signer, checkpoint_payload, load_signer
-from gateway.audit.tables import audit_checkpoints, audit_decision_rules, audit_nodes, audit_records
 from gateway.audit.sqlite_fast import BatchWrite, ChainConflict, SqliteBatchStore
+from gateway.audit.tables import audit_checkpoints, audit_decision_rules, audit_nodes, audit_records
 from gateway.audit.writer_state import CheckpointState, register_key
 from gateway.settings import Settings
 from gateway.stages import AuditUnavailable

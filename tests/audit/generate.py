@@ -1,0 +1,62 @@
+"""Bulk-generate a valid, signed audit log straight into SQLite (for size tests):
+same canonical bodies, chain and checkpoints as the writer, without its latency."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gateway.audit.chain import GENESIS, canonical, chain_hash, decision_fields, index_columns
+from gateway.audit.ids import new_id
+from gateway.audit.signing import Signer, checkpoint_payload
+from gateway.audit.sqlite_fast import sqlite_time
+from tests.audit.conftest import make_record
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def generate_log(db: Path, n: int, signer: Signer, node_id: str = "bulk",
+                 checkpoint_every: int = 1000, chunk: int = 5000) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("INSERT OR IGNORE INTO audit_keys VALUES (?, ?, ?)",
+                 (signer.fingerprint, signer.public_b64, sqlite_time(START)))
+    prev, seq = GENESIS, 0
+    while seq < n:
+        rows, rules, cps = [], [], []
+        for _ in range(min(chunk, n - seq)):
+            seq += 1
+            ts = START + timedelta(milliseconds=seq * 10)
+            rec = make_record(seq, id=new_id(int(ts.timestamp() * 1000)), ts=ts)
+            fields = decision_fields(rec, "none")
+            fields["node_id"], fields["seq"] = node_id, seq
+            body = canonical(fields)
+            digest = chain_hash(prev, body)
+            cols = index_columns(fields)
+            rows.append((cols["id"], node_id, seq, "decision", sqlite_time(ts),
+                         cols["customer_id"], cols["decision"], cols["status"], cols["model"],
+                         cols["origin_country"], cols["origin_region"], None,
+                         body.decode(), prev, digest))
+            rules += [(r, cols["id"]) for r in rec.rule_ids]
+            prev = digest
+            if seq % checkpoint_every == 0:
+                payload = checkpoint_payload("checkpoint", node_id, seq, prev,
+                                             checkpoint_every, ts)
+                cps.append(("checkpoint", node_id, seq, prev, checkpoint_every, sqlite_time(ts),
+                            signer.fingerprint, payload.decode(), signer.sign(payload)))
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO audit_records (id, node_id, seq, kind, ts, customer_id, decision, "
+            "status, model, origin_country, origin_region, decision_id, body, prev_hash, hash) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        conn.executemany("INSERT INTO audit_decision_rules (rule_id, decision_id) VALUES (?, ?)",
+                         rules)
+        conn.executemany(
+            "INSERT INTO audit_checkpoints (kind, node_id, seq, head_hash, count, ts, "
+            "key_fingerprint, payload, signature) VALUES (?,?,?,?,?,?,?,?,?)", cps)
+        conn.execute("COMMIT")
+    now = sqlite_time(START)
+    conn.execute("INSERT INTO audit_nodes VALUES (?, ?, ?, NULL, ?, ?)",
+                 (node_id, seq, prev, now, now))
+    conn.close()
