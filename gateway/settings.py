@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_customer_claim: str = "sub"
+    oidc_jwks_min_refresh_seconds: float = 10.0
+    """An unknown ``kid`` refetches the JWKS at most this often (key rotation vs junk kids)."""
     audit_signing_key: str | None = None
     """Ed25519 private key: a path to a PEM file, or base64 of the 32 raw bytes."""
 

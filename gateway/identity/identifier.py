@@ -222,7 +222,10 @@ def build_identifier(
         if not settings.oidc_audience:
             raise ValueError("GATEWAY_OIDC_AUDIENCE must be set when GATEWAY_OIDC_ISSUER is")
         oidc = OidcVerifier(
-            settings.oidc_issuer, settings.oidc_audience, settings.oidc_customer_claim
+            settings.oidc_issuer,
+            settings.oidc_audience,
+            settings.oidc_customer_claim,
+            min_refresh_seconds=settings.oidc_jwks_min_refresh_seconds,
         )
     return GatewayIdentifier(sessions, settings.cache_ttl_seconds, oidc)
 

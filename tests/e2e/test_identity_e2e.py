@@ -1,0 +1,117 @@
+"""Who is calling, through the real server (issue 3 acceptance)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import US_ENTERPRISE, US_IP, GatewayFactory
+from tests.support.oidc_issuer import LocalIssuer
+from tests.support.processes import Admin, Proc
+
+pytestmark = pytest.mark.e2e
+XFF = {"x-forwarded-for": US_IP}
+CHAT = {"model": "haiku-lite", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def chat(gateway: Proc, headers: dict[str, str], model: str = "haiku-lite") -> httpx.Response:
+    return httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers={**XFF, **headers},
+        json={**CHAT, "model": model},
+        timeout=10,
+    )
+
+
+def test_unknown_revoked_and_missing_keys_get_401_in_both_shapes(
+    gateway: Proc, admin: Admin
+) -> None:
+    customer = admin.customer(**US_ENTERPRISE)
+    created = admin.http.post(f"/admin/v1/customers/{customer['id']}/keys", json={}).json()
+    key = created["key"]
+    assert chat(gateway, {"authorization": f"Bearer {key}"}).status_code == 200
+    assert admin.http.delete(f"/admin/v1/keys/{created['id']}").status_code in (200, 204)
+
+    openai_client = openai.OpenAI(
+        base_url=f"{gateway.url}/v1", api_key=key, default_headers=XFF, max_retries=0
+    )
+    with pytest.raises(openai.AuthenticationError) as caught:
+        openai_client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
+    assert caught.value.body["type"] == "authentication_error"  # type: ignore[index]
+    anthropic_client = anthropic.Anthropic(
+        base_url=gateway.url, api_key=key, default_headers=XFF, max_retries=0
+    )
+    with pytest.raises(anthropic.AuthenticationError) as caught_a:
+        anthropic_client.messages.create(
+            model="haiku-lite", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert caught_a.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+
+    forged = key[: key.rfind("_") + 1] + "A" * 52
+    for headers in ({"authorization": f"Bearer {forged}"}, {"x-api-key": "gk_nope_nope"}, {}):
+        response = chat(gateway, headers)
+        assert response.status_code == 401, headers
+        assert response.json()["error"]["type"] == "authentication_error"
+        assert response.headers["x-gateway-decision-id"]
+
+
+@pytest.fixture()
+def issuer() -> Iterator[LocalIssuer]:
+    local = LocalIssuer(audience="gateway-e2e")
+    yield local
+    local.close()
+
+
+def test_oidc_tokens_from_a_local_issuer(
+    gateway_factory: GatewayFactory, issuer: LocalIssuer
+) -> None:
+    gateway = gateway_factory(
+        env={
+            "GATEWAY_OIDC_ISSUER": issuer.url,
+            "GATEWAY_OIDC_AUDIENCE": "gateway-e2e",
+            "GATEWAY_OIDC_JWKS_MIN_REFRESH_SECONDS": "1",
+        }
+    )
+    admin = Admin(gateway.url)
+    admin.customer(id="alice", **US_ENTERPRISE)
+    bearer = {"authorization": f"Bearer {issuer.token('alice')}"}
+    assert chat(gateway, bearer).status_code == 200
+
+    expired = issuer.token("alice", exp=int(time.time()) - 60)
+    assert chat(gateway, {"authorization": f"Bearer {expired}"}).status_code == 401
+    other_audience = issuer.token("alice", aud="someone-else")
+    assert chat(gateway, {"authorization": f"Bearer {other_audience}"}).status_code == 401
+    unknown_customer = issuer.token("mallory")
+    assert chat(gateway, {"authorization": f"Bearer {unknown_customer}"}).status_code == 401
+
+    time.sleep(1.1)  # past the refetch cool-down that guards against junk kids
+    rotated = issuer.rotate("k2")
+    fresh = issuer.token("alice", key=rotated)
+    assert chat(gateway, {"authorization": f"Bearer {fresh}"}).status_code == 200
+
+
+def test_kyc_expiry_demotes_the_tier_at_that_moment(gateway: Proc, admin: Admin) -> None:
+    expires = datetime.now(UTC) + timedelta(seconds=3)
+    key = admin.customer_with_key(
+        **{
+            **US_ENTERPRISE,
+            "kind": "individual",
+            "citizenships": ["US"],
+            "ownership": [],
+            "name": "Sam Soon-Expiring",
+            "kyc_expires_at": expires.isoformat().replace("+00:00", "Z"),
+        }
+    )
+    before = chat(gateway, {"authorization": f"Bearer {key}"}, model="fable-5")
+    assert before.status_code == 200, before.text
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.3)
+    after = chat(gateway, {"authorization": f"Bearer {key}"}, model="fable-5")
+    assert after.status_code == 403, after.text
+    # Still served on the public tier's models.
+    assert chat(gateway, {"authorization": f"Bearer {key}"}).status_code == 200
