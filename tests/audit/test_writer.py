@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -8,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.audit.chain import GENESIS, chain_hash
 from gateway.audit.tables import audit_checkpoints, audit_decision_rules, audit_records
 from gateway.audit.writer import AuditWriter
-from tests.audit.conftest import make_record
+from tests.audit.conftest import make_record, make_settings
 
 
 async def _rows(engine: AsyncEngine) -> list:
@@ -49,3 +53,27 @@ async def test_group_commit_200_concurrent(writer: AuditWriter, engine: AsyncEng
         n_cp = (await conn.execute(select(func.count()).select_from(audit_checkpoints))).scalar()
     assert n_rules == 200
     assert n_cp is not None and n_cp >= 1
+
+
+async def test_single_connection_latency(
+    writer_factory: Callable[..., Any], db_path: Path
+) -> None:
+    """Added latency of record() at one connection, COMMIT included (printed).
+
+    synchronous=NORMAL: WAL commit without fsync (survives a process crash, not
+    power loss); FULL adds one fsync of the WAL per batch, whatever the disk costs.
+    """
+    for sync in ("NORMAL", "FULL"):
+        settings = make_settings(db_path, sqlite_synchronous=sync, node_id=f"lat-{sync}")
+        w: AuditWriter = await writer_factory(settings)
+        lat = []
+        for i in range(300):
+            rec = make_record(i)
+            t0 = time.perf_counter()
+            await w.record(rec)
+            lat.append(time.perf_counter() - t0)
+        lat.sort()
+        p50, p99 = lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000
+        print(f"\nsynchronous={sync}: record() p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        # Loose bound on a shared 2-core machine; the target (0.8 ms p50) is printed above.
+        assert p50 < (5 if sync == "NORMAL" else 50)

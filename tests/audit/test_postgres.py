@@ -1,0 +1,87 @@
+"""The audit log on a real PostgreSQL server (Core path, asyncpg)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import gateway.db.models  # noqa: F401
+from gateway.audit.export import Exporter
+from gateway.audit.offline import verify_export
+from gateway.audit.query import DecisionFilters, list_decisions
+from gateway.audit.signing import load_signer
+from gateway.audit.tables import audit_records
+from gateway.audit.verify import verify_log
+from gateway.audit.writer import AuditWriter
+from gateway.db.base import Base
+from gateway.db.session import create_engine, session_factory
+from gateway.settings import Settings
+from tests.audit.conftest import make_record
+from tests.support import postgres_server
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(not postgres_server.available(), reason="PostgreSQL not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[postgres_server.PostgresServer]:
+    server = postgres_server.PostgresServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def pg_engine(pg: postgres_server.PostgresServer) -> AsyncIterator[tuple[AsyncEngine, Settings]]:
+    url = pg.create_database()
+    key = base64.b64encode(bytes(range(32))).decode()
+    settings = Settings(database_url=url, upstream_url="http://127.0.0.1:9", node_id="pg",
+                        audit_signing_key=key, audit_checkpoint_every=50)
+    engine = create_engine(settings)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    yield engine, settings
+    await engine.dispose()
+
+
+async def test_writer_verify_query_export_on_postgres(
+    pg_engine: tuple[AsyncEngine, Settings], tmp_path: Path
+) -> None:
+    engine, settings = pg_engine
+    signer = load_signer(settings)
+    first = AuditWriter(engine, settings, signer)
+    second = AuditWriter(engine, settings, signer)
+    await first.start()
+    await second.start()
+    assert {first.node_id, second.node_id} == {"pg", "pg-2"}
+    await asyncio.gather(*(w.record(make_record(i)) for i in range(150)
+                           for w in (first, second)))
+    await first.stop()
+    await second.stop()
+    report = await verify_log(engine, trusted_keys=[signer.public_raw])
+    assert report.ok, report.problems
+    assert sorted(n.records for n in report.nodes) == [150, 150]
+    sessions = session_factory(engine)
+    items, cursor = await list_decisions(sessions, DecisionFilters(customer_id="cust-1"), None, 10)
+    assert len(items) == 10 and cursor is not None
+    out = tmp_path / "pg.jsonl"
+    exporter = Exporter(sessions, DecisionFilters(), "jsonl")
+    with out.open("wb") as fh:
+        async for line in exporter.lines():
+            fh.write(line)
+    offline = verify_export(out, trusted_keys=[signer.public_raw])
+    assert offline.ok and offline.records == 300 and offline.proven == 300
+    async with engine.begin() as conn:
+        await conn.execute(update(audit_records).where(audit_records.c.node_id == "pg",
+                                                       audit_records.c.seq == 77)
+                           .values(status=999))
+    broken = await verify_log(engine, trusted_keys=[signer.public_raw])
+    assert broken.first is not None and (broken.first.node_id, broken.first.seq) == ("pg", 77)
