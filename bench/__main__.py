@@ -84,7 +84,7 @@ def _median_point(samples: list[dict[str, Any]]) -> dict[str, Any]:
         return samples[0]
     out = dict(samples[0])
     for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "foreign_cpu_pct",
-                "machine_busy_pct"):
+                "machine_busy_pct", "cpu_us_per_req", "cpu_pct"):
         out[key] = statistics.median(s[key] for s in samples)
     out["errors"] = {k: sum(s["errors"][k] for s in samples) for k in samples[0]["errors"]}
     out["rounds"] = [{k: s[k] for k in ("rps", "p50_ms", "p99_ms")} for s in samples]
@@ -195,12 +195,18 @@ def _measure_load(args: argparse.Namespace, procs: dict[str, Proc], targets: lis
             for name in targets:
                 meter = CpuMeter(servers)
                 meter.start()
+                cpu0 = procs[name].cpu_seconds()
                 r = run_wrk(procs[name].url + url, scripts[name], conns, args.duration,
                             load_cpus)
-                point = {**r.as_dict(), **meter.stop()}
+                cpu = procs[name].cpu_seconds() - cpu0
+                point = {**r.as_dict(), **meter.stop(),
+                         # CPU the target itself spent: robust to other load on the machine.
+                         "cpu_us_per_req": round(1e6 * cpu / max(r.requests, 1), 1),
+                         "cpu_pct": round(100 * cpu / max(r.seconds, 1e-9), 1)}
                 samples.setdefault(str(conns), {}).setdefault(name, []).append(point)
                 print(f"  {name:>12} c={conns:<3} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
-                      f"p99 {r.p99_ms:6.2f} ms  errors {r.error_count}  "
+                      f"p99 {r.p99_ms:6.2f} ms  {point['cpu_us_per_req']:6.0f} us CPU/req  "
+                      f"errors {r.error_count}  "
                       f"other CPU {point['foreign_cpu_pct']:.0f} %", file=sys.stderr)
     results["load"] = {c: {n: _median_point(s) for n, s in by.items()} for c, by in samples.items()}
 

@@ -54,8 +54,8 @@ def _signed(value: float | None, digits: int = 2) -> str:
 def load_table(load: dict[str, dict[str, dict[str, Any]]], targets: list[str]) -> str:
     lines = [
         "| target | conns | req/s | p50 ms | p90 ms | p99 ms | added p50 | added p90 | added p99 "
-        "| req/s vs bare | errors | other CPU % |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| req/s vs bare | CPU us/req | CPU % | errors | other CPU % |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for conns in load:
         point = load[conns]
@@ -74,7 +74,8 @@ def load_table(load: dict[str, dict[str, dict[str, Any]]], targets: list[str]) -
             lines.append(
                 f"| {name} | {conns} | {r['rps']:.0f} | {_f(r['p50_ms'])} | {_f(r['p90_ms'])} "
                 f"| {_f(r['p99_ms'])} | {_signed(added['p50'])} | {_signed(added['p90'])} "
-                f"| {_signed(added['p99'])} | {_f(ratio)} | {errors} "
+                f"| {_signed(added['p99'])} | {_f(ratio)} | {_f(r.get('cpu_us_per_req'), 0)} "
+                f"| {_f(r.get('cpu_pct'), 0)} | {errors} "
                 f"| {_f(r['foreign_cpu_pct'], 0)} |"
             )
     return "\n".join(lines)

@@ -93,7 +93,7 @@ def gateway_env(workdir: Path, upstream: Proc, extra: dict[str, str]) -> dict[st
             "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'gateway.db'}",
             "GATEWAY_POLICY_DIR": str(bench_policy_dir(workdir)),
             "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-            "GATEWAY_TRUSTED_PROXIES": '["127.0.0.0/8"]',  # JSON: see docs/benchmarks.md
+            "GATEWAY_TRUSTED_PROXIES": "127.0.0.0/8",
             "GATEWAY_UPSTREAM_API_KEY": "bench-upstream-key",
             "GATEWAY_LOG_LEVEL": "warning",
             "GATEWAY_POLICY_WATCH": "false",
