@@ -40,7 +40,9 @@ def pg() -> Iterator[postgres_server.PostgresServer]:
 
 
 @pytest.fixture
-async def pg_engine(pg: postgres_server.PostgresServer) -> AsyncIterator[tuple[AsyncEngine, Settings]]:
+async def pg_engine(
+    pg: postgres_server.PostgresServer,
+) -> AsyncIterator[tuple[AsyncEngine, Settings]]:
     url = pg.create_database()
     key = base64.b64encode(bytes(range(32))).decode()
     settings = Settings(database_url=url, upstream_url="http://127.0.0.1:9", node_id="pg",
