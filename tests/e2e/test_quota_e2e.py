@@ -1,0 +1,200 @@
+"""Quotas through the real server, with a real Redis where they are shared
+(issue 5 acceptance)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import US_IP, GatewayFactory
+from tests.support.processes import REPO, Admin, Proc
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.e2e
+XFF = {"x-forwarded-for": US_IP}
+
+PUBLIC_PERSON = {
+    "name": "Pat Public",
+    "kind": "individual",
+    "citizenships": ["US"],
+    "residence": "US",
+    "kyc_level": "email_verified",
+    "tier": "public",
+}
+
+# A bundle with small limits that a test can exhaust in a second.
+SMALL_QUOTAS = """
+quotas:
+  public:
+    default_max_tokens: 100
+    default: {requests_per_minute: 5, tokens_per_day: 200000}
+    agentic: {requests_per_minute: 0}
+  enterprise:
+    default_max_tokens: 100
+    default: {requests_per_minute: 600, tokens_per_minute: 1000}
+    agentic: {requests_per_minute: 120, concurrent_streams: 1}
+  research:
+    default: {requests_per_minute: 120}
+  government:
+    default: {requests_per_minute: 1200}
+  defense:
+    default: {requests_per_minute: 1200}
+"""
+
+
+def chat(gateway: Proc, key: str, **extra: object) -> httpx.Response:
+    headers = {**XFF, "authorization": f"Bearer {key}"}
+    headers.update({k: str(v) for k, v in extra.pop("headers", {}).items()})  # type: ignore[attr-defined]
+    body = {"model": "haiku-lite", "messages": [{"role": "user", "content": "hi"}], **extra}
+    return httpx.post(f"{gateway.url}/v1/chat/completions", headers=headers, json=body, timeout=20)
+
+
+@pytest.fixture()
+def small_bundle(tmp_path: Path) -> Path:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle)
+    (bundle / "quotas.yaml").write_text(SMALL_QUOTAS)
+    return bundle
+
+
+@pytest.fixture()
+def redis() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+def person_us(tier: str = "enterprise") -> dict[str, object]:
+    return {**PUBLIC_PERSON, "name": "Sam Enterprise", "tier": tier, "kyc_level": "kyb_verified"}
+
+
+def test_public_tier_gets_exactly_its_rpm_then_429(gateway: Proc, admin: Admin) -> None:
+    key = admin.customer_with_key(**PUBLIC_PERSON)
+    statuses = [chat(gateway, key).status_code for _ in range(20)]
+    assert statuses == [200] * 20
+    refused = chat(gateway, key)
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    error = refused.json()["error"]
+    assert error["type"] == "rate_limit_exceeded"
+    assert "requests_per_minute" in error["message"] and "20" in error["message"]
+
+
+def test_agentic_on_a_tier_without_it_is_403_not_429(gateway: Proc, admin: Admin) -> None:
+    key = admin.customer_with_key(**PUBLIC_PERSON)
+    tools = [{"type": "function", "function": {"name": "run", "parameters": {"type": "object"}}}]
+    response = chat(gateway, key, tools=tools)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"].startswith("quota-not-offered")
+
+
+def test_token_limit_holds_when_20_requests_race_for_the_last_tokens(
+    gateway_factory: GatewayFactory,
+    small_bundle: Path,
+    standin_log: Callable[[], list[dict[str, object]]],
+) -> None:
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(small_bundle)})
+    key = Admin(gateway.url).customer_with_key(**person_us())
+    # Each request reserves max_tokens 200 + its input estimate; the stand-in
+    # holds every answer 800 ms, so all 20 are in flight together against a
+    # 1000-token minute: at most 4 reservations fit.
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(
+            pool.map(
+                lambda _: chat(gateway, key, max_tokens=200, headers={"x-standin-delay-ms": 800}),
+                range(20),
+            )
+        )
+    statuses = sorted(r.status_code for r in responses)
+    allowed = statuses.count(200)
+    assert set(statuses) <= {200, 429}, statuses
+    assert 1 <= allowed <= 4, statuses
+    assert len(standin_log()) == allowed
+
+
+def test_stream_disconnect_releases_its_concurrency_slot(
+    gateway_factory: GatewayFactory, small_bundle: Path
+) -> None:
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(small_bundle)})
+    key = Admin(gateway.url).customer_with_key(**person_us())
+    tools = [{"type": "function", "function": {"name": "run", "parameters": {"type": "object"}}}]
+    body = {
+        "model": "haiku-lite",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": tools,
+        "stream": True,
+    }
+    headers = {**XFF, "authorization": f"Bearer {key}"}
+    slow = {**headers, "x-standin-chunks": "200", "x-standin-interval-ms": "50"}
+    with httpx.Client(timeout=10) as client:
+        with client.stream(
+            "POST", f"{gateway.url}/v1/chat/completions", json=body, headers=slow
+        ) as r:
+            assert r.status_code == 200
+            # While the first stream is open, the single slot is taken.
+            second = client.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers)
+            assert second.status_code == 429, second.text
+            assert "concurrent_streams" in second.json()["error"]["message"]
+            for _ in r.iter_raw():
+                break
+        # Disconnected: the slot comes back.
+        deadline = time.monotonic() + 3
+        status = 429
+        while status == 429 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status = client.post(
+                f"{gateway.url}/v1/chat/completions", json=body, headers=headers
+            ).status_code
+        assert status == 200
+
+
+@pytest.mark.redis
+def test_two_replicas_on_one_redis_allow_exactly_the_limit(
+    gateway_factory: GatewayFactory, small_bundle: Path, redis: RedisServer, tmp_path: Path
+) -> None:
+    env = {"GATEWAY_POLICY_DIR": str(small_bundle), "GATEWAY_REDIS_URL": redis.url}
+    replicas = []
+    for name in ("a", "b"):
+        home = tmp_path / name
+        home.mkdir()
+        db = f"sqlite+aiosqlite:///{home / 'gateway.db'}"
+        replicas.append(gateway_factory(env={**env, "GATEWAY_DATABASE_URL": db}))
+    # Separate databases, one customer id: the quota buckets are keyed by customer.
+    keys = []
+    for replica in replicas:
+        admin = Admin(replica.url)
+        admin.customer(id="shared-public", **PUBLIC_PERSON)
+        keys.append(admin.key("shared-public"))
+    statuses = [chat(replicas[i % 2], keys[i % 2]).status_code for i in range(10)]
+    assert statuses.count(200) == 5, statuses
+    assert statuses.count(429) == 5, statuses
+
+
+@pytest.mark.redis
+def test_redis_down_fails_closed_and_recovers_without_restart(
+    gateway_factory: GatewayFactory,
+    redis: RedisServer,
+    standin_log: Callable[[], list[dict[str, object]]],
+) -> None:
+    gateway = gateway_factory(env={"GATEWAY_REDIS_URL": redis.url})
+    key = Admin(gateway.url).customer_with_key(**PUBLIC_PERSON)
+    assert chat(gateway, key).status_code == 200
+    forwarded_before = len(standin_log())
+    redis.kill()
+    for _ in range(3):
+        response = chat(gateway, key)
+        assert response.status_code == 503, response.text
+        assert response.headers["x-gateway-decision-id"]
+    assert len(standin_log()) == forwarded_before, "a request reached the upstream unmetered"
+    redis.restart()
+    deadline = time.monotonic() + 10
+    status = 503
+    while status == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = chat(gateway, key).status_code
+    assert status == 200
