@@ -73,6 +73,10 @@ class SqliteBatchStore:
     async def commit(self, batch: BatchWrite) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._commit, batch)
 
+    async def reset(self) -> None:
+        """Drop the connection (it may point at a moved or deleted file); reopen on next use."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=False)

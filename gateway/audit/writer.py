@@ -269,6 +269,8 @@ class AuditWriter:
         self._head = None if isinstance(exc, ChainConflict) else self._head
         self._head_stale = True
         await self._drop_connection()
+        if self._fast is not None:
+            await self._fast.reset()
         retry = [p for p in batch if p.future is None]
         log.error(
             "audit batch of %d records failed to commit (%s: %s); %d queued for retry",

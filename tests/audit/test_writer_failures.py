@@ -114,3 +114,30 @@ async def test_deleted_database_file_is_never_acknowledged(
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     with pytest.raises(AuditUnavailable):
         await writer.record(make_record(2))
+
+
+async def test_recovers_when_a_new_database_file_appears(
+    writer: AuditWriter, engine: AsyncEngine, db_path: Path
+) -> None:
+    """The file is replaced (restore from backup): the writer must follow the path,
+    not keep writing into the old, unlinked inode."""
+    import shutil
+
+    await writer.record(make_record(1))
+    backup = db_path.with_name("backup.db")
+    src = sqlite3.connect(db_path)
+    dst = sqlite3.connect(backup)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    await writer.record(make_record(2))  # not in the backup
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    shutil.copy(backup, db_path)
+    with pytest.raises(AuditUnavailable):
+        await writer.record(make_record(3))
+    # The restored file's head row says seq 1 while this writer had seq 2: the head
+    # is re-read from the file, and the chain continues from what the file holds.
+    await writer.record(make_record(4))
+    assert writer.head is not None and writer.head.seq == 2
+    assert (await verify_log(engine)).ok
