@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_json: bool = True
 
+    # Graceful shutdown (gateway.ops.shutdown): after SIGTERM, /readyz answers
+    # 503 for this long while requests are still served, so a load balancer
+    # drains the replica before it stops accepting.
+    shutdown_drain_seconds: float = 5.0
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _parse_cidrs(cls, value: object) -> object:
