@@ -27,6 +27,7 @@ from gateway.proxy.usage import (
     usage_from_json,
 )
 from gateway.services import Services
+from gateway.ops import hooks  # ops: metrics + access log
 from gateway.stages import StageUnavailable, Usage
 
 log = logging.getLogger("gateway.proxy")
@@ -88,7 +89,7 @@ class Forwarder:
         assert task is not None
         disconnected = False
 
-        def _on_disconnect(_: asyncio.Future[object]) -> None:
+        def _on_disconnect(_: object) -> None:
             nonlocal disconnected
             disconnected = True
             task.cancel()
@@ -106,7 +107,9 @@ class Forwarder:
             bundle = services.policy.current
             override = None if services.settings.demo else bundle.upstream_for(ex.body.model)
             url = services.upstream.url_for(path, override)
+            t_upstream = time.perf_counter()
             response = await services.upstream.send(scope["method"], url, headers, raw)
+            hooks.upstream_answered(ex.endpoint, time.perf_counter() - t_upstream)  # ops hook
             outcome.status = response.status
             out_headers = client_response_headers(response.headers.items())
             out_headers.extend(self._gateway_headers(ex))
@@ -114,9 +117,13 @@ class Forwarder:
             if content_type.startswith("text/event-stream") or (
                 ex.body.stream and response.status < 300
             ):
-                await self._relay_stream(
-                    response, out_headers, send, _detach, drop_usage_chunk, outcome
-                )
+                hooks.stream_started()  # ops hook
+                try:
+                    await self._relay_stream(
+                        response, out_headers, send, _detach, drop_usage_chunk, outcome
+                    )
+                finally:
+                    hooks.stream_ended()  # ops hook
             else:
                 body = await response.read()
                 outcome.bytes_out = len(body)
@@ -194,4 +201,5 @@ class Forwarder:
             bytes_out=outcome.bytes_out,
             error=outcome.error,
         )
+        hooks.finished(ex, outcome.status, outcome.error, (record.tokens_in, record.tokens_out))
         await services.audit.record_outcome(record)

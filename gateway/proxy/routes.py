@@ -8,17 +8,13 @@ reverse proxy does not need and which would cost every request.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import orjson
-
-from gateway.policy.engine import visible_models
+from gateway.policy.facts import ApiShape
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, header, send_response
 from gateway.proxy.errors import ProxyError, api_for_path, render_error
-from gateway.proxy.pipeline import Pipeline, _bearer
+from gateway.proxy.pipeline import Pipeline
 from gateway.services import Services
-from gateway.stages import AuthenticationFailed, StageUnavailable
 
 POST_ROUTES = frozenset(
     {
@@ -71,44 +67,9 @@ class ProxyRoutes:
             await _plain_error(send, api, ProxyError(404, f"no such route: {path}"))
 
     async def _list_models(self, scope: Scope, send: Send) -> None:
-        """Only the models this caller may use now, in the caller's API shape."""
-        services = self._services()
-        anthropic = header(scope, b"anthropic-version") is not None
-        api = "anthropic" if anthropic else "openai"
-        peer = scope["client"][0] if scope.get("client") else None
-        origin = services.locator.locate(peer, header(scope, b"x-forwarded-for"))
-        try:
-            principal = await services.identifier.identify(
-                _bearer(scope), header(scope, b"x-api-key")
-            )
-        except AuthenticationFailed as exc:
-            await _plain_error(send, api, ProxyError(401, exc.message, code="invalid_api_key"))
-            return
-        except StageUnavailable as exc:
-            await _plain_error(send, api, ProxyError(503, f"{exc.component} store unavailable"))
-            return
-        bundle = services.policy.current
-        names = visible_models(principal, bundle, services.clock(), origin, MODELS_ROUTE)
-        created = int(time.time())
-        if anthropic:
-            data: list[dict[str, object]] = [
-                {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}
-                for n in names
-            ]
-            doc: dict[str, object] = {
-                "data": data,
-                "has_more": False,
-                "first_id": names[0] if names else None,
-                "last_id": names[-1] if names else None,
-            }
-        else:
-            data = [
-                {"id": n, "object": "model", "created": created, "owned_by": "gateway"}
-                for n in names
-            ]
-            doc = {"object": "list", "data": data}
-        headers = [JSON_CONTENT_TYPE, (b"x-gateway-policy-version", bundle.version.encode())]
-        await send_response(send, 200, headers, orjson.dumps(doc))
+        # Listing is itself an authorization decision: it is recorded like one.
+        api: ApiShape = "anthropic" if header(scope, b"anthropic-version") else "openai"
+        await self.pipeline().list_models(scope, send, api)
 
 
 async def _plain_error(send: Send, api: Any, error: ProxyError) -> None:
