@@ -1,0 +1,1 @@
+"""Operating the gateway: metrics, structured logs, graceful shutdown, cluster sync."""
