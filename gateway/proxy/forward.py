@@ -17,6 +17,7 @@ import aiohttp
 
 from gateway.audit.ids import new_id
 from gateway.audit.record import OutcomeRecord
+from gateway.ops import hooks  # ops: metrics + access log
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, send_response
 from gateway.proxy.errors import ProxyError, render_error
 from gateway.proxy.exchange import Exchange
@@ -27,7 +28,6 @@ from gateway.proxy.usage import (
     usage_from_json,
 )
 from gateway.services import Services
-from gateway.ops import hooks  # ops: metrics + access log
 from gateway.stages import StageUnavailable, Usage
 
 log = logging.getLogger("gateway.proxy")
@@ -89,7 +89,7 @@ class Forwarder:
         assert task is not None
         disconnected = False
 
-        def _on_disconnect(_: object) -> None:
+        def _on_disconnect(_: asyncio.Future[object]) -> None:
             nonlocal disconnected
             disconnected = True
             task.cancel()
