@@ -89,7 +89,7 @@ class Forwarder:
         assert task is not None
         disconnected = False
 
-        def _on_disconnect(_: asyncio.Future[object]) -> None:
+        def _on_disconnect(_: object) -> None:
             nonlocal disconnected
             disconnected = True
             task.cancel()

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import time
 
+from gateway.identity.principal import Principal
 from gateway.ops import hooks  # ops: metrics + access log
 from gateway.policy.capabilities import classify
-from gateway.policy.engine import decide
+from gateway.policy.engine import decide, visible_models
 from gateway.policy.facts import ApiShape, RequestFacts
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, header, read_body
 from gateway.proxy.asgi_io import send_response as send_raw
@@ -24,6 +25,7 @@ from gateway.proxy.body import parse_body
 from gateway.proxy.errors import ProxyError, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
+from gateway.proxy.models_list import render_models
 from gateway.quota.describe import describe_refusal
 from gateway.services import Services
 from gateway.stages import (
@@ -34,6 +36,11 @@ from gateway.stages import (
 )
 
 log = logging.getLogger("gateway.proxy")
+
+
+def _peer(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -55,7 +62,7 @@ class Pipeline:
             api=api,
             endpoint=scope["path"],
             ts=services.clock(),
-            peer_ip=scope["client"][0] if scope.get("client") else None,
+            peer_ip=_peer(scope),
         )
         bundle = services.policy.current
         ex.policy_version = bundle.version
@@ -80,19 +87,49 @@ class Pipeline:
         hooks.audit_waited(time.perf_counter() - t_audit)  # ops hook
         await self.forwarder.forward(ex, scope, receive, send, raw)
 
-    async def _decide(self, ex: Exchange, scope: Scope, receive: Receive) -> bytes:
-        """Walk the stages up to the decision; raise ProxyError to refuse."""
+    async def list_models(self, scope: Scope, send: Send, api: ApiShape) -> None:
         services = self.services
+        ex = Exchange(api=api, endpoint=scope["path"], ts=services.clock(), peer_ip=_peer(scope))
+        bundle = services.policy.current
+        ex.policy_version = bundle.version
         ex.origin = services.locator.locate(ex.peer_ip, header(scope, b"x-forwarded-for"))
-        raw = await read_body(scope, receive, services.settings.max_body_bytes)
         try:
-            principal = await services.identifier.identify(
+            ex.principal = await self._identify(ex, scope)
+        except ProxyError as refusal:
+            await self._refuse(ex, send, refusal)
+            return
+        except StageUnavailable as exc:
+            await self._refuse(ex, send, _unavailable(exc))
+            return
+        names = visible_models(ex.principal, bundle, services.clock(), ex.origin, ex.endpoint)
+        ex.refuse("models-list", f"listed {len(names)} models: {', '.join(names)}")
+        try:
+            await services.audit.record(ex.to_record(200))
+        except AuditUnavailable as exc:
+            await self._send_error(ex, send, _unavailable(exc))
+            return
+        headers = [
+            JSON_CONTENT_TYPE,
+            (b"x-gateway-decision-id", ex.id.encode()),
+            (b"x-gateway-policy-version", bundle.version.encode()),
+        ]
+        await send_raw(send, 200, headers, render_models(names, api == "anthropic"))
+
+    async def _identify(self, ex: Exchange, scope: Scope) -> Principal:
+        try:
+            return await self.services.identifier.identify(
                 _bearer(scope), header(scope, b"x-api-key")
             )
         except AuthenticationFailed as exc:
             ex.key_id = exc.key_id
             raise ProxyError(401, exc.message, code="invalid_api_key") from None
-        ex.principal = principal
+
+    async def _decide(self, ex: Exchange, scope: Scope, receive: Receive) -> bytes:
+        """Walk the stages up to the decision; raise ProxyError to refuse."""
+        services = self.services
+        ex.origin = services.locator.locate(ex.peer_ip, header(scope, b"x-forwarded-for"))
+        raw = await read_body(scope, receive, services.settings.max_body_bytes)
+        ex.principal = principal = await self._identify(ex, scope)
         ex.body = body = parse_body(raw)
         bundle = services.policy.current
         ex.policy_version = bundle.version
