@@ -1,9 +1,17 @@
-"""``gateway serve``: run the gateway on uvicorn (uvloop, httptools)."""
+"""``gateway serve``: run the gateway on uvicorn (uvloop, httptools).
+
+With ``--workers N`` the workers share one metrics directory
+(``PROMETHEUS_MULTIPROC_DIR``, emptied at start) so any worker's ``/metrics``
+reports the whole process group. Logs are JSON lines on stderr
+(``GATEWAY_LOG_JSON``). SIGTERM drains first (``gateway.ops.shutdown``), then
+in-flight requests get ``--graceful-timeout`` seconds.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from pathlib import Path
 
 import typer
@@ -96,6 +104,15 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         if demo:
             _print_demo(host, port, asyncio.run(_seed_demo(settings)))
+        if workers > 1:
+            from gateway.ops.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+            configured = os.environ.get(MULTIPROC_ENV)
+            prepare_multiprocess_dir(
+                Path(configured) if configured else Path(tempfile.mkdtemp(prefix="gw-metrics-"))
+            )
+        from gateway.ops.logging import log_config
+
         uvicorn.run(
             "gateway.asgi:app_from_env",
             factory=True,
@@ -105,6 +122,7 @@ def register(app: typer.Typer) -> None:
             loop="uvloop",
             http="httptools",
             log_level=settings.log_level,
+            log_config=log_config(settings),
             access_log=False,
             timeout_graceful_shutdown=graceful_timeout,
             proxy_headers=False,
