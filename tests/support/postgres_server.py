@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 USER = "gateway"
@@ -166,3 +167,15 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def postgres_fixture() -> Iterator[PostgresServer]:
+    """Body of the session-scoped ``postgres`` fixture; conftests wrap it with
+    ``pytest.fixture(scope="session")`` (see ``tests/ops/conftest.py``). Skips
+    only when PostgreSQL is not installed; ``scripts/test`` installs it."""
+    import pytest
+
+    if not available():
+        pytest.skip("PostgreSQL is not installed (scripts/test installs it)")
+    with PostgresServer() as server:
+        yield server
