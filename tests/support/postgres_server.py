@@ -179,3 +179,19 @@ def postgres_fixture() -> Iterator[PostgresServer]:
         pytest.skip("PostgreSQL is not installed (scripts/test installs it)")
     with PostgresServer() as server:
         yield server
+
+
+def migrated_database(server: PostgresServer) -> str:
+    """A fresh database brought to head by the real ``gateway db upgrade``."""
+    import sys
+
+    url = server.create_database()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_DATABASE_URL"] = url
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "db", "upgrade"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"gateway db upgrade failed:\n{result.stdout}\n{result.stderr}")
+    return url
