@@ -86,7 +86,9 @@ def register(app: typer.Typer) -> None:
             False, "--demo", help="SQLite, bundled policies, stand-in model, demo keys."
         ),
         graceful_timeout: int = typer.Option(
-            30, help="Seconds to finish in-flight streams on SIGTERM."
+            30,
+            envvar="GATEWAY_SHUTDOWN_GRACE_SECONDS",
+            help="Seconds to finish in-flight requests and streams on SIGTERM, after the drain.",
         ),
     ) -> None:
         """Run the gateway."""
