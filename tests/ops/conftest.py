@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import standin  # noqa: F401  (re-exported fixture)
 from tests.support.postgres_server import PostgresServer, postgres_fixture
+from tests.support.processes import Proc, start_standin
 from tests.support.redis_server import RedisServer
 
 
@@ -21,3 +21,11 @@ def postgres() -> Iterator[PostgresServer]:
 def redis() -> Iterator[RedisServer]:
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def standin() -> Iterator[Proc]:
+    proc = start_standin()
+    yield proc
+    # SIGKILL: the stand-in waits out streams whose gateway died (shutdown tests).
+    proc.kill()
