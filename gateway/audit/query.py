@@ -56,7 +56,11 @@ def decisions_query(filters: DecisionFilters) -> tuple[Select[Any], Any]:
         dr = audit_decision_rules
         query = (select(t).join(dr, dr.c.decision_id == t.c.id)
                  .where(dr.c.rule_id == filters.rule_id))
-        id_col = dr.c.decision_id
+        # Page in the order of whichever index drives the plan: the rule index when
+        # the rule is the only filter, else the record's (column, id) index; the two
+        # ids are equal by the join, but a mismatched ORDER BY forces a full sort.
+        other = (filters.customer_id, filters.model, filters.decision, filters.origin)
+        id_col = t.c.id if any(v is not None for v in other) else dr.c.decision_id
     else:
         query = select(t).where(t.c.kind == "decision")
         id_col = t.c.id
