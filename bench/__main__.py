@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -61,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
                    help="after the run, py-spy record the gateway under 8-connection load")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--keep", action="store_true",
+                   help="keep the scratch directory (process logs, gateway database)")
     args = p.parse_args(argv)
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = set(args.targets) - set(ALL_TARGETS)
@@ -128,8 +131,16 @@ def main(argv: list[str] | None = None) -> int:
             }
         if args.profile and "gateway" in procs:
             notes.append(_profile(args, procs["gateway"], keys["gateway"], workdir, load_cpus))
+    except BaseException:
+        print(f"process logs kept in {workdir}", file=sys.stderr)
+        args.keep = True
+        raise
     finally:
         group.stop_all()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.keep:
+        notes.append(f"scratch directory (logs, gateway database): {workdir}")
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_file = args.out / f"bench-{stamp}.json"
