@@ -138,12 +138,13 @@ class PostgresServer:
         )  # fmt: skip
         return result.stdout.decode()
 
-    def create_database(self, name: str | None = None) -> str:
-        """A new empty database; returns its URL."""
+    def create_database(self, name: str | None = None, template: str | None = None) -> str:
+        """A new database (empty, or a copy of ``template``); returns its URL."""
         if name is None:
             self._db_counter += 1
             name = f"t{os.getpid()}_{self._db_counter}"
-        self.psql(f'CREATE DATABASE "{name}"')
+        suffix = f' TEMPLATE "{template}"' if template else ""
+        self.psql(f'CREATE DATABASE "{name}"{suffix}')
         return self.url_for(name)
 
     def log_text(self) -> str:
