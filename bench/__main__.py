@@ -36,7 +36,17 @@ from bench.wrk import run_wrk, write_script, wrk_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL_TARGETS = ("direct", "bare", "bare-fastapi", "gateway", "gateway-normal")
-GATEWAY_VARIANTS = {"gateway": {}, "gateway-normal": {"GATEWAY_SQLITE_SYNCHRONOUS": "NORMAL"}}
+# Gateway variants: another `gateway serve` with extra environment, measured as
+# its own column. More with --variant NAME:KEY=VALUE[,KEY=VALUE...].
+BUILTIN_VARIANTS = {"gateway": {}, "gateway-normal": {"GATEWAY_SQLITE_SYNCHRONOUS": "NORMAL"}}
+
+
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    name, _, assignments = text.partition(":")
+    env = dict(kv.split("=", 1) for kv in assignments.split(",") if "=" in kv)
+    if not name or not env:
+        raise argparse.ArgumentTypeError("expected NAME:KEY=VALUE[,KEY=VALUE...]")
+    return f"gateway-{name}", env
 
 
 def _ints(text: str) -> list[int]:
@@ -57,7 +67,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"comma-separated, from {','.join(ALL_TARGETS)}")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     p.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment for the gateway (repeatable)")
+                   help="extra environment for every gateway variant (repeatable)")
+    p.add_argument("--variant", action="append", type=_variant, default=[],
+                   metavar="NAME:KEY=VALUE[,...]",
+                   help="also measure gateway-NAME, a gateway with this extra environment "
+                        "(repeatable), e.g. nolinger:GATEWAY_AUDIT_BATCH_WAIT_MS=0")
     p.add_argument("--skip-streams", action="store_true")
     p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
                    help="after the run, py-spy record the gateway under 8-connection load")
@@ -66,7 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="keep the scratch directory (process logs, gateway database)")
     args = p.parse_args(argv)
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(args.targets) - set(ALL_TARGETS)
+    args.variants = {**BUILTIN_VARIANTS, **dict(args.variant)}
+    args.targets += [name for name in dict(args.variant) if name not in args.targets]
+    unknown = set(args.targets) - set(ALL_TARGETS) - set(args.variants)
     if unknown:
         p.error(f"unknown targets: {', '.join(sorted(unknown))}")
     if "direct" not in args.targets:
@@ -115,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             "pinning": (f"proxies on CPU {sut_cpus}, upstream and load generators on CPU "
                         f"{load_cpus}") if sut_cpus else "none",
             "gateway_env": args.gateway_env,
+            "variants": {k: v for k, v in args.variants.items() if k in args.targets},
         },
         "load": {}, "streams": {}, "memory": {}, "notes": notes,
     }
@@ -165,7 +182,7 @@ def _start_all(args: argparse.Namespace, group: ProcessGroup, sut_cpus: str | No
         procs["bare"] = start_bare(group, upstream, sut_cpus)
     if "bare-fastapi" in args.targets:
         procs["bare-fastapi"] = start_bare(group, upstream, sut_cpus, mode="fastapi")
-    for name, variant in GATEWAY_VARIANTS.items():
+    for name, variant in args.variants.items():
         if name not in args.targets:
             continue
         extra = {**variant, **dict(kv.split("=", 1) for kv in args.gateway_env)}

@@ -118,7 +118,8 @@ def memory_table(memory: dict[str, dict[str, float]]) -> str:
 def check_targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     """(goal, measured, target, met) rows for the issue's targets, per gateway variant."""
     rows: list[tuple[str, str, str, bool | None]] = []
-    for name in ("gateway", "gateway-normal"):
+    names = results["config"].get("targets", [])
+    for name in [n for n in names if n.startswith("gateway")]:
         rows += _check_one(results, name)
     return rows
 
@@ -185,20 +186,18 @@ def render(results: dict[str, Any]) -> str:
         f"commit {m['commit']}; load average at start {m['loadavg_at_start']}.",
         f"Config: {cfg['duration']} s per point, {cfg['rounds']} round(s), interleaved; "
         f"pinning: {cfg['pinning']}; streams of {cfg['stream_chunks']} chunks "
-        f"{cfg['stream_interval_ms']} ms apart.",
-        "",
-        "Non-streaming POST /v1/chat/completions (closed loop, wrk):",
-        "",
-        load_table(results["load"], targets),
-        "",
-        "Streaming (all streams started at once):",
-        "",
-        stream_table(results["streams"], targets),
-        "",
-        "Memory:",
-        "",
-        memory_table(results["memory"]),
+        f"{cfg['stream_interval_ms']} ms apart."
+        + "".join(f" {k}: {' '.join(f'{e}={v}' for e, v in env.items())}."
+                  for k, env in cfg.get("variants", {}).items() if env),
     ]
+    if results["load"]:
+        parts += ["", "Non-streaming POST /v1/chat/completions (closed loop, wrk):", "",
+                  load_table(results["load"], targets)]
+    if results["streams"]:
+        parts += ["", "Streaming (all streams started at once):", "",
+                  stream_table(results["streams"], targets)]
+    if results["memory"]:
+        parts += ["", "Memory:", "", memory_table(results["memory"])]
     if results.get("notes"):
         parts += ["", "Notes:", *[f"- {n}" for n in results["notes"]]]
     rows = check_targets(results)
