@@ -107,6 +107,9 @@ def gateway_env(cfg: GatewayConfig) -> dict[str, str]:
             "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
             "GATEWAY_UPSTREAM_API_KEY": "upstream-secret-key",
             "GATEWAY_LOG_LEVEL": "warning",
+            # No load balancer to drain for: stop at once on SIGTERM (tests that
+            # exercise the drain set it themselves).
+            "GATEWAY_SHUTDOWN_DRAIN_SECONDS": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )
