@@ -21,7 +21,7 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin.auth import AdminActor
-from gateway.db.schema import ensure_schema
+from gateway.db.migrate import SchemaOutOfDate, prepare_database
 from gateway.db.session import create_engine, session_factory
 from gateway.kyc import service
 from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch
@@ -51,14 +51,17 @@ def db_settings() -> Settings:
 
 
 def run_db(work: Callable[[Settings, Sessions], Awaitable[T]]) -> T:
-    """Run ``work`` against the configured database, creating the schema if missing."""
+    """Run ``work`` against the configured database (migrated to head on SQLite;
+    on PostgreSQL it must already be: ``gateway db upgrade``)."""
     settings = db_settings()
 
     async def main() -> T:
         engine = create_engine(settings)
         try:
-            await ensure_schema(engine)
+            await prepare_database(engine, settings)
             return await work(settings, session_factory(engine))
+        except SchemaOutOfDate as exc:
+            raise fail(str(exc), code=2) from None
         finally:
             await engine.dispose()
 

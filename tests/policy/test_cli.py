@@ -139,9 +139,9 @@ def test_schema_is_json() -> None:
 def test_impact_reads_the_audit_database(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import asyncio
 
-    from gateway.db.schema import ensure_schema
     from gateway.db.session import create_engine
     from gateway.settings import Settings
+    from tests.support.schema import ensure_schema
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
     monkeypatch.setenv("GATEWAY_DATABASE_URL", url)

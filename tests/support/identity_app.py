@@ -13,10 +13,10 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.db.schema import ensure_schema
 from gateway.db.session import create_engine, session_factory
 from gateway.geo.origin import Origin
 from gateway.settings import Settings
+from tests.support.schema import ensure_schema
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -1,7 +1,7 @@
-"""Schema creation for SQLite installs until Alembic migrations take over.
+"""Schema creation for unit tests: ``create_all`` on the shared metadata.
 
-``ensure_schema`` is the one place that creates tables outside migrations; the
-integrator will switch its body to ``alembic upgrade head``. It imports every
+Production creates the schema only through Alembic (``gateway.db.migrate``);
+``tests/ops/test_migrations.py`` proves both give the same schema. It imports every
 ``gateway.<package>.tables`` module that exists (and ``gateway.db.models`` if
 present) so the shared metadata knows every table, then creates the missing
 ones (existing tables are left as they are).
