@@ -100,6 +100,9 @@ class IPLocator:
     ) -> None:
         self._trusted = tuple(trusted)
         self._lookup = lru_cache(maxsize=cache_size)(lookup)
+        # The answer depends only on (peer, X-Forwarded-For) and Origin is
+        # immutable: memoising it skips address parsing on repeat clients.
+        self.locate = lru_cache(maxsize=cache_size)(self._locate)  # type: ignore[method-assign]
 
     def _is_trusted(self, address: IPAddress) -> bool:
         return any(address in net for net in self._trusted)
@@ -122,6 +125,9 @@ class IPLocator:
         return leftmost  # every hop was a trusted proxy
 
     def locate(self, peer_ip: str | None, forwarded_for: str | None) -> Origin:
+        return self._locate(peer_ip, forwarded_for)
+
+    def _locate(self, peer_ip: str | None, forwarded_for: str | None) -> Origin:
         address = self.client_ip(peer_ip, forwarded_for)
         if address is None:
             return Origin(None)

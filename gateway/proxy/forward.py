@@ -46,6 +46,36 @@ class _Outcome:
         self.error: str | None = None
 
 
+def _noop() -> None:
+    return None
+
+
+class _DisconnectWatch:
+    """Cancels the task relaying a stream when its client disconnects."""
+
+    __slots__ = ("fired", "future", "task")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.fired = False
+        self.future = asyncio.ensure_future(receive())
+        self.future.add_done_callback(self._fire)
+
+    def _fire(self, _: object) -> None:
+        self.fired = True
+        self.task.cancel()
+
+    def disarm(self) -> None:
+        """From here on (last byte handed over) a closing connection is not a disconnect."""
+        self.future.remove_done_callback(self._fire)
+
+    def close(self) -> None:
+        self.disarm()
+        self.future.cancel()
+
+
 class Forwarder:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -85,22 +115,11 @@ class Forwarder:
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
         outcome = _Outcome()
-        task = asyncio.current_task()
-        assert task is not None
-        disconnected = False
-
-        def _on_disconnect(_: object) -> None:
-            nonlocal disconnected
-            disconnected = True
-            task.cancel()
-
-        def _detach() -> None:
-            # Once the last byte is handed to the server, the connection
-            # closing is not a disconnect to act on.
-            watcher.remove_done_callback(_on_disconnect)
-
-        watcher = asyncio.ensure_future(receive())
-        watcher.add_done_callback(_on_disconnect)
+        # Streams hold the upstream for minutes: watch the client and cut the
+        # upstream the moment it leaves. A short non-streaming answer is not
+        # worth a watcher task per request; it completes and is discarded.
+        watch = _DisconnectWatch(receive) if ex.body.stream else None
+        detach = watch.disarm if watch is not None else _noop
         response: aiohttp.ClientResponse | None = None
         try:
             # In demo mode the stand-in answers for every model, whatever the bundle says.
@@ -120,7 +139,7 @@ class Forwarder:
                 hooks.stream_started()  # ops hook
                 try:
                     await self._relay_stream(
-                        response, out_headers, send, _detach, drop_usage_chunk, outcome
+                        response, out_headers, send, detach, drop_usage_chunk, outcome
                     )
                 finally:
                     hooks.stream_ended()  # ops hook
@@ -129,12 +148,12 @@ class Forwarder:
                 outcome.bytes_out = len(body)
                 if response.status < 300 and len(body) <= _MAX_USAGE_SCAN:
                     outcome.usage = usage_from_json(body)
-                _detach()
+                detach()
                 await send_response(send, response.status, out_headers, body)
         except ProxyError as err:
             outcome.error = "upstream_timeout" if err.status == 504 else "upstream_unreachable"
             outcome.status = err.status
-            _detach()
+            detach()
             body = render_error(ex.api, err)
             await send_response(
                 send, err.status, [JSON_CONTENT_TYPE, *self._gateway_headers(ex)], body
@@ -144,13 +163,13 @@ class Forwarder:
             outcome.error = f"upstream_broke:{type(exc).__name__}"
             log.warning("upstream broke mid-answer for %s: %r", ex.id, exc)
         except asyncio.CancelledError:
-            if not disconnected:
+            if watch is None or not watch.fired:
                 raise
-            task.uncancel()
+            watch.task.uncancel()
             outcome.error = "client_disconnected"
         finally:
-            _detach()
-            watcher.cancel()
+            if watch is not None:
+                watch.close()
             if response is not None:
                 response.close()
             await self._settle(ex, outcome)
