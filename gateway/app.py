@@ -21,8 +21,8 @@ from fastapi import FastAPI
 
 from gateway.admin.routers import include_admin_routers
 from gateway.audit.writer import build_audit_writer
-from gateway.db.migrate import prepare_database
 from gateway.db.session import create_engine, session_factory
+from gateway.db.startup import prepare_for_serving
 from gateway.geo.locate import build_locator
 from gateway.health import router as health_router
 from gateway.identity.identifier import build_identifier
@@ -52,9 +52,9 @@ def utc_now() -> datetime:
 @asynccontextmanager
 async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
+        await prepare_for_serving(settings)
         engine = create_engine(settings)
         stack.push_async_callback(engine.dispose)
-        await prepare_database(engine, settings)
         sessions = session_factory(engine)
 
         audit = build_audit_writer(settings, engine, sessions)

@@ -49,3 +49,25 @@ def current() -> None:
             await engine.dispose()
 
     console.print(f"current: {asyncio.run(run())}  head: {migrate.head_revision()}")
+
+
+@app.command()
+def check() -> None:
+    """Exit 0 if the database is at the head revision, 1 if not (what replicas check)."""
+    settings = load_settings(demo=True)
+
+    async def run() -> str | None:
+        engine = create_engine(settings)
+        try:
+            return await migrate.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    current, head = asyncio.run(run()), migrate.head_revision()
+    if current != head:
+        console.print(
+            f"database schema is at revision {current!r}, the gateway needs {head!r}: "
+            "run `gateway db upgrade` once before starting the replicas"
+        )
+        raise typer.Exit(1)
+    console.print(f"database at head revision {head}")

@@ -18,6 +18,8 @@ import typer
 import uvicorn
 from rich.console import Console
 
+from gateway.db.errors import SchemaOutOfDate
+from gateway.db.startup import prepare_for_serving
 from gateway.settings import Settings, SettingsError, load_settings
 
 console = Console(stderr=True)
@@ -33,13 +35,12 @@ def _demo_environment() -> None:
 
 
 async def _seed_demo(settings: Settings) -> list[tuple[str, str, str]]:
-    from gateway.db.migrate import prepare_database
     from gateway.db.session import create_engine, session_factory
     from gateway.demo.seed import seed_demo
 
+    await prepare_for_serving(settings)
     engine = create_engine(settings)
     try:
-        await prepare_database(engine, settings)
         customers = await seed_demo(session_factory(engine))
     finally:
         await engine.dispose()
@@ -104,8 +105,15 @@ def register(app: typer.Typer) -> None:
                 f"[red]GATEWAY_POLICY_DIR: {settings.policy_dir} is not a directory[/red]"
             )
             raise typer.Exit(2)
-        if demo:
-            _print_demo(host, port, asyncio.run(_seed_demo(settings)))
+        try:
+            if demo:
+                _print_demo(host, port, asyncio.run(_seed_demo(settings)))
+            elif workers > 1:
+                # Once here, so N workers never race to migrate the same file.
+                asyncio.run(prepare_for_serving(settings))
+        except SchemaOutOfDate as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
         if workers > 1:
             from gateway.ops.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 

@@ -17,13 +17,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.db.errors import SchemaOutOfDate
 from gateway.settings import Settings
 
+__all__ = ["SchemaOutOfDate", "prepare_database", "upgrade"]
+
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
-
-
-class SchemaOutOfDate(Exception):
-    """The database is not at the migrations' head revision."""
 
 
 def alembic_config() -> Config:

@@ -24,18 +24,20 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.identity import secrets as creds
 from gateway.identity.keys import KEY_KIND, LastUsedTracker
-from gateway.identity.oidc import OidcVerifier, looks_like_jwt
 from gateway.identity.principal import Principal
 from gateway.identity.store import KeyRecord, load_customer, load_key
 from gateway.settings import Settings
 from gateway.stages import AuthenticationFailed, IdentityStoreUnavailable
+
+if TYPE_CHECKING:
+    from gateway.identity.oidc import OidcVerifier
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,7 @@ class GatewayIdentifier:
             raise AuthenticationFailed("missing credential")
         if credential.startswith(f"{KEY_KIND}_"):
             return await self._by_key(credential)
-        if self.oidc is not None and looks_like_jwt(credential):
+        if self.oidc is not None and self.oidc.looks_like_jwt(credential):
             return await self._by_token(credential)
         raise AuthenticationFailed("unrecognised credential")
 
@@ -219,6 +221,9 @@ def build_identifier(
     """The identify stage for these settings; call ``start()``/``stop()`` in the lifespan."""
     oidc = None
     if settings.oidc_issuer:
+        # Imported only when configured: it brings an HTTP client (httpx) along.
+        from gateway.identity.oidc import OidcVerifier
+
         if not settings.oidc_audience:
             raise ValueError("GATEWAY_OIDC_AUDIENCE must be set when GATEWAY_OIDC_ISSUER is")
         oidc = OidcVerifier(

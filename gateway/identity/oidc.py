@@ -38,6 +38,8 @@ def looks_like_jwt(value: str) -> bool:
 
 
 class OidcVerifier:
+    looks_like_jwt = staticmethod(looks_like_jwt)
+
     def __init__(
         self,
         issuer: str,
