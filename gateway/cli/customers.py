@@ -21,7 +21,7 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin.auth import AdminActor
-from gateway.db.migrate import SchemaOutOfDate, prepare_database
+from gateway.db.errors import SchemaOutOfDate
 from gateway.db.session import create_engine, session_factory
 from gateway.kyc import service
 from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch
@@ -56,6 +56,8 @@ def run_db(work: Callable[[Settings, Sessions], Awaitable[T]]) -> T:
     settings = db_settings()
 
     async def main() -> T:
+        from gateway.db.migrate import prepare_database  # Alembic, for this command only
+
         engine = create_engine(settings)
         try:
             await prepare_database(engine, settings)

@@ -7,7 +7,6 @@ import asyncio
 import typer
 from rich.console import Console
 
-from gateway.db import migrate
 from gateway.db.session import create_engine
 from gateway.settings import SettingsError, load_settings
 
@@ -23,6 +22,8 @@ def upgrade() -> None:
     except SettingsError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+
+    from gateway.db import migrate  # Alembic: loaded only by the db commands
 
     async def run() -> str | None:
         engine = create_engine(settings)
@@ -41,6 +42,8 @@ def current() -> None:
     """Print the database's current revision and the head revision."""
     settings = load_settings(demo=True)
 
+    from gateway.db import migrate  # Alembic: loaded only by the db commands
+
     async def run() -> str | None:
         engine = create_engine(settings)
         try:
@@ -55,6 +58,8 @@ def current() -> None:
 def check() -> None:
     """Exit 0 if the database is at the head revision, 1 if not (what replicas check)."""
     settings = load_settings(demo=True)
+
+    from gateway.db import migrate  # Alembic: loaded only by the db commands
 
     async def run() -> str | None:
         engine = create_engine(settings)
