@@ -19,7 +19,15 @@ from gateway.ops import hooks  # ops: metrics + access log
 from gateway.policy.capabilities import classify
 from gateway.policy.engine import decide, visible_models
 from gateway.policy.facts import ApiShape, RequestFacts
-from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, header, read_body
+from gateway.proxy.asgi_io import (
+    JSON_CONTENT_TYPE,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+)
 from gateway.proxy.asgi_io import send_response as send_raw
 from gateway.proxy.body import parse_body
 from gateway.proxy.errors import ProxyError, render_error
@@ -68,6 +76,10 @@ class Pipeline:
         ex.policy_version = bundle.version
         try:
             raw = await self._decide(ex, scope, receive)
+        except ClientGone:
+            # The body never arrived whole: nothing was decided, nobody to answer.
+            log.debug("client left before its request body was complete")
+            return
         except ProxyError as refusal:
             await self._refuse(ex, send, refusal)
             return
