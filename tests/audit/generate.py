@@ -7,10 +7,10 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from gateway.audit.batch import sqlite_time
 from gateway.audit.chain import GENESIS, canonical, chain_hash, decision_fields, index_columns
 from gateway.audit.ids import new_id
 from gateway.audit.signing import Signer, checkpoint_payload
-from gateway.audit.sqlite_fast import sqlite_time
 from tests.audit.conftest import make_record
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

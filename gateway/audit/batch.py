@@ -1,0 +1,130 @@
+"""One audit batch: queued records turned into chained rows, and the portable commit.
+
+A record's fields are serialised exactly once, here, when the batch is built
+(``node_id`` and ``seq`` are only known then). A record whose fields JSON
+cannot carry is refused alone: its caller gets the ``TypeError`` and the rest
+of the batch goes on, so one bad record never costs the others their commit.
+
+Rows are plain tuples in ``audit_records`` column order, ready for
+``sqlite3.executemany`` (SQLite: times pre-formatted the way SQLAlchemy's
+dialect stores them); the Core path (PostgreSQL) zips them into dicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.audit.chain import canonical, chain_hash, utc
+from gateway.audit.tables import audit_checkpoints, audit_decision_rules, audit_nodes, audit_records
+
+RECORD_COLS = ("id", "node_id", "seq", "kind", "ts", "customer_id", "decision", "status",
+               "model", "origin_country", "origin_region", "decision_id", "body", "prev_hash",
+               "hash")
+RULE_COLS = ("rule_id", "decision_id")
+# The tuples below are positional: a schema change must fail here, at import, not in a batch.
+assert tuple(c.name for c in audit_records.columns) == RECORD_COLS, "audit_records changed"
+assert tuple(c.name for c in audit_decision_rules.columns) == RULE_COLS
+
+
+class ChainConflict(Exception):
+    """The head compare-and-set failed: another writer owns or moved this chain."""
+
+
+def sqlite_time(value: datetime) -> str:
+    """A UTC time as SQLAlchemy's SQLite dialect stores it (``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+    return utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def keep_time(value: datetime) -> datetime:
+    """The ``ts`` parameter for drivers that take datetimes (the Core path)."""
+    return value
+
+
+@dataclass(slots=True)
+class Pending:
+    fields: dict[str, Any]
+    rule_ids: list[str]
+    future: asyncio.Future[None] | None
+    """None for records nobody awaits (outcomes, background events)."""
+    at: float
+    """Loop time when queued: un-awaited records are flushed after a bounded delay."""
+
+
+@dataclass(slots=True)
+class BatchWrite:
+    node_id: str
+    owner: str
+    old_seq: int
+    new_seq: int
+    new_hash: str
+    now: datetime
+    rows: list[tuple[Any, ...]]
+    rule_rows: list[tuple[str, str]]
+    checkpoint: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Built:
+    write: BatchWrite
+    accepted: list[Pending]
+    refused: list[tuple[Pending, Exception]] = field(default_factory=list)
+
+
+def build_batch(batch: list[Pending], node_id: str, owner: str, seq: int, prev: str,
+                now: datetime, time_param: Callable[[datetime], Any]) -> Built:
+    """Chain ``batch`` after ``(seq, prev)``; ``time_param`` shapes the ``ts`` column."""
+    old_seq = seq
+    rows: list[tuple[Any, ...]] = []
+    rule_rows: list[tuple[str, str]] = []
+    accepted: list[Pending] = []
+    refused: list[tuple[Pending, Exception]] = []
+    for p in batch:
+        f = p.fields
+        f["node_id"] = node_id
+        f["seq"] = seq + 1
+        try:
+            body = canonical(f)
+        except TypeError as exc:
+            refused.append((p, exc))
+            continue
+        seq += 1
+        digest = chain_hash(prev, body)
+        get = f.get
+        record_id = f["id"]
+        rows.append((record_id, node_id, seq, f["kind"], time_param(f["ts"]), get("customer_id"),
+                     get("decision"), get("status"), get("model"), get("origin_country"),
+                     get("origin_region"), get("decision_id"), body.decode(), prev, digest))
+        for rule_id in p.rule_ids:
+            rule_rows.append((rule_id, record_id))
+        prev = digest
+        accepted.append(p)
+    return Built(BatchWrite(node_id, owner, old_seq, seq, prev, now, rows, rule_rows),
+                 accepted, refused)
+
+
+async def commit_core(conn: AsyncConnection, b: BatchWrite) -> None:
+    """The portable path (PostgreSQL): Core statements, executemany inserts."""
+    async with conn.begin():
+        result = await conn.execute(
+            update(audit_nodes)
+            .where(audit_nodes.c.node_id == b.node_id, audit_nodes.c.owner == b.owner,
+                   audit_nodes.c.last_seq == b.old_seq)
+            .values(last_seq=b.new_seq, last_hash=b.new_hash, heartbeat_at=b.now)
+        )
+        if result.rowcount != 1:
+            raise ChainConflict(f"chain {b.node_id} moved or was taken over")
+        if b.rows:
+            await conn.execute(insert(audit_records), [dict(zip(RECORD_COLS, r, strict=True))
+                                                       for r in b.rows])
+        if b.rule_rows:
+            await conn.execute(insert(audit_decision_rules),
+                               [dict(zip(RULE_COLS, r, strict=True)) for r in b.rule_rows])
+        if b.checkpoint:
+            await conn.execute(insert(audit_checkpoints), [b.checkpoint])

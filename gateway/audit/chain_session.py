@@ -1,0 +1,190 @@
+"""The writer's hold on its chain: connection, committed head, lease, checkpoints.
+
+Everything here is off the hot path (claim at start, re-read after a failure,
+heartbeat and time-based checkpoint while idle, final checkpoint at stop),
+through SQLAlchemy Core so it runs on SQLite and PostgreSQL alike. The head
+moves only through ``advanced`` after a COMMIT; after any failure it is
+marked stale and re-read from the database before the next batch, so a batch
+whose fate is unknown can never fork the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.audit import nodes
+from gateway.audit.batch import ChainConflict
+from gateway.audit.signing import Signer, checkpoint_payload
+from gateway.audit.tables import audit_checkpoints, audit_nodes
+from gateway.audit.writer_state import CheckpointState
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.audit.writer")
+
+
+class ChainSession:
+    def __init__(self, engine: AsyncEngine, settings: Settings, signer: Signer,
+                 clock: Callable[[], datetime], busy_timeout_ms: int, lease_s: float,
+                 on_checkpoint: Callable[[], None]) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._signer = signer
+        self._clock = clock
+        self._busy_timeout_ms = busy_timeout_ms
+        self.lease_s = lease_s
+        self._on_checkpoint = on_checkpoint
+        self._base_id = nodes.default_base_id(settings.node_id)
+        self.owner = nodes.new_owner()
+        self._conn: AsyncConnection | None = None
+        self.head: nodes.Head | None = None
+        self.stale = False
+        self.cp = CheckpointState()
+        self.last_heartbeat = 0.0
+
+    # --- connection -----------------------------------------------------------
+
+    async def connection(self) -> AsyncConnection:
+        if self._conn is None:
+            conn = await self._engine.connect()
+            if self._engine.dialect.name == "sqlite":
+                # Fail (503) after this long behind another writer's lock,
+                # rather than holding requests for the engine-wide 30 s.
+                await conn.exec_driver_sql(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+                await conn.commit()
+            self._conn = conn
+        return self._conn
+
+    async def drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            await conn.invalidate()
+            await conn.close()
+        except Exception as exc:  # noqa: BLE001 - a broken connection may fail to close
+            log.warning("closing the audit connection failed: %s", exc)
+
+    # --- the head ---------------------------------------------------------------
+
+    async def claim(self) -> None:
+        conn = await self.connection()
+        self.head = await nodes.claim_node(
+            conn, self._base_id, self.owner, self._clock(), self.lease_s
+        )
+        self.stale = False
+        await self.cp.load(conn, self.head.node_id)
+        self.last_heartbeat = time.monotonic()
+        log.info("audit writer owns chain %s at seq %d", self.head.node_id, self.head.seq)
+
+    async def current(self) -> nodes.Head:
+        """The committed head to chain the next batch onto (re-read after a failure)."""
+        if self.head is None:
+            await self.claim()
+        elif self.stale:
+            await self._reload()
+        assert self.head is not None
+        return self.head
+
+    async def _reload(self) -> None:
+        assert self.head is not None
+        conn = await self.connection()
+        async with conn.begin():
+            row = (await conn.execute(
+                audit_nodes.select().where(audit_nodes.c.node_id == self.head.node_id)
+            )).first()
+        if row is None or row.owner != self.owner:
+            self.head = None
+            await self.claim()
+            return
+        self.head = nodes.Head(self.head.node_id, int(row.last_seq), str(row.last_hash))
+        await self.cp.load(conn, self.head.node_id)
+        self.stale = False
+
+    def advanced(self, head: nodes.Head) -> None:
+        """A batch COMMITted (its head update doubles as the lease heartbeat)."""
+        self.head = head
+        self.last_heartbeat = time.monotonic()
+
+    async def failed(self, exc: BaseException) -> None:
+        """After any failure: re-read (or, after a conflict, re-claim) before the next batch."""
+        self.head = None if isinstance(exc, ChainConflict) else self.head
+        self.stale = True
+        await self.drop_connection()
+
+    # --- checkpoints and the lease -----------------------------------------------
+
+    def checkpoint_due(self, seq: int) -> bool:
+        return self.cp.due(seq, self._settings)
+
+    def checkpoint_row(self, seq: int, head_hash: str, now: datetime) -> dict[str, Any]:
+        assert self.head is not None
+        count = seq - self.cp.seq
+        payload = checkpoint_payload("checkpoint", self.head.node_id, seq, head_hash, count, now)
+        return {
+            "kind": "checkpoint", "node_id": self.head.node_id, "seq": seq,
+            "head_hash": head_hash, "count": count, "ts": now,
+            "key_fingerprint": self._signer.fingerprint,
+            "payload": payload.decode("ascii"), "signature": self._signer.sign(payload),
+        }
+
+    def checkpointed(self, seq: int, head_hash: str) -> None:
+        self.cp.mark(seq)
+        self._on_checkpoint()
+        # The log line is an outside witness of the head: it survives a database rollback.
+        log.info("audit checkpoint node=%s seq=%d head=%s",
+                 self.head.node_id if self.head else "?", seq, head_hash)
+
+    async def idle_maintenance(self) -> None:
+        """Time-based checkpoint and lease heartbeat while no batch runs."""
+        if self.head is None or self.stale:
+            return
+        try:
+            if self.checkpoint_due(self.head.seq):
+                await self.write_checkpoint(force=False)
+            elif time.monotonic() - self.last_heartbeat > self.lease_s / 3:
+                conn = await self.connection()
+                async with conn.begin():
+                    result = await conn.execute(
+                        update(audit_nodes)
+                        .where(audit_nodes.c.node_id == self.head.node_id,
+                               audit_nodes.c.owner == self.owner)
+                        .values(heartbeat_at=self._clock())
+                    )
+                if result.rowcount != 1:
+                    raise ChainConflict("lease lost")
+                self.last_heartbeat = time.monotonic()
+        except Exception as exc:  # noqa: BLE001 - the next batch retries; say so loudly
+            log.error("audit writer idle maintenance failed: %s: %s", type(exc).__name__, exc)
+            await self.failed(exc)
+
+    async def write_checkpoint(self, force: bool) -> None:
+        head = self.head
+        if head is None or head.seq <= self.cp.seq or (not force and not self.checkpoint_due(
+                head.seq)):
+            return
+        conn = await self.connection()
+        now = self._clock()
+        row = self.checkpoint_row(head.seq, head.hash, now)
+        async with conn.begin():
+            result = await conn.execute(
+                update(audit_nodes)
+                .where(audit_nodes.c.node_id == head.node_id, audit_nodes.c.owner == self.owner,
+                       audit_nodes.c.last_seq == head.seq)
+                .values(heartbeat_at=now)
+            )
+            if result.rowcount != 1:
+                raise ChainConflict(f"chain {head.node_id} moved or was taken over")
+            await conn.execute(insert(audit_checkpoints), [row])
+        self.last_heartbeat = time.monotonic()
+        self.checkpointed(head.seq, head.hash)
+
+    async def release(self) -> None:
+        if self.head is not None:
+            await nodes.release_node(await self.connection(), self.head.node_id, self.owner)
