@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit.chain import GENESIS, chain_hash
+from gateway.audit.ids import new_id
+from gateway.audit.record import OutcomeRecord
+from gateway.audit.sqlite_fast import WAL_BACKSTOP_PAGES
 from gateway.audit.tables import audit_checkpoints, audit_decision_rules, audit_records
+from gateway.audit.verify import verify_log
 from gateway.audit.writer import AuditWriter
+from gateway.settings import Settings
 from tests.audit.conftest import make_record, make_settings
 
 
@@ -77,3 +83,99 @@ async def test_single_connection_latency(
         print(f"\nsynchronous={sync}: record() p50 {p50:.2f} ms, p99 {p99:.2f} ms")
         # Loose bound on a shared 2-core machine; the target (0.8 ms p50) is printed above.
         assert p50 < (5 if sync == "NORMAL" else 50)
+
+
+def _outcome(decision_id: str) -> OutcomeRecord:
+    return OutcomeRecord(new_id(), datetime.now(UTC), decision_id, 200, tokens_in=1, tokens_out=2)
+
+
+async def test_outcomes_ride_with_the_next_decision(
+    writer: AuditWriter, engine: AsyncEngine
+) -> None:
+    """One commit per request at one connection: the outcome waits for the next decision."""
+    first = make_record(1)
+    await writer.record(first)
+    before = writer.stats.batches
+    await writer.record_outcome(_outcome(first.id))
+    await writer.record(make_record(2))
+    assert writer.stats.batches - before == 1
+    kinds = [r.kind for r in await _rows(engine)]
+    assert kinds == ["decision", "outcome", "decision"]
+
+
+async def test_lone_outcome_is_flushed_soon(writer: AuditWriter, engine: AsyncEngine) -> None:
+    first = make_record(1)
+    await writer.record(first)
+    await writer.record_outcome(_outcome(first.id))
+    deadline = time.monotonic() + 2
+    while len(await _rows(engine)) < 2:
+        assert time.monotonic() < deadline, "an un-awaited outcome was never flushed"
+        await asyncio.sleep(0.01)
+    assert writer.stats.batches == 2
+
+
+async def test_stop_flushes_queued_outcomes(
+    writer_factory: Callable[..., Any], settings: Settings, engine: AsyncEngine
+) -> None:
+    w: AuditWriter = await writer_factory(settings)
+    first = make_record(1)
+    await w.record(first)
+    for _ in range(3):
+        await w.record_outcome(_outcome(first.id))
+    await w.stop()
+    assert [r.kind for r in await _rows(engine)] == ["decision"] + ["outcome"] * 3
+    assert (await verify_log(engine)).ok
+
+
+async def test_unserialisable_record_fails_alone(
+    writer: AuditWriter, engine: AsyncEngine
+) -> None:
+    good = [make_record(i) for i in range(5)]
+    bad = make_record(9, facts={"oops": object()})
+    results = await asyncio.gather(*(writer.record(r) for r in [*good[:2], bad, *good[2:]]),
+                                   return_exceptions=True)
+    assert isinstance(results[2], TypeError)
+    assert all(r is None for i, r in enumerate(results) if i != 2)
+    assert [r.id for r in await _rows(engine)] == [r.id for r in good]
+    assert (await verify_log(engine)).ok
+
+
+async def test_wal_is_checkpointed_off_the_hot_path(
+    writer_factory: Callable[..., Any], db_path: Path
+) -> None:
+    settings = make_settings(db_path, node_id="wal")
+    w: AuditWriter = await writer_factory(settings)
+    assert w._wal is not None
+    w._wal._interval = 0.05
+    w._wal.stop()
+    w._wal.start()
+    for i in range(50):
+        await w.record(make_record(i))
+    deadline = time.monotonic() + 5
+    while w._wal.runs < 2:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    # The writer's own connection only checkpoints as a backstop (not inside its commits).
+    assert w._fast is not None and w._fast._conn is not None
+    pages = w._fast._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    assert pages == WAL_BACKSTOP_PAGES
+
+
+async def test_linger_counts_only_waiting_callers(
+    writer_factory: Callable[..., Any], db_path: Path
+) -> None:
+    """decision + previous outcome in one batch is not concurrency: no linger."""
+    w: AuditWriter = await writer_factory(make_settings(db_path, audit_batch_wait_ms=300))
+    previous = make_record(0)
+    await w.record(previous)
+    for i in range(1, 6):
+        await w.record_outcome(_outcome(previous.id))
+        previous = make_record(i)
+        t0 = time.perf_counter()
+        await w.record(previous)
+        assert time.perf_counter() - t0 < 0.15, "lingered after a batch with one waiter"
+    # Concurrent waiters still share one batch.
+    await asyncio.gather(*(w.record(make_record(i)) for i in range(8)))
+    before = w.stats.batches
+    await asyncio.gather(*(w.record(make_record(i)) for i in range(8)))
+    assert w.stats.batches - before == 1
