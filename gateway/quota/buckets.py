@@ -2,17 +2,21 @@
 
 A *bucket* is ``(customer, capability)``; each of its limits is one counter:
 
-* ``requests_per_*`` and ``tokens_per_*`` are **moving windows** (a log of
-  entries with a timestamp and an amount; a request costs 1, a token
-  reservation costs the tokens reserved). What counts is the sum of the
-  entries younger than the window, so there is no boundary at which twice the
-  limit can pass, as with a fixed window.
+* ``requests_per_*`` and ``tokens_per_*`` are **sliding windows kept in
+  slots**: the window is cut into slots (1 s for a minute window, 1 min for a
+  day window), each holding the amount admitted in it and the timestamp of its
+  newest entry. A slot counts while that newest timestamp is inside the window,
+  so every entry is counted at least as long as an exact moving log would count
+  it (never less): the granted amount never exceeds the limit in any window.
+  A request costs 1; a token reservation costs the tokens reserved.
 * ``concurrent_streams`` is a set of **leases** scored by their expiry; only
   streaming requests take one.
 
-Both stores (memory and Redis) receive the same list of ``Counter`` objects and
-apply the same algorithm; this module is the only place that knows the key
-layout.
+Both stores (memory and Redis) receive the same ``Counter`` objects and apply
+the same algorithm; this module is the only place that knows the key layout.
+What a (customer, plan, streaming) needs is derived once and cached
+(``PreparedPlan``), since the same customer sends the same shape of request
+over and over.
 """
 
 from __future__ import annotations
@@ -29,8 +33,16 @@ WINDOW_MS: dict[QuotaKind, int] = {
     "tokens_per_day": 86_400_000,
 }
 
-CounterType = Literal["window", "lease"]
+SLOT_MS: dict[int, int] = {60_000: 1_000, 86_400_000: 60_000}
+"""Slot width per window: 60 slots per minute window, 1440 per day window. An
+entry may be held up to one slot width longer than its exact expiry (never
+shorter), which bounds both the memory per counter and the over-hold."""
+
+CounterType = Literal["requests", "tokens", "lease"]
 KEY_PREFIX = "gwq"
+
+# Short codes the Lua script receives for each counter type.
+TYPE_CODE: dict[CounterType, str] = {"requests": "r", "tokens": "t", "lease": "l"}
 
 
 def is_token_kind(kind: QuotaKind) -> bool:
@@ -43,15 +55,43 @@ def is_request_kind(kind: QuotaKind) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Counter:
-    """One limit of one bucket, with what this request would take from it."""
+    """One limit of one bucket. A ``tokens`` counter costs the tokens reserved,
+    the others cost 1."""
 
     limit: QuotaLimit
     key: str
     type: CounterType
     window_ms: int
-    """Window length for ``window`` counters; 0 for leases."""
-    cost: int
-    """1 for requests and leases, the reserved tokens for token windows."""
+    """Window length for window counters; 0 for leases."""
+    slot_ms: int
+    """Slot width for window counters; 0 for leases."""
+
+    @property
+    def is_window(self) -> bool:
+        return self.type != "lease"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPlan:
+    """Everything per-request work needs that depends only on (customer, plan,
+    streaming): built once, then reused from the meter's cache."""
+
+    counters: tuple[Counter, ...]
+    token_windows: tuple[Counter, ...]
+    """The counters a token reservation lives in, for settle."""
+    lease_keys: tuple[str, ...]
+    keys: tuple[str, ...]
+    """Redis keys, two per counter (slots zset, amounts hash), in counter order."""
+    spec: tuple[str | int, ...]
+    """Static Lua arguments, four per counter: type code, limit, window, slot."""
+    settle_keys: tuple[str, ...]
+    """Redis keys of the token windows, then the lease sets (settle script)."""
+    settle_spec: tuple[int, ...]
+    """Window and slot width of each token window (settle script)."""
+    request_order: tuple[int, ...]
+    """Indices of the request windows, longest window first (header tie-break)."""
+    token_order: tuple[int, ...]
+    """Indices of the token windows, longest window first."""
 
 
 def counter_key(customer_id: str, capability: str, kind: QuotaKind) -> str:
@@ -60,40 +100,66 @@ def counter_key(customer_id: str, capability: str, kind: QuotaKind) -> str:
     return f"{KEY_PREFIX}:{{{customer_id}}}:{capability}:{kind}"
 
 
-def counter_for(customer_id: str, limit: QuotaLimit, cost: int) -> Counter:
+def amounts_key(key: str) -> str:
+    """The hash beside a window's slot set: amount per slot, and ``total``."""
+    return f"{key}:a"
+
+
+def counter_for(customer_id: str, limit: QuotaLimit) -> Counter:
     key = counter_key(customer_id, limit.capability, limit.kind)
     if limit.kind == "concurrent_streams":
-        return Counter(limit, key, "lease", 0, 1)
-    return Counter(limit, key, "window", WINDOW_MS[limit.kind], cost)
+        return Counter(limit, key, "lease", 0, 0)
+    window = WINDOW_MS[limit.kind]
+    kind: CounterType = "tokens" if is_token_kind(limit.kind) else "requests"
+    return Counter(limit, key, kind, window, SLOT_MS[window])
 
 
-def counters_for_admission(
-    customer_id: str, plan: QuotaPlan, streaming: bool, tokens_wanted: int
-) -> list[Counter]:
-    """The counters ``admit`` checks and consumes.
-
-    Stream slots bind only streaming requests; a plan may name the same limit
-    twice (merged capabilities), in which case the lowest limit applies once.
-    """
+def _lowest(limits: tuple[QuotaLimit, ...], streaming: bool) -> list[QuotaLimit]:
+    """A plan may name the same limit twice (merged capabilities): the lowest
+    applies, once. Stream slots bind only streaming requests."""
     chosen: dict[tuple[str, QuotaKind], QuotaLimit] = {}
-    for limit in plan.limits:
+    for limit in limits:
         if limit.kind == "concurrent_streams" and not streaming:
             continue
         slot = (limit.capability, limit.kind)
         if slot not in chosen or limit.limit < chosen[slot].limit:
             chosen[slot] = limit
-    counters = []
-    for limit in chosen.values():
-        cost = max(tokens_wanted, 0) if is_token_kind(limit.kind) else 1
-        counters.append(counter_for(customer_id, limit, cost))
-    return counters
+    return list(chosen.values())
 
 
-def counters_for_usage(customer_id: str, plan: QuotaPlan) -> list[Counter]:
-    """Every counter of the plan, for read-only usage reports (cost 0)."""
-    seen: dict[tuple[str, QuotaKind], Counter] = {}
-    for limit in plan.limits:
-        slot = (limit.capability, limit.kind)
-        if slot not in seen or limit.limit < seen[slot].limit.limit:
-            seen[slot] = counter_for(customer_id, limit, 0)
-    return list(seen.values())
+def prepare(customer_id: str, plan: QuotaPlan, streaming: bool) -> PreparedPlan:
+    """The counters ``admit`` checks and consumes, and what settle needs."""
+    counters = tuple(counter_for(customer_id, lim) for lim in _lowest(plan.limits, streaming))
+    token_windows = tuple(c for c in counters if c.type == "tokens")
+    lease_keys = tuple(c.key for c in counters if c.type == "lease")
+    keys: list[str] = []
+    spec: list[str | int] = []
+    for c in counters:
+        keys += (c.key, amounts_key(c.key))
+        spec += (TYPE_CODE[c.type], c.limit.limit, c.window_ms, c.slot_ms)
+    settle_keys: list[str] = []
+    settle_spec: list[int] = []
+    for c in token_windows:
+        settle_keys += (c.key, amounts_key(c.key))
+        settle_spec += (c.window_ms, c.slot_ms)
+
+    def order(kind: CounterType) -> tuple[int, ...]:
+        found = [i for i, c in enumerate(counters) if c.type == kind]
+        return tuple(sorted(found, key=lambda i: -counters[i].window_ms))
+
+    return PreparedPlan(
+        counters,
+        token_windows,
+        lease_keys,
+        tuple(keys),
+        tuple(spec),
+        tuple(settle_keys) + lease_keys,
+        tuple(settle_spec),
+        order("requests"),
+        order("tokens"),
+    )
+
+
+def counters_for_usage(customer_id: str, plan: QuotaPlan) -> PreparedPlan:
+    """Every counter of the plan (stream slots included), for read-only reports."""
+    return prepare(customer_id, plan, streaming=True)

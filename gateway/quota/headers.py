@@ -4,27 +4,43 @@ Headers follow OpenAI's names and formats, because most clients already
 parse them: ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``, the
 reset as a Go-style duration (``"12ms"``, ``"59s"``, ``"6m0s"``, ``"23h59m59s"``).
 Reset means what OpenAI means: the time until the counter is back at its full
-limit (in a moving window: until the newest counted entry leaves it). Each trio
+limit (in a sliding window: until the newest counted slot leaves it). Each trio
 describes the counter that bound tightest: the lowest remaining fraction among
 the request counters, and separately among the token counters.
+
+Both are built in one pass over the counters, on every request: plain small
+dicts, nothing else.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 
 from gateway.policy.decision import QuotaLimit
-from gateway.quota.buckets import Counter, is_request_kind, is_token_kind
+from gateway.quota.buckets import Counter, PreparedPlan
 from gateway.quota.store import CounterState
+
+_DURATIONS: dict[int, str] = {}
+"""Formatted durations: the same few values recur (a fresh window's reset is
+exactly its length), so each is formatted once."""
 
 
 def format_duration(ms: int) -> str:
     """Go's ``time.Duration`` string for ``ms`` milliseconds (whole seconds above 1 s)."""
+    text = _DURATIONS.get(ms)
+    if text is None:
+        if len(_DURATIONS) >= 4096:
+            _DURATIONS.clear()
+        text = _DURATIONS[ms] = _format_duration(ms)
+    return text
+
+
+def _format_duration(ms: int) -> str:
     if ms <= 0:
         return "0s"
     if ms < 1000:
         return f"{ms}ms"
-    seconds = math.ceil(ms / 1000)
+    seconds = -(-ms // 1000)  # ceil, in integers
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -34,68 +50,91 @@ def format_duration(ms: int) -> str:
     return f"{secs}s"
 
 
-def _tightest(
-    pairs: list[tuple[Counter, CounterState]],
-) -> tuple[Counter, CounterState] | None:
-    if not pairs:
-        return None
-    # Lowest remaining fraction; on a tie the longer window, whose reset is the honest one.
-    return min(
-        pairs,
-        key=lambda p: (
-            max(p[0].limit.limit - p[1].used, 0) / p[0].limit.limit,
-            -p[0].window_ms,
-        ),
-    )
-
-
-def ratelimit_headers(counters: list[Counter], states: tuple[CounterState, ...]) -> dict[str, str]:
-    pairs = list(zip(counters, states, strict=True))
-    headers: dict[str, str] = {}
-    for suffix, wanted in (("requests", is_request_kind), ("tokens", is_token_kind)):
-        tight = _tightest([p for p in pairs if wanted(p[0].limit.kind)])
-        if tight is None:
-            continue
-        counter, state = tight
-        headers[f"x-ratelimit-limit-{suffix}"] = str(counter.limit.limit)
-        headers[f"x-ratelimit-remaining-{suffix}"] = str(max(counter.limit.limit - state.used, 0))
-        headers[f"x-ratelimit-reset-{suffix}"] = format_duration(state.reset_ms)
-    return headers
-
-
 def limit_dict(limit: QuotaLimit) -> dict[str, object]:
     return {"capability": limit.capability, "kind": limit.kind, "limit": limit.limit}
 
 
-def summary(
-    counters: list[Counter],
-    states: tuple[CounterState, ...],
+def _names(suffix: str) -> tuple[str, str, str]:
+    return (
+        f"x-ratelimit-limit-{suffix}",
+        f"x-ratelimit-remaining-{suffix}",
+        f"x-ratelimit-reset-{suffix}",
+    )
+
+
+_REQUESTS = _names("requests")
+_TOKENS = _names("tokens")
+
+
+def _trio(
+    headers: dict[str, str],
+    names: tuple[str, str, str],
+    order: tuple[int, ...],
+    counters: Sequence[Counter],
+    states: Sequence[CounterState],
+) -> None:
+    """The trio of the tightest counter among ``order`` (longest window first,
+    so that on a tie in the remaining fraction the longer window is named:
+    its reset is the honest one)."""
+    best = -1
+    best_fraction = 2.0
+    for i in order:
+        limit = counters[i].limit.limit
+        used = states[i].used
+        fraction = (limit - used) / limit if used < limit else 0.0
+        if fraction < best_fraction:
+            best, best_fraction = i, fraction
+    limit = counters[best].limit.limit
+    state = states[best]
+    headers[names[0]] = str(limit)
+    headers[names[1]] = str(limit - state.used if state.used < limit else 0)
+    headers[names[2]] = format_duration(state.reset_ms)
+
+
+def headers_and_summary(
+    plan: PreparedPlan,
+    states: Sequence[CounterState],
     *,
+    tokens: int,
     reserved_tokens: int,
-    refused: tuple[Counter, CounterState] | None,
+    refused: int | None,
     streaming: bool,
-) -> dict[str, object]:
-    """The decision record's ``quota`` field: small, JSON-able, no secrets."""
-    buckets = [
-        {
-            **limit_dict(c.limit),
-            "used": s.used,
-            "remaining": max(c.limit.limit - s.used, 0),
+) -> tuple[dict[str, str], dict[str, object]]:
+    """The ratelimit headers and the decision record's ``quota`` field (small,
+    JSON-able, no secrets). ``refused`` is the index of the counter reported as
+    the refusing one; ``tokens`` is what each token counter was asked for."""
+    counters = plan.counters
+    buckets: list[dict[str, object]] = []
+    for c, s in zip(counters, states, strict=True):
+        limit = c.limit
+        buckets.append(
+            {
+                "capability": limit.capability,
+                "kind": limit.kind,
+                "limit": limit.limit,
+                "used": s.used,
+                "remaining": limit.limit - s.used if s.used < limit.limit else 0,
+            }
+        )
+    headers: dict[str, str] = {}
+    if plan.request_order:
+        _trio(headers, _REQUESTS, plan.request_order, counters, states)
+    if plan.token_order:
+        _trio(headers, _TOKENS, plan.token_order, counters, states)
+    refused_by: dict[str, object] | None = None
+    if refused is not None:
+        counter = counters[refused]
+        cost = tokens if counter.type == "tokens" else 1
+        refused_by = {
+            **limit_dict(counter.limit),
+            "cost": cost,
+            "retry_after_ms": states[refused].retry_ms,
+            "exceeds_limit": cost > counter.limit.limit,
         }
-        for c, s in zip(counters, states, strict=True)
-    ]
-    out: dict[str, object] = {
+    summary: dict[str, object] = {
         "buckets": buckets,
         "reserved_tokens": reserved_tokens,
         "streaming": streaming,
-        "refused_by": None,
+        "refused_by": refused_by,
     }
-    if refused is not None:
-        counter, state = refused
-        out["refused_by"] = {
-            **limit_dict(counter.limit),
-            "cost": counter.cost,
-            "retry_after_ms": state.retry_ms,
-            "exceeds_limit": counter.cost > counter.limit.limit,
-        }
-    return out
+    return headers, summary

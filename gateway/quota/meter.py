@@ -3,9 +3,16 @@
 ``admit`` turns the plan into counters, asks the store to check and consume
 all of them atomically (a refusal consumes nothing anywhere), and returns an
 ``Admission`` carrying headers, the audit summary and a ``Reservation`` (the
-token entries and the stream lease). ``settle`` rewrites the token
-reservation to real usage and releases the stream slot; it is idempotent, so
-the pipeline may call it from a ``finally`` without bookkeeping.
+token reservation and the stream lease). ``settle`` takes back the unused part
+of the reservation and releases the stream slot; it is idempotent, so the
+pipeline may call it from a ``finally`` without bookkeeping.
+
+This is on every request's path, so the per-request work is kept small: the
+counters, keys and script arguments of a (customer, plan, streaming) are
+derived once and cached (``PreparedPlan``); a lease id is made only for
+streams, from a per-process random prefix and a counter; the headers and the
+summary are built in one pass; settle skips the store when there is nothing
+to change.
 
 Stream leases expire after ``lease_ttl_seconds`` unless refreshed. The meter
 refreshes its own leases from one heartbeat task per stream (cancelled by
@@ -18,10 +25,11 @@ cannot hold a slot forever.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
+import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,10 +37,10 @@ from datetime import datetime
 from prometheus_client import Counter as PromCounter
 
 from gateway.policy.decision import QuotaPlan
-from gateway.quota.buckets import counters_for_admission, counters_for_usage
-from gateway.quota.headers import limit_dict, ratelimit_headers, summary
+from gateway.quota.buckets import PreparedPlan, counters_for_usage, prepare
+from gateway.quota.headers import headers_and_summary, limit_dict
 from gateway.quota.memory import MemoryStore
-from gateway.quota.store import QuotaStore, StoreDown, TokenSettlement
+from gateway.quota.store import QuotaStore, StoreDown
 from gateway.settings import Settings
 from gateway.stages import Admission, QuotaStoreUnavailable, Usage
 
@@ -41,6 +49,10 @@ log = logging.getLogger(__name__)
 MAX_TOKENS = 10**12
 """Token amounts are clamped here: far above any real limit, and well inside
 the integers Lua's doubles and Redis' INCRBY handle exactly."""
+
+PLAN_CACHE_SIZE = 8192
+"""Cached (customer, plan, streaming) entries; the cache is emptied when full
+(a plan changes only with the policy, so it refills with what is in use)."""
 
 STORE_ERRORS = PromCounter(
     "gateway_quota_store_errors",
@@ -58,16 +70,18 @@ class Reservation:
     """``Admission.lease``: what settle must undo or adjust."""
 
     customer_id: str
-    entry_id: str
-    token_windows: list[TokenSettlement]
+    lease_id: str
+    """The stream lease's id; empty when the request holds no stream slot."""
+    plan: PreparedPlan
+    admitted_ms: int
+    """When the reservation was taken: settle finds its slot from it."""
     reserved_tokens: int
-    lease_keys: list[str]
     settled: bool = False
     heartbeat: asyncio.Task[None] | None = field(default=None, repr=False)
 
-
-def _ms(now: datetime) -> int:
-    return int(now.timestamp() * 1000)
+    @property
+    def lease_keys(self) -> tuple[str, ...]:
+        return self.plan.lease_keys if self.lease_id else ()
 
 
 class Meter:
@@ -89,6 +103,11 @@ class Meter:
         self.store_failures = 0
         """Failed store calls in this process (also ``gateway_quota_store_errors_total``)."""
         self._heartbeats: set[asyncio.Task[None]] = set()
+        self._plans: dict[tuple[object, ...], tuple[object, PreparedPlan]] = {}
+        # Lease ids must be unique across replicas sharing one Redis: a random
+        # per-process prefix, then a counter (uuid4 per request costs more).
+        self._lease_prefix = os.urandom(8).hex() + "-"
+        self._lease_seq = itertools.count(1)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -98,17 +117,32 @@ class Meter:
         STORE_ERRORS.labels(operation).inc()
         log.error("quota store %s failed: %s", operation, exc)
 
+    def _prepared(self, customer_id: str, plan: QuotaPlan, streaming: bool) -> PreparedPlan:
+        # The policy engine builds a new QuotaPlan per request, and hashing it
+        # (a dataclass of dataclasses) costs microseconds; its QuotaLimit objects
+        # are the compiled bundle's own, so their ids make a cheap key. The entry
+        # keeps the limits alive, so an id cannot be reused while it is cached.
+        key = (customer_id, streaming, *map(id, plan.limits))
+        entry = self._plans.get(key)
+        if entry is None:
+            if len(self._plans) >= PLAN_CACHE_SIZE:
+                self._plans.clear()
+            entry = self._plans[key] = (plan.limits, prepare(customer_id, plan, streaming))
+        return entry[1]
+
     async def admit(
         self, customer_id: str, plan: QuotaPlan, streaming: bool, tokens_wanted: int, now: datetime
     ) -> Admission:
-        tokens_wanted = min(max(tokens_wanted, 0), MAX_TOKENS)
-        counters = counters_for_admission(customer_id, plan, streaming, tokens_wanted)
-        if not counters:  # the tier meters nothing this request touches
+        tokens = min(max(tokens_wanted, 0), MAX_TOKENS)
+        prepared = self._prepared(customer_id, plan, streaming)
+        if not prepared.counters:  # the tier meters nothing this request touches
             return Admission(allowed=True, summary={"buckets": [], "refused_by": None})
-        now_ms = _ms(now)
-        entry_id = uuid.uuid4().hex
+        now_ms = int(now.timestamp() * 1000)
+        lease_id = f"{self._lease_prefix}{next(self._lease_seq)}" if prepared.lease_keys else ""
         try:
-            result = await self.store.admit(counters, now_ms, entry_id, now_ms + self.lease_ttl_ms)
+            result = await self.store.admit(
+                prepared, tokens, now_ms, lease_id, now_ms + self.lease_ttl_ms
+            )
         except StoreDown as exc:
             self._store_failed("admit", exc)
             if not plan.fail_open:
@@ -119,50 +153,47 @@ class Meter:
                 fail_open=True,
                 summary={"fail_open": True, "store_error": str(exc), "buckets": []},
             )
-        token_windows = [
-            TokenSettlement(c.key, c.window_ms)
-            for c in counters
-            if c.type == "window" and c.limit.kind.startswith("tokens_")
-        ]
-        reserved = tokens_wanted if token_windows else 0
-        headers = ratelimit_headers(counters, result.states)
+        states = result.states
         if not result.allowed:
-            refusing = [
-                (c, s) for c, s in zip(counters, result.states, strict=True) if s.retry_ms >= 0
-            ]
             # The request passes only when every refusing counter would accept it.
-            counter, state = max(refusing, key=lambda p: p[1].retry_ms)
+            refused = max(
+                (i for i, s in enumerate(states) if s.retry_ms >= 0),
+                key=lambda i: states[i].retry_ms,
+            )
+            headers, summary = headers_and_summary(
+                prepared,
+                states,
+                tokens=tokens,
+                reserved_tokens=0,
+                refused=refused,
+                streaming=streaming,
+            )
             return Admission(
                 allowed=False,
-                refused_by=counter.limit,
-                retry_after_seconds=max(1, math.ceil(state.retry_ms / 1000)),
+                refused_by=prepared.counters[refused].limit,
+                retry_after_seconds=max(1, -(-states[refused].retry_ms // 1000)),
                 headers=headers,
-                summary=summary(
-                    counters,
-                    result.states,
-                    reserved_tokens=0,
-                    refused=(counter, state),
-                    streaming=streaming,
-                ),
+                summary=summary,
             )
-        lease_keys = [c.key for c in counters if c.type == "lease"]
-        reservation = Reservation(customer_id, entry_id, token_windows, reserved, lease_keys)
-        if lease_keys:
-            reservation.heartbeat = asyncio.create_task(
-                self._heartbeat(reservation), name=f"quota-lease-{entry_id}"
-            )
-            self._heartbeats.add(reservation.heartbeat)
-            reservation.heartbeat.add_done_callback(self._heartbeats.discard)
+        reserved = tokens if prepared.token_windows else 0
+        headers, summary = headers_and_summary(
+            prepared,
+            states,
+            tokens=tokens,
+            reserved_tokens=reserved,
+            refused=None,
+            streaming=streaming,
+        )
+        reservation = Reservation(customer_id, lease_id, prepared, now_ms, reserved)
+        if lease_id:  # only streams hold a slot, so only they get a heartbeat task
+            task = asyncio.create_task(self._heartbeat(reservation), name=f"quota-lease-{lease_id}")
+            reservation.heartbeat = task
+            self._heartbeats.add(task)
+            task.add_done_callback(self._heartbeats.discard)
         return Admission(
             allowed=True,
             headers=headers,
-            summary=summary(
-                counters,
-                result.states,
-                reserved_tokens=reserved,
-                refused=None,
-                streaming=streaming,
-            ),
+            summary=summary,
             reserved_tokens=reserved,
             lease=reservation,
         )
@@ -174,21 +205,24 @@ class Meter:
         reservation.settled = True
         if reservation.heartbeat is not None:
             reservation.heartbeat.cancel()
-        now_ms = self._now_ms()
         actual = usage.total if usage is not None else None
         if actual is not None:
             actual = min(max(actual, 0), MAX_TOKENS)
+        reserved = reservation.reserved_tokens
+        # Nothing to change: no stream slot, and the reservation was exact (or
+        # there is no token window to settle). Skip the store entirely.
+        tokens_change = bool(reservation.plan.token_windows) and (actual or 0) != reserved
+        if not tokens_change and not reservation.lease_id:
+            return
         try:
-            if reservation.token_windows:
-                await self.store.settle_tokens(
-                    reservation.token_windows,
-                    reservation.entry_id,
-                    reservation.reserved_tokens,
-                    actual,
-                    now_ms,
-                )
-            if reservation.lease_keys:
-                await self.store.release_leases(reservation.lease_keys, reservation.entry_id)
+            await self.store.settle(
+                reservation.plan,
+                reservation.admitted_ms,
+                reserved,
+                actual,
+                reservation.lease_id,
+                self._now_ms(),
+            )
         except StoreDown as exc:
             # The response has been sent; raising would only hide the pipeline's own
             # outcome. The reservation stays counted until its window passes and the
@@ -209,7 +243,7 @@ class Meter:
         now_ms = self._now_ms()
         try:
             return await self.store.refresh_leases(
-                reservation.lease_keys, reservation.entry_id, now_ms + self.lease_ttl_ms, now_ms
+                reservation.lease_keys, reservation.lease_id, now_ms + self.lease_ttl_ms, now_ms
             )
         except StoreDown as exc:
             self._store_failed("refresh", exc)
@@ -226,21 +260,21 @@ class Meter:
                 # blocked past the TTL): the slot may already be someone else's.
                 log.warning(
                     "stream lease %s of %s lost; the stream goes on without a slot",
-                    reservation.entry_id,
+                    reservation.lease_id,
                     reservation.customer_id,
                 )
                 return
         log.warning(
             "stream lease %s not settled after %ss; letting it expire",
-            reservation.entry_id,
+            reservation.lease_id,
             self.max_stream_seconds,
         )
 
     async def usage(self, customer_id: str, plan: QuotaPlan) -> dict[str, object]:
         """Current use of every bucket of the plan (admin API)."""
-        counters = counters_for_usage(customer_id, plan)
+        prepared = counters_for_usage(customer_id, plan)
         try:
-            states = await self.store.peek(counters, self._now_ms())
+            states = await self.store.peek(prepared, self._now_ms())
         except StoreDown as exc:
             self._store_failed("usage", exc)
             raise QuotaStoreUnavailable(f"quota store unavailable: {exc}") from exc
@@ -255,7 +289,7 @@ class Meter:
                     "reset_seconds": math.ceil(s.reset_ms / 1000),
                     "window_seconds": c.window_ms // 1000 or None,
                 }
-                for c, s in zip(counters, states, strict=True)
+                for c, s in zip(prepared.counters, states, strict=True)
             ],
         }
 

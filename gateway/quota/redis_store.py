@@ -1,16 +1,19 @@
 """Counters in Redis, shared by every replica (``GATEWAY_REDIS_URL``).
 
 Every check-and-consume is one Lua script, so N replicas and any number of
-concurrent requests see one count. Calls use short socket timeouts and no
-client-side retry: a command that timed out may have run, and retrying it
-would count the request twice. A failed call raises ``StoreDown``; the pool
-reconnects on the next call, so service resumes by itself when Redis is back
-(scripts are re-loaded on ``NOSCRIPT`` by redis-py).
+concurrent requests see one count: one ``EVALSHA`` per admit, one per settle
+(token windows and the stream lease together). Keys and the static script
+arguments come precomputed with the ``PreparedPlan``. Calls use short socket
+timeouts and no client-side retry: a command that timed out may have run, and
+retrying it would count the request twice. A failed call raises
+``StoreDown``; the pool reconnects on the next call, so service resumes by
+itself when Redis is back (scripts are re-loaded on ``NOSCRIPT`` by redis-py).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -19,8 +22,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.quota import lua
-from gateway.quota.buckets import Counter
-from gateway.quota.store import AdmitResult, CounterState, StoreDown, TokenSettlement
+from gateway.quota.buckets import PreparedPlan
+from gateway.quota.store import AdmitResult, CounterState, StoreDown
 
 log = logging.getLogger(__name__)
 
@@ -44,57 +47,54 @@ class RedisStore:
         self._settle = self._redis.register_script(lua.SETTLE)
         self._refresh = self._redis.register_script(lua.REFRESH)
 
-    @staticmethod
-    def _window_keys(key: str) -> list[str]:
-        return [key, f"{key}:sum"]
-
     async def _run_admit(
-        self, mode: str, counters: list[Counter], now_ms: int, entry_id: str, lease_exp: int
+        self, mode: str, plan: PreparedPlan, tokens: int, now_ms: int, lease_id: str, exp: int
     ) -> list[int]:
-        keys: list[str] = []
-        args: list[str | int] = [mode, now_ms, entry_id, lease_exp]
-        for c in counters:
-            keys += self._window_keys(c.key)
-            args += ["l" if c.type == "lease" else "w", c.limit.limit, c.window_ms, c.cost]
+        args = (mode, now_ms, lease_id, exp, tokens, *plan.spec)
         try:
-            raw = await self._admit(keys=keys, args=args)
+            raw = await self._admit(keys=plan.keys, args=args)
         except _DOWN as exc:
             raise StoreDown(f"redis {mode}: {exc.__class__.__name__}: {exc}") from exc
         return [int(v) for v in raw]
 
     @staticmethod
-    def _states(raw: list[int]) -> tuple[CounterState, ...]:
-        return tuple(CounterState(raw[i], raw[i + 1], raw[i + 2]) for i in range(1, len(raw), 3))
+    def _states(raw: list[int]) -> list[CounterState]:
+        return [CounterState(raw[i], raw[i + 1], raw[i + 2]) for i in range(1, len(raw), 3)]
 
     async def admit(
-        self, counters: list[Counter], now_ms: int, entry_id: str, lease_expiry_ms: int
+        self, plan: PreparedPlan, tokens: int, now_ms: int, lease_id: str, lease_expiry_ms: int
     ) -> AdmitResult:
-        raw = await self._run_admit("admit", counters, now_ms, entry_id, lease_expiry_ms)
+        raw = await self._run_admit("admit", plan, tokens, now_ms, lease_id, lease_expiry_ms)
         return AdmitResult(raw[0] == 1, self._states(raw))
 
-    async def peek(self, counters: list[Counter], now_ms: int) -> tuple[CounterState, ...]:
-        return self._states(await self._run_admit("peek", counters, now_ms, "", 0))
+    async def peek(self, plan: PreparedPlan, now_ms: int) -> list[CounterState]:
+        return self._states(await self._run_admit("peek", plan, 0, now_ms, "", 0))
 
-    async def settle_tokens(
+    async def settle(
         self,
-        windows: list[TokenSettlement],
-        entry_id: str,
+        plan: PreparedPlan,
+        admitted_ms: int,
         reserved: int,
         actual: int | None,
+        lease_id: str,
         now_ms: int,
     ) -> None:
-        keys: list[str] = []
-        args: list[str | int] = [now_ms, entry_id, reserved, -1 if actual is None else actual]
-        for w in windows:
-            keys += self._window_keys(w.key)
-            args.append(w.window_ms)
+        args: tuple[str | int, ...] = (
+            now_ms,
+            admitted_ms,
+            reserved,
+            -1 if actual is None else actual,
+            lease_id,
+            len(plan.token_windows),
+            *plan.settle_spec,
+        )
         try:
-            await self._settle(keys=keys, args=args)
+            await self._settle(keys=plan.settle_keys, args=args)
         except _DOWN as exc:
             raise StoreDown(f"redis settle: {exc}") from exc
 
     async def refresh_leases(
-        self, keys: list[str], lease_id: str, expiry_ms: int, now_ms: int
+        self, keys: Sequence[str], lease_id: str, expiry_ms: int, now_ms: int
     ) -> bool:
         # The set's own TTL only collects sets of customers who never return;
         # it is kept at twice the lease's, like in the admit script.
@@ -104,15 +104,6 @@ class RedisStore:
         except _DOWN as exc:
             raise StoreDown(f"redis refresh: {exc}") from exc
         return int(alive) == len(keys)
-
-    async def release_leases(self, keys: list[str], lease_id: str) -> None:
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.zrem(key, lease_id)
-                await pipe.execute()
-        except _DOWN as exc:
-            raise StoreDown(f"redis release: {exc}") from exc
 
     async def ping(self) -> bool:
         try:

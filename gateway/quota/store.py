@@ -7,7 +7,9 @@ replica) run the same algorithm, so the same tests run against both:
   accept: a refusal consumes nothing anywhere. In Redis this is one Lua
   script (atomic on the server); in memory it is one synchronous block with no
   ``await`` inside, which asyncio never interleaves.
-* ``settle`` rewrites the request's token entries to the real usage.
+* ``settle`` takes the unused part of the reservation back out of the slot it
+  was admitted into (or charges the extra at settle time) and releases the
+  stream lease: one call, one Redis round trip.
 * Leases are released by id, refreshed while the stream lives, and purged by
   expiry on every admit, so a crashed replica's slots come back by themselves.
 
@@ -16,19 +18,18 @@ All times are integer milliseconds since the epoch, from the caller's clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
-from gateway.quota.buckets import Counter
+from gateway.quota.buckets import PreparedPlan
 
 
 class StoreDown(Exception):
     """The store cannot be reached (connection refused, timeout, reset)."""
 
 
-@dataclass(frozen=True, slots=True)
-class CounterState:
-    """One counter as the store saw it."""
+class CounterState(NamedTuple):
+    """One counter as the store saw it (a tuple: cheap to build per request)."""
 
     used: int
     """Amount in the window (or leases held), including this request if admitted."""
@@ -38,61 +39,44 @@ class CounterState:
     """When refusing: until this counter would accept the request; -1 if it accepts."""
 
 
-@dataclass(frozen=True, slots=True)
-class AdmitResult:
+class AdmitResult(NamedTuple):
     allowed: bool
-    states: tuple[CounterState, ...]
-    """One per counter, in the order given."""
-
-
-@dataclass(frozen=True, slots=True)
-class TokenSettlement:
-    """Where a token reservation lives, so that settle can rewrite it."""
-
-    key: str
-    window_ms: int
+    states: Sequence[CounterState]
+    """One per counter of the plan, in its order."""
 
 
 class QuotaStore(Protocol):
     async def admit(
-        self, counters: list[Counter], now_ms: int, entry_id: str, lease_expiry_ms: int
-    ) -> AdmitResult: ...
+        self, plan: PreparedPlan, tokens: int, now_ms: int, lease_id: str, lease_expiry_ms: int
+    ) -> AdmitResult:
+        """Check every counter; consume all (``tokens`` in token windows, 1 in
+        request windows, lease ``lease_id`` in lease sets) only if all accept."""
+        ...
 
-    async def peek(self, counters: list[Counter], now_ms: int) -> tuple[CounterState, ...]:
+    async def peek(self, plan: PreparedPlan, now_ms: int) -> Sequence[CounterState]:
         """Current use of each counter, consuming nothing."""
         ...
 
-    async def settle_tokens(
+    async def settle(
         self,
-        windows: list[TokenSettlement],
-        entry_id: str,
+        plan: PreparedPlan,
+        admitted_ms: int,
         reserved: int,
         actual: int | None,
+        lease_id: str,
         now_ms: int,
     ) -> None:
-        """Release ``reserved - actual`` from the entry, or charge the extra at ``now_ms``;
-        ``actual=None`` releases it all."""
+        """Release ``reserved - actual`` from the slot the reservation was admitted
+        into (``actual=None`` releases it all), or charge the extra at ``now_ms``;
+        release lease ``lease_id`` (if not empty) from every lease set."""
         ...
 
     async def refresh_leases(
-        self, keys: list[str], lease_id: str, expiry_ms: int, now_ms: int
+        self, keys: Sequence[str], lease_id: str, expiry_ms: int, now_ms: int
     ) -> bool:
         """Push the lease's expiry; False if it is gone (expired and purged)."""
         ...
 
-    async def release_leases(self, keys: list[str], lease_id: str) -> None: ...
-
     async def ping(self) -> bool: ...
 
     async def aclose(self) -> None: ...
-
-
-def entry_member(entry_id: str, amount: int) -> str:
-    """The window entry's member name: its amount rides in the name so that
-    purging an expired entry knows what to subtract without a second lookup."""
-    return f"{entry_id}:{amount}"
-
-
-def extra_entry_id(entry_id: str) -> str:
-    """The entry that carries usage beyond the reservation, charged at settle time."""
-    return f"{entry_id}+x"
