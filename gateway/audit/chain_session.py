@@ -16,13 +16,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit import nodes
 from gateway.audit.batch import ChainConflict
 from gateway.audit.signing import Signer, checkpoint_payload
-from gateway.audit.tables import audit_checkpoints, audit_nodes
+from gateway.audit.tables import audit_checkpoints, audit_nodes, audit_records
 from gateway.audit.writer_state import CheckpointState
 from gateway.settings import Settings
 
@@ -106,6 +106,13 @@ class ChainSession:
         self.head = nodes.Head(self.head.node_id, int(row.last_seq), str(row.last_hash))
         await self.cp.load(conn, self.head.node_id)
         self.stale = False
+
+    async def stored_ids(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are already in the log (a failed batch may have landed)."""
+        conn = await self.connection()
+        async with conn.begin():
+            rows = await conn.execute(select(audit_records.c.id).where(audit_records.c.id.in_(ids)))
+            return {str(r[0]) for r in rows}
 
     def advanced(self, head: nodes.Head) -> None:
         """A batch COMMITted (its head update doubles as the lease heartbeat)."""

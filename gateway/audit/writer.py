@@ -16,9 +16,12 @@ after ``UNAWAITED_FLUSH_S`` of quiet, when the queue is full, and at
 shutdown loses none; an acknowledged decision is never lost.
 
 Failures: waiting ``record()`` callers get ``AuditUnavailable`` (the request
-gets 503); un-awaited records stay queued and are retried with backoff,
-because nobody else will ever write them. The chain head is then re-read
-(``chain_session``) before the next batch.
+gets 503); un-awaited records are retried with backoff, because nobody else
+will ever write them. Retries go in batches of their own, never mixed with
+waiting callers' records (a record that can never commit must not take every
+decision down with it), and a retried record that is already stored (its
+batch landed although the COMMIT reported failure) is not written twice. The
+chain head is re-read (``chain_session``) before the next batch.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class AuditWriter:
                      if fast and database else None)
         self._time_param: Callable[[datetime], Any] = sqlite_time if self._fast else keep_time
         self._queue: deque[Pending] = deque()
+        self._retry: deque[Pending] = deque()  # un-awaited records whose batch failed
         self._awaited = 0  # records in the queue whose caller waits for COMMIT
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -235,9 +239,6 @@ class AuditWriter:
         """Loop time at which the queued records should go (<= now: at once)."""
         if self._stopping or len(self._queue) >= self._batch_max:
             return now
-        if self._failures and now < self._retry_at:
-            # After a failure retry-only work waits; a waiting caller tries at once.
-            return now if self._awaited else self._retry_at
         if self._awaited:
             return now
         return self._queue[0].at + UNAWAITED_FLUSH_S
@@ -248,13 +249,19 @@ class AuditWriter:
         tick = min(self._settings.audit_checkpoint_seconds, self._chain.lease_s / 3)
         while True:
             now = loop.time()
+            if self._retry and (self._stopping or now >= self._retry_at):
+                await self._flush(self._take(self._retry), retried=True)
+                continue
             if self._queue:
                 at = self._flush_at(now)
                 if at <= now:
                     await self._linger(now)
-                    await self._flush(self._take())
+                    await self._flush(self._take(self._queue))
                     continue
-                await self._sleep(at)
+                await self._sleep(min(at, self._retry_at) if self._retry else at)
+                continue
+            if self._retry:
+                await self._sleep(self._retry_at)
                 continue
             if self._stopping:
                 return
@@ -273,25 +280,29 @@ class AuditWriter:
         finally:
             self._lingering = False
 
-    def _take(self) -> list[Pending]:
-        q = self._queue
+    def _take(self, q: deque[Pending]) -> list[Pending]:
         if len(q) <= self._batch_max:
             batch = list(q)
             q.clear()
         else:
             batch = [q.popleft() for _ in range(self._batch_max)]
-        awaited = sum(1 for p in batch if p.future is not None)
-        self._awaited -= awaited
-        self._last_awaited = awaited
+        if q is self._queue:
+            awaited = sum(1 for p in batch if p.future is not None)
+            self._awaited -= awaited
+            self._last_awaited = awaited
         return batch
 
-    async def _flush(self, batch: list[Pending]) -> None:
+    async def _flush(self, batch: list[Pending], retried: bool = False) -> None:
         try:
-            accepted = await self._commit(batch)
+            if retried:
+                stored = await self._chain.stored_ids([str(p.fields["id"]) for p in batch])
+                batch = [p for p in batch if p.fields["id"] not in stored]
+            accepted = await self._commit(batch) if batch else []
         except Exception as exc:  # noqa: BLE001 - whatever broke, every waiter must hear it
             await self._failed(batch, exc)
             return
-        self._failures = 0
+        if retried or not self._retry:
+            self._failures = 0  # the backoff grows while retries keep failing
         stats = self.stats
         stats.batches += 1
         stats.records += len(accepted)
@@ -352,7 +363,7 @@ class AuditWriter:
                 log.critical("audit writer stopping with %d uncommitted outcome/event "
                              "records that could not be written", len(retry))
             return
-        self._queue.extendleft(reversed(retry))
+        self._retry.extendleft(reversed(retry))
 
     def _count_checkpoint(self) -> None:
         self.stats.checkpoints += 1

@@ -72,11 +72,39 @@ async def test_database_locked_by_another_process(
         blocker.rollback()
         blocker.close()
     await writer.record(make_record(3))
-    # The outcome that failed with the batch was retried, not dropped.
+    await writer.stop()
+    # The outcome that failed with the batch was retried (in a batch of its own), not dropped.
     async with engine.connect() as conn:
         kinds = [r.kind for r in (await conn.execute(
             select(audit_records.c.kind).order_by(audit_records.c.seq))).all()]
-    assert kinds == ["decision", "outcome", "decision"]
+    assert sorted(kinds) == ["decision", "decision", "outcome"]
+    assert (await verify_log(engine)).ok
+
+
+async def test_retried_outcome_whose_batch_landed_is_not_written_twice(
+    writer: AuditWriter, engine: AsyncEngine, db_path: Path
+) -> None:
+    """The COMMIT lands in a moved file (StoreMoved after COMMIT); when the file is back
+    the outcome is already there: retrying it must not fail every later batch."""
+    first = make_record(1)
+    await writer.record(first)
+    outcome = OutcomeRecord(new_id(), datetime.now(UTC), first.id, 200)
+    await writer.record_outcome(outcome)
+    moved = db_path.parent.with_name("moved")
+    db_path.parent.rename(moved)
+    try:
+        with pytest.raises(AuditUnavailable):
+            await writer.record(make_record(2))  # takes the outcome along; lands, refused
+    finally:
+        moved.rename(db_path.parent)
+    for i in range(3, 6):
+        await writer.record(make_record(i))
+    await asyncio.sleep(0.2)  # past the retry backoff
+    await writer.stop()
+    assert writer.stats.failures == 1, "the retry of an already stored record failed"
+    async with engine.connect() as conn:
+        ids = [r.id for r in (await conn.execute(select(audit_records.c.id))).all()]
+    assert ids.count(outcome.id) == 1
     assert (await verify_log(engine)).ok
 
 
