@@ -39,7 +39,9 @@ entry may be held up to one slot width longer than its exact expiry (never
 shorter), which bounds both the memory per counter and the over-hold."""
 
 CounterType = Literal["requests", "tokens", "lease"]
-KEY_PREFIX = "gwq"
+KEY_PREFIX = "gwq2"
+"""``2``: the slotted layout. Keys of the earlier per-request log (``gwq:``) are
+never read, so replicas of both versions cannot corrupt each other's counters."""
 
 # Short codes the Lua script receives for each counter type.
 TYPE_CODE: dict[CounterType, str] = {"requests": "r", "tokens": "t", "lease": "l"}
