@@ -12,8 +12,9 @@ the clock: whatever depends on time takes ``now``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from gateway.policy import schema as s
 from gateway.policy.checks import resolve_country_set
@@ -78,6 +79,12 @@ class CompiledBundle:
     common: RuleSet
     """Rules for a model the bundle does not name (only model-agnostic ones)."""
     warnings: tuple[str, ...] = ()
+    plan_memo: dict[tuple[str, frozenset[str]], Any] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
+    """``engine.quota_plan`` results by (tier, capabilities): a pure function of
+    this immutable snapshot, so memoising it is safe and saves an allocation
+    per request (and gives the quota meter stable plan objects to cache on)."""
 
     def rules_for(self, model: str) -> RuleSet:
         return self.by_model.get(model, self.common)

@@ -77,6 +77,17 @@ def quota_plan(
     bundle: CompiledBundle, tier: str, capabilities: frozenset[str]
 ) -> tuple[QuotaPlan, str | None]:
     """(plan, the first bucket with a 0 limit or None); see the module docstring."""
+    key = (tier, capabilities)
+    memo = bundle.plan_memo.get(key)
+    if memo is None:
+        memo = bundle.plan_memo[key] = _quota_plan(bundle, tier, capabilities)
+    result: tuple[QuotaPlan, str | None] = memo
+    return result
+
+
+def _quota_plan(
+    bundle: CompiledBundle, tier: str, capabilities: frozenset[str]
+) -> tuple[QuotaPlan, str | None]:
     tq = bundle.quotas.get(tier)
     if tq is None:
         return QuotaPlan(tier=tier), None
