@@ -55,7 +55,7 @@ def decisions_query(filters: DecisionFilters) -> tuple[Select[Any], Any]:
     if filters.rule_id is not None:
         dr = audit_decision_rules
         query = (select(t).join(dr, dr.c.decision_id == t.c.id)
-                 .where(dr.c.rule_id == filters.rule_id))
+                 .where(dr.c.rule_id == filters.rule_id, t.c.kind == "decision"))
         # Page in the order of whichever index drives the plan: the rule index when
         # the rule is the only filter, else the record's (column, id) index; the two
         # ids are equal by the join, but a mismatched ORDER BY forces a full sort.

@@ -20,13 +20,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Table, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 _AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _decisions_only(name: str, *columns: str) -> Index:
+    where = text("kind = 'decision'")
+    return Index(name, *columns, sqlite_where=where, postgresql_where=where)
 
 
 class AuditRecordRow(Base):
@@ -52,13 +57,21 @@ class AuditRecordRow(Base):
 
     __table_args__ = (
         Index("ux_audit_records_node_seq", "node_id", "seq", unique=True),
-        Index("ix_audit_records_customer_id_id", "customer_id", "id"),
-        Index("ix_audit_records_verdict_id", "decision", "id"),
-        Index("ix_audit_records_model_id", "model", "id"),
-        Index("ix_audit_records_origin_country_id", "origin_country", "id"),
+        # The list filters only ever select decisions: partial indexes keep
+        # outcome rows (one per forwarded request) out of four b-trees, which
+        # is about a third of the index writes on the hot path.
+        _decisions_only("ix_audit_records_customer_id_id", "customer_id", "id"),
+        _decisions_only("ix_audit_records_verdict_id", "decision", "id"),
+        _decisions_only("ix_audit_records_model_id", "model", "id"),
+        _decisions_only("ix_audit_records_origin_country_id", "origin_country", "id"),
         # Covering index for export ranges: (ts) -> (node_id, seq) without row lookups.
         Index("ix_audit_records_ts_node_seq", "ts", "node_id", "seq"),
-        Index("ix_audit_records_outcome_of", "decision_id"),
+        Index(
+            "ix_audit_records_outcome_of",
+            "decision_id",
+            sqlite_where=text("decision_id IS NOT NULL"),
+            postgresql_where=text("decision_id IS NOT NULL"),
+        ),
     )
 
 

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 3d1a5ff816c1
+Revision ID: 10d33434623d
 Revises:
-Create Date: 2026-11-26 22:36:39.623079
+Create Date: 2026-11-26 23:23:41.623001
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "3d1a5ff816c1"
+revision: str = "10d33434623d"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -132,17 +132,43 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("audit_records", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_audit_records_customer_id_id", ["customer_id", "id"], unique=False
+            "ix_audit_records_customer_id_id",
+            ["customer_id", "id"],
+            unique=False,
+            sqlite_where=sa.text("kind = 'decision'"),
+            postgresql_where=sa.text("kind = 'decision'"),
         )
-        batch_op.create_index("ix_audit_records_model_id", ["model", "id"], unique=False)
         batch_op.create_index(
-            "ix_audit_records_origin_country_id", ["origin_country", "id"], unique=False
+            "ix_audit_records_model_id",
+            ["model", "id"],
+            unique=False,
+            sqlite_where=sa.text("kind = 'decision'"),
+            postgresql_where=sa.text("kind = 'decision'"),
         )
-        batch_op.create_index("ix_audit_records_outcome_of", ["decision_id"], unique=False)
+        batch_op.create_index(
+            "ix_audit_records_origin_country_id",
+            ["origin_country", "id"],
+            unique=False,
+            sqlite_where=sa.text("kind = 'decision'"),
+            postgresql_where=sa.text("kind = 'decision'"),
+        )
+        batch_op.create_index(
+            "ix_audit_records_outcome_of",
+            ["decision_id"],
+            unique=False,
+            sqlite_where=sa.text("decision_id IS NOT NULL"),
+            postgresql_where=sa.text("decision_id IS NOT NULL"),
+        )
         batch_op.create_index(
             "ix_audit_records_ts_node_seq", ["ts", "node_id", "seq"], unique=False
         )
-        batch_op.create_index("ix_audit_records_verdict_id", ["decision", "id"], unique=False)
+        batch_op.create_index(
+            "ix_audit_records_verdict_id",
+            ["decision", "id"],
+            unique=False,
+            sqlite_where=sa.text("kind = 'decision'"),
+            postgresql_where=sa.text("kind = 'decision'"),
+        )
         batch_op.create_index("ux_audit_records_node_seq", ["node_id", "seq"], unique=True)
 
     op.create_table(
@@ -268,12 +294,32 @@ def downgrade() -> None:
     op.drop_table("customer_history")
     with op.batch_alter_table("audit_records", schema=None) as batch_op:
         batch_op.drop_index("ux_audit_records_node_seq")
-        batch_op.drop_index("ix_audit_records_verdict_id")
+        batch_op.drop_index(
+            "ix_audit_records_verdict_id",
+            sqlite_where=sa.text("kind = 'decision'"),
+            postgresql_where=sa.text("kind = 'decision'"),
+        )
         batch_op.drop_index("ix_audit_records_ts_node_seq")
-        batch_op.drop_index("ix_audit_records_outcome_of")
-        batch_op.drop_index("ix_audit_records_origin_country_id")
-        batch_op.drop_index("ix_audit_records_model_id")
-        batch_op.drop_index("ix_audit_records_customer_id_id")
+        batch_op.drop_index(
+            "ix_audit_records_outcome_of",
+            sqlite_where=sa.text("decision_id IS NOT NULL"),
+            postgresql_where=sa.text("decision_id IS NOT NULL"),
+        )
+        batch_op.drop_index(
+            "ix_audit_records_origin_country_id",
+            sqlite_where=sa.text("kind = 'decision'"),
+            postgresql_where=sa.text("kind = 'decision'"),
+        )
+        batch_op.drop_index(
+            "ix_audit_records_model_id",
+            sqlite_where=sa.text("kind = 'decision'"),
+            postgresql_where=sa.text("kind = 'decision'"),
+        )
+        batch_op.drop_index(
+            "ix_audit_records_customer_id_id",
+            sqlite_where=sa.text("kind = 'decision'"),
+            postgresql_where=sa.text("kind = 'decision'"),
+        )
 
     op.drop_table("audit_records")
     op.drop_table("audit_nodes")
