@@ -19,7 +19,7 @@ import uvicorn
 from rich.console import Console
 
 from gateway.db.errors import SchemaOutOfDate
-from gateway.db.startup import prepare_for_serving
+from gateway.db.startup import SCHEMA_READY_ENV, prepare_for_serving
 from gateway.settings import Settings, SettingsError, load_settings
 
 console = Console(stderr=True)
@@ -38,7 +38,6 @@ async def _seed_demo(settings: Settings) -> list[tuple[str, str, str]]:
     from gateway.db.session import create_engine, session_factory
     from gateway.demo.seed import seed_demo
 
-    await prepare_for_serving(settings)
     engine = create_engine(settings)
     try:
         customers = await seed_demo(session_factory(engine))
@@ -106,14 +105,15 @@ def register(app: typer.Typer) -> None:
             )
             raise typer.Exit(2)
         try:
+            # Once here, before any worker starts, so N workers never race to
+            # migrate the same file; the workers' lifespans then skip it.
+            asyncio.run(prepare_for_serving(settings))
             if demo:
                 _print_demo(host, port, asyncio.run(_seed_demo(settings)))
-            elif workers > 1:
-                # Once here, so N workers never race to migrate the same file.
-                asyncio.run(prepare_for_serving(settings))
         except SchemaOutOfDate as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from None
+        os.environ[SCHEMA_READY_ENV] = settings.database_url
         if workers > 1:
             from gateway.ops.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 

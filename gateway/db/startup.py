@@ -16,9 +16,16 @@ import sys
 from gateway.db.errors import SchemaOutOfDate
 from gateway.settings import Settings
 
+SCHEMA_READY_ENV = "GATEWAY_SCHEMA_READY_FOR"
+"""Set by ``gateway serve`` to the database URL it has just prepared, so its
+workers do not repeat the step (an ASGI server started some other way still
+gets it in the lifespan)."""
+
 
 async def prepare_for_serving(settings: Settings) -> None:
     """Migrate SQLite to head, or require that any other database is at head."""
+    if os.environ.get(SCHEMA_READY_ENV) == settings.database_url:
+        return
     action = "upgrade" if settings.is_sqlite else "check"
     env = dict(os.environ)
     env["GATEWAY_DATABASE_URL"] = settings.database_url
