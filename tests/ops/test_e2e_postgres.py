@@ -16,7 +16,13 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.e2e import test_identity_e2e, test_policy_e2e, test_proxy_failures, test_proxy_sdks
+from tests.e2e import (
+    test_audit_e2e,
+    test_identity_e2e,
+    test_policy_e2e,
+    test_proxy_failures,
+    test_proxy_sdks,
+)
 from tests.e2e.conftest import TRUSTED, US_ENTERPRISE
 from tests.e2e.test_identity_e2e import issuer  # noqa: F401  (fixture of imported tests)
 from tests.support.postgres_server import PostgresServer, migrated_database
@@ -28,6 +34,12 @@ for _module in (test_proxy_sdks, test_proxy_failures, test_identity_e2e, test_po
     for _name in dir(_module):
         if _name.startswith("test_"):
             globals()[_name] = getattr(_module, _name)
+
+# The audit log's one-record-per-decision run, on PostgreSQL too (the
+# SQLite-file outage and crash tests of that module stay SQLite-only).
+test_every_request_of_a_mixed_run_has_exactly_one_record = (
+    test_audit_e2e.test_every_request_of_a_mixed_run_has_exactly_one_record
+)
 
 
 @pytest.fixture(scope="module")

@@ -95,6 +95,20 @@ class PostgresServer:
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.root,
             **self._as_postgres(),  # type: ignore[call-overload]
         )  # fmt: skip
+        return self._launch(timeout)
+
+    def stop(self) -> None:
+        """Stop the server, keeping its data (``resume`` starts it again)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=15)
+
+    def resume(self, timeout: float = 30.0) -> str:
+        """Start a stopped server again on the same port and data directory."""
+        return self._launch(timeout, create=False)
+
+    def _launch(self, timeout: float, create: bool = True) -> str:
         log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             [
@@ -115,7 +129,8 @@ class PostgresServer:
                     f"postgres exited with {self.proc.returncode}:\n{self.log_text()}"
                 )
             if self._ready():
-                self.create_database("gateway")
+                if create:
+                    self.create_database("gateway")
                 return self.url
             time.sleep(0.05)
         self.close()

@@ -1,0 +1,72 @@
+"""PostgreSQL stopped under a running gateway: 503 in the client's shape,
+nothing forwarded, and service back without a restart when it returns."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import TRUSTED, US_ENTERPRISE
+from tests.ops.helpers import US_IP
+from tests.support.postgres_server import PostgresServer, available, migrated_database
+from tests.support.processes import Admin, GatewayConfig, Proc, start_gateway
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.fixture()
+def own_postgres() -> Iterator[PostgresServer]:
+    if not available():
+        pytest.skip("PostgreSQL is not installed")
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture()
+def standin_log(standin: Proc) -> Callable[[], int]:
+    httpx.delete(f"{standin.url}/_standin/requests")
+    return lambda: len(httpx.get(f"{standin.url}/_standin/requests").json())
+
+
+def post(gateway: Proc, path: str, key: str) -> httpx.Response:
+    body = {"model": "haiku-lite", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}
+    headers = {"authorization": f"Bearer {key}", "x-forwarded-for": US_IP}
+    return httpx.post(f"{gateway.url}{path}", json=body, headers=headers, timeout=30)
+
+
+def test_postgres_stopped_is_503_with_nothing_forwarded(
+    tmp_path: Path, own_postgres: PostgresServer, standin: Proc, standin_log: Callable[[], int]
+) -> None:
+    url = migrated_database(own_postgres)
+    cfg = GatewayConfig(
+        tmp=tmp_path, upstream_url=standin.url, env={**TRUSTED, "GATEWAY_DATABASE_URL": url}
+    )
+    gateway = start_gateway(cfg)
+    try:
+        key = Admin(gateway.url).customer_with_key(**US_ENTERPRISE)
+        assert post(gateway, "/v1/chat/completions", key).status_code == 200
+        forwarded = standin_log()
+        own_postgres.stop()
+        for path, error_type in (
+            ("/v1/chat/completions", "api_error"),
+            ("/v1/messages", "overloaded_error"),
+        ):
+            response = post(gateway, path, key)
+            assert response.status_code == 503, response.text
+            doc = response.json()
+            assert (doc["error"]["type"]) == error_type
+        assert standin_log() == forwarded, "a request went upstream without its record"
+        assert httpx.get(f"{gateway.url}/readyz", timeout=10).status_code == 503
+        own_postgres.resume()
+        deadline = time.monotonic() + 15
+        status = 503
+        while status == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = post(gateway, "/v1/chat/completions", key).status_code
+        assert status == 200
+    finally:
+        gateway.stop()
