@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -79,14 +80,22 @@ class Proc:
 
 def start_standin(port: int | None = None) -> Proc:
     port = port or free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.demo.standin", "--port", str(port)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    wait_http(f"http://127.0.0.1:{port}/_standin/streams", proc)
-    return Proc(proc, port)
+    # Output goes to a file, never a pipe nobody reads: a full pipe would block
+    # the stand-in the moment it logs enough (e.g. 50 streams cut at once).
+    log_path = Path(tempfile.mkdtemp(prefix="standin-")) / "standin.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.demo.standin", "--port", str(port)],
+            cwd=REPO,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/_standin/streams", proc)
+    except (RuntimeError, TimeoutError) as exc:
+        proc.kill()
+        raise RuntimeError(f"{exc}\n{log_path.read_text(errors='replace')}") from None
+    return Proc(proc, port, log_path)
 
 
 @dataclass
