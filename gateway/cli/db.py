@@ -37,11 +37,9 @@ def upgrade() -> None:
     console.print(f"database at revision {revision}")
 
 
-@app.command()
-def current() -> None:
-    """Print the database's current revision and the head revision."""
+def _revisions() -> tuple[str | None, str | None]:
+    """(the database's revision, the migrations' head)."""
     settings = load_settings(demo=True)
-
     from gateway.db import migrate  # Alembic: loaded only by the db commands
 
     async def run() -> str | None:
@@ -51,24 +49,20 @@ def current() -> None:
         finally:
             await engine.dispose()
 
-    console.print(f"current: {asyncio.run(run())}  head: {migrate.head_revision()}")
+    return asyncio.run(run()), migrate.head_revision()
+
+
+@app.command()
+def current() -> None:
+    """Print the database's current revision and the head revision."""
+    current, head = _revisions()
+    console.print(f"current: {current}  head: {head}")
 
 
 @app.command()
 def check() -> None:
     """Exit 0 if the database is at the head revision, 1 if not (what replicas check)."""
-    settings = load_settings(demo=True)
-
-    from gateway.db import migrate  # Alembic: loaded only by the db commands
-
-    async def run() -> str | None:
-        engine = create_engine(settings)
-        try:
-            return await migrate.current_revision(engine)
-        finally:
-            await engine.dispose()
-
-    current, head = asyncio.run(run()), migrate.head_revision()
+    current, head = _revisions()
     if current != head:
         console.print(
             f"database schema is at revision {current!r}, the gateway needs {head!r}: "
