@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from gateway.admin.audit import router as audit_router
 from gateway.admin.customers import router as customers_router
 from gateway.admin.decisions import router as decisions_router
+from gateway.admin.holds import router as holds_router
 from gateway.admin.keys import router as keys_router
 from gateway.admin.kyc_webhook import router as kyc_webhook_router
 from gateway.admin.policy import router as policy_router
@@ -19,6 +20,7 @@ ADMIN_ROUTERS = (
     policy_router,
     decisions_router,
     audit_router,
+    holds_router,
     usage_router,
 )
 
