@@ -16,6 +16,7 @@ from gateway.audit.ids import new_id
 from gateway.audit.record import DecisionRecord
 from gateway.geo.origin import Origin
 from gateway.identity.principal import Principal
+from gateway.policy.compiled import CompiledBundle
 from gateway.policy.decision import Decision
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.policy.replay import replay_facts
@@ -28,6 +29,8 @@ class Exchange:
     endpoint: str
     ts: datetime
     peer_ip: str | None
+    bundle: CompiledBundle
+    """The policy snapshot this request is decided, recorded and routed under."""
     id: str = field(default_factory=new_id)
     started: float = field(default_factory=time.perf_counter)
     key_id: str | None = None
@@ -37,9 +40,12 @@ class Exchange:
     facts: RequestFacts | None = None
     decision: Decision | None = None
     admission: Admission | None = None
-    policy_version: str | None = None
     rule_ids: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+
+    @property
+    def policy_version(self) -> str:
+        return self.bundle.version
 
     def refuse(self, rule_id: str, reason: str) -> None:
         """A refusal decided outside the policy engine (401, 400, 429, 503)."""

@@ -83,7 +83,7 @@ class Forwarder:
     def _gateway_headers(self, ex: Exchange) -> list[tuple[bytes, bytes]]:
         headers = [
             (b"x-gateway-decision-id", ex.id.encode()),
-            (b"x-gateway-policy-version", (ex.policy_version or "").encode()),
+            (b"x-gateway-policy-version", ex.policy_version.encode()),
         ]
         if ex.admission is not None:
             headers.extend((k.encode(), v.encode()) for k, v in ex.admission.headers.items())
@@ -123,8 +123,7 @@ class Forwarder:
         response: aiohttp.ClientResponse | None = None
         try:
             # In demo mode the stand-in answers for every model, whatever the bundle says.
-            bundle = services.policy.current
-            override = None if services.settings.demo else bundle.upstream_for(ex.body.model)
+            override = None if services.settings.demo else ex.bundle.upstream_for(ex.body.model)
             url = services.upstream.url_for(path, override)
             t_upstream = time.perf_counter()
             response = await services.upstream.send(scope["method"], url, headers, raw)

@@ -66,14 +66,14 @@ class Pipeline:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, api: ApiShape) -> None:
         services = self.services
+        # The request keeps this snapshot to the end, whatever reloads meanwhile.
         ex = Exchange(
             api=api,
             endpoint=scope["path"],
             ts=services.clock(),
             peer_ip=_peer(scope),
+            bundle=services.policy.current,
         )
-        bundle = services.policy.current
-        ex.policy_version = bundle.version
         try:
             raw = await self._decide(ex, scope, receive)
         except ClientGone:
@@ -101,9 +101,14 @@ class Pipeline:
 
     async def list_models(self, scope: Scope, send: Send, api: ApiShape) -> None:
         services = self.services
-        ex = Exchange(api=api, endpoint=scope["path"], ts=services.clock(), peer_ip=_peer(scope))
         bundle = services.policy.current
-        ex.policy_version = bundle.version
+        ex = Exchange(
+            api=api,
+            endpoint=scope["path"],
+            ts=services.clock(),
+            peer_ip=_peer(scope),
+            bundle=bundle,
+        )
         ex.origin = services.locator.locate(ex.peer_ip, header(scope, b"x-forwarded-for"))
         try:
             ex.principal = await self._identify(ex, scope)
@@ -143,8 +148,7 @@ class Pipeline:
         raw = await read_body(scope, receive, services.settings.max_body_bytes)
         ex.principal = principal = await self._identify(ex, scope)
         ex.body = body = parse_body(raw)
-        bundle = services.policy.current
-        ex.policy_version = bundle.version
+        bundle = ex.bundle
         facts = RequestFacts(
             endpoint=ex.endpoint,
             api=ex.api,
@@ -193,7 +197,7 @@ class Pipeline:
         headers = [
             JSON_CONTENT_TYPE,
             (b"x-gateway-decision-id", ex.id.encode()),
-            (b"x-gateway-policy-version", (ex.policy_version or "").encode()),
+            (b"x-gateway-policy-version", ex.policy_version.encode()),
         ]
         headers.extend((k.encode(), v.encode()) for k, v in refusal.headers.items())
         await send_raw(send, refusal.status, headers, render_error(ex.api, refusal))
