@@ -31,6 +31,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway.audit.batch import RECORD_COLS, RULE_COLS, BatchWrite, ChainConflict, sqlite_time
 from gateway.audit.tables import audit_checkpoints
@@ -45,14 +46,27 @@ CHECKPOINT_INTERVAL_S = 1.0
 
 
 
-def _insert_sql(table_name: str, columns: Sequence[str]) -> str:
+def _insert_sql(table_name: str, columns: Sequence[str], rows: int = 1) -> str:
+    values = f"({', '.join('?' for _ in columns)})"
     return (f"INSERT INTO {table_name} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})")
+            f"VALUES {', '.join(values for _ in range(rows))}")
 
+
+ROWS_PER_INSERT = 32
+"""Rows per multi-row INSERT statement (at most ``ROWS_PER_INSERT`` distinct statements).
+
+Why not ``executemany``: the sqlite3 module releases and re-takes the GIL
+around every ``sqlite3_step``, i.e. once per row. While the event loop is busy,
+each re-take waits for the loop thread to let go of the GIL, which on one core
+is a context switch (and up to the 5 ms switch interval of latency) per row.
+One statement for many rows is one step: a batch costs a handful of GIL
+round trips whatever its size."""
 
 _CP_COLS = [c.name for c in audit_checkpoints.columns if c.name != "id"]
-_INSERT_RECORD = _insert_sql("audit_records", RECORD_COLS)
-_INSERT_RULE = _insert_sql("audit_decision_rules", RULE_COLS)
+_INSERT_RECORDS = [_insert_sql("audit_records", RECORD_COLS, n)
+                   for n in range(ROWS_PER_INSERT + 1)]
+_INSERT_RULES = [_insert_sql("audit_decision_rules", RULE_COLS, n)
+                 for n in range(ROWS_PER_INSERT + 1)]
 _INSERT_CP = _insert_sql("audit_checkpoints", _CP_COLS)
 _UPDATE_HEAD = ("UPDATE audit_nodes SET last_seq = ?, last_hash = ?, heartbeat_at = ? "
                 "WHERE node_id = ? AND owner = ? AND last_seq = ?")
@@ -138,6 +152,14 @@ class _Worker:
 _Call = tuple[asyncio.AbstractEventLoop, asyncio.Future[None], Callable[[], None]]
 
 
+def _insert_rows(conn: sqlite3.Connection, statements: list[str],
+                 rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` with one multi-row statement per ``ROWS_PER_INSERT`` rows."""
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[start:start + ROWS_PER_INSERT]
+        conn.execute(statements[len(chunk)], [value for row in chunk for value in row])
+
+
 class SqliteBatchStore:
     def __init__(self, path: str, synchronous: str, busy_timeout_ms: int) -> None:
         self._path = path
@@ -178,9 +200,8 @@ class SqliteBatchStore:
                                               b.node_id, b.owner, b.old_seq))
             if cur.rowcount != 1:
                 raise ChainConflict(f"chain {b.node_id} moved or was taken over")
-            conn.executemany(_INSERT_RECORD, b.rows)
-            if b.rule_rows:
-                conn.executemany(_INSERT_RULE, b.rule_rows)
+            _insert_rows(conn, _INSERT_RECORDS, b.rows)
+            _insert_rows(conn, _INSERT_RULES, b.rule_rows)
             if b.checkpoint is not None:
                 cp = b.checkpoint
                 conn.execute(_INSERT_CP, tuple(sqlite_time(cp[c]) if c == "ts" else cp[c]
