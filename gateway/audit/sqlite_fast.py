@@ -93,6 +93,10 @@ def _connect(path: str, synchronous: str, busy_timeout_ms: int) -> sqlite3.Conne
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         conn.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
+        # A multi-row INSERT inside a transaction needs a statement journal (to
+        # undo just that statement on a constraint error); keep it in memory
+        # instead of a temp file created and unlinked under /var/tmp each time.
+        conn.execute("PRAGMA temp_store=MEMORY")
     except BaseException:
         conn.close()
         raise
