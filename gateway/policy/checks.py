@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-import pycountry
-
+from gateway.kyc.codes import iso_countries, iso_regions
 from gateway.policy import schema as s
 from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap, format_path
 
@@ -36,13 +35,13 @@ def is_group_name(value: str) -> bool:
 
 
 def valid_country(code: str) -> bool:
-    return len(code) == 2 and code.isupper() and pycountry.countries.get(alpha_2=code) is not None
+    return len(code) == 2 and code.isupper() and code in iso_countries()
 
 
 def valid_region(code: str) -> bool:
     if "-" not in code or code.upper() != code:
         return False
-    return pycountry.subdivisions.get(code=code) is not None  # type: ignore[no-untyped-call]
+    return code in iso_regions()
 
 
 def resolve_country_set(
