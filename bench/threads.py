@@ -24,6 +24,25 @@ from bench.wrk import run_wrk, write_script
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _switches(task: Path) -> int:
+    """Voluntary + involuntary context switches of one thread so far."""
+    total = 0
+    for line in (task / "status").read_text().splitlines():
+        if line.endswith("ctxt_switches:") or "ctxt_switches:" in line:
+            total += int(line.split()[-1])
+    return total
+
+
+def thread_switches(pid: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[task.name] = _switches(task)
+        except OSError:
+            continue
+    return out
+
+
 def thread_cpu(pid: int) -> dict[str, tuple[float, float]]:
     """CPU seconds (user, system) per thread of ``pid``."""
     out: dict[str, tuple[float, float]] = {}
@@ -80,8 +99,10 @@ def main() -> int:
             url = proc.url + "/v1/chat/completions"
             run_wrk(url, script, args.connections, 2, "0")  # warm-up
             before = thread_cpu(proc.popen.pid)
+            switches_before = thread_switches(proc.popen.pid)
             result = run_wrk(url, script, args.connections, args.duration, "0")
             after = thread_cpu(proc.popen.pid)
+            switches_after = thread_switches(proc.popen.pid)
             metrics = _audit_metrics(proc.url) if args.target == "gateway" else ""
         finally:
             group.stop_all()
@@ -98,6 +119,8 @@ def main() -> int:
         if user_us + system_us > 0:
             print(f"  {name:<20} {user_us:8.1f} {system_us:8.1f}")
     print(f"  {'total':<20} {sum(r[1] for r in rows):8.1f} {sum(r[2] for r in rows):8.1f}")
+    switches = sum(switches_after.values()) - sum(switches_before.values())
+    print(f"  context switches: {switches / result.requests:.1f} per request (all threads)")
     if metrics:
         print(metrics)
     return 0

@@ -138,6 +138,18 @@ class QuotaMeter(Protocol):
 
 
 class AuditSink(Protocol):
+    def expect_decision(self) -> None:
+        """A request has started that will ``record`` a decision soon.
+
+        A hint for group commit only: the sink may wait (briefly) for records
+        it knows are coming. Balanced by ``record`` or ``cancel_expected``.
+        """
+        ...
+
+    def cancel_expected(self) -> None:
+        """A request announced with ``expect_decision`` ended without recording."""
+        ...
+
     async def record(self, record: DecisionRecord) -> None:
         """Durably commit the record (group commit) before returning.
 

@@ -5,9 +5,15 @@ has COMMITted; a request is forwarded only after that. One writer task drains
 a queue. Group commit is natural: an idle writer commits at once (lowest
 latency), and while a commit runs on the store's thread, new records pile up
 and the next batch takes all of them (up to ``audit_batch_max``). With
-``audit_batch_wait_ms`` > 0 the writer also lingers that long before a batch,
-but only after a batch that several *waiting callers* shared (real
-concurrency), the way PostgreSQL's ``commit_delay`` needs ``commit_siblings``.
+``audit_batch_wait_ms`` > 0 the writer also lingers before a batch, up to
+that long, but only while records keep coming: it yields to the event loop
+one iteration at a time and stops at the first iteration that brought no new
+waiting record while no request announced by ``expect_decision()`` (called
+by the pipeline when a request starts its walk; ``record()`` or
+``cancel_expected()`` takes it back) is still on its way. A lone caller is
+therefore never delayed, and on a busy loop one COMMIT and one fsync carry
+the records of every request that was mid-pipeline (PostgreSQL's
+``commit_delay``/``commit_siblings``, with callers counted, not guessed).
 
 Records nobody awaits (outcomes, background events) do not trigger a commit
 of their own: they ride along with the next awaited batch, or are flushed
@@ -101,8 +107,7 @@ class AuditWriter:
         self._waiter: asyncio.Future[None] | None = None
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._lingering = False
-        self._last_awaited = 0
+        self._expected = 0  # requests mid-pipeline that will record a decision soon
         self._failures = 0
         self._retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -165,7 +170,18 @@ class AuditWriter:
 
     # --- the AuditSink interface ---------------------------------------------
 
+    def expect_decision(self) -> None:
+        """A request started its walk: its decision record will come soon (batching hint)."""
+        self._expected += 1
+
+    def cancel_expected(self) -> None:
+        """A request announced by ``expect_decision`` ended without recording."""
+        if self._expected:
+            self._expected -= 1
+
     async def record(self, record: DecisionRecord) -> None:
+        if self._expected:
+            self._expected -= 1
         fields = decision_fields(record, self._settings.audit_ip_truncate)
         future = self._push(fields, record.rule_ids, wait=True)
         assert future is not None
@@ -196,11 +212,10 @@ class AuditWriter:
         self._queue.append(Pending(fields, rule_ids, future, loop.time()))
         if wait:
             self._awaited += 1
-            if not self._lingering or len(self._queue) >= self._batch_max:
-                self._wake()
+            self._wake()
         elif len(self._queue) >= self._batch_max:
             self._wake()
-        elif self._waiter is not None and not self._lingering:
+        elif self._waiter is not None:
             # The writer sleeps: make sure it is up within the flush delay (re-arm
             # its timer, do not wake it; an awaited record usually comes first).
             due = loop.time() + UNAWAITED_FLUSH_S
@@ -270,15 +285,26 @@ class AuditWriter:
                 await self._chain.idle_maintenance()
 
     async def _linger(self, now: float) -> None:
-        """Gather more waiting callers, only after a batch several of them shared."""
-        if (self._linger_s <= 0 or self._last_awaited <= 1 or self._stopping
-                or len(self._queue) >= self._batch_max):
+        """Let the event loop run while records are still coming, up to the linger time.
+
+        Each pass yields one loop iteration (other requests move forward, new
+        ones are read). The linger ends at the first pass that brought no new
+        waiting record while no announced request is still on its way: on an
+        idle loop that is the first pass (a few microseconds), so a lone
+        request is never delayed; on a busy loop the batch keeps growing for
+        as long as requests keep reaching the audit stage, and one COMMIT
+        (and one fsync) carries all of them.
+        """
+        if self._linger_s <= 0 or self._stopping:
             return
-        self._lingering = True
-        try:
-            await self._sleep(now + self._linger_s)
-        finally:
-            self._lingering = False
+        loop = self._loop
+        assert loop is not None
+        deadline = now + self._linger_s
+        while len(self._queue) < self._batch_max and loop.time() < deadline:
+            waiting = self._awaited
+            await asyncio.sleep(0)
+            if self._awaited == waiting and self._expected == 0:
+                return
 
     def _take(self, q: deque[Pending]) -> list[Pending]:
         if len(q) <= self._batch_max:
@@ -289,7 +315,6 @@ class AuditWriter:
         if q is self._queue:
             awaited = sum(1 for p in batch if p.future is not None)
             self._awaited -= awaited
-            self._last_awaited = awaited
         return batch
 
     async def _flush(self, batch: list[Pending], retried: bool = False) -> None:

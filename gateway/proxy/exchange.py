@@ -42,6 +42,8 @@ class Exchange:
     admission: Admission | None = None
     rule_ids: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    recorded: bool = False
+    """Its decision record was handed to the audit sink (see ``Pipeline._record``)."""
 
     @property
     def policy_version(self) -> str:

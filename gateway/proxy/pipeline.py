@@ -74,6 +74,17 @@ class Pipeline:
             peer_ip=_peer(scope),
             bundle=services.policy.current,
         )
+        # Group-commit hint: this request will record a decision shortly, so a
+        # commit about to start may wait for it (bounded by GATEWAY_AUDIT_BATCH_WAIT_MS).
+        services.audit.expect_decision()
+        try:
+            await self._walk(ex, scope, receive, send)
+        finally:
+            if not ex.recorded:
+                services.audit.cancel_expected()
+
+    async def _walk(self, ex: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
+        services = self.services
         try:
             raw = await self._decide(ex, scope, receive)
         except ClientGone:
@@ -88,7 +99,7 @@ class Pipeline:
             return
         t_audit = time.perf_counter()
         try:
-            await services.audit.record(ex.to_record(200))
+            await self._record(ex, 200)
         except AuditUnavailable as exc:
             log.error("audit store unavailable, refusing allowed request %s: %s", ex.id, exc)
             if ex.admission is not None:
@@ -99,16 +110,31 @@ class Pipeline:
         hooks.audit_waited(time.perf_counter() - t_audit)  # ops hook
         await self.forwarder.forward(ex, scope, receive, send, raw)
 
+    async def _record(self, ex: Exchange, status: int) -> None:
+        """Commit the decision record (raises AuditUnavailable)."""
+        record = ex.to_record(status)
+        ex.recorded = True  # from here the sink has taken back this request's expectation
+        await self.services.audit.record(record)
+
     async def list_models(self, scope: Scope, send: Send, api: ApiShape) -> None:
         services = self.services
-        bundle = services.policy.current
         ex = Exchange(
             api=api,
             endpoint=scope["path"],
             ts=services.clock(),
             peer_ip=_peer(scope),
-            bundle=bundle,
+            bundle=services.policy.current,
         )
+        services.audit.expect_decision()  # listing is recorded too (see handle)
+        try:
+            await self._list(ex, scope, send)
+        finally:
+            if not ex.recorded:
+                services.audit.cancel_expected()
+
+    async def _list(self, ex: Exchange, scope: Scope, send: Send) -> None:
+        services = self.services
+        bundle = ex.bundle
         ex.origin = services.locator.locate(ex.peer_ip, header(scope, b"x-forwarded-for"))
         try:
             ex.principal = await self._identify(ex, scope)
@@ -121,7 +147,7 @@ class Pipeline:
         names = visible_models(ex.principal, bundle, services.clock(), ex.origin, ex.endpoint)
         ex.refuse("models-list", f"listed {len(names)} models: {', '.join(names)}")
         try:
-            await services.audit.record(ex.to_record(200))
+            await self._record(ex, 200)
         except AuditUnavailable as exc:
             await self._send_error(ex, send, _unavailable(exc))
             return
@@ -130,7 +156,7 @@ class Pipeline:
             (b"x-gateway-decision-id", ex.id.encode()),
             (b"x-gateway-policy-version", bundle.version.encode()),
         ]
-        await send_raw(send, 200, headers, render_models(names, api == "anthropic"))
+        await send_raw(send, 200, headers, render_models(names, ex.api == "anthropic"))
 
     async def _identify(self, ex: Exchange, scope: Scope) -> Principal:
         try:
@@ -186,7 +212,7 @@ class Pipeline:
         if not ex.rule_ids and ex.decision is None:
             ex.refuse(_rule_for_status(refusal.status), refusal.message)
         try:
-            await self.services.audit.record(ex.to_record(refusal.status))
+            await self._record(ex, refusal.status)
         except AuditUnavailable as exc:
             log.error("audit store unavailable, cannot record refusal %s: %s", ex.id, exc)
             refusal = _unavailable(exc)

@@ -161,6 +161,54 @@ async def test_wal_is_checkpointed_off_the_hot_path(
     assert pages == WAL_BACKSTOP_PAGES
 
 
+async def test_linger_waits_for_announced_requests(
+    writer_factory: Callable[..., Any], db_path: Path
+) -> None:
+    """A request announced with expect_decision() shares the commit of one already queued."""
+    w: AuditWriter = await writer_factory(make_settings(db_path, audit_batch_wait_ms=300))
+    await w.record(make_record(0))  # warm: chain claimed, connection open
+    before = w.stats.batches
+    w.expect_decision()
+    w.expect_decision()
+
+    async def late() -> None:
+        await asyncio.sleep(0.03)  # still in an earlier stage of its request
+        await w.record(make_record(2))
+
+    t0 = time.perf_counter()
+    late_task = asyncio.create_task(late())
+    await w.record(make_record(1))
+    waited = time.perf_counter() - t0
+    await late_task
+    assert w.stats.batches - before == 1, "the announced record did not share the commit"
+    assert 0.02 < waited < 0.25
+
+
+async def test_linger_ends_when_an_announced_request_withdraws(
+    writer_factory: Callable[..., Any], db_path: Path
+) -> None:
+    w: AuditWriter = await writer_factory(make_settings(db_path, audit_batch_wait_ms=300))
+    await w.record(make_record(0))
+    w.expect_decision()
+    w.expect_decision()
+
+    async def gone() -> None:
+        await asyncio.sleep(0.03)
+        w.cancel_expected()  # e.g. its client left before the body was complete
+
+    t0 = time.perf_counter()
+    task = asyncio.create_task(gone())
+    await w.record(make_record(1))
+    assert time.perf_counter() - t0 < 0.2, "lingered past the withdrawal"
+    await task
+    # A leaked expectation (announced, never recorded) costs at most the linger time.
+    w.expect_decision()
+    w.expect_decision()
+    t0 = time.perf_counter()
+    await w.record(make_record(2))
+    assert 0.25 < time.perf_counter() - t0 < 1.0
+
+
 async def test_linger_counts_only_waiting_callers(
     writer_factory: Callable[..., Any], db_path: Path
 ) -> None:
