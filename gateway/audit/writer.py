@@ -6,13 +6,12 @@ a queue. Group commit is natural: an idle writer commits at once (lowest
 latency), and while a commit runs on the store's thread, new records pile up
 and the next batch takes all of them (up to ``audit_batch_max``). With
 ``audit_batch_wait_ms`` > 0 the writer also lingers before a batch, up to
-that long, but only while records keep coming: it yields to the event loop
-one iteration at a time and stops at the first iteration that brought no new
-waiting record while no request announced by ``expect_decision()`` (called
-by the pipeline when a request starts its walk; ``record()`` or
-``cancel_expected()`` takes it back) is still on its way. A lone caller is
-therefore never delayed, and on a busy loop one COMMIT and one fsync carry
-the records of every request that was mid-pipeline (PostgreSQL's
+that long, but only while records are known to be coming: the pipeline calls
+``expect_decision()`` when a request starts its walk (``record()`` or
+``cancel_expected()`` takes it back), and the writer yields to the event loop
+one iteration at a time while any announced request has not recorded yet. A
+lone caller is therefore never delayed, and on a busy loop one COMMIT and one
+fsync carry the records of every request that was mid-pipeline (PostgreSQL's
 ``commit_delay``/``commit_siblings``, with callers counted, not guessed).
 
 Records nobody awaits (outcomes, background events) do not trigger a commit
@@ -108,6 +107,7 @@ class AuditWriter:
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._expected = 0  # requests mid-pipeline that will record a decision soon
+        self._last_awaited = 0  # waiting callers in the last batch (1: no concurrency seen)
         self._failures = 0
         self._retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -178,6 +178,7 @@ class AuditWriter:
         """A request announced by ``expect_decision`` ended without recording."""
         if self._expected:
             self._expected -= 1
+            self._wake()  # a lingering writer re-checks whether anyone is still coming
 
     async def record(self, record: DecisionRecord) -> None:
         if self._expected:
@@ -285,25 +286,32 @@ class AuditWriter:
                 await self._chain.idle_maintenance()
 
     async def _linger(self, now: float) -> None:
-        """Let the event loop run while records are still coming, up to the linger time.
+        """Wait, up to the linger time, while records are still coming.
 
-        Each pass yields one loop iteration (other requests move forward, new
-        ones are read). The linger ends at the first pass that brought no new
-        waiting record while no announced request is still on its way: on an
-        idle loop that is the first pass (a few microseconds), so a lone
-        request is never delayed; on a busy loop the batch keeps growing for
-        as long as requests keep reaching the audit stage, and one COMMIT
-        (and one fsync) carries all of them.
+        A lone request is never delayed: with no announced request still on
+        its way (``expect_decision``) and no sign of concurrency (the last
+        batch had one waiting caller), there is no wait at all. Otherwise the
+        writer sleeps while announced requests are on their way (woken by each
+        record, so a request waiting on Redis or a slow upload costs time,
+        bounded by the linger, never a busy loop), then lets the loop run one
+        iteration at a time for as long as each brings new waiting records:
+        requests that arrive and reach the audit stage within one iteration
+        (the usual case on a busy gateway) join this commit instead of
+        starting the next one.
         """
         if self._linger_s <= 0 or self._stopping:
+            return
+        if not self._expected and self._last_awaited <= 1:
             return
         loop = self._loop
         assert loop is not None
         deadline = now + self._linger_s
         while len(self._queue) < self._batch_max and loop.time() < deadline:
+            if self._expected:
+                await self._sleep(deadline)
             waiting = self._awaited
             await asyncio.sleep(0)
-            if self._awaited == waiting and self._expected == 0:
+            if self._awaited == waiting and not self._expected:
                 return
 
     def _take(self, q: deque[Pending]) -> list[Pending]:
@@ -315,6 +323,7 @@ class AuditWriter:
         if q is self._queue:
             awaited = sum(1 for p in batch if p.future is not None)
             self._awaited -= awaited
+            self._last_awaited = awaited
         return batch
 
     async def _flush(self, batch: list[Pending], retried: bool = False) -> None:
