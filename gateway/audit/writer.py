@@ -306,7 +306,8 @@ class AuditWriter:
         loop = self._loop
         assert loop is not None
         deadline = now + self._linger_s
-        while len(self._queue) < self._batch_max and loop.time() < deadline:
+        while (len(self._queue) < self._batch_max and loop.time() < deadline
+               and not self._stopping):
             if self._expected:
                 await self._sleep(deadline)
             waiting = self._awaited
