@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     node_id: str | None = None
     """This replica's audit chain id; defaults to a stable id derived from the host."""
     audit_batch_max: int = 256
-    audit_batch_wait_ms: float = 2.0
+    audit_batch_wait_ms: float = 1.0
     """Longest a group commit waits for records still on their way (0: never waits).
     A lone request never waits: see ``gateway.audit.writer``."""
     audit_checkpoint_every: int = 1000
