@@ -6,13 +6,14 @@ a queue. Group commit is natural: an idle writer commits at once (lowest
 latency), and while a commit runs on the store's thread, new records pile up
 and the next batch takes all of them (up to ``audit_batch_max``). With
 ``audit_batch_wait_ms`` > 0 the writer also lingers before a batch, up to
-that long, but only while records are known to be coming: the pipeline calls
+that long, but only while records are still coming: the pipeline calls
 ``expect_decision()`` when a request starts its walk (``record()`` or
-``cancel_expected()`` takes it back), and the writer yields to the event loop
-one iteration at a time while any announced request has not recorded yet. A
-lone caller is therefore never delayed, and on a busy loop one COMMIT and one
-fsync carry the records of every request that was mid-pipeline (PostgreSQL's
-``commit_delay``/``commit_siblings``, with callers counted, not guessed).
+``cancel_expected()`` takes it back); the writer sleeps while announced
+requests have not recorded yet, then lets the loop run one iteration at a
+time while each brings new waiting records (``_linger``). A lone caller is
+never delayed, and on a busy loop one COMMIT and one fsync carry the records
+of every request that was mid-pipeline (PostgreSQL's ``commit_delay`` and
+``commit_siblings``, with callers counted rather than guessed).
 
 Records nobody awaits (outcomes, background events) do not trigger a commit
 of their own: they ride along with the next awaited batch, or are flushed
