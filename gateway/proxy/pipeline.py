@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from gateway.identity.principal import Principal
 from gateway.ops import hooks  # ops: metrics + access log
@@ -65,23 +67,38 @@ class Pipeline:
         self.forwarder = Forwarder(services)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, api: ApiShape) -> None:
-        services = self.services
+        ex = self._exchange(scope, api)
+        await self._announced(ex, self._walk(ex, scope, receive, send))
+
+    async def list_models(self, scope: Scope, send: Send, api: ApiShape) -> None:
+        ex = self._exchange(scope, api)
+        await self._announced(ex, self._list(ex, scope, send))
+
+    def _exchange(self, scope: Scope, api: ApiShape) -> Exchange:
         # The request keeps this snapshot to the end, whatever reloads meanwhile.
-        ex = Exchange(
+        services = self.services
+        return Exchange(
             api=api,
             endpoint=scope["path"],
             ts=services.clock(),
             peer_ip=_peer(scope),
             bundle=services.policy.current,
         )
-        # Group-commit hint: this request will record a decision shortly, so a
-        # commit about to start may wait for it (bounded by GATEWAY_AUDIT_BATCH_WAIT_MS).
-        services.audit.expect_decision()
+
+    async def _announced(self, ex: Exchange, walk: Coroutine[Any, Any, None]) -> None:
+        """Run ``walk`` with this request announced to the audit sink.
+
+        Group-commit hint: the request will record a decision shortly, so a
+        commit about to start may wait for it (bounded by
+        GATEWAY_AUDIT_BATCH_WAIT_MS). A walk that ends without recording (the
+        client left, a bug) takes the announcement back.
+        """
+        self.services.audit.expect_decision()
         try:
-            await self._walk(ex, scope, receive, send)
+            await walk
         finally:
             if not ex.recorded:
-                services.audit.cancel_expected()
+                self.services.audit.cancel_expected()
 
     async def _walk(self, ex: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
         services = self.services
@@ -115,22 +132,6 @@ class Pipeline:
         record = ex.to_record(status)
         ex.recorded = True  # from here the sink has taken back this request's expectation
         await self.services.audit.record(record)
-
-    async def list_models(self, scope: Scope, send: Send, api: ApiShape) -> None:
-        services = self.services
-        ex = Exchange(
-            api=api,
-            endpoint=scope["path"],
-            ts=services.clock(),
-            peer_ip=_peer(scope),
-            bundle=services.policy.current,
-        )
-        services.audit.expect_decision()  # listing is recorded too (see handle)
-        try:
-            await self._list(ex, scope, send)
-        finally:
-            if not ex.recorded:
-                services.audit.cancel_expected()
 
     async def _list(self, ex: Exchange, scope: Scope, send: Send) -> None:
         services = self.services
