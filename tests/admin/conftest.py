@@ -8,10 +8,16 @@ import httpx
 import pytest
 
 from gateway.admin import customers, keys, kyc_webhook
-from gateway.admin.auth import create_admin_token
 from gateway.identity.identifier import GatewayIdentifier
 from gateway.kyc.screening import screener_from_path
-from tests.support.identity_app import Clock, TestServices, make_app, make_db, make_settings
+from tests.support.identity_app import (
+    Clock,
+    TestServices,
+    admin_tokens,
+    make_app,
+    make_db,
+    make_settings,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 BOOTSTRAP = "bootstrap-admin-token-for-tests"
@@ -46,11 +52,7 @@ async def env(tmp_path: Path) -> AsyncIterator[AdminEnv]:
     services = TestServices(settings, engine, sessions, identifier, clock)
     services.extras["screener"] = screener_from_path(DATA / "sanctions_sample.csv", 0.9)
     tokens = {"bootstrap": BOOTSTRAP}
-    async with sessions() as session:
-        for role in ("admin", "compliance", "auditor"):
-            _, clear = await create_admin_token(session, role, f"test-{role}")
-            tokens[role] = clear
-        await session.commit()
+    tokens.update(await admin_tokens(sessions, ("admin", "compliance", "auditor")))
     app = make_app(services, customers.router, keys.router, kyc_webhook.router)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:

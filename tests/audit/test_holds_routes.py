@@ -10,11 +10,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.admin import holds as hold_routes
-from gateway.admin.auth import create_admin_token
 from gateway.audit.writer import AuditWriter
 from gateway.settings import Settings
 from tests.audit.test_routes import _Services
-from tests.support.identity_app import make_app
+from tests.support.identity_app import admin_tokens, make_app
 
 
 @pytest.fixture
@@ -24,12 +23,8 @@ async def client(
     engine: AsyncEngine,
     sessions: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, dict[str, str]]]]:
-    tokens = {}
-    async with sessions() as session:
-        for role in ("auditor", "compliance"):
-            _, clear = await create_admin_token(session, role, f"t-{role}")
-            tokens[role] = {"authorization": f"Bearer {clear}"}
-        await session.commit()
+    clear = await admin_tokens(sessions, ("auditor", "compliance"), "t")
+    tokens = {role: {"authorization": f"Bearer {token}"} for role, token in clear.items()}
     app = make_app(_Services(settings, engine, sessions, writer), hold_routes.router)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
         yield c, tokens

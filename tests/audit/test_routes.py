@@ -16,13 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.admin import audit as audit_routes
 from gateway.admin import decisions as decision_routes
-from gateway.admin.auth import create_admin_token
 from gateway.audit.offline import verify_export
 from gateway.audit.tables import audit_records
 from gateway.audit.writer import AuditWriter
 from gateway.settings import Settings
 from tests.audit.conftest import make_record
-from tests.support.identity_app import PeerLocator, make_app
+from tests.support.identity_app import PeerLocator, admin_tokens, make_app
 
 
 @dataclass
@@ -45,12 +44,8 @@ async def client(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, dict[str, str]]]]:
     for i in range(30):
         await writer.record(make_record(i))
-    tokens = {}
-    async with sessions() as session:
-        for role in ("auditor", "compliance"):
-            _, clear = await create_admin_token(session, role, f"t-{role}")
-            tokens[role] = {"authorization": f"Bearer {clear}"}
-        await session.commit()
+    clear = await admin_tokens(sessions, ("auditor", "compliance"), "t")
+    tokens = {role: {"authorization": f"Bearer {token}"} for role, token in clear.items()}
     services = _Services(settings, engine, sessions, writer)
     app = make_app(services, decision_routes.router, audit_routes.router)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),

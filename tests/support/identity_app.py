@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.admin.auth import create_admin_token
 from gateway.db.session import create_engine, session_factory
 from gateway.geo.origin import Origin
 from gateway.settings import Settings
@@ -27,6 +28,19 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+async def admin_tokens(
+    sessions: async_sessionmaker[AsyncSession], roles: tuple[str, ...], prefix: str = "test"
+) -> dict[str, str]:
+    """One real admin token per role (named ``{prefix}-{role}``): role -> clear token."""
+    tokens: dict[str, str] = {}
+    async with sessions() as session:
+        for role in roles:
+            _, clear = await create_admin_token(session, role, f"{prefix}-{role}")
+            tokens[role] = clear
+        await session.commit()
+    return tokens
 
 
 async def make_db(settings: Settings) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
