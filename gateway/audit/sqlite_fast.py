@@ -45,7 +45,6 @@ WAL_BACKSTOP_PAGES = 20_000
 CHECKPOINT_INTERVAL_S = 1.0
 
 
-
 def _insert_sql(table_name: str, columns: Sequence[str], rows: int = 1) -> str:
     values = f"({', '.join('?' for _ in columns)})"
     return (f"INSERT INTO {table_name} ({', '.join(columns)}) "
@@ -63,10 +62,11 @@ One statement for many rows is one step: a batch costs a handful of GIL
 round trips whatever its size."""
 
 _CP_COLS = [c.name for c in audit_checkpoints.columns if c.name != "id"]
-_INSERT_RECORDS = [_insert_sql("audit_records", RECORD_COLS, n)
-                   for n in range(ROWS_PER_INSERT + 1)]
-_INSERT_RULES = [_insert_sql("audit_decision_rules", RULE_COLS, n)
-                 for n in range(ROWS_PER_INSERT + 1)]
+# By row count, 1..ROWS_PER_INSERT: the statement for a chunk of that many rows.
+_INSERT_RECORDS = {n: _insert_sql("audit_records", RECORD_COLS, n)
+                   for n in range(1, ROWS_PER_INSERT + 1)}
+_INSERT_RULES = {n: _insert_sql("audit_decision_rules", RULE_COLS, n)
+                 for n in range(1, ROWS_PER_INSERT + 1)}
 _INSERT_CP = _insert_sql("audit_checkpoints", _CP_COLS)
 _UPDATE_HEAD = ("UPDATE audit_nodes SET last_seq = ?, last_hash = ?, heartbeat_at = ? "
                 "WHERE node_id = ? AND owner = ? AND last_seq = ?")
@@ -156,7 +156,7 @@ class _Worker:
 _Call = tuple[asyncio.AbstractEventLoop, asyncio.Future[None], Callable[[], None]]
 
 
-def _insert_rows(conn: sqlite3.Connection, statements: list[str],
+def _insert_rows(conn: sqlite3.Connection, statements: dict[int, str],
                  rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert ``rows`` with one multi-row statement per ``ROWS_PER_INSERT`` rows."""
     for start in range(0, len(rows), ROWS_PER_INSERT):
