@@ -15,12 +15,12 @@ import tempfile
 from pathlib import Path
 
 import typer
-import uvicorn
 from rich.console import Console
 
 from gateway.db.errors import SchemaOutOfDate
 from gateway.db.startup import SCHEMA_READY_ENV, prepare_for_serving
 from gateway.settings import Settings, SettingsError, load_settings
+from gateway.worker import exec_worker
 
 console = Console(stderr=True)
 BUNDLED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -121,19 +121,5 @@ def register(app: typer.Typer) -> None:
             prepare_multiprocess_dir(
                 Path(configured) if configured else Path(tempfile.mkdtemp(prefix="gw-metrics-"))
             )
-        from gateway.ops.logging import log_config
-
-        uvicorn.run(
-            "gateway.asgi:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            loop="uvloop",
-            http="httptools",
-            log_level=settings.log_level,
-            log_config=log_config(settings),
-            access_log=False,
-            timeout_graceful_shutdown=graceful_timeout,
-            proxy_headers=False,
-        )
+        # The serving process is a fresh interpreter without the CLI's imports.
+        exec_worker(host, port, workers, graceful_timeout)

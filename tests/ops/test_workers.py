@@ -43,3 +43,15 @@ def test_two_workers_share_metrics_and_keep_their_own_chains(
     assert result.returncode == 0, result.stdout + result.stderr
     nodes = {n["node_id"] for n in json.loads(result.stdout)["nodes"]}
     assert nodes == {"replica-a", "replica-a-2"}
+
+
+def test_the_serving_process_does_not_carry_the_cli() -> None:
+    """`gateway serve` execs `python -m gateway.worker`: its import graph must
+    stay free of the command line's libraries (memory per worker)."""
+    probe = (
+        "import sys, gateway.worker, gateway.asgi\n"  # what the worker and uvicorn import
+        "print(sorted(m for m in ('typer', 'rich', 'alembic', 'gateway.cli') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,63 @@
+"""The serving process: uvicorn with the gateway app, and nothing of the CLI.
+
+``gateway serve`` checks the settings, prepares the database and prints the
+demo keys, then replaces itself (``exec``, same PID, so signals and process
+supervisors see no difference) with ``python -m gateway.worker``. A worker
+therefore never carries the command line's imports (typer, rich and the
+admin command modules: about 10 MB of resident memory per worker), and with
+``--workers N`` uvicorn's spawned children re-import this small module as
+their ``__main__``, not the whole CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import uvicorn
+
+from gateway.ops.logging import log_config
+from gateway.settings import load_settings
+
+
+def exec_worker(host: str, port: int, workers: int, graceful_timeout: int) -> None:
+    """Replace the current process with the serving process (never returns)."""
+    # exec discards unflushed buffers: the demo keys printed just before must reach the pipe.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [
+        sys.executable, "-m", "gateway.worker",
+        "--host", host, "--port", str(port), "--workers", str(workers),
+        "--graceful-timeout", str(graceful_timeout),
+    ]
+    os.execv(sys.executable, argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="gateway.worker", description=__doc__)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--graceful-timeout", type=int, required=True)
+    args = parser.parse_args(argv)
+    # `gateway serve` has validated these settings already; the app reloads them per worker.
+    settings = load_settings()
+    uvicorn.run(
+        "gateway.asgi:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        log_config=log_config(settings),
+        access_log=False,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        proxy_headers=False,
+    )
+
+
+if __name__ == "__main__":
+    main()
