@@ -129,7 +129,7 @@ class Forwarder:
             response = await services.upstream.send(scope["method"], url, headers, raw)
             hooks.upstream_answered(ex.endpoint, time.perf_counter() - t_upstream)  # ops hook
             outcome.status = response.status
-            out_headers = client_response_headers(response.headers.items())
+            out_headers = client_response_headers(response.raw_headers)
             out_headers.extend(self._gateway_headers(ex))
             content_type = response.headers.get("content-type", "")
             if content_type.startswith("text/event-stream") or (

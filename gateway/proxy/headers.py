@@ -28,6 +28,8 @@ HOP_BY_HOP = frozenset(
 # Set by the gateway itself (or recomputed by the HTTP client) on the way out.
 _NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"authorization", b"x-api-key"}
 _GATEWAY_PREFIX = b"x-gateway-"
+# Set by the gateway's server on every answer it sends.
+_NOT_RELAYED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
 
 
 def _connection_tokens(raw_headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -62,23 +64,22 @@ def upstream_request_headers(
 
 
 def client_response_headers(
-    upstream_headers: Iterable[tuple[str, str]],
+    upstream_headers: Iterable[tuple[bytes, bytes]],
 ) -> list[tuple[bytes, bytes]]:
-    """The upstream's response headers minus hop-by-hop ones and the length
-    (the ASGI server frames the body itself)."""
-    items = list(upstream_headers)
+    """The upstream's response headers (raw bytes, as received) minus
+    hop-by-hop ones, the length (the ASGI server frames the body itself), and
+    ``date``/``server``, which the gateway's own server sets on every answer
+    (relaying them too sent each twice; nginx hides them from a proxied
+    response for the same reason)."""
+    items = [(name.lower(), value) for name, value in upstream_headers]
     named = {
-        t.strip().lower().encode("latin-1")
-        for n, v in items
-        if n.lower() == "connection"
-        for t in v.split(",")
+        t.strip().lower() for n, v in items if n == b"connection" for t in v.split(b",")
     }
-    out: list[tuple[bytes, bytes]] = []
-    for name, value in items:
-        lname = name.lower().encode("latin-1")
-        if lname in HOP_BY_HOP or lname in named or lname == b"content-length":
-            continue
-        if lname.startswith(_GATEWAY_PREFIX):
-            continue  # only the gateway sets x-gateway-* toward the client
-        out.append((lname, value.encode("latin-1")))
-    return out
+    return [
+        (lname, value)
+        for lname, value in items
+        if lname not in _NOT_RELAYED
+        and lname not in named
+        # only the gateway sets x-gateway-* toward the client
+        and not lname.startswith(_GATEWAY_PREFIX)
+    ]

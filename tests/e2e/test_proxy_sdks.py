@@ -40,6 +40,18 @@ def test_openai_chat_non_streaming(gateway: Proc, enterprise_key: str) -> None:
     assert len(raw.headers["x-gateway-decision-id"]) == 26
     assert len(raw.headers["x-gateway-policy-version"]) == 64
     assert "x-ratelimit-remaining-requests" in raw.headers
+    # The gateway's server dates and names its answers; the upstream's own
+    # date/server headers are not relayed on top (they were, twice over).
+    for stream in (False, True):
+        answer = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            headers={**XFF, "authorization": f"Bearer {enterprise_key}"},
+            json={"model": "haiku-lite", "stream": stream,
+                  "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert answer.status_code == 200
+        assert len(answer.headers.get_list("date")) == 1
+        assert len(answer.headers.get_list("server")) <= 1
 
 
 def test_openai_other_endpoints(gateway: Proc, enterprise_key: str) -> None:
