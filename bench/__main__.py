@@ -27,15 +27,17 @@ from bench.streams import run_streams, summary
 from bench.targets import (
     chat_body,
     check_target,
+    litellm_command,
     request_headers,
     start_bare,
     start_gateway,
+    start_litellm,
     start_upstream,
 )
 from bench.wrk import run_wrk, write_script, wrk_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL_TARGETS = ("direct", "bare", "bare-fastapi", "gateway", "gateway-normal")
+ALL_TARGETS = ("direct", "bare", "bare-fastapi", "gateway", "gateway-normal", "litellm")
 # Gateway variants: another `gateway serve` with extra environment, measured as
 # its own column. More with --variant NAME:KEY=VALUE[,KEY=VALUE...].
 BUILTIN_VARIANTS = {"gateway": {}, "gateway-normal": {"GATEWAY_SQLITE_SYNCHRONOUS": "NORMAL"}}
@@ -63,8 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--streams", type=_ints, default=[50, 500])
     p.add_argument("--stream-chunks", type=int, default=20)
     p.add_argument("--stream-interval-ms", type=int, default=50)
-    p.add_argument("--targets", default="direct,bare,gateway",
-                   help=f"comma-separated, from {','.join(ALL_TARGETS)}")
+    p.add_argument("--targets", default=None,
+                   help=f"comma-separated, from {','.join(ALL_TARGETS)} (default: direct, "
+                        "bare, gateway, and litellm when its command is installed)")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     p.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for every gateway variant (repeatable)")
@@ -79,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true",
                    help="keep the scratch directory (process logs, gateway database)")
     args = p.parse_args(argv)
+    if args.targets is None:
+        args.targets = "direct,bare,gateway" + (",litellm" if litellm_command() else "")
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     args.variants = {**BUILTIN_VARIANTS, **dict(args.variant)}
     args.targets += [name for name in dict(args.variant) if name not in args.targets]
@@ -193,6 +198,8 @@ def _start_all(args: argparse.Namespace, group: ProcessGroup, sut_cpus: str | No
             first = str(exc).strip().splitlines()
             notes.append(f"{name} not measured, it did not start: " + " / ".join(first[-3:]))
             print(f"{name} did not start:\n{exc}", file=sys.stderr)
+    if "litellm" in args.targets:
+        _start_litellm(group, upstream, sut_cpus, workdir, notes, procs, keys)
     default_key = next(iter(keys.values()), "bench-no-key")
     for name, proc in list(procs.items()):
         keys.setdefault(name, default_key)
@@ -202,6 +209,22 @@ def _start_all(args: argparse.Namespace, group: ProcessGroup, sut_cpus: str | No
             print(problem, file=sys.stderr)
             del procs[name]
     return procs, keys
+
+
+def _start_litellm(group: ProcessGroup, upstream: Proc, sut_cpus: str | None, workdir: Path,
+                   notes: list[str], procs: dict[str, Proc], keys: dict[str, str]) -> None:
+    command = litellm_command()
+    if command is None:
+        notes.append("litellm not measured: no `litellm` command (install `litellm[proxy]` "
+                      "in a virtualenv of its own and put it on PATH or in BENCH_LITELLM)")
+        return
+    try:
+        procs["litellm"], keys["litellm"] = start_litellm(group, upstream, sut_cpus, workdir,
+                                                          command)
+    except (RuntimeError, TimeoutError) as exc:
+        first = str(exc).strip().splitlines()
+        notes.append("litellm not measured, it did not start: " + " / ".join(first[-3:]))
+        print(f"litellm did not start:\n{exc}", file=sys.stderr)
 
 
 def _measure_load(args: argparse.Namespace, procs: dict[str, Proc], targets: list[str],

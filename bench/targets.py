@@ -11,6 +11,12 @@
   commit is still atomic and survives a process crash, but is not fsynced
   before the request goes on (WAL mode fsyncs at checkpoints), which shows
   what the disk's fsync costs each request.
+* ``litellm``: LiteLLM's proxy (``litellm --config``, one worker, no
+  database, master key only), routing ``haiku-lite`` to the same upstream:
+  what many users would deploy instead. Measured when its ``litellm``
+  command is found (``BENCH_LITELLM``, else ``PATH``); install it in a
+  virtualenv of its own (``pip install 'litellm[proxy]'``): its pins are
+  not the gateway's.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import yaml
 from bench.procs import Proc, ProcessGroup, free_port
 
 REPO = Path(__file__).resolve().parents[1]
+LITELLM_MASTER_KEY = "sk-bench-litellm-master-key"
 ADMIN_TOKEN = "bench-bootstrap-admin-token-0123456789abcdef"
 CLIENT_IP = "8.8.8.8"  # a US address in the offline RIR data, via a trusted proxy
 MODEL = "haiku-lite"
@@ -135,6 +142,40 @@ def start_gateway(
             raise RuntimeError(f"issuing the bench key: {issued.status_code} {issued.text}")
         key: str = issued.json()["key"]
     return proc, key
+
+
+def litellm_command() -> str | None:
+    """The ``litellm`` executable to benchmark, or None when it is not installed."""
+    configured = os.environ.get("BENCH_LITELLM")
+    if configured:
+        return configured if Path(configured).is_file() else None
+    return shutil.which("litellm")
+
+
+def start_litellm(group: ProcessGroup, upstream: Proc, cpus: str | None, workdir: Path,
+                  command: str) -> tuple[Proc, str]:
+    """LiteLLM's proxy on one worker against ``upstream``; returns it and its key."""
+    config = {
+        "model_list": [{
+            "model_name": MODEL,
+            "litellm_params": {"model": f"openai/{MODEL}",
+                               "api_base": upstream.url.rstrip("/") + "/v1",
+                               "api_key": "bench-upstream-key"},
+        }],
+        "general_settings": {"master_key": LITELLM_MASTER_KEY},
+    }
+    path = workdir / "litellm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = dict(os.environ)
+    # No network here: use the bundled model cost map instead of fetching it.
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    env["LITELLM_LOG"] = "ERROR"
+    port = free_port()
+    cmd = [command, "--config", str(path), "--host", "127.0.0.1", "--port", str(port),
+           "--num_workers", "1"]
+    proc = group.start("litellm", cmd, port, f"http://127.0.0.1:{port}/health/liveliness",
+                       cpus=cpus, env=env, cwd=workdir, timeout=120)
+    return proc, LITELLM_MASTER_KEY
 
 
 def request_headers(key: str) -> dict[str, str]:
