@@ -4,7 +4,7 @@
 demo keys, then replaces itself (``exec``, same PID, so signals and process
 supervisors see no difference) with ``python -m gateway.worker``. A worker
 therefore never carries the command line's imports (typer, rich and the
-admin command modules: about 10 MB of resident memory per worker), and with
+admin command modules: 4-8 MB of resident memory per worker), and with
 ``--workers N`` uvicorn's spawned children re-import this small module as
 their ``__main__``, not the whole CLI.
 """
