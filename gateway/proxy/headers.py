@@ -72,9 +72,7 @@ def client_response_headers(
     (relaying them too sent each twice; nginx hides them from a proxied
     response for the same reason)."""
     items = [(name.lower(), value) for name, value in upstream_headers]
-    named = {
-        t.strip().lower() for n, v in items if n == b"connection" for t in v.split(b",")
-    }
+    named = _connection_tokens(items)
     return [
         (lname, value)
         for lname, value in items
