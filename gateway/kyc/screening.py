@@ -29,8 +29,8 @@ from itertools import permutations
 from pathlib import Path
 from typing import Literal
 
-from rapidfuzz import fuzz, process
-from rapidfuzz.distance import JaroWinkler
+# rapidfuzz (~2.6 MB resident) is imported where a name is scored, not here:
+# every serving process imports this module, few ever screen a name.
 
 # Letters NFKD does not decompose, and Cyrillic/Greek, which it would drop.
 _TRANSLIT = {
@@ -124,6 +124,9 @@ def _score(na: str, nb: str) -> float:
 
 
 def _sorted_score(na: str, nb: str) -> float:
+    from rapidfuzz import fuzz
+    from rapidfuzz.distance import JaroWinkler
+
     # On sorted tokens, fuzz.ratio is token_sort_ratio.
     return max(fuzz.ratio(na, nb) / 100.0, JaroWinkler.normalized_similarity(na, nb))
 
@@ -140,6 +143,8 @@ def aligned_score(ta: list[str], tb: list[str]) -> float:
     """
     if not ta or not tb or max(len(ta), len(tb)) > MAX_ALIGN_TOKENS:
         return 0.0
+    from rapidfuzz.distance import JaroWinkler
+
     short, long_ = (ta, tb) if len(ta) <= len(tb) else (tb, ta)
     total = sum(len(t) for t in ta) + sum(len(t) for t in tb)
     best = 0.0
@@ -254,6 +259,9 @@ class Screener:
         self._vocabulary = list(index)
 
     def _candidates(self, tokens: list[str]) -> set[int]:
+        from rapidfuzz import process
+        from rapidfuzz.distance import JaroWinkler
+
         found: set[int] = set()
         for token in tokens:
             similar = process.extract(
@@ -279,6 +287,9 @@ class Screener:
         best_index: int | None = None
         best = 0.0
         if query and self._normalized:
+            from rapidfuzz import fuzz, process
+            from rapidfuzz.distance import JaroWinkler
+
             for scorer, scale in ((fuzz.ratio, 100.0), (JaroWinkler.normalized_similarity, 1.0)):
                 found = process.extractOne(query, self._normalized, scorer=scorer, processor=None)
                 if found is not None and found[1] / scale > best:

@@ -30,6 +30,8 @@ class BodyFacts:
     input_tokens_estimate: int = 0
     stream_usage_requested: bool = False
     """The client set ``stream_options.include_usage`` (OpenAI streams)."""
+    stream_options_given: bool = False
+    """The body has a top-level ``stream_options`` member (whatever it holds)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,4 +101,5 @@ def parse_body(raw: bytes) -> BodyFacts:
         prompt_sha256=hashlib.sha256(encoded).hexdigest(),
         input_tokens_estimate=len(encoded) // BYTES_PER_TOKEN + 1,
         stream_usage_requested=usage_requested,
+        stream_options_given="stream_options" in body,
     )

@@ -44,10 +44,18 @@ class Exchange:
     reasons: list[str] = field(default_factory=list)
     recorded: bool = False
     """Its decision record was handed to the audit sink (see ``Pipeline._record``)."""
+    request_bytes: bytes = b""
+    """The client's body as received: forwarded as-is, then released (``take_request_bytes``)."""
 
     @property
     def policy_version(self) -> str:
         return self.bundle.version
+
+    def take_request_bytes(self) -> bytes:
+        """The body to forward; the exchange lets go of it, so the caller's
+        reference is the last one and a long stream does not hold the prompt."""
+        raw, self.request_bytes = self.request_bytes, b""
+        return raw
 
     def refuse(self, rule_id: str, reason: str) -> None:
         """A refusal decided outside the policy engine (401, 400, 429, 503)."""

@@ -89,11 +89,10 @@ class Forwarder:
             headers.extend((k.encode(), v.encode()) for k, v in ex.admission.headers.items())
         return headers
 
-    async def forward(
-        self, ex: Exchange, scope: Scope, receive: Receive, send: Send, raw: bytes
-    ) -> None:
+    async def forward(self, ex: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
         services = self.services
         assert ex.principal is not None and ex.body is not None and ex.decision is not None
+        raw = ex.take_request_bytes()
         drop_usage_chunk = False
         if (
             ex.body.stream
@@ -101,7 +100,7 @@ class Forwarder:
             and ex.api == "openai"
             and ex.endpoint in _USAGE_INJECTABLE
         ):
-            raw = inject_include_usage(raw)
+            raw = inject_include_usage(raw, ex.body.stream_options_given)
             drop_usage_chunk = True
         identity = {
             "x-gateway-customer": ex.principal.customer_id,
@@ -127,6 +126,7 @@ class Forwarder:
             url = services.upstream.url_for(path, override)
             t_upstream = time.perf_counter()
             response = await services.upstream.send(scope["method"], url, headers, raw)
+            del raw  # sent: a stream that lasts minutes does not hold the request body
             hooks.upstream_answered(ex.endpoint, time.perf_counter() - t_upstream)  # ops hook
             outcome.status = response.status
             out_headers = client_response_headers(response.raw_headers)

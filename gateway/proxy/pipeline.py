@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 from gateway.identity.principal import Principal
@@ -46,6 +47,9 @@ from gateway.stages import (
 )
 
 log = logging.getLogger("gateway.proxy")
+
+_KEEP_PROMPT_CHARS = 4096
+"""Prompt text longer than this is dropped from the exchange once decided."""
 
 
 def _peer(scope: Scope) -> str | None:
@@ -103,7 +107,7 @@ class Pipeline:
     async def _walk(self, ex: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
         services = self.services
         try:
-            raw = await self._decide(ex, scope, receive)
+            await self._decide(ex, scope, receive)
         except ClientGone:
             # The body never arrived whole: nothing was decided, nobody to answer.
             log.debug("client left before its request body was complete")
@@ -125,7 +129,7 @@ class Pipeline:
             hooks.refused(ex, 503)  # ops hook
             return
         hooks.audit_waited(time.perf_counter() - t_audit)  # ops hook
-        await self.forwarder.forward(ex, scope, receive, send, raw)
+        await self.forwarder.forward(ex, scope, receive, send)
 
     async def _record(self, ex: Exchange, status: int) -> None:
         """Commit the decision record (raises AuditUnavailable)."""
@@ -168,13 +172,18 @@ class Pipeline:
             ex.key_id = exc.key_id
             raise ProxyError(401, exc.message, code="invalid_api_key") from None
 
-    async def _decide(self, ex: Exchange, scope: Scope, receive: Receive) -> bytes:
-        """Walk the stages up to the decision; raise ProxyError to refuse."""
+    async def _decide(self, ex: Exchange, scope: Scope, receive: Receive) -> None:
+        """Walk the stages up to the decision; raise ProxyError to refuse.
+
+        The body's bytes go to ``ex.request_bytes`` for the forwarder.
+        """
         services = self.services
         ex.origin = services.locator.locate(ex.peer_ip, header(scope, b"x-forwarded-for"))
         raw = await read_body(scope, receive, services.settings.max_body_bytes)
         ex.principal = principal = await self._identify(ex, scope)
         ex.body = body = parse_body(raw)
+        ex.request_bytes = raw
+        del raw  # from here the exchange holds the only reference (see Forwarder.forward)
         bundle = ex.bundle
         facts = RequestFacts(
             endpoint=ex.endpoint,
@@ -186,6 +195,11 @@ class Pipeline:
         ex.facts = facts
         now = services.clock()
         ex.decision = decision = decide(principal, facts, bundle, now)
+        if len(body.prompt_text) > _KEEP_PROMPT_CHARS:
+            # The text was needed to classify and decide, and the record keeps
+            # its hash; a long prompt is not held for the minutes a stream lasts.
+            ex.body = body = replace(body, prompt_text="")
+            ex.facts = replace(facts, body=body)
         if not decision.allowed:
             reason = "; ".join(decision.reasons) or "denied by policy"
             raise ProxyError(decision.deny_status, reason, code=decision.rule_ids[0])
@@ -206,7 +220,6 @@ class Pipeline:
                 headers = dict(admission.headers)
                 headers["retry-after"] = str(admission.retry_after_seconds or 1)
                 raise ProxyError(429, message, code="rate_limit_exceeded", headers=headers)
-        return raw
 
     async def _refuse(self, ex: Exchange, send: Send, refusal: ProxyError) -> None:
         """Record the refusal, then answer it (503 if it cannot be recorded)."""

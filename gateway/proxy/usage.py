@@ -66,8 +66,21 @@ def usage_from_json(body: bytes) -> Usage | None:
     return usage if _find_usage(doc, usage) else None
 
 
-def inject_include_usage(raw: bytes) -> bytes:
-    """The body with ``stream_options.include_usage = true`` (OpenAI streams only)."""
+_INCLUDE_USAGE = b',"stream_options":{"include_usage":true}'
+
+
+def inject_include_usage(raw: bytes, options_given: bool) -> bytes:
+    """The body with ``stream_options.include_usage = true`` (OpenAI streams only).
+
+    ``raw`` is a JSON object (``parse_body`` checked). Without a top-level
+    ``stream_options`` the member is spliced in before the closing brace: one
+    copy of the bytes, no parse and re-serialisation of a prompt that may be
+    megabytes long. With one, the object is rewritten.
+    """
+    if not options_given:
+        end = raw.rfind(b"}")  # only whitespace may follow an object's closing brace
+        if end > 0 and raw[:end].rstrip()[-1:] != b"{":
+            return b"".join((memoryview(raw)[:end], _INCLUDE_USAGE, memoryview(raw)[end:]))
     body = orjson.loads(raw)
     options = body.get("stream_options")
     body["stream_options"] = (

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.demo.standin import REPLY
 from tests.e2e.conftest import US_IP
-from tests.support.processes import Proc
+from tests.support.processes import Admin, Proc
 
 pytestmark = pytest.mark.e2e
 XFF = {"x-forwarded-for": US_IP}
@@ -112,6 +112,26 @@ def test_openai_stream_without_usage_request_has_no_usage_chunk(
     )
     assert all(chunk.usage is None for chunk in chunks)
     assert all(chunk.choices for chunk in chunks)
+
+
+def test_long_prompt_stream_is_decided_on_the_whole_prompt(
+    gateway: Proc, enterprise_key: str, admin: Admin
+) -> None:
+    # Longer than the prompt text an exchange keeps once decided, with the only
+    # cyber marker at the very end: classification saw all of it, the usage
+    # member was spliced into the forwarded body (the stand-in parsed it), and
+    # the stream arrives whole without the usage chunk the client did not ask for.
+    prompt = "lorem ipsum dolor " * 60_000 + "now write the shellcode"
+    client = _openai(gateway, enterprise_key)
+    raw = client.chat.completions.with_raw_response.create(
+        model="haiku-lite", messages=[{"role": "user", "content": prompt}], stream=True
+    )
+    chunks = list(raw.parse())
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "tok0 tok1 tok2 tok3 tok4 "
+    assert all(chunk.usage is None for chunk in chunks)
+    record = admin.http.get(f"/admin/v1/decisions/{raw.headers['x-gateway-decision-id']}")
+    assert record.status_code == 200, record.text
+    assert "cyber" in record.json()["capabilities"]
 
 
 def test_anthropic_messages(gateway: Proc, enterprise_key: str) -> None:
