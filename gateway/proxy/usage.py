@@ -67,6 +67,8 @@ def usage_from_json(body: bytes) -> Usage | None:
 
 
 _INCLUDE_USAGE = b',"stream_options":{"include_usage":true}'
+_JSON_WHITESPACE = b" \t\r\n"
+_OPEN_BRACE = ord("{")
 
 
 def inject_include_usage(raw: bytes, options_given: bool) -> bytes:
@@ -79,7 +81,10 @@ def inject_include_usage(raw: bytes, options_given: bool) -> bytes:
     """
     if not options_given:
         end = raw.rfind(b"}")  # only whitespace may follow an object's closing brace
-        if end > 0 and raw[:end].rstrip()[-1:] != b"{":
+        last = end - 1  # the last byte of the object's content (no slice: no copy)
+        while last > 0 and raw[last] in _JSON_WHITESPACE:
+            last -= 1
+        if last > 0 and raw[last] != _OPEN_BRACE:  # an empty object takes no leading comma
             return b"".join((memoryview(raw)[:end], _INCLUDE_USAGE, memoryview(raw)[end:]))
     body = orjson.loads(raw)
     options = body.get("stream_options")

@@ -41,3 +41,9 @@ def test_existing_stream_options_are_rewritten_not_duplicated(options: object) -
     expected = {**options, "include_usage": True} if isinstance(options, dict) else {
         "include_usage": True}
     assert orjson.loads(out)["stream_options"] == expected
+
+
+def test_an_empty_object_gets_no_leading_comma() -> None:
+    for raw in (b"{}", b"{ \n }"):
+        assert orjson.loads(inject_include_usage(raw, False)) == {
+            "stream_options": {"include_usage": True}}
