@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--no-gc-tuning", action="store_true")
     args = parser.parse_args()
     app = create_app(args.upstream, args.mode, not args.no_gc_tuning)
-    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
+    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools", ws="none",
                 access_log=False, log_level="warning", proxy_headers=False, workers=1)
 
 

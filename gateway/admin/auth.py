@@ -31,12 +31,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import HTTPException, Request
-from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -45,6 +42,10 @@ from gateway.identity import secrets as creds
 from gateway.identity.tables import AdminToken
 from gateway.services import Services
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+    from limits.aio.strategies import MovingWindowRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class AdminAuthenticator:
         self._clock = clock
         self._cache: dict[str, _CachedToken | None] = {}
         self._cached_at: dict[str, float] = {}
-        self._limit = RateLimitItemPerMinute(failed_per_minute)
+        self._failed_per_minute = failed_per_minute
+        self._limit: RateLimitItem | None = None
         self._limiter: MovingWindowRateLimiter | None = None
 
     @classmethod
@@ -103,17 +105,26 @@ class AdminAuthenticator:
         self._cache.pop(token_id, None)
         self._cached_at.pop(token_id, None)
 
-    def _limiter_ready(self) -> MovingWindowRateLimiter:
-        # Built lazily: the memory storage wants a running event loop.
-        if self._limiter is None:
+    def _limiter_ready(self) -> tuple[MovingWindowRateLimiter, RateLimitItem]:
+        # Built lazily: the memory storage wants a running event loop, and
+        # ``limits`` (~1.5 MB resident with its storage modules) is imported
+        # only by a worker that actually serves the admin API.
+        if self._limiter is None or self._limit is None:
+            from limits import RateLimitItemPerMinute
+            from limits.aio.storage import MemoryStorage
+            from limits.aio.strategies import MovingWindowRateLimiter
+
+            self._limit = RateLimitItemPerMinute(self._failed_per_minute)
             self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        return self._limiter
+        return self._limiter, self._limit
 
     async def blocked(self, client_ip: str) -> bool:
-        return not await self._limiter_ready().test(self._limit, "admin-auth", client_ip)
+        limiter, limit = self._limiter_ready()
+        return not await limiter.test(limit, "admin-auth", client_ip)
 
     async def record_failure(self, client_ip: str) -> None:
-        await self._limiter_ready().hit(self._limit, "admin-auth", client_ip)
+        limiter, limit = self._limiter_ready()
+        await limiter.hit(limit, "admin-auth", client_ip)
 
     async def authenticate(self, raw: str) -> AdminActor | None:
         """The actor for a bearer value, or None when it is not a valid token.

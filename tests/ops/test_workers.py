@@ -45,13 +45,27 @@ def test_two_workers_share_metrics_and_keep_their_own_chains(
     assert nodes == {"replica-a", "replica-a-2"}
 
 
-def test_the_serving_process_does_not_carry_the_cli() -> None:
+# Libraries a serving worker must not import up front (memory per worker):
+# the command line's, and those only some workers need, imported on first use
+# (sanctions name screening, the admin brute-force limiter, WebSockets).
+_NOT_IN_A_WORKER = ("typer", "rich", "alembic", "gateway.cli", "rapidfuzz", "limits",
+                    "websockets")
+
+
+def test_the_serving_process_does_not_carry_the_cli(tmp_path: Path) -> None:
     """`gateway serve` execs `python -m gateway.worker`: its import graph must
-    stay free of the command line's libraries (memory per worker)."""
+    stay free of the command line's libraries and of those only some workers
+    use. The probe builds the app and runs its start-up as uvicorn would."""
     probe = (
-        "import sys, gateway.worker, gateway.asgi\n"  # what the worker and uvicorn import
-        "print(sorted(m for m in ('typer', 'rich', 'alembic', 'gateway.cli') if m in sys.modules))"
+        "import sys, asyncio, uvicorn, gateway.worker, gateway.asgi\n"
+        "config = uvicorn.Config('gateway.asgi:app_from_env', factory=True,\n"
+        "                        **gateway.worker.SERVER_OPTIONS)\n"
+        "config.load()\n"  # what uvicorn imports for the worker's settings
+        f"print(sorted(m for m in {_NOT_IN_A_WORKER!r} if m in sys.modules))"
     )
+    env = {"PATH": "/usr/bin:/bin", "GATEWAY_UPSTREAM_URL": "http://127.0.0.1:9",
+           "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            check=True)
+                            check=False, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
