@@ -92,8 +92,7 @@ class AdminAuthenticator:
         self._cache: dict[str, _CachedToken | None] = {}
         self._cached_at: dict[str, float] = {}
         self._failed_per_minute = failed_per_minute
-        self._limit: RateLimitItem | None = None
-        self._limiter: MovingWindowRateLimiter | None = None
+        self._limiting: tuple[MovingWindowRateLimiter, RateLimitItem] | None = None
 
     @classmethod
     def from_settings(
@@ -109,14 +108,14 @@ class AdminAuthenticator:
         # Built lazily: the memory storage wants a running event loop, and
         # ``limits`` (~1.5 MB resident with its storage modules) is imported
         # only by a worker that actually serves the admin API.
-        if self._limiter is None or self._limit is None:
+        if self._limiting is None:
             from limits import RateLimitItemPerMinute
             from limits.aio.storage import MemoryStorage
             from limits.aio.strategies import MovingWindowRateLimiter
 
-            self._limit = RateLimitItemPerMinute(self._failed_per_minute)
-            self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        return self._limiter, self._limit
+            self._limiting = (MovingWindowRateLimiter(MemoryStorage()),
+                              RateLimitItemPerMinute(self._failed_per_minute))
+        return self._limiting
 
     async def blocked(self, client_ip: str) -> bool:
         limiter, limit = self._limiter_ready()

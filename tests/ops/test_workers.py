@@ -55,9 +55,10 @@ _NOT_IN_A_WORKER = ("typer", "rich", "alembic", "gateway.cli", "rapidfuzz", "lim
 def test_the_serving_process_does_not_carry_the_cli(tmp_path: Path) -> None:
     """`gateway serve` execs `python -m gateway.worker`: its import graph must
     stay free of the command line's libraries and of those only some workers
-    use. The probe builds the app and runs its start-up as uvicorn would."""
+    use. The probe loads uvicorn's config with the worker's options, which
+    builds the app as a worker does (not its lifespan start-up)."""
     probe = (
-        "import sys, asyncio, uvicorn, gateway.worker, gateway.asgi\n"
+        "import sys, uvicorn, gateway.worker, gateway.asgi\n"
         "config = uvicorn.Config('gateway.asgi:app_from_env', factory=True,\n"
         "                        **gateway.worker.SERVER_OPTIONS)\n"
         "config.load()\n"  # what uvicorn imports for the worker's settings
