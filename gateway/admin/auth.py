@@ -105,9 +105,9 @@ class AdminAuthenticator:
         self._cached_at.pop(token_id, None)
 
     def _limiter_ready(self) -> tuple[MovingWindowRateLimiter, RateLimitItem]:
-        # Built lazily: the memory storage wants a running event loop, and
-        # ``limits`` (~1.5 MB resident with its storage modules) is imported
-        # only by a worker that actually serves the admin API.
+        # Built on the first failed attempt: the memory storage wants a running
+        # event loop, and ``limits`` (~1.4 MB resident with its storage
+        # modules) is imported only by a worker that has seen a wrong token.
         if self._limiting is None:
             from limits import RateLimitItemPerMinute
             from limits.aio.storage import MemoryStorage
@@ -118,7 +118,9 @@ class AdminAuthenticator:
         return self._limiting
 
     async def blocked(self, client_ip: str) -> bool:
-        limiter, limit = self._limiter_ready()
+        if self._limiting is None:
+            return False  # no failure recorded yet, so no IP can be over the limit
+        limiter, limit = self._limiting
         return not await limiter.test(limit, "admin-auth", client_ip)
 
     async def record_failure(self, client_ip: str) -> None:

@@ -18,10 +18,12 @@ through ``audit_decision_rules`` whose primary key is ``(rule_id, decision_id)``
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Table, Text, text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Table, Text, event, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import TextClause
 
 from gateway.db.base import Base
 
@@ -29,9 +31,23 @@ from gateway.db.base import Base
 _AutoId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+_PARTIAL_WHERE: dict[str, TextClause] = {}
+"""Partial index name -> its WHERE clause, for both SQLite and PostgreSQL."""
+
+
+def _partial(name: str, *columns: str, where: str) -> Index:
+    # Only ``sqlite_where`` is named here: naming ``postgresql_where`` makes
+    # SQLAlchemy import its PostgreSQL dialect (~2.2 MB resident) into every
+    # worker, SQLite ones included. The PostgreSQL clause is attached when the
+    # schema is created on PostgreSQL (tests' create_all; production runs the
+    # Alembic migrations, which spell it out).
+    clause = text(where)
+    _PARTIAL_WHERE[name] = clause
+    return Index(name, *columns, sqlite_where=clause)
+
+
 def _decisions_only(name: str, *columns: str) -> Index:
-    where = text("kind = 'decision'")
-    return Index(name, *columns, sqlite_where=where, postgresql_where=where)
+    return _partial(name, *columns, where="kind = 'decision'")
 
 
 class AuditRecordRow(Base):
@@ -66,12 +82,7 @@ class AuditRecordRow(Base):
         _decisions_only("ix_audit_records_origin_country_id", "origin_country", "id"),
         # Covering index for export ranges: (ts) -> (node_id, seq) without row lookups.
         Index("ix_audit_records_ts_node_seq", "ts", "node_id", "seq"),
-        Index(
-            "ix_audit_records_outcome_of",
-            "decision_id",
-            sqlite_where=text("decision_id IS NOT NULL"),
-            postgresql_where=text("decision_id IS NOT NULL"),
-        ),
+        _partial("ix_audit_records_outcome_of", "decision_id", where="decision_id IS NOT NULL"),
     )
 
 
@@ -156,6 +167,15 @@ class AuditLegalHoldRow(Base):
 
 
 audit_records = cast(Table, AuditRecordRow.__table__)
+
+
+@event.listens_for(audit_records, "before_create")
+def _postgresql_partial_indexes(target: Table, connection: Connection, **_: Any) -> None:
+    if connection.dialect.name != "postgresql":
+        return
+    for index in target.indexes:
+        if index.name in _PARTIAL_WHERE:
+            index.dialect_kwargs["postgresql_where"] = _PARTIAL_WHERE[index.name]
 audit_decision_rules = cast(Table, AuditDecisionRuleRow.__table__)
 audit_nodes = cast(Table, AuditNodeRow.__table__)
 audit_checkpoints = cast(Table, AuditCheckpointRow.__table__)

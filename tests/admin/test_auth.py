@@ -35,6 +35,18 @@ async def test_wrong_secret_for_known_id(env: AdminEnv) -> None:
     assert r.status_code == 401
 
 
+async def test_the_limiter_is_built_on_the_first_failure(env: AdminEnv) -> None:
+    # A worker that only ever sees good tokens never imports ``limits``.
+    for _ in range(3):
+        ok = await env.client.get("/admin/v1/customers", headers=env.auth("admin"))
+        assert ok.status_code == 200
+    auth = admin_authenticator(env.services)  # type: ignore[arg-type]
+    assert auth._limiting is None
+    bad = {"authorization": "Bearer gat_guess_guess"}
+    assert (await env.client.get("/admin/v1/customers", headers=bad)).status_code == 401
+    assert auth._limiting is not None
+
+
 async def test_failed_attempts_rate_limited_per_ip(env: AdminEnv) -> None:
     bad = {"authorization": "Bearer gat_guess_guess"}
     for _ in range(20):

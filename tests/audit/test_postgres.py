@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import gateway.db.models  # noqa: F401
@@ -52,6 +52,23 @@ async def pg_engine(
         await conn.run_sync(Base.metadata.create_all)
     yield engine, settings
     await engine.dispose()
+
+
+async def test_create_all_keeps_the_audit_indexes_partial(
+    pg_engine: tuple[AsyncEngine, Settings],
+) -> None:
+    # The PostgreSQL predicates are attached at create time (see audit/tables.py),
+    # so this is what proves the shared metadata still builds partial indexes.
+    engine, _ = pg_engine
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'audit_records'"
+        ))
+        defs = {name: ddl for name, ddl in rows.all()}
+    for name in ("customer_id_id", "verdict_id", "model_id", "origin_country_id"):
+        assert "WHERE ((kind)::text = 'decision'::text)" in defs[f"ix_audit_records_{name}"]
+    assert "WHERE (decision_id IS NOT NULL)" in defs["ix_audit_records_outcome_of"]
+    assert "WHERE" not in defs["ix_audit_records_ts_node_seq"]
 
 
 async def test_writer_verify_query_export_on_postgres(

@@ -47,9 +47,10 @@ def test_two_workers_share_metrics_and_keep_their_own_chains(
 
 # Libraries a serving worker must not import up front (memory per worker):
 # the command line's, and those only some workers need, imported on first use
-# (sanctions name screening, the admin brute-force limiter, WebSockets).
+# (sanctions name screening, the admin brute-force limiter, WebSockets, the
+# PostgreSQL dialect on a SQLite deployment).
 _NOT_IN_A_WORKER = ("typer", "rich", "alembic", "gateway.cli", "rapidfuzz", "limits",
-                    "websockets")
+                    "websockets", "sqlalchemy.dialects.postgresql")
 
 
 def test_the_serving_process_does_not_carry_the_cli(tmp_path: Path) -> None:
