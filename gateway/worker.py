@@ -16,6 +16,15 @@ import os
 import sys
 from typing import Any
 
+if __name__ in ("__main__", "__mp_main__"):  # the serving process, or a spawned worker
+    # FastAPI probes every route parameter for pydantic v1 models with
+    # ``from pydantic import v1`` inside ``try/except ImportError``. The gateway
+    # has no v1 models, and loading ``pydantic.v1`` for that probe alone keeps
+    # ~1.4 MB resident per worker; a None entry makes the import fail, so the
+    # probe answers "not a v1 model" without loading it. Only here, so the CLI
+    # and the test process are untouched.
+    sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
+
 import uvicorn
 
 from gateway.ops.logging import log_config

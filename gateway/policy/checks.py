@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from gateway.kyc.codes import iso_countries, iso_regions
+from gateway.kyc.codes import is_iso_region, iso_countries
 from gateway.policy import schema as s
 from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap, format_path
 
@@ -41,7 +41,7 @@ def valid_country(code: str) -> bool:
 def valid_region(code: str) -> bool:
     if "-" not in code or code.upper() != code:
         return False
-    return code in iso_regions()
+    return is_iso_region(code)
 
 
 def resolve_country_set(

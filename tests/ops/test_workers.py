@@ -48,22 +48,26 @@ def test_two_workers_share_metrics_and_keep_their_own_chains(
 # Libraries a serving worker must not import up front (memory per worker):
 # the command line's, and those only some workers need, imported on first use
 # (sanctions name screening, the admin brute-force limiter, WebSockets, the
-# PostgreSQL dialect on a SQLite deployment).
+# PostgreSQL dialect on a SQLite deployment), and FastAPI's pydantic v1 probe.
 _NOT_IN_A_WORKER = ("typer", "rich", "alembic", "gateway.cli", "rapidfuzz", "limits",
-                    "websockets", "sqlalchemy.dialects.postgresql")
+                    "websockets", "sqlalchemy.dialects.postgresql", "pydantic.v1")
 
 
 def test_the_serving_process_does_not_carry_the_cli(tmp_path: Path) -> None:
     """`gateway serve` execs `python -m gateway.worker`: its import graph must
     stay free of the command line's libraries and of those only some workers
-    use. The probe loads uvicorn's config with the worker's options, which
-    builds the app as a worker does (not its lifespan start-up)."""
+    use. The probe runs the worker module as a spawned worker's main module
+    (``__mp_main__``, what uvicorn's children see), then loads uvicorn's config
+    with the worker's options, which builds the app as a worker does (not its
+    lifespan start-up)."""
     probe = (
-        "import sys, uvicorn, gateway.worker, gateway.asgi\n"
+        "import runpy, sys, uvicorn\n"
+        "worker = runpy.run_module('gateway.worker', run_name='__mp_main__')\n"
         "config = uvicorn.Config('gateway.asgi:app_from_env', factory=True,\n"
-        "                        **gateway.worker.SERVER_OPTIONS)\n"
+        "                        **worker['SERVER_OPTIONS'])\n"
         "config.load()\n"  # what uvicorn imports for the worker's settings
-        f"print(sorted(m for m in {_NOT_IN_A_WORKER!r} if m in sys.modules))"
+        "assert 'gateway.admin.customers' in sys.modules  # the app was built\n"
+        f"print(sorted(m for m in {_NOT_IN_A_WORKER!r} if sys.modules.get(m) is not None))"
     )
     env = {"PATH": "/usr/bin:/bin", "GATEWAY_UPSTREAM_URL": "http://127.0.0.1:9",
            "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"}
