@@ -167,17 +167,18 @@ class AuditLegalHoldRow(Base):
 
 
 audit_records = cast(Table, AuditRecordRow.__table__)
-
-
-@event.listens_for(audit_records, "before_create")
-def _postgresql_partial_indexes(target: Table, connection: Connection, **_: Any) -> None:
-    if connection.dialect.name != "postgresql":
-        return
-    for index in target.indexes:
-        if index.name in _PARTIAL_WHERE:
-            index.dialect_kwargs["postgresql_where"] = _PARTIAL_WHERE[index.name]
 audit_decision_rules = cast(Table, AuditDecisionRuleRow.__table__)
 audit_nodes = cast(Table, AuditNodeRow.__table__)
 audit_checkpoints = cast(Table, AuditCheckpointRow.__table__)
 audit_keys = cast(Table, AuditKeyRow.__table__)
 audit_legal_holds = cast(Table, AuditLegalHoldRow.__table__)
+
+
+@event.listens_for(audit_records, "before_create")
+def _postgresql_partial_indexes(target: Table, connection: Connection, **_: Any) -> None:
+    """Give the partial indexes their PostgreSQL predicate (see ``_partial``)."""
+    if connection.dialect.name != "postgresql":
+        return
+    for index in target.indexes:
+        if index.name in _PARTIAL_WHERE:
+            index.dialect_kwargs["postgresql_where"] = _PARTIAL_WHERE[index.name]
