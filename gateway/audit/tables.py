@@ -23,7 +23,6 @@ from typing import Any, cast
 from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Table, Text, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.sql.elements import TextClause
 
 from gateway.db.base import Base
 
@@ -31,19 +30,13 @@ from gateway.db.base import Base
 _AutoId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-_PARTIAL_WHERE: dict[str, TextClause] = {}
-"""Partial index name -> its WHERE clause, for both SQLite and PostgreSQL."""
-
-
 def _partial(name: str, *columns: str, where: str) -> Index:
     # Only ``sqlite_where`` is named here: naming ``postgresql_where`` makes
     # SQLAlchemy import its PostgreSQL dialect (~2.2 MB resident) into every
-    # worker, SQLite ones included. The PostgreSQL clause is attached when the
-    # schema is created on PostgreSQL (tests' create_all; production runs the
+    # worker, SQLite ones included. The same clause is given to PostgreSQL when
+    # the schema is created there (tests' create_all; production runs the
     # Alembic migrations, which spell it out).
-    clause = text(where)
-    _PARTIAL_WHERE[name] = clause
-    return Index(name, *columns, sqlite_where=clause)
+    return Index(name, *columns, sqlite_where=text(where))
 
 
 def _decisions_only(name: str, *columns: str) -> Index:
@@ -176,9 +169,10 @@ audit_legal_holds = cast(Table, AuditLegalHoldRow.__table__)
 
 @event.listens_for(audit_records, "before_create")
 def _postgresql_partial_indexes(target: Table, connection: Connection, **_: Any) -> None:
-    """Give the partial indexes their PostgreSQL predicate (see ``_partial``)."""
+    """Give the partial indexes their SQLite predicate on PostgreSQL too (see ``_partial``)."""
     if connection.dialect.name != "postgresql":
         return
     for index in target.indexes:
-        if index.name in _PARTIAL_WHERE:
-            index.dialect_kwargs["postgresql_where"] = _PARTIAL_WHERE[index.name]
+        where = index.dialect_kwargs.get("sqlite_where")
+        if where is not None:
+            index.dialect_kwargs["postgresql_where"] = where
