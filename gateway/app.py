@@ -28,6 +28,7 @@ from gateway.health import router as health_router
 from gateway.identity.identifier import build_identifier
 from gateway.ops import metrics
 from gateway.ops.auditstats import MeteredStats
+from gateway.ops.changefeed import ChangeFeed
 from gateway.ops.cluster import (
     ClusterAdminAuthenticator,
     ClusterPolicyHolder,
@@ -89,6 +90,11 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             await cluster.start()
             stack.push_async_callback(cluster.stop)
             extras["cluster"] = cluster
+        if settings.change_poll_seconds > 0:
+            feed = ChangeFeed(sessions, identifier, admin_auth, settings.change_poll_seconds)
+            await feed.start()
+            stack.push_async_callback(feed.stop)
+            extras["change_feed"] = feed
 
         meter = build_meter(settings)
         stack.push_async_callback(meter.aclose)

@@ -1,8 +1,9 @@
 """`gateway customers` commands: KYC records, straight on GATEWAY_DATABASE_URL.
 
-The CLI writes to the database directly; a running gateway sees a change
-after at most ``GATEWAY_CACHE_TTL_SECONDS`` (use the admin API for an
-immediate cache invalidation). Exit codes: 0 ok, 1 not found / refused,
+The CLI writes to the database directly, with a row in ``admin_actions`` in
+the same transaction; every running gateway process reads those rows within
+``GATEWAY_CHANGE_POLL_SECONDS`` (1 s) and drops what it had cached
+(``gateway/ops/changefeed.py``). Exit codes: 0 ok, 1 not found / refused,
 2 usage error (bad option, invalid country code).
 """
 

@@ -51,7 +51,7 @@ def create(
 
 @app.command("revoke")
 def revoke(key_id: str) -> None:
-    """Revoke an API key (running gateways stop accepting it within the cache TTL)."""
+    """Revoke an API key (running gateways refuse it within GATEWAY_CHANGE_POLL_SECONDS)."""
 
     async def work(_: Settings, sessions: Sessions) -> dict[str, object] | None:
         async with sessions() as session:

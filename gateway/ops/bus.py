@@ -4,7 +4,8 @@ A bus delivers small text payloads to every process subscribed to one
 channel, the sender included (the receiver filters its own). Delivery is
 at-most-once: while a subscriber is disconnected it misses messages, so on
 every (re)connection the bus calls ``on_connect`` and the cluster sync drops
-its caches wholesale; stale state can then only survive until the cache TTL.
+its caches wholesale; what it missed meanwhile reaches it through the change
+feed (``gateway.ops.changefeed``, within a second) or, at the latest, the cache TTL.
 
 Both buses reconnect with backoff forever and never raise into the caller:
 a failed publish is logged and counted (``gateway_cluster_errors``).

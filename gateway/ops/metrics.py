@@ -102,8 +102,13 @@ CLUSTER_MESSAGES = Counter(
 )
 CLUSTER_ERRORS = Counter(
     "gateway_cluster_errors",
-    "Cluster bus failures (publish failed, connection lost); caches then fall back to their TTL",
+    "Cluster sync failures (bus publish or connection, change-feed poll)",
     ["operation"],
+)
+CHANGE_FEED_ROWS = Counter(
+    "gateway_change_feed_rows",
+    "Admin changes applied from the change feed (admin_actions), by target type",
+    ["target_type"],
 )
 DRAINING = Gauge(
     "gateway_draining",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,34 @@ def test_two_workers_share_metrics_and_keep_their_own_chains(
     assert result.returncode == 0, result.stdout + result.stderr
     nodes = {n["node_id"] for n in json.loads(result.stdout)["nodes"]}
     assert nodes == {"replica-a", "replica-a-2"}
+
+
+def test_a_key_revoked_with_the_cli_is_refused_by_every_worker_within_a_second(
+    tmp_path: Path, standin: Proc
+) -> None:
+    """Two workers on SQLite, no Redis: no bus connects them, and the CLI tells
+    no one. Both workers cache the key for 30 s; the change feed (each worker
+    reads ``admin_actions`` every second) is what makes the revocation hold."""
+    env = {**TRUSTED, "GATEWAY_SHUTDOWN_DRAIN_SECONDS": "0"}
+    cfg = GatewayConfig(tmp=tmp_path, upstream_url=standin.url, env=env, workers=2)
+    gateway = start_gateway(cfg)
+    try:
+        key = Admin(gateway.url).customer_with_key(**US_ENTERPRISE)
+        # Each call is a new connection, so both workers serve (and cache) the key.
+        assert all(chat(gateway.url, key).status_code == 200 for _ in range(30))
+        revoke = subprocess.run(
+            [sys.executable, "-m", "gateway.cli.main", "keys", "revoke", key.split("_")[1]],
+            env={"GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
+                 "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, check=False, cwd=tmp_path,
+        )  # fmt: skip
+        assert revoke.returncode == 0, revoke.stdout + revoke.stderr
+        revoked_at = time.monotonic()
+        time.sleep(1.5)  # one poll interval (1 s), and the poll itself
+        statuses = [chat(gateway.url, key).status_code for _ in range(30)]
+        assert statuses == [401] * 30, (statuses, time.monotonic() - revoked_at)
+    finally:
+        assert gateway.stop() == 0, gateway.output()[-2000:]
 
 
 # Libraries a serving worker must not import up front (memory per worker):

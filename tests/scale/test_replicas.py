@@ -67,8 +67,10 @@ def cluster(
         **TRUSTED,
         "GATEWAY_DATABASE_URL": url,
         "GATEWAY_POLICY_DIR": str(policies),
-        # No file watch: only the bus can carry a reload to the other replica.
+        # No file watch and no change feed: only the bus can carry a change
+        # to the other replica within the 1 s bound.
         "GATEWAY_POLICY_WATCH": "false",
+        "GATEWAY_CHANGE_POLL_SECONDS": "0",
         "GATEWAY_SHUTDOWN_DRAIN_SECONDS": "0",
         "GATEWAY_LOG_LEVEL": "info",
     }

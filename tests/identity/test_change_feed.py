@@ -1,0 +1,195 @@
+"""The change feed (gateway/ops/changefeed.py) against real SQLite and PostgreSQL.
+
+"Another process" is a second engine on the same database that writes the way
+the CLI does (a session, the identity service functions, commit) and tells
+nobody. The reading side caches for 30 s, so whatever changes here went
+through the feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import gateway.db.models  # noqa: F401
+from gateway.admin.auth import AdminAuthenticator
+from gateway.db.base import Base
+from gateway.db.session import create_engine, session_factory
+from gateway.identity.admin_log import record_admin_action
+from gateway.identity.identifier import GatewayIdentifier
+from gateway.identity.keys import create_api_key, revoke_api_key
+from gateway.identity.tables import AdminToken
+from gateway.kyc import service
+from gateway.kyc.schemas import CustomerCreate, CustomerPatch
+from gateway.ops.changefeed import LOOKBACK_S, ChangeFeed
+from gateway.settings import Settings
+from gateway.stages import AuthenticationFailed
+from tests.identity.conftest import ACTOR, NOW, Db, FakeMonotonic
+from tests.support import postgres_server
+from tests.support.identity_app import admin_tokens, make_settings
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def add_customer(sessions: Sessions, cid: str) -> None:
+    data = CustomerCreate.model_validate({"id": cid, "name": f"Customer {cid}"})
+    async with sessions() as session:
+        await service.create_customer(session, data, ACTOR, None, NOW)
+        await session.commit()
+
+
+async def new_key(sessions: Sessions, cid: str) -> tuple[str, str]:
+    async with sessions() as session:
+        row, clear = await create_api_key(session, cid, ACTOR, NOW)
+        await session.commit()
+    return row.id, clear
+
+
+@pytest.fixture
+async def other(tmp_path: Path) -> AsyncIterator[Sessions]:
+    """A second engine on the same SQLite file: the CLI, another worker."""
+    engine = create_engine(make_settings(tmp_path))
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+async def test_changes_made_elsewhere_reach_the_caches(
+    db: Db, identifier: GatewayIdentifier, mono: FakeMonotonic, other: Sessions
+) -> None:
+    admin = AdminAuthenticator(db.sessions, None, 30.0)
+    feed = ChangeFeed(db.sessions, identifier, admin, interval_s=3600, clock=mono)
+    await add_customer(other, "c1")
+    key_id, clear = await new_key(other, "c1")
+    await feed.start()
+    try:
+        assert await feed.poll() == 0  # what existed at start is not "new"
+
+        # Cached here, then revoked elsewhere: the cache alone would keep it for 30 s.
+        assert (await identifier.identify(None, clear)).key_id == key_id
+        async with other() as session:
+            await revoke_api_key(session, key_id, ACTOR, NOW)
+            await session.commit()
+        assert (await identifier.identify(None, clear)).key_id == key_id
+        assert await feed.poll() == 1
+        with pytest.raises(AuthenticationFailed, match="revoked"):
+            await identifier.identify(None, clear)
+
+        # A customer suspended elsewhere: the next request sees the new status.
+        _, clear2 = await new_key(other, "c1")
+        assert (await identifier.identify(None, clear2)).status == "active"
+        async with other() as session:
+            await service.update_customer(
+                session, "c1", CustomerPatch(status="suspended"), ACTOR, None, NOW
+            )
+            await session.commit()
+        await feed.poll()
+        assert (await identifier.identify(None, clear2)).status == "suspended"
+
+        # An admin token revoked elsewhere stops authenticating here.
+        token = (await admin_tokens(other, ("auditor",), prefix="feed"))["auditor"]
+        assert await admin.authenticate(token) is not None
+        token_id = token.split("_")[1]
+        async with other() as session:
+            row = await session.get(AdminToken, token_id)
+            assert row is not None
+            row.revoked_at = NOW
+            record_admin_action(session, ACTOR, "token.revoke", "admin_token", token_id,
+                                None, None, NOW)  # fmt: skip
+            await session.commit()
+        assert await admin.authenticate(token) is not None  # still cached
+        await feed.poll()
+        assert await admin.authenticate(token) is None
+
+        # Rows already applied are not applied again, however often the window is re-read.
+        assert await feed.poll() == 0
+        mono.t += LOOKBACK_S + 1
+        assert await feed.poll() == 0
+    finally:
+        await feed.stop()
+
+
+async def test_the_running_feed_polls_by_itself(
+    db: Db, identifier: GatewayIdentifier, other: Sessions
+) -> None:
+    admin = AdminAuthenticator(db.sessions, None, 30.0)
+    feed = ChangeFeed(db.sessions, identifier, admin, interval_s=0.05)
+    await add_customer(other, "c2")
+    key_id, clear = await new_key(other, "c2")
+    await feed.start()
+    try:
+        await identifier.identify(None, clear)
+        async with other() as session:
+            await revoke_api_key(session, key_id, ACTOR, NOW)
+            await session.commit()
+        for _ in range(100):
+            if feed.applied:
+                break
+            await asyncio.sleep(0.02)
+        with pytest.raises(AuthenticationFailed, match="revoked"):
+            await identifier.identify(None, clear)
+    finally:
+        await feed.stop()
+
+
+# --- PostgreSQL: ids taken before others can commit after them ----------------
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[postgres_server.PostgresServer]:
+    if not postgres_server.available():
+        pytest.skip("PostgreSQL is not installed")
+    server = postgres_server.PostgresServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.mark.postgres
+async def test_a_write_that_commits_late_is_not_skipped(
+    pg: postgres_server.PostgresServer, mono: FakeMonotonic
+) -> None:
+    settings = Settings(database_url=pg.create_database(), upstream_url="http://127.0.0.1:9")
+    engine = create_engine(settings)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    sessions = session_factory(engine)
+    identifier = GatewayIdentifier(sessions, cache_ttl_seconds=30.0, clock=mono)
+    feed = ChangeFeed(sessions, identifier, AdminAuthenticator(sessions, None, 30.0),
+                      interval_s=3600, clock=mono)  # fmt: skip
+    try:
+        await add_customer(sessions, "late")
+        await add_customer(sessions, "early")
+        late_id, late_key = await new_key(sessions, "late")
+        early_id, early_key = await new_key(sessions, "early")
+        await feed.start()
+        await identifier.identify(None, late_key)
+        await identifier.identify(None, early_key)
+
+        # The slow transaction takes the lower id first and commits last.
+        slow = sessions()
+        await revoke_api_key(slow, late_id, ACTOR, NOW + timedelta(seconds=1))
+        await slow.flush()
+        async with sessions() as fast:
+            await revoke_api_key(fast, early_id, ACTOR, NOW + timedelta(seconds=2))
+            await fast.commit()
+        mono.t += 1
+        assert await feed.poll() == 1
+        with pytest.raises(AuthenticationFailed, match="revoked"):
+            await identifier.identify(None, early_key)
+        await identifier.identify(None, late_key)  # not committed yet: still valid
+
+        await slow.commit()
+        await slow.close()
+        mono.t += 1
+        assert await feed.poll() == 1
+        with pytest.raises(AuthenticationFailed, match="revoked"):
+            await identifier.identify(None, late_key)
+    finally:
+        await feed.stop()
+        await identifier.stop()
+        await engine.dispose()
