@@ -81,7 +81,8 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
         stack.push_async_callback(identifier.stop)
 
         admin_auth = ClusterAdminAuthenticator(
-            sessions, settings.admin_token, settings.cache_ttl_seconds
+            sessions, settings.admin_token, settings.cache_ttl_seconds,
+            redis_url=settings.redis_url,
         )
         extras: dict[str, Any] = {"admin_auth": admin_auth}
         bus = bus_for(settings)

@@ -14,7 +14,9 @@ Usage in a router::
 Missing or unknown token: 401. Known token without the role: 403. Both answer
 ``{"detail": ...}``. Failed attempts are rate limited per client IP (the IP
 the ``Locator`` believes, so trusted-proxy rules apply): after
-``FAILED_ATTEMPTS_PER_MINUTE`` failures an IP gets 429 until the window moves.
+``FAILED_ATTEMPTS_PER_MINUTE`` failures an IP gets 429 until the window moves
+(``gateway.admin.lockout``; shared by all replicas through Redis when
+``GATEWAY_REDIS_URL`` is set).
 
 The authenticator lives at ``services.extras["admin_auth"]``; when the app did
 not put one there, the first request builds it from the services (so wiring
@@ -31,28 +33,24 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from fastapi import HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.admin.lockout import FAILED_ATTEMPTS_PER_MINUTE, FailedAttempts
 from gateway.identity import secrets as creds
 from gateway.identity.tables import AdminToken
 from gateway.services import Services
 from gateway.settings import Settings
-
-if TYPE_CHECKING:
-    from limits import RateLimitItem
-    from limits.aio.strategies import MovingWindowRateLimiter
 
 log = logging.getLogger(__name__)
 
 Role = Literal["admin", "compliance", "auditor"]
 ROLES: tuple[Role, ...] = ("admin", "compliance", "auditor")
 TOKEN_KIND = "gat"
-FAILED_ATTEMPTS_PER_MINUTE = 20
 EXTRAS_KEY = "admin_auth"
 
 
@@ -84,6 +82,7 @@ class AdminAuthenticator:
         cache_ttl_seconds: float,
         failed_per_minute: int = FAILED_ATTEMPTS_PER_MINUTE,
         clock: Callable[[], float] = time.monotonic,
+        redis_url: str | None = None,
     ) -> None:
         self._sessions = sessions
         self._bootstrap = bootstrap_token or None
@@ -91,41 +90,24 @@ class AdminAuthenticator:
         self._clock = clock
         self._cache: dict[str, _CachedToken | None] = {}
         self._cached_at: dict[str, float] = {}
-        self._failed_per_minute = failed_per_minute
-        self._limiting: tuple[MovingWindowRateLimiter, RateLimitItem] | None = None
+        self.lockout = FailedAttempts(failed_per_minute, redis_url)
 
     @classmethod
     def from_settings(
         cls, settings: Settings, sessions: async_sessionmaker[AsyncSession]
     ) -> AdminAuthenticator:
-        return cls(sessions, settings.admin_token, settings.cache_ttl_seconds)
+        return cls(sessions, settings.admin_token, settings.cache_ttl_seconds,
+                   redis_url=settings.redis_url)
 
     def invalidate(self, token_id: str) -> None:
         self._cache.pop(token_id, None)
         self._cached_at.pop(token_id, None)
 
-    def _limiter_ready(self) -> tuple[MovingWindowRateLimiter, RateLimitItem]:
-        # Built on the first failed attempt: the memory storage wants a running
-        # event loop, and ``limits`` (~1.4 MB resident with its storage
-        # modules) is imported only by a worker that has seen a wrong token.
-        if self._limiting is None:
-            from limits import RateLimitItemPerMinute
-            from limits.aio.storage import MemoryStorage
-            from limits.aio.strategies import MovingWindowRateLimiter
-
-            self._limiting = (MovingWindowRateLimiter(MemoryStorage()),
-                              RateLimitItemPerMinute(self._failed_per_minute))
-        return self._limiting
-
     async def blocked(self, client_ip: str) -> bool:
-        if self._limiting is None:
-            return False  # no failure recorded yet, so no IP can be over the limit
-        limiter, limit = self._limiting
-        return not await limiter.test(limit, "admin-auth", client_ip)
+        return await self.lockout.blocked(client_ip)
 
     async def record_failure(self, client_ip: str) -> None:
-        limiter, limit = self._limiter_ready()
-        await limiter.hit(limit, "admin-auth", client_ip)
+        await self.lockout.record(client_ip)
 
     async def authenticate(self, raw: str) -> AdminActor | None:
         """The actor for a bearer value, or None when it is not a valid token.

@@ -102,7 +102,8 @@ CLUSTER_MESSAGES = Counter(
 )
 CLUSTER_ERRORS = Counter(
     "gateway_cluster_errors",
-    "Cluster sync failures (bus publish or connection, change-feed poll)",
+    "Cluster-shared state failures (bus publish or connection, change-feed poll, "
+    "shared admin lockout)",
     ["operation"],
 )
 CHANGE_FEED_ROWS = Counter(

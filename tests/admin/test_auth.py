@@ -41,10 +41,10 @@ async def test_the_limiter_is_built_on_the_first_failure(env: AdminEnv) -> None:
         ok = await env.client.get("/admin/v1/customers", headers=env.auth("admin"))
         assert ok.status_code == 200
     auth = admin_authenticator(env.services)  # type: ignore[arg-type]
-    assert auth._limiting is None
+    assert auth.lockout._local is None
     bad = {"authorization": "Bearer gat_guess_guess"}
     assert (await env.client.get("/admin/v1/customers", headers=bad)).status_code == 401
-    assert auth._limiting is not None
+    assert auth.lockout._local is not None
 
 
 async def test_failed_attempts_rate_limited_per_ip(env: AdminEnv) -> None:
