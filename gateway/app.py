@@ -92,7 +92,8 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             stack.push_async_callback(cluster.stop)
             extras["cluster"] = cluster
         if settings.change_poll_seconds > 0:
-            feed = ChangeFeed(sessions, identifier, admin_auth, settings.change_poll_seconds)
+            feed = ChangeFeed(sessions, identifier, admin_auth, policy,
+                              settings.change_poll_seconds)  # fmt: skip
             await feed.start()
             stack.push_async_callback(feed.stop)
             extras["change_feed"] = feed

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from gateway.admin.auth import AdminActor, require_roles
-from gateway.deps import ServicesDep
+from gateway.deps import ServicesDep, SessionDep
+from gateway.identity.admin_log import record_admin_action
 from gateway.policy.loader import load_dir
 
 router = APIRouter(prefix="/admin/v1", tags=["policy"])
@@ -40,16 +41,26 @@ async def get_policy(services: ServicesDep, actor: AdminActor = Compliance) -> d
 
 
 @router.post("/policy/reload")
-async def reload_policy(services: ServicesDep, actor: AdminActor = Compliance) -> dict[str, Any]:
+async def reload_policy(
+    services: ServicesDep, session: SessionDep, actor: AdminActor = Compliance
+) -> dict[str, Any]:
+    before = services.policy.current.version
     result = await services.policy.reload()
+    version = services.policy.current.version
     body = {
         "ok": result.ok,
-        "version": services.policy.current.version,
+        "version": version,
         "errors": [str(e) for e in result.errors],
         "warnings": [str(w) for w in result.warnings],
     }
     if not result.ok:
         raise HTTPException(status_code=422, detail=body)
+    # Who reloaded, in the admin log (the audit log's policy_reload record says
+    # what changed). The row is also what tells every other process of the
+    # deployment to reload, buses or not (gateway.ops.changefeed).
+    record_admin_action(session, actor, "policy.reload", "policy", version,
+                        {"version": before}, {"version": version}, services.clock())  # fmt: skip
+    await session.commit()
     return body
 
 

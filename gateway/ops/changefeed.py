@@ -3,14 +3,17 @@ whoever made it and whether or not a cluster bus carried it.
 
 Every write to a customer, an API key or an admin token adds a row to
 ``admin_actions`` in the same transaction as the change itself: the admin API,
-the KYC webhook and the ``gateway`` CLI alike. Each serving process polls that
-table (``GATEWAY_CHANGE_POLL_SECONDS``, default 1 s) and drops the cache entries
-the new rows name. This is what reaches a process when:
+the KYC webhook and the ``gateway`` CLI alike; so does a policy reload through
+the admin API. Each serving process polls that table
+(``GATEWAY_CHANGE_POLL_SECONDS``, default 1 s), drops the cache entries the new
+rows name, and reloads its own policy directory when a row names a policy
+version other than the one it runs. This is what reaches a process when:
 
 - the change was made with the CLI, straight into the database (no process
   heard of it, so nothing was published);
 - the process is one of several ``--workers`` on SQLite without Redis, where
-  there is no bus at all;
+  there is no bus at all (and, with the file watch off, nothing else would
+  tell it of a policy reload);
 - the bus was down or the message was lost (delivery is at-most-once).
 
 The bus stays the fast path (milliseconds); the feed is the bound: the cache TTL
@@ -35,13 +38,13 @@ from collections import deque
 from collections.abc import Callable
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin.auth import AdminAuthenticator
 from gateway.identity.identifier import GatewayIdentifier
 from gateway.identity.tables import AdminAction
 from gateway.ops import metrics
+from gateway.ops.cluster import ClusterPolicyHolder
 
 log = logging.getLogger("gateway.cluster")
 
@@ -55,12 +58,14 @@ class ChangeFeed:
         sessions: async_sessionmaker[AsyncSession],
         identifier: GatewayIdentifier,
         admin_auth: AdminAuthenticator,
+        policy: ClusterPolicyHolder,
         interval_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions = sessions
         self._identifier = identifier
         self._admin_auth = admin_auth
+        self._policy = policy
         self._interval = interval_s
         self._clock = clock
         self._marks: deque[tuple[float, int]] = deque()
@@ -122,16 +127,32 @@ class ChangeFeed:
         elif target_type == "admin_token":
             # The base class's invalidate: a peer's change is not announced again.
             AdminAuthenticator.invalidate(self._admin_auth, target_id)
+        elif target_type == "policy":
+            if self._policy.current.version == target_id:
+                return  # already in force here (this process reloaded, or a bus told it)
+            result = await self._policy.reload_from_peer()
+            if result.version != target_id:
+                log.error("a peer reloaded policy %s, this process has %s (policy "
+                          "directories differ?)", target_id, result.version)  # fmt: skip
         else:
             return  # an action that changes nothing this process caches
         metrics.CHANGE_FEED_ROWS.labels(target_type).inc()
 
     async def _run(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self._interval)
             try:
                 await self.poll()
-            except (SQLAlchemyError, OSError) as exc:
-                # Nothing is lost: the next poll reads from the same floor.
+            except Exception as exc:  # noqa: BLE001 - a feed that died silently would be worse
+                # Nothing is lost: the next poll reads from the same floor. Every
+                # failure is counted; the log says when it starts and ends.
                 metrics.CLUSTER_ERRORS.labels("change_feed").inc()
-                log.error("change feed poll failed (%s: %s); retrying", type(exc).__name__, exc)
+                if not failing:
+                    log.error("change feed poll failed (%s: %s); retrying every %.1f s",
+                              type(exc).__name__, exc, self._interval)  # fmt: skip
+                failing = True
+            else:
+                if failing:
+                    log.warning("change feed poll recovered")
+                failing = False

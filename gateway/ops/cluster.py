@@ -13,10 +13,9 @@ Staleness bound: a change is in force on every connected process within the
 bus latency (milliseconds; the scale-out test asserts under 1 s). A process
 whose bus connection broke misses messages, so on every reconnection it drops
 all its caches and reloads its policy. Whatever the bus misses (a process cut
-off, changes written by the CLI straight into the database) the change feed
-(``gateway.ops.changefeed``) applies within ``change_poll_seconds`` (1 s);
-policy reloads are not in that feed, and a replica that missed one picks it
-up from its file watch or on its next bus reconnection.
+off, changes written by the CLI straight into the database, a policy reload
+through the admin API) the change feed (``gateway.ops.changefeed``) applies
+within ``change_poll_seconds`` (1 s).
 """
 
 from __future__ import annotations

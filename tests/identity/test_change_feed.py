@@ -9,11 +9,13 @@ through the feed.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import gateway.db.models  # noqa: F401
@@ -27,13 +29,37 @@ from gateway.identity.tables import AdminToken
 from gateway.kyc import service
 from gateway.kyc.schemas import CustomerCreate, CustomerPatch
 from gateway.ops.changefeed import LOOKBACK_S, ChangeFeed
+from gateway.ops.cluster import ClusterPolicyHolder
+from gateway.policy.holder import ReloadResult
+from gateway.policy.loader import load_dir
 from gateway.settings import Settings
 from gateway.stages import AuthenticationFailed
 from tests.identity.conftest import ACTOR, NOW, Db, FakeMonotonic
 from tests.support import postgres_server
 from tests.support.identity_app import admin_tokens, make_settings
+from tests.support.processes import REPO
 
 Sessions = async_sessionmaker[AsyncSession]
+EXTRA_RULE = """
+  - id: feed-test-deny
+    effect: deny
+    when: {customer_in: [cus_feed_test]}
+    reason: Added by the change-feed test.
+"""
+
+
+class CountingPolicy(ClusterPolicyHolder):
+    reloads = 0
+
+    async def reload_from_peer(self) -> ReloadResult:
+        self.reloads += 1
+        return await super().reload_from_peer()
+
+
+@pytest.fixture
+def policy(tmp_path: Path) -> CountingPolicy:
+    shutil.copytree(REPO / "policies", tmp_path / "policies")
+    return CountingPolicy(tmp_path / "policies")
 
 
 async def add_customer(sessions: Sessions, cid: str) -> None:
@@ -59,10 +85,11 @@ async def other(tmp_path: Path) -> AsyncIterator[Sessions]:
 
 
 async def test_changes_made_elsewhere_reach_the_caches(
-    db: Db, identifier: GatewayIdentifier, mono: FakeMonotonic, other: Sessions
-) -> None:
+    db: Db, identifier: GatewayIdentifier, mono: FakeMonotonic, other: Sessions,
+    policy: CountingPolicy,
+) -> None:  # fmt: skip
     admin = AdminAuthenticator(db.sessions, None, 30.0)
-    feed = ChangeFeed(db.sessions, identifier, admin, interval_s=3600, clock=mono)
+    feed = ChangeFeed(db.sessions, identifier, admin, policy, interval_s=3600, clock=mono)
     await add_customer(other, "c1")
     key_id, clear = await new_key(other, "c1")
     await feed.start()
@@ -114,10 +141,10 @@ async def test_changes_made_elsewhere_reach_the_caches(
 
 
 async def test_the_running_feed_polls_by_itself(
-    db: Db, identifier: GatewayIdentifier, other: Sessions
+    db: Db, identifier: GatewayIdentifier, other: Sessions, policy: CountingPolicy
 ) -> None:
     admin = AdminAuthenticator(db.sessions, None, 30.0)
-    feed = ChangeFeed(db.sessions, identifier, admin, interval_s=0.05)
+    feed = ChangeFeed(db.sessions, identifier, admin, policy, interval_s=0.05)
     await add_customer(other, "c2")
     key_id, clear = await new_key(other, "c2")
     await feed.start()
@@ -130,6 +157,73 @@ async def test_the_running_feed_polls_by_itself(
             if feed.applied:
                 break
             await asyncio.sleep(0.02)
+        with pytest.raises(AuthenticationFailed, match="revoked"):
+            await identifier.identify(None, clear)
+    finally:
+        await feed.stop()
+
+
+async def test_a_policy_reload_elsewhere_reloads_here(
+    db: Db, identifier: GatewayIdentifier, mono: FakeMonotonic, other: Sessions,
+    policy: CountingPolicy,
+) -> None:  # fmt: skip
+    feed = ChangeFeed(db.sessions, identifier, AdminAuthenticator(db.sessions, None, 30.0),
+                      policy, interval_s=3600, clock=mono)  # fmt: skip
+    await feed.start()
+
+    async def reloaded_elsewhere(version: str) -> None:
+        async with other() as session:
+            record_admin_action(session, ACTOR, "policy.reload", "policy", version,
+                                None, {"version": version}, NOW)  # fmt: skip
+            await session.commit()
+
+    try:
+        # The version already in force here: nothing to do.
+        await reloaded_elsewhere(policy.current.version)
+        assert await feed.poll() == 1 and policy.reloads == 0
+
+        # Another process reloaded a changed directory (the same files here).
+        rules = policy.policy_dir / "rules.yaml"
+        rules.write_text(rules.read_text().rstrip("\n") + "\n" + EXTRA_RULE)
+        new_version = load_dir(policy.policy_dir).version
+        assert new_version is not None and new_version != policy.current.version
+        await reloaded_elsewhere(new_version)
+        assert await feed.poll() == 1
+        assert policy.reloads == 1 and policy.current.version == new_version
+    finally:
+        await feed.stop()
+
+
+async def test_the_feed_outlives_a_failed_poll(
+    db: Db, identifier: GatewayIdentifier, other: Sessions, policy: CountingPolicy
+) -> None:
+    failures = 0
+
+    def sessions() -> AsyncSession:
+        # The database "goes away" for the first poll after start-up.
+        nonlocal failures
+        if started and failures == 0:
+            failures += 1
+            raise OperationalError("SELECT", {}, Exception("database is down"))
+        return db.sessions()
+
+    started = False
+    admin = AdminAuthenticator(db.sessions, None, 30.0)
+    feed = ChangeFeed(sessions, identifier, admin, policy, interval_s=0.05)  # type: ignore[arg-type]
+    await add_customer(other, "c3")
+    key_id, clear = await new_key(other, "c3")
+    await feed.start()
+    started = True
+    try:
+        await identifier.identify(None, clear)
+        async with other() as session:
+            await revoke_api_key(session, key_id, ACTOR, NOW)
+            await session.commit()
+        for _ in range(100):
+            if feed.applied:
+                break
+            await asyncio.sleep(0.02)
+        assert failures == 1
         with pytest.raises(AuthenticationFailed, match="revoked"):
             await identifier.identify(None, clear)
     finally:
@@ -151,7 +245,7 @@ def pg() -> Iterator[postgres_server.PostgresServer]:
 
 @pytest.mark.postgres
 async def test_a_write_that_commits_late_is_not_skipped(
-    pg: postgres_server.PostgresServer, mono: FakeMonotonic
+    pg: postgres_server.PostgresServer, mono: FakeMonotonic, policy: CountingPolicy
 ) -> None:
     settings = Settings(database_url=pg.create_database(), upstream_url="http://127.0.0.1:9")
     engine = create_engine(settings)
@@ -160,7 +254,7 @@ async def test_a_write_that_commits_late_is_not_skipped(
     sessions = session_factory(engine)
     identifier = GatewayIdentifier(sessions, cache_ttl_seconds=30.0, clock=mono)
     feed = ChangeFeed(sessions, identifier, AdminAuthenticator(sessions, None, 30.0),
-                      interval_s=3600, clock=mono)  # fmt: skip
+                      policy, interval_s=3600, clock=mono)  # fmt: skip
     try:
         await add_customer(sessions, "late")
         await add_customer(sessions, "early")
