@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from gateway.admin.actions import router as actions_router
 from gateway.admin.audit import router as audit_router
 from gateway.admin.customers import router as customers_router
 from gateway.admin.decisions import router as decisions_router
@@ -20,6 +21,7 @@ ADMIN_ROUTERS = (
     policy_router,
     decisions_router,
     audit_router,
+    actions_router,
     holds_router,
     usage_router,
 )

@@ -95,6 +95,12 @@ def test_changes_reach_every_worker_within_a_second(tmp_path: Path, standin: Pro
         assert {a.headers["x-gateway-policy-version"] for a in answers} == {
             reload.json()["version"]
         }
+        # The admin log says who reloaded, from which version to which.
+        logged = admin.http.get("/admin/v1/admin-actions", params={"target_type": "policy"})
+        [entry] = logged.json()["items"]
+        assert entry["action"] == "policy.reload" and entry["actor"] == "bootstrap"
+        assert entry["after"] == {"version": reload.json()["version"]}
+        assert entry["before"]["version"] != entry["after"]["version"]
     finally:
         assert gateway.stop() == 0, gateway.output()[-2000:]
 
