@@ -76,6 +76,20 @@ async def new_key(sessions: Sessions, cid: str) -> tuple[str, str]:
     return row.id, clear
 
 
+async def revoke_cached_key_elsewhere(identifier: GatewayIdentifier, other: Sessions,
+                                      feed: ChangeFeed, key_id: str, clear: str) -> None:
+    """Cache the key here, revoke it through ``other``, wait (2 s at most) for the
+    running feed to apply a change."""
+    await identifier.identify(None, clear)
+    async with other() as session:
+        await revoke_api_key(session, key_id, ACTOR, NOW)
+        await session.commit()
+    for _ in range(100):
+        if feed.applied:
+            break
+        await asyncio.sleep(0.02)
+
+
 @pytest.fixture
 async def other(tmp_path: Path) -> AsyncIterator[Sessions]:
     """A second engine on the same SQLite file: the CLI, another worker."""
@@ -149,14 +163,7 @@ async def test_the_running_feed_polls_by_itself(
     key_id, clear = await new_key(other, "c2")
     await feed.start()
     try:
-        await identifier.identify(None, clear)
-        async with other() as session:
-            await revoke_api_key(session, key_id, ACTOR, NOW)
-            await session.commit()
-        for _ in range(100):
-            if feed.applied:
-                break
-            await asyncio.sleep(0.02)
+        await revoke_cached_key_elsewhere(identifier, other, feed, key_id, clear)
         with pytest.raises(AuthenticationFailed, match="revoked"):
             await identifier.identify(None, clear)
     finally:
@@ -215,14 +222,7 @@ async def test_the_feed_outlives_a_failed_poll(
     await feed.start()
     started = True
     try:
-        await identifier.identify(None, clear)
-        async with other() as session:
-            await revoke_api_key(session, key_id, ACTOR, NOW)
-            await session.commit()
-        for _ in range(100):
-            if feed.applied:
-                break
-            await asyncio.sleep(0.02)
+        await revoke_cached_key_elsewhere(identifier, other, feed, key_id, clear)
         assert failures == 1
         with pytest.raises(AuthenticationFailed, match="revoked"):
             await identifier.identify(None, clear)
