@@ -133,7 +133,7 @@ class AdminAuthenticator:
         try:
             async with self._sessions() as session:
                 row = await session.get(AdminToken, token_id)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:  # asyncpg's connect errors are OSErrors
             log.error("admin token store unavailable: %s", exc)
             raise HTTPException(503, "admin token store unavailable") from exc
         entry = None

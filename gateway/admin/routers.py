@@ -1,8 +1,14 @@
-"""Every ``/admin/v1`` router, included in one place."""
+"""Every ``/admin/v1`` router, included in one place, and what the admin API
+answers when its database cannot be reached."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gateway.admin.actions import router as actions_router
 from gateway.admin.audit import router as audit_router
@@ -27,6 +33,27 @@ ADMIN_ROUTERS = (
 )
 
 
+log = logging.getLogger("gateway.admin")
+
+# Connection-level failures only: an integrity error or a bad query is a bug or
+# a conflict, and must not be reported as an outage. asyncpg raises its
+# connect errors (refused, unreachable, timed out) as plain OSErrors.
+STORE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError)
+
+
+async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """503 in the admin API's shape, never a 500 or a dropped connection."""
+    log.error("admin %s %s: database unavailable (%s: %s)", request.method, request.url.path,
+              type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")  # fmt: skip
+    return JSONResponse(
+        {"detail": f"the gateway's database cannot be reached right now "
+                   f"({type(exc).__name__}); retry later"},
+        status_code=503, headers={"retry-after": "1"},
+    )  # fmt: skip
+
+
 def include_admin_routers(app: FastAPI) -> None:
     for router in ADMIN_ROUTERS:
         app.include_router(router)
+    for exc_type in STORE_UNAVAILABLE:
+        app.add_exception_handler(exc_type, store_unavailable)

@@ -229,7 +229,7 @@ def impact_cmd(
     else:
         try:
             records = asyncio.run(_from_audit(cutoff))
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:  # asyncpg's connect errors are OSErrors
             console.print(
                 f"[red]error:[/red] cannot read the audit log in GATEWAY_DATABASE_URL "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0]}); run `gateway db upgrade`?"

@@ -126,7 +126,7 @@ class LastUsedTracker:
                     await session.execute(
                         update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=at)
                     )
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:  # asyncpg's connect errors are OSErrors
             log.warning("last_used_at flush failed, will retry: %s", exc)
             for key_id, at in batch.items():
                 self._pending.setdefault(key_id, at)

@@ -50,6 +50,9 @@ def test_postgres_stopped_is_503_with_nothing_forwarded(
     gateway = start_gateway(cfg)
     try:
         key = Admin(gateway.url).customer_with_key(**US_ENTERPRISE)
+        made = Admin(gateway.url).http.post("/admin/v1/tokens",
+                                            json={"role": "auditor", "name": "outage"})  # fmt: skip
+        auditor = made.json()["token"]  # not used yet: not cached
         assert post(gateway, "/v1/chat/completions", key).status_code == 200
         forwarded = standin_log()
         own_postgres.stop()
@@ -63,6 +66,16 @@ def test_postgres_stopped_is_503_with_nothing_forwarded(
             assert (doc["error"]["type"]) == error_type
         assert standin_log() == forwarded, "a request went upstream without its record"
         assert httpx.get(f"{gateway.url}/readyz", timeout=10).status_code == 503
+        # The admin API says the same, in its own shape: 503, not a 500.
+        admin = Admin(gateway.url)
+        for response in (admin.http.get("/admin/v1/customers"),
+                         admin.http.post("/admin/v1/customers", json=US_ENTERPRISE)):
+            assert response.status_code == 503, response.text
+            assert "database" in response.json()["detail"]
+            assert response.headers["retry-after"] == "1"
+        as_auditor = {"authorization": f"Bearer {auditor}"}
+        looked_up = httpx.get(f"{gateway.url}/admin/v1/decisions", headers=as_auditor, timeout=10)
+        assert looked_up.status_code == 503, looked_up.text  # the token could not be checked
         time.sleep(1.5)  # at least one change-feed poll fails meanwhile
         own_postgres.resume()
         deadline = time.monotonic() + 15
