@@ -116,3 +116,27 @@ def test_metrics_and_access_log_without_secrets(gateway: Proc) -> None:
     ]  # fmt: skip
     for secret in secrets:
         assert secret not in text, f"{secret[:6]}… appears in the gateway's log output"
+
+
+def test_the_dashboard_queries_only_metrics_the_gateway_exports() -> None:
+    """docs/grafana-dashboard.json must not drift from gateway/ops/metrics.py."""
+    import re
+
+    from prometheus_client import REGISTRY
+
+    from gateway.ops import metrics  # noqa: F401 - registers the gateway's metrics
+
+    # A family is named without its samples' suffixes (a counter ``x`` has
+    # samples ``x_total``, a histogram ``x_bucket``/``x_sum``/``x_count``).
+    families = {f.name for f in REGISTRY.collect()}
+    dashboard = json.loads((Path(__file__).parents[2] / "docs/grafana-dashboard.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel.get("targets", [])
+               for name in re.findall(r"\bgateway_[a-z_]+", target["expr"])}
+    assert queried
+    suffixes = ("_total", "_bucket", "_sum", "_count", "_info")
+    missing = sorted(
+        name for name in queried
+        if name not in families
+        and not any(name.endswith(s) and name[: -len(s)] in families for s in suffixes)
+    )  # fmt: skip
+    assert missing == [], missing
