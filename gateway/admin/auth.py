@@ -28,7 +28,6 @@ request; ``AdminAuthenticator.invalidate(token_id)`` drops one entry.
 from __future__ import annotations
 
 import hmac
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ from typing import Literal
 
 from fastapi import HTTPException, Request
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin.lockout import FAILED_ATTEMPTS_PER_MINUTE, FailedAttempts
@@ -45,8 +43,6 @@ from gateway.identity import secrets as creds
 from gateway.identity.tables import AdminToken
 from gateway.services import Services
 from gateway.settings import Settings
-
-log = logging.getLogger(__name__)
 
 Role = Literal["admin", "compliance", "auditor"]
 ROLES: tuple[Role, ...] = ("admin", "compliance", "auditor")
@@ -112,7 +108,8 @@ class AdminAuthenticator:
     async def authenticate(self, raw: str) -> AdminActor | None:
         """The actor for a bearer value, or None when it is not a valid token.
 
-        Raises HTTPException(503) when the token store cannot be read.
+        A token store that cannot be read raises its database error, which the
+        admin API answers with 503 (``gateway.admin.routers``).
         """
         if self._bootstrap is not None and hmac.compare_digest(
             raw.encode("utf-8"), self._bootstrap.encode("utf-8")
@@ -130,12 +127,10 @@ class AdminAuthenticator:
         now = self._clock()
         if token_id in self._cache and now - self._cached_at[token_id] < self._ttl:
             return self._cache[token_id]
-        try:
-            async with self._sessions() as session:
-                row = await session.get(AdminToken, token_id)
-        except (SQLAlchemyError, OSError) as exc:  # asyncpg's connect errors are OSErrors
-            log.error("admin token store unavailable: %s", exc)
-            raise HTTPException(503, "admin token store unavailable") from exc
+        # A database that cannot be reached is the admin API's 503
+        # (``gateway.admin.routers.store_unavailable``), as for every admin route.
+        async with self._sessions() as session:
+            row = await session.get(AdminToken, token_id)
         entry = None
         if row is not None and row.revoked_at is None:
             entry = _CachedToken(row.secret_salt, row.secret_hash, row.role, row.name, now)

@@ -52,8 +52,12 @@ async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )  # fmt: skip
 
 
+def answer_store_unavailable(app: FastAPI) -> None:
+    for exc_type in STORE_UNAVAILABLE:
+        app.add_exception_handler(exc_type, store_unavailable)
+
+
 def include_admin_routers(app: FastAPI) -> None:
     for router in ADMIN_ROUTERS:
         app.include_router(router)
-    for exc_type in STORE_UNAVAILABLE:
-        app.add_exception_handler(exc_type, store_unavailable)
+    answer_store_unavailable(app)
