@@ -32,12 +32,6 @@ FAILED_ATTEMPTS_PER_MINUTE = 20
 _NAMESPACE = "gateway-admin-auth"
 
 
-def _limit(per_minute: int) -> RateLimitItem:
-    from limits import RateLimitItemPerMinute
-
-    return RateLimitItemPerMinute(per_minute)
-
-
 class FailedAttempts:
     def __init__(self, per_minute: int = FAILED_ATTEMPTS_PER_MINUTE,
                  redis_url: str | None = None) -> None:  # fmt: skip
@@ -49,7 +43,9 @@ class FailedAttempts:
 
     def _item_ready(self) -> RateLimitItem:
         if self._item is None:
-            self._item = _limit(self._per_minute)
+            from limits import RateLimitItemPerMinute
+
+            self._item = RateLimitItemPerMinute(self._per_minute)
         return self._item
 
     def _local_ready(self) -> MovingWindowRateLimiter:
