@@ -156,8 +156,15 @@ def client_ip(request: Request, services: Services) -> str:
     locator = getattr(services, "locator", None)
     if locator is None:
         return peer or "unknown"
-    origin = locator.locate(peer, request.headers.get("x-forwarded-for"))
+    origin = locator.locate(peer, _forwarded_for(request))
     return origin.client_ip or peer or "unknown"
+
+
+def _forwarded_for(request: Request) -> str | None:
+    # Every X-Forwarded-For line, as one list (RFC 9110 section 5.3): the first
+    # line alone may be the client's own, ahead of the one its proxy added.
+    lines = request.headers.getlist("x-forwarded-for")
+    return ", ".join(lines) if lines else None
 
 
 def _bearer(request: Request) -> str | None:

@@ -55,6 +55,7 @@ class StandIn:
             self.requests.append(
                 {
                     "path": request.path,
+                    "query": request.query_string,
                     "headers": {k.lower(): v for k, v in request.headers.items()},
                     "body_sha256": hashlib.sha256(raw).hexdigest(),
                     "body_len": len(raw),
@@ -91,7 +92,12 @@ class StandIn:
                     await asyncio.sleep(interval)
                 await response.write(event)
             await response.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
+            # The reader (the gateway, its client gone) hung up mid-stream: an
+            # ordinary end for a stream, not a server error worth a traceback.
+            self.streams["cancelled"] += 1
+            return response
+        except asyncio.CancelledError:
             self.streams["cancelled"] += 1
             raise
         self.streams["finished"] += 1

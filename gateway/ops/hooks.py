@@ -61,10 +61,14 @@ def refused(ex: Exchange, status: int) -> None:
 
 
 def finished(
-    ex: Exchange, status: int | None, error: str | None, tokens: tuple[int | None, int | None]
+    ex: Exchange,
+    status: int | None,
+    error: str | None,
+    tokens: tuple[int | None, int | None] | None,
 ) -> None:
-    """An allowed request is over: relayed, failed upstream, or the client left."""
-    rule_ids = list(ex.decision.rule_ids) if ex.decision else []
+    """An allowed request is over: relayed, failed upstream, the client left, or
+    answered by the gateway itself (the model list: no tokens)."""
+    rule_ids = ex.rule_ids or (list(ex.decision.rule_ids) if ex.decision else [])
     if error is not None:
         _child(m.UPSTREAM_ERRORS, error.partition(":")[0]).inc()
     _count(ex, status or 499, "allow", rule_ids)

@@ -67,4 +67,16 @@ async def send_response(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+def joined_header(scope: Scope, name: bytes) -> str | None:
+    """Every line of a list-valued request header, joined with commas.
+
+    RFC 9110 section 5.3: several field lines of one name are one
+    comma-separated list. Reading only the first would let a client whose
+    proxy adds its own ``X-Forwarded-For`` line (instead of appending to the
+    client's) pick its own address, and with it its country.
+    """
+    values = [value.decode("latin-1") for key, value in scope["headers"] if key == name]
+    return ", ".join(values) if values else None
+
+
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")

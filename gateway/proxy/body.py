@@ -1,15 +1,17 @@
 """Parse a request body once into ``BodyFacts``; the bytes are forwarded as-is.
 
 Both API shapes are read here: OpenAI chat/completions/responses/embeddings and
-Anthropic messages. The text of every message is joined into ``prompt_text``
-for the capability classifiers; it lives only as long as the request and is
-never stored (the audit log keeps its SHA-256).
+Anthropic messages. Every string the body carries (messages, system prompts,
+tool calls and definitions, documents; not ids, roles or binary data) is
+joined into ``prompt_text`` for the capability classifiers; it lives only as
+long as the request and is never stored (the audit log keeps its SHA-256).
 """
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -21,21 +23,71 @@ from gateway.proxy.errors import ProxyError
 BYTES_PER_TOKEN = 4
 
 
+# Keys whose values are never prompt text: ids, roles, block types, media
+# types, cache hints, thinking signatures and binary payloads (base64 images,
+# files, audio). Everything else a client sends is read, so that text cannot
+# dodge the classifiers by moving to a field they do not look at (a document
+# block's ``source.data``, a tool call's ``arguments``, a tool description).
+_NOT_TEXT = frozenset(
+    {
+        "type",
+        "role",
+        "id",
+        "model",
+        "user",
+        "metadata",
+        "service_tier",
+        "tool_call_id",
+        "tool_use_id",
+        "call_id",
+        "media_type",
+        "cache_control",
+        "signature",
+        "image_url",
+        "url",
+        "file_data",
+        "file_id",
+        "tool_choice",
+        "reasoning_effort",
+        "encoding_format",
+        "previous_response_id",
+        "prompt_cache_key",
+        "safety_identifier",
+    }
+)
+
+
 def _text_of(content: Any, out: list[str]) -> None:
-    """Collect text from a content value: a string, a list of parts, or nested blocks."""
+    """Collect every string in a value: a string, a list of parts, nested blocks."""
     if isinstance(content, str):
         out.append(content)
     elif isinstance(content, list):
         for part in content:
             _text_of(part, out)
     elif isinstance(content, dict):
-        text = content.get("text")
-        if isinstance(text, str):
-            out.append(text)
-        # tool results and Responses-API items nest their text under "content"/"input"
-        for key in ("content", "input", "output"):
-            if key in content and not isinstance(content[key], (int, float, bool)):
-                _text_of(content[key], out)
+        for key, value in content.items():
+            if key in _NOT_TEXT or isinstance(value, (int, float, bool)) or value is None:
+                continue
+            # ``data`` is text in a text source (Anthropic documents), else base64.
+            if key == "data" and content.get("type") != "text":
+                continue
+            _text_of(value, out)
+
+
+_TOOL_KEYS = ("tools", "functions", "mcp_servers")
+"""Tool definitions in either API, and Anthropic's MCP connector: tool use."""
+
+
+def _has_tools(body: dict[str, Any]) -> bool:
+    found = False
+    for key in _TOOL_KEYS:
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            raise ProxyError(400, f"'{key}' must be an array", param=key)
+        found = found or bool(value)
+    return found
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
@@ -47,6 +99,52 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
             raise ProxyError(400, f"'{key}' must be a non-negative integer", param=key)
         return value
     return None
+
+
+def check_query(query_string: bytes) -> None:
+    """Refuse (400) a query string that names a model.
+
+    The decision is taken on the body's ``model``; the query string is
+    forwarded as it came (Anthropic's SDK sends ``?beta=true``). An upstream
+    that honoured ``?model=`` would serve a model nobody decided on (the
+    LiteLLM allow-list bypass, BerriAI/litellm#41810), so it is not accepted.
+    """
+    for name, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name.strip().lower() == "model":
+            raise ProxyError(
+                400, "the model is named in the request body; a 'model' query parameter is "
+                "not accepted", param="model",
+            )
+
+
+_UTF8_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
+
+
+def check_encoding(content_type: str | None, content_encoding: str | None) -> None:
+    """Refuse (400) a body the upstream could read as another request than the gateway.
+
+    The gateway decides on the bytes read as UTF-8 JSON, the only encoding
+    JSON has (RFC 8259 section 8.1), and forwards them as ``application/json``
+    (``headers.upstream_request_headers``). A declared charset other than
+    UTF-8 (UTF-7 can hide a second ``"model"`` in what reads as one string)
+    or a compressed body would be read differently upstream: refused.
+    """
+    if content_encoding is not None:
+        codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+        if any(c != "identity" for c in codings):
+            raise ProxyError(
+                400,
+                f"Content-Encoding '{content_encoding}' is not accepted; send the JSON body "
+                "uncompressed",
+            )
+    if content_type:
+        for parameter in content_type.split(";")[1:]:
+            name, _, value = parameter.partition("=")
+            charset = value.strip().strip('"').lower()
+            if name.strip().lower() == "charset" and charset not in _UTF8_CHARSETS:
+                raise ProxyError(
+                    400, f"charset '{charset}' is not accepted; a JSON body must be UTF-8"
+                )
 
 
 def parse_body(raw: bytes) -> BodyFacts:
@@ -73,22 +171,18 @@ def parse_body(raw: bytes) -> BodyFacts:
         if not isinstance(messages, list):
             raise ProxyError(400, "'messages' must be an array", param="messages")
         message_count = len(messages)
-        for message in messages:
-            if isinstance(message, dict):
-                _text_of(message.get("content"), texts)
-    for key in ("system", "instructions", "prompt", "input"):
-        value = body.get(key)
-        if value is not None:
-            _text_of(value, texts)
-            if key == "input" and isinstance(value, list) and messages is None:
-                message_count = len(value)
+        if not all(isinstance(message, dict) for message in messages):
+            raise ProxyError(400, "every item of 'messages' must be an object", param="messages")
+    inputs = body.get("input")
+    if messages is None and isinstance(inputs, list):
+        message_count = len(inputs)
+    has_tools = _has_tools(body)
+    _text_of(body, texts)
     if messages is None and message_count == 0 and texts:
         message_count = 1
 
     options = body.get("stream_options")
     usage_requested = isinstance(options, dict) and options.get("include_usage") is True
-    tools = body.get("tools") or body.get("functions")
-    has_tools = bool(tools) if isinstance(tools, list) else tools is not None and bool(tools)
     prompt_text = "\n".join(texts)
     encoded = prompt_text.encode("utf-8", "surrogatepass")
     return BodyFacts(

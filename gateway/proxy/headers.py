@@ -26,7 +26,18 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Set by the gateway itself (or recomputed by the HTTP client) on the way out.
-_NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"authorization", b"x-api-key"}
+# The body's type is the gateway's to state: it decided on the bytes read as
+# UTF-8 JSON (``body.check_encoding`` refused anything else), so the upstream
+# is told exactly that, and cannot read the same bytes as a different request
+# (another charset, a form, a compressed body) than the one that was decided.
+_NOT_FORWARDED = HOP_BY_HOP | {
+    b"host",
+    b"content-length",
+    b"content-type",
+    b"content-encoding",
+    b"authorization",
+    b"x-api-key",
+}
 _GATEWAY_PREFIX = b"x-gateway-"
 # Set by the gateway's server on every answer it sends.
 _NOT_RELAYED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
@@ -54,6 +65,7 @@ def upstream_request_headers(
         if lname in _NOT_FORWARDED or lname in named or lname.startswith(_GATEWAY_PREFIX):
             continue
         out[lname.decode("latin-1")] = value.decode("latin-1")
+    out["content-type"] = "application/json"
     if upstream_api_key:
         if api == "anthropic":
             out["x-api-key"] = upstream_api_key

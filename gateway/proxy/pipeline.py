@@ -29,10 +29,11 @@ from gateway.proxy.asgi_io import (
     Scope,
     Send,
     header,
+    joined_header,
     read_body,
 )
 from gateway.proxy.asgi_io import send_response as send_raw
-from gateway.proxy.body import parse_body
+from gateway.proxy.body import check_encoding, check_query, parse_body
 from gateway.proxy.errors import ProxyError, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
@@ -77,6 +78,16 @@ class Pipeline:
     async def list_models(self, scope: Scope, send: Send, api: ApiShape) -> None:
         ex = self._exchange(scope, api)
         await self._announced(ex, self._list(ex, scope, send))
+
+    async def refuse_route(
+        self, scope: Scope, send: Send, api: ApiShape, refusal: ProxyError
+    ) -> None:
+        """A ``/v1/*`` request no route serves (404, 405): recorded, then answered."""
+        ex = self._exchange(scope, api)
+        ex.origin = self.services.locator.locate(
+            ex.peer_ip, joined_header(scope, b"x-forwarded-for")
+        )
+        await self._announced(ex, self._refuse(ex, send, refusal))
 
     def _exchange(self, scope: Scope, api: ApiShape) -> Exchange:
         # The request keeps this snapshot to the end, whatever reloads meanwhile.
@@ -140,7 +151,7 @@ class Pipeline:
     async def _list(self, ex: Exchange, scope: Scope, send: Send) -> None:
         services = self.services
         bundle = ex.bundle
-        ex.origin = services.locator.locate(ex.peer_ip, header(scope, b"x-forwarded-for"))
+        ex.origin = services.locator.locate(ex.peer_ip, joined_header(scope, b"x-forwarded-for"))
         try:
             ex.principal = await self._identify(ex, scope)
         except ProxyError as refusal:
@@ -162,6 +173,7 @@ class Pipeline:
             (b"x-gateway-policy-version", bundle.version.encode()),
         ]
         await send_raw(send, 200, headers, render_models(names, ex.api == "anthropic"))
+        hooks.finished(ex, 200, None, None)  # ops hook
 
     async def _identify(self, ex: Exchange, scope: Scope) -> Principal:
         try:
@@ -178,9 +190,12 @@ class Pipeline:
         The body's bytes go to ``ex.request_bytes`` for the forwarder.
         """
         services = self.services
-        ex.origin = services.locator.locate(ex.peer_ip, header(scope, b"x-forwarded-for"))
+        ex.origin = services.locator.locate(ex.peer_ip, joined_header(scope, b"x-forwarded-for"))
         raw = await read_body(scope, receive, services.settings.max_body_bytes)
         ex.principal = principal = await self._identify(ex, scope)
+        check_encoding(header(scope, b"content-type"), joined_header(scope, b"content-encoding"))
+        if scope.get("query_string"):
+            check_query(scope["query_string"])
         ex.body = body = parse_body(raw)
         ex.request_bytes = raw
         del raw  # from here the exchange holds the only reference (see Forwarder.forward)
@@ -257,6 +272,8 @@ def _rule_for_status(status: int) -> str:
     return {
         400: "malformed-request",
         401: "authentication-failed",
+        404: "no-such-route",
+        405: "method-not-allowed",
         413: "request-too-large",
         503: "gateway-unavailable",
     }.get(status, f"refused-{status}")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.policy.facts import ApiShape
-from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, header, send_response
-from gateway.proxy.errors import ProxyError, api_for_path, render_error
+from gateway.proxy.asgi_io import Receive, Scope, Send, header
+from gateway.proxy.errors import ProxyError, api_for_path
 from gateway.proxy.pipeline import Pipeline
 from gateway.services import Services
 
@@ -51,26 +51,28 @@ class ProxyRoutes:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        api = api_for_path(path)
         method: str = scope["method"]
+        api: ApiShape
         if path in POST_ROUTES:
-            if method != "POST":
-                await _plain_error(send, api, ProxyError(405, f"{method} is not allowed on {path}"))
+            api = api_for_path(path)
+            if method == "POST":
+                await self.pipeline().handle(scope, receive, send, api)
                 return
-            await self.pipeline().handle(scope, receive, send, api)
+            refusal = _not_allowed(method, path, "POST")
         elif path == MODELS_ROUTE:
-            if method != "GET":
-                await _plain_error(send, api, ProxyError(405, f"{method} is not allowed on {path}"))
+            # Listing is itself an authorization decision: it is recorded like one.
+            api = "anthropic" if header(scope, b"anthropic-version") else "openai"
+            if method == "GET":
+                await self.pipeline().list_models(scope, send, api)
                 return
-            await self._list_models(scope, send)
+            refusal = _not_allowed(method, path, "GET")
         else:
-            await _plain_error(send, api, ProxyError(404, f"no such route: {path}"))
+            api = api_for_path(path)
+            refusal = ProxyError(404, f"no such route: {path}")
+        # Recorded like any refusal, so that this answer too carries its
+        # decision id and policy version, and the audit log sees the probe.
+        await self.pipeline().refuse_route(scope, send, api, refusal)
 
-    async def _list_models(self, scope: Scope, send: Send) -> None:
-        # Listing is itself an authorization decision: it is recorded like one.
-        api: ApiShape = "anthropic" if header(scope, b"anthropic-version") else "openai"
-        await self.pipeline().list_models(scope, send, api)
 
-
-async def _plain_error(send: Send, api: Any, error: ProxyError) -> None:
-    await send_response(send, error.status, [JSON_CONTENT_TYPE], render_error(api, error))
+def _not_allowed(method: str, path: str, allowed: str) -> ProxyError:
+    return ProxyError(405, f"{method} is not allowed on {path}", headers={"allow": allowed})

@@ -62,3 +62,24 @@ async def test_failed_attempts_rate_limited_per_ip(env: AdminEnv) -> None:
         await env.client.get("/admin/v1/customers", headers=env.auth("admin"))
     ).status_code == 200
     assert admin_authenticator(env.services) is env.services.extras["admin_auth"]  # type: ignore[arg-type]
+
+
+def test_the_client_address_reads_every_forwarded_for_line() -> None:
+    # The admin lockout counts failures per client address. A client whose
+    # proxy adds its own X-Forwarded-For line (instead of appending) must not
+    # choose that address with a line of its own, and so escape the lockout.
+    from ipaddress import ip_network
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    from gateway.admin.auth import client_ip
+    from gateway.geo.locate import IPLocator, iptocc_lookup
+
+    locator = IPLocator(iptocc_lookup, [ip_network("127.0.0.0/8")])
+    request = Request({
+        "type": "http", "method": "GET", "path": "/admin/v1/customers", "query_string": b"",
+        "client": ("127.0.0.1", 5000),
+        "headers": [(b"x-forwarded-for", b"198.51.100.7"), (b"x-forwarded-for", b"8.8.8.8")],
+    })
+    assert client_ip(request, SimpleNamespace(locator=locator)) == "8.8.8.8"  # type: ignore[arg-type]
