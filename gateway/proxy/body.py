@@ -91,14 +91,23 @@ def _has_tools(body: dict[str, Any]) -> bool:
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
+    """The largest output bound the body names.
+
+    Clients may send several (``max_tokens`` is deprecated in favour of
+    ``max_completion_tokens`` on OpenAI); the largest is what an upstream may
+    honour, so it is what classification (``max_tokens_over``) and the token
+    reservation see: a small ``max_tokens`` beside a large
+    ``max_completion_tokens`` does not dodge a long-horizon rule.
+    """
+    largest: int | None = None
     for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         value = body.get(key)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ProxyError(400, f"'{key}' must be a non-negative integer", param=key)
-        return value
-    return None
+        largest = value if largest is None else max(largest, value)
+    return largest
 
 
 def check_query(query_string: bytes) -> None:

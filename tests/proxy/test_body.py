@@ -1,0 +1,45 @@
+"""The body facts the policy decides on (``gateway.proxy.body.parse_body``)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from gateway.proxy.body import parse_body
+from gateway.proxy.errors import ProxyError
+
+
+def test_the_largest_output_bound_is_the_one_decided_on() -> None:
+    facts = parse_body(orjson.dumps({
+        "model": "haiku-lite", "messages": [], "max_tokens": 10, "max_completion_tokens": 100_000,
+    }))
+    assert facts.max_tokens == 100_000
+    assert parse_body(b'{"model": "m", "max_output_tokens": 7}').max_tokens == 7
+    assert parse_body(b'{"model": "m"}').max_tokens is None
+    with pytest.raises(ProxyError) as refused:
+        parse_body(b'{"model": "m", "max_tokens": 10, "max_completion_tokens": "many"}')
+    assert refused.value.param == "max_completion_tokens"
+
+
+def test_prompt_text_is_every_string_but_ids_roles_and_binary_data() -> None:
+    facts = parse_body(orjson.dumps({
+        "model": "haiku-lite",
+        "system": "sys",
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                             "data": "QkFTRTY0"}},
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                                "data": "doc"}},
+            ]},
+            {"role": "assistant", "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "f", "arguments": "{\"a\": \"args\"}"}}]},
+        ],
+        "tools": [{"name": "t", "description": "desc", "input_schema": {"type": "object"}}],
+    }))
+    for text in ("sys", "doc", "args", "desc"):
+        assert text in facts.prompt_text
+    for not_text in ("QkFTRTY0", "call_1", "haiku-lite", "assistant", "image/png"):
+        assert not_text not in facts.prompt_text
+    assert facts.has_tools and facts.message_count == 2
