@@ -10,7 +10,7 @@ the compiler: ``resolve_country_set`` and ``is_group_name``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from gateway.kyc.codes import is_iso_region, iso_countries
 from gateway.policy import schema as s
@@ -77,9 +77,10 @@ def _names(value: s.NameSet) -> list[str]:
 
 
 class _Checker:
-    def __init__(self, bundle: s.Bundle, source: SourceMap) -> None:
+    def __init__(self, bundle: s.Bundle, source: SourceMap, rule_index: Sequence[int]) -> None:
         self.b = bundle
         self.source = source
+        self.rule_index = rule_index
         self.errors: list[PolicyError] = []
         self.warnings: list[PolicyError] = []
 
@@ -186,7 +187,8 @@ class _Checker:
 
     def rules(self) -> None:
         seen: dict[str, int] = {}
-        for index, rule in enumerate(self.b.rules):
+        for position, rule in enumerate(self.b.rules):
+            index = self.rule_index[position]
             path: DataPath = ("rules", index)
             if rule.id in seen:
                 file, line = self.source.locate(("rules", seen[rule.id]))
@@ -244,9 +246,15 @@ class _Checker:
 
 
 def check_bundle(
-    bundle: s.Bundle, source: SourceMap
+    bundle: s.Bundle, source: SourceMap, rule_index: Sequence[int] | None = None
 ) -> tuple[list[PolicyError], list[PolicyError]]:
-    """(errors, warnings) of the cross-reference checks."""
-    checker = _Checker(bundle, source)
+    """(errors, warnings) of the cross-reference checks.
+
+    ``rule_index[i]`` is where ``bundle.rules[i]`` stood in the merged files
+    (the loader drops rules that failed their type check); errors name that
+    original index so the source map finds the right file and line.
+    """
+    index = list(rule_index) if rule_index is not None else list(range(len(bundle.rules)))
+    checker = _Checker(bundle, source, index)
     checker.run()
     return checker.errors, checker.warnings

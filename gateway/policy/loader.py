@@ -82,11 +82,11 @@ def load_dir(directory: Path) -> LoadResult:
         err = PolicyError(str(directory), None, "", "no policy files (*.yaml, *.yml)")
         return LoadResult(None, None, (err,), (), ())
     merged, source, errors = _merge(files)
-    bundle, item_errors = _validate(merged, source)
+    bundle, rule_index, item_errors = _validate(merged, source)
     errors.extend(item_errors)
     warnings: list[PolicyError] = []
     if bundle is not None:
-        check_errors, warnings = check_bundle(bundle, source)
+        check_errors, warnings = check_bundle(bundle, source, rule_index)
         errors.extend(check_errors)
     names = tuple(p.name for p in files)
     if errors or bundle is None:
@@ -225,7 +225,13 @@ def _merge_mapping(
 
 def _validate(
     merged: dict[str, Any], source: SourceMap
-) -> tuple[s.Bundle | None, list[PolicyError]]:
+) -> tuple[s.Bundle | None, list[int], list[PolicyError]]:
+    """(bundle of the items that parsed, original index of each kept rule, errors).
+
+    A rule that fails its type check is left out of the bundle, so the kept
+    rules' positions no longer match the files: ``rule_index`` maps them back,
+    and every later error names the rule (and line) the officer wrote.
+    """
     errors: list[PolicyError] = []
     parts: dict[str, Any] = {}
     for key, model in _MAPPING_SECTIONS.items():
@@ -236,20 +242,20 @@ def _validate(
                 good[name] = obj
         parts[key] = good
     good_rules: list[s.Rule] = []
+    rule_index: list[int] = []
     for index, item in enumerate(merged.get("rules", [])):
         rule = _item(s.Rule, item, ("rules", index), source, errors)
         if rule is not None:
             good_rules.append(rule)  # type: ignore[arg-type]
+            rule_index.append(index)
     parts["rules"] = good_rules
     scalars = {k: merged[k] for k in _SCALAR_SECTIONS if k in merged}
     try:
         head = s.Bundle.model_validate(scalars)
     except ValidationError as exc:
         errors.extend(_pydantic_errors(exc, (), scalars, source))
-        return None, errors
-    if errors:
-        return _partial(head, parts), errors
-    return _partial(head, parts), errors
+        return None, rule_index, errors
+    return _partial(head, parts), rule_index, errors
 
 
 def _partial(head: s.Bundle, parts: dict[str, Any]) -> s.Bundle:
