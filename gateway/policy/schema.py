@@ -17,6 +17,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -56,8 +57,16 @@ def _rfc3339(value: Any) -> Any:
     return value
 
 
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone, e.g. 2026-06-13T04:00:00Z")
+    return value
+
+
 Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
 """A date-time: a YAML timestamp or an RFC 3339 string, never a number."""
+AwareTimestamp = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_aware)]
+"""A ``Timestamp`` with a time zone: a naive one cannot be compared with the clock."""
 
 
 class _Strict(BaseModel):
@@ -160,15 +169,8 @@ class Capability(_Cited):
 
 
 class Effective(_Strict):
-    from_: Timestamp | None = Field(default=None, alias="from")
-    until: Timestamp | None = None
-
-    @field_validator("from_", "until")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must carry a time zone, e.g. 2026-06-13T04:00:00Z")
-        return value
+    from_: AwareTimestamp | None = Field(default=None, alias="from")
+    until: AwareTimestamp | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Effective:

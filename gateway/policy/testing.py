@@ -31,11 +31,15 @@ from gateway.identity.principal import Ownership, Principal
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.engine import DEFAULT_ENDPOINT, decide
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
+from gateway.policy.schema import AwareTimestamp
 from gateway.policy.yamlsrc import DataPath, format_path, parse_file
+
+EVALUATION_ERROR = "evaluation-error"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict like the bundle (schema.py): a test's values are YAML, typed as written.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class OwnershipIn(_Strict):
@@ -52,7 +56,7 @@ class PrincipalIn(_Strict):
     incorporated_in: str | None = None
     ownership: list[OwnershipIn] = Field(default_factory=list)
     kyc_level: str = "none"
-    kyc_expires_at: datetime | None = None
+    kyc_expires_at: AwareTimestamp | None = None
     tier: str = "public"
     attributes: list[str] = Field(default_factory=list)
     sanctions_status: Literal["clear", "potential_match", "confirmed_match"] = "clear"
@@ -95,7 +99,8 @@ class CaseIn(_Strict):
     name: str
     principal: PrincipalIn = Field(default_factory=PrincipalIn)
     request: RequestIn
-    at: datetime | None = None
+    at: AwareTimestamp | None = None
+    """A naive time cannot be compared with the rules' aware ``effective`` times."""
     expect: ExpectIn
 
 
@@ -139,6 +144,13 @@ def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool,
     )
     at = case.at or now
     decision = decide(principal, facts, bundle, at)
+    if EVALUATION_ERROR in decision.rule_ids:
+        # decide() fails closed to a deny; a case expecting deny must not pass
+        # because the engine crashed.
+        return False, (
+            "the engine could not evaluate this case (rule id 'evaluation-error'; "
+            "the cause is logged)"
+        )
     problems = []
     if decision.decision != case.expect.decision:
         problems.append(f"expected {case.expect.decision}, got {decision.decision}")

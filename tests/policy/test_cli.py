@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from gateway.cli.main import app
@@ -157,3 +158,64 @@ def test_impact_reads_the_audit_database(tmp_path: Path, monkeypatch) -> None:  
     code, out = run("impact", str(POLICIES), "--since", "7d")
     assert code == 0, out
     assert "0 recorded decisions" in out
+
+
+NAIVE_AT_CASES = """\
+cases:
+  - name: naive at
+    principal: {tier: enterprise, kyc_level: kyb_verified, citizenships: [DE], residence: DE}
+    request: {model: fable-5, origin: DE}
+    at: "2026-06-14T00:00:00"
+    expect: {decision: deny}
+  - name: unquoted date
+    principal: {tier: enterprise, kyc_level: kyb_verified, citizenships: [DE], residence: DE}
+    request: {model: fable-5, origin: DE}
+    at: 2026-06-14
+    expect: {decision: deny}
+  - name: a number is not a date
+    principal: {tier: enterprise, kyc_level: kyb_verified, citizenships: [DE], residence: DE}
+    request: {model: fable-5, origin: DE}
+    at: 20260614
+    expect: {decision: deny}
+  - name: naive kyc expiry
+    principal: {tier: enterprise, kyc_level: kyb_verified, kyc_expires_at: "2030-01-01T00:00:00"}
+    request: {model: haiku-lite, origin: US}
+    expect: {decision: deny}
+"""
+
+
+def test_policy_test_at_without_time_zone_is_a_test_file_error(tmp_path: Path) -> None:
+    # A naive `at` used to crash the engine into an `evaluation-error` deny, so
+    # these cases (all expecting deny) passed.
+    bundle = tmp_path / "b"
+    shutil.copytree(POLICIES, bundle)
+    (bundle / "tests" / "naive.yaml").write_text(NAIVE_AT_CASES)
+    code, out = run("test", str(bundle))
+    assert code == 1, out
+    assert "4 failed" in out
+    assert "tests/naive.yaml:5 cases[0].at" in out and "must carry a time zone" in out
+    assert "tests/naive.yaml:10 cases[1].at" in out
+    assert "tests/naive.yaml:15 cases[2].at" in out
+    assert "tests/naive.yaml:18 cases[3].principal.kyc_expires_at" in out
+
+
+def test_evaluation_error_never_passes_a_policy_test(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.policy import engine
+
+    def crash(*args: object) -> None:
+        raise TypeError("can't compare offset-naive and offset-aware datetimes")
+
+    monkeypatch.setattr(engine, "_decide", crash)
+    bundle = tmp_path / "b"
+    shutil.copytree(POLICIES, bundle)
+    shutil.rmtree(bundle / "tests")
+    (bundle / "tests").mkdir()
+    (bundle / "tests" / "deny.yaml").write_text(
+        "cases:\n  - name: expects deny\n    request: {model: mythos-5, origin: KP}\n"
+        "    at: '2026-06-14T00:00:00Z'\n    expect: {decision: deny}\n"
+    )
+    code, out = run("test", str(bundle))
+    assert code == 1, out
+    assert "FAIL tests/deny.yaml:2 expects deny" in out and "evaluation-error" in out
