@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -36,9 +37,16 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
+def _e(value: object) -> str:
+    # Bundle text (names, regexes, test names, error messages quoting them) and
+    # paths go through rich markup: '[bold]' would vanish and '[/x]' would raise
+    # MarkupError. Everything user-written is escaped where it is formatted.
+    return escape(str(value))
+
+
 def _require_dir(console: Console, path: Path) -> None:
     if not path.is_dir():
-        console.print(f"[red]error:[/red] {path}: no such directory")
+        console.print(f"[red]error:[/red] {_e(path)}: no such directory")
         raise typer.Exit(2)
 
 
@@ -46,15 +54,15 @@ def _load(console: Console, path: Path, show_ok: bool = True) -> LoadResult:
     _require_dir(console, path)
     result = load_dir(path)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {_e(warning)}")
     if not result.ok:
         for error in result.errors:
-            console.print(f"[red]error:[/red] {error}")
-        console.print(f"[red]{path}: invalid policy bundle ({len(result.errors)} errors)[/red]")
+            console.print(f"[red]error:[/red] {_e(error)}")
+        console.print(f"[red]{_e(path)}: invalid policy bundle ({len(result.errors)} errors)[/red]")
         raise typer.Exit(1)
     if show_ok:
         console.print(
-            f"[green]{path}: valid[/green] version {result.version} ({len(result.files)} files)"
+            f"[green]{_e(path)}: valid[/green] version {result.version} ({len(result.files)} files)"
         )
     return result
 
@@ -89,9 +97,10 @@ def test_cmd(
             continue
         where = f"{r.file}:{r.line}" if r.line else r.file
         mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
-        console.print(f"{mark} {where} {r.name}" + (f"\n     {r.detail}" if r.detail else ""))
+        detail = f"\n     {_e(r.detail)}" if r.detail else ""
+        console.print(f"{mark} {_e(where)} {_e(r.name)}{detail}")
     if not results:
-        console.print(f"[yellow]no policy tests in {directory / 'tests'}[/yellow]")
+        console.print(f"[yellow]no policy tests in {_e(directory / 'tests')}[/yellow]")
     summary = f"{len(results) - len(failed)} passed, {len(failed)} failed"
     console.print(f"[{'red' if failed else 'green'}]{summary}[/] (policy {result.version[:12]})")
     if failed:
@@ -109,13 +118,17 @@ def diff(
     b = _load(console, new, show_ok=False)
     assert a.bundle is not None and b.bundle is not None
     changes = diff_bundles(a.bundle, b.bundle)
-    console.print(f"{old} ({(a.version or '')[:12]}) -> {new} ({(b.version or '')[:12]})")
+    console.print(
+        f"{old} ({(a.version or '')[:12]}) -> {new} ({(b.version or '')[:12]})", markup=False
+    )
     if not changes:
         console.print("no changes")
         return
     colors = {"added": "green", "removed": "red", "changed": "yellow"}
     for change in changes:
-        console.print(f"[{colors[change.kind]}]{change.section}: {change.kind}[/] {change.name}")
+        console.print(
+            f"[{colors[change.kind]}]{change.section}: {change.kind}[/] {_e(change.name)}"
+        )
         for detail in change.details:
             console.print(f"    {detail}", markup=False)
 
@@ -174,7 +187,7 @@ def _print_report(console: Console, report: ImpactReport) -> None:
         table.add_column(title)
         table.add_column("flips", justify="right")
         for key, count in counter.most_common():
-            table.add_row(key, str(count))
+            table.add_row(_e(key), str(count))
         console.print(table)
     for flip in report.examples:
         console.print(
@@ -184,7 +197,7 @@ def _print_report(console: Console, report: ImpactReport) -> None:
             markup=False,
         )
     for error in report.errors:
-        console.print(f"[yellow]skipped:[/yellow] {error}")
+        console.print(f"[yellow]skipped:[/yellow] {_e(error)}")
 
 
 @app.command("impact")
@@ -218,7 +231,7 @@ def impact_cmd(
     records: Iterable[Mapping[str, Any]]
     if from_jsonl is not None:
         if not from_jsonl.is_file():
-            console.print(f"[red]error:[/red] {from_jsonl}: no such file")
+            console.print(f"[red]error:[/red] {_e(from_jsonl)}: no such file")
             raise typer.Exit(2)
         records = (
             r
@@ -232,16 +245,19 @@ def impact_cmd(
         except (SQLAlchemyError, OSError) as exc:  # asyncpg's connect errors are OSErrors
             console.print(
                 f"[red]error:[/red] cannot read the audit log in GATEWAY_DATABASE_URL "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0]}); run `gateway db upgrade`?"
+                f"({type(exc).__name__}: {_e(str(exc).splitlines()[0])}); "
+                "run `gateway db upgrade`?"
             )
             raise typer.Exit(2) from None
         except (ImportError, AttributeError) as exc:
             console.print(
-                f"[red]error:[/red] reading the audit log is not available ({exc}); "
+                f"[red]error:[/red] reading the audit log is not available ({_e(exc)}); "
                 "use --from-jsonl with `gateway audit export --format jsonl`"
             )
             raise typer.Exit(2) from None
-    console.print(f"candidate {directory} ({result.version[:12]}), decisions since {since}")
+    console.print(
+        f"candidate {directory} ({result.version[:12]}), decisions since {since}", markup=False
+    )
     _print_report(console, impact(records, bundle, at_dt))
 
 

@@ -219,3 +219,37 @@ def test_evaluation_error_never_passes_a_policy_test(
     code, out = run("test", str(bundle))
     assert code == 1, out
     assert "FAIL tests/deny.yaml:2 expects deny" in out and "evaluation-error" in out
+
+
+def test_bundle_text_is_printed_literally_not_as_rich_markup(tmp_path: Path) -> None:
+    # Brackets in bundle text were read as rich markup: '[bold]' vanished and
+    # '[/x]' or '[/red]' crashed the command with MarkupError.
+    bundle = tmp_path / "b"
+    shutil.copytree(POLICIES, bundle)
+    (bundle / "zz-markup.yaml").write_text(
+        "rules:\n"
+        "  - id: markup\n    effect: deny\n"
+        "    when: {prompt_matches: ['[bold]secret(', '[/x](']}\n"
+        "  - {id: '^*', effect: deny, when: {}}\n"
+        "country_groups:\n  '[/red]': {countries: [US]}\n"
+    )
+    code, out = run("validate", str(bundle))
+    assert code == 1, out
+    assert "invalid regex '[bold]secret('" in out
+    assert "invalid regex '[/x]('" in out
+    assert "group name '[/red]'" in out
+    assert "String should match pattern '^[a-z0-9][a-z0-9._-]*$'" in out
+
+    tests = tmp_path / "t"
+    shutil.copytree(POLICIES, tests)
+    (tests / "tests" / "names.yaml").write_text(
+        "cases:\n"
+        "  - name: path a/b [/etc] check [bold]x\n"
+        "    request: {model: haiku-lite, origin: US}\n"
+        "    at: '2026-06-14T00:00:00Z'\n"
+        "    expect: {decision: allow, rule_ids: ['[/red]']}\n"
+    )
+    code, out = run("test", str(tests))
+    assert code == 1, out
+    assert "FAIL tests/names.yaml:2 path a/b [/etc] check [bold]x" in out
+    assert "expected rule_ids ['[/red]']" in out
