@@ -169,12 +169,48 @@ async def _from_audit(since: datetime) -> list[Mapping[str, Any]]:
         await engine.dispose()
 
 
-def _print_report(console: Console, report: ImpactReport) -> None:
+def _print_report(console: Console, report: ImpactReport, candidate: str) -> None:
     console.print(
         f"{report.total} recorded decisions, {report.skipped} skipped, "
         f"{report.unchanged} unchanged, [red]{report.to_deny} allow->deny[/red], "
         f"[green]{report.to_allow} deny->allow[/green]"
     )
+    if report.not_policy:
+        statuses = ", ".join(
+            f"{count} with status {status}"
+            for status, count in sorted(report.not_policy_by_status.items())
+        )
+        console.print(
+            f"{report.not_policy} not replayed: refused outside the policy rules "
+            f"(quota, authentication, malformed request): {statuses}",
+            markup=False,
+        )
+    if report.by_version:
+        # Flips of records decided under another version mix the candidate's
+        # edits with every change made since (drift): show them apart.
+        versions = Table(title="replayed by the policy version that decided them")
+        versions.add_column("recorded version")
+        versions.add_column("replayed", justify="right")
+        versions.add_column("allow->deny", justify="right")
+        versions.add_column("deny->allow", justify="right")
+        versions.add_column("note")
+        for version, count in sorted(report.by_version.items(), key=lambda kv: -kv[1].replayed):
+            note = "candidate" if version == candidate else "other: drift included"
+            versions.add_row(
+                _e(version[:12]),
+                str(count.replayed),
+                str(count.to_deny),
+                str(count.to_allow),
+                note,
+            )
+        console.print(versions)
+        drift = sum(c.flipped for v, c in report.by_version.items() if v != candidate)
+        if drift:
+            console.print(
+                f"{drift} of the flips are of records decided under another version: "
+                "they include every change made since that version, not only the candidate's",
+                markup=False,
+            )
     for title, counter in (
         ("rule", report.by_rule),
         ("model", report.by_model),
@@ -186,14 +222,15 @@ def _print_report(console: Console, report: ImpactReport) -> None:
         table = Table(title=f"flips by {title}")
         table.add_column(title)
         table.add_column("flips", justify="right")
-        for key, count in counter.most_common():
-            table.add_row(_e(key), str(count))
+        for key, flips in counter.most_common():
+            table.add_row(_e(key), str(flips))
         console.print(table)
     for flip in report.examples:
         console.print(
             f"  e.g. {flip.record_id or '?'} customer {flip.customer_id} {flip.model} "
             f"from {flip.origin or 'unknown'}: {flip.old} -> {flip.new} "
-            f"({', '.join(flip.new_rule_ids)})",
+            f"({', '.join(flip.new_rule_ids)}; recorded under "
+            f"{(flip.policy_version or 'unknown')[:12]})",
             markup=False,
         )
     for error in report.errors:
@@ -258,7 +295,7 @@ def impact_cmd(
     console.print(
         f"candidate {directory} ({result.version[:12]}), decisions since {since}", markup=False
     )
-    _print_report(console, impact(records, bundle, at_dt))
+    _print_report(console, impact(records, bundle, at_dt), result.version)
 
 
 @app.command()

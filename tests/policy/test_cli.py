@@ -253,3 +253,36 @@ def test_bundle_text_is_printed_literally_not_as_rich_markup(tmp_path: Path) -> 
     assert code == 1, out
     assert "FAIL tests/names.yaml:2 path a/b [/etc] check [bold]x" in out
     assert "expected rule_ids ['[/red]']" in out
+
+
+def test_impact_cli_separates_non_policy_outcomes_and_versions(tmp_path: Path) -> None:
+    from gateway.policy.loader import load_dir
+
+    own = load_dir(POLICIES).version
+    assert own is not None
+    us = principal(
+        customer_id="us", tier="enterprise", kyc_level="kyb_verified", citizenships={"US"}
+    )
+    served = replay_facts(us, facts("haiku-lite", "US"))
+    records = [
+        {"id": "r1", "decision": "allow", "status": 200, "policy_version": own, "facts": served},
+        {"id": "r2", "decision": "deny", "status": 429, "policy_version": own, "facts": served},
+        {
+            "id": "r3",
+            "decision": "deny",
+            "status": 403,
+            "policy_version": "f" * 64,
+            "facts": served,
+        },
+    ]
+    for r in records:
+        r["ts"] = AFTER_DIRECTIVE.isoformat()
+    path = tmp_path / "export.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    code, out = run("impact", str(POLICIES), "--since", "52w", "--from-jsonl", str(path))
+    assert code == 0, out
+    assert "3 recorded decisions, 0 skipped, 1 unchanged, 0 allow->deny, 1 deny->allow" in out
+    assert "1 not replayed" in out and "1 with status 429" in out
+    assert own[:12] in out and "candidate" in out and "ffffffffffff" in out
+    assert "r3 customer us haiku-lite from US: deny -> allow" in out
+    assert "recorded under ffffffffffff" in out
