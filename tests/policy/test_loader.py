@@ -158,3 +158,20 @@ def test_timestamps_parse_from_yaml_and_rfc3339_strings(tmp_path: Path) -> None:
     assert effective is not None and effective.from_ is not None and effective.until is not None
     assert effective.from_.isoformat() == "2026-06-13T04:00:00+00:00"
     assert effective.until.isoformat() == "2027-01-01T00:00:00+01:00"
+
+
+def test_failed_items_cause_no_follow_on_errors() -> None:
+    # Exactly the expected errors: a group, model, tier or capability that
+    # failed its type check is still defined, so rules naming it get no
+    # misleading "unknown ..." error; a union error is not printed twice.
+    bundle_dir = BAD / "failed_item_still_defined"
+    expected = [x for x in (bundle_dir / "expected.txt").read_text().splitlines() if x.strip()]
+    assert sorted(str(e) for e in load_dir(bundle_dir).errors) == sorted(expected)
+
+
+def test_unparsable_file_causes_no_unknown_name_errors(tmp_path: Path) -> None:
+    models = MINIMAL["models.yaml"].replace("  big: {tiers", "\tbig: {tiers")
+    rules = "rules:\n  - {id: a, effect: deny, when: {model_in: [big, small]}}\n"
+    d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"models.yaml": models, "rules.yaml": rules}))
+    errors = [str(e) for e in load_dir(d).errors]
+    assert len(errors) == 1 and "models.yaml:3: YAML syntax error" in errors[0], errors
