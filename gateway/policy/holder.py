@@ -108,6 +108,10 @@ class PolicyHolder:
             if not result.ok or result.bundle is None or result.version is None:
                 return await self._refuse(tuple(str(e) for e in result.errors), warnings, None)
             if result.version == old.version:
+                # The files are back to the running bundle: the last refusal
+                # no longer describes them, so GET /admin/v1/policy drops it.
+                self.last_error = None
+                self.last_error_at = None
                 return ReloadResult(True, old.version, (), warnings, False, result.version)
             try:
                 new = compile_bundle(result.bundle, result.version, warnings)
@@ -130,6 +134,7 @@ class PolicyHolder:
             self._current = new
             self.loaded_at = _utcnow()
             self.last_error = None
+            self.last_error_at = None
             for warning in warnings:
                 log.warning("policy warning: %s", warning)
             log.info("policy bundle swapped %s -> %s", old.version, new.version)

@@ -151,3 +151,15 @@ async def test_watch_survives_the_directory_being_replaced(
         assert holder.current.version == before
     finally:
         await holder.stop()
+
+
+async def test_fixing_files_back_clears_the_last_refusal(bundle_dir: Path) -> None:
+    holder = PolicyHolder(bundle_dir)
+    rules = (bundle_dir / "rules.yaml").read_text()
+    (bundle_dir / "rules.yaml").write_text("rules:\n  - {id: x, effect: nope, when: {}}\n")
+    assert not (await holder.reload()).ok
+    assert holder.last_refused_summary() is not None
+    (bundle_dir / "rules.yaml").write_text(rules)  # back to the running version
+    result = await holder.reload()
+    assert result.ok and not result.changed
+    assert holder.last_refused_summary() is None
