@@ -379,7 +379,7 @@ def _pydantic_errors(
     grouped: dict[DataPath, list[str]] = {}
     for err in exc.errors():
         path = _clean_loc(err["loc"], data, keep_last=err["type"] == "missing")
-        message = _message(err)
+        message = pydantic_message(err)
         bucket = grouped.setdefault((*prefix, *path), [])
         if message not in bucket:
             bucket.append(message)
@@ -411,7 +411,8 @@ def _clean_loc(loc: tuple[int | str, ...], data: Any, keep_last: bool) -> DataPa
     return tuple(out)
 
 
-def _message(err: Any) -> str:
+def pydantic_message(err: Any) -> str:
+    """A pydantic error in the words the officer reads everywhere (loader and tests)."""
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown key"

@@ -247,12 +247,15 @@ def test_bundle_text_is_printed_literally_not_as_rich_markup(tmp_path: Path) -> 
         "  - name: path a/b [/etc] check [bold]x\n"
         "    request: {model: haiku-lite, origin: US}\n"
         "    at: '2026-06-14T00:00:00Z'\n"
+        "    expect: {decision: deny}\n"
+        "  - name: second\n"
+        "    request: {model: haiku-lite, origin: US}\n"
         "    expect: {decision: allow, rule_ids: ['[/red]']}\n"
     )
     code, out = run("test", str(tests))
     assert code == 1, out
     assert "FAIL tests/names.yaml:2 path a/b [/etc] check [bold]x" in out
-    assert "expected rule_ids ['[/red]']" in out
+    assert "unknown rule id '[/red]'" in out
 
 
 def test_impact_cli_separates_non_policy_outcomes_and_versions(tmp_path: Path) -> None:
@@ -286,3 +289,34 @@ def test_impact_cli_separates_non_policy_outcomes_and_versions(tmp_path: Path) -
     assert own[:12] in out and "candidate" in out and "ffffffffffff" in out
     assert "r3 customer us haiku-lite from US: deny -> allow" in out
     assert "recorded under ffffffffffff" in out
+
+
+def test_policy_test_references_are_checked(tmp_path: Path) -> None:
+    # A case naming what the bundle does not define tests nothing: a typo'd
+    # model expecting deny used to pass by default-deny.
+    bundle = tmp_path / "b"
+    shutil.copytree(POLICIES, bundle)
+    (bundle / "tests" / "refs.yaml").write_text(
+        "cases:\n"
+        "  - name: typos everywhere\n"
+        "    principal: {tier: enterprize, kyc_level: kyb_verifed}\n"
+        "    request: {model: fable5, origin: XX}\n"
+        "    at: '2026-06-14T00:00:00Z'\n"
+        "    expect: {decision: deny, rule_ids: [directive-frontier-us-person-only]}\n"
+        "  - name: wording\n"
+        "    request: {modle: fable-5}\n"
+        "    expect: {decision: deny}\n"
+    )
+    code, out = run("test", str(bundle))
+    assert code == 1, out
+    for line in (
+        "tests/refs.yaml:4 cases[0].request.model\n     unknown model 'fable5'",
+        "tests/refs.yaml:4 cases[0].request.origin\n     invalid ISO 3166 country or region",
+        "tests/refs.yaml:3 cases[0].principal.tier\n     unknown tier 'enterprize'",
+        "tests/refs.yaml:3 cases[0].principal.kyc_level\n     unknown KYC level 'kyb_verifed'",
+        "tests/refs.yaml:6 cases[0].expect.rule_ids[0]\n     unknown rule id",
+        "tests/refs.yaml:8 cases[1].request.modle\n     unknown key",
+        "cases[1].request.model\n     required key is missing",
+    ):
+        assert line in out, (line, out)
+    assert "Field required" not in out and "Extra inputs" not in out
