@@ -207,7 +207,9 @@ class _Checker:
             seen.add(level)
 
     def tiers(self) -> None:
-        if self.tier_names and "public" not in self.tier_names and not self.left.names_incomplete:
+        # Required even in a bundle with no tiers at all: without it hot reload
+        # would swap in a bundle nobody can be served by.
+        if "public" not in self.tier_names and not self.left.names_incomplete:
             self.error(
                 ("tiers",),
                 "a 'public' tier is required: it is where a customer "
@@ -226,6 +228,8 @@ class _Checker:
                 self.country_set((*path, "require_citizenship"), citizenship)
 
     def models(self) -> None:
+        if not self.model_names and not self.left.names_incomplete:
+            self.error(("models",), "at least one model is required")
         for name, model in self.b.models.items():
             path: DataPath = ("models", name)
             self.known_set((*path, "tiers"), model.tiers, self.tier_names, "tier")
