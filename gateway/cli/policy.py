@@ -169,6 +169,23 @@ async def _from_audit(since: datetime) -> list[Mapping[str, Any]]:
         await engine.dispose()
 
 
+def _missing_sqlite_file() -> Path | None:
+    """The SQLite file GATEWAY_DATABASE_URL names, if it does not exist.
+
+    Connecting would create it: an empty ./gateway.db left behind by a
+    read-only command, which the next `gateway serve` would then adopt.
+    """
+    from sqlalchemy.engine import make_url
+
+    from gateway.settings import Settings
+
+    url = make_url(Settings(demo=True).database_url)
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        return None
+    path = Path(url.database)
+    return None if path.exists() else path
+
+
 def _print_report(console: Console, report: ImpactReport, candidate: str) -> None:
     console.print(
         f"{report.total} recorded decisions, {report.skipped} skipped, "
@@ -277,6 +294,13 @@ def impact_cmd(
             or datetime.fromisoformat(str(r["ts"]).replace("Z", "+00:00")) >= cutoff
         )
     else:
+        missing = _missing_sqlite_file()
+        if missing is not None:
+            console.print(
+                f"[red]error:[/red] no audit database at {_e(missing)} (GATEWAY_DATABASE_URL); "
+                "use --from-jsonl with `gateway audit export --format jsonl`"
+            )
+            raise typer.Exit(2)
         try:
             records = asyncio.run(_from_audit(cutoff))
         except (SQLAlchemyError, OSError) as exc:  # asyncpg's connect errors are OSErrors

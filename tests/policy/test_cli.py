@@ -147,7 +147,8 @@ def test_impact_reads_the_audit_database(tmp_path: Path, monkeypatch) -> None:  
     url = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
     monkeypatch.setenv("GATEWAY_DATABASE_URL", url)
     code, out = run("impact", str(POLICIES), "--since", "7d")
-    assert code == 2 and "cannot read the audit log" in out  # no tables yet
+    assert code == 2 and "no audit database at" in out
+    assert not (tmp_path / "gw.db").exists()  # a read-only command creates no database
 
     async def create() -> None:
         engine = create_engine(Settings(demo=True, database_url=url))
@@ -320,3 +321,13 @@ def test_policy_test_references_are_checked(tmp_path: Path) -> None:
     ):
         assert line in out, (line, out)
     assert "Field required" not in out and "Extra inputs" not in out
+
+
+def test_impact_without_database_creates_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
+    code, out = run("impact", str(POLICIES), "--since", "7d")
+    assert code == 2, out
+    assert not (tmp_path / "gateway.db").exists()
