@@ -69,10 +69,20 @@ async def validate_policy(
     candidate: CandidateBundle, actor: AdminActor = Compliance
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gateway-policy-") as tmp:
+        # A bundle is one flat directory: names are reduced to their base name,
+        # so two paths with the same base name would silently overwrite each other.
+        seen: dict[str, str] = {}
         for name, text in candidate.files.items():
             target = Path(tmp) / Path(name).name
             if target.suffix not in (".yaml", ".yml"):
                 raise HTTPException(status_code=422, detail=f"{name}: only .yaml/.yml files")
+            if target.name in seen:
+                raise HTTPException(
+                    status_code=422,
+                    detail=f"{seen[target.name]} and {name} are both {target.name}: "
+                    "a bundle is one directory, file names must be unique",
+                )
+            seen[target.name] = name
             target.write_text(text)
         result = load_dir(Path(tmp))
     return {

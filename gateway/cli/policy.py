@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -36,9 +37,16 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
+def _e(value: object) -> str:
+    # Bundle text (names, regexes, test names, error messages quoting them) and
+    # paths go through rich markup: '[bold]' would vanish and '[/x]' would raise
+    # MarkupError. Everything user-written is escaped where it is formatted.
+    return escape(str(value))
+
+
 def _require_dir(console: Console, path: Path) -> None:
     if not path.is_dir():
-        console.print(f"[red]error:[/red] {path}: no such directory")
+        console.print(f"[red]error:[/red] {_e(path)}: no such directory")
         raise typer.Exit(2)
 
 
@@ -46,15 +54,15 @@ def _load(console: Console, path: Path, show_ok: bool = True) -> LoadResult:
     _require_dir(console, path)
     result = load_dir(path)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {_e(warning)}")
     if not result.ok:
         for error in result.errors:
-            console.print(f"[red]error:[/red] {error}")
-        console.print(f"[red]{path}: invalid policy bundle ({len(result.errors)} errors)[/red]")
+            console.print(f"[red]error:[/red] {_e(error)}")
+        console.print(f"[red]{_e(path)}: invalid policy bundle ({len(result.errors)} errors)[/red]")
         raise typer.Exit(1)
     if show_ok:
         console.print(
-            f"[green]{path}: valid[/green] version {result.version} ({len(result.files)} files)"
+            f"[green]{_e(path)}: valid[/green] version {result.version} ({len(result.files)} files)"
         )
     return result
 
@@ -89,9 +97,10 @@ def test_cmd(
             continue
         where = f"{r.file}:{r.line}" if r.line else r.file
         mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
-        console.print(f"{mark} {where} {r.name}" + (f"\n     {r.detail}" if r.detail else ""))
+        detail = f"\n     {_e(r.detail)}" if r.detail else ""
+        console.print(f"{mark} {_e(where)} {_e(r.name)}{detail}")
     if not results:
-        console.print(f"[yellow]no policy tests in {directory / 'tests'}[/yellow]")
+        console.print(f"[yellow]no policy tests in {_e(directory / 'tests')}[/yellow]")
     summary = f"{len(results) - len(failed)} passed, {len(failed)} failed"
     console.print(f"[{'red' if failed else 'green'}]{summary}[/] (policy {result.version[:12]})")
     if failed:
@@ -109,13 +118,17 @@ def diff(
     b = _load(console, new, show_ok=False)
     assert a.bundle is not None and b.bundle is not None
     changes = diff_bundles(a.bundle, b.bundle)
-    console.print(f"{old} ({(a.version or '')[:12]}) -> {new} ({(b.version or '')[:12]})")
+    console.print(
+        f"{old} ({(a.version or '')[:12]}) -> {new} ({(b.version or '')[:12]})", markup=False
+    )
     if not changes:
         console.print("no changes")
         return
     colors = {"added": "green", "removed": "red", "changed": "yellow"}
     for change in changes:
-        console.print(f"[{colors[change.kind]}]{change.section}: {change.kind}[/] {change.name}")
+        console.print(
+            f"[{colors[change.kind]}]{change.section}: {change.kind}[/] {_e(change.name)}"
+        )
         for detail in change.details:
             console.print(f"    {detail}", markup=False)
 
@@ -156,12 +169,65 @@ async def _from_audit(since: datetime) -> list[Mapping[str, Any]]:
         await engine.dispose()
 
 
-def _print_report(console: Console, report: ImpactReport) -> None:
+def _missing_sqlite_file() -> Path | None:
+    """The SQLite file GATEWAY_DATABASE_URL names, if it does not exist.
+
+    Connecting would create it: an empty ./gateway.db left behind by a
+    read-only command, which the next `gateway serve` would then adopt.
+    """
+    from sqlalchemy.engine import make_url
+
+    from gateway.settings import Settings
+
+    url = make_url(Settings(demo=True).database_url)
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        return None
+    path = Path(url.database)
+    return None if path.exists() else path
+
+
+def _print_report(console: Console, report: ImpactReport, candidate: str) -> None:
     console.print(
         f"{report.total} recorded decisions, {report.skipped} skipped, "
         f"{report.unchanged} unchanged, [red]{report.to_deny} allow->deny[/red], "
         f"[green]{report.to_allow} deny->allow[/green]"
     )
+    if report.not_policy:
+        statuses = ", ".join(
+            f"{count} with status {status}"
+            for status, count in sorted(report.not_policy_by_status.items())
+        )
+        console.print(
+            f"{report.not_policy} not replayed: refused outside the policy rules "
+            f"(quota, authentication, malformed request): {statuses}",
+            markup=False,
+        )
+    if report.by_version:
+        # Flips of records decided under another version mix the candidate's
+        # edits with every change made since (drift): show them apart.
+        versions = Table(title="replayed by the policy version that decided them")
+        versions.add_column("recorded version")
+        versions.add_column("replayed", justify="right")
+        versions.add_column("allow->deny", justify="right")
+        versions.add_column("deny->allow", justify="right")
+        versions.add_column("note")
+        for version, count in sorted(report.by_version.items(), key=lambda kv: -kv[1].replayed):
+            note = "candidate" if version == candidate else "other: drift included"
+            versions.add_row(
+                _e(version[:12]),
+                str(count.replayed),
+                str(count.to_deny),
+                str(count.to_allow),
+                note,
+            )
+        console.print(versions)
+        drift = sum(c.flipped for v, c in report.by_version.items() if v != candidate)
+        if drift:
+            console.print(
+                f"{drift} of the flips are of records decided under another version: "
+                "they include every change made since that version, not only the candidate's",
+                markup=False,
+            )
     for title, counter in (
         ("rule", report.by_rule),
         ("model", report.by_model),
@@ -173,18 +239,19 @@ def _print_report(console: Console, report: ImpactReport) -> None:
         table = Table(title=f"flips by {title}")
         table.add_column(title)
         table.add_column("flips", justify="right")
-        for key, count in counter.most_common():
-            table.add_row(key, str(count))
+        for key, flips in counter.most_common():
+            table.add_row(_e(key), str(flips))
         console.print(table)
     for flip in report.examples:
         console.print(
             f"  e.g. {flip.record_id or '?'} customer {flip.customer_id} {flip.model} "
             f"from {flip.origin or 'unknown'}: {flip.old} -> {flip.new} "
-            f"({', '.join(flip.new_rule_ids)})",
+            f"({', '.join(flip.new_rule_ids)}; recorded under "
+            f"{(flip.policy_version or 'unknown')[:12]})",
             markup=False,
         )
     for error in report.errors:
-        console.print(f"[yellow]skipped:[/yellow] {error}")
+        console.print(f"[yellow]skipped:[/yellow] {_e(error)}")
 
 
 @app.command("impact")
@@ -218,7 +285,7 @@ def impact_cmd(
     records: Iterable[Mapping[str, Any]]
     if from_jsonl is not None:
         if not from_jsonl.is_file():
-            console.print(f"[red]error:[/red] {from_jsonl}: no such file")
+            console.print(f"[red]error:[/red] {_e(from_jsonl)}: no such file")
             raise typer.Exit(2)
         records = (
             r
@@ -227,22 +294,32 @@ def impact_cmd(
             or datetime.fromisoformat(str(r["ts"]).replace("Z", "+00:00")) >= cutoff
         )
     else:
+        missing = _missing_sqlite_file()
+        if missing is not None:
+            console.print(
+                f"[red]error:[/red] no audit database at {_e(missing)} (GATEWAY_DATABASE_URL); "
+                "use --from-jsonl with `gateway audit export --format jsonl`"
+            )
+            raise typer.Exit(2)
         try:
             records = asyncio.run(_from_audit(cutoff))
         except (SQLAlchemyError, OSError) as exc:  # asyncpg's connect errors are OSErrors
             console.print(
                 f"[red]error:[/red] cannot read the audit log in GATEWAY_DATABASE_URL "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0]}); run `gateway db upgrade`?"
+                f"({type(exc).__name__}: {_e(str(exc).splitlines()[0])}); "
+                "run `gateway db upgrade`?"
             )
             raise typer.Exit(2) from None
         except (ImportError, AttributeError) as exc:
             console.print(
-                f"[red]error:[/red] reading the audit log is not available ({exc}); "
+                f"[red]error:[/red] reading the audit log is not available ({_e(exc)}); "
                 "use --from-jsonl with `gateway audit export --format jsonl`"
             )
             raise typer.Exit(2) from None
-    console.print(f"candidate {directory} ({result.version[:12]}), decisions since {since}")
-    _print_report(console, impact(records, bundle, at_dt))
+    console.print(
+        f"candidate {directory} ({result.version[:12]}), decisions since {since}", markup=False
+    )
+    _print_report(console, impact(records, bundle, at_dt), result.version)
 
 
 @app.command()

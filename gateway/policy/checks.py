@@ -10,7 +10,9 @@ the compiler: ``resolve_country_set`` and ``is_group_name``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.kyc.codes import is_iso_region, iso_countries
 from gateway.policy import schema as s
@@ -21,6 +23,8 @@ RESERVED_RULE_IDS = frozenset(
     {"default-deny", "customer-suspended", "evaluation-error", "sanctions-confirmed-match"}
 )
 RESERVED_RULE_PREFIXES = ("quota-not-offered:",)
+QUOTA_CAPABILITY_KEYS = "capability keys"
+"""Key of a failed quota item's salvaged fields: its capability names."""
 COUNTRY_SET_KEYS = (
     "citizenship_in",
     "residence_in",
@@ -76,12 +80,57 @@ def _names(value: s.NameSet) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+@dataclass(slots=True)
+class Leftovers:
+    """What the loader knows of the items that failed their own type check.
+
+    A failed item is left out of the bundle, but its name is still defined (a
+    rule naming it must not get a misleading "unknown" error) and its valid
+    fields are still checked (their errors are real, not follow-on).
+    """
+
+    rule_index: Sequence[int] | None = None
+    """Original index of each ``bundle.rules`` entry (failed rules are left out)."""
+    invalid_names: dict[str, set[str]] = field(default_factory=dict)
+    """Section -> names whose definition failed its type check."""
+    kyc_levels_unusable: bool = False
+    """``kyc_levels`` failed and no list of names could be read: no level is unknown."""
+    failed: dict[str, list[tuple[str | int, dict[str, Any]]]] = field(default_factory=dict)
+    """Section -> (name or rule index, the fields that are valid on their own)."""
+    names_incomplete: bool = False
+    """A file did not parse: its names are unknown, so no name is reported unknown."""
+
+
 class _Checker:
-    def __init__(self, bundle: s.Bundle, source: SourceMap) -> None:
+    def __init__(self, bundle: s.Bundle, source: SourceMap, leftovers: Leftovers) -> None:
         self.b = bundle
         self.source = source
+        self.left = leftovers
+        self.rule_index = (
+            list(leftovers.rule_index)
+            if leftovers.rule_index is not None
+            else list(range(len(bundle.rules)))
+        )
+        invalid = leftovers.invalid_names
+        # Invalid groups resolve to nothing here: their own errors are reported.
+        self.groups_all: dict[str, s.CountryGroup] = {
+            **{name: s.CountryGroup() for name in invalid.get("country_groups", ())},
+            **bundle.country_groups,
+        }
+        self.tier_names = set(bundle.tiers) | invalid.get("tiers", set())
+        self.model_names = set(bundle.models) | invalid.get("models", set())
+        self.capability_names = set(bundle.capabilities) | invalid.get("capabilities", set())
         self.errors: list[PolicyError] = []
         self.warnings: list[PolicyError] = []
+
+    def failed(self, section: str) -> list[tuple[str | int, dict[str, Any]]]:
+        return self.left.failed.get(section, [])
+
+    def kyc_level(self, path: DataPath, level: str) -> None:
+        if self.left.names_incomplete or self.left.kyc_levels_unusable:
+            return
+        if level not in self.b.kyc_levels:
+            self.error(path, f"unknown KYC level '{level}'")
 
     def error(self, path: DataPath, message: str) -> None:
         file, line = self.source.locate(path)
@@ -94,6 +143,8 @@ class _Checker:
     def known_set(
         self, path: DataPath, value: s.NameSet, universe: Iterable[str], what: str
     ) -> None:
+        if self.left.names_incomplete:
+            return
         names = set(universe)
         for i, item in enumerate(_names(value)):
             if item not in names:
@@ -102,7 +153,9 @@ class _Checker:
                 )
 
     def country_set(self, path: DataPath, value: s.NameSet) -> None:
-        _, _, problems = resolve_country_set(value, self.b.country_groups)
+        _, _, problems = resolve_country_set(value, self.groups_all)
+        if self.left.names_incomplete:
+            problems = [p for p in problems if not p.startswith("unknown country group")]
         for problem in problems:
             self.error(path, problem)
 
@@ -126,7 +179,10 @@ class _Checker:
         self.quotas()
 
     def groups(self) -> None:
-        for name, group in self.b.country_groups.items():
+        items = [(name, g.countries, g.regions) for name, g in self.b.country_groups.items()]
+        for name, fields in self.failed("country_groups"):
+            items.append((str(name), fields.get("countries", []), fields.get("regions", [])))
+        for name, countries, regions in items:
             path: DataPath = ("country_groups", name)
             if not is_group_name(name):
                 self.error(
@@ -134,12 +190,12 @@ class _Checker:
                     f"group name '{name}' must be lower case "
                     "(letters, digits, _), so it never reads as an ISO code",
                 )
-            for i, code in enumerate(group.countries):
+            for i, code in enumerate(countries):
                 if not valid_country(code):
                     self.error(
                         (*path, "countries", i), f"invalid ISO 3166-1 alpha-2 country code '{code}'"
                     )
-            for i, code in enumerate(group.regions):
+            for i, code in enumerate(regions):
                 if not valid_region(code):
                     self.error((*path, "regions", i), f"invalid ISO 3166-2 region code '{code}'")
 
@@ -151,29 +207,44 @@ class _Checker:
             seen.add(level)
 
     def tiers(self) -> None:
-        if self.b.tiers and "public" not in self.b.tiers:
+        # Required even in a bundle with no tiers at all: without it hot reload
+        # would swap in a bundle nobody can be served by.
+        if "public" not in self.tier_names and not self.left.names_incomplete:
             self.error(
                 ("tiers",),
                 "a 'public' tier is required: it is where a customer "
                 "falls back to when its assigned tier does not hold",
             )
-        for name, tier in self.b.tiers.items():
+        items: list[tuple[str, str | None, s.NameSet | None]] = [
+            (name, tier.min_kyc, tier.require_citizenship) for name, tier in self.b.tiers.items()
+        ]
+        for name, fields in self.failed("tiers"):
+            items.append((str(name), fields.get("min_kyc"), fields.get("require_citizenship")))
+        for name, min_kyc, citizenship in items:
             path: DataPath = ("tiers", name)
-            if tier.min_kyc not in self.b.kyc_levels:
-                self.error((*path, "min_kyc"), f"unknown KYC level '{tier.min_kyc}'")
-            if tier.require_citizenship is not None:
-                self.country_set((*path, "require_citizenship"), tier.require_citizenship)
+            if min_kyc is not None:
+                self.kyc_level((*path, "min_kyc"), min_kyc)
+            if citizenship is not None:
+                self.country_set((*path, "require_citizenship"), citizenship)
 
     def models(self) -> None:
+        if not self.model_names and not self.left.names_incomplete:
+            self.error(("models",), "at least one model is required")
         for name, model in self.b.models.items():
             path: DataPath = ("models", name)
-            self.known_set((*path, "tiers"), model.tiers, self.b.tiers, "tier")
+            self.known_set((*path, "tiers"), model.tiers, self.tier_names, "tier")
             if not model.tiers:
                 self.warn(path, f"model '{name}' is not reachable from any tier")
+        for key, fields in self.failed("models"):
+            if "tiers" in fields:
+                self.known_set(("models", key, "tiers"), fields["tiers"], self.tier_names, "tier")
 
     def capabilities(self) -> None:
         for name, cap in self.b.capabilities.items():
             self.body_condition(("capabilities", name, "when"), cap.when)
+        for key, fields in self.failed("capabilities"):
+            if "when" in fields:
+                self.body_condition(("capabilities", key, "when"), fields["when"])
 
     def body_condition(self, path: DataPath, cond: s.BodyCondition) -> None:
         if cond.prompt_matches is not None:
@@ -185,36 +256,46 @@ class _Checker:
             self.body_condition((*path, "not"), cond.not_)
 
     def rules(self) -> None:
+        items: list[tuple[int, str | None, s.Condition | None, s.Condition | None]] = [
+            (self.rule_index[position], rule.id, rule.when, rule.unless)
+            for position, rule in enumerate(self.b.rules)
+        ]
+        for index, fields in self.failed("rules"):
+            assert isinstance(index, int)
+            items.append((index, fields.get("id"), fields.get("when"), fields.get("unless")))
         seen: dict[str, int] = {}
-        for index, rule in enumerate(self.b.rules):
+        for index, rule_id, when, unless in sorted(items, key=lambda item: item[0]):
             path: DataPath = ("rules", index)
-            if rule.id in seen:
-                file, line = self.source.locate(("rules", seen[rule.id]))
-                self.error(
-                    (*path, "id"), f"duplicate rule id '{rule.id}' (first defined at {file}:{line})"
-                )
-            else:
-                seen[rule.id] = index
-            if rule.id in RESERVED_RULE_IDS or rule.id.startswith(RESERVED_RULE_PREFIXES):
-                self.error((*path, "id"), f"rule id '{rule.id}' is reserved by the engine")
-            self.condition((*path, "when"), rule.when)
-            if rule.unless is not None:
-                self.condition((*path, "unless"), rule.unless)
+            if rule_id is not None:
+                if rule_id in seen:
+                    file, line = self.source.locate(("rules", seen[rule_id]))
+                    self.error(
+                        (*path, "id"),
+                        f"duplicate rule id '{rule_id}' (first defined at {file}:{line})",
+                    )
+                else:
+                    seen[rule_id] = index
+                if rule_id in RESERVED_RULE_IDS or rule_id.startswith(RESERVED_RULE_PREFIXES):
+                    self.error((*path, "id"), f"rule id '{rule_id}' is reserved by the engine")
+            if when is not None:
+                self.condition((*path, "when"), when)
+            if unless is not None:
+                self.condition((*path, "unless"), unless)
 
     def condition(self, path: DataPath, c: s.Condition) -> None:
         for key in COUNTRY_SET_KEYS:
             value = getattr(c, key)
             if value is not None:
                 self.country_set((*path, key), value)
-        if c.kyc_at_least is not None and c.kyc_at_least not in self.b.kyc_levels:
-            self.error((*path, "kyc_at_least"), f"unknown KYC level '{c.kyc_at_least}'")
+        if c.kyc_at_least is not None:
+            self.kyc_level((*path, "kyc_at_least"), c.kyc_at_least)
         if c.tier_in is not None:
-            self.known_set((*path, "tier_in"), c.tier_in, self.b.tiers, "tier")
+            self.known_set((*path, "tier_in"), c.tier_in, self.tier_names, "tier")
         if c.model_in is not None:
-            self.known_set((*path, "model_in"), c.model_in, self.b.models, "model")
+            self.known_set((*path, "model_in"), c.model_in, self.model_names, "model")
         if c.capability_in is not None:
             self.known_set(
-                (*path, "capability_in"), c.capability_in, self.b.capabilities, "capability"
+                (*path, "capability_in"), c.capability_in, self.capability_names, "capability"
             )
         if c.endpoint_in is not None:
             for i, ep in enumerate(_names(c.endpoint_in)):
@@ -234,19 +315,30 @@ class _Checker:
             self.condition((*path, "not"), c.not_)
 
     def quotas(self) -> None:
-        for tier, quota in self.b.quotas.items():
+        items = [(tier, list(quota.capability_limits())) for tier, quota in self.b.quotas.items()]
+        for tier, fields in self.failed("quotas"):
+            items.append((str(tier), list(fields.get(QUOTA_CAPABILITY_KEYS, []))))
+        known = ", ".join(["default", *sorted(self.capability_names)])
+        for tier, caps in items:
             path: DataPath = ("quotas", tier)
-            if tier not in self.b.tiers:
+            if self.left.names_incomplete:
+                continue
+            if tier not in self.tier_names:
                 self.error(path, f"unknown tier '{tier}'")
-            for cap in quota.capability_limits():
-                if cap not in self.b.capabilities:
-                    self.error((*path, cap), f"unknown capability '{cap}'")
+            for cap in caps:
+                if cap not in self.capability_names:
+                    self.error((*path, cap), f"unknown capability '{cap}' (known: {known})")
 
 
 def check_bundle(
-    bundle: s.Bundle, source: SourceMap
+    bundle: s.Bundle, source: SourceMap, leftovers: Leftovers | None = None
 ) -> tuple[list[PolicyError], list[PolicyError]]:
-    """(errors, warnings) of the cross-reference checks."""
-    checker = _Checker(bundle, source)
+    """(errors, warnings) of the cross-reference checks.
+
+    ``leftovers.rule_index[i]`` is where ``bundle.rules[i]`` stood in the
+    merged files (the loader drops rules that failed their type check); errors
+    name that original index so the source map finds the right file and line.
+    """
+    checker = _Checker(bundle, source, leftovers or Leftovers())
     checker.run()
     return checker.errors, checker.warnings

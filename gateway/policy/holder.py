@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +66,7 @@ class PolicyHolder:
         self._on_swap = on_swap
         self._on_refused = on_refused
         self._debounce_ms = debounce_ms
+        self._dir_identity = _identity(self.policy_dir)
         self._current: CompiledBundle = load_bundle(self.policy_dir)
         self.loaded_at: datetime | None = _utcnow()
         self.last_error: ReloadResult | None = None
@@ -105,6 +108,10 @@ class PolicyHolder:
             if not result.ok or result.bundle is None or result.version is None:
                 return await self._refuse(tuple(str(e) for e in result.errors), warnings, None)
             if result.version == old.version:
+                # The files are back to the running bundle: the last refusal
+                # no longer describes them, so GET /admin/v1/policy drops it.
+                self.last_error = None
+                self.last_error_at = None
                 return ReloadResult(True, old.version, (), warnings, False, result.version)
             try:
                 new = compile_bundle(result.bundle, result.version, warnings)
@@ -127,6 +134,7 @@ class PolicyHolder:
             self._current = new
             self.loaded_at = _utcnow()
             self.last_error = None
+            self.last_error_at = None
             for warning in warnings:
                 log.warning("policy warning: %s", warning)
             log.info("policy bundle swapped %s -> %s", old.version, new.version)
@@ -156,22 +164,68 @@ class PolicyHolder:
         }
 
     async def _watch(self) -> None:
+        """Reload on every change in the directory, for as long as the holder runs.
+
+        inotify watches an inode, not a path: after ``rm -rf policies && cp -r
+        new policies`` (or a directory swap by rename) the watch stays on the
+        dead directory, reports nothing and raises nothing. So the watch wakes
+        up every ``_IDENTITY_CHECK_MS`` to compare the path's (device, inode)
+        with the one it armed on; when they differ, it re-arms on the new
+        directory and reloads, since the new files' creation events were never
+        seen. While the path is missing it waits for it to come back.
+        """
         from watchfiles import awatch
 
+        armed = self._dir_identity
+        pending = False
         while not self._stop.is_set():
+            identity = _identity(self.policy_dir)
+            if identity is None:
+                if armed is not None:
+                    log.warning("policy directory %s vanished; waiting for it", self.policy_dir)
+                armed, pending = None, True
+                await self._pause(_IDENTITY_CHECK_MS / 1000)
+                continue
+            if identity != armed:
+                # Not the directory the running bundle came from: it may hold a
+                # changed bundle whose file events this watch never saw.
+                log.warning("policy directory %s was replaced; watching it again", self.policy_dir)
+                pending = True
+            armed = identity
             try:
-                async for _changes in awatch(
+                async for changes in awatch(
                     self.policy_dir,
                     stop_event=self._stop,
                     debounce=self._debounce_ms,
                     step=50,
                     recursive=False,
+                    rust_timeout=_IDENTITY_CHECK_MS,
+                    yield_on_timeout=True,
                 ):
-                    await self.reload()
+                    if _identity(self.policy_dir) != armed:
+                        break  # deleted or replaced: re-arm at the top of the loop
+                    if changes or pending:
+                        pending = False
+                        await self.reload()
             except Exception:  # keep watching: a vanished directory must not end hot reload
                 log.exception("policy directory watch failed; retrying in 1 s")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=1)
+                await self._pause(1)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+
+_IDENTITY_CHECK_MS = 500
+"""How often the watch checks that the directory is still the one it watches."""
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 __all__ = ["PolicyHolder", "PolicyLoadError", "ReloadResult"]

@@ -13,9 +13,21 @@ One recorded item is a mapping with:
   this instant unless ``at`` is given;
 - optionally ``id`` and ``rule_ids`` (for the examples).
 
+- optionally ``status`` (the HTTP status the client got) and
+  ``policy_version`` (the bundle that decided it).
+
+Only outcomes the policy engine decided are replayed: an allow, or a deny
+with status 403. A 429 (quota exhausted), 401 or 400 was refused by
+something the bundle's rules do not decide, so re-deciding it would report
+a "flip" that is no change of policy; those are counted as ``not_policy``.
+Records without usable facts are counted as ``skipped``, not guessed at.
+
+Records decided under a version other than the candidate's own differ for
+two reasons: the candidate's edits, and every change made since that
+version (drift). ``by_version`` counts replays and flips per recorded
+version, and every example names its version, so the two can be told apart.
+
 Capabilities are the recorded ones (prompt text is not kept, see replay.py).
-Records without usable facts (e.g. 401s, whose principal is unknown) are
-counted as ``skipped``, not guessed at.
 """
 
 from __future__ import annotations
@@ -43,12 +55,30 @@ class Flip:
     new: str
     old_rule_ids: tuple[str, ...]
     new_rule_ids: tuple[str, ...]
+    policy_version: str | None = None
+    """The version that recorded ``old``."""
+
+
+@dataclass(slots=True)
+class VersionCount:
+    """Replays of the records one policy version decided."""
+
+    replayed: int = 0
+    to_deny: int = 0
+    to_allow: int = 0
+
+    @property
+    def flipped(self) -> int:
+        return self.to_deny + self.to_allow
 
 
 @dataclass(slots=True)
 class ImpactReport:
     total: int = 0
     skipped: int = 0
+    not_policy: int = 0
+    """Outcomes the policy engine did not decide (429, 401, 400...): not replayed."""
+    not_policy_by_status: Counter[str] = field(default_factory=Counter)
     unchanged: int = 0
     to_deny: int = 0
     to_allow: int = 0
@@ -59,6 +89,8 @@ class ImpactReport:
     by_country: Counter[str] = field(default_factory=Counter)
     examples: list[Flip] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    by_version: dict[str, VersionCount] = field(default_factory=dict)
+    """Per recorded policy version (``unknown`` when not recorded)."""
 
     @property
     def flipped(self) -> int:
@@ -71,6 +103,19 @@ def _ts(value: Any) -> datetime:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+UNKNOWN_VERSION = "unknown"
+
+
+def decided_by_policy(record: Mapping[str, Any]) -> bool:
+    """An allow, or the engine's deny (403); not a quota, auth or request refusal."""
+    decision = record.get("decision")
+    if decision == "allow":
+        return True
+    status = record.get("status")
+    # No status: a caller building records itself; the decision is the engine's.
+    return decision == "deny" and (status is None or status == 403)
+
+
 def impact(
     records: Iterable[Mapping[str, Any]], bundle: CompiledBundle, at: datetime | None = None
 ) -> ImpactReport:
@@ -78,6 +123,10 @@ def impact(
     report = ImpactReport()
     for record in records:
         report.total += 1
+        if not decided_by_policy(record):
+            report.not_policy += 1
+            report.not_policy_by_status[str(record.get("status", "?"))] += 1
+            continue
         facts = record.get("facts")
         if not facts or "principal" not in facts or "request" not in facts:
             report.skipped += 1
@@ -92,13 +141,18 @@ def impact(
             continue
         new = decide(principal, request, bundle, now)
         old = str(record.get("decision"))
+        version = str(record.get("policy_version") or UNKNOWN_VERSION)
+        per_version = report.by_version.setdefault(version, VersionCount())
+        per_version.replayed += 1
         if new.decision == old:
             report.unchanged += 1
             continue
         if new.allowed:
             report.to_allow += 1
+            per_version.to_allow += 1
         else:
             report.to_deny += 1
+            per_version.to_deny += 1
         for rule_id in new.rule_ids:
             report.by_rule[rule_id] += 1
         report.by_model[request.model] += 1
@@ -115,6 +169,7 @@ def impact(
                     new=new.decision,
                     old_rule_ids=tuple(record.get("rule_ids") or ()),
                     new_rule_ids=new.rule_ids,
+                    policy_version=version,
                 )
             )
     return report

@@ -22,12 +22,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from gateway.policy import schema as s
-from gateway.policy.checks import check_bundle
+from gateway.policy.checks import QUOTA_CAPABILITY_KEYS, Leftovers, check_bundle
 from gateway.policy.compiled import CompiledBundle, compile_bundle
 from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap, format_path, parse_file
 
@@ -81,15 +81,16 @@ def load_dir(directory: Path) -> LoadResult:
     if not files:
         err = PolicyError(str(directory), None, "", "no policy files (*.yaml, *.yml)")
         return LoadResult(None, None, (err,), (), ())
-    merged, source, errors = _merge(files)
-    bundle, item_errors = _validate(merged, source)
+    merged, source, errors, unread = _merge(files)
+    bundle, leftovers, item_errors = _validate(merged, source)
+    # A file that did not parse defines names nobody can see: "unknown model"
+    # errors elsewhere would be follow-on noise, not findings.
+    leftovers.names_incomplete = unread
     errors.extend(item_errors)
-    warnings: list[PolicyError] = []
-    if bundle is not None:
-        check_errors, warnings = check_bundle(bundle, source)
-        errors.extend(check_errors)
+    check_errors, warnings = check_bundle(bundle, source, leftovers)
+    errors.extend(check_errors)
     names = tuple(p.name for p in files)
-    if errors or bundle is None:
+    if errors:
         return LoadResult(None, None, tuple(_ordered(errors)), tuple(warnings), names)
     return LoadResult(bundle, bundle_version(bundle), (), tuple(warnings), names)
 
@@ -122,16 +123,20 @@ def _ordered(errors: list[PolicyError]) -> list[PolicyError]:
     return sorted(errors, key=lambda e: (e.file, e.line or 0, e.path, e.message))
 
 
-def _merge(files: list[Path]) -> tuple[dict[str, Any], SourceMap, list[PolicyError]]:
+def _merge(files: list[Path]) -> tuple[dict[str, Any], SourceMap, list[PolicyError], bool]:
+    """(merged data, where each piece came from, errors, whether a file could not be read)."""
     merged: dict[str, Any] = {}
     source = SourceMap()
     errors: list[PolicyError] = []
+    unread = False
     for path in files:
         parsed = parse_file(path)
         errors.extend(parsed.errors)
         if parsed.data is None:
+            unread = unread or bool(parsed.errors)
             continue
         if not isinstance(parsed.data, dict):
+            unread = True
             errors.append(
                 PolicyError(parsed.name, 1, "", "a policy file must be a mapping of sections")
             )
@@ -188,7 +193,7 @@ def _merge(files: list[Path]) -> tuple[dict[str, Any], SourceMap, list[PolicyErr
                 for p, line in parsed.lines.items():
                     if p[:1] == (key,):
                         source.lines.setdefault(p, (parsed.name, line))
-    return merged, source, errors
+    return merged, source, errors, unread
 
 
 def _merge_mapping(
@@ -225,48 +230,145 @@ def _merge_mapping(
 
 def _validate(
     merged: dict[str, Any], source: SourceMap
-) -> tuple[s.Bundle | None, list[PolicyError]]:
+) -> tuple[s.Bundle, Leftovers, list[PolicyError]]:
+    """(bundle of the items that parsed, what is known of the others, errors).
+
+    An item that fails its type check is left out of the bundle; ``Leftovers``
+    keeps its name (still defined, so no misleading "unknown" errors follow),
+    its fields that are valid on their own (still cross-checked, so errors in
+    them are not hidden behind the first one) and the kept rules' original
+    indices (so every later error names the rule and line the officer wrote).
+    A top-level setting that fails (``schema_version``, ``kyc_levels``,
+    ``control_threshold_percent``) falls back to its default for the checks,
+    which still run: the bundle is refused anyway, with every error.
+    """
     errors: list[PolicyError] = []
+    left = Leftovers()
+    capabilities = set(merged.get("capabilities", {}))
     parts: dict[str, Any] = {}
     for key, model in _MAPPING_SECTIONS.items():
         good: dict[str, BaseModel] = {}
         for name, item in merged.get(key, {}).items():
-            obj = _item(model, item, (key, name), source, errors)
+            if key == "quotas":
+                skip = _unknown_quota_keys(item, capabilities)
+                obj = _item(model, item, (key, name), source, errors, skip)
+            else:
+                obj = _item(model, item, (key, name), source, errors)
             if obj is not None:
                 good[name] = obj
+                continue
+            left.invalid_names.setdefault(key, set()).add(name)
+            fields = _salvage(model, item)
+            if key == "quotas" and isinstance(item, dict):
+                fields[QUOTA_CAPABILITY_KEYS] = [k for k in item if k not in model.model_fields]
+            left.failed.setdefault(key, []).append((name, fields))
         parts[key] = good
     good_rules: list[s.Rule] = []
+    rule_index: list[int] = []
     for index, item in enumerate(merged.get("rules", [])):
         rule = _item(s.Rule, item, ("rules", index), source, errors)
         if rule is not None:
             good_rules.append(rule)  # type: ignore[arg-type]
+            rule_index.append(index)
+        else:
+            left.failed.setdefault("rules", []).append((index, _salvage(s.Rule, item)))
     parts["rules"] = good_rules
-    scalars = {k: merged[k] for k in _SCALAR_SECTIONS if k in merged}
-    try:
-        head = s.Bundle.model_validate(scalars)
-    except ValidationError as exc:
-        errors.extend(_pydantic_errors(exc, (), scalars, source))
-        return None, errors
-    if errors:
-        return _partial(head, parts), errors
-    return _partial(head, parts), errors
+    left.rule_index = rule_index
+    scalars: dict[str, Any] = {}
+    for key in _SCALAR_SECTIONS:
+        if key not in merged:
+            continue
+        one = {key: merged[key]}
+        try:
+            s.Bundle.model_validate(one)
+        except ValidationError as exc:
+            errors.extend(_pydantic_errors(exc, (), one, source))
+            if key == "kyc_levels":
+                # Levels that are names still count as defined.
+                levels = merged[key]
+                if isinstance(levels, list):
+                    scalars[key] = [level for level in levels if isinstance(level, str)]
+                else:
+                    left.kyc_levels_unusable = True
+            continue
+        scalars[key] = merged[key]
+    head = s.Bundle.model_validate(scalars)
+    return head.model_copy(update=parts), left, errors
 
 
-def _partial(head: s.Bundle, parts: dict[str, Any]) -> s.Bundle:
-    # Items that failed validation are left out; with errors present this
-    # bundle is only used to find further (cross-reference) errors.
-    return head.model_copy(update=parts)
+def _unknown_quota_keys(item: Any, capabilities: set[str]) -> set[str]:
+    # A quota key that is neither a field nor a capability is reported once, by
+    # the checks, as "unknown capability ... (known: ...)": the type error of
+    # its value (say, "a valid dictionary") would only hide that.
+    if not isinstance(item, dict):
+        return set()
+    return {k for k in item if k not in s.TierQuota.model_fields and k not in capabilities}
+
+
+_FIELD_ADAPTERS: dict[tuple[type[BaseModel], str], TypeAdapter[Any]] = {}
+
+
+def _salvage(model: type[BaseModel], item: Any) -> dict[str, Any]:
+    """The fields of a failed item that are valid on their own, by field name."""
+    if not isinstance(item, dict):
+        return {}
+    by_key = {(f.alias or name): name for name, f in model.model_fields.items()}
+    out: dict[str, Any] = {}
+    for key, value in item.items():
+        name = by_key.get(key)
+        if name is None:
+            continue
+        adapter = _FIELD_ADAPTERS.get((model, name))
+        if adapter is None:
+            info = model.model_fields[name]
+            # The field's constraints (ge=0, pattern=...) live in its metadata.
+            hint: Any = (
+                Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+            )
+            adapter = TypeAdapter(hint)
+            _FIELD_ADAPTERS[(model, name)] = adapter
+        try:
+            out[name] = adapter.validate_python(value, strict=True)
+        except ValidationError:
+            condition = _CONDITIONS.get((model, name))
+            if condition is not None and isinstance(value, dict):
+                # A condition with one bad key: its other keys are still checked.
+                out[name] = condition.model_construct(**_salvage(condition, value))
+    return out
+
+
+_CONDITIONS: dict[tuple[type[BaseModel], str], type[BaseModel]] = {
+    (s.Rule, "when"): s.Condition,
+    (s.Rule, "unless"): s.Condition,
+    (s.Condition, "not_"): s.Condition,
+    (s.Capability, "when"): s.BodyCondition,
+    (s.BodyCondition, "not_"): s.BodyCondition,
+}
 
 
 def _item(
-    model: type[BaseModel], item: Any, path: DataPath, source: SourceMap, errors: list[PolicyError]
+    model: type[BaseModel],
+    item: Any,
+    path: DataPath,
+    source: SourceMap,
+    errors: list[PolicyError],
+    skip: set[str] | None = None,
 ) -> BaseModel | None:
+    """The validated item, or None with its errors (except those under ``skip`` keys)."""
     if item is None:
         item = {}
     try:
         return model.model_validate(item)
     except ValidationError as exc:
-        errors.extend(_pydantic_errors(exc, path, item, source))
+        found = _pydantic_errors(exc, path, item, source)
+        if skip:
+            hidden = {format_path((*path, key)) for key in skip}
+            found = [
+                e
+                for e in found
+                if not any(e.path == h or e.path.startswith((h + ".", h + "[")) for h in hidden)
+            ]
+        errors.extend(found)
         return None
 
 
@@ -277,10 +379,15 @@ def _pydantic_errors(
     grouped: dict[DataPath, list[str]] = {}
     for err in exc.errors():
         path = _clean_loc(err["loc"], data, keep_last=err["type"] == "missing")
-        message = _message(err)
+        message = pydantic_message(err)
         bucket = grouped.setdefault((*prefix, *path), [])
         if message not in bucket:
             bucket.append(message)
+    # A union (``str | list[str]``) reports both alternatives: for a list with
+    # a bad item, "should be a string" at the list is noise beside the item's
+    # own error, and the same message would be printed twice.
+    for path in [p for p in grouped if any(len(q) > len(p) and q[: len(p)] == p for q in grouped)]:
+        del grouped[path]
     out = []
     for path, messages in grouped.items():
         file, line = source.locate(path)
@@ -304,7 +411,8 @@ def _clean_loc(loc: tuple[int | str, ...], data: Any, keep_last: bool) -> DataPa
     return tuple(out)
 
 
-def _message(err: Any) -> str:
+def pydantic_message(err: Any) -> str:
+    """A pydantic error in the words the officer reads everywhere (loader and tests)."""
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown key"

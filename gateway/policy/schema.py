@@ -14,9 +14,17 @@ codes, or group names (lower case), freely mixed.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -34,8 +42,38 @@ QuotaLimitKind = Literal[
 SanctionsStatusName = Literal["clear", "potential_match", "confirmed_match"]
 
 
+def _rfc3339(value: Any) -> Any:
+    # Strict mode takes only datetime objects, but a quoted YAML timestamp is a
+    # string: parse RFC 3339 / ISO 8601 text here. Anything else (an int such
+    # as 20260613, which lax mode read as epoch seconds; a bare date) is left to
+    # strict mode to reject.
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"not an RFC 3339 date-time: {value!r} (e.g. 2026-06-13T04:00:00Z)"
+            ) from None
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone, e.g. 2026-06-13T04:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
+"""A date-time: a YAML timestamp or an RFC 3339 string, never a number."""
+AwareTimestamp = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_aware)]
+"""A ``Timestamp`` with a time zone: a naive one cannot be compared with the clock."""
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+    # strict: YAML already gives real ints, bools and strings, so a value of the
+    # wrong YAML type is a mistake to report, not to convert ("20" is not 20,
+    # true is not 1 concurrent stream, "yes" is not true).
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False, strict=True)
 
 
 class _Cited(_Strict):
@@ -131,15 +169,8 @@ class Capability(_Cited):
 
 
 class Effective(_Strict):
-    from_: datetime | None = Field(default=None, alias="from")
-    until: datetime | None = None
-
-    @field_validator("from_", "until")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must carry a time zone, e.g. 2026-06-13T04:00:00Z")
-        return value
+    from_: AwareTimestamp | None = Field(default=None, alias="from")
+    until: AwareTimestamp | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Effective:
@@ -183,7 +214,7 @@ class TierQuota(BaseModel):
     Capability entries are the extra keys; each must be a capability of the bundle.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     __pydantic_extra__: dict[str, QuotaLimits] = Field(init=False)
 
     fail_open: bool = False

@@ -28,14 +28,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.geo.origin import Origin
 from gateway.identity.principal import Ownership, Principal
+from gateway.policy.checks import (
+    RESERVED_RULE_IDS,
+    RESERVED_RULE_PREFIXES,
+    valid_country,
+    valid_region,
+)
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.engine import DEFAULT_ENDPOINT, decide
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
+from gateway.policy.loader import pydantic_message as _message
+from gateway.policy.schema import AwareTimestamp
 from gateway.policy.yamlsrc import DataPath, format_path, parse_file
+
+EVALUATION_ERROR = "evaluation-error"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict like the bundle (schema.py): a test's values are YAML, typed as written.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class OwnershipIn(_Strict):
@@ -52,7 +63,7 @@ class PrincipalIn(_Strict):
     incorporated_in: str | None = None
     ownership: list[OwnershipIn] = Field(default_factory=list)
     kyc_level: str = "none"
-    kyc_expires_at: datetime | None = None
+    kyc_expires_at: AwareTimestamp | None = None
     tier: str = "public"
     attributes: list[str] = Field(default_factory=list)
     sanctions_status: Literal["clear", "potential_match", "confirmed_match"] = "clear"
@@ -79,6 +90,8 @@ class PrincipalIn(_Strict):
 
 class RequestIn(_Strict):
     model: str
+    unknown_model: bool = False
+    """The case is about a model the bundle does not define (else that is a typo)."""
     origin: str | None = None
     endpoint: str = DEFAULT_ENDPOINT
     body: dict[str, Any] | None = None
@@ -95,7 +108,8 @@ class CaseIn(_Strict):
     name: str
     principal: PrincipalIn = Field(default_factory=PrincipalIn)
     request: RequestIn
-    at: datetime | None = None
+    at: AwareTimestamp | None = None
+    """A naive time cannot be compared with the rules' aware ``effective`` times."""
     expect: ExpectIn
 
 
@@ -139,6 +153,13 @@ def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool,
     )
     at = case.at or now
     decision = decide(principal, facts, bundle, at)
+    if EVALUATION_ERROR in decision.rule_ids:
+        # decide() fails closed to a deny; a case expecting deny must not pass
+        # because the engine crashed.
+        return False, (
+            "the engine could not evaluate this case (rule id 'evaluation-error'; "
+            "the cause is logged)"
+        )
     problems = []
     if decision.decision != case.expect.decision:
         problems.append(f"expected {case.expect.decision}, got {decision.decision}")
@@ -159,6 +180,45 @@ def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool,
         )
         return False, "; ".join(problems) + got
     return True, ""
+
+
+def case_references(case: CaseIn, bundle: CompiledBundle) -> list[tuple[DataPath, str]]:
+    """Names in a case the bundle does not define, by path inside the case.
+
+    A case naming a model, tier, KYC level or rule id the bundle does not
+    have (or an origin that is no ISO code) tests nothing: it would pass or
+    fail for a reason unrelated to the policy, so it is a test-file error.
+    """
+    problems: list[tuple[DataPath, str]] = []
+    p, req, exp = case.principal, case.request, case.expect
+    if req.model not in bundle.models and not req.unknown_model:
+        problems.append(
+            (
+                ("request", "model"),
+                f"unknown model '{req.model}' (set unknown_model: true to test one on purpose)",
+            )
+        )
+    if req.origin is not None:
+        valid = valid_region(req.origin) if "-" in req.origin else valid_country(req.origin)
+        if not valid:
+            problems.append(
+                (("request", "origin"), f"invalid ISO 3166 country or region code '{req.origin}'")
+            )
+    for i, cap in enumerate(req.capabilities or ()):
+        if cap not in bundle.capability_names():
+            problems.append((("request", "capabilities", i), f"unknown capability '{cap}'"))
+    if p.tier not in bundle.tiers:
+        problems.append((("principal", "tier"), f"unknown tier '{p.tier}'"))
+    if p.kyc_level not in bundle.kyc_levels:
+        problems.append((("principal", "kyc_level"), f"unknown KYC level '{p.kyc_level}'"))
+    if exp.tier is not None and exp.tier not in bundle.tiers:
+        problems.append((("expect", "tier"), f"unknown tier '{exp.tier}'"))
+    rule_ids = {r.id for r in bundle.rules}
+    for i, rule_id in enumerate(exp.rule_ids or ()):
+        engine_id = rule_id in RESERVED_RULE_IDS or rule_id.startswith(RESERVED_RULE_PREFIXES)
+        if rule_id not in rule_ids and not engine_id:
+            problems.append((("expect", "rule_ids", i), f"unknown rule id '{rule_id}'"))
+    return problems
 
 
 def _line(lines: dict[DataPath, int], loc: DataPath) -> int | None:
@@ -210,9 +270,17 @@ def run_tests(
                     loc = ("cases", index, *(p for p in err["loc"] if isinstance(p, int | str)))
                     results.append(
                         CaseResult(
-                            name, _line(parsed.lines, loc), format_path(loc), False, str(err["msg"])
+                            name, _line(parsed.lines, loc), format_path(loc), False, _message(err)
                         )
                     )
+                continue
+            problems = case_references(case, bundle)
+            for where, message in problems:
+                loc = ("cases", index, *where)
+                results.append(
+                    CaseResult(name, _line(parsed.lines, loc), format_path(loc), False, message)
+                )
+            if problems:
                 continue
             try:
                 ok, detail = run_case(case, bundle, now())

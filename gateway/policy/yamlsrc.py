@@ -130,6 +130,29 @@ class ParsedFile:
     errors: list[PolicyError]
 
 
+def _syntax_error(name: str, exc: yaml.MarkedYAMLError) -> PolicyError:
+    """Where the mistake was made, not only where PyYAML gave up; both messages.
+
+    An unclosed quote is found at end of file ("found unexpected end of
+    stream"); the context ("while scanning a quoted scalar", line 34) is where
+    the officer has to look. For a token the scanner could not finish, the
+    context line leads; for a parser error ("while parsing a block mapping"),
+    the context is only the enclosing block and the problem line leads.
+    """
+    problem = exc.problem or "invalid YAML"
+    problem_line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+    if not exc.context or exc.context_mark is None:
+        return PolicyError(name, problem_line, "", f"YAML syntax error: {problem}")
+    context_line = exc.context_mark.line + 1
+    if problem_line is None or problem_line == context_line:
+        return PolicyError(name, context_line, "", f"YAML syntax error: {exc.context}: {problem}")
+    if exc.context.startswith("while scanning") or "end of stream" in problem:
+        message = f"{exc.context}: {problem} (at line {problem_line})"
+        return PolicyError(name, context_line, "", f"YAML syntax error: {message}")
+    message = f"{problem} ({exc.context} started at line {context_line})"
+    return PolicyError(name, problem_line, "", f"YAML syntax error: {message}")
+
+
 def parse_file(path: Path, display_name: str | None = None) -> ParsedFile:
     """Parse one YAML file into plain data plus a line for every key and item."""
     name = display_name or path.name
@@ -146,12 +169,7 @@ def parse_file(path: Path, display_name: str | None = None) -> ParsedFile:
         data = builder.build(node, ())
         return ParsedFile(name, data, builder.lines, builder.errors)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or exc.context or "invalid YAML"
-        return ParsedFile(
-            name, None, {}, [PolicyError(name, line, "", f"YAML syntax error: {problem}")]
-        )
+        return ParsedFile(name, None, {}, [_syntax_error(name, exc)])
     except yaml.YAMLError as exc:
         return ParsedFile(name, None, {}, [PolicyError(name, None, "", f"YAML error: {exc}")])
     finally:

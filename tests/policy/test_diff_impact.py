@@ -150,3 +150,37 @@ def default_bundle_dir() -> Path:
     from tests.policy.conftest import POLICIES
 
     return POLICIES
+
+
+def test_impact_replays_only_policy_outcomes_and_counts_per_version(default_bundle) -> None:  # type: ignore[no-untyped-def]
+    # Replaying a bundle against its own records must show no flips: a 429
+    # (quota) or 401 is no policy deny, and records decided under an older
+    # version are counted apart, so drift is not read as the candidate's doing.
+    us = principal(
+        customer_id="us", tier="enterprise", kyc_level="kyb_verified", citizenships={"US"}
+    )
+    own, older = default_bundle.version, "0" * 64
+    served = replay_facts(us, facts("haiku-lite", "US"))
+
+    def rec(i: int, decision: str, status: int, version: str) -> dict[str, object]:
+        return {
+            "id": str(i),
+            "ts": AFTER_DIRECTIVE,
+            "decision": decision,
+            "status": status,
+            "policy_version": version,
+            "facts": served,
+        }
+
+    records = [
+        rec(1, "allow", 200, own),
+        rec(2, "deny", 429, own),  # quota exhausted: not a policy decision
+        rec(3, "deny", 401, own),
+        rec(4, "deny", 403, older),  # an older bundle's deny: drift
+    ]
+    report = impact(records, default_bundle)
+    assert report.not_policy == 2 and report.not_policy_by_status == {"429": 1, "401": 1}
+    assert (report.unchanged, report.to_allow, report.to_deny) == (1, 1, 0)
+    assert report.by_version[own].replayed == 1 and report.by_version[own].flipped == 0
+    assert report.by_version[older].replayed == 1 and report.by_version[older].to_allow == 1
+    assert [(f.record_id, f.policy_version) for f in report.examples] == [("4", older)]

@@ -110,3 +110,56 @@ async def test_file_change_triggers_reload_within_two_seconds(bundle_dir: Path) 
         assert holder.current.version != before, "watcher did not reload within 2 s"
     finally:
         await holder.stop()
+
+
+async def _wait_for_change(holder: PolicyHolder, before: str, seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while holder.current.version == before and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["rm-and-copy", "rename-swap"])
+async def test_watch_survives_the_directory_being_replaced(
+    bundle_dir: Path, tmp_path: Path, how: str
+) -> None:
+    # inotify watches the inode: a deleted-and-recreated (or swapped) directory
+    # used to leave the watch on the dead one, silently ending hot reload.
+    holder = PolicyHolder(bundle_dir, debounce_ms=100)
+    await holder.start(watch=True)
+    try:
+        before = holder.current.version
+        await asyncio.sleep(0.3)  # let the watcher subscribe
+        staged = tmp_path / "staged"
+        shutil.copytree(POLICIES, staged)
+        (staged / "zz-extra.yaml").write_text(NEW_RULE)
+        if how == "rm-and-copy":
+            shutil.rmtree(bundle_dir)
+            await asyncio.sleep(0.3)
+            shutil.copytree(staged, bundle_dir)
+        else:
+            old = tmp_path / "old"
+            bundle_dir.rename(old)
+            staged.rename(bundle_dir)
+        await _wait_for_change(holder, before, 5.0)
+        assert holder.current.version != before, "watch did not follow the new directory"
+        assert "freeze-haiku" in {r.id for r in holder.current.rules}
+        # ...and it keeps watching the new directory for ordinary edits.
+        second = holder.current.version
+        (bundle_dir / "zz-extra.yaml").unlink()
+        await _wait_for_change(holder, second, 5.0)
+        assert holder.current.version == before
+    finally:
+        await holder.stop()
+
+
+async def test_fixing_files_back_clears_the_last_refusal(bundle_dir: Path) -> None:
+    holder = PolicyHolder(bundle_dir)
+    rules = (bundle_dir / "rules.yaml").read_text()
+    (bundle_dir / "rules.yaml").write_text("rules:\n  - {id: x, effect: nope, when: {}}\n")
+    assert not (await holder.reload()).ok
+    assert holder.last_refused_summary() is not None
+    (bundle_dir / "rules.yaml").write_text(rules)  # back to the running version
+    result = await holder.reload()
+    assert result.ok and not result.changed
+    assert holder.last_refused_summary() is None

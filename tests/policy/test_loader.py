@@ -140,3 +140,38 @@ def test_empty_sections_are_empty(tmp_path: Path) -> None:
     d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"rules.yaml": "rules:\ncountry_groups:\n"}))
     result = load_dir(d)
     assert result.ok and result.bundle is not None and result.bundle.rules == []
+
+
+def test_timestamps_parse_from_yaml_and_rfc3339_strings(tmp_path: Path) -> None:
+    # Strict types must not reject the date forms officers write: an unquoted
+    # YAML timestamp and a quoted RFC 3339 string (both with a time zone).
+    rules = (
+        "rules:\n"
+        "  - id: a\n    effect: allow\n    when: {model_allowed_for_tier: true}\n"
+        "    effective: {from: 2026-06-13T04:00:00Z, until: '2027-01-01T00:00:00+01:00'}\n"
+        "    as_of: 2026-07-23\n"
+    )
+    result = load_dir(write_bundle(tmp_path / "b", dict(MINIMAL, **{"rules.yaml": rules})))
+    assert result.ok, [str(e) for e in result.errors]
+    assert result.bundle is not None
+    effective = result.bundle.rules[0].effective
+    assert effective is not None and effective.from_ is not None and effective.until is not None
+    assert effective.from_.isoformat() == "2026-06-13T04:00:00+00:00"
+    assert effective.until.isoformat() == "2027-01-01T00:00:00+01:00"
+
+
+def test_failed_items_cause_no_follow_on_errors() -> None:
+    # Exactly the expected errors: a group, model, tier or capability that
+    # failed its type check is still defined, so rules naming it get no
+    # misleading "unknown ..." error; a union error is not printed twice.
+    bundle_dir = BAD / "failed_item_still_defined"
+    expected = [x for x in (bundle_dir / "expected.txt").read_text().splitlines() if x.strip()]
+    assert sorted(str(e) for e in load_dir(bundle_dir).errors) == sorted(expected)
+
+
+def test_unparsable_file_causes_no_unknown_name_errors(tmp_path: Path) -> None:
+    models = MINIMAL["models.yaml"].replace("  big: {tiers", "\tbig: {tiers")
+    rules = "rules:\n  - {id: a, effect: deny, when: {model_in: [big, small]}}\n"
+    d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"models.yaml": models, "rules.yaml": rules}))
+    errors = [str(e) for e in load_dir(d).errors]
+    assert len(errors) == 1 and "models.yaml:3: YAML syntax error" in errors[0], errors
