@@ -26,7 +26,7 @@ from gateway.db.errors import SchemaOutOfDate
 from gateway.db.session import create_engine, session_factory
 from gateway.kyc import service
 from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch
-from gateway.kyc.screening import load_screener
+from gateway.kyc.screening import SanctionsListError, Screener, load_screener
 from gateway.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -49,6 +49,15 @@ def db_settings() -> Settings:
     except SettingsError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+
+
+def cli_screener(settings: Settings) -> Screener | None:
+    """The configured sanctions list; one that cannot be loaded is a usage error
+    (exit 2), checked before anything is written."""
+    try:
+        return load_screener(settings.sanctions_list, settings.sanctions_threshold)
+    except SanctionsListError as exc:
+        raise fail(str(exc), 2) from None
 
 
 def run_db(work: Callable[[Settings, Sessions], Awaitable[T]]) -> T:
@@ -124,9 +133,9 @@ def add(
         data = CustomerCreate.model_validate(raw)
     except ValidationError as exc:
         raise fail(validation_message(exc), 2) from exc
+    screener = cli_screener(db_settings())
 
     async def work(settings: Settings, sessions: Sessions) -> CustomerOut | None:
-        screener = load_screener(settings.sanctions_list, settings.sanctions_threshold)
         async with sessions() as session:
             try:
                 row = await service.create_customer(

@@ -63,3 +63,23 @@ def test_tokens_create() -> None:
     r = runner.invoke(tokens.app, ["create", "--role", "auditor", "--name", "audit-bot"])
     assert r.exit_code == 0 and re.search(r"gat_[0-9a-f]+_[a-z2-7]{52}", r.output), r.output
     assert runner.invoke(tokens.app, ["create", "--role", "root"]).exit_code == 2
+
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def test_customers_add_screens_against_the_configured_list(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.ftm.jsonl"))
+    r = runner.invoke(customers.app, ["add", "Ostrel Aerotechnics", "--id", "z1"])
+    assert r.exit_code == 0, r.output
+    assert "potential_match" in r.output
+    # A list that cannot be loaded is a usage error naming the variable, not a traceback.
+    for broken in (tmp_path / "nonexistent.csv", tmp_path):
+        monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(broken))
+        r = runner.invoke(customers.app, ["add", "Someone", "--id", "z2"])
+        assert r.exit_code == 2, (r.output, r.exception)
+        assert "GATEWAY_SANCTIONS_LIST" in r.output and "Traceback" not in r.output, r.output
+    monkeypatch.delenv("GATEWAY_SANCTIONS_LIST")
+    assert runner.invoke(customers.app, ["show", "z2"]).exit_code == 1  # nothing was written
