@@ -196,16 +196,16 @@ async def update_customer(
     return c
 
 
+KYC_EVENT_FIELDS = frozenset({"kyc_level", "kyc_verified_at", "kyc_expires_at"})
+
+
 async def apply_kyc_event(
     session: AsyncSession, event: KycEvent, actor: AdminActor, now: datetime
 ) -> Customer:
-    patch = CustomerPatch.model_validate(
-        {
-            "kyc_level": event.kyc_level,
-            "kyc_verified_at": event.kyc_verified_at,
-            "kyc_expires_at": event.kyc_expires_at,
-        }
-    )
+    # Only what the vendor sent: a field left out of the event is not in
+    # model_fields_set and stays as stored (an explicit null still clears it).
+    sent = event.model_fields_set & KYC_EVENT_FIELDS
+    patch = CustomerPatch.model_validate({name: getattr(event, name) for name in sent})
     return await update_customer(
         session, event.customer_id, patch, actor, None, now, action="customer.kyc_webhook"
     )

@@ -102,3 +102,49 @@ async def test_webhook_unconfigured_is_503(env: AdminEnv) -> None:
     )
     r = await post(env, event(), "t=1,v1=00")
     assert r.status_code == 503
+
+
+async def _customer_w1(env: AdminEnv) -> None:
+    r = await env.client.post(
+        "/admin/v1/customers", json={"id": "w1", "name": "Wanda"}, headers=env.auth("admin")
+    )
+    assert r.status_code == 201, r.text
+
+
+async def _send(env: AdminEnv, **over: Any) -> dict[str, Any]:
+    """Sign and post an event given exactly by ``over`` (fields left out stay out)."""
+    body = json.dumps({"customer_id": "w1", **over}).encode()
+    r = await post(env, body, header(body, int(env.clock.now.timestamp())))
+    assert r.status_code == 200, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+async def _stored(env: AdminEnv) -> Customer:
+    async with env.services.sessions() as session:
+        c = await session.get(Customer, "w1")
+        assert c is not None
+        return c
+
+
+async def test_fields_the_vendor_leaves_out_stay_as_they_are(env: AdminEnv) -> None:
+    await _customer_w1(env)
+    await _send(env, id="e1", kyc_level="id_verified", kyc_verified_at="2026-03-01T10:00:00Z",
+                kyc_expires_at="2027-03-01T00:00:00Z")  # fmt: skip
+    # A level-only event (no times): the expiry and verification time are kept.
+    out = await _send(env, id="e2", kyc_level="kyb_verified")
+    assert out["customer"]["kyc_level"] == "kyb_verified"
+    assert out["customer"]["kyc_expires_at"] == "2027-03-01T00:00:00Z"
+    assert out["customer"]["kyc_verified_at"] == "2026-03-01T10:00:00Z"
+    # A newer verification without an expiry keeps the expiry too.
+    out = await _send(env, id="e3", kyc_level="kyb_verified",
+                      kyc_verified_at="2026-03-01T11:00:00Z")  # fmt: skip
+    assert out["customer"]["kyc_expires_at"] == "2027-03-01T00:00:00Z"
+    assert out["customer"]["kyc_verified_at"] == "2026-03-01T11:00:00Z"
+    # An explicit null is the vendor saying "no expiry": that one clears it.
+    out = await _send(env, id="e4", kyc_level="kyb_verified", kyc_expires_at=None)
+    assert out["customer"]["kyc_expires_at"] is None
+    hist = await env.client.get("/admin/v1/customers/w1/history", headers=env.auth("admin"))
+    changes = [i["changes"] for i in hist.json()["items"] if i["action"] == "customer.kyc_webhook"]
+    assert "kyc_expires_at" not in changes[1] and "kyc_expires_at" not in changes[2]
+
