@@ -15,6 +15,15 @@ content. Processed ids are stored in ``kyc_webhook_events`` in the same
 transaction as the change, so a crash cannot apply an event without recording
 it. Errors (401 signature, 404 unknown customer, 422 body, 503 unconfigured)
 change nothing.
+
+Out-of-order delivery: an event whose ``kyc_verified_at`` is older than the
+customer's stored one is not applied (it would roll the KYC state back). It
+answers 200 ``{"applied": false, "reason": ...}`` so the vendor does not retry,
+and is recorded like an applied one: its id in ``kyc_webhook_events`` (a
+redelivery is a duplicate), a ``customer.kyc_webhook_stale`` row in the
+customer's history and the admin-action log. Applied events answer
+``{"applied": true, "customer": ...}``. Fields an event leaves out (e.g.
+``kyc_expires_at``) keep their stored values.
 """
 
 from __future__ import annotations
@@ -120,7 +129,7 @@ async def kyc_webhook(request: Request, services: ServicesDep, session: SessionD
     if seen is not None:
         return _duplicate(seen, payload)
     try:
-        customer = await service.apply_kyc_event(session, event, VENDOR, now)
+        outcome = await service.apply_kyc_event(session, event, VENDOR, now)
     except service.CustomerNotFound as exc:
         raise HTTPException(404, f"customer {event.customer_id!r} not found") from exc
     session.add(
@@ -137,11 +146,20 @@ async def kyc_webhook(request: Request, services: ServicesDep, session: SessionD
         if seen is None:
             raise
         return _duplicate(seen, payload)
+    if not outcome.applied:
+        # Nothing changed: no cache to drop. 200, or the vendor would retry it forever.
+        return {
+            "event_id": event.id,
+            "duplicate": False,
+            "applied": False,
+            "reason": outcome.reason,
+        }
     await invalidate_customer(services.identifier, event.customer_id)
     return {
         "event_id": event.id,
         "duplicate": False,
-        "customer": service.to_out(customer).model_dump(mode="json"),
+        "applied": True,
+        "customer": service.to_out(outcome.customer).model_dump(mode="json"),
     }
 
 

@@ -148,3 +148,42 @@ async def test_fields_the_vendor_leaves_out_stay_as_they_are(env: AdminEnv) -> N
     changes = [i["changes"] for i in hist.json()["items"] if i["action"] == "customer.kyc_webhook"]
     assert "kyc_expires_at" not in changes[1] and "kyc_expires_at" not in changes[2]
 
+
+
+async def test_an_older_verification_does_not_roll_back_a_newer_one(env: AdminEnv) -> None:
+    await _customer_w1(env)
+    newer = await _send(env, id="new", kyc_level="government_cleared",
+                        kyc_verified_at="2026-03-01T11:00:00Z",
+                        kyc_expires_at="2027-03-01T00:00:00Z")  # fmt: skip
+    assert newer["applied"] is True
+    # Delivered late: verified an hour before the one already applied.
+    stale = await _send(env, id="old", kyc_level="id_verified",
+                        kyc_verified_at="2026-03-01T10:00:00+00:00",
+                        kyc_expires_at="2026-04-01T00:00:00Z")  # fmt: skip
+    assert stale["applied"] is False and stale["duplicate"] is False
+    assert "older" in stale["reason"] and stale["event_id"] == "old"
+    c = await _stored(env)
+    assert c.kyc_level == "government_cleared"
+    assert c.kyc_expires_at is not None and c.kyc_expires_at.year == 2027
+    # Recorded like every other outcome: the event id (a redelivery is a duplicate),
+    # the customer's history and the admin-action log.
+    assert await events(env) == 2
+    again = json.dumps({"customer_id": "w1", "id": "old", "kyc_level": "id_verified",
+                        "kyc_verified_at": "2026-03-01T10:00:00+00:00",
+                        "kyc_expires_at": "2026-04-01T00:00:00Z"}).encode()  # fmt: skip
+    r = await post(env, again, header(again, int(env.clock.now.timestamp())))
+    assert r.json() == {"event_id": "old", "duplicate": True}
+    hist = await env.client.get("/admin/v1/customers/w1/history", headers=env.auth("admin"))
+    items = hist.json()["items"]
+    assert [i["action"] for i in items] == [
+        "customer.create", "customer.kyc_webhook", "customer.kyc_webhook_stale"]  # fmt: skip
+    assert items[-1]["changes"] == {} and items[-1]["actor"] == "kyc-webhook"
+    logged = await env.client.get(
+        "/admin/v1/admin-actions", params={"action": "customer.kyc_webhook_stale"},
+        headers=env.auth("auditor"),
+    )  # fmt: skip
+    assert [a["target_id"] for a in logged.json()["items"]] == ["w1"]
+    # The same time as the stored one is not older: applied.
+    same = await _send(env, id="same", kyc_level="kyb_verified",
+                       kyc_verified_at="2026-03-01T11:00:00Z")  # fmt: skip
+    assert same["applied"] is True and (await _stored(env)).kyc_level == "kyb_verified"
