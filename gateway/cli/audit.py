@@ -61,7 +61,12 @@ def _time(value: str | None, name: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise typer.BadParameter(f"{name}: not an RFC 3339 time: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: no UTC form in years 1..9999
+        raise typer.BadParameter(f"{name}: {value!r} is out of range in UTC") from None
 
 
 def _trusted_keys(paths: list[Path] | None) -> list[bytes] | None:

@@ -37,12 +37,27 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def utc_input(value: datetime) -> datetime:
+    """``as_utc`` for values from outside: an instant that has no UTC form in
+    years 1..9999 (``9999-12-31T23:59:59-01:00``) is a ValueError naming the
+    problem, which pydantic turns into a 422 / a CLI usage error, not the
+    OverflowError ``astimezone`` raises (a 500)."""
+    try:
+        return as_utc(value)
+    except OverflowError:
+        raise ValueError(
+            f"{value.isoformat()} is out of range: in UTC it falls outside years 1 to 9999"
+        ) from None
+
+
 def rfc3339(value: datetime) -> str:
     return as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 Country = Annotated[str, AfterValidator(country_code)]
-UtcIn = Annotated[AwareDatetime, AfterValidator(as_utc)]
+UtcIn = Annotated[AwareDatetime, AfterValidator(utc_input)]
+UtcQuery = Annotated[datetime, AfterValidator(utc_input)]
+"""A filter time: naive is read as UTC, as before; out of range is a 422."""
 UtcOut = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
 Word = Annotated[str, Field(pattern=NAME_PATTERN)]
 

@@ -83,3 +83,23 @@ def test_customers_add_screens_against_the_configured_list(
         assert "GATEWAY_SANCTIONS_LIST" in r.output and "Traceback" not in r.output, r.output
     monkeypatch.delenv("GATEWAY_SANCTIONS_LIST")
     assert runner.invoke(customers.app, ["show", "z2"]).exit_code == 1  # nothing was written
+
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"])
+def test_out_of_range_times_are_usage_errors(value: str) -> None:
+    r = runner.invoke(customers.app, ["add", "T", "--id", "t1", "--kyc-expires-at", value])
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert "kyc_expires_at" in r.output and "UTC" in r.output
+    assert runner.invoke(customers.app, ["add", "T", "--id", "t1"]).exit_code == 0
+    r = runner.invoke(keys.app, ["create", "t1", "--expires-at", value])
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert "--expires-at" in r.output and "UTC" in r.output
+
+
+def test_audit_export_out_of_range_time_is_a_usage_error(tmp_path: Path) -> None:
+    from gateway.cli import audit
+
+    args = ["export", "--from", "9999-12-31T23:59:59-01:00", "--to", "9999-12-31T23:59:59Z"]
+    r = runner.invoke(audit.app, [*args, "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert "out of range" in r.output

@@ -159,3 +159,32 @@ async def test_writes_invalidate_identify_cache(env: AdminEnv) -> None:
     assert r.status_code == 404
     r = await env.client.post(f"{URL}/nobody/keys", json={}, headers=env.auth("admin"))
     assert r.status_code == 404
+
+
+# Valid RFC 3339 times whose UTC instant falls outside datetime's years 1..9999.
+OUT_OF_RANGE = ("9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00")
+
+
+async def test_out_of_range_times_are_422_naming_the_field(env: AdminEnv) -> None:
+    r = await env.client.post(URL, json={"id": "t1", "name": "T"}, headers=env.auth("admin"))
+    assert r.status_code == 201
+    for value in OUT_OF_RANGE:
+        for field in ("kyc_expires_at", "kyc_verified_at"):
+            r = await env.client.post(URL, json={"name": "x", field: value},
+                                      headers=env.auth("admin"))  # fmt: skip
+            assert r.status_code == 422, r.text
+            assert r.json()["detail"][0]["loc"] == ["body", field], r.json()
+            assert "UTC" in r.json()["detail"][0]["msg"]
+            r = await env.client.patch(f"{URL}/t1", json={field: value}, headers=env.auth("admin"))
+            assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", field]
+        r = await env.client.post(f"{URL}/t1/keys", json={"expires_at": value},
+                                  headers=env.auth("admin"))  # fmt: skip
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "expires_at"]
+        r = await env.client.get("/admin/v1/admin-actions", params={"from": value},
+                                 headers=env.auth("auditor"))  # fmt: skip
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "from"]
+    # The edges themselves are fine.
+    r = await env.client.patch(f"{URL}/t1", json={"kyc_expires_at": "9999-12-31T23:59:59Z"},
+                               headers=env.auth("admin"))  # fmt: skip
+    assert r.status_code == 200 and r.json()["kyc_expires_at"] == "9999-12-31T23:59:59Z"

@@ -187,3 +187,14 @@ async def test_an_older_verification_does_not_roll_back_a_newer_one(env: AdminEn
     same = await _send(env, id="same", kyc_level="kyb_verified",
                        kyc_verified_at="2026-03-01T11:00:00Z")  # fmt: skip
     assert same["applied"] is True and (await _stored(env)).kyc_level == "kyb_verified"
+
+
+async def test_out_of_range_times_in_an_event_are_422(env: AdminEnv) -> None:
+    await _customer_w1(env)
+    for value in ("9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"):
+        for field in ("kyc_expires_at", "kyc_verified_at"):
+            body = event(id=f"evt-{field}-{value[:4]}", customer_id="w1", **{field: value})
+            r = await post(env, body, header(body, int(env.clock.now.timestamp())))
+            assert r.status_code == 422, r.text
+            assert field in r.json()["detail"]
+    assert await events(env) == 0 and await level(env) == "none"
