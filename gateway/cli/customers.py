@@ -4,7 +4,9 @@ The CLI writes to the database directly, with a row in ``admin_actions`` in
 the same transaction; every running gateway process reads those rows within
 ``GATEWAY_CHANGE_POLL_SECONDS`` (1 s) and drops what it had cached
 (``gateway/ops/changefeed.py``). Exit codes: 0 ok, 1 not found / refused,
-2 usage error (bad option, invalid country code).
+2 usage error (bad option, invalid country code, a KYC level or tier the bundle
+in GATEWAY_POLICY_DIR does not define: when that bundle cannot be loaded the
+check is skipped with a warning).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from gateway.db.session import create_engine, session_factory
 from gateway.kyc import service
 from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch
 from gateway.kyc.screening import SanctionsListError, Screener, load_screener
+from gateway.kyc.vocabulary import Vocabulary, unknown_names, vocabulary
 from gateway.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -49,6 +52,29 @@ def db_settings() -> Settings:
     except SettingsError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
+
+
+def bundle_vocabulary(settings: Settings) -> Vocabulary | str:
+    """The KYC levels and tiers of the bundle in GATEWAY_POLICY_DIR, or why it
+    cannot be read (the CLI then skips the check rather than refuse to work)."""
+    from gateway.policy.loader import load_dir  # only for commands that write names
+
+    result = load_dir(settings.policy_dir)
+    if not result.ok or result.bundle is None:
+        first = result.errors[0] if result.errors else "no bundle"
+        return f"policy bundle {settings.policy_dir} cannot be loaded ({first})"
+    return vocabulary(result.bundle.kyc_levels, result.bundle.tiers)
+
+
+def check_names(values: dict[str, Any], settings: Settings) -> None:
+    """Exit 2 naming the option when a KYC level or tier is not in the bundle."""
+    vocab = bundle_vocabulary(settings)
+    if isinstance(vocab, str):
+        err.print(f"warning: --kyc-level and --tier not checked: {vocab}", markup=False)
+        return
+    unknown = unknown_names(values, vocab)
+    if unknown:
+        raise fail("; ".join(f"{u.field}: {u.message}" for u in unknown), 2)
 
 
 def cli_screener(settings: Settings) -> Screener | None:
@@ -133,7 +159,9 @@ def add(
         data = CustomerCreate.model_validate(raw)
     except ValidationError as exc:
         raise fail(validation_message(exc), 2) from exc
-    screener = cli_screener(db_settings())
+    settings = db_settings()
+    check_names(data.model_dump(include={"kyc_level", "tier"}), settings)
+    screener = cli_screener(settings)
 
     async def work(settings: Settings, sessions: Sessions) -> CustomerOut | None:
         async with sessions() as session:

@@ -103,3 +103,21 @@ def test_audit_export_out_of_range_time_is_a_usage_error(tmp_path: Path) -> None
     r = runner.invoke(audit.app, [*args, "-o", str(tmp_path / "x")])
     assert r.exit_code == 2, (r.output, r.exception)
     assert "out of range" in r.output
+
+
+def test_customers_add_checks_names_against_the_policy_bundle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GATEWAY_POLICY_DIR", str(Path(__file__).resolve().parents[2] / "policies"))
+    cases = [("--tier", "platinum", "enterprise"),
+             ("--kyc-level", "goverment_cleared", "government_cleared")]  # fmt: skip
+    for option, bad, allowed in cases:
+        r = runner.invoke(customers.app, ["add", "P", "--id", "p1", option, bad])
+        assert r.exit_code == 2, (r.output, r.exception)
+        assert bad in r.output and allowed in r.output
+    assert runner.invoke(customers.app, ["show", "p1"]).exit_code == 1
+    # Without a loadable bundle the CLI says it cannot check, and goes on.
+    monkeypatch.setenv("GATEWAY_POLICY_DIR", "/nonexistent-policies")
+    r = runner.invoke(customers.app, ["add", "P", "--id", "p1", "--tier", "platinum"])
+    assert r.exit_code == 0, r.output
+    assert "not checked" in r.output

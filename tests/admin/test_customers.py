@@ -5,7 +5,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from gateway.identity.tables import AdminAction
-from gateway.kyc.tables import CustomerHistory
+from gateway.kyc.tables import Customer, CustomerHistory
 from gateway.stages import AuthenticationFailed
 from tests.admin.conftest import AdminEnv
 
@@ -188,3 +188,36 @@ async def test_out_of_range_times_are_422_naming_the_field(env: AdminEnv) -> Non
     r = await env.client.patch(f"{URL}/t1", json={"kyc_expires_at": "9999-12-31T23:59:59Z"},
                                headers=env.auth("admin"))  # fmt: skip
     assert r.status_code == 200 and r.json()["kyc_expires_at"] == "9999-12-31T23:59:59Z"
+
+
+async def test_unknown_kyc_level_and_tier_are_422_listing_the_allowed(env: AdminEnv) -> None:
+    r = await env.client.post(URL, json={"id": "v1", "name": "V"}, headers=env.auth("admin"))
+    assert r.status_code == 201
+    cases = [("tier", "platinum", "enterprise"), ("kyc_level", "super", "kyb_verified"),
+             ("kyc_level", "goverment_cleared", "government_cleared")]  # fmt: skip
+    for field, bad, allowed in cases:
+        r = await env.client.post(URL, json={"name": "x", field: bad}, headers=env.auth("admin"))
+        assert r.status_code == 422, r.text
+        [error] = r.json()["detail"]
+        assert error["loc"] == ["body", field] and bad in error["msg"] and allowed in error["msg"]
+        r = await env.client.patch(f"{URL}/v1", json={field: bad}, headers=env.auth("admin"))
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", field], r.text
+    r = await env.client.get(f"{URL}/v1", headers=env.auth("admin"))
+    assert (r.json()["tier"], r.json()["kyc_level"]) == ("public", "none")  # nothing changed
+    page = (await env.client.get(URL, headers=env.auth("admin"))).json()
+    assert [c["id"] for c in page["items"]] == ["v1"]
+
+
+async def test_a_tier_the_bundle_no_longer_has_is_left_alone(env: AdminEnv) -> None:
+    """Validation applies to values written now; stored ones keep their runtime
+    meaning (an unknown tier is served as public) and other fields stay editable."""
+    r = await env.client.post(URL, json={"id": "old", "name": "O", "tier": "enterprise"},
+                              headers=env.auth("admin"))  # fmt: skip
+    assert r.status_code == 201
+    async with env.services.sessions() as session:
+        row = await session.get(Customer, "old")
+        assert row is not None
+        row.tier = "legacy_gold"  # as if the tier was removed from the bundle since
+        await session.commit()
+    r = await env.client.patch(f"{URL}/old", json={"residence": "DE"}, headers=env.auth("admin"))
+    assert r.status_code == 200 and r.json()["tier"] == "legacy_gold"

@@ -198,3 +198,12 @@ async def test_out_of_range_times_in_an_event_are_422(env: AdminEnv) -> None:
             assert r.status_code == 422, r.text
             assert field in r.json()["detail"]
     assert await events(env) == 0 and await level(env) == "none"
+
+
+async def test_unknown_kyc_level_in_an_event_is_422(env: AdminEnv) -> None:
+    await _customer_w1(env)
+    body = event(id="evt_typo", kyc_level="goverment_cleared")
+    r = await post(env, body, header(body, int(env.clock.now.timestamp())))
+    assert r.status_code == 422, r.text
+    assert "goverment_cleared" in r.json()["detail"] and "government_cleared" in r.json()["detail"]
+    assert await events(env) == 0 and await level(env) == "none"
