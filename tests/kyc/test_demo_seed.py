@@ -23,7 +23,7 @@ async def test_seed_is_idempotent_and_keys_work(tmp_path: Path) -> None:
     by_id = {c.id: await ident.identify(None, c.key) for c in first}
     assert by_id["demo-dual-us-cn"].is_us_person and by_id["demo-dual-us-cn"].tier == "government"
     assert by_id["demo-us-lpr"].is_us_person and "US" not in by_id["demo-us-lpr"].citizenships
-    assert by_id["demo-cn-controlled"].controlling_countries(50) == frozenset({"CN"})
+    assert by_id["demo-cn-controlled"].controlled_by({"CN"}, 50)
     assert by_id["demo-de-enterprise"].kyc_level == "kyb_verified"
     expired = by_id["demo-kyc-expired"].kyc_expires_at
     assert expired is not None and expired < NOW
