@@ -20,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,8 +34,8 @@ from gateway.kyc.vocabulary import Vocabulary, unknown_names, vocabulary
 from gateway.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
+console = Console(emoji=False)  # ":word:" in a name or message stays as typed
+err = Console(stderr=True, emoji=False)
 T = TypeVar("T")
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -50,7 +51,7 @@ def db_settings() -> Settings:
     try:
         return load_settings(demo=True)
     except SettingsError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from exc
 
 
@@ -107,7 +108,8 @@ def run_db(work: Callable[[Settings, Sessions], Awaitable[T]]) -> T:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    # Messages quote user input and validation patterns ([a-z]...): never markup.
+    err.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -128,9 +130,9 @@ def _owner(value: str) -> dict[str, Any]:
 
 
 def render(record: CustomerOut) -> Table:
-    table = Table(show_header=False, title=f"customer {record.id}")
+    table = Table(show_header=False, title=f"customer {escape(record.id)}")
     for key, value in record.model_dump(mode="json").items():
-        table.add_row(key, "" if value is None else str(value))
+        table.add_row(key, "" if value is None else escape(str(value)))
     return table
 
 
@@ -202,11 +204,11 @@ def list_(
     )
     for r in records:
         expires = r.kyc_expires_at.isoformat() if r.kyc_expires_at else ""
-        table.add_row(r.id, r.name, r.kind, r.tier, r.kyc_level, expires, r.sanctions_status,
-                      r.status)  # fmt: skip
+        cells = (r.id, r.name, r.kind, r.tier, r.kyc_level, expires, r.sanctions_status, r.status)
+        table.add_row(*(escape(c) for c in cells))
     console.print(table)
     if nxt:
-        console.print(f"next cursor: {nxt}")
+        console.print(f"next cursor: {nxt}", markup=False)
 
 
 def _get(customer_id: str) -> CustomerOut | None:
@@ -251,4 +253,4 @@ def suspend(
     record = run_db(work)
     if record is None:
         raise fail(f"customer {customer_id!r} not found")
-    console.print(f"customer {record.id} is now {record.status}")
+    console.print(f"customer {record.id} is now {record.status}", markup=False)

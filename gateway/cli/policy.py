@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -33,12 +34,12 @@ DirArg = Annotated[Path, typer.Argument(help="Policy bundle directory.")]
 
 def _console() -> Console:
     # Built per command so test runners that swap stdout see the output.
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, emoji=False)
 
 
 def _require_dir(console: Console, path: Path) -> None:
     if not path.is_dir():
-        console.print(f"[red]error:[/red] {path}: no such directory")
+        console.print(f"[red]error:[/red] {escape(str(path))}: no such directory")
         raise typer.Exit(2)
 
 
@@ -46,15 +47,19 @@ def _load(console: Console, path: Path, show_ok: bool = True) -> LoadResult:
     _require_dir(console, path)
     result = load_dir(path)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {escape(str(warning))}")
     if not result.ok:
         for error in result.errors:
-            console.print(f"[red]error:[/red] {error}")
-        console.print(f"[red]{path}: invalid policy bundle ({len(result.errors)} errors)[/red]")
+            # Errors quote regexes and values: "[a-z]" must print, not be read as a tag.
+            console.print(f"[red]error:[/red] {escape(str(error))}")
+        console.print(
+            f"[red]{escape(str(path))}: invalid policy bundle ({len(result.errors)} errors)[/red]"
+        )
         raise typer.Exit(1)
     if show_ok:
         console.print(
-            f"[green]{path}: valid[/green] version {result.version} ({len(result.files)} files)"
+            f"[green]{escape(str(path))}: valid[/green] version {result.version} "
+            f"({len(result.files)} files)"
         )
     return result
 
@@ -89,9 +94,10 @@ def test_cmd(
             continue
         where = f"{r.file}:{r.line}" if r.line else r.file
         mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
-        console.print(f"{mark} {where} {r.name}" + (f"\n     {r.detail}" if r.detail else ""))
+        text = f"{where} {r.name}" + (f"\n     {r.detail}" if r.detail else "")
+        console.print(f"{mark} {escape(text)}")
     if not results:
-        console.print(f"[yellow]no policy tests in {directory / 'tests'}[/yellow]")
+        console.print(f"[yellow]no policy tests in {escape(str(directory / 'tests'))}[/yellow]")
     summary = f"{len(results) - len(failed)} passed, {len(failed)} failed"
     console.print(f"[{'red' if failed else 'green'}]{summary}[/] (policy {result.version[:12]})")
     if failed:
@@ -109,13 +115,17 @@ def diff(
     b = _load(console, new, show_ok=False)
     assert a.bundle is not None and b.bundle is not None
     changes = diff_bundles(a.bundle, b.bundle)
-    console.print(f"{old} ({(a.version or '')[:12]}) -> {new} ({(b.version or '')[:12]})")
+    console.print(
+        f"{old} ({(a.version or '')[:12]}) -> {new} ({(b.version or '')[:12]})", markup=False
+    )
     if not changes:
         console.print("no changes")
         return
     colors = {"added": "green", "removed": "red", "changed": "yellow"}
     for change in changes:
-        console.print(f"[{colors[change.kind]}]{change.section}: {change.kind}[/] {change.name}")
+        console.print(
+            f"[{colors[change.kind]}]{change.section}: {change.kind}[/] {escape(change.name)}"
+        )
         for detail in change.details:
             console.print(f"    {detail}", markup=False)
 
@@ -174,7 +184,7 @@ def _print_report(console: Console, report: ImpactReport) -> None:
         table.add_column(title)
         table.add_column("flips", justify="right")
         for key, count in counter.most_common():
-            table.add_row(key, str(count))
+            table.add_row(escape(key), str(count))
         console.print(table)
     for flip in report.examples:
         console.print(
@@ -184,7 +194,7 @@ def _print_report(console: Console, report: ImpactReport) -> None:
             markup=False,
         )
     for error in report.errors:
-        console.print(f"[yellow]skipped:[/yellow] {error}")
+        console.print(f"[yellow]skipped:[/yellow] {escape(str(error))}")
 
 
 @app.command("impact")
@@ -218,7 +228,7 @@ def impact_cmd(
     records: Iterable[Mapping[str, Any]]
     if from_jsonl is not None:
         if not from_jsonl.is_file():
-            console.print(f"[red]error:[/red] {from_jsonl}: no such file")
+            console.print(f"[red]error:[/red] {escape(str(from_jsonl))}: no such file")
             raise typer.Exit(2)
         records = (
             r
@@ -231,17 +241,20 @@ def impact_cmd(
             records = asyncio.run(_from_audit(cutoff))
         except (SQLAlchemyError, OSError) as exc:  # asyncpg's connect errors are OSErrors
             console.print(
-                f"[red]error:[/red] cannot read the audit log in GATEWAY_DATABASE_URL "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0]}); run `gateway db upgrade`?"
+                "[red]error:[/red] cannot read the audit log in GATEWAY_DATABASE_URL "
+                f"({type(exc).__name__}: {escape(str(exc).splitlines()[0])}); "
+                "run `gateway db upgrade`?"
             )
             raise typer.Exit(2) from None
         except (ImportError, AttributeError) as exc:
             console.print(
-                f"[red]error:[/red] reading the audit log is not available ({exc}); "
+                f"[red]error:[/red] reading the audit log is not available ({escape(str(exc))}); "
                 "use --from-jsonl with `gateway audit export --format jsonl`"
             )
             raise typer.Exit(2) from None
-    console.print(f"candidate {directory} ({result.version[:12]}), decisions since {since}")
+    console.print(
+        f"candidate {directory} ({result.version[:12]}), decisions since {since}", markup=False
+    )
     _print_report(console, impact(records, bundle, at_dt))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gateway.db.errors import SchemaOutOfDate
 from gateway.db.startup import SCHEMA_READY_ENV, prepare_for_serving
@@ -98,19 +99,18 @@ def register(app: typer.Typer) -> None:
         try:
             settings = load_settings()
         except SettingsError as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(2) from None
         if not settings.policy_dir.is_dir():
-            console.print(
-                f"[red]GATEWAY_POLICY_DIR: {settings.policy_dir} is not a directory[/red]"
-            )
+            where = escape(str(settings.policy_dir))
+            console.print(f"[red]GATEWAY_POLICY_DIR: {where} is not a directory[/red]")
             raise typer.Exit(2)
         try:
             # Checked here, before any worker starts, so a bad list is exit code 2
             # with its variable named; each worker loads it again for itself.
             screener = load_screener(settings.sanctions_list, settings.sanctions_threshold)
         except SanctionsListError as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(2) from None
         try:
             # Once here, before any worker starts, so N workers never race to
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
             if demo:
                 _print_demo(host, port, asyncio.run(_seed_demo(settings, screener)))
         except SchemaOutOfDate as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(2) from None
         os.environ[SCHEMA_READY_ENV] = settings.database_url
         if workers > 1:

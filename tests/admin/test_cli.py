@@ -121,3 +121,30 @@ def test_customers_add_checks_names_against_the_policy_bundle(
     r = runner.invoke(customers.app, ["add", "P", "--id", "p1", "--tier", "platinum"])
     assert r.exit_code == 0, r.output
     assert "not checked" in r.output
+
+
+def test_user_and_validation_text_is_printed_verbatim(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Rich markup must not eat brackets out of messages, names or errors."""
+    from gateway.cli import audit, policy
+
+    r = runner.invoke(customers.app, ["add", "Bad", "--kyc-level", "Not A Word"])
+    assert r.exit_code == 2 and "'^[a-z][a-z0-9_]{0,63}$'" in r.output, r.output
+    name = "[bold]Evil[/bold] [link=x]Corp[/link] :fire:"
+    assert runner.invoke(customers.app, ["add", name, "--id", "m1"]).exit_code == 0
+    assert name in runner.invoke(customers.app, ["show", "m1"]).output
+    assert name in runner.invoke(customers.app, ["list"]).output
+    # Policy errors quote the offending regex; configuration errors keep their colour tags out.
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    for source in (Path(__file__).resolve().parents[2] / "policies").glob("*.yaml"):
+        (bundle / source.name).write_text(source.read_text())
+    with (bundle / "capabilities.yaml").open("a") as f:
+        f.write("  bracketed: {when: {prompt_matches: ['[a-z][a-z0-9_]{0,3}(']}}\n")
+    r = runner.invoke(policy.app, ["validate", str(bundle)])
+    assert r.exit_code == 1 and "'[a-z][a-z0-9_]{0,3}('" in r.output, r.output
+    monkeypatch.setenv("GATEWAY_AUDIT_IP_TRUNCATE", "bogus")
+    r = runner.invoke(audit.app, ["verify"])
+    assert r.exit_code == 2 and "GATEWAY_AUDIT_IP_TRUNCATE" in r.output
+    assert "[red]" not in r.output and "[/red]" not in r.output, r.output
