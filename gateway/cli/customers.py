@@ -15,7 +15,8 @@ import asyncio
 import getpass
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from enum import Enum
+from typing import Annotated, Any, TypeVar, get_args
 
 import typer
 from pydantic import ValidationError
@@ -28,7 +29,7 @@ from gateway.admin.auth import AdminActor
 from gateway.db.errors import SchemaOutOfDate
 from gateway.db.session import create_engine, session_factory
 from gateway.kyc import service
-from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch
+from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch, CustomerStatus
 from gateway.kyc.screening import SanctionsListError, Screener, load_screener
 from gateway.kyc.vocabulary import Vocabulary, unknown_names, vocabulary
 from gateway.settings import Settings, SettingsError, load_settings
@@ -182,9 +183,15 @@ def add(
     console.print(render(record))
 
 
+# From the record's own Literal, so the choices cannot drift from what is stored.
+StatusChoice = Enum("StatusChoice", {v: v for v in get_args(CustomerStatus)}, type=str)  # type: ignore[misc]
+
+
 @app.command("list")
 def list_(
-    status: Annotated[str | None, typer.Option(help="active | suspended")] = None,
+    status: Annotated[
+        StatusChoice | None, typer.Option(help="Only customers with this status.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=service.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, typer.Option()] = None,
 ) -> None:
@@ -192,7 +199,8 @@ def list_(
 
     async def work(_: Settings, sessions: Sessions) -> tuple[list[CustomerOut], str | None]:
         async with sessions() as session:
-            rows, nxt = await service.list_customers(session, cursor, limit, status)
+            wanted = None if status is None else status.value
+            rows, nxt = await service.list_customers(session, cursor, limit, wanted)
             return [service.to_out(r) for r in rows], nxt
 
     try:

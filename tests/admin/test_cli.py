@@ -148,3 +148,15 @@ def test_user_and_validation_text_is_printed_verbatim(
     r = runner.invoke(audit.app, ["verify"])
     assert r.exit_code == 2 and "GATEWAY_AUDIT_IP_TRUNCATE" in r.output
     assert "[red]" not in r.output and "[/red]" not in r.output, r.output
+
+
+def test_customers_list_status_must_be_a_known_status() -> None:
+    assert runner.invoke(customers.app, ["add", "A", "--id", "a1"]).exit_code == 0
+    assert runner.invoke(customers.app, ["suspend", "a1"]).exit_code == 0
+    r = runner.invoke(customers.app, ["list", "--status", "bogus"])
+    assert r.exit_code == 2, r.output
+    assert "bogus" in r.output and "active" in r.output and "suspended" in r.output
+    r = runner.invoke(customers.app, ["list", "--status", "suspended"])
+    assert r.exit_code == 0 and "a1" in r.output
+    r = runner.invoke(customers.app, ["list", "--status", "active"])
+    assert r.exit_code == 0 and "a1" not in r.output
