@@ -221,3 +221,30 @@ async def test_a_tier_the_bundle_no_longer_has_is_left_alone(env: AdminEnv) -> N
         await session.commit()
     r = await env.client.patch(f"{URL}/old", json={"residence": "DE"}, headers=env.auth("admin"))
     assert r.status_code == 200 and r.json()["tier"] == "legacy_gold"
+
+
+async def test_lists_are_deduplicated_and_capped(env: AdminEnv) -> None:
+    body = {"id": "d1", "name": "D", "citizenships": ["US", "de", "US", "DE", "fr"],
+            "attributes": ["b", "a", "b", "a", "c"]}  # fmt: skip
+    r = await env.client.post(URL, json=body, headers=env.auth("admin"))
+    assert r.status_code == 201, r.text
+    assert r.json()["citizenships"] == ["US", "DE", "FR"]  # first occurrence, order kept
+    assert r.json()["attributes"] == ["b", "a", "c"]
+    r = await env.client.patch(f"{URL}/d1", json={"citizenships": ["CN", "CN"],
+                               "attributes": ["x", "x"]}, headers=env.auth("admin"))  # fmt: skip
+    assert r.json()["citizenships"] == ["CN"] and r.json()["attributes"] == ["x"]
+    too_many = {
+        "citizenships": ["US"] * 20000,
+        "attributes": ["a"] * 65,
+        "ownership": [{"country": "DE", "percent": 1}] * 65,
+    }
+    for field, value in too_many.items():
+        for method, url, extra in (("POST", URL, {"name": "x"}), ("PATCH", f"{URL}/d1", {})):
+            r = await env.client.request(method, url, json={**extra, field: value},
+                                         headers=env.auth("admin"))  # fmt: skip
+            assert r.status_code == 422, (method, field, r.text[:300])
+            assert r.json()["detail"][0]["loc"] == ["body", field]
+            assert "64" in r.json()["detail"][0]["msg"]
+    r = await env.client.patch(f"{URL}/d1", json={"attributes": [f"a{i}" for i in range(64)]},
+                               headers=env.auth("admin"))  # fmt: skip
+    assert r.status_code == 200 and len(r.json()["attributes"]) == 64
