@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from gateway.admin.customers import SCREENER_KEY
 from gateway.admin.routers import include_admin_routers
 from gateway.audit.writer import build_audit_writer
 from gateway.db.session import create_engine, session_factory
@@ -26,6 +27,7 @@ from gateway.db.startup import prepare_for_serving
 from gateway.geo.locate import build_locator
 from gateway.health import router as health_router
 from gateway.identity.identifier import build_identifier
+from gateway.kyc.screening import load_screener
 from gateway.ops import metrics
 from gateway.ops.auditstats import MeteredStats
 from gateway.ops.changefeed import ChangeFeed
@@ -85,6 +87,15 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             redis_url=settings.redis_url,
         )
         extras: dict[str, Any] = {"admin_auth": admin_auth}
+        # SPEC 4: customers created or renamed are screened against this list.
+        # Loading does not import rapidfuzz (only screening a name does), and a
+        # list that cannot be loaded raises here: the worker does not start.
+        screener = load_screener(settings.sanctions_list, settings.sanctions_threshold)
+        if screener is not None:
+            extras[SCREENER_KEY] = screener
+            log.info("sanctions list %s loaded: %d names, version %s",
+                     settings.sanctions_list, len(screener.sanctions.entries),
+                     screener.version)  # fmt: skip
         bus = bus_for(settings)
         if bus is not None:
             cluster = ClusterSync(bus, identifier, policy, admin_auth)

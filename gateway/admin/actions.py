@@ -13,7 +13,6 @@ every list route). Role: auditor (admin passes).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -23,7 +22,7 @@ from sqlalchemy import select
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.deps import SessionDep
 from gateway.identity.tables import AdminAction
-from gateway.kyc.schemas import UtcOut, as_utc
+from gateway.kyc.schemas import UtcOut, UtcQuery, as_utc
 from gateway.kyc.service import MAX_PAGE, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/admin/v1", tags=["audit"])
@@ -59,8 +58,8 @@ async def list_admin_actions(
     target_id: str | None = None,
     actor: str | None = None,
     action: str | None = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[UtcQuery | None, Query(alias="from")] = None,
+    to: UtcQuery | None = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> AdminActionPage:
@@ -73,9 +72,9 @@ async def list_admin_actions(
         if value is not None:
             query = query.where(column == value)
     if from_ is not None:
-        query = query.where(AdminAction.at >= as_utc(from_))
+        query = query.where(AdminAction.at >= from_)
     if to is not None:
-        query = query.where(AdminAction.at < as_utc(to))
+        query = query.where(AdminAction.at < to)
     if cursor:
         try:
             after = int(decode_cursor(cursor))

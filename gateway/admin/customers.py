@@ -3,11 +3,14 @@
 Every write runs in one transaction with its history and admin-action rows,
 then drops the customer from the identify cache. The sanctions screener is
 read from ``services.extras["screener"]`` (a ``gateway.kyc.screening.Screener``
-or absent: then names are not screened and a warning is logged).
+or absent: then names are not screened and a warning is logged). ``kyc_level``
+and ``tier`` written must be names of the policy bundle in force
+(``gateway.kyc.vocabulary``): anything else is a 422 listing the allowed ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -26,6 +29,7 @@ from gateway.kyc.schemas import (
     SanctionsStatus,
 )
 from gateway.kyc.screening import Screener
+from gateway.kyc.vocabulary import Vocabulary, unknown_names, vocabulary
 from gateway.services import Services
 
 router = APIRouter(prefix="/admin/v1", tags=["customers"])
@@ -40,10 +44,27 @@ def screener_of(services: Services) -> Screener | None:
     return found if isinstance(found, Screener) else None
 
 
+def vocabulary_of(services: Services) -> Vocabulary:
+    """The KYC levels and tiers of the bundle in force now."""
+    bundle = services.policy.current
+    return vocabulary(bundle.kyc_levels, bundle.tiers)
+
+
+def check_names(values: Mapping[str, object], services: Services) -> None:
+    """422 in FastAPI's validation shape, one entry per field the bundle does not know."""
+    unknown = unknown_names(values, vocabulary_of(services))
+    if unknown:
+        raise HTTPException(422, [
+            {"loc": ["body", u.field], "msg": u.message, "type": "value_error", "input": u.value}
+            for u in unknown
+        ])  # fmt: skip
+
+
 @router.post("/customers", status_code=201, response_model=CustomerOut)
 async def create_customer(
     body: CustomerCreate, actor: Actor, services: ServicesDep, session: SessionDep
 ) -> CustomerOut:
+    check_names(body.model_dump(include={"kyc_level", "tier"}), services)
     try:
         row = await service.create_customer(
             session, body, actor, screener_of(services), services.clock()
@@ -89,6 +110,7 @@ async def patch_customer(
     services: ServicesDep,
     session: SessionDep,
 ) -> CustomerOut:
+    check_names(body.changes(), services)
     try:
         row = await service.update_customer(
             session, customer_id, body, actor, screener_of(services), services.clock()

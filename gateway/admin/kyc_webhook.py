@@ -13,8 +13,17 @@ same body answers 200 ``{"duplicate": true}`` and changes nothing; the same id
 with a *different* body is 409, since a vendor never reuses an id for other
 content. Processed ids are stored in ``kyc_webhook_events`` in the same
 transaction as the change, so a crash cannot apply an event without recording
-it. Errors (401 signature, 404 unknown customer, 422 body, 503 unconfigured)
-change nothing.
+it. Errors (401 signature, 404 unknown customer, 422 body or a ``kyc_level``
+the policy bundle in force does not define, 503 unconfigured) change nothing.
+
+Out-of-order delivery: an event whose ``kyc_verified_at`` is older than the
+customer's stored one is not applied (it would roll the KYC state back). It
+answers 200 ``{"applied": false, "reason": ...}`` so the vendor does not retry,
+and is recorded like an applied one: its id in ``kyc_webhook_events`` (a
+redelivery is a duplicate), a ``customer.kyc_webhook_stale`` row in the
+customer's history and the admin-action log. Applied events answer
+``{"applied": true, "customer": ...}``. Fields an event leaves out (e.g.
+``kyc_expires_at``) keep their stored values.
 """
 
 from __future__ import annotations
@@ -30,11 +39,13 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from gateway.admin.auth import AdminActor
+from gateway.admin.customers import vocabulary_of
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.identifier import invalidate_customer
 from gateway.kyc import service
 from gateway.kyc.schemas import KycEvent
 from gateway.kyc.tables import KycWebhookEvent
+from gateway.kyc.vocabulary import unknown_names
 
 router = APIRouter(prefix="/admin/v1", tags=["kyc"])
 
@@ -119,8 +130,11 @@ async def kyc_webhook(request: Request, services: ServicesDep, session: SessionD
     seen = await session.get(KycWebhookEvent, event.id)
     if seen is not None:
         return _duplicate(seen, payload)
+    unknown = unknown_names({"kyc_level": event.kyc_level}, vocabulary_of(services))
+    if unknown:
+        raise HTTPException(422, f"invalid event: kyc_level: {unknown[0].message}")
     try:
-        customer = await service.apply_kyc_event(session, event, VENDOR, now)
+        outcome = await service.apply_kyc_event(session, event, VENDOR, now)
     except service.CustomerNotFound as exc:
         raise HTTPException(404, f"customer {event.customer_id!r} not found") from exc
     session.add(
@@ -137,11 +151,20 @@ async def kyc_webhook(request: Request, services: ServicesDep, session: SessionD
         if seen is None:
             raise
         return _duplicate(seen, payload)
+    if not outcome.applied:
+        # Nothing changed: no cache to drop. 200, or the vendor would retry it forever.
+        return {
+            "event_id": event.id,
+            "duplicate": False,
+            "applied": False,
+            "reason": outcome.reason,
+        }
     await invalidate_customer(services.identifier, event.customer_id)
     return {
         "event_id": event.id,
         "duplicate": False,
-        "customer": service.to_out(customer).model_dump(mode="json"),
+        "applied": True,
+        "customer": service.to_out(outcome.customer).model_dump(mode="json"),
     }
 
 

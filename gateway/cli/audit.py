@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,7 +29,7 @@ T = TypeVar("T")
 
 
 def _console() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, emoji=False)
 
 
 def _settings() -> Settings:
@@ -37,7 +38,7 @@ def _settings() -> Settings:
     try:
         return load_settings(**overrides)
     except SettingsError as exc:
-        _console().print(f"[red]error:[/red] {exc}", markup=False)
+        _console().print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -61,7 +62,12 @@ def _time(value: str | None, name: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise typer.BadParameter(f"{name}: not an RFC 3339 time: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: no UTC form in years 1..9999
+        raise typer.BadParameter(f"{name}: {value!r} is out of range in UTC") from None
 
 
 def _trusted_keys(paths: list[Path] | None) -> list[bytes] | None:
@@ -93,12 +99,12 @@ def verify(
         from gateway.audit.offline import verify_export
 
         if not export.is_file():
-            console.print(f"[red]error:[/red] {export}: no such file")
+            console.print(f"[red]error:[/red] {escape(str(export))}: no such file")
             raise typer.Exit(2)
         try:
             offline = verify_export(export, manifest, trusted)
         except (OSError, ValueError, KeyError) as exc:
-            console.print(f"[red]error:[/red] {export}: unreadable export: {exc}", markup=False)
+            console.print(f"[red]error:[/red] {escape(f'{export}: unreadable export: {exc}')}")
             raise typer.Exit(1) from None
         if offline.keys_from_manifest:
             console.print("[yellow]note:[/yellow] trusting the keys inside the manifest; pass "
@@ -132,8 +138,8 @@ def _report(console: Console, doc: dict[str, Any], as_json: bool, ok: bool, summ
         console.print(summary, markup=False)
         for problem in doc.get("problems", [])[:20]:
             place = f"{problem.get('node_id') or ''} seq {problem.get('seq')}".strip()
-            console.print(f"[red]BROKEN[/red] {problem['kind']} at {place}: {problem['message']}",
-                          highlight=False)
+            detail = escape(f"{problem['kind']} at {place}: {problem['message']}")
+            console.print(f"[red]BROKEN[/red] {detail}", highlight=False)
         console.print("[green]OK[/green]: the log verifies" if ok else "[red]FAILED[/red]")
     raise typer.Exit(0 if ok else 1)
 
@@ -200,7 +206,7 @@ def public_key_cmd(
     try:
         signer = load_signer(_settings(), create=False)
     except SigningKeyError as exc:
-        _console().print(f"[red]error:[/red] {exc}", markup=False)
+        _console().print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     typer.echo(signer.public_b64 if base64_raw else public_pem(signer.public_raw).rstrip())
     _console().print(f"fingerprint {signer.fingerprint}")

@@ -4,7 +4,9 @@ The CLI writes to the database directly, with a row in ``admin_actions`` in
 the same transaction; every running gateway process reads those rows within
 ``GATEWAY_CHANGE_POLL_SECONDS`` (1 s) and drops what it had cached
 (``gateway/ops/changefeed.py``). Exit codes: 0 ok, 1 not found / refused,
-2 usage error (bad option, invalid country code).
+2 usage error (bad option, invalid country code, a KYC level or tier the bundle
+in GATEWAY_POLICY_DIR does not define: when that bundle cannot be loaded the
+check is skipped with a warning).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import asyncio
 import getpass
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from enum import Enum
+from typing import Annotated, Any, TypeVar, get_args
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,13 +29,14 @@ from gateway.admin.auth import AdminActor
 from gateway.db.errors import SchemaOutOfDate
 from gateway.db.session import create_engine, session_factory
 from gateway.kyc import service
-from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch
-from gateway.kyc.screening import load_screener
+from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch, CustomerStatus
+from gateway.kyc.screening import SanctionsListError, Screener, load_screener
+from gateway.kyc.vocabulary import Vocabulary, unknown_names, vocabulary
 from gateway.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
+console = Console(emoji=False)  # ":word:" in a name or message stays as typed
+err = Console(stderr=True, emoji=False)
 T = TypeVar("T")
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -47,8 +52,40 @@ def db_settings() -> Settings:
     try:
         return load_settings(demo=True)
     except SettingsError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from exc
+
+
+def bundle_vocabulary(settings: Settings) -> Vocabulary | str:
+    """The KYC levels and tiers of the bundle in GATEWAY_POLICY_DIR, or why it
+    cannot be read (the CLI then skips the check rather than refuse to work)."""
+    from gateway.policy.loader import load_dir  # only for commands that write names
+
+    result = load_dir(settings.policy_dir)
+    if not result.ok or result.bundle is None:
+        first = result.errors[0] if result.errors else "no bundle"
+        return f"policy bundle {settings.policy_dir} cannot be loaded ({first})"
+    return vocabulary(result.bundle.kyc_levels, result.bundle.tiers)
+
+
+def check_names(values: dict[str, Any], settings: Settings) -> None:
+    """Exit 2 naming the option when a KYC level or tier is not in the bundle."""
+    vocab = bundle_vocabulary(settings)
+    if isinstance(vocab, str):
+        err.print(f"warning: --kyc-level and --tier not checked: {vocab}", markup=False)
+        return
+    unknown = unknown_names(values, vocab)
+    if unknown:
+        raise fail("; ".join(f"{u.field}: {u.message}" for u in unknown), 2)
+
+
+def cli_screener(settings: Settings) -> Screener | None:
+    """The configured sanctions list; one that cannot be loaded is a usage error
+    (exit 2), checked before anything is written."""
+    try:
+        return load_screener(settings.sanctions_list, settings.sanctions_threshold)
+    except SanctionsListError as exc:
+        raise fail(str(exc), 2) from None
 
 
 def run_db(work: Callable[[Settings, Sessions], Awaitable[T]]) -> T:
@@ -72,7 +109,8 @@ def run_db(work: Callable[[Settings, Sessions], Awaitable[T]]) -> T:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    # Messages quote user input and validation patterns ([a-z]...): never markup.
+    err.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -93,9 +131,9 @@ def _owner(value: str) -> dict[str, Any]:
 
 
 def render(record: CustomerOut) -> Table:
-    table = Table(show_header=False, title=f"customer {record.id}")
+    table = Table(show_header=False, title=f"customer {escape(record.id)}")
     for key, value in record.model_dump(mode="json").items():
-        table.add_row(key, "" if value is None else str(value))
+        table.add_row(key, "" if value is None else escape(str(value)))
     return table
 
 
@@ -124,9 +162,11 @@ def add(
         data = CustomerCreate.model_validate(raw)
     except ValidationError as exc:
         raise fail(validation_message(exc), 2) from exc
+    settings = db_settings()
+    check_names(data.model_dump(include={"kyc_level", "tier"}), settings)
+    screener = cli_screener(settings)
 
     async def work(settings: Settings, sessions: Sessions) -> CustomerOut | None:
-        screener = load_screener(settings.sanctions_list, settings.sanctions_threshold)
         async with sessions() as session:
             try:
                 row = await service.create_customer(
@@ -143,9 +183,15 @@ def add(
     console.print(render(record))
 
 
+# From the record's own Literal, so the choices cannot drift from what is stored.
+StatusChoice = Enum("StatusChoice", {v: v for v in get_args(CustomerStatus)}, type=str)  # type: ignore[misc]
+
+
 @app.command("list")
 def list_(
-    status: Annotated[str | None, typer.Option(help="active | suspended")] = None,
+    status: Annotated[
+        StatusChoice | None, typer.Option(help="Only customers with this status.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=service.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, typer.Option()] = None,
 ) -> None:
@@ -153,7 +199,8 @@ def list_(
 
     async def work(_: Settings, sessions: Sessions) -> tuple[list[CustomerOut], str | None]:
         async with sessions() as session:
-            rows, nxt = await service.list_customers(session, cursor, limit, status)
+            wanted = None if status is None else status.value
+            rows, nxt = await service.list_customers(session, cursor, limit, wanted)
             return [service.to_out(r) for r in rows], nxt
 
     try:
@@ -165,11 +212,11 @@ def list_(
     )
     for r in records:
         expires = r.kyc_expires_at.isoformat() if r.kyc_expires_at else ""
-        table.add_row(r.id, r.name, r.kind, r.tier, r.kyc_level, expires, r.sanctions_status,
-                      r.status)  # fmt: skip
+        cells = (r.id, r.name, r.kind, r.tier, r.kyc_level, expires, r.sanctions_status, r.status)
+        table.add_row(*(escape(c) for c in cells))
     console.print(table)
     if nxt:
-        console.print(f"next cursor: {nxt}")
+        console.print(f"next cursor: {nxt}", markup=False)
 
 
 def _get(customer_id: str) -> CustomerOut | None:
@@ -214,4 +261,4 @@ def suspend(
     record = run_db(work)
     if record is None:
         raise fail(f"customer {customer_id!r} not found")
-    console.print(f"customer {record.id} is now {record.status}")
+    console.print(f"customer {record.id} is now {record.status}", markup=False)

@@ -6,6 +6,7 @@ import asyncio
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gateway.db.session import create_engine
 from gateway.settings import SettingsError, load_settings
@@ -20,7 +21,7 @@ def upgrade() -> None:
     try:
         settings = load_settings(demo=True)  # no upstream needed to migrate
     except SettingsError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
 
     from gateway.db import migrate  # Alembic: loaded only by the db commands

@@ -34,7 +34,7 @@ DirArg = Annotated[Path, typer.Argument(help="Policy bundle directory.")]
 
 def _console() -> Console:
     # Built per command so test runners that swap stdout see the output.
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, emoji=False)
 
 
 def _e(value: object) -> str:

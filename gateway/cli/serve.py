@@ -16,9 +16,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gateway.db.errors import SchemaOutOfDate
 from gateway.db.startup import SCHEMA_READY_ENV, prepare_for_serving
+from gateway.kyc.screening import SanctionsListError, Screener, load_screener
 from gateway.settings import Settings, SettingsError, load_settings
 from gateway.worker import exec_worker
 
@@ -34,13 +36,13 @@ def _demo_environment() -> None:
     os.environ.setdefault("GATEWAY_DATABASE_URL", "sqlite+aiosqlite:///./gateway.db")
 
 
-async def _seed_demo(settings: Settings) -> list[tuple[str, str, str]]:
+async def _seed_demo(settings: Settings, screener: Screener | None) -> list[tuple[str, str, str]]:
     from gateway.db.session import create_engine, session_factory
     from gateway.demo.seed import seed_demo
 
     engine = create_engine(settings)
     try:
-        customers = await seed_demo(session_factory(engine))
+        customers = await seed_demo(session_factory(engine), screener)
     finally:
         await engine.dispose()
     return [(c.name, c.description, c.key) for c in customers]
@@ -97,21 +99,27 @@ def register(app: typer.Typer) -> None:
         try:
             settings = load_settings()
         except SettingsError as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(2) from None
         if not settings.policy_dir.is_dir():
-            console.print(
-                f"[red]GATEWAY_POLICY_DIR: {settings.policy_dir} is not a directory[/red]"
-            )
+            where = escape(str(settings.policy_dir))
+            console.print(f"[red]GATEWAY_POLICY_DIR: {where} is not a directory[/red]")
             raise typer.Exit(2)
+        try:
+            # Checked here, before any worker starts, so a bad list is exit code 2
+            # with its variable named; each worker loads it again for itself.
+            screener = load_screener(settings.sanctions_list, settings.sanctions_threshold)
+        except SanctionsListError as exc:
+            console.print(f"[red]{escape(str(exc))}[/red]")
+            raise typer.Exit(2) from None
         try:
             # Once here, before any worker starts, so N workers never race to
             # migrate the same file; the workers' lifespans then skip it.
             asyncio.run(prepare_for_serving(settings))
             if demo:
-                _print_demo(host, port, asyncio.run(_seed_demo(settings)))
+                _print_demo(host, port, asyncio.run(_seed_demo(settings, screener)))
         except SchemaOutOfDate as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(2) from None
         os.environ[SCHEMA_READY_ENV] = settings.database_url
         if workers > 1:

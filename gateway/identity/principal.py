@@ -9,6 +9,7 @@ exact to the second without any cache invalidation.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -18,6 +19,7 @@ SanctionsStatus = Literal["clear", "potential_match", "confirmed_match"]
 CustomerStatus = Literal["active", "suspended"]
 
 US_PERSON_ATTRIBUTES = frozenset({"us_permanent_resident", "us_protected_individual"})
+CONTROL_TOLERANCE_PERCENT = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +60,23 @@ class Principal:
         """
         return "US" in self.citizenships or bool(self.attributes & US_PERSON_ATTRIBUTES)
 
-    def controlling_countries(self, threshold_percent: float) -> frozenset[str]:
-        """Countries whose aggregate ownership share reaches ``threshold_percent``.
-
-        Shares of the same country are summed (OFAC's aggregate 50% rule).
-        """
-        totals: dict[str, float] = {}
+    def ownership_share_in(self, countries: Collection[str]) -> float:
+        """Total percent held by all owners from ``countries`` together."""
+        # A plain loop: evaluated per decision, over one to a few shares.
+        total = 0.0
         for share in self.ownership:
-            totals[share.country] = totals.get(share.country, 0.0) + share.percent
-        return frozenset(c for c, pct in totals.items() if pct >= threshold_percent)
+            if share.country in countries:
+                total += share.percent
+        return total
+
+    def controlled_by(self, countries: Collection[str], threshold_percent: float) -> bool:
+        """Do owners from ``countries``, together, hold at least ``threshold_percent``?
+
+        Aggregated across the whole set, not per country: OFAC's 50% rule adds
+        up the holdings of all blocked persons, so 30% CN + 25% HK is control
+        by a set containing both. Shares are given to a few decimals; the
+        tolerance keeps a binary float sum such as 33.3 + 16.7 from landing
+        just under a threshold it meets in decimal.
+        """
+        share = self.ownership_share_in(countries)
+        return share > 0 and share >= threshold_percent - CONTROL_TOLERANCE_PERCENT

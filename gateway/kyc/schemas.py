@@ -2,7 +2,9 @@
 
 Parsed once here: country codes are checked against ISO 3166 (a bad one is a
 422 naming the field), times must carry an offset and are normalised to UTC,
-and every time goes out as RFC 3339 with ``Z``.
+and every time goes out as RFC 3339 with ``Z``. Citizenships and attributes
+are deduplicated (first occurrence kept, order kept); every list is capped at
+``MAX_LIST_ITEMS`` entries (more is a 422 naming the field).
 """
 
 from __future__ import annotations
@@ -37,14 +39,45 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def utc_input(value: datetime) -> datetime:
+    """``as_utc`` for values from outside: an instant that has no UTC form in
+    years 1..9999 (``9999-12-31T23:59:59-01:00``) is a ValueError naming the
+    problem, which pydantic turns into a 422 / a CLI usage error, not the
+    OverflowError ``astimezone`` raises (a 500)."""
+    try:
+        return as_utc(value)
+    except OverflowError:
+        raise ValueError(
+            f"{value.isoformat()} is out of range: in UTC it falls outside years 1 to 9999"
+        ) from None
+
+
 def rfc3339(value: datetime) -> str:
     return as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 Country = Annotated[str, AfterValidator(country_code)]
-UtcIn = Annotated[AwareDatetime, AfterValidator(as_utc)]
+UtcIn = Annotated[AwareDatetime, AfterValidator(utc_input)]
+UtcQuery = Annotated[datetime, AfterValidator(utc_input)]
+"""A filter time: naive is read as UTC, as before; out of range is a 422."""
 UtcOut = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
 Word = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+MAX_LIST_ITEMS = 64
+"""Bound on every list in a record: no real person has more citizenships, nor
+an organization more owner countries; unbounded lists were stored as sent
+(20,000 entries) and copied into every cached principal and history row."""
+
+
+def _first_occurrences(values: list[str]) -> list[str]:
+    # Sets in meaning, lists in the record: keep the order given, drop repeats.
+    return list(dict.fromkeys(values))
+
+
+Countries = Annotated[
+    list[Country], Field(max_length=MAX_LIST_ITEMS), AfterValidator(_first_occurrences)
+]
+Words = Annotated[list[Word], Field(max_length=MAX_LIST_ITEMS), AfterValidator(_first_occurrences)]
 
 
 class OwnershipShare(BaseModel):
@@ -59,21 +92,25 @@ def _ownership_total(shares: list[OwnershipShare] | None) -> None:
         raise ValueError("ownership percentages add up to more than 100")
 
 
+# Not deduplicated: shares of one country are separate holdings and add up.
+Owners = Annotated[list[OwnershipShare], Field(max_length=MAX_LIST_ITEMS)]
+
+
 class CustomerCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, pattern=ID_PATTERN)
     name: str = Field(min_length=1, max_length=512)
     kind: CustomerKind = "individual"
-    citizenships: list[Country] = Field(default_factory=list)
+    citizenships: Countries = Field(default_factory=list)
     residence: Country | None = None
     incorporated_in: Country | None = None
-    ownership: list[OwnershipShare] = Field(default_factory=list)
+    ownership: Owners = Field(default_factory=list)
     kyc_level: Word = "none"
     kyc_verified_at: UtcIn | None = None
     kyc_expires_at: UtcIn | None = None
     tier: Word = "public"
-    attributes: list[Word] = Field(default_factory=list)
+    attributes: Words = Field(default_factory=list)
     status: CustomerStatus = "active"
 
     @model_validator(mode="after")
@@ -89,15 +126,15 @@ class CustomerPatch(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=512)
     kind: CustomerKind | None = None
-    citizenships: list[Country] | None = None
+    citizenships: Countries | None = None
     residence: Country | None = None
     incorporated_in: Country | None = None
-    ownership: list[OwnershipShare] | None = None
+    ownership: Owners | None = None
     kyc_level: Word | None = None
     kyc_verified_at: UtcIn | None = None
     kyc_expires_at: UtcIn | None = None
     tier: Word | None = None
-    attributes: list[Word] | None = None
+    attributes: Words | None = None
     sanctions_status: SanctionsStatus | None = None
     status: CustomerStatus | None = None
 

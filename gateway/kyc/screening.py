@@ -217,6 +217,8 @@ def load_ftm_jsonl(path: Path) -> SanctionsList:
                 entity = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from exc
+            if not isinstance(entity, dict):
+                raise ValueError(f"{path}:{lineno}: not a FollowTheMoney entity (a JSON object)")
             props = entity.get("properties") or {}
             names = [n for n in props.get("name", []) if isinstance(n, str) and n.strip()]
             if not names:
@@ -314,10 +316,31 @@ def screen_many(screener: Screener, names: Iterable[str]) -> list[ScreeningResul
     return [screener.screen(n) for n in names]
 
 
+class SanctionsListError(Exception):
+    """``GATEWAY_SANCTIONS_LIST`` is set but cannot be used; the message names it."""
+
+
+SANCTIONS_LIST_VARIABLE = "GATEWAY_SANCTIONS_LIST"
+
+
 def load_screener(path: Path | None, threshold: float) -> Screener | None:
     """The screener for ``settings.sanctions_list`` (None when no list is configured).
 
     The app puts it at ``services.extras["screener"]``; a list that fails to load
-    is a start-up error, never a silent "clear".
+    is a start-up error, never a silent "clear": ``SanctionsListError`` naming
+    the variable. A list without a single entry is refused too, since it would
+    clear every name it is asked about.
     """
-    return None if path is None else screener_from_path(path, threshold)
+    if path is None:
+        return None
+    try:
+        screener = screener_from_path(path, threshold)
+    # OSError: missing, unreadable, a directory; ValueError (UnicodeDecodeError
+    # included): not a list in either format; csv.Error: malformed CSV.
+    except (OSError, ValueError, csv.Error) as exc:
+        raise SanctionsListError(f"{SANCTIONS_LIST_VARIABLE}: cannot load {path}: {exc}") from exc
+    if not screener.sanctions.entries:
+        raise SanctionsListError(
+            f"{SANCTIONS_LIST_VARIABLE}: {path} lists no parties (no row with a name)"
+        )
+    return screener

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from gateway.kyc.schemas import (
     OwnershipShare,
     Screening,
     as_utc,
+    rfc3339,
 )
 from gateway.kyc.screening import Screener
 from gateway.kyc.tables import Customer, CustomerHistory, CustomerOwnership
@@ -196,19 +198,50 @@ async def update_customer(
     return c
 
 
+KYC_EVENT_FIELDS = frozenset({"kyc_level", "kyc_verified_at", "kyc_expires_at"})
+
+
+@dataclass(frozen=True, slots=True)
+class KycOutcome:
+    customer: Customer
+    applied: bool
+    reason: str | None = None
+    """Why the event was not applied (None when it was)."""
+
+
 async def apply_kyc_event(
     session: AsyncSession, event: KycEvent, actor: AdminActor, now: datetime
-) -> Customer:
-    patch = CustomerPatch.model_validate(
-        {
-            "kyc_level": event.kyc_level,
-            "kyc_verified_at": event.kyc_verified_at,
-            "kyc_expires_at": event.kyc_expires_at,
-        }
-    )
-    return await update_customer(
+) -> KycOutcome:
+    """Apply a vendor verdict unless it is older than the one already stored.
+
+    Vendors deliver out of order (retries, parallel queues): an event whose
+    ``kyc_verified_at`` is before the stored one must not roll the KYC state
+    back. It is recorded (history and admin-action rows, action
+    ``customer.kyc_webhook_stale``, no change) and not applied. An event
+    without ``kyc_verified_at`` cannot be ordered and is applied.
+    """
+    # FOR UPDATE (PostgreSQL; SQLite serialises writers anyway): two deliveries
+    # for one customer are compared and applied one after the other.
+    c = await session.get(Customer, event.customer_id, with_for_update=True)
+    if c is None:
+        raise CustomerNotFound(event.customer_id)
+    stored = _opt_utc(c.kyc_verified_at)
+    if event.kyc_verified_at is not None and stored is not None and event.kyc_verified_at < stored:
+        reason = (
+            f"older than the stored verification: kyc_verified_at "
+            f"{rfc3339(event.kyc_verified_at)} is before {rfc3339(stored)}"
+        )
+        before = snapshot(c)
+        _record(session, actor, "customer.kyc_webhook_stale", c, before, now)
+        return KycOutcome(c, applied=False, reason=reason)
+    # Only what the vendor sent: a field left out of the event is not in
+    # model_fields_set and stays as stored (an explicit null still clears it).
+    sent = event.model_fields_set & KYC_EVENT_FIELDS
+    patch = CustomerPatch.model_validate({name: getattr(event, name) for name in sent})
+    updated = await update_customer(
         session, event.customer_id, patch, actor, None, now, action="customer.kyc_webhook"
     )
+    return KycOutcome(updated, applied=True)
 
 
 def encode_cursor(value: str | int) -> str:

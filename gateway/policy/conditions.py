@@ -11,8 +11,9 @@ Semantics of each key (all keys of one mapping must hold):
 - ``residence_in`` / ``incorporated_in``: the country (or ISO 3166-2 region) is in the set.
 - ``origin_in``: the origin country is in the set's countries, or the origin
   region is in its regions (regions need a city GeoIP database).
-- ``controlled_by_in``: a country with aggregate ownership >= the bundle's
-  ``control_threshold_percent`` is in the set.
+- ``controlled_by_in``: the shares of all owners from countries in the set,
+  added together, reach the bundle's ``control_threshold_percent`` (OFAC's
+  aggregate 50% rule: 30% CN + 25% HK is control by a set holding both).
 - ``kyc_at_least``: the principal's KYC level ranks at or above the named one
   (an unknown level ranks below every level).
 - ``kyc_expired``: ``kyc_expires_at <= now`` (naive datetimes are read as UTC).
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway.identity.principal import Principal
@@ -47,12 +48,6 @@ class EvalContext:
     kyc_rank: int
     model_tiers: frozenset[str]
     threshold: float
-    _controlling: frozenset[str] | None = field(default=None)
-
-    def controlling(self) -> frozenset[str]:
-        if self._controlling is None:
-            self._controlling = self.principal.controlling_countries(self.threshold)
-        return self._controlling
 
 
 Predicate = Callable[[EvalContext], bool]
@@ -178,7 +173,7 @@ def compile_condition(cond: s.Condition, env: CompileEnv) -> Predicate:
         add(lambda x: x.principal.is_us_person is us)
     if cond.controlled_by_in is not None:
         cc, _ = countries(cond.controlled_by_in)
-        add(lambda x: not x.controlling().isdisjoint(cc))
+        add(lambda x: x.principal.controlled_by(cc, x.threshold))
     if cond.kyc_at_least is not None:
         rank = env.kyc_rank[cond.kyc_at_least]
         add(lambda x: x.kyc_rank >= rank)

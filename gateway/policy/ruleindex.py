@@ -122,8 +122,12 @@ class RuleIndex:
                         found.extend(by_key.get(value, ()))
         by_controller = b.get("controller")
         if by_controller is not None and p.ownership:
-            for country in ctx.controlling():
-                found.extend(by_controller.get(country, ()))
+            # Aggregate control by a set needs a positive share from at least
+            # one of its countries: look the rules up under every owner country
+            # (a country listed twice finds its rules twice; deduplicated below).
+            for share in p.ownership:
+                if share.percent > 0:
+                    found.extend(by_controller.get(share.country, ()))
         if not found:
             return self.always
         unique = {r.index: r for r in (*self.always, *found)}

@@ -139,7 +139,7 @@ class Condition(_Strict):
     origin_unknown: bool | None = None
     us_person: bool | None = None
     controlled_by_in: NameSet | None = None
-    """Aggregate ownership share >= ``control_threshold_percent`` by a country in the set."""
+    """The set's countries together own >= ``control_threshold_percent`` (shares aggregated)."""
     incorporated_in: NameSet | None = None
     kyc_at_least: str | None = None
     kyc_expired: bool | None = None

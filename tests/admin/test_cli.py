@@ -63,3 +63,100 @@ def test_tokens_create() -> None:
     r = runner.invoke(tokens.app, ["create", "--role", "auditor", "--name", "audit-bot"])
     assert r.exit_code == 0 and re.search(r"gat_[0-9a-f]+_[a-z2-7]{52}", r.output), r.output
     assert runner.invoke(tokens.app, ["create", "--role", "root"]).exit_code == 2
+
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def test_customers_add_screens_against_the_configured_list(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.ftm.jsonl"))
+    r = runner.invoke(customers.app, ["add", "Ostrel Aerotechnics", "--id", "z1"])
+    assert r.exit_code == 0, r.output
+    assert "potential_match" in r.output
+    # A list that cannot be loaded is a usage error naming the variable, not a traceback.
+    for broken in (tmp_path / "nonexistent.csv", tmp_path):
+        monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(broken))
+        r = runner.invoke(customers.app, ["add", "Someone", "--id", "z2"])
+        assert r.exit_code == 2, (r.output, r.exception)
+        assert "GATEWAY_SANCTIONS_LIST" in r.output and "Traceback" not in r.output, r.output
+    monkeypatch.delenv("GATEWAY_SANCTIONS_LIST")
+    assert runner.invoke(customers.app, ["show", "z2"]).exit_code == 1  # nothing was written
+
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"])
+def test_out_of_range_times_are_usage_errors(value: str) -> None:
+    r = runner.invoke(customers.app, ["add", "T", "--id", "t1", "--kyc-expires-at", value])
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert "kyc_expires_at" in r.output and "UTC" in r.output
+    assert runner.invoke(customers.app, ["add", "T", "--id", "t1"]).exit_code == 0
+    r = runner.invoke(keys.app, ["create", "t1", "--expires-at", value])
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert "--expires-at" in r.output and "UTC" in r.output
+
+
+def test_audit_export_out_of_range_time_is_a_usage_error(tmp_path: Path) -> None:
+    from gateway.cli import audit
+
+    args = ["export", "--from", "9999-12-31T23:59:59-01:00", "--to", "9999-12-31T23:59:59Z"]
+    r = runner.invoke(audit.app, [*args, "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert "out of range" in r.output
+
+
+def test_customers_add_checks_names_against_the_policy_bundle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GATEWAY_POLICY_DIR", str(Path(__file__).resolve().parents[2] / "policies"))
+    cases = [("--tier", "platinum", "enterprise"),
+             ("--kyc-level", "goverment_cleared", "government_cleared")]  # fmt: skip
+    for option, bad, allowed in cases:
+        r = runner.invoke(customers.app, ["add", "P", "--id", "p1", option, bad])
+        assert r.exit_code == 2, (r.output, r.exception)
+        assert bad in r.output and allowed in r.output
+    assert runner.invoke(customers.app, ["show", "p1"]).exit_code == 1
+    # Without a loadable bundle the CLI says it cannot check, and goes on.
+    monkeypatch.setenv("GATEWAY_POLICY_DIR", "/nonexistent-policies")
+    r = runner.invoke(customers.app, ["add", "P", "--id", "p1", "--tier", "platinum"])
+    assert r.exit_code == 0, r.output
+    assert "not checked" in r.output
+
+
+def test_user_and_validation_text_is_printed_verbatim(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Rich markup must not eat brackets out of messages, names or errors."""
+    from gateway.cli import audit, policy
+
+    r = runner.invoke(customers.app, ["add", "Bad", "--kyc-level", "Not A Word"])
+    assert r.exit_code == 2 and "'^[a-z][a-z0-9_]{0,63}$'" in r.output, r.output
+    name = "[bold]Evil[/bold] [link=x]Corp[/link] :fire:"
+    assert runner.invoke(customers.app, ["add", name, "--id", "m1"]).exit_code == 0
+    assert name in runner.invoke(customers.app, ["show", "m1"]).output
+    assert name in runner.invoke(customers.app, ["list"]).output
+    # Policy errors quote the offending regex; configuration errors keep their colour tags out.
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    for source in (Path(__file__).resolve().parents[2] / "policies").glob("*.yaml"):
+        (bundle / source.name).write_text(source.read_text())
+    with (bundle / "capabilities.yaml").open("a") as f:
+        f.write("  bracketed: {when: {prompt_matches: ['[a-z][a-z0-9_]{0,3}(']}}\n")
+    r = runner.invoke(policy.app, ["validate", str(bundle)])
+    assert r.exit_code == 1 and "'[a-z][a-z0-9_]{0,3}('" in r.output, r.output
+    monkeypatch.setenv("GATEWAY_AUDIT_IP_TRUNCATE", "bogus")
+    r = runner.invoke(audit.app, ["verify"])
+    assert r.exit_code == 2 and "GATEWAY_AUDIT_IP_TRUNCATE" in r.output
+    assert "[red]" not in r.output and "[/red]" not in r.output, r.output
+
+
+def test_customers_list_status_must_be_a_known_status() -> None:
+    assert runner.invoke(customers.app, ["add", "A", "--id", "a1"]).exit_code == 0
+    assert runner.invoke(customers.app, ["suspend", "a1"]).exit_code == 0
+    r = runner.invoke(customers.app, ["list", "--status", "bogus"])
+    assert r.exit_code == 2, r.output
+    assert "bogus" in r.output and "active" in r.output and "suspended" in r.output
+    r = runner.invoke(customers.app, ["list", "--status", "suspended"])
+    assert r.exit_code == 0 and "a1" in r.output
+    r = runner.invoke(customers.app, ["list", "--status", "active"])
+    assert r.exit_code == 0 and "a1" not in r.output

@@ -5,7 +5,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from gateway.identity.tables import AdminAction
-from gateway.kyc.tables import CustomerHistory
+from gateway.kyc.tables import Customer, CustomerHistory
 from gateway.stages import AuthenticationFailed
 from tests.admin.conftest import AdminEnv
 
@@ -159,3 +159,92 @@ async def test_writes_invalidate_identify_cache(env: AdminEnv) -> None:
     assert r.status_code == 404
     r = await env.client.post(f"{URL}/nobody/keys", json={}, headers=env.auth("admin"))
     assert r.status_code == 404
+
+
+# Valid RFC 3339 times whose UTC instant falls outside datetime's years 1..9999.
+OUT_OF_RANGE = ("9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00")
+
+
+async def test_out_of_range_times_are_422_naming_the_field(env: AdminEnv) -> None:
+    r = await env.client.post(URL, json={"id": "t1", "name": "T"}, headers=env.auth("admin"))
+    assert r.status_code == 201
+    for value in OUT_OF_RANGE:
+        for field in ("kyc_expires_at", "kyc_verified_at"):
+            r = await env.client.post(URL, json={"name": "x", field: value},
+                                      headers=env.auth("admin"))  # fmt: skip
+            assert r.status_code == 422, r.text
+            assert r.json()["detail"][0]["loc"] == ["body", field], r.json()
+            assert "UTC" in r.json()["detail"][0]["msg"]
+            r = await env.client.patch(f"{URL}/t1", json={field: value}, headers=env.auth("admin"))
+            assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", field]
+        r = await env.client.post(f"{URL}/t1/keys", json={"expires_at": value},
+                                  headers=env.auth("admin"))  # fmt: skip
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "expires_at"]
+        r = await env.client.get("/admin/v1/admin-actions", params={"from": value},
+                                 headers=env.auth("auditor"))  # fmt: skip
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "from"]
+    # The edges themselves are fine.
+    r = await env.client.patch(f"{URL}/t1", json={"kyc_expires_at": "9999-12-31T23:59:59Z"},
+                               headers=env.auth("admin"))  # fmt: skip
+    assert r.status_code == 200 and r.json()["kyc_expires_at"] == "9999-12-31T23:59:59Z"
+
+
+async def test_unknown_kyc_level_and_tier_are_422_listing_the_allowed(env: AdminEnv) -> None:
+    r = await env.client.post(URL, json={"id": "v1", "name": "V"}, headers=env.auth("admin"))
+    assert r.status_code == 201
+    cases = [("tier", "platinum", "enterprise"), ("kyc_level", "super", "kyb_verified"),
+             ("kyc_level", "goverment_cleared", "government_cleared")]  # fmt: skip
+    for field, bad, allowed in cases:
+        r = await env.client.post(URL, json={"name": "x", field: bad}, headers=env.auth("admin"))
+        assert r.status_code == 422, r.text
+        [error] = r.json()["detail"]
+        assert error["loc"] == ["body", field] and bad in error["msg"] and allowed in error["msg"]
+        r = await env.client.patch(f"{URL}/v1", json={field: bad}, headers=env.auth("admin"))
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", field], r.text
+    r = await env.client.get(f"{URL}/v1", headers=env.auth("admin"))
+    assert (r.json()["tier"], r.json()["kyc_level"]) == ("public", "none")  # nothing changed
+    page = (await env.client.get(URL, headers=env.auth("admin"))).json()
+    assert [c["id"] for c in page["items"]] == ["v1"]
+
+
+async def test_a_tier_the_bundle_no_longer_has_is_left_alone(env: AdminEnv) -> None:
+    """Validation applies to values written now; stored ones keep their runtime
+    meaning (an unknown tier is served as public) and other fields stay editable."""
+    r = await env.client.post(URL, json={"id": "old", "name": "O", "tier": "enterprise"},
+                              headers=env.auth("admin"))  # fmt: skip
+    assert r.status_code == 201
+    async with env.services.sessions() as session:
+        row = await session.get(Customer, "old")
+        assert row is not None
+        row.tier = "legacy_gold"  # as if the tier was removed from the bundle since
+        await session.commit()
+    r = await env.client.patch(f"{URL}/old", json={"residence": "DE"}, headers=env.auth("admin"))
+    assert r.status_code == 200 and r.json()["tier"] == "legacy_gold"
+
+
+async def test_lists_are_deduplicated_and_capped(env: AdminEnv) -> None:
+    body = {"id": "d1", "name": "D", "citizenships": ["US", "de", "US", "DE", "fr"],
+            "attributes": ["b", "a", "b", "a", "c"]}  # fmt: skip
+    r = await env.client.post(URL, json=body, headers=env.auth("admin"))
+    assert r.status_code == 201, r.text
+    assert r.json()["citizenships"] == ["US", "DE", "FR"]  # first occurrence, order kept
+    assert r.json()["attributes"] == ["b", "a", "c"]
+    r = await env.client.patch(f"{URL}/d1", json={"citizenships": ["CN", "CN"],
+                               "attributes": ["x", "x"]}, headers=env.auth("admin"))  # fmt: skip
+    assert r.json()["citizenships"] == ["CN"] and r.json()["attributes"] == ["x"]
+    too_many = {
+        "citizenships": ["US"] * 20000,
+        "attributes": ["a"] * 65,
+        "ownership": [{"country": "DE", "percent": 1}] * 65,
+    }
+    for field, value in too_many.items():
+        for method, url, extra in (("POST", URL, {"name": "x"}), ("PATCH", f"{URL}/d1", {})):
+            r = await env.client.request(method, url, json={**extra, field: value},
+                                         headers=env.auth("admin"))  # fmt: skip
+            assert r.status_code == 422, (method, field, r.text[:300])
+            assert r.json()["detail"][0]["loc"] == ["body", field]
+            assert "64" in r.json()["detail"][0]["msg"]
+    r = await env.client.patch(f"{URL}/d1", json={"attributes": [f"a{i}" for i in range(64)]},
+                               headers=env.auth("admin"))  # fmt: skip
+    assert r.status_code == 200 and len(r.json()["attributes"]) == 64

@@ -55,3 +55,16 @@ async def test_route_roles(
     for headers in ({}, {"authorization": "Bearer gat_nope_nope"}, {"authorization": "Basic x"}):
         r = await env.client.request(method, url, json=body, headers=headers)
         assert r.status_code == 401 and r.json()["detail"], r.text
+
+
+def test_readme_says_who_may_read_customer_usage() -> None:
+    """The README's admin API paragraph names the roles the routes admit: usage
+    is readable by auditors too (deliberate, see gateway/admin/usage.py; the
+    route's own role test is tests/quota/test_usage_route.py)."""
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    section = text[text.index("## Admin API") :]
+    customers = section[section.index("Customers (") : section.index("Keys (")]
+    usage = customers[customers.index("/customers/{id}/usage") :]
+    assert "`auditor`" in usage.split(".")[0], customers

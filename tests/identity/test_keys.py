@@ -73,7 +73,7 @@ async def test_identify_caches_principal(
     key_id, clear = await new_key(db, "org1")
     p = await identifier.identify(None, clear)
     assert p.customer_id == "org1" and p.key_id == key_id and p.tier == "enterprise"
-    assert p.controlling_countries(50) == frozenset({"CN"})
+    assert p.controlled_by({"CN"}, 50) and not p.controlled_by({"SG"}, 50)
     assert p.attributes == frozenset({"academic_affiliation"})
     assert p.kyc_expires_at is not None and p.kyc_expires_at.year == 2027
     assert identifier.db_reads == 1

@@ -122,7 +122,12 @@ def test_unless_exempts(default_bundle: CompiledBundle) -> None:
         ([("CN", 50.0)], True),
         ([("CN", 49.0)], False),
         ([("CN", 49.99)], False),
-        ([("CN", 30.0), ("HK", 25.0)], False),  # different countries do not add up
+        # OFAC's 50% rule aggregates across the whole set: 30% CN + 25% HK is control.
+        ([("CN", 30.0), ("HK", 25.0)], True),
+        ([("CN", 30.0), ("HK", 19.0), ("DE", 51.0)], False),
+        ([("CN", 30.0), ("DE", 25.0), ("FR", 45.0)], False),  # only the set's shares count
+        ([("RU", 10.0), ("IR", 10.0), ("KP", 10.0), ("CU", 10.0), ("VE", 10.0)], True),
+        ([("CN", 33.3), ("HK", 16.7)], True),  # float sums that are 50 in decimal
         ([("RU", 20.0), ("RU", 30.0)], True),
     ],
 )

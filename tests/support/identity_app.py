@@ -1,6 +1,6 @@
 """Test helpers for identity/KYC/admin: a real SQLite database in a temp dir and
 a small FastAPI app carrying a Services-like object with the parts those
-routers use (settings, sessions, identifier, locator, clock, extras)."""
+routers use (settings, sessions, identifier, locator, clock, extras, policy)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,11 @@ from gateway.admin.auth import create_admin_token
 from gateway.admin.routers import answer_store_unavailable
 from gateway.db.session import create_engine, session_factory
 from gateway.geo.origin import Origin
+from gateway.policy.holder import PolicyHolder
 from gateway.settings import Settings
 from tests.support.schema import ensure_schema
+
+BUNDLED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -74,6 +77,9 @@ class TestServices:
     clock: Callable[[], datetime]
     locator: PeerLocator = field(default_factory=PeerLocator)
     extras: dict[str, Any] = field(default_factory=dict)
+    policy: PolicyHolder = field(default_factory=lambda: PolicyHolder(BUNDLED_POLICIES))
+    """The bundled policies, loaded for real: the admin routes check KYC levels
+    and tiers against ``policy.current``."""
 
 
 def make_app(services: TestServices, *routers: Any) -> FastAPI:
