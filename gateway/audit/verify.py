@@ -13,8 +13,9 @@ What is and is not detectable, honestly:
     reorders, truncation (a checkpoint beyond the last record), even a
     consistent rewrite of the hashes, since the signature cannot be forged;
   * the tail after the newest checkpoint: edits, deletions in the middle,
-    and truncation are detected against the ``audit_nodes`` head row, which
-    every batch updates in the same transaction; an attacker with write access
+    truncation and a consistent re-hash are detected against the
+    ``audit_nodes`` head row (its ``last_seq`` and ``last_hash``), which every
+    batch updates in the same transaction; an attacker with write access
     who truncates the tail *and* rewrites that row (or deletes the newest
     checkpoints along with the records) rolls the log back undetectably from
     the database alone. The outside witnesses are the checkpoint log lines
@@ -45,7 +46,8 @@ _COLUMNS = ("id", "kind", "customer_id", "decision", "status", "model",
 class Problem:
     kind: str
     """gap | inserted | reordered | chain_break | edited | column_mismatch |
-    checkpoint_mismatch | bad_signature | unknown_key | truncated | beyond_head | orphan"""
+    checkpoint_mismatch | bad_signature | unknown_key | truncated | head_mismatch |
+    beyond_head | orphan"""
     message: str
     node_id: str | None = None
     seq: int | None = None
@@ -195,7 +197,8 @@ async def _verify_node(
                 summary.first_seq = seq
         after = int(rows[-1].seq)
     summary.last_seq = last_seq
-    _check_tail(node_id, head, checkpoints, last_seq, summary, out)
+    # ``prev`` is now the stored hash of the last record (or the tombstone's head).
+    _check_tail(node_id, head, checkpoints, last_seq, prev, summary, out)
     await _check_beyond_head(conn, node_id, out)
 
 
@@ -239,6 +242,7 @@ def _check_tail(
     head: Row[Any] | None,
     checkpoints: dict[int, Checkpoint],
     last_seq: int | None,
+    last_hash: str,
     summary: NodeSummary,
     out: _Collector,
 ) -> None:
@@ -251,6 +255,14 @@ def _check_tail(
         out.add(Problem("truncated", f"chain head row says seq {head.last_seq} but the last "
                         f"record is seq {last}: tail deleted after the last checkpoint",
                         node_id, last + 1))
+    elif head is not None and int(head.last_seq) == last and str(head.last_hash) != last_hash:
+        # The head row is written in the same transaction as every batch, so after
+        # the last checkpoint it is the only witness of the tail's content: a tail
+        # edited and re-hashed consistently still ends at a different hash.
+        out.add(Problem("head_mismatch", f"chain head row says seq {last} has hash "
+                        f"{str(head.last_hash)[:16]}…, the record there hashes to "
+                        f"{last_hash[:16]}…: records after the last checkpoint were rewritten",
+                        node_id, last))
 
 
 async def _check_beyond_head(conn: AsyncConnection, node_id: str, out: _Collector) -> None:

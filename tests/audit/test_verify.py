@@ -200,3 +200,29 @@ async def test_forged_append_past_head(populated: AuditWriter, engine: AsyncEngi
     report = await _verify(engine)
     assert report.first is not None
     assert (report.first.kind, report.first.seq) == ("beyond_head", 27)
+
+
+async def test_tail_rewritten_after_last_checkpoint(
+    populated: AuditWriter, engine: AsyncEngine
+) -> None:
+    """Edit seq 23 (after the last checkpoint, 20) and re-hash 23..26 consistently,
+    leaving the head row alone: its ``last_hash`` no longer matches the chain."""
+    async with engine.begin() as conn:
+        rows = (await conn.execute(select(audit_records).where(
+            audit_records.c.seq >= 22).order_by(audit_records.c.seq))).all()
+        prev = rows[0].hash
+        for row in rows[1:]:
+            body = parse_body(row.body)
+            if row.seq == 23:
+                body["customer_id"] = "ghost"
+            raw = canonical(body)
+            new_hash = chain_hash(prev, raw)
+            await conn.execute(update(audit_records).where(_at(row.seq)).values(
+                body=raw.decode(), prev_hash=prev, hash=new_hash,
+                customer_id=body.get("customer_id")))
+            prev = new_hash
+    report = await _verify(engine)
+    assert report.first is not None
+    assert (report.first.kind, report.first.seq) == ("head_mismatch", 26)
+    assert "rewritten" in report.first.message
+    assert report.problem_count == 1
