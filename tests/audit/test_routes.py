@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.admin import audit as audit_routes
 from gateway.admin import decisions as decision_routes
 from gateway.audit.offline import verify_export
-from gateway.audit.tables import audit_records
+from gateway.audit.tables import audit_decision_rules, audit_records
 from gateway.audit.writer import AuditWriter
 from gateway.settings import Settings
 from tests.audit.conftest import make_record
@@ -116,3 +116,21 @@ async def test_verify_route(
     assert doc["first_problem"]["seq"] == 9 and doc["first_problem"]["kind"] == "column_mismatch"
     keys = (await c.get("/admin/v1/audit/public-key", headers=tokens["auditor"])).json()
     assert keys["keys"][0]["public_key_pem"].startswith("-----BEGIN PUBLIC KEY")
+
+
+async def test_verify_route_checks_the_rule_index(
+    client: tuple[httpx.AsyncClient, dict[str, dict[str, str]]], engine: AsyncEngine,
+) -> None:
+    """A rule-index row removed hides a decision from ``?rule_id=``: verify says where."""
+    c, tokens = client
+    listed = await c.get("/admin/v1/decisions", params={"rule_id": "tier-entitlement"},
+                         headers=tokens["auditor"])
+    hidden = listed.json()["items"][0]
+    async with engine.begin() as conn:
+        await conn.execute(delete(audit_decision_rules)
+                           .where(audit_decision_rules.c.decision_id == hidden["id"]))
+    doc = (await c.get("/admin/v1/audit/verify", headers=tokens["auditor"])).json()
+    assert doc["ok"] is False
+    problem = doc["first_problem"]
+    assert (problem["kind"], problem["seq"], problem["record_id"]) == (
+        "rule_index", hidden["seq"], hidden["id"])
