@@ -5,7 +5,11 @@ beside a CSV) and, ideally, the gateway's public key obtained separately
 (``gateway audit public-key``): the keys inside the manifest prove only that
 the file is self-consistent, not who signed it.
 
-Per record: its hash is recomputed from its canonical body and ``prev_hash``.
+Per record: its hash is recomputed from its canonical body and ``prev_hash``;
+in a CSV, where only the ``record`` column is hashed, every readable column
+must equal what the export derives from that record (and the header must be
+the export's column list). The manifest's ``data_sha256`` must be present and
+match the file.
 Per node: consecutive records must link; a record at a checkpoint's ``seq``
 must equal the signed head; the contiguous run leading to a checkpoint is
 then *proven* (a second preimage of SHA-256 would be needed to alter it).
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -26,6 +29,7 @@ import orjson
 
 from gateway.audit.chain import CHAIN_FIELDS, canonical, chain_hash, parse_body
 from gateway.audit.checkpoints import check_checkpoint
+from gateway.audit.export import CSV_COLUMNS, csv_cells, csv_line
 from gateway.audit.signing import fingerprint, load_public_key
 from gateway.audit.verify import Problem
 
@@ -80,7 +84,8 @@ def _last_line(path: Path) -> bytes:
         return tail.rstrip(b"\n")
 
 
-def _records(path: Path, fmt: str, digest: Any) -> Iterator[tuple[int, dict[str, Any], bytes]]:
+def _records(path: Path, fmt: str, digest: Any,
+             problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any], bytes]]:
     """(line number, chain fields + parsed body, canonical body bytes) per record."""
     if fmt == "jsonl":
         with path.open("rb") as fh:
@@ -97,18 +102,39 @@ def _records(path: Path, fmt: str, digest: Any) -> Iterator[tuple[int, dict[str,
     with path.open("r", encoding="utf-8", newline="") as fh:
         digest.update(fh.readline().encode("utf-8"))  # the header, as exported
         fh.seek(0)
-        for lineno, row in enumerate(csv.DictReader(fh), 2):
-            body = row["record"].encode("utf-8")
-            digest.update(_csv_bytes([row.get(c, "") for c in row]))
+        reader = csv.reader(fh)
+        if next(reader, None) != list(CSV_COLUMNS):
+            # Cells are compared by position with the export's own column list; a
+            # renamed or moved column would put one field's value under another's name.
+            problems.append(Problem("column_mismatch", "line 1: the header is not the "
+                                    "export's column list (columns renamed, moved, added or "
+                                    "removed)"))
+            return
+        for lineno, row in enumerate(reader, 2):
+            digest.update(csv_line(row))
+            if len(row) != len(CSV_COLUMNS):
+                problems.append(Problem("column_mismatch", f"line {lineno}: {len(row)} cells, "
+                                        f"the header has {len(CSV_COLUMNS)}"))
+                continue
+            *shown, prev_hash, stored, record = row
+            body = record.encode("utf-8")
             item = parse_body(body)
-            item["prev_hash"], item["hash"] = row["prev_hash"], row["hash"]
+            item["prev_hash"], item["hash"] = prev_hash, stored
+            # Only ``record`` is hashed; the readable cells are what an auditor reads,
+            # so each must be exactly what the export derives from the hashed record.
+            differ = [name for name, cell, want in zip(CSV_COLUMNS, shown, csv_cells(item),
+                                                       strict=False) if cell != want]
+            if differ:
+                problems.append(Problem(
+                    "column_mismatch", f"line {lineno}: column{'s' if len(differ) > 1 else ''} "
+                    f"{', '.join(repr(d) for d in differ)} differ from the hashed record "
+                    "(edited)", str(item.get("node_id")), _int(item.get("seq")),
+                    item.get("id")))
             yield lineno, item, body
 
 
-def _csv_bytes(values: list[str]) -> bytes:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
-    return buf.getvalue().encode("utf-8")
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 def load_manifest(path: Path, manifest_path: Path | None) -> tuple[str, dict[str, Any]]:
@@ -146,7 +172,7 @@ def verify_export(
                 heads[(node_id, cp.seq)] = cp.head_hash
     runs: dict[str, _Run] = {}
     digest = hashlib.sha256()
-    for lineno, item, body in _records(path, fmt, digest):
+    for lineno, item, body in _records(path, fmt, digest, report.problems):
         _check_record(report, runs, heads, lineno, item, body)
     for run in runs.values():
         if run.linked:
@@ -196,7 +222,12 @@ def _check_manifest_totals(report: ExportReport, manifest: dict[str, Any], data_
     if manifest.get("record_count") != report.records:
         report.problems.append(Problem("truncated", f"manifest says {manifest.get('record_count')}"
                                        f" records, the file holds {report.records}"))
-    if manifest.get("data_sha256") not in (None, data_sha256):
+    # The digest is what binds every byte an auditor reads to the manifest: a
+    # manifest without one proves nothing about the file, so it fails.
+    if "data_sha256" not in manifest:
+        report.problems.append(Problem("edited", "the manifest has no data_sha256: the file's "
+                                       "content is not bound to it"))
+    elif manifest["data_sha256"] != data_sha256:
         report.problems.append(Problem("edited", "file content differs from the manifest digest"))
     for node_id, node in manifest.get("nodes", {}).items():
         run = runs.get(node_id)
