@@ -114,3 +114,65 @@ async def test_manifest_without_its_digest_fails(
     problems = _verify(path, filled)
     assert [p.kind for p in problems] == ["edited"]
     assert "no data_sha256" in problems[0].message
+
+
+def _records_and_manifest(path: Path) -> tuple[list[bytes], dict[str, Any]]:
+    lines = path.read_bytes().splitlines()
+    manifest = orjson.loads(lines[-1])
+    assert manifest["kind"] == "manifest"
+    return lines[:-1], manifest
+
+
+def _write_jsonl(path: Path, records: list[bytes], manifest: dict[str, Any],
+                 **node_fixes: Any) -> None:
+    """The forger's fix-up: count, digest and the node's figures made to fit ``records``."""
+    data = b"".join(r + b"\n" for r in records)
+    manifest["record_count"] = len(records)
+    manifest["data_sha256"] = hashlib.sha256(data).hexdigest()
+    manifest["nodes"][NODE].update(node_fixes)
+    path.write_bytes(data + orjson.dumps(manifest) + b"\n")
+
+
+async def test_tail_cut_with_the_manifest_fixed_up(
+    filled: AuditWriter, sessions: async_sessionmaker[AsyncSession], tmp_path: Path,
+) -> None:
+    """Records 36..45 removed; every unsigned figure fixed; the checkpoint at 40 stays."""
+    path = tmp_path / "all.jsonl"
+    await _export(sessions, path, "jsonl")
+    records, manifest = _records_and_manifest(path)
+    kept = records[:35]
+    last = orjson.loads(kept[-1])
+    _write_jsonl(path, kept, manifest, last_seq=35, last_hash=last["hash"], count=35)
+    problems = _verify(path, filled)
+    assert [(p.kind, p.seq) for p in problems] == [("truncated", 36)]
+    assert "signed checkpoint at seq 40 but the last record is seq 35" in problems[0].message
+
+
+async def test_head_cut_while_the_manifest_says_seq_1(
+    filled: AuditWriter, sessions: async_sessionmaker[AsyncSession], tmp_path: Path,
+) -> None:
+    """Records 1..5 removed, count and digest fixed, first_seq 1 / genesis left in place."""
+    path = tmp_path / "all.jsonl"
+    manifest = await _export(sessions, path, "jsonl")
+    assert manifest["nodes"][NODE]["first_seq"] == 1
+    records, manifest = _records_and_manifest(path)
+    _write_jsonl(path, records[5:], manifest, count=40)
+    problems = _verify(path, filled)
+    assert [(p.kind, p.seq) for p in problems] == [("truncated", 6)]
+    assert "starts at seq 1, the file at seq 6" in problems[0].message
+
+
+async def test_head_cut_past_a_checkpoint(
+    filled: AuditWriter, sessions: async_sessionmaker[AsyncSession], tmp_path: Path,
+) -> None:
+    """Records 1..12 removed and the start figures fixed up too: the checkpoint at 10,
+    which the export includes only when seq 10 is in the file, gives it away."""
+    path = tmp_path / "all.jsonl"
+    await _export(sessions, path, "jsonl")
+    records, manifest = _records_and_manifest(path)
+    first = orjson.loads(records[12])
+    _write_jsonl(path, records[12:], manifest, count=33, first_seq=13,
+                 first_prev_hash=first["prev_hash"])
+    problems = _verify(path, filled)
+    assert [(p.kind, p.seq) for p in problems] == [("truncated", 10)]
+    assert "checkpoint at seq 10 but the first record is seq 13" in problems[0].message
