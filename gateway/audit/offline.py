@@ -155,6 +155,10 @@ def load_manifest(path: Path, manifest_path: Path | None) -> tuple[str, dict[str
     if manifest_path is None and fmt == "csv":
         manifest_path = path.with_name(path.name + ".manifest.json")
     if manifest_path is not None:
+        if not manifest_path.is_file():
+            # The usual cause: a CSV saved from the HTTP route, which streams no sidecar.
+            raise ValueError(f"no manifest {manifest_path} (CSV from the HTTP API has none: "
+                             "export JSONL, or use `gateway audit export --format csv -o FILE`)")
         return fmt, dict(orjson.loads(manifest_path.read_bytes()))
     doc = orjson.loads(_last_line(path))
     if not isinstance(doc, dict) or doc.get("kind") != "manifest":

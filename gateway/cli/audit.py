@@ -17,6 +17,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.settings import Settings, SettingsError, load_settings
@@ -31,13 +32,27 @@ def _console() -> Console:
     return Console(stderr=True)
 
 
+def _say(console: Console, tag: str, style: str, message: str) -> None:
+    """``tag`` styled, then ``message`` verbatim: paths, exception texts, rule and
+    node ids are never read as rich markup (a ``[...]`` in them stays as typed)."""
+    console.print(Text.assemble((tag, style), " ", message), highlight=False)
+
+
+def _error(console: Console, message: str) -> None:
+    _say(console, "error:", "red", message)
+
+
+def _note(console: Console, message: str) -> None:
+    _say(console, "note:", "yellow", message)
+
+
 def _settings() -> Settings:
     # The audit commands never talk to the upstream; do not insist on its URL.
     overrides: dict[str, object] = {} if os.environ.get("GATEWAY_UPSTREAM_URL") else {"demo": True}
     try:
         return load_settings(**overrides)
     except SettingsError as exc:
-        _console().print(f"[red]error:[/red] {exc}", markup=False)
+        _error(_console(), str(exc))
         raise typer.Exit(2) from None
 
 
@@ -93,16 +108,16 @@ def verify(
         from gateway.audit.offline import verify_export
 
         if not export.is_file():
-            console.print(f"[red]error:[/red] {export}: no such file")
+            _error(console, f"{export}: no such file")
             raise typer.Exit(2)
         try:
             offline = verify_export(export, manifest, trusted)
         except (OSError, ValueError, KeyError) as exc:
-            console.print(f"[red]error:[/red] {export}: unreadable export: {exc}", markup=False)
+            _error(console, f"{export}: unreadable export: {exc}")
             raise typer.Exit(1) from None
         if offline.keys_from_manifest:
-            console.print("[yellow]note:[/yellow] trusting the keys inside the manifest; pass "
-                          "--public-key with the gateway's published key to prove who signed")
+            _note(console, "trusting the keys inside the manifest; pass --public-key with "
+                  "the gateway's published key to prove who signed")
         _report(console, offline.to_dict(), as_json, offline.ok,
                 f"{offline.records} records ({offline.mode}): {offline.proven} proven by "
                 f"signed checkpoints, {offline.unsigned} chained after the last checkpoint, "
@@ -115,8 +130,8 @@ def verify(
         try:
             trusted = [load_signer(settings, create=False).public_raw]
         except SigningKeyError:
-            console.print("[yellow]note:[/yellow] no local signing key; trusting the keys "
-                          "stored in the database (pass --public-key to pin one)")
+            _note(console, "no local signing key; trusting the keys stored in the database "
+                  "(pass --public-key to pin one)")
     from gateway.audit.verify import verify_log
 
     report = _with_engine(settings, lambda engine: verify_log(engine, trusted_keys=trusted))
@@ -129,11 +144,10 @@ def _report(console: Console, doc: dict[str, Any], as_json: bool, ok: bool, summ
     if as_json:
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        console.print(summary, markup=False)
+        console.print(Text(summary), highlight=False)
         for problem in doc.get("problems", [])[:20]:
             place = f"{problem.get('node_id') or ''} seq {problem.get('seq')}".strip()
-            console.print(f"[red]BROKEN[/red] {problem['kind']} at {place}: {problem['message']}",
-                          highlight=False)
+            _say(console, "BROKEN", "red", f"{problem['kind']} at {place}: {problem['message']}")
         console.print("[green]OK[/green]: the log verifies" if ok else "[red]FAILED[/red]")
     raise typer.Exit(0 if ok else 1)
 
@@ -186,7 +200,7 @@ def export(
         output.with_name(output.name + ".manifest.json").write_bytes(
             orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     elif format == "csv":
-        console.print("[yellow]note:[/yellow] CSV to stdout: manifest not written (use -o)")
+        _note(console, "CSV to stdout: manifest not written (use -o)")
     console.print(f"{manifest['record_count']} records exported ({manifest['mode']})")
 
 
@@ -200,7 +214,7 @@ def public_key_cmd(
     try:
         signer = load_signer(_settings(), create=False)
     except SigningKeyError as exc:
-        _console().print(f"[red]error:[/red] {exc}", markup=False)
+        _error(_console(), str(exc))
         raise typer.Exit(1) from None
     typer.echo(signer.public_b64 if base64_raw else public_pem(signer.public_raw).rstrip())
     _console().print(f"fingerprint {signer.fingerprint}")
@@ -225,8 +239,8 @@ def prune(
     for r in results:
         held = f" (legal hold from seq {r.held_at_seq})" if r.held_at_seq is not None else ""
         verb = "would remove" if dry_run else "removed"
-        console.print(f"{r.node_id}: {verb} {r.deleted} records through seq {r.through_seq}{held}",
-                      markup=False)
+        console.print(Text(f"{r.node_id}: {verb} {r.deleted} records through seq "
+                           f"{r.through_seq}{held}"), highlight=False)
     if not results:
         console.print("nothing is past retention")
 

@@ -83,3 +83,27 @@ def test_usage_errors(cli_env: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     assert runner.invoke(app, ["verify", "--export", str(tmp_path / "missing")]).exit_code == 2
     assert runner.invoke(app, ["export", "--from", "yesterday"]).exit_code == 2
+
+
+def _public_key_file(tmp_path: Path) -> Path:
+    key = CliRunner().invoke(app, ["public-key"])
+    assert key.exit_code == 0, key.output
+    path = tmp_path / "gw.pub"
+    path.write_text(key.stdout)
+    return path
+
+
+def test_messages_are_printed_verbatim_not_as_markup(
+    cli_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CSV saved from the HTTP route has no manifest: the error is readable, with no
+    literal markup tags, and a ``[...]`` in the file name is shown as typed."""
+    monkeypatch.setenv("COLUMNS", "400")  # no wrapping inside the long tmp path
+    key = _public_key_file(tmp_path)
+    http_csv = tmp_path / "[bold]http.csv"
+    http_csv.write_text("id,kind\n")
+    result = CliRunner().invoke(app, ["verify", "--export", str(http_csv),
+                                      "--public-key", str(key)])
+    assert result.exit_code == 1, result.output
+    assert "[red]" not in result.output and "[/red]" not in result.output
+    assert f"error: {http_csv}: unreadable export: no manifest" in result.output
