@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -98,10 +98,17 @@ def verify(
     public_key: Annotated[list[Path] | None, typer.Option(
         "--public-key", help="Trusted public key (PEM or base64); repeatable.")] = None,
     trust_stored_keys: Annotated[bool, typer.Option(
-        help="Accept every key in audit_keys (after a key rotation).")] = False,
+        help="Accept every key stored in audit_keys (with --export: in the manifest), e.g. "
+             "after a key rotation; proves only self-consistency.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Recompute every hash chain and checkpoint signature; exit 1 on any break."""
+    """Recompute every hash chain and checkpoint signature; exit 1 on any break.
+
+    Signatures are checked against a pinned key: --public-key, else (database
+    only) the signing key the gateway itself uses (GATEWAY_AUDIT_SIGNING_KEY or
+    audit_signing.key beside the SQLite file). Without one, exit 2 unless
+    --trust-stored-keys says to accept the keys the log (or export) carries.
+    """
     console = _console()
     trusted = _trusted_keys(public_key)
     if export is not None:
@@ -110,14 +117,16 @@ def verify(
         if not export.is_file():
             _error(console, f"{export}: no such file")
             raise typer.Exit(2)
+        if trusted is None and not trust_stored_keys:
+            _unpinned(console, "no --public-key given", "inside the manifest")
         try:
             offline = verify_export(export, manifest, trusted)
         except (OSError, ValueError, KeyError) as exc:
             _error(console, f"{export}: unreadable export: {exc}")
             raise typer.Exit(1) from None
         if offline.keys_from_manifest:
-            _note(console, "trusting the keys inside the manifest; pass --public-key with "
-                  "the gateway's published key to prove who signed")
+            _note(console, "--trust-stored-keys: trusting the keys inside the manifest; this "
+                  "proves the file is self-consistent, not who signed it (pin --public-key)")
         _report(console, offline.to_dict(), as_json, offline.ok,
                 f"{offline.records} records ({offline.mode}): {offline.proven} proven by "
                 f"signed checkpoints, {offline.unsigned} chained after the last checkpoint, "
@@ -129,15 +138,32 @@ def verify(
 
         try:
             trusted = [load_signer(settings, create=False).public_raw]
-        except SigningKeyError:
-            _note(console, "no local signing key; trusting the keys stored in the database "
-                  "(pass --public-key to pin one)")
+        except SigningKeyError as exc:
+            _unpinned(console, str(exc), "stored in the database")
+    elif trusted is None:
+        _note(console, "--trust-stored-keys: trusting every key stored in the database; this "
+              "proves the log is self-consistent, not who signed it (pin --public-key)")
     from gateway.audit.verify import verify_log
 
     report = _with_engine(settings, lambda engine: verify_log(engine, trusted_keys=trusted))
     nodes = ", ".join(f"{n.node_id}: {n.records} records, {n.checkpoints} checkpoints"
                       for n in report.nodes) or "no chains"
     _report(console, report.to_dict(), as_json, report.ok, nodes)
+
+
+def _unpinned(console: Console, why: str, carried: str) -> NoReturn:
+    """Refuse to vouch for signatures checked against keys the checked data supplies.
+
+    Exit 2 (usage), not 1: nothing was found wrong with the log, verify was not
+    told what to trust, so it checked nothing; 1 would accuse a log that may be
+    intact, and 0 would vouch for one a forger re-signed with a key of their own
+    and stored beside the records.
+    """
+    _error(console, f"no pinned signing key ({why}): a log re-signed with another key would "
+           "pass. Pin the gateway's published key with --public-key FILE (`gateway audit "
+           f"public-key` prints it), or pass --trust-stored-keys to accept the keys {carried} "
+           "(proves only self-consistency).")
+    raise typer.Exit(2)
 
 
 def _report(console: Console, doc: dict[str, Any], as_json: bool, ok: bool, summary: str) -> None:
