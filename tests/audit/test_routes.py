@@ -134,3 +134,27 @@ async def test_verify_route_checks_the_rule_index(
     problem = doc["first_problem"]
     assert (problem["kind"], problem["seq"], problem["record_id"]) == (
         "rule_index", hidden["seq"], hidden["id"])
+
+
+@pytest.mark.parametrize("path", ["/admin/v1/decisions", "/admin/v1/decisions/export"])
+async def test_time_filters_are_rfc3339_with_a_zone(
+    client: tuple[httpx.AsyncClient, dict[str, dict[str, str]]], path: str,
+) -> None:
+    """Naive times (alone or mixed with zoned ones), bare dates and unix seconds are
+    422 naming the parameter, like the other filter errors; so is a backwards range."""
+    c, tokens = client
+    refused = [
+        ({"from": "2026-01-01T00:00:00", "to": "2026-02-01T00:00:00Z"}, "from"),
+        ({"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00"}, "to"),
+        ({"from": "2026-01-01"}, "from"),
+        ({"to": "1767225600"}, "to"),
+        ({"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "to"),
+        ({"origin": "USA"}, "origin"),
+    ]
+    for params, name in refused:
+        r = await c.get(path, params=params, headers=tokens["auditor"])
+        assert r.status_code == 422, (params, r.status_code, r.text)
+        assert [e["loc"] for e in r.json()["detail"]] == [["query", name]], r.text
+    ok = await c.get(path, params={"from": "2000-01-01T01:00:00+01:00",
+                                   "to": "2100-01-01T00:00:00z"}, headers=tokens["auditor"])
+    assert ok.status_code == 200, ok.text
