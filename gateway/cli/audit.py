@@ -70,13 +70,15 @@ def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]
 
 
 def _time(value: str | None, name: str) -> datetime | None:
+    """An RFC 3339 time with a zone, as the HTTP API takes it; exit 2 naming ``--name``."""
+    from gateway.audit.filters import FilterError, parse_time
+
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(f"{name}: not an RFC 3339 time: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parse_time(value, name)
+    except FilterError as exc:
+        raise typer.BadParameter(exc.message, param_hint=f"'--{name}'") from None
 
 
 def _trusted_keys(paths: list[Path] | None) -> list[bytes] | None:
@@ -180,8 +182,10 @@ def _report(console: Console, doc: dict[str, Any], as_json: bool, ok: bool, summ
 
 @app.command()
 def export(
-    from_: Annotated[str | None, typer.Option("--from", help="RFC 3339 start (inclusive).")] = None,
-    to: Annotated[str | None, typer.Option(help="RFC 3339 end (exclusive).")] = None,
+    from_: Annotated[str | None, typer.Option(
+        "--from", help="RFC 3339 start with a zone, e.g. 2026-06-14T00:00:00Z (inclusive).")]
+    = None,
+    to: Annotated[str | None, typer.Option(help="RFC 3339 end with a zone (exclusive).")] = None,
     format: Annotated[Literal["jsonl", "csv"], typer.Option(help="jsonl or csv.")] = "jsonl",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="File (default stdout).")]
     = None,
@@ -193,13 +197,15 @@ def export(
 ) -> None:
     """Stream records to a file with a manifest for offline `gateway audit verify --export`."""
     from gateway.audit.export import Exporter
-    from gateway.audit.query import DecisionFilters
+    from gateway.audit.filters import FilterError, decision_filters
     from gateway.db.session import session_factory
 
-    filters = DecisionFilters(
-        customer_id=customer, decision=decision, rule_id=rule, model=model, origin=origin,
-        from_ts=_time(from_, "--from"), to_ts=_time(to, "--to"),
-    )
+    # The HTTP route's validation (times, origin, range), so both refuse the same input.
+    try:
+        filters = decision_filters(customer_id=customer, decision=decision, rule_id=rule,
+                                   model=model, origin=origin, from_=from_, to=to)
+    except FilterError as exc:
+        raise typer.BadParameter(exc.message, param_hint=f"'--{exc.param}'") from None
     settings = _settings()
     console = _console()
 
@@ -281,7 +287,7 @@ def hold_add(
 ) -> None:
     from gateway.audit.retention import add_hold
 
-    start, end = _time(from_, "--from"), _time(until, "--until")
+    start, end = _time(from_, "from"), _time(until, "until")
     hold_id = _with_engine(_settings(), lambda engine: add_hold(
         engine, reason, by, datetime.now(UTC), customer, start, end))
     typer.echo(str(hold_id))

@@ -181,3 +181,23 @@ def test_verify_export_refuses_the_manifests_own_keys(cli_env: Path, tmp_path: P
     assert "no pinned signing key" in refused.output and "--public-key" in refused.output
     pinned = runner.invoke(app, ["verify", "--export", str(out), "--public-key", str(key)])
     assert pinned.exit_code == 1 and "unknown_key" in pinned.output
+
+
+def test_export_refuses_what_the_http_route_refuses(
+    cli_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backwards range, a bad origin code or a zoneless time is a usage error (exit 2)
+    naming the option, not an empty export that looks like an answer."""
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / "x.jsonl"
+    cases = [
+        (["--from", "2026-02-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z"], "'--to'"),
+        (["--origin", "USA"], "'--origin'"),
+        (["--from", "2026-01-01T00:00:00"], "'--from'"),
+        (["--to", "1767225600"], "'--to'"),
+    ]
+    for args, option in cases:
+        result = CliRunner().invoke(app, ["export", "-o", str(out), *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert option in result.output, result.output
+        assert not out.exists()
