@@ -5,7 +5,6 @@ Exit codes: 0 ok, 1 the log (or the export) failed verification, 2 usage error.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.cli.database import require_existing, run_on_existing_database
+from gateway.cli.messages import error, note, say, stderr
 from gateway.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -29,21 +30,7 @@ T = TypeVar("T")
 
 
 def _console() -> Console:
-    return Console(stderr=True)
-
-
-def _say(console: Console, tag: str, style: str, message: str) -> None:
-    """``tag`` styled, then ``message`` verbatim: paths, exception texts, rule and
-    node ids are never read as rich markup (a ``[...]`` in them stays as typed)."""
-    console.print(Text.assemble((tag, style), " ", message), highlight=False)
-
-
-def _error(console: Console, message: str) -> None:
-    _say(console, "error:", "red", message)
-
-
-def _note(console: Console, message: str) -> None:
-    _say(console, "note:", "yellow", message)
+    return stderr()
 
 
 def _settings() -> Settings:
@@ -52,21 +39,13 @@ def _settings() -> Settings:
     try:
         return load_settings(**overrides)
     except SettingsError as exc:
-        _error(_console(), str(exc))
+        error(_console(), str(exc))
         raise typer.Exit(2) from None
 
 
 def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    from gateway.db.session import create_engine
-
-    async def run() -> T:
-        engine = create_engine(settings)
-        try:
-            return await work(engine)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    # Every audit command reads or extends an existing log: never create a database.
+    return run_on_existing_database(settings, work)
 
 
 def _time(value: str | None, name: str) -> datetime | None:
@@ -117,17 +96,17 @@ def verify(
         from gateway.audit.offline import verify_export
 
         if not export.is_file():
-            _error(console, f"{export}: no such file")
+            error(console, f"{export}: no such file")
             raise typer.Exit(2)
         if trusted is None and not trust_stored_keys:
             _unpinned(console, "no --public-key given", "inside the manifest")
         try:
             offline = verify_export(export, manifest, trusted)
         except (OSError, ValueError, KeyError) as exc:
-            _error(console, f"{export}: unreadable export: {exc}")
+            error(console, f"{export}: unreadable export: {exc}")
             raise typer.Exit(1) from None
         if offline.keys_from_manifest:
-            _note(console, "--trust-stored-keys: trusting the keys inside the manifest; this "
+            note(console, "--trust-stored-keys: trusting the keys inside the manifest; this "
                   "proves the file is self-consistent, not who signed it (pin --public-key)")
         _report(console, offline.to_dict(), as_json, offline.ok,
                 f"{offline.records} records ({offline.mode}): {offline.proven} proven by "
@@ -135,6 +114,8 @@ def verify(
                 f"{offline.unlinked} not linkable (filtered)")
         return
     settings = _settings()
+    # A mistyped database path must be named as such, not as a missing key beside it.
+    require_existing(settings)
     if trusted is None and not trust_stored_keys:
         from gateway.audit.signing import SigningKeyError, load_signer
 
@@ -143,7 +124,7 @@ def verify(
         except SigningKeyError as exc:
             _unpinned(console, str(exc), "stored in the database")
     elif trusted is None:
-        _note(console, "--trust-stored-keys: trusting every key stored in the database; this "
+        note(console, "--trust-stored-keys: trusting every key stored in the database; this "
               "proves the log is self-consistent, not who signed it (pin --public-key)")
     from gateway.audit.verify import verify_log
 
@@ -161,7 +142,7 @@ def _unpinned(console: Console, why: str, carried: str) -> NoReturn:
     intact, and 0 would vouch for one a forger re-signed with a key of their own
     and stored beside the records.
     """
-    _error(console, f"no pinned signing key ({why}): a log re-signed with another key would "
+    error(console, f"no pinned signing key ({why}): a log re-signed with another key would "
            "pass. Pin the gateway's published key with --public-key FILE (`gateway audit "
            f"public-key` prints it), or pass --trust-stored-keys to accept the keys {carried} "
            "(proves only self-consistency).")
@@ -175,7 +156,7 @@ def _report(console: Console, doc: dict[str, Any], as_json: bool, ok: bool, summ
         console.print(Text(summary), highlight=False)
         for problem in doc.get("problems", [])[:20]:
             place = f"{problem.get('node_id') or ''} seq {problem.get('seq')}".strip()
-            _say(console, "BROKEN", "red", f"{problem['kind']} at {place}: {problem['message']}")
+            say(console, "BROKEN", "red", f"{problem['kind']} at {place}: {problem['message']}")
         console.print("[green]OK[/green]: the log verifies" if ok else "[red]FAILED[/red]")
     raise typer.Exit(0 if ok else 1)
 
@@ -212,7 +193,11 @@ def export(
     async def work(engine: AsyncEngine) -> dict[str, Any]:
         exporter = Exporter(session_factory(engine), filters, format)
         total = await exporter.plan()
-        sink = output.open("wb") if output is not None else sys.stdout.buffer
+        try:
+            sink = output.open("wb") if output is not None else sys.stdout.buffer
+        except OSError as exc:
+            error(console, f"-o {output}: cannot write the export: {exc.strerror or exc}")
+            raise typer.Exit(2) from None
         columns = (TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         try:
             with Progress(*columns, console=console, transient=output is None) as progress:
@@ -232,7 +217,7 @@ def export(
         output.with_name(output.name + ".manifest.json").write_bytes(
             orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     elif format == "csv":
-        _note(console, "CSV to stdout: manifest not written (use -o)")
+        note(console, "CSV to stdout: manifest not written (use -o)")
     console.print(f"{manifest['record_count']} records exported ({manifest['mode']})")
 
 
@@ -246,7 +231,7 @@ def public_key_cmd(
     try:
         signer = load_signer(_settings(), create=False)
     except SigningKeyError as exc:
-        _error(_console(), str(exc))
+        error(_console(), str(exc))
         raise typer.Exit(1) from None
     typer.echo(signer.public_b64 if base64_raw else public_pem(signer.public_raw).rstrip())
     _console().print(f"fingerprint {signer.fingerprint}")

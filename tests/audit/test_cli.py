@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -201,3 +204,38 @@ def test_export_refuses_what_the_http_route_refuses(
         assert result.exit_code == 2, (args, result.output)
         assert option in result.output, result.output
         assert not out.exists()
+
+
+def _gateway(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real command in a process of its own, as an operator runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(GATEWAY_DATABASE_URL=db_url, COLUMNS="300")
+    return subprocess.run([sys.executable, "-m", "gateway.cli.main", "audit", *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_wrong_database_path_creates_nothing_and_is_a_usage_error(tmp_path: Path) -> None:
+    typo = tmp_path / "x" / "typo.db"
+    for args in (["verify"], ["verify", "--trust-stored-keys"],
+                 ["export", "-o", str(tmp_path / "out.jsonl")], ["hold", "list"]):
+        result = _gateway(f"sqlite+aiosqlite:///{typo}", *args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert f"cannot use the database sqlite+aiosqlite:///{typo}: {typo} does not exist" \
+            in result.stderr
+        assert "Traceback" not in result.stderr
+        assert not typo.parent.exists()
+    # A file that is not the gateway's database: a message, not a traceback.
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).close()
+    result = _gateway(f"sqlite+aiosqlite:///{other}", "verify", "--trust-stored-keys")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "no such table" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_to_a_missing_directory_is_a_usage_error(cli_env: Path, tmp_path: Path) -> None:
+    target = tmp_path / "nonexistent" / "dir" / "x.jsonl"
+    result = _gateway(f"sqlite+aiosqlite:///{cli_env}", "export", "-o", str(target))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert f"error: -o {target}: cannot write the export: No such file or directory" \
+        in result.stderr
+    assert "Traceback" not in result.stderr
