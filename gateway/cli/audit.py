@@ -1,6 +1,8 @@
 """`gateway audit` commands: export, verify, public-key, prune, hold.
 
-Exit codes: 0 ok, 1 the log (or the export) failed verification, 2 usage error.
+Exit codes: 0 ok, 1 the log (or the export) failed verification, 2 usage error
+(a bad option or filter, no pinned signing key for verify, a database that does
+not exist or is not the gateway's, an output file that cannot be written).
 """
 
 from __future__ import annotations
