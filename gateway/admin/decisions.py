@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.audit.export import Exporter
+from gateway.audit.filters import FilterError, decision_filters
 from gateway.audit.query import MAX_LIMIT, DecisionFilters, get_decision, list_decisions
 from gateway.deps import ServicesDep
 
@@ -27,14 +29,22 @@ def _filters(
     decision: Literal["allow", "deny"] | None = None,
     rule_id: str | None = None,
     model: str | None = None,
-    origin: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}(-[A-Za-z0-9]{1,3})?$")] = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    origin: Annotated[str | None, Query(
+        description="ISO 3166-1 alpha-2 country or ISO 3166-2 region code")] = None,
+    from_: Annotated[str | None, Query(
+        alias="from", description="RFC 3339 time with a zone (inclusive)")] = None,
+    to: Annotated[str | None, Query(
+        description="RFC 3339 time with a zone (exclusive)")] = None,
 ) -> DecisionFilters:
-    if from_ is not None and to is not None and to <= from_:
-        raise HTTPException(400, "'to' must be after 'from'")
-    return DecisionFilters(customer_id=customer_id, decision=decision, rule_id=rule_id,
-                           model=model, origin=origin, from_ts=from_, to_ts=to)
+    # Times arrive as text and are parsed by the validation the CLI shares: FastAPI's
+    # own datetime parsing takes naive times, bare dates and unix seconds.
+    try:
+        return decision_filters(customer_id=customer_id, decision=decision, rule_id=rule_id,
+                                model=model, origin=origin, from_=from_, to=to)
+    except FilterError as exc:
+        # The shape and status of FastAPI's own query errors (422, detail[].loc).
+        raise RequestValidationError([{"type": "value_error", "loc": ("query", exc.param),
+                                       "msg": exc.message, "input": exc.value}]) from None
 
 
 Filters = Annotated[DecisionFilters, Depends(_filters)]

@@ -92,7 +92,7 @@ class Exporter:
     async def lines(self) -> AsyncIterator[bytes]:
         """The data lines (CSV: header first); the JSONL manifest line comes last."""
         if self.fmt == "csv":
-            yield self._emit(_csv_line(CSV_COLUMNS))
+            yield self._emit(csv_line(CSV_COLUMNS))
         async for row in self._rows():
             self._track(row)
             yield self._emit(self._format(row))
@@ -132,9 +132,8 @@ class Exporter:
             body: str = row.body
             tail = f'"prev_hash":"{row.prev_hash}","hash":"{row.hash}"'
             return (body[:-1] + ("," if len(body) > 2 else "") + tail + "}\n").encode("utf-8")
-        item = parse_body(row.body)
-        values = [_cell(item.get(name)) for name in CSV_COLUMNS[:-3]]
-        return _csv_line((*values, row.prev_hash, row.hash, row.body))
+        values = csv_cells(parse_body(row.body))
+        return csv_line((*values, row.prev_hash, row.hash, row.body))
 
     def _track(self, row: Any) -> None:
         self.exported += 1
@@ -196,6 +195,12 @@ async def _node_ranges(
     return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
 
+def csv_cells(item: dict[str, Any]) -> list[str]:
+    """A record's readable CSV columns (all but ``prev_hash``, ``hash``, ``record``),
+    derived from its hashed body; offline verify re-derives and compares them."""
+    return [_cell(item.get(name)) for name in CSV_COLUMNS[:-3]]
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -204,7 +209,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _csv_line(values: tuple[str, ...] | list[str]) -> bytes:
+def csv_line(values: tuple[str, ...] | list[str]) -> bytes:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(values)
     return buf.getvalue().encode("utf-8")

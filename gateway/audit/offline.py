@@ -5,17 +5,30 @@ beside a CSV) and, ideally, the gateway's public key obtained separately
 (``gateway audit public-key``): the keys inside the manifest prove only that
 the file is self-consistent, not who signed it.
 
-Per record: its hash is recomputed from its canonical body and ``prev_hash``.
+Per record: its hash is recomputed from its canonical body and ``prev_hash``;
+in a CSV, where only the ``record`` column is hashed, every readable column
+must equal what the export derives from that record (and the header must be
+the export's column list). The manifest's ``data_sha256`` must be present and
+match the file.
 Per node: consecutive records must link; a record at a checkpoint's ``seq``
 must equal the signed head; the contiguous run leading to a checkpoint is
-then *proven* (a second preimage of SHA-256 would be needed to alter it).
+then *proven* (a second preimage of SHA-256 would be needed to alter it). The
+file's first and last record, and count, per node must be what the manifest
+says, and no signed checkpoint in the manifest may lie outside them (the
+export includes only those inside): records cut from either end are found
+even when the forger fixed up the manifest's unsigned figures.
+
+Not detectable offline: records after the export's last checkpoint cut
+together with the manifest's figures (nothing signed covers them), or the
+start of a time-range export cut and the manifest's start figures moved to
+match, when no checkpoint falls in the removed part. The database verifier,
+or a second export, covers those.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -24,8 +37,9 @@ from typing import Any
 
 import orjson
 
-from gateway.audit.chain import CHAIN_FIELDS, canonical, chain_hash, parse_body
+from gateway.audit.chain import CHAIN_FIELDS, GENESIS, canonical, chain_hash, parse_body
 from gateway.audit.checkpoints import check_checkpoint
+from gateway.audit.export import CSV_COLUMNS, csv_cells, csv_line
 from gateway.audit.signing import fingerprint, load_public_key
 from gateway.audit.verify import Problem
 
@@ -57,8 +71,11 @@ class ExportReport:
 
 @dataclass(slots=True)
 class _Run:
+    first_seq: int | None = None
+    first_prev_hash: str | None = None
     last_seq: int | None = None
     last_hash: str | None = None
+    count: int = 0
     pending: int = 0
     linked: bool = False
 
@@ -80,7 +97,8 @@ def _last_line(path: Path) -> bytes:
         return tail.rstrip(b"\n")
 
 
-def _records(path: Path, fmt: str, digest: Any) -> Iterator[tuple[int, dict[str, Any], bytes]]:
+def _records(path: Path, fmt: str, digest: Any,
+             problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any], bytes]]:
     """(line number, chain fields + parsed body, canonical body bytes) per record."""
     if fmt == "jsonl":
         with path.open("rb") as fh:
@@ -97,18 +115,39 @@ def _records(path: Path, fmt: str, digest: Any) -> Iterator[tuple[int, dict[str,
     with path.open("r", encoding="utf-8", newline="") as fh:
         digest.update(fh.readline().encode("utf-8"))  # the header, as exported
         fh.seek(0)
-        for lineno, row in enumerate(csv.DictReader(fh), 2):
-            body = row["record"].encode("utf-8")
-            digest.update(_csv_bytes([row.get(c, "") for c in row]))
+        reader = csv.reader(fh)
+        if next(reader, None) != list(CSV_COLUMNS):
+            # Cells are compared by position with the export's own column list; a
+            # renamed or moved column would put one field's value under another's name.
+            problems.append(Problem("column_mismatch", "line 1: the header is not the "
+                                    "export's column list (columns renamed, moved, added or "
+                                    "removed)"))
+            return
+        for lineno, row in enumerate(reader, 2):
+            digest.update(csv_line(row))
+            if len(row) != len(CSV_COLUMNS):
+                problems.append(Problem("column_mismatch", f"line {lineno}: {len(row)} cells, "
+                                        f"the header has {len(CSV_COLUMNS)}"))
+                continue
+            *shown, prev_hash, stored, record = row
+            body = record.encode("utf-8")
             item = parse_body(body)
-            item["prev_hash"], item["hash"] = row["prev_hash"], row["hash"]
+            item["prev_hash"], item["hash"] = prev_hash, stored
+            # Only ``record`` is hashed; the readable cells are what an auditor reads,
+            # so each must be exactly what the export derives from the hashed record.
+            differ = [name for name, cell, want in zip(CSV_COLUMNS, shown, csv_cells(item),
+                                                       strict=False) if cell != want]
+            if differ:
+                problems.append(Problem(
+                    "column_mismatch", f"line {lineno}: column{'s' if len(differ) > 1 else ''} "
+                    f"{', '.join(repr(d) for d in differ)} differ from the hashed record "
+                    "(edited)", str(item.get("node_id")), _int(item.get("seq")),
+                    item.get("id")))
             yield lineno, item, body
 
 
-def _csv_bytes(values: list[str]) -> bytes:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
-    return buf.getvalue().encode("utf-8")
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 def load_manifest(path: Path, manifest_path: Path | None) -> tuple[str, dict[str, Any]]:
@@ -116,6 +155,10 @@ def load_manifest(path: Path, manifest_path: Path | None) -> tuple[str, dict[str
     if manifest_path is None and fmt == "csv":
         manifest_path = path.with_name(path.name + ".manifest.json")
     if manifest_path is not None:
+        if not manifest_path.is_file():
+            # The usual cause: a CSV saved from the HTTP route, which streams no sidecar.
+            raise ValueError(f"no manifest {manifest_path} (CSV from the HTTP API has none: "
+                             "export JSONL, or use `gateway audit export --format csv -o FILE`)")
         return fmt, dict(orjson.loads(manifest_path.read_bytes()))
     doc = orjson.loads(_last_line(path))
     if not isinstance(doc, dict) or doc.get("kind") != "manifest":
@@ -146,14 +189,15 @@ def verify_export(
                 heads[(node_id, cp.seq)] = cp.head_hash
     runs: dict[str, _Run] = {}
     digest = hashlib.sha256()
-    for lineno, item, body in _records(path, fmt, digest):
+    for lineno, item, body in _records(path, fmt, digest, report.problems):
         _check_record(report, runs, heads, lineno, item, body)
     for run in runs.values():
         if run.linked:
             report.unsigned += run.pending
         else:
             report.unlinked += run.pending
-    _check_manifest_totals(report, manifest, digest.hexdigest(), runs)
+    _check_manifest_totals(report, manifest, digest.hexdigest())
+    _check_ends(report, manifest, runs, heads)
     return report
 
 
@@ -165,7 +209,13 @@ def _check_record(report: ExportReport, runs: dict[str, _Run], heads: dict[tuple
     if chain_hash(prev_hash, body) != stored:
         report.problems.append(Problem("edited", f"line {lineno}: record does not match its "
                                        "hash", node_id, seq, rid))
+    if seq == 1 and prev_hash != GENESIS:
+        report.problems.append(Problem("chain_break", f"line {lineno}: seq 1 starts a chain but "
+                                       "its prev_hash is not 64 zeros", node_id, seq, rid))
     run = runs.setdefault(node_id, _Run())
+    if run.first_seq is None:
+        run.first_seq, run.first_prev_hash = seq, prev_hash
+    run.count += 1
     if run.last_seq is not None and seq == run.last_seq + 1:
         if prev_hash != run.last_hash:
             report.problems.append(Problem("chain_break", f"line {lineno}: does not link to "
@@ -191,16 +241,61 @@ def _check_record(report: ExportReport, runs: dict[str, _Run], heads: dict[tuple
             run.pending, run.linked = 0, True
 
 
-def _check_manifest_totals(report: ExportReport, manifest: dict[str, Any], data_sha256: str,
-                           runs: dict[str, _Run]) -> None:
+def _check_manifest_totals(report: ExportReport, manifest: dict[str, Any],
+                           data_sha256: str) -> None:
     if manifest.get("record_count") != report.records:
         report.problems.append(Problem("truncated", f"manifest says {manifest.get('record_count')}"
                                        f" records, the file holds {report.records}"))
-    if manifest.get("data_sha256") not in (None, data_sha256):
+    # The digest is what binds every byte an auditor reads to the manifest: a
+    # manifest without one proves nothing about the file, so it fails.
+    if "data_sha256" not in manifest:
+        report.problems.append(Problem("edited", "the manifest has no data_sha256: the file's "
+                                       "content is not bound to it"))
+    elif manifest["data_sha256"] != data_sha256:
         report.problems.append(Problem("edited", "file content differs from the manifest digest"))
-    for node_id, node in manifest.get("nodes", {}).items():
+
+
+def _check_ends(report: ExportReport, manifest: dict[str, Any], runs: dict[str, _Run],
+                heads: dict[tuple[str, int], str]) -> None:
+    """Each chain's ends in the file against what the manifest and its checkpoints promise.
+
+    The export writes, per node, the first and last record's seq and hashes and
+    the count, and only checkpoints inside ``first_seq..last_seq`` (plus
+    tombstones). So records cut from either end show as a mismatch with those
+    figures, and, when the forger fixed the figures up too, as a signed
+    checkpoint outside the records (the signatures cannot be fixed up).
+    """
+    nodes: dict[str, Any] = manifest.get("nodes", {})
+    for node_id in sorted(set(runs) - set(nodes)):
+        report.problems.append(Problem("inserted", f"node {node_id}: records of a chain the "
+                                       "manifest does not list", node_id))
+    for node_id, node in nodes.items():
         run = runs.get(node_id)
-        if run is None or run.last_seq != node.get("last_seq"):
-            report.problems.append(Problem("truncated", f"node {node_id}: manifest ends at seq "
-                                           f"{node.get('last_seq')}, the file at "
-                                           f"{None if run is None else run.last_seq}", node_id))
+        if run is None:
+            report.problems.append(Problem("truncated", f"node {node_id}: the manifest lists it, "
+                                           "the file holds none of its records", node_id))
+            continue
+        signed = sorted(seq for (nid, seq) in heads if nid == node_id)
+        first, last = run.first_seq or 0, run.last_seq or 0
+        if (node.get("first_seq"), node.get("first_prev_hash")) != (first, run.first_prev_hash):
+            report.problems.append(Problem(
+                "truncated", f"node {node_id}: the manifest says the export starts at seq "
+                f"{node.get('first_seq')}, the file at seq {first} (or with another prev_hash): "
+                "records at the start were removed", node_id, first))
+        if signed and signed[0] < first:
+            report.problems.append(Problem(
+                "truncated", f"node {node_id}: signed checkpoint at seq {signed[0]} but the first "
+                f"record is seq {first}: records before it were removed", node_id, signed[0]))
+        if (node.get("last_seq"), node.get("last_hash")) != (last, run.last_hash):
+            report.problems.append(Problem(
+                "truncated", f"node {node_id}: the manifest says the export ends at seq "
+                f"{node.get('last_seq')}, the file at seq {last} (or with another hash): "
+                "records at the end were removed or changed", node_id, last))
+        if signed and signed[-1] > last:
+            report.problems.append(Problem(
+                "truncated", f"node {node_id}: signed checkpoint at seq {signed[-1]} but the last "
+                f"record is seq {last}: records after it were removed", node_id, last + 1))
+        if node.get("count") != run.count:
+            report.problems.append(Problem(
+                "truncated", f"node {node_id}: the manifest counts {node.get('count')} records, "
+                f"the file holds {run.count}", node_id))

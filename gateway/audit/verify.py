@@ -5,16 +5,18 @@ For each chain (node) the records are streamed in ``seq`` order in chunks
 record), the body's own ``node_id``/``seq``/``id`` (a mismatch is a reorder or
 a renumbering), ``prev_hash`` linkage (an inserted record links to the record
 two back), the hash of the body (an edit), the query columns (an edit of an
-indexed column), and every signed checkpoint (a chain rewritten from some
-point on no longer reaches the signed head).
+indexed column), the rule-id side index (``rule_index.py``: rows missing,
+added, or naming no record), and every signed checkpoint (a chain rewritten
+from some point on no longer reaches the signed head).
 
 What is and is not detectable, honestly:
   * anything up to the newest checkpoint: edits, deletions, insertions,
     reorders, truncation (a checkpoint beyond the last record), even a
     consistent rewrite of the hashes, since the signature cannot be forged;
   * the tail after the newest checkpoint: edits, deletions in the middle,
-    and truncation are detected against the ``audit_nodes`` head row, which
-    every batch updates in the same transaction; an attacker with write access
+    truncation and a consistent re-hash are detected against the
+    ``audit_nodes`` head row (its ``last_seq`` and ``last_hash``), which every
+    batch updates in the same transaction; an attacker with write access
     who truncates the tail *and* rewrites that row (or deletes the newest
     checkpoints along with the records) rolls the log back undetectably from
     the database alone. The outside witnesses are the checkpoint log lines
@@ -35,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit.chain import GENESIS, chain_hash, parse_body, utc
 from gateway.audit.checkpoints import Checkpoint, load_checkpoints
+from gateway.audit.rule_index import ChunkRecord, RuleIndexCheck, RuleIndexProblem, expected_rules
 from gateway.audit.tables import audit_nodes, audit_records
 
 _COLUMNS = ("id", "kind", "customer_id", "decision", "status", "model",
@@ -45,7 +48,8 @@ _COLUMNS = ("id", "kind", "customer_id", "decision", "status", "model",
 class Problem:
     kind: str
     """gap | inserted | reordered | chain_break | edited | column_mismatch |
-    checkpoint_mismatch | bad_signature | unknown_key | truncated | beyond_head | orphan"""
+    checkpoint_mismatch | bad_signature | unknown_key | truncated | head_mismatch |
+    beyond_head | orphan | rule_index"""
     message: str
     node_id: str | None = None
     seq: int | None = None
@@ -96,6 +100,10 @@ class _Collector:
         if len(self.report.problems) < self.limit:
             self.report.problems.append(problem)
 
+    def add_rule_index(self, problem: RuleIndexProblem) -> None:
+        self.add(Problem("rule_index", problem.message, problem.node_id, problem.seq,
+                         problem.record_id))
+
 
 async def verify_log(
     engine: AsyncEngine,
@@ -115,11 +123,14 @@ async def verify_log(
         heads = {str(r.node_id): r for r in (await conn.execute(select(audit_nodes))).all()}
         await conn.rollback()
         node_ids = sorted(set(heads) | set(checkpoints.by_node) | set(await _record_nodes(conn)))
+        rules = RuleIndexCheck(out.add_rule_index)
+        await rules.start(conn)
         for node_id in node_ids:
             summary = NodeSummary(node_id)
             report.nodes.append(summary)
             await _verify_node(conn, node_id, heads.get(node_id), checkpoints.valid_for(node_id),
-                               summary, out, chunk_size)
+                               summary, out, chunk_size, rules)
+        await rules.finish(conn)
     return report
 
 
@@ -147,6 +158,7 @@ async def _verify_node(
     summary: NodeSummary,
     out: _Collector,
     chunk_size: int,
+    rules: RuleIndexCheck,
 ) -> None:
     checkpoints = {cp.seq: cp for cp in cps if cp.kind == "checkpoint"}
     summary.checkpoints = len(checkpoints)
@@ -176,11 +188,15 @@ async def _verify_node(
         await conn.rollback()
         if not rows:
             break
+        chunk: dict[str, ChunkRecord] = {}
         for row in rows:
             seq = int(row.seq)
-            problem = _check_row(row, node_id, expected, prev, prev_prev)
+            body = _parse(row.body)
+            problem = _check_row(row, body, node_id, expected, prev, prev_prev)
             if problem is not None:
                 out.add(problem)
+            if body is not None:
+                chunk[str(row.id)] = ChunkRecord(node_id, seq, expected_rules(body))
             cp = checkpoints.get(seq)
             if cp is not None and cp.head_hash != row.hash:
                 out.add(Problem("checkpoint_mismatch",
@@ -193,23 +209,31 @@ async def _verify_node(
             summary.records += 1
             if summary.first_seq is None:
                 summary.first_seq = seq
+        await rules.check_chunk(conn, chunk)
         after = int(rows[-1].seq)
     summary.last_seq = last_seq
-    _check_tail(node_id, head, checkpoints, last_seq, summary, out)
+    # ``prev`` is now the stored hash of the last record (or the tombstone's head).
+    _check_tail(node_id, head, checkpoints, last_seq, prev, summary, out)
     await _check_beyond_head(conn, node_id, out)
 
 
+def _parse(body: str) -> dict[str, Any] | None:
+    try:
+        return parse_body(body)
+    except (orjson.JSONDecodeError, ValueError):
+        return None
+
+
 def _check_row(
-    row: Row[Any], node_id: str, expected: int, prev: str, prev_prev: str
+    row: Row[Any], body: dict[str, Any] | None, node_id: str, expected: int, prev: str,
+    prev_prev: str,
 ) -> Problem | None:
     seq, rid = int(row.seq), str(row.id)
     if seq > expected:
         span = f"seq {expected}" if seq == expected + 1 else f"seqs {expected}..{seq - 1}"
         return Problem("gap", f"{span} missing before seq {seq}: records deleted",
                        node_id, seq, rid)
-    try:
-        body = parse_body(row.body)
-    except (orjson.JSONDecodeError, ValueError):
+    if body is None:
         return Problem("edited", f"seq {seq}: body is not a JSON object", node_id, seq, rid)
     body_seq = body.get("seq")
     if row.prev_hash != prev and prev_prev and row.prev_hash == prev_prev:
@@ -239,6 +263,7 @@ def _check_tail(
     head: Row[Any] | None,
     checkpoints: dict[int, Checkpoint],
     last_seq: int | None,
+    last_hash: str,
     summary: NodeSummary,
     out: _Collector,
 ) -> None:
@@ -251,6 +276,14 @@ def _check_tail(
         out.add(Problem("truncated", f"chain head row says seq {head.last_seq} but the last "
                         f"record is seq {last}: tail deleted after the last checkpoint",
                         node_id, last + 1))
+    elif head is not None and int(head.last_seq) == last and str(head.last_hash) != last_hash:
+        # The head row is written in the same transaction as every batch, so after
+        # the last checkpoint it is the only witness of the tail's content: a tail
+        # edited and re-hashed consistently still ends at a different hash.
+        out.add(Problem("head_mismatch", f"chain head row says seq {last} has hash "
+                        f"{str(head.last_hash)[:16]}…, the record there hashes to "
+                        f"{last_hash[:16]}…: records after the last checkpoint were rewritten",
+                        node_id, last))
 
 
 async def _check_beyond_head(conn: AsyncConnection, node_id: str, out: _Collector) -> None:

@@ -1,25 +1,28 @@
 """`gateway audit` commands: export, verify, public-key, prune, hold.
 
-Exit codes: 0 ok, 1 the log (or the export) failed verification, 2 usage error.
+Exit codes: 0 ok, 1 the log (or the export) failed verification, 2 usage error
+(a bad option or filter, no pinned signing key for verify, a database that does
+not exist or is not the gateway's, an output file that cannot be written).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import orjson
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.cli.database import require_existing, run_on_existing_database
+from gateway.cli.messages import error, note, say, stderr
 from gateway.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -29,7 +32,7 @@ T = TypeVar("T")
 
 
 def _console() -> Console:
-    return Console(stderr=True, emoji=False)
+    return stderr()
 
 
 def _settings() -> Settings:
@@ -38,36 +41,25 @@ def _settings() -> Settings:
     try:
         return load_settings(**overrides)
     except SettingsError as exc:
-        _console().print(f"[red]error:[/red] {escape(str(exc))}")
+        error(_console(), str(exc))
         raise typer.Exit(2) from None
 
 
 def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    from gateway.db.session import create_engine
-
-    async def run() -> T:
-        engine = create_engine(settings)
-        try:
-            return await work(engine)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    # Every audit command reads or extends an existing log: never create a database.
+    return run_on_existing_database(settings, work)
 
 
 def _time(value: str | None, name: str) -> datetime | None:
+    """An RFC 3339 time with a zone, as the HTTP API takes it; exit 2 naming ``--name``."""
+    from gateway.audit.filters import FilterError, parse_time
+
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(f"{name}: not an RFC 3339 time: {value!r}") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: no UTC form in years 1..9999
-        raise typer.BadParameter(f"{name}: {value!r} is out of range in UTC") from None
+        return parse_time(value, name)
+    except FilterError as exc:
+        raise typer.BadParameter(exc.message, param_hint=f"'--{name}'") from None
 
 
 def _trusted_keys(paths: list[Path] | None) -> list[bytes] | None:
@@ -89,40 +81,53 @@ def verify(
     public_key: Annotated[list[Path] | None, typer.Option(
         "--public-key", help="Trusted public key (PEM or base64); repeatable.")] = None,
     trust_stored_keys: Annotated[bool, typer.Option(
-        help="Accept every key in audit_keys (after a key rotation).")] = False,
+        help="Accept every key stored in audit_keys (with --export: in the manifest), e.g. "
+             "after a key rotation; proves only self-consistency.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Recompute every hash chain and checkpoint signature; exit 1 on any break."""
+    """Recompute every hash chain and checkpoint signature; exit 1 on any break.
+
+    Signatures are checked against a pinned key: --public-key, else (database
+    only) the signing key the gateway itself uses (GATEWAY_AUDIT_SIGNING_KEY or
+    audit_signing.key beside the SQLite file). Without one, exit 2 unless
+    --trust-stored-keys says to accept the keys the log (or export) carries.
+    """
     console = _console()
     trusted = _trusted_keys(public_key)
     if export is not None:
         from gateway.audit.offline import verify_export
 
         if not export.is_file():
-            console.print(f"[red]error:[/red] {escape(str(export))}: no such file")
+            error(console, f"{export}: no such file")
             raise typer.Exit(2)
+        if trusted is None and not trust_stored_keys:
+            _unpinned(console, "no --public-key given", "inside the manifest")
         try:
             offline = verify_export(export, manifest, trusted)
         except (OSError, ValueError, KeyError) as exc:
-            console.print(f"[red]error:[/red] {escape(f'{export}: unreadable export: {exc}')}")
+            error(console, f"{export}: unreadable export: {exc}")
             raise typer.Exit(1) from None
         if offline.keys_from_manifest:
-            console.print("[yellow]note:[/yellow] trusting the keys inside the manifest; pass "
-                          "--public-key with the gateway's published key to prove who signed")
+            note(console, "--trust-stored-keys: trusting the keys inside the manifest; this "
+                  "proves the file is self-consistent, not who signed it (pin --public-key)")
         _report(console, offline.to_dict(), as_json, offline.ok,
                 f"{offline.records} records ({offline.mode}): {offline.proven} proven by "
                 f"signed checkpoints, {offline.unsigned} chained after the last checkpoint, "
                 f"{offline.unlinked} not linkable (filtered)")
         return
     settings = _settings()
+    # A mistyped database path must be named as such, not as a missing key beside it.
+    require_existing(settings)
     if trusted is None and not trust_stored_keys:
         from gateway.audit.signing import SigningKeyError, load_signer
 
         try:
             trusted = [load_signer(settings, create=False).public_raw]
-        except SigningKeyError:
-            console.print("[yellow]note:[/yellow] no local signing key; trusting the keys "
-                          "stored in the database (pass --public-key to pin one)")
+        except SigningKeyError as exc:
+            _unpinned(console, str(exc), "stored in the database")
+    elif trusted is None:
+        note(console, "--trust-stored-keys: trusting every key stored in the database; this "
+              "proves the log is self-consistent, not who signed it (pin --public-key)")
     from gateway.audit.verify import verify_log
 
     report = _with_engine(settings, lambda engine: verify_log(engine, trusted_keys=trusted))
@@ -131,23 +136,39 @@ def verify(
     _report(console, report.to_dict(), as_json, report.ok, nodes)
 
 
+def _unpinned(console: Console, why: str, carried: str) -> NoReturn:
+    """Refuse to vouch for signatures checked against keys the checked data supplies.
+
+    Exit 2 (usage), not 1: nothing was found wrong with the log, verify was not
+    told what to trust, so it checked nothing; 1 would accuse a log that may be
+    intact, and 0 would vouch for one a forger re-signed with a key of their own
+    and stored beside the records.
+    """
+    error(console, f"no pinned signing key ({why}): a log re-signed with another key would "
+           "pass. Pin the gateway's published key with --public-key FILE (`gateway audit "
+           f"public-key` prints it), or pass --trust-stored-keys to accept the keys {carried} "
+           "(proves only self-consistency).")
+    raise typer.Exit(2)
+
+
 def _report(console: Console, doc: dict[str, Any], as_json: bool, ok: bool, summary: str) -> None:
     if as_json:
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        console.print(summary, markup=False)
+        console.print(Text(summary), highlight=False)
         for problem in doc.get("problems", [])[:20]:
             place = f"{problem.get('node_id') or ''} seq {problem.get('seq')}".strip()
-            detail = escape(f"{problem['kind']} at {place}: {problem['message']}")
-            console.print(f"[red]BROKEN[/red] {detail}", highlight=False)
+            say(console, "BROKEN", "red", f"{problem['kind']} at {place}: {problem['message']}")
         console.print("[green]OK[/green]: the log verifies" if ok else "[red]FAILED[/red]")
     raise typer.Exit(0 if ok else 1)
 
 
 @app.command()
 def export(
-    from_: Annotated[str | None, typer.Option("--from", help="RFC 3339 start (inclusive).")] = None,
-    to: Annotated[str | None, typer.Option(help="RFC 3339 end (exclusive).")] = None,
+    from_: Annotated[str | None, typer.Option(
+        "--from", help="RFC 3339 start with a zone, e.g. 2026-06-14T00:00:00Z (inclusive).")]
+    = None,
+    to: Annotated[str | None, typer.Option(help="RFC 3339 end with a zone (exclusive).")] = None,
     format: Annotated[Literal["jsonl", "csv"], typer.Option(help="jsonl or csv.")] = "jsonl",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="File (default stdout).")]
     = None,
@@ -159,20 +180,26 @@ def export(
 ) -> None:
     """Stream records to a file with a manifest for offline `gateway audit verify --export`."""
     from gateway.audit.export import Exporter
-    from gateway.audit.query import DecisionFilters
+    from gateway.audit.filters import FilterError, decision_filters
     from gateway.db.session import session_factory
 
-    filters = DecisionFilters(
-        customer_id=customer, decision=decision, rule_id=rule, model=model, origin=origin,
-        from_ts=_time(from_, "--from"), to_ts=_time(to, "--to"),
-    )
+    # The HTTP route's validation (times, origin, range), so both refuse the same input.
+    try:
+        filters = decision_filters(customer_id=customer, decision=decision, rule_id=rule,
+                                   model=model, origin=origin, from_=from_, to=to)
+    except FilterError as exc:
+        raise typer.BadParameter(exc.message, param_hint=f"'--{exc.param}'") from None
     settings = _settings()
     console = _console()
 
     async def work(engine: AsyncEngine) -> dict[str, Any]:
         exporter = Exporter(session_factory(engine), filters, format)
         total = await exporter.plan()
-        sink = output.open("wb") if output is not None else sys.stdout.buffer
+        try:
+            sink = output.open("wb") if output is not None else sys.stdout.buffer
+        except OSError as exc:
+            error(console, f"-o {output}: cannot write the export: {exc.strerror or exc}")
+            raise typer.Exit(2) from None
         columns = (TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         try:
             with Progress(*columns, console=console, transient=output is None) as progress:
@@ -192,7 +219,7 @@ def export(
         output.with_name(output.name + ".manifest.json").write_bytes(
             orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     elif format == "csv":
-        console.print("[yellow]note:[/yellow] CSV to stdout: manifest not written (use -o)")
+        note(console, "CSV to stdout: manifest not written (use -o)")
     console.print(f"{manifest['record_count']} records exported ({manifest['mode']})")
 
 
@@ -206,7 +233,7 @@ def public_key_cmd(
     try:
         signer = load_signer(_settings(), create=False)
     except SigningKeyError as exc:
-        _console().print(f"[red]error:[/red] {escape(str(exc))}")
+        error(_console(), str(exc))
         raise typer.Exit(1) from None
     typer.echo(signer.public_b64 if base64_raw else public_pem(signer.public_raw).rstrip())
     _console().print(f"fingerprint {signer.fingerprint}")
@@ -231,8 +258,8 @@ def prune(
     for r in results:
         held = f" (legal hold from seq {r.held_at_seq})" if r.held_at_seq is not None else ""
         verb = "would remove" if dry_run else "removed"
-        console.print(f"{r.node_id}: {verb} {r.deleted} records through seq {r.through_seq}{held}",
-                      markup=False)
+        console.print(Text(f"{r.node_id}: {verb} {r.deleted} records through seq "
+                           f"{r.through_seq}{held}"), highlight=False)
     if not results:
         console.print("nothing is past retention")
 
@@ -247,7 +274,7 @@ def hold_add(
 ) -> None:
     from gateway.audit.retention import add_hold
 
-    start, end = _time(from_, "--from"), _time(until, "--until")
+    start, end = _time(from_, "from"), _time(until, "until")
     hold_id = _with_engine(_settings(), lambda engine: add_hold(
         engine, reason, by, datetime.now(UTC), customer, start, end))
     typer.echo(str(hold_id))

@@ -138,7 +138,9 @@ class GatewayIdentifier:
             raise AuthenticationFailed("malformed gateway key")
         record = await self._key_record(parsed.id)
         if record is None:
-            raise AuthenticationFailed("unknown gateway key", parsed.id)
+            # No key_id: the audit record's key_id reads as a real key, and this one is
+            # only the caller's claim; the reason keeps it for the investigation.
+            raise AuthenticationFailed(f"unknown gateway key (claimed id {parsed.id})")
         if not creds.verify_secret(record.salt, record.hash, parsed.secret):
             raise AuthenticationFailed("invalid gateway key", parsed.id)
         if record.revoked:

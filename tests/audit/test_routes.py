@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.admin import audit as audit_routes
 from gateway.admin import decisions as decision_routes
 from gateway.audit.offline import verify_export
-from gateway.audit.tables import audit_records
+from gateway.audit.tables import audit_decision_rules, audit_records
 from gateway.audit.writer import AuditWriter
 from gateway.settings import Settings
 from tests.audit.conftest import make_record
@@ -116,3 +116,45 @@ async def test_verify_route(
     assert doc["first_problem"]["seq"] == 9 and doc["first_problem"]["kind"] == "column_mismatch"
     keys = (await c.get("/admin/v1/audit/public-key", headers=tokens["auditor"])).json()
     assert keys["keys"][0]["public_key_pem"].startswith("-----BEGIN PUBLIC KEY")
+
+
+async def test_verify_route_checks_the_rule_index(
+    client: tuple[httpx.AsyncClient, dict[str, dict[str, str]]], engine: AsyncEngine,
+) -> None:
+    """A rule-index row removed hides a decision from ``?rule_id=``: verify says where."""
+    c, tokens = client
+    listed = await c.get("/admin/v1/decisions", params={"rule_id": "tier-entitlement"},
+                         headers=tokens["auditor"])
+    hidden = listed.json()["items"][0]
+    async with engine.begin() as conn:
+        await conn.execute(delete(audit_decision_rules)
+                           .where(audit_decision_rules.c.decision_id == hidden["id"]))
+    doc = (await c.get("/admin/v1/audit/verify", headers=tokens["auditor"])).json()
+    assert doc["ok"] is False
+    problem = doc["first_problem"]
+    assert (problem["kind"], problem["seq"], problem["record_id"]) == (
+        "rule_index", hidden["seq"], hidden["id"])
+
+
+@pytest.mark.parametrize("path", ["/admin/v1/decisions", "/admin/v1/decisions/export"])
+async def test_time_filters_are_rfc3339_with_a_zone(
+    client: tuple[httpx.AsyncClient, dict[str, dict[str, str]]], path: str,
+) -> None:
+    """Naive times (alone or mixed with zoned ones), bare dates and unix seconds are
+    422 naming the parameter, like the other filter errors; so is a backwards range."""
+    c, tokens = client
+    refused = [
+        ({"from": "2026-01-01T00:00:00", "to": "2026-02-01T00:00:00Z"}, "from"),
+        ({"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00"}, "to"),
+        ({"from": "2026-01-01"}, "from"),
+        ({"to": "1767225600"}, "to"),
+        ({"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "to"),
+        ({"origin": "USA"}, "origin"),
+    ]
+    for params, name in refused:
+        r = await c.get(path, params=params, headers=tokens["auditor"])
+        assert r.status_code == 422, (params, r.status_code, r.text)
+        assert [e["loc"] for e in r.json()["detail"]] == [["query", name]], r.text
+    ok = await c.get(path, params={"from": "2000-01-01T01:00:00+01:00",
+                                   "to": "2100-01-01T00:00:00z"}, headers=tokens["auditor"])
+    assert ok.status_code == 200, ok.text

@@ -14,7 +14,12 @@ from gateway.audit.chain import canonical, chain_hash, parse_body
 from gateway.audit.ids import new_id
 from gateway.audit.record import OutcomeRecord
 from gateway.audit.signing import public_raw
-from gateway.audit.tables import audit_checkpoints, audit_nodes, audit_records
+from gateway.audit.tables import (
+    audit_checkpoints,
+    audit_decision_rules,
+    audit_nodes,
+    audit_records,
+)
 from gateway.audit.verify import VerifyReport, verify_log
 from gateway.audit.writer import AuditWriter
 from tests.audit.conftest import make_record
@@ -200,3 +205,66 @@ async def test_forged_append_past_head(populated: AuditWriter, engine: AsyncEngi
     report = await _verify(engine)
     assert report.first is not None
     assert (report.first.kind, report.first.seq) == ("beyond_head", 27)
+
+
+async def test_tail_rewritten_after_last_checkpoint(
+    populated: AuditWriter, engine: AsyncEngine
+) -> None:
+    """Edit seq 23 (after the last checkpoint, 20) and re-hash 23..26 consistently,
+    leaving the head row alone: its ``last_hash`` no longer matches the chain."""
+    async with engine.begin() as conn:
+        rows = (await conn.execute(select(audit_records).where(
+            audit_records.c.seq >= 22).order_by(audit_records.c.seq))).all()
+        prev = rows[0].hash
+        for row in rows[1:]:
+            body = parse_body(row.body)
+            if row.seq == 23:
+                body["customer_id"] = "ghost"
+            raw = canonical(body)
+            new_hash = chain_hash(prev, raw)
+            await conn.execute(update(audit_records).where(_at(row.seq)).values(
+                body=raw.decode(), prev_hash=prev, hash=new_hash,
+                customer_id=body.get("customer_id")))
+            prev = new_hash
+    report = await _verify(engine)
+    assert report.first is not None
+    assert (report.first.kind, report.first.seq) == ("head_mismatch", 26)
+    assert "rewritten" in report.first.message
+    assert report.problem_count == 1
+
+
+async def test_rule_index_rows_deleted_and_invented(
+    populated: AuditWriter, engine: AsyncEngine
+) -> None:
+    """The side index behind ``?rule_id=`` must hold exactly each decision's rule ids."""
+    deleted, invented = await _row(engine, 4), await _row(engine, 9)
+    assert parse_body(deleted.body)["rule_ids"] == ["directive-frontier-us-persons-only"]
+    dr = audit_decision_rules
+    await _exec(
+        engine,
+        delete(dr).where(dr.c.decision_id == deleted.id),
+        dr.insert().values(rule_id="sanctioned-origin", decision_id=invented.id),
+    )
+    report = await _verify(engine)
+    found = [(p.kind, p.seq, p.record_id) for p in report.problems]
+    assert found == [("rule_index", 4, deleted.id), ("rule_index", 9, invented.id)]
+    assert "lacks 'directive-frontier-us-persons-only'" in report.problems[0].message
+    assert "lists 'sanctioned-origin'" in report.problems[1].message
+
+
+async def test_rule_index_foreign_rows(populated: AuditWriter, engine: AsyncEngine) -> None:
+    """Rows naming no record, or a record that is not a decision, are failures too."""
+    outcome = await _row(engine, 13)
+    assert outcome.kind == "outcome"
+    ghost = new_id()
+    dr = audit_decision_rules
+    await _exec(
+        engine,
+        dr.insert().values(rule_id="tier-entitlement", decision_id=ghost),
+        dr.insert().values(rule_id="tier-entitlement", decision_id=outcome.id),
+    )
+    report = await _verify(engine)
+    found = {(p.kind, p.seq, p.record_id) for p in report.problems}
+    assert found == {("rule_index", 13, outcome.id), ("rule_index", None, ghost)}
+    assert report.problem_count == 2
+    assert any(f"record {ghost}, which is no record" in p.message for p in report.problems)

@@ -125,6 +125,12 @@ def test_every_request_of_a_mixed_run_has_exactly_one_record(gateway: Proc, admi
         assert record["policy_version"] == response.headers["x-gateway-policy-version"]
         assert PROMPT not in str(record), "prompt text must never be stored"
     assert len(set(ids)) == len(ids)
+    # A made-up key id is not recorded as a key an auditor could look up.
+    bogus = next(i for (r, _, _), i in zip(cases, ids, strict=True)
+                 if r.request.headers.get("authorization") == "Bearer gk_bogus_key")
+    record = record_of(admin, bogus)
+    assert record["key_id"] is None, record
+    assert record["reasons"] == ["unknown gateway key (claimed id bogus)"], record
 
     # Forwarded decisions get their outcome as a linked record.
     deadline = time.monotonic() + 5

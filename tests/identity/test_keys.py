@@ -126,7 +126,9 @@ async def test_unknown_and_malformed(
             await identifier.identify(bad, None)
     with pytest.raises(AuthenticationFailed) as info:
         await identifier.identify("gk_deadbeef_secret", None)
-    assert info.value.key_id == "deadbeef"
+    # The audit record's key_id names only keys that exist; the claim stays in the reason.
+    assert info.value.key_id is None
+    assert info.value.message == "unknown gateway key (claimed id deadbeef)"
     reads = identifier.db_reads
     with pytest.raises(AuthenticationFailed):
         await identifier.identify("gk_deadbeef_secret", None)

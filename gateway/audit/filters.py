@@ -1,0 +1,76 @@
+"""Decision-log filters from user input: one validation for the HTTP API and the CLI.
+
+``GET /admin/v1/decisions`` (and ``/decisions/export``) and ``gateway audit
+export`` take the same filters and must refuse the same mistakes: a time that
+is not RFC 3339 with a zone (SPEC section 4: times are RFC 3339 UTC), an
+origin that is no ISO country or region code, a range that ends before it
+starts. Each refusal names the parameter (``from``, ``to``, ``origin``); the
+API answers it as a 422 like its other query errors, the CLI as a usage error
+on ``--from``, ``--to``, ``--origin`` (exit 2).
+
+Why zoned times only: a naive time means a different instant on every
+auditor's machine, and comparing it with a zoned one is a TypeError; a bare
+date or unix seconds is a guess at what was meant.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Literal
+
+from gateway.audit.query import DecisionFilters
+
+ORIGIN = re.compile(r"[A-Za-z]{2}(-[A-Za-z0-9]{1,3})?")
+"""An ISO 3166-1 alpha-2 country (``DE``) or an ISO 3166-2 region (``UA-43``)."""
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+class FilterError(ValueError):
+    """A filter value refused; ``param`` is the query parameter's name (``from``, ``to``, …)."""
+
+    def __init__(self, param: str, message: str, value: str | None) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        self.message = message
+        self.value = value
+
+
+def parse_time(value: str, param: str) -> datetime:
+    """An RFC 3339 time with ``Z`` or an offset, as an aware UTC datetime."""
+    if _RFC3339.fullmatch(value) is None:
+        raise FilterError(param, "not an RFC 3339 time with a zone, e.g. "
+                          f"2026-06-14T00:00:00Z: {value!r}", value)
+    try:
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError as exc:  # shaped right, but e.g. month 13
+        raise FilterError(param, f"not a valid time: {value!r} ({exc})", value) from None
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: no UTC form in years 1..9999
+        raise FilterError(param, f"{value!r} is out of range in UTC", value) from None
+
+
+def decision_filters(
+    *,
+    customer_id: str | None = None,
+    decision: Literal["allow", "deny"] | None = None,
+    rule_id: str | None = None,
+    model: str | None = None,
+    origin: str | None = None,
+    from_: str | None = None,
+    to: str | None = None,
+) -> DecisionFilters:
+    """Validated filters; raises FilterError naming the first parameter refused."""
+    if origin is not None and ORIGIN.fullmatch(origin) is None:
+        raise FilterError("origin", "not an ISO 3166-1 alpha-2 country or ISO 3166-2 region "
+                          f"code (e.g. US, UA-43): {origin!r}", origin)
+    from_ts = parse_time(from_, "from") if from_ is not None else None
+    to_ts = parse_time(to, "to") if to is not None else None
+    if from_ts is not None and to_ts is not None and to_ts <= from_ts:
+        raise FilterError("to", f"must be after 'from' ({from_}): {to!r}", to)
+    return DecisionFilters(customer_id=customer_id, decision=decision, rule_id=rule_id,
+                           model=model, origin=origin, from_ts=from_ts, to_ts=to_ts)

@@ -1,0 +1,70 @@
+"""The configured database, for CLI commands that work on an existing one.
+
+A mistyped ``GATEWAY_DATABASE_URL`` must neither create anything (SQLite
+would create an empty file, and ``create_engine`` its parent directories) nor
+end in a traceback with exit 1, which for ``gateway audit verify`` means "the
+chain is broken". A database that is missing, unreachable or not the
+gateway's (no tables) is a usage error: exit 2 with a message naming it.
+
+Commands that create the database (``serve``, ``db upgrade``) do not use this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import typer
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.cli.messages import error, stderr
+from gateway.settings import Settings
+
+T = TypeVar("T")
+
+
+def run_on_existing_database(
+    settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]
+) -> T:
+    """Run ``work`` on an engine for the configured database, which must exist."""
+    from gateway.db.session import create_engine
+
+    require_existing(settings)
+
+    async def run() -> T:
+        engine = create_engine(settings)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except DBAPIError as exc:
+        _fail(settings, f"{exc.orig}: is it the gateway's database, migrated (`gateway db "
+              "upgrade`) and reachable?")
+    except (SQLAlchemyError, OSError) as exc:  # asyncpg reports refused connections as OSError
+        _fail(settings, str(exc))
+
+
+def require_existing(settings: Settings) -> None:
+    """Exit 2 if the configured SQLite file does not exist (other engines are asked on use)."""
+    path = settings.sqlite_path()
+    if path is not None and not path.is_file():
+        _fail(settings, f"{path} does not exist (nothing was created; check the path)")
+
+
+def _fail(settings: Settings, reason: str) -> NoReturn:
+    error(stderr(), f"cannot use the database {_shown(settings.database_url)}: {reason}")
+    raise typer.Exit(2)
+
+
+def _shown(url: str) -> str:
+    """The URL without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(GATEWAY_DATABASE_URL)"
