@@ -79,7 +79,7 @@ class CompiledBundle:
     common: RuleSet
     """Rules for a model the bundle does not name (only model-agnostic ones)."""
     warnings: tuple[str, ...] = ()
-    plan_memo: dict[tuple[str, frozenset[str]], Any] = field(
+    plan_memo: dict[tuple[str, frozenset[str], bool], Any] = field(
         default_factory=dict, compare=False, hash=False, repr=False
     )
     """``engine.quota_plan`` results by (tier, capabilities): a pure function of

@@ -74,19 +74,19 @@ def effective_tier(
 
 
 def quota_plan(
-    bundle: CompiledBundle, tier: str, capabilities: frozenset[str]
+    bundle: CompiledBundle, tier: str, capabilities: frozenset[str], streaming: bool = False
 ) -> tuple[QuotaPlan, str | None]:
     """(plan, the first bucket with a 0 limit or None); see the module docstring."""
-    key = (tier, capabilities)
+    key = (tier, capabilities, streaming)
     memo = bundle.plan_memo.get(key)
     if memo is None:
-        memo = bundle.plan_memo[key] = _quota_plan(bundle, tier, capabilities)
+        memo = bundle.plan_memo[key] = _quota_plan(bundle, tier, capabilities, streaming)
     result: tuple[QuotaPlan, str | None] = memo
     return result
 
 
 def _quota_plan(
-    bundle: CompiledBundle, tier: str, capabilities: frozenset[str]
+    bundle: CompiledBundle, tier: str, capabilities: frozenset[str], streaming: bool
 ) -> tuple[QuotaPlan, str | None]:
     tq = bundle.quotas.get(tier)
     if tq is None:
@@ -96,7 +96,16 @@ def _quota_plan(
         limits.extend(tq.per_capability.get(cap, ()))
     if not any(cap in tq.per_capability for cap in capabilities):
         limits.extend(tq.default)
-    closed = next((lim.capability for lim in limits if lim.limit == 0), None)
+    # A 0 limit closes the bucket, except ``concurrent_streams: 0``, which
+    # closes it to streams only: a non-streaming request holds no stream slot.
+    closed = next(
+        (
+            lim.capability
+            for lim in limits
+            if lim.limit == 0 and (streaming or lim.kind != "concurrent_streams")
+        ),
+        None,
+    )
     plan = QuotaPlan(
         tier=tier,
         limits=tuple(limits),
@@ -166,7 +175,7 @@ def _decide(
     allows = [r for r in ruleset.allows.candidates(ctx) if r.active(now) and r.predicate(ctx)]
     if not allows:
         return _deny(bundle, tier, (DEFAULT_DENY,), (DEFAULT_DENY_REASON,), facts, demotion)
-    plan, closed = quota_plan(bundle, tier, facts.capabilities)
+    plan, closed = quota_plan(bundle, tier, facts.capabilities, facts.body.stream)
     if closed is not None:
         return _deny(
             bundle,

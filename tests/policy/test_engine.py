@@ -80,6 +80,20 @@ def test_zero_limit_is_not_offered_403(default_bundle: CompiledBundle) -> None:
     assert d.rule_ids == ("quota-not-offered:public.agentic",)
 
 
+def test_zero_concurrent_streams_closes_the_bucket_to_streams_only(make_bundle: Build) -> None:
+    # `concurrent_streams: 0` means "no streams here"; a non-streaming request
+    # holds no stream slot and was refused as if the capability were closed.
+    bundle = make_bundle(
+        "rules:\n  - {id: allow-all, effect: allow, when: {}}\n",
+        "quotas:\n  public:\n    default: {requests_per_minute: 5, concurrent_streams: 0}\n",
+    )
+    plain = decide(principal(tier="public"), facts(), bundle, AFTER_DIRECTIVE)
+    assert plain.allowed and plain.quota is not None
+    streamed = decide(principal(tier="public"), facts(stream=True), bundle, AFTER_DIRECTIVE)
+    assert not streamed.allowed
+    assert streamed.rule_ids == ("quota-not-offered:public.default",)
+
+
 def test_default_deny(make_bundle: Build) -> None:
     bundle = make_bundle("rules: []\n")
     d = decide(principal(), facts(model="small"), bundle, AFTER_DIRECTIVE)
