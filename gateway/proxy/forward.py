@@ -36,6 +36,13 @@ _USAGE_INJECTABLE = frozenset({"/v1/chat/completions", "/v1/completions"})
 _MAX_USAGE_SCAN = 4 * 1024 * 1024
 
 
+def _at_least(usage: Usage | None, tokens: int) -> Usage:
+    """``usage``, raised to ``tokens`` in total (the rest counted as output)."""
+    tokens_in = (usage.tokens_in or 0) if usage is not None else 0
+    tokens_out = (usage.tokens_out or 0) if usage is not None else 0
+    return Usage(tokens_in, max(tokens_out, tokens - tokens_in))
+
+
 class _Outcome:
     __slots__ = ("bytes_out", "error", "status", "usage")
 
@@ -184,13 +191,17 @@ class Forwarder:
     ) -> None:
         tap = SseUsageTap(drop_usage_chunk)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        async for chunk in response.content.iter_any():
-            data = tap.feed(chunk)
-            if data:
-                outcome.bytes_out += len(data)
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-        rest = tap.flush()
-        outcome.usage = tap.usage if tap.seen else None
+        try:
+            async for chunk in response.content.iter_any():
+                data = tap.feed(chunk)
+                if data:
+                    outcome.bytes_out += len(data)
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+            rest = tap.flush()
+        finally:
+            # Also when the stream is cut (client gone, upstream broke): the
+            # usage seen so far is part of what ``_settle`` charges.
+            outcome.usage = tap.usage if tap.seen else None
         detach()
         await send({"type": "http.response.body", "body": rest, "more_body": False})
 
@@ -198,9 +209,18 @@ class Forwarder:
         services = self.services
         if ex.admission is not None:
             usage = outcome.usage
-            if usage is None and outcome.error is None and outcome.status and outcome.status < 300:
+            reserved = ex.admission.reserved_tokens
+            answered = outcome.status is not None and outcome.status < 300
+            if answered and outcome.error is not None:
+                # The answer started and was cut (client gone, upstream broke):
+                # the upstream generated, and bills, tokens its final usage
+                # would have reported. Charge at least the reservation, or
+                # dropping the connection before the last chunk would make
+                # every stream free.
+                usage = _at_least(usage, reserved)
+            elif usage is None and answered:
                 usage = Usage()  # answered without usage: keep the reservation as charged
-                usage.tokens_out = ex.admission.reserved_tokens
+                usage.tokens_out = reserved
             elif outcome.status is not None and outcome.status >= 400 and outcome.usage is None:
                 usage = None  # a failed call releases its reservation
             try:

@@ -21,7 +21,7 @@ from gateway.identity.principal import Principal
 from gateway.ops import hooks  # ops: metrics + access log
 from gateway.policy.capabilities import classify
 from gateway.policy.engine import decide, visible_models
-from gateway.policy.facts import ApiShape, RequestFacts
+from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.proxy.asgi_io import (
     JSON_CONTENT_TYPE,
     ClientGone,
@@ -219,9 +219,7 @@ class Pipeline:
             reason = "; ".join(decision.reasons) or "denied by policy"
             raise ProxyError(decision.deny_status, reason, code=decision.rule_ids[0])
         if decision.quota is not None:
-            wanted = (body.max_tokens or decision.quota.default_max_tokens or 0) + (
-                body.input_tokens_estimate
-            )
+            wanted = _tokens_to_reserve(ex.endpoint, body, decision.quota.default_max_tokens)
             try:
                 ex.admission = admission = await services.meter.admit(
                     principal.customer_id, decision.quota, body.stream, wanted, now
@@ -256,6 +254,25 @@ class Pipeline:
         ]
         headers.extend((k.encode(), v.encode()) for k, v in refusal.headers.items())
         await send_raw(send, refusal.status, headers, render_error(ex.api, refusal))
+
+
+_COUNT_TOKENS = "/v1/messages/count_tokens"
+_EMBEDDINGS = "/v1/embeddings"
+
+
+def _tokens_to_reserve(endpoint: str, body: BodyFacts, default_max_tokens: int | None) -> int:
+    """What a token quota holds back before forwarding (settled to real usage after).
+
+    Counting tokens generates nothing and is not billed; an embedding has no
+    output. Reserving ``default_max_tokens`` for them charged every call as
+    if it generated a full answer (count_tokens answers carry no ``usage``,
+    so that charge was never settled down).
+    """
+    if endpoint == _COUNT_TOKENS:
+        return 0
+    if endpoint == _EMBEDDINGS:
+        return body.input_tokens_estimate
+    return (body.max_tokens or default_max_tokens or 0) + body.input_tokens_estimate
 
 
 def _unavailable(exc: StageUnavailable) -> ProxyError:

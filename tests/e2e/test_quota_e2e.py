@@ -153,6 +153,47 @@ def test_stream_disconnect_releases_its_concurrency_slot(
         assert status == 200
 
 
+def test_a_cut_stream_is_charged_at_least_its_reservation(
+    gateway_factory: GatewayFactory, small_bundle: Path
+) -> None:
+    # A stream whose client leaves before the last chunk never delivers its
+    # usage; releasing the reservation then made every cut stream free.
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(small_bundle)})
+    key = Admin(gateway.url).customer_with_key(**person_us())
+    body = {"model": "haiku-lite", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 300, "stream": True}
+    slow = {**XFF, "authorization": f"Bearer {key}",
+            "x-standin-chunks": "100", "x-standin-interval-ms": "20"}
+    with httpx.Client(timeout=10) as client:
+        for _ in range(3):  # ~3 x 301 tokens of a 1000-token minute
+            with client.stream("POST", f"{gateway.url}/v1/chat/completions", json=body,
+                               headers=slow) as r:
+                assert r.status_code == 200
+                for _ in r.iter_raw():
+                    break  # first chunk read, then the client goes away
+        time.sleep(0.5)  # the gateway settles once it sees the disconnect
+        fourth = client.post(f"{gateway.url}/v1/chat/completions",
+                             json={**body, "stream": False}, headers=slow)
+    assert fourth.status_code == 429, fourth.text
+    assert "tokens_per_minute" in fourth.json()["error"]["message"]
+
+
+def test_count_tokens_does_not_spend_the_token_quota(
+    gateway_factory: GatewayFactory, small_bundle: Path
+) -> None:
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(small_bundle)})
+    key = Admin(gateway.url).customer_with_key(**person_us())
+    body = {"model": "haiku-lite", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {**XFF, "x-api-key": key, "anthropic-version": "2023-06-01"}
+    responses = [
+        httpx.post(f"{gateway.url}/v1/messages/count_tokens", json=body, headers=headers,
+                   timeout=10)
+        for _ in range(15)  # each held default_max_tokens (100) of a 1000-token minute
+    ]
+    assert [r.status_code for r in responses] == [200] * 15
+    assert int(responses[-1].headers["x-ratelimit-remaining-tokens"]) >= 990
+
+
 @pytest.mark.redis
 def test_two_replicas_on_one_redis_allow_exactly_the_limit(
     gateway_factory: GatewayFactory, small_bundle: Path, redis: RedisServer, tmp_path: Path
