@@ -4,8 +4,9 @@ Every check-and-consume is one Lua script, so N replicas and any number of
 concurrent requests see one count: one ``EVALSHA`` per admit, one per settle
 (token windows and the stream lease together). Keys and the static script
 arguments come precomputed with the ``PreparedPlan``. Calls use short socket
-timeouts and no client-side retry: a command that timed out may have run, and
-retrying it would count the request twice. A failed call raises
+timeouts and no client-side retry on timeouts: a command that timed out may
+have run, and retrying it would count the request twice (a connection found
+dead is retried once on a fresh one, see ``__init__``). A failed call raises
 ``StoreDown``; the pool reconnects on the next call, so service resumes by
 itself when Redis is back (scripts are re-loaded on ``NOSCRIPT`` by redis-py).
 """
@@ -39,7 +40,13 @@ class RedisStore:
             url,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 0),
+            # One immediate retry on a connection error only: after Redis
+            # restarts, every pooled socket is dead, and each one's first use
+            # failed with a 503 (a burst of 30 requests got 29). A command
+            # written to a socket the server already closed never ran, so
+            # sending it again on a fresh connection cannot count twice.
+            # Timeouts are never retried: a timed-out script may have run.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             max_connections=max_connections,
             decode_responses=True,
         )

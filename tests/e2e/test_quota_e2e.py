@@ -239,3 +239,22 @@ def test_redis_down_fails_closed_and_recovers_without_restart(
         time.sleep(0.2)
         status = chat(gateway, key).status_code
     assert status == 200
+
+
+@pytest.mark.redis
+def test_a_restarted_redis_serves_the_next_burst(
+    gateway_factory: GatewayFactory, redis: RedisServer
+) -> None:
+    # Every pooled connection dies with the server; each one's first use after
+    # the restart was a 503, so a burst right after recovery was mostly 503s.
+    gateway = gateway_factory(env={"GATEWAY_REDIS_URL": redis.url})
+    key = Admin(gateway.url).customer_with_key(**person_us())
+    slow = {"headers": {"x-standin-delay-ms": 300}}
+    with ThreadPoolExecutor(20) as pool:
+        warm = list(pool.map(lambda _: chat(gateway, key, **slow).status_code, range(20)))
+        assert warm == [200] * 20  # 20 requests at once: ~20 pooled connections
+        redis.restart()
+        time.sleep(1)
+        burst = list(pool.map(lambda _: chat(gateway, key).status_code, range(20)))
+    assert burst == [200] * 20, burst
+
