@@ -128,6 +128,8 @@ class RedisBus(_Reconnecting):
                     idle = 0.0
                 continue
             idle = 0.0
+            if message.get("type") != "message":
+                continue  # the pong of our own keep-alive ping, not a cluster message
             data = message.get("data")
             if isinstance(data, bytes):
                 await on_message(data.decode("utf-8", "replace"))
