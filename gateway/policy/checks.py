@@ -328,6 +328,33 @@ class _Checker:
             for cap in caps:
                 if cap not in self.capability_names:
                     self.error((*path, cap), f"unknown capability '{cap}' (known: {known})")
+        for tier, quota in self.b.quotas.items():
+            self.token_escape(tier, quota)
+
+    def token_escape(self, tier: str, quota: s.TierQuota) -> None:
+        """Warn where a capability entry drops the token limits ``default`` sets.
+
+        A request is metered against the entries of its capabilities *instead
+        of* ``default``: an ``agentic`` entry with only a request rate makes
+        any request that adds one dummy tool free of every token limit, the
+        cheapest way around a token quota there is.
+        """
+        if quota.default is None:
+            return
+        limited = {"tokens_per_minute", "tokens_per_day"}
+        default_kinds = {kind for kind, _ in quota.default.items()} & limited
+        if not default_kinds:
+            return
+        for cap, limits in quota.capability_limits().items():
+            if any(value == 0 for _, value in limits.items()):
+                continue  # not offered: nothing to escape into
+            if not {kind for kind, _ in limits.items()} & limited:
+                self.warn(
+                    ("quotas", tier, cap),
+                    f"'{cap}' sets no token limit while 'default' does "
+                    f"({', '.join(sorted(default_kinds))}): requests carrying '{cap}' "
+                    "are metered on this entry only, so they have no token limit",
+                )
 
 
 def check_bundle(

@@ -99,6 +99,31 @@ def test_unreachable_model_is_a_warning_not_an_error(tmp_path: Path) -> None:
     ]
 
 
+def test_a_capability_entry_without_the_defaults_token_limits_is_a_warning(
+    tmp_path: Path,
+) -> None:
+    # Requests carrying `agentic` are metered on its entry instead of
+    # `default`: with only a request rate there, one dummy tool escapes every
+    # token limit of the tier.
+    quotas = (
+        "quotas:\n"
+        "  enterprise:\n"
+        "    default: {requests_per_minute: 60, tokens_per_minute: 1000}\n"
+        "    agentic: {requests_per_minute: 10}\n"
+        "  public:\n"
+        "    default: {requests_per_minute: 5, tokens_per_day: 100}\n"
+        "    agentic: {requests_per_minute: 0}\n"
+    )
+    d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"quotas.yaml": quotas}))
+    result = load_dir(d)
+    assert result.ok
+    assert [str(w) for w in result.warnings] == [
+        "quotas.yaml:4 quotas.enterprise.agentic: 'agentic' sets no token limit while "
+        "'default' does (tokens_per_minute): requests carrying 'agentic' are metered on "
+        "this entry only, so they have no token limit"
+    ]  # public.agentic is closed (0): nothing to escape into
+
+
 def test_missing_directory(tmp_path: Path) -> None:
     result = load_dir(tmp_path / "nope")
     assert not result.ok and "not a directory" in str(result.errors[0])
