@@ -170,6 +170,9 @@ class Forwarder:
             log.warning("upstream broke mid-answer for %s: %r", ex.id, exc)
         except asyncio.CancelledError:
             if watch is None or not watch.fired:
+                # Not the client leaving: the server cut the request (the
+                # shutdown grace period ran out). The outcome record says so.
+                outcome.error = "cancelled_by_gateway"
                 raise
             watch.task.uncancel()
             outcome.error = "client_disconnected"

@@ -112,4 +112,6 @@ def test_sigterm_during_open_streams(
         # them, the client sees an incomplete stream, the log says so.
         assert not any(finished) and took < 20
         assert "timeout graceful shutdown exceeded" in gateway.output()
+        # ...and so do their outcome records (they said "no error").
+        assert all(outcomes[i].get("error") == "cancelled_by_gateway" for i in ids), outcomes
     _verify(tmp_path)
