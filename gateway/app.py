@@ -56,7 +56,7 @@ def utc_now() -> datetime:
 async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         await prepare_for_serving(settings)
-        engine = create_engine(settings)
+        engine = create_engine(settings, serving=True)
         stack.push_async_callback(engine.dispose)
         sessions = session_factory(engine)
 

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     # the bound on how long a change made anywhere (CLI included) takes to be in
     # force here. 0 turns the feed off (the cache TTL is then the bound).
     change_poll_seconds: float = Field(default=1.0, ge=0)
+    # PostgreSQL: how long connecting, and (in the serving process) any one
+    # statement, may take. A server that stops answering without closing its
+    # connections (a network partition, a frozen host) would otherwise hold
+    # every request's audit commit, /readyz and the admin API indefinitely,
+    # instead of failing closed with a 503.
+    database_timeout_seconds: float = Field(default=5.0, gt=0)
 
     log_level: str = "info"
     log_json: bool = True

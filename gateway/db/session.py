@@ -15,10 +15,15 @@ from sqlalchemy.ext.asyncio import (
 from gateway.settings import Settings
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, serving: bool = False) -> AsyncEngine:
     """One engine per process. SQLite runs in WAL mode with the configured
     ``synchronous`` level (FULL by default: a committed audit batch survives
-    power loss, see README "Durability")."""
+    power loss, see README "Durability").
+
+    On PostgreSQL every connection attempt is bounded by
+    ``database_timeout_seconds``; with ``serving`` every statement is too, so
+    an unresponsive server turns into 503s (fail closed) within that time.
+    CLI maintenance (a retention prune's one large DELETE) is not bounded."""
     if settings.is_sqlite:
         path = settings.sqlite_path()
         if path is not None:
@@ -39,11 +44,17 @@ def create_engine(settings: Settings) -> AsyncEngine:
             cursor.close()
 
         return engine
+    timeout = settings.database_timeout_seconds
+    connect_args: dict[str, Any] = {"timeout": timeout}
+    if serving:
+        connect_args["command_timeout"] = timeout
     return create_async_engine(
         settings.database_url,
         pool_size=10,
         max_overflow=20,
         pool_pre_ping=True,
+        pool_timeout=timeout,
+        connect_args=connect_args,
     )
 
 

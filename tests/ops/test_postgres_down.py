@@ -106,3 +106,38 @@ def test_postgres_stopped_is_503_with_nothing_forwarded(
         assert status == 401
     finally:
         gateway.stop()
+
+
+def test_postgres_that_stops_answering_is_503_not_a_hang(
+    tmp_path: Path, own_postgres: PostgresServer, standin: Proc, standin_log: Callable[[], int]
+) -> None:
+    # A server that keeps its connections open but answers nothing (SIGSTOP:
+    # a partition, a frozen host) held every audit commit until it came back,
+    # then forwarded: nothing failed closed. Every statement is now bounded.
+    url = migrated_database(own_postgres)
+    env = {**TRUSTED, "GATEWAY_DATABASE_URL": url, "GATEWAY_DATABASE_TIMEOUT_SECONDS": "2"}
+    gateway = start_gateway(GatewayConfig(tmp=tmp_path, upstream_url=standin.url, env=env))
+    try:
+        key = Admin(gateway.url).customer_with_key(**US_ENTERPRISE)
+        assert post(gateway, "/v1/chat/completions", key).status_code == 200
+        forwarded = standin_log()
+        own_postgres.freeze()
+        try:
+            # post() gives up after 30 s: a hang fails the test with ReadTimeout.
+            response = post(gateway, "/v1/chat/completions", key)
+            ready = httpx.get(f"{gateway.url}/readyz", timeout=30)
+        finally:
+            own_postgres.thaw()
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "audit_unavailable"
+        assert ready.status_code == 503
+        assert standin_log() == forwarded, "a request went upstream without its record"
+        deadline = time.monotonic() + 15
+        status = 503
+        while status == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = post(gateway, "/v1/chat/completions", key).status_code
+        assert status == 200
+    finally:
+        gateway.stop()
+

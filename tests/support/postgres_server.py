@@ -10,6 +10,7 @@ its ``postgresql+asyncpg://`` URL, so tests do not see each other's rows.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -103,6 +104,28 @@ class PostgresServer:
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=15)
+
+    def freeze(self) -> None:
+        """SIGSTOP the server and its backends: connections stay open and nothing
+        answers, as in a network partition or on a frozen host."""
+        self._signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        pids = [self.proc.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:  # the backends are the postmaster's children
+                pids.append(int(stat.parent.name))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def resume(self, timeout: float = 30.0) -> str:
         """Start a stopped server again on the same port and data directory."""
