@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_customer_claim: str = "sub"
-    oidc_jwks_min_refresh_seconds: float = 10.0
+    oidc_jwks_min_refresh_seconds: float = Field(default=10.0, ge=0)
     """An unknown ``kid`` refetches the JWKS at most this often (key rotation vs junk kids)."""
     audit_signing_key: str | None = None
     """Ed25519 private key: a path to a PEM file, or base64 of the 32 raw bytes."""
@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     kyc_webhook_tolerance_seconds: int = 300
 
     # Principal cache staleness bound across replicas (seconds).
-    cache_ttl_seconds: float = 30.0
+    cache_ttl_seconds: float = Field(default=30.0, ge=0)
     # How often each process reads the admin change feed (gateway.ops.changefeed):
     # the bound on how long a change made anywhere (CLI included) takes to be in
     # force here. 0 turns the feed off (the cache TTL is then the bound).
@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     # Graceful shutdown (gateway.ops.shutdown): after SIGTERM, /readyz answers
     # 503 for this long while requests are still served, so a load balancer
     # drains the replica before it stops accepting.
-    shutdown_drain_seconds: float = 5.0
+    shutdown_drain_seconds: float = Field(default=5.0, ge=0)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -115,6 +115,30 @@ class Settings(BaseSettings):
         if value <= 0:
             raise ValueError("must be positive")
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in ("critical", "error", "warning", "info", "debug"):
+            raise ValueError("must be one of critical, error, warning, info, debug")
+        return level
+
+    @model_validator(mode="after")
+    def _oidc_needs_audience(self) -> Settings:
+        # A token for any audience of the issuer (another app's) must not pass.
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ValueError("GATEWAY_OIDC_AUDIENCE must be set when GATEWAY_OIDC_ISSUER is")
+        return self
 
     @model_validator(mode="after")
     def _upstream_required(self) -> Settings:

@@ -78,6 +78,33 @@ def _print_demo(host: str, port: int, keys: list[tuple[str, str, str]]) -> None:
     )
 
 
+def _preflight(settings: Settings) -> str | None:
+    """The first setting that only the workers' start-up would trip on, named.
+
+    A worker that fails in its lifespan exits 3 with a traceback (and under
+    ``--workers N`` uvicorn's supervisor then exits 0): files named by the
+    settings are opened once here, so a bad one is exit 2 naming the variable.
+    """
+    from gateway.audit.signing import SigningKeyError, load_signer
+
+    if settings.audit_signing_key:
+        try:
+            load_signer(settings, create=False)
+        except (SigningKeyError, OSError, ValueError) as exc:
+            message = str(exc)
+            named = "GATEWAY_AUDIT_SIGNING_KEY" in message
+            return message if named else f"GATEWAY_AUDIT_SIGNING_KEY: {message}"
+    if settings.geoip_db is not None:
+        from gateway.geo.locate import MmdbLookup
+
+        try:
+            MmdbLookup(settings.geoip_db)
+        except Exception as exc:  # noqa: BLE001 - maxminddb's errors vary by cause; name the file
+            return (f"GATEWAY_GEOIP_DB: {settings.geoip_db} is not a readable MaxMind "
+                    f"database ({exc})")
+    return None
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
@@ -104,6 +131,10 @@ def register(app: typer.Typer) -> None:
         if not settings.policy_dir.is_dir():
             where = escape(str(settings.policy_dir))
             console.print(f"[red]GATEWAY_POLICY_DIR: {where} is not a directory[/red]")
+            raise typer.Exit(2)
+        problem = _preflight(settings)
+        if problem is not None:
+            console.print(f"[red]{escape(problem)}[/red]")
             raise typer.Exit(2)
         try:
             # Checked here, before any worker starts, so a bad list is exit code 2

@@ -168,6 +168,38 @@ def test_missing_upstream_outside_demo_is_a_startup_error(tmp_path: Path) -> Non
     assert "GATEWAY_UPSTREAM_URL" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("GATEWAY_AUDIT_SIGNING_KEY", "/nonexistent/signing.pem"),
+        ("GATEWAY_GEOIP_DB", "__junk__"),
+        ("GATEWAY_REDIS_URL", "http://127.0.0.1:6379"),
+        ("GATEWAY_OIDC_ISSUER", "https://issuer.example"),  # without an audience
+        ("GATEWAY_LOG_LEVEL", "loud"),
+        ("GATEWAY_CACHE_TTL_SECONDS", "-5"),
+    ],
+)
+def test_settings_the_workers_would_trip_on_are_startup_errors(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    # These were first used in the worker's lifespan: exit 3 and a traceback
+    # that did not name the variable (and exit 0 under --workers N).
+    if value == "__junk__":
+        junk = tmp_path / "junk.mmdb"
+        junk.write_bytes(b"not a MaxMind database")
+        value = str(junk)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env[variable] = value
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "serve", "--demo", "--workers", "2",
+         "--port", str(free_port())],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert variable in " ".join((result.stdout + result.stderr).split()), result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def _enterprise() -> dict[str, object]:
     from tests.e2e.conftest import US_ENTERPRISE
 
