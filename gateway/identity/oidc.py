@@ -37,6 +37,10 @@ def looks_like_jwt(value: str) -> bool:
     return len(parts) == 3 and all(parts[:2]) and value.startswith("ey")
 
 
+_RETRY_WITHOUT_KEYS_S = 1.0
+"""How often a verifier that never got the issuer's keys tries again."""
+
+
 class OidcVerifier:
     looks_like_jwt = staticmethod(looks_like_jwt)
 
@@ -62,6 +66,7 @@ class OidcVerifier:
         self._wall = wall_clock
         self._keys: KeySet | None = None
         self._fetched_at = float("-inf")
+        self._attempted_at = float("-inf")
         self._lock = asyncio.Lock()
         self.fetch_count = 0
 
@@ -87,15 +92,43 @@ class OidcVerifier:
         return keys
 
     async def _keyset(self, want_kid: str | None) -> KeySet:
+        """The issuer's keys: cached, refetched when stale or for an unknown ``kid``.
+
+        Fetch *attempts*, failed ones included, are rate-limited (every
+        ``min_refresh`` seconds, or every second while no key set was ever
+        fetched), and a token whose ``kid`` is cached never waits on the lock:
+        unauthenticated tokens with made-up ``kid``s must neither hammer a
+        failing issuer nor queue valid tokens behind its timeouts. A stale set
+        whose refresh fails stays in use (keys rarely vanish; the issuer's
+        outage should not take JWT traffic down with it).
+        """
+        keys = self._keys
+        now = self._clock()
+        fresh = keys is not None and now - self._fetched_at < self._ttl
+        if fresh and keys is not None and _has_kid(keys, want_kid):
+            return keys
+        if not self._attempt_due(now):
+            if keys is None:
+                raise IdentityStoreUnavailable("OIDC issuer unreachable (retrying shortly)")
+            return keys  # an unknown kid stays unknown until the next attempt is due
         async with self._lock:
             now = self._clock()
-            stale = self._keys is None or now - self._fetched_at >= self._ttl
-            unknown = self._keys is not None and not _has_kid(self._keys, want_kid)
-            if stale or (unknown and now - self._fetched_at >= self._min_refresh):
-                self._keys = await self._fetch()
-                self._fetched_at = now
-            assert self._keys is not None
+            if self._attempt_due(now):
+                self._attempted_at = now
+                try:
+                    self._keys = await self._fetch()
+                    self._fetched_at = now
+                except IdentityStoreUnavailable:
+                    if self._keys is None:
+                        raise
+                    log.warning("OIDC key refresh failed; keeping the keys fetched before")
+            if self._keys is None:
+                raise IdentityStoreUnavailable("OIDC issuer unreachable (retrying shortly)")
             return self._keys
+
+    def _attempt_due(self, now: float) -> bool:
+        wait = self._min_refresh if self._keys is not None else _RETRY_WITHOUT_KEYS_S
+        return now - self._attempted_at >= wait
 
     async def verify(self, token: str) -> str:
         """The customer id the token names; AuthenticationFailed when it does not verify."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,6 +27,8 @@ class Issuer:
     url: str
     keys: list[RSAKey] = field(default_factory=list)
     jwks_hits: int = 0
+    discovery_hits: int = 0
+    mode: str = "up"  # "fail": discovery answers 500; "hang": it never answers
 
     def token(self, key: RSAKey, **claims: Any) -> str:
         now = int(time.time())
@@ -42,6 +46,11 @@ async def issuer() -> AsyncIterator[Issuer]:
     state = Issuer(url="")
 
     async def discovery(_: web.Request) -> web.Response:
+        state.discovery_hits += 1
+        if state.mode == "fail":
+            return web.Response(status=500)
+        if state.mode == "hang":
+            await asyncio.sleep(6)  # past the verifier's 5 s HTTP timeout
         return web.json_response({"issuer": state.url, "jwks_uri": f"{state.url}/jwks"})
 
     async def jwks(_: web.Request) -> web.Response:
@@ -136,3 +145,47 @@ async def test_gateway_keys_still_work_with_oidc(
     with pytest.raises(AuthenticationFailed, match="unknown gateway key"):
         await oidc_identifier.identify("gk_abc_def", None)
     assert issuer.jwks_hits == 0
+
+
+async def test_a_failing_issuer_is_asked_at_most_once_per_refresh_interval(
+    oidc_identifier: GatewayIdentifier, issuer: Issuer, mono: FakeMonotonic
+) -> None:
+    # Made-up kids retried the fetch on every request while the issuer failed
+    # (only successful fetches were rate-limited), and answered 503.
+    await oidc_identifier.identify(issuer.token(issuer.keys[0]), None)
+    asked = issuer.discovery_hits
+    issuer.mode = "fail"
+    mono.t += 61
+    for _ in range(5):
+        with pytest.raises(AuthenticationFailed, match="unknown key"):
+            await oidc_identifier.identify(issuer.token(rsa("junk")), None)
+    assert issuer.discovery_hits - asked == 1
+    # The cached key keeps working through the outage.
+    p = await oidc_identifier.identify(issuer.token(issuer.keys[0], sub="alice"), None)
+    assert p.customer_id == "alice"
+
+
+async def test_a_cached_key_does_not_wait_for_a_hanging_issuer(
+    db: Db, issuer: Issuer, mono: FakeMonotonic
+) -> None:
+    verifier = OidcVerifier(issuer.url, AUDIENCE, "sub", clock=mono, min_refresh_seconds=60)
+    await add_customer(db, "alice", tier="research", kyc_level="id_verified")
+    await add_customer(db, "bob", tier="research", kyc_level="id_verified")
+    ident = GatewayIdentifier(db.sessions, 30.0, oidc=verifier, clock=mono)
+    try:
+        await ident.identify(issuer.token(issuer.keys[0]), None)
+        issuer.mode = "hang"
+        mono.t += 61
+        junk = asyncio.create_task(ident.identify(issuer.token(rsa("junk")), None))
+        await asyncio.sleep(0.2)  # the junk token's fetch is now hanging
+        # A valid token whose key is cached waited behind that fetch (5 s per
+        # junk token in the queue); it must not depend on the issuer at all.
+        valid = await asyncio.wait_for(ident.identify(issuer.token(issuer.keys[0], sub="bob"),
+                                                      None), timeout=1.0)  # fmt: skip
+        assert valid.customer_id == "bob"
+        junk.cancel()
+        with contextlib.suppress(asyncio.CancelledError, AuthenticationFailed):
+            await junk
+    finally:
+        await ident.stop()
+
