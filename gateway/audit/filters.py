@@ -16,10 +16,11 @@ date or unix seconds is a guess at what was meant.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from gateway.audit.query import DecisionFilters
+from gateway.kyc.schemas import utc_input
 
 ORIGIN = re.compile(r"[A-Za-z]{2}(-[A-Za-z0-9]{1,3})?")
 """An ISO 3166-1 alpha-2 country (``DE``) or an ISO 3166-2 region (``UA-43``)."""
@@ -49,9 +50,9 @@ def parse_time(value: str, param: str) -> datetime:
     except ValueError as exc:  # shaped right, but e.g. month 13
         raise FilterError(param, f"not a valid time: {value!r} ({exc})", value) from None
     try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: no UTC form in years 1..9999
-        raise FilterError(param, f"{value!r} is out of range in UTC", value) from None
+        return utc_input(parsed)  # e.g. 9999-12-31T23:59:59-01:00 has no UTC form
+    except ValueError as exc:
+        raise FilterError(param, str(exc), value) from None
 
 
 def decision_filters(

@@ -26,6 +26,7 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin.auth import AdminActor
+from gateway.cli.messages import error
 from gateway.db.errors import SchemaOutOfDate
 from gateway.db.session import create_engine, session_factory
 from gateway.kyc import service
@@ -110,7 +111,7 @@ def run_db(work: Callable[[Settings, Sessions], Awaitable[T]]) -> T:
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     # Messages quote user input and validation patterns ([a-z]...): never markup.
-    err.print(f"[red]error:[/red] {escape(message)}")
+    error(err, message)
     return typer.Exit(code)
 
 

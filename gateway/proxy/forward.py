@@ -214,18 +214,15 @@ class Forwarder:
             usage = outcome.usage
             reserved = ex.admission.reserved_tokens
             answered = outcome.status is not None and outcome.status < 300
-            if answered and outcome.error is not None:
-                # The answer started and was cut (client gone, upstream broke):
-                # the upstream generated, and bills, tokens its final usage
-                # would have reported. Charge at least the reservation, or
-                # dropping the connection before the last chunk would make
-                # every stream free.
+            # A failed call (no answer, or an error status) passes its usage,
+            # if any, else None: the reservation is released.
+            if answered and (usage is None or outcome.error is not None):
+                # Answered without usage: keep the reservation as charged.
+                # Cut after it started (client gone, upstream broke): the
+                # upstream generated, and bills, tokens its final usage would
+                # have reported; charge at least the reservation, or dropping
+                # the connection before the last chunk would make streams free.
                 usage = _at_least(usage, reserved)
-            elif usage is None and answered:
-                usage = Usage()  # answered without usage: keep the reservation as charged
-                usage.tokens_out = reserved
-            elif outcome.status is not None and outcome.status >= 400 and outcome.usage is None:
-                usage = None  # a failed call releases its reservation
             try:
                 await services.meter.settle(ex.admission, usage)
             except StageUnavailable as exc:

@@ -17,6 +17,7 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
+from gateway.geo.origin import Origin
 from gateway.identity.principal import Principal
 from gateway.ops import hooks  # ops: metrics + access log
 from gateway.policy.capabilities import classify
@@ -84,10 +85,12 @@ class Pipeline:
     ) -> None:
         """A ``/v1/*`` request no route serves (404, 405): recorded, then answered."""
         ex = self._exchange(scope, api)
-        ex.origin = self.services.locator.locate(
-            ex.peer_ip, joined_header(scope, b"x-forwarded-for")
-        )
+        ex.origin = self._locate(ex, scope)
         await self._announced(ex, self._refuse(ex, send, refusal))
+
+    def _locate(self, ex: Exchange, scope: Scope) -> Origin:
+        # Every X-Forwarded-For line counts (asgi_io.joined_header).
+        return self.services.locator.locate(ex.peer_ip, joined_header(scope, b"x-forwarded-for"))
 
     def _exchange(self, scope: Scope, api: ApiShape) -> Exchange:
         # The request keeps this snapshot to the end, whatever reloads meanwhile.
@@ -151,7 +154,7 @@ class Pipeline:
     async def _list(self, ex: Exchange, scope: Scope, send: Send) -> None:
         services = self.services
         bundle = ex.bundle
-        ex.origin = services.locator.locate(ex.peer_ip, joined_header(scope, b"x-forwarded-for"))
+        ex.origin = self._locate(ex, scope)
         try:
             ex.principal = await self._identify(ex, scope)
         except ProxyError as refusal:
@@ -190,7 +193,7 @@ class Pipeline:
         The body's bytes go to ``ex.request_bytes`` for the forwarder.
         """
         services = self.services
-        ex.origin = services.locator.locate(ex.peer_ip, joined_header(scope, b"x-forwarded-for"))
+        ex.origin = self._locate(ex, scope)
         raw = await read_body(scope, receive, services.settings.max_body_bytes)
         ex.principal = principal = await self._identify(ex, scope)
         check_encoding(header(scope, b"content-type"), joined_header(scope, b"content-encoding"))
