@@ -57,21 +57,55 @@ _NOT_TEXT = frozenset(
 )
 
 
-def _text_of(content: Any, out: list[str]) -> None:
-    """Collect every string in a value: a string, a list of parts, nested blocks."""
+def _text_of(content: Any, out: list[str], media: list[int]) -> None:
+    """Collect every string in a value (a string, a list of parts, nested blocks)
+    into ``out``, and the token estimate of every image, audio or file part into
+    ``media``."""
     if isinstance(content, str):
         out.append(content)
     elif isinstance(content, list):
         for part in content:
-            _text_of(part, out)
+            _text_of(part, out, media)
     elif isinstance(content, dict):
+        kind = content.get("type")
+        if kind in _MEDIA_PARTS:
+            media.append(_media_tokens(kind, content))
         for key, value in content.items():
             if key in _NOT_TEXT or isinstance(value, (int, float, bool)) or value is None:
                 continue
             # ``data`` is text in a text source (Anthropic documents), else base64.
-            if key == "data" and content.get("type") != "text":
+            if key == "data" and kind != "text":
                 continue
-            _text_of(value, out)
+            _text_of(value, out, media)
+
+
+# Part types that carry an image, audio or a file (both APIs). Their bytes are
+# not text, but the model still reads them as input tokens: an image costs
+# about (width x height) / 750 tokens on Anthropic, ~1,600 for the largest it
+# keeps unscaled, and OpenAI's high-detail images are of the same order. The
+# reservation takes that per image or audio part, and a document or file sent
+# inline its decoded size at BYTES_PER_TOKEN (a text-heavy PDF page is ~1,500-
+# 3,000 tokens), so parallel requests with images cannot overdraw a token window
+# by far more than their reservation before they settle to real usage.
+_MEDIA_PARTS = frozenset(
+    {"image", "image_url", "input_image", "input_audio", "document", "file", "input_file"}
+)
+MEDIA_PART_TOKENS = 1_600
+_INLINE_FILE_KEYS = ("data", "file_data")
+
+
+def _media_tokens(kind: str, part: dict[str, Any]) -> int:
+    if kind not in ("document", "file", "input_file"):
+        return MEDIA_PART_TOKENS
+    holder = part.get("source") or part.get("file") or part
+    if not isinstance(holder, dict) or holder.get("type") == "text":
+        return 0  # a text document: its text is already counted
+    for key in _INLINE_FILE_KEYS:
+        data = holder.get(key)
+        if isinstance(data, str):
+            # base64 (possibly a data: URL): 3 bytes per 4 characters.
+            return max(MEDIA_PART_TOKENS, len(data) * 3 // 4 // BYTES_PER_TOKEN)
+    return MEDIA_PART_TOKENS
 
 
 _TOOL_KEYS = ("tools", "functions", "mcp_servers")
@@ -174,6 +208,7 @@ def parse_body(raw: bytes) -> BodyFacts:
         raise ProxyError(400, "'stream' must be a boolean", param="stream")
 
     texts: list[str] = []
+    media: list[int] = []
     message_count = 0
     messages = body.get("messages")
     if messages is not None:
@@ -186,7 +221,7 @@ def parse_body(raw: bytes) -> BodyFacts:
     if messages is None and isinstance(inputs, list):
         message_count = len(inputs)
     has_tools = _has_tools(body)
-    _text_of(body, texts)
+    _text_of(body, texts, media)
     if messages is None and message_count == 0 and texts:
         message_count = 1
 
@@ -202,7 +237,7 @@ def parse_body(raw: bytes) -> BodyFacts:
         message_count=message_count,
         prompt_text=prompt_text,
         prompt_sha256=hashlib.sha256(encoded).hexdigest(),
-        input_tokens_estimate=len(encoded) // BYTES_PER_TOKEN + 1,
+        input_tokens_estimate=len(encoded) // BYTES_PER_TOKEN + 1 + sum(media),
         stream_usage_requested=usage_requested,
         stream_options_given="stream_options" in body,
     )

@@ -43,3 +43,35 @@ def test_prompt_text_is_every_string_but_ids_roles_and_binary_data() -> None:
     for not_text in ("QkFTRTY0", "call_1", "haiku-lite", "assistant", "image/png"):
         assert not_text not in facts.prompt_text
     assert facts.has_tools and facts.message_count == 2
+
+
+def test_images_and_files_count_toward_the_input_estimate() -> None:
+    """Binary parts are not text, but the model reads them as input tokens: the
+    reservation must not see a request with ten images as a one-line prompt."""
+    text_only = parse_body(orjson.dumps({
+        "model": "m", "messages": [{"role": "user", "content": "look"}]}))
+    pdf = "A" * 400_000  # base64 of a 300 KB file
+    with_media = parse_body(orjson.dumps({
+        "model": "m",
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "look"},
+            *[{"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                           "data": "QkFTRTY0"}}] * 3,
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                            "data": pdf}},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                            "data": "doc"}},
+            {"type": "file", "file": {"file_id": "file-1"}},
+        ]}],
+    }))
+    extra = with_media.input_tokens_estimate - text_only.input_tokens_estimate
+    # 4 images and a file by id at 1,600 each, the inline PDF at its decoded size,
+    # the text document by its text only (four bytes with its separator: one token).
+    assert extra == 5 * 1_600 + 300_000 // 4 + 1
+    responses = parse_body(orjson.dumps({
+        "model": "m", "input": [{"role": "user", "content": [
+            {"type": "input_image", "image_url": "data:image/png;base64,QkFTRTY0"},
+            {"type": "input_file", "file_data": "data:application/pdf;base64,QkFTRTY0"},
+        ]}]}))
+    assert responses.input_tokens_estimate >= 2 * 1_600
