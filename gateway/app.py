@@ -77,6 +77,13 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
         policy = ClusterPolicyHolder(settings.policy_dir, on_swap=on_swap, on_refused=on_refused)
         await policy.start(watch=settings.policy_watch)
         stack.push_async_callback(policy.stop)
+        levels = policy.current.kyc_levels
+        if settings.kyc_vendor_level not in levels:
+            # Not fatal: own-shape webhooks and failures still work, and a reload
+            # may add the level. Each vendor pass answers 503 until it does.
+            log.warning("GATEWAY_KYC_VENDOR_LEVEL %r is not a KYC level of the policy "
+                        "bundle (%s): vendor webhook passes will be refused",
+                        settings.kyc_vendor_level, ", ".join(levels))  # fmt: skip
 
         identifier = build_identifier(settings, sessions)
         await identifier.start()

@@ -69,7 +69,21 @@ class Settings(BaseSettings):
     # KYC vendor webhook secrets (two accepted during rotation).
     kyc_webhook_secret: str | None = None
     kyc_webhook_secret_previous: str | None = None
-    kyc_webhook_tolerance_seconds: int = 300
+    kyc_webhook_tolerance_seconds: int = Field(default=300, gt=0)
+    # Each vendor issues its own signing secret. When a vendor's is set, its
+    # signature header is checked against it (and its _PREVIOUS) only; unset,
+    # against GATEWAY_KYC_WEBHOOK_SECRET as before (gateway.admin.kyc_webhook).
+    kyc_persona_secret: str | None = None
+    kyc_persona_secret_previous: str | None = None
+    kyc_stripe_secret: str | None = None
+    kyc_stripe_secret_previous: str | None = None
+    # What a vendor's pass (Persona inquiry.approved/completed, Stripe
+    # identity.verification_session.verified) grants: this KYC level, valid
+    # this many days from the vendor's event time. The level must be one of the
+    # policy bundle's kyc_levels; that is checked per event against the bundle
+    # in force (a reload may drop it), the name's syntax here.
+    kyc_vendor_level: str = Field(default="id_verified", pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    kyc_vendor_validity_days: int = Field(default=365, ge=1, le=3650)
 
     # Principal cache staleness bound across replicas (seconds).
     cache_ttl_seconds: float = Field(default=30.0, ge=0)
@@ -132,6 +146,18 @@ class Settings(BaseSettings):
         if level not in ("critical", "error", "warning", "info", "debug"):
             raise ValueError("must be one of critical, error, warning, info, debug")
         return level
+
+    @field_validator(
+        "kyc_webhook_secret", "kyc_webhook_secret_previous", "kyc_persona_secret",
+        "kyc_persona_secret_previous", "kyc_stripe_secret", "kyc_stripe_secret_previous",
+    )  # fmt: skip
+    @classmethod
+    def _empty_secret_is_unset(cls, value: str | None) -> str | None:
+        # `GATEWAY_KYC_STRIPE_SECRET=` in an env file means "not configured",
+        # never "sign with the empty key" (which anyone can compute).
+        if value is None or not value.strip():
+            return None
+        return value
 
     @model_validator(mode="after")
     def _oidc_needs_audience(self) -> Settings:

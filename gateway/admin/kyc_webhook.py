@@ -1,103 +1,115 @@
 """``POST /admin/v1/kyc/webhook``: a KYC vendor reports a verification result.
 
-Authenticated by signature, not bearer token. Header ``x-gateway-kyc-signature``
-(``Persona-Signature`` and ``Stripe-Signature`` are accepted too) carries
-``t=<unix ts>,v1=<hex HMAC-SHA256 of "{t}.{raw body}">``; several
-space-separated pairs (secret rotation) and several ``v1`` in one pair are
-accepted, matched against ``settings.kyc_webhook_secret`` and
-``kyc_webhook_secret_previous`` in constant time. A signed timestamp further
+Authenticated by signature, not bearer token (``gateway.kyc.signatures``:
+``t=<unix ts>,v1=<hex HMAC-SHA256 of "{t}.{raw body}">``, constant-time
+compare, several pairs or ``v1`` values accepted). A signed timestamp further
 than ``kyc_webhook_tolerance_seconds`` from now is a replay: 401.
+
+The header names the sender and so the body's shape:
+
+- ``x-gateway-kyc-signature``: the gateway's own event (``KycEvent``: id,
+  customer_id, kyc_level, times), checked against ``kyc_webhook_secret`` and
+  ``kyc_webhook_secret_previous``.
+- ``Persona-Signature`` / ``Stripe-Signature``: the vendor's native event,
+  parsed by ``gateway.kyc.vendors`` and applied by ``gateway.kyc.verdicts``
+  (what pass and fail do, and which events carry no outcome, is documented
+  there). Checked against the vendor's own secret pair
+  (``kyc_persona_secret[_previous]``, ``kyc_stripe_secret[_previous]``) when
+  set, else against ``kyc_webhook_secret[_previous]`` as before. A body that
+  is not the vendor's shape is 422. While a vendor has no secret of its own,
+  its header may still carry the gateway's own event (recognised by a
+  top-level ``kyc_level``), as it could before native events were read: a
+  relay signing with the shared secret keeps working. A vendor's own secret
+  never authorises the own shape, which can set any level: whoever holds
+  Persona's secret can only say what Persona says.
 
 Replayed event id (chosen behaviour): idempotent. The same event id with the
 same body answers 200 ``{"duplicate": true}`` and changes nothing; the same id
 with a *different* body is 409, since a vendor never reuses an id for other
 content. Processed ids are stored in ``kyc_webhook_events`` in the same
 transaction as the change, so a crash cannot apply an event without recording
-it. Errors (401 signature, 404 unknown customer, 422 body or a ``kyc_level``
-the policy bundle in force does not define, 503 unconfigured) change nothing.
+it; native ids are stored as ``persona:<id>`` / ``stripe:<id>``, so they never
+collide with each other nor with own-shape ids a relay may have copied from
+the vendor. Errors (401 signature, 404 unknown customer, 422 body, a
+``kyc_level`` the policy bundle in force does not define or an outcome naming
+no customer, 503 unconfigured) change and record nothing, so the vendor
+retries.
 
-Out-of-order delivery: an event whose ``kyc_verified_at`` is older than the
-customer's stored one is not applied (it would roll the KYC state back). It
+Out-of-order delivery: an event older than the customer's stored
+``kyc_verified_at`` is not applied (it would roll the KYC state back). It
 answers 200 ``{"applied": false, "reason": ...}`` so the vendor does not retry,
 and is recorded like an applied one: its id in ``kyc_webhook_events`` (a
 redelivery is a duplicate), a ``customer.kyc_webhook_stale`` row in the
-customer's history and the admin-action log. Applied events answer
-``{"applied": true, "customer": ...}``. Fields an event leaves out (e.g.
+customer's history and the admin-action log. Native events that carry no
+outcome (Stripe ``created``, Persona ``inquiry.expired``, …) answer the same
+200 ``applied: false`` with a reason and are recorded in
+``kyc_webhook_events`` only; they need no known customer. Applied events
+answer ``{"applied": true, "customer": ...}`` and drop the customer from the
+principal cache. Own-shape fields an event leaves out (e.g.
 ``kyc_expires_at``) keep their stored values.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-from collections.abc import Sequence
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.admin.auth import AdminActor
 from gateway.admin.customers import vocabulary_of
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.identifier import invalidate_customer
-from gateway.kyc import service
-from gateway.kyc.schemas import KycEvent
+from gateway.kyc import service, vendors, verdicts
+from gateway.kyc.schemas import KycEvent, rfc3339
+from gateway.kyc.signatures import SignatureError, sign, verify_signature
 from gateway.kyc.tables import KycWebhookEvent
 from gateway.kyc.vocabulary import unknown_names
+from gateway.services import Services
+from gateway.settings import Settings
 
+__all__ = ["SIGNATURE_HEADERS", "router", "sign"]
+
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin/v1", tags=["kyc"])
 
-SIGNATURE_HEADERS = ("x-gateway-kyc-signature", "persona-signature", "stripe-signature")
+OWN_HEADER = "x-gateway-kyc-signature"
+VENDOR_HEADERS: dict[str, vendors.Vendor] = {
+    "persona-signature": "persona",
+    "stripe-signature": "stripe",
+}
+SIGNATURE_HEADERS = (OWN_HEADER, *VENDOR_HEADERS)
 VENDOR = AdminActor(name="kyc-webhook", role="vendor", token_id=None)
+SECRET_VARS = {"persona": "GATEWAY_KYC_PERSONA_SECRET", "stripe": "GATEWAY_KYC_STRIPE_SECRET"}
+MAX_CUSTOMER_ID = 128
 
 
-class SignatureError(Exception):
-    pass
+def _shared_secrets(settings: Settings) -> list[str]:
+    return [s for s in (settings.kyc_webhook_secret, settings.kyc_webhook_secret_previous) if s]
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    message = f"{timestamp}.".encode() + body
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+def _vendor_secrets(settings: Settings, vendor: vendors.Vendor) -> list[str]:
+    pair = (
+        (settings.kyc_persona_secret, settings.kyc_persona_secret_previous)
+        if vendor == "persona"
+        else (settings.kyc_stripe_secret, settings.kyc_stripe_secret_previous)
+    )
+    return [s for s in pair if s]
 
 
-def _pairs(header: str) -> list[tuple[int, list[str]]]:
-    out: list[tuple[int, list[str]]] = []
-    for group in header.split():
-        ts: int | None = None
-        sigs: list[str] = []
-        for item in group.split(","):
-            key, _, value = item.strip().partition("=")
-            if key == "t" and value.isdigit():
-                ts = int(value)
-            elif key == "v1" and value:
-                sigs.append(value.lower())
-        if ts is not None and sigs:
-            out.append((ts, sigs))
-    return out
+def _secrets(settings: Settings, vendor: vendors.Vendor | None) -> list[str]:
+    own = [] if vendor is None else _vendor_secrets(settings, vendor)
+    return own or _shared_secrets(settings)
 
 
-def verify_signature(
-    header: str, body: bytes, secrets: Sequence[str], now: float, tolerance: float
-) -> None:
-    """Raise SignatureError unless some pair is signed by some secret and is fresh."""
-    pairs = _pairs(header)
-    if not pairs:
-        raise SignatureError("malformed signature header")
-    stale = False
-    for ts, sigs in pairs:
-        expected = [sign(secret, ts, body) for secret in secrets]
-        # Check every combination: no early exit that would leak which one matched.
-        matched = False
-        for sig in sigs:
-            for want in expected:
-                matched |= hmac.compare_digest(sig.encode(), want.encode())
-        if matched:
-            if abs(now - ts) <= tolerance:
-                return
-            stale = True
-    raise SignatureError("timestamp outside tolerance" if stale else "signature mismatch")
+def _own_shape(payload: Any) -> bool:
+    # Neither vendor's event has a top-level kyc_level; the gateway's own always does.
+    return isinstance(payload, dict) and "kyc_level" in payload
 
 
 def _canonical(payload: Any) -> str:
@@ -107,29 +119,53 @@ def _canonical(payload: Any) -> str:
 @router.post("/kyc/webhook")
 async def kyc_webhook(request: Request, services: ServicesDep, session: SessionDep) -> Any:
     settings = services.settings
-    secrets = [s for s in (settings.kyc_webhook_secret, settings.kyc_webhook_secret_previous) if s]
-    if not secrets:
+    if not any(_secrets(settings, v) for v in (None, "persona", "stripe")):
         raise HTTPException(503, "KYC webhook secret is not configured")
-    header = next((request.headers[h] for h in SIGNATURE_HEADERS if h in request.headers), None)
-    if header is None:
+    name = next((h for h in SIGNATURE_HEADERS if h in request.headers), None)
+    if name is None:
         raise HTTPException(401, "missing signature header")
+    vendor = VENDOR_HEADERS.get(name)
+    secrets = _secrets(settings, vendor)
+    if not secrets:
+        if vendor is None:
+            raise HTTPException(
+                503,
+                f"KYC webhook secret is not configured: set GATEWAY_KYC_WEBHOOK_SECRET for "
+                f"{OWN_HEADER}",
+            )
+        raise HTTPException(
+            503,
+            f"no secret is configured for {vendors.LABELS[vendor]} webhooks: "
+            f"set {SECRET_VARS[vendor]} (or GATEWAY_KYC_WEBHOOK_SECRET)",
+        )
     body = await request.body()
     now = services.clock()
     try:
         verify_signature(
-            header, body, secrets, now.timestamp(), settings.kyc_webhook_tolerance_seconds
-        )
+            request.headers[name], body, secrets, now.timestamp(),
+            settings.kyc_webhook_tolerance_seconds,
+        )  # fmt: skip
     except SignatureError as exc:
         raise HTTPException(401, f"invalid signature: {exc}") from exc
     try:
         payload = json.loads(body)
-        event = KycEvent.model_validate(payload)
-    except (ValueError, ValidationError) as exc:
+    except ValueError as exc:
         raise HTTPException(422, f"invalid event: {exc}") from exc
+    if vendor is None or (not _vendor_secrets(settings, vendor) and _own_shape(payload)):
+        return await _own_event(payload, services, session, now)
+    return await _vendor_event(vendor, payload, services, session, now)
 
+
+async def _own_event(
+    payload: Any, services: Services, session: AsyncSession, now: datetime
+) -> dict[str, Any]:
+    try:
+        event = KycEvent.model_validate(payload)
+    except ValidationError as exc:
+        raise HTTPException(422, f"invalid event: {exc}") from exc
     seen = await session.get(KycWebhookEvent, event.id)
     if seen is not None:
-        return _duplicate(seen, payload)
+        return _duplicate(seen, payload, event.id)
     unknown = unknown_names({"kyc_level": event.kyc_level}, vocabulary_of(services))
     if unknown:
         raise HTTPException(422, f"invalid event: kyc_level: {unknown[0].message}")
@@ -137,38 +173,127 @@ async def kyc_webhook(request: Request, services: ServicesDep, session: SessionD
         outcome = await service.apply_kyc_event(session, event, VENDOR, now)
     except service.CustomerNotFound as exc:
         raise HTTPException(404, f"customer {event.customer_id!r} not found") from exc
-    session.add(
-        KycWebhookEvent(
-            event_id=event.id, customer_id=event.customer_id, received_at=now, payload=payload
+    raced = await _record(session, event.id, event.customer_id, payload, now)
+    if raced is not None:
+        return _duplicate(raced, payload, event.id)
+    return await _answer(services, {"event_id": event.id, "duplicate": False}, outcome, None)
+
+
+async def _vendor_event(
+    vendor: vendors.Vendor,
+    payload: Any,
+    services: Services,
+    session: AsyncSession,
+    now: datetime,
+) -> dict[str, Any]:
+    label = vendors.LABELS[vendor]
+    try:
+        event = vendors.parse(vendor, payload)
+    except vendors.ShapeError as exc:
+        raise HTTPException(
+            422,
+            f"not a {label} webhook event: {exc}. The {label} signature header carries "
+            f"{label}'s own event JSON; the gateway's own event shape is signed with "
+            f"{OWN_HEADER}",
+        ) from exc
+    key = f"{vendor}:{event.event_id}"
+    seen = await session.get(KycWebhookEvent, key)
+    if seen is not None:
+        return _duplicate(seen, payload, event.event_id)
+    answer: dict[str, Any] = {
+        "event_id": event.event_id,
+        "vendor": vendor,
+        "event_type": event.event_type,
+        "duplicate": False,
+    }
+    if isinstance(event, vendors.NoVerdict):
+        # Stored for look-up only; a reference too long to be a customer id is dropped.
+        ref = event.customer_id or ""
+        ref = ref if len(ref) <= MAX_CUSTOMER_ID else ""
+        raced = await _record(session, key, ref, payload, now)
+        if raced is not None:
+            return _duplicate(raced, payload, event.event_id)
+        return {**answer, "applied": False, "reason": event.reason}
+    customer_id = _customer_of(event, services.settings, now)
+    levels = vocabulary_of(services).kyc_levels
+    level = services.settings.kyc_vendor_level
+    if event.kind == "pass" and level not in levels:
+        # The operator's configuration, not the vendor's event, is wrong: 503
+        # and nothing recorded, so the vendor's retry applies it once fixed.
+        log.error("GATEWAY_KYC_VENDOR_LEVEL %r is not a KYC level of the policy bundle", level)
+        raise HTTPException(
+            503,
+            f"GATEWAY_KYC_VENDOR_LEVEL {level!r} is not a KYC level of the loaded policy "
+            f"bundle (allowed: {', '.join(levels)}); the event was not applied",
         )
+    actor = AdminActor(name=f"{VENDOR.name}:{vendor}", role=VENDOR.role, token_id=None)
+    validity = timedelta(days=services.settings.kyc_vendor_validity_days)
+    try:
+        outcome = await verdicts.apply_verdict(
+            session, event, customer_id, levels, level, validity, actor, now
+        )
+    except service.CustomerNotFound as exc:
+        raise HTTPException(404, f"customer {customer_id!r} not found") from exc
+    raced = await _record(session, key, customer_id, payload, now)
+    if raced is not None:
+        return _duplicate(raced, payload, event.event_id)
+    log.info("KYC %s %s (%s, %s) for customer %s: %s", label, event.event_type, event.subject,
+             event.kind, customer_id, "applied" if outcome.applied else outcome.reason)  # fmt: skip
+    return await _answer(services, answer, outcome, customer_id)
+
+
+def _customer_of(event: vendors.Verdict, settings: Settings, now: datetime) -> str:
+    """The customer a verdict is about, or a 422 saying why it cannot be applied."""
+    if event.customer_id is None:
+        where = "reference-id" if event.vendor == "persona" else (
+            "client_reference_id (or metadata.customer_id)")  # fmt: skip
+        raise HTTPException(
+            422,
+            f"{event.event_type} for {event.subject} names no customer: create it with the "
+            f"gateway customer id as its {where}",
+        )
+    # Events are created before they are sent: one dated after the signed,
+    # fresh timestamp is a vendor clock fault; applied, it would outrank every
+    # later event (kyc_verified_at) until its date.
+    if event.at > now + timedelta(seconds=settings.kyc_webhook_tolerance_seconds):
+        raise HTTPException(
+            422, f"{event.event_type} is dated {rfc3339(event.at)}, in the future: not applied"
+        )
+    return event.customer_id
+
+
+async def _answer(
+    services: Services, answer: dict[str, Any], outcome: service.KycOutcome, customer_id: str | None
+) -> dict[str, Any]:
+    if not outcome.applied:
+        # Nothing changed: no cache to drop. 200, or the vendor would retry it forever.
+        return {**answer, "applied": False, "reason": outcome.reason}
+    await invalidate_customer(services.identifier, customer_id or outcome.customer.id)
+    customer = service.to_out(outcome.customer).model_dump(mode="json")
+    return {**answer, "applied": True, "customer": customer}
+
+
+async def _record(
+    session: AsyncSession, key: str, customer_id: str, payload: Any, now: datetime
+) -> KycWebhookEvent | None:
+    """Store the processed event id with the change and commit. None when done;
+    the stored row when a concurrent delivery of the same event committed first
+    (ours is then the replay and was rolled back)."""
+    session.add(
+        KycWebhookEvent(event_id=key, customer_id=customer_id, received_at=now, payload=payload)
     )
     try:
         await session.commit()
     except IntegrityError:
-        # A concurrent delivery of the same event committed first: ours is the replay.
         await session.rollback()
-        seen = await session.get(KycWebhookEvent, event.id)
+        seen = await session.get(KycWebhookEvent, key)
         if seen is None:
             raise
-        return _duplicate(seen, payload)
-    if not outcome.applied:
-        # Nothing changed: no cache to drop. 200, or the vendor would retry it forever.
-        return {
-            "event_id": event.id,
-            "duplicate": False,
-            "applied": False,
-            "reason": outcome.reason,
-        }
-    await invalidate_customer(services.identifier, event.customer_id)
-    return {
-        "event_id": event.id,
-        "duplicate": False,
-        "applied": True,
-        "customer": service.to_out(outcome.customer).model_dump(mode="json"),
-    }
+        return seen
+    return None
 
 
-def _duplicate(seen: KycWebhookEvent, payload: Any) -> dict[str, Any]:
+def _duplicate(seen: KycWebhookEvent, payload: Any, event_id: str) -> dict[str, Any]:
     if _canonical(seen.payload) != _canonical(payload):
-        raise HTTPException(409, f"event id {seen.event_id!r} was already used for other content")
-    return {"event_id": seen.event_id, "duplicate": True}
+        raise HTTPException(409, f"event id {event_id!r} was already used for other content")
+    return {"event_id": event_id, "duplicate": True}

@@ -127,6 +127,14 @@ def _record(
     record_admin_action(session, actor, action, "customer", c.id, before, after, now)
 
 
+def note_unchanged(
+    session: AsyncSession, actor: AdminActor, action: str, c: Customer, now: datetime
+) -> None:
+    """History and admin-action rows for an event recorded but not applied
+    (no change: ``changes`` is empty, before and after are equal)."""
+    _record(session, actor, action, c, snapshot(c), now)
+
+
 async def get_customer(session: AsyncSession, customer_id: str) -> Customer:
     found = await session.get(Customer, customer_id)
     if found is None:
@@ -231,8 +239,7 @@ async def apply_kyc_event(
             f"older than the stored verification: kyc_verified_at "
             f"{rfc3339(event.kyc_verified_at)} is before {rfc3339(stored)}"
         )
-        before = snapshot(c)
-        _record(session, actor, "customer.kyc_webhook_stale", c, before, now)
+        note_unchanged(session, actor, "customer.kyc_webhook_stale", c, now)
         return KycOutcome(c, applied=False, reason=reason)
     # Only what the vendor sent: a field left out of the event is not in
     # model_fields_set and stays as stored (an explicit null still clears it).
