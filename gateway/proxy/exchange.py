@@ -45,7 +45,7 @@ class Exchange:
     recorded: bool = False
     """Its decision record was handed to the audit sink (see ``Pipeline._record``)."""
     request_bytes: bytes = b""
-    """The client's body as received: forwarded as-is, then released (``take_request_bytes``)."""
+    """The body as parsed, re-serialised: forwarded, then released (``take_request_bytes``)."""
 
     @property
     def policy_version(self) -> str:

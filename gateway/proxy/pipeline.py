@@ -34,7 +34,7 @@ from gateway.proxy.asgi_io import (
     read_body,
 )
 from gateway.proxy.asgi_io import send_response as send_raw
-from gateway.proxy.body import check_encoding, check_query, parse_body
+from gateway.proxy.body import check_encoding, check_query, parse_request_body
 from gateway.proxy.errors import ProxyError, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
@@ -199,9 +199,10 @@ class Pipeline:
         check_encoding(header(scope, b"content-type"), joined_header(scope, b"content-encoding"))
         if scope.get("query_string"):
             check_query(scope["query_string"])
-        ex.body = body = parse_body(raw)
-        ex.request_bytes = raw
-        del raw  # from here the exchange holds the only reference (see Forwarder.forward)
+        # The parsed body, re-serialised, is what goes upstream (body.py says why).
+        body, ex.request_bytes = parse_request_body(raw)
+        ex.body = body
+        del raw  # from here the exchange holds the only copy (see Forwarder.forward)
         bundle = ex.bundle
         facts = RequestFacts(
             endpoint=ex.endpoint,

@@ -8,9 +8,11 @@ the classifiers did not read, a ``?model=`` query, tools of the wrong type.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import httpx
+import orjson
 import pytest
 
 from tests.e2e.conftest import US_ENTERPRISE, US_IP, GatewayFactory
@@ -140,6 +142,32 @@ def test_a_model_in_the_query_string_and_malformed_tools_are_refused(
                "messages": [{"role": "user", "content": "hi"}]}
     assert _post(gateway, enterprise_key, "/v1/messages?beta=true", message).status_code == 200
     assert standin_log()[0]["query"] == "beta=true"
+
+
+def test_the_upstream_gets_the_body_as_decided_not_a_duplicate_key_reading(
+    gateway: Proc, admin: Admin, standin_log: StandinLog
+) -> None:
+    """JSON parsers disagree on duplicate keys: the gateway (orjson) keeps the
+    last, many upstream parsers the first. The client's bytes are therefore not
+    what is forwarded: the parsed body is, re-serialised."""
+    key = admin.customer_with_key(**PUBLIC_US)
+    # A public customer may use haiku-lite, not fable-5; read first-key-wins,
+    # the bytes name fable-5, and a first ``messages`` hides a cyber prompt.
+    smuggled = (b'{"model":"fable-5","messages":[{"role":"user","content":"' + CYBER.encode()
+                + b'"}],"model":"haiku-lite","messages":[{"role":"user","content":"hi"}]}')
+    response = _post(gateway, key, "/v1/chat/completions", smuggled)
+    assert response.status_code == 200, response.text
+    forwarded = standin_log()[0]
+    as_decided = orjson.dumps(
+        {"model": "haiku-lite", "messages": [{"role": "user", "content": "hi"}]})
+    assert forwarded["body_sha256"] == hashlib.sha256(as_decided).hexdigest()
+    # A model name the audit log and metrics cannot hold is a 400, not an outage.
+    for model in ("m" * 129, "haiku-lite\\u0000", "haiku\\nlite"):
+        raw = b'{"model":"' + model.encode() + b'","messages":[]}'
+        refused = _post(gateway, key, "/v1/chat/completions", raw)
+        assert refused.status_code == 400, (model, refused.text)
+        assert refused.json()["error"]["param"] == "model"
+        assert refused.headers["x-gateway-decision-id"]
 
 
 def test_unknown_routes_and_methods_are_recorded_refusals(
