@@ -12,28 +12,26 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
 from gateway.audit.ids import new_id
 from gateway.audit.record import OutcomeRecord
 from gateway.ops import hooks  # ops: metrics + access log
+from gateway.proxy.answer import Outcome, relay_answer
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, send_response
 from gateway.proxy.errors import ProxyError, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import client_response_headers, upstream_request_headers
-from gateway.proxy.usage import (
-    SseUsageTap,
-    inject_include_usage,
-    usage_from_json,
-)
+from gateway.proxy.usage import SseUsageTap, inject_include_usage
 from gateway.services import Services
 from gateway.stages import StageUnavailable, Usage
 
 log = logging.getLogger("gateway.proxy")
 
 _USAGE_INJECTABLE = frozenset({"/v1/chat/completions", "/v1/completions"})
-_MAX_USAGE_SCAN = 4 * 1024 * 1024
+_WATCH_NON_STREAM_AFTER = 1.0
 
 
 def _at_least(usage: Usage | None, tokens: int) -> Usage:
@@ -43,32 +41,35 @@ def _at_least(usage: Usage | None, tokens: int) -> Usage:
     return Usage(tokens_in, max(tokens_out, tokens - tokens_in))
 
 
-class _Outcome:
-    __slots__ = ("bytes_out", "error", "status", "usage")
-
-    def __init__(self) -> None:
-        self.status: int | None = None
-        self.usage: Usage | None = None
-        self.bytes_out = 0
-        self.error: str | None = None
-
-
-def _noop() -> None:
-    return None
-
-
 class _DisconnectWatch:
-    """Cancels the task relaying a stream when its client disconnects."""
+    """Cancels the task relaying an answer when its client disconnects.
 
-    __slots__ = ("fired", "future", "task")
+    Armed at once for a stream; for a non-streamed answer only after
+    ``_WATCH_NON_STREAM_AFTER`` seconds: most answer sooner and are not worth
+    a watcher task, but a slow one (a reasoning model thinking for minutes)
+    must not go on generating, and be charged, for a client that left.
+    """
 
-    def __init__(self, receive: Receive) -> None:
+    __slots__ = ("_receive", "_timer", "fired", "future", "task")
+
+    def __init__(self, receive: Receive, delay: float) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.task = task
         self.fired = False
-        self.future = asyncio.ensure_future(receive())
-        self.future.add_done_callback(self._fire)
+        self.future: asyncio.Future[Any] | None = None
+        self._receive = receive
+        self._timer: asyncio.TimerHandle | None = None
+        if delay > 0:
+            self._timer = asyncio.get_running_loop().call_later(delay, self._arm)
+        else:
+            self._arm()
+
+    def _arm(self) -> None:
+        self._timer = None
+        future = asyncio.ensure_future(self._receive())
+        future.add_done_callback(self._fire)
+        self.future = future
 
     def _fire(self, _: object) -> None:
         self.fired = True
@@ -76,11 +77,16 @@ class _DisconnectWatch:
 
     def disarm(self) -> None:
         """From here on (last byte handed over) a closing connection is not a disconnect."""
-        self.future.remove_done_callback(self._fire)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.future is not None:
+            self.future.remove_done_callback(self._fire)
 
     def close(self) -> None:
         self.disarm()
-        self.future.cancel()
+        if self.future is not None:
+            self.future.cancel()
 
 
 class Forwarder:
@@ -120,12 +126,10 @@ class Forwarder:
         path = scope["path"]
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
-        outcome = _Outcome()
-        # Streams hold the upstream for minutes: watch the client and cut the
-        # upstream the moment it leaves. A short non-streaming answer is not
-        # worth a watcher task per request; it completes and is discarded.
-        watch = _DisconnectWatch(receive) if ex.body.stream else None
-        detach = watch.disarm if watch is not None else _noop
+        outcome = Outcome()
+        # Watch the client and cut the upstream the moment it leaves.
+        watch = _DisconnectWatch(receive, 0 if ex.body.stream else _WATCH_NON_STREAM_AFTER)
+        detach = watch.disarm
         response: aiohttp.ClientResponse | None = None
         try:
             # In demo mode the stand-in answers for every model, whatever the bundle says.
@@ -136,6 +140,12 @@ class Forwarder:
             del raw  # sent: a stream that lasts minutes does not hold the request body
             hooks.upstream_answered(ex.endpoint, time.perf_counter() - t_upstream)  # ops hook
             outcome.status = response.status
+            if response.status == 401:
+                # The client's credential was the gateway's to check, and it
+                # passed: the upstream refused the gateway's own key.
+                log.error("the model API refused the gateway's credential (401) for %s", ex.id)
+                outcome.error = "upstream_refused_gateway_credential"
+                raise ProxyError(502, "the model API refused the gateway's credential")
             out_headers = client_response_headers(response.raw_headers)
             out_headers.extend(self._gateway_headers(ex))
             content_type = response.headers.get("content-type", "")
@@ -150,14 +160,10 @@ class Forwarder:
                 finally:
                     hooks.stream_ended()  # ops hook
             else:
-                body = await response.read()
-                outcome.bytes_out = len(body)
-                if response.status < 300 and len(body) <= _MAX_USAGE_SCAN:
-                    outcome.usage = usage_from_json(body)
-                detach()
-                await send_response(send, response.status, out_headers, body)
+                await relay_answer(response, out_headers, send, detach, outcome)
         except ProxyError as err:
-            outcome.error = "upstream_timeout" if err.status == 504 else "upstream_unreachable"
+            if outcome.error is None:
+                outcome.error = "upstream_timeout" if err.status == 504 else "upstream_unreachable"
             outcome.status = err.status
             detach()
             body = render_error(ex.api, err)
@@ -169,7 +175,7 @@ class Forwarder:
             outcome.error = f"upstream_broke:{type(exc).__name__}"
             log.warning("upstream broke mid-answer for %s: %r", ex.id, exc)
         except asyncio.CancelledError:
-            if watch is None or not watch.fired:
+            if not watch.fired:
                 # Not the client leaving: the server cut the request (the
                 # shutdown grace period ran out). The outcome record says so.
                 outcome.error = "cancelled_by_gateway"
@@ -177,8 +183,7 @@ class Forwarder:
             watch.task.uncancel()
             outcome.error = "client_disconnected"
         finally:
-            if watch is not None:
-                watch.close()
+            watch.close()
             if response is not None:
                 response.close()
             await self._settle(ex, outcome)
@@ -190,7 +195,7 @@ class Forwarder:
         send: Send,
         detach: Callable[[], None],
         drop_usage_chunk: bool,
-        outcome: _Outcome,
+        outcome: Outcome,
     ) -> None:
         tap = SseUsageTap(drop_usage_chunk)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -205,10 +210,12 @@ class Forwarder:
             # Also when the stream is cut (client gone, upstream broke): the
             # usage seen so far is part of what ``_settle`` charges.
             outcome.usage = tap.usage if tap.seen else None
+            outcome.error = outcome.error or tap.error
         detach()
+        outcome.bytes_out += len(rest)
         await send({"type": "http.response.body", "body": rest, "more_body": False})
 
-    async def _settle(self, ex: Exchange, outcome: _Outcome) -> None:
+    async def _settle(self, ex: Exchange, outcome: Outcome) -> None:
         services = self.services
         if ex.admission is not None:
             usage = outcome.usage

@@ -30,17 +30,32 @@ HOP_BY_HOP = frozenset(
 # UTF-8 JSON (``body.check_encoding`` refused anything else), so the upstream
 # is told exactly that, and cannot read the same bytes as a different request
 # (another charset, a form, a compressed body) than the one that was decided.
+#
+# ``accept-encoding``: the gateway asks for ``identity`` itself, because it
+# reads usage out of the answer to settle token quotas (a gzip answer it
+# cannot read stays charged at its whole reservation). ``expect``: the gateway
+# already holds the whole body, and an upstream that never sends ``100
+# Continue`` would leave the request waiting with no timeout to end it.
 _NOT_FORWARDED = HOP_BY_HOP | {
     b"host",
     b"content-length",
     b"content-type",
     b"content-encoding",
+    b"accept-encoding",
+    b"expect",
     b"authorization",
     b"x-api-key",
 }
 _GATEWAY_PREFIX = b"x-gateway-"
 # Set by the gateway's server on every answer it sends.
 _NOT_RELAYED = HOP_BY_HOP | {b"content-length", b"date", b"server"}
+# The upstream's rate limits and account ids are the platform's, not the
+# customer's: the gateway states the customer's own ``x-ratelimit-*``, and two
+# values under one name (``9999, 594``) break clients that read them.
+_PLATFORM_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-")
+_PLATFORM_HEADERS = frozenset(
+    {b"openai-organization", b"openai-project", b"anthropic-organization-id"}
+)
 
 
 def _connection_tokens(raw_headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -66,6 +81,7 @@ def upstream_request_headers(
             continue
         out[lname.decode("latin-1")] = value.decode("latin-1")
     out["content-type"] = "application/json"
+    out["accept-encoding"] = "identity"
     if upstream_api_key:
         if api == "anthropic":
             out["x-api-key"] = upstream_api_key
@@ -79,10 +95,11 @@ def client_response_headers(
     upstream_headers: Iterable[tuple[bytes, bytes]],
 ) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers (raw bytes, as received) minus
-    hop-by-hop ones, the length (the ASGI server frames the body itself), and
+    hop-by-hop ones, the length (the ASGI server frames the body itself),
     ``date``/``server``, which the gateway's own server sets on every answer
     (relaying them too sent each twice; nginx hides them from a proxied
-    response for the same reason)."""
+    response for the same reason), and the platform's own rate limits and
+    account ids. ``retry-after`` on an upstream 429/529 is relayed."""
     items = [(name.lower(), value) for name, value in upstream_headers]
     named = _connection_tokens(items)
     return [
@@ -92,4 +109,6 @@ def client_response_headers(
         and lname not in named
         # only the gateway sets x-gateway-* toward the client
         and not lname.startswith(_GATEWAY_PREFIX)
+        and not lname.startswith(_PLATFORM_PREFIXES)
+        and lname not in _PLATFORM_HEADERS
     ]

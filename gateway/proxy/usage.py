@@ -11,13 +11,12 @@ Anthropic sends input tokens in ``message_start`` and output tokens in
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 
 from gateway.stages import Usage
-
-_EVENT_END = b"\n\n"
 
 
 def _usage_from_obj(usage: Any, into: Usage) -> bool:
@@ -94,55 +93,111 @@ def inject_include_usage(raw: bytes, options_given: bool) -> bytes:
     return orjson.dumps(body)
 
 
-class SseUsageTap:
-    """Watches an SSE byte stream for usage; optionally drops the usage-only
-    chunk the gateway itself asked for.
+# SSE lines end with CRLF, LF or a lone CR, and an event ends at a blank line
+# (WHATWG HTML, "Server-sent events", 9.2.6): two line ends in a row. A CR
+# followed by LF is one line end, never two.
+_EVENT_BOUNDARY = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r(?!\n))")
+# How far back a boundary may start in bytes already searched (a "\r\n\r\n"
+# split across two chunks).
+_BOUNDARY_OVERLAP = 3
 
-    Without dropping, chunks pass through unchanged and a copy is scanned.
-    With dropping, complete events are forwarded as soon as they end; only an
-    incomplete trailing event waits for its end, so nothing is held back longer
-    than it takes the upstream to finish the event it is sending.
+
+def _boundary_in(data: bytes, start: int) -> re.Match[bytes] | None:
+    """The first event boundary at or after ``start``. A CR that ends the data
+    may be the first half of a CRLF still in flight: it is not read as a lone
+    CR until the next byte is known."""
+    end = len(data) - 1 if data.endswith(b"\r") else len(data)
+    return _EVENT_BOUNDARY.search(data, start, end)
+
+
+class SseUsageTap:
+    """Watches an SSE byte stream for usage and upstream error events;
+    optionally drops the usage-only chunk the gateway itself asked for.
+
+    Without dropping, chunks pass through unchanged and complete events are
+    scanned. With dropping, complete events are forwarded as soon as they end,
+    byte for byte (whatever their line endings); only an incomplete trailing
+    event waits for its end, so nothing is held back longer than it takes the
+    upstream to finish the event it is sending. Each byte is searched for a
+    boundary once, so a long event costs linear time, not quadratic.
     """
 
     def __init__(self, drop_usage_only_chunk: bool) -> None:
         self.usage = Usage()
         self.seen = False
+        self.error: str | None = None
+        """``upstream_error_event:<type>`` when the upstream sent an error event."""
         self._drop = drop_usage_only_chunk
-        self._buffer = b""
+        self._pending: list[bytes] = []  # the incomplete trailing event, in pieces
+        self._pending_size = 0
+        self._tail = b""  # its last bytes, where a boundary split across chunks begins
 
     def _scan(self, event: bytes) -> bool:
-        """Read usage from one event; True if it is a usage-only OpenAI chunk."""
-        if b'"usage"' not in event:
+        """Read usage (or an error) from one event; True if it is a usage-only OpenAI chunk."""
+        if b'"usage"' not in event and b"error" not in event:
             return False
-        for line in event.split(b"\n"):
+        for line in event.splitlines():
+            if line.startswith(b"event:") and line[6:].strip() == b"error":
+                self.error = self.error or "upstream_error_event"
+                continue
             if not line.startswith(b"data:"):
                 continue
-            payload = line[5:].strip()
             try:
-                doc = orjson.loads(payload)
+                doc = orjson.loads(line[5:].strip())
             except orjson.JSONDecodeError:
                 continue
+            self._note_error(doc)
             if _find_usage(doc, self.usage):
                 self.seen = True
                 return isinstance(doc, dict) and doc.get("choices") == []
         return False
 
+    def _note_error(self, doc: Any) -> None:
+        # Anthropic: {"type": "error", "error": {"type": "overloaded_error", ...}};
+        # OpenAI: {"error": {"type": ..., "code": ...}}.
+        if not isinstance(doc, dict):
+            return
+        error = doc.get("error")
+        if isinstance(error, dict) and (doc.get("type") == "error" or "choices" not in doc):
+            kind = error.get("type") or error.get("code") or "unknown"
+            self.error = f"upstream_error_event:{str(kind)[:64]}"
+
     def feed(self, chunk: bytes) -> bytes:
-        data = self._buffer + chunk
-        events = data.split(_EVENT_END)
-        self._buffer = events.pop()
+        events = self._complete_events(chunk)
         if not self._drop:
             for event in events:
-                self._scan(event.replace(b"\r\n", b"\n"))
+                self._scan(event)
             return chunk
-        kept = [event for event in events if not self._scan(event)]
-        if not kept:
-            return b""
-        return _EVENT_END.join(kept) + _EVENT_END
+        return b"".join(event for event in events if not self._scan(event))
+
+    def _complete_events(self, chunk: bytes) -> list[bytes]:
+        """The events this chunk completes (each with its own line ends); the
+        rest is kept for the next chunk. Pieces are joined only once a
+        boundary is in sight, so an event split over many chunks is not
+        copied once per chunk."""
+        tail = self._tail + chunk
+        if _boundary_in(tail, 0) is None:
+            self._pending.append(chunk)
+            self._pending_size += len(chunk)
+            self._tail = tail[-_BOUNDARY_OVERLAP:]
+            return []
+        data = b"".join((*self._pending, chunk)) if self._pending else chunk
+        search_from = max(0, self._pending_size - _BOUNDARY_OVERLAP)
+        events: list[bytes] = []
+        cut = 0
+        while (match := _boundary_in(data, max(cut, search_from))) is not None:
+            events.append(data[cut : match.end()])
+            cut = match.end()
+        rest = data[cut:]
+        self._pending = [rest] if rest else []
+        self._pending_size = len(rest)
+        self._tail = rest[-_BOUNDARY_OVERLAP:]
+        return events
 
     def flush(self) -> bytes:
         """Whatever incomplete event remains at the end of the stream."""
-        rest, self._buffer = self._buffer, b""
+        rest = b"".join(self._pending)
+        self._pending, self._pending_size, self._tail = [], 0, b""
         if rest.strip():
             self._scan(rest)
         return rest if self._drop else b""

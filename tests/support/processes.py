@@ -79,19 +79,28 @@ class Proc:
 
 
 def start_standin(port: int | None = None) -> Proc:
+    return _start_upstream("gateway.demo.standin", "/_standin/streams", port)
+
+
+def start_rough_upstream(port: int | None = None) -> Proc:
+    """The upstream that misbehaves on request (``tests/support/rough_upstream.py``)."""
+    return _start_upstream("tests.support.rough_upstream", "/_rough/log", port)
+
+
+def _start_upstream(module: str, ready_path: str, port: int | None) -> Proc:
     port = port or free_port()
     # Output goes to a file, never a pipe nobody reads: a full pipe would block
     # the stand-in the moment it logs enough (e.g. 50 streams cut at once).
-    log_path = Path(tempfile.mkdtemp(prefix="standin-")) / "standin.log"
+    log_path = Path(tempfile.mkdtemp(prefix="upstream-")) / "upstream.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.demo.standin", "--port", str(port)],
+            [sys.executable, "-m", module, "--port", str(port)],
             cwd=REPO,
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_http(f"http://127.0.0.1:{port}/_standin/streams", proc)
+        wait_http(f"http://127.0.0.1:{port}{ready_path}", proc)
     except (RuntimeError, TimeoutError) as exc:
         proc.kill()
         raise RuntimeError(f"{exc}\n{log_path.read_text(errors='replace')}") from None

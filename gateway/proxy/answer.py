@@ -1,0 +1,106 @@
+"""Relay a non-streamed upstream answer to the client, and read its usage.
+
+Most answers are a few KB with a ``Content-Length``: read whole, scanned for
+``usage`` and sent in one piece. An answer larger than ``MAX_USAGE_SCAN`` (or
+of unknown length that grows past it) is relayed chunk by chunk as it
+arrives, as a stream is, so a 300 MB answer does not sit in the gateway's
+memory; its usage is not read (it stays charged at its reservation).
+
+An answer that breaks before its first byte reached the client (a body
+shorter than its ``Content-Length``, a stall past the read timeout) becomes a
+502/504 in the client's API shape: the client got nothing, so nothing is
+charged.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+
+import aiohttp
+
+from gateway.proxy.asgi_io import Send, send_response
+from gateway.proxy.errors import ProxyError
+from gateway.proxy.usage import usage_from_json
+from gateway.stages import Usage
+
+MAX_USAGE_SCAN = 4 * 1024 * 1024
+
+
+class Outcome:
+    """What the forwarder learns about one upstream call, for settlement and the record."""
+
+    __slots__ = ("bytes_out", "error", "status", "usage")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.usage: Usage | None = None
+        self.bytes_out = 0
+        self.error: str | None = None
+
+
+async def relay_answer(
+    response: aiohttp.ClientResponse,
+    headers: list[tuple[bytes, bytes]],
+    send: Send,
+    detach: Callable[[], None],
+    outcome: Outcome,
+) -> None:
+    try:
+        parts, complete = await _read_head(response)
+    except (TimeoutError, aiohttp.ServerTimeoutError):
+        outcome.error = "upstream_timeout_mid_answer"
+        raise ProxyError(504, "the model API stopped sending its answer") from None
+    except aiohttp.ClientError as exc:
+        outcome.error = f"upstream_broke:{type(exc).__name__}"
+        raise ProxyError(502, "the model API broke off its answer") from None
+    if complete:
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        outcome.bytes_out = len(body)
+        if response.status < 300:
+            outcome.usage = _usage_of(body, response.headers.get("content-encoding"))
+        detach()
+        await send_response(send, response.status, headers, body)
+        return
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    for part in parts:
+        outcome.bytes_out += len(part)
+        await send({"type": "http.response.body", "body": part, "more_body": True})
+    while chunk := await response.content.readany():
+        outcome.bytes_out += len(chunk)
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    detach()
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _read_head(response: aiohttp.ClientResponse) -> tuple[list[bytes], bool]:
+    """The answer's first bytes, up to ``MAX_USAGE_SCAN``, and whether that is all of it."""
+    length = response.content_length
+    if length is not None and length <= MAX_USAGE_SCAN:
+        return [await response.read()], True
+    parts: list[bytes] = []
+    size = 0
+    while size <= MAX_USAGE_SCAN:
+        chunk = await response.content.readany()
+        if not chunk:
+            return parts, True
+        parts.append(chunk)
+        size += len(chunk)
+    return parts, False
+
+
+def _usage_of(body: bytes, content_encoding: str | None) -> Usage | None:
+    """Usage of a complete answer. The gateway asks for ``identity``, but an
+    upstream (or a CDN in front of it) may compress anyway: gzip and deflate
+    are read through zlib, bounded, so a compressed answer settles to its real
+    usage instead of its whole reservation."""
+    if content_encoding is None or content_encoding.strip().lower() == "identity":
+        return usage_from_json(body)
+    if content_encoding.strip().lower() not in ("gzip", "x-gzip", "deflate"):
+        return None
+    try:
+        # wbits 47: a zlib or gzip header, detected.
+        plain = zlib.decompressobj(47).decompress(body, MAX_USAGE_SCAN)
+    except zlib.error:
+        return None
+    return usage_from_json(plain)

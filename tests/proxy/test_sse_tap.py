@@ -1,0 +1,74 @@
+"""The SSE tap (``gateway.proxy.usage.SseUsageTap``): usage and error events
+are read from every legal framing, and the bytes relayed are the upstream's,
+minus only the usage chunk the gateway asked for on the client's behalf."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from gateway.proxy.usage import SseUsageTap
+
+CHUNK = {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0,
+                                                                    "delta": {"content": "hi"}}]}
+USAGE = {"id": "c", "object": "chat.completion.chunk", "choices": [],
+         "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}}
+
+
+def _stream(eol: bytes) -> tuple[bytes, bytes]:
+    """(what the upstream sends, what the client must get) with this line end."""
+    first = b"data: " + orjson.dumps(CHUNK) + eol + eol
+    usage = b"data: " + orjson.dumps(USAGE) + eol + eol
+    done = b"data: [DONE]" + eol + eol
+    return first + first + usage + done, first + first + done
+
+
+def _relay(tap: SseUsageTap, pieces: list[bytes]) -> bytes:
+    return b"".join(tap.feed(piece) for piece in pieces) + tap.flush()
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
+def test_every_line_ending_is_framed_and_the_usage_chunk_dropped(eol: bytes) -> None:
+    sent, expected = _stream(eol)
+    # Split at every offset, so that boundaries (and CRLF pairs) straddle chunks.
+    for cut in range(1, len(sent)):
+        tap = SseUsageTap(drop_usage_only_chunk=True)
+        assert _relay(tap, [sent[:cut], sent[cut:]]) == expected, cut
+        assert tap.seen and (tap.usage.tokens_in, tap.usage.tokens_out) == (12, 7)
+    passthrough = SseUsageTap(drop_usage_only_chunk=False)
+    assert b"".join(passthrough.feed(sent[i : i + 7]) for i in range(0, len(sent), 7)) == sent
+    assert passthrough.seen and passthrough.usage.tokens_out == 7
+
+
+def test_complete_events_are_forwarded_at_once_not_held_to_the_end() -> None:
+    sent, _ = _stream(b"\r\n")
+    first_event = sent[: sent.index(b"\r\n\r\n") + 4]
+    tap = SseUsageTap(drop_usage_only_chunk=True)
+    assert tap.feed(first_event) == first_event
+
+
+def test_an_event_split_over_many_chunks_is_reassembled() -> None:
+    big = {**CHUNK, "choices": [{"index": 0, "delta": {"content": "x" * 100_000}}]}
+    sent = b"".join(b"data: " + orjson.dumps(doc) + b"\r\n\r\n" for doc in (big, USAGE))
+    tap = SseUsageTap(drop_usage_only_chunk=True)
+    out = _relay(tap, [sent[i : i + 1000] for i in range(0, len(sent), 1000)])
+    assert out == sent[: sent.index(b"\r\n\r\n") + 4]
+    assert tap.usage.tokens_in == 12
+
+
+def test_an_error_event_is_noted() -> None:
+    anthropic = (b'event: message_start\ndata: {"type":"message_start","message":{"usage":'
+                 b'{"input_tokens":5,"output_tokens":1}}}\n\n'
+                 b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
+                 b'"message":"Overloaded"}}\n\n')
+    tap = SseUsageTap(drop_usage_only_chunk=False)
+    tap.feed(anthropic)
+    assert tap.error == "upstream_error_event:overloaded_error"
+    openai = b'data: {"error":{"message":"boom","type":"server_error"}}\r\n\r\n'
+    tap = SseUsageTap(drop_usage_only_chunk=True)
+    assert tap.feed(openai) == openai
+    assert tap.error == "upstream_error_event:server_error"
+    text = b'data: {"choices":[{"delta":{"content":"an error in my code"}}]}\n\n'
+    tap = SseUsageTap(drop_usage_only_chunk=False)
+    tap.feed(text)
+    assert tap.error is None
