@@ -28,7 +28,7 @@ from gateway.geo.locate import build_locator
 from gateway.health import router as health_router
 from gateway.identity.identifier import build_identifier
 from gateway.kyc.screening import load_screener
-from gateway.ops import metrics
+from gateway.ops import metrics, startup_failures
 from gateway.ops.auditstats import MeteredStats
 from gateway.ops.changefeed import ChangeFeed
 from gateway.ops.cluster import (
@@ -162,8 +162,17 @@ def create_app(settings: Settings) -> Any:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with _run_services(app, settings):
-            yield
+        started = False
+        try:
+            async with _run_services(app, settings):
+                started = True
+                yield
+        except Exception as exc:
+            # Only a failure before serving is a start-up failure: under
+            # --workers N it stops the supervisor (exit 3) instead of a restart loop.
+            if not started:
+                startup_failures.report(exc)
+            raise
 
     api = FastAPI(
         title="gateway",

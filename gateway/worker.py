@@ -12,6 +12,7 @@ their ``__main__``, not the whole CLI.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
@@ -28,6 +29,7 @@ if __name__ in ("__main__", "__mp_main__"):  # the serving process, or a spawned
 import uvicorn
 
 from gateway.ops.logging import log_config
+from gateway.ops.startup_failures import STARTUP_FAILURE_EXIT, StartupWatch
 from gateway.settings import load_settings
 
 SERVER_OPTIONS: dict[str, Any] = {
@@ -61,19 +63,35 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # `gateway serve` has validated these settings already; the app reloads them per worker.
     settings = load_settings()
-    uvicorn.run(
-        "gateway.asgi:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
         **SERVER_OPTIONS,
-        log_level=settings.log_level,
-        log_config=log_config(settings),
-        access_log=False,
-        timeout_graceful_shutdown=args.graceful_timeout,
-        proxy_headers=False,
-    )
+        "log_level": settings.log_level,
+        "log_config": log_config(settings),
+        "access_log": False,
+        "timeout_graceful_shutdown": args.graceful_timeout,
+        "proxy_headers": False,
+    }
+    if args.workers == 1:
+        # uvicorn itself exits 3 when the one worker fails to start.
+        uvicorn.run("gateway.asgi:app_from_env", **options)
+        return
+    watch = StartupWatch()
+    try:
+        with watch:
+            uvicorn.run("gateway.asgi:app_from_env", **options)
+        failure = watch.failure
+    finally:
+        watch.remove()
+    if failure is not None:
+        # Same exit code as one worker: a deploy whose workers cannot start is a failure.
+        logging.getLogger("gateway").error(
+            "a worker failed to start, so all workers were stopped: %s", failure
+        )
+        sys.exit(STARTUP_FAILURE_EXIT)
 
 
 if __name__ == "__main__":

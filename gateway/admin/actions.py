@@ -8,7 +8,8 @@ token it used, the action, the target, and the target before and after
 this log says who set up the facts it decided on.
 
 Oldest first, keyset cursor on the row id (``{"items", "next_cursor"}`` like
-every list route). Role: auditor (admin passes).
+every list route); ``from``/``to`` are refused as ``GET /decisions`` refuses
+them (422 naming the parameter). Role: auditor (admin passes).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from gateway.admin.auth import AdminActor, require_roles
+from gateway.admin.query_errors import TimeRange
 from gateway.deps import SessionDep
 from gateway.identity.tables import AdminAction
-from gateway.kyc.schemas import UtcOut, UtcQuery, as_utc
+from gateway.kyc.schemas import UtcOut, as_utc
 from gateway.kyc.service import MAX_PAGE, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/admin/v1", tags=["audit"])
@@ -54,17 +56,15 @@ class AdminActionPage(BaseModel):
 async def list_admin_actions(
     session: SessionDep,
     _auditor: Auditor,
+    window: TimeRange,
     target_type: str | None = None,
     target_id: str | None = None,
     actor: str | None = None,
     action: str | None = None,
-    from_: Annotated[UtcQuery | None, Query(alias="from")] = None,
-    to: UtcQuery | None = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> AdminActionPage:
-    if from_ is not None and to is not None and to <= from_:
-        raise HTTPException(400, "'to' must be after 'from'")
+    from_, to = window
     query = select(AdminAction).order_by(AdminAction.id).limit(limit + 1)
     for column, value in ((AdminAction.target_type, target_type),
                           (AdminAction.target_id, target_id),

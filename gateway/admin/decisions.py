@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from gateway.admin.auth import AdminActor, require_roles
+from gateway.admin.query_errors import as_query_error
 from gateway.audit.export import Exporter
 from gateway.audit.filters import FilterError, decision_filters
 from gateway.audit.query import MAX_LIMIT, DecisionFilters, get_decision, list_decisions
@@ -42,9 +42,7 @@ def _filters(
         return decision_filters(customer_id=customer_id, decision=decision, rule_id=rule_id,
                                 model=model, origin=origin, from_=from_, to=to)
     except FilterError as exc:
-        # The shape and status of FastAPI's own query errors (422, detail[].loc).
-        raise RequestValidationError([{"type": "value_error", "loc": ("query", exc.param),
-                                       "msg": exc.message, "input": exc.value}]) from None
+        raise as_query_error(exc) from None
 
 
 Filters = Annotated[DecisionFilters, Depends(_filters)]

@@ -79,7 +79,7 @@ class ChainSession:
             conn, self._base_id, self.owner, self._clock(), self.lease_s
         )
         self.stale = False
-        await self.cp.load(conn, self.head.node_id)
+        await self.cp.load(conn, self.head.node_id, self._clock())
         self.last_heartbeat = time.monotonic()
         log.info("audit writer owns chain %s at seq %d", self.head.node_id, self.head.seq)
 
@@ -104,7 +104,7 @@ class ChainSession:
             await self.claim()
             return
         self.head = nodes.Head(self.head.node_id, int(row.last_seq), str(row.last_hash))
-        await self.cp.load(conn, self.head.node_id)
+        await self.cp.load(conn, self.head.node_id, self._clock())
         self.stale = False
 
     async def stored_ids(self, ids: list[str]) -> set[str]:

@@ -1,7 +1,8 @@
 """Decision-log filters from user input: one validation for the HTTP API and the CLI.
 
 ``GET /admin/v1/decisions`` (and ``/decisions/export``) and ``gateway audit
-export`` take the same filters and must refuse the same mistakes: a time that
+export`` take the same filters (and ``GET /admin/v1/admin-actions`` the same
+``from`` and ``to``) and must refuse the same mistakes: a time that
 is not RFC 3339 with a zone (SPEC section 4: times are RFC 3339 UTC), an
 origin that is no ISO country or region code, a range that ends before it
 starts. Each refusal names the parameter (``from``, ``to``, ``origin``); the
@@ -55,6 +56,15 @@ def parse_time(value: str, param: str) -> datetime:
         raise FilterError(param, str(exc), value) from None
 
 
+def time_range(from_: str | None, to: str | None) -> tuple[datetime | None, datetime | None]:
+    """``from`` (inclusive) and ``to`` (exclusive) parsed; ``to`` must come after ``from``."""
+    from_ts = parse_time(from_, "from") if from_ is not None else None
+    to_ts = parse_time(to, "to") if to is not None else None
+    if from_ts is not None and to_ts is not None and to_ts <= from_ts:
+        raise FilterError("to", f"must be after 'from' ({from_}): {to!r}", to)
+    return from_ts, to_ts
+
+
 def decision_filters(
     *,
     customer_id: str | None = None,
@@ -69,9 +79,6 @@ def decision_filters(
     if origin is not None and ORIGIN.fullmatch(origin) is None:
         raise FilterError("origin", "not an ISO 3166-1 alpha-2 country or ISO 3166-2 region "
                           f"code (e.g. US, UA-43): {origin!r}", origin)
-    from_ts = parse_time(from_, "from") if from_ is not None else None
-    to_ts = parse_time(to, "to") if to is not None else None
-    if from_ts is not None and to_ts is not None and to_ts <= from_ts:
-        raise FilterError("to", f"must be after 'from' ({from_}): {to!r}", to)
+    from_ts, to_ts = time_range(from_, to)
     return DecisionFilters(customer_id=customer_id, decision=decision, rule_id=rule_id,
                            model=model, origin=origin, from_ts=from_ts, to_ts=to_ts)

@@ -3,10 +3,11 @@
 The CLI writes to the database directly, with a row in ``admin_actions`` in
 the same transaction; every running gateway process reads those rows within
 ``GATEWAY_CHANGE_POLL_SECONDS`` (1 s) and drops what it had cached
-(``gateway/ops/changefeed.py``). Exit codes: 0 ok, 1 not found / refused,
-2 usage error (bad option, invalid country code, a KYC level or tier the bundle
-in GATEWAY_POLICY_DIR does not define: when that bundle cannot be loaded the
-check is skipped with a warning).
+(``gateway/ops/changefeed.py``). Only ``add`` creates a missing SQLite
+file (``gateway.cli.database``). Exit codes: 0 ok, 1 not found / refused,
+2 usage error (a missing database file, bad option, invalid country code, a
+KYC level or tier the bundle in GATEWAY_POLICY_DIR does not define: when that
+bundle cannot be loaded the check is skipped with a warning).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin.auth import AdminActor
-from gateway.cli.messages import error
+from gateway.cli.database import CREATE_HINT, new_sqlite_file, require_existing
+from gateway.cli.messages import error, note
 from gateway.db.errors import SchemaOutOfDate
 from gateway.db.session import create_engine, session_factory
 from gateway.kyc import service
@@ -89,10 +91,18 @@ def cli_screener(settings: Settings) -> Screener | None:
         raise fail(str(exc), 2) from None
 
 
-def run_db(work: Callable[[Settings, Sessions], Awaitable[T]]) -> T:
+def run_db(work: Callable[[Settings, Sessions], Awaitable[T]], *, create: bool = False) -> T:
     """Run ``work`` against the configured database (migrated to head on SQLite;
-    on PostgreSQL it must already be: ``gateway db upgrade``)."""
+    on PostgreSQL it must already be: ``gateway db upgrade``).
+
+    A missing SQLite file is created only with ``create`` (commands that can
+    bootstrap a fresh machine), and then said; otherwise it is a usage error
+    (``gateway.cli.database``).
+    """
     settings = db_settings()
+    created = new_sqlite_file(settings) if create else None
+    if not create:
+        require_existing(settings, CREATE_HINT)
 
     async def main() -> T:
         from gateway.db.migrate import prepare_database  # Alembic, for this command only
@@ -106,7 +116,12 @@ def run_db(work: Callable[[Settings, Sessions], Awaitable[T]]) -> T:
         finally:
             await engine.dispose()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    finally:
+        if created is not None and created.exists():
+            note(err, f"created a new database at {created} (GATEWAY_DATABASE_URL); "
+                 "if your gateway serves another one, check the path")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -178,7 +193,7 @@ def add(
             await session.commit()
             return service.to_out(row)
 
-    record = run_db(work)
+    record = run_db(work, create=True)
     if record is None:
         raise fail(f"customer {data.id!r} already exists")
     console.print(render(record))

@@ -6,13 +6,20 @@ end in a traceback with exit 1, which for ``gateway audit verify`` means "the
 chain is broken". A database that is missing, unreachable or not the
 gateway's (no tables) is a usage error: exit 2 with a message naming it.
 
-Commands that create the database (``serve``, ``db upgrade``) do not use this.
+Commands that create the database (``serve``, ``db upgrade``) do not use
+this. The commands that may be an operator's first step on a fresh machine,
+before the first ``serve`` (``tokens create``, ``customers add``), create a
+missing SQLite file, but only in a directory that exists, and say so with its
+path (``new_sqlite_file``), so a typo shows at once. The others
+(``customers list|show|suspend``, ``keys create|revoke``) act on records that
+must already exist, so for them a missing file is a usage error.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import typer
@@ -50,11 +57,31 @@ def run_on_existing_database(
         _fail(settings, str(exc))
 
 
-def require_existing(settings: Settings) -> None:
+CREATE_HINT = "or create it with `gateway db upgrade`"
+
+
+def require_existing(settings: Settings, hint: str = "") -> None:
     """Exit 2 if the configured SQLite file does not exist (other engines are asked on use)."""
     path = settings.sqlite_path()
     if path is not None and not path.is_file():
-        _fail(settings, f"{path} does not exist (nothing was created; check the path)")
+        more = f", {hint}" if hint else ""
+        _fail(settings, f"{path} does not exist (nothing was created; check the path{more})")
+
+
+def new_sqlite_file(settings: Settings) -> Path | None:
+    """The SQLite file this command is about to create, or None if there is none to create.
+
+    Exit 2 when its directory is missing: a whole missing directory is far
+    more likely a mistyped path than a first start, and ``create_engine``
+    would otherwise create every directory on the way.
+    """
+    path = settings.sqlite_path()
+    if path is None or path.is_file():
+        return None
+    if not path.parent.is_dir():
+        _fail(settings, f"directory {path.parent} does not exist (nothing was created; "
+              f"check the path, {CREATE_HINT})")
+    return path.resolve()
 
 
 def _fail(settings: Settings, reason: str) -> NoReturn:

@@ -81,9 +81,10 @@ def _print_demo(host: str, port: int, keys: list[tuple[str, str, str]]) -> None:
 def _preflight(settings: Settings) -> str | None:
     """The first setting that only the workers' start-up would trip on, named.
 
-    A worker that fails in its lifespan exits 3 with a traceback (and under
-    ``--workers N`` uvicorn's supervisor then exits 0): files named by the
-    settings are opened once here, so a bad one is exit 2 naming the variable.
+    A worker that fails in its lifespan exits 3 with a traceback (and so does
+    ``gateway serve``, with one worker or N: ``gateway.ops.startup_failures``).
+    Files named by the settings are opened once here, so a bad one is exit 2
+    naming the variable instead.
     """
     from gateway.audit.signing import SigningKeyError, load_signer
 

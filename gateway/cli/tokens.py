@@ -39,7 +39,8 @@ def create(
             await session.commit()
             return row.id, clear
 
-    token_id, clear = run_db(work)
+    # The first admin token may come before the first `serve`: this may create the database.
+    token_id, clear = run_db(work, create=True)
     console.print(f"token id: {token_id} (role {role})")
     console.print(f"token:    {clear}", soft_wrap=True)
     console.print("[yellow]Store it now: it is not shown again.[/yellow]")

@@ -58,8 +58,6 @@ def rfc3339(value: datetime) -> str:
 
 Country = Annotated[str, AfterValidator(country_code)]
 UtcIn = Annotated[AwareDatetime, AfterValidator(utc_input)]
-UtcQuery = Annotated[datetime, AfterValidator(utc_input)]
-"""A filter time: naive is read as UTC, as before; out of range is a 422."""
 UtcOut = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
 Word = Annotated[str, Field(pattern=NAME_PATTERN)]
 

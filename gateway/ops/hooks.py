@@ -15,6 +15,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gateway.ops import metrics as m
+from gateway.proxy.paths import ROUTES
+
+UNMATCHED = "unmatched"
 
 if TYPE_CHECKING:
     from gateway.proxy.exchange import Exchange
@@ -76,10 +79,18 @@ def finished(
 
 
 def _count(ex: Exchange, status: int, decision: str, rule_ids: list[str]) -> None:
-    _child(m.REQUESTS, ex.endpoint, str(status)).inc()
+    endpoint = endpoint_label(ex.endpoint)
+    _child(m.REQUESTS, endpoint, str(status)).inc()
     for rule_id in rule_ids or ("none",):
         _child(m.DECISIONS, decision, rule_id).inc()
-    _child(m.REQUEST_SECONDS, ex.endpoint).observe(time.perf_counter() - ex.started)
+    _child(m.REQUEST_SECONDS, endpoint).observe(time.perf_counter() - ex.started)
+
+
+def endpoint_label(path: str) -> str:
+    """A route, or ``unmatched``: a probe of random paths must not create a
+    series (and a cached child here) per path. The path itself is in the
+    decision record and the access-log line."""
+    return path if path in ROUTES else UNMATCHED
 
 
 def _log(

@@ -6,7 +6,8 @@ convention (a registry is process state by nature). With ``gateway serve
 start (``prepare_multiprocess_dir``), each worker writes its values to mmap
 files there, and a scrape of any worker aggregates all of them.
 
-Label sets are bounded: endpoints are the fixed proxied routes, rule ids come
+Label sets are bounded: endpoints are the fixed proxied routes (any other
+path a client tries is ``unmatched``), rule ids come
 from the reviewed policy bundle, statuses are HTTP codes, capabilities are
 bundle names.
 """

@@ -1,7 +1,8 @@
 """The proxied API's routes, as a pure ASGI app in front of the FastAPI app.
 
 Like a Starlette middleware it holds ``self.app`` and passes through what it
-does not handle (admin API, health, metrics); ``/v1/*`` requests go straight
+does not handle (admin API, health, metrics); ``/v1/*`` requests (and
+misspellings of them: ``gateway.proxy.paths``) go straight
 to the pipeline without FastAPI's routing and dependency machinery, which a
 reverse proxy does not need and which would cost every request.
 """
@@ -13,20 +14,9 @@ from typing import Any
 from gateway.policy.facts import ApiShape
 from gateway.proxy.asgi_io import Receive, Scope, Send, header
 from gateway.proxy.errors import ProxyError, api_for_path
+from gateway.proxy.paths import MODELS_ROUTE, POST_ROUTES, folded, in_api_space, meant_route
 from gateway.proxy.pipeline import Pipeline
 from gateway.services import Services
-
-POST_ROUTES = frozenset(
-    {
-        "/v1/chat/completions",
-        "/v1/completions",
-        "/v1/responses",
-        "/v1/embeddings",
-        "/v1/messages",
-        "/v1/messages/count_tokens",
-    }
-)
-MODELS_ROUTE = "/v1/models"
 
 
 class ProxyRoutes:
@@ -47,7 +37,7 @@ class ProxyRoutes:
         return self._pipeline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http" or not in_api_space(scope["path"]):
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
@@ -67,8 +57,15 @@ class ProxyRoutes:
                 return
             refusal = _not_allowed(method, path, "GET")
         else:
-            api = api_for_path(path)
-            refusal = ProxyError(404, f"no such route: {path}")
+            # A misspelt route is refused, never served (gateway.proxy.paths),
+            # but in the shape of the API it was meant for, naming the route.
+            meant = meant_route(path)
+            if meant == MODELS_ROUTE:
+                api = "anthropic" if header(scope, b"anthropic-version") else "openai"
+            else:
+                api = api_for_path(folded(path))
+            hint = f" (did you mean {meant}? paths are case-sensitive)" if meant else ""
+            refusal = ProxyError(404, f"no such route: {path}{hint}")
         # Recorded like any refusal, so that this answer too carries its
         # decision id and policy version, and the audit log sees the probe.
         await self.pipeline().refuse_route(scope, send, api, refusal)

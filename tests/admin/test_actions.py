@@ -74,4 +74,25 @@ async def test_roles_and_bad_queries(env: AdminEnv) -> None:
     bad_cursor = await c.get(path, headers=env.auth("auditor"), params={"cursor": "!!"})
     assert bad_cursor.status_code == 400
     backwards = {"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"}
-    assert (await c.get(path, headers=env.auth("auditor"), params=backwards)).status_code == 400
+    assert (await c.get(path, headers=env.auth("auditor"), params=backwards)).status_code == 422
+
+
+async def test_times_are_refused_as_the_decision_log_refuses_them(env: AdminEnv) -> None:
+    """``from``/``to`` take what ``GET /decisions`` takes (RFC 3339 with ``Z``
+    or an offset) and refuse the rest the same way (``gateway.audit.filters``,
+    tested for the decision log in tests/audit): a 422 naming the parameter.
+    A naive time was read as UTC here, a different instant than the auditor's
+    own clock may have meant, while the decision log refused it."""
+    path = "/admin/v1/admin-actions"
+    for param, value in [("from", "2026-03-01T12:00:00"), ("to", "2026-03-01 12:00:00"),
+                         ("from", "2026-03-01"), ("to", "1772366400")]:  # fmt: skip
+        r = await env.client.get(path, headers=env.auth("auditor"), params={param: value})
+        assert r.status_code == 422, (param, value, r.text)
+        [error] = r.json()["detail"]
+        assert error["loc"] == ["query", param] and "RFC 3339" in error["msg"], error
+    backwards = {"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00+01:00"}
+    r = await env.client.get(path, headers=env.auth("auditor"), params=backwards)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "to"], r.text
+    zoned = {"from": "2026-03-01T13:00:00+01:00", "to": "2026-03-02T00:00:00z"}
+    r = await env.client.get(path, headers=env.auth("auditor"), params=zoned)
+    assert r.status_code == 200, r.text

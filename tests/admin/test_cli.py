@@ -1,4 +1,4 @@
-"""The customers/keys/tokens CLI against a real SQLite file (schema created on demand)."""
+"""The customers/keys/tokens CLI against a real SQLite file (created by the first write)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def test_audit_export_out_of_range_time_is_a_usage_error(tmp_path: Path) -> None
 
 
 def test_customers_add_checks_names_against_the_policy_bundle(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, database: Path
 ) -> None:
     monkeypatch.setenv("GATEWAY_POLICY_DIR", str(Path(__file__).resolve().parents[2] / "policies"))
     cases = [("--tier", "platinum", "enterprise"),
@@ -115,7 +115,7 @@ def test_customers_add_checks_names_against_the_policy_bundle(
         r = runner.invoke(customers.app, ["add", "P", "--id", "p1", option, bad])
         assert r.exit_code == 2, (r.output, r.exception)
         assert bad in r.output and allowed in r.output
-    assert runner.invoke(customers.app, ["show", "p1"]).exit_code == 1
+    assert not database.exists()  # refused before anything was written
     # Without a loadable bundle the CLI says it cannot check, and goes on.
     monkeypatch.setenv("GATEWAY_POLICY_DIR", "/nonexistent-policies")
     r = runner.invoke(customers.app, ["add", "P", "--id", "p1", "--tier", "platinum"])
@@ -160,3 +160,58 @@ def test_customers_list_status_must_be_a_known_status() -> None:
     assert r.exit_code == 0 and "a1" in r.output
     r = runner.invoke(customers.app, ["list", "--status", "active"])
     assert r.exit_code == 0 and "a1" not in r.output
+
+
+def test_commands_on_existing_records_refuse_a_missing_database(database: Path) -> None:
+    """A mistyped GATEWAY_DATABASE_URL must not become a new empty database and
+    a "not found": commands that read or change existing records can only work
+    on an existing file, so a missing one is a usage error naming it, and
+    nothing is created."""
+    commands = [(customers.app, ["list"]), (customers.app, ["show", "c1"]),
+                (customers.app, ["suspend", "c1"]), (keys.app, ["create", "c1"]),
+                (keys.app, ["revoke", "k1"])]  # fmt: skip
+    for app, args in commands:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output, r.exception)
+        said = _unwrapped(r.output)
+        assert str(database) in said and "does not exist" in said, (args, said)
+        assert "gateway db upgrade" in said, said
+        assert not database.exists(), args
+
+
+def test_the_first_write_on_a_fresh_machine_creates_the_database_and_says_so(
+    database: Path,
+) -> None:
+    """Bootstrapping before the first `serve` still works (`tokens create`,
+    `customers add`), but creating the database is said, with its path, so a
+    mistyped one shows at once."""
+    r = runner.invoke(tokens.app, ["create", "--role", "admin", "--name", "ops"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert database.is_file()
+    said = _unwrapped(r.output)
+    assert "created a new database" in said and str(database) in said, said
+    r = runner.invoke(customers.app, ["add", "First Customer", "--id", "f1"])
+    assert r.exit_code == 0, r.output
+    assert "new database" not in r.output  # the file exists now: nothing to say
+    assert runner.invoke(customers.app, ["show", "f1"]).exit_code == 0
+
+
+def test_a_write_into_a_missing_directory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh file in an existing directory is a bootstrap; a missing
+    directory is a typo (`gateway db upgrade` creates both, when meant)."""
+    missing = tmp_path / "no-such-dir" / "gateway.db"
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite+aiosqlite:///{missing}")
+    for app, args in ((tokens.app, ["create", "--role", "admin"]),
+                      (customers.app, ["add", "Someone", "--id", "s1"])):  # fmt: skip
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output, r.exception)
+        said = _unwrapped(r.output)
+        assert str(missing.parent) in said and "gateway db upgrade" in said, said
+        assert not missing.parent.exists()
+
+
+def _unwrapped(output: str) -> str:
+    """CLI messages as one line: the console wraps long ones at its width."""
+    return " ".join(output.split())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit.ids import new_id
 from gateway.audit.record import OutcomeRecord
-from gateway.audit.tables import audit_records
+from gateway.audit.tables import audit_checkpoints, audit_records
 from gateway.audit.verify import verify_log
 from gateway.audit.writer import AuditWriter
 from gateway.settings import Settings
 from gateway.stages import AuditUnavailable
-from tests.audit.conftest import make_record
+from tests.audit.conftest import make_record, make_settings
 
 
 async def _count(engine: AsyncEngine) -> int:
@@ -169,3 +169,68 @@ async def test_recovers_when_a_new_database_file_appears(
     await writer.record(make_record(4))
     assert writer.head is not None and writer.head.seq == 2
     assert (await verify_log(engine)).ok
+
+
+class _Clock:
+    """The writer's wall clock, moved by hand (checkpoint rows carry its time)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def _checkpoint_seqs(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(audit_checkpoints.c.seq).order_by(audit_checkpoints.c.seq))
+        return [int(seq) for seq in rows.scalars()]
+
+
+async def test_checkpoint_cadence_survives_outages(
+    writer_factory: Callable[..., Any], engine: AsyncEngine, db_path: Path
+) -> None:
+    """Outages shorter than the checkpoint interval, one after another, must not
+    postpone the time-based checkpoint for ever: after each one the writer
+    re-reads its chain, and the time since the last signed checkpoint must come
+    through that (here it is read from the checkpoint's stored time)."""
+    settings = make_settings(db_path, audit_checkpoint_every=1000, audit_checkpoint_seconds=60.0)
+    clock = _Clock()
+    first = await writer_factory(settings, clock=clock)
+    await first.record(make_record(1))
+    await first.stop()  # the final checkpoint, signed at clock.now
+    assert await _checkpoint_seqs(engine) == [1]
+
+    writer: AuditWriter = await writer_factory(settings, clock=clock)
+    moved = db_path.parent.with_name("moved")
+    for i in range(2, 6):  # an outage every 20 s: the log is never down for a minute
+        clock.now += timedelta(seconds=20)
+        db_path.parent.rename(moved)
+        try:
+            with pytest.raises(AuditUnavailable):
+                await writer.record(make_record(i))
+        finally:
+            moved.rename(db_path.parent)
+        await writer.record(make_record(i))
+    # 80 s after the last checkpoint, with the cadence at 60 s: one was signed.
+    assert writer.stats.checkpoints >= 1, "no checkpoint in 80 s of records"
+    assert len(await _checkpoint_seqs(engine)) >= 2
+    assert (await verify_log(engine)).ok
+
+
+async def test_checkpoint_cadence_survives_a_restart(
+    writer_factory: Callable[..., Any], engine: AsyncEngine, db_path: Path
+) -> None:
+    """A writer that starts on a chain whose last checkpoint is older than the
+    interval signs one with its first batch (a process restarted in a loop, by
+    SIGKILL, never reaches its final checkpoint)."""
+    settings = make_settings(db_path, audit_checkpoint_every=1000, audit_checkpoint_seconds=60.0)
+    clock = _Clock()
+    first = await writer_factory(settings, clock=clock)
+    await first.record(make_record(1))
+    await first.stop()
+    clock.now += timedelta(seconds=90)
+    writer: AuditWriter = await writer_factory(settings, clock=clock)
+    await writer.record(make_record(2))
+    assert writer.stats.checkpoints == 1
+    assert await _checkpoint_seqs(engine) == [1, 2]

@@ -195,6 +195,49 @@ def test_unknown_routes_and_methods_are_recorded_refusals(
     assert standin_log() == []
 
 
+
+def test_misspelt_api_paths_are_recorded_refusals_never_forwarded(
+    gateway_factory: GatewayFactory, standin_log: StandinLog
+) -> None:
+    """A path that is an API route with other case or extra slashes is not
+    that route: only the exact paths of SPEC section 2 are forwarded. It is
+    answered like any unknown ``/v1/*`` path (404 in the client's API shape,
+    naming the route meant, with a decision id whose record is a refusal),
+    never with the admin API's ``{"detail": "Not Found"}`` and never upstream."""
+    gateway = gateway_factory()
+    admin = Admin(gateway.url)
+    key = admin.customer_with_key(**US_ENTERPRISE)
+    chat = {"model": "haiku-lite", "messages": [{"role": "user", "content": "hi"}]}
+    message = {**chat, "max_tokens": 8}
+    cases = [
+        ("/V1/chat/completions", chat, "openai", "/v1/chat/completions"),
+        ("//v1/chat/completions", chat, "openai", "/v1/chat/completions"),
+        ("/v1//chat/completions", chat, "openai", "/v1/chat/completions"),
+        ("/V1/Messages", message, "anthropic", "/v1/messages"),
+        ("//v1/messages/count_tokens", message, "anthropic", "/v1/messages/count_tokens"),
+        ("/v1", chat, "openai", None),
+    ]
+    for path, body, api, meant in cases:
+        response = _post(gateway, key, path, body)
+        assert response.status_code == 404, (path, response.text)
+        error = response.json()["error"]
+        assert error["type"] == "not_found_error", (path, error)
+        assert (response.json().get("type") == "error") == (api == "anthropic"), path
+        if meant is not None:
+            assert meant in error["message"], (path, error)
+        decision_id = response.headers["x-gateway-decision-id"]
+        assert response.headers["x-gateway-policy-version"]
+        record = admin.http.get(f"/admin/v1/decisions/{decision_id}").json()
+        assert record["decision"] == "deny" and record["status"] == 404, record
+        assert record["rule_ids"] == ["no-such-route"] and record["endpoint"] == path
+    listed = httpx.get(f"{gateway.url}//v1/models", timeout=10,
+                       headers={"authorization": f"Bearer {key}"})  # fmt: skip
+    assert listed.status_code == 404 and listed.headers["x-gateway-decision-id"]
+    assert standin_log() == []
+    # What is not under /v1 keeps its own answers.
+    assert httpx.get(f"{gateway.url}/healthz", timeout=10).status_code == 200
+    assert httpx.get(f"{gateway.url}/v10/models", timeout=10).json() == {"detail": "Not Found"}
+
 def test_the_model_list_is_counted(gateway: Proc, enterprise_key: str) -> None:
     for _ in range(3):
         listed = httpx.get(f"{gateway.url}/v1/models",

@@ -4,16 +4,27 @@ audit chain per worker, and SIGTERM still exits 0."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.ops.helpers import CHAT, TRUSTED, US_ENTERPRISE, chat, metric, scrape
-from tests.support.processes import REPO, Admin, GatewayConfig, Proc, start_gateway
+from tests.support.processes import (
+    REPO,
+    Admin,
+    GatewayConfig,
+    Proc,
+    free_port,
+    gateway_env,
+    start_gateway,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -135,3 +146,58 @@ def test_the_serving_process_does_not_carry_the_cli(tmp_path: Path) -> None:
                             check=False, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_worker_that_cannot_start_stops_serve_with_exit_3(tmp_path: Path, workers: int) -> None:
+    """A bundle with a YAML error passes the pre-flight (which checks that the
+    policy directory exists, not what it holds: each worker loads the bundle in
+    its lifespan), so the workers' start-up is what fails. One worker or two,
+    `gateway serve` must end, exit 3 (uvicorn's start-up failure code), and
+    leave the worker's error on stderr, not exit 0 or restart it forever."""
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    (policies / "rules.yaml").write_text("rules: [unclosed\n")
+    cfg = GatewayConfig(tmp=tmp_path, upstream_url="http://127.0.0.1:9",
+                        env={"GATEWAY_POLICY_DIR": str(policies)})  # fmt: skip
+    cmd = [sys.executable, "-m", "gateway.cli.main", "serve", "--port", str(free_port()),
+           "--workers", str(workers)]  # fmt: skip
+    started = time.monotonic()
+    result = subprocess.run(cmd, cwd=tmp_path, env=gateway_env(cfg), capture_output=True,
+                            text=True, check=False, timeout=90)  # fmt: skip
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert time.monotonic() - started < 60
+    assert "PolicyLoadError" in result.stderr and "rules.yaml:2" in result.stderr
+
+
+def test_a_worker_that_dies_after_start_up_is_replaced(tmp_path: Path, standin: Proc) -> None:
+    """Only a failed start-up stops the supervisor: a serving worker killed
+    later is replaced, the gateway keeps serving, and SIGTERM still exits 0."""
+    cfg = GatewayConfig(tmp=tmp_path, upstream_url=standin.url, env=dict(TRUSTED), workers=2)
+    gateway = start_gateway(cfg)
+    try:
+        supervisor = psutil.Process(gateway.proc.pid)
+        before = {child.pid for child in _workers(supervisor)}
+        assert len(before) == 2
+        os.kill(min(before), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        after = before
+        while time.monotonic() < deadline:
+            after = {child.pid for child in _workers(supervisor)}
+            if len(after) == 2 and after != before:
+                break
+            time.sleep(0.2)
+        assert len(after) == 2 and min(before) not in after, (before, after)
+        key = Admin(gateway.url).customer_with_key(**US_ENTERPRISE)
+        assert all(chat(gateway.url, key).status_code == 200 for _ in range(10))
+        assert gateway.proc.poll() is None
+    finally:
+        code = gateway.stop()
+    assert code == 0, gateway.output()[-2000:]
+
+
+def _workers(supervisor: psutil.Process) -> list[psutil.Process]:
+    """The supervisor's serving children (multiprocessing's resource tracker is a child too)."""
+    return [child for child in supervisor.children()
+            if child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+            and "resource_tracker" not in " ".join(child.cmdline())]  # fmt: skip
