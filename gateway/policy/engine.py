@@ -134,22 +134,27 @@ def _deny(
     )
 
 
+def account_refusal(principal: Principal) -> tuple[str, str] | None:
+    """``(rule id, reason)`` when the account itself cannot be served, whatever
+    it asks for: suspended, or a confirmed sanctions match."""
+    if principal.status == "suspended":
+        return "customer-suspended", "This account is suspended."
+    if principal.sanctions_status == "confirmed_match":
+        return "sanctions-confirmed-match", "This account cannot be served (sanctions screening)."
+    return None
+
+
 def _decide(
     principal: Principal, facts: RequestFacts, bundle: CompiledBundle, now: datetime
 ) -> Decision:
-    if principal.status == "suspended":
-        return _deny(
-            bundle, PUBLIC, ("customer-suspended",), ("This account is suspended.",), facts, None
+    refused = account_refusal(principal)
+    if refused is not None:
+        demotion = (
+            "sanctions screening status is confirmed_match"
+            if principal.sanctions_status == "confirmed_match" and principal.status != "suspended"
+            else None
         )
-    if principal.sanctions_status == "confirmed_match":
-        return _deny(
-            bundle,
-            PUBLIC,
-            ("sanctions-confirmed-match",),
-            ("This account cannot be served (sanctions screening).",),
-            facts,
-            "sanctions screening status is confirmed_match",
-        )
+        return _deny(bundle, PUBLIC, (refused[0],), (refused[1],), facts, demotion)
     tier, demotion = effective_tier(principal, bundle, now)
     model = bundle.models.get(facts.body.model)
     ctx = EvalContext(

@@ -21,7 +21,7 @@ from gateway.geo.origin import Origin
 from gateway.identity.principal import Principal
 from gateway.ops import hooks  # ops: metrics + access log
 from gateway.policy.capabilities import classify
-from gateway.policy.engine import decide, visible_models
+from gateway.policy.engine import account_refusal, decide, visible_models
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.proxy.asgi_io import (
     JSON_CONTENT_TYPE,
@@ -162,6 +162,13 @@ class Pipeline:
             return
         except StageUnavailable as exc:
             await self._refuse(ex, send, _unavailable(exc))
+            return
+        refused = account_refusal(ex.principal)
+        if refused is not None:
+            # A suspended (or sanctioned) account is refused here too, not
+            # answered an empty list recorded as an allow.
+            ex.refuse(*refused)
+            await self._refuse(ex, send, ProxyError(403, refused[1], code=refused[0]))
             return
         names = visible_models(ex.principal, bundle, services.clock(), ex.origin, ex.endpoint)
         ex.refuse("models-list", f"listed {len(names)} models: {', '.join(names)}")

@@ -105,6 +105,20 @@ def test_models_list_shows_only_what_the_caller_may_use(gateway: Proc, admin: Ad
     us = admin.customer_with_key(**person(name="Sam Citizen"))
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=us, max_retries=0)
     assert {m.id for m in client.models.list()} == {"haiku-lite", "fable-5"}
+    # A suspended account is refused, as its requests are, not listed nothing
+    # under an "allow" record.
+    suspended = admin.customer(**person(name="Sue Spended"))
+    key = admin.key(str(suspended["id"]))
+    patched = admin.http.patch(f"/admin/v1/customers/{suspended['id']}",
+                               json={"status": "suspended"})
+    assert patched.status_code == 200, patched.text
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.models.list()
+    assert refused.value.body["code"] == "customer-suspended"  # type: ignore[index]
+    decision_id = refused.value.response.headers["x-gateway-decision-id"]
+    record = admin.http.get(f"/admin/v1/decisions/{decision_id}").json()
+    assert (record["decision"], record["rule_ids"]) == ("deny", ["customer-suspended"])
 
 
 def test_policy_edit_on_disk_applies_without_restart_and_broken_edit_is_refused(
