@@ -87,7 +87,15 @@ def _preflight(settings: Settings) -> str | None:
     naming the variable instead.
     """
     from gateway.audit.signing import SigningKeyError, load_signer
+    from gateway.policy.loader import PolicyLoadError, load_bundle
 
+    try:
+        # The workers load it again for themselves; a bundle refused here is
+        # every file:line problem under the variable's name, not a traceback
+        # from each worker's lifespan.
+        load_bundle(settings.policy_dir)
+    except PolicyLoadError as exc:
+        return f"GATEWAY_POLICY_DIR: {exc}"
     if settings.audit_signing_key:
         try:
             load_signer(settings, create=False)

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from gateway.audit.signing import KEY_FILE_NAME
 from tests.ops.helpers import CHAT, TRUSTED, US_ENTERPRISE, chat, metric, scrape
 from tests.support.processes import (
     REPO,
@@ -150,16 +151,14 @@ def test_the_serving_process_does_not_carry_the_cli(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_worker_that_cannot_start_stops_serve_with_exit_3(tmp_path: Path, workers: int) -> None:
-    """A bundle with a YAML error passes the pre-flight (which checks that the
-    policy directory exists, not what it holds: each worker loads the bundle in
-    its lifespan), so the workers' start-up is what fails. One worker or two,
-    `gateway serve` must end, exit 3 (uvicorn's start-up failure code), and
-    leave the worker's error on stderr, not exit 0 or restart it forever."""
-    policies = tmp_path / "policies"
-    shutil.copytree(REPO / "policies", policies)
-    (policies / "rules.yaml").write_text("rules: [unclosed\n")
-    cfg = GatewayConfig(tmp=tmp_path, upstream_url="http://127.0.0.1:9",
-                        env={"GATEWAY_POLICY_DIR": str(policies)})  # fmt: skip
+    """A start-up failure the pre-flight does not look for: the generated
+    audit signing key beside the database is corrupt (the pre-flight checks an
+    operator-given GATEWAY_AUDIT_SIGNING_KEY, and each worker loads the
+    generated one in its lifespan). One worker or two, `gateway serve` must
+    end, exit 3 (uvicorn's start-up failure code), and leave the worker's
+    error on stderr, not exit 0 or restart it forever."""
+    (tmp_path / KEY_FILE_NAME).write_text("not a PEM key\n")
+    cfg = GatewayConfig(tmp=tmp_path, upstream_url="http://127.0.0.1:9")
     cmd = [sys.executable, "-m", "gateway.cli.main", "serve", "--port", str(free_port()),
            "--workers", str(workers)]  # fmt: skip
     started = time.monotonic()
@@ -167,7 +166,26 @@ def test_a_worker_that_cannot_start_stops_serve_with_exit_3(tmp_path: Path, work
                             text=True, check=False, timeout=90)  # fmt: skip
     assert result.returncode == 3, result.stderr[-3000:]
     assert time.monotonic() - started < 60
-    assert "PolicyLoadError" in result.stderr and "rules.yaml:2" in result.stderr
+    assert "SigningKeyError" in result.stderr and KEY_FILE_NAME in result.stderr
+
+
+def test_a_bundle_that_does_not_validate_is_refused_before_any_worker_starts(
+    tmp_path: Path,
+) -> None:
+    """Exit 2 naming the variable and every file:line problem, no traceback."""
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    (policies / "rules.yaml").write_text("rules: [unclosed\n")
+    cfg = GatewayConfig(tmp=tmp_path, upstream_url="http://127.0.0.1:9",
+                        env={"GATEWAY_POLICY_DIR": str(policies)})  # fmt: skip
+    cmd = [sys.executable, "-m", "gateway.cli.main", "serve", "--port", str(free_port()),
+           "--workers", "2"]  # fmt: skip
+    result = subprocess.run(cmd, cwd=tmp_path, env=gateway_env(cfg), capture_output=True,
+                            text=True, check=False, timeout=90)  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "GATEWAY_POLICY_DIR" in output and "rules.yaml:2" in output
+    assert "Traceback" not in output
 
 
 def test_a_worker_that_dies_after_start_up_is_replaced(tmp_path: Path, standin: Proc) -> None:
