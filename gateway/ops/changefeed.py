@@ -36,6 +36,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -50,6 +51,11 @@ log = logging.getLogger("gateway.cluster")
 
 LOOKBACK_S = 10.0
 """How long after taking its id a write may commit and still be seen."""
+
+
+def _aware(at: datetime) -> datetime:
+    # SQLite hands back the stored UTC time without its zone.
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 class ChangeFeed:
@@ -101,17 +107,19 @@ class ChangeFeed:
         floor = self._floor()
         async with self._sessions() as session:
             result = await session.execute(
-                select(AdminAction.id, AdminAction.target_type, AdminAction.target_id)
+                select(
+                    AdminAction.id, AdminAction.target_type, AdminAction.target_id, AdminAction.at
+                )
                 .where(AdminAction.id > floor)
                 .order_by(AdminAction.id)
             )  # no LIMIT: a limit could stall on rows already handled; the window is small
             rows = result.all()
         self._handled = {i for i in self._handled if i > floor}
         applied = 0
-        for row_id, target_type, target_id in rows:
+        for row_id, target_type, target_id, at in rows:
             if row_id in self._handled:
                 continue
-            await self._apply(target_type, target_id)
+            await self._apply(target_type, target_id, at)
             self._handled.add(row_id)
             applied += 1
         newest = max(self._marks[-1][1], rows[-1][0] if rows else 0)
@@ -119,7 +127,7 @@ class ChangeFeed:
         self.applied += applied
         return applied
 
-    async def _apply(self, target_type: str, target_id: str) -> None:
+    async def _apply(self, target_type: str, target_id: str, at: datetime) -> None:
         if target_type == "api_key":
             await self._identifier.invalidate_key(target_id, propagate=False)
         elif target_type == "customer":
@@ -130,8 +138,16 @@ class ChangeFeed:
         elif target_type == "policy":
             if self._policy.current.version == target_id:
                 return  # already in force here (this process reloaded, or a bus told it)
+            loaded_before = self._policy.loaded_at
             result = await self._policy.reload_from_peer()
-            if result.version != target_id:
+            if result.version == target_id:
+                pass
+            elif loaded_before is not None and loaded_before > _aware(at):
+                # This process loaded a bundle after that reload (a file edit
+                # since, say): the row is superseded, not a disagreement.
+                log.info("policy reload to %s (at %s) is superseded here by %s",
+                         target_id, at, result.version)  # fmt: skip
+            else:
                 log.error("a peer reloaded policy %s, this process has %s (policy "
                           "directories differ?)", target_id, result.version)  # fmt: skip
         else:

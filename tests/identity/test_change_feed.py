@@ -9,9 +9,10 @@ through the feed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -172,7 +173,7 @@ async def test_the_running_feed_polls_by_itself(
 
 async def test_a_policy_reload_elsewhere_reloads_here(
     db: Db, identifier: GatewayIdentifier, mono: FakeMonotonic, other: Sessions,
-    policy: CountingPolicy,
+    policy: CountingPolicy, caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     feed = ChangeFeed(db.sessions, identifier, AdminAuthenticator(db.sessions, None, 30.0),
                       policy, interval_s=3600, clock=mono)  # fmt: skip
@@ -197,6 +198,23 @@ async def test_a_policy_reload_elsewhere_reloads_here(
         await reloaded_elsewhere(new_version)
         assert await feed.poll() == 1
         assert policy.reloads == 1 and policy.current.version == new_version
+
+        # A reload row this process has since moved past (it loaded a newer
+        # bundle after the row's time: an edit on disk) is not a disagreement
+        # between replicas; a row newer than this process's bundle that its
+        # directory cannot reproduce is.
+        with caplog.at_level(logging.INFO, logger="gateway.cluster"):
+            await reloaded_elsewhere("0" * 64)  # dated NOW, before this process loaded
+            assert await feed.poll() == 1
+            assert [r.levelno for r in caplog.records] == [logging.INFO]
+            caplog.clear()
+            later = datetime.now(UTC) + timedelta(hours=1)
+            async with other() as session:
+                record_admin_action(session, ACTOR, "policy.reload", "policy", "1" * 64, None,
+                                    {"version": "1" * 64}, later)  # fmt: skip
+                await session.commit()
+            assert await feed.poll() == 1
+            assert [r.levelno for r in caplog.records] == [logging.ERROR]
     finally:
         await feed.stop()
 
