@@ -7,6 +7,7 @@ import asyncio
 import typer
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.db.session import create_engine
 from gateway.settings import SettingsError, load_settings
@@ -34,8 +35,19 @@ def upgrade() -> None:
         finally:
             await engine.dispose()
 
-    revision = asyncio.run(run())
+    try:
+        revision = asyncio.run(run())
+    except (OSError, SQLAlchemyError) as exc:
+        # Unreachable server, refused login, unwritable file: one line, not a traceback.
+        problem = escape(_first_line(exc))
+        console.print(f"[red]GATEWAY_DATABASE_URL: cannot migrate: {problem}[/red]")
+        raise typer.Exit(1) from None
     console.print(f"database at revision {revision}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
 
 
 def _revisions() -> tuple[str | None, str | None]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import customers, keys, tokens
+from tests.support.processes import free_port
 
 runner = CliRunner()
 
@@ -215,3 +219,16 @@ def test_a_write_into_a_missing_directory_is_refused(
 def _unwrapped(output: str) -> str:
     """CLI messages as one line: the console wraps long ones at its width."""
     return " ".join(output.split())
+
+
+def test_db_upgrade_against_an_unreachable_server_is_one_line_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_DATABASE_URL"] = f"postgresql+asyncpg://u:p@127.0.0.1:{free_port()}/gateway"
+    result = subprocess.run([sys.executable, "-m", "gateway.cli.main", "db", "upgrade"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert "GATEWAY_DATABASE_URL: cannot migrate" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

@@ -177,6 +177,7 @@ def test_missing_upstream_outside_demo_is_a_startup_error(tmp_path: Path) -> Non
         ("GATEWAY_OIDC_ISSUER", "https://issuer.example"),  # without an audience
         ("GATEWAY_LOG_LEVEL", "loud"),
         ("GATEWAY_CACHE_TTL_SECONDS", "-5"),
+        ("GATEWAY_DATABASE_URL", "mysql://db.example/gateway"),
     ],
 )
 def test_settings_the_workers_would_trip_on_are_startup_errors(
