@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import Enum
@@ -210,6 +211,9 @@ def list_(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=service.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, typer.Option()] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the page as the admin API does, as JSON.")
+    ] = False,
 ) -> None:
     """List customers (keyset pages; pass the printed cursor for the next page)."""
 
@@ -223,9 +227,15 @@ def list_(
         records, nxt = run_db(work)
     except ValueError as exc:
         raise fail(str(exc), 2) from exc
-    table = Table(
-        "id", "name", "kind", "tier", "kyc_level", "kyc_expires_at", "sanctions", "status"
-    )
+    if as_json:
+        page = {"items": [r.model_dump(mode="json") for r in records], "next_cursor": nxt}
+        print(json.dumps(page, indent=2))
+        return
+    table = Table()
+    # Ids are what the other commands take: never cut to fit a narrow terminal.
+    table.add_column("id", no_wrap=True, min_width=max((len(r.id) for r in records), default=2))
+    for name in ("name", "kind", "tier", "kyc_level", "kyc_expires_at", "sanctions", "status"):
+        table.add_column(name)
     for r in records:
         expires = r.kyc_expires_at.isoformat() if r.kyc_expires_at else ""
         cells = (r.id, r.name, r.kind, r.tier, r.kyc_level, expires, r.sanctions_status, r.status)

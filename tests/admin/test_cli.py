@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -232,3 +233,19 @@ def test_db_upgrade_against_an_unreachable_server_is_one_line_not_a_traceback(
     assert result.returncode == 1
     assert "GATEWAY_DATABASE_URL: cannot migrate" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_customers_list_keeps_ids_whole_and_speaks_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    long_id = "customer-with-a-rather-long-id-0123456789"
+    r = runner.invoke(customers.app, ["add", "Long Id Person", "--id", long_id])
+    assert r.exit_code == 0, r.output
+    monkeypatch.setenv("COLUMNS", "60")  # a narrow terminal, or a pipe
+    r = runner.invoke(customers.app, ["list"])
+    assert r.exit_code == 0 and long_id in r.output, r.output
+    r = runner.invoke(customers.app, ["list", "--json"])
+    assert r.exit_code == 0, r.output
+    page = json.loads(r.output)
+    assert page["next_cursor"] is None
+    assert [(c["id"], c["name"]) for c in page["items"]] == [(long_id, "Long Id Person")]
