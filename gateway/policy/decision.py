@@ -57,6 +57,11 @@ class Decision:
     deny_status: int = 403
     tier_demotion: str | None = field(default=None)
     """Why the effective tier differs from the assigned one, if it does."""
+    report_rule_ids: tuple[str, ...] = ()
+    """Report-mode rules that matched, in declaration order. They never decide:
+    recorded for compliance, never shown to the client."""
+    report_reasons: tuple[str, ...] = ()
+    """The ``reason`` of each report-mode rule that matched."""
 
     @property
     def decision(self) -> Literal["allow", "deny"]:

@@ -12,6 +12,10 @@ Order of evaluation (Cedar semantics for the rules):
 4. Rules that apply to the requested model and are in force at ``now``
    (``from <= now < until``): every matching deny -> deny with all their ids
    and reasons; else every matching allow -> allow; else ``default-deny``.
+   Rules in report mode (``mode: report``) are matched the same way, just
+   before, and listed in ``report_rule_ids``/``report_reasons`` whatever the
+   outcome; they never take part in the decision. Steps 1 and 2 decide before
+   any rule is looked at, so their decisions list no report matches.
 5. Quota plan of the effective tier (``quota_plan``). Rule for which buckets apply:
    for every capability the request carries that has an entry in the tier's
    quotas, that entry's limits (bucket = capability); if none of the request's
@@ -21,7 +25,9 @@ Order of evaluation (Cedar semantics for the rules):
    ``quota-not-offered:<tier>.<capability>`` (never a 429).
 
 Any exception while evaluating is logged loudly and becomes a deny with rule id
-``evaluation-error``: a bug can refuse a request, never allow one.
+``evaluation-error``: a bug can refuse a request, never allow one. A report
+rule only observes, so an exception in one is logged and listed as the report
+match ``evaluation-error``, and the decision stands.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from gateway.policy.compiled import CompiledBundle
 from gateway.policy.conditions import EvalContext, kyc_expired
 from gateway.policy.decision import Decision, QuotaLimit, QuotaPlan
 from gateway.policy.facts import BodyFacts, RequestFacts
+from gateway.policy.ruleindex import RuleIndex
 
 log = logging.getLogger("gateway.policy")
 
@@ -42,6 +49,12 @@ PUBLIC = "public"
 DEFAULT_DENY = "default-deny"
 DEFAULT_DENY_REASON = "No policy rule allows this request."
 DEFAULT_ENDPOINT = "/v1/chat/completions"
+EVALUATION_ERROR = "evaluation-error"
+REPORT_ERROR_REASON = "The gateway could not evaluate its report-mode rules for this request."
+
+Report = tuple[tuple[str, ...], tuple[str, ...]]
+"""(ids, reasons) of the report-mode rules that matched."""
+NO_REPORT: Report = ((), ())
 
 
 def effective_tier(
@@ -122,6 +135,7 @@ def _deny(
     reasons: tuple[str, ...],
     facts: RequestFacts,
     demotion: str | None,
+    report: Report = NO_REPORT,
 ) -> Decision:
     return Decision(
         allowed=False,
@@ -131,11 +145,33 @@ def _deny(
         policy_version=bundle.version,
         capabilities=facts.capabilities,
         tier_demotion=demotion,
+        report_rule_ids=report[0],
+        report_reasons=report[1],
     )
 
 
+def _report(index: RuleIndex, ctx: EvalContext, now: datetime) -> Report:
+    """The report-mode rules that match; never raises (see the module docstring)."""
+    try:
+        hits = [r for r in index.candidates(ctx) if r.active(now) and r.predicate(ctx)]
+    except Exception:  # loud, but a rule that only observes must not refuse the request
+        log.exception(
+            "report-mode rule evaluation failed (customer=%s model=%s): decision unaffected",
+            ctx.principal.customer_id,
+            ctx.facts.body.model,
+        )
+        return (EVALUATION_ERROR,), (REPORT_ERROR_REASON,)
+    if not hits:
+        return NO_REPORT
+    return tuple(r.id for r in hits), tuple(r.reason for r in hits)
+
+
 def _decide(
-    principal: Principal, facts: RequestFacts, bundle: CompiledBundle, now: datetime
+    principal: Principal,
+    facts: RequestFacts,
+    bundle: CompiledBundle,
+    now: datetime,
+    with_report: bool,
 ) -> Decision:
     if principal.status == "suspended":
         return _deny(
@@ -162,6 +198,9 @@ def _decide(
         threshold=bundle.control_threshold_percent,
     )
     ruleset = bundle.rules_for(facts.body.model)
+    reports = ruleset.reports
+    # Evaluated first, so that every outcome below carries them.
+    report = _report(reports, ctx, now) if with_report and reports is not None else NO_REPORT
     denies = [r for r in ruleset.denies.candidates(ctx) if r.active(now) and r.predicate(ctx)]
     if denies:
         return _deny(
@@ -171,10 +210,11 @@ def _decide(
             tuple(r.reason for r in denies),
             facts,
             demotion,
+            report,
         )
     allows = [r for r in ruleset.allows.candidates(ctx) if r.active(now) and r.predicate(ctx)]
     if not allows:
-        return _deny(bundle, tier, (DEFAULT_DENY,), (DEFAULT_DENY_REASON,), facts, demotion)
+        return _deny(bundle, tier, (DEFAULT_DENY,), (DEFAULT_DENY_REASON,), facts, demotion, report)
     plan, closed = quota_plan(bundle, tier, facts.capabilities, facts.body.stream)
     if closed is not None:
         return _deny(
@@ -184,6 +224,7 @@ def _decide(
             (f"The '{closed}' capability is not offered on the {tier} tier.",),
             facts,
             demotion,
+            report,
         )
     return Decision(
         allowed=True,
@@ -194,15 +235,26 @@ def _decide(
         capabilities=facts.capabilities,
         quota=plan,
         tier_demotion=demotion,
+        report_rule_ids=report[0],
+        report_reasons=report[1],
     )
 
 
 def decide(
-    principal: Principal, facts: RequestFacts, bundle: CompiledBundle, now: datetime
+    principal: Principal,
+    facts: RequestFacts,
+    bundle: CompiledBundle,
+    now: datetime,
+    *,
+    with_report: bool = True,
 ) -> Decision:
-    """The decision for one request; never raises, never allows on error."""
+    """The decision for one request; never raises, never allows on error.
+
+    ``with_report=False`` skips the report-mode rules (their matches are not
+    wanted, e.g. when listing models): the decision is the same either way.
+    """
     try:
-        return _decide(principal, facts, bundle, now)
+        return _decide(principal, facts, bundle, now, with_report)
     except Exception:  # fail closed, loudly: a bug must not become an allow
         log.exception(
             "policy evaluation failed (customer=%s model=%s policy=%s): denying",
@@ -213,7 +265,7 @@ def decide(
         return Decision(
             allowed=False,
             effective_tier=PUBLIC,
-            rule_ids=("evaluation-error",),
+            rule_ids=(EVALUATION_ERROR,),
             reasons=("The gateway could not evaluate its policy for this request.",),
             policy_version=bundle.version,
             capabilities=facts.capabilities,
@@ -230,13 +282,14 @@ def visible_models(
     """Models this caller may use now, for ``GET /v1/models``.
 
     Each model is decided as a request with empty capabilities from ``origin``
-    on ``endpoint``; quota settings do not hide a model.
+    on ``endpoint``; quota settings do not hide a model, and neither do
+    report-mode rules (they never decide; they are not even evaluated here).
     """
     out = []
     for name in bundle.models:
         facts = RequestFacts(
             endpoint=endpoint, api="openai", body=BodyFacts(model=name), origin=origin
         )
-        if decide(principal, facts, bundle, now).allowed:
+        if decide(principal, facts, bundle, now, with_report=False).allowed:
             out.append(name)
     return out

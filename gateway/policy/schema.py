@@ -179,9 +179,16 @@ class Effective(_Strict):
         return self
 
 
+RuleMode = Literal["enforce", "report"]
+"""``report``: the rule is evaluated and its matches are logged in the decision
+record (``report_rule_ids``), but it never decides: the way to stage a rule on
+live traffic before it takes effect."""
+
+
 class Rule(_Cited):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     effect: Literal["allow", "deny"]
+    mode: RuleMode = "enforce"
     when: Condition
     unless: Condition | None = None
     effective: Effective | None = None
