@@ -64,6 +64,7 @@ def decision_filters(
     origin: str | None = None,
     from_: str | None = None,
     to: str | None = None,
+    report_rule_id: str | None = None,
 ) -> DecisionFilters:
     """Validated filters; raises FilterError naming the first parameter refused."""
     if origin is not None and ORIGIN.fullmatch(origin) is None:
@@ -74,4 +75,5 @@ def decision_filters(
     if from_ts is not None and to_ts is not None and to_ts <= from_ts:
         raise FilterError("to", f"must be after 'from' ({from_}): {to!r}", to)
     return DecisionFilters(customer_id=customer_id, decision=decision, rule_id=rule_id,
-                           model=model, origin=origin, from_ts=from_ts, to_ts=to_ts)
+                           report_rule_id=report_rule_id, model=model, origin=origin,
+                           from_ts=from_ts, to_ts=to_ts)

@@ -172,3 +172,16 @@ def test_mode_is_in_the_version_only_when_report(tmp_path: Path) -> None:
 def test_published_schema_has_mode() -> None:
     rule = json_schema()["$defs"]["Rule"]["properties"]["mode"]
     assert rule["enum"] == ["enforce", "report"] and rule["default"] == "enforce"
+
+
+def test_rule_ids_fit_the_audit_rule_index(tmp_path: Path) -> None:
+    """``report:<id>`` must fit the side index's 128 characters (PostgreSQL enforces it)."""
+    from gateway.policy.loader import load_dir
+
+    long_id = "r" * 121
+    rules = f"rules:\n  - {{id: {long_id}, effect: deny, mode: report, when: {{}}}}\n"
+    result = load_dir(write_bundle(tmp_path / "b", dict(MINIMAL, **{"rules.yaml": rules})))
+    assert [str(e) for e in result.errors] == [
+        "rules.yaml:2 rules[0].id: String should have at most 120 characters"]
+    ok = rules.replace(long_id, "r" * 120)
+    assert load_dir(write_bundle(tmp_path / "c", dict(MINIMAL, **{"rules.yaml": ok}))).ok
