@@ -39,9 +39,15 @@ from gateway.geo.origin import Origin
 from gateway.identity.principal import Principal
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.conditions import EvalContext, kyc_expired
-from gateway.policy.decision import Decision, QuotaLimit, QuotaPlan
+from gateway.policy.decision import (
+    EVALUATION_ERROR,
+    Decision,
+    QuotaLimit,
+    QuotaPlan,
+    ReportedDecision,
+)
 from gateway.policy.facts import BodyFacts, RequestFacts
-from gateway.policy.ruleindex import RuleIndex
+from gateway.policy.report import NO_REPORT, Report, match_report_rules
 
 log = logging.getLogger("gateway.policy")
 
@@ -49,12 +55,6 @@ PUBLIC = "public"
 DEFAULT_DENY = "default-deny"
 DEFAULT_DENY_REASON = "No policy rule allows this request."
 DEFAULT_ENDPOINT = "/v1/chat/completions"
-EVALUATION_ERROR = "evaluation-error"
-REPORT_ERROR_REASON = "The gateway could not evaluate its report-mode rules for this request."
-
-Report = tuple[tuple[str, ...], tuple[str, ...]]
-"""(ids, reasons) of the report-mode rules that matched."""
-NO_REPORT: Report = ((), ())
 
 
 def effective_tier(
@@ -137,7 +137,18 @@ def _deny(
     demotion: str | None,
     report: Report = NO_REPORT,
 ) -> Decision:
-    return Decision(
+    if report is NO_REPORT:
+        return Decision(
+            allowed=False,
+            effective_tier=tier,
+            rule_ids=rule_ids,
+            reasons=reasons,
+            policy_version=bundle.version,
+            capabilities=facts.capabilities,
+            tier_demotion=demotion,
+        )
+    # A subclass, built only when report rules matched (see ReportedDecision).
+    return ReportedDecision(
         allowed=False,
         effective_tier=tier,
         rule_ids=rule_ids,
@@ -148,22 +159,6 @@ def _deny(
         report_rule_ids=report[0],
         report_reasons=report[1],
     )
-
-
-def _report(index: RuleIndex, ctx: EvalContext, now: datetime) -> Report:
-    """The report-mode rules that match; never raises (see the module docstring)."""
-    try:
-        hits = [r for r in index.candidates(ctx) if r.active(now) and r.predicate(ctx)]
-    except Exception:  # loud, but a rule that only observes must not refuse the request
-        log.exception(
-            "report-mode rule evaluation failed (customer=%s model=%s): decision unaffected",
-            ctx.principal.customer_id,
-            ctx.facts.body.model,
-        )
-        return (EVALUATION_ERROR,), (REPORT_ERROR_REASON,)
-    if not hits:
-        return NO_REPORT
-    return tuple(r.id for r in hits), tuple(r.reason for r in hits)
 
 
 def _decide(
@@ -200,7 +195,9 @@ def _decide(
     ruleset = bundle.rules_for(facts.body.model)
     reports = ruleset.reports
     # Evaluated first, so that every outcome below carries them.
-    report = _report(reports, ctx, now) if with_report and reports is not None else NO_REPORT
+    report = (
+        match_report_rules(reports, ctx, now) if with_report and reports is not None else NO_REPORT
+    )
     denies = [r for r in ruleset.denies.candidates(ctx) if r.active(now) and r.predicate(ctx)]
     if denies:
         return _deny(
@@ -226,7 +223,18 @@ def _decide(
             demotion,
             report,
         )
-    return Decision(
+    if report is NO_REPORT:
+        return Decision(
+            allowed=True,
+            effective_tier=tier,
+            rule_ids=tuple(r.id for r in allows),
+            reasons=tuple(r.reason for r in allows),
+            policy_version=bundle.version,
+            capabilities=facts.capabilities,
+            quota=plan,
+            tier_demotion=demotion,
+        )
+    return ReportedDecision(
         allowed=True,
         effective_tier=tier,
         rule_ids=tuple(r.id for r in allows),

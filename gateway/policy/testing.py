@@ -32,7 +32,8 @@ from gateway.geo.origin import Origin
 from gateway.identity.principal import Ownership, Principal
 from gateway.policy.caserefs import case_references
 from gateway.policy.compiled import CompiledBundle
-from gateway.policy.engine import DEFAULT_ENDPOINT, EVALUATION_ERROR, decide
+from gateway.policy.decision import EVALUATION_ERROR
+from gateway.policy.engine import DEFAULT_ENDPOINT, decide
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.policy.loader import pydantic_message as _message
 from gateway.policy.schema import AwareTimestamp
