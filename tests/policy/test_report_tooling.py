@@ -130,3 +130,23 @@ def test_impact_counts_the_flips_of_a_rule_switched_to_enforce(tmp_path: Path) -
     assert code == 0, out
     assert "1 allow->deny" in out
     assert "flips by rules that were in report mode, now enforced" in out
+
+
+def test_the_example_in_the_bundled_rules_is_a_valid_report_rule(tmp_path: Path) -> None:
+    """The commented-out example in policies/rules.yaml, uncommented, loads and observes."""
+    from gateway.policy.engine import decide
+    from tests.policy.conftest import AFTER_DIRECTIVE, POLICIES
+
+    text = (POLICIES / "rules.yaml").read_text()
+    start = text.index("  # - id: draft-directive-mythos-non-us")
+    example = "".join(line.replace("  # ", "  ", 1) for line in text[start:].splitlines(True))
+    copy = write_bundle(tmp_path / "b", {p.name: p.read_text() for p in POLICIES.glob("*.yaml")})
+    (copy / "rules.yaml").write_text(text[:start] + example)
+    bundle = load_bundle(copy)
+    assert bundle.report_rule_ids() == {"draft-directive-mythos-non-us"}
+    gov = principal(tier="government", kyc_level="government_cleared", citizenships={"US"},
+                    residence="US")
+    abroad = decide(gov, facts("mythos-5", "DE"), bundle, AFTER_DIRECTIVE)
+    assert abroad.allowed and abroad.report_rule_ids == ("draft-directive-mythos-non-us",)
+    home = decide(gov, facts("mythos-5", "US"), bundle, AFTER_DIRECTIVE)
+    assert home.allowed and home.report_rule_ids == ()
