@@ -27,7 +27,10 @@ Auditor = Annotated[AdminActor, Depends(require_roles("auditor"))]
 def _filters(
     customer_id: str | None = None,
     decision: Literal["allow", "deny"] | None = None,
-    rule_id: str | None = None,
+    rule_id: Annotated[str | None, Query(
+        description="A rule that decided (in rule_ids)")] = None,
+    report_rule_id: Annotated[str | None, Query(
+        description="A report-mode rule that matched (in report_rule_ids)")] = None,
     model: str | None = None,
     origin: Annotated[str | None, Query(
         description="ISO 3166-1 alpha-2 country or ISO 3166-2 region code")] = None,
@@ -40,7 +43,8 @@ def _filters(
     # own datetime parsing takes naive times, bare dates and unix seconds.
     try:
         return decision_filters(customer_id=customer_id, decision=decision, rule_id=rule_id,
-                                model=model, origin=origin, from_=from_, to=to)
+                                report_rule_id=report_rule_id, model=model, origin=origin,
+                                from_=from_, to=to)
     except FilterError as exc:
         raise as_query_error(exc) from None
 

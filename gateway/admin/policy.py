@@ -36,6 +36,7 @@ async def get_policy(services: ServicesDep, actor: AdminActor = Compliance) -> d
         "directory": str(services.settings.policy_dir),
         "loaded_at": holder.loaded_at.isoformat() if holder.loaded_at else None,
         "models": sorted(bundle.model_names()),
+        "report_rules": sorted(bundle.report_rule_ids()),
         "last_refused": holder.last_refused_summary(),
     }
 

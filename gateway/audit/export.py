@@ -45,10 +45,15 @@ MANIFEST_VERSION = 1
 CSV_COLUMNS = (
     "id", "kind", "ts", "node_id", "seq", "customer_id", "key_id", "effective_tier", "kyc_level",
     "citizenships", "residence", "origin_country", "origin_region", "client_ip", "endpoint",
-    "model", "capabilities", "decision", "status", "rule_ids", "reasons", "policy_version",
-    "quota", "prompt_sha256", "decision_id", "upstream_status", "tokens_in", "tokens_out",
-    "latency_ms", "error", "payload", "prev_hash", "hash", "record",
+    "model", "capabilities", "decision", "status", "rule_ids", "reasons", "report_rule_ids",
+    "report_reasons", "policy_version", "quota", "prompt_sha256", "decision_id",
+    "upstream_status", "tokens_in", "tokens_out", "latency_ms", "error", "payload", "prev_hash",
+    "hash", "record",
 )
+CSV_COLUMNS_V1 = tuple(c for c in CSV_COLUMNS if c not in ("report_rule_ids", "report_reasons"))
+"""The columns of CSV exports written before report mode. Offline verify still
+accepts them: archived exports must stay verifiable for the retention period."""
+CSV_LAYOUTS = (CSV_COLUMNS, CSV_COLUMNS_V1)
 
 
 @dataclass(slots=True)
@@ -195,10 +200,12 @@ async def _node_ranges(
     return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
 
-def csv_cells(item: dict[str, Any]) -> list[str]:
+def csv_cells(item: dict[str, Any], columns: tuple[str, ...] = CSV_COLUMNS) -> list[str]:
     """A record's readable CSV columns (all but ``prev_hash``, ``hash``, ``record``),
-    derived from its hashed body; offline verify re-derives and compares them."""
-    return [_cell(item.get(name)) for name in CSV_COLUMNS[:-3]]
+    derived from its hashed body; offline verify re-derives and compares them.
+    A field the record lacks (a version 1 decision has no ``report_rule_ids``)
+    is an empty cell."""
+    return [_cell(item.get(name)) for name in columns[:-3]]
 
 
 def _cell(value: Any) -> str:

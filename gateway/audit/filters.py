@@ -74,6 +74,7 @@ def decision_filters(
     origin: str | None = None,
     from_: str | None = None,
     to: str | None = None,
+    report_rule_id: str | None = None,
 ) -> DecisionFilters:
     """Validated filters; raises FilterError naming the first parameter refused."""
     if origin is not None and ORIGIN.fullmatch(origin) is None:
@@ -81,4 +82,5 @@ def decision_filters(
                           f"code (e.g. US, UA-43): {origin!r}", origin)
     from_ts, to_ts = time_range(from_, to)
     return DecisionFilters(customer_id=customer_id, decision=decision, rule_id=rule_id,
-                           model=model, origin=origin, from_ts=from_ts, to_ts=to_ts)
+                           report_rule_id=report_rule_id, model=model, origin=origin,
+                           from_ts=from_ts, to_ts=to_ts)

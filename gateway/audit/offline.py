@@ -39,7 +39,7 @@ import orjson
 
 from gateway.audit.chain import CHAIN_FIELDS, GENESIS, canonical, chain_hash, parse_body
 from gateway.audit.checkpoints import check_checkpoint
-from gateway.audit.export import CSV_COLUMNS, csv_cells, csv_line
+from gateway.audit.export import CSV_LAYOUTS, csv_cells, csv_line
 from gateway.audit.signing import fingerprint, load_public_key
 from gateway.audit.verify import Problem
 
@@ -116,18 +116,20 @@ def _records(path: Path, fmt: str, digest: Any,
         digest.update(fh.readline().encode("utf-8"))  # the header, as exported
         fh.seek(0)
         reader = csv.reader(fh)
-        if next(reader, None) != list(CSV_COLUMNS):
+        columns = tuple(next(reader, []))
+        if columns not in CSV_LAYOUTS:
             # Cells are compared by position with the export's own column list; a
             # renamed or moved column would put one field's value under another's name.
+            # The layout from before report mode is still the export's own (archives).
             problems.append(Problem("column_mismatch", "line 1: the header is not the "
                                     "export's column list (columns renamed, moved, added or "
                                     "removed)"))
             return
         for lineno, row in enumerate(reader, 2):
             digest.update(csv_line(row))
-            if len(row) != len(CSV_COLUMNS):
+            if len(row) != len(columns):
                 problems.append(Problem("column_mismatch", f"line {lineno}: {len(row)} cells, "
-                                        f"the header has {len(CSV_COLUMNS)}"))
+                                        f"the header has {len(columns)}"))
                 continue
             *shown, prev_hash, stored, record = row
             body = record.encode("utf-8")
@@ -135,8 +137,9 @@ def _records(path: Path, fmt: str, digest: Any,
             item["prev_hash"], item["hash"] = prev_hash, stored
             # Only ``record`` is hashed; the readable cells are what an auditor reads,
             # so each must be exactly what the export derives from the hashed record.
-            differ = [name for name, cell, want in zip(CSV_COLUMNS, shown, csv_cells(item),
-                                                       strict=False) if cell != want]
+            differ = [name for name, cell, want in zip(columns, shown,
+                                                       csv_cells(item, columns), strict=False)
+                      if cell != want]
             if differ:
                 problems.append(Problem(
                     "column_mismatch", f"line {lineno}: column{'s' if len(differ) > 1 else ''} "

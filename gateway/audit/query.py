@@ -17,6 +17,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.chain import parse_body, utc
+from gateway.audit.record import REPORT_INDEX_PREFIX
 from gateway.audit.tables import audit_decision_rules, audit_records
 
 MAX_LIMIT = 1000
@@ -28,6 +29,11 @@ class DecisionFilters:
     customer_id: str | None = None
     decision: Literal["allow", "deny"] | None = None
     rule_id: str | None = None
+    """A rule that decided (``rule_ids``)."""
+    report_rule_id: str | None = None
+    """A report-mode rule that matched (``report_rule_ids``): kept apart from
+    ``rule_id`` so a filter by rule never mixes what decided with what was only
+    observed."""
     model: str | None = None
     origin: str | None = None
     """A country (``DE``) or an ISO 3166-2 region (``UA-43``)."""
@@ -38,7 +44,8 @@ class DecisionFilters:
     @property
     def narrows(self) -> bool:
         """True when the filters pick records by content, not only by time."""
-        return any((self.customer_id, self.decision, self.rule_id, self.model, self.origin))
+        return any((self.customer_id, self.decision, self.rule_id, self.report_rule_id,
+                    self.model, self.origin))
 
 
 def record_view(row: Any) -> dict[str, Any]:
@@ -52,17 +59,21 @@ def record_view(row: Any) -> dict[str, Any]:
 def decisions_query(filters: DecisionFilters) -> tuple[Select[Any], Any]:
     """The filtered select of decision rows and the id column to page on."""
     t = audit_records
-    if filters.rule_id is not None:
-        dr = audit_decision_rules
-        query = (select(t).join(dr, dr.c.decision_id == t.c.id)
-                 .where(dr.c.rule_id == filters.rule_id, t.c.kind == "decision"))
+    keys = [k for k in (filters.rule_id, filters.report_rule_id and
+                        REPORT_INDEX_PREFIX + filters.report_rule_id) if k]
+    query = select(t)
+    id_col = t.c.id
+    for n, key in enumerate(keys):
+        # Both filters: the side index joined twice, once per key.
+        dr = audit_decision_rules if n == 0 else audit_decision_rules.alias("report_rules")
+        query = query.join(dr, dr.c.decision_id == t.c.id).where(dr.c.rule_id == key)
         # Page in the order of whichever index drives the plan: the rule index when
-        # the rule is the only filter, else the record's (column, id) index; the two
+        # one key is the only filter, else the record's (column, id) index; the two
         # ids are equal by the join, but a mismatched ORDER BY forces a full sort.
-        other = (filters.customer_id, filters.model, filters.decision, filters.origin)
-        id_col = t.c.id if any(v is not None for v in other) else dr.c.decision_id
-    else:
-        query = select(t).where(t.c.kind == "decision")
+        id_col = dr.c.decision_id
+    query = query.where(t.c.kind == "decision")
+    other = (filters.customer_id, filters.model, filters.decision, filters.origin)
+    if len(keys) > 1 or any(v is not None for v in other):
         id_col = t.c.id
     if filters.customer_id is not None:
         query = query.where(t.c.customer_id == filters.customer_id)

@@ -1,9 +1,11 @@
 """Verify the rule-id side index (``audit_decision_rules``) against the hashed bodies.
 
 The side index is not hashed: it is derived from each decision's ``rule_ids``
-and is what ``GET /decisions?rule_id=`` and rule-filtered exports read. A row
-deleted from it hides a decision from those queries; a row added invents a
-match. So verify holds it to exactly the rule ids each decision body names.
+(key: the rule id) and ``report_rule_ids`` (key: ``report:<rule id>``) and is
+what ``GET /decisions?rule_id=`` / ``?report_rule_id=`` and rule-filtered
+exports read. A row deleted from it hides a decision from those queries; a row
+added invents a match. So verify holds it to exactly the keys each decision
+body calls for (``record.rule_index_keys``: the writer's own function).
 
 Cost, for logs of millions of records: the table's only index is its primary
 key ``(rule_id, decision_id)``, so a lookup by decision id alone would scan the
@@ -28,6 +30,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.audit.record import rule_index_keys
 from gateway.audit.tables import audit_decision_rules, audit_records
 
 _NAMED_LIMIT = 100
@@ -52,11 +55,15 @@ class ChunkRecord:
 
 
 def expected_rules(body: dict[str, Any]) -> tuple[str, ...]:
-    """The side-index rows a record's body calls for: its rule ids if it is a decision."""
+    """The side-index rows a record's body calls for, if it is a decision: its
+    rule ids and its report matches (none in a version 1 body, which has no
+    ``report_rule_ids``)."""
     if body.get("kind") != "decision":
         return ()
     rule_ids = body.get("rule_ids")
-    return tuple(rule_ids) if isinstance(rule_ids, list) else ()
+    reported = body.get("report_rule_ids")
+    return tuple(rule_index_keys(rule_ids if isinstance(rule_ids, list) else [],
+                                 reported if isinstance(reported, list) else []))
 
 
 @dataclass(slots=True)

@@ -185,7 +185,7 @@ class AuditWriter:
         if self._expected:
             self._expected -= 1
         fields = decision_fields(record, self._settings.audit_ip_truncate)
-        future = self._push(fields, record.rule_ids, wait=True)
+        future = self._push(fields, record.index_keys(), wait=True)
         assert future is not None
         await future
 

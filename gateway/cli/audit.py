@@ -174,7 +174,9 @@ def export(
     = None,
     customer: Annotated[str | None, typer.Option(help="Only this customer (filtered).")] = None,
     decision: Annotated[Literal["allow", "deny"] | None, typer.Option()] = None,
-    rule: Annotated[str | None, typer.Option(help="Only decisions naming this rule id.")] = None,
+    rule: Annotated[str | None, typer.Option(help="Only decisions this rule decided.")] = None,
+    report_rule: Annotated[str | None, typer.Option(
+        help="Only decisions this report-mode rule matched.")] = None,
     model: Annotated[str | None, typer.Option()] = None,
     origin: Annotated[str | None, typer.Option(help="Country or ISO 3166-2 region.")] = None,
 ) -> None:
@@ -186,7 +188,8 @@ def export(
     # The HTTP route's validation (times, origin, range), so both refuse the same input.
     try:
         filters = decision_filters(customer_id=customer, decision=decision, rule_id=rule,
-                                   model=model, origin=origin, from_=from_, to=to)
+                                   report_rule_id=report_rule, model=model, origin=origin,
+                                   from_=from_, to=to)
     except FilterError as exc:
         raise typer.BadParameter(exc.message, param_hint=f"'--{exc.param}'") from None
     settings = _settings()

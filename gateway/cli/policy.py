@@ -79,6 +79,10 @@ def validate(directory: DirArg) -> None:
         f"{len(b.models)} models, {len(b.capabilities)} capabilities, "
         f"{len(b.rules)} rules"
     )
+    reported = [r.id for r in b.rules if r.mode == "report"]
+    if reported:
+        # Staged rules: valid, evaluated and logged, but deciding nothing yet.
+        console.print(f"  report mode (logged, not enforced): {_e(', '.join(reported))}")
 
 
 @app.command("test")
@@ -130,7 +134,9 @@ def diff(
             f"[{colors[change.kind]}]{change.section}: {change.kind}[/] {_e(change.name)}"
         )
         for detail in change.details:
-            console.print(f"    {detail}", markup=False)
+            # A mode change (report <-> enforce) is the line a reviewer must not miss.
+            style = "bold red" if detail.startswith("now ") else None
+            console.print(f"    {detail}", markup=False, style=style)
 
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -228,17 +234,21 @@ def _print_report(console: Console, report: ImpactReport, candidate: str) -> Non
                 "they include every change made since that version, not only the candidate's",
                 markup=False,
             )
-    for title, counter in (
-        ("rule", report.by_rule),
-        ("model", report.by_model),
-        ("tier", report.by_tier),
-        ("origin country", report.by_country),
+    for title, counter, heading in (
+        ("rule", report.by_rule, "flips by rule"),
+        ("model", report.by_model, "flips by model"),
+        ("tier", report.by_tier, "flips by tier"),
+        ("origin country", report.by_country, "flips by origin country"),
+        ("rule", report.from_report, "flips by rules that were in report mode, now enforced"),
+        ("report-mode rule", report.report_matches, "replayed decisions report rules match"),
     ):
         if not counter:
             continue
-        table = Table(title=f"flips by {title}")
+        table = Table(title=heading)
         table.add_column(title)
-        table.add_column("flips", justify="right")
+        table.add_column(
+            "matches" if counter is report.report_matches else "flips", justify="right"
+        )
         for key, flips in counter.most_common():
             table.add_row(_e(key), str(flips))
         console.print(table)

@@ -4,8 +4,8 @@
 pipeline, ``finished`` from the forwarder's settle step) and around the
 upstream call and stream relay. They only touch ``prometheus_client`` objects
 and, when INFO is enabled on ``gateway.access``, log one JSON line: decision
-id, customer and key id, endpoint, model, status, rule ids, latency. Never the
-prompt, never a credential (the key *id* is the public half of a key).
+id, customer and key id, endpoint, model, status, rule ids (and report-mode
+matches), latency. Never the prompt, never a credential (the key *id* is the public half of a key).
 """
 
 from __future__ import annotations
@@ -83,6 +83,10 @@ def _count(ex: Exchange, status: int, decision: str, rule_ids: list[str]) -> Non
     _child(m.REQUESTS, endpoint, str(status)).inc()
     for rule_id in rule_ids or ("none",):
         _child(m.DECISIONS, decision, rule_id).inc()
+    if ex.decision is not None:
+        # Report-mode rules come from the reviewed bundle: bounded labels, like rule_id.
+        for rule_id in ex.decision.report_rule_ids:
+            _child(m.REPORT_MATCHES, rule_id, decision).inc()
     _child(m.REQUEST_SECONDS, endpoint).observe(time.perf_counter() - ex.started)
 
 
@@ -119,6 +123,8 @@ def _log(
     }
     if error is not None:
         fields["error"] = error
+    if ex.decision is not None and ex.decision.report_rule_ids:
+        fields["report_rule_ids"] = list(ex.decision.report_rule_ids)
     if tokens is not None:
         fields["tokens_in"], fields["tokens_out"] = tokens
     access_log.info("request", extra={"fields": fields})

@@ -43,6 +43,12 @@ DECISIONS = Counter(
     "Decisions recorded, by result and rule id (one count per deciding rule)",
     ["decision", "rule_id"],
 )
+REPORT_MATCHES = Counter(
+    "gateway_report_rule_matches",
+    "Requests a report-mode rule matched, by rule id and the decision the request actually "
+    "got (a report deny matching allowed requests counts what enforcing it would refuse)",
+    ["rule_id", "decision"],
+)
 QUOTA_REFUSALS = Counter(
     "gateway_quota_refusals",
     "Requests refused with 429, by the capability bucket and limit kind that refused",

@@ -94,6 +94,10 @@ class CompiledBundle:
         compiled = self.models.get(model)
         return compiled.upstream if compiled is not None else None
 
+    def report_rule_ids(self) -> frozenset[str]:
+        """Ids of the rules in report mode (logged, never deciding)."""
+        return frozenset(r.id for r in self.rules if r.mode == "report")
+
     def model_names(self) -> tuple[str, ...]:
         return tuple(self.models)
 
@@ -185,6 +189,7 @@ def compile_bundle(
                 end=eff.until if eff else None,
                 models=_top_level_models(rule),
                 guard=rule_guard(rule, bundle.country_groups),
+                mode=rule.mode,
             )
         )
 
@@ -192,9 +197,14 @@ def compile_bundle(
         applicable = [
             r for r in rules if r.models is None or (model is not None and model in r.models)
         ]
+        # Report rules go to their own index and never into denies/allows: that
+        # is what keeps them from deciding, for requests and model listings alike.
+        enforced = [r for r in applicable if r.mode == "enforce"]
+        reported = [r for r in applicable if r.mode == "report"]
         return RuleSet(
-            denies=RuleIndex.build([r for r in applicable if r.effect == "deny"]),
-            allows=RuleIndex.build([r for r in applicable if r.effect == "allow"]),
+            denies=RuleIndex.build([r for r in enforced if r.effect == "deny"]),
+            allows=RuleIndex.build([r for r in enforced if r.effect == "allow"]),
+            reports=RuleIndex.build(reported) if reported else None,
         )
 
     return CompiledBundle(

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+EVALUATION_ERROR = "evaluation-error"
+"""Rule id of a decision (or of a report match) the engine could not evaluate."""
+
 QuotaKind = Literal[
     "requests_per_minute",
     "requests_per_day",
@@ -61,3 +64,29 @@ class Decision:
     @property
     def decision(self) -> Literal["allow", "deny"]:
         return "allow" if self.allowed else "deny"
+
+    @property
+    def report_rule_ids(self) -> tuple[str, ...]:
+        """Report-mode rules that matched, in declaration order: none here (see
+        ``ReportedDecision``). They never decide: recorded for compliance,
+        never shown to the client."""
+        return ()
+
+    @property
+    def report_reasons(self) -> tuple[str, ...]:
+        """The ``reason`` of each report-mode rule that matched."""
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedDecision(Decision):
+    """A decision whose request report-mode rules matched.
+
+    A subclass, not two more fields of ``Decision``: a frozen dataclass pays
+    for each field at every construction (about 0.2 us a field here, 4 % of a
+    decision), and most decisions, all of them under a bundle without report
+    rules, have no report matches to carry.
+    """
+
+    report_rule_ids: tuple[str, ...] = ()
+    report_reasons: tuple[str, ...] = ()

@@ -4,6 +4,11 @@ Compares two validated bundles section by section and says it in words:
 rules added/removed/changed (which fields, old -> new), country groups with
 the countries and regions added or removed, tiers, models (tier lists,
 upstream), capabilities and quotas limit by limit.
+
+A rule's ``mode`` change is the one a reviewer must not miss: it is said
+first, in capitals (``now ENFORCED``: from this bundle on its matches decide
+requests; ``now REPORT-ONLY``: they are only logged). A rule added in report
+mode says so in its heading detail.
 """
 
 from __future__ import annotations
@@ -92,7 +97,10 @@ def _describe(section: str, value: dict[str, Any]) -> tuple[str, ...]:
             for k, v in value.items()
             if k in ("effect", "when", "unless", "effective", "reason")
         }
-        return tuple(f"{k}: {_short(v)}" for k, v in keep.items())
+        described = tuple(f"{k}: {_short(v)}" for k, v in keep.items())
+        if value.get("mode") == "report":
+            return ("mode: report (logged only, never decides)", *described)
+        return described
     return tuple(f"{k}: {_short(v)}" for k, v in _flat(value).items())
 
 
@@ -104,9 +112,25 @@ def _compare(section: str, old: dict[str, Any], new: dict[str, Any]) -> list[Cha
         out.append(Change(section, name, "added", _describe(section, new[name])))
     for name in [n for n in new if n in old]:
         details = _field_changes(old[name], new[name])
+        if section == "rules":
+            details = _mode_first(old[name], new[name], details)
         if details:
             out.append(Change(section, name, "changed", tuple(details)))
     return out
+
+
+_MODE_CHANGE = {
+    ("report", "enforce"): "now ENFORCED (was report-only): its matches decide requests",
+    ("enforce", "report"): "now REPORT-ONLY (was enforced): its matches are only logged",
+}
+
+
+def _mode_first(old: dict[str, Any], new: dict[str, Any], details: list[str]) -> list[str]:
+    """Say a rule's mode change in words, before its other changes."""
+    key = (old.get("mode", "enforce"), new.get("mode", "enforce"))
+    if key not in _MODE_CHANGE:
+        return details
+    return [_MODE_CHANGE[key], *(d for d in details if not d.startswith("mode: "))]
 
 
 def diff_bundles(old: s.Bundle, new: s.Bundle) -> list[Change]:

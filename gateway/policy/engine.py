@@ -12,6 +12,10 @@ Order of evaluation (Cedar semantics for the rules):
 4. Rules that apply to the requested model and are in force at ``now``
    (``from <= now < until``): every matching deny -> deny with all their ids
    and reasons; else every matching allow -> allow; else ``default-deny``.
+   Rules in report mode (``mode: report``) are matched the same way, just
+   before, and listed in ``report_rule_ids``/``report_reasons`` whatever the
+   outcome; they never take part in the decision. Steps 1 and 2 decide before
+   any rule is looked at, so their decisions list no report matches.
 5. Quota plan of the effective tier (``quota_plan``). Rule for which buckets apply:
    for every capability the request carries that has an entry in the tier's
    quotas, that entry's limits (bucket = capability); if none of the request's
@@ -21,7 +25,9 @@ Order of evaluation (Cedar semantics for the rules):
    ``quota-not-offered:<tier>.<capability>`` (never a 429).
 
 Any exception while evaluating is logged loudly and becomes a deny with rule id
-``evaluation-error``: a bug can refuse a request, never allow one.
+``evaluation-error``: a bug can refuse a request, never allow one. A report
+rule only observes, so an exception in one is logged and listed as the report
+match ``evaluation-error``, and the decision stands.
 """
 
 from __future__ import annotations
@@ -33,8 +39,15 @@ from gateway.geo.origin import Origin
 from gateway.identity.principal import Principal
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.conditions import EvalContext, kyc_expired
-from gateway.policy.decision import Decision, QuotaLimit, QuotaPlan
+from gateway.policy.decision import (
+    EVALUATION_ERROR,
+    Decision,
+    QuotaLimit,
+    QuotaPlan,
+    ReportedDecision,
+)
 from gateway.policy.facts import BodyFacts, RequestFacts
+from gateway.policy.report import NO_REPORT, Report, match_report_rules
 
 log = logging.getLogger("gateway.policy")
 
@@ -122,8 +135,20 @@ def _deny(
     reasons: tuple[str, ...],
     facts: RequestFacts,
     demotion: str | None,
+    report: Report = NO_REPORT,
 ) -> Decision:
-    return Decision(
+    if report is NO_REPORT:
+        return Decision(
+            allowed=False,
+            effective_tier=tier,
+            rule_ids=rule_ids,
+            reasons=reasons,
+            policy_version=bundle.version,
+            capabilities=facts.capabilities,
+            tier_demotion=demotion,
+        )
+    # A subclass, built only when report rules matched (see ReportedDecision).
+    return ReportedDecision(
         allowed=False,
         effective_tier=tier,
         rule_ids=rule_ids,
@@ -131,6 +156,8 @@ def _deny(
         policy_version=bundle.version,
         capabilities=facts.capabilities,
         tier_demotion=demotion,
+        report_rule_ids=report[0],
+        report_reasons=report[1],
     )
 
 
@@ -145,7 +172,11 @@ def account_refusal(principal: Principal) -> tuple[str, str] | None:
 
 
 def _decide(
-    principal: Principal, facts: RequestFacts, bundle: CompiledBundle, now: datetime
+    principal: Principal,
+    facts: RequestFacts,
+    bundle: CompiledBundle,
+    now: datetime,
+    with_report: bool,
 ) -> Decision:
     refused = account_refusal(principal)
     if refused is not None:
@@ -167,6 +198,11 @@ def _decide(
         threshold=bundle.control_threshold_percent,
     )
     ruleset = bundle.rules_for(facts.body.model)
+    reports = ruleset.reports
+    # Evaluated first, so that every outcome below carries them.
+    report = (
+        match_report_rules(reports, ctx, now) if with_report and reports is not None else NO_REPORT
+    )
     denies = [r for r in ruleset.denies.candidates(ctx) if r.active(now) and r.predicate(ctx)]
     if denies:
         return _deny(
@@ -176,10 +212,11 @@ def _decide(
             tuple(r.reason for r in denies),
             facts,
             demotion,
+            report,
         )
     allows = [r for r in ruleset.allows.candidates(ctx) if r.active(now) and r.predicate(ctx)]
     if not allows:
-        return _deny(bundle, tier, (DEFAULT_DENY,), (DEFAULT_DENY_REASON,), facts, demotion)
+        return _deny(bundle, tier, (DEFAULT_DENY,), (DEFAULT_DENY_REASON,), facts, demotion, report)
     plan, closed = quota_plan(bundle, tier, facts.capabilities, facts.body.stream)
     if closed is not None:
         return _deny(
@@ -189,8 +226,20 @@ def _decide(
             (f"The '{closed}' capability is not offered on the {tier} tier.",),
             facts,
             demotion,
+            report,
         )
-    return Decision(
+    if report is NO_REPORT:
+        return Decision(
+            allowed=True,
+            effective_tier=tier,
+            rule_ids=tuple(r.id for r in allows),
+            reasons=tuple(r.reason for r in allows),
+            policy_version=bundle.version,
+            capabilities=facts.capabilities,
+            quota=plan,
+            tier_demotion=demotion,
+        )
+    return ReportedDecision(
         allowed=True,
         effective_tier=tier,
         rule_ids=tuple(r.id for r in allows),
@@ -199,15 +248,26 @@ def _decide(
         capabilities=facts.capabilities,
         quota=plan,
         tier_demotion=demotion,
+        report_rule_ids=report[0],
+        report_reasons=report[1],
     )
 
 
 def decide(
-    principal: Principal, facts: RequestFacts, bundle: CompiledBundle, now: datetime
+    principal: Principal,
+    facts: RequestFacts,
+    bundle: CompiledBundle,
+    now: datetime,
+    *,
+    with_report: bool = True,
 ) -> Decision:
-    """The decision for one request; never raises, never allows on error."""
+    """The decision for one request; never raises, never allows on error.
+
+    ``with_report=False`` skips the report-mode rules (their matches are not
+    wanted, e.g. when listing models): the decision is the same either way.
+    """
     try:
-        return _decide(principal, facts, bundle, now)
+        return _decide(principal, facts, bundle, now, with_report)
     except Exception:  # fail closed, loudly: a bug must not become an allow
         log.exception(
             "policy evaluation failed (customer=%s model=%s policy=%s): denying",
@@ -218,7 +278,7 @@ def decide(
         return Decision(
             allowed=False,
             effective_tier=PUBLIC,
-            rule_ids=("evaluation-error",),
+            rule_ids=(EVALUATION_ERROR,),
             reasons=("The gateway could not evaluate its policy for this request.",),
             policy_version=bundle.version,
             capabilities=facts.capabilities,
@@ -235,13 +295,14 @@ def visible_models(
     """Models this caller may use now, for ``GET /v1/models``.
 
     Each model is decided as a request with empty capabilities from ``origin``
-    on ``endpoint``; quota settings do not hide a model.
+    on ``endpoint``; quota settings do not hide a model, and neither do
+    report-mode rules (they never decide; they are not even evaluated here).
     """
     out = []
     for name in bundle.models:
         facts = RequestFacts(
             endpoint=endpoint, api="openai", body=BodyFacts(model=name), origin=origin
         )
-        if decide(principal, facts, bundle, now).allowed:
+        if decide(principal, facts, bundle, now, with_report=False).allowed:
             out.append(name)
     return out

@@ -28,6 +28,13 @@ version (drift). ``by_version`` counts replays and flips per recorded
 version, and every example names its version, so the two can be told apart.
 
 Capabilities are the recorded ones (prompt text is not kept, see replay.py).
+
+Report mode: a flip whose new deciding rules include a rule the record lists
+in ``report_rule_ids`` is a rule staged in report mode and now enforced; those
+are counted in ``from_report`` by rule (what switching it on does, measured on
+the requests it was reported on). ``report_matches`` counts, per report-mode
+rule of the candidate, the replayed records it matches: a dry run of a staged
+rule over past traffic, the complement of watching it live.
 """
 
 from __future__ import annotations
@@ -91,6 +98,10 @@ class ImpactReport:
     errors: list[str] = field(default_factory=list)
     by_version: dict[str, VersionCount] = field(default_factory=dict)
     """Per recorded policy version (``unknown`` when not recorded)."""
+    from_report: Counter[str] = field(default_factory=Counter)
+    """Flips now decided by a rule the record names in ``report_rule_ids``."""
+    report_matches: Counter[str] = field(default_factory=Counter)
+    """Replayed records each of the candidate's report-mode rules matches."""
 
     @property
     def flipped(self) -> int:
@@ -140,6 +151,7 @@ def impact(
                 report.errors.append(f"{record.get('id', '?')}: unreadable facts: {exc}")
             continue
         new = decide(principal, request, bundle, now)
+        report.report_matches.update(new.report_rule_ids)
         old = str(record.get("decision"))
         version = str(record.get("policy_version") or UNKNOWN_VERSION)
         per_version = report.by_version.setdefault(version, VersionCount())
@@ -153,8 +165,11 @@ def impact(
         else:
             report.to_deny += 1
             per_version.to_deny += 1
+        reported = record.get("report_rule_ids") or ()
         for rule_id in new.rule_ids:
             report.by_rule[rule_id] += 1
+            if rule_id in reported:
+                report.from_report[rule_id] += 1
         report.by_model[request.model] += 1
         report.by_tier[new.effective_tier] += 1
         report.by_country[request.origin.country or "unknown"] += 1

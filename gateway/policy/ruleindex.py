@@ -3,7 +3,8 @@
 ``CompiledRule`` is one rule with its condition compiled to a closure;
 ``RuleIndex`` files the rules of one effect (for one model) under a top-level
 guard so a decision evaluates only the rules that can match; ``RuleSet`` is
-the deny and allow indexes of one model.
+the deny and allow indexes of one model, plus the index of its report-mode
+rules (which are in neither: they never decide).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class CompiledRule:
     """Models the rule is limited to at top level (``when.model_in``), or None."""
     guard: tuple[GuardKind, frozenset[str]] | None = None
     """A top-level set the request must hit for the rule to match (see RuleIndex)."""
+    mode: str = "enforce"
+    """``enforce`` or ``report`` (matches logged, never deciding)."""
 
     def active(self, now: datetime) -> bool:
         """``from <= now < until``."""
@@ -138,6 +141,9 @@ class RuleIndex:
 class RuleSet:
     denies: RuleIndex
     allows: RuleIndex
+    reports: RuleIndex | None = None
+    """Report-mode rules of both effects; None when there are none, so a bundle
+    without report rules costs a decision one attribute test."""
 
 
 def rule_guard(

@@ -179,9 +179,19 @@ class Effective(_Strict):
         return self
 
 
+RuleMode = Literal["enforce", "report"]
+"""``report``: the rule is evaluated and its matches are logged in the decision
+record (``report_rule_ids``), but it never decides: the way to stage a rule on
+live traffic before it takes effect."""
+
+
 class Rule(_Cited):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    # 120: the audit log's rule index holds ids in 128 characters, a report
+    # match as ``report:<id>`` (PostgreSQL refuses a longer value: every
+    # decision naming the rule would fail to record, i.e. 503).
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=120)
     effect: Literal["allow", "deny"]
+    mode: RuleMode = "enforce"
     when: Condition
     unless: Condition | None = None
     effective: Effective | None = None

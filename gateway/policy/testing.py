@@ -11,7 +11,9 @@
 takes ``model``, ``origin`` (country ``DE`` or region ``UA-43``), ``endpoint``
 (default ``/v1/chat/completions``) and either ``body`` (a request body; its
 capabilities are classified by the bundle, exactly as in production) or
-``capabilities``. ``expect.rule_ids`` is compared as a set (exact, order-free);
+``capabilities``. ``expect.rule_ids`` is compared as a set (exact, order-free)
+and names the deciding (enforced) rules only; ``expect.report_rule_ids``, as a
+set too, the report-mode rules that matched (``[]`` asserts none did);
 ``expect.tier`` optionally checks the effective tier.
 """
 
@@ -28,20 +30,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.geo.origin import Origin
 from gateway.identity.principal import Ownership, Principal
-from gateway.policy.checks import (
-    RESERVED_RULE_IDS,
-    RESERVED_RULE_PREFIXES,
-    valid_country,
-    valid_region,
-)
+from gateway.policy.caserefs import case_references
 from gateway.policy.compiled import CompiledBundle
+from gateway.policy.decision import EVALUATION_ERROR
 from gateway.policy.engine import DEFAULT_ENDPOINT, decide
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.policy.loader import pydantic_message as _message
 from gateway.policy.schema import AwareTimestamp
 from gateway.policy.yamlsrc import DataPath, format_path, parse_file
-
-EVALUATION_ERROR = "evaluation-error"
 
 
 class _Strict(BaseModel):
@@ -101,6 +97,9 @@ class RequestIn(_Strict):
 class ExpectIn(_Strict):
     decision: Literal["allow", "deny"]
     rule_ids: list[str] | None = None
+    """The deciding rules: enforced ones only (a report rule never decides)."""
+    report_rule_ids: list[str] | None = None
+    """The report-mode rules that matched."""
     tier: str | None = None
 
 
@@ -153,11 +152,12 @@ def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool,
     )
     at = case.at or now
     decision = decide(principal, facts, bundle, at)
-    if EVALUATION_ERROR in decision.rule_ids:
+    if EVALUATION_ERROR in decision.rule_ids or EVALUATION_ERROR in decision.report_rule_ids:
         # decide() fails closed to a deny; a case expecting deny must not pass
-        # because the engine crashed.
+        # because the engine crashed (nor one about report rules that never ran).
+        where = "" if EVALUATION_ERROR in decision.rule_ids else " in its report-mode rules"
         return False, (
-            "the engine could not evaluate this case (rule id 'evaluation-error'; "
+            f"the engine could not evaluate this case{where} (rule id 'evaluation-error'; "
             "the cause is logged)"
         )
     problems = []
@@ -169,56 +169,28 @@ def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool,
         problems.append(
             f"expected rule_ids {sorted(case.expect.rule_ids)}, got {list(decision.rule_ids)}"
         )
+    expected_report = case.expect.report_rule_ids
+    if expected_report is not None and sorted(expected_report) != sorted(decision.report_rule_ids):
+        problems.append(
+            f"expected report_rule_ids {sorted(expected_report)}, "
+            f"got {list(decision.report_rule_ids)}"
+        )
     if case.expect.tier is not None and case.expect.tier != decision.effective_tier:
         problems.append(f"expected tier {case.expect.tier}, got {decision.effective_tier}")
     if problems:
         got = (
             f" [decision={decision.decision} rule_ids={list(decision.rule_ids)} "
-            f"tier={decision.effective_tier}"
+            + (
+                f"report_rule_ids={list(decision.report_rule_ids)} "
+                if decision.report_rule_ids
+                else ""
+            )
+            + f"tier={decision.effective_tier}"
             + (f" demoted: {decision.tier_demotion}" if decision.tier_demotion else "")
             + "]"
         )
         return False, "; ".join(problems) + got
     return True, ""
-
-
-def case_references(case: CaseIn, bundle: CompiledBundle) -> list[tuple[DataPath, str]]:
-    """Names in a case the bundle does not define, by path inside the case.
-
-    A case naming a model, tier, KYC level or rule id the bundle does not
-    have (or an origin that is no ISO code) tests nothing: it would pass or
-    fail for a reason unrelated to the policy, so it is a test-file error.
-    """
-    problems: list[tuple[DataPath, str]] = []
-    p, req, exp = case.principal, case.request, case.expect
-    if req.model not in bundle.models and not req.unknown_model:
-        problems.append(
-            (
-                ("request", "model"),
-                f"unknown model '{req.model}' (set unknown_model: true to test one on purpose)",
-            )
-        )
-    if req.origin is not None:
-        valid = valid_region(req.origin) if "-" in req.origin else valid_country(req.origin)
-        if not valid:
-            problems.append(
-                (("request", "origin"), f"invalid ISO 3166 country or region code '{req.origin}'")
-            )
-    for i, cap in enumerate(req.capabilities or ()):
-        if cap not in bundle.capability_names():
-            problems.append((("request", "capabilities", i), f"unknown capability '{cap}'"))
-    if p.tier not in bundle.tiers:
-        problems.append((("principal", "tier"), f"unknown tier '{p.tier}'"))
-    if p.kyc_level not in bundle.kyc_levels:
-        problems.append((("principal", "kyc_level"), f"unknown KYC level '{p.kyc_level}'"))
-    if exp.tier is not None and exp.tier not in bundle.tiers:
-        problems.append((("expect", "tier"), f"unknown tier '{exp.tier}'"))
-    rule_ids = {r.id for r in bundle.rules}
-    for i, rule_id in enumerate(exp.rule_ids or ()):
-        engine_id = rule_id in RESERVED_RULE_IDS or rule_id.startswith(RESERVED_RULE_PREFIXES)
-        if rule_id not in rule_ids and not engine_id:
-            problems.append((("expect", "rule_ids", i), f"unknown rule id '{rule_id}'"))
-    return problems
 
 
 def _line(lines: dict[DataPath, int], loc: DataPath) -> int | None:

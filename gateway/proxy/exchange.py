@@ -91,6 +91,10 @@ class Exchange:
             capabilities=sorted(decision.capabilities) if decision else [],
             rule_ids=rule_ids,
             reasons=reasons,
+            # What report-mode rules matched stays in the record (and metrics): the
+            # client's answer is built from the decision alone, never from these.
+            report_rule_ids=list(decision.report_rule_ids) if decision else [],
+            report_reasons=list(decision.report_reasons) if decision else [],
             policy_version=self.policy_version,
             quota=self.admission.summary if self.admission else None,
             prompt_sha256=self.body.prompt_sha256 if self.body else None,

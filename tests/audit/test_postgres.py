@@ -104,3 +104,23 @@ async def test_writer_verify_query_export_on_postgres(
                            .values(status=999))
     broken = await verify_log(engine, trusted_keys=[signer.public_raw])
     assert broken.first is not None and (broken.first.node_id, broken.first.seq) == ("pg", 77)
+
+
+async def test_report_rule_ids_on_postgres(pg_engine: tuple[AsyncEngine, Settings]) -> None:
+    """The Core path writes the report side-index rows; the joined filters run there."""
+    engine, settings = pg_engine
+    signer = load_signer(settings)
+    writer = AuditWriter(engine, settings, signer)
+    await writer.start()
+    records = [make_record(i, report_rule_ids=["draft"] if i % 2 else []) for i in range(12)]
+    for rec in records:
+        await writer.record(rec)
+    await writer.stop()
+    assert (await verify_log(engine, trusted_keys=[signer.public_raw])).ok
+    sessions = session_factory(engine)
+    both = DecisionFilters(report_rule_id="draft", rule_id="tier-entitlement")
+    items, _ = await list_decisions(sessions, both, None, 100)
+    assert [i["id"] for i in items] == [
+        r.id for r in records if r.report_rule_ids and "tier-entitlement" in r.rule_ids]
+    items, _ = await list_decisions(sessions, DecisionFilters(report_rule_id="draft"), None, 100)
+    assert [i["id"] for i in items] == [r.id for r in records if r.report_rule_ids]
