@@ -21,9 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.cli.database import require_existing, run_on_existing_database
+from gateway.cli.database import audit_settings, require_existing, run_on_existing_database
 from gateway.cli.messages import error, note, say, stderr
-from gateway.settings import Settings, SettingsError, load_settings
+from gateway.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
 hold_app = typer.Typer(no_args_is_help=True, help="Legal holds that block pruning.")
@@ -36,13 +36,7 @@ def _console() -> Console:
 
 
 def _settings() -> Settings:
-    # The audit commands never talk to the upstream; do not insist on its URL.
-    overrides: dict[str, object] = {} if os.environ.get("GATEWAY_UPSTREAM_URL") else {"demo": True}
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        error(_console(), str(exc))
-        raise typer.Exit(2) from None
+    return audit_settings()
 
 
 def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:

@@ -12,6 +12,7 @@ Commands that create the database (``serve``, ``db upgrade``) do not use this.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
 
@@ -24,6 +25,19 @@ from gateway.cli.messages import error, stderr
 from gateway.settings import Settings
 
 T = TypeVar("T")
+
+
+def audit_settings() -> Settings:
+    """The settings for commands that read the audit log: they never talk to the
+    upstream, so its URL is not insisted on. A bad variable is exit 2."""
+    from gateway.settings import SettingsError, load_settings
+
+    overrides: dict[str, object] = {} if os.environ.get("GATEWAY_UPSTREAM_URL") else {"demo": True}
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        error(stderr(), str(exc))
+        raise typer.Exit(2) from None
 
 
 def run_on_existing_database(
