@@ -1,4 +1,4 @@
-"""`gateway audit` commands: export, verify, public-key, prune, hold.
+"""`gateway audit` commands: export, verify, public-key, prune, hold, farms.
 
 Exit codes: 0 ok, 1 the log (or the export) failed verification, 2 usage error
 (a bad option or filter, no pinned signing key for verify, a database that does
@@ -22,12 +22,14 @@ from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cli.database import audit_settings, require_existing, run_on_existing_database
+from gateway.cli.farms import farms
 from gateway.cli.messages import error, note, say, stderr
 from gateway.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
 hold_app = typer.Typer(no_args_is_help=True, help="Legal holds that block pruning.")
 app.add_typer(hold_app, name="hold")
+app.command()(farms)
 T = TypeVar("T")
 
 
