@@ -53,6 +53,7 @@ async def farms_route(
     = None,
     max_ip_customers: Annotated[int, Query(ge=2)] = 50,
     max_prompt_customers: Annotated[int, Query(ge=2)] = 10,
+    min_shared_prompts: Annotated[int, Query(ge=1)] = 2,
     include_weak: bool = False,
 ) -> dict[str, Any]:
     """Groups of customers that look like one actor: shared addresses, networks, prompts."""
@@ -69,8 +70,10 @@ async def farms_route(
             start, end, min_accounts=min_accounts,
             capabilities=tuple(capability) if capability else DEFAULT_CAPABILITIES,
             include_weak=include_weak,
-            thresholds=Thresholds(max_ip_customers, max_prompt_customers,
-                                  settings.trusted_proxies, settings.audit_ip_truncate == "24_48"))
+            thresholds=Thresholds(
+                max_ip_customers=max_ip_customers, max_prompt_customers=max_prompt_customers,
+                min_shared_prompts=min_shared_prompts, trusted_proxies=settings.trusted_proxies,
+                ip_truncated=settings.audit_ip_truncate == "24_48"))
     except ValueError as exc:
         raise _invalid("capability", str(exc), capability) from None
     try:

@@ -10,8 +10,10 @@ Links (each joins every customer it names into one cluster):
 - **network**: customers on *different* addresses of one IPv4 /24 or IPv6 /48
   (a network counts only when it joins customers that no shared address
   inside it already joins: otherwise it is the same evidence counted twice);
-- **prompt**: customers that sent a byte-identical prompt (same
-  ``prompt_sha256``).
+- **prompts**: two customers that sent at least ``min_shared_prompts`` (2)
+  byte-identical prompts (same ``prompt_sha256``). One identical prompt is a
+  common coincidence between strangers (a tutorial's example, a tool's fixed
+  probe); a farm that retries a refused prompt on another account repeats it.
 
 Not links: an address inside ``GATEWAY_TRUSTED_PROXIES`` (the record holds a
 proxy's address when it forwarded no ``X-Forwarded-For``), an address or
@@ -28,6 +30,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import combinations
 
 from gateway.settings import IPNetwork
 
@@ -65,10 +68,12 @@ class UnionFind:
 @dataclass(frozen=True, slots=True)
 class Link:
     kind: str
-    """``address``, ``network`` or ``prompt``."""
+    """``address``, ``network`` or ``prompts``."""
     key: str
-    """The address, the network (CIDR) or the prompt's SHA-256."""
+    """The address, the network (CIDR), or for ``prompts`` the two customers."""
     customers: frozenset[str]
+    prompts: tuple[str, ...] = ()
+    """``prompts``: the SHA-256 of each prompt both customers sent."""
 
 
 @dataclass(slots=True)
@@ -77,6 +82,8 @@ class Links:
     crowded: list[tuple[str, int]] = field(default_factory=list)
     """Addresses and networks used by too many customers to link them: (key, customers)."""
     common_prompts: int = 0
+    prompt_pairs_below_min: int = 0
+    """Pairs of customers that sent identical prompts, too few to link them."""
     proxy_addresses: int = 0
     customers: int = 0
     requests: int = 0
@@ -86,6 +93,7 @@ class Links:
 class Thresholds:
     max_ip_customers: int = 50
     max_prompt_customers: int = 10
+    min_shared_prompts: int = 2
     trusted_proxies: Sequence[IPNetwork] = ()
     ip_truncated: bool = False
 
@@ -123,7 +131,7 @@ def find_links(pairs: Iterable[tuple[str | None, str, int]],
         _add(out, kind, address, customers, limits.max_ip_customers)
     for network, members in networks.items():
         _network_link(out, network, members, limits.max_ip_customers)
-    _prompt_links(out, prompts, limits.max_prompt_customers)
+    _prompt_links(out, prompts, limits.max_prompt_customers, limits.min_shared_prompts)
     return out
 
 
@@ -147,15 +155,25 @@ def _network_link(out: Links, network: str, members: dict[str, set[str]], limit:
     _add(out, "network", network, set().union(*members.values()), limit)
 
 
-def _prompt_links(out: Links, prompts: Iterable[tuple[str, str, int, int]], limit: int) -> None:
+def _prompt_links(out: Links, prompts: Iterable[tuple[str, str, int, int]], limit: int,
+                  min_shared: int) -> None:
     by_hash: dict[str, set[str]] = defaultdict(set)
     for digest, customer, _n, sent_by in prompts:
         if sent_by > limit:
             out.common_prompts += 1  # the query sends one row for such a hash
             continue
         by_hash[digest].add(customer)
+    # Pairs, not hashes: a hash names at most ``limit`` customers, so at most
+    # limit*(limit-1)/2 pairs each; a pair links only on ``min_shared`` hashes.
+    shared: dict[tuple[str, str], list[str]] = defaultdict(list)
     for digest, customers in by_hash.items():
-        _add(out, "prompt", digest, customers, limit)
+        for pair in combinations(sorted(customers), 2):
+            shared[pair].append(digest)
+    for (a, b), digests in sorted(shared.items()):
+        if len(digests) < min_shared:
+            out.prompt_pairs_below_min += 1
+            continue
+        out.links.append(Link("prompts", f"{a} {b}", frozenset((a, b)), tuple(sorted(digests))))
 
 
 @dataclass(slots=True)
@@ -166,6 +184,15 @@ class Cluster:
     def count(self, kind: str) -> int:
         return sum(1 for link in self.links if link.kind == kind)
 
+    def shared_prompts(self, customer: str | None = None) -> dict[str, set[str]]:
+        """Each identical prompt of the linked pairs (of ``customer``'s pairs): who sent it."""
+        found: dict[str, set[str]] = defaultdict(set)
+        for link in self.links:
+            if link.kind == "prompts" and (customer is None or customer in link.customers):
+                for digest in link.prompts:
+                    found[digest] |= link.customers
+        return found
+
     @property
     def weak(self) -> bool:
         """Nothing but one shared address or network joins these customers.
@@ -173,7 +200,7 @@ class Cluster:
         Behind one NAT (an office, a campus, a household, a VPN exit) unrelated
         customers share an address; that alone says nothing about one actor.
         """
-        return self.count("prompt") == 0 and self.count("address") + self.count("network") <= 1
+        return self.count("prompts") == 0 and self.count("address") + self.count("network") <= 1
 
 
 def clusters(found: Links, min_accounts: int) -> list[Cluster]:

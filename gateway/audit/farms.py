@@ -16,8 +16,9 @@ Score (higher first)::
     score = confidence * log10(1 + requests) * (0.25 + 0.75 * watched_share)
             * (1 + rate_limited_share)
 
-``prompts``/``addresses``/``networks`` count the cluster's links of each kind
-(each independent coincidence makes "one actor" likelier: a noisy-OR);
+``addresses``/``networks`` count the cluster's shared addresses and networks,
+``prompts`` the distinct identical prompts of its linked pairs (each
+independent coincidence makes "one actor" likelier: a noisy-OR);
 ``watched_share`` is the share of requests carrying any watched capability
 (``coding``, ``agentic`` by default: what distillation harvests);
 ``rate_limited_share`` the share refused with 429 (farms run at their limits).
@@ -65,6 +66,8 @@ class FarmOptions:
                 raise ValueError(f"capability: not a capability name: {name!r}")
         if self.thresholds.max_ip_customers < 2 or self.thresholds.max_prompt_customers < 2:
             raise ValueError("max_*_customers: a link needs at least 2 customers")
+        if self.thresholds.min_shared_prompts < 1:
+            raise ValueError("min_shared_prompts: at least 1")
 
 
 async def farm_report(engine: AsyncEngine, options: FarmOptions) -> dict[str, Any]:
@@ -114,7 +117,7 @@ async def _figures(conn: AsyncConnection, window: q.Window, customers: Sequence[
 
 
 def score(cluster: Cluster, requests: int, watched: int, rate_limited: int) -> float:
-    doubt = (0.5 ** cluster.count("prompt") * 0.7 ** cluster.count("address")
+    doubt = (0.5 ** len(cluster.shared_prompts()) * 0.7 ** cluster.count("address")
              * 0.9 ** cluster.count("network"))
     if requests == 0:
         return 0.0
@@ -162,23 +165,27 @@ def _cluster(cluster: Cluster, figures: dict[str, dict[str, Any]],
 
 def _links(cluster: Cluster) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for kind, plural in (("address", "addresses"), ("network", "networks"),
-                         ("prompt", "prompts")):
+    for kind, plural in (("address", "addresses"), ("network", "networks")):
         links = [link for link in cluster.links if link.kind == kind]
         out[plural] = len(links)
         out[f"{kind}_list"] = [{"key": link.key, "customers": len(link.customers)}
                                for link in links[:LIST_CAP]]
+    prompts = sorted(cluster.shared_prompts().items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    out["prompts"] = len(prompts)
+    out["prompt_list"] = [{"key": digest, "customers": len(customers)}
+                          for digest, customers in prompts[:LIST_CAP]]
     return out
 
 
 def _member(customer: str, figures: dict[str, Any], cluster: Cluster) -> dict[str, Any]:
     shared = {kind: sum(1 for link in cluster.links
                         if link.kind == kind and customer in link.customers)
-              for kind in ("address", "network", "prompt")}
+              for kind in ("address", "network")}
     return {"customer_id": customer, "requests": figures["requests"], "keys": figures["keys"],
             "watched_requests": figures["watched"], "denied": figures["denied"],
             "rate_limited": figures["rate_limited"], "shared_addresses": shared["address"],
-            "shared_networks": shared["network"], "shared_prompts": shared["prompt"]}
+            "shared_networks": shared["network"],
+            "shared_prompts": len(cluster.shared_prompts(customer))}
 
 
 def _iso(value: datetime) -> str:
@@ -198,6 +205,7 @@ def _report(options: FarmOptions, found: Links, items: list[dict[str, Any]],
             "capabilities": list(options.capabilities),
             "max_ip_customers": limits.max_ip_customers,
             "max_prompt_customers": limits.max_prompt_customers,
+            "min_shared_prompts": limits.min_shared_prompts,
             "include_weak": options.include_weak,
             "ip_truncated": limits.ip_truncated,
         },
@@ -206,6 +214,7 @@ def _report(options: FarmOptions, found: Links, items: list[dict[str, Any]],
         "ignored": {"crowded": len(crowded),
                     "crowded_list": [{"key": k, "customers": n} for k, n in crowded[:LIST_CAP]],
                     "common_prompts": found.common_prompts,
+                    "prompt_pairs_below_min": found.prompt_pairs_below_min,
                     "proxy_addresses": found.proxy_addresses},
         "weak_clusters": weak,
         "weak_clusters_hidden": 0 if options.include_weak else weak,

@@ -70,6 +70,8 @@ def farms(
         min=2, help="An address or network used by more customers links nobody.")] = 50,
     max_prompt_customers: Annotated[int, typer.Option(
         min=2, help="A prompt sent by more customers (health checks) links nobody.")] = 10,
+    min_shared_prompts: Annotated[int, typer.Option(
+        min=1, help="Identical prompts two customers must share to be linked.")] = 2,
     include_weak: Annotated[bool, typer.Option(
         help="Also list clusters joined by one shared address or network alone.")] = False,
     format: Annotated[Literal["table", "json"], typer.Option(help="table or json.")] = "table",
@@ -82,9 +84,10 @@ def farms(
             start, end, min_accounts=min_accounts,
             capabilities=tuple(capability) if capability else DEFAULT_CAPABILITIES,
             include_weak=include_weak,
-            thresholds=Thresholds(max_ip_customers, max_prompt_customers,
-                                  settings.trusted_proxies,
-                                  settings.audit_ip_truncate == "24_48"))
+            thresholds=Thresholds(
+                max_ip_customers=max_ip_customers, max_prompt_customers=max_prompt_customers,
+                min_shared_prompts=min_shared_prompts, trusted_proxies=settings.trusted_proxies,
+                ip_truncated=settings.audit_ip_truncate == "24_48"))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--capability'") from None
     doc = run_on_existing_database(settings, lambda engine: farm_report(engine, options))

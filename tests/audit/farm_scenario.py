@@ -4,12 +4,13 @@ through the real ``AuditWriter`` (SQLite or PostgreSQL), for the farm report's t
 - farm A: 5 customers, one key each, rotating between 2 addresses
   (198.51.100.10, 203.0.113.20), coding requests, one 429 each;
 - farm B: 4 customers, each on an address of its own (three IPv6 /48s, one
-  IPv4 /24), agentic requests, chained by identical prompts (b1-b2, b2-b3,
-  b3-b4), one 403;
+  IPv4 /24), agentic requests, chained by two identical prompts per pair
+  (b1-b2: P1 Q1, b2-b3: P2 Q2, b3-b4: P3 Q3), one 403 (its prompt still counts);
 - a NAT: 3 unrelated customers behind 192.0.2.50, chat only (no capability),
   each also sends an empty prompt; plus a 401 (no customer) from that address;
 - big-corp: one customer, 8 keys, 4 addresses, one prompt repeated 24 times;
-- solo: one customer alone;
+- solo: one customer alone, but it and big-corp each sent "hello" once: one
+  identical prompt, below ``min_shared_prompts`` (2), links nobody;
 - every customer above sends the same health-check prompt once (14 > the
   default ``max_prompt_customers`` of 10: a common hash, not a link);
 - farm-a-1 also made one request from the NAT address two days before the
@@ -80,11 +81,12 @@ async def write_scenario(writer: AuditWriter, base: datetime = T0) -> None:
                               model="fable-5" if j < 2 else "haiku-lite", tokens=(100, 50))
         await log.request(customer, f"key-a-{i}", A_IPS[0], HEALTH, [], model="haiku-lite",
                           tokens=(5, 1))
-    chained = {1: ["P1"], 2: ["P1", "P2"], 3: ["P2", "P3"], 4: ["P3"]}
+    chained = {1: ["P1", "Q1"], 2: ["P1", "Q1", "P2", "Q2"], 3: ["P2", "Q2", "P3", "Q3"],
+               4: ["P3", "Q3"]}
     for i, customer in enumerate(FARM_B, 1):
-        prompts = chained[i] + [f"b{i}-{j}" for j in range(3 - len(chained[i]))]
+        prompts = chained[i] + [f"b{i}-{j}" for j in range(4 - len(chained[i]))]
         for j, text in enumerate(prompts):
-            denied = i == 2 and j == 2
+            denied = i == 2 and j == 3
             await log.request(customer, f"key-b-{i}", B_IPS[i - 1], sha(text), ["agentic"],
                               status=403 if denied else 200,
                               model="mythos-5" if denied else "fable-5", tokens=(200, 80))
@@ -102,6 +104,9 @@ async def write_scenario(writer: AuditWriter, base: datetime = T0) -> None:
                           sha("nightly batch"), ["coding"], tokens=(1000, 10))
     await log.request("big-corp", "key-big-0", "198.18.10.1", HEALTH, [], model="haiku-lite")
     await log.request("solo", "key-solo", "198.51.200.1", HEALTH, [], model="haiku-lite")
+    await log.request("solo", "key-solo", "198.51.200.1", sha("hello"), [], model="haiku-lite")
+    await log.request("big-corp", "key-big-1", "198.18.10.2", sha("hello"), [],
+                      model="haiku-lite")
 
 
 def at(seconds: int, base: datetime = T0) -> str:
@@ -116,22 +121,22 @@ def _members(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
 
 # Seconds after T0 of each customer's first and last in-window record (the
 # old request is the 1st tick; farm A's 25 records are ticks 2-26, farm B's
-# 16 are 27-42, the NAT's 12 are 43-54, the 401 is 55).
+# 20 are 27-46, the NAT's 12 are 47-58, the 401 is 59).
 FARM_B_EXPECTED: dict[str, Any] = {
-    "rank": 1, "score": 0.875, "weak": False, "accounts": 4, "customers": FARM_B, "keys": 4,
-    "requests": 16, "watched_requests": 12, "watched_share": 0.75,
-    "capabilities": {"coding": 0, "agentic": 12},
-    "tokens_in": 4 * 605 - 200, "tokens_out": 4 * 241 - 80, "denied": 1, "rate_limited": 0,
-    "first_seen": at(27), "last_seen": at(42),
-    "models": {"fable-5": 11, "haiku-lite": 4, "mythos-5": 1},
+    "rank": 1, "score": 1.106, "weak": False, "accounts": 4, "customers": FARM_B, "keys": 4,
+    "requests": 20, "watched_requests": 16, "watched_share": 0.8,
+    "capabilities": {"coding": 0, "agentic": 16},
+    "tokens_in": 4 * 805 - 200, "tokens_out": 4 * 321 - 80, "denied": 1, "rate_limited": 0,
+    "first_seen": at(27), "last_seen": at(46),
+    "models": {"fable-5": 15, "haiku-lite": 4, "mythos-5": 1},
     "links": {"addresses": 0, "address_list": [], "networks": 0, "network_list": [],
-              "prompts": 3, "prompt_list": sorted(
-                  ({"key": sha(p), "customers": 2} for p in ("P1", "P2", "P3")),
+              "prompts": 6, "prompt_list": sorted(
+                  ({"key": sha(p), "customers": 2} for p in ("P1", "Q1", "P2", "Q2", "P3", "Q3")),
                   key=lambda d: d["key"])},
-    "members": _members([("farm-b-1", 4, 1, 3, 0, 0, 0, 0, 1),
-                         ("farm-b-2", 4, 1, 3, 1, 0, 0, 0, 2),
-                         ("farm-b-3", 4, 1, 3, 0, 0, 0, 0, 2),
-                         ("farm-b-4", 4, 1, 3, 0, 0, 0, 0, 1)]),
+    "members": _members([("farm-b-1", 5, 1, 4, 0, 0, 0, 0, 2),
+                         ("farm-b-2", 5, 1, 4, 1, 0, 0, 0, 4),
+                         ("farm-b-3", 5, 1, 4, 0, 0, 0, 0, 4),
+                         ("farm-b-4", 5, 1, 4, 0, 0, 0, 0, 2)]),
 }
 FARM_A_EXPECTED: dict[str, Any] = {
     "rank": 2, "score": 0.736, "weak": False, "accounts": 5, "customers": FARM_A, "keys": 5,
@@ -150,7 +155,7 @@ NAT_EXPECTED: dict[str, Any] = {
     "requests": 12, "watched_requests": 0, "watched_share": 0.0,
     "capabilities": {"coding": 0, "agentic": 0},
     "tokens_in": 3 * 60, "tokens_out": 3 * 60, "denied": 0, "rate_limited": 0,
-    "first_seen": at(43), "last_seen": at(54), "models": {"haiku-lite": 12},
+    "first_seen": at(47), "last_seen": at(58), "models": {"haiku-lite": 12},
     "links": {"addresses": 1, "address_list": [{"key": NAT_IP, "customers": 3}],
               "networks": 0, "network_list": [], "prompts": 0, "prompt_list": []},
     "members": _members([(c, 4, 1, 0, 0, 0, 1, 0, 0) for c in NAT]),

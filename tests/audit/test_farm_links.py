@@ -58,12 +58,15 @@ def test_crowded_addresses_and_networks_link_nobody() -> None:
     assert sorted(found.crowded) == [("192.0.2.0/24", 4), ("198.51.100.1", 4)]
 
 
-def test_prompt_links_and_common_prompts() -> None:
-    prompts = [("h1", "a", 2, 2), ("h1", "b", 1, 2), ("h2", "a", 1, 40)]
+def test_prompt_links_are_pairs_with_enough_identical_prompts() -> None:
+    prompts = [("h1", "a", 2, 3), ("h1", "b", 1, 3), ("h1", "c", 1, 3), ("h2", "a", 1, 2),
+               ("h2", "b", 1, 2), ("h3", "a", 1, 40)]
     found = find_links([], prompts, Thresholds(max_prompt_customers=10))
-    assert [(link.kind, link.key, sorted(link.customers)) for link in found.links] == [
-        ("prompt", "h1", ["a", "b"])]
-    assert found.common_prompts == 1
+    assert [(link.kind, link.key, sorted(link.customers), link.prompts)
+            for link in found.links] == [("prompts", "a b", ["a", "b"], ("h1", "h2"))]
+    assert (found.common_prompts, found.prompt_pairs_below_min) == (1, 2)
+    loose = find_links([], prompts, Thresholds(min_shared_prompts=1))
+    assert sorted(link.key for link in loose.links) == ["a b", "a c", "b c"]
 
 
 def test_weak_means_one_address_or_network_and_nothing_else() -> None:
@@ -75,8 +78,9 @@ def test_weak_means_one_address_or_network_and_nothing_else() -> None:
     assert [c.weak for c in clusters(find_links(one_network, [], Thresholds()), 3)] == [True]
     and_network = [*one_network, ("192.0.2.1", "d", 1)]
     assert [c.weak for c in clusters(find_links(and_network, [], Thresholds()), 3)] == [False]
-    prompt = find_links([("192.0.2.1", x, 1) for x in "abc"], [("h", "a", 1, 2),
-                                                               ("h", "d", 1, 2)], Thresholds())
+    prompt = find_links([("192.0.2.1", x, 1) for x in "abc"],
+                        [("h", "a", 1, 2), ("h", "d", 1, 2), ("i", "a", 1, 2), ("i", "d", 1, 2)],
+                        Thresholds())
     (joined,) = clusters(prompt, 3)
     assert (joined.customers, joined.weak) == (["a", "b", "c", "d"], False)
     assert clusters(prompt, 5) == []

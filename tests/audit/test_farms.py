@@ -38,7 +38,7 @@ async def _report(engine: AsyncEngine, **options: Any) -> dict[str, Any]:
 async def test_finds_both_farms_with_exact_figures(scenario: AsyncEngine) -> None:
     doc = await _report(scenario)
     assert doc["clusters"] == [FARM_B_EXPECTED, FARM_A_EXPECTED]
-    assert doc["scanned"] == {"customers": 14, "requests": 79, "links": 6}
+    assert doc["scanned"] == {"customers": 14, "requests": 85, "links": 6}
     assert doc["from"] == "2026-03-01T00:00:00Z" and doc["to"] == "2026-03-02T00:00:00Z"
     assert doc["version"] == 1
 
@@ -56,12 +56,27 @@ async def test_a_lone_shared_address_is_weak_and_held_back(scenario: AsyncEngine
 
 async def test_common_prompts_link_nobody(scenario: AsyncEngine) -> None:
     """The health check every customer sends is ignored above max_prompt_customers
-    (14 senders > 10); at 14 it would join everyone into one cluster."""
+    (14 senders > 10); at 14, with one shared prompt enough, it joins everyone."""
     doc = await _report(scenario)
     assert doc["ignored"]["common_prompts"] == 1
-    merged = await _report(scenario, thresholds=Thresholds(max_prompt_customers=14))
+    merged = await _report(scenario, thresholds=Thresholds(max_prompt_customers=14,
+                                                           min_shared_prompts=1))
     assert [c["accounts"] for c in merged["clusters"]] == [14]
     assert merged["clusters"][0]["links"]["prompt_list"][0] == {"key": HEALTH, "customers": 14}
+
+
+async def test_one_identical_prompt_is_a_coincidence(scenario: AsyncEngine) -> None:
+    """big-corp and solo both sent "hello" once: below min_shared_prompts (2), no link.
+    Farm B's pairs share two prompts each; with three required it falls apart."""
+    doc = await _report(scenario, min_accounts=2)
+    assert [c["customers"] for c in doc["clusters"]] == [FARM_B_EXPECTED["customers"],
+                                                         FARM_A_EXPECTED["customers"]]
+    assert doc["ignored"]["prompt_pairs_below_min"] == 1
+    one = await _report(scenario, min_accounts=2, thresholds=Thresholds(min_shared_prompts=1))
+    assert ["big-corp", "solo"] in [c["customers"] for c in one["clusters"]]
+    three = await _report(scenario, thresholds=Thresholds(min_shared_prompts=3))
+    assert [c["customers"] for c in three["clusters"]] == [FARM_A_EXPECTED["customers"]]
+    assert three["ignored"]["prompt_pairs_below_min"] == 4
 
 
 async def test_one_customer_with_many_keys_is_not_a_farm(scenario: AsyncEngine) -> None:

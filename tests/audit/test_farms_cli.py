@@ -88,10 +88,12 @@ def test_json_from_to_and_options(cli_env: Path) -> None:
     assert _customers(doc) == [farms.FARM_A]
     assert doc["parameters"] == {"min_accounts": 5, "capabilities": ["coding", "agentic"],
                                  "max_ip_customers": 50, "max_prompt_customers": 10,
-                                 "include_weak": False, "ip_truncated": False}
-    doc = _json("--from", start, "--capability", "agentic", "--max-prompt-customers", "14")
+                                 "min_shared_prompts": 2, "include_weak": False,
+                                 "ip_truncated": False}
+    doc = _json("--from", start, "--capability", "agentic", "--max-prompt-customers", "14",
+                "--min-shared-prompts", "1")
     (everyone,) = doc["clusters"]  # type: ignore[misc]
-    assert everyone["accounts"] == 14 and everyone["capabilities"] == {"agentic": 12}
+    assert everyone["accounts"] == 14 and everyone["capabilities"] == {"agentic": 16}
     assert _json("--from", end)["clusters"] == []
 
 
@@ -99,9 +101,9 @@ def test_table(cli_env: Path) -> None:
     result = CliRunner().invoke(app, ["farms", "--since", "1d"])
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "79 requests of 14 customers, 6 links" in out
+    assert "85 requests of 14 customers, 6 links" in out
     assert out.index("farm-b-1") < out.index("farm-a-1")
-    assert "0.875" in out and "0.736" in out and "nat-1" not in out
+    assert "1.106" in out and "0.736" in out and "nat-1" not in out
     assert "1 weak clusters" in out and "--include-weak" in out
     weak = CliRunner().invoke(app, ["farms", "--since", "1d", "--include-weak"])
     assert "0.084 (weak)" in weak.stdout and "nat-1" in weak.stdout
@@ -135,6 +137,7 @@ def test_the_gateways_proxy_and_truncation_settings_apply(
     (["--since", "7x"], "7x"),
     (["--min-accounts", "1"], "--min-accounts"),
     (["--max-ip-customers", "1"], "--max-ip-customers"),
+    (["--min-shared-prompts", "0"], "--min-shared-prompts"),
     (["--format", "xml"], "--format"),
     (["--capability", 'co"ding'], "--capability"),
 ])

@@ -85,6 +85,9 @@ async def test_report(client: Client) -> None:
                        headers=tokens["auditor"])
     (farm_a,) = five.json()["clusters"]
     assert farm_a["customers"] == farms.FARM_A and farm_a["capabilities"] == {"agentic": 0}
+    loose = await c.get(PATH, params={**WINDOW, "min_accounts": 2, "min_shared_prompts": 1},
+                        headers=tokens["auditor"])
+    assert ["big-corp", "solo"] in [x["customers"] for x in loose.json()["clusters"]]
 
 
 async def test_default_window_is_the_week_before_to(client: Client) -> None:
@@ -105,6 +108,7 @@ async def test_default_window_is_the_week_before_to(client: Client) -> None:
     ({"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"}, "to"),
     ({"min_accounts": "1"}, "min_accounts"),
     ({"max_prompt_customers": "1"}, "max_prompt_customers"),
+    ({"min_shared_prompts": "0"}, "min_shared_prompts"),
     ({"capability": 'co"ding'}, "capability"),
 ])
 async def test_bad_parameters_are_422_naming_them(

@@ -118,5 +118,5 @@ async def test_farm_report_on_postgres(pg_engine: tuple[AsyncEngine, Settings]) 
     await writer.stop()
     doc = await farm_report(engine, FarmOptions(farms.FROM, farms.TO, include_weak=True))
     assert doc["clusters"] == [farms.FARM_B_EXPECTED, farms.FARM_A_EXPECTED, farms.NAT_EXPECTED]
-    assert doc["scanned"] == {"customers": 14, "requests": 79, "links": 6}
+    assert doc["scanned"] == {"customers": 14, "requests": 85, "links": 6}
     assert doc["ignored"]["common_prompts"] == 1
