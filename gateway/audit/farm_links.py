@@ -34,6 +34,9 @@ from itertools import combinations
 
 from gateway.settings import IPNetwork
 
+EMPTY_PROMPT_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+"""SHA-256 of no text at all (a body with no strings): never a link, whatever its count."""
+
 
 class UnionFind:
     def __init__(self) -> None:
@@ -104,7 +107,7 @@ def network_of(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
 
 
 def find_links(pairs: Iterable[tuple[str | None, str, int]],
-               prompts: Iterable[tuple[str, str, int, int]], limits: Thresholds) -> Links:
+               prompts: Iterable[tuple[str | None, str, int, int]], limits: Thresholds) -> Links:
     """Every link in the window from (address, customer, requests) pairs and
     (hash, customer, requests, customers of the hash) rows."""
     out = Links()
@@ -155,10 +158,12 @@ def _network_link(out: Links, network: str, members: dict[str, set[str]], limit:
     _add(out, "network", network, set().union(*members.values()), limit)
 
 
-def _prompt_links(out: Links, prompts: Iterable[tuple[str, str, int, int]], limit: int,
+def _prompt_links(out: Links, prompts: Iterable[tuple[str | None, str, int, int]], limit: int,
                   min_shared: int) -> None:
     by_hash: dict[str, set[str]] = defaultdict(set)
     for digest, customer, _n, sent_by in prompts:
+        if digest is None or digest == EMPTY_PROMPT_SHA256:
+            continue  # no body (GET /v1/models), or a body with no text: not a prompt
         if sent_by > limit:
             out.common_prompts += 1  # the query sends one row for such a hash
             continue

@@ -4,8 +4,8 @@
 answers a JSON-ready dict (``gateway audit farms``, ``GET
 /admin/v1/audit/farms``). Read-only: it writes nothing, to the log or anywhere.
 
-Steps: two aggregate passes over the window (``farm_sql``: address x customer
-pairs, shared prompt hashes), linking in Python (``farm_links``: union-find
+Steps: one aggregate scan of the window (``farm_sql``: address x customer
+pairs and shared prompt hashes), linking in Python (``farm_links``: union-find
 over shared addresses, networks and prompts), then per-member figures for the
 clusters it reports, read through the customer index. The heuristics, the
 score and their limits are in ``docs/farms.md``.
@@ -76,10 +76,10 @@ async def farm_report(engine: AsyncEngine, options: FarmOptions) -> dict[str, An
         if conn.dialect.name == "postgresql":
             # One snapshot for every query, so the figures add up with the links.
             await conn.execution_options(isolation_level="REPEATABLE READ")
-        pairs = [(r.ip, r.customer, int(r.n))
-                 for r in await q.rows(conn, q.address_pairs_query(window))]
-        shared = q.shared_prompts_query(window, options.thresholds.max_prompt_customers)
-        prompts = [(r.h, r.customer, int(r.n), int(r.k)) for r in await q.rows(conn, shared)]
+        scanned = await q.rows(conn, q.links_query(window,
+                                                   options.thresholds.max_prompt_customers))
+        pairs = [(r.key, r.customer, int(r.n)) for r in scanned if r.kind == "address"]
+        prompts = [(r.key, r.customer, int(r.n), int(r.k)) for r in scanned if r.kind == "prompt"]
         # Pure Python over aggregates, off the event loop: in a serving worker
         # the admin call must not stall the requests it is relaying.
         found = await asyncio.to_thread(find_links, pairs, prompts, options.thresholds)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 
-from gateway.audit.farm_links import Thresholds, UnionFind, clusters, find_links
+from gateway.audit.farm_links import (
+    EMPTY_PROMPT_SHA256,
+    Thresholds,
+    UnionFind,
+    clusters,
+    find_links,
+)
 
 
 def _links(pairs: list[tuple[str | None, str, int]], **limits: object) -> list[tuple[str, str,
@@ -67,6 +73,14 @@ def test_prompt_links_are_pairs_with_enough_identical_prompts() -> None:
     assert (found.common_prompts, found.prompt_pairs_below_min) == (1, 2)
     loose = find_links([], prompts, Thresholds(min_shared_prompts=1))
     assert sorted(link.key for link in loose.links) == ["a b", "a c", "b c"]
+
+
+def test_no_body_and_the_empty_prompt_are_not_prompts() -> None:
+    """GET /v1/models has no prompt hash; a body without text hashes to sha256(b"")."""
+    prompts = [(None, "a", 5, 2), (None, "b", 5, 2), (EMPTY_PROMPT_SHA256, "a", 1, 2),
+               (EMPTY_PROMPT_SHA256, "b", 1, 2), ("h", "a", 1, 2), ("h", "b", 1, 2)]
+    found = find_links([], prompts, Thresholds(min_shared_prompts=2))
+    assert (found.links, found.prompt_pairs_below_min) == ([], 1)
 
 
 def test_weak_means_one_address_or_network_and_nothing_else() -> None:
