@@ -22,14 +22,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 
 from gateway.admin.auth import AdminActor, require_roles
-from gateway.audit.farm_links import Thresholds
-from gateway.audit.farms import DEFAULT_CAPABILITIES, DEFAULT_MIN_ACCOUNTS, FarmOptions, farm_report
 from gateway.audit.filters import FilterError, parse_time
 from gateway.deps import ServicesDep
 
 router = APIRouter(prefix="/admin/v1", tags=["audit"])
 Auditor = Annotated[AdminActor, Depends(require_roles("auditor"))]
 DEFAULT_WINDOW = timedelta(days=7)
+DEFAULT_MIN_ACCOUNTS = 3
+"""``gateway.audit.farms.DEFAULT_MIN_ACCOUNTS`` (a test checks they agree)."""
 
 
 def _invalid(param: str, message: str, value: Any) -> RequestValidationError:
@@ -57,6 +57,11 @@ async def farms_route(
     include_weak: bool = False,
 ) -> dict[str, Any]:
     """Groups of customers that look like one actor: shared addresses, networks, prompts."""
+    # Imported here: every serving worker loads this router, few ever run the
+    # report (~220 KiB of modules per worker otherwise).
+    from gateway.audit.farm_links import Thresholds
+    from gateway.audit.farms import DEFAULT_CAPABILITIES, FarmOptions, farm_report
+
     try:
         end = parse_time(to, "to") if to is not None else services.clock()
         start = parse_time(from_, "from") if from_ is not None else end - DEFAULT_WINDOW

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -11,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+import gateway.audit.farms
 from gateway.admin import farms as farm_routes
 from gateway.admin.routers import ADMIN_ROUTERS
 from gateway.audit.writer import AuditWriter
@@ -57,6 +60,16 @@ PATH = "/admin/v1/audit/farms"
 
 def test_the_route_is_served() -> None:
     assert PATH in [getattr(r, "path", None) for router in ADMIN_ROUTERS for r in router.routes]
+    assert farm_routes.DEFAULT_MIN_ACCOUNTS == gateway.audit.farms.DEFAULT_MIN_ACCOUNTS
+
+
+def test_workers_do_not_load_the_report_until_it_is_asked_for() -> None:
+    """Every serving worker imports the admin routers; the report's modules wait."""
+    code = ("import sys, gateway.app; "
+            "print(sorted(m for m in sys.modules if m.startswith('gateway.audit.farm')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 async def test_roles(client: Client) -> None:
@@ -126,7 +139,7 @@ async def test_a_report_too_slow_for_the_statement_timeout_is_a_503_saying_so(
     async def slow(*_: Any) -> dict[str, Any]:
         raise TimeoutError  # what asyncpg's command_timeout raises (an OSError)
 
-    monkeypatch.setattr(farm_routes, "farm_report", slow)
+    monkeypatch.setattr(gateway.audit.farms, "farm_report", slow)
     c, tokens = client
     r = await c.get(PATH, params=WINDOW, headers=tokens["auditor"])
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
