@@ -97,10 +97,15 @@ def farms(
     _print(Console(emoji=False), doc)
 
 
+def _short(iso: str) -> str:
+    """``2026-03-01T12:00:05.123Z`` as ``2026-03-01 12:00`` (the JSON has the full time)."""
+    return iso[:16].replace("T", " ")
+
+
 def _print(console: Console, doc: dict[str, Any]) -> None:
     scanned, ignored = doc["scanned"], doc["ignored"]
     console.print(Text(
-        f"{doc['from']} to {doc['to']}: {scanned['requests']} requests of "
+        f"{_short(doc['from'])} to {_short(doc['to'])} UTC: {scanned['requests']} requests of "
         f"{scanned['customers']} customers, {scanned['links']} links; ignored "
         f"{ignored['crowded']} crowded addresses/networks, {ignored['common_prompts']} "
         f"common prompts, {ignored['proxy_addresses']} proxy addresses"), highlight=False)
@@ -118,7 +123,7 @@ def _print(console: Console, doc: dict[str, Any]) -> None:
                 str(c["requests"]), f"{c['watched_share']:.0%}", str(c["rate_limited"]),
                 str(c["denied"]), f"{c['tokens_in']}/{c['tokens_out']}",
                 f"{links['addresses']}/{links['networks']}/{links['prompts']}",
-                f"{c['first_seen']} .. {c['last_seen']}", Text(names))
+                f"{_short(c['first_seen'])} .. {_short(c['last_seen'])}", Text(names))
         console.print(table)
     if doc["weak_clusters_hidden"]:
         console.print(Text(f"{doc['weak_clusters_hidden']} weak clusters (one shared address "
