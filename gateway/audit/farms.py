@@ -59,6 +59,8 @@ class FarmOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     def __post_init__(self) -> None:
+        if self.to_ts <= self.from_ts:
+            raise ValueError("to: must be after from")
         if self.min_accounts < 2:
             raise ValueError("min_accounts: a cluster needs at least 2 customers")
         for name in self.capabilities:
@@ -82,9 +84,7 @@ async def farm_report(engine: AsyncEngine, options: FarmOptions) -> dict[str, An
         prompts = [(r.key, r.customer, int(r.n), int(r.k)) for r in scanned if r.kind == "prompt"]
         # Pure Python over aggregates, off the event loop: in a serving worker
         # the admin call must not stall the requests it is relaying.
-        found = await asyncio.to_thread(find_links, pairs, prompts, options.thresholds)
-        every = sorted(clusters(found, options.min_accounts),
-                       key=lambda c: (-len(c.customers), c.customers))
+        found, every = await asyncio.to_thread(_link, pairs, prompts, options)
         shown = [c for c in every if options.include_weak or not c.weak]
         members = await _figures(conn, window, [m for c in shown for m in c.customers],
                                  options.capabilities)
@@ -93,6 +93,13 @@ async def farm_report(engine: AsyncEngine, options: FarmOptions) -> dict[str, An
     for rank, item in enumerate(items, 1):
         item["rank"] = rank
     return _report(options, found, items, sum(1 for c in every if c.weak))
+
+
+def _link(pairs: list[tuple[str | None, str, int]],
+          prompts: list[tuple[str | None, str, int, int]],
+          options: FarmOptions) -> tuple[Links, list[Cluster]]:
+    found = find_links(pairs, prompts, options.thresholds)
+    return found, clusters(found, options.min_accounts)
 
 
 async def _figures(conn: AsyncConnection, window: q.Window, customers: Sequence[str],

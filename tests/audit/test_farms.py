@@ -90,6 +90,8 @@ async def test_min_accounts(scenario: AsyncEngine) -> None:
     assert [c["customers"] for c in doc["clusters"]] == [FARM_A_EXPECTED["customers"]]
     with pytest.raises(ValueError, match="min_accounts"):
         FarmOptions(FROM, TO, min_accounts=1)
+    with pytest.raises(ValueError, match="after"):
+        FarmOptions(TO, FROM)
 
 
 async def test_the_window_bounds_every_link_and_figure(scenario: AsyncEngine) -> None:
