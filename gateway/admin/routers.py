@@ -14,6 +14,7 @@ from gateway.admin.actions import router as actions_router
 from gateway.admin.audit import router as audit_router
 from gateway.admin.customers import router as customers_router
 from gateway.admin.decisions import router as decisions_router
+from gateway.admin.farms import router as farms_router
 from gateway.admin.holds import router as holds_router
 from gateway.admin.keys import router as keys_router
 from gateway.admin.kyc_webhook import router as kyc_webhook_router
@@ -30,6 +31,7 @@ ADMIN_ROUTERS = (
     actions_router,
     holds_router,
     usage_router,
+    farms_router,
 )
 
 

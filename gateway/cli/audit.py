@@ -1,4 +1,4 @@
-"""`gateway audit` commands: export, verify, public-key, prune, hold.
+"""`gateway audit` commands: export, verify, public-key, prune, hold, farms.
 
 Exit codes: 0 ok, 1 the log (or the export) failed verification, 2 usage error
 (a bad option or filter, no pinned signing key for verify, a database that does
@@ -21,13 +21,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.cli.database import require_existing, run_on_existing_database
+from gateway.cli.database import audit_settings, require_existing, run_on_existing_database
+from gateway.cli.farms import farms
 from gateway.cli.messages import error, note, say, stderr
-from gateway.settings import Settings, SettingsError, load_settings
+from gateway.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
 hold_app = typer.Typer(no_args_is_help=True, help="Legal holds that block pruning.")
 app.add_typer(hold_app, name="hold")
+app.command()(farms)
 T = TypeVar("T")
 
 
@@ -36,13 +38,7 @@ def _console() -> Console:
 
 
 def _settings() -> Settings:
-    # The audit commands never talk to the upstream; do not insist on its URL.
-    overrides: dict[str, object] = {} if os.environ.get("GATEWAY_UPSTREAM_URL") else {"demo": True}
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        error(_console(), str(exc))
-        raise typer.Exit(2) from None
+    return audit_settings()
 
 
 def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:

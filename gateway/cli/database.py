@@ -18,6 +18,7 @@ must already exist, so for them a missing file is a usage error.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -31,6 +32,19 @@ from gateway.cli.messages import error, stderr
 from gateway.settings import Settings
 
 T = TypeVar("T")
+
+
+def audit_settings() -> Settings:
+    """The settings for commands that read the audit log: they never talk to the
+    upstream, so its URL is not insisted on. A bad variable is exit 2."""
+    from gateway.settings import SettingsError, load_settings
+
+    overrides: dict[str, object] = {} if os.environ.get("GATEWAY_UPSTREAM_URL") else {"demo": True}
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        error(stderr(), str(exc))
+        raise typer.Exit(2) from None
 
 
 def run_on_existing_database(

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.admin import actions, customers, keys, kyc_webhook
+from gateway.admin import actions, customers, farms, keys, kyc_webhook
 from gateway.identity.identifier import GatewayIdentifier
 from gateway.kyc.screening import screener_from_path
 from tests.support.identity_app import (
@@ -53,7 +53,8 @@ async def env(tmp_path: Path) -> AsyncIterator[AdminEnv]:
     services.extras["screener"] = screener_from_path(DATA / "sanctions_sample.csv", 0.9)
     tokens = {"bootstrap": BOOTSTRAP}
     tokens.update(await admin_tokens(sessions, ("admin", "compliance", "auditor")))
-    app = make_app(services, customers.router, keys.router, kyc_webhook.router, actions.router)
+    app = make_app(services, customers.router, keys.router, kyc_webhook.router, actions.router,
+                   farms.router)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
         yield AdminEnv(client, services, identifier, clock, tokens)

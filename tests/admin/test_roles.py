@@ -13,6 +13,7 @@ from tests.identity.conftest import ACTOR, NOW
 
 ADMIN_ONLY = {"admin", "bootstrap"}
 CUSTOMER_ROLES = {"admin", "bootstrap", "compliance"}
+AUDIT_ROLES = {"admin", "bootstrap", "auditor"}
 
 # (method, path template, json body, roles allowed, success status)
 ROUTES: list[tuple[str, str, Any, set[str], int]] = [
@@ -25,6 +26,7 @@ ROUTES: list[tuple[str, str, Any, set[str], int]] = [
     ("DELETE", "/admin/v1/keys/{key_id}", None, ADMIN_ONLY, 200),
     ("POST", "/admin/v1/tokens", {"role": "auditor", "name": "t"}, ADMIN_ONLY, 201),
     ("DELETE", "/admin/v1/tokens/{token_id}", None, ADMIN_ONLY, 200),
+    ("GET", "/admin/v1/audit/farms", None, AUDIT_ROLES, 200),
 ]
 ROLES = ["admin", "bootstrap", "compliance", "auditor"]
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import gateway.db.models  # noqa: F401
 from gateway.audit.export import Exporter
+from gateway.audit.farms import FarmOptions, farm_report
 from gateway.audit.offline import verify_export
 from gateway.audit.query import DecisionFilters, list_decisions
 from gateway.audit.signing import load_signer
@@ -22,6 +23,7 @@ from gateway.audit.writer import AuditWriter
 from gateway.db.base import Base
 from gateway.db.session import create_engine, session_factory
 from gateway.settings import Settings
+from tests.audit import farm_scenario as farms
 from tests.audit.conftest import make_record
 from tests.support import postgres_server
 
@@ -124,3 +126,17 @@ async def test_report_rule_ids_on_postgres(pg_engine: tuple[AsyncEngine, Setting
         r.id for r in records if r.report_rule_ids and "tier-entitlement" in r.rule_ids]
     items, _ = await list_decisions(sessions, DecisionFilters(report_rule_id="draft"), None, 100)
     assert [i["id"] for i in items] == [r.id for r in records if r.report_rule_ids]
+
+
+async def test_farm_report_on_postgres(pg_engine: tuple[AsyncEngine, Settings]) -> None:
+    """The JSON-field SQL (``->>`` on PostgreSQL, ``json_extract`` on SQLite) and the
+    window-function pass give PostgreSQL the same report, figure for figure."""
+    engine, settings = pg_engine
+    writer = AuditWriter(engine, settings, load_signer(settings))
+    await writer.start()
+    await farms.write_scenario(writer)
+    await writer.stop()
+    doc = await farm_report(engine, FarmOptions(farms.FROM, farms.TO, include_weak=True))
+    assert doc["clusters"] == [farms.FARM_B_EXPECTED, farms.FARM_A_EXPECTED, farms.NAT_EXPECTED]
+    assert doc["scanned"] == {"customers": 14, "requests": 85, "links": 6}
+    assert doc["ignored"]["common_prompts"] == 1
