@@ -137,24 +137,40 @@ def _deny(
     demotion: str | None,
     report: Report = NO_REPORT,
 ) -> Decision:
+    return _decision(False, bundle, tier, rule_ids, reasons, facts, demotion, report)
+
+
+def _decision(
+    allowed: bool,
+    bundle: CompiledBundle,
+    tier: str,
+    rule_ids: tuple[str, ...],
+    reasons: tuple[str, ...],
+    facts: RequestFacts,
+    demotion: str | None,
+    report: Report,
+    quota: QuotaPlan | None = None,
+) -> Decision:
     if report is NO_REPORT:
         return Decision(
-            allowed=False,
+            allowed=allowed,
             effective_tier=tier,
             rule_ids=rule_ids,
             reasons=reasons,
             policy_version=bundle.version,
             capabilities=facts.capabilities,
+            quota=quota,
             tier_demotion=demotion,
         )
     # A subclass, built only when report rules matched (see ReportedDecision).
     return ReportedDecision(
-        allowed=False,
+        allowed=allowed,
         effective_tier=tier,
         rule_ids=rule_ids,
         reasons=reasons,
         policy_version=bundle.version,
         capabilities=facts.capabilities,
+        quota=quota,
         tier_demotion=demotion,
         report_rule_ids=report[0],
         report_reasons=report[1],
@@ -228,28 +244,16 @@ def _decide(
             demotion,
             report,
         )
-    if report is NO_REPORT:
-        return Decision(
-            allowed=True,
-            effective_tier=tier,
-            rule_ids=tuple(r.id for r in allows),
-            reasons=tuple(r.reason for r in allows),
-            policy_version=bundle.version,
-            capabilities=facts.capabilities,
-            quota=plan,
-            tier_demotion=demotion,
-        )
-    return ReportedDecision(
-        allowed=True,
-        effective_tier=tier,
-        rule_ids=tuple(r.id for r in allows),
-        reasons=tuple(r.reason for r in allows),
-        policy_version=bundle.version,
-        capabilities=facts.capabilities,
-        quota=plan,
-        tier_demotion=demotion,
-        report_rule_ids=report[0],
-        report_reasons=report[1],
+    return _decision(
+        True,
+        bundle,
+        tier,
+        tuple(r.id for r in allows),
+        tuple(r.reason for r in allows),
+        facts,
+        demotion,
+        report,
+        plan,
     )
 
 
