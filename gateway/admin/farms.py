@@ -59,8 +59,7 @@ async def farms_route(
     """Groups of customers that look like one actor: shared addresses, networks, prompts."""
     # Imported here: every serving worker loads this router, few ever run the
     # report (~220 KiB of modules per worker otherwise).
-    from gateway.audit.farm_links import Thresholds
-    from gateway.audit.farms import DEFAULT_CAPABILITIES, FarmOptions, farm_report
+    from gateway.audit.farms import farm_options, farm_report
 
     try:
         end = parse_time(to, "to") if to is not None else services.clock()
@@ -69,16 +68,12 @@ async def farms_route(
         raise _invalid(exc.param, exc.message, exc.value) from None
     if end <= start:
         raise _invalid("to", f"must be after 'from' ({from_})", to)
-    settings = services.settings
     try:
-        options = FarmOptions(
-            start, end, min_accounts=min_accounts,
-            capabilities=tuple(capability) if capability else DEFAULT_CAPABILITIES,
-            include_weak=include_weak,
-            thresholds=Thresholds(
-                max_ip_customers=max_ip_customers, max_prompt_customers=max_prompt_customers,
-                min_shared_prompts=min_shared_prompts, trusted_proxies=settings.trusted_proxies,
-                ip_truncated=settings.audit_ip_truncate == "24_48"))
+        options = farm_options(
+            services.settings, start, end, min_accounts=min_accounts, capabilities=capability,
+            include_weak=include_weak, max_ip_customers=max_ip_customers,
+            max_prompt_customers=max_prompt_customers,
+            min_shared_prompts=min_shared_prompts)  # fmt: skip
     except ValueError as exc:
         raise _invalid("capability", str(exc), capability) from None
     try:

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.audit import farm_sql as q
 from gateway.audit.chain import utc
 from gateway.audit.farm_links import Cluster, Links, Thresholds, clusters, find_links
+from gateway.settings import Settings
 
 REPORT_VERSION = 1
 DEFAULT_CAPABILITIES = ("coding", "agentic")
@@ -70,6 +71,33 @@ class FarmOptions:
             raise ValueError("max_*_customers: a link needs at least 2 customers")
         if self.thresholds.min_shared_prompts < 1:
             raise ValueError("min_shared_prompts: at least 1")
+
+
+def farm_options(
+    settings: Settings,
+    from_ts: datetime,
+    to_ts: datetime,
+    *,
+    min_accounts: int,
+    capabilities: Sequence[str] | None,
+    include_weak: bool,
+    max_ip_customers: int,
+    max_prompt_customers: int,
+    min_shared_prompts: int,
+) -> FarmOptions:
+    """The options of one report (CLI or API); ValueError names a bad one.
+
+    The deployment's trusted proxies never link anyone, and with client
+    addresses truncated (``GATEWAY_AUDIT_IP_TRUNCATE=24_48``) every address
+    link is a network link."""
+    return FarmOptions(
+        from_ts, to_ts, min_accounts=min_accounts,
+        capabilities=tuple(capabilities) if capabilities else DEFAULT_CAPABILITIES,
+        include_weak=include_weak,
+        thresholds=Thresholds(
+            max_ip_customers=max_ip_customers, max_prompt_customers=max_prompt_customers,
+            min_shared_prompts=min_shared_prompts, trusted_proxies=settings.trusted_proxies,
+            ip_truncated=settings.audit_ip_truncate == "24_48"))  # fmt: skip
 
 
 async def farm_report(engine: AsyncEngine, options: FarmOptions) -> dict[str, Any]:

@@ -20,11 +20,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.audit.farm_links import Thresholds
 from gateway.audit.farms import (
     DEFAULT_CAPABILITIES,
     DEFAULT_MIN_ACCOUNTS,
-    FarmOptions,
+    farm_options,
     farm_report,
 )
 from gateway.cli.database import audit_settings, run_on_existing_database
@@ -80,14 +79,11 @@ def farms(
     start, end = _window(since, from_, to)
     settings = audit_settings()
     try:
-        options = FarmOptions(
-            start, end, min_accounts=min_accounts,
-            capabilities=tuple(capability) if capability else DEFAULT_CAPABILITIES,
-            include_weak=include_weak,
-            thresholds=Thresholds(
-                max_ip_customers=max_ip_customers, max_prompt_customers=max_prompt_customers,
-                min_shared_prompts=min_shared_prompts, trusted_proxies=settings.trusted_proxies,
-                ip_truncated=settings.audit_ip_truncate == "24_48"))
+        options = farm_options(
+            settings, start, end, min_accounts=min_accounts, capabilities=capability,
+            include_weak=include_weak, max_ip_customers=max_ip_customers,
+            max_prompt_customers=max_prompt_customers,
+            min_shared_prompts=min_shared_prompts)  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--capability'") from None
     doc = run_on_existing_database(settings, lambda engine: farm_report(engine, options))
