@@ -7,7 +7,8 @@
         at: "2026-06-14T00:00:00Z"                      # default: now
         expect: {decision: deny, rule_ids: [directive-frontier-us-persons-only]}
 
-``principal`` takes the customer record's fields (SPEC section 4); ``request``
+``principal`` takes the customer record's fields (SPEC section 4), checked as
+the admin API checks a record (``caserecord.py``); ``request``
 takes ``model``, ``origin`` (country ``DE`` or region ``UA-43``), ``endpoint``
 (default ``/v1/chat/completions``) and either ``body`` (a request body; its
 capabilities are classified by the bundle, exactly as in production) or
@@ -24,12 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from gateway.geo.origin import Origin
 from gateway.identity.principal import Ownership, Principal
+from gateway.policy.caserecord import record_problems, upper_code
 from gateway.policy.caserefs import case_references
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.decision import EVALUATION_ERROR
@@ -45,8 +47,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+Code = Annotated[str, BeforeValidator(upper_code)]
+"""An ISO code as the admin API stores it (upper case); ``caserecord`` checks it is real."""
+
+
 class OwnershipIn(_Strict):
-    country: str
+    country: Code
     percent: float = Field(ge=0, le=100)
 
 
@@ -54,9 +60,9 @@ class PrincipalIn(_Strict):
     id: str = "test-customer"
     name: str = ""
     kind: Literal["individual", "organization"] = "individual"
-    citizenships: list[str] = Field(default_factory=list)
-    residence: str | None = None
-    incorporated_in: str | None = None
+    citizenships: list[Code] = Field(default_factory=list)
+    residence: Code | None = None
+    incorporated_in: Code | None = None
     ownership: list[OwnershipIn] = Field(default_factory=list)
     kyc_level: str = "none"
     kyc_expires_at: AwareTimestamp | None = None
@@ -88,7 +94,7 @@ class RequestIn(_Strict):
     model: str
     unknown_model: bool = False
     """The case is about a model the bundle does not define (else that is a typo)."""
-    origin: str | None = None
+    origin: Code | None = None
     endpoint: str = DEFAULT_ENDPOINT
     body: dict[str, Any] | None = None
     capabilities: list[str] | None = None
@@ -246,7 +252,7 @@ def run_tests(
                         )
                     )
                 continue
-            problems = case_references(case, bundle)
+            problems = case_references(case, bundle) + record_problems(case)
             for where, message in problems:
                 loc = ("cases", index, *where)
                 results.append(
