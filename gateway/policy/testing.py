@@ -1,4 +1,4 @@
-"""Policy tests: ``<bundle>/tests/*.yaml`` cases run through the real engine.
+"""Policy tests: ``<bundle>/tests/**/*.yaml`` cases run through the real engine.
 
     cases:
       - name: a German enterprise loses frontier access after the directive
@@ -37,6 +37,7 @@ from gateway.policy.compiled import CompiledBundle
 from gateway.policy.decision import EVALUATION_ERROR
 from gateway.policy.engine import DEFAULT_ENDPOINT, decide
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
+from gateway.policy.files import test_files
 from gateway.policy.loader import pydantic_message as _message
 from gateway.policy.schema import AwareTimestamp
 from gateway.policy.yamlsrc import DataPath, format_path, parse_file
@@ -207,20 +208,13 @@ def _line(lines: dict[DataPath, int], loc: DataPath) -> int | None:
     return None
 
 
-def test_files(directory: Path) -> list[Path]:
-    tests = directory / "tests"
-    if not tests.is_dir():
-        return []
-    return sorted(p for p in tests.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-
-
 def run_tests(
     directory: Path, bundle: CompiledBundle, now: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> list[CaseResult]:
     """Every case of every test file; malformed files and cases are failures."""
     results: list[CaseResult] = []
     for path in test_files(directory):
-        name = f"tests/{path.name}"
+        name = path.relative_to(directory).as_posix()
         parsed = parse_file(path, name)
         for problem in parsed.errors:
             results.append(CaseResult(name, problem.line, "(file)", False, problem.message))
@@ -268,5 +262,4 @@ def run_tests(
     return results
 
 
-test_files.__test__ = False  # type: ignore[attr-defined]
 run_tests.__test__ = False  # type: ignore[attr-defined]
