@@ -5,7 +5,8 @@ The principal is checked the way the admin API checks a customer record
 alpha-2 citizenships, incorporation and owner countries; a residence that is
 a country or an ISO 3166-2 region (``UA-43``); ownership adding up to at most
 100 %; attributes in the record's attribute format. The request's origin is
-a country or region code, as GeoIP reports it.
+a country or region code, as GeoIP reports it, and its endpoint one of the
+proxied routes.
 
 Why a test-file error and not a failed case: the engine compares codes as
 strings, so a code no record or GeoIP lookup can hold (``UK``, ``XX``) only
@@ -19,18 +20,16 @@ as the admin API stores them: ``de`` in a test means the record ``DE``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway.kyc.codes import country_code, country_or_region
-from gateway.kyc.schemas import NAME_PATTERN
+from gateway.policy.names import attribute_problem, endpoint_problem
 from gateway.policy.yamlsrc import DataPath
 
 if TYPE_CHECKING:  # testing.py imports this module
     from gateway.policy.testing import CaseIn
 
-_ATTRIBUTE = re.compile(NAME_PATTERN)
 _OWNERSHIP_SLACK = 0.0001
 """The admin API's tolerance for float shares such as 33.3333 * 3."""
 
@@ -83,13 +82,11 @@ def record_problems(case: CaseIn) -> list[tuple[DataPath, str]]:
         total = "ownership percentages add up to more than 100"
         problems.append((("principal", "ownership"), total))
     for i, attribute in enumerate(p.attributes):
-        if not _ATTRIBUTE.fullmatch(attribute):
-            problems.append(
-                (
-                    ("principal", "attributes", i),
-                    f"attribute '{attribute}' is not in the customer record's format "
-                    "(lower case letters, digits and _, starting with a letter)",
-                )
-            )
+        problem = attribute_problem(attribute, "is not in the customer record's format")
+        if problem is not None:
+            problems.append((("principal", "attributes", i), problem))
     problems += _place(("request", "origin"), case.request.origin)
+    endpoint = endpoint_problem(case.request.endpoint)
+    if endpoint is not None:
+        problems.append((("request", "endpoint"), endpoint))
     return problems

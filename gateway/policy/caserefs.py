@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.policy.checks import RESERVED_RULE_IDS, RESERVED_RULE_PREFIXES
 from gateway.policy.compiled import CompiledBundle
+from gateway.policy.names import RESERVED_RULE_IDS, RESERVED_RULE_PREFIXES
 from gateway.policy.yamlsrc import DataPath
 
 if TYPE_CHECKING:  # testing.py imports this module
