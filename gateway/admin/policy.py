@@ -8,7 +8,7 @@ HTTP (files posted as text) without touching the running one.
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.admin_log import record_admin_action
+from gateway.policy.files import is_yaml
 from gateway.policy.loader import load_dir
 
 router = APIRouter(prefix="/admin/v1", tags=["policy"])
@@ -70,21 +71,7 @@ async def validate_policy(
     candidate: CandidateBundle, actor: AdminActor = Compliance
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gateway-policy-") as tmp:
-        # A bundle is one flat directory: names are reduced to their base name,
-        # so two paths with the same base name would silently overwrite each other.
-        seen: dict[str, str] = {}
-        for name, text in candidate.files.items():
-            target = Path(tmp) / Path(name).name
-            if target.suffix not in (".yaml", ".yml"):
-                raise HTTPException(status_code=422, detail=f"{name}: only .yaml/.yml files")
-            if target.name in seen:
-                raise HTTPException(
-                    status_code=422,
-                    detail=f"{seen[target.name]} and {name} are both {target.name}: "
-                    "a bundle is one directory, file names must be unique",
-                )
-            seen[target.name] = name
-            target.write_text(text)
+        _write_candidate(Path(tmp), candidate.files)
         result = load_dir(Path(tmp))
     return {
         "ok": result.ok,
@@ -92,3 +79,33 @@ async def validate_policy(
         "errors": [str(e) for e in result.errors],
         "warnings": [str(w) for w in result.warnings],
     }
+
+
+def _write_candidate(directory: Path, files: dict[str, str]) -> None:
+    """Lay the posted files out in ``directory``; 422 for a name no bundle could hold.
+
+    Paths are kept as given, so a candidate is judged as the same files on
+    disk would be: ``sanctions/extra.yaml`` is refused as a file the loader
+    does not read, ``tests/x.yaml`` is a policy test (not merged).
+    """
+    seen: dict[PurePosixPath, str] = {}
+    for name, text in files.items():
+        relative = PurePosixPath(name)
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            detail = f"{name}: must be a relative path inside the bundle directory"
+            raise HTTPException(status_code=422, detail=detail)
+        if not is_yaml(Path(relative.name)):
+            raise HTTPException(status_code=422, detail=f"{name}: only .yaml/.yml files")
+        if relative in seen:  # "a.yaml" and "./a.yaml": one would overwrite the other
+            raise HTTPException(
+                status_code=422,
+                detail=f"{seen[relative]} and {name} are both {relative}: "
+                "file names must be unique",
+            )
+        seen[relative] = name
+        target = directory.joinpath(*relative.parts)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        except OSError as exc:  # "a.yaml" and "a.yaml/b.yaml": a file where a directory goes
+            raise HTTPException(status_code=422, detail=f"{name}: {exc.strerror}") from None

@@ -17,12 +17,12 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.cli.impact_report import print_impact
 from gateway.policy.compiled import compile_bundle
 from gateway.policy.diff import diff_bundles
-from gateway.policy.impact import ImpactReport, impact
+from gateway.policy.impact import impact
 from gateway.policy.loader import LoadResult, load_dir
 from gateway.policy.schema import json_schema
 from gateway.policy.testing import run_tests
@@ -192,78 +192,6 @@ def _missing_sqlite_file() -> Path | None:
     return None if path.exists() else path
 
 
-def _print_report(console: Console, report: ImpactReport, candidate: str) -> None:
-    console.print(
-        f"{report.total} recorded decisions, {report.skipped} skipped, "
-        f"{report.unchanged} unchanged, [red]{report.to_deny} allow->deny[/red], "
-        f"[green]{report.to_allow} deny->allow[/green]"
-    )
-    if report.not_policy:
-        statuses = ", ".join(
-            f"{count} with status {status}"
-            for status, count in sorted(report.not_policy_by_status.items())
-        )
-        console.print(
-            f"{report.not_policy} not replayed: refused outside the policy rules "
-            f"(quota, authentication, malformed request): {statuses}",
-            markup=False,
-        )
-    if report.by_version:
-        # Flips of records decided under another version mix the candidate's
-        # edits with every change made since (drift): show them apart.
-        versions = Table(title="replayed by the policy version that decided them")
-        versions.add_column("recorded version")
-        versions.add_column("replayed", justify="right")
-        versions.add_column("allow->deny", justify="right")
-        versions.add_column("deny->allow", justify="right")
-        versions.add_column("note")
-        for version, count in sorted(report.by_version.items(), key=lambda kv: -kv[1].replayed):
-            note = "candidate" if version == candidate else "other: drift included"
-            versions.add_row(
-                _e(version[:12]),
-                str(count.replayed),
-                str(count.to_deny),
-                str(count.to_allow),
-                note,
-            )
-        console.print(versions)
-        drift = sum(c.flipped for v, c in report.by_version.items() if v != candidate)
-        if drift:
-            console.print(
-                f"{drift} of the flips are of records decided under another version: "
-                "they include every change made since that version, not only the candidate's",
-                markup=False,
-            )
-    for title, counter, heading in (
-        ("rule", report.by_rule, "flips by rule"),
-        ("model", report.by_model, "flips by model"),
-        ("tier", report.by_tier, "flips by tier"),
-        ("origin country", report.by_country, "flips by origin country"),
-        ("rule", report.from_report, "flips by rules that were in report mode, now enforced"),
-        ("report-mode rule", report.report_matches, "replayed decisions report rules match"),
-    ):
-        if not counter:
-            continue
-        table = Table(title=heading)
-        table.add_column(title)
-        table.add_column(
-            "matches" if counter is report.report_matches else "flips", justify="right"
-        )
-        for key, flips in counter.most_common():
-            table.add_row(_e(key), str(flips))
-        console.print(table)
-    for flip in report.examples:
-        console.print(
-            f"  e.g. {flip.record_id or '?'} customer {flip.customer_id} {flip.model} "
-            f"from {flip.origin or 'unknown'}: {flip.old} -> {flip.new} "
-            f"({', '.join(flip.new_rule_ids)}; recorded under "
-            f"{(flip.policy_version or 'unknown')[:12]})",
-            markup=False,
-        )
-    for error in report.errors:
-        console.print(f"[yellow]skipped:[/yellow] {_e(error)}")
-
-
 @app.command("impact")
 def impact_cmd(
     directory: DirArg,
@@ -329,7 +257,7 @@ def impact_cmd(
     console.print(
         f"candidate {directory} ({result.version[:12]}), decisions since {since}", markup=False
     )
-    _print_report(console, impact(records, bundle, at_dt), result.version)
+    print_impact(console, impact(records, bundle, at_dt), result.version)
 
 
 @app.command()

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.policy.checks import (
-    RESERVED_RULE_IDS,
-    RESERVED_RULE_PREFIXES,
-    valid_country,
-    valid_region,
-)
 from gateway.policy.compiled import CompiledBundle
+from gateway.policy.names import RESERVED_RULE_IDS, RESERVED_RULE_PREFIXES
 from gateway.policy.yamlsrc import DataPath
 
 if TYPE_CHECKING:  # testing.py imports this module
@@ -27,8 +22,9 @@ def case_references(case: CaseIn, bundle: CompiledBundle) -> list[tuple[DataPath
     """Names in a case the bundle does not define, by path inside the case.
 
     A case naming a model, tier, KYC level or rule id the bundle does not
-    have (or an origin that is no ISO code) tests nothing: it would pass or
-    fail for a reason unrelated to the policy, so it is a test-file error.
+    have tests nothing: it would pass or fail for a reason unrelated to the
+    policy, so it is a test-file error. (Codes no record or request could
+    hold, such as an origin that is no ISO code, are ``caserecord``'s.)
     """
     problems: list[tuple[DataPath, str]] = []
     p, req, exp = case.principal, case.request, case.expect
@@ -39,12 +35,6 @@ def case_references(case: CaseIn, bundle: CompiledBundle) -> list[tuple[DataPath
                 f"unknown model '{req.model}' (set unknown_model: true to test one on purpose)",
             )
         )
-    if req.origin is not None:
-        valid = valid_region(req.origin) if "-" in req.origin else valid_country(req.origin)
-        if not valid:
-            problems.append(
-                (("request", "origin"), f"invalid ISO 3166 country or region code '{req.origin}'")
-            )
     for i, cap in enumerate(req.capabilities or ()):
         if cap not in bundle.capability_names():
             problems.append((("request", "capabilities", i), f"unknown capability '{cap}'"))

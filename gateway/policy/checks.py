@@ -2,9 +2,10 @@
 
 Run by the loader after each item parsed on its own. Catches at load what
 would otherwise surface at request time: unknown group, tier, model,
-capability or KYC-level names, invalid ISO 3166 codes, regexes that do not
-compile, duplicate rule ids, rule ids the engine reserves. Also shared with
-the compiler: ``resolve_country_set`` and ``is_group_name``.
+capability or KYC-level names, endpoints that are no proxied route, attribute
+names no customer record can hold, invalid ISO 3166 codes, regexes that do
+not compile, duplicate rule ids, rule ids the engine reserves. What each
+name may be is ``names.py``'s.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.kyc.codes import is_iso_region, iso_countries
 from gateway.policy import schema as s
+from gateway.policy.names import (
+    RESERVED_RULE_IDS,
+    RESERVED_RULE_PREFIXES,
+    attribute_problem,
+    endpoint_problem,
+    is_group_name,
+    resolve_country_set,
+    valid_country,
+    valid_region,
+)
 from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap, format_path
 
-GROUP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-RESERVED_RULE_IDS = frozenset(
-    {"default-deny", "customer-suspended", "evaluation-error", "sanctions-confirmed-match"}
-)
-RESERVED_RULE_PREFIXES = ("quota-not-offered:",)
 QUOTA_CAPABILITY_KEYS = "capability keys"
 """Key of a failed quota item's salvaged fields: its capability names."""
 COUNTRY_SET_KEYS = (
@@ -32,48 +37,6 @@ COUNTRY_SET_KEYS = (
     "controlled_by_in",
     "incorporated_in",
 )
-
-
-def is_group_name(value: str) -> bool:
-    return bool(GROUP_NAME.match(value))
-
-
-def valid_country(code: str) -> bool:
-    return len(code) == 2 and code.isupper() and code in iso_countries()
-
-
-def valid_region(code: str) -> bool:
-    if "-" not in code or code.upper() != code:
-        return False
-    return is_iso_region(code)
-
-
-def resolve_country_set(
-    value: s.NameSet, groups: dict[str, s.CountryGroup]
-) -> tuple[frozenset[str], frozenset[str], list[str]]:
-    """(countries, regions, problems) of a set: group names and ISO codes mixed."""
-    items = [value] if isinstance(value, str) else list(value)
-    countries: set[str] = set()
-    regions: set[str] = set()
-    problems: list[str] = []
-    for item in items:
-        if is_group_name(item):
-            group = groups.get(item)
-            if group is None:
-                problems.append(f"unknown country group '{item}'")
-            else:
-                countries.update(group.countries)
-                regions.update(group.regions)
-        elif "-" in item:
-            if valid_region(item):
-                regions.add(item)
-            else:
-                problems.append(f"invalid ISO 3166-2 region code '{item}'")
-        elif valid_country(item):
-            countries.add(item)
-        else:
-            problems.append(f"invalid ISO 3166-1 alpha-2 country code '{item}'")
-    return frozenset(countries), frozenset(regions), problems
 
 
 def _names(value: s.NameSet) -> list[str]:
@@ -159,6 +122,18 @@ class _Checker:
         for problem in problems:
             self.error(path, problem)
 
+    def attributes(self, path: DataPath, value: s.NameSet) -> None:
+        for i, name in enumerate(_names(value)):
+            problem = attribute_problem(name)
+            if problem is not None:
+                self.error(path if isinstance(value, str) else (*path, i), problem)
+
+    def endpoints(self, path: DataPath, value: s.NameSet) -> None:
+        for i, endpoint in enumerate(_names(value)):
+            problem = endpoint_problem(endpoint)
+            if problem is not None:
+                self.error(path if isinstance(value, str) else (*path, i), problem)
+
     def regex(self, path: DataPath, value: s.NameSet) -> None:
         for i, pattern in enumerate(_names(value)):
             try:
@@ -215,17 +190,28 @@ class _Checker:
                 "a 'public' tier is required: it is where a customer "
                 "falls back to when its assigned tier does not hold",
             )
-        items: list[tuple[str, str | None, s.NameSet | None]] = [
-            (name, tier.min_kyc, tier.require_citizenship) for name, tier in self.b.tiers.items()
+        items: list[tuple[str, str | None, s.NameSet | None, list[str]]] = [
+            (name, tier.min_kyc, tier.require_citizenship, tier.require_attributes)
+            for name, tier in self.b.tiers.items()
         ]
         for name, fields in self.failed("tiers"):
-            items.append((str(name), fields.get("min_kyc"), fields.get("require_citizenship")))
-        for name, min_kyc, citizenship in items:
+            items.append(
+                (
+                    str(name),
+                    fields.get("min_kyc"),
+                    fields.get("require_citizenship"),
+                    fields.get("require_attributes", []),
+                )
+            )
+        for name, min_kyc, citizenship, attributes in items:
             path: DataPath = ("tiers", name)
             if min_kyc is not None:
                 self.kyc_level((*path, "min_kyc"), min_kyc)
             if citizenship is not None:
                 self.country_set((*path, "require_citizenship"), citizenship)
+            # A required attribute no record can hold demotes every customer
+            # of the tier to public, silently.
+            self.attributes((*path, "require_attributes"), attributes)
 
     def models(self) -> None:
         if not self.model_names and not self.left.names_incomplete:
@@ -298,14 +284,9 @@ class _Checker:
                 (*path, "capability_in"), c.capability_in, self.capability_names, "capability"
             )
         if c.endpoint_in is not None:
-            for i, ep in enumerate(_names(c.endpoint_in)):
-                if not ep.startswith("/"):
-                    self.error(
-                        (*path, "endpoint_in")
-                        if isinstance(c.endpoint_in, str)
-                        else (*path, "endpoint_in", i),
-                        f"endpoint '{ep}' must start with /",
-                    )
+            self.endpoints((*path, "endpoint_in"), c.endpoint_in)
+        if c.has_attribute is not None:
+            self.attributes((*path, "has_attribute"), c.has_attribute)
         if c.prompt_matches is not None:
             self.regex((*path, "prompt_matches"), c.prompt_matches)
         for key, subs in (("any", c.any_), ("all", c.all_)):

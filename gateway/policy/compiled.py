@@ -17,7 +17,6 @@ from types import MappingProxyType
 from typing import Any
 
 from gateway.policy import schema as s
-from gateway.policy.checks import resolve_country_set
 from gateway.policy.conditions import (
     BodyPredicate,
     CompileEnv,
@@ -27,6 +26,7 @@ from gateway.policy.conditions import (
 )
 from gateway.policy.decision import QuotaLimit
 from gateway.policy.facts import BodyFacts
+from gateway.policy.names import resolve_country_set
 from gateway.policy.ruleindex import CompiledRule, RuleIndex, RuleSet, rule_guard
 
 

@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 
 from gateway.identity.principal import Principal
 from gateway.policy import schema as s
-from gateway.policy.checks import resolve_country_set
 from gateway.policy.facts import BodyFacts, RequestFacts
+from gateway.policy.names import resolve_country_set
 
 
 @dataclass(slots=True)

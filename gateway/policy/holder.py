@@ -198,7 +198,10 @@ class PolicyHolder:
                     stop_event=self._stop,
                     debounce=self._debounce_ms,
                     step=50,
-                    recursive=False,
+                    # Recursive: a YAML file added to a sub-directory refuses
+                    # the bundle (files.py), so it must trigger a reload and be
+                    # reported, not wait for the next top-level edit.
+                    recursive=True,
                     rust_timeout=_IDENTITY_CHECK_MS,
                     yield_on_timeout=True,
                 ):

@@ -22,10 +22,17 @@ something the bundle's rules do not decide, so re-deciding it would report
 a "flip" that is no change of policy; those are counted as ``not_policy``.
 Records without usable facts are counted as ``skipped``, not guessed at.
 
-Records decided under a version other than the candidate's own differ for
-two reasons: the candidate's edits, and every change made since that
-version (drift). ``by_version`` counts replays and flips per recorded
-version, and every example names its version, so the two can be told apart.
+Drift: the candidate is judged against the version in force, the one it
+would replace. That is ``in_force``, the version of the newest record (the
+bundle deciding requests when the log ends). A flip of a record decided
+under it is the candidate's doing alone. A record decided under any other
+version (an older bundle, or none recorded) differs for two reasons: the
+candidate's edits, and every change made between its version and the one in
+force (drift). ``by_version`` counts replays and flips per recorded version,
+``version_role`` names each one's relation to the replay and ``drift_flips``
+counts the flips that may include drift; every example names its version.
+The candidate's own version is no drift either: its records differ only in
+time (``at``, effective dates).
 
 Capabilities are the recorded ones (prompt text is not kept, see replay.py).
 
@@ -42,7 +49,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.policy.compiled import CompiledBundle
@@ -102,10 +109,44 @@ class ImpactReport:
     """Flips now decided by a rule the record names in ``report_rule_ids``."""
     report_matches: Counter[str] = field(default_factory=Counter)
     """Replayed records each of the candidate's report-mode rules matches."""
+    in_force: str | None = None
+    """The version of the newest record: in force when the log ends (None: none recorded)."""
+    in_force_ts: datetime | None = None
 
     @property
     def flipped(self) -> int:
         return self.to_deny + self.to_allow
+
+    def version_role(self, version: str, candidate: str) -> str:
+        """How the records of ``version`` relate to a replay against ``candidate``."""
+        if version == self.in_force:
+            return "in force (candidate)" if version == candidate else "in force"
+        if version == candidate:
+            return "candidate"
+        if version == UNKNOWN_VERSION:
+            return DRIFT_POSSIBLE
+        return DRIFT
+
+    def drift_flips(self, candidate: str) -> int:
+        """Flips of records decided under neither the version in force nor the candidate."""
+        return sum(
+            count.flipped
+            for version, count in self.by_version.items()
+            if self.version_role(version, candidate) in (DRIFT, DRIFT_POSSIBLE)
+        )
+
+    def note_version(self, record: Mapping[str, Any]) -> None:
+        """Keep the newest record's version as the one in force."""
+        version = record.get("policy_version")
+        if not version:
+            return
+        try:
+            ts = _aware(_ts(record["ts"]))
+        except (KeyError, ValueError, TypeError):
+            return  # no usable time: it cannot be the newest
+        # ">=": of records with the same time, the later one in the log wins.
+        if self.in_force_ts is None or ts >= self.in_force_ts:
+            self.in_force, self.in_force_ts = str(version), ts
 
 
 def _ts(value: Any) -> datetime:
@@ -114,7 +155,15 @@ def _ts(value: Any) -> datetime:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+def _aware(value: datetime) -> datetime:
+    # Records carry UTC; a naive time (a caller's own record) is read as UTC
+    # so it compares with the others instead of raising.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 UNKNOWN_VERSION = "unknown"
+DRIFT = "other: drift included"
+DRIFT_POSSIBLE = "not recorded: drift possible"
 
 
 def decided_by_policy(record: Mapping[str, Any]) -> bool:
@@ -134,6 +183,7 @@ def impact(
     report = ImpactReport()
     for record in records:
         report.total += 1
+        report.note_version(record)
         if not decided_by_policy(record):
             report.not_policy += 1
             report.not_policy_by_status[str(record.get("status", "?"))] += 1

@@ -3,8 +3,9 @@
     result = load_dir(Path("policies"))      # LoadResult: bundle or errors, never raises
     bundle = load_bundle(Path("policies"))   # CompiledBundle, or PolicyLoadError
 
-All ``*.yaml``/``*.yml`` files directly in the directory are merged
-(``tests/`` and other sub-directories are not read). Mapping sections
+All ``*.yaml``/``*.yml`` files directly in the directory are merged, the
+extension in any case; ``tests/`` holds policy tests, and a YAML file in any
+other sub-directory refuses the bundle, naming it (``files.py``). Mapping sections
 (``country_groups``, ``tiers``, ``models``, ``capabilities``, ``quotas``) merge
 by name; ``rules`` concatenate in file-name order; scalar sections
 (``kyc_levels``, ``control_threshold_percent``) live in one file. A name
@@ -29,6 +30,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from gateway.policy import schema as s
 from gateway.policy.checks import QUOTA_CAPABILITY_KEYS, Leftovers, check_bundle
 from gateway.policy.compiled import CompiledBundle, compile_bundle
+from gateway.policy.files import STRAY_MESSAGE, bundle_files, stray_files
 from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap, format_path, parse_file
 
 _MAPPING_SECTIONS: dict[str, type[BaseModel]] = {
@@ -64,24 +66,20 @@ class PolicyLoadError(Exception):
         super().__init__(f"policy bundle {directory} refused ({len(errors)} errors):\n  {lines}")
 
 
-def policy_files(directory: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in directory.iterdir()
-        if p.is_file() and p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
-    )
-
-
 def load_dir(directory: Path) -> LoadResult:
     """Parse, merge and validate; never raises for problems in the bundle itself."""
     if not directory.is_dir():
         err = PolicyError(str(directory), None, "", "not a directory")
         return LoadResult(None, None, (err,), (), ())
-    files = policy_files(directory)
+    files = bundle_files(directory)
+    # A file the loader would not read is an error, not a silent omission: a
+    # deny rule one directory too deep must not look loaded.
+    stray = [PolicyError(name, None, "", STRAY_MESSAGE) for name in stray_files(directory)]
     if not files:
         err = PolicyError(str(directory), None, "", "no policy files (*.yaml, *.yml)")
-        return LoadResult(None, None, (err,), (), ())
+        return LoadResult(None, None, (err, *stray), (), ())
     merged, source, errors, unread = _merge(files)
+    errors.extend(stray)
     bundle, leftovers, item_errors = _validate(merged, source)
     # A file that did not parse defines names nobody can see: "unknown model"
     # errors elsewhere would be follow-on noise, not findings.

@@ -15,8 +15,8 @@ from datetime import datetime
 from types import MappingProxyType
 
 from gateway.policy import schema as s
-from gateway.policy.checks import resolve_country_set
 from gateway.policy.conditions import EvalContext, Predicate
+from gateway.policy.names import resolve_country_set
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,13 +146,14 @@ class Condition(_Strict):
     tier_in: NameSet | None = None
     """Effective tier."""
     has_attribute: NameSet | None = None
-    """All listed attributes are present."""
+    """All listed attributes are present (names as in customer records: ``[a-z][a-z0-9_]*``)."""
     customer_in: NameSet | None = None
     sanctions_status_in: SanctionsStatusName | list[SanctionsStatusName] | None = None
     model_in: NameSet | None = None
     capability_in: NameSet | None = None
     """The request carries at least one of these capabilities."""
     endpoint_in: NameSet | None = None
+    """Proxied routes only (``/v1/chat/completions``, ``/v1/messages``...): others are refused."""
     model_allowed_for_tier: bool | None = None
     has_tools: bool | None = None
     prompt_matches: NameSet | None = None

@@ -1,4 +1,4 @@
-"""Policy tests: ``<bundle>/tests/*.yaml`` cases run through the real engine.
+"""Policy tests: ``<bundle>/tests/**/*.yaml`` cases run through the real engine.
 
     cases:
       - name: a German enterprise loses frontier access after the directive
@@ -7,7 +7,8 @@
         at: "2026-06-14T00:00:00Z"                      # default: now
         expect: {decision: deny, rule_ids: [directive-frontier-us-persons-only]}
 
-``principal`` takes the customer record's fields (SPEC section 4); ``request``
+``principal`` takes the customer record's fields (SPEC section 4), checked as
+the admin API checks a record (``caserecord.py``); ``request``
 takes ``model``, ``origin`` (country ``DE`` or region ``UA-43``), ``endpoint``
 (default ``/v1/chat/completions``) and either ``body`` (a request body; its
 capabilities are classified by the bundle, exactly as in production) or
@@ -24,17 +25,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from gateway.geo.origin import Origin
 from gateway.identity.principal import Ownership, Principal
+from gateway.policy.caserecord import record_problems, upper_code
 from gateway.policy.caserefs import case_references
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.decision import EVALUATION_ERROR
 from gateway.policy.engine import DEFAULT_ENDPOINT, decide
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
+from gateway.policy.files import test_files
 from gateway.policy.loader import pydantic_message as _message
 from gateway.policy.schema import AwareTimestamp
 from gateway.policy.yamlsrc import DataPath, format_path, parse_file
@@ -45,8 +48,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+Code = Annotated[str, BeforeValidator(upper_code)]
+"""An ISO code as the admin API stores it (upper case); ``caserecord`` checks it is real."""
+
+
 class OwnershipIn(_Strict):
-    country: str
+    country: Code
     percent: float = Field(ge=0, le=100)
 
 
@@ -54,9 +61,9 @@ class PrincipalIn(_Strict):
     id: str = "test-customer"
     name: str = ""
     kind: Literal["individual", "organization"] = "individual"
-    citizenships: list[str] = Field(default_factory=list)
-    residence: str | None = None
-    incorporated_in: str | None = None
+    citizenships: list[Code] = Field(default_factory=list)
+    residence: Code | None = None
+    incorporated_in: Code | None = None
     ownership: list[OwnershipIn] = Field(default_factory=list)
     kyc_level: str = "none"
     kyc_expires_at: AwareTimestamp | None = None
@@ -88,7 +95,7 @@ class RequestIn(_Strict):
     model: str
     unknown_model: bool = False
     """The case is about a model the bundle does not define (else that is a typo)."""
-    origin: str | None = None
+    origin: Code | None = None
     endpoint: str = DEFAULT_ENDPOINT
     body: dict[str, Any] | None = None
     capabilities: list[str] | None = None
@@ -201,20 +208,13 @@ def _line(lines: dict[DataPath, int], loc: DataPath) -> int | None:
     return None
 
 
-def test_files(directory: Path) -> list[Path]:
-    tests = directory / "tests"
-    if not tests.is_dir():
-        return []
-    return sorted(p for p in tests.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-
-
 def run_tests(
     directory: Path, bundle: CompiledBundle, now: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> list[CaseResult]:
     """Every case of every test file; malformed files and cases are failures."""
     results: list[CaseResult] = []
     for path in test_files(directory):
-        name = f"tests/{path.name}"
+        name = path.relative_to(directory).as_posix()
         parsed = parse_file(path, name)
         for problem in parsed.errors:
             results.append(CaseResult(name, problem.line, "(file)", False, problem.message))
@@ -246,7 +246,7 @@ def run_tests(
                         )
                     )
                 continue
-            problems = case_references(case, bundle)
+            problems = case_references(case, bundle) + record_problems(case)
             for where, message in problems:
                 loc = ("cases", index, *where)
                 results.append(
@@ -262,5 +262,4 @@ def run_tests(
     return results
 
 
-test_files.__test__ = False  # type: ignore[attr-defined]
 run_tests.__test__ = False  # type: ignore[attr-defined]

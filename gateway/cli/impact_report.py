@@ -1,0 +1,98 @@
+"""How `gateway policy impact` prints its report (``gateway.policy.impact.ImpactReport``)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from gateway.policy.impact import ImpactReport
+
+
+def _e(value: object) -> str:
+    # Bundle text (rule ids, model names) is escaped: rich would read '[x]' as markup.
+    return escape(str(value))
+
+
+def print_impact(console: Console, report: ImpactReport, candidate: str) -> None:
+    """The report of ``gateway policy impact`` against the bundle of version ``candidate``."""
+    console.print(
+        f"{report.total} recorded decisions, {report.skipped} skipped, "
+        f"{report.unchanged} unchanged, [red]{report.to_deny} allow->deny[/red], "
+        f"[green]{report.to_allow} deny->allow[/green]"
+    )
+    if report.not_policy:
+        statuses = ", ".join(
+            f"{count} with status {status}"
+            for status, count in sorted(report.not_policy_by_status.items())
+        )
+        console.print(
+            f"{report.not_policy} not replayed: refused outside the policy rules "
+            f"(quota, authentication, malformed request): {statuses}",
+            markup=False,
+        )
+    if report.by_version:
+        # The reference is the version in force (the newest record's), which
+        # the candidate would replace: only flips of records decided under
+        # another version mix the candidate's edits with changes made since
+        # (drift). Comparing with the candidate's version labelled every flip
+        # drift, since no record is decided by a bundle not yet deployed.
+        in_force = report.in_force
+        if in_force is None:
+            line = "in force: unknown (no record names its policy version)"
+        else:
+            line = f"in force: {in_force[:12]} (the version of the newest record)"
+            if in_force == candidate:
+                line += "; it is the candidate"
+        console.print(line, markup=False)
+        versions = Table(title="replayed by the policy version that decided them")
+        versions.add_column("recorded version")
+        versions.add_column("replayed", justify="right")
+        versions.add_column("allow->deny", justify="right")
+        versions.add_column("deny->allow", justify="right")
+        versions.add_column("note")
+        for version, count in sorted(report.by_version.items(), key=lambda kv: -kv[1].replayed):
+            versions.add_row(
+                _e(version[:12]),
+                str(count.replayed),
+                str(count.to_deny),
+                str(count.to_allow),
+                report.version_role(version, candidate),
+            )
+        console.print(versions)
+        drift = report.drift_flips(candidate)
+        if drift:
+            console.print(
+                f"{drift} of the flips are of records decided under a version other than "
+                "the one in force: they include every change made since that version, "
+                "not only the candidate's",
+                markup=False,
+            )
+    for title, counter, heading in (
+        ("rule", report.by_rule, "flips by rule"),
+        ("model", report.by_model, "flips by model"),
+        ("tier", report.by_tier, "flips by tier"),
+        ("origin country", report.by_country, "flips by origin country"),
+        ("rule", report.from_report, "flips by rules that were in report mode, now enforced"),
+        ("report-mode rule", report.report_matches, "replayed decisions report rules match"),
+    ):
+        if not counter:
+            continue
+        table = Table(title=heading)
+        table.add_column(title)
+        table.add_column(
+            "matches" if counter is report.report_matches else "flips", justify="right"
+        )
+        for key, flips in counter.most_common():
+            table.add_row(_e(key), str(flips))
+        console.print(table)
+    for flip in report.examples:
+        console.print(
+            f"  e.g. {flip.record_id or '?'} customer {flip.customer_id} {flip.model} "
+            f"from {flip.origin or 'unknown'}: {flip.old} -> {flip.new} "
+            f"({', '.join(flip.new_rule_ids)}; recorded under "
+            f"{(flip.policy_version or 'unknown')[:12]})",
+            markup=False,
+        )
+    for error in report.errors:
+        console.print(f"[yellow]skipped:[/yellow] {_e(error)}")

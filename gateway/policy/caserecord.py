@@ -1,0 +1,92 @@
+"""A policy test's principal and request, checked as production would see them.
+
+The principal is checked the way the admin API checks a customer record
+(``gateway/kyc/schemas.py``, codes from ``gateway/kyc/codes.py``): ISO 3166-1
+alpha-2 citizenships, incorporation and owner countries; a residence that is
+a country or an ISO 3166-2 region (``UA-43``); ownership adding up to at most
+100 %; attributes in the record's attribute format. The request's origin is
+a country or region code, as GeoIP reports it, and its endpoint one of the
+proxied routes.
+
+Why a test-file error and not a failed case: the engine compares codes as
+strings, so a code no record or GeoIP lookup can hold (``UK``, ``XX``) only
+ever fails to match. ``residence: UK`` escapes every ``residence_in``, and a
+case expecting allow passes whatever the policy says. Such a case tests
+nothing, so it is reported with its file, line and field instead of run.
+
+Codes are upper-cased before the check (``PrincipalIn`` does it as it parses),
+as the admin API stores them: ``de`` in a test means the record ``DE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from gateway.kyc.codes import country_code, country_or_region
+from gateway.policy.names import attribute_problem, endpoint_problem
+from gateway.policy.yamlsrc import DataPath
+
+if TYPE_CHECKING:  # testing.py imports this module
+    from gateway.policy.testing import CaseIn
+
+_OWNERSHIP_SLACK = 0.0001
+"""The admin API's tolerance for float shares such as 33.3333 * 3."""
+
+# Codes people write that ISO 3166 spells otherwise: the hint saves a lookup.
+_HINTS = {"UK": "the United Kingdom is GB", "EL": "Greece is GR"}
+
+
+def upper_code(value: Any) -> Any:
+    """Normalise a code as the admin API does (strip, upper case); leave non-strings alone."""
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _valid(check: Callable[[str], str], code: str) -> bool:
+    try:
+        check(code)
+    except ValueError:
+        return False
+    return True
+
+
+def _hint(code: str) -> str:
+    hint = _HINTS.get(code)
+    return f" ({hint})" if hint else ""
+
+
+def _country(path: DataPath, code: str | None) -> list[tuple[DataPath, str]]:
+    if code is None or _valid(country_code, code):
+        return []
+    return [(path, f"invalid ISO 3166-1 alpha-2 country code '{code}'{_hint(code)}")]
+
+
+def _place(path: DataPath, code: str | None) -> list[tuple[DataPath, str]]:
+    """A country or an ISO 3166-2 region (residence, origin)."""
+    if code is None or _valid(country_or_region, code):
+        return []
+    return [(path, f"invalid ISO 3166 country or region code '{code}'{_hint(code)}")]
+
+
+def record_problems(case: CaseIn) -> list[tuple[DataPath, str]]:
+    """Fields of a case no customer record or request could hold, by path inside the case."""
+    p = case.principal
+    problems: list[tuple[DataPath, str]] = []
+    for i, code in enumerate(p.citizenships):
+        problems += _country(("principal", "citizenships", i), code)
+    problems += _place(("principal", "residence"), p.residence)
+    problems += _country(("principal", "incorporated_in"), p.incorporated_in)
+    for i, share in enumerate(p.ownership):
+        problems += _country(("principal", "ownership", i, "country"), share.country)
+    if sum(share.percent for share in p.ownership) > 100 + _OWNERSHIP_SLACK:
+        total = "ownership percentages add up to more than 100"
+        problems.append((("principal", "ownership"), total))
+    for i, attribute in enumerate(p.attributes):
+        problem = attribute_problem(attribute, "is not in the customer record's format")
+        if problem is not None:
+            problems.append((("principal", "attributes", i), problem))
+    problems += _place(("request", "origin"), case.request.origin)
+    endpoint = endpoint_problem(case.request.endpoint)
+    if endpoint is not None:
+        problems.append((("request", "endpoint"), endpoint))
+    return problems
