@@ -144,7 +144,9 @@ def add(
     id: Annotated[str | None, typer.Option(help="Your own id; generated if omitted.")] = None,
     kind: Annotated[str, typer.Option(help="individual | organization")] = "individual",
     citizenship: Annotated[list[str] | None, typer.Option(help="ISO code; repeatable.")] = None,
-    residence: Annotated[str | None, typer.Option()] = None,
+    residence: Annotated[
+        str | None, typer.Option(help="ISO country (UA) or ISO 3166-2 region (UA-43).")
+    ] = None,
     incorporated_in: Annotated[str | None, typer.Option()] = None,
     owner: Annotated[list[str] | None, typer.Option(help="COUNTRY:PERCENT; repeatable.")] = None,
     kyc_level: Annotated[str, typer.Option()] = "none",

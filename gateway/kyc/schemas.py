@@ -1,10 +1,13 @@
 """Pydantic shapes of the customer record (SPEC section 4) at the API edge.
 
 Parsed once here: country codes are checked against ISO 3166 (a bad one is a
-422 naming the field), times must carry an offset and are normalised to UTC,
-and every time goes out as RFC 3339 with ``Z``. Citizenships and attributes
-are deduplicated (first occurrence kept, order kept); every list is capped at
-``MAX_LIST_ITEMS`` entries (more is a 422 naming the field).
+422 naming the field; ``residence`` may also be an ISO 3166-2 subdivision such
+as ``UA-43``, Crimea, because sanctions programmes cover regions of a country
+and the policy's ``residence_in`` matches them), times must carry an offset
+and are normalised to UTC, and every time goes out as RFC 3339 with ``Z``.
+Citizenships and attributes are deduplicated (first occurrence kept, order
+kept); every list is capped at ``MAX_LIST_ITEMS`` entries (more is a 422
+naming the field).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.kyc.codes import country_code
+from gateway.kyc.codes import country_code, place_code
 
 CustomerKind = Literal["individual", "organization"]
 SanctionsStatus = Literal["clear", "potential_match", "confirmed_match"]
@@ -57,6 +60,8 @@ def rfc3339(value: datetime) -> str:
 
 
 Country = Annotated[str, AfterValidator(country_code)]
+Place = Annotated[str, AfterValidator(place_code)]
+"""A country or an ISO 3166-2 subdivision (where a customer lives)."""
 UtcIn = Annotated[AwareDatetime, AfterValidator(utc_input)]
 UtcQuery = Annotated[datetime, AfterValidator(utc_input)]
 """A filter time: naive is read as UTC, as before; out of range is a 422."""
@@ -103,7 +108,7 @@ class CustomerCreate(BaseModel):
     name: str = Field(min_length=1, max_length=512)
     kind: CustomerKind = "individual"
     citizenships: Countries = Field(default_factory=list)
-    residence: Country | None = None
+    residence: Place | None = None
     incorporated_in: Country | None = None
     ownership: Owners = Field(default_factory=list)
     kyc_level: Word = "none"
@@ -127,7 +132,7 @@ class CustomerPatch(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=512)
     kind: CustomerKind | None = None
     citizenships: Countries | None = None
-    residence: Country | None = None
+    residence: Place | None = None
     incorporated_in: Country | None = None
     ownership: Owners | None = None
     kyc_level: Word | None = None
