@@ -18,6 +18,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_STALENESS_SECONDS = 3600
 """Upper bound of the settings that delay a compliance change (cache TTL,
 change-feed poll, KYC webhook window)."""
+MIN_ADMIN_TOKEN_CHARS = 32
+"""128 bits as hex: a bootstrap token that no rate of guessing finds."""
 
 
 class Settings(BaseSettings):
@@ -163,6 +165,22 @@ class Settings(BaseSettings):
         if level not in ("critical", "error", "warning", "info", "debug"):
             raise ValueError("must be one of critical, error, warning, info, debug")
         return level
+
+    @field_validator("admin_token")
+    @classmethod
+    def _unguessable_admin_token(cls, value: str | None) -> str | None:
+        # The admin lockout admits a valid bootstrap token even from an address
+        # that is locked out (so an attacker cannot lock the operators out;
+        # gateway.admin.auth), which is only sound if the token cannot be
+        # guessed at any rate. Never echo the value: it is a secret.
+        if value is None or not value.strip():
+            return None
+        if len(value) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_TOKEN_CHARS} random characters "
+                f"(e.g. `openssl rand -hex 32`), got {len(value)}"
+            )
+        return value
 
     @field_validator(
         "kyc_webhook_secret", "kyc_webhook_secret_previous", "kyc_persona_secret",

@@ -94,3 +94,23 @@ def test_audit_prune_refuses_a_retention_of_less_than_a_day(
     result = CliRunner().invoke(app, ["audit", "prune", "--dry-run", "--days", days])
     assert result.exit_code == 2
     assert "--days" in result.output
+
+
+@pytest.mark.parametrize("token", ["admintok", "x" * 31])
+def test_a_guessable_bootstrap_token_is_refused(
+    token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The admin lockout lets a valid bootstrap token through from a locked-out
+    # address (gateway.admin.auth), so the token itself must not be guessable.
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", token)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(demo=True)
+    assert "GATEWAY_ADMIN_TOKEN:" in str(caught.value) and token not in str(caught.value)
+
+
+@pytest.mark.parametrize(("given", "kept"), [("", None), ("  ", None), ("k" * 32, "k" * 32)])
+def test_bootstrap_token_unset_or_long_enough(
+    given: str, kept: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", given)
+    assert load_settings(demo=True).admin_token == kept
