@@ -89,7 +89,7 @@ class OwnershipShare(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     country: Country
-    percent: float = Field(ge=0, le=100)
+    percent: float = Field(ge=0, le=100, allow_inf_nan=False)
 
 
 def _ownership_total(shares: list[OwnershipShare] | None) -> None:

@@ -261,7 +261,7 @@ def decode_cursor(cursor: str) -> str:
         value = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("invalid cursor") from exc
-    if not value:
+    if not value or "\x00" in value:  # NUL: PostgreSQL cannot compare it (a 500)
         raise ValueError("invalid cursor")
     return value
 
