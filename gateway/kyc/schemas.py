@@ -68,6 +68,18 @@ UtcQuery = Annotated[datetime, AfterValidator(utc_input)]
 UtcOut = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
 Word = Annotated[str, Field(pattern=NAME_PATTERN)]
 
+
+def non_blank(value: str) -> str:
+    """A name must say something: one of only whitespace (Unicode's, as
+    ``str.strip`` knows it) identifies nobody and screens ``clear`` with score
+    0, as there is nothing to match."""
+    if not value.strip():
+        raise ValueError("must not be blank (whitespace only)")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(non_blank)]
+
 MAX_LIST_ITEMS = 64
 """Bound on every list in a record: no real person has more citizenships, nor
 an organization more owner countries; unbounded lists were stored as sent
@@ -105,7 +117,7 @@ class CustomerCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, pattern=ID_PATTERN)
-    name: str = Field(min_length=1, max_length=512)
+    name: NonBlank = Field(min_length=1, max_length=512)
     kind: CustomerKind = "individual"
     citizenships: Countries = Field(default_factory=list)
     residence: Place | None = None
@@ -129,7 +141,7 @@ class CustomerPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=512)
+    name: NonBlank | None = Field(default=None, min_length=1, max_length=512)
     kind: CustomerKind | None = None
     citizenships: Countries | None = None
     residence: Place | None = None
