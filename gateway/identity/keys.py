@@ -57,7 +57,9 @@ def key_snapshot(row: ApiKey) -> dict[str, Any]:
     return {
         "id": row.id,
         "customer_id": row.customer_id,
-        "prefix": row.prefix,
+        # From the id, not the column: a row written by an older replica during
+        # a rolling deploy may still hold four characters of the secret there.
+        "prefix": f"{KEY_KIND}_{row.id}",
         "name": row.name,
         "created_at": t(row.created_at),
         "expires_at": t(row.expires_at),
