@@ -153,6 +153,9 @@ def add(
     kyc_expires_at: Annotated[str | None, typer.Option(help="RFC 3339 time.")] = None,
     tier: Annotated[str, typer.Option()] = "public",
     attribute: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    sanctions_status: Annotated[
+        str, typer.Option(help="clear | potential_match | confirmed_match; screening may raise it.")
+    ] = "clear",
 ) -> None:
     """Add a customer (screened against GATEWAY_SANCTIONS_LIST when set)."""
     raw = {
@@ -160,6 +163,7 @@ def add(
         "residence": residence, "incorporated_in": incorporated_in,
         "ownership": [_owner(o) for o in owner or []], "kyc_level": kyc_level,
         "kyc_expires_at": kyc_expires_at, "tier": tier, "attributes": attribute or [],
+        "sanctions_status": sanctions_status,
     }  # fmt: skip
     try:
         data = CustomerCreate.model_validate(raw)

@@ -128,6 +128,9 @@ class CustomerCreate(BaseModel):
     kyc_expires_at: UtcIn | None = None
     tier: Word = "public"
     attributes: Words = Field(default_factory=list)
+    sanctions_status: SanctionsStatus = "clear"
+    """What the caller knows; the stored status is the stricter of this and the
+    screening result (``gateway.kyc.service.create_customer``)."""
     status: CustomerStatus = "active"
 
     @model_validator(mode="after")
