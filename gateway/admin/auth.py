@@ -69,6 +69,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin.lockout import FAILED_ATTEMPTS_PER_MINUTE, FailedAttempts, Proven
 from gateway.identity import secrets as creds
+from gateway.identity.bearer import parse_authorization
 from gateway.identity.tables import AdminToken
 from gateway.services import Services
 from gateway.settings import Settings
@@ -222,16 +223,6 @@ def _forwarded_for(request: Request) -> str | None:
     return ", ".join(lines) if lines else None
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()
-
-
 def require_roles(*roles: str) -> Callable[[Request], Awaitable[AdminActor]]:
     """A FastAPI dependency admitting tokens whose role is one of ``roles`` (or admin)."""
     unknown = set(roles) - set(ROLES)
@@ -243,7 +234,8 @@ def require_roles(*roles: str) -> Callable[[Request], Awaitable[AdminActor]]:
         services: Services = request.app.state.services
         auth = admin_authenticator(services)
         ip = client_ip(request, services)
-        raw = _bearer(request)
+        # The proxied API's parser too (gateway.identity.bearer): one reading of the header.
+        raw, problem = parse_authorization(request.headers.get("authorization"))
         if await auth.blocked(ip):
             # Valid credentials still work; guesses are refused unchecked (module doc).
             actor = await auth.authenticate_locked_out(raw) if raw is not None else None
@@ -256,7 +248,7 @@ def require_roles(*roles: str) -> Callable[[Request], Awaitable[AdminActor]]:
             if actor is None:
                 await auth.record_failure(ip)
                 raise HTTPException(
-                    401, "missing or invalid admin token", {"www-authenticate": "Bearer"}
+                    401, problem or "missing or invalid admin token", {"www-authenticate": "Bearer"}
                 )
         if actor.role not in allowed:
             raise HTTPException(403, f"role {actor.role!r} may not use this route")

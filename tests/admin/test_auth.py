@@ -173,3 +173,16 @@ def test_the_client_address_reads_every_forwarded_for_line() -> None:
         "headers": [(b"x-forwarded-for", b"198.51.100.7"), (b"x-forwarded-for", b"8.8.8.8")],
     })
     assert client_ip(request, SimpleNamespace(locator=locator)) == "8.8.8.8"  # type: ignore[arg-type]
+
+
+async def test_a_401_says_what_is_wrong_with_the_header(env: AdminEnv) -> None:
+    cases = [
+        ("Basic dXNlcjpwYXNz", "unsupported authorization scheme 'Basic'"),
+        ("Bearer ", "empty bearer token"),
+        (None, "missing or invalid admin token"),
+        ("Bearer gat_guess_guess", "missing or invalid admin token"),
+    ]
+    for header, said in cases:
+        headers = {} if header is None else {"authorization": header}
+        r = await env.client.get(URL, headers=headers)
+        assert r.status_code == 401 and said in r.json()["detail"], (header, r.text)

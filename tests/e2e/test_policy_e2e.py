@@ -92,6 +92,16 @@ def test_directive_is_by_citizenship_not_location(gateway: Proc, admin: Admin) -
     assert chat(gateway, resident, "fable-5", US_IP).status_code == 200
 
 
+def test_several_deny_reasons_read_as_sentences(gateway: Proc, admin: Admin) -> None:
+    key = admin.customer_with_key(**person(name="Iman Example", citizenships=["IR"],
+                                           residence="IR"))  # fmt: skip
+    response = chat(gateway, key, "haiku-lite", IR_IP)
+    assert response.status_code == 403, response.text
+    message = response.json()["error"]["message"]
+    assert ".;" not in message and "permitted. " in message, message
+    assert response.json()["error"]["code"] == "sanctioned-origin"
+
+
 def test_resident_of_a_sanctioned_region_is_refused(gateway: Proc, admin: Admin) -> None:
     # Crimea is a region of UA, not a country: the record must be able to say
     # so, or the resident is stored as UA and served from anywhere.
