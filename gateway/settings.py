@@ -15,11 +15,21 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+MAX_STALENESS_SECONDS = 3600
+"""Upper bound of the settings that delay a compliance change (cache TTL,
+change-feed poll, KYC webhook window)."""
+MIN_ADMIN_TOKEN_CHARS = 32
+"""128 bits as hex: a bootstrap token that no rate of guessing finds."""
+
 
 class Settings(BaseSettings):
     """All ``GATEWAY_*`` variables of SPEC section 1, plus tuning knobs."""
 
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+    # allow_inf_nan=False: "inf" as a cache TTL or poll interval would pass a
+    # ``ge=0`` bound and mean "never"; "nan" compares false with everything.
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", extra="ignore", frozen=True, allow_inf_nan=False
+    )
 
     database_url: str = "sqlite+aiosqlite:///./gateway.db"
     redis_url: str | None = None
@@ -41,9 +51,9 @@ class Settings(BaseSettings):
     demo: bool = False
 
     # Upstream behaviour.
-    upstream_connect_timeout: float = 5.0
-    upstream_read_timeout: float = 300.0
-    upstream_pool_size: int = 512
+    upstream_connect_timeout: float = Field(default=5.0, gt=0)
+    upstream_read_timeout: float = Field(default=300.0, gt=0)
+    upstream_pool_size: int = Field(default=512, ge=1)
     max_body_bytes: int = 10 * 1024 * 1024
 
     # Policy hot reload.
@@ -52,24 +62,31 @@ class Settings(BaseSettings):
     # Audit log.
     node_id: str | None = None
     """This replica's audit chain id; defaults to a stable id derived from the host."""
-    audit_batch_max: int = 256
-    audit_batch_wait_ms: float = 1.0
+    audit_batch_max: int = Field(default=256, ge=1)
+    audit_batch_wait_ms: float = Field(default=1.0, ge=0)
     """Longest a group commit waits for records still on their way (0: never waits).
     A lone request never waits: see ``gateway.audit.writer``."""
-    audit_checkpoint_every: int = 1000
-    audit_checkpoint_seconds: float = 60.0
+    # Checkpoints are what make a deleted or edited record detectable: at
+    # least one record per checkpoint and a finite interval.
+    audit_checkpoint_every: int = Field(default=1000, ge=1)
+    audit_checkpoint_seconds: float = Field(default=60.0, gt=0)
     audit_ip_truncate: Literal["none", "24_48"] = "none"
-    audit_retention_days: int = 5 * 365
+    # 0 or fewer days would make every record "past retention" for `audit prune`.
+    audit_retention_days: int = Field(default=5 * 365, ge=1)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
 
     # Sanctions screening.
     sanctions_list: Path | None = None
-    sanctions_threshold: float = 0.9
+    # Scores are 0..1 (an exact listed name is 1.0): above 1 nothing ever
+    # matches, so screening is silently off; at 0 every name is a match.
+    sanctions_threshold: float = Field(default=0.9, gt=0, le=1)
 
     # KYC vendor webhook secrets (two accepted during rotation).
     kyc_webhook_secret: str | None = None
     kyc_webhook_secret_previous: str | None = None
-    kyc_webhook_tolerance_seconds: int = Field(default=300, gt=0)
+    # The replay window, and how far in the future an event may be dated: an
+    # hour at most (vendors sign at send time; Stripe's own default is 300 s).
+    kyc_webhook_tolerance_seconds: int = Field(default=300, gt=0, le=MAX_STALENESS_SECONDS)
     # Each vendor issues its own signing secret. When a vendor's is set, its
     # signature header is checked against it (and its _PREVIOUS) only; unset,
     # against GATEWAY_KYC_WEBHOOK_SECRET as before (gateway.admin.kyc_webhook).
@@ -86,11 +103,13 @@ class Settings(BaseSettings):
     kyc_vendor_validity_days: int = Field(default=365, ge=1, le=3650)
 
     # Principal cache staleness bound across replicas (seconds).
-    cache_ttl_seconds: float = Field(default=30.0, ge=0)
+    # Both bound how long a revoked key or suspended customer may still be
+    # served somewhere: at most an hour, or a typo could make it "never".
+    cache_ttl_seconds: float = Field(default=30.0, ge=0, le=MAX_STALENESS_SECONDS)
     # How often each process reads the admin change feed (gateway.ops.changefeed):
     # the bound on how long a change made anywhere (CLI included) takes to be in
     # force here. 0 turns the feed off (the cache TTL is then the bound).
-    change_poll_seconds: float = Field(default=1.0, ge=0)
+    change_poll_seconds: float = Field(default=1.0, ge=0, le=MAX_STALENESS_SECONDS)
     # PostgreSQL: how long connecting, and (in the serving process) any one
     # statement, may take. A server that stops answering without closing its
     # connections (a network partition, a frozen host) would otherwise hold
@@ -158,6 +177,22 @@ class Settings(BaseSettings):
         if level not in ("critical", "error", "warning", "info", "debug"):
             raise ValueError("must be one of critical, error, warning, info, debug")
         return level
+
+    @field_validator("admin_token")
+    @classmethod
+    def _unguessable_admin_token(cls, value: str | None) -> str | None:
+        # The admin lockout admits a valid bootstrap token even from an address
+        # that is locked out (so an attacker cannot lock the operators out;
+        # gateway.admin.auth), which is only sound if the token cannot be
+        # guessed at any rate. Never echo the value: it is a secret.
+        if value is None or not value.strip():
+            return None
+        if len(value) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_TOKEN_CHARS} random characters "
+                f"(e.g. `openssl rand -hex 32`), got {len(value)}"
+            )
+        return value
 
     @field_validator(
         "kyc_webhook_secret", "kyc_webhook_secret_previous", "kyc_persona_secret",

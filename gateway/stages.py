@@ -57,8 +57,14 @@ class IdentityStoreUnavailable(StageUnavailable):
 
 
 class Identifier(Protocol):
-    async def identify(self, bearer: str | None, api_key: str | None) -> Principal:
+    async def identify(
+        self, bearer: str | None, api_key: str | None, authorization_problem: str | None = None
+    ) -> Principal:
         """Resolve ``Authorization: Bearer`` or ``x-api-key`` to a Principal.
+
+        ``authorization_problem`` says why an ``Authorization`` header that was
+        sent gave no bearer token (``gateway.identity.bearer``); it is the 401's
+        message when no other credential is present.
 
         Raises AuthenticationFailed (401) or IdentityStoreUnavailable (503).
         A cached key never touches the database.

@@ -14,9 +14,38 @@ Usage in a router::
 Missing or unknown token: 401. Known token without the role: 403. Both answer
 ``{"detail": ...}``. Failed attempts are rate limited per client IP (the IP
 the ``Locator`` believes, so trusted-proxy rules apply): after
-``FAILED_ATTEMPTS_PER_MINUTE`` failures an IP gets 429 until the window moves
-(``gateway.admin.lockout``; shared by all replicas through Redis when
+``FAILED_ATTEMPTS_PER_MINUTE`` failures the IP is locked out until the window
+moves (``gateway.admin.lockout``; shared by all replicas through Redis when
 ``GATEWAY_REDIS_URL`` is set).
+
+What a locked-out IP gets (chosen behaviour). The lockout exists to stop
+guessing, but an IP is not a person: behind a load balancer that is not a
+trusted proxy, every admin shares the attacker's address, and refusing
+everything would let anyone lock every operator out with 20 bad requests.
+So, from a locked IP:
+
+- a credential this process already knows to be valid is authenticated as
+  usual (role checks, revocation, 200/403): the bootstrap token, and admin
+  tokens that have authenticated here before (``_Proven``, dropped when the
+  token is revoked);
+- anything else is 429, *without being checked*: no token-store read, no
+  secret hashed, not counted. Every refused value costs the same work (one
+  keyed SHA-256 and one dictionary probe of that digest), so timing says
+  nothing about how close a guess came or whether a token id exists, and a
+  flood of guesses puts no load on the database.
+
+An attacker at a locked IP can still tell a *valid* credential from an
+invalid one (200 vs 429): that is what admitting valid credentials means.
+It is sound only because no credential can be guessed at any rate: admin
+tokens carry 256 random bits (``gateway.identity.secrets``) and the bootstrap
+token must have at least 32 characters (``Settings.admin_token``). A valid
+token that this process has not yet seen (a new token, or the first use
+after a restart) waits for the window like a guess: use the bootstrap token,
+or fix ``GATEWAY_TRUSTED_PROXIES`` so that addresses mean people.
+
+Timing without a lockout: the bootstrap token is compared as fixed-length
+keyed digests (no length leak), and a token id that does not exist costs the
+same hash as a wrong secret for one that does.
 
 The authenticator lives at ``services.extras["admin_auth"]``; when the app did
 not put one there, the first request builds it from the services (so wiring
@@ -38,8 +67,9 @@ from fastapi import HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.admin.lockout import FAILED_ATTEMPTS_PER_MINUTE, FailedAttempts
+from gateway.admin.lockout import FAILED_ATTEMPTS_PER_MINUTE, FailedAttempts, Proven
 from gateway.identity import secrets as creds
+from gateway.identity.bearer import parse_authorization
 from gateway.identity.tables import AdminToken
 from gateway.services import Services
 from gateway.settings import Settings
@@ -68,6 +98,11 @@ class _CachedToken:
     loaded_at: float
 
 
+# Hashed for ids that do not exist, so that a miss costs what a wrong secret does.
+_DUMMY_SALT = "00" * 16
+_DUMMY_HASH = creds.hash_secret(_DUMMY_SALT, "")
+
+
 class AdminAuthenticator:
     """Resolves admin bearer tokens to actors, with a TTL cache and a brute-force limiter."""
 
@@ -87,6 +122,10 @@ class AdminAuthenticator:
         self._cache: dict[str, _CachedToken | None] = {}
         self._cached_at: dict[str, float] = {}
         self.lockout = FailedAttempts(failed_per_minute, redis_url)
+        self._proven = Proven()
+        self._bootstrap_digest = (
+            None if self._bootstrap is None else self._proven.digest(self._bootstrap)
+        )
 
     @classmethod
     def from_settings(
@@ -98,6 +137,7 @@ class AdminAuthenticator:
     def invalidate(self, token_id: str) -> None:
         self._cache.pop(token_id, None)
         self._cached_at.pop(token_id, None)
+        self._proven.forget(token_id)
 
     async def blocked(self, client_ip: str) -> bool:
         return await self.lockout.blocked(client_ip)
@@ -111,17 +151,33 @@ class AdminAuthenticator:
         A token store that cannot be read raises its database error, which the
         admin API answers with 503 (``gateway.admin.routers``).
         """
-        if self._bootstrap is not None and hmac.compare_digest(
-            raw.encode("utf-8"), self._bootstrap.encode("utf-8")
+        digest = self._proven.digest(raw)
+        if self._bootstrap_digest is not None and hmac.compare_digest(
+            digest, self._bootstrap_digest
         ):
             return AdminActor(name="bootstrap", role="admin", token_id=None)
         parsed = creds.parse(TOKEN_KIND, raw)
         if parsed is None:
             return None
         entry = await self._lookup(parsed.id)
-        if entry is None or not creds.verify_secret(entry.salt, entry.hash, parsed.secret):
+        if entry is None:
+            creds.verify_secret(_DUMMY_SALT, _DUMMY_HASH, parsed.secret)
             return None
+        if not creds.verify_secret(entry.salt, entry.hash, parsed.secret):
+            return None
+        self._proven.add(digest, parsed.id)
         return AdminActor(name=entry.name, role=entry.role, token_id=parsed.id)
+
+    async def authenticate_locked_out(self, raw: str) -> AdminActor | None:
+        """``authenticate`` for a locked-out IP: only a credential proven valid
+        in this process is checked; anything else is None unchecked (module doc)."""
+        digest = self._proven.digest(raw)
+        bootstrap = self._bootstrap_digest is not None and hmac.compare_digest(
+            digest, self._bootstrap_digest
+        )
+        if not bootstrap and digest not in self._proven:
+            return None
+        return await self.authenticate(raw)
 
     async def _lookup(self, token_id: str) -> _CachedToken | None:
         now = self._clock()
@@ -167,16 +223,6 @@ def _forwarded_for(request: Request) -> str | None:
     return ", ".join(lines) if lines else None
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()
-
-
 def require_roles(*roles: str) -> Callable[[Request], Awaitable[AdminActor]]:
     """A FastAPI dependency admitting tokens whose role is one of ``roles`` (or admin)."""
     unknown = set(roles) - set(ROLES)
@@ -188,17 +234,22 @@ def require_roles(*roles: str) -> Callable[[Request], Awaitable[AdminActor]]:
         services: Services = request.app.state.services
         auth = admin_authenticator(services)
         ip = client_ip(request, services)
+        # The proxied API's parser too (gateway.identity.bearer): one reading of the header.
+        raw, problem = parse_authorization(request.headers.get("authorization"))
         if await auth.blocked(ip):
-            raise HTTPException(
-                429, "too many failed admin authentication attempts", {"retry-after": "60"}
-            )
-        raw = _bearer(request)
-        actor = await auth.authenticate(raw) if raw is not None else None
-        if actor is None:
-            await auth.record_failure(ip)
-            raise HTTPException(
-                401, "missing or invalid admin token", {"www-authenticate": "Bearer"}
-            )
+            # Valid credentials still work; guesses are refused unchecked (module doc).
+            actor = await auth.authenticate_locked_out(raw) if raw is not None else None
+            if actor is None:
+                raise HTTPException(
+                    429, "too many failed admin authentication attempts", {"retry-after": "60"}
+                )
+        else:
+            actor = await auth.authenticate(raw) if raw is not None else None
+            if actor is None:
+                await auth.record_failure(ip)
+                raise HTTPException(
+                    401, problem or "missing or invalid admin token", {"www-authenticate": "Bearer"}
+                )
         if actor.role not in allowed:
             raise HTTPException(403, f"role {actor.role!r} may not use this route")
         return actor

@@ -6,6 +6,8 @@ read from ``services.extras["screener"]`` (a ``gateway.kyc.screening.Screener``
 or absent: then names are not screened and a warning is logged). ``kyc_level``
 and ``tier`` written must be names of the policy bundle in force
 (``gateway.kyc.vocabulary``): anything else is a 422 listing the allowed ones.
+A ``sanctions_status`` given on create is kept unless screening finds worse
+(the stricter of the two is stored); only a PATCH can lower it.
 """
 
 from __future__ import annotations

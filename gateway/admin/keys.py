@@ -20,9 +20,16 @@ from gateway.admin.auth import (
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.admin_log import record_admin_action
 from gateway.identity.identifier import invalidate_key
-from gateway.identity.keys import KeyNotFound, create_api_key, key_snapshot, revoke_api_key
+from gateway.identity.keys import (
+    ExpiryInPast,
+    KeyNotFound,
+    check_expiry,
+    create_api_key,
+    key_snapshot,
+    revoke_api_key,
+)
 from gateway.identity.tables import AdminToken
-from gateway.kyc.schemas import UtcIn, rfc3339
+from gateway.kyc.schemas import NonBlank, UtcIn, rfc3339
 
 router = APIRouter(prefix="/admin/v1", tags=["credentials"])
 
@@ -32,7 +39,7 @@ Admin = Annotated[AdminActor, Depends(require_roles("admin"))]
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=256)
+    name: NonBlank | None = Field(default=None, max_length=256)
     expires_at: UtcIn | None = None
 
 
@@ -40,7 +47,7 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Role
-    name: str = Field(min_length=1, max_length=256)
+    name: NonBlank = Field(min_length=1, max_length=256)
 
 
 @router.post("/customers/{customer_id}/keys", status_code=201)
@@ -52,10 +59,16 @@ async def create_key(
     body: KeyCreate | None = None,
 ) -> dict[str, Any]:
     spec = body or KeyCreate()
+    now = services.clock()
     try:
-        row, clear = await create_api_key(
-            session, customer_id, actor, services.clock(), spec.expires_at, spec.name
-        )
+        check_expiry(spec.expires_at, now)
+    except ExpiryInPast as exc:
+        # FastAPI's validation shape: it is the body's field that is wrong.
+        detail = [{"loc": ["body", "expires_at"], "msg": str(exc), "type": "value_error"}]
+        raise HTTPException(422, detail) from exc
+    try:
+        row, clear = await create_api_key(session, customer_id, actor, now, spec.expires_at,
+                                          spec.name)  # fmt: skip
     except LookupError as exc:
         raise HTTPException(404, f"customer {customer_id!r} not found") from exc
     await session.commit()

@@ -1,6 +1,8 @@
 """Brute-force lockout for the admin API: failed authentications per client IP.
 
-One moving window per IP (``FAILED_ATTEMPTS_PER_MINUTE`` failures a minute).
+One moving window per IP (``FAILED_ATTEMPTS_PER_MINUTE`` failures a minute),
+and ``Proven``: the credentials a locked-out IP may still use (what a locked
+IP gets, and why, is documented in ``gateway.admin.auth``).
 In one process by default. With ``GATEWAY_REDIS_URL`` the window lives in
 Redis, so guesses spread over replicas (a load balancer spreads them for the
 attacker) meet one limit, not one per replica.
@@ -17,7 +19,11 @@ when the window is shared.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import os
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from gateway.ops import metrics
@@ -103,3 +109,36 @@ class FailedAttempts:
         metrics.CLUSTER_ERRORS.labels("admin_lockout").inc()
         log.error("shared admin lockout unavailable (%s: %s); this process's own window "
                   "applies", operation, exc)  # fmt: skip
+
+
+class Proven:
+    """Keyed digests of credentials that authenticated in this process.
+
+    Digests, not the tokens: no clear credential is kept beyond its request.
+    The key is random per process, so a digest cannot be precomputed from a
+    guess, and a membership test is one dictionary probe of an unpredictable
+    value: its timing says nothing about how near a guess came. Bounded (admin
+    tokens are few); the oldest falls out first.
+    """
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self._key = os.urandom(32)
+        self._seen: OrderedDict[bytes, str | None] = OrderedDict()
+
+    def digest(self, raw: str) -> bytes:
+        return hmac.new(self._key, raw.encode("utf-8"), hashlib.sha256).digest()
+
+    def add(self, digest: bytes, token_id: str | None) -> None:
+        self._seen[digest] = token_id
+        self._seen.move_to_end(digest)
+        while len(self._seen) > self.MAX:
+            self._seen.popitem(last=False)
+
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self._seen
+
+    def forget(self, token_id: str) -> None:
+        for digest in [d for d, tid in self._seen.items() if tid == token_id]:
+            del self._seen[digest]

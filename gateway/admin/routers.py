@@ -1,11 +1,14 @@
-"""Every ``/admin/v1`` router, included in one place, and what the admin API
-answers when its database cannot be reached."""
+"""Every ``/admin/v1`` router, included in one place, what the admin API
+answers when its database cannot be reached, and the input it refuses before
+any route sees it (``gateway.admin.inputs``)."""
 
 from __future__ import annotations
 
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -16,6 +19,7 @@ from gateway.admin.customers import router as customers_router
 from gateway.admin.decisions import router as decisions_router
 from gateway.admin.farms import router as farms_router
 from gateway.admin.holds import router as holds_router
+from gateway.admin.inputs import RefuseUnstorableInput, json_safe
 from gateway.admin.keys import router as keys_router
 from gateway.admin.kyc_webhook import router as kyc_webhook_router
 from gateway.admin.policy import router as policy_router
@@ -59,7 +63,19 @@ def answer_store_unavailable(app: FastAPI) -> None:
         app.add_exception_handler(exc_type, store_unavailable)
 
 
+async def validation_failed(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, except that a non-finite number quoted as the bad input is
+    shown as text: the default renderer raised on it, turning the 422 into a 500."""
+    return JSONResponse({"detail": json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
+def guard_admin_input(app: FastAPI) -> None:
+    app.add_middleware(RefuseUnstorableInput)
+    app.add_exception_handler(RequestValidationError, validation_failed)  # type: ignore[arg-type]
+
+
 def include_admin_routers(app: FastAPI) -> None:
     for router in ADMIN_ROUTERS:
         app.include_router(router)
     answer_store_unavailable(app)
+    guard_admin_input(app)

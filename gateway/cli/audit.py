@@ -241,8 +241,9 @@ def public_key_cmd(
 @app.command()
 def prune(
     dry_run: Annotated[bool, typer.Option(help="Only say what would be removed.")] = False,
-    days: Annotated[int | None, typer.Option(help="Override GATEWAY_AUDIT_RETENTION_DAYS.")]
-    = None,
+    days: Annotated[
+        int | None, typer.Option(min=1, help="Override GATEWAY_AUDIT_RETENTION_DAYS (>= 1).")
+    ] = None,
 ) -> None:
     """Remove records older than the retention period, in whole signed segments."""
     from gateway.audit.retention import prune as do_prune

@@ -160,13 +160,18 @@ def add(
     id: Annotated[str | None, typer.Option(help="Your own id; generated if omitted.")] = None,
     kind: Annotated[str, typer.Option(help="individual | organization")] = "individual",
     citizenship: Annotated[list[str] | None, typer.Option(help="ISO code; repeatable.")] = None,
-    residence: Annotated[str | None, typer.Option()] = None,
+    residence: Annotated[
+        str | None, typer.Option(help="ISO country (UA) or ISO 3166-2 region (UA-43).")
+    ] = None,
     incorporated_in: Annotated[str | None, typer.Option()] = None,
     owner: Annotated[list[str] | None, typer.Option(help="COUNTRY:PERCENT; repeatable.")] = None,
     kyc_level: Annotated[str, typer.Option()] = "none",
     kyc_expires_at: Annotated[str | None, typer.Option(help="RFC 3339 time.")] = None,
     tier: Annotated[str, typer.Option()] = "public",
     attribute: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    sanctions_status: Annotated[
+        str, typer.Option(help="clear | potential_match | confirmed_match; screening may raise it.")
+    ] = "clear",
 ) -> None:
     """Add a customer (screened against GATEWAY_SANCTIONS_LIST when set)."""
     raw = {
@@ -174,6 +179,7 @@ def add(
         "residence": residence, "incorporated_in": incorporated_in,
         "ownership": [_owner(o) for o in owner or []], "kyc_level": kyc_level,
         "kyc_expires_at": kyc_expires_at, "tier": tier, "attributes": attribute or [],
+        "sanctions_status": sanctions_status,
     }  # fmt: skip
     try:
         data = CustomerCreate.model_validate(raw)

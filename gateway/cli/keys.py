@@ -9,8 +9,15 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 
 from gateway.cli.customers import Sessions, cli_actor, console, fail, run_db
-from gateway.identity.keys import KeyNotFound, create_api_key, key_snapshot, revoke_api_key
-from gateway.kyc.schemas import UtcIn
+from gateway.identity.keys import (
+    ExpiryInPast,
+    KeyNotFound,
+    check_expiry,
+    create_api_key,
+    key_snapshot,
+    revoke_api_key,
+)
+from gateway.kyc.schemas import UtcIn, non_blank
 from gateway.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -27,8 +34,16 @@ def create(
     if expires_at is not None:
         try:
             expiry = TypeAdapter(UtcIn).validate_python(expires_at)
+            check_expiry(expiry, datetime.now(UTC))
         except ValidationError as exc:
             raise fail(f"--expires-at: {exc.errors()[0]['msg']}", 2) from exc
+        except ExpiryInPast as exc:
+            raise fail(f"--expires-at: {exc}", 2) from exc
+    if name is not None:
+        try:
+            non_blank(name)
+        except ValueError as exc:
+            raise fail(f"--name: {exc}", 2) from exc
 
     async def work(_: Settings, sessions: Sessions) -> tuple[str, str] | None:
         async with sessions() as session:

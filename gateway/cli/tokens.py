@@ -10,6 +10,7 @@ import typer
 from gateway.admin.auth import ROLES, create_admin_token
 from gateway.cli.customers import Sessions, cli_actor, console, fail, run_db
 from gateway.identity.admin_log import record_admin_action
+from gateway.kyc.schemas import non_blank
 from gateway.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -28,6 +29,10 @@ def create(
     """Create an admin-API token. The token is printed once and never again."""
     if role not in ROLES:
         raise fail(f"--role must be one of {', '.join(ROLES)}", 2)
+    try:  # as the admin API's POST /tokens: the name says who holds the token
+        non_blank(name)
+    except ValueError as exc:
+        raise fail(f"--name: {exc}", 2) from exc
 
     async def work(_: Settings, sessions: Sessions) -> tuple[str, str]:
         now = datetime.now(UTC)

@@ -122,10 +122,12 @@ class GatewayIdentifier:
 
     # --- identify ----------------------------------------------------------
 
-    async def identify(self, bearer: str | None, api_key: str | None) -> Principal:
+    async def identify(
+        self, bearer: str | None, api_key: str | None, authorization_problem: str | None = None
+    ) -> Principal:
         credential = (api_key or "").strip() or (bearer or "").strip()
         if not credential:
-            raise AuthenticationFailed("missing credential")
+            raise AuthenticationFailed(authorization_problem or "missing credential")
         if credential.startswith(f"{KEY_KIND}_"):
             return await self._by_key(credential)
         if self.oidc is not None and self.oidc.looks_like_jwt(credential):

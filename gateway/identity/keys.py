@@ -34,6 +34,20 @@ class KeyNotFound(LookupError):
     pass
 
 
+class ExpiryInPast(ValueError):
+    """A new key's ``expires_at`` is not after its creation: it would never work."""
+
+
+def check_expiry(expires_at: datetime | None, now: datetime) -> None:
+    """Refuse an expiry at or before ``now`` (a typo'd year, a stale script):
+    the key would be shown once and refused on first use."""
+    if expires_at is not None and as_utc(expires_at) <= as_utc(now):
+        raise ExpiryInPast(
+            f"{rfc3339(expires_at)} is in the past (it is now {rfc3339(now)}): "
+            "the key would never work"
+        )
+
+
 def key_snapshot(row: ApiKey) -> dict[str, Any]:
     """JSON-able key metadata (never the hash) for responses and the admin log."""
 
@@ -43,7 +57,9 @@ def key_snapshot(row: ApiKey) -> dict[str, Any]:
     return {
         "id": row.id,
         "customer_id": row.customer_id,
-        "prefix": row.prefix,
+        # From the id, not the column: a row written by an older replica during
+        # a rolling deploy may still hold four characters of the secret there.
+        "prefix": f"{KEY_KIND}_{row.id}",
         "name": row.name,
         "created_at": t(row.created_at),
         "expires_at": t(row.expires_at),
@@ -61,6 +77,7 @@ async def create_api_key(
     name: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Add a key for an existing customer; returns the row and the clear key (show once)."""
+    check_expiry(expires_at, now)
     if await session.get(Customer, customer_id) is None:
         raise LookupError(customer_id)
     minted = creds.mint(KEY_KIND)

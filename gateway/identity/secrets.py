@@ -44,7 +44,9 @@ class NewCredential:
 
     @property
     def prefix(self) -> str:
-        return f"{self.clear[: self.clear.index('_') + 1]}{self.id}_{self.secret[:4]}"
+        """``<kind>_<id>``: enough to recognise the credential, and none of its
+        secret (not even a few characters: only a hash of the secret is kept)."""
+        return self.clear[: self.clear.index("_") + 1] + self.id
 
 
 def new_id() -> str:

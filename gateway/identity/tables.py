@@ -25,7 +25,8 @@ class ApiKey(Base):
     secret_salt: Mapped[str] = mapped_column(String(64))
     secret_hash: Mapped[str] = mapped_column(String(64))
     prefix: Mapped[str] = mapped_column(String(64))
-    """Displayable start of the key (``gk_<id>_abcd``), enough to recognise it."""
+    """Displayable start of the key, ``gk_<id>``: the part that was never secret.
+    (Before migration a9d1769e1ee6 it also held four characters of the secret.)"""
     name: Mapped[str | None] = mapped_column(String(256), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -64,3 +64,19 @@ def region_code(value: str) -> str:
 def country_or_region(value: str) -> str:
     """Either form: ``US`` or ``US-CA``."""
     return region_code(value) if "-" in value else country_code(value)
+
+
+def place_code(value: str) -> str:
+    """A place a customer lives: a country (``UA``) or a subdivision (``UA-43``).
+
+    As ``country_or_region``, with one message for both forms, so a typo is
+    reported as what the field accepts rather than as the form it happened to
+    resemble.
+    """
+    try:
+        return country_or_region(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is neither an ISO 3166-1 alpha-2 country code (UA) "
+            f"nor an ISO 3166-2 subdivision code (UA-43)"
+        ) from None

@@ -1,10 +1,13 @@
 """Pydantic shapes of the customer record (SPEC section 4) at the API edge.
 
 Parsed once here: country codes are checked against ISO 3166 (a bad one is a
-422 naming the field), times must carry an offset and are normalised to UTC,
-and every time goes out as RFC 3339 with ``Z``. Citizenships and attributes
-are deduplicated (first occurrence kept, order kept); every list is capped at
-``MAX_LIST_ITEMS`` entries (more is a 422 naming the field).
+422 naming the field; ``residence`` may also be an ISO 3166-2 subdivision such
+as ``UA-43``, Crimea, because sanctions programmes cover regions of a country
+and the policy's ``residence_in`` matches them), times must carry an offset
+and are normalised to UTC, and every time goes out as RFC 3339 with ``Z``.
+Citizenships and attributes are deduplicated (first occurrence kept, order
+kept); every list is capped at ``MAX_LIST_ITEMS`` entries (more is a 422
+naming the field).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.kyc.codes import country_code
+from gateway.kyc.codes import country_code, place_code
 
 CustomerKind = Literal["individual", "organization"]
 SanctionsStatus = Literal["clear", "potential_match", "confirmed_match"]
@@ -57,9 +60,23 @@ def rfc3339(value: datetime) -> str:
 
 
 Country = Annotated[str, AfterValidator(country_code)]
+Place = Annotated[str, AfterValidator(place_code)]
+"""A country or an ISO 3166-2 subdivision (where a customer lives)."""
 UtcIn = Annotated[AwareDatetime, AfterValidator(utc_input)]
 UtcOut = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
 Word = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def non_blank(value: str) -> str:
+    """A name must say something: one of only whitespace (Unicode's, as
+    ``str.strip`` knows it) identifies nobody and screens ``clear`` with score
+    0, as there is nothing to match."""
+    if not value.strip():
+        raise ValueError("must not be blank (whitespace only)")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(non_blank)]
 
 MAX_LIST_ITEMS = 64
 """Bound on every list in a record: no real person has more citizenships, nor
@@ -82,7 +99,7 @@ class OwnershipShare(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     country: Country
-    percent: float = Field(ge=0, le=100)
+    percent: float = Field(ge=0, le=100, allow_inf_nan=False)
 
 
 def _ownership_total(shares: list[OwnershipShare] | None) -> None:
@@ -98,10 +115,10 @@ class CustomerCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, pattern=ID_PATTERN)
-    name: str = Field(min_length=1, max_length=512)
+    name: NonBlank = Field(min_length=1, max_length=512)
     kind: CustomerKind = "individual"
     citizenships: Countries = Field(default_factory=list)
-    residence: Country | None = None
+    residence: Place | None = None
     incorporated_in: Country | None = None
     ownership: Owners = Field(default_factory=list)
     kyc_level: Word = "none"
@@ -109,6 +126,9 @@ class CustomerCreate(BaseModel):
     kyc_expires_at: UtcIn | None = None
     tier: Word = "public"
     attributes: Words = Field(default_factory=list)
+    sanctions_status: SanctionsStatus = "clear"
+    """What the caller knows; the stored status is the stricter of this and the
+    screening result (``gateway.kyc.service.create_customer``)."""
     status: CustomerStatus = "active"
 
     @model_validator(mode="after")
@@ -122,10 +142,10 @@ class CustomerPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=512)
+    name: NonBlank | None = Field(default=None, min_length=1, max_length=512)
     kind: CustomerKind | None = None
     citizenships: Countries | None = None
-    residence: Country | None = None
+    residence: Place | None = None
     incorporated_in: Country | None = None
     ownership: Owners | None = None
     kyc_level: Word | None = None

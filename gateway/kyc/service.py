@@ -164,7 +164,10 @@ async def create_customer(
         kyc_expires_at=data.kyc_expires_at,
         tier=data.tier,
         attributes=list(data.attributes),
-        sanctions_status="clear",
+        # The stricter of this and the screening (``_screen`` only escalates):
+        # a known confirmed match can be recorded at once, while "clear" never
+        # waves through a name the list matches. Clearing is a PATCH (a review).
+        sanctions_status=data.sanctions_status,
         status=data.status,
         created_at=now,
         updated_at=now,
@@ -261,7 +264,7 @@ def decode_cursor(cursor: str) -> str:
         value = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("invalid cursor") from exc
-    if not value:
+    if not value or "\x00" in value:  # NUL: PostgreSQL cannot compare it (a 500)
         raise ValueError("invalid cursor")
     return value
 

@@ -9,6 +9,7 @@ The status -> type table follows SPEC section 2; Anthropic bodies also carry
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -87,3 +88,20 @@ def render_error(api: ApiShape, error: ProxyError) -> bytes:
             }
         }
     )
+
+
+def join_reasons(reasons: Iterable[str]) -> str:
+    """The reasons of every matching deny rule as one message.
+
+    Reasons are written as sentences ("... is not permitted.") or as fragments
+    ("sanctions screening status is confirmed_match"): a sentence is followed
+    by a space, a fragment by "; ", so neither ".;" nor run-together text.
+    """
+    joined = ""
+    for reason in (r.strip() for r in reasons):
+        if not reason:
+            continue
+        if joined:
+            joined += " " if joined.endswith((".", "!", "?")) else "; "
+        joined += reason
+    return joined

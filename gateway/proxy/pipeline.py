@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from gateway.geo.origin import Origin
+from gateway.identity.bearer import parse_authorization
 from gateway.identity.principal import Principal
 from gateway.ops import hooks  # ops: metrics + access log
 from gateway.policy.capabilities import classify
@@ -35,7 +36,7 @@ from gateway.proxy.asgi_io import (
 )
 from gateway.proxy.asgi_io import send_response as send_raw
 from gateway.proxy.body import check_encoding, check_query, parse_request_body
-from gateway.proxy.errors import ProxyError, render_error
+from gateway.proxy.errors import ProxyError, join_reasons, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
 from gateway.proxy.models_list import render_models
@@ -57,14 +58,6 @@ _KEEP_PROMPT_CHARS = 4096
 def _peer(scope: Scope) -> str | None:
     client = scope.get("client")
     return str(client[0]) if client else None
-
-
-def _bearer(scope: Scope) -> str | None:
-    value = header(scope, b"authorization")
-    if value is None:
-        return None
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 class Pipeline:
@@ -187,8 +180,9 @@ class Pipeline:
 
     async def _identify(self, ex: Exchange, scope: Scope) -> Principal:
         try:
+            bearer, problem = parse_authorization(header(scope, b"authorization"))
             return await self.services.identifier.identify(
-                _bearer(scope), header(scope, b"x-api-key")
+                bearer, header(scope, b"x-api-key"), problem
             )
         except AuthenticationFailed as exc:
             ex.key_id = exc.key_id
@@ -227,7 +221,7 @@ class Pipeline:
             ex.body = body = replace(body, prompt_text="")
             ex.facts = replace(facts, body=body)
         if not decision.allowed:
-            reason = "; ".join(decision.reasons) or "denied by policy"
+            reason = join_reasons(decision.reasons) or "denied by policy"
             raise ProxyError(decision.deny_status, reason, code=decision.rule_ids[0])
         if decision.quota is not None:
             wanted = _tokens_to_reserve(ex.endpoint, body, decision.quota.default_max_tokens)

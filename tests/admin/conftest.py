@@ -20,7 +20,7 @@ from tests.support.identity_app import (
 )
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-BOOTSTRAP = "bootstrap-admin-token-for-tests"
+BOOTSTRAP = "bootstrap-admin-token-for-tests-0123456789"
 WEBHOOK_SECRET = "wbhsec_current"
 WEBHOOK_SECRET_OLD = "wbhsec_previous"
 

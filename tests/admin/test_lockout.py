@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from gateway.admin.auth import AdminAuthenticator
 from gateway.admin.lockout import FailedAttempts
 from gateway.ops import metrics
 from tests.support.redis_server import RedisServer
@@ -50,3 +51,23 @@ async def test_without_redis_each_process_keeps_its_own_window(redis: RedisServe
     redis.start()
     await b.record("198.51.100.1")
     assert not await b.blocked("198.51.100.1")  # Redis came back empty: one failure
+
+
+async def test_a_shared_lockout_still_admits_the_bootstrap_token(redis: RedisServer) -> None:
+    # Guesses through one replica lock the address out of every replica; the
+    # operators behind that address (an untrusted load balancer) keep their
+    # bootstrap token on all of them, and guesses are refused without a look
+    # at the token store (which this authenticator would fail to reach).
+    def no_store() -> object:
+        raise AssertionError("a refused guess must not read the token store")
+
+    bootstrap = "bootstrap-token-" + "0123456789abcdef" * 2
+    a = AdminAuthenticator(no_store, bootstrap, 30.0, 5, redis_url=redis.url)  # type: ignore[arg-type]
+    b = AdminAuthenticator(no_store, bootstrap, 30.0, 5, redis_url=redis.url)  # type: ignore[arg-type]
+    for _ in range(5):
+        await a.record_failure("203.0.113.9")
+    assert await b.blocked("203.0.113.9")
+    actor = await b.authenticate_locked_out(bootstrap)
+    assert actor is not None and actor.role == "admin"
+    for guess in ("guess", bootstrap[:-1], "gat_0123456789abcdef_" + "a" * 52):
+        assert await b.authenticate_locked_out(guess) is None

@@ -61,6 +61,22 @@ def test_unknown_revoked_and_missing_keys_get_401_in_both_shapes(
         assert response.headers["x-gateway-decision-id"]
 
 
+def test_a_401_says_what_is_wrong_with_the_authorization_header(gateway: Proc) -> None:
+    cases = [
+        ({"authorization": "Basic dXNlcjpwYXNz"}, "unsupported authorization scheme 'Basic'"),
+        # "Bearer " with its space: HTTP strips trailing whitespace, the same on the wire.
+        ({"authorization": "Bearer"}, "empty bearer token"),
+        ({"authorization": "gk_0123456789abcdef_notakey"}, "without a scheme"),
+        ({}, "missing credential"),
+    ]
+    for headers, said in cases:
+        response = chat(gateway, headers)
+        assert response.status_code == 401, headers
+        message = response.json()["error"]["message"]
+        assert said in message, (headers, message)
+        assert "notakey" not in message  # a credential is never echoed
+
+
 @pytest.fixture()
 def issuer() -> Iterator[LocalIssuer]:
     local = LocalIssuer(audience="gateway-e2e")

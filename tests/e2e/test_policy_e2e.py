@@ -92,6 +92,36 @@ def test_directive_is_by_citizenship_not_location(gateway: Proc, admin: Admin) -
     assert chat(gateway, resident, "fable-5", US_IP).status_code == 200
 
 
+def test_several_deny_reasons_read_as_sentences(gateway: Proc, admin: Admin) -> None:
+    key = admin.customer_with_key(**person(name="Iman Example", citizenships=["IR"],
+                                           residence="IR"))  # fmt: skip
+    response = chat(gateway, key, "haiku-lite", IR_IP)
+    assert response.status_code == 403, response.text
+    message = response.json()["error"]["message"]
+    assert ".;" not in message and "permitted. " in message, message
+    assert response.json()["error"]["code"] == "sanctioned-origin"
+
+
+def test_resident_of_a_sanctioned_region_is_refused(gateway: Proc, admin: Admin) -> None:
+    # Crimea is a region of UA, not a country: the record must be able to say
+    # so, or the resident is stored as UA and served from anywhere.
+    key = admin.customer_with_key(
+        **person(name="Oksana Example", citizenships=["UA"], residence="UA-43")
+    )
+    response = chat(gateway, key, "haiku-lite", DE_IP)
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["code"] == "sanctioned-residence"
+    record = admin.http.get(f"/admin/v1/decisions/{response.headers['x-gateway-decision-id']}")
+    assert record.status_code == 200, record.text
+    assert record.json()["residence"] == "UA-43"
+    assert record.json()["rule_ids"] == ["sanctioned-residence"]
+    # A Kyiv resident (UA-30) is served.
+    kyiv = admin.customer_with_key(
+        **person(name="Taras Example", citizenships=["UA"], residence="UA-30")
+    )
+    assert chat(gateway, kyiv, "haiku-lite", DE_IP).status_code == 200
+
+
 def test_models_list_shows_only_what_the_caller_may_use(gateway: Proc, admin: Admin) -> None:
     public = admin.customer_with_key(
         **person(name="Pat Public", tier="public", kyc_level="email_verified")

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.admin.auth import create_admin_token
-from gateway.admin.routers import answer_store_unavailable
+from gateway.admin.routers import answer_store_unavailable, guard_admin_input
 from gateway.db.session import create_engine, session_factory
 from gateway.geo.origin import Origin
 from gateway.policy.holder import PolicyHolder
@@ -88,4 +88,5 @@ def make_app(services: TestServices, *routers: Any) -> FastAPI:
     for router in routers:
         app.include_router(router)
     answer_store_unavailable(app)  # as the real app does (gateway.admin.routers)
+    guard_admin_input(app)
     return app
