@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit import nodes
 from gateway.audit.batch import ChainConflict
-from gateway.audit.signing import Signer, checkpoint_payload
+from gateway.audit.signing import CheckpointLinks, Signer, checkpoint_payload
 from gateway.audit.tables import audit_checkpoints, audit_nodes, audit_records
 from gateway.audit.writer_state import CheckpointState
 from gateway.settings import Settings
@@ -73,15 +73,29 @@ class ChainSession:
 
     # --- the head ---------------------------------------------------------------
 
-    async def claim(self) -> None:
+    async def claim(self, node_id: str | None = None) -> None:
+        """Claim a free chain of this writer's base id, or exactly ``node_id`` (``seal``)."""
         conn = await self.connection()
-        self.head = await nodes.claim_node(
-            conn, self._base_id, self.owner, self._clock(), self.lease_s
-        )
+        if node_id is None:
+            self.head = await nodes.claim_node(
+                conn, self._base_id, self.owner, self._clock(), self.lease_s
+            )
+        else:
+            self.head = await nodes.try_claim(conn, node_id, self.owner, self._clock(),
+                                              self.lease_s)
+            if self.head is None:
+                raise nodes.NodeUnavailable(
+                    f"chain {node_id} is held by a live writer, or its head row disagrees with "
+                    "its records (see `gateway audit verify`)")
         self.stale = False
         await self.cp.load(conn, self.head.node_id, self._clock())
         self.last_heartbeat = time.monotonic()
         log.info("audit writer owns chain %s at seq %d", self.head.node_id, self.head.seq)
+        # A new chain is signed from its first moment (a genesis checkpoint at seq 0),
+        # and a chain taken over after a crash has its unsigned tail signed now: so a
+        # chain without checkpoints, or with an old unsigned tail, is a forgery's mark.
+        if self.cp.link is None or self.head.seq > self.cp.seq:
+            await self.write_checkpoint(force=True)
 
     async def current(self) -> nodes.Head:
         """The committed head to chain the next batch onto (re-read after a failure)."""
@@ -130,10 +144,36 @@ class ChainSession:
     def checkpoint_due(self, seq: int) -> bool:
         return self.cp.due(seq, self._settings)
 
+    @property
+    def within_s(self) -> float:
+        """Signed in each checkpoint: new records are signed within this long. A
+        record committed more than ``audit_checkpoint_seconds`` after the last
+        checkpoint brings one in its own batch; earlier ones are signed by the
+        first batch or idle tick (``writer._run``) after that."""
+        seconds = self._settings.audit_checkpoint_seconds
+        return seconds + min(seconds, self.lease_s / 3)
+
+    async def read_others(self) -> None:
+        """The other chains' committed heads, for the next checkpoint to sign.
+
+        Once per checkpoint (every ``audit_checkpoint_every`` records or
+        ``audit_checkpoint_seconds``), on the chain's own connection.
+        """
+        assert self.head is not None
+        conn = await self.connection()
+        rows = (await conn.execute(
+            select(audit_nodes.c.node_id, audit_nodes.c.last_seq, audit_nodes.c.last_hash)
+            .where(audit_nodes.c.node_id != self.head.node_id, audit_nodes.c.last_seq > 0)
+        )).all()
+        await conn.rollback()
+        self.cp.others = {str(r.node_id): (int(r.last_seq), str(r.last_hash)) for r in rows}
+
     def checkpoint_row(self, seq: int, head_hash: str, now: datetime) -> dict[str, Any]:
         assert self.head is not None
         count = seq - self.cp.seq
-        payload = checkpoint_payload("checkpoint", self.head.node_id, seq, head_hash, count, now)
+        links = CheckpointLinks(self.cp.link, self.within_s, self.cp.news())
+        payload = checkpoint_payload("checkpoint", self.head.node_id, seq, head_hash, count, now,
+                                     links)
         return {
             "kind": "checkpoint", "node_id": self.head.node_id, "seq": seq,
             "head_hash": head_hash, "count": count, "ts": now,
@@ -141,12 +181,13 @@ class ChainSession:
             "payload": payload.decode("ascii"), "signature": self._signer.sign(payload),
         }
 
-    def checkpointed(self, seq: int, head_hash: str) -> None:
-        self.cp.mark(seq)
+    def checkpointed(self, row: dict[str, Any]) -> None:
+        """``row`` (from ``checkpoint_row``) COMMITted: the next checkpoint links to it."""
+        self.cp.mark(int(row["seq"]), str(row["payload"]))
         self._on_checkpoint()
         # The log line is an outside witness of the head: it survives a database rollback.
         log.info("audit checkpoint node=%s seq=%d head=%s",
-                 self.head.node_id if self.head else "?", seq, head_hash)
+                 self.head.node_id if self.head else "?", row["seq"], row["head_hash"])
 
     async def idle_maintenance(self) -> None:
         """Time-based checkpoint and lease heartbeat while no batch runs."""
@@ -173,9 +214,10 @@ class ChainSession:
 
     async def write_checkpoint(self, force: bool) -> None:
         head = self.head
-        if head is None or head.seq <= self.cp.seq or (not force and not self.checkpoint_due(
-                head.seq)):
+        signed = head is not None and head.seq <= self.cp.seq and self.cp.link is not None
+        if head is None or signed or (not force and not self.checkpoint_due(head.seq)):
             return
+        await self.read_others()
         conn = await self.connection()
         now = self._clock()
         row = self.checkpoint_row(head.seq, head.hash, now)
@@ -190,7 +232,7 @@ class ChainSession:
                 raise ChainConflict(f"chain {head.node_id} moved or was taken over")
             await conn.execute(insert(audit_checkpoints), [row])
         self.last_heartbeat = time.monotonic()
-        self.checkpointed(head.seq, head.hash)
+        self.checkpointed(row)
 
     async def release(self) -> None:
         if self.head is not None:

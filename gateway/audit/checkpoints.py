@@ -12,7 +12,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit.signing import fingerprint, verify_signature
+from gateway.audit.signing import fingerprint, payload_sha256, verify_signature
 from gateway.audit.tables import audit_checkpoints, audit_keys
 
 
@@ -29,6 +29,18 @@ class Checkpoint:
     signature: str
     problem: str | None = None
     problem_message: str = ""
+    format: int = 1
+    prev: tuple[int, str] | None = None
+    """Format 2: ``(seq, payload sha256)`` of the chain's previous checkpoint; None
+    only on a chain's first."""
+    within_s: float | None = None
+    """Format 2: the writer signs new records within this many seconds."""
+    nodes: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """Format 2: other chains' committed heads the writer read when signing."""
+
+    @property
+    def sha256(self) -> str:
+        return payload_sha256(self.payload)
 
     def to_manifest(self) -> dict[str, Any]:
         return {"payload": self.payload, "signature": self.signature,
@@ -55,7 +67,8 @@ def check_checkpoint(
         cp = Checkpoint(str(doc["kind"]), str(doc["node_id"]), int(doc["seq"]),
                         str(doc["head_hash"]), int(doc["count"]), str(doc["ts"]), key_fp,
                         payload, signature)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        _read_links(cp, doc)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         node = str(columns.get("node_id")) if columns else ""
         seq = int(columns.get("seq") or 0) if columns else 0
         return Checkpoint("checkpoint", node, seq, "", 0, "", key_fp, payload, signature,
@@ -74,6 +87,17 @@ def check_checkpoint(
         cp.problem = "bad_signature"
         cp.problem_message = f"{cp.kind} at seq {cp.seq}: columns differ from the signed payload"
     return cp
+
+
+def _read_links(cp: Checkpoint, doc: dict[str, Any]) -> None:
+    """The format 2 fields (``signing.CheckpointLinks``); format 1 has none."""
+    cp.format = int(doc.get("format", 1))
+    if cp.format < 2:
+        return
+    prev = doc["prev"]
+    cp.prev = None if prev is None else (int(prev["seq"]), str(prev["sha256"]))
+    cp.within_s = float(doc["within_s"])
+    cp.nodes = {str(n): (int(h["seq"]), str(h["hash"])) for n, h in doc["nodes"].items()}
 
 
 async def load_keys(conn: AsyncConnection) -> dict[str, bytes]:

@@ -5,10 +5,13 @@ Two modes:
     chain whose ``ts`` falls in the range, as whole contiguous ``seq`` runs per
     node (all kinds: decisions, outcomes, events), in ``(node_id, seq)`` order.
     Boundary runs may include a record a few milliseconds outside the range,
-    because records commit in queue order, not ``ts`` order. Every record up to
-    a checkpoint inside its run re-hashes to that signed head: proven complete
-    and unaltered. Records after the run's last checkpoint are chained but not
-    signed (the manifest says how many).
+    because records commit in queue order, not ``ts`` order, and each run goes
+    on to the checkpoint that signs its last record (at most one checkpoint
+    interval more), so every record re-hashes to a signed head: proven complete
+    and unaltered. Only a chain's newest records, not yet signed when the
+    export ran, are chained but unsigned; the manifest carries each run's
+    *anchor* (the chain's checkpoint before the run) so that offline verify
+    knows how old such a tail may be (``continuity.py``).
   * **filtered** (customer, decision, rule, model, origin): matching decisions
     in id order. Each record re-hashes from its own ``prev_hash`` (internally
     consistent), and one that sits at a checkpoint's ``seq`` matches the signed
@@ -38,7 +41,7 @@ from gateway.audit.chain import parse_body, utc
 from gateway.audit.checkpoints import load_checkpoints
 from gateway.audit.query import DecisionFilters, iter_decisions
 from gateway.audit.signing import public_pem
-from gateway.audit.tables import audit_records
+from gateway.audit.tables import audit_checkpoints, audit_records
 
 ExportFormat = Literal["jsonl", "csv"]
 MANIFEST_VERSION = 1
@@ -164,9 +167,13 @@ class Exporter:
             lo, hi = rng.first_seq or 0, rng.last_seq or 0
             covering = [cp for cp in cps.by_node.get(node_id, [])
                         if (lo <= cp.seq <= hi) or cp.kind == "tombstone"]
-            fingerprints.update(cp.key_fingerprint for cp in covering)
+            before = [cp for cp in cps.by_node.get(node_id, [])
+                      if cp.kind == "checkpoint" and cp.seq < lo and cp.problem is None]
+            anchor = before[-1] if before else None  # load_checkpoints orders by seq
+            fingerprints.update(cp.key_fingerprint for cp in [*covering, *before[-1:]])
             nodes[node_id] = {**asdict(rng),
-                              "checkpoints": [cp.to_manifest() for cp in covering]}
+                              "checkpoints": [cp.to_manifest() for cp in covering],
+                              "anchor": anchor.to_manifest() if anchor else None}
         self.manifest = {
             "manifest_version": MANIFEST_VERSION,
             "generated_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
@@ -188,8 +195,9 @@ class Exporter:
 async def _node_ranges(
     sessions: async_sessionmaker[AsyncSession], filters: DecisionFilters
 ) -> list[tuple[str, int, int]]:
-    """Per node, the contiguous seq run that covers the time range."""
-    t = audit_records
+    """Per node, the contiguous seq run that covers the time range, up to the
+    checkpoint that signs its last record (if one exists yet)."""
+    t, c = audit_records, audit_checkpoints
     query = select(t.c.node_id, func.min(t.c.seq), func.max(t.c.seq)).group_by(t.c.node_id)
     if filters.from_ts is not None:
         query = query.where(t.c.ts >= utc(filters.from_ts))
@@ -197,7 +205,12 @@ async def _node_ranges(
         query = query.where(t.c.ts < utc(filters.to_ts))
     async with sessions() as session:
         rows = (await session.execute(query.order_by(t.c.node_id))).all()
-    return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+        ranges = []
+        for node_id, lo, hi in rows:
+            signed = (await session.execute(select(func.min(c.c.seq)).where(
+                c.c.node_id == node_id, c.c.kind == "checkpoint", c.c.seq >= hi))).scalar()
+            ranges.append((str(node_id), int(lo), int(hi if signed is None else signed)))
+    return ranges
 
 
 def csv_cells(item: dict[str, Any], columns: tuple[str, ...] = CSV_COLUMNS) -> list[str]:

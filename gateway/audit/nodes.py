@@ -100,13 +100,13 @@ async def claim_node(
     """
     for i in range(1, MAX_SUFFIX + 1):
         node_id = base if i == 1 else f"{base}-{i}"
-        head = await _try_claim(conn, node_id, owner, now, lease_s)
+        head = await try_claim(conn, node_id, owner, now, lease_s)
         if head is not None:
             return head
     raise NodeUnavailable(f"no free audit chain among {base}..{base}-{MAX_SUFFIX}")
 
 
-async def _try_claim(
+async def try_claim(
     conn: AsyncConnection, node_id: str, owner: str, now: datetime, lease_s: float
 ) -> Head | None:
     async with conn.begin():

@@ -32,14 +32,21 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from gateway.audit.chain import CHAIN_FIELDS, GENESIS, canonical, chain_hash, parse_body
-from gateway.audit.checkpoints import check_checkpoint
 from gateway.audit.export import CSV_LAYOUTS, csv_cells, csv_line
+from gateway.audit.offline_links import (
+    all_witnesses,
+    judged_at,
+    read_checkpoints,
+    tail_problems,
+    witness_check,
+)
 from gateway.audit.signing import fingerprint, load_public_key
 from gateway.audit.verify import Problem
 
@@ -57,6 +64,9 @@ class ExportReport:
     unlinked: int = 0
     """Filtered exports: consistent on their own, not linked to a checkpoint."""
     keys_from_manifest: bool = False
+    judged_at: datetime | None = None
+    """The time unsigned records were judged at, and ``judged_by`` where it came from."""
+    judged_by: str = ""
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -170,8 +180,10 @@ def load_manifest(path: Path, manifest_path: Path | None) -> tuple[str, dict[str
 
 
 def verify_export(
-    path: Path, manifest_path: Path | None = None, trusted_keys: Iterable[bytes] | None = None
+    path: Path, manifest_path: Path | None = None, trusted_keys: Iterable[bytes] | None = None,
+    at: datetime | None = None,
 ) -> ExportReport:
+    """``at``: when the export's unsigned tails are judged (``offline_links.py``)."""
     fmt, manifest = load_manifest(path, manifest_path)
     report = ExportReport(mode=str(manifest.get("mode", "?")))
     if trusted_keys is None:
@@ -180,20 +192,14 @@ def verify_export(
         keys = {fp: raw for fp, raw in keys.items() if fingerprint(raw) == fp}
     else:
         keys = {fingerprint(k): k for k in trusted_keys}
-    heads: dict[tuple[str, int], str] = {}
-    for node_id, node in manifest.get("nodes", {}).items():
-        for doc in node.get("checkpoints", []):
-            cp = check_checkpoint(doc["payload"], doc["signature"], doc["key_fingerprint"], keys)
-            if cp.problem is not None or cp.node_id != node_id:
-                report.problems.append(Problem(cp.problem or "bad_signature",
-                                               cp.problem_message or "checkpoint of another node",
-                                               node_id, cp.seq))
-            elif cp.kind == "checkpoint":
-                heads[(node_id, cp.seq)] = cp.head_hash
+    signed = read_checkpoints(manifest, keys, report.problems)
+    heads = {(cp.node_id, cp.seq): cp.head_hash for cp in signed.all() if cp.kind == "checkpoint"}
     runs: dict[str, _Run] = {}
     digest = hashlib.sha256()
+    witnesses = all_witnesses(signed)
     for lineno, item, body in _records(path, fmt, digest, report.problems):
         _check_record(report, runs, heads, lineno, item, body)
+        witness_check(witnesses, item, report.problems)
     for run in runs.values():
         if run.linked:
             report.unsigned += run.pending
@@ -201,6 +207,9 @@ def verify_export(
             report.unlinked += run.pending
     _check_manifest_totals(report, manifest, digest.hexdigest())
     _check_ends(report, manifest, runs, heads)
+    report.judged_at, report.judged_by = judged_at(manifest, at)
+    ends = {n: (r.first_seq or 0, r.last_seq or 0) for n, r in runs.items()}
+    report.problems += tail_problems(report.mode, signed, ends, report.judged_at)
     return report
 
 

@@ -158,10 +158,39 @@ def load_signer(settings: Settings, create: bool = True) -> Signer:
     return Signer(key)
 
 
+@dataclass(frozen=True, slots=True)
+class CheckpointLinks:
+    """What a format 2 checkpoint signs besides its own head (gateway/audit/README.md).
+
+    Deleting checkpoints (or whole chains) must not leave a log that verifies:
+    ``prev`` chains each checkpoint to the one before it on its chain, so one
+    deleted in the middle breaks a signature chain; ``within_s`` is the writer's
+    promise to sign new records within that long, so an unsigned tail older than
+    that means later checkpoints were removed (or the writer died); ``nodes``
+    are the other chains' committed heads this writer read, so a chain deleted
+    wholesale is still named by the others' signatures.
+    """
+
+    prev: tuple[int, str] | None
+    """``(seq, sha256 hex of its payload)`` of this chain's previous checkpoint."""
+    within_s: float
+    nodes: dict[str, tuple[int, str]]
+    """Other chain id -> ``(last_seq, last_hash)`` (only those that moved since the
+    writer's previous checkpoint)."""
+
+
+def payload_sha256(payload: str | bytes) -> str:
+    """How a checkpoint names the previous one: SHA-256 hex of its exact payload."""
+    raw = payload.encode("utf-8") if isinstance(payload, str) else payload
+    return hashlib.sha256(raw).hexdigest()
+
+
 def checkpoint_payload(
-    kind: str, node_id: str, seq: int, head_hash: str, count: int, ts: datetime
+    kind: str, node_id: str, seq: int, head_hash: str, count: int, ts: datetime,
+    links: CheckpointLinks | None = None,
 ) -> bytes:
-    """What a checkpoint (or tombstone) signature covers."""
+    """What a checkpoint (or tombstone) signature covers: format 1 without ``links``
+    (tombstones, and every checkpoint written before links existed), else format 2."""
     doc: dict[str, Any] = {
         "kind": kind,
         "node_id": node_id,
@@ -171,4 +200,10 @@ def checkpoint_payload(
         "ts": utc(ts),
         "format": 1,
     }
+    if links is not None:
+        doc["format"] = 2
+        doc["prev"] = None if links.prev is None else {"seq": links.prev[0],
+                                                       "sha256": links.prev[1]}
+        doc["within_s"] = links.within_s
+        doc["nodes"] = {n: {"seq": s, "hash": h} for n, (s, h) in links.nodes.items()}
     return canonical(doc)

@@ -6,29 +6,32 @@ record), the body's own ``node_id``/``seq``/``id`` (a mismatch is a reorder or
 a renumbering), ``prev_hash`` linkage (an inserted record links to the record
 two back), the hash of the body (an edit), the query columns (an edit of an
 indexed column), the rule-id side index (``rule_index.py``: rows missing,
-added, or naming no record), and every signed checkpoint (a chain rewritten
-from some point on no longer reaches the signed head).
+added, or naming no record), every signed checkpoint (a chain rewritten
+from some point on no longer reaches the signed head), and what the
+checkpoints say must still exist (``continuity.py``: the chain of checkpoints
+itself, an unsigned tail no older than the writer's signing cadence, the other
+chains' heads each checkpoint signed).
 
-What is and is not detectable, honestly:
-  * anything up to the newest checkpoint: edits, deletions, insertions,
-    reorders, truncation (a checkpoint beyond the last record), even a
-    consistent rewrite of the hashes, since the signature cannot be forged;
-  * the tail after the newest checkpoint: edits, deletions in the middle,
-    truncation and a consistent re-hash are detected against the
-    ``audit_nodes`` head row (its ``last_seq`` and ``last_hash``), which every
-    batch updates in the same transaction; an attacker with write access
-    who truncates the tail *and* rewrites that row (or deletes the newest
-    checkpoints along with the records) rolls the log back undetectably from
-    the database alone. The outside witnesses are the checkpoint log lines
-    (``audit checkpoint node=… seq=… head=…``) and export manifests; keep
-    ``audit_checkpoint_seconds`` short to keep that window small.
+What is and is not detectable, honestly (gateway/audit/README.md in full):
+  * anything a signed checkpoint covers: edits, deletions, insertions,
+    reorders, truncation, a consistent rewrite of the hashes, and deleting the
+    checkpoints themselves (in the middle: a broken signed link; at the end:
+    an unsigned tail older than the cadence; all of them: a chain without one);
+  * the young tail after the newest checkpoint (at most ``within_s`` + grace
+    old): edits, deletions in the middle, truncation and a consistent re-hash
+    are detected against the ``audit_nodes`` head row, which every batch
+    updates in the same transaction; an attacker with write access who rewrites
+    that row too can change that young tail, and can roll a chain back to one
+    of its signed checkpoints (deleting everything after it) unless another
+    chain's later checkpoint witnessed it further. The outside witnesses are the
+    checkpoint log lines (``audit checkpoint node=… seq=… head=…``) and exports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -37,23 +40,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit.chain import GENESIS, chain_hash, parse_body, utc
 from gateway.audit.checkpoints import Checkpoint, load_checkpoints
+from gateway.audit.continuity import (
+    LEGACY_WITHIN_S,
+    beyond_head_problem,
+    head_row_problems,
+    link_problems,
+    tail_problem,
+    witness_problems,
+    witnessed_heads,
+)
+from gateway.audit.problems import Problem as Problem  # re-exported: offline.py, tests
 from gateway.audit.rule_index import ChunkRecord, RuleIndexCheck, RuleIndexProblem, expected_rules
 from gateway.audit.tables import audit_nodes, audit_records
 
 _COLUMNS = ("id", "kind", "customer_id", "decision", "status", "model",
             "origin_country", "origin_region", "decision_id")
-
-
-@dataclass(slots=True)
-class Problem:
-    kind: str
-    """gap | inserted | reordered | chain_break | edited | column_mismatch |
-    checkpoint_mismatch | bad_signature | unknown_key | truncated | head_mismatch |
-    beyond_head | orphan | rule_index"""
-    message: str
-    node_id: str | None = None
-    seq: int | None = None
-    record_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -64,6 +65,8 @@ class NodeSummary:
     last_seq: int | None = None
     checkpoints: int = 0
     pruned_through: int = 0
+    unsigned: int = 0
+    """Records after the chain's last signed checkpoint (young: not yet signed)."""
 
 
 @dataclass(slots=True)
@@ -111,9 +114,15 @@ async def verify_log(
     trusted_keys: Iterable[bytes] | None = None,
     chunk_size: int = 2000,
     max_problems: int = 100,
+    at: datetime | None = None,
+    legacy_within_s: float = LEGACY_WITHIN_S,
 ) -> VerifyReport:
     """Verify every chain. ``trusted_keys``: raw Ed25519 public keys to accept;
-    None trusts the keys stored in ``audit_keys`` (say so to the auditor)."""
+    None trusts the keys stored in ``audit_keys`` (say so to the auditor).
+    ``at``: when the log is judged (default now): an unsigned tail older than
+    its writer's signing cadence then is a failure (``continuity.py``);
+    ``legacy_within_s`` is that cadence for checkpoints that do not state it."""
+    at = at or datetime.now(UTC)
     report = VerifyReport()
     out = _Collector(report, max_problems)
     async with engine.connect() as conn:
@@ -130,8 +139,22 @@ async def verify_log(
             report.nodes.append(summary)
             await _verify_node(conn, node_id, heads.get(node_id), checkpoints.valid_for(node_id),
                                summary, out, chunk_size, rules)
+            tail = tail_problem(node_id, _last_signed(checkpoints.valid_for(node_id)),
+                                summary.unsigned, (summary.last_seq or 0) - summary.unsigned + 1,
+                                at, legacy_within_s)
+            if tail is not None:
+                out.add(tail)
         await rules.finish(conn)
+        pruned = {n.node_id: n.pruned_through for n in report.nodes}
+        valid = {n: checkpoints.valid_for(n) for n in checkpoints.by_node}
+        for problem in await witness_problems(conn, witnessed_heads(valid), pruned):
+            out.add(problem)
     return report
+
+
+def _last_signed(cps: list[Checkpoint]) -> Checkpoint | None:
+    signed = [cp for cp in cps if cp.kind == "checkpoint"]
+    return max(signed, key=lambda cp: cp.seq) if signed else None
 
 
 async def _record_nodes(conn: AsyncConnection) -> list[str]:
@@ -162,6 +185,9 @@ async def _verify_node(
 ) -> None:
     checkpoints = {cp.seq: cp for cp in cps if cp.kind == "checkpoint"}
     summary.checkpoints = len(checkpoints)
+    for broken in link_problems(node_id, sorted((cp for cp in cps if cp.kind == "checkpoint"),
+                                                key=lambda cp: cp.seq)):
+        out.add(broken)
     tombstones = [cp for cp in cps if cp.kind == "tombstone"]
     expected, prev, prev_prev = 1, GENESIS, ""
     if tombstones:
@@ -212,9 +238,16 @@ async def _verify_node(
         await rules.check_chunk(conn, chunk)
         after = int(rows[-1].seq)
     summary.last_seq = last_seq
+    if last_seq is not None:
+        signed_through = max([summary.pruned_through, *checkpoints])
+        summary.unsigned = max(0, last_seq - signed_through)
     # ``prev`` is now the stored hash of the last record (or the tombstone's head).
-    _check_tail(node_id, head, checkpoints, last_seq, prev, summary, out)
-    await _check_beyond_head(conn, node_id, out)
+    for problem in head_row_problems(node_id, head, checkpoints, last_seq, prev,
+                                     summary.pruned_through):
+        out.add(problem)
+    beyond = await beyond_head_problem(conn, node_id)
+    if beyond is not None:
+        out.add(beyond)
 
 
 def _parse(body: str) -> dict[str, Any] | None:
@@ -256,48 +289,3 @@ def _check_row(
         return Problem("column_mismatch", f"seq {seq}: column 'ts' differs from the hashed body",
                        node_id, seq, rid)
     return None
-
-
-def _check_tail(
-    node_id: str,
-    head: Row[Any] | None,
-    checkpoints: dict[int, Checkpoint],
-    last_seq: int | None,
-    last_hash: str,
-    summary: NodeSummary,
-    out: _Collector,
-) -> None:
-    last = last_seq if last_seq is not None else summary.pruned_through
-    beyond = sorted(s for s in checkpoints if s > last)
-    if beyond:
-        out.add(Problem("truncated", f"signed checkpoint at seq {beyond[-1]} but the last record "
-                        f"is seq {last}: records after it were deleted", node_id, last + 1))
-    elif head is not None and int(head.last_seq) > last:
-        out.add(Problem("truncated", f"chain head row says seq {head.last_seq} but the last "
-                        f"record is seq {last}: tail deleted after the last checkpoint",
-                        node_id, last + 1))
-    elif head is not None and int(head.last_seq) == last and str(head.last_hash) != last_hash:
-        # The head row is written in the same transaction as every batch, so after
-        # the last checkpoint it is the only witness of the tail's content: a tail
-        # edited and re-hashed consistently still ends at a different hash.
-        out.add(Problem("head_mismatch", f"chain head row says seq {last} has hash "
-                        f"{str(head.last_hash)[:16]}…, the record there hashes to "
-                        f"{last_hash[:16]}…: records after the last checkpoint were rewritten",
-                        node_id, last))
-
-
-async def _check_beyond_head(conn: AsyncConnection, node_id: str, out: _Collector) -> None:
-    """Records past the committed head were not written by a writer (same-transaction rule)."""
-    head_now = (await conn.execute(
-        select(audit_nodes.c.last_seq).where(audit_nodes.c.node_id == node_id)
-    )).scalar()
-    extra = (await conn.execute(
-        select(audit_records.c.seq, audit_records.c.id)
-        .where(audit_records.c.node_id == node_id, audit_records.c.seq > int(head_now or 0))
-        .order_by(audit_records.c.seq).limit(1)
-    )).first()
-    await conn.rollback()
-    if extra is not None:
-        out.add(Problem("beyond_head", f"seq {extra.seq} lies past the committed chain head "
-                        f"({head_now or 0}): inserted outside the writer", node_id,
-                        int(extra.seq), str(extra.id)))

@@ -358,6 +358,7 @@ class AuditWriter:
         if not write.rows:
             return []
         if chain.checkpoint_due(write.new_seq):
+            await chain.read_others()
             write.checkpoint = chain.checkpoint_row(write.new_seq, write.new_hash, now)
         if self._fast is not None:
             await self._fast.commit(write)
@@ -365,7 +366,7 @@ class AuditWriter:
             await commit_core(await chain.connection(), write)
         chain.advanced(nodes.Head(head.node_id, write.new_seq, write.new_hash))
         if write.checkpoint:
-            chain.checkpointed(write.new_seq, write.new_hash)
+            chain.checkpointed(write.checkpoint)
         return built.accepted
 
     def _refuse(self, p: Pending, exc: Exception) -> None:

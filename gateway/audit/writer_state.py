@@ -6,19 +6,21 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import orjson
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.chain import utc
-from gateway.audit.signing import Signer
+from gateway.audit.signing import Signer, payload_sha256
 from gateway.audit.tables import audit_checkpoints, audit_keys, audit_nodes
 from gateway.settings import Settings
 
 
 @dataclass(slots=True)
 class CheckpointState:
-    """Where this chain's last signed checkpoint is, to know when the next is due.
+    """Where this chain's last signed checkpoint is: when the next is due, and what it
+    links to (``signing.CheckpointLinks``).
 
     ``at`` is the monotonic time of that checkpoint. When the state is read
     from the database (at claim, and after every failed batch) it is placed
@@ -29,6 +31,12 @@ class CheckpointState:
 
     seq: int = 0
     at: float = field(default_factory=time.monotonic)
+    link: tuple[int, str] | None = None
+    """``(seq, payload sha256)`` of the chain's last checkpoint; None: it has none yet."""
+    others: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """Other chains' committed heads, as last read (``ChainSession.read_others``)."""
+    witnessed: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """What this writer's checkpoints already signed of ``others`` since it loaded."""
 
     def due(self, head_seq: int, settings: Settings) -> bool:
         pending = head_seq - self.seq
@@ -38,20 +46,31 @@ class CheckpointState:
             return True
         return time.monotonic() - self.at >= settings.audit_checkpoint_seconds
 
-    def mark(self, seq: int) -> None:
+    def news(self) -> dict[str, tuple[int, str]]:
+        """The other chains' heads the next checkpoint should sign (those that moved)."""
+        return {n: h for n, h in sorted(self.others.items()) if self.witnessed.get(n) != h}
+
+    def mark(self, seq: int, payload: str) -> None:
         self.seq = seq
         self.at = time.monotonic()
+        self.link = (seq, payload_sha256(payload))
+        for node, head in orjson.loads(payload).get("nodes", {}).items():
+            self.witnessed[node] = (int(head["seq"]), str(head["hash"]))
 
     async def load(self, conn: AsyncConnection, node_id: str, now: datetime) -> None:
         """Read the chain's last checkpoint (or tombstone); ``now`` is the writer's clock."""
+        cps = audit_checkpoints.c
         last = (
             await conn.execute(
-                select(audit_checkpoints.c.seq, audit_checkpoints.c.ts)
-                .where(audit_checkpoints.c.node_id == node_id)
-                .order_by(audit_checkpoints.c.seq.desc(), audit_checkpoints.c.id.desc())
-                .limit(1)
+                select(cps.seq, cps.ts).where(cps.node_id == node_id)
+                .order_by(cps.seq.desc(), cps.id.desc()).limit(1)
             )
         ).first()
+        # The newest checkpoint (tombstones are not links) is what the next one names.
+        row = (await conn.execute(
+            select(cps.seq, cps.payload).where(cps.node_id == node_id, cps.kind == "checkpoint")
+            .order_by(cps.seq.desc(), cps.id.desc()).limit(1)
+        )).first()
         since: datetime | None
         if last is not None:
             since = last.ts
@@ -68,6 +87,9 @@ class CheckpointState:
         # ``due`` reads; a stored time ahead of this clock (skew) counts as now.
         elapsed = 0.0 if since is None else max(0.0, (utc(now) - utc(since)).total_seconds())
         self.at = time.monotonic() - elapsed
+        self.link = None if row is None else (int(row.seq), payload_sha256(str(row.payload)))
+        # Witness every other chain again in the first checkpoint after (re)loading.
+        self.witnessed = {}
 
 
 async def register_key(conn: AsyncConnection, signer: Signer, now: object) -> None:

@@ -1,4 +1,5 @@
-"""`gateway audit` commands: export, verify, public-key, prune, hold, farms.
+"""`gateway audit` commands: export, verify, public-key, farms (prune, seal, hold:
+audit_upkeep.py).
 
 Exit codes: 0 ok, 1 the log (or the export) failed verification, 2 usage error
 (a bad option or filter, no pinned signing key for verify, a database that does
@@ -7,12 +8,9 @@ not exist or is not the gateway's, an output file that cannot be written).
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, TypeVar
+from typing import Annotated, Any, Literal, NoReturn
 
 import orjson
 import typer
@@ -21,41 +19,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.cli.database import audit_settings, require_existing, run_on_existing_database
+from gateway.cli.audit_common import audit_settings as _settings
+from gateway.cli.audit_common import console as _console
+from gateway.cli.audit_common import time_option as _time
+from gateway.cli.audit_common import with_engine as _with_engine
+from gateway.cli.audit_upkeep import register as register_upkeep
+from gateway.cli.database import require_existing
 from gateway.cli.farms import farms
-from gateway.cli.messages import error, note, say, stderr
-from gateway.settings import Settings
+from gateway.cli.messages import error, note, say
 
 app = typer.Typer(no_args_is_help=True)
-hold_app = typer.Typer(no_args_is_help=True, help="Legal holds that block pruning.")
-app.add_typer(hold_app, name="hold")
 app.command()(farms)
-T = TypeVar("T")
-
-
-def _console() -> Console:
-    return stderr()
-
-
-def _settings() -> Settings:
-    return audit_settings()
-
-
-def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    # Every audit command reads or extends an existing log: never create a database.
-    return run_on_existing_database(settings, work)
-
-
-def _time(value: str | None, name: str) -> datetime | None:
-    """An RFC 3339 time with a zone, as the HTTP API takes it; exit 2 naming ``--name``."""
-    from gateway.audit.filters import FilterError, parse_time
-
-    if value is None:
-        return None
-    try:
-        return parse_time(value, name)
-    except FilterError as exc:
-        raise typer.BadParameter(exc.message, param_hint=f"'--{name}'") from None
 
 
 def _trusted_keys(paths: list[Path] | None) -> list[bytes] | None:
@@ -80,6 +54,10 @@ def verify(
         help="Accept every key stored in audit_keys (with --export: in the manifest), e.g. "
              "after a key rotation; proves only self-consistency.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    at: Annotated[str | None, typer.Option(
+        help="Judge unsigned records as of this RFC 3339 time: when a database copy was "
+             "taken, or an export received (default: now; for an export, its manifest's "
+             "generated_at, which is not signed).")] = None,
 ) -> None:
     """Recompute every hash chain and checkpoint signature; exit 1 on any break.
 
@@ -87,9 +65,12 @@ def verify(
     only) the signing key the gateway itself uses (GATEWAY_AUDIT_SIGNING_KEY or
     audit_signing.key beside the SQLite file). Without one, exit 2 unless
     --trust-stored-keys says to accept the keys the log (or export) carries.
+    Deleted checkpoints fail too: records left unsigned for longer than the
+    writer's signing cadence (as of --at) are a failure.
     """
     console = _console()
     trusted = _trusted_keys(public_key)
+    when = _time(at, "at")
     if export is not None:
         from gateway.audit.offline import verify_export
 
@@ -99,17 +80,19 @@ def verify(
         if trusted is None and not trust_stored_keys:
             _unpinned(console, "no --public-key given", "inside the manifest")
         try:
-            offline = verify_export(export, manifest, trusted)
+            offline = verify_export(export, manifest, trusted, when)
         except (OSError, ValueError, KeyError) as exc:
             error(console, f"{export}: unreadable export: {exc}")
             raise typer.Exit(1) from None
         if offline.keys_from_manifest:
             note(console, "--trust-stored-keys: trusting the keys inside the manifest; this "
                   "proves the file is self-consistent, not who signed it (pin --public-key)")
+        judged = (f"; unsigned records judged as of {offline.judged_at:%Y-%m-%dT%H:%M:%SZ} "
+                  f"({offline.judged_by})" if offline.judged_at and offline.unsigned else "")
         _report(console, offline.to_dict(), as_json, offline.ok,
                 f"{offline.records} records ({offline.mode}): {offline.proven} proven by "
                 f"signed checkpoints, {offline.unsigned} chained after the last checkpoint, "
-                f"{offline.unlinked} not linkable (filtered)")
+                f"{offline.unlinked} not linkable (filtered){judged}")
         return
     settings = _settings()
     # A mistyped database path must be named as such, not as a missing key beside it.
@@ -126,8 +109,12 @@ def verify(
               "proves the log is self-consistent, not who signed it (pin --public-key)")
     from gateway.audit.verify import verify_log
 
-    report = _with_engine(settings, lambda engine: verify_log(engine, trusted_keys=trusted))
+    # Checkpoints written before they stated their cadence are held to this one.
+    cadence = settings.audit_checkpoint_seconds + min(settings.audit_checkpoint_seconds, 10.0)
+    report = _with_engine(settings, lambda engine: verify_log(
+        engine, trusted_keys=trusted, at=when, legacy_within_s=cadence))
     nodes = ", ".join(f"{n.node_id}: {n.records} records, {n.checkpoints} checkpoints"
+                      + (f", {n.unsigned} unsigned" if n.unsigned else "")
                       for n in report.nodes) or "no chains"
     _report(console, report.to_dict(), as_json, report.ok, nodes)
 
@@ -238,66 +225,4 @@ def public_key_cmd(
     _console().print(f"fingerprint {signer.fingerprint}")
 
 
-@app.command()
-def prune(
-    dry_run: Annotated[bool, typer.Option(help="Only say what would be removed.")] = False,
-    days: Annotated[
-        int | None, typer.Option(min=1, help="Override GATEWAY_AUDIT_RETENTION_DAYS (>= 1).")
-    ] = None,
-) -> None:
-    """Remove records older than the retention period, in whole signed segments."""
-    from gateway.audit.retention import prune as do_prune
-    from gateway.audit.signing import load_signer
-
-    settings = _settings()
-    signer = load_signer(settings, create=False)
-    keep = days if days is not None else settings.audit_retention_days
-    results = _with_engine(settings, lambda engine: do_prune(
-        engine, signer, keep, datetime.now(UTC), dry_run=dry_run))
-    console = _console()
-    for r in results:
-        held = f" (legal hold from seq {r.held_at_seq})" if r.held_at_seq is not None else ""
-        verb = "would remove" if dry_run else "removed"
-        console.print(Text(f"{r.node_id}: {verb} {r.deleted} records through seq "
-                           f"{r.through_seq}{held}"), highlight=False)
-    if not results:
-        console.print("nothing is past retention")
-
-
-@hold_app.command("add")
-def hold_add(
-    reason: Annotated[str, typer.Option(help="Why (case, request).")],
-    customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
-    from_: Annotated[str | None, typer.Option("--from")] = None,
-    until: Annotated[str | None, typer.Option()] = None,
-    by: Annotated[str, typer.Option(help="Who places it.")] = os.environ.get("USER", "cli"),
-) -> None:
-    from gateway.audit.retention import add_hold
-
-    start, end = _time(from_, "from"), _time(until, "until")
-    hold_id = _with_engine(_settings(), lambda engine: add_hold(
-        engine, reason, by, datetime.now(UTC), customer, start, end))
-    typer.echo(str(hold_id))
-
-
-@hold_app.command("release")
-def hold_release(hold_id: int) -> None:
-    from gateway.audit.retention import release_hold
-
-    released = _with_engine(_settings(), lambda e: release_hold(e, hold_id, datetime.now(UTC)))
-    if not released:
-        _console().print(f"no active hold {hold_id}")
-        raise typer.Exit(1)
-
-
-@hold_app.command("list")
-def hold_list() -> None:
-    from gateway.audit.retention import active_holds
-
-    async def work(engine: AsyncEngine) -> list[Any]:
-        async with engine.connect() as conn:
-            return await active_holds(conn)
-
-    for h in _with_engine(_settings(), work):
-        typer.echo(f"{h.id}\t{h.customer_id or '*'}\t{h.from_ts or '-'}\t{h.until_ts or '-'}\t"
-                   f"{h.created_by}\t{h.reason}")
+register_upkeep(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sqlite3
 import subprocess
@@ -136,10 +137,15 @@ def _forge_db(db: Path, forger: Signer) -> None:
                          "WHERE seq=?", (raw.decode(), prev, hashes[seq], item["customer_id"], seq))
             prev = hashes[seq]
         conn.execute("UPDATE audit_nodes SET last_hash=?", (prev,))
-        for cp_id, payload in conn.execute("SELECT id, payload FROM audit_checkpoints").fetchall():
+        link = None
+        for cp_id, payload in conn.execute("SELECT id, payload FROM audit_checkpoints "
+                                           "ORDER BY seq").fetchall():
             doc = orjson.loads(payload)
-            doc["head_hash"] = hashes[doc["seq"]]
+            doc["head_hash"] = hashes.get(doc["seq"], doc["head_hash"])  # seq 0: genesis
+            if doc.get("prev"):  # each checkpoint names the one before: re-link them too
+                doc["prev"]["sha256"] = link
             signed = canonical(doc)
+            link = hashlib.sha256(signed).hexdigest()
             conn.execute("UPDATE audit_checkpoints SET payload=?, head_hash=?, signature=?, "
                          "key_fingerprint=? WHERE id=?", (signed.decode(), doc["head_hash"],
                                                           forger.sign(signed), forger.fingerprint,

@@ -5,19 +5,26 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import gateway.db.models  # noqa: F401
+from gateway.audit.chain import canonical, chain_hash, parse_body
 from gateway.audit.export import Exporter
 from gateway.audit.farms import FarmOptions, farm_report
 from gateway.audit.offline import verify_export
 from gateway.audit.query import DecisionFilters, list_decisions
 from gateway.audit.signing import load_signer
-from gateway.audit.tables import audit_records
+from gateway.audit.tables import (
+    audit_checkpoints,
+    audit_decision_rules,
+    audit_nodes,
+    audit_records,
+)
 from gateway.audit.verify import verify_log
 from gateway.audit.writer import AuditWriter
 from gateway.db.base import Base
@@ -140,3 +147,55 @@ async def test_farm_report_on_postgres(pg_engine: tuple[AsyncEngine, Settings]) 
     assert doc["clusters"] == [farms.FARM_B_EXPECTED, farms.FARM_A_EXPECTED, farms.NAT_EXPECTED]
     assert doc["scanned"] == {"customers": 14, "requests": 85, "links": 6}
     assert doc["ignored"]["common_prompts"] == 1
+
+
+async def test_deleting_a_replica_or_its_checkpoints_fails_verify_on_postgres(
+    pg_engine: tuple[AsyncEngine, Settings],
+) -> None:
+    """Two chains on one server; the second is deleted wholesale (records, rule index,
+    checkpoints, head row): the first chain's signed checkpoints still name its head.
+    Then every checkpoint of the first goes too, after a deny was turned into an allow
+    and the chain re-hashed: an old chain with no signature left fails."""
+    engine, settings = pg_engine
+    signer = load_signer(settings)
+    then = datetime.now(UTC) - timedelta(hours=2)
+    first = AuditWriter(engine, settings, signer, clock=lambda: then)
+    second = AuditWriter(engine, settings, signer, clock=lambda: then)
+    await first.start()
+    await second.start()
+    for i in range(120):
+        await second.record(make_record(i, ts=then))
+        await first.record(make_record(i, ts=then))
+    await second.stop()
+    await first.stop()
+    assert (await verify_log(engine, trusted_keys=[signer.public_raw])).ok
+    t, dr = audit_records, audit_decision_rules
+    async with engine.begin() as conn:
+        await conn.execute(delete(dr).where(dr.c.decision_id.in_(
+            select(t.c.id).where(t.c.node_id == "pg-2"))))
+        for table in (t, audit_checkpoints, audit_nodes):
+            await conn.execute(delete(table).where(table.c.node_id == "pg-2"))
+    report = await verify_log(engine, trusted_keys=[signer.public_raw])
+    assert [(p.kind, p.node_id, p.seq) for p in report.problems] == [
+        ("chain_missing", "pg-2", 120)]
+    async with engine.begin() as conn:
+        rows = (await conn.execute(select(t).where(t.c.node_id == "pg").order_by(t.c.seq))).all()
+        prev = ""
+        for row in rows:
+            body = row.body
+            if row.seq == 4:  # make_record(3): a 403 deny
+                doc = parse_body(body)
+                doc.update(decision="allow", status=200)
+                body = canonical(doc).decode()
+            if row.seq >= 4:
+                new = chain_hash(prev, body.encode())
+                await conn.execute(update(t).where(t.c.id == row.id).values(
+                    body=body, prev_hash=prev, hash=new, decision=parse_body(body)["decision"],
+                    status=parse_body(body)["status"]))
+                prev = new
+            else:
+                prev = row.hash
+        await conn.execute(update(audit_nodes).values(last_hash=prev))
+        await conn.execute(delete(audit_checkpoints))
+    report = await verify_log(engine, trusted_keys=[signer.public_raw])
+    assert [(p.kind, p.node_id, p.seq) for p in report.problems] == [("unsigned", "pg", 1)]

@@ -29,7 +29,7 @@ NODE = "test-node"
 
 @pytest.fixture
 async def populated(writer: AuditWriter) -> AuditWriter:
-    """26 records, checkpoints at seq 10 and 20, six records after the last one."""
+    """26 records, checkpoints at seq 0 (genesis), 10 and 20, six records after the last."""
     for i in range(12):
         await writer.record(make_record(i))
     first = writer.head
@@ -67,7 +67,9 @@ def _at(seq: int):  # type: ignore[no-untyped-def]
 async def test_untouched_log_verifies(populated: AuditWriter, engine: AsyncEngine) -> None:
     report = await _verify(engine)
     assert report.ok
-    assert [(n.node_id, n.records, n.checkpoints) for n in report.nodes] == [(NODE, 26, 2)]
+    # The genesis checkpoint (seq 0, written when the chain was claimed), 10 and 20.
+    assert [(n.node_id, n.records, n.checkpoints, n.unsigned)
+            for n in report.nodes] == [(NODE, 26, 3, 6)]
 
 
 async def test_edited_body_field(populated: AuditWriter, engine: AsyncEngine) -> None:

@@ -199,7 +199,7 @@ async def test_checkpoint_cadence_survives_outages(
     first = await writer_factory(settings, clock=clock)
     await first.record(make_record(1))
     await first.stop()  # the final checkpoint, signed at clock.now
-    assert await _checkpoint_seqs(engine) == [1]
+    assert await _checkpoint_seqs(engine) == [0, 1]  # 0: the chain's genesis checkpoint
 
     writer: AuditWriter = await writer_factory(settings, clock=clock)
     moved = db_path.parent.with_name("moved")
@@ -233,4 +233,4 @@ async def test_checkpoint_cadence_survives_a_restart(
     writer: AuditWriter = await writer_factory(settings, clock=clock)
     await writer.record(make_record(2))
     assert writer.stats.checkpoints == 1
-    assert await _checkpoint_seqs(engine) == [1, 2]
+    assert await _checkpoint_seqs(engine) == [0, 1, 2]  # 0: the chain's genesis checkpoint
