@@ -13,15 +13,24 @@ dialect stores them); the Core path (PostgreSQL) zips them into dicts.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, update
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit.chain import canonical, chain_hash, utc
+from gateway.audit.chain import (
+    CUSTOMER_ID_LEN,
+    MODEL_LEN,
+    canonical,
+    chain_hash,
+    column_text,
+    utc,
+)
 from gateway.audit.tables import audit_checkpoints, audit_decision_rules, audit_nodes, audit_records
 
 RECORD_COLS = ("id", "node_id", "seq", "kind", "ts", "customer_id", "decision", "status",
@@ -35,6 +44,22 @@ assert tuple(c.name for c in audit_decision_rules.columns) == RULE_COLS
 
 class ChainConflict(Exception):
     """The head compare-and-set failed: another writer owns or moved this chain."""
+
+
+def refused_value(exc: BaseException) -> bool:
+    """Did the store refuse a value of the batch (not fail as a store)?
+
+    SQLSTATE class 22 (data exception: too long, NUL, out of range) or 23
+    (integrity), as PostgreSQL reports them through asyncpg (``orig.sqlstate``),
+    or the matching sqlite3 / SQLAlchemy classes. Such a batch is retried record
+    by record, so only the offending request fails; anything else (connection
+    lost, timeout, disk full, a moved file, a chain conflict) is an outage and
+    fails the batch as before.
+    """
+    if isinstance(exc, sqlite3.DataError | sqlite3.IntegrityError | DataError | IntegrityError):
+        return True
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(state, str) and state[:2] in ("22", "23")
 
 
 def sqlite_time(value: datetime) -> str:
@@ -98,8 +123,9 @@ def build_batch(batch: list[Pending], node_id: str, owner: str, seq: int, prev: 
         digest = chain_hash(prev, body)
         get = f.get
         record_id = f["id"]
-        rows.append((record_id, node_id, seq, f["kind"], time_param(f["ts"]), get("customer_id"),
-                     get("decision"), get("status"), get("model"), get("origin_country"),
+        rows.append((record_id, node_id, seq, f["kind"], time_param(f["ts"]),
+                     column_text(get("customer_id"), CUSTOMER_ID_LEN), get("decision"),
+                     get("status"), column_text(get("model"), MODEL_LEN), get("origin_country"),
                      get("origin_region"), get("decision_id"), body.decode(), prev, digest))
         for rule_id in p.rule_ids:
             rule_rows.append((rule_id, record_id))

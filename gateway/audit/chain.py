@@ -85,16 +85,36 @@ def event_fields(
             "payload": payload}
 
 
+CUSTOMER_ID_LEN = 128
+"""``audit_records.customer_id`` (customer ids: ``kyc.schemas.ID_PATTERN``)."""
+MODEL_LEN = 128
+"""``audit_records.model``: the client chooses the model, the column is bounded."""
+
+
+def column_text(value: Any, limit: int) -> Any:
+    """What a bounded text query column stores for a record's field.
+
+    The body (what is hashed, shown and exported) keeps the value exactly; the
+    query column, which PostgreSQL types as ``VARCHAR(limit)`` and which cannot
+    hold NUL, gets NUL as U+FFFD and at most ``limit`` characters. Otherwise one
+    request naming a 200-character or NUL-bearing model made the store refuse
+    the whole group-commit batch it rode in. ``verify`` compares through this too.
+    """
+    if type(value) is not str or (len(value) <= limit and "\x00" not in value):
+        return value
+    return value.replace("\x00", "\ufffd")[:limit]
+
+
 def index_columns(fields: dict[str, Any]) -> dict[str, Any]:
     """The query columns of ``audit_records`` derived from a record's fields."""
     return {
         "id": fields["id"],
         "kind": fields["kind"],
         "ts": fields["ts"],
-        "customer_id": fields.get("customer_id"),
+        "customer_id": column_text(fields.get("customer_id"), CUSTOMER_ID_LEN),
         "decision": fields.get("decision"),
         "status": fields.get("status"),
-        "model": fields.get("model"),
+        "model": column_text(fields.get("model"), MODEL_LEN),
         "origin_country": fields.get("origin_country"),
         "origin_region": fields.get("origin_region"),
         "decision_id": fields.get("decision_id"),

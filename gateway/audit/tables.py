@@ -51,7 +51,8 @@ class AuditRecordRow(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(16))
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    customer_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    customer_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """Customer ids are up to 128 characters (``kyc.schemas.ID_PATTERN``)."""
     decision: Mapped[str | None] = mapped_column(String(8), nullable=True)
     status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     model: Mapped[str | None] = mapped_column(String(128), nullable=True)
@@ -149,7 +150,7 @@ class AuditLegalHoldRow(Base):
     __tablename__ = "audit_legal_holds"
 
     id: Mapped[int] = mapped_column(_AutoId, primary_key=True, autoincrement=True)
-    customer_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    customer_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     """None: every customer's records in the time range."""
     from_ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     until_ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

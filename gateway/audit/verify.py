@@ -38,7 +38,15 @@ import orjson
 from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.audit.chain import GENESIS, chain_hash, parse_body, utc
+from gateway.audit.chain import (
+    CUSTOMER_ID_LEN,
+    GENESIS,
+    MODEL_LEN,
+    chain_hash,
+    column_text,
+    parse_body,
+    utc,
+)
 from gateway.audit.checkpoints import Checkpoint, load_checkpoints
 from gateway.audit.continuity import (
     LEGACY_WITHIN_S,
@@ -55,6 +63,8 @@ from gateway.audit.tables import audit_nodes, audit_records
 
 _COLUMNS = ("id", "kind", "customer_id", "decision", "status", "model",
             "origin_country", "origin_region", "decision_id")
+# Bounded text columns hold ``column_text`` of the body's value (the writer's rule).
+_BOUNDED = {"customer_id": CUSTOMER_ID_LEN, "model": MODEL_LEN}
 
 
 @dataclass(slots=True)
@@ -282,7 +292,9 @@ def _check_row(
         return Problem("edited", f"seq {seq}: content does not match its hash (edited)",
                        node_id, seq, rid)
     for name in _COLUMNS:
-        if body.get(name) != getattr(row, name):
+        want = body.get(name)
+        if (want if name not in _BOUNDED else column_text(want, _BOUNDED[name])) != getattr(
+                row, name):
             return Problem("column_mismatch", f"seq {seq}: column {name!r} differs from the "
                            "hashed body (edited)", node_id, seq, rid)
     if datetime.fromisoformat(str(body.get("ts"))) != utc(row.ts):

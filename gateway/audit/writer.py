@@ -23,7 +23,10 @@ shutdown loses none; an acknowledged decision is never lost.
 
 Failures: waiting ``record()`` callers get ``AuditUnavailable`` (the request
 gets 503); un-awaited records are retried with backoff, because nobody else
-will ever write them. Retries go in batches of their own, never mixed with
+will ever write them. A batch the store refuses for one record's value (a
+data or integrity error, not an outage: ``batch.refused_value``) is committed
+again record by record, so one bad request cannot cost the others theirs.
+Retries go in batches of their own, never mixed with
 waiting callers' records (a record that can never commit must not take every
 decision down with it), and a retried record that is already stored (its
 batch landed although the COMMIT reported failure) is not written twice. The
@@ -44,7 +47,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import nodes
-from gateway.audit.batch import Pending, build_batch, commit_core, keep_time, sqlite_time
+from gateway.audit.batch import (
+    Pending,
+    build_batch,
+    commit_core,
+    keep_time,
+    refused_value,
+    sqlite_time,
+)
 from gateway.audit.chain import canonical, decision_fields, event_fields, outcome_fields
 from gateway.audit.chain_session import ChainSession
 from gateway.audit.ids import new_id
@@ -335,7 +345,10 @@ class AuditWriter:
                 batch = [p for p in batch if p.fields["id"] not in stored]
             accepted = await self._commit(batch) if batch else []
         except Exception as exc:  # noqa: BLE001 - whatever broke, every waiter must hear it
-            await self._failed(batch, exc)
+            if len(batch) > 1 and refused_value(exc):
+                await self._one_by_one(batch, exc, retried)
+            else:
+                await self._failed(batch, exc)
             return
         if retried or not self._retry:
             self._failures = 0  # the backoff grows while retries keep failing
@@ -368,6 +381,26 @@ class AuditWriter:
         if write.checkpoint:
             chain.checkpointed(write.checkpoint)
         return built.accepted
+
+    async def _one_by_one(self, batch: list[Pending], exc: BaseException, retried: bool) -> None:
+        """The store refused a value, not the batch: commit each record alone.
+
+        Nothing of the batch committed (the error came before COMMIT) and the
+        head is re-read first, so the records are chained afresh; only the one
+        the store refuses again fails (its request gets 503, an un-awaited one
+        is retried like any failed record). An outage keeps failing the batch
+        whole, fail closed, as before.
+        """
+        # The driver's own message, first line: the statement and its parameters
+        # (every record of the batch) stay out of the log.
+        why = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        log.error("audit batch of %d records: the store refused a value (%s); committing "
+                  "them one by one", len(batch), why)
+        await self._chain.failed(exc)
+        if self._fast is not None:
+            await self._fast.reset()
+        for p in batch:
+            await self._flush([p], retried)
 
     def _refuse(self, p: Pending, exc: Exception) -> None:
         """A record JSON cannot carry: a bug in its producer, never retried."""

@@ -199,3 +199,42 @@ async def test_deleting_a_replica_or_its_checkpoints_fails_verify_on_postgres(
         await conn.execute(delete(audit_checkpoints))
     report = await verify_log(engine, trusted_keys=[signer.public_raw])
     assert [(p.kind, p.node_id, p.seq) for p in report.problems] == [("unsigned", "pg", 1)]
+
+
+async def test_one_bad_record_does_not_fail_its_batch_on_postgres(
+    pg_engine: tuple[AsyncEngine, Settings],
+) -> None:
+    """/tmp/p1/t_poison.py, t_long.py, t_nul.py: a model with NUL or 200 characters, and
+    a 100-character customer id (the admin API takes 128), ride in one group commit with
+    twelve good records. All commit; the bodies keep the values exactly, the bounded
+    query columns hold them as U+FFFD and cut at 128; verify agrees. A value the
+    store still refuses (here an ``origin_region`` a geo bug made too long) fails only
+    its own request."""
+    engine, settings = pg_engine
+    signer = load_signer(settings)
+    writer = AuditWriter(engine, settings, signer)
+    await writer.start()
+    odd = [make_record(1, model="x\u0000"), make_record(2, model="m" * 200),
+           make_record(3, customer_id="L" * 100)]
+    good = [make_record(i) for i in range(12)]
+    poison = make_record(5, origin_region="XX-" + "9" * 20)
+    results = await asyncio.gather(*(writer.record(r) for r in [*good[:6], *odd, poison,
+                                                                 *good[6:]]),
+                                   return_exceptions=True)
+    await writer.stop()
+    assert [type(r).__name__ for r in results] == ["NoneType"] * 9 + ["AuditUnavailable"] + [
+        "NoneType"] * 6
+    assert "value too long for type character varying(8)" in str(results[9])
+    async with engine.connect() as conn:
+        rows = {r.id: r for r in (await conn.execute(select(audit_records))).all()}
+    assert poison.id not in rows and all(r.id in rows for r in [*good, *odd])
+    assert rows[odd[0].id].model == "x\ufffd"
+    assert parse_body(rows[odd[0].id].body)["model"] == "x\u0000"
+    assert rows[odd[1].id].model == "m" * 128
+    assert parse_body(rows[odd[1].id].body)["model"] == "m" * 200
+    assert rows[odd[2].id].customer_id == "L" * 100
+    report = await verify_log(engine, trusted_keys=[signer.public_raw])
+    assert report.ok, report.problems
+    sessions = session_factory(engine)
+    items, _ = await list_decisions(sessions, DecisionFilters(customer_id="L" * 100), None, 10)
+    assert [i["id"] for i in items] == [odd[2].id]

@@ -234,3 +234,25 @@ async def test_checkpoint_cadence_survives_a_restart(
     await writer.record(make_record(2))
     assert writer.stats.checkpoints == 1
     assert await _checkpoint_seqs(engine) == [0, 1, 2]  # 0: the chain's genesis checkpoint
+
+
+async def test_a_record_the_store_refuses_fails_alone(
+    writer: AuditWriter, engine: AsyncEngine
+) -> None:
+    """A record the store refuses (here a duplicate id: a UNIQUE violation, as a data
+    error would be on PostgreSQL) rides in one group commit with twelve others: it
+    fails alone, they commit, the chain stays whole. An outage still fails every
+    record of its batch (test_writer_survives_uncertain_head)."""
+    first = make_record(0)
+    await writer.record(first)
+    batch = [make_record(i) for i in range(1, 13)]
+    twin = make_record(99, id=first.id)
+    results = await asyncio.gather(*(writer.record(r) for r in [*batch[:6], twin, *batch[6:]]),
+                                   return_exceptions=True)
+    assert [r is None for r in results] == [True] * 6 + [False] + [True] * 6
+    assert isinstance(results[6], AuditUnavailable)
+    assert await _count(engine) == 13
+    assert writer.stats.failures == 1
+    # NUL and over-long values are stored (bounded query columns), and verify agrees.
+    await writer.record(make_record(1, model="x\u0000" + "m" * 200, customer_id="c" * 128))
+    assert (await verify_log(engine)).ok
