@@ -70,8 +70,11 @@ class Settings(BaseSettings):
     # least one record per checkpoint and a finite interval.
     audit_checkpoint_every: int = Field(default=1000, ge=1)
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0)
+    """Also the writer's signing cadence that ``verify`` holds unsigned records to."""
     audit_ip_truncate: Literal["none", "24_48"] = "none"
-    # 0 or fewer days would make every record "past retention" for `audit prune`.
+    # 0 or fewer days would make every record "past retention" for `audit prune`
+    # (everything up to the newest checkpoint, today's records included). Under
+    # 5 years (EAR 15 CFR 762.6) is allowed for other regimes; prune says so.
     audit_retention_days: int = Field(default=5 * 365, ge=1)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
 

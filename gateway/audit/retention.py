@@ -38,10 +38,18 @@ class PruneResult:
     """The first record an active legal hold protects, when a hold stopped the prune."""
 
 
+EXPORT_CONTROL_DAYS = 5 * 365
+"""EAR 15 CFR 762.6: export-control records are kept five years (the default)."""
+
+
 async def prune(
     engine: AsyncEngine, signer: Signer, retention_days: int, now: datetime,
     *, dry_run: bool = False,
 ) -> list[PruneResult]:
+    if retention_days < 1:
+        # 0 or less puts the cutoff at or after now: every segment up to the newest
+        # checkpoint, today's records included, would go.
+        raise ValueError(f"retention must be at least 1 day, not {retention_days}")
     cutoff = utc(now) - timedelta(days=retention_days)
     results: list[PruneResult] = []
     async with engine.connect() as conn:

@@ -14,7 +14,7 @@ from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cli.audit_common import audit_settings, console, time_option, with_engine
-from gateway.cli.messages import error
+from gateway.cli.messages import error, note
 
 hold_app = typer.Typer(no_args_is_help=True, help="Legal holds that block pruning.")
 
@@ -31,16 +31,24 @@ def prune(
         int | None, typer.Option(min=1, help="Override GATEWAY_AUDIT_RETENTION_DAYS (>= 1).")
     ] = None,
 ) -> None:
-    """Remove records older than the retention period, in whole signed segments."""
+    """Remove records older than the retention period, in whole signed segments.
+
+    Never past the first record an active legal hold covers. --days 0 or less is
+    a usage error (it would remove everything up to the newest checkpoint).
+    """
+    from gateway.audit.retention import EXPORT_CONTROL_DAYS
     from gateway.audit.retention import prune as do_prune
     from gateway.audit.signing import load_signer
 
     settings = audit_settings()
     signer = load_signer(settings, create=False)
     keep = days if days is not None else settings.audit_retention_days
+    out = console()
+    if keep < EXPORT_CONTROL_DAYS:
+        note(out, f"keeping {keep} days, less than the 5 years export-control records are "
+             "kept for (EAR, 15 CFR 762.6)")
     results = with_engine(settings, lambda engine: do_prune(
         engine, signer, keep, datetime.now(UTC), dry_run=dry_run))
-    out = console()
     for r in results:
         held = f" (legal hold from seq {r.held_at_seq})" if r.held_at_seq is not None else ""
         verb = "would remove" if dry_run else "removed"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -90,3 +95,48 @@ async def test_prefix_deleted_without_tombstone_is_detected(
         await conn.execute(audit_records.delete().where(audit_records.c.seq <= 20))
     report = await verify_log(engine)
     assert report.first is not None and (report.first.kind, report.first.seq) == ("gap", 21)
+
+
+@pytest.mark.parametrize("days", [0, -1])
+async def test_non_positive_retention_is_refused(
+    writer_factory: Callable[..., Any], settings: Settings, engine: AsyncEngine, days: int,
+) -> None:
+    """A cutoff at or after now would prune up to the newest checkpoint, today's records
+    included (/tmp/p1/tamper/prune: ``--days -1`` removed them and exited 0)."""
+    writer = await _fill(writer_factory, settings)
+    with pytest.raises(ValueError, match="at least 1 day"):
+        await prune(engine, writer.signer, days, datetime.now(UTC))
+    assert await _count(engine) == 30
+
+
+def _gateway(db: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    clean.update(GATEWAY_DATABASE_URL=f"sqlite+aiosqlite:///{db}", COLUMNS="300", **env)
+    return subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], env=clean,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+async def test_prune_and_the_settings_refuse_non_positive_days(
+    writer_factory: Callable[..., Any], settings: Settings, engine: AsyncEngine, db_path: Path,
+    tmp_path: Path,
+) -> None:
+    writer = await _fill(writer_factory, settings)
+    await writer.stop()
+    for days in ("0", "-1"):
+        result = _gateway(db_path, "audit", "prune", "--days", days)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "Invalid value for '--days': Input should be greater than or equal to 1" \
+            in result.stderr
+    result = _gateway(db_path, "audit", "prune", GATEWAY_AUDIT_RETENTION_DAYS="-5")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "GATEWAY_AUDIT_RETENTION_DAYS: Input should be greater than or equal to 1" \
+        in result.stderr
+    assert await _count(engine) == 30
+    # Start-up refuses it too, naming the variable, before serving anything.
+    served = _gateway(tmp_path / "serve.db", "serve", "--port", "1",
+                      GATEWAY_AUDIT_RETENTION_DAYS="-5", GATEWAY_UPSTREAM_URL="http://127.0.0.1:9")
+    assert served.returncode == 2 and "GATEWAY_AUDIT_RETENTION_DAYS" in served.stdout + \
+        served.stderr
+    # Fewer days than the export-control period are allowed, with a note.
+    short = _gateway(db_path, "audit", "prune", "--dry-run", "--days", "30")
+    assert short.returncode == 0 and "15 CFR 762.6" in " ".join(short.stderr.split())
