@@ -13,6 +13,7 @@ from gateway.audit.signing import Signer, public_pem
 from gateway.audit.tables import audit_keys
 from gateway.audit.verify import verify_log
 from gateway.deps import ServicesDep
+from gateway.kyc.schemas import rfc3339
 from gateway.services import Services
 
 router = APIRouter(prefix="/admin/v1", tags=["audit"])
@@ -55,6 +56,6 @@ async def public_keys_route(services: ServicesDep, _actor: Auditor) -> dict[str,
     signer = _running_signer(services)
     return {
         "current": signer.fingerprint if signer else None,
-        "keys": [{"fingerprint": r.fingerprint, "created_at": r.created_at,
+        "keys": [{"fingerprint": r.fingerprint, "created_at": rfc3339(r.created_at),
                   "public_key_pem": public_pem(base64.b64decode(r.public_key))} for r in rows],
     }

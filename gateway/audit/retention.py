@@ -123,6 +123,13 @@ async def active_holds(conn: AsyncConnection) -> list[Any]:
     return list(rows)
 
 
+async def get_hold(conn: AsyncConnection, hold_id: int) -> Any:
+    row = (await conn.execute(select(audit_legal_holds).where(
+        audit_legal_holds.c.id == hold_id))).one()
+    await conn.rollback()
+    return row
+
+
 async def add_hold(
     engine: AsyncEngine, reason: str, created_by: str, now: datetime,
     customer_id: str | None = None, from_ts: datetime | None = None,

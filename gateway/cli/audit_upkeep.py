@@ -6,6 +6,7 @@ Registered on the ``gateway audit`` app by ``register``; exit codes as there.
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -95,7 +96,11 @@ def hold_add(
     by: Annotated[str, typer.Option(help="Who places it.")] = os.environ.get("USER", "cli"),
 ) -> None:
     from gateway.audit.retention import add_hold
+    from gateway.kyc.schemas import ID_PATTERN
 
+    if customer is not None and re.fullmatch(ID_PATTERN, customer) is None:
+        raise typer.BadParameter(f"not a customer id ({ID_PATTERN}): {customer!r}",
+                                 param_hint="'--customer'")
     start, end = time_option(from_, "from"), time_option(until, "until")
     hold_id = with_engine(audit_settings(), lambda engine: add_hold(
         engine, reason, by, datetime.now(UTC), customer, start, end))
@@ -120,6 +125,11 @@ def hold_list() -> None:
         async with engine.connect() as conn:
             return await active_holds(conn)
 
+    from gateway.kyc.schemas import rfc3339
+
+    def when(value: datetime | None) -> str:
+        return rfc3339(value) if value is not None else "-"
+
     for h in with_engine(audit_settings(), work):
-        typer.echo(f"{h.id}\t{h.customer_id or '*'}\t{h.from_ts or '-'}\t{h.until_ts or '-'}\t"
+        typer.echo(f"{h.id}\t{h.customer_id or '*'}\t{when(h.from_ts)}\t{when(h.until_ts)}\t"
                    f"{h.created_by}\t{h.reason}")

@@ -245,3 +245,14 @@ def test_export_to_a_missing_directory_is_a_usage_error(cli_env: Path, tmp_path:
     assert f"error: -o {target}: cannot write the export: No such file or directory" \
         in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_hold_cli_checks_the_customer_id_and_lists_rfc3339_times(cli_env: Path) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(app, ["hold", "add", "--reason", "r", "--customer", "no spaces"])
+    assert bad.exit_code == 2 and "'--customer'" in bad.output
+    added = runner.invoke(app, ["hold", "add", "--reason", "case 9", "--customer", "c" * 128,
+                                "--from", "2026-01-01T00:00:00+02:00"])
+    assert added.exit_code == 0, added.output
+    listed = runner.invoke(app, ["hold", "list"])
+    assert f"\t{'c' * 128}\t2025-12-31T22:00:00Z\t-\t" in listed.stdout

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.admin import audit as audit_routes
 from gateway.admin import holds as hold_routes
 from gateway.audit.writer import AuditWriter
 from gateway.settings import Settings
@@ -60,3 +61,46 @@ async def test_place_list_release(
     assert (await http.get("/admin/v1/audit/holds", headers=tokens["auditor"])).json()[
         "items"
     ] == []
+
+
+async def test_holds_are_strict_and_answer_rfc3339_utc(
+    client: tuple[httpx.AsyncClient, dict[str, dict[str, str]]],
+) -> None:
+    """SPEC: times are RFC 3339 UTC. A naive ``from`` is a 422, not a guess; a misspelt
+    key (``from_ts``) is a 422, not a hold silently covering every time; the answer is
+    the stored hold, with ``Z`` times (SQLite hands them back without a zone)."""
+    http, tokens = client
+    auditor = tokens["auditor"]
+    refused = [
+        {"reason": "case 7", "from": "2025-12-31T22:00:00"},
+        {"reason": "case 7", "from_ts": "2025-12-31T22:00:00Z", "until_ts": "2026-01-31T00:00:00Z"},
+        {"reason": "case 7", "customer_id": "x" * 129},
+        {"reason": "case 7", "until": "1767225600"},
+    ]
+    for body in refused:
+        r = await http.post("/admin/v1/audit/holds", json=body, headers=auditor)
+        assert r.status_code == 422, (body, r.status_code, r.text)
+    assert (await http.get("/admin/v1/audit/holds", headers=auditor)).json()["items"] == []
+    placed = await http.post("/admin/v1/audit/holds", headers=auditor, json={
+        "reason": "case 7", "customer_id": "c" * 128, "from": "2026-01-01T00:00:00+02:00",
+        "until": "2026-02-01T00:00:00Z"})
+    assert placed.status_code == 201, placed.text
+    doc = placed.json()
+    assert doc["from"] == "2025-12-31T22:00:00Z" and doc["until"] == "2026-02-01T00:00:00Z"
+    assert doc["customer_id"] == "c" * 128 and doc["reason"] == "case 7"
+    assert doc["created_at"].endswith("Z") and doc["created_by"] == "auditor:t-auditor"
+    listed = (await http.get("/admin/v1/audit/holds", headers=auditor)).json()["items"]
+    assert listed == [doc]
+
+
+async def test_public_key_times_are_rfc3339_utc(
+    writer: AuditWriter, settings: Settings, engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    clear = await admin_tokens(sessions, ("auditor",), "k")
+    app = make_app(_Services(settings, engine, sessions, writer), audit_routes.router)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+        doc = (await c.get("/admin/v1/audit/public-key",
+                           headers={"authorization": f"Bearer {clear['auditor']}"})).json()
+    created = doc["keys"][0]["created_at"]
+    assert created.endswith("Z") and datetime.fromisoformat(created).tzinfo is not None
