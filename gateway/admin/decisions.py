@@ -17,6 +17,7 @@ from gateway.admin.auth import AdminActor, require_roles
 from gateway.admin.query_errors import as_query_error
 from gateway.audit.export import Exporter
 from gateway.audit.filters import FilterError, decision_filters
+from gateway.audit.ids import is_id
 from gateway.audit.query import MAX_LIMIT, DecisionFilters, get_decision, list_decisions
 from gateway.deps import ServicesDep
 
@@ -60,6 +61,9 @@ async def list_decisions_route(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> dict[str, Any]:
+    if cursor and not is_id(cursor):
+        # As /customers and /admin-actions answer a cursor they did not hand out.
+        raise HTTPException(400, "invalid cursor")
     items, next_cursor = await list_decisions(services.sessions, filters, cursor, limit)
     return {"items": items, "next_cursor": next_cursor}
 

@@ -4,10 +4,11 @@
 export`` take the same filters (and ``GET /admin/v1/admin-actions`` the same
 ``from`` and ``to``) and must refuse the same mistakes: a time that
 is not RFC 3339 with a zone (SPEC section 4: times are RFC 3339 UTC), an
-origin that is no ISO country or region code, a range that ends before it
-starts. Each refusal names the parameter (``from``, ``to``, ``origin``); the
-API answers it as a 422 like its other query errors, the CLI as a usage error
-on ``--from``, ``--to``, ``--origin`` (exit 2).
+origin that is no ISO 3166 country or region code (``XX`` is shaped right but
+is no code: the tables of ``kyc/codes.py`` decide), a range that ends before
+it starts. Each refusal names the parameter (``from``,
+``to``, ``origin``, ...); the API answers it as a 422 like its other query
+errors, the CLI as a usage error on ``--from``, ``--to``, ``--origin`` (exit 2).
 
 Why zoned times only: a naive time means a different instant on every
 auditor's machine, and comparing it with a zoned one is a TypeError; a bare
@@ -21,6 +22,7 @@ from datetime import datetime
 from typing import Literal
 
 from gateway.audit.query import DecisionFilters
+from gateway.kyc.codes import country_or_region
 from gateway.kyc.schemas import utc_input
 
 ORIGIN = re.compile(r"[A-Za-z]{2}(-[A-Za-z0-9]{1,3})?")
@@ -65,6 +67,18 @@ def time_range(from_: str | None, to: str | None) -> tuple[datetime | None, date
     return from_ts, to_ts
 
 
+def _origin(value: str) -> str:
+    """A code the ISO 3166 tables know (``kyc/codes.py``), upper-cased: ``XX`` has the
+    right shape but would answer an empty page that looks like "no such requests"."""
+    try:
+        if ORIGIN.fullmatch(value) is None:
+            raise ValueError(value)
+        return country_or_region(value)
+    except ValueError:
+        raise FilterError("origin", "not an ISO 3166-1 alpha-2 country or ISO 3166-2 region "
+                          f"code (e.g. US, UA-43): {value!r}", value) from None
+
+
 def decision_filters(
     *,
     customer_id: str | None = None,
@@ -77,9 +91,8 @@ def decision_filters(
     report_rule_id: str | None = None,
 ) -> DecisionFilters:
     """Validated filters; raises FilterError naming the first parameter refused."""
-    if origin is not None and ORIGIN.fullmatch(origin) is None:
-        raise FilterError("origin", "not an ISO 3166-1 alpha-2 country or ISO 3166-2 region "
-                          f"code (e.g. US, UA-43): {origin!r}", origin)
+    if origin is not None:
+        origin = _origin(origin)
     from_ts, to_ts = time_range(from_, to)
     return DecisionFilters(customer_id=customer_id, decision=decision, rule_id=rule_id,
                            report_rule_id=report_rule_id, model=model, origin=origin,

@@ -57,6 +57,11 @@ def new_id(now_ms: int | None = None) -> str:
     return _encode((ms << _RANDOM_BITS) | rand)
 
 
+def is_id(value: str) -> bool:
+    """Is ``value`` shaped like an id this module makes (26 digits, at most 130 bits)?"""
+    return len(value) == 26 and value[0] <= "7" and all(ch in _ALPHABET for ch in value)
+
+
 def id_time_ms(record_id: str) -> int:
     """The millisecond timestamp encoded in an id."""
     value = 0

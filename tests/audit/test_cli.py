@@ -202,6 +202,7 @@ def test_export_refuses_what_the_http_route_refuses(
     cases = [
         (["--from", "2026-02-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z"], "'--to'"),
         (["--origin", "USA"], "'--origin'"),
+        (["--origin", "XX"], "'--origin'"),  # shaped like a code, but none
         (["--from", "2026-01-01T00:00:00"], "'--from'"),
         (["--to", "1767225600"], "'--to'"),
     ]

@@ -158,3 +158,28 @@ async def test_time_filters_are_rfc3339_with_a_zone(
     ok = await c.get(path, params={"from": "2000-01-01T01:00:00+01:00",
                                    "to": "2100-01-01T00:00:00z"}, headers=tokens["auditor"])
     assert ok.status_code == 200, ok.text
+
+
+async def test_unknown_origin_codes_and_bad_cursors_are_refused(
+    client: tuple[httpx.AsyncClient, dict[str, dict[str, str]]],
+) -> None:
+    """``XX`` is shaped like a country code but is none (README: a bad origin code is a
+    422 naming it), nor ``UA-99`` a region; a cursor this route never handed out is a
+    400, as on /customers and /admin-actions, not an empty page that reads as "no
+    more records"."""
+    c, tokens = client
+    auditor = tokens["auditor"]
+    for path in ("/admin/v1/decisions", "/admin/v1/decisions/export"):
+        for origin in ("XX", "UA-99", "ZZ-1"):
+            r = await c.get(path, params={"origin": origin}, headers=auditor)
+            assert r.status_code == 422, (path, origin, r.text)
+            assert [e["loc"] for e in r.json()["detail"]] == [["query", "origin"]]
+    lower = await c.get("/admin/v1/decisions", params={"origin": "de"}, headers=auditor)
+    assert lower.status_code == 200 and len(lower.json()["items"]) == 15
+    for cursor in ("garbage!!", "0" * 25, "8" + "0" * 25, "I" * 26):
+        r = await c.get("/admin/v1/decisions", params={"cursor": cursor}, headers=auditor)
+        assert (r.status_code, r.json()) == (400, {"detail": "invalid cursor"}), cursor
+    page = (await c.get("/admin/v1/decisions", params={"limit": 2}, headers=auditor)).json()
+    more = await c.get("/admin/v1/decisions", params={"limit": 2, "cursor": page["next_cursor"]},
+                       headers=auditor)
+    assert more.status_code == 200 and len(more.json()["items"]) == 2
