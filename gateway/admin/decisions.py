@@ -1,7 +1,8 @@
 """``/admin/v1/decisions``: the decision log for auditors (SPEC section 4).
 
 ``GET /decisions`` pages with a keyset cursor, ``GET /decisions/export``
-streams JSONL (manifest as the last line) or CSV, ``GET /decisions/{id}``
+streams JSONL (manifest as the last line) or CSV (no manifest: the CLI writes
+CSV with a sidecar manifest), ``GET /decisions/{id}``
 returns one record with its outcomes. Role: auditor (admin passes).
 """
 
@@ -78,11 +79,16 @@ async def export_decisions_route(
     exporter = Exporter(services.sessions, filters, format)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
+    # JSONL carries its manifest as the last line; a CSV's manifest is a sidecar file,
+    # which one HTTP response cannot carry: say so, rather than let a client look for one
+    # (verifiable CSV: `gateway audit export --format csv -o FILE`).
+    manifest = "last-line" if format == "jsonl" else "none"
     return StreamingResponse(
         exporter.lines(),
         media_type=media,
         headers={"content-disposition": f'attachment; filename="decisions-{stamp}.{format}"',
-                 "x-gateway-export-mode": exporter.mode},
+                 "x-gateway-export-mode": exporter.mode,
+                 "x-gateway-export-manifest": manifest},
     )
 
 

@@ -70,14 +70,17 @@ async def reload_policy(
 async def validate_policy(
     candidate: CandidateBundle, actor: AdminActor = Compliance
 ) -> dict[str, Any]:
+    """Validate files as ``gateway policy validate DIR`` would the directory; errors
+    name files as uploaded, never the server's temporary directory."""
     with tempfile.TemporaryDirectory(prefix="gateway-policy-") as tmp:
-        _write_candidate(Path(tmp), candidate.files)
-        result = load_dir(Path(tmp))
+        root = Path(tmp)
+        _write_candidate(root, candidate.files)
+        result = load_dir(root)
     return {
         "ok": result.ok,
         "version": result.version,
-        "errors": [str(e) for e in result.errors],
-        "warnings": [str(w) for w in result.warnings],
+        "errors": [_relative(str(e), root) for e in result.errors],
+        "warnings": [_relative(str(w), root) for w in result.warnings],
     }
 
 
@@ -106,6 +109,15 @@ def _write_candidate(directory: Path, files: dict[str, str]) -> None:
         target = directory.joinpath(*relative.parts)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
+            target.write_text(text, encoding="utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\udcff") is valid JSON, not UTF-8
+            raise HTTPException(status_code=422, detail=f"{name}: not valid UTF-8 text") from None
         except OSError as exc:  # "a.yaml" and "a.yaml/b.yaml": a file where a directory goes
             raise HTTPException(status_code=422, detail=f"{name}: {exc.strerror}") from None
+
+
+def _relative(message: str, root: Path) -> str:
+    """A loader message with the server's temporary directory taken out: paths are
+    relative to the bundle, the bundle itself is ``<bundle>`` (as the loader names
+    errors it cannot place)."""
+    return message.replace(f"{root}/", "").replace(str(root), "<bundle>")

@@ -94,11 +94,14 @@ async def test_export_stream_verifies(
     path = tmp_path / "api.jsonl"
     path.write_bytes(r.content)
     assert orjson.loads(r.content.splitlines()[-1])["kind"] == "manifest"
+    assert r.headers["x-gateway-export-manifest"] == "last-line"
     report = verify_export(path, trusted_keys=[writer.signer.public_raw])
     assert report.ok and report.records == 30
     csv_r = await c.get("/admin/v1/decisions/export", params={"format": "csv", "model": "fable-5"},
                         headers=tokens["auditor"])
     assert csv_r.status_code == 200 and csv_r.text.startswith("id,kind,ts")
+    # README: an HTTP CSV export has no manifest (verify JSONL, or the CLI's CSV + sidecar).
+    assert csv_r.headers["x-gateway-export-manifest"] == "none"
     assert len(csv_r.text.strip().splitlines()) == 1 + 15
 
 

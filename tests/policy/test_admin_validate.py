@@ -40,3 +40,35 @@ async def test_distinct_names_validate() -> None:
     actor: Any = None
     body = await validate_policy(CandidateBundle(files=dict(MINIMAL)), actor)
     assert body["ok"], body
+
+
+async def test_a_tests_file_is_a_policy_test_not_a_policy_file() -> None:
+    """As on disk: ``tests/`` holds policy tests, which the loader does not merge (the
+    route once flattened ``tests/a.yaml`` into ``a.yaml``: 'unknown top-level key
+    cases')."""
+    actor: Any = None
+    cases = "cases:\n  - name: x\n    principal: {tier: public}\n"
+    body = await validate_policy(CandidateBundle(files=dict(MINIMAL, **{"tests/a.yaml": cases})),
+                                 actor)
+    assert body["ok"] and body["errors"] == [], body
+    # A policy file and a test file may share a base name: they are different files.
+    files = dict(MINIMAL, **{"tests/rules.yaml": cases})
+    assert (await validate_policy(CandidateBundle(files=files), actor))["ok"]
+
+
+async def test_errors_name_the_bundle_not_the_servers_temporary_directory() -> None:
+    actor: Any = None
+    for files in ({}, {"tests/a.yaml": "cases: []\n"}):
+        body = await validate_policy(CandidateBundle(files=files), actor)
+        assert body["errors"] == ["<bundle>: no policy files (*.yaml, *.yml)"], body
+    broken = await validate_policy(CandidateBundle(files={"rules.yaml": "rules: [\n"}), actor)
+    assert broken["errors"][0].startswith("rules.yaml:2: YAML syntax error")
+    assert not any("gateway-policy-" in e or "/tmp" in e for e in broken["errors"])
+
+
+async def test_text_that_is_not_utf8_is_a_422_naming_the_file() -> None:
+    actor: Any = None
+    with pytest.raises(HTTPException) as info:
+        await validate_policy(CandidateBundle(files=dict(MINIMAL, **{"x.yaml": "\udcff"})),
+                              actor)
+    assert (info.value.status_code, info.value.detail) == (422, "x.yaml: not valid UTF-8 text")
