@@ -311,6 +311,27 @@ class _Checker:
                     self.error((*path, cap), f"unknown capability '{cap}' (known: {known})")
         for tier, quota in self.b.quotas.items():
             self.token_escape(tier, quota)
+            self.unbounded_output(tier, quota)
+
+    def unbounded_output(self, tier: str, quota: s.TierQuota) -> None:
+        """Warn where a tier with token limits gives no ``default_max_tokens``.
+
+        A request naming no bound is then forwarded unbounded: it reserves only
+        its input, an upstream may generate up to the model's limit against it,
+        and ``max_tokens_over`` never matches it (``facts.with_output_bound``).
+        """
+        if quota.default_max_tokens is not None:
+            return
+        limited = {"tokens_per_minute", "tokens_per_day"}
+        entries = [quota.default, *quota.capability_limits().values()]
+        if any(limits is not None and {k for k, _ in limits.items()} & limited
+               for limits in entries):
+            self.warn(
+                ("quotas", tier),
+                "token limits but no 'default_max_tokens': a request that names no "
+                "max_tokens is forwarded unbounded, reserves only its input and never "
+                "matches max_tokens_over",
+            )
 
     def token_escape(self, tier: str, quota: s.TierQuota) -> None:
         """Warn where a capability entry drops the token limits ``default`` sets.

@@ -86,6 +86,18 @@ def effective_tier(
     return assigned, None
 
 
+def default_output_tokens(
+    principal: Principal, bundle: CompiledBundle, now: datetime
+) -> int | None:
+    """The effective tier's ``default_max_tokens``: the output bound of a request
+    that names none (``facts.with_output_bound``)."""
+    if account_refusal(principal) is not None:
+        return None  # refused whatever it asks; nothing will be generated
+    tier, _ = effective_tier(principal, bundle, now)
+    quotas = bundle.quotas.get(tier)
+    return quotas.default_max_tokens if quotas is not None else None
+
+
 def quota_plan(
     bundle: CompiledBundle, tier: str, capabilities: frozenset[str], streaming: bool = False
 ) -> tuple[QuotaPlan, str | None]:

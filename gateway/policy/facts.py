@@ -8,7 +8,7 @@ which capabilities the bundle's classifiers found; it is the request half of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from gateway.geo.origin import Origin
@@ -22,7 +22,9 @@ class BodyFacts:
     stream: bool = False
     has_tools: bool = False
     max_tokens: int | None = None
-    """``max_tokens``, ``max_completion_tokens`` or ``max_output_tokens``."""
+    """``max_tokens``, ``max_completion_tokens`` or ``max_output_tokens`` (the
+    largest), or the tier's ``default_max_tokens`` when the body names none
+    (``with_output_bound``)."""
     message_count: int = 0
     prompt_text: str = ""
     """All text of all messages/prompt/input, joined; used for classification only, never stored."""
@@ -32,6 +34,8 @@ class BodyFacts:
     """The client set ``stream_options.include_usage`` (OpenAI streams)."""
     stream_options_given: bool = False
     """The body has a top-level ``stream_options`` member (whatever it holds)."""
+    max_tokens_defaulted: bool = False
+    """``max_tokens`` is the tier's default, written into the forwarded body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +50,31 @@ class RequestFacts:
     @property
     def model(self) -> str:
         return self.body.model
+
+
+# The field that bounds the length of an answer, on each endpoint that
+# generates one. OpenAI deprecated ``max_tokens`` on chat completions and its
+# reasoning models refuse it; ``max_completion_tokens`` is accepted by all.
+OUTPUT_BOUND_FIELDS = {
+    "/v1/chat/completions": "max_completion_tokens",
+    "/v1/completions": "max_tokens",
+    "/v1/responses": "max_output_tokens",
+    "/v1/messages": "max_tokens",
+}
+
+
+def with_output_bound(body: BodyFacts, endpoint: str, default: int | None) -> BodyFacts:
+    """The body as it will be served: bounded by the tier's ``default_max_tokens``
+    when it names no bound of its own.
+
+    Without a bound an upstream generates up to the model's limit, so a request
+    that left ``max_tokens`` out would dodge every ``max_tokens_over`` rule
+    (long-horizon work) and reserve only its input against token quotas, and
+    concurrent ones could overdraw a quota by the model's whole output length
+    each. The proxy writes the same bound into the body it forwards
+    (``OUTPUT_BOUND_FIELDS``), so what is classified, reserved and decided is
+    what the upstream is asked to do; policy tests apply it the same way.
+    """
+    if body.max_tokens is not None or default is None or endpoint not in OUTPUT_BOUND_FIELDS:
+        return body
+    return replace(body, max_tokens=default, max_tokens_defaulted=True)

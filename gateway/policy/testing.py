@@ -35,8 +35,8 @@ from gateway.policy.caserecord import record_problems, upper_code
 from gateway.policy.caserefs import case_references
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.decision import EVALUATION_ERROR
-from gateway.policy.engine import DEFAULT_ENDPOINT, decide
-from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
+from gateway.policy.engine import DEFAULT_ENDPOINT, decide, default_output_tokens
+from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts, with_output_bound
 from gateway.policy.files import test_files
 from gateway.policy.loader import pydantic_message as _message
 from gateway.policy.schema import AwareTimestamp
@@ -148,7 +148,10 @@ def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool,
     req = case.request
     if req.body is not None and req.capabilities is not None:
         return False, "request: give either 'body' or 'capabilities', not both"
+    at = case.at or now
     body = _body_facts(req.model, req.body) if req.body is not None else BodyFacts(model=req.model)
+    # As the proxy serves it: bounded by the tier's default when it names no bound.
+    body = with_output_bound(body, req.endpoint, default_output_tokens(principal, bundle, at))
     caps = frozenset(req.capabilities) if req.capabilities is not None else bundle.classify(body)
     unknown = caps - set(bundle.capability_names())
     if unknown:
@@ -157,7 +160,6 @@ def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool,
     facts = RequestFacts(
         endpoint=req.endpoint, api=api, body=body, origin=origin_of(req.origin), capabilities=caps
     )
-    at = case.at or now
     decision = decide(principal, facts, bundle, at)
     if EVALUATION_ERROR in decision.rule_ids or EVALUATION_ERROR in decision.report_rule_ids:
         # decide() fails closed to a deny; a case expecting deny must not pass

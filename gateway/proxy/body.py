@@ -18,12 +18,13 @@ small body and ~30 us for a 256 KB one.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 
-from gateway.policy.facts import BodyFacts
+from gateway.policy.facts import OUTPUT_BOUND_FIELDS, BodyFacts, with_output_bound
 from gateway.proxy.errors import ProxyError
 
 # A rough, tokenizer-free estimate (about 4 bytes per token for English text);
@@ -203,9 +204,17 @@ def check_encoding(content_type: str | None, content_encoding: str | None) -> No
 MAX_MODEL_CHARS = 128
 
 
-def parse_request_body(raw: bytes) -> tuple[BodyFacts, bytes]:
-    """The facts of a request body and the bytes to forward: the body as parsed."""
+def parse_request_body(
+    raw: bytes, endpoint: str, default_max_tokens: Callable[[], int | None]
+) -> tuple[BodyFacts, bytes]:
+    """The facts of a request body and the bytes to forward: the body as parsed,
+    bounded by ``default_max_tokens()`` (the caller's tier default, asked for only
+    when the body names no bound; ``facts.with_output_bound`` says why)."""
     facts, body = _parse(raw)
+    if facts.max_tokens is None and endpoint in OUTPUT_BOUND_FIELDS:
+        facts = with_output_bound(facts, endpoint, default_max_tokens())
+        if facts.max_tokens_defaulted:
+            body[OUTPUT_BOUND_FIELDS[endpoint]] = facts.max_tokens
     return facts, orjson.dumps(body)
 
 

@@ -22,7 +22,12 @@ from gateway.identity.bearer import parse_authorization
 from gateway.identity.principal import Principal
 from gateway.ops import hooks  # ops: metrics + access log
 from gateway.policy.capabilities import classify
-from gateway.policy.engine import account_refusal, decide, visible_models
+from gateway.policy.engine import (
+    account_refusal,
+    decide,
+    default_output_tokens,
+    visible_models,
+)
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.proxy.asgi_io import (
     JSON_CONTENT_TYPE,
@@ -200,11 +205,15 @@ class Pipeline:
         check_encoding(header(scope, b"content-type"), joined_header(scope, b"content-encoding"))
         if scope.get("query_string"):
             check_query(scope["query_string"])
-        # The parsed body, re-serialised, is what goes upstream (body.py says why).
-        body, ex.request_bytes = parse_request_body(raw)
+        now = services.clock()
+        bundle = ex.bundle
+        # The parsed body, re-serialised and bounded, is what goes upstream (body.py
+        # and facts.with_output_bound say why).
+        body, ex.request_bytes = parse_request_body(
+            raw, ex.endpoint, lambda: default_output_tokens(principal, bundle, now)
+        )
         ex.body = body
         del raw  # from here the exchange holds the only copy (see Forwarder.forward)
-        bundle = ex.bundle
         facts = RequestFacts(
             endpoint=ex.endpoint,
             api=ex.api,
@@ -213,7 +222,6 @@ class Pipeline:
             capabilities=classify(body, bundle),
         )
         ex.facts = facts
-        now = services.clock()
         ex.decision = decision = decide(principal, facts, bundle, now)
         if len(body.prompt_text) > _KEEP_PROMPT_CHARS:
             # The text was needed to classify and decide, and the record keeps

@@ -108,3 +108,43 @@ def test_region_residence_and_lower_case_codes_are_accepted(tmp_path: Path) -> N
         ("codes are read as the admin API stores them (upper case)", True, ""),
         ("Kosovo is a country the admin API accepts", True, ""),
     ]
+
+
+BOUND_CASES = """
+cases:
+  - name: a public request without max_tokens is served at the 20,000 default
+    principal: {tier: public, kyc_level: email_verified, citizenships: [US], residence: US}
+    request: {model: haiku-lite, origin: US, body: {messages: [{role: user, content: hi}]}}
+    expect: {decision: deny, rule_ids: [no-long-horizon-on-public]}
+  - name: a bound the client names is the one classified
+    principal: {tier: public, kyc_level: email_verified, citizenships: [US], residence: US}
+    request:
+      model: haiku-lite
+      origin: US
+      body: {messages: [{role: user, content: hi}], max_tokens: 100}
+    expect: {decision: allow}
+  - name: an embedding generates nothing and gets no bound
+    principal: {tier: public, kyc_level: email_verified, citizenships: [US], residence: US}
+    request: {model: haiku-lite, origin: US, endpoint: /v1/embeddings, body: {input: hi}}
+    expect: {decision: allow}
+"""
+
+
+def test_policy_tests_classify_the_bound_the_proxy_forwards(tmp_path: Path) -> None:
+    """A case whose body names no bound is classified at its tier's
+    ``default_max_tokens``, as the proxy serves it (tests/e2e/test_output_bound.py)."""
+    bundle = _bundle(tmp_path, "bound.yaml", BOUND_CASES)
+    quotas = bundle / "quotas.yaml"
+    quotas.write_text(quotas.read_text().replace(
+        "public:\n    default_max_tokens: 1024", "public:\n    default_max_tokens: 20000"))
+    rules = bundle / "rules.yaml"
+    rules.write_text(rules.read_text() + (
+        "\n  - id: no-long-horizon-on-public\n    effect: deny\n"
+        "    when: {capability_in: [long_horizon], tier_in: [public]}\n"
+        "    reason: Not on the public tier.\n"))
+    results = run_tests(bundle, load_bundle(bundle), lambda: AFTER_DIRECTIVE)
+    assert [(r.name, r.passed, r.detail) for r in results] == [
+        ("a public request without max_tokens is served at the 20,000 default", True, ""),
+        ("a bound the client names is the one classified", True, ""),
+        ("an embedding generates nothing and gets no bound", True, ""),
+    ]

@@ -110,9 +110,11 @@ def test_a_capability_entry_without_the_defaults_token_limits_is_a_warning(
         "  enterprise:\n"
         "    default: {requests_per_minute: 60, tokens_per_minute: 1000}\n"
         "    agentic: {requests_per_minute: 10}\n"
+        "    default_max_tokens: 100\n"
         "  public:\n"
         "    default: {requests_per_minute: 5, tokens_per_day: 100}\n"
         "    agentic: {requests_per_minute: 0}\n"
+        "    default_max_tokens: 100\n"
     )
     d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"quotas.yaml": quotas}))
     result = load_dir(d)
@@ -122,6 +124,28 @@ def test_a_capability_entry_without_the_defaults_token_limits_is_a_warning(
         "'default' does (tokens_per_minute): requests carrying 'agentic' are metered on "
         "this entry only, so they have no token limit"
     ]  # public.agentic is closed (0): nothing to escape into
+
+
+def test_token_limits_without_a_default_output_bound_are_a_warning(tmp_path: Path) -> None:
+    # Without default_max_tokens a request that names no bound goes upstream
+    # unbounded (facts.with_output_bound); a tier with no token limit at all
+    # has nothing to overdraw and is not warned about.
+    quotas = (
+        "quotas:\n"
+        "  enterprise:\n"
+        "    default: {requests_per_minute: 60}\n"
+        "    agentic: {requests_per_minute: 10, tokens_per_minute: 1000}\n"
+        "  public:\n"
+        "    default: {requests_per_minute: 5}\n"
+    )
+    d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"quotas.yaml": quotas}))
+    result = load_dir(d)
+    assert result.ok
+    assert [str(w) for w in result.warnings] == [
+        "quotas.yaml:2 quotas.enterprise: token limits but no 'default_max_tokens': a "
+        "request that names no max_tokens is forwarded unbounded, reserves only its input "
+        "and never matches max_tokens_over"
+    ]
 
 
 def test_missing_directory(tmp_path: Path) -> None:
