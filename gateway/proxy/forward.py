@@ -32,6 +32,9 @@ log = logging.getLogger("gateway.proxy")
 
 _USAGE_INJECTABLE = frozenset({"/v1/chat/completions", "/v1/completions"})
 _WATCH_NON_STREAM_AFTER = 1.0
+_ACCEL_BUFFERING = (b"x-accel-buffering", b"no")
+"""Sent on every streamed answer that does not carry its own (LiteLLM added the
+same after users behind nginx saw SSE arrive in lumps, BerriAI/litellm#29557)."""
 
 
 def _at_least(usage: Usage | None, tokens: int) -> Usage:
@@ -152,6 +155,10 @@ class Forwarder:
             if content_type.startswith("text/event-stream") or (
                 ex.body.stream and response.status < 300
             ):
+                if not any(name == _ACCEL_BUFFERING[0] for name, _ in out_headers):
+                    # nginx (and proxies that follow it) buffer a proxied answer
+                    # unless told not to: a stream would reach the client in lumps.
+                    out_headers.append(_ACCEL_BUFFERING)
                 hooks.stream_started()  # ops hook
                 try:
                     await self._relay_stream(

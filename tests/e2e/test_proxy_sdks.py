@@ -52,6 +52,8 @@ def test_openai_chat_non_streaming(gateway: Proc, enterprise_key: str) -> None:
         assert answer.status_code == 200
         assert len(answer.headers.get_list("date")) == 1
         assert len(answer.headers.get_list("server")) <= 1
+        # A proxy in front (nginx) must not buffer a stream into lumps.
+        assert answer.headers.get("x-accel-buffering") == ("no" if stream else None)
 
 
 def test_openai_other_endpoints(gateway: Proc, enterprise_key: str) -> None:

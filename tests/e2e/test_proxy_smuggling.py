@@ -159,7 +159,8 @@ def test_the_upstream_gets_the_body_as_decided_not_a_duplicate_key_reading(
     assert response.status_code == 200, response.text
     forwarded = standin_log()[0]
     as_decided = orjson.dumps(
-        {"model": "haiku-lite", "messages": [{"role": "user", "content": "hi"}]})
+        {"model": "haiku-lite", "messages": [{"role": "user", "content": "hi"}],
+         "max_completion_tokens": 1024})  # the public tier's default bound
     assert forwarded["body_sha256"] == hashlib.sha256(as_decided).hexdigest()
     # A model name the audit log and metrics cannot hold is a 400, not an outage.
     for model in ("m" * 129, "haiku-lite\\u0000", "haiku\\nlite"):
