@@ -13,7 +13,7 @@ codes, or group names (lower case), freely mixed.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -54,13 +54,25 @@ def _rfc3339(value: Any) -> Any:
             raise ValueError(
                 f"not an RFC 3339 date-time: {value!r} (e.g. 2026-06-13T04:00:00Z)"
             ) from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        raise ValueError(
+            f"a date without a time of day: {value.isoformat()} (write the instant, "
+            f"e.g. {value.isoformat()}T00:00:00Z)"
+        )
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(
+            f"a number is not a date-time: {value!r} (write RFC 3339, e.g. 2026-06-13T04:00:00Z)"
+        )
     return value
 
 
 def _aware(value: datetime) -> datetime:
+    """The instant in UTC: ``04:00:00+01:00`` and ``03:00:00Z`` are one instant, so
+    they give one bundle version, and ``policy diff`` shows a moved directive as
+    the move it is rather than a change of notation."""
     if value.tzinfo is None:
         raise ValueError("must carry a time zone, e.g. 2026-06-13T04:00:00Z")
-    return value
+    return value.astimezone(UTC)
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]

@@ -184,3 +184,45 @@ def test_impact_replays_only_policy_outcomes_and_counts_per_version(default_bund
     assert report.by_version[own].replayed == 1 and report.by_version[own].flipped == 0
     assert report.by_version[older].replayed == 1 and report.by_version[older].to_allow == 1
     assert [(f.record_id, f.policy_version) for f in report.examples] == [("4", older)]
+
+
+def _directive(tmp_path: Path, name: str, effective: str):  # type: ignore[no-untyped-def]
+    rules = (
+        "rules:\n"
+        "  - {id: a, effect: allow, when: {model_allowed_for_tier: true}}\n"
+        f"  - {{id: freeze, effect: deny, when: {{model_in: [big]}}, effective: {effective}}}\n"
+    )
+    return _load(write_bundle(tmp_path / name, dict(MINIMAL, **{"rules.yaml": rules})))
+
+
+def test_one_instant_in_two_notations_is_one_version_and_a_move_shows_in_utc(
+    tmp_path: Path,
+) -> None:
+    utc = _directive(tmp_path, "utc", '{from: "2026-06-13T03:00:00Z"}')
+    offset = _directive(tmp_path, "offset", '{from: "2026-06-13T04:00:00+01:00"}')
+    assert utc.version == offset.version
+    moved = _directive(tmp_path, "moved", '{from: "2026-06-13T04:00:00-02:00"}')
+    assert moved.bundle is not None and utc.bundle is not None
+    text = "\n".join(str(c) for c in diff_bundles(utc.bundle, moved.bundle))
+    assert "2026-06-13T03:00:00Z -> 2026-06-13T06:00:00Z" in text, text
+
+
+def test_a_bare_date_or_a_number_as_an_effective_time_says_what_to_write(
+    tmp_path: Path,
+) -> None:
+    for name, effective, message in (
+        ("date", "{from: 2026-06-13}",
+         "a date without a time of day: 2026-06-13 (write the instant, e.g. "
+         "2026-06-13T00:00:00Z)"),
+        ("number", "{from: 1781323200}",
+         "a number is not a date-time: 1781323200 (write RFC 3339"),
+    ):
+        rules = (
+            "rules:\n"
+            f"  - {{id: freeze, effect: deny, when: {{model_in: [big]}}, effective: {effective}}}\n"
+        )
+        result = load_dir(write_bundle(tmp_path / name, dict(MINIMAL, **{"rules.yaml": rules})))
+        assert not result.ok
+        errors = "\n".join(map(str, result.errors))
+        assert "rules.yaml:2 rules[0].effective.from" in errors, errors
+        assert message in errors, errors
