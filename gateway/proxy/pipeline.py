@@ -78,8 +78,41 @@ class Pipeline:
     ) -> None:
         """A ``/v1/*`` request no route serves (404, 405): recorded, then answered."""
         ex = self._exchange(scope, api)
+        await self._announced(ex, self._refuse_route(ex, scope, send, refusal))
+
+    async def _refuse_route(
+        self, ex: Exchange, scope: Scope, send: Send, refusal: ProxyError
+    ) -> None:
         ex.origin = self._locate(ex, scope)
-        await self._announced(ex, self._refuse(ex, send, refusal))
+        await self._attribute(ex, scope)
+        await self._refuse(ex, send, refusal)
+
+    async def _attribute(self, ex: Exchange, scope: Scope) -> None:
+        """Name the caller of a refusal decided before its credential was checked.
+
+        An unknown route or method (404, 405) and a body over the limit or with
+        a bad Content-Length (413, 400) are refused on the request alone, so
+        without this their records named nobody: the audit log could not say
+        who probed routes or sent oversized bodies. A valid credential now
+        names its customer and key (through the identifier's cache, as every
+        request does).
+
+        The answer stays the refusal it was, whatever the credential: it does
+        not depend on who asks, SPEC section 2's 401 ("no or bad credential")
+        is the answer to a request the proxied API would otherwise serve, and
+        turning these into 401s would tell a client with a mistyped path (or
+        an oversized body) to look at its key. A credential that fails leaves
+        the record without customer or key: a key id is only named once its
+        secret has been verified (the 401 record keeps the claimed id).
+        """
+        try:
+            ex.principal = await self._identify(ex, scope)
+        except ProxyError:
+            ex.key_id = None
+        except StageUnavailable as exc:
+            # The refusal does not need the customer: it is still recorded and
+            # answered, unattributed, rather than turned into a 503.
+            log.warning("refusal %s recorded without its caller: %s", ex.id, exc)
 
     def _locate(self, ex: Exchange, scope: Scope) -> Origin:
         # Every X-Forwarded-For line counts (asgi_io.joined_header).
@@ -195,7 +228,11 @@ class Pipeline:
         """
         services = self.services
         ex.origin = self._locate(ex, scope)
-        raw = await read_body(scope, receive, services.settings.max_body_bytes)
+        try:
+            raw = await read_body(scope, receive, services.settings.max_body_bytes)
+        except ProxyError:
+            await self._attribute(ex, scope)
+            raise
         ex.principal = principal = await self._identify(ex, scope)
         check_encoding(header(scope, b"content-type"), joined_header(scope, b"content-encoding"))
         if scope.get("query_string"):
