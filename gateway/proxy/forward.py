@@ -52,9 +52,7 @@ class _DisconnectWatch:
 
     __slots__ = ("_receive", "_timer", "fired", "future", "task")
 
-    def __init__(self, receive: Receive, delay: float) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def __init__(self, task: asyncio.Task[Any], receive: Receive, delay: float) -> None:
         self.task = task
         self.fired = False
         self.future: asyncio.Future[Any] | None = None
@@ -102,7 +100,10 @@ class Forwarder:
             headers.extend((k.encode(), v.encode()) for k, v in ex.admission.headers.items())
         return headers
 
-    async def forward(self, ex: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
+    async def forward(
+        self, ex: Exchange, scope: Scope, receive: Receive, send: Send, task: asyncio.Task[Any]
+    ) -> None:
+        """Forward ``ex``; ``task`` is the running one (the disconnect watch cancels it)."""
         services = self.services
         assert ex.principal is not None and ex.body is not None and ex.decision is not None
         raw = ex.take_request_bytes()
@@ -128,7 +129,7 @@ class Forwarder:
             path += "?" + scope["query_string"].decode("latin-1")
         outcome = Outcome()
         # Watch the client and cut the upstream the moment it leaves.
-        watch = _DisconnectWatch(receive, 0 if ex.body.stream else _WATCH_NON_STREAM_AFTER)
+        watch = _DisconnectWatch(task, receive, 0 if ex.body.stream else _WATCH_NON_STREAM_AFTER)
         detach = watch.disarm
         response: aiohttp.ClientResponse | None = None
         try:

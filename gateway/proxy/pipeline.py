@@ -11,6 +11,7 @@ request is not forwarded: the gateway fails closed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Coroutine
@@ -36,6 +37,7 @@ from gateway.proxy.asgi_io import (
 )
 from gateway.proxy.asgi_io import send_response as send_raw
 from gateway.proxy.body import check_encoding, check_query, parse_request_body
+from gateway.proxy.body_deadline import BodyDeadlines, Task
 from gateway.proxy.errors import ProxyError, join_reasons, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
@@ -64,6 +66,7 @@ class Pipeline:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.forwarder = Forwarder(services)
+        self.body_deadlines = BodyDeadlines(services.settings.body_read_timeout_seconds)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, api: ApiShape) -> None:
         ex = self._exchange(scope, api)
@@ -146,8 +149,12 @@ class Pipeline:
 
     async def _walk(self, ex: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
         services = self.services
+        # Looked up once: the body deadline and the forwarder's disconnect
+        # watch both cancel this task (current_task() is not free).
+        task = asyncio.current_task()
+        assert task is not None
         try:
-            await self._decide(ex, scope, receive)
+            await self._decide(ex, scope, receive, task)
         except ClientGone:
             # The body never arrived whole: nothing was decided, nobody to answer.
             log.debug("client left before its request body was complete")
@@ -169,7 +176,7 @@ class Pipeline:
             hooks.refused(ex, 503)  # ops hook
             return
         hooks.audit_waited(time.perf_counter() - t_audit)  # ops hook
-        await self.forwarder.forward(ex, scope, receive, send)
+        await self.forwarder.forward(ex, scope, receive, send, task)
 
     async def _record(self, ex: Exchange, status: int) -> None:
         """Commit the decision record (raises AuditUnavailable)."""
@@ -221,7 +228,7 @@ class Pipeline:
             ex.key_id = exc.key_id
             raise ProxyError(401, exc.message, code="invalid_api_key") from None
 
-    async def _decide(self, ex: Exchange, scope: Scope, receive: Receive) -> None:
+    async def _decide(self, ex: Exchange, scope: Scope, receive: Receive, task: Task) -> None:
         """Walk the stages up to the decision; raise ProxyError to refuse.
 
         The body's bytes go to ``ex.request_bytes`` for the forwarder.
@@ -229,7 +236,9 @@ class Pipeline:
         services = self.services
         ex.origin = self._locate(ex, scope)
         try:
-            raw = await read_body(scope, receive, services.settings.max_body_bytes)
+            raw = await read_body(
+                scope, receive, services.settings.max_body_bytes, self.body_deadlines, task
+            )
         except ProxyError:
             await self._attribute(ex, scope)
             raise
@@ -333,6 +342,7 @@ def _rule_for_status(status: int) -> str:
         401: "authentication-failed",
         404: "no-such-route",
         405: "method-not-allowed",
+        408: "request-timeout",
         413: "request-too-large",
         503: "gateway-unavailable",
     }.get(status, f"refused-{status}")
