@@ -133,9 +133,8 @@ class Forwarder:
         detach = watch.disarm
         response: aiohttp.ClientResponse | None = None
         try:
-            # In demo mode the stand-in answers for every model, whatever the bundle says.
-            override = None if services.settings.demo else ex.bundle.upstream_for(ex.body.model)
-            url = services.upstream.url_for(path, override)
+            base = services.upstream.base_for(ex.bundle, ex.body.model)
+            url = services.upstream.url_for(path, base)
             t_upstream = time.perf_counter()
             response = await services.upstream.send(scope["method"], url, headers, raw)
             del raw  # sent: a stream that lasts minutes does not hold the request body
