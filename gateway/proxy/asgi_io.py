@@ -80,11 +80,13 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 
 async def send_response(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, head: bool = False
 ) -> None:
+    """Send a whole response; for a HEAD request (``head``) its headers only,
+    Content-Length included (RFC 9110 section 9.3.2: the GET's headers)."""
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send({"type": "http.response.body", "body": b"" if head else body, "more_body": False})
 
 
 def joined_header(scope: Scope, name: bytes) -> str | None:

@@ -73,7 +73,9 @@ class Pipeline:
         await self._announced(ex, self._walk(ex, scope, receive, send))
 
     async def list_models(self, scope: Scope, send: Send, api: ApiShape) -> None:
+        """``GET`` or ``HEAD /v1/models``: the same decision and record, HEAD without content."""
         ex = self._exchange(scope, api)
+        ex.head = scope["method"] == "HEAD"
         await self._announced(ex, self._list(ex, scope, send))
 
     async def refuse_route(
@@ -81,6 +83,7 @@ class Pipeline:
     ) -> None:
         """A ``/v1/*`` request no route serves (404, 405): recorded, then answered."""
         ex = self._exchange(scope, api)
+        ex.head = scope["method"] == "HEAD"
         await self._announced(ex, self._refuse_route(ex, scope, send, refusal))
 
     async def _refuse_route(
@@ -215,7 +218,7 @@ class Pipeline:
             (b"x-gateway-decision-id", ex.id.encode()),
             (b"x-gateway-policy-version", bundle.version.encode()),
         ]
-        await send_raw(send, 200, headers, render_models(names, ex.api == "anthropic"))
+        await send_raw(send, 200, headers, render_models(names, ex.api == "anthropic"), ex.head)
         hooks.finished(ex, 200, None, None)  # ops hook
 
     async def _identify(self, ex: Exchange, scope: Scope) -> Principal:
@@ -304,7 +307,7 @@ class Pipeline:
             (b"x-gateway-policy-version", ex.policy_version.encode()),
         ]
         headers.extend((k.encode(), v.encode()) for k, v in refusal.headers.items())
-        await send_raw(send, refusal.status, headers, render_error(ex.api, refusal))
+        await send_raw(send, refusal.status, headers, render_error(ex.api, refusal), ex.head)
 
 
 _COUNT_TOKENS = "/v1/messages/count_tokens"
