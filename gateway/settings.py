@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     upstream_read_timeout: float = Field(default=300.0, gt=0)
     upstream_pool_size: int = Field(default=512, ge=1)
     max_body_bytes: int = 10 * 1024 * 1024
+    # The longest a request body may take to arrive whole (408 past it): a
+    # client dripping its body a byte at a time, or sending none after its
+    # headers, would otherwise hold its request open as long as it liked. At
+    # most an hour, or a typo could make it "never".
+    body_read_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     # Policy hot reload.
     policy_watch: bool = True

@@ -40,6 +40,12 @@ BAD_VALUES = [
     ("UPSTREAM_READ_TIMEOUT", "-1"),
     ("UPSTREAM_POOL_SIZE", "0"),
     ("DATABASE_TIMEOUT_SECONDS", "inf"),
+    # 0 would refuse every body that is not already there; "never" lets a
+    # client that drips its body hold the request open forever.
+    ("BODY_READ_TIMEOUT_SECONDS", "0"),
+    ("BODY_READ_TIMEOUT_SECONDS", "-1"),
+    ("BODY_READ_TIMEOUT_SECONDS", "inf"),
+    ("BODY_READ_TIMEOUT_SECONDS", "100000"),
 ]
 
 
@@ -56,7 +62,8 @@ def test_out_of_range_values_are_refused_naming_the_variable(
 @pytest.mark.parametrize(
     ("name", "value"),
     [("SANCTIONS_THRESHOLD", "1"), ("SANCTIONS_THRESHOLD", "0.75"), ("CACHE_TTL_SECONDS", "0"),
-     ("CHANGE_POLL_SECONDS", "0"), ("AUDIT_BATCH_WAIT_MS", "0"), ("AUDIT_RETENTION_DAYS", "1")],
+     ("CHANGE_POLL_SECONDS", "0"), ("AUDIT_BATCH_WAIT_MS", "0"), ("AUDIT_RETENTION_DAYS", "1"),
+     ("BODY_READ_TIMEOUT_SECONDS", "0.5"), ("BODY_READ_TIMEOUT_SECONDS", "3600")],
 )  # fmt: skip
 def test_values_in_range_are_kept(name: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(f"GATEWAY_{name}", value)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.admin_log import record_admin_action
+from gateway.kyc.schemas import rfc3339
 from gateway.policy.files import is_yaml
 from gateway.policy.loader import load_dir
 
@@ -35,7 +36,7 @@ async def get_policy(services: ServicesDep, actor: AdminActor = Compliance) -> d
     return {
         "version": bundle.version,
         "directory": str(services.settings.policy_dir),
-        "loaded_at": holder.loaded_at.isoformat() if holder.loaded_at else None,
+        "loaded_at": rfc3339(holder.loaded_at) if holder.loaded_at else None,
         "models": sorted(bundle.model_names()),
         "report_rules": sorted(bundle.report_rule_ids()),
         "last_refused": holder.last_refused_summary(),

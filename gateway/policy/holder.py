@@ -158,7 +158,10 @@ class PolicyHolder:
         if self.last_error is None:
             return None
         return {
-            "at": self.last_error_at.isoformat() if self.last_error_at else None,
+            # RFC 3339 with Z, as every admin API time (gateway.kyc.schemas.rfc3339).
+            "at": self.last_error_at.isoformat().replace("+00:00", "Z")
+            if self.last_error_at
+            else None,
             "candidate_version": self.last_error.candidate_version,
             "errors": list(self.last_error.errors),
         }

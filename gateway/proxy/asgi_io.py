@@ -7,9 +7,11 @@ path builds objects it does not need.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from gateway.proxy.body_deadline import BodyDeadlines, Task
 from gateway.proxy.errors import ProxyError
 
 Scope = MutableMapping[str, Any]
@@ -22,8 +24,12 @@ class ClientGone(Exception):
     """The client disconnected before the request body was complete."""
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing (413) as soon as it passes ``limit``."""
+async def read_body(
+    scope: Scope, receive: Receive, limit: int, deadlines: BodyDeadlines, task: Task
+) -> bytes:
+    """The whole request body, refusing (413) as soon as it passes ``limit``,
+    and (408) when it is not whole by the deadline ``deadlines`` keeps for
+    ``task`` (the running one)."""
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
@@ -35,18 +41,32 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             break
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk: bytes = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise ProxyError(413, f"request body exceeds the {limit}-byte limit")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
+    deadlines.watch(task)
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise ProxyError(413, f"request body exceeds the {limit}-byte limit")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+    except asyncio.CancelledError:
+        if not deadlines.expired(task):
+            raise
+        # RFC 9110 15.5.9: a 408 says the server closes rather than go on
+        # waiting, and the close is what frees the connection the client holds.
+        raise ProxyError(
+            408,
+            f"the request body did not arrive whole within {deadlines.seconds:g} s",
+            headers={"connection": "close"},
+        ) from None
+    finally:
+        deadlines.unwatch(task)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -60,11 +80,13 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 
 async def send_response(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, head: bool = False
 ) -> None:
+    """Send a whole response; for a HEAD request (``head``) its headers only,
+    Content-Length included (RFC 9110 section 9.3.2: the GET's headers)."""
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send({"type": "http.response.body", "body": b"" if head else body, "more_body": False})
 
 
 def joined_header(scope: Scope, name: bytes) -> str | None:

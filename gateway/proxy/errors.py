@@ -22,6 +22,7 @@ _OPENAI_TYPES: dict[int, str] = {
     403: "permission_denied",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_exceeded",
     500: "api_error",
@@ -35,6 +36,7 @@ _ANTHROPIC_TYPES: dict[int, str] = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",  # Anthropic: "also used for other 4XX status codes"
     413: "request_too_large",
     429: "rate_limit_error",
     500: "api_error",

@@ -44,6 +44,8 @@ class Exchange:
     reasons: list[str] = field(default_factory=list)
     recorded: bool = False
     """Its decision record was handed to the audit sink (see ``Pipeline._record``)."""
+    head: bool = False
+    """A HEAD request: answered with the GET's status and headers, no content."""
     request_bytes: bytes = b""
     """The body as parsed, re-serialised: forwarded, then released (``take_request_bytes``)."""
 

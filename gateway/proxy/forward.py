@@ -55,9 +55,7 @@ class _DisconnectWatch:
 
     __slots__ = ("_receive", "_timer", "fired", "future", "task")
 
-    def __init__(self, receive: Receive, delay: float) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def __init__(self, task: asyncio.Task[Any], receive: Receive, delay: float) -> None:
         self.task = task
         self.fired = False
         self.future: asyncio.Future[Any] | None = None
@@ -105,7 +103,10 @@ class Forwarder:
             headers.extend((k.encode(), v.encode()) for k, v in ex.admission.headers.items())
         return headers
 
-    async def forward(self, ex: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
+    async def forward(
+        self, ex: Exchange, scope: Scope, receive: Receive, send: Send, task: asyncio.Task[Any]
+    ) -> None:
+        """Forward ``ex``; ``task`` is the running one (the disconnect watch cancels it)."""
         services = self.services
         assert ex.principal is not None and ex.body is not None and ex.decision is not None
         raw = ex.take_request_bytes()
@@ -131,13 +132,12 @@ class Forwarder:
             path += "?" + scope["query_string"].decode("latin-1")
         outcome = Outcome()
         # Watch the client and cut the upstream the moment it leaves.
-        watch = _DisconnectWatch(receive, 0 if ex.body.stream else _WATCH_NON_STREAM_AFTER)
+        watch = _DisconnectWatch(task, receive, 0 if ex.body.stream else _WATCH_NON_STREAM_AFTER)
         detach = watch.disarm
         response: aiohttp.ClientResponse | None = None
         try:
-            # In demo mode the stand-in answers for every model, whatever the bundle says.
-            override = None if services.settings.demo else ex.bundle.upstream_for(ex.body.model)
-            url = services.upstream.url_for(path, override)
+            base = services.upstream.base_for(ex.bundle, ex.body.model)
+            url = services.upstream.url_for(path, base)
             t_upstream = time.perf_counter()
             response = await services.upstream.send(scope["method"], url, headers, raw)
             del raw  # sent: a stream that lasts minutes does not hold the request body

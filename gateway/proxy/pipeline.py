@@ -11,6 +11,7 @@ request is not forwarded: the gateway fails closed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Coroutine
@@ -41,6 +42,7 @@ from gateway.proxy.asgi_io import (
 )
 from gateway.proxy.asgi_io import send_response as send_raw
 from gateway.proxy.body import check_encoding, check_query, parse_request_body
+from gateway.proxy.body_deadline import BodyDeadlines, Task
 from gateway.proxy.errors import ProxyError, join_reasons, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
@@ -69,13 +71,16 @@ class Pipeline:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.forwarder = Forwarder(services)
+        self.body_deadlines = BodyDeadlines(services.settings.body_read_timeout_seconds)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, api: ApiShape) -> None:
         ex = self._exchange(scope, api)
         await self._announced(ex, self._walk(ex, scope, receive, send))
 
     async def list_models(self, scope: Scope, send: Send, api: ApiShape) -> None:
+        """``GET`` or ``HEAD /v1/models``: the same decision and record, HEAD without content."""
         ex = self._exchange(scope, api)
+        ex.head = scope["method"] == "HEAD"
         await self._announced(ex, self._list(ex, scope, send))
 
     async def refuse_route(
@@ -83,8 +88,42 @@ class Pipeline:
     ) -> None:
         """A ``/v1/*`` request no route serves (404, 405): recorded, then answered."""
         ex = self._exchange(scope, api)
+        ex.head = scope["method"] == "HEAD"
+        await self._announced(ex, self._refuse_route(ex, scope, send, refusal))
+
+    async def _refuse_route(
+        self, ex: Exchange, scope: Scope, send: Send, refusal: ProxyError
+    ) -> None:
         ex.origin = self._locate(ex, scope)
-        await self._announced(ex, self._refuse(ex, send, refusal))
+        await self._attribute(ex, scope)
+        await self._refuse(ex, send, refusal)
+
+    async def _attribute(self, ex: Exchange, scope: Scope) -> None:
+        """Name the caller of a refusal decided before its credential was checked.
+
+        An unknown route or method (404, 405) and a body over the limit or with
+        a bad Content-Length (413, 400) are refused on the request alone, so
+        without this their records named nobody: the audit log could not say
+        who probed routes or sent oversized bodies. A valid credential now
+        names its customer and key (through the identifier's cache, as every
+        request does).
+
+        The answer stays the refusal it was, whatever the credential: it does
+        not depend on who asks, SPEC section 2's 401 ("no or bad credential")
+        is the answer to a request the proxied API would otherwise serve, and
+        turning these into 401s would tell a client with a mistyped path (or
+        an oversized body) to look at its key. A credential that fails leaves
+        the record without customer or key: a key id is only named once its
+        secret has been verified (the 401 record keeps the claimed id).
+        """
+        try:
+            ex.principal = await self._identify(ex, scope)
+        except ProxyError:
+            ex.key_id = None
+        except StageUnavailable as exc:
+            # The refusal does not need the customer: it is still recorded and
+            # answered, unattributed, rather than turned into a 503.
+            log.warning("refusal %s recorded without its caller: %s", ex.id, exc)
 
     def _locate(self, ex: Exchange, scope: Scope) -> Origin:
         # Every X-Forwarded-For line counts (asgi_io.joined_header).
@@ -118,8 +157,12 @@ class Pipeline:
 
     async def _walk(self, ex: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
         services = self.services
+        # Looked up once: the body deadline and the forwarder's disconnect
+        # watch both cancel this task (current_task() is not free).
+        task = asyncio.current_task()
+        assert task is not None
         try:
-            await self._decide(ex, scope, receive)
+            await self._decide(ex, scope, receive, task)
         except ClientGone:
             # The body never arrived whole: nothing was decided, nobody to answer.
             log.debug("client left before its request body was complete")
@@ -141,7 +184,7 @@ class Pipeline:
             hooks.refused(ex, 503)  # ops hook
             return
         hooks.audit_waited(time.perf_counter() - t_audit)  # ops hook
-        await self.forwarder.forward(ex, scope, receive, send)
+        await self.forwarder.forward(ex, scope, receive, send, task)
 
     async def _record(self, ex: Exchange, status: int) -> None:
         """Commit the decision record (raises AuditUnavailable)."""
@@ -180,7 +223,7 @@ class Pipeline:
             (b"x-gateway-decision-id", ex.id.encode()),
             (b"x-gateway-policy-version", bundle.version.encode()),
         ]
-        await send_raw(send, 200, headers, render_models(names, ex.api == "anthropic"))
+        await send_raw(send, 200, headers, render_models(names, ex.api == "anthropic"), ex.head)
         hooks.finished(ex, 200, None, None)  # ops hook
 
     async def _identify(self, ex: Exchange, scope: Scope) -> Principal:
@@ -193,14 +236,20 @@ class Pipeline:
             ex.key_id = exc.key_id
             raise ProxyError(401, exc.message, code="invalid_api_key") from None
 
-    async def _decide(self, ex: Exchange, scope: Scope, receive: Receive) -> None:
+    async def _decide(self, ex: Exchange, scope: Scope, receive: Receive, task: Task) -> None:
         """Walk the stages up to the decision; raise ProxyError to refuse.
 
         The body's bytes go to ``ex.request_bytes`` for the forwarder.
         """
         services = self.services
         ex.origin = self._locate(ex, scope)
-        raw = await read_body(scope, receive, services.settings.max_body_bytes)
+        try:
+            raw = await read_body(
+                scope, receive, services.settings.max_body_bytes, self.body_deadlines, task
+            )
+        except ProxyError:
+            await self._attribute(ex, scope)
+            raise
         ex.principal = principal = await self._identify(ex, scope)
         check_encoding(header(scope, b"content-type"), joined_header(scope, b"content-encoding"))
         if scope.get("query_string"):
@@ -266,7 +315,7 @@ class Pipeline:
             (b"x-gateway-policy-version", ex.policy_version.encode()),
         ]
         headers.extend((k.encode(), v.encode()) for k, v in refusal.headers.items())
-        await send_raw(send, refusal.status, headers, render_error(ex.api, refusal))
+        await send_raw(send, refusal.status, headers, render_error(ex.api, refusal), ex.head)
 
 
 _COUNT_TOKENS = "/v1/messages/count_tokens"
@@ -304,6 +353,7 @@ def _rule_for_status(status: int) -> str:
         401: "authentication-failed",
         404: "no-such-route",
         405: "method-not-allowed",
+        408: "request-timeout",
         413: "request-too-large",
         503: "gateway-unavailable",
     }.get(status, f"refused-{status}")

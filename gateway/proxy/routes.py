@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.head import head_as_get
 from gateway.policy.facts import ApiShape
 from gateway.proxy.asgi_io import Receive, Scope, Send, header
 from gateway.proxy.errors import ProxyError, api_for_path
@@ -38,6 +39,9 @@ class ProxyRoutes:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not in_api_space(scope["path"]):
+            if scope["type"] == "http" and scope["method"] == "HEAD":
+                await head_as_get(self.app, scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
@@ -52,10 +56,11 @@ class ProxyRoutes:
         elif path == MODELS_ROUTE:
             # Listing is itself an authorization decision: it is recorded like one.
             api = "anthropic" if header(scope, b"anthropic-version") else "openai"
-            if method == "GET":
+            # RFC 9110 9.3.2: HEAD wherever GET, the same decision without content.
+            if method == "GET" or method == "HEAD":
                 await self.pipeline().list_models(scope, send, api)
                 return
-            refusal = _not_allowed(method, path, "GET")
+            refusal = _not_allowed(method, path, "GET, HEAD")
         else:
             # A misspelt route is refused, never served (gateway.proxy.paths),
             # but in the shape of the API it was meant for, naming the route.

@@ -8,8 +8,11 @@ Bodies go out as the client's bytes and come back undecoded
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import aiohttp
 
+from gateway.policy.compiled import CompiledBundle
 from gateway.proxy.errors import ProxyError
 from gateway.settings import Settings
 
@@ -43,6 +46,25 @@ class UpstreamClient:
             await self._session.close()
             self._session = None
 
+    def base_for(self, bundle: CompiledBundle, model: str) -> str | None:
+        """Where ``model``'s requests go under ``bundle``: its own upstream
+        (``models.<name>.upstream``), else GATEWAY_UPSTREAM_URL. In demo mode
+        the stand-in answers for every model, whatever the bundle says."""
+        if not self._settings.demo:
+            own = bundle.upstream_for(model)
+            if own is not None:
+                return own
+        return self.base_url
+
+    def base_urls(self, bundle: CompiledBundle) -> list[str]:
+        """Every distinct base URL a request may go to under ``bundle`` (for /readyz)."""
+        urls = [self.base_url] if self.base_url is not None else []
+        if not self._settings.demo:
+            for model in bundle.models.values():
+                if model.upstream is not None and model.upstream not in urls:
+                    urls.append(model.upstream)
+        return urls
+
     def url_for(self, path_and_query: str, base_url: str | None = None) -> str:
         base = base_url or self.base_url
         if base is None:
@@ -67,14 +89,24 @@ class UpstreamClient:
         except aiohttp.ClientError as exc:
             raise ProxyError(502, f"the model API is unreachable: {type(exc).__name__}") from None
 
-    async def ping(self) -> bool:
-        """Readiness: can a TCP connection to the upstream be opened?"""
-        if self.base_url is None or self._session is None:
+    async def ping(self, base_url: str | None = None) -> bool:
+        """Readiness: does the upstream at ``base_url`` (default: GATEWAY_UPSTREAM_URL)
+        answer HTTP at all, within 2 s?"""
+        base = base_url or self.base_url
+        if base is None or self._session is None:
             return False
         try:
             async with self._session.head(
-                self.base_url + "/", timeout=aiohttp.ClientTimeout(total=2)
+                base + "/", timeout=aiohttp.ClientTimeout(total=2)
             ) as response:
                 return response.status < 600
         except (TimeoutError, aiohttp.ClientError):
             return False
+
+
+def shown_url(url: str) -> str:
+    """``url`` as /readyz may show it to anyone: without user info, query or fragment
+    (an upstream's credentials may be written into its URL)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -252,7 +252,10 @@ def test_database_unavailable_is_503_and_nothing_is_forwarded(
             error = response.json()["error"]
             assert error["type"] == ("overloaded_error" if shape == "anthropic" else "api_error")
         assert len(standin_log()) == forwarded, "a request went upstream without its record"
-        assert httpx.get(f"{gateway.url}/readyz").status_code == 503
+        # The database check itself: the bundled policy's mythos-5 upstream is
+        # unreachable here, so a 503 alone would not say the database was seen down.
+        not_ready = httpx.get(f"{gateway.url}/readyz")
+        assert not_ready.status_code == 503 and not_ready.json()["checks"]["database"] is False
     finally:
         moved.rename(data)
     deadline = time.monotonic() + 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -190,3 +191,22 @@ def test_policy_edit_on_disk_applies_without_restart_and_broken_edit_is_refused(
     assert policy["version"] == version_after
     assert policy["last_refused"] is not None
     assert "rules.yaml" in str(policy["last_refused"])
+
+
+def test_policy_times_are_rfc3339_utc_with_z_like_every_admin_time(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle)
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(bundle),
+                                   "GATEWAY_POLICY_WATCH": "false"})  # fmt: skip
+    admin = Admin(gateway.url)
+    created_at = admin.customer(**US_ENTERPRISE)["created_at"]
+    assert str(created_at).endswith("Z"), created_at  # how the other admin times look
+    loaded_at = admin.http.get("/admin/v1/policy").json()["loaded_at"]
+    assert loaded_at.endswith("Z") and "+00:00" not in loaded_at, loaded_at
+    assert datetime.fromisoformat(loaded_at).utcoffset() == timedelta(0)
+    (bundle / "rules.yaml").write_text("rules:\n  - id: broken\n    effect: maybe\n")
+    assert admin.http.post("/admin/v1/policy/reload").status_code == 422
+    refused_at = admin.http.get("/admin/v1/policy").json()["last_refused"]["at"]
+    assert refused_at.endswith("Z") and "+00:00" not in refused_at, refused_at

@@ -179,7 +179,7 @@ def test_unknown_routes_and_methods_are_recorded_refusals(
     admin.customer_with_key(**US_ENTERPRISE)
     cases = [
         ("GET", "/v1/chat/completions", {}, 405, "POST"),
-        ("DELETE", "/v1/models", {"anthropic-version": "2023-06-01"}, 405, "GET"),
+        ("DELETE", "/v1/models", {"anthropic-version": "2023-06-01"}, 405, "GET, HEAD"),
         ("POST", "/v1/nope", {}, 404, None),
     ]
     for method, path, headers, status, allow in cases:

@@ -1,0 +1,30 @@
+"""HEAD wherever GET is answered (RFC 9110 section 9.3.2), for the FastAPI app.
+
+FastAPI routes declared with ``get`` answer HEAD with 405, which load
+balancers and uptime probes that check with HEAD read as down. Declaring HEAD
+on every route would also put a HEAD operation per route into the admin
+OpenAPI document; instead the request runs as the GET it mirrors and the
+content is dropped: the GET's status and headers, Content-Length included, no
+body. The GET's work is done in full (a HEAD of an export streams it to
+nowhere): HEAD is for probes, and a probe wants to know that the GET works.
+The proxied ``/v1/*`` routes answer HEAD themselves (``gateway.proxy.routes``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.proxy.asgi_io import Message, Receive, Scope, Send
+
+
+async def head_as_get(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run the HEAD request ``scope`` through ``app`` as a GET, sending no content."""
+
+    async def headers_only(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                return
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(message)
+
+    await app({**scope, "method": "GET"}, receive, headers_only)
