@@ -1,14 +1,19 @@
 """Liveness and readiness, no credential needed.
 
 ``/healthz`` answers while the process runs. ``/readyz`` answers 200 only
-when the database, the quota store and every upstream are reachable and the
-process is not draining (SIGTERM), so a load balancer stops sending first.
+when the database, the quota store and the default upstream
+(GATEWAY_UPSTREAM_URL) are reachable and the process is not draining
+(SIGTERM), so a load balancer stops sending first.
 
-Every upstream: GATEWAY_UPSTREAM_URL and each model's own (``upstream:`` in
-the bundle in force), since a request for that model goes there and nowhere
-else. ``upstreams`` names each with its reachability, so an operator sees
-which one failed; all are probed at once, so readyz takes one probe's time
-(at most 2 s) however many there are.
+Each model's own upstream (``upstream:`` in the bundle in force) is probed
+too and named under ``upstreams`` with its reachability, and
+``checks.model_upstreams`` says whether all of them answered; but one of them
+being down does not make the replica unready. Every replica shares it, so
+failing readiness would take all of them out of the load balancer and every
+other model down with that one; its own requests get a 502 (recorded), and
+this answer and ``gateway_upstream_errors_total`` show where. Without a
+default upstream, the models' upstreams are what readiness needs. All are
+probed at once, so readyz takes one probe's time (at most 2 s).
 """
 
 from __future__ import annotations
@@ -57,11 +62,17 @@ async def readyz(services: ServicesDep) -> ORJSONResponse:
     database, quota, *reachable = await asyncio.gather(
         _database_ok(services), _quota_ok(services), *map(services.upstream.ping, urls)
     )
-    upstream = bool(urls) and all(reachable)
+    default = services.upstream.base_url
+    if default is not None:
+        upstream = reachable[0]  # base_urls() puts the default first
+        models_ok = all(reachable[1:])
+    else:
+        upstream = models_ok = bool(urls) and all(reachable)
     checks = {
         "database": database,
         "quota_store": quota,
         "upstream": upstream,
+        "model_upstreams": models_ok,
         "draining": services.draining,
     }
     ready = database and quota and upstream and not services.draining
