@@ -11,7 +11,14 @@ default, or a MaxMind-format ``.mmdb`` (``GATEWAY_GEOIP_DB``) read with
 ``geoip2``: a country database gives the country, a city database also the
 ISO 3166-2 region ``f"{country}-{subdivision}"`` (largest subdivision), which
 is what region rules such as UA-43 (Crimea) need. Private, reserved and
-unknown addresses resolve to an unknown origin. Lookups are cached (LRU).
+unknown addresses resolve to an unknown origin.
+
+One LRU cache maps an address as written (the peer's, or one hop of the
+header) to what it is: the parsed address, whether it is a trusted proxy, and
+its origin. Keys are address text of at most ``MAX_ADDRESS_CHARS``, never a
+whole header: ``X-Forwarded-For`` is written by the client, and a cache keyed
+on it held up to 65,536 headers of any length, before authentication, for
+anyone who could reach the port (1 MB headers: hundreds of MB per worker).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,7 +35,13 @@ from gateway.settings import IPNetwork, Settings
 
 log = logging.getLogger("gateway.geo")
 
-CACHE_SIZE = 65_536
+CACHE_SIZE = 16_384
+"""Addresses remembered: about 500 bytes each when full (8 MB a worker). A miss
+costs a parse and a lookup (a few microseconds with iptocc), so a bigger cache
+would buy little; it is bounded because its keys come from clients."""
+MAX_ADDRESS_CHARS = 64
+"""Longer than any address a hop can carry (``[<IPv6 with an IPv4 tail>]:65535``
+is 53): longer text is not parsed, and never becomes a cache key."""
 Lookup = Callable[[str], tuple[str | None, str | None]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -92,6 +106,19 @@ class MmdbLookup:
         self._reader.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """What one address as written is (a cache entry)."""
+
+    address: IPAddress | None
+    trusted: bool
+    origin: Origin
+    """Where the address is: the answer when nothing to its left is believed."""
+
+
+_NOWHERE = _Place(None, False, Origin(None))
+
+
 class IPLocator:
     """The ``Locator`` stage (``gateway.stages.Locator``)."""
 
@@ -99,43 +126,54 @@ class IPLocator:
         self, lookup: Lookup, trusted: Sequence[IPNetwork] = (), cache_size: int = CACHE_SIZE
     ) -> None:
         self._trusted = tuple(trusted)
-        self._lookup = lru_cache(maxsize=cache_size)(lookup)
-        # The answer depends only on (peer, X-Forwarded-For) and Origin is
-        # immutable: memoising it skips address parsing on repeat clients.
-        self.locate = lru_cache(maxsize=cache_size)(self._locate)  # type: ignore[method-assign]
+        self._lookup = lookup
+        # Origin is immutable and depends only on the address: memoising it
+        # skips parsing and lookup for repeat clients and proxies.
+        self._places = lru_cache(maxsize=cache_size)(self._read)
 
     def _is_trusted(self, address: IPAddress) -> bool:
         return any(address in net for net in self._trusted)
 
+    def _place(self, text: str) -> _Place:
+        if len(text) > MAX_ADDRESS_CHARS:
+            return _NOWHERE
+        return self._places(text)
+
+    def _read(self, text: str) -> _Place:
+        address = _parse_ip(text)
+        if address is None:
+            return _NOWHERE
+        trusted = bool(self._trusted) and self._is_trusted(address)
+        ip = str(address)
+        if not _public(address):
+            return _Place(address, trusted, Origin(ip))
+        country, region = self._lookup(ip)
+        return _Place(address, trusted, Origin(ip, country, region))
+
     def client_ip(self, peer_ip: str | None, forwarded_for: str | None) -> IPAddress | None:
-        peer = _parse_ip(peer_ip) if peer_ip else None
-        if peer is None or not self._trusted or not self._is_trusted(peer) or not forwarded_for:
-            return peer
-        hops = [h for h in forwarded_for.split(",") if h.strip()]
-        leftmost: IPAddress | None = peer
-        for hop in reversed(hops):
-            address = _parse_ip(hop)
-            if address is None:
-                # A trusted proxy appended something that is not an address:
-                # nothing further left can be believed.
-                return None
-            if not self._is_trusted(address):
-                return address
-            leftmost = address
-        return leftmost  # every hop was a trusted proxy
+        return self._client(peer_ip, forwarded_for).address
 
     def locate(self, peer_ip: str | None, forwarded_for: str | None) -> Origin:
-        return self._locate(peer_ip, forwarded_for)
+        return self._client(peer_ip, forwarded_for).origin
 
-    def _locate(self, peer_ip: str | None, forwarded_for: str | None) -> Origin:
-        address = self.client_ip(peer_ip, forwarded_for)
-        if address is None:
-            return Origin(None)
-        text = str(address)
-        if not _public(address):
-            return Origin(text)
-        country, region = self._lookup(text)
-        return Origin(text, country, region)
+    def _client(self, peer_ip: str | None, forwarded_for: str | None) -> _Place:
+        peer = self._place(peer_ip) if peer_ip else _NOWHERE
+        if not peer.trusted or not forwarded_for:
+            return peer  # the header is not read, nor is it any part of a cache key
+        leftmost = peer
+        for hop in reversed(forwarded_for.split(",")):
+            text = hop.strip()
+            if not text:
+                continue
+            place = self._place(text)
+            if place.address is None:
+                # A trusted proxy appended something that is not an address:
+                # nothing further left can be believed.
+                return _NOWHERE
+            if not place.trusted:
+                return place
+            leftmost = place
+        return leftmost  # every hop was a trusted proxy
 
 
 def build_locator(settings: Settings) -> IPLocator:

@@ -44,6 +44,7 @@ from gateway.proxy.body import check_encoding, check_query, parse_request_body
 from gateway.proxy.errors import ProxyError, join_reasons, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
+from gateway.proxy.header_limits import forwarded_for
 from gateway.proxy.models_list import render_models
 from gateway.quota.describe import describe_refusal
 from gateway.services import Services
@@ -83,12 +84,25 @@ class Pipeline:
     ) -> None:
         """A ``/v1/*`` request no route serves (404, 405): recorded, then answered."""
         ex = self._exchange(scope, api)
-        ex.origin = self._locate(ex, scope)
+        try:
+            ex.origin = self._locate(ex, scope)
+        except ProxyError as too_large:
+            refusal = too_large
         await self._announced(ex, self._refuse(ex, send, refusal))
 
     def _locate(self, ex: Exchange, scope: Scope) -> Origin:
-        # Every X-Forwarded-For line counts (asgi_io.joined_header).
-        return self.services.locator.locate(ex.peer_ip, joined_header(scope, b"x-forwarded-for"))
+        """Where the client is; ProxyError(431) for headers over their bounds.
+
+        Every X-Forwarded-For line counts (``header_limits.forwarded_for``).
+        """
+        try:
+            forwarded = forwarded_for(scope["headers"])
+        except ProxyError:
+            # The header that would name the client is the one refused: the
+            # record keeps the peer's address, and an unknown origin.
+            ex.origin = Origin(ex.peer_ip)
+            raise
+        return self.services.locator.locate(ex.peer_ip, forwarded)
 
     def _exchange(self, scope: Scope, api: ApiShape) -> Exchange:
         # The request keeps this snapshot to the end, whatever reloads meanwhile.
@@ -152,8 +166,8 @@ class Pipeline:
     async def _list(self, ex: Exchange, scope: Scope, send: Send) -> None:
         services = self.services
         bundle = ex.bundle
-        ex.origin = self._locate(ex, scope)
         try:
+            ex.origin = self._locate(ex, scope)
             ex.principal = await self._identify(ex, scope)
         except ProxyError as refusal:
             await self._refuse(ex, send, refusal)
@@ -305,5 +319,6 @@ def _rule_for_status(status: int) -> str:
         404: "no-such-route",
         405: "method-not-allowed",
         413: "request-too-large",
+        431: "request-headers-too-large",
         503: "gateway-unavailable",
     }.get(status, f"refused-{status}")

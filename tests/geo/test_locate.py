@@ -74,6 +74,31 @@ def test_lookups_are_cached() -> None:
     assert calls == ["8.8.8.8"]
 
 
+def test_headers_are_never_cached() -> None:
+    # X-Forwarded-For is client-written and read before authentication: a cache
+    # keyed on it kept every unique header sent (1 MB each, if the client chose).
+    import tracemalloc
+
+    loc = IPLocator(fake_lookup, TRUSTED)
+    loc.locate("8.8.8.8", None)
+    loc.locate("10.0.0.9", "81.2.69.142")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(300):
+            junk = f"{i}" + "1" * 4000
+            # An untrusted peer: the header is not read.
+            assert loc.locate("8.8.8.8", junk) == Origin("8.8.8.8", "US")
+            # A trusted one: only the hops walked are read.
+            assert loc.locate("10.0.0.9", f"{junk}, 81.2.69.142") == Origin("81.2.69.142", "GB")
+            # A trusted proxy appending junk: nothing believed, and nothing kept.
+            assert loc.locate("10.0.0.9", junk).country is None
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 50_000, f"{held} bytes held after 900 unique 4 KB headers"
+
+
 def test_iptocc_real_data() -> None:
     assert iptocc_lookup("8.8.8.8") == ("US", None)
     assert iptocc_lookup("10.0.0.1") == (None, None)
