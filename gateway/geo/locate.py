@@ -11,7 +11,9 @@ default, or a MaxMind-format ``.mmdb`` (``GATEWAY_GEOIP_DB``) read with
 ``geoip2``: a country database gives the country, a city database also the
 ISO 3166-2 region ``f"{country}-{subdivision}"`` (largest subdivision), which
 is what region rules such as UA-43 (Crimea) need. Private, reserved and
-unknown addresses resolve to an unknown origin.
+unknown addresses resolve to an unknown origin. An IPv6 address that carries
+an IPv4 one (6to4, Teredo, NAT64, IPv4-compatible) is located on the IPv4
+address (``gateway.geo.addresses``).
 
 One LRU cache maps an address as written (the peer's, or one hop of the
 header) to what it is: the parsed address, whether it is a trusted proxy, and
@@ -23,13 +25,13 @@ anyone who could reach the port (1 MB headers: hundreds of MB per worker).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from gateway.geo.addresses import IPAddress, embedded_ipv4, parse_ip
 from gateway.geo.origin import Origin
 from gateway.settings import IPNetwork, Settings
 
@@ -43,23 +45,6 @@ MAX_ADDRESS_CHARS = 64
 """Longer than any address a hop can carry (``[<IPv6 with an IPv4 tail>]:65535``
 is 53): longer text is not parsed, and never becomes a cache key."""
 Lookup = Callable[[str], tuple[str | None, str | None]]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def _parse_ip(text: str) -> IPAddress | None:
-    """An address from a header hop: ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80`` or ``::1``."""
-    value = text.strip().strip('"')
-    if value.startswith("["):
-        value = value[1:].split("]", 1)[0]
-    elif value.count(":") == 1:
-        value = value.split(":", 1)[0]
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def _public(address: IPAddress) -> bool:
@@ -140,14 +125,17 @@ class IPLocator:
         return self._places(text)
 
     def _read(self, text: str) -> _Place:
-        address = _parse_ip(text)
+        address = parse_ip(text)
         if address is None:
             return _NOWHERE
         trusted = bool(self._trusted) and self._is_trusted(address)
         ip = str(address)
-        if not _public(address):
+        # The address is recorded as received; a transition address is
+        # located where the IPv4 host it carries is (gateway.geo.addresses).
+        located = embedded_ipv4(address) or address
+        if not _public(located):
             return _Place(address, trusted, Origin(ip))
-        country, region = self._lookup(ip)
+        country, region = self._lookup(str(located))
         return _Place(address, trusted, Origin(ip, country, region))
 
     def client_ip(self, peer_ip: str | None, forwarded_for: str | None) -> IPAddress | None:

@@ -54,6 +54,22 @@ def test_ports_brackets_and_v6() -> None:
     assert loc.locate("::ffff:8.8.8.8", None) == Origin("8.8.8.8", "US")
 
 
+# North Korea's 175.45.176.1 as 6to4, Teredo, IPv4-compatible and NAT64 (test_addresses.py).
+KP_AS_IPV6 = ("2002:af2d:b001::1", "2001:0:4136:e378:8000:63bf:50d2:4ffe", "::175.45.176.1",
+              "64:ff9b::af2d:b001")
+
+
+def test_located_on_the_ipv4_host_recorded_as_received() -> None:
+    def lookup(ip: str) -> tuple[str | None, str | None]:
+        return {"175.45.176.1": ("KP", None)}.get(ip, (None, None))
+
+    loc = IPLocator(lookup)
+    for text in KP_AS_IPV6:
+        assert loc.locate(text, None) == Origin(str(ipaddress.ip_address(text)), "KP"), text
+    # A transition address around a private IPv4 host is as unknown as the host.
+    assert loc.locate("2002:a00:1::1", None) == Origin("2002:a00:1::1")
+
+
 def test_private_and_missing_peer_are_unknown() -> None:
     loc = IPLocator(fake_lookup)
     assert loc.locate("192.168.1.4", None) == Origin("192.168.1.4")
