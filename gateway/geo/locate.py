@@ -7,11 +7,12 @@ Everything left of it was written by the client itself and is ignored, so a
 client cannot pick its own country by sending the header.
 
 Country lookups use the offline RIR registration data of ``iptocc`` by
-default, or a MaxMind-format ``.mmdb`` (``GATEWAY_GEOIP_DB``) read with
-``geoip2``: a country database gives the country, a city database also the
-ISO 3166-2 region ``f"{country}-{subdivision}"`` (largest subdivision), which
+default, or a MaxMind-format ``.mmdb`` (``GATEWAY_GEOIP_DB``, ``gateway.geo.mmdb``)
+read with ``geoip2``: a country database gives the country, a city or
+enterprise database also the ISO 3166-2 region (largest subdivision), which
 is what region rules such as UA-43 (Crimea) need. Private, reserved and
-unknown addresses resolve to an unknown origin. An IPv6 address that carries
+unknown addresses resolve to an unknown origin, and so does a lookup that
+raises (logged, at most once a minute, and counted). An IPv6 address that carries
 an IPv4 one (6to4, Teredo, NAT64, IPv4-compatible) is located on the IPv4
 address (``gateway.geo.addresses``).
 
@@ -29,10 +30,12 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 from gateway.geo.addresses import IPAddress, embedded_ipv4, parse_ip
+from gateway.geo.mmdb import MmdbLookup
 from gateway.geo.origin import Origin
+from gateway.ops import metrics
+from gateway.ops.throttle import Throttle
 from gateway.settings import IPNetwork, Settings
 
 log = logging.getLogger("gateway.geo")
@@ -61,36 +64,6 @@ def iptocc_lookup(ip: str) -> tuple[str | None, str | None]:
     return (code.upper() if isinstance(code, str) and len(code) == 2 else None), None
 
 
-class MmdbLookup:
-    """Country (and, from a city database, region) from a MaxMind-format file."""
-
-    def __init__(self, path: Path) -> None:
-        import geoip2.database
-
-        self._reader = geoip2.database.Reader(str(path))
-        self.database_type = str(self._reader.metadata().database_type)
-        self._city = "City" in self.database_type
-
-    def __call__(self, ip: str) -> tuple[str | None, str | None]:
-        import geoip2.errors
-        import geoip2.models
-
-        try:
-            response = self._reader.city(ip) if self._city else self._reader.country(ip)
-        except (geoip2.errors.AddressNotFoundError, ValueError):
-            return None, None
-        country = response.country.iso_code or response.registered_country.iso_code
-        region = None
-        if country and isinstance(response, geoip2.models.City):
-            subdivisions = response.subdivisions
-            if len(subdivisions) and subdivisions[0].iso_code:
-                region = f"{country}-{subdivisions[0].iso_code}"
-        return country, region
-
-    def close(self) -> None:
-        self._reader.close()
-
-
 @dataclass(frozen=True, slots=True)
 class _Place:
     """What one address as written is (a cache entry)."""
@@ -104,6 +77,13 @@ class _Place:
 _NOWHERE = _Place(None, False, Origin(None))
 
 
+class _NotCached(Exception):
+    """Carries a place out of the cache without the cache keeping it."""
+
+    def __init__(self, place: _Place) -> None:
+        self.place = place
+
+
 class IPLocator:
     """The ``Locator`` stage (``gateway.stages.Locator``)."""
 
@@ -115,6 +95,7 @@ class IPLocator:
         # Origin is immutable and depends only on the address: memoising it
         # skips parsing and lookup for repeat clients and proxies.
         self._places = lru_cache(maxsize=cache_size)(self._read)
+        self._failures = Throttle()
 
     def _is_trusted(self, address: IPAddress) -> bool:
         return any(address in net for net in self._trusted)
@@ -122,7 +103,10 @@ class IPLocator:
     def _place(self, text: str) -> _Place:
         if len(text) > MAX_ADDRESS_CHARS:
             return _NOWHERE
-        return self._places(text)
+        try:
+            return self._places(text)
+        except _NotCached as failed:
+            return failed.place
 
     def _read(self, text: str) -> _Place:
         address = parse_ip(text)
@@ -135,8 +119,25 @@ class IPLocator:
         located = embedded_ipv4(address) or address
         if not _public(located):
             return _Place(address, trusted, Origin(ip))
-        country, region = self._lookup(str(located))
+        try:
+            country, region = self._lookup(str(located))
+        except Exception as exc:  # whatever the database raises
+            # Never a 500 (which records nothing): the origin is unknown, and
+            # the policy's handling of unknown origins decides. Not cached, so
+            # the address is looked up again once the database reads again.
+            self._lookup_failed(ip, exc)
+            raise _NotCached(_Place(address, trusted, Origin(ip))) from exc
         return _Place(address, trusted, Origin(ip, country, region))
+
+    def _lookup_failed(self, ip: str, exc: Exception) -> None:
+        metrics.GEO_LOOKUP_ERRORS.inc()
+        count = self._failures.due()
+        if count:
+            log.error(
+                "geolocation lookup failed for %s (%d failures since the last such line; "
+                "answered as unknown origin): %s: %s",
+                ip, count, type(exc).__name__, exc, exc_info=exc,
+            )  # fmt: skip
 
     def client_ip(self, peer_ip: str | None, forwarded_for: str | None) -> IPAddress | None:
         return self._client(peer_ip, forwarded_for).address

@@ -3,11 +3,17 @@ trusted proxy sends, and what a .mmdb says (probe findings on the geo stage)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import httpx
 import pytest
 
 from tests.e2e.conftest import US_ENTERPRISE, GatewayFactory
-from tests.support.processes import Admin, Proc
+from tests.support import geoip
+from tests.support.processes import Admin, Proc, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -52,3 +58,57 @@ def test_ipv6_transition_addresses_are_located_on_their_ipv4_host(
         record = record_of(admin, response)
         # Recorded as received, located where the IPv4 host is.
         assert record["client_ip"] == address and record["origin_country"] == "KP", record
+
+
+def test_a_database_without_countries_is_refused_at_start_up(tmp_path: Path) -> None:
+    pytest.importorskip("mmdb_writer")
+    db = geoip.write_mmdb(tmp_path / "asn.mmdb", "GeoLite2-ASN", geoip.ASN_RECORDS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_GEOIP_DB"] = str(db)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli.main", "serve", "--demo", "--port", str(free_port())],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        output, _ = proc.communicate(timeout=45)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("gateway serve started with an ASN database (every lookup then raised)")
+    said = " ".join(output.split())
+    assert proc.returncode == 2, output
+    assert "GATEWAY_GEOIP_DB" in said and "GeoLite2-ASN" in said, output
+    assert "Traceback" not in output
+
+
+def test_an_enterprise_database_locates_regions(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    pytest.importorskip("mmdb_writer")
+    db = geoip.write_mmdb(tmp_path / "ent.mmdb", "GeoIP2-Enterprise", geoip.RECORDS)
+    gateway = gateway_factory(env={**ONLY_LOOPBACK, "GATEWAY_GEOIP_DB": str(db)})
+    admin = Admin(gateway.url)
+    key = admin.customer_with_key(**US_ENTERPRISE)
+    response = chat(gateway, key, geoip.CRIMEA_IP)
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["code"] == "sanctioned-origin"
+    record = record_of(admin, response)
+    assert (record["origin_country"], record["origin_region"]) == ("UA", "UA-43")
+    assert chat(gateway, key, geoip.KYIV_IP).status_code == 200
+
+
+def test_a_lookup_that_raises_is_an_unknown_origin_not_a_500(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    pytest.importorskip("mmdb_writer")
+    db = geoip.write_mmdb(tmp_path / "city.mmdb", "GeoIP2-City", geoip.RECORDS)
+    geoip.corrupt_data_section(db)
+    gateway = gateway_factory(env={**ONLY_LOOPBACK, "GATEWAY_GEOIP_DB": str(db)})
+    admin = Admin(gateway.url)
+    key = admin.customer_with_key(**US_ENTERPRISE)
+    response = chat(gateway, key, geoip.CRIMEA_IP)
+    # The default bundle has no origin_unknown rule: unknown origins are served.
+    assert response.status_code == 200, response.text
+    record = record_of(admin, response)
+    assert record["client_ip"] == geoip.CRIMEA_IP and record["origin_country"] is None
+    assert "geolocation lookup failed for 81.2.69.142" in gateway.output()
