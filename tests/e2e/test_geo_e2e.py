@@ -112,3 +112,23 @@ def test_a_lookup_that_raises_is_an_unknown_origin_not_a_500(
     record = record_of(admin, response)
     assert record["client_ip"] == geoip.CRIMEA_IP and record["origin_country"] is None
     assert "geolocation lookup failed for 81.2.69.142" in gateway.output()
+
+
+def test_a_subdivision_written_whole_is_still_the_region(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    # A database writing "UA-43" where MaxMind writes "43" gave region UA-UA-43:
+    # Crimea, served.
+    pytest.importorskip("mmdb_writer")
+    db = geoip.write_mmdb(tmp_path / "city.mmdb", "GeoIP2-City", geoip.RECORDS)
+    gateway = gateway_factory(env={**ONLY_LOOPBACK, "GATEWAY_GEOIP_DB": str(db)})
+    admin = Admin(gateway.url)
+    key = admin.customer_with_key(**US_ENTERPRISE)
+    response = chat(gateway, key, geoip.WHOLE_CODE_IP)
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["code"] == "sanctioned-origin"
+    assert record_of(admin, response)["origin_region"] == "UA-43"
+    response = chat(gateway, key, geoip.BAD_REGION_IP)
+    assert response.status_code == 200, response.text
+    record = record_of(admin, response)
+    assert (record["origin_country"], record["origin_region"]) == ("UA", None)

@@ -12,9 +12,12 @@ from gateway.geo.locate import IPLocator, MmdbLookup
 from gateway.geo.origin import Origin
 from tests.support.geoip import (
     ASN_RECORDS,
+    BAD_REGION_IP,
     CRIMEA_IP,
     RECORDS,
+    REGISTERED_IR_IP,
     US_IP,
+    WHOLE_CODE_IP,
     corrupt_data_section,
     write_mmdb,
 )
@@ -76,3 +79,25 @@ def test_a_lookup_that_raises_is_an_unknown_origin_logged_once_a_minute(
     lines = [r for r in caplog.records if "geolocation lookup failed" in r.getMessage()]
     assert len(lines) == 1 and CRIMEA_IP in lines[0].getMessage()
     assert _lookup_errors() - before == 3
+
+
+def test_region_codes_are_normalised_and_checked() -> None:
+    from gateway.geo.mmdb import region_code
+
+    assert region_code("UA", "43") == "UA-43"
+    assert region_code("UA", "UA-43") == "UA-43"  # was UA-UA-43: no rule ever matched it
+    assert region_code("UA", " ua-43 ") == "UA-43"
+    assert region_code("US", "ca") == "US-CA"
+    assert region_code("UA", "99") is None
+    assert region_code("UA", "UA-99") is None
+    assert region_code("UA", "") is None
+
+
+def test_a_city_database_gives_only_iso_regions(tmp_path: Path) -> None:
+    lookup = MmdbLookup(write_mmdb(tmp_path / "city.mmdb", "GeoIP2-City", RECORDS))
+    try:
+        assert lookup(WHOLE_CODE_IP) == ("UA", "UA-43")
+        assert lookup(BAD_REGION_IP) == ("UA", None)  # the country stays
+        assert lookup(REGISTERED_IR_IP) == ("IR", None)
+    finally:
+        lookup.close()

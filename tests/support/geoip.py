@@ -2,7 +2,8 @@
 
 ``RECORDS`` is the probe's data set: Crimea (UA-43) and Kyiv (UA-30) by
 subdivision, a US and an Iranian range, a range with only a registered
-country, and one whose subdivision code is already written whole (``UA-43``).
+country, one whose subdivision code is already written whole (``UA-43``) and
+one whose subdivision is no ISO 3166-2 code (``UA-99``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 Record = dict[str, object]
 
 CRIMEA_IP, KYIV_IP, US_IP, IR_IP = "81.2.69.142", "81.2.70.9", "8.8.8.8", "5.5.5.5"
-REGISTERED_IR_IP, WHOLE_CODE_IP = "9.9.9.9", "7.7.7.7"
+REGISTERED_IR_IP, WHOLE_CODE_IP, BAD_REGION_IP = "9.9.9.9", "7.7.7.7", "6.6.6.6"
 RECORDS: list[tuple[str, Record]] = [
     ("81.2.69.0/24", {"country": {"iso_code": "UA"}, "subdivisions": [{"iso_code": "43"}]}),
     ("81.2.70.0/24", {"country": {"iso_code": "UA"}, "subdivisions": [{"iso_code": "30"}]}),
@@ -21,6 +22,7 @@ RECORDS: list[tuple[str, Record]] = [
     ("2a02:1::/32", {"country": {"iso_code": "UA"}, "subdivisions": [{"iso_code": "43"}]}),
     ("9.9.9.0/24", {"registered_country": {"iso_code": "IR"}}),
     ("7.7.7.0/24", {"country": {"iso_code": "UA"}, "subdivisions": [{"iso_code": "UA-43"}]}),
+    ("6.6.6.0/24", {"country": {"iso_code": "UA"}, "subdivisions": [{"iso_code": "99"}]}),
 ]
 ASN_RECORDS: list[tuple[str, Record]] = [("8.8.8.0/24", {"autonomous_system_number": 15169})]
 
