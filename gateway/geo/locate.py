@@ -4,7 +4,9 @@ The client address is the socket peer, unless the peer is a trusted proxy
 (``GATEWAY_TRUSTED_PROXIES``): then ``X-Forwarded-For`` is walked from the
 right, skipping trusted hops, and the first untrusted address is the client.
 Everything left of it was written by the client itself and is ignored, so a
-client cannot pick its own country by sending the header.
+client cannot pick its own country by sending the header. A hop that is not
+an address (``unknown``, ``for=…``) ends the walk: the origin is unknown, the
+trusted proxy that wrote it is the recorded address, and a warning says so.
 
 Country lookups use the offline RIR registration data of ``iptocc`` by
 default, or a MaxMind-format ``.mmdb`` (``GATEWAY_GEOIP_DB``, ``gateway.geo.mmdb``)
@@ -96,6 +98,7 @@ class IPLocator:
         # skips parsing and lookup for repeat clients and proxies.
         self._places = lru_cache(maxsize=cache_size)(self._read)
         self._failures = Throttle()
+        self._garbled = Throttle()
 
     def _is_trusted(self, address: IPAddress) -> bool:
         return any(address in net for net in self._trusted)
@@ -129,6 +132,24 @@ class IPLocator:
             raise _NotCached(_Place(address, trusted, Origin(ip))) from exc
         return _Place(address, trusted, Origin(ip, country, region))
 
+    def _unreadable(self, proxy: _Place, hop: str) -> _Place:
+        """What is known when trusted ``proxy`` wrote ``hop``, which is no address.
+
+        The origin stays unknown: locating the proxy would give the proxy's
+        country, not the client's. But the record names the proxy: a null
+        client_ip hid which proxy sent the request, and which one to fix (its
+        address is in GATEWAY_TRUSTED_PROXIES, so account-farm reports never
+        link customers through it).
+        """
+        count = self._garbled.due()
+        if count:
+            log.warning(
+                "trusted proxy %s sent an X-Forwarded-For hop that is not an address: %r "
+                "(%d such requests since the last such line; origin taken as unknown)",
+                proxy.origin.client_ip, hop[:MAX_ADDRESS_CHARS], count,
+            )  # fmt: skip
+        return _Place(proxy.address, proxy.trusted, Origin(proxy.origin.client_ip))
+
     def _lookup_failed(self, ip: str, exc: Exception) -> None:
         metrics.GEO_LOOKUP_ERRORS.inc()
         count = self._failures.due()
@@ -158,7 +179,7 @@ class IPLocator:
             if place.address is None:
                 # A trusted proxy appended something that is not an address:
                 # nothing further left can be believed.
-                return _NOWHERE
+                return self._unreadable(leftmost, text)
             if not place.trusted:
                 return place
             leftmost = place

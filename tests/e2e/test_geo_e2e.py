@@ -132,3 +132,18 @@ def test_a_subdivision_written_whole_is_still_the_region(
     assert response.status_code == 200, response.text
     record = record_of(admin, response)
     assert (record["origin_country"], record["origin_region"]) == ("UA", None)
+
+
+def test_garbage_from_a_trusted_proxy_records_the_proxy(gateway_factory: GatewayFactory) -> None:
+    gateway = gateway_factory(env=ONLY_LOOPBACK)
+    admin = Admin(gateway.url)
+    key = admin.customer_with_key(**US_ENTERPRISE)
+    for garbage in ("unknown", "for=175.45.176.1", "8.8.8.8, _hidden", "%%%"):
+        response = chat(gateway, key, garbage)
+        assert response.status_code == 200, (garbage, response.text)  # unknown origin: served
+        record = record_of(admin, response)
+        # client_ip was null: now the proxy that sent the garbage, never located.
+        assert record["client_ip"] == "127.0.0.1", (garbage, record)
+        assert record["origin_country"] is None, (garbage, record)
+    warnings = [line for line in gateway.output().splitlines() if "not an address" in line]
+    assert len(warnings) == 1 and "trusted proxy 127.0.0.1" in warnings[0], warnings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,20 @@ def test_all_hops_trusted_uses_leftmost() -> None:
     assert loc.locate("10.0.0.9", "10.2.0.1, 10.0.0.5").client_ip == "10.2.0.1"
 
 
-def test_garbage_hop_behind_trusted_proxy_is_unknown() -> None:
+def test_garbage_hop_behind_trusted_proxy_is_unknown_and_names_the_proxy(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     loc = IPLocator(fake_lookup, TRUSTED)
-    assert loc.locate("10.0.0.9", "8.8.8.8, not-an-ip") == Origin(None)
+    with caplog.at_level(logging.WARNING, logger="gateway.geo"):
+        # Nothing left of the garbage is believed, and the proxy is not located
+        # (its country is not the client's); but the record names the proxy.
+        assert loc.locate("10.0.0.9", "8.8.8.8, not-an-ip") == Origin("10.0.0.9")
+        assert loc.locate("10.0.0.9", "for=81.2.69.142") == Origin("10.0.0.9")
+        # Deeper in the chain, the trusted proxy that wrote it.
+        assert loc.locate("10.0.0.9", "8.8.8.8, unknown, 10.0.0.5") == Origin("10.0.0.5")
+    warnings = [r.getMessage() for r in caplog.records if "not an address" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # once a minute, not once a request
+    assert "trusted proxy 10.0.0.9" in warnings[0] and "'not-an-ip'" in warnings[0]
 
 
 def test_ports_brackets_and_v6() -> None:
