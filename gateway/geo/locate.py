@@ -49,6 +49,10 @@ would buy little; it is bounded because its keys come from clients."""
 MAX_ADDRESS_CHARS = 64
 """Longer than any address a hop can carry (``[<IPv6 with an IPv4 tail>]:65535``
 is 53): longer text is not parsed, and never becomes a cache key."""
+WIDEST_TRUSTED = {4: 8, 6: 32}
+"""Prefix lengths below which a trusted network draws a start-up warning: a
+load balancer's network is narrower, and every client inside a trusted network
+chooses its own origin country by writing X-Forwarded-For."""
 Lookup = Callable[[str], tuple[str | None, str | None]]
 
 
@@ -186,8 +190,24 @@ class IPLocator:
         return leftmost  # every hop was a trusted proxy
 
 
+def too_wide(networks: Sequence[IPNetwork]) -> list[IPNetwork]:
+    """The trusted networks wider than ``WIDEST_TRUSTED`` allows without a warning."""
+    return [net for net in networks if net.prefixlen < WIDEST_TRUSTED[net.version]]
+
+
 def build_locator(settings: Settings) -> IPLocator:
     """The locator for these settings: the .mmdb when configured, else iptocc."""
+    wide = too_wide(settings.trusted_proxies)
+    if wide:
+        # Not refused: a private /7 or a cloud's /6 may be deliberate. But
+        # 0.0.0.0/0 started silently, and with it any client chose its country.
+        log.warning(
+            "GATEWAY_TRUSTED_PROXIES trusts networks wider than /%d (IPv4) or /%d (IPv6): "
+            "%s%s. Every client in a trusted network can write X-Forwarded-For and so "
+            "choose its origin country: list only the networks of your own proxies",
+            WIDEST_TRUSTED[4], WIDEST_TRUSTED[6], ", ".join(map(str, wide)),
+            " (the whole internet)" if any(net.prefixlen == 0 for net in wide) else "",
+        )  # fmt: skip
     lookup: Lookup
     if settings.geoip_db is not None:
         lookup = MmdbLookup(settings.geoip_db)

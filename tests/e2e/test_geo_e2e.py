@@ -147,3 +147,12 @@ def test_garbage_from_a_trusted_proxy_records_the_proxy(gateway_factory: Gateway
         assert record["origin_country"] is None, (garbage, record)
     warnings = [line for line in gateway.output().splitlines() if "not an address" in line]
     assert len(warnings) == 1 and "trusted proxy 127.0.0.1" in warnings[0], warnings
+
+
+def test_trusting_the_whole_internet_is_a_start_up_warning(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gateway = gateway_factory(env={"GATEWAY_TRUSTED_PROXIES": "0.0.0.0/0,::/0"})
+    said = [line for line in gateway.output().splitlines() if "GATEWAY_TRUSTED_PROXIES" in line]
+    assert len(said) == 1, gateway.output()[-2000:]
+    assert "0.0.0.0/0, ::/0 (the whole internet)" in said[0] and '"warning"' in said[0]

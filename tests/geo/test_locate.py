@@ -172,3 +172,21 @@ def test_mmdb_country_database(tmp_path: Path) -> None:
         assert lookup("81.2.69.142") == ("UA", None)
     finally:
         lookup.close()
+
+
+def test_trusting_wide_networks_is_a_start_up_warning(caplog: pytest.LogCaptureFixture) -> None:
+    # 0.0.0.0/0 started silently: every client could then choose its origin country.
+    with caplog.at_level(logging.WARNING, logger="gateway.geo"):
+        build_locator(Settings(demo=True, trusted_proxies="10.0.0.0/8,2001:db8::/32"))
+    assert not caplog.records
+    wide = "0.0.0.0/0,::/0,11.0.0.0/7,10.0.0.0/8,2001:db8::/31"
+    with caplog.at_level(logging.WARNING, logger="gateway.geo"):
+        build_locator(Settings(demo=True, trusted_proxies=wide))
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "GATEWAY_TRUSTED_PROXIES" in said and "the whole internet" in said
+    from gateway.geo.locate import too_wide
+
+    nets = [ipaddress.ip_network(net, strict=False) for net in wide.split(",")]
+    named = [str(net) for net in too_wide(nets)]
+    assert named == ["0.0.0.0/0", "::/0", "10.0.0.0/7", "2001:db8::/31"]
+    assert all(net in said for net in named), said
