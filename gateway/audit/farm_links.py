@@ -16,7 +16,8 @@ Links (each joins every customer it names into one cluster):
   probe); a farm that retries a refused prompt on another account repeats it.
 
 Not links: an address inside ``GATEWAY_TRUSTED_PROXIES`` (the record holds a
-proxy's address when it forwarded no ``X-Forwarded-For``), an address or
+proxy's address when it forwarded no ``X-Forwarded-For``, or a hop that is not
+an address), an address or
 network used by more than ``max_ip_customers`` customers (carrier-grade NAT,
 cloud egress: linking through it would merge strangers), a hash sent by more
 than ``max_prompt_customers`` customers (health checks, SDK probes) and the

@@ -104,10 +104,12 @@ def _preflight(settings: Settings) -> str | None:
             named = "GATEWAY_AUDIT_SIGNING_KEY" in message
             return message if named else f"GATEWAY_AUDIT_SIGNING_KEY: {message}"
     if settings.geoip_db is not None:
-        from gateway.geo.locate import MmdbLookup
+        from gateway.geo.mmdb import MmdbLookup, UnsupportedDatabase
 
         try:
-            MmdbLookup(settings.geoip_db)
+            MmdbLookup(settings.geoip_db).close()
+        except UnsupportedDatabase as exc:
+            return f"GATEWAY_GEOIP_DB: {exc}"
         except Exception as exc:  # noqa: BLE001 - maxminddb's errors vary by cause; name the file
             return (f"GATEWAY_GEOIP_DB: {settings.geoip_db} is not a readable MaxMind "
                     f"database ({exc})")

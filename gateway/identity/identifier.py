@@ -4,9 +4,12 @@ Cache: key id -> (salt, hash, principal), filled on a miss from the customer
 store and kept for ``settings.cache_ttl_seconds`` (the staleness bound across
 replicas). A cached key never touches the database; its secret is still
 verified against the cached hash on every request (constant time), and its
-expiry against the wall clock. Unknown key ids are cached as negative for at
-most ``NEGATIVE_TTL_SECONDS`` so guessing floods do not become query floods
-while a new key works at once (creation invalidates its id anyway).
+expiry against the wall clock. Unknown key ids (and customers) are
+remembered as misses for at most ``NEGATIVE_TTL_SECONDS``, so guessing floods
+do not become query floods while a new key works at once (creation
+invalidates its id anyway); the misses are held apart from known entries and
+bounded in number (``gateway.identity.misses``), since their ids are whatever
+an unauthenticated caller sent.
 
 Invalidation: ``invalidate_customer(id)`` / ``invalidate_key(id)`` drop entries
 here and then call every ``on_invalidate`` hook with ``(kind, id)`` so another
@@ -31,6 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.identity import secrets as creds
 from gateway.identity.keys import KEY_KIND, LastUsedTracker
+from gateway.identity.misses import CAPACITY as MISSES_CAPACITY
+from gateway.identity.misses import Misses
 from gateway.identity.principal import Principal
 from gateway.identity.store import KeyRecord, load_customer, load_key
 from gateway.settings import Settings
@@ -53,7 +58,7 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class _Entry(Generic[T]):
-    value: T | None
+    value: T
     loaded_at: float
 
 
@@ -68,15 +73,18 @@ class GatewayIdentifier:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         last_used_flush_seconds: float = LAST_USED_FLUSH_SECONDS,
+        misses_capacity: int = MISSES_CAPACITY,
     ) -> None:
         self._sessions = sessions
         self._ttl = cache_ttl_seconds
-        self._neg_ttl = min(NEGATIVE_TTL_SECONDS, cache_ttl_seconds)
+        neg_ttl = min(NEGATIVE_TTL_SECONDS, cache_ttl_seconds)
         self.oidc = oidc
         self._clock = clock
         self._now = wall_clock
         self._keys: dict[str, _Entry[KeyRecord]] = {}
         self._customers: dict[str, _Entry[Principal]] = {}
+        self.key_misses = Misses(neg_ttl, misses_capacity)
+        self.customer_misses = Misses(neg_ttl, misses_capacity)
         self._inflight: dict[str, asyncio.Future[KeyRecord | None]] = {}
         self._hooks: list[InvalidationHook] = []
         self.last_used = LastUsedTracker(sessions, last_used_flush_seconds)
@@ -106,12 +114,14 @@ class GatewayIdentifier:
 
     async def invalidate_key(self, key_id: str, propagate: bool = True) -> None:
         self._keys.pop(key_id, None)
+        self.key_misses.discard(key_id)
         if propagate:
             await self._notify("key", key_id)
 
     async def invalidate_customer(self, customer_id: str, propagate: bool = True) -> None:
         self._customers.pop(customer_id, None)
-        for key_id in [k for k, e in self._keys.items() if _customer_of(e) == customer_id]:
+        self.customer_misses.discard(customer_id)
+        for key_id in [k for k, e in self._keys.items() if e.value.customer_id == customer_id]:
             del self._keys[key_id]
         if propagate:
             await self._notify("customer", customer_id)
@@ -119,6 +129,8 @@ class GatewayIdentifier:
     def clear(self) -> None:
         self._keys.clear()
         self._customers.clear()
+        self.key_misses.clear()
+        self.customer_misses.clear()
 
     # --- identify ----------------------------------------------------------
 
@@ -156,10 +168,10 @@ class GatewayIdentifier:
     async def _key_record(self, key_id: str) -> KeyRecord | None:
         entry = self._keys.get(key_id)
         now = self._clock()
-        if entry is not None:
-            ttl = self._ttl if entry.value is not None else self._neg_ttl
-            if now - entry.loaded_at < ttl:
-                return entry.value
+        if entry is not None and now - entry.loaded_at < self._ttl:
+            return entry.value
+        if self.key_misses.fresh(key_id, now):
+            return None
         pending = self._inflight.get(key_id)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -176,7 +188,12 @@ class GatewayIdentifier:
             raise
         finally:
             self._inflight.pop(key_id, None)
-        self._keys[key_id] = _Entry(record, now)
+        if record is None:
+            self._keys.pop(key_id, None)  # cached once, deleted since
+            self.key_misses.add(key_id, now)
+        else:
+            self.key_misses.discard(key_id)
+            self._keys[key_id] = _Entry(record, now)
         future.set_result(record)
         return record
 
@@ -194,10 +211,10 @@ class GatewayIdentifier:
         customer_id = await self.oidc.verify(token)
         entry = self._customers.get(customer_id)
         now = self._clock()
-        if entry is not None:
-            ttl = self._ttl if entry.value is not None else self._neg_ttl
-            if now - entry.loaded_at < ttl:
-                return _require(entry.value, customer_id)
+        if entry is not None and now - entry.loaded_at < self._ttl:
+            return entry.value
+        if self.customer_misses.fresh(customer_id, now):
+            return _require(None, customer_id)
         self.db_reads += 1
         try:
             async with self._sessions() as session:
@@ -205,12 +222,13 @@ class GatewayIdentifier:
         except (SQLAlchemyError, OSError) as exc:
             log.error("identity store unavailable reading customer %s: %s", customer_id, exc)
             raise IdentityStoreUnavailable(str(exc)) from exc
-        self._customers[customer_id] = _Entry(principal, now)
+        if principal is None:
+            self._customers.pop(customer_id, None)
+            self.customer_misses.add(customer_id, now)
+        else:
+            self.customer_misses.discard(customer_id)
+            self._customers[customer_id] = _Entry(principal, now)
         return _require(principal, customer_id)
-
-
-def _customer_of(entry: _Entry[KeyRecord]) -> str | None:
-    return None if entry.value is None else entry.value.customer_id
 
 
 def _require(principal: Principal | None, customer_id: str) -> Principal:

@@ -85,6 +85,10 @@ UPSTREAM_ERRORS = Counter(
     "Upstream calls that failed: unreachable, timeout, broke mid-answer, client gone",
     ["error"],
 )
+GEO_LOOKUP_ERRORS = Counter(
+    "gateway_geo_lookup_errors",
+    "Geolocation lookups that raised (the request's origin was taken as unknown)",
+)
 INFLIGHT_STREAMS = Gauge(
     "gateway_inflight_streams",
     "Streams being relayed now",

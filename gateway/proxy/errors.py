@@ -25,6 +25,7 @@ _OPENAI_TYPES: dict[int, str] = {
     408: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_exceeded",
+    431: "invalid_request_error",
     500: "api_error",
     502: "api_error",
     503: "api_error",
@@ -39,6 +40,7 @@ _ANTHROPIC_TYPES: dict[int, str] = {
     408: "invalid_request_error",  # Anthropic: "also used for other 4XX status codes"
     413: "request_too_large",
     429: "rate_limit_error",
+    431: "request_too_large",
     500: "api_error",
     502: "api_error",
     503: "overloaded_error",

@@ -46,6 +46,7 @@ from gateway.proxy.body_deadline import BodyDeadlines, Task
 from gateway.proxy.errors import ProxyError, join_reasons, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
+from gateway.proxy.header_limits import forwarded_for
 from gateway.proxy.models_list import render_models
 from gateway.quota.describe import describe_refusal
 from gateway.services import Services
@@ -94,7 +95,10 @@ class Pipeline:
     async def _refuse_route(
         self, ex: Exchange, scope: Scope, send: Send, refusal: ProxyError
     ) -> None:
-        ex.origin = self._locate(ex, scope)
+        try:
+            ex.origin = self._locate(ex, scope)
+        except ProxyError as too_large:
+            refusal = too_large
         await self._attribute(ex, scope)
         await self._refuse(ex, send, refusal)
 
@@ -126,8 +130,18 @@ class Pipeline:
             log.warning("refusal %s recorded without its caller: %s", ex.id, exc)
 
     def _locate(self, ex: Exchange, scope: Scope) -> Origin:
-        # Every X-Forwarded-For line counts (asgi_io.joined_header).
-        return self.services.locator.locate(ex.peer_ip, joined_header(scope, b"x-forwarded-for"))
+        """Where the client is; ProxyError(431) for headers over their bounds.
+
+        Every X-Forwarded-For line counts (``header_limits.forwarded_for``).
+        """
+        try:
+            forwarded = forwarded_for(scope["headers"])
+        except ProxyError:
+            # The header that would name the client is the one refused: the
+            # record keeps the peer's address, and an unknown origin.
+            ex.origin = Origin(ex.peer_ip)
+            raise
+        return self.services.locator.locate(ex.peer_ip, forwarded)
 
     def _exchange(self, scope: Scope, api: ApiShape) -> Exchange:
         # The request keeps this snapshot to the end, whatever reloads meanwhile.
@@ -195,8 +209,8 @@ class Pipeline:
     async def _list(self, ex: Exchange, scope: Scope, send: Send) -> None:
         services = self.services
         bundle = ex.bundle
-        ex.origin = self._locate(ex, scope)
         try:
+            ex.origin = self._locate(ex, scope)
             ex.principal = await self._identify(ex, scope)
         except ProxyError as refusal:
             await self._refuse(ex, send, refusal)
@@ -355,5 +369,6 @@ def _rule_for_status(status: int) -> str:
         405: "method-not-allowed",
         408: "request-timeout",
         413: "request-too-large",
+        431: "request-headers-too-large",
         503: "gateway-unavailable",
     }.get(status, f"refused-{status}")

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from gateway.head import head_as_get
 from gateway.policy.facts import ApiShape
-from gateway.proxy.asgi_io import Receive, Scope, Send, header
+from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, header, send_response
 from gateway.proxy.errors import ProxyError, api_for_path
+from gateway.proxy.header_limits import STATUS as HEADERS_TOO_LARGE
+from gateway.proxy.header_limits import oversized_headers
 from gateway.proxy.paths import MODELS_ROUTE, POST_ROUTES, folded, in_api_space, meant_route
 from gateway.proxy.pipeline import Pipeline
 from gateway.services import Services
@@ -38,11 +42,19 @@ class ProxyRoutes:
         return self._pipeline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not in_api_space(scope["path"]):
-            if scope["type"] == "http" and scope["method"] == "HEAD":
-                await head_as_get(self.app, scope, receive, send)
-                return
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if not in_api_space(scope["path"]):
+            # /v1/* checks its headers as it reads X-Forwarded-For (Pipeline._locate).
+            problem = oversized_headers(scope["headers"])
+            if problem is None and scope["method"] == "HEAD":
+                await head_as_get(self.app, scope, receive, send)
+            elif problem is None:
+                await self.app(scope, receive, send)
+            else:
+                body = orjson.dumps({"detail": problem})
+                await send_response(send, HEADERS_TOO_LARGE, [JSON_CONTENT_TYPE], body)
             return
         path: str = scope["path"]
         method: str = scope["method"]

@@ -139,6 +139,35 @@ async def test_unknown_and_malformed(
     assert identifier.db_reads == reads + 1
 
 
+async def test_unknown_key_ids_are_remembered_briefly_and_in_bounded_number(
+    db: Db, mono: FakeMonotonic
+) -> None:
+    # The id is the caller's claim, unverified: remembering every miss for good
+    # let unauthenticated guesses grow the process (20,000 ids: 5 MB).
+    await add_customer(db, "c1")
+    _, clear = await new_key(db, "c1")
+    ident = GatewayIdentifier(db.sessions, 30.0, clock=mono, misses_capacity=50)
+    try:
+        await ident.identify(clear, None)
+        for i in range(120):
+            with pytest.raises(AuthenticationFailed):
+                await ident.identify(f"gk_{i:016x}_guess", None)
+        assert len(ident.key_misses) == 50
+        reads = ident.db_reads
+        # The latest misses still spare the store, and the known key is untouched.
+        with pytest.raises(AuthenticationFailed):
+            await ident.identify(f"gk_{119:016x}_guess", None)
+        assert (await ident.identify(clear, None)).customer_id == "c1"
+        assert ident.db_reads == reads
+        # Expired misses are dropped, not only ignored.
+        mono.t += 6
+        with pytest.raises(AuthenticationFailed):
+            await ident.identify("gk_feedface_guess", None)
+        assert len(ident.key_misses) == 1
+    finally:
+        await ident.stop()
+
+
 async def test_concurrent_misses_share_one_read(db: Db, identifier: GatewayIdentifier) -> None:
     await add_customer(db, "c1")
     _, clear = await new_key(db, "c1")

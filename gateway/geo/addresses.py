@@ -1,0 +1,55 @@
+"""Addresses as clients and proxies write them, and the IPv4 some IPv6 ones carry.
+
+An IPv6 transition address is an IPv4 host reached over IPv6: the country is
+the IPv4 address's. Located as IPv6, 6to4 ``2002:af2d:b001::1`` (North Korea's
+175.45.176.1) was unknown, and a sanctioned origin was served by writing its
+address another way. ``embedded_ipv4`` decodes every form a client can hand
+a proxy: 6to4, Teredo, IPv4-compatible and the NAT64 well-known prefix.
+IPv4-mapped (``::ffff:a.b.c.d``) is how dual-stack sockets show IPv4 peers:
+``parse_ip`` turns it into the IPv4 address itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+"""RFC 6052's well-known prefix: the IPv4 address is the last 32 bits. Local
+NAT64 prefixes (``64:ff9b:1::/48``, an operator's own) place it by a prefix
+length only that network knows, so they are not decoded."""
+
+
+def parse_ip(text: str) -> IPAddress | None:
+    """An address from a header hop: ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80`` or ``::1``."""
+    value = text.strip().strip('"')
+    if value.startswith("["):
+        value = value[1:].split("]", 1)[0]
+    elif value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 host an IPv6 transition address stands for, or None."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.sixtofour is not None:  # 2002:AABB:CCDD::/48 -> AA.BB.CC.DD
+        return address.sixtofour
+    if address.teredo is not None:  # 2001::/32 -> (server, client): the client is the host
+        return address.teredo[1]
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    value = int(address)
+    if value >> 32 == 0 and value > 1:
+        # IPv4-compatible ::a.b.c.d: deprecated (RFC 4291 2.5.5.1), still
+        # accepted by parsers and stacks. :: and ::1 are not IPv4 hosts.
+        return ipaddress.IPv4Address(value)
+    return None
