@@ -40,6 +40,10 @@ BAD_VALUES = [
     ("UPSTREAM_READ_TIMEOUT", "-1"),
     ("UPSTREAM_POOL_SIZE", "0"),
     ("DATABASE_TIMEOUT_SECONDS", "inf"),
+    # A withdrawn signing key verifies tokens until the cached JWKS expires.
+    ("OIDC_JWKS_TTL_SECONDS", "0"),
+    ("OIDC_JWKS_TTL_SECONDS", "100000"),
+    ("OIDC_JWKS_TTL_SECONDS", "inf"),
 ]
 
 
@@ -56,7 +60,8 @@ def test_out_of_range_values_are_refused_naming_the_variable(
 @pytest.mark.parametrize(
     ("name", "value"),
     [("SANCTIONS_THRESHOLD", "1"), ("SANCTIONS_THRESHOLD", "0.75"), ("CACHE_TTL_SECONDS", "0"),
-     ("CHANGE_POLL_SECONDS", "0"), ("AUDIT_BATCH_WAIT_MS", "0"), ("AUDIT_RETENTION_DAYS", "1")],
+     ("CHANGE_POLL_SECONDS", "0"), ("AUDIT_BATCH_WAIT_MS", "0"), ("AUDIT_RETENTION_DAYS", "1"),
+     ("OIDC_JWKS_TTL_SECONDS", "1"), ("OIDC_JWKS_TTL_SECONDS", "3600")],
 )  # fmt: skip
 def test_values_in_range_are_kept(name: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(f"GATEWAY_{name}", value)
@@ -94,6 +99,10 @@ def test_audit_prune_refuses_a_retention_of_less_than_a_day(
     result = CliRunner().invoke(app, ["audit", "prune", "--dry-run", "--days", days])
     assert result.exit_code == 2
     assert "--days" in result.output
+
+
+def test_the_jwks_is_cached_for_five_minutes_by_default() -> None:
+    assert load_settings(demo=True).oidc_jwks_ttl_seconds == 300
 
 
 @pytest.mark.parametrize("token", ["admintok", "x" * 31])

@@ -131,3 +131,30 @@ def test_kyc_expiry_demotes_the_tier_at_that_moment(gateway: Proc, admin: Admin)
     assert after.status_code == 403, after.text
     # Still served on the public tier's models.
     assert chat(gateway, {"authorization": f"Bearer {key}"}).status_code == 200
+
+
+def test_a_key_removed_from_the_jwks_stops_verifying_within_the_ttl(
+    gateway_factory: GatewayFactory, issuer: LocalIssuer
+) -> None:
+    # The key set was cached for a hard-coded hour: a key the issuer withdrew
+    # (compromised) went on verifying tokens for up to that long.
+    gateway = gateway_factory(
+        env={
+            "GATEWAY_OIDC_ISSUER": issuer.url,
+            "GATEWAY_OIDC_AUDIENCE": "gateway-e2e",
+            "GATEWAY_OIDC_JWKS_TTL_SECONDS": "1",
+            "GATEWAY_OIDC_JWKS_MIN_REFRESH_SECONDS": "1",
+        }
+    )
+    Admin(gateway.url).customer(id="alice", **US_ENTERPRISE)
+    withdrawn, kept = issuer.keys[0], issuer.new_key("k2")
+    issuer.keys = [withdrawn, kept]
+    old = {"authorization": f"Bearer {issuer.token('alice', key=withdrawn)}"}
+    new = {"authorization": f"Bearer {issuer.token('alice', key=kept)}"}
+    assert chat(gateway, old).status_code == 200
+    issuer.keys = [kept]
+    time.sleep(1.2)  # past the TTL: the next token waits for the refresh
+    response = chat(gateway, old)
+    assert response.status_code == 401, "the withdrawn key still verifies"
+    assert "unknown key" in response.json()["error"]["message"]
+    assert chat(gateway, new).status_code == 200

@@ -29,6 +29,7 @@ class Issuer:
     jwks_hits: int = 0
     discovery_hits: int = 0
     mode: str = "up"  # "fail": discovery answers 500; "hang": it never answers
+    cache_control: str | None = None  # the JWKS response's Cache-Control, when set
 
     def token(self, key: RSAKey, **claims: Any) -> str:
         now = int(time.time())
@@ -55,7 +56,9 @@ async def issuer() -> AsyncIterator[Issuer]:
 
     async def jwks(_: web.Request) -> web.Response:
         state.jwks_hits += 1
-        return web.json_response({"keys": [k.as_dict(private=False) for k in state.keys]})
+        headers = {} if state.cache_control is None else {"cache-control": state.cache_control}
+        body = {"keys": [k.as_dict(private=False) for k in state.keys]}
+        return web.json_response(body, headers=headers)
 
     app = web.Application()
     app.router.add_get("/.well-known/openid-configuration", discovery)
@@ -189,3 +192,87 @@ async def test_a_cached_key_does_not_wait_for_a_hanging_issuer(
     finally:
         await ident.stop()
 
+
+@pytest.mark.parametrize(
+    ("cache_control", "ttl", "refreshed_after"),
+    [
+        (None, 300, 300),  # the setting
+        (None, 30, 30),  # even below the refresh interval for unknown kids
+        ("public, max-age=90", 300, 90),  # a shorter max-age is honoured,
+        ("max-age=0", 300, 60),  # down to the refresh interval (min_refresh_seconds=60)
+        ("max-age=86400", 300, 300),  # a longer one is not: the setting is the bound
+        ("no-store", 300, 60),  # not cacheable: refetched as often as an unknown kid may
+        ("no-cache, max-age=120", 300, 60),
+        ("max-age=junk", 300, 300),
+    ],
+)
+async def test_a_withdrawn_key_stops_verifying_once_the_key_set_expires(
+    db: Db, issuer: Issuer, mono: FakeMonotonic,
+    cache_control: str | None, ttl: float, refreshed_after: float,
+) -> None:  # fmt: skip
+    # The set was kept for a hard-coded hour whatever the issuer said: a key it
+    # withdrew (compromised) went on verifying tokens for that long.
+    verifier = OidcVerifier(issuer.url, AUDIENCE, "sub", clock=mono, jwks_ttl_seconds=ttl,
+                            min_refresh_seconds=60)  # fmt: skip
+    ident = GatewayIdentifier(db.sessions, 30.0, oidc=verifier, clock=mono)
+    await add_customer(db, "alice", tier="research", kyc_level="id_verified")
+    try:
+        issuer.cache_control = cache_control
+        withdrawn, kept = issuer.keys[0], rsa("k2")
+        issuer.keys.append(kept)
+        old, new = issuer.token(withdrawn), issuer.token(kept)
+        await ident.identify(old, None)
+        issuer.keys = [kept]
+        mono.t += refreshed_after - 1
+        await ident.identify(old, None)  # still within the key set's lifetime
+        await asyncio.sleep(0.05)
+        assert issuer.jwks_hits == 1
+        mono.t += 2
+        # The first token after expiry waits for the refresh, which drops the key.
+        with pytest.raises(AuthenticationFailed, match="unknown key"):
+            await ident.identify(old, None)
+        assert issuer.jwks_hits == 2
+        assert (await ident.identify(new, None)).customer_id == "alice"
+    finally:
+        await ident.stop()
+
+
+async def test_an_expired_key_set_is_refreshed_without_holding_up_requests(
+    db: Db, issuer: Issuer, mono: FakeMonotonic
+) -> None:
+    # Refreshing an expired set on the request path made every token wait for
+    # the issuer (up to the 5 s HTTP timeout while it hangs), every TTL: a token
+    # waits half a second for it at most.
+    verifier = OidcVerifier(issuer.url, AUDIENCE, "sub", clock=mono, jwks_ttl_seconds=300,
+                            min_refresh_seconds=60)  # fmt: skip
+    ident = GatewayIdentifier(db.sessions, 30.0, oidc=verifier, clock=mono)
+    await add_customer(db, "alice", tier="research", kyc_level="id_verified")
+    try:
+        token = issuer.token(issuer.keys[0])
+        await ident.identify(token, None)
+        issuer.mode = "hang"
+        mono.t += 301
+        for _ in range(3):
+            valid = await asyncio.wait_for(ident.identify(token, None), timeout=0.8)
+            assert valid.customer_id == "alice"
+        assert issuer.discovery_hits == 2  # one refresh in flight, not one per request
+    finally:
+        await ident.stop()
+
+
+async def test_an_expired_key_set_whose_refresh_fails_is_retried_at_the_refresh_interval(
+    oidc_identifier: GatewayIdentifier, issuer: Issuer, mono: FakeMonotonic
+) -> None:
+    token = issuer.token(issuer.keys[0])
+    await oidc_identifier.identify(token, None)
+    issuer.mode = "fail"
+    mono.t += 301  # past the key set's lifetime (the 300 s default)
+    for _ in range(5):  # the set stays in use through the outage; one attempt
+        assert (await oidc_identifier.identify(token, None)).customer_id == "alice"
+        await asyncio.sleep(0.02)
+    assert issuer.discovery_hits == 2
+    mono.t += 61  # min_refresh_seconds later: one more
+    for _ in range(3):
+        await oidc_identifier.identify(token, None)
+        await asyncio.sleep(0.02)
+    assert issuer.discovery_hits == 3
