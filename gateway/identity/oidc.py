@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import ECKey, JWKRegistry, Key, KeySet, OKPKey, RSAKey
 from joserfc.jws import extract_compact
 
 from gateway.stages import AuthenticationFailed, IdentityStoreUnavailable
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA")
 LEEWAY_SECONDS = 30
+SIGNATURE_KEYS = (RSAKey, ECKey, OKPKey)
+"""The key types of ``ALGORITHMS``: an ``oct`` (HMAC) key in a JWKS is never used."""
 
 
 def looks_like_jwt(value: str) -> bool:
@@ -84,6 +86,8 @@ class OidcVerifier:
         self._attempted_at = float("-inf")
         self._lock = asyncio.Lock()
         self._refresh: asyncio.Task[None] | None = None
+        self._skipped_kids: set[str] = set()
+        """The unusable JWKS entries already logged (an issuer republishes them every fetch)."""
         self.fetch_count = 0
 
     async def close(self) -> None:
@@ -105,10 +109,12 @@ class OidcVerifier:
                 raise IdentityStoreUnavailable(f"discovery issuer {doc.get('issuer')!r} mismatch")
             jwks = await self._http.get(str(doc["jwks_uri"]))
             jwks.raise_for_status()
-            keys = KeySet.import_key_set(jwks.json())
+            keys = self._import(jwks.json())
         except (httpx.HTTPError, ValueError, KeyError, JoseError) as exc:
-            log.error("OIDC JWKS fetch from %s failed: %s", self.issuer, exc)
-            raise IdentityStoreUnavailable(f"OIDC issuer unreachable: {exc}") from exc
+            # The type too: some (a timeout) have no message at all.
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.error("OIDC JWKS fetch from %s failed: %s", self.issuer, reason)
+            raise IdentityStoreUnavailable(f"OIDC issuer unreachable: {reason}") from exc
         self.fetch_count += 1
         return keys, self._lifetime(jwks.headers.get("cache-control"))
 
@@ -116,6 +122,41 @@ class OidcVerifier:
         """The shortest a key set is kept when the issuer says less, and how long
         after a failed refresh the next one is tried."""
         return self._min_refresh if self._min_refresh > 0 else _UNCACHEABLE_FLOOR_S
+
+    def _import(self, document: Any) -> KeySet:
+        """The usable keys of a JWKS document, one by one.
+
+        One entry the verifier cannot use (an RSA key without its modulus, an
+        EC point off its curve, a symmetric or unknown key type) must not take
+        the issuer's other keys down with it: it is skipped, and said once per
+        ``kid``. A set with no usable key at all is a failed fetch (the keys
+        fetched before stay in use).
+        """
+        entries = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(entries, list):
+            raise ValueError("the JWKS document has no 'keys' list")
+        usable: list[Key] = []
+        for entry in entries:
+            try:
+                key = JWKRegistry.import_key(entry)
+                if not isinstance(key, SIGNATURE_KEYS):
+                    raise ValueError(f"{key.key_type} keys verify no algorithm accepted here")
+            except (JoseError, ValueError, TypeError) as exc:
+                self._skipped(entry, exc)
+                continue
+            usable.append(key)
+        if not usable:
+            raise ValueError(f"the JWKS has no usable key ({len(entries)} entries)")
+        return KeySet(usable)
+
+    def _skipped(self, entry: object, exc: Exception) -> None:
+        kid = entry.get("kid") if isinstance(entry, dict) else None
+        name = kid if isinstance(kid, str) else repr(entry)[:80]
+        if name in self._skipped_kids:
+            return
+        self._skipped_kids.add(name)
+        log.warning("OIDC JWKS of %s: key %r is unusable and skipped (%s: %s)",
+                    self.issuer, name, type(exc).__name__, exc)  # fmt: skip
 
     def _lifetime(self, cache_control: str | None) -> float:
         """The TTL setting, shortened (never lengthened) by the issuer's ``Cache-Control``."""

@@ -158,3 +158,19 @@ def test_a_key_removed_from_the_jwks_stops_verifying_within_the_ttl(
     assert response.status_code == 401, "the withdrawn key still verifies"
     assert "unknown key" in response.json()["error"]["message"]
     assert chat(gateway, new).status_code == 200
+
+
+def test_a_malformed_jwks_entry_does_not_stop_jwt_traffic(
+    gateway_factory: GatewayFactory, issuer: LocalIssuer
+) -> None:
+    # One RSA entry without its modulus made the whole key set unusable: every
+    # JWT was a 503 from the start.
+    broken = issuer.new_key("broken").as_dict(private=False)
+    del broken["n"]
+    issuer.extra = [broken]
+    gateway = gateway_factory(
+        env={"GATEWAY_OIDC_ISSUER": issuer.url, "GATEWAY_OIDC_AUDIENCE": "gateway-e2e"}
+    )
+    Admin(gateway.url).customer(id="alice", **US_ENTERPRISE)
+    response = chat(gateway, {"authorization": f"Bearer {issuer.token('alice')}"})
+    assert response.status_code == 200, response.text

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from aiohttp import web
 from joserfc import jwt
-from joserfc.jwk import RSAKey
+from joserfc.jwk import ECKey, RSAKey
 
 from gateway.identity.identifier import GatewayIdentifier
 from gateway.identity.oidc import OidcVerifier
@@ -30,6 +32,7 @@ class Issuer:
     discovery_hits: int = 0
     mode: str = "up"  # "fail": discovery answers 500; "hang": it never answers
     cache_control: str | None = None  # the JWKS response's Cache-Control, when set
+    extra: list[Any] = field(default_factory=list)  # JWKS entries published after the keys
 
     def token(self, key: RSAKey, **claims: Any) -> str:
         now = int(time.time())
@@ -57,7 +60,7 @@ async def issuer() -> AsyncIterator[Issuer]:
     async def jwks(_: web.Request) -> web.Response:
         state.jwks_hits += 1
         headers = {} if state.cache_control is None else {"cache-control": state.cache_control}
-        body = {"keys": [k.as_dict(private=False) for k in state.keys]}
+        body = {"keys": [k.as_dict(private=False) for k in state.keys] + state.extra}
         return web.json_response(body, headers=headers)
 
     app = web.Application()
@@ -276,3 +279,87 @@ async def test_an_expired_key_set_whose_refresh_fails_is_retried_at_the_refresh_
         await oidc_identifier.identify(token, None)
         await asyncio.sleep(0.02)
     assert issuer.discovery_hits == 3
+
+
+def unusable_entries() -> list[Any]:
+    """JWKS entries no verifier can use, each as issuers have been seen to publish them."""
+    no_modulus = rsa("no-n").as_dict(private=False)
+    del no_modulus["n"]
+    off_curve = ECKey.generate_key("P-256", parameters={"kid": "off-curve"}).as_dict(private=False)
+    off_curve["y"] = off_curve["x"]  # (x, x) is not a point of P-256
+    return [
+        no_modulus,
+        off_curve,
+        {"kty": "oct", "kid": "shared", "k": "A" * 43},  # HMAC: never a signer we accept
+        {"kty": "AKP", "alg": "ML-DSA-44", "kid": "pq1", "pub": "AAAA"},  # a type not known here
+        "not-a-key",
+    ]
+
+
+def skipped_kids(caplog: pytest.LogCaptureFixture) -> list[str]:
+    said = [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()]
+    return [kid for kid in ("no-n", "off-curve", "shared") for line in said if repr(kid) in line]
+
+
+@pytest.fixture
+def oidc_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    with caplog.at_level(logging.INFO, logger="gateway.identity.oidc"):
+        yield caplog
+
+
+async def test_one_bad_jwks_entry_does_not_take_the_others_down(
+    oidc_identifier: GatewayIdentifier, issuer: Issuer, mono: FakeMonotonic,
+    oidc_log: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    # The whole set was refused when any entry failed to import: at start every
+    # JWT was a 503; later a new signing key was never picked up.
+    issuer.extra = unusable_entries()
+    p = await oidc_identifier.identify(issuer.token(issuer.keys[0]), None)
+    assert p.customer_id == "alice"
+    assert sorted(skipped_kids(oidc_log)) == ["no-n", "off-curve", "shared"]
+    mono.t += 61
+    rotated = rsa("k2")
+    issuer.keys.append(rotated)
+    p = await oidc_identifier.identify(issuer.token(rotated), None)
+    assert p.customer_id == "alice" and issuer.jwks_hits == 2
+    # Each unusable kid is said once, not at every refresh.
+    assert sorted(skipped_kids(oidc_log)) == ["no-n", "off-curve", "shared"]
+    with pytest.raises(AuthenticationFailed, match="unknown key"):
+        await oidc_identifier.identify(issuer.token(rsa("no-n")), None)
+
+
+async def test_a_key_set_with_no_usable_key_is_a_failed_fetch(
+    oidc_identifier: GatewayIdentifier, issuer: Issuer, mono: FakeMonotonic,
+    oidc_log: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    from gateway.stages import IdentityStoreUnavailable
+
+    good = issuer.keys
+    issuer.keys, issuer.extra = [], unusable_entries()
+    with pytest.raises(IdentityStoreUnavailable, match="no usable key"):
+        await oidc_identifier.identify(issuer.token(good[0]), None)
+    # Once the issuer publishes a usable key again, it is used.
+    issuer.keys = good
+    mono.t += 2
+    assert (await oidc_identifier.identify(issuer.token(good[0]), None)).customer_id == "alice"
+
+
+async def test_a_failed_fetch_is_logged_with_its_exception_type(
+    db: Db, issuer: Issuer, mono: FakeMonotonic, oidc_log: pytest.LogCaptureFixture
+) -> None:
+    # A timeout's str() is empty: the line read "OIDC JWKS fetch ... failed: ".
+    import httpx
+
+    from gateway.stages import IdentityStoreUnavailable
+
+    http = httpx.AsyncClient(timeout=httpx.Timeout(0.5))
+    verifier = OidcVerifier(issuer.url, AUDIENCE, "sub", http=http, clock=mono)
+    issuer.mode = "hang"
+    try:
+        with pytest.raises(IdentityStoreUnavailable, match=r"unreachable: \w+Timeout"):
+            await verifier.verify(issuer.token(issuer.keys[0]))
+    finally:
+        await verifier.close()
+        await http.aclose()
+    failed = [r.getMessage() for r in oidc_log.records if "failed" in r.getMessage()]
+    assert failed and all(re.search(r"failed: \w+Timeout", line) for line in failed), failed

@@ -20,6 +20,8 @@ class LocalIssuer:
         self.cache_control: str | None = None
         """Sent as the JWKS response's ``Cache-Control`` when set."""
         self.jwks_hits = 0
+        self.extra: list[Any] = []
+        """JWKS entries published after the keys (malformed ones, say)."""
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -28,7 +30,8 @@ class LocalIssuer:
                     body: dict[str, Any] = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks"}
                 elif self.path == "/jwks":
                     issuer.jwks_hits += 1
-                    body = {"keys": [k.as_dict(private=False) for k in issuer.keys]}
+                    keys = [k.as_dict(private=False) for k in issuer.keys]
+                    body = {"keys": keys + issuer.extra}
                 else:
                     self.send_response(404)
                     self.end_headers()
