@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA")
 LEEWAY_SECONDS = 30
+MAX_TOKEN_CHARS = 16 * 1024
+"""Several times any real ID or access token (a few KB with many claims): decoding
+base64 and JSON of any size an unauthenticated caller sends is work it should not
+get to order, and "malformed" would misname what is wrong."""
 SIGNATURE_KEYS = (RSAKey, ECKey, OKPKey)
 """The key types of ``ALGORITHMS``: an ``oct`` (HMAC) key in a JWKS is never used."""
 
@@ -234,6 +238,10 @@ class OidcVerifier:
 
     async def verify(self, token: str) -> str:
         """The customer id the token names; AuthenticationFailed when it does not verify."""
+        if len(token) > MAX_TOKEN_CHARS:
+            raise AuthenticationFailed(
+                f"token too large ({len(token)} characters; at most {MAX_TOKEN_CHARS})"
+            )
         try:
             header = extract_compact(token.encode("ascii")).headers()
         except (JoseError, ValueError, UnicodeEncodeError) as exc:

@@ -174,3 +174,17 @@ def test_a_malformed_jwks_entry_does_not_stop_jwt_traffic(
     Admin(gateway.url).customer(id="alice", **US_ENTERPRISE)
     response = chat(gateway, {"authorization": f"Bearer {issuer.token('alice')}"})
     assert response.status_code == 200, response.text
+
+
+def test_an_oversized_jwt_is_a_401_saying_it_is_too_large(
+    gateway_factory: GatewayFactory, issuer: LocalIssuer
+) -> None:
+    gateway = gateway_factory(
+        env={"GATEWAY_OIDC_ISSUER": issuer.url, "GATEWAY_OIDC_AUDIENCE": "gateway-e2e"}
+    )
+    huge = issuer.token("alice", padding="x" * 200_000)
+    response = chat(gateway, {"authorization": f"Bearer {huge}"})
+    assert response.status_code == 401
+    message = response.json()["error"]["message"]
+    assert "too large" in message and "malformed" not in message, message
+    assert issuer.jwks_hits == 0  # refused before anything was asked of the issuer

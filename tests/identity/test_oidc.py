@@ -363,3 +363,19 @@ async def test_a_failed_fetch_is_logged_with_its_exception_type(
         await http.aclose()
     failed = [r.getMessage() for r in oidc_log.records if "failed" in r.getMessage()]
     assert failed and all(re.search(r"failed: \w+Timeout", line) for line in failed), failed
+
+
+async def test_an_oversized_token_is_refused_as_too_large_before_it_is_parsed(
+    oidc_identifier: GatewayIdentifier, issuer: Issuer
+) -> None:
+    # A 200 KB JWT was parsed, then refused as "malformed token".
+    fits = issuer.token(issuer.keys[0], padding="x" * 11_000)
+    assert 14_000 < len(fits) <= 16 * 1024
+    assert (await oidc_identifier.identify(fits, None)).customer_id == "alice"
+    hits = issuer.discovery_hits
+    for size in (17_000, 200_000):
+        huge = issuer.token(issuer.keys[0], padding="x" * size)
+        with pytest.raises(AuthenticationFailed, match="too large") as caught:
+            await oidc_identifier.identify(huge, None)
+        assert "16384" in str(caught.value)
+    assert issuer.discovery_hits == hits
