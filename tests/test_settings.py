@@ -87,6 +87,26 @@ def test_serve_exits_2_on_a_threshold_above_one(
     assert "GATEWAY_SANCTIONS_THRESHOLD" in result.output
 
 
+@pytest.mark.parametrize("port", ["99999", "65536", "0", "-1"])
+def test_serve_refuses_a_port_outside_1_to_65535(
+    port: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # --port 99999 was taken, logged as ":99999" and bound to 99999 mod 65536.
+    def started(*_: object) -> None:
+        raise AssertionError("serve went on past its option check")
+
+    monkeypatch.setattr(serve, "prepare_for_serving", started)
+    monkeypatch.setattr(serve, "exec_worker", started)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(app, ["serve", "--demo", "--port", port])
+    assert result.exit_code == 2, (result.output, result.exception)
+    said = " ".join(result.output.split())
+    bound = "less than or equal to 65535" if int(port) > 0 else "greater than or equal to 1"
+    assert "--port" in said and bound in said, said
+    assert not (tmp_path / "gateway.db").exists()
+
+
 @pytest.mark.parametrize("days", ["0", "-1"])
 def test_audit_prune_refuses_a_retention_of_less_than_a_day(
     days: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path

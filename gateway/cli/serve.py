@@ -118,7 +118,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-        port: int = typer.Option(8080, help="Port to bind."),
+        # Checked here: uvicorn took 99999 and bound it modulo 65536.
+        port: int = typer.Option(8080, min=1, max=65535, help="Port to bind."),
         workers: int = typer.Option(1, min=1, help="Worker processes."),
         demo: bool = typer.Option(
             False, "--demo", help="SQLite, bundled policies, stand-in model, demo keys."
