@@ -249,3 +249,30 @@ def test_customers_list_keeps_ids_whole_and_speaks_json(
     page = json.loads(r.output)
     assert page["next_cursor"] is None
     assert [(c["id"], c["name"]) for c in page["items"]] == [(long_id, "Long Id Person")]
+
+
+def _new_key(customer_id: str) -> tuple[str, str]:
+    r = runner.invoke(keys.app, ["create", customer_id])
+    assert r.exit_code == 0, r.output
+    match = re.search(r"gk_([0-9a-f]+)_([a-z2-7]{52})", r.output)
+    assert match is not None, r.output
+    return match.group(1), match.group(2)
+
+
+def test_keys_revoke_takes_the_id_the_prefix_or_the_whole_key_and_never_echoes_a_secret() -> None:
+    # Given the whole key, revoke said "key 'gk_…_<secret>' not found", secret
+    # and all; given the gk_<id> prefix the admin API shows, also not found.
+    assert runner.invoke(customers.app, ["add", "R", "--id", "r1"]).exit_code == 0
+    for form in ("{id}", "gk_{id}", "gk_{id}_{secret}", " gk_{id}_{secret}\n"):
+        key_id, secret = _new_key("r1")
+        r = runner.invoke(keys.app, ["revoke", form.format(id=key_id, secret=secret)])
+        assert r.exit_code == 0, (form, r.output)
+        assert f"key {key_id} revoked" in r.output and secret not in r.output, r.output
+    unknown_id, unknown_secret = "0123456789abcdef", "a" * 52
+    r = runner.invoke(keys.app, ["revoke", f"gk_{unknown_id}_{unknown_secret}"])
+    assert r.exit_code == 1 and f"key '{unknown_id}' not found" in r.output, r.output
+    assert unknown_secret not in r.output
+    # Some other credential (an admin token, say) is not taken for a key id, nor echoed.
+    r = runner.invoke(keys.app, ["revoke", f"gat_{unknown_id}_{unknown_secret}"])
+    assert r.exit_code == 2, r.output
+    assert unknown_secret not in r.output and "gk_<id>" in r.output
