@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     oidc_customer_claim: str = "sub"
     oidc_jwks_min_refresh_seconds: float = Field(default=10.0, ge=0)
     """An unknown ``kid`` refetches the JWKS at most this often (key rotation vs junk kids)."""
+    # How long a fetched JWKS is used (less when its Cache-Control says so):
+    # the bound on how long a signing key the issuer withdrew still verifies
+    # tokens, so at most an hour, as the other staleness bounds.
+    oidc_jwks_ttl_seconds: float = Field(default=300.0, ge=1, le=MAX_STALENESS_SECONDS)
     audit_signing_key: str | None = None
     """Ed25519 private key: a path to a PEM file, or base64 of the 32 raw bytes."""
 

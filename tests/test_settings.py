@@ -46,6 +46,10 @@ BAD_VALUES = [
     ("BODY_READ_TIMEOUT_SECONDS", "-1"),
     ("BODY_READ_TIMEOUT_SECONDS", "inf"),
     ("BODY_READ_TIMEOUT_SECONDS", "100000"),
+    # A withdrawn signing key verifies tokens until the cached JWKS expires.
+    ("OIDC_JWKS_TTL_SECONDS", "0"),
+    ("OIDC_JWKS_TTL_SECONDS", "100000"),
+    ("OIDC_JWKS_TTL_SECONDS", "inf"),
 ]
 
 
@@ -63,7 +67,8 @@ def test_out_of_range_values_are_refused_naming_the_variable(
     ("name", "value"),
     [("SANCTIONS_THRESHOLD", "1"), ("SANCTIONS_THRESHOLD", "0.75"), ("CACHE_TTL_SECONDS", "0"),
      ("CHANGE_POLL_SECONDS", "0"), ("AUDIT_BATCH_WAIT_MS", "0"), ("AUDIT_RETENTION_DAYS", "1"),
-     ("BODY_READ_TIMEOUT_SECONDS", "0.5"), ("BODY_READ_TIMEOUT_SECONDS", "3600")],
+     ("BODY_READ_TIMEOUT_SECONDS", "0.5"), ("BODY_READ_TIMEOUT_SECONDS", "3600"),
+     ("OIDC_JWKS_TTL_SECONDS", "1"), ("OIDC_JWKS_TTL_SECONDS", "3600")],
 )  # fmt: skip
 def test_values_in_range_are_kept(name: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(f"GATEWAY_{name}", value)
@@ -89,6 +94,26 @@ def test_serve_exits_2_on_a_threshold_above_one(
     assert "GATEWAY_SANCTIONS_THRESHOLD" in result.output
 
 
+@pytest.mark.parametrize("port", ["99999", "65536", "0", "-1"])
+def test_serve_refuses_a_port_outside_1_to_65535(
+    port: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # --port 99999 was taken, logged as ":99999" and bound to 99999 mod 65536.
+    def started(*_: object) -> None:
+        raise AssertionError("serve went on past its option check")
+
+    monkeypatch.setattr(serve, "prepare_for_serving", started)
+    monkeypatch.setattr(serve, "exec_worker", started)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(app, ["serve", "--demo", "--port", port])
+    assert result.exit_code == 2, (result.output, result.exception)
+    said = " ".join(result.output.split())
+    bound = "less than or equal to 65535" if int(port) > 0 else "greater than or equal to 1"
+    assert "--port" in said and bound in said, said
+    assert not (tmp_path / "gateway.db").exists()
+
+
 @pytest.mark.parametrize("days", ["0", "-1"])
 def test_audit_prune_refuses_a_retention_of_less_than_a_day(
     days: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -101,6 +126,10 @@ def test_audit_prune_refuses_a_retention_of_less_than_a_day(
     result = CliRunner().invoke(app, ["audit", "prune", "--dry-run", "--days", days])
     assert result.exit_code == 2
     assert "--days" in result.output
+
+
+def test_the_jwks_is_cached_for_five_minutes_by_default() -> None:
+    assert load_settings(demo=True).oidc_jwks_ttl_seconds == 300
 
 
 @pytest.mark.parametrize("token", ["admintok", "x" * 31])

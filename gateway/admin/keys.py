@@ -17,6 +17,7 @@ from gateway.admin.auth import (
     create_admin_token,
     require_roles,
 )
+from gateway.admin.tokens import TokenNotFound, revoke_admin_token, token_view
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.admin_log import record_admin_action
 from gateway.identity.identifier import invalidate_key
@@ -28,8 +29,7 @@ from gateway.identity.keys import (
     key_snapshot,
     revoke_api_key,
 )
-from gateway.identity.tables import AdminToken
-from gateway.kyc.schemas import NonBlank, UtcIn, rfc3339
+from gateway.kyc.schemas import NonBlank, UtcIn
 
 router = APIRouter(prefix="/admin/v1", tags=["credentials"])
 
@@ -89,16 +89,6 @@ async def revoke_key(
     return key_snapshot(row)
 
 
-def _token_view(row: AdminToken) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "role": row.role,
-        "name": row.name,
-        "created_at": rfc3339(row.created_at),
-        "revoked_at": None if row.revoked_at is None else rfc3339(row.revoked_at),
-    }
-
-
 @router.post("/tokens", status_code=201)
 async def create_token(
     body: TokenCreate, actor: Admin, services: ServicesDep, session: SessionDep
@@ -107,27 +97,22 @@ async def create_token(
     row, clear = await create_admin_token(session, body.role, body.name, now)
     await session.flush()
     record_admin_action(session, actor, "token.create", "admin_token", row.id, None,
-                        _token_view(row), now)  # fmt: skip
+                        token_view(row), now)  # fmt: skip
     await session.commit()
-    return {**_token_view(row), "token": clear}
+    return {**token_view(row), "token": clear}
 
 
 @router.delete("/tokens/{token_id}")
 async def revoke_token(
     token_id: str, actor: Admin, services: ServicesDep, session: SessionDep
 ) -> dict[str, Any]:
-    row = await session.get(AdminToken, token_id)
-    if row is None:
-        raise HTTPException(404, f"token {token_id!r} not found")
-    now = services.clock()
-    before = _token_view(row)
-    if row.revoked_at is None:
-        row.revoked_at = now
-    record_admin_action(session, actor, "token.revoke", "admin_token", row.id, before,
-                        _token_view(row), now)  # fmt: skip
+    try:
+        row = await revoke_admin_token(session, token_id, actor, services.clock())
+    except TokenNotFound as exc:
+        raise HTTPException(404, f"token {token_id!r} not found") from exc
     await session.commit()
     admin_authenticator(services).invalidate(token_id)
-    return _token_view(row)
+    return token_view(row)
 
 
 __all__ = ["ROLES", "router"]

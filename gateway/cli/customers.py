@@ -276,8 +276,18 @@ def suspend(
     customer_id: str,
     undo: Annotated[bool, typer.Option("--undo", help="Reactivate instead.")] = False,
 ) -> None:
-    """Suspend a customer (every request is then denied); --undo reactivates."""
-    patch = CustomerPatch(status="active" if undo else "suspended")
+    """Suspend a customer (every request is then denied); `activate` undoes it."""
+    _set_status(customer_id, "active" if undo else "suspended")
+
+
+@app.command("activate")
+def activate(customer_id: str) -> None:
+    """Reactivate a suspended customer (the admin API's PATCH with status "active")."""
+    _set_status(customer_id, "active")
+
+
+def _set_status(customer_id: str, status: CustomerStatus) -> None:
+    patch = CustomerPatch(status=status)
 
     async def work(_: Settings, sessions: Sessions) -> CustomerOut | None:
         async with sessions() as session:

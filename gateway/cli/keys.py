@@ -10,6 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from gateway.cli.customers import Sessions, cli_actor, console, fail, run_db
 from gateway.identity.keys import (
+    KEY_KIND,
     ExpiryInPast,
     KeyNotFound,
     check_expiry,
@@ -17,6 +18,7 @@ from gateway.identity.keys import (
     key_snapshot,
     revoke_api_key,
 )
+from gateway.identity.secrets import credential_id
 from gateway.kyc.schemas import UtcIn, non_blank
 from gateway.settings import Settings
 
@@ -65,8 +67,14 @@ def create(
 
 
 @app.command("revoke")
-def revoke(key_id: str) -> None:
+def revoke(
+    key: Annotated[str, typer.Argument(help="The key id, gk_<id>, or the whole key.")],
+) -> None:
     """Revoke an API key (running gateways refuse it within GATEWAY_CHANGE_POLL_SECONDS)."""
+    key_id = credential_id(KEY_KIND, key)
+    if key_id is None:
+        # Never echoed: it may be some other credential, secret included.
+        raise fail("expected a key id, gk_<id>, or the whole gk_<id>_<secret> key", 2)
 
     async def work(_: Settings, sessions: Sessions) -> dict[str, object] | None:
         async with sessions() as session:
@@ -80,4 +88,4 @@ def revoke(key_id: str) -> None:
     snap = run_db(work)
     if snap is None:
         raise fail(f"key {key_id!r} not found")
-    console.print(f"key {key_id} revoked at {snap['revoked_at']}")
+    console.print(f"key {key_id} revoked at {snap['revoked_at']}", markup=False)

@@ -48,7 +48,7 @@ async def _seed_demo(settings: Settings, screener: Screener | None) -> list[tupl
     return [(c.name, c.description, c.key) for c in customers]
 
 
-def _print_demo(host: str, port: int, keys: list[tuple[str, str, str]]) -> None:
+def _print_demo(host: str, port: int, keys: list[tuple[str, str, str]], screened: bool) -> None:
     from rich.table import Table
 
     table = Table(title="Demo customers")
@@ -62,15 +62,20 @@ def _print_demo(host: str, port: int, keys: list[tuple[str, str, str]]) -> None:
     out.print("API keys (only a hash is stored; new keys are issued at each --demo start):")
     for name, _, key in keys:
         out.print(f"  {name}: {key}", soft_wrap=True, highlight=False)
+    if not screened:
+        out.print("No sanctions list loaded in demo mode: customers are not screened.")
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     key = keys[0][2] if keys else "gk_..."
+    # python3, not python: where Python 3 is the system's, `python` may not exist.
+    # The OpenAI SDK is not a dependency of the gateway (only of its tests).
     out.print(
         "\nTry it:\n"
         f"  curl -s {base}/v1/chat/completions -H 'Authorization: Bearer {key}' \\\n"
         "    -H 'content-type: application/json' \\\n"
         '    -d \'{"model": "haiku-lite", '
         """"messages": [{"role": "user", "content": "Hello"}]}'\n\n"""
-        '  python -c "from openai import OpenAI; '
+        "  python3 -m pip install openai  # the OpenAI SDK, once\n"
+        '  python3 -c "from openai import OpenAI; '
         f"c = OpenAI(base_url='{base}/v1', api_key='{key}'); "
         "print(c.chat.completions.create(model='haiku-lite', "
         "messages=[{'role': 'user', 'content': 'Hello'}]).choices[0].message.content)\"\n",
@@ -120,7 +125,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-        port: int = typer.Option(8080, help="Port to bind."),
+        # Checked here: uvicorn took 99999 and bound it modulo 65536.
+        port: int = typer.Option(8080, min=1, max=65535, help="Port to bind."),
         workers: int = typer.Option(1, min=1, help="Worker processes."),
         demo: bool = typer.Option(
             False, "--demo", help="SQLite, bundled policies, stand-in model, demo keys."
@@ -159,7 +165,8 @@ def register(app: typer.Typer) -> None:
             # migrate the same file; the workers' lifespans then skip it.
             asyncio.run(prepare_for_serving(settings))
             if demo:
-                _print_demo(host, port, asyncio.run(_seed_demo(settings, screener)))
+                seeded = asyncio.run(_seed_demo(settings, screener))
+                _print_demo(host, port, seeded, screened=screener is not None)
         except SchemaOutOfDate as exc:
             console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(2) from None

@@ -84,7 +84,10 @@ async def seed_demo(
     screener: Screener | None = None,
     now: datetime | None = None,
 ) -> list[DemoCustomer]:
-    """Create or reset the demo customers and give each a fresh key (see module doc)."""
+    """Create or reset the demo customers and give each a fresh key (see module doc).
+
+    Without a ``screener`` nothing is screened and nothing is said per customer:
+    the caller says it once (``gateway serve --demo`` prints one line)."""
     at = now or datetime.now(UTC)
     out: list[DemoCustomer] = []
     async with sessions() as session:
@@ -92,12 +95,14 @@ async def seed_demo(
             data = CustomerCreate.model_validate(raw)
             cid = raw["id"]
             if await session.get(Customer, cid) is None:
-                await service.create_customer(session, data, SEED_ACTOR, screener, at)
+                await service.create_customer(session, data, SEED_ACTOR, screener, at,
+                                              warn_unscreened=False)  # fmt: skip
             else:
                 fields = data.model_dump(exclude={"id"})
                 fields["sanctions_status"] = "clear"
                 patch = CustomerPatch.model_validate(fields)
-                await service.update_customer(session, cid, patch, SEED_ACTOR, screener, at)
+                await service.update_customer(session, cid, patch, SEED_ACTOR, screener, at,
+                                              warn_unscreened=False)  # fmt: skip
             if cid == "demo-sanctions-hit":
                 # Flagged even when no list is loaded, so the demo always shows the case.
                 patch = CustomerPatch(sanctions_status="potential_match")

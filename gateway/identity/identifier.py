@@ -252,6 +252,7 @@ def build_identifier(
             settings.oidc_issuer,
             settings.oidc_audience,
             settings.oidc_customer_claim,
+            jwks_ttl_seconds=settings.oidc_jwks_ttl_seconds,
             min_refresh_seconds=settings.oidc_jwks_min_refresh_seconds,
         )
     return GatewayIdentifier(sessions, settings.cache_ttl_seconds, oidc)

@@ -82,6 +82,22 @@ def mint(kind: str, credential_id: str | None = None) -> NewCredential:
     )
 
 
+def credential_id(kind: str, value: str) -> str | None:
+    """The id an operator means by ``value``: the bare id, ``<kind>_<id>`` (the
+    prefix that lists show), or the whole ``<kind>_<id>_<secret>`` pasted from
+    where it is used. The secret is dropped here, so that no message naming the
+    id can carry it. None when ``value`` is none of these (ids have no ``_``)."""
+    value = value.strip()
+    head = f"{kind}_"
+    if value.startswith(head):
+        cid = value[len(head) :].partition("_")[0]
+    elif "_" in value:
+        return None  # another kind's credential, perhaps: not an id of this kind
+    else:
+        cid = value
+    return cid or None
+
+
 def parse(kind: str, value: str) -> ParsedCredential | None:
     """Split ``<kind>_<id>_<secret>``; None when the value is not of that shape."""
     head = f"{kind}_"

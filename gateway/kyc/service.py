@@ -91,11 +91,14 @@ def _diff(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any
     }
 
 
-def _screen(c: Customer, screener: Screener | None, now: datetime) -> None:
+def _screen(
+    c: Customer, screener: Screener | None, now: datetime, warn_unscreened: bool = True
+) -> None:
     """Screen the current name. A hit escalates to potential_match; a miss never
     de-escalates: only a compliance user clears a match (renaming does not)."""
     if screener is None:
-        log.warning("no sanctions list loaded: customer %s not screened", c.id)
+        if warn_unscreened:
+            log.warning("no sanctions list loaded: customer %s not screened", c.id)
         return
     result = screener.screen(c.name)
     c.screening_list_version = result.list_version
@@ -148,7 +151,10 @@ async def create_customer(
     actor: AdminActor,
     screener: Screener | None,
     now: datetime,
+    *,
+    warn_unscreened: bool = True,
 ) -> Customer:
+    """``warn_unscreened=False``: the caller says once that no list is loaded (the demo seed)."""
     cid = data.id or f"cus_{new_id()}"
     if await session.get(Customer, cid) is not None:
         raise CustomerExists(cid)
@@ -173,7 +179,7 @@ async def create_customer(
         updated_at=now,
         ownership=[CustomerOwnership(country=o.country, percent=o.percent) for o in data.ownership],
     )
-    _screen(c, screener, now)
+    _screen(c, screener, now, warn_unscreened)
     session.add(c)
     await session.flush()
     _record(session, actor, "customer.create", c, None, now)
@@ -188,6 +194,8 @@ async def update_customer(
     screener: Screener | None,
     now: datetime,
     action: str = "customer.update",
+    *,
+    warn_unscreened: bool = True,
 ) -> Customer:
     c = await get_customer(session, customer_id)
     before = snapshot(c)
@@ -199,7 +207,7 @@ async def update_customer(
         elif field != "sanctions_status":
             setattr(c, field, value)
     if renamed:
-        _screen(c, screener, now)
+        _screen(c, screener, now, warn_unscreened)
     # An explicit sanctions decision (compliance review) comes last and wins.
     if "sanctions_status" in changes:
         c.sanctions_status = changes["sanctions_status"]

@@ -173,8 +173,9 @@ def test_commands_on_existing_records_refuse_a_missing_database(database: Path) 
     on an existing file, so a missing one is a usage error naming it, and
     nothing is created."""
     commands = [(customers.app, ["list"]), (customers.app, ["show", "c1"]),
-                (customers.app, ["suspend", "c1"]), (keys.app, ["create", "c1"]),
-                (keys.app, ["revoke", "k1"])]  # fmt: skip
+                (customers.app, ["suspend", "c1"]), (customers.app, ["activate", "c1"]),
+                (keys.app, ["create", "c1"]), (keys.app, ["revoke", "k1"]),
+                (tokens.app, ["list"]), (tokens.app, ["revoke", "t1"])]  # fmt: skip
     for app, args in commands:
         r = runner.invoke(app, args)
         assert r.exit_code == 2, (args, r.output, r.exception)
@@ -249,3 +250,74 @@ def test_customers_list_keeps_ids_whole_and_speaks_json(
     page = json.loads(r.output)
     assert page["next_cursor"] is None
     assert [(c["id"], c["name"]) for c in page["items"]] == [(long_id, "Long Id Person")]
+
+
+def _new_key(customer_id: str) -> tuple[str, str]:
+    r = runner.invoke(keys.app, ["create", customer_id])
+    assert r.exit_code == 0, r.output
+    match = re.search(r"gk_([0-9a-f]+)_([a-z2-7]{52})", r.output)
+    assert match is not None, r.output
+    return match.group(1), match.group(2)
+
+
+def test_keys_revoke_takes_the_id_the_prefix_or_the_whole_key_and_never_echoes_a_secret() -> None:
+    # Given the whole key, revoke said "key 'gk_…_<secret>' not found", secret
+    # and all; given the gk_<id> prefix the admin API shows, also not found.
+    assert runner.invoke(customers.app, ["add", "R", "--id", "r1"]).exit_code == 0
+    for form in ("{id}", "gk_{id}", "gk_{id}_{secret}", " gk_{id}_{secret}\n"):
+        key_id, secret = _new_key("r1")
+        r = runner.invoke(keys.app, ["revoke", form.format(id=key_id, secret=secret)])
+        assert r.exit_code == 0, (form, r.output)
+        assert f"key {key_id} revoked" in r.output and secret not in r.output, r.output
+    unknown_id, unknown_secret = "0123456789abcdef", "a" * 52
+    r = runner.invoke(keys.app, ["revoke", f"gk_{unknown_id}_{unknown_secret}"])
+    assert r.exit_code == 1 and f"key '{unknown_id}' not found" in r.output, r.output
+    assert unknown_secret not in r.output
+    # Some other credential (an admin token, say) is not taken for a key id, nor echoed.
+    r = runner.invoke(keys.app, ["revoke", f"gat_{unknown_id}_{unknown_secret}"])
+    assert r.exit_code == 2, r.output
+    assert unknown_secret not in r.output and "gk_<id>" in r.output
+
+
+def test_tokens_list_and_revoke() -> None:
+    # The admin API revokes tokens; the CLI could only create them.
+    made = {}
+    for role, name in (("auditor", "audit-bot"), ("compliance", "kyc-desk")):
+        r = runner.invoke(tokens.app, ["create", "--role", role, "--name", name])
+        assert r.exit_code == 0, r.output
+        match = re.search(r"gat_([0-9a-f]+)_([a-z2-7]{52})", r.output)
+        assert match is not None, r.output
+        made[name] = (match.group(1), match.group(2))
+    r = runner.invoke(tokens.app, ["list"])
+    assert r.exit_code == 0, r.output
+    for name, (token_id, secret) in made.items():
+        assert token_id in r.output and name in r.output and secret not in r.output
+    assert "auditor" in r.output and "compliance" in r.output
+
+    bot_id, bot_secret = made["audit-bot"]
+    r = runner.invoke(tokens.app, ["revoke", f"gat_{bot_id}_{bot_secret}"])
+    assert r.exit_code == 0, r.output
+    assert f"token {bot_id} revoked" in r.output and bot_secret not in r.output
+    r = runner.invoke(tokens.app, ["list", "--json"])
+    assert r.exit_code == 0, r.output
+    views = {t["id"]: t for t in json.loads(r.output)["items"]}
+    assert views[bot_id]["revoked_at"] is not None and views[bot_id]["role"] == "auditor"
+    assert views[made["kyc-desk"][0]]["revoked_at"] is None
+    again = runner.invoke(tokens.app, ["revoke", f"gat_{bot_id}"])  # idempotent
+    assert again.exit_code == 0 and views[bot_id]["revoked_at"][:19] in again.output, again.output
+
+    r = runner.invoke(tokens.app, ["revoke", "0123456789abcdef"])
+    assert r.exit_code == 1 and "token '0123456789abcdef' not found" in r.output, r.output
+    r = runner.invoke(tokens.app, ["revoke", "gk_0123456789abcdef_" + "a" * 52])
+    assert r.exit_code == 2 and "a" * 52 not in r.output, r.output
+
+
+def test_customers_activate_undoes_suspend() -> None:
+    # The admin API sets status back to "active"; the CLI had only `suspend --undo`.
+    assert runner.invoke(customers.app, ["add", "S", "--id", "s1"]).exit_code == 0
+    assert runner.invoke(customers.app, ["suspend", "s1"]).exit_code == 0
+    r = runner.invoke(customers.app, ["activate", "s1"])
+    assert r.exit_code == 0 and "customer s1 is now active" in r.output, r.output
+    shown = runner.invoke(customers.app, ["list", "--json"])
+    assert [c["status"] for c in json.loads(shown.output)["items"]] == ["active"]
+    assert runner.invoke(customers.app, ["activate", "nope"]).exit_code == 1

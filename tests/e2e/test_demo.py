@@ -64,6 +64,24 @@ def test_demo_serves_a_chat_completion_with_a_printed_key(tmp_path: Path) -> Non
             json={"model": "haiku-lite", "messages": [{"role": "user", "content": "Hello"}]},
         )
         assert response.status_code == 200, response.text
+
+        # The Python line too, where only `python3` exists and the SDK is not a
+        # dependency of the gateway: the banner says to install it, and uses python3.
+        assert "pip install openai" in text, text
+        [line] = [ln.strip() for ln in text.splitlines() if "from openai import" in ln]
+        assert line.startswith('python3 -c "'), line
+        bin_dir = Path(sys.executable).parent  # python3 here has the SDK (dev extras)
+        run_env = {**env, "PATH": f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"}
+        ran = subprocess.run(["/bin/sh", "-c", line], env=run_env, capture_output=True,
+                             text=True, timeout=60, check=False)  # fmt: skip
+        assert ran.returncode == 0 and ran.stdout.strip(), ran.stdout + ran.stderr
+
+        readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+        assert "python3 -m pip install openai" in readme and "pip install openai" in text
+
+        # No list is loaded in the demo: said once, not once per demo customer.
+        assert text.count("not screened") <= 1, text
+        assert text.lower().count("no sanctions list") == 1, text
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

@@ -131,3 +131,60 @@ def test_kyc_expiry_demotes_the_tier_at_that_moment(gateway: Proc, admin: Admin)
     assert after.status_code == 403, after.text
     # Still served on the public tier's models.
     assert chat(gateway, {"authorization": f"Bearer {key}"}).status_code == 200
+
+
+def test_a_key_removed_from_the_jwks_stops_verifying_within_the_ttl(
+    gateway_factory: GatewayFactory, issuer: LocalIssuer
+) -> None:
+    # The key set was cached for a hard-coded hour: a key the issuer withdrew
+    # (compromised) went on verifying tokens for up to that long.
+    gateway = gateway_factory(
+        env={
+            "GATEWAY_OIDC_ISSUER": issuer.url,
+            "GATEWAY_OIDC_AUDIENCE": "gateway-e2e",
+            "GATEWAY_OIDC_JWKS_TTL_SECONDS": "1",
+            "GATEWAY_OIDC_JWKS_MIN_REFRESH_SECONDS": "1",
+        }
+    )
+    Admin(gateway.url).customer(id="alice", **US_ENTERPRISE)
+    withdrawn, kept = issuer.keys[0], issuer.new_key("k2")
+    issuer.keys = [withdrawn, kept]
+    old = {"authorization": f"Bearer {issuer.token('alice', key=withdrawn)}"}
+    new = {"authorization": f"Bearer {issuer.token('alice', key=kept)}"}
+    assert chat(gateway, old).status_code == 200
+    issuer.keys = [kept]
+    time.sleep(1.2)  # past the TTL: the next token waits for the refresh
+    response = chat(gateway, old)
+    assert response.status_code == 401, "the withdrawn key still verifies"
+    assert "unknown key" in response.json()["error"]["message"]
+    assert chat(gateway, new).status_code == 200
+
+
+def test_a_malformed_jwks_entry_does_not_stop_jwt_traffic(
+    gateway_factory: GatewayFactory, issuer: LocalIssuer
+) -> None:
+    # One RSA entry without its modulus made the whole key set unusable: every
+    # JWT was a 503 from the start.
+    broken = issuer.new_key("broken").as_dict(private=False)
+    del broken["n"]
+    issuer.extra = [broken]
+    gateway = gateway_factory(
+        env={"GATEWAY_OIDC_ISSUER": issuer.url, "GATEWAY_OIDC_AUDIENCE": "gateway-e2e"}
+    )
+    Admin(gateway.url).customer(id="alice", **US_ENTERPRISE)
+    response = chat(gateway, {"authorization": f"Bearer {issuer.token('alice')}"})
+    assert response.status_code == 200, response.text
+
+
+def test_an_oversized_jwt_is_a_401_saying_it_is_too_large(
+    gateway_factory: GatewayFactory, issuer: LocalIssuer
+) -> None:
+    gateway = gateway_factory(
+        env={"GATEWAY_OIDC_ISSUER": issuer.url, "GATEWAY_OIDC_AUDIENCE": "gateway-e2e"}
+    )
+    huge = issuer.token("alice", padding="x" * 200_000)
+    response = chat(gateway, {"authorization": f"Bearer {huge}"})
+    assert response.status_code == 401
+    message = response.json()["error"]["message"]
+    assert "too large" in message and "malformed" not in message, message
+    assert issuer.jwks_hits == 0  # refused before anything was asked of the issuer

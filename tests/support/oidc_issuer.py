@@ -17,6 +17,11 @@ class LocalIssuer:
     def __init__(self, audience: str) -> None:
         self.audience = audience
         self.keys: list[RSAKey] = [self.new_key("k1")]
+        self.cache_control: str | None = None
+        """Sent as the JWKS response's ``Cache-Control`` when set."""
+        self.jwks_hits = 0
+        self.extra: list[Any] = []
+        """JWKS entries published after the keys (malformed ones, say)."""
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -24,7 +29,9 @@ class LocalIssuer:
                 if self.path == "/.well-known/openid-configuration":
                     body: dict[str, Any] = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks"}
                 elif self.path == "/jwks":
-                    body = {"keys": [k.as_dict(private=False) for k in issuer.keys]}
+                    issuer.jwks_hits += 1
+                    keys = [k.as_dict(private=False) for k in issuer.keys]
+                    body = {"keys": keys + issuer.extra}
                 else:
                     self.send_response(404)
                     self.end_headers()
@@ -33,6 +40,8 @@ class LocalIssuer:
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
+                if self.path == "/jwks" and issuer.cache_control is not None:
+                    self.send_header("cache-control", issuer.cache_control)
                 self.end_headers()
                 self.wfile.write(data)
 
