@@ -182,9 +182,14 @@ def test_an_oversized_jwt_is_a_401_saying_it_is_too_large(
     gateway = gateway_factory(
         env={"GATEWAY_OIDC_ISSUER": issuer.url, "GATEWAY_OIDC_AUDIENCE": "gateway-e2e"}
     )
-    huge = issuer.token("alice", padding="x" * 200_000)
+    # Over the token bound (16 KB), under the bound on all headers (32 KB).
+    huge = issuer.token("alice", padding="x" * 20_000)
     response = chat(gateway, {"authorization": f"Bearer {huge}"})
     assert response.status_code == 401
     message = response.json()["error"]["message"]
     assert "too large" in message and "malformed" not in message, message
+    # Larger still, the request's headers are over their bound: a 431, also
+    # refused before the token is read (gateway/proxy/header_limits.py).
+    huger = issuer.token("alice", padding="x" * 200_000)
+    assert chat(gateway, {"authorization": f"Bearer {huger}"}).status_code == 431
     assert issuer.jwks_hits == 0  # refused before anything was asked of the issuer
