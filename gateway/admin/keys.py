@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.admin.auth import (
     ROLES,
+    TOKEN_KIND,
     AdminActor,
     Role,
     admin_authenticator,
@@ -22,6 +23,7 @@ from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.admin_log import record_admin_action
 from gateway.identity.identifier import invalidate_key
 from gateway.identity.keys import (
+    KEY_KIND,
     ExpiryInPast,
     KeyNotFound,
     check_expiry,
@@ -29,6 +31,7 @@ from gateway.identity.keys import (
     key_snapshot,
     revoke_api_key,
 )
+from gateway.identity.secrets import credential_id
 from gateway.kyc.schemas import NonBlank, UtcIn
 
 router = APIRouter(prefix="/admin/v1", tags=["credentials"])
@@ -80,12 +83,17 @@ async def create_key(
 async def revoke_key(
     key_id: str, actor: Admin, services: ServicesDep, session: SessionDep
 ) -> dict[str, Any]:
+    # The id, its ``gk_<id>`` prefix or a whole key pasted after a leak: the
+    # secret is dropped before anything is looked up or echoed.
+    cid = credential_id(KEY_KIND, key_id)
+    if cid is None:
+        raise HTTPException(404, "no such key: pass its id, gk_<id> or the whole key")
     try:
-        row = await revoke_api_key(session, key_id, actor, services.clock())
+        row = await revoke_api_key(session, cid, actor, services.clock())
     except KeyNotFound as exc:
-        raise HTTPException(404, f"key {key_id!r} not found") from exc
+        raise HTTPException(404, f"key {cid!r} not found") from exc
     await session.commit()
-    await invalidate_key(services.identifier, key_id)
+    await invalidate_key(services.identifier, cid)
     return key_snapshot(row)
 
 
@@ -106,12 +114,15 @@ async def create_token(
 async def revoke_token(
     token_id: str, actor: Admin, services: ServicesDep, session: SessionDep
 ) -> dict[str, Any]:
+    cid = credential_id(TOKEN_KIND, token_id)  # as for keys: never echo a secret
+    if cid is None:
+        raise HTTPException(404, "no such token: pass its id, gat_<id> or the whole token")
     try:
-        row = await revoke_admin_token(session, token_id, actor, services.clock())
+        row = await revoke_admin_token(session, cid, actor, services.clock())
     except TokenNotFound as exc:
-        raise HTTPException(404, f"token {token_id!r} not found") from exc
+        raise HTTPException(404, f"token {cid!r} not found") from exc
     await session.commit()
-    admin_authenticator(services).invalidate(token_id)
+    admin_authenticator(services).invalidate(cid)
     return token_view(row)
 
 

@@ -248,3 +248,32 @@ async def test_lists_are_deduplicated_and_capped(env: AdminEnv) -> None:
     r = await env.client.patch(f"{URL}/d1", json={"attributes": [f"a{i}" for i in range(64)]},
                                headers=env.auth("admin"))  # fmt: skip
     assert r.status_code == 200 and len(r.json()["attributes"]) == 64
+
+
+async def test_revoke_routes_take_the_whole_credential_and_never_echo_its_secret(
+    env: AdminEnv,
+) -> None:
+    """An operator holding a leaked key or token pastes it whole: the routes
+    take the id from it, and no answer repeats the secret (one did, in its 404)."""
+    await env.client.post(URL, json={"id": "lk", "name": "Lee"}, headers=env.auth("admin"))
+    for form in ("{id}", "gk_{id}", "gk_{id}_{secret}"):
+        made = await env.client.post(f"{URL}/lk/keys", json={}, headers=env.auth("admin"))
+        key_id, secret = made.json()["id"], made.json()["key"].split("_")[2]
+        r = await env.client.delete(
+            "/admin/v1/keys/" + form.format(id=key_id, secret=secret), headers=env.auth("admin"))
+        assert r.status_code == 200 and r.json()["id"] == key_id, (form, r.text)
+        assert secret not in r.text
+    leaked = "a" * 52
+    for path in (f"/admin/v1/keys/gk_0123456789abcdef_{leaked}",
+                 f"/admin/v1/keys/gat_0123456789abcdef_{leaked}",
+                 f"/admin/v1/tokens/gat_0123456789abcdef_{leaked}",
+                 f"/admin/v1/tokens/gk_0123456789abcdef_{leaked}"):
+        r = await env.client.delete(path, headers=env.auth("admin"))
+        assert r.status_code == 404, (path, r.text)
+        assert leaked not in r.text, (path, r.text)
+    made = await env.client.post("/admin/v1/tokens", json={"role": "auditor", "name": "bot"},
+                                 headers=env.auth("admin"))  # fmt: skip
+    assert made.status_code == 201, made.text
+    whole = made.json()["token"]
+    r = await env.client.delete(f"/admin/v1/tokens/{whole}", headers=env.auth("admin"))
+    assert r.status_code == 200 and whole.split("_")[2] not in r.text, r.text
