@@ -26,6 +26,7 @@ import orjson
 
 from gateway.policy.facts import OUTPUT_BOUND_FIELDS, BodyFacts, with_output_bound
 from gateway.proxy.errors import ProxyError
+from gateway.proxy.textfold import fold
 
 # A rough, tokenizer-free estimate (about 4 bytes per token for English text);
 # it only sizes the token reservation, which settles to the real usage after.
@@ -273,7 +274,8 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
         has_tools=has_tools,
         max_tokens=_max_tokens(body),
         message_count=message_count,
-        prompt_text=prompt_text,
+        # Classified as the model reads it (textfold.py); hashed as sent.
+        prompt_text=fold(prompt_text),
         prompt_sha256=hashlib.sha256(encoded).hexdigest(),
         input_tokens_estimate=len(encoded) // BYTES_PER_TOKEN + 1 + sum(media),
         stream_usage_requested=usage_requested,
