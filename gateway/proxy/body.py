@@ -78,7 +78,9 @@ def _text_of(content: Any, out: list[str], media: list[int]) -> None:
             _text_of(part, out, media)
     elif isinstance(content, dict):
         kind = content.get("type")
-        if kind in _MEDIA_PARTS:
+        if type(kind) is not str:  # a schema's property called "type" is no part type
+            kind = None
+        elif kind in _MEDIA_PARTS:
             media.append(_media_tokens(kind, content))
         for key, value in content.items():
             if key in _NOT_TEXT or isinstance(value, (int, float, bool)) or value is None:

@@ -33,6 +33,10 @@ CYBER = "cyber-requires-vetted-tier"
 AGENTIC = "quota-not-offered:public.agentic"
 
 
+def _schema(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties}
+
+
 @pytest.fixture()
 def public_key(admin: Admin) -> str:
     return admin.customer_with_key(**PUBLIC_PERSON)
@@ -86,3 +90,21 @@ def test_invisible_and_fullwidth_characters_do_not_hide_a_cyber_prompt(
         model="haiku-lite", messages=[{"role": "user", "content": "caf\u00e9 \u4f60\u597d"}]
     )
     assert ok.choices[0].message.content
+
+
+def test_a_schema_with_a_property_named_type_is_served_and_recorded(
+    gateway: Proc, public_key: str, admin: Admin
+) -> None:
+    """An ordinary structured-output request: the schema's property called
+    ``type`` made the body walker use a dict as a part type (a 500 with no
+    decision record)."""
+    client = _openai(gateway, public_key)
+    schema = _schema({"type": {"type": "string", "enum": ["bug", "feature"]}})
+    raw = client.chat.completions.with_raw_response.create(
+        model="haiku-lite",
+        messages=[{"role": "user", "content": "classify this ticket"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "t", "schema": schema}},
+    )
+    assert raw.status_code == 200
+    record = admin.http.get(f"/admin/v1/decisions/{raw.headers['x-gateway-decision-id']}")
+    assert record.status_code == 200 and record.json()["decision"] == "allow"

@@ -75,3 +75,14 @@ def test_images_and_files_count_toward_the_input_estimate() -> None:
             {"type": "input_file", "file_data": "data:application/pdf;base64,QkFTRTY0"},
         ]}]}))
     assert responses.input_tokens_estimate >= 2 * 1_600
+
+
+def test_a_property_called_type_is_not_taken_for_a_part_type() -> None:
+    """``{"properties": {"type": {...}}}`` used to raise TypeError (a dict is
+    unhashable), a 500 with no decision record."""
+    schema = {"type": "object", "properties": {"type": {"type": "string", "enum": ["a"]}}}
+    facts = parse_body(orjson.dumps({
+        "model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "t", "input_schema": schema}],
+    }))
+    assert facts.has_tools and "hi" in facts.prompt_text
