@@ -67,15 +67,27 @@ _NOT_TEXT = frozenset(
 )
 
 
-def _text_of(content: Any, out: list[str], media: list[int]) -> None:
+# Values a model reads whole, keys included: JSON Schemas (a function's
+# ``parameters``, a tool's ``input_schema``, a structured output's ``schema``),
+# a tool call's ``input`` and a stored prompt's ``variables``. Inside them a
+# property may be called ``url``, ``data`` or ``type`` and its name may be a
+# sentence: nothing there is an id or binary data, so nothing is skipped.
+_FREE_FORM = frozenset({"parameters", "input_schema", "schema", "input", "variables"})
+
+
+def _text_of(
+    content: Any, out: list[str], media: list[int], hidden: list[str], free: bool = False
+) -> None:
     """Collect every string in a value (a string, a list of parts, nested blocks)
     into ``out``, and the token estimate of every image, audio or file part into
-    ``media``."""
+    ``media``. Inside a free-form value (``_FREE_FORM``) the keys, and the
+    strings ``_NOT_TEXT`` would skip elsewhere, go to ``hidden``: classified,
+    but not part of ``prompt_sha256``, which keeps its meaning across versions."""
     if isinstance(content, str):
         out.append(content)
     elif isinstance(content, list):
         for part in content:
-            _text_of(part, out, media)
+            _text_of(part, out, media, hidden, free)
     elif isinstance(content, dict):
         kind = content.get("type")
         if type(kind) is not str:  # a schema's property called "type" is no part type
@@ -83,12 +95,16 @@ def _text_of(content: Any, out: list[str], media: list[int]) -> None:
         elif kind in _MEDIA_PARTS:
             media.append(_media_tokens(kind, content))
         for key, value in content.items():
-            if key in _NOT_TEXT or isinstance(value, (int, float, bool)) or value is None:
+            if free:
+                hidden.append(key)
+            if isinstance(value, (int, float, bool)) or value is None:
                 continue
             # ``data`` is text in a text source (Anthropic documents), else base64.
-            if key == "data" and kind != "text":
+            if key in _NOT_TEXT or (key == "data" and kind != "text"):
+                if free:
+                    _text_of(value, hidden, [], hidden, True)
                 continue
-            _text_of(value, out, media)
+            _text_of(value, out, media, hidden, free or (key in _FREE_FORM and type(value) is dict))
 
 
 # Part types that carry an image, audio or a file (both APIs). Their bytes are
@@ -249,6 +265,7 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
         raise ProxyError(400, "'stream' must be a boolean", param="stream")
 
     texts: list[str] = []
+    hidden: list[str] = []
     media: list[int] = []
     message_count = 0
     messages = body.get("messages")
@@ -262,7 +279,7 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
     if messages is None and isinstance(inputs, list):
         message_count = len(inputs)
     has_tools = _has_tools(body)
-    _text_of(body, texts, media)
+    _text_of(body, texts, media, hidden)
     if messages is None and message_count == 0 and texts:
         message_count = 1
 
@@ -277,7 +294,7 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
         max_tokens=_max_tokens(body),
         message_count=message_count,
         # Classified as the model reads it (textfold.py); hashed as sent.
-        prompt_text=fold(prompt_text),
+        prompt_text=fold("\n".join((prompt_text, *hidden)) if hidden else prompt_text),
         prompt_sha256=hashlib.sha256(encoded).hexdigest(),
         input_tokens_estimate=len(encoded) // BYTES_PER_TOKEN + 1 + sum(media),
         stream_usage_requested=usage_requested,

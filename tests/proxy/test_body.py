@@ -86,3 +86,21 @@ def test_a_property_called_type_is_not_taken_for_a_part_type() -> None:
         "tools": [{"name": "t", "input_schema": schema}],
     }))
     assert facts.has_tools and "hi" in facts.prompt_text
+
+
+def test_schemas_and_tool_inputs_are_read_whole_but_hashed_as_before() -> None:
+    def body(name: str) -> bytes:
+        return orjson.dumps({
+            "model": "m",
+            "messages": [{"role": "assistant", "content": [
+                {"type": "tool_use", "id": "t1", "name": "n", "input": {"url": "in the input"}}]}],
+            "tools": [{"name": "n", "input_schema": {"type": "object", "properties": {
+                name: {"type": "string"}, "data": {"description": "under data"}}}}],
+        })
+    facts = parse_body(body("a property named like a sentence"))
+    for text in ("a property named like a sentence", "in the input", "under data"):
+        assert text in facts.prompt_text
+    # prompt_sha256 (account-farm links) covers what it covered before: the
+    # property's description, not its name or the input under "url".
+    assert facts.prompt_sha256 == parse_body(body("another name")).prompt_sha256
+    assert "t1" not in facts.prompt_text
