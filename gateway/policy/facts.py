@@ -21,6 +21,8 @@ class BodyFacts:
     model: str
     stream: bool = False
     has_tools: bool = False
+    """The body defines tools (``tools``, ``functions``, ``mcp_servers``) or its
+    conversation holds tool calls or results (``proxy/body.py``: tool use)."""
     max_tokens: int | None = None
     """``max_tokens``, ``max_completion_tokens`` or ``max_output_tokens`` (the
     largest), or the tier's ``default_max_tokens`` when the body names none

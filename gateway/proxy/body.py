@@ -77,23 +77,30 @@ _FREE_FORM = frozenset({"parameters", "input_schema", "schema", "input", "variab
 
 def _text_of(
     content: Any, out: list[str], media: list[int], hidden: list[str], free: bool = False
-) -> None:
+) -> bool:
     """Collect every string in a value (a string, a list of parts, nested blocks)
     into ``out``, and the token estimate of every image, audio or file part into
     ``media``. Inside a free-form value (``_FREE_FORM``) the keys, and the
     strings ``_NOT_TEXT`` would skip elsewhere, go to ``hidden``: classified,
-    but not part of ``prompt_sha256``, which keeps its meaning across versions."""
+    but not part of ``prompt_sha256``, which keeps its meaning across versions.
+
+    True if the value carries tool use (``_is_tool_part``, ``_TOOL_USE_KEYS``,
+    ``_TOOL_ROLES``)."""
     if isinstance(content, str):
         out.append(content)
-    elif isinstance(content, list):
+        return False
+    used = False
+    if isinstance(content, list):
         for part in content:
-            _text_of(part, out, media, hidden, free)
+            used |= _text_of(part, out, media, hidden, free)
     elif isinstance(content, dict):
         kind = content.get("type")
         if type(kind) is not str:  # a schema's property called "type" is no part type
             kind = None
         elif kind in _MEDIA_PARTS:
             media.append(_media_tokens(kind, content))
+        elif _is_tool_part(kind):
+            used = True
         for key, value in content.items():
             if free:
                 hidden.append(key)
@@ -103,8 +110,32 @@ def _text_of(
             if key in _NOT_TEXT or (key == "data" and kind != "text"):
                 if free:
                     _text_of(value, hidden, [], hidden, True)
+                elif key == "role" and type(value) is str and value in _TOOL_ROLES:
+                    used = True
                 continue
-            _text_of(value, out, media, hidden, free or (key in _FREE_FORM and type(value) is dict))
+            if type(value) is not str and key in _TOOL_USE_KEYS and value:
+                used = True
+            used |= _text_of(
+                value, out, media, hidden, free or (key in _FREE_FORM and type(value) is dict)
+            )
+    return used
+
+
+# Tool use in a conversation, with or without the tool definitions: replaying an
+# agent's calls and their results asks the model for the agent's next step, so
+# ``has_tools`` holds for it as for a request that defines tools. Chat
+# completions: an assistant's ``tool_calls`` (or legacy ``function_call``) and
+# ``tool`` / ``function`` role messages; Anthropic: ``tool_use``,
+# ``tool_result``, ``server_tool_use``, ``mcp_tool_use``, ``*_tool_result``
+# blocks; Responses: ``function_call``, ``function_call_output``,
+# ``computer_call``, ``mcp_call``... items.
+_TOOL_USE_KEYS = frozenset({"tool_calls", "function_call"})
+_TOOL_ROLES = frozenset({"tool", "function"})
+_TOOL_PART_SUFFIXES = ("tool_use", "tool_result", "_call", "_call_output")
+
+
+def _is_tool_part(kind: str) -> bool:
+    return kind.endswith(_TOOL_PART_SUFFIXES) or kind.startswith("mcp_")
 
 
 # Part types that carry an image, audio or a file (both APIs). Their bytes are
@@ -279,7 +310,7 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
     if messages is None and isinstance(inputs, list):
         message_count = len(inputs)
     has_tools = _has_tools(body)
-    _text_of(body, texts, media, hidden)
+    tool_use = _text_of(body, texts, media, hidden)
     if messages is None and message_count == 0 and texts:
         message_count = 1
 
@@ -290,7 +321,7 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
     facts = BodyFacts(
         model=model,
         stream=stream,
-        has_tools=has_tools,
+        has_tools=has_tools or tool_use,
         max_tokens=_max_tokens(body),
         message_count=message_count,
         # Classified as the model reads it (textfold.py); hashed as sent.

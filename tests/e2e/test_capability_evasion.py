@@ -144,3 +144,38 @@ def test_text_in_schemas_and_under_reserved_names_is_classified(
             "type": "json_schema", "schema": _schema({"type": {"description": "shellcode"}})}},
     )
     assert code == CYBER
+
+
+def test_a_tool_use_conversation_is_agentic_without_tool_definitions(
+    gateway: Proc, public_key: str
+) -> None:
+    """Replaying an agent's trajectory (tool calls and their results) asks the
+    model for the agent's next step: agentic work, whether or not the request
+    also defines the tools again."""
+    client = _openai(gateway, public_key)
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "bash", "arguments": "{\"cmd\": \"ls\"}"}}
+    for messages in (
+        [{"role": "user", "content": "list the files"},
+         {"role": "assistant", "content": None, "tool_calls": [call]},
+         {"role": "tool", "tool_call_id": "call_1", "content": "main.py"}],
+        [{"role": "user", "content": "list the files"},
+         {"role": "assistant", "content": None,
+          "function_call": {"name": "bash", "arguments": "{}"}},
+         {"role": "function", "name": "bash", "content": "main.py"}],
+    ):
+        assert _chat_refusal(client, messages=messages) == AGENTIC
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.responses.create(model="haiku-lite", input=[
+            {"type": "function_call", "call_id": "c1", "name": "bash", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "main.py"},
+        ])
+    assert refused.value.body["code"] == AGENTIC  # type: ignore[index]
+    code = _messages_refusal(_anthropic(gateway, public_key), messages=[
+        {"role": "user", "content": "list the files"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "bash", "input": {"cmd": "ls"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "main.py"}]},
+    ])
+    assert code == AGENTIC

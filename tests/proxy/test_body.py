@@ -104,3 +104,28 @@ def test_schemas_and_tool_inputs_are_read_whole_but_hashed_as_before() -> None:
     # property's description, not its name or the input under "url".
     assert facts.prompt_sha256 == parse_body(body("another name")).prompt_sha256
     assert "t1" not in facts.prompt_text
+
+
+@pytest.mark.parametrize("conversation", [
+    {"messages": [{"role": "tool", "tool_call_id": "c", "content": "ok"}]},
+    {"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                                                        "function": {"name": "f"}}]}]},
+    {"messages": [{"role": "function", "name": "f", "content": "ok"}]},
+    {"messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t", "content": "ok"}]}]},
+    {"messages": [{"role": "assistant", "content": [
+        {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}]}]},
+    {"input": [{"type": "function_call_output", "call_id": "c", "output": "ok"}]},
+    {"input": [{"type": "mcp_list_tools", "server_label": "x", "tools": []}]},
+])
+def test_tool_use_in_the_conversation_is_tool_use(conversation: dict[str, object]) -> None:
+    assert parse_body(orjson.dumps({"model": "m", **conversation})).has_tools
+
+
+def test_no_tool_use_is_not_tool_use() -> None:
+    for body in (
+        {"messages": [{"role": "assistant", "content": "hi", "tool_calls": []}]},
+        {"messages": [{"role": {"odd": "role"}, "content": "hi"}]},
+        {"input": [{"type": "message", "role": "user", "content": "the function_call"}]},
+    ):
+        assert not parse_body(orjson.dumps({"model": "m", **body})).has_tools
