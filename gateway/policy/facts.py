@@ -27,6 +27,9 @@ class BodyFacts:
     """``max_tokens``, ``max_completion_tokens`` or ``max_output_tokens`` (the
     largest), or the tier's ``default_max_tokens`` when the body names none
     (``with_output_bound``)."""
+    answers: int = 1
+    """How many answers of up to ``max_tokens`` each are asked for (``n``,
+    ``best_of``, a list of prompts): the token reservation holds that many."""
     message_count: int = 0
     prompt_text: str = ""
     """All text of all messages/prompt/input, joined; used for classification only, never stored."""

@@ -203,6 +203,30 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
     return largest
 
 
+def _answers(body: dict[str, Any]) -> int:
+    """How many answers of up to ``max_tokens`` each the body asks for.
+
+    ``n`` (chat and text completions), ``best_of`` (text completions: the
+    upstream generates that many and bills them all, whatever ``n`` returns),
+    times the prompts of a ``/v1/completions`` prompt list (a batch: one
+    completion per prompt; a list of token ids is one prompt). The token
+    reservation is ``max_tokens`` for each, so ``n: 8`` cannot generate eight
+    times what it held against a token window.
+    """
+    count = 1
+    for key in ("n", "best_of"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ProxyError(400, f"'{key}' must be a positive integer", param=key)
+        count = max(count, value)
+    prompt = body.get("prompt")
+    if type(prompt) is list and prompt and not isinstance(prompt[0], int):
+        count *= len(prompt)
+    return count
+
+
 def check_query(query_string: bytes) -> None:
     """Refuse (400) a query string that names a model.
 
@@ -323,6 +347,7 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
         stream=stream,
         has_tools=has_tools or tool_use,
         max_tokens=_max_tokens(body),
+        answers=_answers(body),
         message_count=message_count,
         # Classified as the model reads it (textfold.py); hashed as sent.
         prompt_text=fold("\n".join((prompt_text, *hidden)) if hidden else prompt_text),

@@ -17,8 +17,9 @@ def describe_refusal(admission: Admission) -> str:
     if is_token_kind(limit.kind) and isinstance(cost, int):
         if cost > limit.limit:
             return (
-                f"this request needs {cost} tokens (max_tokens plus input), more than "
-                f"the {what}; lower max_tokens or shorten the input"
+                f"this request needs {cost} tokens (max_tokens for each answer asked "
+                f"for, plus input), more than the {what}; lower max_tokens or n, or "
+                "shorten the input"
             )
         message = f"{what} reached (this request reserves {cost} tokens)"
     else:

@@ -178,6 +178,37 @@ def test_a_cut_stream_is_charged_at_least_its_reservation(
     assert "tokens_per_minute" in fourth.json()["error"]["message"]
 
 
+def test_several_answers_reserve_max_tokens_for_each(
+    gateway_factory: GatewayFactory, small_bundle: Path
+) -> None:
+    """``n`` (and ``best_of``, and a list of prompts on /v1/completions) asks the
+    upstream for several answers of up to max_tokens each: one request with
+    n=8 could generate eight times its reservation, so parallel ones overdrew
+    a token window by that much before they settled."""
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(small_bundle)})
+    key = Admin(gateway.url).customer_with_key(**person_us())
+    headers = {**XFF, "authorization": f"Bearer {key}"}
+    one = chat(gateway, key, max_tokens=100)
+    assert one.status_code == 200
+    spent = 1000 - int(one.headers["x-ratelimit-remaining-tokens"])  # 100 + input
+    three = chat(gateway, key, max_tokens=100, n=3)
+    assert three.status_code == 200
+    remaining = int(three.headers["x-ratelimit-remaining-tokens"])
+    # The first request settled to the stand-in's usage (19 tokens); this one
+    # holds 3 x 100 + input until it settles.
+    assert remaining <= 1000 - 19 - 300 - (spent - 100), three.headers
+    refused = chat(gateway, key, max_tokens=300, n=4)  # 1200 > the 1000-token minute
+    assert refused.status_code == 429, refused.text
+    assert "needs 12" in refused.json()["error"]["message"]
+    for body in ({"prompt": ["a", "b", "c", "d"], "max_tokens": 300},
+                 {"prompt": "a", "max_tokens": 300, "n": 1, "best_of": 4}):
+        completions = httpx.post(f"{gateway.url}/v1/completions", headers=headers,
+                                 json={"model": "haiku-lite", **body}, timeout=20)
+        assert completions.status_code == 429, (body, completions.text)
+    bad = chat(gateway, key, n=0)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "n"
+
+
 def test_count_tokens_does_not_spend_the_token_quota(
     gateway_factory: GatewayFactory, small_bundle: Path
 ) -> None:

@@ -129,3 +129,16 @@ def test_no_tool_use_is_not_tool_use() -> None:
         {"input": [{"type": "message", "role": "user", "content": "the function_call"}]},
     ):
         assert not parse_body(orjson.dumps({"model": "m", **body})).has_tools
+
+
+def test_the_answers_asked_for_multiply_the_output_bound() -> None:
+    def answers(**body: object) -> int:
+        return parse_body(orjson.dumps({"model": "m", **body})).answers
+
+    assert answers() == 1 and answers(n=4) == 4
+    assert answers(prompt="a", n=2, best_of=5) == 5
+    assert answers(prompt=["a", "b", "c"], n=2) == 6
+    assert answers(prompt=[[1, 2], [3]]) == 2 and answers(prompt=[1, 2, 3]) == 1
+    for bad in ({"n": 0}, {"n": "2"}, {"best_of": True}):
+        with pytest.raises(ProxyError):
+            parse_body(orjson.dumps({"model": "m", **bad}))
