@@ -342,6 +342,11 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
     usage_requested = isinstance(options, dict) and options.get("include_usage") is True
     prompt_text = "\n".join(texts)
     encoded = prompt_text.encode("utf-8", "surrogatepass")
+    # Classified and hashed as the model reads it (textfold.py): copies of one
+    # prompt perturbed with invisible or fullwidth characters share one
+    # prompt_sha256 (account-farm links); ordinary text folds to itself.
+    folded = fold(prompt_text)
+    hashed = encoded if folded is prompt_text else folded.encode("utf-8", "surrogatepass")
     facts = BodyFacts(
         model=model,
         stream=stream,
@@ -349,9 +354,8 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
         max_tokens=_max_tokens(body),
         answers=_answers(body),
         message_count=message_count,
-        # Classified as the model reads it (textfold.py); hashed as sent.
-        prompt_text=fold("\n".join((prompt_text, *hidden)) if hidden else prompt_text),
-        prompt_sha256=hashlib.sha256(encoded).hexdigest(),
+        prompt_text="\n".join((folded, fold("\n".join(hidden)))) if hidden else folded,
+        prompt_sha256=hashlib.sha256(hashed).hexdigest(),
         input_tokens_estimate=len(encoded) // BYTES_PER_TOKEN + 1 + sum(media),
         stream_usage_requested=usage_requested,
         stream_options_given="stream_options" in body,

@@ -13,8 +13,10 @@ plain word, but a ``\\bexploit\\b`` rule does not. So the classification text is
    non-breaking and typographic spaces) to their plain letters;
 4. dash punctuation becomes ``-`` (``CVE-2024-1234`` written with U+2010).
 
-Only the classification text is folded: the forwarded body and the audit
-record's ``prompt_sha256`` are the client's text.
+The forwarded body is the client's text. The audit record's
+``prompt_sha256`` is taken over the folded text, so copies of one prompt
+perturbed with invisible or fullwidth characters share one hash (account-farm
+links); ordinary text folds to itself and hashes as it always did.
 
 Cost: ASCII text, by far the commonest, is returned as it is (``isascii`` is
 O(1)); other text is scanned once by a compiled character class (~2 ns a

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import orjson
 
 from gateway.proxy.body import parse_body
@@ -22,8 +24,18 @@ def test_ordinary_text_is_returned_as_it_is() -> None:
         assert fold(text) is text
 
 
-def test_only_the_classified_text_is_folded_not_the_hash() -> None:
-    sent = parse_body(orjson.dumps({"model": "m", "input": "ex\u200bploit"}))
+def test_a_prompt_perturbed_with_invisible_characters_has_the_same_hash() -> None:
+    """``prompt_sha256`` links accounts that send identical prompts (account
+    farms); a farm that sprinkles zero-width characters or fullwidth letters
+    into one template must not get a new hash per copy. Ordinary text hashes
+    exactly as before (fold returns it unchanged)."""
+    sent = parse_body(orjson.dumps({"model": "m", "input": "ex\u200bplo\uff49t"}))
     plain = parse_body(orjson.dumps({"model": "m", "input": "exploit"}))
     assert sent.prompt_text == "exploit"
-    assert sent.prompt_sha256 != plain.prompt_sha256
+    assert sent.prompt_sha256 == plain.prompt_sha256
+    # The input estimate still counts what the upstream reads: the bytes sent.
+    assert sent.input_tokens_estimate > plain.input_tokens_estimate
+    text = "caf\u00e9 \u4f60\u597d\uff0c"
+    assert parse_body(orjson.dumps({"model": "m", "input": text})).prompt_sha256 == (
+        hashlib.sha256(text.encode()).hexdigest()
+    )
