@@ -360,6 +360,10 @@ def test_classify(default_bundle: CompiledBundle) -> None:
     assert caps(max_tokens=16000, message_count=40) == frozenset()
     assert caps(message_count=41) == {"long_horizon"}
     assert caps(prompt_text="exploitation of labour") == frozenset()  # \b in (?i)\bexploit\b
+    # Python as it is written: any whitespace after def and before the parenthesis.
+    for code in ("def  run(x):", "def\trun(x):", "def run (x):", "async def run(x):"):
+        assert caps(prompt_text=code) == {"coding"}, code
+    assert caps(prompt_text="the def of it (really)") == frozenset()
 
 
 def test_replay_round_trip(default_bundle: CompiledBundle) -> None:
