@@ -22,6 +22,8 @@ Semantics of each key (all keys of one mapping must hold):
 - ``capability_in``: the request carries at least one listed capability.
 - ``prompt_matches``: any listed regex finds a match in the prompt text.
 - ``max_tokens_over`` / ``messages_over``: strictly greater than the number.
+- ``requests_logprobs`` / ``requests_reasoning``: the body asks for token
+  log-probabilities / the model's reasoning (``proxy/body.py`` says which fields).
 """
 
 from __future__ import annotations
@@ -140,6 +142,12 @@ def _body_preds(cond: s.BodyCondition | s.Condition) -> list[BodyPredicate]:
     if cond.messages_over is not None:
         m = cond.messages_over
         preds.append(lambda b: b.message_count > m)
+    if cond.requests_logprobs is not None:
+        want_logprobs = cond.requests_logprobs
+        preds.append(lambda b: b.logprobs is want_logprobs)
+    if cond.requests_reasoning is not None:
+        want_reasoning = cond.requests_reasoning
+        preds.append(lambda b: b.reasoning is want_reasoning)
     return preds
 
 

@@ -31,6 +31,10 @@ class BodyFacts:
     """How many answers of up to ``max_tokens`` each are asked for (``n``,
     ``best_of``, a list of prompts): the token reservation holds that many."""
     message_count: int = 0
+    logprobs: bool = False
+    """Token log-probabilities are asked for (``requests_logprobs``)."""
+    reasoning: bool = False
+    """The model's reasoning is asked for (``requests_reasoning``)."""
     prompt_text: str = ""
     """All text of all messages/prompt/input, joined; used for classification only, never stored."""
     prompt_sha256: str = ""

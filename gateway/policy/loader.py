@@ -101,6 +101,24 @@ def load_bundle(directory: Path) -> CompiledBundle:
     return compile_bundle(result.bundle, result.version, warnings=tuple(map(str, result.warnings)))
 
 
+_LATER_CONDITIONS = ("requests_logprobs", "requests_reasoning")
+"""Condition keys added after bundles were first versioned: left out of the
+canonical content while unset, so a bundle that does not use them keeps its
+version across the upgrade (as ``mode`` is, below)."""
+
+
+def _drop_unset(value: Any) -> None:
+    if isinstance(value, dict):
+        for key in _LATER_CONDITIONS:
+            if key in value and value[key] is None:
+                del value[key]
+        for item in value.values():
+            _drop_unset(item)
+    elif isinstance(value, list):
+        for item in value:
+            _drop_unset(item)
+
+
 def bundle_version(bundle: s.Bundle) -> str:
     """SHA-256 of the canonical JSON of the merged content.
 
@@ -115,6 +133,7 @@ def bundle_version(bundle: s.Bundle) -> str:
         # name the bundle in force, and impact does not read the upgrade as drift.
         if rule.get("mode") == "enforce":
             del rule["mode"]
+    _drop_unset(data)
     data["rules"] = sorted(data["rules"], key=lambda r: r["id"])
     for group in data["country_groups"].values():
         group["countries"] = sorted(group["countries"])

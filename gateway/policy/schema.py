@@ -134,6 +134,11 @@ class BodyCondition(_Strict):
     """A regex or a list of regexes; any one matching the prompt text suffices."""
     max_tokens_over: int | None = Field(default=None, ge=0)
     messages_over: int | None = Field(default=None, ge=0)
+    requests_logprobs: bool | None = None
+    """The body asks for token log-probabilities (``logprobs``, ``top_logprobs``)."""
+    requests_reasoning: bool | None = None
+    """The body asks for the model's reasoning (Anthropic ``thinking``, a
+    Responses ``reasoning.summary``)."""
     any_: list[BodyCondition] | None = Field(default=None, alias="any")
     all_: list[BodyCondition] | None = Field(default=None, alias="all")
     not_: BodyCondition | None = Field(default=None, alias="not")
@@ -171,6 +176,8 @@ class Condition(_Strict):
     prompt_matches: NameSet | None = None
     max_tokens_over: int | None = Field(default=None, ge=0)
     messages_over: int | None = Field(default=None, ge=0)
+    requests_logprobs: bool | None = None
+    requests_reasoning: bool | None = None
     any_: list[Condition] | None = Field(default=None, alias="any")
     all_: list[Condition] | None = Field(default=None, alias="all")
     not_: Condition | None = Field(default=None, alias="not")

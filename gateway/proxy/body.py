@@ -227,6 +227,39 @@ def _answers(body: dict[str, Any]) -> int:
     return count
 
 
+# Fields that ask for what makes an answer worth distilling (regimes-and-kyc.md
+# 5.2: hide log-probabilities from low-trust tiers; 5.3: reasoning traces).
+# They are flags, not text, so no prompt rule could see them.
+_LOGPROBS_INCLUDE = "message.output_text.logprobs"
+
+
+def _asks_logprobs(body: dict[str, Any]) -> bool:
+    """Chat ``logprobs: true``, completions ``logprobs: N`` (0 still returns the
+    chosen token's), ``top_logprobs`` above 0, or Responses' ``include`` of the
+    output's log-probabilities."""
+    value = body.get("logprobs")
+    if value is True or (type(value) is int and value >= 0):
+        return True
+    top = body.get("top_logprobs")
+    if type(top) is int and top > 0:
+        return True
+    include = body.get("include")
+    return type(include) is list and _LOGPROBS_INCLUDE in include
+
+
+def _asks_reasoning(body: dict[str, Any]) -> bool:
+    """Anthropic ``thinking`` not ``disabled`` (thinking blocks come back), or a
+    ``reasoning`` object asking for a summary of the reasoning (Responses)."""
+    thinking = body.get("thinking")
+    if type(thinking) is dict and thinking.get("type") != "disabled":
+        return True
+    reasoning = body.get("reasoning")
+    if type(reasoning) is not dict:
+        return False
+    summary = reasoning.get("summary") or reasoning.get("generate_summary")
+    return summary is not None and summary != "none"
+
+
 def check_query(query_string: bytes) -> None:
     """Refuse (400) a query string that names a model.
 
@@ -354,6 +387,8 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
         max_tokens=_max_tokens(body),
         answers=_answers(body),
         message_count=message_count,
+        logprobs=_asks_logprobs(body),
+        reasoning=_asks_reasoning(body),
         prompt_text="\n".join((folded, fold("\n".join(hidden)))) if hidden else folded,
         prompt_sha256=hashlib.sha256(hashed).hexdigest(),
         input_tokens_estimate=len(encoded) // BYTES_PER_TOKEN + 1 + sum(media),

@@ -179,3 +179,44 @@ def test_a_tool_use_conversation_is_agentic_without_tool_definitions(
             {"type": "tool_result", "tool_use_id": "toolu_1", "content": "main.py"}]},
     ])
     assert code == AGENTIC
+
+
+TRACES = "traces-require-vetted-tier"
+
+
+def test_token_probabilities_and_reasoning_traces_are_for_vetted_tiers(
+    gateway: Proc, public_key: str, enterprise_key: str, admin: Admin
+) -> None:
+    """Log-probabilities and reasoning traces are what make answers worth
+    distilling (regimes-and-kyc.md 5.2: hide them from low-trust tiers). They
+    are asked for in fields, not in the prompt, so no prompt rule could see
+    them: the bundled policy classifies them as ``traces`` and refuses them
+    to the public tier."""
+    client = _openai(gateway, public_key)
+    assert _chat_refusal(client, logprobs=True) == TRACES
+    assert _chat_refusal(client, logprobs=False, top_logprobs=5) == TRACES
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.completions.create(model="haiku-lite", prompt="2 + 2 =", logprobs=5)
+    assert refused.value.body["code"] == TRACES  # type: ignore[index]
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.responses.create(model="haiku-lite", input="why?",
+                                reasoning={"effort": "high", "summary": "detailed"})
+    assert refused.value.body["code"] == TRACES  # type: ignore[index]
+    with pytest.raises(anthropic.PermissionDeniedError) as denied:
+        _anthropic(gateway, public_key).messages.create(
+            model="haiku-lite", max_tokens=2048, messages=[{"role": "user", "content": "why?"}],
+            thinking={"type": "enabled", "budget_tokens": 1024},
+        )
+    assert denied.value.body["error"]["code"] == TRACES  # type: ignore[index]
+    # Asking for none is not asking: served.
+    served = client.chat.completions.create(
+        model="haiku-lite", messages=[{"role": "user", "content": "hi"}], logprobs=False
+    )
+    assert served.choices
+    # A vetted tier is served, and the record says what it asked for.
+    raw = _openai(gateway, enterprise_key).chat.completions.with_raw_response.create(
+        model="haiku-lite", messages=[{"role": "user", "content": "hi"}], logprobs=True
+    )
+    assert raw.status_code == 200
+    record = admin.http.get(f"/admin/v1/decisions/{raw.headers['x-gateway-decision-id']}")
+    assert "traces" in record.json()["capabilities"]

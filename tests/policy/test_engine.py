@@ -364,6 +364,7 @@ def test_classify(default_bundle: CompiledBundle) -> None:
     for code in ("def  run(x):", "def\trun(x):", "def run (x):", "async def run(x):"):
         assert caps(prompt_text=code) == {"coding"}, code
     assert caps(prompt_text="the def of it (really)") == frozenset()
+    assert caps(logprobs=True) == caps(reasoning=True) == {"traces"}
 
 
 def test_replay_round_trip(default_bundle: CompiledBundle) -> None:

@@ -142,3 +142,23 @@ def test_the_answers_asked_for_multiply_the_output_bound() -> None:
     for bad in ({"n": 0}, {"n": "2"}, {"best_of": True}):
         with pytest.raises(ProxyError):
             parse_body(orjson.dumps({"model": "m", **bad}))
+
+
+@pytest.mark.parametrize(("fields", "logprobs", "reasoning"), [
+    ({}, False, False),
+    ({"logprobs": True}, True, False),
+    ({"logprobs": False, "top_logprobs": 0}, False, False),
+    ({"top_logprobs": 3}, True, False),
+    ({"prompt": "x", "logprobs": 0}, True, False),
+    ({"include": ["message.output_text.logprobs"]}, True, False),
+    ({"include": ["reasoning.encrypted_content"]}, False, False),
+    ({"reasoning": {"effort": "high"}}, False, False),
+    ({"reasoning": {"effort": "low", "summary": "auto"}}, False, True),
+    ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, False, True),
+    ({"thinking": {"type": "disabled"}}, False, False),
+])
+def test_log_probabilities_and_reasoning_asked_for(
+    fields: dict[str, object], logprobs: bool, reasoning: bool
+) -> None:
+    facts = parse_body(orjson.dumps({"model": "m", **fields}))
+    assert (facts.logprobs, facts.reasoning) == (logprobs, reasoning)
