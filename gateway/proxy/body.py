@@ -99,7 +99,7 @@ def _text_of(
             kind = None
         elif kind in _MEDIA_PARTS:
             media.append(_media_tokens(kind, content))
-        elif _is_tool_part(kind):
+        elif not free and _is_tool_part(kind):  # not a schema's {"type": "x_call"}
             used = True
         for key, value in content.items():
             if free:
@@ -113,7 +113,7 @@ def _text_of(
                 elif key == "role" and type(value) is str and value in _TOOL_ROLES:
                     used = True
                 continue
-            if type(value) is not str and key in _TOOL_USE_KEYS and value:
+            if type(value) is not str and key in _TOOL_USE_KEYS and value and not free:
                 used = True
             used |= _text_of(
                 value, out, media, hidden, free or (key in _FREE_FORM and type(value) is dict)

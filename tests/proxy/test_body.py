@@ -127,6 +127,9 @@ def test_no_tool_use_is_not_tool_use() -> None:
         {"messages": [{"role": "assistant", "content": "hi", "tool_calls": []}]},
         {"messages": [{"role": {"odd": "role"}, "content": "hi"}]},
         {"input": [{"type": "message", "role": "user", "content": "the function_call"}]},
+        {"text": {"format": {"type": "json_schema", "name": "s", "schema": {"properties": {
+            "tool_calls": {"type": "array"}, "kind": {"enum": ["a"], "type": "web_search_call"},
+        }}}}},
     ):
         assert not parse_body(orjson.dumps({"model": "m", **body})).has_tools
 
