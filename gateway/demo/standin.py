@@ -7,7 +7,9 @@ and by the benchmarks. Answers are small, fixed and deterministic.
 Test controls, as request headers the gateway forwards untouched:
 ``x-standin-delay-ms`` (wait before answering), ``x-standin-chunks`` and
 ``x-standin-interval-ms`` (stream length and pacing), ``x-standin-status``
-(answer with this status). ``GET /_standin/requests`` lists what arrived
+(answer with this status), ``x-standin-cache-read-tokens`` (Anthropic answers
+report that many prompt tokens read from the prompt cache, apart from
+``input_tokens``, as Anthropic does). ``GET /_standin/requests`` lists what arrived
 (headers and body hash, never bodies), ``GET /_standin/streams`` counts
 streams started, finished and cut off by the peer; ``DELETE`` clears both.
 """
@@ -223,6 +225,9 @@ class StandIn:
         if (forced := self._forced_status(request)) is not None:
             return forced
         model = body.get("model", "unknown")
+        usage: dict[str, int] = {"input_tokens": 12}
+        if cached := int(request.headers.get("x-standin-cache-read-tokens", "0")):
+            usage |= {"cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
         if body.get("stream"):
             n = self._chunks(request)
 
@@ -242,7 +247,7 @@ class StandIn:
                             "content": [],
                             "stop_reason": None,
                             "stop_sequence": None,
-                            "usage": {"input_tokens": 12, "output_tokens": 1},
+                            "usage": {**usage, "output_tokens": 1},
                         },
                     },
                 ),
@@ -288,7 +293,7 @@ class StandIn:
                 "content": [{"type": "text", "text": REPLY}],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
-                "usage": {"input_tokens": 12, "output_tokens": 7},
+                "usage": {**usage, "output_tokens": 7},
             }
         )
 

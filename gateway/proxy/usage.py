@@ -26,7 +26,7 @@ def _usage_from_obj(usage: Any, into: Usage) -> bool:
     for key_in in ("prompt_tokens", "input_tokens"):
         value = usage.get(key_in)
         if isinstance(value, int):
-            into.tokens_in = value
+            into.tokens_in = value + _cached_input(usage)
             found = True
             break
     for key_out in ("completion_tokens", "output_tokens"):
@@ -39,6 +39,22 @@ def _usage_from_obj(usage: Any, into: Usage) -> bool:
         into.tokens_in = usage["total_tokens"]
         found = True
     return found
+
+
+# Anthropic counts prompt tokens written to or read from its prompt cache
+# apart from ``input_tokens`` (OpenAI's ``prompt_tokens`` include its cached
+# tokens). The model read them all: settling to ``input_tokens`` alone let a
+# client mark a long context ``cache_control`` and resend it for a few tokens.
+_CACHE_KEYS = ("cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+def _cached_input(usage: dict[str, Any]) -> int:
+    total = 0
+    for key in _CACHE_KEYS:
+        value = usage.get(key)
+        if type(value) is int and value > 0:
+            total += value
+    return total
 
 
 def _find_usage(doc: Any, into: Usage) -> bool:

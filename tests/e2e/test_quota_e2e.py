@@ -209,6 +209,32 @@ def test_several_answers_reserve_max_tokens_for_each(
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "n"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_prompt_cache_tokens_are_charged(
+    gateway_factory: GatewayFactory, small_bundle: Path, stream: bool
+) -> None:
+    """Anthropic reports prompt tokens read from (or written to) its cache
+    apart from ``input_tokens``; the model read them all the same. Settling to
+    ``input_tokens`` alone let a client that marks its long context
+    ``cache_control`` send it again and again for a few tokens each."""
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(small_bundle)})
+    key = Admin(gateway.url).customer_with_key(**person_us())
+    headers = {**XFF, "x-api-key": key, "anthropic-version": "2023-06-01"}
+    body = {"model": "haiku-lite", "max_tokens": 50, "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.Client(base_url=gateway.url, timeout=20) as client:
+        cached = client.post("/v1/messages", json=body,
+                             headers={**headers, "x-standin-cache-read-tokens": "800"})
+        assert cached.status_code == 200
+        time.sleep(0.3)  # settled once the answer is sent
+        # 12 input + 800 cached + the output, of a 1000-token minute: this one
+        # (300 + input) no longer fits.
+        refused = client.post("/v1/messages", json={**body, "max_tokens": 300, "stream": False},
+                              headers=headers)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+
+
 def test_count_tokens_does_not_spend_the_token_quota(
     gateway_factory: GatewayFactory, small_bundle: Path
 ) -> None:

@@ -72,3 +72,18 @@ def test_an_error_event_is_noted() -> None:
     tap = SseUsageTap(drop_usage_only_chunk=False)
     tap.feed(text)
     assert tap.error is None
+
+
+def test_anthropic_prompt_cache_tokens_count_as_input() -> None:
+    from gateway.proxy.usage import usage_from_json
+
+    usage = usage_from_json(
+        b'{"usage": {"input_tokens": 12, "cache_creation_input_tokens": 100,'
+        b' "cache_read_input_tokens": 800, "output_tokens": 7}}'
+    )
+    assert usage is not None and (usage.tokens_in, usage.tokens_out) == (912, 7)
+    openai = usage_from_json(
+        b'{"usage": {"prompt_tokens": 900, "completion_tokens": 7,'
+        b' "prompt_tokens_details": {"cached_tokens": 800}}}'
+    )
+    assert openai is not None and openai.tokens_in == 900  # cached are included already
