@@ -123,6 +123,35 @@ def test_resident_of_a_sanctioned_region_is_refused(gateway: Proc, admin: Admin)
     assert chat(gateway, kyiv, "haiku-lite", DE_IP).status_code == 200
 
 
+def test_organization_incorporated_in_a_sanctioned_jurisdiction_is_refused(
+    gateway: Proc, admin: Admin
+) -> None:
+    # An Iranian or Cuban company is as much "in" the embargoed country as a
+    # resident is; KYB records it as incorporated_in, often with no residence,
+    # and calling from a US or German address must not make it servable.
+    for country, ip in (("IR", US_IP), ("CU", DE_IP), ("KP", US_IP)):
+        key = admin.customer_with_key(
+            **{
+                **US_ENTERPRISE,
+                "name": f"Embargoed Trading {country} Co",
+                "incorporated_in": country,
+                "residence": None,
+                "ownership": [],
+            }
+        )
+        response = chat(gateway, key, "haiku-lite", ip)
+        assert response.status_code == 403, (country, response.text)
+        assert response.json()["error"]["code"] == "sanctioned-incorporation", response.text
+        record = admin.http.get(f"/admin/v1/decisions/{response.headers['x-gateway-decision-id']}")
+        assert record.json()["rule_ids"] == ["sanctioned-incorporation"]
+        assert record.json()["facts"]["principal"]["incorporated_in"] == country
+    # A company incorporated in Germany is served.
+    german = admin.customer_with_key(
+        **{**US_ENTERPRISE, "name": "Rhein Widgets GmbH", "incorporated_in": "DE"}
+    )
+    assert chat(gateway, german, "haiku-lite", DE_IP).status_code == 200
+
+
 def test_models_list_shows_only_what_the_caller_may_use(gateway: Proc, admin: Admin) -> None:
     public = admin.customer_with_key(
         **person(name="Pat Public", tier="public", kyc_level="email_verified")
