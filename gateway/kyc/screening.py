@@ -2,9 +2,15 @@
 
 Loads a list once (US Consolidated Screening List CSV export, or OpenSanctions
 FollowTheMoney JSON lines) and screens names with rapidfuzz. Both sides are
-normalised the same way: transliterate Cyrillic/Greek and fold accents to
-ASCII (NFKD), lower-case, punctuation to spaces, legal-form suffixes removed
-(LLC, Ltd, GmbH...), tokens sorted so that word order does not matter. The
+normalised the same way: transliterate Cyrillic/Greek, fold accents and
+other combining marks (NFKD, marks dropped, NFKC), lower-case, punctuation to
+spaces, legal-form suffixes removed (LLC, Ltd, GmbH...), tokens sorted so that
+word order does not matter. Letters of scripts with no ASCII folding (Han,
+Hangul, Arabic...) are kept as they are, so a name in such a script is compared
+with list entries (aliases) in that script; they used to be dropped, which
+screened such a name as nothing, i.e. ``clear``. A name of which nothing is
+left to compare is a ``potential_match`` for a human to look at, never a
+``clear`` nobody could have computed. The
 score is the max of ``fuzz.token_sort_ratio / 100`` and Jaro-Winkler on the
 sorted tokens; at or above the threshold (``settings.sanctions_threshold``)
 the name is a *potential* match held for human review: a match is a lead, and
@@ -96,7 +102,9 @@ LEGAL_SUFFIXES = frozenset(
         "fzc",
     }
 )
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+# Unicode-aware: letters and digits of every script are name characters.
+_NON_ALNUM = re.compile(r"[\W_]+")
+_ABBREVIATION = re.compile(r"\b([a-z])\.(?=[a-z]\.)")
 
 Status = Literal["clear", "potential_match"]
 
@@ -104,9 +112,14 @@ Status = Literal["clear", "potential_match"]
 def normalize(name: str) -> str:
     """The comparison form of a name: ASCII, lower case, no legal suffix, sorted tokens."""
     text = name.lower().translate(_TRANSLIT_TABLE)
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    # Accents and vowel marks are combining characters after NFKD: drop them
+    # and recompose (NFKC), which folds Latin to ASCII as before and keeps
+    # every other script's letters (Hangul syllables come back whole).
+    decomposed = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    text = unicodedata.normalize("NFKC", text).lower()
     # Joined abbreviations ("L.L.C.", "S.A.") become one token before suffix removal.
-    text = re.sub(r"\b([a-z])\.(?=[a-z]\.)", r"\1", text).replace(".", "")
+    text = _ABBREVIATION.sub(r"\1", text).replace(".", "")
     tokens = [t for t in _NON_ALNUM.split(text) if t]
     kept = [t for t in tokens if t not in LEGAL_SUFFIXES] or tokens
     return " ".join(sorted(kept))
@@ -301,6 +314,10 @@ class Screener:
                 aligned = aligned_score(tokens, self._normalized[i].split())
                 if aligned > best:
                     best, best_index = aligned, i
+        if not query:
+            # Nothing of the name is left to compare: no score can say it is
+            # not a listed party, so a person decides (fail closed).
+            return ScreeningResult("potential_match", self.version, None, 0.0)
         if best_index is None:
             return ScreeningResult("clear", self.version, None, 0.0)
         entry = self.sanctions.entries[best_index]
