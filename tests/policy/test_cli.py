@@ -25,7 +25,7 @@ def run(*args: str) -> tuple[int, str]:
 def test_validate_default_bundle() -> None:
     code, out = run("validate", str(POLICIES))
     assert code == 0, out
-    assert "valid" in out and "7 rules" in out
+    assert "valid" in out and "8 rules" in out
 
 
 def test_validate_broken_bundle_exits_1_with_every_error() -> None:
