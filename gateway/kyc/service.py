@@ -29,7 +29,7 @@ from gateway.kyc.schemas import (
     as_utc,
     rfc3339,
 )
-from gateway.kyc.screening import Screener
+from gateway.kyc.screening import Screener, ScreeningResult
 from gateway.kyc.tables import Customer, CustomerHistory, CustomerOwnership
 
 log = logging.getLogger(__name__)
@@ -100,13 +100,52 @@ def _screen(
         if warn_unscreened:
             log.warning("no sanctions list loaded: customer %s not screened", c.id)
         return
-    result = screener.screen(c.name)
+    _apply_screening(c, screener.screen(c.name), now)
+
+
+def _apply_screening(c: Customer, result: ScreeningResult, now: datetime) -> None:
     c.screening_list_version = result.list_version
     c.screening_best_match = result.best_match
     c.screening_score = result.score
     c.screened_at = now
     if result.status == "potential_match" and c.sanctions_status == "clear":
         c.sanctions_status = "potential_match"
+
+
+@dataclass(frozen=True, slots=True)
+class RescreenOutcome:
+    screened: int
+    held: list[Customer]
+    """Customers this run moved from ``clear`` to ``potential_match``."""
+
+
+async def rescreen_customers(
+    session: AsyncSession, screener: Screener, actor: AdminActor, now: datetime
+) -> RescreenOutcome:
+    """Screen every customer's name against ``screener``'s list again.
+
+    A name is screened when it is created or renamed; a list update that adds
+    a party would otherwise leave that customer ``clear`` for good (screening
+    belongs on every list update: regimes-and-kyc.md section 3). As at
+    creation, a hit only escalates (``clear`` to ``potential_match``, recorded
+    as ``customer.rescreen`` in the history and the admin-action log, which
+    every replica reads, so the held customer is served as ``public`` within
+    the change-poll interval); a miss clears nobody. Every record's screening
+    details (list version, best match, score, time) are refreshed.
+    """
+    rows = (await session.execute(select(Customer).order_by(Customer.id))).scalars().all()
+    held: list[Customer] = []
+    for c in rows:
+        result = screener.screen(c.name)
+        escalates = result.status == "potential_match" and c.sanctions_status == "clear"
+        before = snapshot(c) if escalates else None
+        _apply_screening(c, result, now)
+        if before is not None:
+            c.updated_at = now
+            held.append(c)
+            _record(session, actor, "customer.rescreen", c, before, now)
+    await session.flush()
+    return RescreenOutcome(len(rows), held)
 
 
 def _record(
