@@ -151,3 +151,22 @@ def test_non_latin_names_still_differ_from_each_other(tmp_path: Path) -> None:
     assert screener.screen("김민준").status == "clear"
     assert screener.screen("王小明").status == "clear"
     assert screener.screen("Jane Smith").status == "clear"
+
+
+@pytest.mark.parametrize(
+    "name", ["Abdulrahman al Qaradawi", "Abdel Rahman al-Qaradawi", "Abdulrahman Alqaradawi"]
+)
+def test_arabic_name_particles_written_joined_or_apart_match(tmp_path: Path, name: str) -> None:
+    # "Abd al-Rahman", "Abdel Rahman" and "Abdulrahman" are one name written
+    # with the particle apart or joined: sorted tokens cannot pair them up.
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "name,alt_names,type,source\n"
+        "Abd al-Rahman al-Qaradawi,,Individual,Synthetic SDN List (SYN-SDN)\n",
+        encoding="utf-8",
+    )
+    result = Screener(load_list(path), 0.9).screen(name)
+    assert (result.status, result.best_match) == (
+        "potential_match",
+        "Abd al-Rahman al-Qaradawi",
+    ), result
