@@ -103,13 +103,33 @@ def _screen(
     _apply_screening(c, screener.screen(c.name), now)
 
 
-def _apply_screening(c: Customer, result: ScreeningResult, now: datetime) -> None:
+def _apply_screening(
+    c: Customer, result: ScreeningResult, now: datetime, escalate: bool = True
+) -> None:
+    """Store the result; a hit on a ``clear`` customer holds it unless
+    ``escalate`` is False (a hit a review already cleared, see ``_reviewed``)."""
     c.screening_list_version = result.list_version
     c.screening_best_match = result.best_match
     c.screening_score = result.score
     c.screened_at = now
-    if result.status == "potential_match" and c.sanctions_status == "clear":
+    if escalate and result.status == "potential_match" and c.sanctions_status == "clear":
         c.sanctions_status = "potential_match"
+
+
+def _reviewed(c: Customer, best_match: str | None, threshold: float) -> bool:
+    """Is ``c`` clear after a review of a hit on this very listed name?
+
+    Screening stores its best match and score whatever the outcome; a stored
+    score at the threshold was a hit, and a ``clear`` status beside it can only
+    be a compliance user's decision (screening never clears). That decision
+    covers that listed name, not another one a list update brings.
+    """
+    return (
+        best_match is not None
+        and c.screening_best_match == best_match
+        and c.screening_score is not None
+        and c.screening_score >= threshold
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,16 +150,22 @@ async def rescreen_customers(
     creation, a hit only escalates (``clear`` to ``potential_match``, recorded
     as ``customer.rescreen`` in the history and the admin-action log, which
     every replica reads, so the held customer is served as ``public`` within
-    the change-poll interval); a miss clears nobody. Every record's screening
-    details (list version, best match, score, time) are refreshed.
+    the change-poll interval); a miss clears nobody. A hit on the listed name a
+    review already cleared (``_reviewed``) is not raised again, or each run
+    would undo every false-positive review. Every record's screening details
+    (list version, best match, score, time) are refreshed.
     """
     rows = (await session.execute(select(Customer).order_by(Customer.id))).scalars().all()
     held: list[Customer] = []
     for c in rows:
         result = screener.screen(c.name)
-        escalates = result.status == "potential_match" and c.sanctions_status == "clear"
+        escalates = (
+            result.status == "potential_match"
+            and c.sanctions_status == "clear"
+            and not _reviewed(c, result.best_match, screener.threshold)
+        )
         before = snapshot(c) if escalates else None
-        _apply_screening(c, result, now)
+        _apply_screening(c, result, now, escalate=escalates)
         if before is not None:
             c.updated_at = now
             held.append(c)
