@@ -18,7 +18,12 @@ from gateway.admin.auth import (
     create_admin_token,
     require_roles,
 )
-from gateway.admin.tokens import TokenNotFound, revoke_admin_token, token_view
+from gateway.admin.tokens import (
+    TokenNotFound,
+    list_admin_tokens,
+    revoke_admin_token,
+    token_view,
+)
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.admin_log import record_admin_action
 from gateway.identity.identifier import invalidate_key
@@ -108,6 +113,14 @@ async def create_token(
                         token_view(row), now)  # fmt: skip
     await session.commit()
     return {**token_view(row), "token": clear}
+
+
+@router.get("/tokens")
+async def list_tokens(_actor: Admin, session: SessionDep) -> dict[str, Any]:
+    """Every admin-API token, revoked ones included, as ``gateway tokens list``
+    shows them: who can reach this API, never a secret. Tokens are few: one page."""
+    rows = await list_admin_tokens(session)
+    return {"items": [token_view(row) for row in rows], "next_cursor": None}
 
 
 @router.delete("/tokens/{token_id}")

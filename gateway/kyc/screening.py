@@ -2,13 +2,21 @@
 
 Loads a list once (US Consolidated Screening List CSV export, or OpenSanctions
 FollowTheMoney JSON lines) and screens names with rapidfuzz. Both sides are
-normalised the same way: transliterate Cyrillic/Greek and fold accents to
-ASCII (NFKD), lower-case, punctuation to spaces, legal-form suffixes removed
-(LLC, Ltd, GmbH...), tokens sorted so that word order does not matter. The
-score is the max of ``fuzz.token_sort_ratio / 100`` and Jaro-Winkler on the
-sorted tokens; at or above the threshold (``settings.sanctions_threshold``)
-the name is a *potential* match held for human review: a match is a lead, and
-"no match" is not a safe harbour.
+normalised the same way: transliterate Cyrillic/Greek, fold accents and
+other combining marks (NFKD, marks dropped, NFKC), lower-case, punctuation to
+spaces, legal-form suffixes removed (LLC, Ltd, GmbH...), tokens sorted so that
+word order does not matter. Letters of scripts with no ASCII folding (Han,
+Hangul, Arabic...) are kept as they are, so a name in such a script is compared
+with list entries (aliases) in that script; they used to be dropped, which
+screened such a name as nothing, i.e. ``clear``. A name of which nothing is
+left to compare is a ``potential_match`` for a human to look at, never a
+``clear`` nobody could have computed. The score is the max of
+``fuzz.token_sort_ratio / 100`` and Jaro-Winkler on the sorted tokens, a
+token-to-token pairing, and the edit-distance ratio of the tokens joined in
+reading order (``compact``: name particles written joined or apart); at or
+above the threshold (``settings.sanctions_threshold``) the name is a
+*potential* match held for human review: a match is a lead, and "no match" is
+not a safe harbour.
 
 The list version recorded with each result is ``<sha256 prefix>-<YYYYMMDD>``
 of the file, so a reviewer can tell which list a result came from.
@@ -96,25 +104,56 @@ LEGAL_SUFFIXES = frozenset(
         "fzc",
     }
 )
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+# Unicode-aware: letters and digits of every script are name characters.
+_NON_ALNUM = re.compile(r"[\W_]+")
+_ABBREVIATION = re.compile(r"\b([a-z])\.(?=[a-z]\.)")
 
 Status = Literal["clear", "potential_match"]
 
 
 def normalize(name: str) -> str:
     """The comparison form of a name: ASCII, lower case, no legal suffix, sorted tokens."""
+    return " ".join(sorted(_tokens(name)))
+
+
+def compact(name: str) -> str:
+    """The name's tokens in reading order with nothing between them.
+
+    Name particles are written joined or apart ("Abd al-Rahman", "Abdel
+    Rahman", "Abdulrahman"): token scores cannot pair one token with two, a
+    comparison of the whole letter sequence can. Lists write individuals
+    "LAST, First Middle": the part before the first comma goes last, so both
+    forms read in the same order.
+    """
+    head, comma, tail = name.partition(",")
+    return "".join(_tokens(f"{tail} {head}" if comma else name))
+
+
+def _tokens(name: str) -> list[str]:
     text = name.lower().translate(_TRANSLIT_TABLE)
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    # Accents and vowel marks are combining characters after NFKD: drop them
+    # and recompose (NFKC), which folds Latin to ASCII as before and keeps
+    # every other script's letters (Hangul syllables come back whole).
+    decomposed = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    text = unicodedata.normalize("NFKC", text).lower()
     # Joined abbreviations ("L.L.C.", "S.A.") become one token before suffix removal.
-    text = re.sub(r"\b([a-z])\.(?=[a-z]\.)", r"\1", text).replace(".", "")
+    text = _ABBREVIATION.sub(r"\1", text).replace(".", "")
     tokens = [t for t in _NON_ALNUM.split(text) if t]
-    kept = [t for t in tokens if t not in LEGAL_SUFFIXES] or tokens
-    return " ".join(sorted(kept))
+    return [t for t in tokens if t not in LEGAL_SUFFIXES] or tokens
 
 
 def similarity(a: str, b: str) -> float:
     """Score two names in [0, 1] (both normalised here)."""
-    return _score(normalize(a), normalize(b))
+    return max(_score(normalize(a), normalize(b)), _compact_score(compact(a), compact(b)))
+
+
+def _compact_score(ca: str, cb: str) -> float:
+    from rapidfuzz import fuzz
+
+    # Edit distance only: Jaro-Winkler's prefix bonus would make a name that
+    # begins another one ("Mohammed Ali" / "Mohammed Ali Hassan") a match.
+    return fuzz.ratio(ca, cb) / 100.0 if ca and cb else 0.0
 
 
 def _score(na: str, nb: str) -> float:
@@ -253,6 +292,7 @@ class Screener:
         self.sanctions = sanctions
         self.threshold = threshold
         self._normalized = [normalize(e.name) for e in sanctions.entries]
+        self._compact = [compact(e.name) for e in sanctions.entries]
         index: dict[str, set[int]] = {}
         for i, text in enumerate(self._normalized):
             for token in text.split():
@@ -296,11 +336,20 @@ class Screener:
                 found = process.extractOne(query, self._normalized, scorer=scorer, processor=None)
                 if found is not None and found[1] / scale > best:
                     best, best_index = found[1] / scale, found[2]
+            joined = process.extractOne(
+                compact(name), self._compact, scorer=fuzz.ratio, processor=None
+            )
+            if joined is not None and joined[1] / 100.0 > best:
+                best, best_index = joined[1] / 100.0, joined[2]
             tokens = query.split()
             for i in sorted(self._candidates(tokens)):
                 aligned = aligned_score(tokens, self._normalized[i].split())
                 if aligned > best:
                     best, best_index = aligned, i
+        if not query:
+            # Nothing of the name is left to compare: no score can say it is
+            # not a listed party, so a person decides (fail closed).
+            return ScreeningResult("potential_match", self.version, None, 0.0)
         if best_index is None:
             return ScreeningResult("clear", self.version, None, 0.0)
         entry = self.sanctions.entries[best_index]

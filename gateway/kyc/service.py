@@ -29,7 +29,7 @@ from gateway.kyc.schemas import (
     as_utc,
     rfc3339,
 )
-from gateway.kyc.screening import Screener
+from gateway.kyc.screening import Screener, ScreeningResult
 from gateway.kyc.tables import Customer, CustomerHistory, CustomerOwnership
 
 log = logging.getLogger(__name__)
@@ -100,13 +100,78 @@ def _screen(
         if warn_unscreened:
             log.warning("no sanctions list loaded: customer %s not screened", c.id)
         return
-    result = screener.screen(c.name)
+    _apply_screening(c, screener.screen(c.name), now)
+
+
+def _apply_screening(
+    c: Customer, result: ScreeningResult, now: datetime, escalate: bool = True
+) -> None:
+    """Store the result; a hit on a ``clear`` customer holds it unless
+    ``escalate`` is False (a hit a review already cleared, see ``_reviewed``)."""
     c.screening_list_version = result.list_version
     c.screening_best_match = result.best_match
     c.screening_score = result.score
     c.screened_at = now
-    if result.status == "potential_match" and c.sanctions_status == "clear":
+    if escalate and result.status == "potential_match" and c.sanctions_status == "clear":
         c.sanctions_status = "potential_match"
+
+
+def _reviewed(c: Customer, best_match: str | None, threshold: float) -> bool:
+    """Is ``c`` clear after a review of a hit on this very listed name?
+
+    Screening stores its best match and score whatever the outcome; a stored
+    score at the threshold was a hit, and a ``clear`` status beside it can only
+    be a compliance user's decision (screening never clears). That decision
+    covers that listed name, not another one a list update brings.
+    """
+    return (
+        best_match is not None
+        and c.screening_best_match == best_match
+        and c.screening_score is not None
+        and c.screening_score >= threshold
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RescreenOutcome:
+    screened: int
+    held: list[Customer]
+    """Customers this run moved from ``clear`` to ``potential_match``."""
+
+
+async def rescreen_customers(
+    session: AsyncSession, screener: Screener, actor: AdminActor, now: datetime
+) -> RescreenOutcome:
+    """Screen every customer's name against ``screener``'s list again.
+
+    A name is screened when it is created or renamed; a list update that adds
+    a party would otherwise leave that customer ``clear`` for good (screening
+    belongs on every list update: regimes-and-kyc.md section 3). As at
+    creation, a hit only escalates (``clear`` to ``potential_match``, recorded
+    as ``customer.rescreen`` in the history and the admin-action log, which
+    every replica reads, so the held customer is served as ``public`` within
+    the change-poll interval); a miss clears nobody. A hit on the listed name a
+    review already cleared (``_reviewed``) is not raised again, or each run
+    would undo every false-positive review. Every record's screening details
+    (list version, best match, score, time) are refreshed.
+    """
+    rows = (await session.execute(select(Customer).order_by(Customer.id))).scalars().all()
+    held: list[Customer] = []
+    for c in rows:
+        result = screener.screen(c.name)
+        escalates = (
+            result.status == "potential_match"
+            and c.sanctions_status == "clear"
+            and not _reviewed(c, result.best_match, screener.threshold)
+        )
+        before = snapshot(c) if escalates else None
+        _apply_screening(c, result, now, escalate=escalates)
+        if before is not None:
+            c.updated_at = now
+            held.append(c)
+            _record(session, actor, "customer.rescreen", c, before, now)
+    await session.flush()
+    return RescreenOutcome(len(rows), held)
 
 
 def _record(

@@ -33,7 +33,7 @@ match ``evaluation-error``, and the decision stands.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from gateway.geo.origin import Origin
 from gateway.identity.principal import Principal
@@ -75,7 +75,7 @@ def effective_tier(
             f"KYC level '{principal.kyc_level}' is below tier {assigned}'s minimum '{tier.min_kyc}'"
         )
     if kyc_expired(principal, now):
-        return PUBLIC, f"KYC expired at {principal.kyc_expires_at}"
+        return PUBLIC, f"KYC expired at {_rfc3339(principal.kyc_expires_at)}"
     missing = tier.require_attributes - principal.attributes
     if missing:
         return PUBLIC, f"missing required attribute(s): {', '.join(sorted(missing))}"
@@ -84,6 +84,15 @@ def effective_tier(
     ):
         return PUBLIC, f"tier {assigned} requires citizenship in {tier.require_citizenship_label}"
     return assigned, None
+
+
+def _rfc3339(value: datetime | None) -> str:
+    # As the admin API writes times (UTC, ``Z``): the demotion reason is kept in
+    # decision records, where an auditor compares it with the customer record.
+    if value is None:
+        return "never"
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc.isoformat().replace("+00:00", "Z")
 
 
 def default_output_tokens(

@@ -5,6 +5,11 @@
 ``gateway policy impact``. Prompt text is never stored (only its SHA-256), so
 ``prompt_matches`` cannot be re-evaluated: a replay uses the *recorded*
 capabilities, and a rule with its own ``prompt_matches`` sees an empty prompt.
+
+The proxy adds ``tier_demotion`` to the stored facts when the effective tier
+was not the assigned one (the engine's reason, e.g. ``KYC expired at …``): it
+explains the decision to a reader and is not an input, so ``from_replay``
+ignores it and a replay derives the tier again.
 """
 
 from __future__ import annotations

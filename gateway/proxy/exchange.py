@@ -74,6 +74,11 @@ class Exchange:
         facts: dict[str, Any] = {}
         if principal is not None and self.facts is not None:
             facts = replay_facts(principal, self.facts)
+            if decision is not None and decision.tier_demotion is not None:
+                # Why the effective tier is not the assigned one (KYC expired,
+                # screening, missing attribute...): an auditor reading a deny
+                # at ``public`` learns it here rather than by re-deriving it.
+                facts["tier_demotion"] = decision.tier_demotion
         return DecisionRecord(
             id=self.id,
             ts=self.ts,

@@ -186,3 +186,24 @@ async def test_a_401_says_what_is_wrong_with_the_header(env: AdminEnv) -> None:
         headers = {} if header is None else {"authorization": header}
         r = await env.client.get(URL, headers=headers)
         assert r.status_code == 401 and said in r.json()["detail"], (header, r.text)
+
+
+async def test_tokens_are_listed_for_admins_without_their_secrets(env: AdminEnv) -> None:
+    """An admin auditing who can reach the admin API lists the tokens over HTTP,
+    as ``gateway tokens list`` does on the database: ids, roles, names,
+    revocation times, never a secret, salt or hash."""
+    made = await env.client.post("/admin/v1/tokens", json={"role": "auditor", "name": "ext-audit"},
+                                 headers=env.auth("admin"))  # fmt: skip
+    assert made.status_code == 201
+    token_id, secret = made.json()["id"], made.json()["token"].split("_")[2]
+    await env.client.delete(f"/admin/v1/tokens/{token_id}", headers=env.auth("admin"))
+    r = await env.client.get("/admin/v1/tokens", headers=env.auth("admin"))
+    assert r.status_code == 200, r.text
+    listed = {row["id"]: row for row in r.json()["items"]}
+    assert listed[token_id]["role"] == "auditor" and listed[token_id]["name"] == "ext-audit"
+    assert listed[token_id]["revoked_at"].endswith("Z")
+    assert set(listed[token_id]) == {"id", "role", "name", "created_at", "revoked_at"}
+    assert secret not in r.text
+    for other in ("compliance", "auditor"):
+        denied = await env.client.get("/admin/v1/tokens", headers=env.auth(other))
+        assert denied.status_code == 403, (other, denied.text)

@@ -90,6 +90,68 @@ def test_customers_add_screens_against_the_configured_list(
     assert runner.invoke(customers.app, ["show", "z2"]).exit_code == 1  # nothing was written
 
 
+def test_rescreen_holds_customers_a_list_update_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Created while the list did not name him: screened clear.
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.csv"))
+    args = ["add", "Halvard Quenneth Brisk", "--id", "h1", "--kyc-level", "kyb_verified"]
+    r = runner.invoke(customers.app, [*args, "--tier", "enterprise"])
+    assert r.exit_code == 0 and "clear" in r.output, r.output
+    assert runner.invoke(customers.app, ["add", "Jane Smith", "--id", "j1"]).exit_code == 0
+    # The list is updated and names him: the stored "clear" must not stand.
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.ftm.jsonl"))
+    r = runner.invoke(customers.app, ["rescreen"])
+    assert r.exit_code == 0, r.output
+    assert "screened 2 customers" in r.output and "1 newly held as potential_match" in r.output
+    assert "h1" in r.output and "Halvard Quenneth-Brisk" in r.output, r.output
+    shown = runner.invoke(customers.app, ["show", "h1"]).output
+    assert "potential_match" in shown, shown
+    assert "potential_match" not in runner.invoke(customers.app, ["show", "j1"]).output
+    # Run again: nothing new; a miss never clears anyone.
+    r = runner.invoke(customers.app, ["rescreen"])
+    assert r.exit_code == 0 and "0 newly held" in r.output, r.output
+    assert "potential_match" in runner.invoke(customers.app, ["show", "h1"]).output
+    # Without a list there is nothing to screen against: a usage error.
+    monkeypatch.delenv("GATEWAY_SANCTIONS_LIST")
+    r = runner.invoke(customers.app, ["rescreen"])
+    assert r.exit_code == 2 and "GATEWAY_SANCTIONS_LIST" in r.output, r.output
+
+
+def test_rescreen_keeps_a_match_a_review_cleared(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A compliance review cleared the hit (a false positive): running the
+    # rescreen after the next list update must not hold the customer again
+    # for the same listed name, or every run would undo every review.
+    from datetime import UTC, datetime
+
+    from gateway.kyc import service
+    from gateway.kyc.schemas import CustomerPatch
+
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.ftm.jsonl"))
+    r = runner.invoke(customers.app, ["add", "Halvard Quenneth Brisk", "--id", "h2"])
+    assert r.exit_code == 0, r.output
+    assert "potential_match" in runner.invoke(customers.app, ["show", "h2"]).output
+
+    async def clear(_: object, sessions: customers.Sessions) -> None:
+        async with sessions() as session:
+            patch = CustomerPatch(sanctions_status="clear")
+            await service.update_customer(
+                session, "h2", patch, customers.cli_actor(), None, datetime.now(UTC)
+            )
+            await session.commit()
+
+    customers.run_db(clear)
+    r = runner.invoke(customers.app, ["rescreen"])
+    assert r.exit_code == 0 and "0 newly held" in r.output, r.output
+    assert "potential_match" not in runner.invoke(customers.app, ["show", "h2"]).output
+    # Another listed party is a new hit the review did not see: held.
+    other = tmp_path / "other.csv"
+    other.write_text("name,alt_names,type,source\nHalvard Quennet Brisk,,Individual,SYN\n")
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(other))
+    r = runner.invoke(customers.app, ["rescreen"])
+    assert r.exit_code == 0 and "1 newly held" in r.output, r.output
+
+
 @pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"])
 def test_out_of_range_times_are_usage_errors(value: str) -> None:
     r = runner.invoke(customers.app, ["add", "T", "--id", "t1", "--kyc-expires-at", value])

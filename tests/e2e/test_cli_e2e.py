@@ -76,3 +76,35 @@ def chat(gateway: Proc, key: str) -> httpx.Response:
         json={"model": "haiku-lite", "messages": [{"role": "user", "content": "hi"}]},
         timeout=10,
     )
+
+
+def test_a_customer_a_list_update_names_is_held_by_rescreen_in_the_running_gateway(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    data = Path(__file__).resolve().parents[1] / "data"
+    gateway = gateway_factory(env={"GATEWAY_SANCTIONS_LIST": str(data / "sanctions_sample.csv")})
+    admin = Admin(gateway.url)
+    key = admin.customer_with_key(
+        id="cus_halvard", **{**US_ENTERPRISE, "name": "Halvard Quenneth Brisk"}
+    )
+
+    def tier() -> str | None:
+        response = chat(gateway, key)
+        record = admin.http.get(f"/admin/v1/decisions/{response.headers['x-gateway-decision-id']}")
+        value: str | None = record.json()["effective_tier"]
+        return value
+
+    assert tier() == "enterprise"  # the list in force does not name him
+    # The list is updated (the next one names him) and the rescreen runs.
+    env = {"GATEWAY_SANCTIONS_LIST": str(data / "sanctions_sample.ftm.jsonl")}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "customers", "rescreen"],
+        env={**env, "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
+             "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "cus_halvard" in done.stdout, done.stdout
+    assert within(3, lambda: tier() == "public")
+    history = admin.http.get("/admin/v1/customers/cus_halvard/history").json()["items"]
+    assert any(h["action"] == "customer.rescreen" for h in history), history

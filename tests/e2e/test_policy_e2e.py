@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -121,6 +121,68 @@ def test_resident_of_a_sanctioned_region_is_refused(gateway: Proc, admin: Admin)
         **person(name="Taras Example", citizenships=["UA"], residence="UA-30")
     )
     assert chat(gateway, kyiv, "haiku-lite", DE_IP).status_code == 200
+
+
+def test_organization_incorporated_in_a_sanctioned_jurisdiction_is_refused(
+    gateway: Proc, admin: Admin
+) -> None:
+    # An Iranian or Cuban company is as much "in" the embargoed country as a
+    # resident is; KYB records it as incorporated_in, often with no residence,
+    # and calling from a US or German address must not make it servable.
+    for country, ip in (("IR", US_IP), ("CU", DE_IP), ("KP", US_IP)):
+        key = admin.customer_with_key(
+            **{
+                **US_ENTERPRISE,
+                "name": f"Embargoed Trading {country} Co",
+                "incorporated_in": country,
+                "residence": None,
+                "ownership": [],
+            }
+        )
+        response = chat(gateway, key, "haiku-lite", ip)
+        assert response.status_code == 403, (country, response.text)
+        assert response.json()["error"]["code"] == "sanctioned-incorporation", response.text
+        record = admin.http.get(f"/admin/v1/decisions/{response.headers['x-gateway-decision-id']}")
+        assert record.json()["rule_ids"] == ["sanctioned-incorporation"]
+        assert record.json()["facts"]["principal"]["incorporated_in"] == country
+    # A company incorporated in Germany is served.
+    german = admin.customer_with_key(
+        **{**US_ENTERPRISE, "name": "Rhein Widgets GmbH", "incorporated_in": "DE"}
+    )
+    assert chat(gateway, german, "haiku-lite", DE_IP).status_code == 200
+
+
+def test_the_record_says_why_a_customer_was_served_below_its_tier(
+    gateway: Proc, admin: Admin
+) -> None:
+    # An auditor reading a default-deny at tier public for an enterprise
+    # customer must see why it was not served as enterprise, from the record.
+    expired_at = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
+    expired = admin.customer_with_key(
+        **person(name="Lapsed Example", kyc_expires_at=expired_at.isoformat())
+    )
+    response = chat(gateway, expired, "fable-5", US_IP)
+    assert response.status_code == 403, response.text
+    record = admin.http.get(f"/admin/v1/decisions/{response.headers['x-gateway-decision-id']}")
+    body = record.json()
+    assert (body["effective_tier"], body["rule_ids"]) == ("public", ["default-deny"])
+    assert body["facts"].get("tier_demotion") == (
+        f"KYC expired at {expired_at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    ), body["facts"]
+    # An allow at the lower tier says so too; one at the assigned tier says nothing.
+    flagged = admin.customer_with_key(**person(name="Flagged Example",
+                                               sanctions_status="potential_match"))  # fmt: skip
+    allowed = chat(gateway, flagged, "haiku-lite", US_IP)
+    assert allowed.status_code == 200, allowed.text
+    record = admin.http.get(f"/admin/v1/decisions/{allowed.headers['x-gateway-decision-id']}")
+    assert record.json()["facts"].get("tier_demotion") == (
+        "sanctions screening status is potential_match"
+    )
+    served = admin.customer_with_key(**person(name="Current Example"))
+    ok = chat(gateway, served, "haiku-lite", US_IP)
+    record = admin.http.get(f"/admin/v1/decisions/{ok.headers['x-gateway-decision-id']}")
+    assert record.json()["effective_tier"] == "enterprise"
+    assert "tier_demotion" not in record.json()["facts"]
 
 
 def test_models_list_shows_only_what_the_caller_may_use(gateway: Proc, admin: Admin) -> None:

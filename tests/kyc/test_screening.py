@@ -106,3 +106,67 @@ def test_labelled_pairs_precision_recall() -> None:
         f"recall={recall:.3f} {dict(outcome)} misses by kind={dict(misses)}"
     )
     assert precision > 0.9 and recall > 0.9
+
+
+# Synthetic parties whose list entries carry aliases in scripts with no ASCII
+# folding (Hangul, Han, Arabic): real lists do (OpenSanctions, CSL alt names).
+NON_LATIN_LIST = """\
+name,alt_names,type,source
+Pak Chol-sung,박철성;朴哲成,Individual,Synthetic SDN List (SYN-SDN)
+Haddad Qaswara Trading,شركة حداد قسورة,Entity,Synthetic Entity List (SYN-EL)
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "listed"),
+    [
+        ("박철성", "박철성"),
+        ("朴哲成", "朴哲成"),
+        ("شركة حداد قسورة", "شركة حداد قسورة"),
+        # Arabic with its vowel marks (harakat) is the same name.
+        ("شَرِكة حَدّاد قَسْوَرة", "شركة حداد قسورة"),
+    ],
+)
+def test_names_in_scripts_without_ascii_folding_are_screened(
+    tmp_path: Path, name: str, listed: str
+) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(NON_LATIN_LIST, encoding="utf-8")
+    result = Screener(load_list(path), 0.9).screen(name)
+    assert (result.status, result.best_match) == ("potential_match", listed), result
+
+
+def test_a_name_with_nothing_to_compare_is_held_for_review(tmp_path: Path) -> None:
+    # Nothing of the name survives normalisation (symbols only): no score can
+    # say it is not a listed party, so it is not "clear".
+    result = Screener(load_list(CSV), 0.9).screen("★ ☆ ★")
+    assert result.status == "potential_match", result
+    assert result.best_match is None
+
+
+def test_non_latin_names_still_differ_from_each_other(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(NON_LATIN_LIST, encoding="utf-8")
+    screener = Screener(load_list(path), 0.9)
+    assert screener.screen("김민준").status == "clear"
+    assert screener.screen("王小明").status == "clear"
+    assert screener.screen("Jane Smith").status == "clear"
+
+
+@pytest.mark.parametrize(
+    "name", ["Abdulrahman al Qaradawi", "Abdel Rahman al-Qaradawi", "Abdulrahman Alqaradawi"]
+)
+def test_arabic_name_particles_written_joined_or_apart_match(tmp_path: Path, name: str) -> None:
+    # "Abd al-Rahman", "Abdel Rahman" and "Abdulrahman" are one name written
+    # with the particle apart or joined: sorted tokens cannot pair them up.
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "name,alt_names,type,source\n"
+        "Abd al-Rahman al-Qaradawi,,Individual,Synthetic SDN List (SYN-SDN)\n",
+        encoding="utf-8",
+    )
+    result = Screener(load_list(path), 0.9).screen(name)
+    assert (result.status, result.best_match) == (
+        "potential_match",
+        "Abd al-Rahman al-Qaradawi",
+    ), result

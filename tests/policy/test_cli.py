@@ -25,7 +25,7 @@ def run(*args: str) -> tuple[int, str]:
 def test_validate_default_bundle() -> None:
     code, out = run("validate", str(POLICIES))
     assert code == 0, out
-    assert "valid" in out and "8 rules" in out
+    assert "valid" in out and "9 rules" in out
 
 
 def test_validate_broken_bundle_exits_1_with_every_error() -> None:
@@ -80,8 +80,8 @@ def test_diff_reports_in_words(tmp_path: Path) -> None:
     jur = (new / "jurisdictions.yaml").read_text()
     (new / "jurisdictions.yaml").write_text(
         jur.replace(
-            "countries: [CN, HK, MO, RU, IR, KP, CU, VE]",
-            "countries: [CN, HK, MO, RU, IR, KP, CU, BY]",
+            "countries: [CN, HK, MO, RU, BY, IR, KP, CU, VE]",
+            "countries: [CN, HK, MO, RU, IR, KP, CU, VE, SY]",
         )
     )
     code, out = run("diff", str(POLICIES), str(new))
@@ -89,7 +89,7 @@ def test_diff_reports_in_words(tmp_path: Path) -> None:
     assert "rules: changed directive-frontier-us-persons-only" in out
     assert "effective.from: 2026-06-13T04:00:00Z -> 2026-07-01T00:00:00Z" in out
     assert "country_groups: changed countries_of_concern" in out
-    assert "countries: added BY; removed VE" in out
+    assert "countries: added SY; removed BY" in out
     assert run("diff", str(POLICIES), str(POLICIES))[1].strip().endswith("no changes")
 
 
