@@ -48,7 +48,7 @@ from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
 from gateway.proxy.header_limits import forwarded_for
 from gateway.proxy.models_list import render_models
-from gateway.quota.describe import describe_refusal
+from gateway.quota.describe import describe_refusal, never_fits
 from gateway.services import Services
 from gateway.stages import (
     AuditUnavailable,
@@ -308,6 +308,10 @@ class Pipeline:
                 ex.refuse("quota-exceeded", message)
                 headers = dict(admission.headers)
                 headers["retry-after"] = str(admission.retry_after_seconds or 1)
+                if never_fits(admission):
+                    # The OpenAI and Anthropic SDKs retry a 429 (twice, by
+                    # default) unless told not to; this one no wait can cure.
+                    headers["x-should-retry"] = "false"
                 raise ProxyError(429, message, code="rate_limit_exceeded", headers=headers)
 
     async def _refuse(self, ex: Exchange, send: Send, refusal: ProxyError) -> None:

@@ -8,8 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import anthropic
 import httpx
+import openai
 import pytest
 
 from tests.e2e.conftest import US_IP, GatewayFactory
@@ -315,3 +318,42 @@ def test_a_restarted_redis_serves_the_next_burst(
         burst = list(pool.map(lambda _: chat(gateway, key).status_code, range(20)))
     assert burst == [200] * 20, burst
 
+
+
+def test_a_request_that_can_never_fit_its_token_limit_is_not_retried_by_the_sdks(
+    gateway_factory: GatewayFactory, small_bundle: Path
+) -> None:
+    """A request reserving more tokens than its window holds can never be
+    admitted, so a retry only spends the caller's time and the gateway's
+    records: its 429 says ``x-should-retry: false``, which the OpenAI and
+    Anthropic SDKs obey. A 429 that time will cure stays retryable."""
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(small_bundle)})
+    key = Admin(gateway.url).customer_with_key(**person_us())
+    attempts: list[int] = []
+
+    def count(response: Any) -> None:  # httpx's for openai, httpx2's for anthropic
+        attempts.append(response.status_code)
+
+    hooks = {"response": [count]}
+    oai = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=2,
+                        default_headers=XFF,
+                        http_client=openai.DefaultHttpxClient(event_hooks=hooks))
+    with pytest.raises(openai.RateLimitError) as too_big:
+        oai.chat.completions.create(model="haiku-lite", max_tokens=2000,
+                                    messages=[{"role": "user", "content": "hi"}])
+    assert attempts == [429], attempts
+    assert too_big.value.response.headers["x-should-retry"] == "false"
+    attempts.clear()
+    claude = anthropic.Anthropic(
+        base_url=gateway.url, api_key=key, max_retries=2, default_headers=XFF,
+        http_client=anthropic.DefaultHttpxClient(event_hooks=hooks))
+    with pytest.raises(anthropic.RateLimitError):
+        claude.messages.create(model="haiku-lite", max_tokens=2000,
+                               messages=[{"role": "user", "content": "hi"}])
+    assert attempts == [429], attempts
+    # A spent request window is a refusal a wait cures: retryable as before.
+    public = Admin(gateway.url).customer_with_key(**PUBLIC_PERSON)
+    for _ in range(5):
+        assert chat(gateway, public).status_code == 200
+    spent = chat(gateway, public)
+    assert spent.status_code == 429 and "x-should-retry" not in spent.headers, spent.headers
