@@ -172,7 +172,12 @@ _TOOL_KEYS = ("tools", "functions", "mcp_servers")
 
 
 def _has_tools(body: dict[str, Any]) -> bool:
-    found = False
+    # Chat completions' ``web_search_options`` has the model search the web
+    # without a ``tools`` array (its search models): a tool the model runs.
+    search = body.get("web_search_options")
+    if search is not None and not isinstance(search, dict):
+        raise ProxyError(400, "'web_search_options' must be an object", param="web_search_options")
+    found = search is not None
     for key in _TOOL_KEYS:
         value = body.get(key)
         if value is None:

@@ -122,6 +122,18 @@ def test_tool_use_in_the_conversation_is_tool_use(conversation: dict[str, object
     assert parse_body(orjson.dumps({"model": "m", **conversation})).has_tools
 
 
+def test_web_search_options_are_tool_use() -> None:
+    """Chat completions' ``web_search_options`` has the model search the web
+    with no ``tools`` array (the search models): a tool it runs, so agentic,
+    as Anthropic's web search tool and Responses' ``web_search`` tool are."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "news?"}]}
+    assert parse_body(orjson.dumps({**body, "web_search_options": {}})).has_tools
+    assert not parse_body(orjson.dumps({**body, "web_search_options": None})).has_tools
+    with pytest.raises(ProxyError) as bad:
+        parse_body(orjson.dumps({**body, "web_search_options": "yes"}))
+    assert bad.value.status == 400
+
+
 def test_no_tool_use_is_not_tool_use() -> None:
     for body in (
         {"messages": [{"role": "assistant", "content": "hi", "tool_calls": []}]},
