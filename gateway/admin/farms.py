@@ -49,7 +49,7 @@ async def farms_route(
         description="RFC 3339 time with a zone (exclusive); default now")] = None,
     min_accounts: Annotated[int, Query(ge=2)] = DEFAULT_MIN_ACCOUNTS,
     capability: Annotated[list[str] | None, Query(
-        description="Watched capabilities (repeat the parameter); default coding, agentic")]
+        description="Watched capabilities (repeat the parameter); default coding, agentic, traces")]
     = None,
     max_ip_customers: Annotated[int, Query(ge=2)] = 50,
     max_prompt_customers: Annotated[int, Query(ge=2)] = 10,

@@ -20,7 +20,7 @@ Score (higher first)::
 ``prompts`` the distinct identical prompts of its linked pairs (each
 independent coincidence makes "one actor" likelier: a noisy-OR);
 ``watched_share`` is the share of requests carrying any watched capability
-(``coding``, ``agentic`` by default: what distillation harvests);
+(``coding``, ``agentic``, ``traces`` by default: what distillation harvests);
 ``rate_limited_share`` the share refused with 429 (farms run at their limits).
 """
 
@@ -42,7 +42,7 @@ from gateway.audit.farm_links import Cluster, Links, Thresholds, clusters, find_
 from gateway.settings import Settings
 
 REPORT_VERSION = 1
-DEFAULT_CAPABILITIES = ("coding", "agentic")
+DEFAULT_CAPABILITIES = ("coding", "agentic", "traces")
 DEFAULT_MIN_ACCOUNTS = 3
 LIST_CAP = 20
 """Longest list of links (or ignored addresses) shown per kind; totals are always given."""

@@ -125,7 +125,7 @@ def _members(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
 FARM_B_EXPECTED: dict[str, Any] = {
     "rank": 1, "score": 1.106, "weak": False, "accounts": 4, "customers": FARM_B, "keys": 4,
     "requests": 20, "watched_requests": 16, "watched_share": 0.8,
-    "capabilities": {"coding": 0, "agentic": 16},
+    "capabilities": {"coding": 0, "agentic": 16, "traces": 0},
     "tokens_in": 4 * 805 - 200, "tokens_out": 4 * 321 - 80, "denied": 1, "rate_limited": 0,
     "first_seen": at(27), "last_seen": at(46),
     "models": {"fable-5": 15, "haiku-lite": 4, "mythos-5": 1},
@@ -141,7 +141,7 @@ FARM_B_EXPECTED: dict[str, Any] = {
 FARM_A_EXPECTED: dict[str, Any] = {
     "rank": 2, "score": 0.736, "weak": False, "accounts": 5, "customers": FARM_A, "keys": 5,
     "requests": 25, "watched_requests": 20, "watched_share": 0.8,
-    "capabilities": {"coding": 20, "agentic": 0},
+    "capabilities": {"coding": 20, "agentic": 0, "traces": 0},
     "tokens_in": 5 * 305, "tokens_out": 5 * 151, "denied": 0, "rate_limited": 5,
     "first_seen": at(2), "last_seen": at(26),
     "models": {"haiku-lite": 15, "fable-5": 10},
@@ -153,7 +153,7 @@ FARM_A_EXPECTED: dict[str, Any] = {
 NAT_EXPECTED: dict[str, Any] = {
     "rank": 3, "score": 0.084, "weak": True, "accounts": 3, "customers": NAT, "keys": 3,
     "requests": 12, "watched_requests": 0, "watched_share": 0.0,
-    "capabilities": {"coding": 0, "agentic": 0},
+    "capabilities": {"coding": 0, "agentic": 0, "traces": 0},
     "tokens_in": 3 * 60, "tokens_out": 3 * 60, "denied": 0, "rate_limited": 0,
     "first_seen": at(47), "last_seen": at(58), "models": {"haiku-lite": 12},
     "links": {"addresses": 1, "address_list": [{"key": NAT_IP, "customers": 3}],

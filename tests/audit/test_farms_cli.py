@@ -86,7 +86,7 @@ def test_json_from_to_and_options(cli_env: Path) -> None:
     end = (BASE + timedelta(hours=1)).isoformat()
     doc = _json("--from", start, "--to", end, "--min-accounts", "5")
     assert _customers(doc) == [farms.FARM_A]
-    assert doc["parameters"] == {"min_accounts": 5, "capabilities": ["coding", "agentic"],
+    assert doc["parameters"] == {"min_accounts": 5, "capabilities": ["coding", "agentic", "traces"],
                                  "max_ip_customers": 50, "max_prompt_customers": 10,
                                  "min_shared_prompts": 2, "include_weak": False,
                                  "ip_truncated": False}
