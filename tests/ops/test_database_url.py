@@ -1,0 +1,76 @@
+"""``GATEWAY_DATABASE_URL`` as operators copy it from their provider: libpq
+options (``sslmode``, ``application_name``), a unix-socket host, a password
+with URL-reserved characters. Real ``gateway db upgrade`` runs and a real
+PostgreSQL server (which has no TLS, so ``sslmode=require`` must be refused
+by the server's answer, not by a Python ``TypeError``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import text
+
+from gateway.db.session import create_engine
+from gateway.settings import Settings
+from tests.support.postgres_server import PostgresServer
+
+pytestmark = pytest.mark.postgres
+
+
+def _db_upgrade(url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_DATABASE_URL"] = url
+    env["COLUMNS"] = "300"  # one line per message, whatever the terminal
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "db", "upgrade"],
+        env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+
+def test_libpq_ssl_options_are_understood(postgres: PostgresServer) -> None:
+    url = postgres.create_database()
+    done = _db_upgrade(url + "?sslmode=prefer&application_name=gw-migrate")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "database at revision" in done.stdout
+
+    # The server has no TLS: `require` is its refusal, said in one line.
+    refused = _db_upgrade(url + "?sslmode=require")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr, refused.stderr
+    assert "SSL" in refused.stdout, refused.stdout
+
+
+async def test_serving_engine_passes_libpq_options_to_the_server(
+    postgres: PostgresServer,
+) -> None:
+    url = postgres.create_database()
+    settings = Settings(
+        database_url=url + "?sslmode=disable&application_name=gw-replica-7", demo=True
+    )
+    engine = create_engine(settings, serving=True)
+    try:
+        async with engine.connect() as conn:
+            name = (await conn.execute(text("SHOW application_name"))).scalar()
+    finally:
+        await engine.dispose()
+    assert name == "gw-replica-7"
+
+
+def test_unix_socket_host_and_a_password_with_reserved_characters(
+    postgres: PostgresServer,
+) -> None:
+    password = "p@ss:w/rd%#?&= x"
+    postgres.psql(f"CREATE ROLE odd LOGIN PASSWORD '{password}'")
+    database = "odd_owned"
+    postgres.psql(f'CREATE DATABASE "{database}" OWNER odd')
+    socket_url = (
+        f"postgresql+asyncpg://odd:{quote(password, safe='')}@/{database}"
+        f"?host={postgres.root}&port={postgres.port}"
+    )
+    done = _db_upgrade(socket_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert password not in done.stdout + done.stderr
