@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import Response
 from sqlalchemy import text
 
 from gateway.deps import ServicesDep
@@ -56,7 +57,7 @@ async def _quota_ok(services: Services) -> bool:
 
 
 @router.get("/readyz", include_in_schema=False)
-async def readyz(services: ServicesDep) -> ORJSONResponse:
+async def readyz(services: ServicesDep) -> Response:
     bundle = services.policy.current
     urls = services.upstream.base_urls(bundle)
     database, quota, *reachable = await asyncio.gather(
@@ -80,12 +81,9 @@ async def readyz(services: ServicesDep) -> ORJSONResponse:
     for url, ok in zip(urls, reachable, strict=True):
         # Two URLs that differ only in what is not shown: either down shows down.
         shown[shown_url(url)] = shown.get(shown_url(url), True) and ok
-    return ORJSONResponse(
-        {
-            "ready": ready,
-            "checks": checks,
-            "upstreams": shown,
-            "policy_version": bundle.version,
-        },
-        status_code=200 if ready else 503,
+    # A plain Response: FastAPI deprecated ORJSONResponse and warned on
+    # every worker's first probe.
+    body = {"ready": ready, "checks": checks, "upstreams": shown, "policy_version": bundle.version}
+    return Response(
+        orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json"
     )
