@@ -74,3 +74,35 @@ def test_unix_socket_host_and_a_password_with_reserved_characters(
     done = _db_upgrade(socket_url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert password not in done.stdout + done.stderr
+
+
+def test_a_database_serve_cannot_reach_is_one_line_not_a_traceback(
+    postgres: PostgresServer,
+) -> None:
+    """`gateway serve` on PostgreSQL asks `gateway db check` whether the schema
+    is at head; a wrong password or a server not up yet made the check print
+    a 300-line traceback, which serve relayed whole."""
+    good = postgres.create_database()
+    wrong_password = good.replace(":gateway-test-password@", ":not-the-password@")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update({"GATEWAY_UPSTREAM_URL": "http://127.0.0.1:9", "COLUMNS": "300"})
+    nobody_listens = good.replace(f":{postgres.port}/", ":1/")
+    for url, says in ((wrong_password, "password authentication failed"),
+                      (nobody_listens, "Connect call failed")):  # fmt: skip
+        check = subprocess.run(
+            [sys.executable, "-m", "gateway.cli.main", "db", "check"],
+            env={**env, "GATEWAY_DATABASE_URL": url},
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        assert check.returncode == 1, check.stdout + check.stderr
+        assert "Traceback" not in check.stdout + check.stderr, check.stdout + check.stderr
+        assert says in check.stdout, check.stdout
+        serve = subprocess.run(
+            [sys.executable, "-m", "gateway.cli.main", "serve", "--port", "1"],
+            env={**env, "GATEWAY_DATABASE_URL": url},
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        output = serve.stdout + serve.stderr
+        assert serve.returncode == 2, output
+        assert "Traceback" not in output and says in output, output
+        assert "not-the-password" not in output
