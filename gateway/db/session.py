@@ -54,8 +54,8 @@ def create_engine(settings: Settings, *, serving: bool = False) -> AsyncEngine:
         connect_args["command_timeout"] = timeout
     return create_async_engine(
         url,
-        pool_size=10,
-        max_overflow=20,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
         pool_pre_ping=True,
         pool_timeout=timeout,
         connect_args=connect_args,

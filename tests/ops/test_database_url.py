@@ -9,14 +9,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from gateway.db.session import create_engine
 from gateway.settings import Settings
-from tests.support.postgres_server import PostgresServer
+from tests.ops.helpers import TRUSTED, US_ENTERPRISE, chat
+from tests.support.postgres_server import PostgresServer, migrated_database
+from tests.support.processes import Admin, GatewayConfig, Proc, gateway_env, start_gateway
 
 pytestmark = pytest.mark.postgres
 
@@ -106,3 +111,43 @@ def test_a_database_serve_cannot_reach_is_one_line_not_a_traceback(
         assert serve.returncode == 2, output
         assert "Traceback" not in output and says in output, output
         assert "not-the-password" not in output
+
+
+def test_the_connection_pool_is_bounded_by_the_settings(
+    tmp_path: Path, postgres: PostgresServer, standin: Proc
+) -> None:
+    """Each process kept up to 30 PostgreSQL connections (10 + 20 overflow,
+    fixed), so replicas x workers x 30 could pass the server's
+    max_connections and lock out the audit writers. GATEWAY_DATABASE_POOL_SIZE
+    and GATEWAY_DATABASE_MAX_OVERFLOW bound it; the audit writer holds one of
+    them for good, so the smallest usable pool (2) still serves."""
+    url = migrated_database(postgres)
+    database = make_url(url).database
+    env = {**TRUSTED, "GATEWAY_DATABASE_URL": url, "GATEWAY_DATABASE_POOL_SIZE": "2",
+           "GATEWAY_DATABASE_MAX_OVERFLOW": "0", "GATEWAY_REDIS_URL": ""}  # fmt: skip
+    gateway = start_gateway(GatewayConfig(tmp=tmp_path, upstream_url=standin.url, env=env))
+    try:
+        admin = Admin(gateway.url)
+        keys = [admin.customer_with_key(**US_ENTERPRISE) for _ in range(3)]
+
+        def one(key: str) -> int:
+            return chat(gateway.url, key).status_code
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            statuses = list(pool.map(one, keys * 8))
+        assert statuses == [200] * 24
+        # The pool's connections, plus the bus's own LISTEN connection.
+        used = int(postgres.psql(
+            f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}'"
+        ).strip())  # fmt: skip
+        assert used <= 3, used
+    finally:
+        assert gateway.stop() == 0, gateway.output()[-2000:]
+    refused = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "serve", "--port", "1"],
+        env={**gateway_env(GatewayConfig(tmp=tmp_path, upstream_url=standin.url, env=env)),
+             "GATEWAY_DATABASE_POOL_SIZE": "1"},
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "GATEWAY_DATABASE_POOL_SIZE" in refused.stdout + refused.stderr
