@@ -76,7 +76,12 @@ async def readyz(services: ServicesDep) -> Response:
         "model_upstreams": models_ok,
         "draining": services.draining,
     }
-    ready = database and quota and upstream and not services.draining
+    # Decisions are recorded before they are forwarded: a replica whose
+    # records do not commit refuses everything, whatever SELECT 1 says.
+    failing = getattr(services.audit, "commit_failing", None)
+    audit = not (failing is not None and failing())
+    checks["audit"] = audit
+    ready = database and audit and quota and upstream and not services.draining
     shown: dict[str, bool] = {}
     for url, ok in zip(urls, reachable, strict=True):
         # Two URLs that differ only in what is not shown: either down shows down.

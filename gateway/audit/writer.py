@@ -74,6 +74,8 @@ LEASE_SECONDS = 30.0
 MAX_BACKOFF_S = 2.0
 UNAWAITED_FLUSH_S = 0.05
 OUTAGE_LOG_INTERVAL_S = 10.0
+FAILING_WITHIN_S = 30.0
+"""/readyz reports a failed audit commit for this long unless one succeeds."""
 """While the store keeps failing, one summary line per this long (see _log_failure)."""
 
 
@@ -127,6 +129,7 @@ class AuditWriter:
         self._outage_batches = 0
         self._outage_records = 0
         self._outage_logged_at = 0.0
+        self._last_failure_at = 0.0
         self._retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -173,6 +176,16 @@ class AuditWriter:
                 await conn.execute(text("SELECT 1"))
         except Exception as exc:
             raise AuditUnavailable(f"audit store unreachable: {exc}") from exc
+
+    def commit_failing(self, within_s: float = FAILING_WITHIN_S) -> bool:
+        """For /readyz: did the last commit attempt fail, less than ``within_s`` ago?
+
+        The database may answer ``SELECT 1`` while every decision record is
+        refused (a revoked grant, a full disk, a lost chain lease): that
+        replica answers 503 to everything and is not ready. Recent failures
+        only, so a replica the load balancer took out of rotation (no traffic,
+        so no commit to succeed) is offered traffic again to try."""
+        return self._outage_batches > 0 and time.monotonic() - self._last_failure_at < within_s
 
     @property
     def node_id(self) -> str | None:
@@ -449,7 +462,7 @@ class AuditWriter:
         # requests (503) and counts in gateway_audit_batch_failures_total.
         self._outage_batches += 1
         self._outage_records += size
-        now = time.monotonic()
+        now = self._last_failure_at = time.monotonic()
         if self._outage_batches == 1:
             self._outage_logged_at = now
             log.error("audit batch of %d records failed to commit (%s: %s); %d queued for retry",
