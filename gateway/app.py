@@ -37,6 +37,7 @@ from gateway.ops.cluster import (
     ClusterSync,
     bus_for,
 )
+from gateway.ops.hangup import HangupReload
 from gateway.ops.shutdown import Drainer
 from gateway.policy.holder import ReloadResult
 from gateway.proxy.routes import ProxyRoutes
@@ -146,6 +147,9 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
         drainer = Drainer(app.state.services, settings.shutdown_drain_seconds)
         drainer.install()
         stack.callback(drainer.uninstall)
+        hangup = HangupReload(policy)
+        hangup.install()
+        stack.callback(hangup.uninstall)
         # At a clean exit this worker's live gauges leave the multiprocess sums.
         stack.callback(metrics.mark_process_dead, os.getpid())
         # Long-lived start-up objects never become garbage: move them out of

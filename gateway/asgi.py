@@ -3,6 +3,7 @@ that ``--workers N`` processes each build their own app from the environment."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from gateway.app import create_app
@@ -11,6 +12,10 @@ from gateway.settings import load_settings
 
 
 def app_from_env() -> Any:
+    # A library's warning would otherwise be printed raw on stderr, lines a
+    # JSON log shipper cannot parse: route it through the JSON handler
+    # (logger ``py.warnings``), in every worker.
+    logging.captureWarnings(True)
     try:
         return create_app(load_settings())
     except Exception as exc:

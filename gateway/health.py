@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import Response
 from sqlalchemy import text
 
 from gateway.deps import ServicesDep
@@ -56,7 +57,7 @@ async def _quota_ok(services: Services) -> bool:
 
 
 @router.get("/readyz", include_in_schema=False)
-async def readyz(services: ServicesDep) -> ORJSONResponse:
+async def readyz(services: ServicesDep) -> Response:
     bundle = services.policy.current
     urls = services.upstream.base_urls(bundle)
     database, quota, *reachable = await asyncio.gather(
@@ -75,17 +76,19 @@ async def readyz(services: ServicesDep) -> ORJSONResponse:
         "model_upstreams": models_ok,
         "draining": services.draining,
     }
-    ready = database and quota and upstream and not services.draining
+    # Decisions are recorded before they are forwarded: a replica whose
+    # records do not commit refuses everything, whatever SELECT 1 says.
+    failing = getattr(services.audit, "commit_failing", None)
+    audit = not (failing is not None and failing())
+    checks["audit"] = audit
+    ready = database and audit and quota and upstream and not services.draining
     shown: dict[str, bool] = {}
     for url, ok in zip(urls, reachable, strict=True):
         # Two URLs that differ only in what is not shown: either down shows down.
         shown[shown_url(url)] = shown.get(shown_url(url), True) and ok
-    return ORJSONResponse(
-        {
-            "ready": ready,
-            "checks": checks,
-            "upstreams": shown,
-            "policy_version": bundle.version,
-        },
-        status_code=200 if ready else 503,
+    # A plain Response: FastAPI deprecated ORJSONResponse and warned on
+    # every worker's first probe.
+    body = {"ready": ready, "checks": checks, "upstreams": shown, "policy_version": bundle.version}
+    return Response(
+        orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json"
     )

@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     # every request's audit commit, /readyz and the admin API indefinitely,
     # instead of failing closed with a 503.
     database_timeout_seconds: float = Field(default=5.0, gt=0)
+    # PostgreSQL connections per process: pool + overflow, times workers and
+    # replicas, must stay under the server's max_connections. The audit
+    # writer keeps one for good, so fewer than 2 would starve everything else.
+    database_pool_size: int = Field(default=10, ge=2)
+    database_max_overflow: int = Field(default=20, ge=0)
 
     log_level: str = "info"
     log_json: bool = True

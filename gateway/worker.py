@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -25,11 +26,15 @@ if __name__ in ("__main__", "__mp_main__"):  # the serving process, or a spawned
     # probe answers "not a v1 model" without loading it. Only here, so the CLI
     # and the test process are untouched.
     sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
+    # SIGHUP means "reload the policy" once the lifespan handles it
+    # (gateway.ops.hangup); until then it must not kill a starting worker.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 import uvicorn
 
 from gateway.ops.logging import log_config
 from gateway.ops.startup_failures import STARTUP_FAILURE_EXIT, StartupWatch
+from gateway.ops.supervisor import run_workers
 from gateway.settings import load_settings
 
 SERVER_OPTIONS: dict[str, Any] = {
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     watch = StartupWatch()
     try:
         with watch:
-            uvicorn.run("gateway.asgi:app_from_env", **options)
+            run_workers("gateway.asgi:app_from_env", **options)
         failure = watch.failure
     finally:
         watch.remove()

@@ -90,7 +90,9 @@ class ChainSession:
         self.stale = False
         await self.cp.load(conn, self.head.node_id, self._clock())
         self.last_heartbeat = time.monotonic()
-        log.info("audit writer owns chain %s at seq %d", self.head.node_id, self.head.seq)
+        # The fingerprint says which public key verifies what this writer signs.
+        log.info("audit writer owns chain %s at seq %d, signing with key %s",
+                 self.head.node_id, self.head.seq, self._signer.fingerprint)  # fmt: skip
         # A new chain is signed from its first moment (a genesis checkpoint at seq 0),
         # and a chain taken over after a crash has its unsigned tail signed now: so a
         # chain without checkpoints, or with an old unsigned tail, is a forgery's mark.

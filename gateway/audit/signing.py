@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,8 @@ from gateway.audit.chain import canonical, utc
 from gateway.settings import Settings
 
 KEY_FILE_NAME = "audit_signing.key"
+
+log = logging.getLogger("gateway.audit.signing")
 
 
 class SigningKeyError(Exception):
@@ -108,6 +111,12 @@ def default_key_path(settings: Settings) -> Path:
 
 
 def _from_setting(value: str) -> Ed25519PrivateKey:
+    # Secret stores hand the key over in more than one shape: a file's text
+    # read into the variable keeps its trailing newline, and Kubernetes or
+    # Vault put a PEM's text itself in the variable, not a path to it.
+    value = value.strip()
+    if value.startswith("-----BEGIN"):
+        return _parse_pem(value.encode("ascii", "replace"), "GATEWAY_AUDIT_SIGNING_KEY")
     path = Path(value)
     if path.is_file():
         return _read_pem(path)
@@ -124,11 +133,21 @@ def _from_setting(value: str) -> Ed25519PrivateKey:
 
 def _read_pem(path: Path) -> Ed25519PrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise SigningKeyError(f"{path}: cannot read an unencrypted PEM private key: {exc}") from exc
+    return _parse_pem(data, str(path))
+
+
+def _parse_pem(data: bytes, source: str) -> Ed25519PrivateKey:
+    """``source`` names where the PEM came from (a path, or the variable): never the key."""
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        problem = f"{source}: cannot read an unencrypted PEM private key: {exc}"
+        raise SigningKeyError(problem) from exc
     if not isinstance(key, Ed25519PrivateKey):
-        raise SigningKeyError(f"{path}: not an Ed25519 private key")
+        raise SigningKeyError(f"{source}: not an Ed25519 private key")
     return key
 
 
@@ -155,7 +174,16 @@ def load_signer(settings: Settings, create: bool = True) -> Signer:
         fh.write(pem)
         fh.flush()
         os.fsync(fh.fileno())
-    return Signer(key)
+    signer = Signer(key)
+    # Loud: a key nobody knows was made is a key nobody backs up or publishes,
+    # and a host that loses it (a container's working directory) signs on
+    # with another, which verify then reports as unknown_key.
+    log.warning(
+        "generated a new audit signing key %s (fingerprint %s): back it up and publish "
+        "`gateway audit public-key`; in production set GATEWAY_AUDIT_SIGNING_KEY instead",
+        path.resolve(), signer.fingerprint,
+    )  # fmt: skip
+    return signer
 
 
 @dataclass(frozen=True, slots=True)

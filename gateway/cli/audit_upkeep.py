@@ -39,10 +39,16 @@ def prune(
     """
     from gateway.audit.retention import EXPORT_CONTROL_DAYS
     from gateway.audit.retention import prune as do_prune
-    from gateway.audit.signing import load_signer
+    from gateway.audit.signing import SigningKeyError, load_signer
 
     settings = audit_settings()
-    signer = load_signer(settings, create=False)
+    try:
+        # Even a dry run: it should say now what the real run would refuse.
+        signer = load_signer(settings, create=False)
+    except SigningKeyError as exc:
+        error(console(), f"prune signs a tombstone with the gateway's key: {exc} (set "
+              "GATEWAY_AUDIT_SIGNING_KEY to the key the gateway signs with)")
+        raise typer.Exit(2) from None
     keep = days if days is not None else settings.audit_retention_days
     out = console()
     if keep < EXPORT_CONTROL_DAYS:

@@ -51,8 +51,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _revisions() -> tuple[str | None, str | None]:
-    """(the database's revision, the migrations' head)."""
-    settings = load_settings(demo=True)
+    """(the database's revision, the migrations' head); exit 1 with one line
+    when the database cannot be read (`gateway serve` relays this output)."""
+    try:
+        settings = load_settings(demo=True)
+    except SettingsError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
     from gateway.db import migrate  # Alembic: loaded only by the db commands
 
     async def run() -> str | None:
@@ -62,7 +67,15 @@ def _revisions() -> tuple[str | None, str | None]:
         finally:
             await engine.dispose()
 
-    return asyncio.run(run()), migrate.head_revision()
+    try:
+        current = asyncio.run(run())
+    except (OSError, SQLAlchemyError) as exc:
+        # A wrong password, a server not up yet: one line, as `db upgrade` says it.
+        problem = escape(_first_line(exc))
+        console.print(f"[red]GATEWAY_DATABASE_URL: cannot read the schema revision: "
+                      f"{problem}[/red]")  # fmt: skip
+        raise typer.Exit(1) from None
+    return current, migrate.head_revision()
 
 
 @app.command()

@@ -14,6 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -45,8 +46,20 @@ def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+MIGRATION_LOCK_KEY = 0x6761746577617901
+"""pg_advisory_xact_lock key taken by every `gateway db upgrade` ("gateway" + 1)."""
+
+
 async def upgrade(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Deploys start migrations from several places at once (an init
+            # container per pod): without a lock all but one died on a
+            # duplicate catalog row. The lock is the transaction's, released
+            # at its commit; the next upgrade then reads the new revision
+            # (READ COMMITTED) and has nothing to do.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK_KEY})  # fmt: skip
         await conn.run_sync(_upgrade)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from gateway.db.pg_url import split_dsn_options
 from gateway.settings import Settings
 
 
@@ -45,13 +46,16 @@ def create_engine(settings: Settings, *, serving: bool = False) -> AsyncEngine:
 
         return engine
     timeout = settings.database_timeout_seconds
+    url, dsn_options = split_dsn_options(settings.database_url)
     connect_args: dict[str, Any] = {"timeout": timeout}
+    if dsn_options is not None:  # libpq's `sslmode` and friends (gateway.db.pg_url)
+        connect_args["dsn"] = dsn_options
     if serving:
         connect_args["command_timeout"] = timeout
     return create_async_engine(
-        settings.database_url,
-        pool_size=10,
-        max_overflow=20,
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
         pool_pre_ping=True,
         pool_timeout=timeout,
         connect_args=connect_args,

@@ -257,3 +257,18 @@ def test_hold_cli_checks_the_customer_id_and_lists_rfc3339_times(cli_env: Path) 
     assert added.exit_code == 0, added.output
     listed = runner.invoke(app, ["hold", "list"])
     assert f"\t{'c' * 128}\t2025-12-31T22:00:00Z\t-\t" in listed.stdout
+
+
+def test_prune_without_the_signing_key_is_a_usage_error(cli_env: Path, tmp_path: Path) -> None:
+    """Prune signs a tombstone with the gateway's key. On a host without it (an
+    operator's shell on PostgreSQL, a working directory other than the
+    gateway's) it printed a SigningKeyError traceback; now one line, exit 2,
+    naming the variable to set, and nothing removed."""
+    (cli_env.parent / "audit_signing.key").rename(tmp_path / "elsewhere.key")
+    before = sqlite3.connect(cli_env).execute("SELECT count(*) FROM audit_records").fetchone()
+    for args in (["prune", "--days", "1"], ["prune", "--days", "1", "--dry-run"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+        assert "GATEWAY_AUDIT_SIGNING_KEY" in result.output, result.output
+    after = sqlite3.connect(cli_env).execute("SELECT count(*) FROM audit_records").fetchone()
+    assert after == before

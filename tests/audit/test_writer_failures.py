@@ -256,3 +256,34 @@ async def test_a_record_the_store_refuses_fails_alone(
     # NUL and over-long values are stored (bounded query columns), and verify agrees.
     await writer.record(make_record(1, model="x\u0000" + "m" * 200, customer_id="c" * 128))
     assert (await verify_log(engine)).ok
+
+
+async def test_an_outage_is_logged_once_then_summarised_not_per_batch(
+    writer: AuditWriter, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every failed batch logged an error line: a database restart under
+    load wrote hundreds of lines a second (800 for a 3-second PostgreSQL
+    restart at 500 requests a second). The first failure is logged at once, the
+    rest of the outage is summarised (count and last error), and the recovery
+    says how many batches failed. Every failure still answers 503 and counts
+    in ``stats.failures`` (the batch-failure metric)."""
+    import logging
+
+    await writer.record(make_record(1))
+    moved = db_path.parent.with_name("moved")
+    failures_before = writer.stats.failures
+    with caplog.at_level(logging.INFO, logger="gateway.audit.writer"):
+        db_path.parent.rename(moved)
+        try:
+            for i in range(30):
+                with pytest.raises(AuditUnavailable):
+                    await writer.record(make_record(100 + i))
+        finally:
+            moved.rename(db_path.parent)
+        await writer.record(make_record(2))
+    failed = writer.stats.failures - failures_before
+    assert failed >= 30
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) <= 3, lines
+    assert "failed to commit" in lines[0]
+    assert f"after {failed} failed batches" in lines[-1], lines

@@ -133,3 +133,29 @@ async def test_a_table_missing_from_migrations_shows_in_the_diff(settings: Setti
     finally:
         metadata.remove(extra)
         await engine.dispose()
+
+
+@pytest.mark.postgres
+def test_concurrent_db_upgrades_on_postgres_all_succeed(postgres: PostgresServer) -> None:
+    """Deploys run migrations from several places at once (an init container
+    per replica pod, two pipelines): on an empty database all but one failed
+    with `duplicate key value violates unique constraint
+    "pg_type_typname_nsp_index"`. An advisory lock now serialises them; the
+    later ones find the schema at head and do nothing."""
+    import os
+    import subprocess
+    import sys
+
+    url = postgres.create_database()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_DATABASE_URL"] = url
+    command = [sys.executable, "-m", "gateway.cli.main", "db", "upgrade"]
+    procs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+        for _ in range(3)
+    ]
+    outputs = [(p.wait(timeout=120), p.stdout.read() if p.stdout else "") for p in procs]
+    assert [code for code, _ in outputs] == [0, 0, 0], outputs
+    head = migrate.head_revision()
+    assert all(f"database at revision {head}" in out for _, out in outputs), outputs

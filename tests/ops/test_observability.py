@@ -140,3 +140,17 @@ def test_the_dashboard_queries_only_metrics_the_gateway_exports() -> None:
         and not any(name.endswith(s) and name[: -len(s)] in families for s in suffixes)
     )  # fmt: skip
     assert missing == [], missing
+
+
+def test_health_checks_and_admin_reads_log_only_json_lines(gateway: Proc) -> None:
+    """A log shipper parses stderr line by line: a library's warning printed
+    raw (FastAPI deprecating the response class ``/readyz`` used, written by
+    ``warnings`` on the load balancer's first probe) is two unparseable lines."""
+    for _ in range(2):
+        assert httpx.get(f"{gateway.url}/readyz", timeout=10).status_code in (200, 503)
+        assert Admin(gateway.url).http.get("/admin/v1/policy").status_code == 200
+    assert gateway.stop() == 0
+    lines = gateway.output().splitlines()
+    assert lines
+    not_json = [line for line in lines if not line.startswith("{")]
+    assert not_json == [], not_json
