@@ -35,6 +35,8 @@ class CompiledRule:
     """A top-level set the request must hit for the rule to match (see RuleIndex)."""
     mode: str = "enforce"
     """``enforce`` or ``report`` (matches logged, never deciding)."""
+    exempts: frozenset[str] = frozenset()
+    """For ``effect: exempt``: the deny rules it lifts when it matches."""
 
     def active(self, now: datetime) -> bool:
         """``from <= now < until``."""
@@ -144,6 +146,9 @@ class RuleSet:
     reports: RuleIndex | None = None
     """Report-mode rules of both effects; None when there are none, so a bundle
     without report rules costs a decision one attribute test."""
+    exempts: RuleIndex | None = None
+    """Enforced ``effect: exempt`` rules; None when there are none (likewise),
+    and only looked at when a deny matched."""
 
 
 def rule_guard(

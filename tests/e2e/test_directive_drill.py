@@ -24,8 +24,9 @@ GOV = {"kind": "individual", "kyc_level": "government_cleared", "tier": "governm
 
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # PYTHONPATH: this checkout's code, whichever checkout the venv installed.
     env = {"GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
-           "PATH": "/usr/bin:/bin", "COLUMNS": "200"}  # fmt: skip
+           "PATH": "/usr/bin:/bin", "COLUMNS": "200", "PYTHONPATH": str(REPO)}  # fmt: skip
     return subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], env=env, cwd=tmp_path,
                           capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
 
@@ -94,3 +95,59 @@ def test_impact_of_a_directive_taking_effect_later_names_it_and_counts_customers
     # Requests are not customers: four flips are two customers.
     assert "2 customers would be refused" in at.stdout, at.stdout
     assert "za-us-dual" in at.stdout and "us-only" in at.stdout, at.stdout
+
+
+LICENCE = """
+  - id: licence-za-0042-sipho
+    effect: exempt
+    exempts: [directive-za-frontier]
+    when: {customer_in: [za-licensed]}
+    legal_basis: Licence ZA-0042 (drill), issued to the named customer only
+    reason: Served under licence ZA-0042.
+"""
+
+
+def test_a_licensed_customer_is_exempt_and_every_request_served_under_the_licence_is_recorded(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    live = tmp_path / "live"
+    shutil.copytree(REPO / "policies", live)
+    with (live / "rules.yaml").open("a") as rules:
+        rules.write(directive(datetime.now(UTC) - timedelta(hours=1)) + LICENCE)
+    checked = cli(tmp_path, "policy", "validate", str(live))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(live)})
+    admin = Admin(gateway.url)
+    # Both are US permanent residents (US persons), so only the new directive applies.
+    person = {"citizenships": ["ZA"], "residence": "US", "attributes": ["us_permanent_resident"]}
+    licensed = admin.customer_with_key(id="za-licensed", name="Sipho Dlamini", **person, **GOV)
+    other = admin.customer_with_key(id="za-other", name="Thabo Nkosi", **person, **GOV)
+
+    served = chat(gateway.url, licensed, US_IP)
+    assert served.status_code == 200, served.text
+    refused = chat(gateway.url, other, US_IP)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "directive-za-frontier"
+    # The refused client learns nothing of the licence or who holds one.
+    assert "licence" not in refused.text.lower() and "za-licensed" not in refused.text
+
+    # The auditor: every request served under the licence, from the log alone.
+    decisions = admin.http.get(
+        "/admin/v1/decisions", params={"rule_id": "licence-za-0042-sipho"}
+    ).json()["items"]
+    assert [d["id"] for d in decisions] == [served.headers["x-gateway-decision-id"]]
+    assert decisions[0]["rule_ids"] == ["tier-entitlement", "licence-za-0042-sipho"]
+    assert decisions[0]["citizenships"] == ["ZA"]
+
+    # A licence naming a rule that does not exist is refused at load, with its line.
+    broken = tmp_path / "broken"
+    shutil.copytree(live, broken)
+    text = (
+        (broken / "rules.yaml")
+        .read_text()
+        .replace("exempts: [directive-za-frontier]", "exempts: [directive-za-fronteir]")
+    )
+    (broken / "rules.yaml").write_text(text)
+    bad = cli(tmp_path, "policy", "validate", str(broken))
+    assert bad.returncode == 1, bad.stdout
+    assert "exempts[0]: unknown rule id 'directive-za-fronteir'" in bad.stdout, bad.stdout
