@@ -8,6 +8,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -151,3 +153,82 @@ def test_a_licensed_customer_is_exempt_and_every_request_served_under_the_licenc
     bad = cli(tmp_path, "policy", "validate", str(broken))
     assert bad.returncode == 1, bad.stdout
     assert "exempts[0]: unknown rule id 'directive-za-fronteir'" in bad.stdout, bad.stdout
+
+
+def _version(gateway_url: str) -> str:
+    policy = Admin(gateway_url).http.get("/admin/v1/policy").json()
+    return str(policy["version"])
+
+
+def _until(check: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_two_gateways_switch_at_the_effective_instant_and_back_at_until(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    live = tmp_path / "live"
+    shutil.copytree(REPO / "policies", live)
+    env = {"GATEWAY_POLICY_DIR": str(live)}
+    one, two = gateway_factory(env=env), gateway_factory(env=env)  # one database, one directory
+    staff = Admin(one.url).customer_with_key(
+        id="staff-za", name="Lerato Mokoena", citizenships=["ZA"], residence="US",
+        attributes=["us_permanent_resident"], **GOV,
+    )  # fmt: skip
+    old = _version(one.url)
+
+    # 02:00: the officer saves the directive; both gateways load it at once,
+    # and it decides nothing before its effective instant.
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20)
+    rules = live / "rules.yaml"
+    original = rules.read_text()
+    rules.write_text(original + directive(start))
+    _until(lambda: _version(one.url) != old and _version(two.url) != old)
+    new = _version(one.url)
+    assert _version(two.url) == new
+    for gw in (one, two):
+        before = chat(gw.url, staff, US_IP)
+        assert datetime.now(UTC) < start, "the machine is too slow for this test"
+        assert before.status_code == 200, before.text
+        assert before.headers["x-gateway-policy-version"] == new
+
+    # 06:00: both refuse, without any reload, and say which rule.
+    _until(lambda: datetime.now(UTC) >= start + timedelta(seconds=1))
+    refused = {gw.url: chat(gw.url, staff, US_IP) for gw in (one, two)}
+    for response in refused.values():
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == "directive-za-frontier"
+        assert response.headers["x-gateway-policy-version"] == new
+
+    # The order is withdrawn: `until` a few seconds ahead, then served again.
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+    rules.write_text(
+        original
+        + directive(start).replace(
+            f'{{from: "{rfc3339(start)}"}}',
+            f'{{from: "{rfc3339(start)}", until: "{rfc3339(end)}"}}',
+        )
+    )
+    _until(lambda: _version(one.url) not in (old, new) and _version(two.url) not in (old, new))
+    _until(lambda: datetime.now(UTC) >= end + timedelta(seconds=1))
+    for gw in (one, two):
+        assert chat(gw.url, staff, US_IP).status_code == 200
+
+    # The auditor: from the log alone, each refusal by rule and time window,
+    # with the version in force, which the two replicas agree on.
+    decisions = (
+        Admin(one.url)
+        .http.get(
+            "/admin/v1/decisions",
+            params={"rule_id": "directive-za-frontier", "from": rfc3339(start), "to": rfc3339(end)},
+        )
+        .json()["items"]
+    )
+    assert sorted(d["id"] for d in decisions) == sorted(
+        r.headers["x-gateway-decision-id"] for r in refused.values()
+    )
+    assert {d["policy_version"] for d in decisions} == {new}
+    assert all(d["citizenships"] == ["ZA"] and d["status"] == 403 for d in decisions)
