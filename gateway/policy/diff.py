@@ -95,7 +95,7 @@ def _describe(section: str, value: dict[str, Any]) -> tuple[str, ...]:
         keep = {
             k: v
             for k, v in value.items()
-            if k in ("effect", "exempts", "when", "unless", "effective", "reason")
+            if k in ("effect", "exempts", "when", "unless", "effective", "reason", "legal_basis")
         }
         described = tuple(f"{k}: {_short(v)}" for k, v in keep.items())
         if value.get("mode") == "report":

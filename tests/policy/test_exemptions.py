@@ -76,3 +76,17 @@ def test_exempts_is_checked_at_load_and_absent_exempts_keep_the_version(tmp_path
     assert load(plain, "plain").version == (
         "c13cb3927298e89831f5272b5079f393010fe230695064e5ed1b81dc2c3a9053"
     )
+
+
+def test_diff_of_an_added_licence_shows_its_legal_basis(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from gateway.policy.diff import diff_bundles
+
+    old = load_dir(write_bundle(tmp_path / "old", dict(MINIMAL, **{"rules.yaml": "rules: []\n"})))
+    cited = RULES.replace(
+        "reason: Served under licence 0042.", "reason: Served.\n    legal_basis: Licence 0042"
+    )
+    new = load_dir(write_bundle(tmp_path / "new", dict(MINIMAL, **{"rules.yaml": cited})))
+    assert old.bundle is not None and new.bundle is not None, new.errors
+    text = "\n".join(str(c) for c in diff_bundles(old.bundle, new.bundle))
+    # The reviewer of a licence must see which licence it cites.
+    assert "legal_basis: Licence 0042" in text, text
