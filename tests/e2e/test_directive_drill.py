@@ -232,3 +232,40 @@ def test_two_gateways_switch_at_the_effective_instant_and_back_at_until(
     )
     assert {d["policy_version"] for d in decisions} == {new}
     assert all(d["citizenships"] == ["ZA"] and d["status"] == 403 for d in decisions)
+
+
+def test_staff_signing_in_with_oidc_are_cut_like_customers(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    from tests.support.oidc_issuer import LocalIssuer
+
+    issuer = LocalIssuer(audience="gateway-drill")
+    try:
+        live = tmp_path / "live"
+        shutil.copytree(REPO / "policies", live)
+        with (live / "rules.yaml").open("a") as rules:
+            rules.write(directive(datetime.now(UTC) - timedelta(minutes=1)))
+        gateway = gateway_factory(
+            env={
+                "GATEWAY_POLICY_DIR": str(live),
+                "GATEWAY_OIDC_ISSUER": issuer.url,
+                "GATEWAY_OIDC_AUDIENCE": "gateway-drill",
+            }
+        )
+        admin = Admin(gateway.url)
+        # The provider's own employee: a KYC record under the JWT's subject.
+        admin.customer(
+            id="emp-lerato", name="Lerato Mokoena", citizenships=["ZA"], residence="US",
+            attributes=["us_permanent_resident"], **GOV,
+        )  # fmt: skip
+        refused = chat(gateway.url, issuer.token("emp-lerato"), US_IP)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "directive-za-frontier"
+        record = admin.http.get(
+            f"/admin/v1/decisions/{refused.headers['x-gateway-decision-id']}"
+        ).json()
+        assert record["customer_id"] == "emp-lerato"
+        assert record["rule_ids"] == ["directive-za-frontier"]
+        assert record["facts"]["principal"]["auth_method"] == "oidc"
+    finally:
+        issuer.close()
