@@ -269,3 +269,27 @@ def test_staff_signing_in_with_oidc_are_cut_like_customers(
         assert record["facts"]["principal"]["auth_method"] == "oidc"
     finally:
         issuer.close()
+
+
+def test_an_auditor_filter_the_api_does_not_know_is_refused_not_ignored(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gateway = gateway_factory()
+    admin = Admin(gateway.url)
+    key = admin.customer_with_key(
+        id="us-only", name="John Doe", citizenships=["US"], residence="US", **GOV
+    )
+    assert chat(gateway.url, key, US_IP).status_code == 200
+    # `--rule` on the CLI is `rule_id` here: the mix-up used to answer (and
+    # export) every decision as if it were the refusals of that rule.
+    for path, extra in (
+        ("/admin/v1/decisions", {}),
+        ("/admin/v1/decisions/export", {"format": "jsonl"}),
+    ):
+        response = admin.http.get(path, params={"rule": "directive-za-frontier", **extra})
+        assert response.status_code == 422, (path, response.status_code, response.text[:300])
+        detail = response.json()["detail"][0]
+        assert detail["loc"] == ["query", "rule"], detail
+        assert "rule_id" in detail["msg"], detail
+    ok = admin.http.get("/admin/v1/decisions", params={"rule_id": "tier-entitlement", "limit": 5})
+    assert ok.status_code == 200 and len(ok.json()["items"]) == 1
