@@ -160,6 +160,11 @@ def _version(gateway_url: str) -> str:
     return str(policy["version"])
 
 
+def _timed(gateway_url: str) -> dict[str, dict[str, object]]:
+    policy = Admin(gateway_url).http.get("/admin/v1/policy").json()
+    return {rule["id"]: rule for rule in policy["timed_rules"]}
+
+
 def _until(check: Callable[[], bool], seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not check():
@@ -189,6 +194,12 @@ def test_two_gateways_switch_at_the_effective_instant_and_back_at_until(
     _until(lambda: _version(one.url) != old and _version(two.url) != old)
     new = _version(one.url)
     assert _version(two.url) == new
+    # The officer checks each running gateway holds it, pending until its instant.
+    for gw in (one, two):
+        assert _timed(gw.url)["directive-za-frontier"] == {
+            "id": "directive-za-frontier", "effect": "deny", "mode": "enforce",
+            "from": rfc3339(start), "until": None, "state": "pending",
+        }  # fmt: skip
     for gw in (one, two):
         before = chat(gw.url, staff, US_IP)
         assert datetime.now(UTC) < start, "the machine is too slow for this test"
@@ -202,6 +213,7 @@ def test_two_gateways_switch_at_the_effective_instant_and_back_at_until(
         assert response.status_code == 403, response.text
         assert response.json()["error"]["code"] == "directive-za-frontier"
         assert response.headers["x-gateway-policy-version"] == new
+    assert _timed(one.url)["directive-za-frontier"]["state"] == "in_force"
 
     # The order is withdrawn: `until` a few seconds ahead, then served again.
     end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
@@ -216,6 +228,7 @@ def test_two_gateways_switch_at_the_effective_instant_and_back_at_until(
     _until(lambda: datetime.now(UTC) >= end + timedelta(seconds=1))
     for gw in (one, two):
         assert chat(gw.url, staff, US_IP).status_code == 200
+    assert _timed(two.url)["directive-za-frontier"]["state"] == "ended"
 
     # The auditor: from the log alone, each refusal by rule and time window,
     # with the version in force, which the two replicas agree on.
