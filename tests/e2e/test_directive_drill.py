@@ -306,3 +306,40 @@ def test_an_auditor_filter_the_api_does_not_know_is_refused_not_ignored(
         assert "rule_id" in detail["msg"], detail
     ok = admin.http.get("/admin/v1/decisions", params={"rule_id": "tier-entitlement", "limit": 5})
     assert ok.status_code == 200 and len(ok.json()["items"]) == 1
+
+
+def test_impact_on_customers_lists_those_a_directive_cuts_who_never_called(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    live = tmp_path / "live"
+    shutil.copytree(REPO / "policies", live)
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(live)})
+    admin = Admin(gateway.url)
+    # Nobody calls: recorded traffic knows none of them.
+    admin.customer(id="za-silent", name="Thabo Nkosi", citizenships=["ZA", "US"],
+                   residence="US", **GOV)  # fmt: skip
+    admin.customer(id="us-silent", name="John Doe", citizenships=["US"], residence="US", **GOV)
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=4)
+    with (live / "rules.yaml").open("a") as rules:
+        rules.write(directive(start))
+
+    traffic = cli(tmp_path, "policy", "impact", str(live), "--at", rfc3339(start))
+    assert traffic.returncode == 0 and "0 recorded decisions" in traffic.stdout, traffic.stdout
+
+    now = cli(tmp_path, "policy", "impact", str(live), "--customers")
+    assert now.returncode == 0, now.stdout + now.stderr
+    assert "0 lose a model" in now.stdout, now.stdout
+    assert f"--at {rfc3339(start)}" in now.stdout, now.stdout
+
+    at = cli(tmp_path, "policy", "impact", str(live), "--customers", "--at", rfc3339(start))
+    assert at.returncode == 0, at.stdout + at.stderr
+    assert "2 active customers judged" in at.stdout and "1 lose a model" in at.stdout, at.stdout
+    lines = [line for line in at.stdout.splitlines() if "silent" in line]
+    assert len(lines) == 2 and all("za-silent" in line for line in lines), at.stdout  # 2 models
+    assert "directive-za-frontier" in lines[0], at.stdout
+
+    # An --at without a zone cannot be compared with effective times: it used
+    # to re-decide every record as an evaluation error, reported as flips.
+    for mode in ((), ("--customers",)):
+        naive = cli(tmp_path, "policy", "impact", str(live), *mode, "--at", "2026-06-13T06:00")
+        assert naive.returncode == 2 and "time zone" in naive.stdout + naive.stderr, naive
