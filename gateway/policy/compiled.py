@@ -191,6 +191,7 @@ def compile_bundle(
                 guard=rule_guard(rule, bundle.country_groups),
                 mode=rule.mode,
                 exempts=frozenset(rule.exempts or ()),
+                cut=rule.in_flight == "cut",
             )
         )
 
@@ -208,6 +209,9 @@ def compile_bundle(
             allows=RuleIndex.build([r for r in enforced if r.effect == "allow"]),
             reports=RuleIndex.build(reported) if reported else None,
             exempts=RuleIndex.build(exempting) if exempting else None,
+            cut_starts=tuple(
+                sorted({r.start for r in enforced if r.cut and r.start is not None})
+            ),
         )
 
     return CompiledBundle(

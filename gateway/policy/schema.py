@@ -215,11 +215,23 @@ class Rule(_Cited):
     exempts: list[RuleId] | None = None
     """Ids of the deny rules an ``exempt`` rule lifts (required with, and only with, it)."""
     mode: RuleMode = "enforce"
+    in_flight: Literal["finish", "cut"] = "finish"
+    """Deny rules only: what becomes of a stream already being served when the
+    rule starts to refuse it (its ``effective.from`` passes, or a reload brings
+    the rule in). ``finish`` (default): it was allowed when it arrived and is
+    served to its end. ``cut``: it is ended at that instant with an error
+    event naming the rule, and its outcome record says ``policy_cut:<id>``."""
     when: Condition
     unless: Condition | None = None
     effective: Effective | None = None
     reason: str | None = None
     description: str | None = None
+
+    @model_validator(mode="after")
+    def _cut_is_for_denies(self) -> Rule:
+        if self.in_flight == "cut" and self.effect != "deny":
+            raise ValueError("'in_flight: cut' is only for rules with effect: deny")
+        return self
 
     @model_validator(mode="after")
     def _exempts_with_exempt(self) -> Rule:
