@@ -45,3 +45,17 @@ def test_cut_is_for_deny_rules_only(tmp_path: Path) -> None:
     text = "\n".join(map(str, bad.errors))
     assert "'in_flight: cut' is only for rules with effect: deny" in text, text
     assert "rules[1].in_flight: Input should be 'finish' or 'cut'" in text, text
+
+
+def test_diff_says_a_rule_cuts_streams_in_flight(tmp_path: Path) -> None:
+    from gateway.policy.diff import diff_bundles
+
+    empty = _load(tmp_path, "empty", "rules: []\n")
+    cut = _load(tmp_path, "cut", RULES.format(mode="cut"))
+    finish = _load(tmp_path, "finish", RULES.format(mode="finish"))
+    assert empty.bundle is not None and cut.bundle is not None and finish.bundle is not None
+    added = "\n".join(map(str, diff_bundles(empty.bundle, cut.bundle)))
+    assert "in_flight: cut" in added, added
+    assert "in_flight" not in "\n".join(map(str, diff_bundles(empty.bundle, finish.bundle)))
+    changed = "\n".join(map(str, diff_bundles(finish.bundle, cut.bundle)))
+    assert "in_flight: finish -> cut" in changed, changed
