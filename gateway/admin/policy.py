@@ -22,6 +22,7 @@ from gateway.kyc.schemas import rfc3339
 from gateway.policy.files import is_yaml
 from gateway.policy.loader import load_dir
 from gateway.policy.ruleindex import CompiledRule
+from gateway.policy.timing import window_state
 
 router = APIRouter(prefix="/admin/v1", tags=["policy"])
 Compliance = Depends(require_roles("compliance"))
@@ -56,12 +57,7 @@ def timed_rules(rules: tuple[CompiledRule, ...], now: datetime) -> list[dict[str
     for rule in rules:
         if rule.start is None and rule.end is None:
             continue
-        if rule.start is not None and now < rule.start:
-            state = "pending"
-        elif rule.end is not None and now >= rule.end:
-            state = "ended"
-        else:
-            state = "in_force"
+        state = window_state(rule.start, rule.end, now)
         out.append({
             "id": rule.id, "effect": rule.effect, "mode": rule.mode,
             "from": rfc3339(rule.start) if rule.start else None,

@@ -26,6 +26,7 @@ from gateway.policy.impact import impact
 from gateway.policy.loader import LoadResult, load_dir
 from gateway.policy.schema import json_schema
 from gateway.policy.testing import run_tests
+from gateway.policy.timing import window_state
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -83,6 +84,19 @@ def validate(directory: DirArg) -> None:
     if reported:
         # Staged rules: valid, evaluated and logged, but deciding nothing yet.
         console.print(f"  report mode (logged, not enforced): {_e(', '.join(reported))}")
+    now = datetime.now(UTC)
+    for rule in b.rules:
+        # The officer's check of the instant written: in UTC, and where it stands now.
+        window = rule.effective
+        if window is None or (window.from_ is None and window.until is None):
+            continue
+        span = " ".join(
+            f"{name} {value.isoformat().replace('+00:00', 'Z')}"
+            for name, value in (("from", window.from_), ("until", window.until))
+            if value is not None
+        )
+        state = window_state(window.from_, window.until, now).replace("_", " ")
+        console.print(f"  timed: {_e(rule.id)} {span} ({state} now)", markup=False)
 
 
 @app.command("test")

@@ -82,6 +82,11 @@ def test_impact_of_a_directive_taking_effect_later_names_it_and_counts_customers
     with (candidate / "rules.yaml").open("a") as rules:
         rules.write(directive(start))
 
+    checked = cli(tmp_path, "policy", "validate", str(candidate))
+    assert checked.returncode == 0, checked.stdout
+    # The instant as the gateway reads it (UTC), and where it stands now.
+    assert f"timed: directive-za-frontier from {rfc3339(start)} (pending now)" in checked.stdout
+
     # The officer's question: whom will it cut? The recorded decisions all
     # predate the directive, so replayed at their own times it decides none of
     # them; the report must say so and how to ask at the effective time.
