@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import US_IP, GatewayFactory
-from tests.support.processes import REPO, Admin
+from tests.support.processes import REPO, Admin, Proc
 
 pytestmark = pytest.mark.e2e
 
@@ -403,3 +403,34 @@ def test_a_directive_with_in_flight_cut_ends_streams_already_running(
         _until(lambda u=url: bool(admin.http.get(u).json()["outcomes"]), 30)  # after the end
         outcome = admin.http.get(url).json()["outcomes"][0]
         assert outcome["error"] == "policy_cut:directive-za-frontier", outcome
+
+
+def test_a_cut_rule_shipped_late_ends_the_streams_it_now_refuses_at_the_reload(
+    gateway_factory: GatewayFactory, tmp_path: Path, standin: Proc
+) -> None:
+    import concurrent.futures
+
+    live = tmp_path / "live"
+    shutil.copytree(REPO / "policies", live)
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(live)})
+    admin = Admin(gateway.url)
+    staff = admin.customer_with_key(
+        id="staff-za", name="Lerato Mokoena", citizenships=["ZA"], residence="US",
+        attributes=["us_permanent_resident"], **GOV,
+    )  # fmt: skip
+    old = _version(gateway.url)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        started = httpx.get(f"{standin.url}/_standin/streams").json()["started"]
+        running = pool.submit(_stream, gateway.url, staff, "openai")
+        # Admitted under the old bundle: the upstream has begun streaming it.
+        _until(lambda: httpx.get(f"{standin.url}/_standin/streams").json()["started"] > started)
+        late = directive(datetime.now(UTC) - timedelta(minutes=5))  # 06:00 has passed
+        with (live / "rules.yaml").open("a") as rules:
+            rules.write(
+                late.replace("    effect: deny\n", "    effect: deny\n    in_flight: cut\n")
+            )
+        _until(lambda: _version(gateway.url) != old, 20)
+        answer = running.result()
+    assert answer.status_code == 200
+    assert '"code":"directive-za-frontier"' in answer.text, answer.text[-300:]
+    assert answer.text.count("data:") < 40
