@@ -33,6 +33,14 @@ def print_impact(console: Console, report: ImpactReport, candidate: str) -> None
             f"the {replayed} replayed decisions, so it could not apply to them; to see whom it "
             f"will refuse, replay them at that instant: --at {start}"
         )
+    for rule_id, before in sorted(report.still_effective.items()):
+        end = report.rule_ends[rule_id].isoformat().replace("+00:00", "Z")
+        # An order withdrawn from a later instant: its refusals replay unchanged.
+        console.print(
+            f"[yellow]note:[/yellow] rule {_e(rule_id)} ends {end} (until), after {before} of "
+            f"the {replayed} replayed decisions, so it still applies to them; to see whom "
+            f"its end lets back, replay them at that instant: --at {end}"
+        )
     if report.refused_customers or report.admitted_customers:
         console.print(
             f"{len(report.refused_customers)} customers would be refused (allow->deny), "

@@ -132,6 +132,10 @@ class ImpactReport:
     """Per enforced rule of the candidate with an ``effective.from``: replayed
     records decided before it takes effect (so it could not apply to them)."""
     rule_starts: dict[str, datetime] = field(default_factory=dict)
+    still_effective: Counter[str] = field(default_factory=Counter)
+    """Likewise for ``effective.until``: replayed records decided before the
+    rule ends (an order withdrawn from a later instant still applies to them)."""
+    rule_ends: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def flipped(self) -> int:
@@ -203,6 +207,7 @@ def impact(
     report = ImpactReport()
     # Only enforced rules: a report rule decides nothing at any time.
     starts = [(r.id, r.start) for r in bundle.rules if r.start is not None and r.mode == "enforce"]
+    ends = [(r.id, r.end) for r in bundle.rules if r.end is not None and r.mode == "enforce"]
     for record in records:
         report.total += 1
         report.note_version(record)
@@ -227,6 +232,10 @@ def impact(
             if _aware(now) < start:
                 report.not_yet_effective[rule_id] += 1
                 report.rule_starts[rule_id] = start
+        for rule_id, end in ends:
+            if _aware(now) < end:
+                report.still_effective[rule_id] += 1
+                report.rule_ends[rule_id] = end
         report.report_matches.update(new.report_rule_ids)
         old = str(record.get("decision"))
         version = str(record.get("policy_version") or UNKNOWN_VERSION)

@@ -434,3 +434,35 @@ def test_a_cut_rule_shipped_late_ends_the_streams_it_now_refuses_at_the_reload(
     assert answer.status_code == 200
     assert '"code":"directive-za-frontier"' in answer.text, answer.text[-300:]
     assert answer.text.count("data:") < 40
+
+
+def test_impact_of_withdrawing_a_directive_later_names_the_instant_to_replay_at(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    live = tmp_path / "live"
+    shutil.copytree(REPO / "policies", live)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    with (live / "rules.yaml").open("a") as rules:
+        rules.write(directive(start))
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(live)})
+    dual = Admin(gateway.url).customer_with_key(
+        id="za-us-dual", name="Naledi Smith", citizenships=["ZA", "US"], residence="US", **GOV
+    )
+    assert chat(gateway.url, dual, US_IP).status_code == 403
+
+    # The order is withdrawn from tomorrow: `until` on the same rule.
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    candidate = tmp_path / "candidate"
+    shutil.copytree(live, candidate)
+    text = (candidate / "rules.yaml").read_text()
+    (candidate / "rules.yaml").write_text(
+        text.replace(
+            f'{{from: "{rfc3339(start)}"}}',
+            f'{{from: "{rfc3339(start)}", until: "{rfc3339(end)}"}}',
+        )
+    )
+    plain = cli(tmp_path, "policy", "impact", str(candidate), "--since", "1d")
+    assert plain.returncode == 0 and "0 deny->allow" in plain.stdout, plain.stdout
+    assert f"directive-za-frontier ends {rfc3339(end)}" in plain.stdout, plain.stdout
+    at = cli(tmp_path, "policy", "impact", str(candidate), "--since", "1d", "--at", rfc3339(end))
+    assert "1 deny->allow" in at.stdout and "1 admitted (deny->allow)" in at.stdout, at.stdout
