@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from gateway.admin.auth import AdminActor, require_roles
-from gateway.admin.query_errors import as_query_error
+from gateway.admin.query_errors import as_query_error, known_params
 from gateway.audit.export import Exporter
 from gateway.audit.filters import FilterError, decision_filters
 from gateway.audit.ids import is_id
@@ -52,9 +52,11 @@ def _filters(
 
 
 Filters = Annotated[DecisionFilters, Depends(_filters)]
+_FILTER_PARAMS = ("customer_id", "decision", "rule_id", "report_rule_id", "model", "origin",
+                  "from", "to")  # fmt: skip
 
 
-@router.get("/decisions")
+@router.get("/decisions", dependencies=[Depends(known_params(*_FILTER_PARAMS, "cursor", "limit"))])
 async def list_decisions_route(
     services: ServicesDep,
     _actor: Auditor,
@@ -69,7 +71,7 @@ async def list_decisions_route(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/decisions/export")
+@router.get("/decisions/export", dependencies=[Depends(known_params(*_FILTER_PARAMS, "format"))])
 async def export_decisions_route(
     services: ServicesDep,
     _actor: Auditor,

@@ -8,6 +8,7 @@ HTTP (files posted as text) without touching the running one.
 from __future__ import annotations
 
 import tempfile
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -20,6 +21,8 @@ from gateway.identity.admin_log import record_admin_action
 from gateway.kyc.schemas import rfc3339
 from gateway.policy.files import is_yaml
 from gateway.policy.loader import load_dir
+from gateway.policy.ruleindex import CompiledRule
+from gateway.policy.timing import window_state
 
 router = APIRouter(prefix="/admin/v1", tags=["policy"])
 Compliance = Depends(require_roles("compliance"))
@@ -39,8 +42,29 @@ async def get_policy(services: ServicesDep, actor: AdminActor = Compliance) -> d
         "loaded_at": rfc3339(holder.loaded_at) if holder.loaded_at else None,
         "models": sorted(bundle.model_names()),
         "report_rules": sorted(bundle.report_rule_ids()),
+        "timed_rules": timed_rules(bundle.rules, services.clock()),
         "last_refused": holder.last_refused_summary(),
     }
+
+
+def timed_rules(rules: tuple[CompiledRule, ...], now: datetime) -> list[dict[str, Any]]:
+    """Rules with an ``effective`` window and where ``now`` stands in it.
+
+    What the officer on call checks after shipping a directive at 02:00: that
+    the running gateway holds it, and that it is ``pending`` until 06:00 (the
+    version alone cannot say when a rule starts deciding)."""
+    out = []
+    for rule in rules:
+        if rule.start is None and rule.end is None:
+            continue
+        state = window_state(rule.start, rule.end, now)
+        out.append({
+            "id": rule.id, "effect": rule.effect, "mode": rule.mode,
+            "from": rfc3339(rule.start) if rule.start else None,
+            "until": rfc3339(rule.end) if rule.end else None,
+            "state": state,
+        })  # fmt: skip
+    return out
 
 
 @router.post("/policy/reload")

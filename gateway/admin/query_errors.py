@@ -8,10 +8,12 @@ error shape whichever check refused it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from difflib import get_close_matches
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from gateway.audit.filters import FilterError, time_range
@@ -20,6 +22,32 @@ from gateway.audit.filters import FilterError, time_range
 def as_query_error(exc: FilterError) -> RequestValidationError:
     return RequestValidationError([{"type": "value_error", "loc": ("query", exc.param),
                                     "msg": exc.message, "input": exc.value}])  # fmt: skip
+
+
+def known_params(*accepted: str) -> Callable[[Request], None]:
+    """Dependency: a 422 naming any query parameter the route does not take.
+
+    FastAPI ignores unknown parameters, and for a filter that is the worst
+    answer: ``?rule=X`` (the CLI's ``--rule`` is ``rule_id`` here) listed and
+    exported every decision as if they were X's refusals.
+    """
+    allowed = frozenset(accepted)
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - allowed)
+        if not unknown:
+            return
+        errors = []
+        for name in unknown:
+            close = get_close_matches(name, allowed, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            errors.append({"type": "value_error", "loc": ("query", name),
+                           "msg": f"unknown query parameter; {hint}this route takes: "
+                                  f"{', '.join(sorted(allowed))}",
+                           "input": request.query_params[name]})  # fmt: skip
+        raise RequestValidationError(errors)
+
+    return check
 
 
 def query_time_range(

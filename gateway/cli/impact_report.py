@@ -8,6 +8,9 @@ from rich.table import Table
 
 from gateway.policy.impact import ImpactReport
 
+MAX_CUSTOMER_ROWS = 50
+"""Customers listed per direction; the count above the table is of them all."""
+
 
 def _e(value: object) -> str:
     # Bundle text (rule ids, model names) is escaped: rich would read '[x]' as markup.
@@ -21,6 +24,29 @@ def print_impact(console: Console, report: ImpactReport, candidate: str) -> None
         f"{report.unchanged} unchanged, [red]{report.to_deny} allow->deny[/red], "
         f"[green]{report.to_allow} deny->allow[/green]"
     )
+    replayed = sum(count.replayed for count in report.by_version.values())
+    for rule_id, before in sorted(report.not_yet_effective.items()):
+        start = report.rule_starts[rule_id].isoformat().replace("+00:00", "Z")
+        # Said before any table: "0 allow->deny" is otherwise read as "it cuts nobody".
+        console.print(
+            f"[yellow]note:[/yellow] rule {_e(rule_id)} takes effect {start}, after {before} of "
+            f"the {replayed} replayed decisions, so it could not apply to them; to see whom it "
+            f"will refuse, replay them at that instant: --at {start}"
+        )
+    for rule_id, before in sorted(report.still_effective.items()):
+        end = report.rule_ends[rule_id].isoformat().replace("+00:00", "Z")
+        # An order withdrawn from a later instant: its refusals replay unchanged.
+        console.print(
+            f"[yellow]note:[/yellow] rule {_e(rule_id)} ends {end} (until), after {before} of "
+            f"the {replayed} replayed decisions, so it still applies to them; to see whom "
+            f"its end lets back, replay them at that instant: --at {end}"
+        )
+    if report.refused_customers or report.admitted_customers:
+        console.print(
+            f"{len(report.refused_customers)} customers would be refused (allow->deny), "
+            f"{len(report.admitted_customers)} admitted (deny->allow)",
+            markup=False,
+        )
     if report.not_policy:
         statuses = ", ".join(
             f"{count} with status {status}"
@@ -86,6 +112,21 @@ def print_impact(console: Console, report: ImpactReport, candidate: str) -> None
         for key, flips in counter.most_common():
             table.add_row(_e(key), str(flips))
         console.print(table)
+    for title, counter in (
+        ("allow->deny by customer", report.refused_customers),
+        ("deny->allow by customer", report.admitted_customers),
+    ):
+        if not counter:
+            continue
+        table = Table(title=f"{title} (most flips first, {MAX_CUSTOMER_ROWS} at most)")
+        table.add_column("customer")
+        table.add_column("flips", justify="right")
+        for customer, flips in counter.most_common(MAX_CUSTOMER_ROWS):
+            table.add_row(_e(customer), str(flips))
+        console.print(table)
+        if len(counter) > MAX_CUSTOMER_ROWS:
+            more = len(counter) - MAX_CUSTOMER_ROWS
+            console.print(f"... and {more} more customers", markup=False)
     for flip in report.examples:
         console.print(
             f"  e.g. {flip.record_id or '?'} customer {flip.customer_id} {flip.model} "

@@ -20,12 +20,13 @@ from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cli.impact_report import print_impact
-from gateway.policy.compiled import compile_bundle
+from gateway.policy.compiled import CompiledBundle, compile_bundle
 from gateway.policy.diff import diff_bundles
 from gateway.policy.impact import impact
 from gateway.policy.loader import LoadResult, load_dir
 from gateway.policy.schema import json_schema
 from gateway.policy.testing import run_tests
+from gateway.policy.timing import window_state
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -83,6 +84,19 @@ def validate(directory: DirArg) -> None:
     if reported:
         # Staged rules: valid, evaluated and logged, but deciding nothing yet.
         console.print(f"  report mode (logged, not enforced): {_e(', '.join(reported))}")
+    now = datetime.now(UTC)
+    for rule in b.rules:
+        # The officer's check of the instant written: in UTC, and where it stands now.
+        window = rule.effective
+        if window is None or (window.from_ is None and window.until is None):
+            continue
+        span = " ".join(
+            f"{name} {value.isoformat().replace('+00:00', 'Z')}"
+            for name, value in (("from", window.from_), ("until", window.until))
+            if value is not None
+        )
+        state = window_state(window.from_, window.until, now).replace("_", " ")
+        console.print(f"  timed: {_e(rule.id)} {span} ({state} now)", markup=False)
 
 
 @app.command("test")
@@ -208,6 +222,18 @@ def impact_cmd(
             "file instead of the database.",
         ),
     ] = None,
+    customers: Annotated[
+        bool,
+        typer.Option(
+            "--customers",
+            help="Judge every customer record instead of recorded traffic: who loses "
+            "(or gains) a model at --at (default now), against --against or the candidate now.",
+        ),
+    ] = False,
+    against: Annotated[
+        Path | None,
+        typer.Option(help="With --customers: the bundle to compare with (the one in force)."),
+    ] = None,
 ) -> None:
     """Replay recorded decisions against a candidate bundle and count the flips."""
     console = _console()
@@ -216,9 +242,14 @@ def impact_cmd(
         at_dt = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
     except ValueError as exc:
         raise typer.BadParameter(f"--at: {exc}") from None
+    if at_dt is not None and at_dt.tzinfo is None:
+        raise typer.BadParameter("--at: needs a time zone, e.g. 2026-06-13T06:00:00Z")
     result = _load(console, directory, show_ok=False)
     assert result.bundle is not None and result.version is not None
     bundle = compile_bundle(result.bundle, result.version)
+    if customers:
+        _customers_impact(console, bundle, at_dt, against)
+        return
     cutoff = datetime.now(UTC) - window
     records: Iterable[Mapping[str, Any]]
     if from_jsonl is not None:
@@ -258,6 +289,31 @@ def impact_cmd(
         f"candidate {directory} ({result.version[:12]}), decisions since {since}", markup=False
     )
     print_impact(console, impact(records, bundle, at_dt), result.version)
+
+
+def _customers_impact(
+    console: Console, bundle: CompiledBundle, at: datetime | None, against: Path | None
+) -> None:
+    from gateway.cli.exposure_report import print_exposure
+
+    baseline = None
+    if against is not None:
+        old = _load(console, against, show_ok=False)
+        assert old.bundle is not None and old.version is not None
+        baseline = compile_bundle(old.bundle, old.version)
+    missing = _missing_sqlite_file()
+    if missing is not None:
+        console.print(f"[red]error:[/red] no database at {_e(missing)} (GATEWAY_DATABASE_URL)")
+        raise typer.Exit(2)
+    now = datetime.now(UTC)
+    try:
+        print_exposure(console, bundle, at or now, baseline, now)
+    except (SQLAlchemyError, OSError) as exc:
+        console.print(
+            f"[red]error:[/red] cannot read the customers in GATEWAY_DATABASE_URL "
+            f"({type(exc).__name__}: {_e(str(exc).splitlines()[0])})"
+        )
+        raise typer.Exit(2) from None
 
 
 @app.command()

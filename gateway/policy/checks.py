@@ -267,6 +267,20 @@ class _Checker:
                 self.condition((*path, "when"), when)
             if unless is not None:
                 self.condition((*path, "unless"), unless)
+        self.exemptions()
+
+    def exemptions(self) -> None:
+        """An ``exempts`` list names deny rules of the bundle: a typo would lift
+        nothing while the bundle read as if the licence were honoured."""
+        effects = {rule.id: rule.effect for rule in self.b.rules}
+        for position, rule in enumerate(self.b.rules):
+            for i, target in enumerate(rule.exempts or ()):
+                path: DataPath = ("rules", self.rule_index[position], "exempts", i)
+                effect = effects.get(target)
+                if effect is None:
+                    self.error(path, f"unknown rule id '{target}'")
+                elif effect != "deny":
+                    self.error(path, f"rule '{target}' is not a deny rule (effect: {effect})")
 
     def condition(self, path: DataPath, c: s.Condition) -> None:
         for key in COUNTRY_SET_KEYS:

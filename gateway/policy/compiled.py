@@ -190,6 +190,8 @@ def compile_bundle(
                 models=_top_level_models(rule),
                 guard=rule_guard(rule, bundle.country_groups),
                 mode=rule.mode,
+                exempts=frozenset(rule.exempts or ()),
+                cut=rule.in_flight == "cut",
             )
         )
 
@@ -201,10 +203,15 @@ def compile_bundle(
         # is what keeps them from deciding, for requests and model listings alike.
         enforced = [r for r in applicable if r.mode == "enforce"]
         reported = [r for r in applicable if r.mode == "report"]
+        exempting = [r for r in enforced if r.effect == "exempt"]
         return RuleSet(
             denies=RuleIndex.build([r for r in enforced if r.effect == "deny"]),
             allows=RuleIndex.build([r for r in enforced if r.effect == "allow"]),
             reports=RuleIndex.build(reported) if reported else None,
+            exempts=RuleIndex.build(exempting) if exempting else None,
+            cut_starts=tuple(
+                sorted({r.start for r in enforced if r.cut and r.start is not None})
+            ),
         )
 
     return CompiledBundle(

@@ -95,7 +95,9 @@ def _describe(section: str, value: dict[str, Any]) -> tuple[str, ...]:
         keep = {
             k: v
             for k, v in value.items()
-            if k in ("effect", "when", "unless", "effective", "reason")
+            if k in ("effect", "exempts", "in_flight", "when", "unless", "effective", "reason",
+                     "legal_basis")
+            and not (k == "in_flight" and v == "finish")  # the default, as mode's
         }
         described = tuple(f"{k}: {_short(v)}" for k, v in keep.items())
         if value.get("mode") == "report":

@@ -12,6 +12,8 @@ Order of evaluation (Cedar semantics for the rules):
 4. Rules that apply to the requested model and are in force at ``now``
    (``from <= now < until``): every matching deny -> deny with all their ids
    and reasons; else every matching allow -> allow; else ``default-deny``.
+   An ``effect: exempt`` rule that matches lifts the deny rules it names
+   (``exempts``) first; an allow it made possible lists it among its rules.
    Rules in report mode (``mode: report``) are matched the same way, just
    before, and listed in ``report_rule_ids``/``report_reasons`` whatever the
    outcome; they never take part in the decision. Steps 1 and 2 decide before
@@ -48,6 +50,7 @@ from gateway.policy.decision import (
 )
 from gateway.policy.facts import BodyFacts, RequestFacts
 from gateway.policy.report import NO_REPORT, Report, match_report_rules
+from gateway.policy.ruleindex import CompiledRule, RuleIndex
 
 log = logging.getLogger("gateway.policy")
 
@@ -241,6 +244,9 @@ def _decide(
         match_report_rules(reports, ctx, now) if with_report and reports is not None else NO_REPORT
     )
     denies = [r for r in ruleset.denies.candidates(ctx) if r.active(now) and r.predicate(ctx)]
+    lifted: list[CompiledRule] = []
+    if denies and ruleset.exempts is not None:
+        denies, lifted = _exempt(denies, ruleset.exempts, ctx, now)
     if denies:
         return _deny(
             bundle,
@@ -265,6 +271,10 @@ def _decide(
             demotion,
             report,
         )
+    if lifted:
+        # The exemptions that made this allow possible decide it with the
+        # allows, in declaration order: the record names the licence used.
+        allows = sorted([*allows, *lifted], key=lambda r: r.index)
     return _decision(
         True,
         bundle,
@@ -276,6 +286,25 @@ def _decide(
         report,
         plan,
     )
+
+
+def _exempt(
+    denies: list[CompiledRule], exempts: RuleIndex, ctx: EvalContext, now: datetime
+) -> tuple[list[CompiledRule], list[CompiledRule]]:
+    """(the denies no matching exemption lifts, the exemptions that lifted one).
+
+    Runs only when a deny matched, so a bundle's exemptions cost nothing to
+    the requests no deny rule refuses."""
+    ids = {r.id for r in denies}
+    used = [
+        r
+        for r in exempts.candidates(ctx)
+        if not r.exempts.isdisjoint(ids) and r.active(now) and r.predicate(ctx)
+    ]
+    if not used:
+        return denies, []
+    lifted_ids = frozenset().union(*(r.exempts for r in used))
+    return [r for r in denies if r.id not in lifted_ids], used
 
 
 def decide(

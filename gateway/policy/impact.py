@@ -42,6 +42,18 @@ are counted in ``from_report`` by rule (what switching it on does, measured on
 the requests it was reported on). ``report_matches`` counts, per report-mode
 rule of the candidate, the replayed records it matches: a dry run of a staged
 rule over past traffic, the complement of watching it live.
+
+Effective times: each record is re-decided at its own time unless ``at`` is
+given, so a rule of the candidate whose ``effective.from`` is later than a
+record's time does not apply to it. An emergency directive is written before
+it takes effect: replayed on last week's traffic it flips nothing, which read
+as "it refuses nobody". ``not_yet_effective`` counts, per such rule, the
+replayed records that predate it (``rule_starts`` has its start), so the
+report can say so and name the ``--at`` that asks the real question.
+
+Customers: flips count requests; ``refused_customers`` and
+``admitted_customers`` count them per customer (allow->deny and
+deny->allow), since "whom does it cut" is a question about customers.
 """
 
 from __future__ import annotations
@@ -112,6 +124,18 @@ class ImpactReport:
     in_force: str | None = None
     """The version of the newest record: in force when the log ends (None: none recorded)."""
     in_force_ts: datetime | None = None
+    refused_customers: Counter[str] = field(default_factory=Counter)
+    """allow->deny flips per customer id."""
+    admitted_customers: Counter[str] = field(default_factory=Counter)
+    """deny->allow flips per customer id."""
+    not_yet_effective: Counter[str] = field(default_factory=Counter)
+    """Per enforced rule of the candidate with an ``effective.from``: replayed
+    records decided before it takes effect (so it could not apply to them)."""
+    rule_starts: dict[str, datetime] = field(default_factory=dict)
+    still_effective: Counter[str] = field(default_factory=Counter)
+    """Likewise for ``effective.until``: replayed records decided before the
+    rule ends (an order withdrawn from a later instant still applies to them)."""
+    rule_ends: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def flipped(self) -> int:
@@ -181,6 +205,9 @@ def impact(
 ) -> ImpactReport:
     """Re-decide every record against ``bundle`` and count what would change."""
     report = ImpactReport()
+    # Only enforced rules: a report rule decides nothing at any time.
+    starts = [(r.id, r.start) for r in bundle.rules if r.start is not None and r.mode == "enforce"]
+    ends = [(r.id, r.end) for r in bundle.rules if r.end is not None and r.mode == "enforce"]
     for record in records:
         report.total += 1
         report.note_version(record)
@@ -201,6 +228,14 @@ def impact(
                 report.errors.append(f"{record.get('id', '?')}: unreadable facts: {exc}")
             continue
         new = decide(principal, request, bundle, now)
+        for rule_id, start in starts:
+            if _aware(now) < start:
+                report.not_yet_effective[rule_id] += 1
+                report.rule_starts[rule_id] = start
+        for rule_id, end in ends:
+            if _aware(now) < end:
+                report.still_effective[rule_id] += 1
+                report.rule_ends[rule_id] = end
         report.report_matches.update(new.report_rule_ids)
         old = str(record.get("decision"))
         version = str(record.get("policy_version") or UNKNOWN_VERSION)
@@ -212,9 +247,11 @@ def impact(
         if new.allowed:
             report.to_allow += 1
             per_version.to_allow += 1
+            report.admitted_customers[principal.customer_id] += 1
         else:
             report.to_deny += 1
             per_version.to_deny += 1
+            report.refused_customers[principal.customer_id] += 1
         reported = record.get("report_rule_ids") or ()
         for rule_id in new.rule_ids:
             report.by_rule[rule_id] += 1

@@ -133,6 +133,10 @@ def bundle_version(bundle: s.Bundle) -> str:
         # name the bundle in force, and impact does not read the upgrade as drift.
         if rule.get("mode") == "enforce":
             del rule["mode"]
+        if rule.get("in_flight") == "finish":
+            del rule["in_flight"]
+        if rule.get("exempts") is None:
+            rule.pop("exempts", None)  # likewise: bundles without exemptions keep their version
     _drop_unset(data)
     data["rules"] = sorted(data["rules"], key=lambda r: r["id"])
     for group in data["country_groups"].values():

@@ -35,6 +35,10 @@ class CompiledRule:
     """A top-level set the request must hit for the rule to match (see RuleIndex)."""
     mode: str = "enforce"
     """``enforce`` or ``report`` (matches logged, never deciding)."""
+    exempts: frozenset[str] = frozenset()
+    """For ``effect: exempt``: the deny rules it lifts when it matches."""
+    cut: bool = False
+    """``in_flight: cut``: streams in flight are ended when it starts to refuse them."""
 
     def active(self, now: datetime) -> bool:
         """``from <= now < until``."""
@@ -144,6 +148,12 @@ class RuleSet:
     reports: RuleIndex | None = None
     """Report-mode rules of both effects; None when there are none, so a bundle
     without report rules costs a decision one attribute test."""
+    exempts: RuleIndex | None = None
+    """Enforced ``effect: exempt`` rules; None when there are none (likewise),
+    and only looked at when a deny matched."""
+    cut_starts: tuple[datetime, ...] = ()
+    """Sorted ``effective.from`` instants of the enforced ``in_flight: cut``
+    deny rules: when a stream must be decided again (``gateway.proxy.cut``)."""
 
 
 def rule_guard(

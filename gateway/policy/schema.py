@@ -205,18 +205,48 @@ record (``report_rule_ids``), but it never decides: the way to stage a rule on
 live traffic before it takes effect."""
 
 
+RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=120)]
+# 120: the audit log's rule index holds ids in 128 characters, a report
+# match as ``report:<id>`` (PostgreSQL refuses a longer value: every
+# decision naming the rule would fail to record, i.e. 503).
+
+
 class Rule(_Cited):
-    # 120: the audit log's rule index holds ids in 128 characters, a report
-    # match as ``report:<id>`` (PostgreSQL refuses a longer value: every
-    # decision naming the rule would fail to record, i.e. 503).
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=120)
-    effect: Literal["allow", "deny"]
+    id: RuleId
+    effect: Literal["allow", "deny", "exempt"]
+    """``exempt``: when it matches, the deny rules named in ``exempts`` do not
+    apply to the request (a licence, a named exception to a directive). It
+    grants nothing by itself: the request still needs an allow. An allow it
+    made possible lists it among the deciding rules, so the audit log shows
+    every request served under it."""
+    exempts: list[RuleId] | None = None
+    """Ids of the deny rules an ``exempt`` rule lifts (required with, and only with, it)."""
     mode: RuleMode = "enforce"
+    in_flight: Literal["finish", "cut"] = "finish"
+    """Deny rules only: what becomes of a stream already being served when the
+    rule starts to refuse it (its ``effective.from`` passes, or a reload brings
+    the rule in). ``finish`` (default): it was allowed when it arrived and is
+    served to its end. ``cut``: it is ended at that instant with an error
+    event naming the rule, and its outcome record says ``policy_cut:<id>``."""
     when: Condition
     unless: Condition | None = None
     effective: Effective | None = None
     reason: str | None = None
     description: str | None = None
+
+    @model_validator(mode="after")
+    def _cut_is_for_denies(self) -> Rule:
+        if self.in_flight == "cut" and self.effect != "deny":
+            raise ValueError("'in_flight: cut' is only for rules with effect: deny")
+        return self
+
+    @model_validator(mode="after")
+    def _exempts_with_exempt(self) -> Rule:
+        if self.effect == "exempt" and not self.exempts:
+            raise ValueError("an 'exempt' rule must name the deny rules it lifts in 'exempts'")
+        if self.effect != "exempt" and self.exempts is not None:
+            raise ValueError("'exempts' is only for rules with effect: exempt")
+        return self
 
 
 class QuotaLimits(_Strict):

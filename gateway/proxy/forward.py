@@ -21,6 +21,7 @@ from gateway.audit.record import OutcomeRecord
 from gateway.ops import hooks  # ops: metrics + access log
 from gateway.proxy.answer import Outcome, relay_answer
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, send_response
+from gateway.proxy.cut import StreamPolicyWatch, cut_event
 from gateway.proxy.errors import ProxyError, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import client_response_headers, upstream_request_headers
@@ -162,7 +163,7 @@ class Forwarder:
                 hooks.stream_started()  # ops hook
                 try:
                     await self._relay_stream(
-                        response, out_headers, send, detach, drop_usage_chunk, outcome
+                        response, out_headers, send, detach, drop_usage_chunk, outcome, ex
                     )
                 finally:
                     hooks.stream_ended()  # ops hook
@@ -203,21 +204,36 @@ class Forwarder:
         detach: Callable[[], None],
         drop_usage_chunk: bool,
         outcome: Outcome,
+        ex: Exchange,
     ) -> None:
         tap = SseUsageTap(drop_usage_chunk)
+        assert ex.principal is not None and ex.facts is not None
+        policy = StreamPolicyWatch(
+            self.services.policy, ex.bundle, ex.principal, ex.facts, self.services.clock
+        )
+        cut: tuple[str, str] | None = None
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         try:
             async for chunk in response.content.iter_any():
+                if cut is None and policy.due():
+                    cut = policy.check()
+                if cut is not None and not tap.client_mid_event:
+                    break  # at an event boundary: the error event can follow
                 data = tap.feed(chunk)
                 if data:
                     outcome.bytes_out += len(data)
                     await send({"type": "http.response.body", "body": data, "more_body": True})
-            rest = tap.flush()
+            rest = b"" if cut is not None else tap.flush()
         finally:
             # Also when the stream is cut (client gone, upstream broke): the
             # usage seen so far is part of what ``_settle`` charges.
             outcome.usage = tap.usage if tap.seen else None
             outcome.error = outcome.error or tap.error
+        if cut is not None:
+            # A rule with `in_flight: cut` now refuses this stream: end it with
+            # an error event naming the rule; the outcome record says so.
+            outcome.error = f"policy_cut:{cut[0]}"
+            rest = cut_event(ex.api, *cut)
         detach()
         outcome.bytes_out += len(rest)
         await send({"type": "http.response.body", "body": rest, "more_body": False})

@@ -178,6 +178,13 @@ class SseUsageTap:
             kind = error.get("type") or error.get("code") or "unknown"
             self.error = f"upstream_error_event:{str(kind)[:64]}"
 
+    @property
+    def client_mid_event(self) -> bool:
+        """Whether the client has received part of an event and not its end
+        (without dropping, chunks pass through as they come): an event the
+        gateway adds must wait for that end, or it would corrupt the event."""
+        return not self._drop and self._pending_size > 0
+
     def feed(self, chunk: bytes) -> bytes:
         events = self._complete_events(chunk)
         if not self._drop:

@@ -1,0 +1,110 @@
+"""``gateway policy impact --customers``: which customers a bundle change cuts.
+
+``impact`` replays recorded traffic, so it sees only the customers who called
+in its window, as they were then. A directive against the citizens of a
+country is about every customer holding that citizenship, including those who
+have not called this week: this judges every customer record, for every model
+of the candidate, twice, and lists the customers whose access changes.
+
+    after  = the candidate at ``at``
+    before = ``baseline`` at ``at`` when given (``--against OLD``), else the
+             candidate at ``now`` (what changes when its timed rules start or
+             end: a directive written at 02:00 for 06:00, judged at 06:00)
+
+A customer is judged as a request from its residence country (origin
+unknown without one) with no capability: rules on origins other than the
+residence, on capabilities or on prompts are not exercised here (``impact``
+on recorded traffic covers them). Suspended customers are refused either way
+and are not listed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from gateway.geo.origin import Origin
+from gateway.identity.principal import Principal
+from gateway.policy.compiled import CompiledBundle
+from gateway.policy.engine import decide
+from gateway.policy.facts import BodyFacts, RequestFacts
+
+ENDPOINT = "/v1/chat/completions"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    customer_id: str
+    name: str
+    citizenships: tuple[str, ...]
+    residence: str | None
+    model: str
+    now_allowed: bool
+    rule_ids: tuple[str, ...]
+    """The deciding rules after the change."""
+
+
+@dataclass(slots=True)
+class Exposure:
+    customers: int = 0
+    cut: list[Change] = field(default_factory=list)
+    """Access lost: allowed before, refused after."""
+    granted: list[Change] = field(default_factory=list)
+    by_rule: Counter[str] = field(default_factory=Counter)
+    """Customers cut (each once per rule, whatever the models), by the rule
+    that refuses them after."""
+
+    def cut_customers(self) -> set[str]:
+        return {c.customer_id for c in self.cut}
+
+
+def _facts(principal: Principal, model: str) -> RequestFacts:
+    country = principal.residence.split("-", 1)[0] if principal.residence else None
+    region = principal.residence if principal.residence and "-" in principal.residence else None
+    return RequestFacts(
+        endpoint=ENDPOINT,
+        api="openai",
+        body=BodyFacts(model=model),
+        origin=Origin(None, country, region),
+    )
+
+
+def exposure(
+    principals: Iterable[Principal],
+    candidate: CompiledBundle,
+    at: datetime,
+    baseline: CompiledBundle | None,
+    now: datetime,
+) -> Exposure:
+    before_bundle, before_at = (baseline, at) if baseline is not None else (candidate, now)
+    report = Exposure()
+    rules: set[str] = set()
+    for principal in principals:
+        if principal.status != "active":
+            continue
+        report.customers += 1
+        for model in candidate.models:
+            facts = _facts(principal, model)
+            after = decide(principal, facts, candidate, at, with_report=False)
+            before = decide(principal, facts, before_bundle, before_at, with_report=False)
+            if after.allowed == before.allowed:
+                continue
+            change = Change(
+                customer_id=principal.customer_id,
+                name=principal.name,
+                citizenships=tuple(sorted(principal.citizenships)),
+                residence=principal.residence,
+                model=model,
+                now_allowed=after.allowed,
+                rule_ids=after.rule_ids,
+            )
+            if after.allowed:
+                report.granted.append(change)
+            else:
+                report.cut.append(change)
+                rules.update(after.rule_ids)
+        report.by_rule.update(rules)
+        rules.clear()
+    return report
