@@ -45,8 +45,13 @@ from gateway.proxy.upstream import UpstreamClient
 from gateway.quota.meter import build_meter
 from gateway.services import Services
 from gateway.settings import Settings
+from gateway.stages import AuditUnavailable
 
 log = logging.getLogger("gateway")
+
+_MAX_ERRORS = 50
+_ERROR_CHARS = 500
+"""Bounds on a ``policy_reload_refused`` record: a bundle can fail in many places."""
 
 
 def utc_now() -> datetime:
@@ -71,9 +76,21 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             metrics.policy_swapped(old, new)
             metrics.POLICY_RELOADS.labels("initial" if old is None else "swapped").inc()
 
-        async def on_refused(_result: ReloadResult) -> None:
+        async def on_refused(result: ReloadResult) -> None:
             metrics.POLICY_RELOADS.labels("refused").inc()
             metrics.POLICY_RELOAD_FAILURES.inc()
+            # In the signed chain too: an auditor asking why an edit (a
+            # directive) never applied finds the refusal, its errors and the
+            # version that went on deciding. Not waited on: a refusal must
+            # not stall the watch, and the running bundle stays either way.
+            payload = {"kept_version": result.version,
+                       "candidate_version": result.candidate_version,
+                       "errors": [e[:_ERROR_CHARS] for e in result.errors[:_MAX_ERRORS]],
+                       "errors_total": len(result.errors)}  # fmt: skip
+            try:
+                await audit.record_event("policy_reload_refused", payload, wait=False)
+            except AuditUnavailable:
+                log.error("cannot record the refused policy reload in the audit log")
 
         policy = ClusterPolicyHolder(settings.policy_dir, on_swap=on_swap, on_refused=on_refused)
         await policy.start(watch=settings.policy_watch)

@@ -29,7 +29,9 @@ REPORT_INDEX_PREFIX = "report:"
 cannot contain ``:`` and no engine id starts with ``report:``, so the keys of
 deciding rules and of report matches never collide in ``audit_decision_rules``."""
 
-RecordKind = Literal["decision", "outcome", "policy_reload", "quota_store", "tombstone"]
+RecordKind = Literal[
+    "decision", "outcome", "policy_reload", "policy_reload_refused", "quota_store", "tombstone"
+]
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.e2e.conftest import US_ENTERPRISE, US_IP, GatewayFactory
@@ -253,6 +254,18 @@ def test_policy_edit_on_disk_applies_without_restart_and_broken_edit_is_refused(
     assert policy["version"] == version_after
     assert policy["last_refused"] is not None
     assert "rules.yaml" in str(policy["last_refused"])
+    # ...and the audit log says so too: an auditor asking later why the
+    # directive's second edit never applied finds the refusal, its errors and
+    # the version kept, in the signed chain beside the decisions.
+    time.sleep(0.2)  # records nobody waits on are flushed within ~50 ms
+    export = admin.http.get("/admin/v1/decisions/export").text.splitlines()
+    kinds = [orjson.loads(line) for line in export]
+    refused = [r for r in kinds if r["kind"] == "policy_reload_refused"]
+    assert refused, [r["kind"] for r in kinds]
+    payload = refused[-1]["payload"]
+    assert payload["kept_version"] == version_after
+    assert any("rules.yaml" in error for error in payload["errors"]), payload
+    assert admin.http.get("/admin/v1/audit/verify").json()["ok"] is True
 
 
 def test_policy_times_are_rfc3339_utc_with_z_like_every_admin_time(
