@@ -36,6 +36,8 @@ def _filters(
     model: str | None = None,
     origin: Annotated[str | None, Query(
         description="ISO 3166-1 alpha-2 country or ISO 3166-2 region code")] = None,
+    citizenship: Annotated[str | None, Query(
+        description="ISO 3166-1 alpha-2 country the principal is a citizen of")] = None,
     from_: Annotated[str | None, Query(
         alias="from", description="RFC 3339 time with a zone (inclusive)")] = None,
     to: Annotated[str | None, Query(
@@ -46,14 +48,14 @@ def _filters(
     try:
         return decision_filters(customer_id=customer_id, decision=decision, rule_id=rule_id,
                                 report_rule_id=report_rule_id, model=model, origin=origin,
-                                from_=from_, to=to)
+                                citizenship=citizenship, from_=from_, to=to)
     except FilterError as exc:
         raise as_query_error(exc) from None
 
 
 Filters = Annotated[DecisionFilters, Depends(_filters)]
 _FILTER_PARAMS = ("customer_id", "decision", "rule_id", "report_rule_id", "model", "origin",
-                  "from", "to")  # fmt: skip
+                  "citizenship", "from", "to")  # fmt: skip
 
 
 @router.get("/decisions", dependencies=[Depends(known_params(*_FILTER_PARAMS, "cursor", "limit"))])

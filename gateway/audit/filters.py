@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Literal
 
 from gateway.audit.query import DecisionFilters
-from gateway.kyc.codes import country_or_region
+from gateway.kyc.codes import country_code, country_or_region
 from gateway.kyc.schemas import utc_input
 
 ORIGIN = re.compile(r"[A-Za-z]{2}(-[A-Za-z0-9]{1,3})?")
@@ -79,6 +79,17 @@ def _origin(value: str) -> str:
                           f"code (e.g. US, UA-43): {value!r}", value) from None
 
 
+def _citizenship(value: str) -> str:
+    """An ISO 3166-1 alpha-2 country, upper-cased, as citizenships are stored."""
+    try:
+        if len(value) != 2 or not value.isalpha():
+            raise ValueError(value)
+        return country_code(value)
+    except ValueError:
+        raise FilterError("citizenship", "not an ISO 3166-1 alpha-2 country code "
+                          f"(e.g. IR): {value!r}", value) from None
+
+
 def decision_filters(
     *,
     customer_id: str | None = None,
@@ -89,11 +100,14 @@ def decision_filters(
     from_: str | None = None,
     to: str | None = None,
     report_rule_id: str | None = None,
+    citizenship: str | None = None,
 ) -> DecisionFilters:
     """Validated filters; raises FilterError naming the first parameter refused."""
     if origin is not None:
         origin = _origin(origin)
+    if citizenship is not None:
+        citizenship = _citizenship(citizenship)
     from_ts, to_ts = time_range(from_, to)
     return DecisionFilters(customer_id=customer_id, decision=decision, rule_id=rule_id,
                            report_rule_id=report_rule_id, model=model, origin=origin,
-                           from_ts=from_ts, to_ts=to_ts)
+                           citizenship=citizenship, from_ts=from_ts, to_ts=to_ts)

@@ -17,6 +17,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.chain import parse_body, utc
+from gateway.audit.citizenship_filter import HasCitizenship
 from gateway.audit.record import REPORT_INDEX_PREFIX
 from gateway.audit.tables import audit_decision_rules, audit_records
 
@@ -37,6 +38,8 @@ class DecisionFilters:
     model: str | None = None
     origin: str | None = None
     """A country (``DE``) or an ISO 3166-2 region (``UA-43``)."""
+    citizenship: str | None = None
+    """A country the principal is a citizen of (one of ``citizenships``)."""
     from_ts: datetime | None = None
     to_ts: datetime | None = None
     """Exclusive upper bound."""
@@ -45,7 +48,7 @@ class DecisionFilters:
     def narrows(self) -> bool:
         """True when the filters pick records by content, not only by time."""
         return any((self.customer_id, self.decision, self.rule_id, self.report_rule_id,
-                    self.model, self.origin))
+                    self.model, self.origin, self.citizenship))
 
 
 def record_view(row: Any) -> dict[str, Any]:
@@ -72,7 +75,8 @@ def decisions_query(filters: DecisionFilters) -> tuple[Select[Any], Any]:
         # ids are equal by the join, but a mismatched ORDER BY forces a full sort.
         id_col = dr.c.decision_id
     query = query.where(t.c.kind == "decision")
-    other = (filters.customer_id, filters.model, filters.decision, filters.origin)
+    other = (filters.customer_id, filters.model, filters.decision, filters.origin,
+             filters.citizenship)
     if len(keys) > 1 or any(v is not None for v in other):
         id_col = t.c.id
     if filters.customer_id is not None:
@@ -88,6 +92,8 @@ def decisions_query(filters: DecisionFilters) -> tuple[Select[Any], Any]:
             query = query.where(t.c.origin_country == origin[:2], t.c.origin_region == origin)
         else:
             query = query.where(t.c.origin_country == origin)
+    if filters.citizenship is not None:
+        query = query.where(HasCitizenship(filters.citizenship))
     if filters.from_ts is not None:
         query = query.where(t.c.ts >= utc(filters.from_ts))
     if filters.to_ts is not None:

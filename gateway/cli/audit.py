@@ -162,6 +162,8 @@ def export(
         help="Only decisions this report-mode rule matched.")] = None,
     model: Annotated[str | None, typer.Option()] = None,
     origin: Annotated[str | None, typer.Option(help="Country or ISO 3166-2 region.")] = None,
+    citizenship: Annotated[str | None, typer.Option(
+        help="Only principals holding this citizenship (ISO 3166-1 alpha-2).")] = None,
 ) -> None:
     """Stream records to a file with a manifest for offline `gateway audit verify --export`."""
     from gateway.audit.export import Exporter
@@ -172,7 +174,7 @@ def export(
     try:
         filters = decision_filters(customer_id=customer, decision=decision, rule_id=rule,
                                    report_rule_id=report_rule, model=model, origin=origin,
-                                   from_=from_, to=to)
+                                   citizenship=citizenship, from_=from_, to=to)
     except FilterError as exc:
         raise typer.BadParameter(exc.message, param_hint=f"'--{exc.param}'") from None
     settings = _settings()

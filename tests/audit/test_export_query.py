@@ -60,6 +60,35 @@ async def test_pages_are_keyset_and_filtered(
     assert "hash" in items[0] and "prev_hash" in items[0] and "facts" in items[0]
 
 
+async def check_citizenship_filter(writer: AuditWriter,
+                                   sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Shared by SQLite (here) and PostgreSQL (test_postgres.py): the auditor's
+    question after a directive, "which requests by citizens of IR were served?",
+    matches any of a principal's citizenships and nothing else in the record
+    (an origin or residence of IR, a model or rule id spelling IR)."""
+    dual = make_record(1, citizenships=["IR", "US"], customer_id="dual")
+    only = make_record(3, citizenships=["IR"], customer_id="only")  # a deny
+    other = make_record(4, citizenships=["DE"], residence="IR", origin_country="IR",
+                        customer_id="IR", model="IR", rule_ids=["IR"])
+    none = make_record(5, citizenships=[], customer_id="org")
+    for rec in (dual, only, other, none):
+        await writer.record(rec)
+    items, _ = await list_decisions(sessions, DecisionFilters(citizenship="IR"), None, 100)
+    assert sorted(i["customer_id"] for i in items) == ["dual", "only"]
+    served, _ = await list_decisions(
+        sessions, DecisionFilters(citizenship="IR", decision="allow"), None, 100)
+    assert [i["customer_id"] for i in served] == ["dual"]
+    items, _ = await list_decisions(sessions, DecisionFilters(citizenship="US"), None, 100)
+    assert [i["customer_id"] for i in items] == ["dual"]
+    assert (await list_decisions(sessions, DecisionFilters(citizenship="KP"), None, 100))[0] == []
+
+
+async def test_decisions_filter_by_citizenship(
+    writer: AuditWriter, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await check_citizenship_filter(writer, sessions)
+
+
 async def test_get_with_outcomes(
     filled: list[str], sessions: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -32,6 +32,7 @@ from gateway.db.session import create_engine, session_factory
 from gateway.settings import Settings
 from tests.audit import farm_scenario as farms
 from tests.audit.conftest import make_record
+from tests.audit.test_export_query import check_citizenship_filter
 from tests.support import postgres_server
 
 pytestmark = [
@@ -133,6 +134,15 @@ async def test_report_rule_ids_on_postgres(pg_engine: tuple[AsyncEngine, Setting
         r.id for r in records if r.report_rule_ids and "tier-entitlement" in r.rule_ids]
     items, _ = await list_decisions(sessions, DecisionFilters(report_rule_id="draft"), None, 100)
     assert [i["id"] for i in items] == [r.id for r in records if r.report_rule_ids]
+
+
+async def test_citizenship_filter_on_postgres(pg_engine: tuple[AsyncEngine, Settings]) -> None:
+    """The filter reads the record body's JSON in PostgreSQL's own way (jsonb)."""
+    engine, settings = pg_engine
+    writer = AuditWriter(engine, settings, load_signer(settings))
+    await writer.start()
+    await check_citizenship_filter(writer, session_factory(engine))
+    await writer.stop()
 
 
 async def test_farm_report_on_postgres(pg_engine: tuple[AsyncEngine, Settings]) -> None:

@@ -186,3 +186,29 @@ async def test_unknown_origin_codes_and_bad_cursors_are_refused(
     more = await c.get("/admin/v1/decisions", params={"limit": 2, "cursor": page["next_cursor"]},
                        headers=auditor)
     assert more.status_code == 200 and len(more.json()["items"]) == 2
+
+
+async def test_decisions_and_exports_filter_by_citizenship(
+    client: tuple[httpx.AsyncClient, dict[str, dict[str, str]]],
+) -> None:
+    """``citizenship=`` on the list and the export (the same filter as
+    ``gateway audit export --citizenship``); a code that is no country, or a
+    region, is a 422 naming it."""
+    c, tokens = client
+    auditor = tokens["auditor"]
+    listed = await c.get("/admin/v1/decisions", params={"citizenship": "de", "limit": 500},
+                         headers=auditor)
+    assert listed.status_code == 200, listed.text
+    items = listed.json()["items"]
+    assert items and all("DE" in i["citizenships"] for i in items)
+    exported = await c.get("/admin/v1/decisions/export", params={"citizenship": "DE"},
+                           headers=auditor)
+    lines = [orjson.loads(x) for x in exported.text.splitlines()]
+    assert len([x for x in lines if x.get("kind") == "decision"]) == len(items)
+    nobody = await c.get("/admin/v1/decisions", params={"citizenship": "KP"}, headers=auditor)
+    assert nobody.json()["items"] == []
+    for path in ("/admin/v1/decisions", "/admin/v1/decisions/export"):
+        for code in ("XX", "UA-43", "IRN"):
+            r = await c.get(path, params={"citizenship": code}, headers=auditor)
+            assert r.status_code == 422, (path, code, r.text)
+            assert [e["loc"] for e in r.json()["detail"]] == [["query", "citizenship"]]
