@@ -41,6 +41,7 @@ class Principal:
     ownership: tuple[Ownership, ...] = ()
     kyc_level: str = "none"
     kyc_expires_at: datetime | None = None
+    kyc_verified_at: datetime | None = None
     tier: str = "public"
     attributes: frozenset[str] = frozenset()
     sanctions_status: SanctionsStatus = "clear"

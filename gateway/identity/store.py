@@ -38,6 +38,8 @@ def principal_from(customer: Customer, key_id: str | None, method: str) -> Princ
         ownership=tuple(Ownership(o.country, o.percent) for o in customer.ownership),
         kyc_level=customer.kyc_level,
         kyc_expires_at=None if customer.kyc_expires_at is None else as_utc(customer.kyc_expires_at),
+        kyc_verified_at=(None if customer.kyc_verified_at is None
+                         else as_utc(customer.kyc_verified_at)),
         tier=customer.tier,
         attributes=frozenset(customer.attributes or ()),
         sanctions_status=_sanctions(customer.sanctions_status),

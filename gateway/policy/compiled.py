@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -44,6 +45,7 @@ class CompiledTier:
     require_attributes: frozenset[str]
     require_citizenship: frozenset[str] | None
     require_citizenship_label: str | None
+    kyc_max_age: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,7 @@ def compile_bundle(
             frozenset(tier.require_attributes),
             citizenship,
             label,
+            None if tier.kyc_max_age_days is None else timedelta(days=tier.kyc_max_age_days),
         )
     models = {
         name: CompiledModel(name, frozenset(m.tiers), m.upstream)

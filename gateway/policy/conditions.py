@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gateway.identity.principal import Principal
 from gateway.policy import schema as s
@@ -64,6 +64,17 @@ def always(_: object) -> bool:
 class CompileEnv:
     groups: Mapping[str, s.CountryGroup]
     kyc_rank: Mapping[str, int]
+
+
+def kyc_too_old(principal: Principal, max_age: timedelta, now: datetime) -> bool:
+    """Verified ``max_age`` or longer ago, or at an unknown time (a tier that asks
+    for re-verification cannot take "never recorded" for "recent")."""
+    verified = principal.kyc_verified_at
+    if verified is None:
+        return True
+    if verified.tzinfo is None:
+        verified = verified.replace(tzinfo=UTC)
+    return now - verified >= max_age
 
 
 def kyc_expired(principal: Principal, now: datetime) -> bool:

@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from gateway.geo.origin import Origin
 from gateway.identity.principal import Principal
 from gateway.policy.compiled import CompiledBundle
-from gateway.policy.conditions import EvalContext, kyc_expired
+from gateway.policy.conditions import EvalContext, kyc_expired, kyc_too_old
 from gateway.policy.decision import (
     EVALUATION_ERROR,
     Decision,
@@ -79,6 +79,13 @@ def effective_tier(
         )
     if kyc_expired(principal, now):
         return PUBLIC, f"KYC expired at {_rfc3339(principal.kyc_expires_at)}"
+    if tier.kyc_max_age is not None and kyc_too_old(principal, tier.kyc_max_age, now):
+        verified = principal.kyc_verified_at
+        when = "at an unrecorded time" if verified is None else f"at {_rfc3339(verified)}"
+        return PUBLIC, (
+            f"KYC verified {when}; tier {assigned} requires re-verification every "
+            f"{tier.kyc_max_age.days} days"
+        )
     missing = tier.require_attributes - principal.attributes
     if missing:
         return PUBLIC, f"missing required attribute(s): {', '.join(sorted(missing))}"

@@ -101,7 +101,7 @@ def load_bundle(directory: Path) -> CompiledBundle:
     return compile_bundle(result.bundle, result.version, warnings=tuple(map(str, result.warnings)))
 
 
-_LATER_CONDITIONS = ("requests_logprobs", "requests_reasoning")
+_LATER_CONDITIONS = ("requests_logprobs", "requests_reasoning", "kyc_max_age_days")
 """Condition keys added after bundles were first versioned: left out of the
 canonical content while unset, so a bundle that does not use them keeps its
 version across the upgrade (as ``mode`` is, below)."""

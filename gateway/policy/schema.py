@@ -109,6 +109,9 @@ class Tier(_Cited):
     require_attributes: list[str] = Field(default_factory=list)
     require_citizenship: NameSet | None = None
     """A country set; the customer must hold at least one citizenship in it."""
+    kyc_max_age_days: int | None = Field(default=None, ge=1, le=36_500)
+    """Re-verification: a customer whose KYC was verified longer ago than this
+    (or whose verification time is unknown) is served as ``public``."""
     description: str | None = None
 
 

@@ -67,6 +67,7 @@ class PrincipalIn(_Strict):
     ownership: list[OwnershipIn] = Field(default_factory=list)
     kyc_level: str = "none"
     kyc_expires_at: AwareTimestamp | None = None
+    kyc_verified_at: AwareTimestamp | None = None
     tier: str = "public"
     attributes: list[str] = Field(default_factory=list)
     sanctions_status: Literal["clear", "potential_match", "confirmed_match"] = "clear"
@@ -83,6 +84,7 @@ class PrincipalIn(_Strict):
             ownership=tuple(Ownership(o.country, o.percent) for o in self.ownership),
             kyc_level=self.kyc_level,
             kyc_expires_at=self.kyc_expires_at,
+            kyc_verified_at=self.kyc_verified_at,
             tier=self.tier,
             attributes=frozenset(self.attributes),
             sanctions_status=self.sanctions_status,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -69,6 +69,7 @@ async def test_identify_caches_principal(
         kyc_level="kyb_verified",
         attributes=["academic_affiliation"],
         kyc_expires_at="2027-01-01T00:00:00Z",
+        kyc_verified_at="2026-01-02T03:04:05+01:00",
     )
     key_id, clear = await new_key(db, "org1")
     p = await identifier.identify(None, clear)
@@ -76,6 +77,8 @@ async def test_identify_caches_principal(
     assert p.controlled_by({"CN"}, 50) and not p.controlled_by({"SG"}, 50)
     assert p.attributes == frozenset({"academic_affiliation"})
     assert p.kyc_expires_at is not None and p.kyc_expires_at.year == 2027
+    # Tiers with kyc_max_age_days decide on it (policy/engine.py).
+    assert p.kyc_verified_at == datetime(2026, 1, 2, 2, 4, 5, tzinfo=UTC)
     assert identifier.db_reads == 1
     for _ in range(5):
         assert (await identifier.identify(f"  {clear} ", None)).customer_id == "org1"

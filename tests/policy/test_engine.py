@@ -397,3 +397,41 @@ def test_replay_round_trip(default_bundle: CompiledBundle) -> None:
     assert decide(p2, f2, default_bundle, AFTER_DIRECTIVE) == decide(
         p, f, default_bundle, AFTER_DIRECTIVE
     )
+
+
+REVERIFY_TIERS = """\
+kyc_levels: [none, kyb_verified]
+tiers:
+  public: {min_kyc: none}
+  enterprise: {min_kyc: kyb_verified, kyc_max_age_days: 365}
+"""
+
+
+def test_a_tier_can_require_periodic_reverification(make_bundle: Build) -> None:
+    """``kyc_max_age_days``: KYC verified longer ago than that, or at a time
+    nobody recorded, is served as public, and the record says why (research
+    §3: re-verification per tier). Tiers without it never look at the time."""
+    rules = "rules:\n  - {id: entitled, effect: allow, when: {model_allowed_for_tier: true}}\n"
+    bundle = make_bundle(rules, extra={"tiers.yaml": REVERIFY_TIERS})
+    now = datetime(2027, 6, 1, tzinfo=UTC)
+    fresh = principal(tier="enterprise", kyc_level="kyb_verified",
+                      kyc_verified_at=now - timedelta(days=364))
+    assert effective_tier(fresh, bundle, now) == ("enterprise", None)
+    stale = principal(tier="enterprise", kyc_level="kyb_verified",
+                      kyc_verified_at=now - timedelta(days=365))
+    tier, why = effective_tier(stale, bundle, now)
+    assert tier == "public" and why == (
+        "KYC verified at 2026-06-01T00:00:00Z; tier enterprise requires re-verification "
+        "every 365 days")
+    decision = decide(stale, facts(model="big"), bundle, now)
+    assert not decision.allowed and decision.tier_demotion == why
+    unknown = principal(tier="enterprise", kyc_level="kyb_verified")
+    assert effective_tier(unknown, bundle, now) == (
+        "public", "KYC verified at an unrecorded time; tier enterprise requires "
+                  "re-verification every 365 days")
+    # Replayed from a decision record, the verification time comes back with it.
+    assert effective_tier(from_replay(replay_facts(fresh, facts(model="big")))[0], bundle,
+                          now) == ("enterprise", None)
+    plain = make_bundle(rules)
+    assert effective_tier(unknown, plain, now) == ("enterprise", None)
+    assert plain.version == make_bundle(rules).version
