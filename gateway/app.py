@@ -51,7 +51,7 @@ log = logging.getLogger("gateway")
 
 _MAX_ERRORS = 50
 _ERROR_CHARS = 500
-"""Bounds on a ``policy_reload_refused`` record: a bundle can fail in many places."""
+"""Bounds on a ``policy_refused`` record: a bundle can fail in many places."""
 
 
 def utc_now() -> datetime:
@@ -88,7 +88,7 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
                        "errors": [e[:_ERROR_CHARS] for e in result.errors[:_MAX_ERRORS]],
                        "errors_total": len(result.errors)}  # fmt: skip
             try:
-                await audit.record_event("policy_reload_refused", payload, wait=False)
+                await audit.record_event("policy_refused", payload, wait=False)
             except AuditUnavailable:
                 log.error("cannot record the refused policy reload in the audit log")
 

@@ -29,8 +29,10 @@ REPORT_INDEX_PREFIX = "report:"
 cannot contain ``:`` and no engine id starts with ``report:``, so the keys of
 deciding rules and of report matches never collide in ``audit_decision_rules``."""
 
+KIND_LEN = 16
+"""Width of ``audit_records.kind`` (PostgreSQL holds it to that; SQLite does not)."""
 RecordKind = Literal[
-    "decision", "outcome", "policy_reload", "policy_reload_refused", "quota_store", "tombstone"
+    "decision", "outcome", "policy_reload", "policy_refused", "quota_store", "tombstone"
 ]
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Table, Text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
+from gateway.audit.record import KIND_LEN
 from gateway.db.base import Base
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -49,7 +50,7 @@ class AuditRecordRow(Base):
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
     node_id: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(BigInteger)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(KIND_LEN))
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     customer_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     """Customer ids are up to 128 characters (``kyc.schemas.ID_PATTERN``)."""
@@ -119,7 +120,7 @@ class AuditCheckpointRow(Base):
     __tablename__ = "audit_checkpoints"
 
     id: Mapped[int] = mapped_column(_AutoId, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(KIND_LEN))
     node_id: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(BigInteger)
     head_hash: Mapped[str] = mapped_column(String(64))

@@ -59,7 +59,7 @@ from gateway.audit.batch import (
 from gateway.audit.chain import canonical, decision_fields, event_fields, outcome_fields
 from gateway.audit.chain_session import ChainSession
 from gateway.audit.ids import new_id
-from gateway.audit.record import DecisionRecord, OutcomeRecord
+from gateway.audit.record import KIND_LEN, DecisionRecord, OutcomeRecord
 from gateway.audit.signing import Signer, load_signer
 from gateway.audit.sqlite_fast import SqliteBatchStore, StoreMoved, WalCheckpointer
 from gateway.audit.writer_state import register_key
@@ -227,6 +227,9 @@ class AuditWriter:
 
         With ``wait`` (default) returns after COMMIT and raises AuditUnavailable.
         """
+        if len(kind) > KIND_LEN:
+            # PostgreSQL would refuse the row at commit, long after this call.
+            raise ValueError(f"record kind {kind!r} is longer than {KIND_LEN} characters")
         now = self._clock()
         fields = event_fields(new_id(int(now.timestamp() * 1000)), now, kind, payload)
         canonical(fields)  # a free-form payload JSON cannot carry fails here, for the caller

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -227,3 +228,12 @@ async def test_linger_counts_only_waiting_callers(
     before = w.stats.batches
     await asyncio.gather(*(w.record(make_record(i)) for i in range(8)))
     assert w.stats.batches - before == 1
+
+
+async def test_an_event_kind_wider_than_its_column_is_refused_at_once(writer: AuditWriter) -> None:
+    """``audit_records.kind`` is 16 characters: PostgreSQL refused a longer one at
+    commit, so an unawaited event record was lost with only a log line (SQLite
+    stores it anyway, which is how a 21-character kind got past the SQLite tests)."""
+    with pytest.raises(ValueError, match="longer than 16"):
+        await writer.record_event("policy_reload_refused", {}, wait=False)
+    assert await writer.record_event("policy_refused", {"errors": []})

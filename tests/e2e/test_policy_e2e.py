@@ -260,7 +260,7 @@ def test_policy_edit_on_disk_applies_without_restart_and_broken_edit_is_refused(
     time.sleep(0.2)  # records nobody waits on are flushed within ~50 ms
     export = admin.http.get("/admin/v1/decisions/export").text.splitlines()
     kinds = [orjson.loads(line) for line in export]
-    refused = [r for r in kinds if r["kind"] == "policy_reload_refused"]
+    refused = [r for r in kinds if r["kind"] == "policy_refused"]
     assert refused, [r["kind"] for r in kinds]
     payload = refused[-1]["payload"]
     assert payload["kept_version"] == version_after
