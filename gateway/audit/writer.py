@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from gateway.audit.batch import (
 from gateway.audit.chain import canonical, decision_fields, event_fields, outcome_fields
 from gateway.audit.chain_session import ChainSession
 from gateway.audit.ids import new_id
+from gateway.audit.outage import FAILING_WITHIN_S, OutageLog
 from gateway.audit.record import KIND_LEN, DecisionRecord, OutcomeRecord
 from gateway.audit.signing import Signer, load_signer
 from gateway.audit.sqlite_fast import SqliteBatchStore, StoreMoved, WalCheckpointer
@@ -73,10 +73,6 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 30.0
 MAX_BACKOFF_S = 2.0
 UNAWAITED_FLUSH_S = 0.05
-OUTAGE_LOG_INTERVAL_S = 10.0
-FAILING_WITHIN_S = 30.0
-"""/readyz reports a failed audit commit for this long unless one succeeds."""
-"""While the store keeps failing, one summary line per this long (see _log_failure)."""
 
 
 @dataclass(slots=True)
@@ -125,11 +121,7 @@ class AuditWriter:
         self._expected = 0  # requests mid-pipeline that will record a decision soon
         self._last_awaited = 0  # waiting callers in the last batch (1: no concurrency seen)
         self._failures = 0
-        # The outage being logged (see _log_failure).
-        self._outage_batches = 0
-        self._outage_records = 0
-        self._outage_logged_at = 0.0
-        self._last_failure_at = 0.0
+        self._outage = OutageLog()
         self._retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -185,7 +177,7 @@ class AuditWriter:
         replica answers 503 to everything and is not ready. Recent failures
         only, so a replica the load balancer took out of rotation (no traffic,
         so no commit to succeed) is offered traffic again to try."""
-        return self._outage_batches > 0 and time.monotonic() - self._last_failure_at < within_s
+        return self._outage.failing(within_s)
 
     @property
     def node_id(self) -> str | None:
@@ -376,7 +368,7 @@ class AuditWriter:
         if retried or not self._retry:
             self._failures = 0  # the backoff grows while retries keep failing
         if accepted:
-            self._log_recovery()
+            self._outage.recovered()
         stats = self.stats
         stats.batches += 1
         stats.records += len(accepted)
@@ -445,7 +437,7 @@ class AuditWriter:
         if self._fast is not None:
             await self._fast.reset()
         retry = [p for p in batch if p.future is None]
-        self._log_failure(len(batch), exc, 0 if self._stopping else len(retry))
+        self._outage.failed(len(batch), exc, 0 if self._stopping else len(retry))
         error = AuditUnavailable(f"audit store cannot commit: {type(exc).__name__}: {exc}")
         for p in batch:
             if p.future is not None and not p.future.done():
@@ -456,31 +448,6 @@ class AuditWriter:
                              "records that could not be written", len(retry))
             return
         self._retry.extendleft(reversed(retry))
-
-    def _log_failure(self, size: int, exc: BaseException, queued: int) -> None:
-        # One line per failed batch flooded the log in an outage (hundreds a
-        # second under load): the first failure of an outage is logged whole,
-        # the rest at most every OUTAGE_LOG_INTERVAL_S as a count with the
-        # last error, and _log_recovery closes it. Each failure still fails its
-        # requests (503) and counts in gateway_audit_batch_failures_total.
-        self._outage_batches += 1
-        self._outage_records += size
-        now = self._last_failure_at = time.monotonic()
-        if self._outage_batches == 1:
-            self._outage_logged_at = now
-            log.error("audit batch of %d records failed to commit (%s: %s); %d queued for retry",
-                      size, type(exc).__name__, exc, queued)  # fmt: skip
-        elif now - self._outage_logged_at >= OUTAGE_LOG_INTERVAL_S:
-            self._outage_logged_at = now
-            log.error("audit store still failing: %d batches (%d records) failed so far, the "
-                      "last with %s: %s", self._outage_batches, self._outage_records,
-                      type(exc).__name__, exc)  # fmt: skip
-
-    def _log_recovery(self) -> None:
-        if self._outage_batches:
-            log.warning("audit store committing again after %d failed batches (%d records)",
-                        self._outage_batches, self._outage_records)  # fmt: skip
-            self._outage_batches = self._outage_records = 0
 
     def _count_checkpoint(self) -> None:
         self.stats.checkpoints += 1
