@@ -15,6 +15,16 @@ from tests.support.processes import Admin, GatewayConfig, Proc, start_gateway, s
 US_IP = "8.8.8.8"
 TRUSTED = {"GATEWAY_TRUSTED_PROXIES": "127.0.0.0/8,::1/128"}
 
+# An email-verified individual on the public tier (smallest quotas, no agentic use).
+PUBLIC_PERSON = {
+    "name": "Pat Public",
+    "kind": "individual",
+    "citizenships": ["US"],
+    "residence": "US",
+    "kyc_level": "email_verified",
+    "tier": "public",
+}
+
 US_ENTERPRISE = {
     "name": "Acme Robotics Inc",
     "kind": "organization",

@@ -15,20 +15,12 @@ import anthropic
 import openai
 import pytest
 
-from tests.e2e.conftest import US_IP
+from tests.e2e.conftest import PUBLIC_PERSON, US_IP
 from tests.support.processes import Admin, Proc
 
 pytestmark = pytest.mark.e2e
 XFF = {"x-forwarded-for": US_IP}
 
-PUBLIC_PERSON = {
-    "name": "Pat Public",
-    "kind": "individual",
-    "citizenships": ["US"],
-    "residence": "US",
-    "kyc_level": "email_verified",
-    "tier": "public",
-}
 CYBER = "cyber-requires-vetted-tier"
 AGENTIC = "quota-not-offered:public.agentic"
 

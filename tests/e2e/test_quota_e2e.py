@@ -15,21 +15,13 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import US_IP, GatewayFactory
+from tests.e2e.conftest import PUBLIC_PERSON, US_IP, GatewayFactory
 from tests.support.processes import REPO, Admin, Proc
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 XFF = {"x-forwarded-for": US_IP}
 
-PUBLIC_PERSON = {
-    "name": "Pat Public",
-    "kind": "individual",
-    "citizenships": ["US"],
-    "residence": "US",
-    "kyc_level": "email_verified",
-    "tier": "public",
-}
 
 # A bundle with small limits that a test can exhaust in a second.
 SMALL_QUOTAS = """
