@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gateway.geo.addresses import NAT64_PREFIX_LENGTHS
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_STALENESS_SECONDS = 3600
@@ -38,6 +40,10 @@ class Settings(BaseSettings):
     upstream_api_key: str | None = None
     admin_token: str | None = None
     trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    # Network-specific NAT64/SIIT prefixes (RFC 6052) in front of the gateway:
+    # an IPv4 client arrives as an IPv6 address under one of them and is
+    # located on the IPv4 address it carries (64:ff9b::/96 always is).
+    nat64_prefixes: Annotated[tuple[ipaddress.IPv6Network, ...], NoDecode] = ()
     geoip_db: Path | None = None
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
@@ -149,6 +155,22 @@ class Settings(BaseSettings):
             parts = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
             return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
         return value
+
+    @field_validator("nat64_prefixes", mode="before")
+    @classmethod
+    def _parse_nat64(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        prefixes = []
+        for part in (p.strip() for p in value.replace(";", ",").split(",")):
+            if not part:
+                continue
+            net = ipaddress.ip_network(part, strict=False)  # ValueError names the text
+            if net.version != 6 or net.prefixlen not in NAT64_PREFIX_LENGTHS:
+                lengths = ", ".join(f"/{n}" for n in sorted(NAT64_PREFIX_LENGTHS))
+                raise ValueError(f"{part}: a NAT64 prefix is an IPv6 network of {lengths}")
+            prefixes.append(net)
+        return tuple(prefixes)
 
     @field_validator("upstream_url")
     @classmethod

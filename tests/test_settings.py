@@ -50,6 +50,11 @@ BAD_VALUES = [
     ("OIDC_JWKS_TTL_SECONDS", "0"),
     ("OIDC_JWKS_TTL_SECONDS", "100000"),
     ("OIDC_JWKS_TTL_SECONDS", "inf"),
+    # RFC 6052 section 2.2 allows only these NAT64 prefix lengths; an IPv4
+    # network or an address that is no network is refused, not ignored.
+    ("NAT64_PREFIXES", "2001:db8::/36"),
+    ("NAT64_PREFIXES", "10.0.0.0/8"),
+    ("NAT64_PREFIXES", "2001:db8:122::/48, nonsense"),
 ]
 
 
@@ -74,6 +79,12 @@ def test_values_in_range_are_kept(name: str, value: str, monkeypatch: pytest.Mon
     monkeypatch.setenv(f"GATEWAY_{name}", value)
     settings = load_settings(demo=True)
     assert float(getattr(settings, name.lower())) == float(value)
+
+
+def test_nat64_prefixes_are_read_as_a_list() -> None:
+    settings = load_settings(demo=True, nat64_prefixes="2001:db8:122::/48, 2001:db8:1::/96")
+    assert [str(net) for net in settings.nat64_prefixes] == ["2001:db8:122::/48",
+                                                             "2001:db8:1::/96"]
 
 
 def test_serve_exits_2_on_a_threshold_above_one(

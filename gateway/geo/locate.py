@@ -28,6 +28,7 @@ anyone who could reach the port (1 MB headers: hundreds of MB per worker).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -94,9 +95,14 @@ class IPLocator:
     """The ``Locator`` stage (``gateway.stages.Locator``)."""
 
     def __init__(
-        self, lookup: Lookup, trusted: Sequence[IPNetwork] = (), cache_size: int = CACHE_SIZE
+        self,
+        lookup: Lookup,
+        trusted: Sequence[IPNetwork] = (),
+        cache_size: int = CACHE_SIZE,
+        nat64: Sequence[ipaddress.IPv6Network] = (),
     ) -> None:
         self._trusted = tuple(trusted)
+        self._nat64 = tuple(nat64)
         self._lookup = lookup
         # Origin is immutable and depends only on the address: memoising it
         # skips parsing and lookup for repeat clients and proxies.
@@ -123,7 +129,7 @@ class IPLocator:
         ip = str(address)
         # The address is recorded as received; a transition address is
         # located where the IPv4 host it carries is (gateway.geo.addresses).
-        located = embedded_ipv4(address) or address
+        located = embedded_ipv4(address, self._nat64) or address
         if not _public(located):
             return _Place(address, trusted, Origin(ip))
         try:
@@ -215,4 +221,4 @@ def build_locator(settings: Settings) -> IPLocator:
     else:
         lookup = iptocc_lookup
         log.info("geolocation from offline RIR data (iptocc); country level only")
-    return IPLocator(lookup, settings.trusted_proxies)
+    return IPLocator(lookup, settings.trusted_proxies, nat64=settings.nat64_prefixes)

@@ -60,6 +60,24 @@ def test_ipv6_transition_addresses_are_located_on_their_ipv4_host(
         assert record["client_ip"] == address and record["origin_country"] == "KP", record
 
 
+def test_an_operators_nat64_prefix_locates_the_ipv4_client_it_carries(
+    gateway_factory: GatewayFactory,
+) -> None:
+    """Behind a translator with a network-specific prefix (SIIT-DC, RFC 7755)
+    every IPv4 client arrives as an address under that prefix. Unconfigured,
+    North Korea's 175.45.176.1 written under 2001:db8:122::/48 was an unknown
+    origin; configured, it is located where that IPv4 host is."""
+    kp_under_prefix = "2001:db8:122:af2d:b0:100::"  # RFC 6052 /48 form of 175.45.176.1
+    gateway = gateway_factory(env={**ONLY_LOOPBACK, "GATEWAY_NAT64_PREFIXES": "2001:db8:122::/48"})
+    admin = Admin(gateway.url)
+    key = admin.customer_with_key(**US_ENTERPRISE)
+    response = chat(gateway, key, kp_under_prefix)
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["code"] == "sanctioned-origin"
+    record = record_of(admin, response)
+    assert record["client_ip"] == kp_under_prefix and record["origin_country"] == "KP", record
+
+
 def test_a_database_without_countries_is_refused_at_start_up(tmp_path: Path) -> None:
     pytest.importorskip("mmdb_writer")
     db = geoip.write_mmdb(tmp_path / "asn.mmdb", "GeoLite2-ASN", geoip.ASN_RECORDS)

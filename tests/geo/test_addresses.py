@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, ip_address
+from ipaddress import IPv4Address, ip_address, ip_network
 
 import pytest
 
@@ -37,3 +37,34 @@ def test_parse_forms() -> None:
     assert parse_ip(' "::ffff:8.8.8.8" ') == ip_address("8.8.8.8")  # mapped: the IPv4 itself
     for junk in ("unknown", "for=1.2.3.4", "", "1.2.3", "_hidden"):
         assert parse_ip(junk) is None, junk
+
+
+# RFC 6052 section 2.4's table: 192.0.2.33 under 2001:db8::/32 ... /96, the
+# IPv4 bits around the reserved u-octet (bits 64-71) for the lengths below 96.
+RFC6052_EXAMPLES = {
+    "2001:db8::/32": "2001:db8:c000:221::",
+    "2001:db8:100::/40": "2001:db8:1c0:2:21::",
+    "2001:db8:122::/48": "2001:db8:122:c000:2:2100::",
+    "2001:db8:122:300::/56": "2001:db8:122:3c0:0:221::",
+    "2001:db8:122:344::/64": "2001:db8:122:344:c0:2:2100:0",
+    "2001:db8:122:344::/96": "2001:db8:122:344::192.0.2.33",
+}
+
+
+@pytest.mark.parametrize("prefix", sorted(RFC6052_EXAMPLES))
+def test_an_operators_nat64_prefix_is_decoded_at_its_length(prefix: str) -> None:
+    """A gateway behind a SIIT or NAT64 translator with a network-specific
+    prefix sees IPv4 clients as addresses under that prefix: only the operator
+    knows its length, so it is configured (GATEWAY_NAT64_PREFIXES)."""
+    prefixes = (ip_network(prefix),)
+    address = ip_address(RFC6052_EXAMPLES[prefix])
+    assert embedded_ipv4(address, prefixes) == IPv4Address("192.0.2.33")
+    # Unconfigured, the same address is an ordinary IPv6 host.
+    assert embedded_ipv4(address) is None
+
+
+def test_an_address_outside_the_configured_prefix_is_not_decoded() -> None:
+    prefixes = (ip_network("2001:db8:122::/48"),)
+    assert embedded_ipv4(ip_address("2001:db8:123:c000:2:2100::"), prefixes) is None
+    # The well-known prefix is decoded whatever is configured.
+    assert embedded_ipv4(ip_address("64:ff9b::af2d:b001"), prefixes) == KP
