@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import audit, customers, db, keys, policy, serve, tokens
+from gateway.cli import audit, customer_import, customers, db, keys, policy, serve, tokens
 
 app = typer.Typer(
     name="gateway",
@@ -15,6 +15,7 @@ app = typer.Typer(
 serve.register(app)
 app.add_typer(db.app, name="db", help="Database schema (Alembic migrations).")
 app.add_typer(policy.app, name="policy", help="Validate, test, diff and replay policy bundles.")
+customer_import.register(customers.app)
 app.add_typer(customers.app, name="customers", help="KYC customer records.")
 app.add_typer(keys.app, name="keys", help="Gateway API keys.")
 app.add_typer(tokens.app, name="tokens", help="Admin-API tokens with roles.")

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import customers, keys, tokens
+from gateway.cli.main import app as gateway_cli
 from tests.support.processes import free_port
 
 runner = CliRunner()
@@ -383,3 +384,78 @@ def test_customers_activate_undoes_suspend() -> None:
     shown = runner.invoke(customers.app, ["list", "--json"])
     assert [c["status"] for c in json.loads(shown.output)["items"]] == ["active"]
     assert runner.invoke(customers.app, ["activate", "nope"]).exit_code == 1
+
+
+def _jsonl(path: Path, lines: list[object]) -> Path:
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+    return path
+
+
+def test_customers_import_loads_a_vendor_export_screening_every_record(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: Path
+) -> None:
+    """Onboarding: thousands of customers already verified elsewhere arrive as
+    one JSONL file (the record POST /customers takes, one per line)."""
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.ftm.jsonl"))
+    monkeypatch.setenv("GATEWAY_POLICY_DIR", str(Path(__file__).resolve().parents[2] / "policies"))
+    file = _jsonl(tmp_path / "customers.jsonl", [
+        {"id": "i1", "name": "Ada Lovelace", "citizenships": ["GB"], "residence": "GB",
+         "kyc_level": "id_verified", "tier": "research", "attributes": ["academic_affiliation"]},
+        "",  # blank lines are skipped
+        {"id": "i2", "name": "Ostrel Aerotechnics", "kind": "organization",
+         "incorporated_in": "SG", "kyc_level": "kyb_verified", "tier": "enterprise"},
+        {"name": "No Id Given", "citizenships": ["FR"]},
+    ])  # fmt: skip
+    dry = runner.invoke(gateway_cli, ["customers", "import", str(file), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would import 3 customers" in dry.output and "i2" in dry.output, dry.output
+    assert runner.invoke(customers.app, ["show", "i1"]).exit_code == 1  # nothing written
+
+    r = runner.invoke(gateway_cli, ["customers", "import", str(file)])
+    assert r.exit_code == 0, r.output
+    assert "imported 3 customers" in r.output, r.output
+    # The sanctions list names i2: held at public until a review clears it.
+    assert "1 held as potential_match: i2" in r.output, r.output
+    assert "potential_match" in runner.invoke(customers.app, ["show", "i2"]).output
+    shown = runner.invoke(customers.app, ["show", "i1"]).output
+    assert "research" in shown and "'GB'" in shown, shown
+    listed = runner.invoke(customers.app, ["list", "--json"]).output
+    assert "No Id Given" in listed
+
+    # Run again: every id exists. Refused whole, naming the lines...
+    again = runner.invoke(gateway_cli, ["customers", "import", str(file)])
+    assert again.exit_code == 1, again.output
+    assert "line 1: customer 'i1' already exists" in again.output, again.output
+    assert "line 3: customer 'i2' already exists" in again.output, again.output
+    # ...or the existing ones skipped, on request.
+    skip = runner.invoke(gateway_cli, ["customers", "import", str(file), "--skip-existing"])
+    assert skip.exit_code == 0, skip.output
+    assert "imported 1 customers" in skip.output and "skipped 2 existing: i1, i2" in skip.output
+
+
+def test_customers_import_refuses_a_file_with_any_bad_line_writing_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: Path
+) -> None:
+    monkeypatch.setenv("GATEWAY_POLICY_DIR", str(Path(__file__).resolve().parents[2] / "policies"))
+    file = _jsonl(tmp_path / "bad.jsonl", [
+        {"id": "ok1", "name": "Fine Person", "citizenships": ["DE"]},
+        "{not json",
+        {"id": "b1", "name": "Bad Country", "citizenships": ["XX"]},
+        {"id": "b2", "name": "Bad Tier", "tier": "platinum"},
+        {"id": "ok1", "name": "Same Id Twice"},
+        ["not", "an", "object"],
+        {"id": "b3", "name": "Unknown Field", "nationality": "DE"},
+    ])  # fmt: skip
+    r = runner.invoke(gateway_cli, ["customers", "import", str(file)])
+    assert r.exit_code == 2, r.output
+    out = " ".join(r.output.split())
+    assert "line 2: not JSON" in out, out
+    assert "line 3: citizenships.0" in out, out
+    assert "line 4: tier" in out and "platinum" in out, out
+    assert "line 5: id 'ok1' is also on line 1" in out, out
+    assert "line 6: not a JSON object" in out, out
+    assert "line 7: nationality" in out, out
+    assert "nothing was imported" in out, out
+    assert runner.invoke(customers.app, ["show", "ok1"]).exit_code in (1, 2)  # never written
+    missing = runner.invoke(gateway_cli, ["customers", "import", str(tmp_path / "absent.jsonl")])
+    assert missing.exit_code == 2 and "absent.jsonl" in missing.output
