@@ -33,15 +33,18 @@ from gateway.identity.keys import (
     KeyNotFound,
     check_expiry,
     create_api_key,
+    customer_keys,
     key_snapshot,
     revoke_api_key,
 )
 from gateway.identity.secrets import credential_id
 from gateway.kyc.schemas import NonBlank, UtcIn
+from gateway.policy.key_scope import unknown_scope_names
 
 router = APIRouter(prefix="/admin/v1", tags=["credentials"])
 
 Admin = Annotated[AdminActor, Depends(require_roles("admin"))]
+ScopeName = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class KeyCreate(BaseModel):
@@ -49,6 +52,13 @@ class KeyCreate(BaseModel):
 
     name: NonBlank | None = Field(default=None, max_length=256)
     expires_at: UtcIn | None = None
+    # Narrowing below the customer's tier (gateway.policy.key_scope). Omitted:
+    # no narrowing. An empty list would be a key for nothing: refused.
+    # Names are checked against the loaded bundle (model names may hold '-', '.').
+    allowed_models: list[ScopeName] | None = Field(default=None, min_length=1, max_length=100)
+    allowed_capabilities: list[ScopeName] | None = Field(
+        default=None, min_length=1, max_length=100
+    )
 
 
 class TokenCreate(BaseModel):
@@ -72,16 +82,41 @@ async def create_key(
         check_expiry(spec.expires_at, now)
     except ExpiryInPast as exc:
         # FastAPI's validation shape: it is the body's field that is wrong.
-        detail = [{"loc": ["body", "expires_at"], "msg": str(exc), "type": "value_error"}]
-        raise HTTPException(422, detail) from exc
+        raise HTTPException(422, [_field_error("expires_at", str(exc))]) from exc
+    bundle = services.policy.current
+    unknown = unknown_scope_names(spec.allowed_models, spec.allowed_capabilities,
+                                  bundle.model_names(), bundle.capability_names())  # fmt: skip
+    if unknown:
+        raise HTTPException(422, [_field_error(f, msg) for f, msg in unknown.items()])
     try:
-        row, clear = await create_api_key(session, customer_id, actor, now, spec.expires_at,
-                                          spec.name)  # fmt: skip
+        row, clear = await create_api_key(
+            session, customer_id, actor, now, spec.expires_at, spec.name,
+            _sorted(spec.allowed_models), _sorted(spec.allowed_capabilities),
+        )  # fmt: skip
     except LookupError as exc:
         raise HTTPException(404, f"customer {customer_id!r} not found") from exc
     await session.commit()
     await invalidate_key(services.identifier, row.id)
     return {**key_snapshot(row), "key": clear}
+
+
+@router.get("/customers/{customer_id}/keys")
+async def list_keys(customer_id: str, _: Admin, session: SessionDep) -> dict[str, Any]:
+    """Every key of a customer, revoked ones included: ids, names, scopes, times,
+    never a secret (one page: a customer holds a handful of keys)."""
+    try:
+        rows = await customer_keys(session, customer_id)
+    except LookupError as exc:
+        raise HTTPException(404, f"customer {customer_id!r} not found") from exc
+    return {"items": [key_snapshot(row) for row in rows], "next_cursor": None}
+
+
+def _field_error(field: str, message: str) -> dict[str, Any]:
+    return {"loc": ["body", field], "msg": message, "type": "value_error"}
+
+
+def _sorted(names: list[str] | None) -> list[str] | None:
+    return None if names is None else sorted(set(names))
 
 
 @router.delete("/keys/{key_id}")

@@ -14,7 +14,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -65,6 +65,8 @@ def key_snapshot(row: ApiKey) -> dict[str, Any]:
         "expires_at": t(row.expires_at),
         "revoked_at": t(row.revoked_at),
         "last_used_at": t(row.last_used_at),
+        "allowed_models": row.allowed_models,
+        "allowed_capabilities": row.allowed_capabilities,
     }
 
 
@@ -75,8 +77,14 @@ async def create_api_key(
     now: datetime,
     expires_at: datetime | None = None,
     name: str | None = None,
+    allowed_models: list[str] | None = None,
+    allowed_capabilities: list[str] | None = None,
 ) -> tuple[ApiKey, str]:
-    """Add a key for an existing customer; returns the row and the clear key (show once)."""
+    """Add a key for an existing customer; returns the row and the clear key (show once).
+
+    ``allowed_models`` / ``allowed_capabilities`` narrow the key below the
+    customer's tier (``gateway.policy.key_scope``); the caller has checked the
+    names against the policy bundle."""
     check_expiry(expires_at, now)
     if await session.get(Customer, customer_id) is None:
         raise LookupError(customer_id)
@@ -90,6 +98,8 @@ async def create_api_key(
         name=name,
         created_at=now,
         expires_at=None if expires_at is None else as_utc(expires_at),
+        allowed_models=allowed_models,
+        allowed_capabilities=allowed_capabilities,
     )
     session.add(row)
     await session.flush()
@@ -97,6 +107,17 @@ async def create_api_key(
         session, actor, "key.create", "api_key", row.id, None, key_snapshot(row), now
     )
     return row, minted.clear
+
+
+async def customer_keys(session: AsyncSession, customer_id: str) -> list[ApiKey]:
+    """A customer's keys, oldest first (LookupError: no such customer)."""
+    if await session.get(Customer, customer_id) is None:
+        raise LookupError(customer_id)
+    rows = await session.scalars(
+        select(ApiKey).where(ApiKey.customer_id == customer_id).order_by(ApiKey.created_at,
+                                                                          ApiKey.id)
+    )
+    return list(rows)
 
 
 async def revoke_api_key(

@@ -49,6 +49,10 @@ class Principal:
     key_id: str | None = None
     """The gateway key used, or None for an OIDC token."""
     auth_method: Literal["api_key", "oidc", "test"] = "api_key"
+    key_models: frozenset[str] | None = None
+    """The models the key used may reach (None: no narrowing below the tier)."""
+    key_capabilities: frozenset[str] | None = None
+    """The capabilities a request on the key used may have (None: no narrowing)."""
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property

@@ -27,7 +27,9 @@ class KeyRecord:
     principal: Principal
 
 
-def principal_from(customer: Customer, key_id: str | None, method: str) -> Principal:
+def principal_from(
+    customer: Customer, key_id: str | None, method: str, key: ApiKey | None = None
+) -> Principal:
     return Principal(
         customer_id=customer.id,
         name=customer.name,
@@ -46,7 +48,13 @@ def principal_from(customer: Customer, key_id: str | None, method: str) -> Princ
         status="suspended" if customer.status != "active" else "active",
         key_id=key_id,
         auth_method="oidc" if method == "oidc" else "api_key",
+        key_models=_scope(key.allowed_models if key is not None else None),
+        key_capabilities=_scope(key.allowed_capabilities if key is not None else None),
     )
+
+
+def _scope(values: list[str] | None) -> frozenset[str] | None:
+    return None if values is None else frozenset(values)
 
 
 def _sanctions(value: str) -> SanctionsStatus:
@@ -76,7 +84,7 @@ async def load_key(session: AsyncSession, key_id: str) -> KeyRecord | None:
         hash=key.secret_hash,
         expires_at=None if key.expires_at is None else as_utc(key.expires_at),
         revoked=key.revoked_at is not None,
-        principal=principal_from(customer, key.id, "api_key"),
+        principal=principal_from(customer, key.id, "api_key", key),
     )
 
 

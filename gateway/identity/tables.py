@@ -32,6 +32,15 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # none_as_null: an unscoped key is SQL NULL, not the JSON text 'null'.
+    allowed_models: Mapped[list[str] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )
+    """The models this key may use, within what the customer's tier allows; None: all of those."""
+    allowed_capabilities: Mapped[list[str] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )
+    """The capabilities a request on this key may have; None: any the tier allows."""
 
 
 class AdminToken(Base):

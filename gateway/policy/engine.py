@@ -49,6 +49,7 @@ from gateway.policy.decision import (
     ReportedDecision,
 )
 from gateway.policy.facts import BodyFacts, RequestFacts
+from gateway.policy.key_scope import KEY_SCOPE, key_scope_refusal
 from gateway.policy.report import NO_REPORT, Report, match_report_rules
 from gateway.policy.ruleindex import CompiledRule, RuleIndex
 
@@ -264,6 +265,10 @@ def _decide(
             demotion,
             report,
         )
+    if principal.key_models is not None or principal.key_capabilities is not None:
+        scoped = key_scope_refusal(principal, facts.body.model, facts.capabilities)
+        if scoped is not None:
+            return _deny(bundle, tier, (KEY_SCOPE,), (scoped,), facts, demotion, report)
     allows = [r for r in ruleset.allows.candidates(ctx) if r.active(now) and r.predicate(ctx)]
     if not allows:
         return _deny(bundle, tier, (DEFAULT_DENY,), (DEFAULT_DENY_REASON,), facts, demotion, report)

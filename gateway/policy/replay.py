@@ -31,28 +31,35 @@ def _iso(value: datetime | None) -> str | None:
 def replay_facts(principal: Principal, facts: RequestFacts) -> dict[str, Any]:
     """JSON-able facts of one decision, without prompt text."""
     body = facts.body
+    who: dict[str, Any] = {
+        "customer_id": principal.customer_id,
+        "name": principal.name,
+        "kind": principal.kind,
+        "citizenships": sorted(principal.citizenships),
+        "residence": principal.residence,
+        "incorporated_in": principal.incorporated_in,
+        "ownership": [
+            {"country": o.country, "percent": o.percent} for o in principal.ownership
+        ],
+        "kyc_level": principal.kyc_level,
+        "kyc_expires_at": _iso(principal.kyc_expires_at),
+        "kyc_verified_at": _iso(principal.kyc_verified_at),
+        "tier": principal.tier,
+        "attributes": sorted(principal.attributes),
+        "sanctions_status": principal.sanctions_status,
+        "status": principal.status,
+        "key_id": principal.key_id,
+        "auth_method": principal.auth_method,
+    }
+    # A key's scope decides too (gateway.policy.key_scope); written only for
+    # scoped keys, so every other record keeps its bytes.
+    if principal.key_models is not None:
+        who["key_models"] = sorted(principal.key_models)
+    if principal.key_capabilities is not None:
+        who["key_capabilities"] = sorted(principal.key_capabilities)
     return {
         "v": REPLAY_VERSION,
-        "principal": {
-            "customer_id": principal.customer_id,
-            "name": principal.name,
-            "kind": principal.kind,
-            "citizenships": sorted(principal.citizenships),
-            "residence": principal.residence,
-            "incorporated_in": principal.incorporated_in,
-            "ownership": [
-                {"country": o.country, "percent": o.percent} for o in principal.ownership
-            ],
-            "kyc_level": principal.kyc_level,
-            "kyc_expires_at": _iso(principal.kyc_expires_at),
-            "kyc_verified_at": _iso(principal.kyc_verified_at),
-            "tier": principal.tier,
-            "attributes": sorted(principal.attributes),
-            "sanctions_status": principal.sanctions_status,
-            "status": principal.status,
-            "key_id": principal.key_id,
-            "auth_method": principal.auth_method,
-        },
+        "principal": who,
         "request": {
             "endpoint": facts.endpoint,
             "api": facts.api,
@@ -84,6 +91,10 @@ def _dt(value: object) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+def _names(value: object) -> frozenset[str] | None:
+    return None if value is None else frozenset(str(v) for v in cast(list[object], value))
+
+
 def from_replay(d: dict[str, Any]) -> tuple[Principal, RequestFacts]:
     """Inverse of ``replay_facts`` (prompt text empty, capabilities as recorded)."""
     version = d.get("v", REPLAY_VERSION)
@@ -110,6 +121,8 @@ def from_replay(d: dict[str, Any]) -> tuple[Principal, RequestFacts]:
         status=p.get("status", "active"),
         key_id=p.get("key_id"),
         auth_method=p.get("auth_method", "api_key"),
+        key_models=_names(p.get("key_models")),
+        key_capabilities=_names(p.get("key_capabilities")),
     )
     origin = r.get("origin") or {}
     body = BodyFacts(

@@ -459,3 +459,24 @@ def test_customers_import_refuses_a_file_with_any_bad_line_writing_nothing(
     assert runner.invoke(customers.app, ["show", "ok1"]).exit_code in (1, 2)  # never written
     missing = runner.invoke(gateway_cli, ["customers", "import", str(tmp_path / "absent.jsonl")])
     assert missing.exit_code == 2 and "absent.jsonl" in missing.output
+
+
+def test_keys_create_with_a_scope_and_keys_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_POLICY_DIR", str(Path(__file__).resolve().parents[2] / "policies"))
+    assert runner.invoke(customers.app, ["add", "Scoped Co", "--id", "s1"]).exit_code == 0
+    r = runner.invoke(keys.app, ["create", "s1", "--name", "ci", "--model", "haiku-lite",
+                                 "--capability", "coding"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert runner.invoke(keys.app, ["create", "s1", "--name", "everything"]).exit_code == 0
+    # A name the bundle does not define would make a key that never works.
+    typo = runner.invoke(keys.app, ["create", "s1", "--model", "haiku-light"])
+    assert typo.exit_code == 2 and "--model" in typo.output and "haiku-lite" in typo.output
+    listed = runner.invoke(keys.app, ["list", "s1", "--json"])
+    assert listed.exit_code == 0, listed.output
+    items = json.loads(listed.output)["items"]
+    assert [(k["name"], k["allowed_models"], k["allowed_capabilities"]) for k in items] == [
+        ("ci", ["haiku-lite"], ["coding"]), ("everything", None, None)]
+    assert "gk_" not in "".join(str(k.get("key", "")) for k in items)  # never a secret
+    table = runner.invoke(keys.app, ["list", "s1"])
+    assert table.exit_code == 0 and "haiku-lite" in table.output and "ci" in table.output
+    assert runner.invoke(keys.app, ["list", "nobody"]).exit_code == 1

@@ -23,7 +23,8 @@ from gateway.audit.writer import AuditWriter
 from gateway.db import migrate
 from gateway.db.models import metadata
 from gateway.db.session import create_engine, session_factory
-from gateway.identity.keys import create_api_key
+from gateway.identity import secrets as creds
+from gateway.identity.keys import KEY_KIND
 from gateway.identity.tables import ApiKey
 from gateway.kyc.schemas import CustomerCreate
 from gateway.kyc.service import create_customer
@@ -84,9 +85,19 @@ async def _seed(engine: AsyncEngine, settings: Settings) -> str:
             incorporated_in="US", kyc_level="kyb_verified", tier="enterprise",
         )  # fmt: skip
         customer = await create_customer(session, data, ACTOR, None, now)
-        await create_api_key(session, customer.id, ACTOR, now)
         await create_admin_token(session, "auditor", "migration-test", now)
         await session.commit()
+    # The key row as the first revision's code wrote it: the ORM inserts every
+    # column it maps (NULL for the unset ones), and columns added by later
+    # revisions (the key scopes) do not exist yet at this revision.
+    minted = creds.mint(KEY_KIND)
+    first_revision_key = {
+        "id": minted.id, "customer_id": customer.id, "secret_salt": minted.salt,
+        "secret_hash": minted.hash, "prefix": minted.prefix, "name": "migration-test",
+        "created_at": now,
+    }  # fmt: skip
+    async with engine.begin() as conn:
+        await conn.execute(ApiKey.__table__.insert().values(**first_revision_key))
     writer = AuditWriter(engine, settings, load_signer(settings))
     await writer.start()
     for i in range(5):

@@ -435,3 +435,29 @@ def test_a_tier_can_require_periodic_reverification(make_bundle: Build) -> None:
     plain = make_bundle(rules)
     assert effective_tier(unknown, plain, now) == ("enterprise", None)
     assert plain.version == make_bundle(rules).version
+
+
+def test_a_key_scope_narrows_after_the_rules_and_replays(default_bundle: CompiledBundle) -> None:
+    """A scoped key is refused what its scope leaves out (rule id key-scope);
+    a bundle deny still names its own rule (the scope never hides why a
+    sanctioned request was refused); and the scope is part of the replay facts,
+    so `policy impact` does not count a key-scope refusal as a change."""
+    scoped = principal(**US_GOV, key_models=frozenset({"haiku-lite"}),
+                       key_capabilities=frozenset({"coding"}))  # fmt: skip
+    assert decide(scoped, facts(country="US"), default_bundle, AFTER_DIRECTIVE).allowed
+    coding = facts(country="US", caps=frozenset({"coding"}))
+    assert decide(scoped, coding, default_bundle, AFTER_DIRECTIVE).allowed
+    for refused in (facts(model="fable-5", country="US"),
+                    facts(country="US", caps=frozenset({"coding", "agentic"}))):  # fmt: skip
+        d = decide(scoped, refused, default_bundle, AFTER_DIRECTIVE)
+        assert not d.allowed and d.rule_ids == ("key-scope",) and d.deny_status == 403, d
+        p2, f2 = from_replay(replay_facts(scoped, refused))
+        assert p2 == scoped
+        assert decide(p2, f2, default_bundle, AFTER_DIRECTIVE).rule_ids == ("key-scope",)
+    from_iran = decide(scoped, facts(model="fable-5", country="IR"), default_bundle,
+                       AFTER_DIRECTIVE)  # fmt: skip
+    assert "sanctioned-origin" in from_iran.rule_ids and "key-scope" not in from_iran.rule_ids
+    # An unscoped key's replay facts are as before (no new keys in every record).
+    assert "key_models" not in replay_facts(principal(**US_GOV), coding)["principal"]
+    names = visible_models(scoped, default_bundle, AFTER_DIRECTIVE, Origin("203.0.113.9", "US"))
+    assert names == ["haiku-lite"]
