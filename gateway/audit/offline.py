@@ -40,6 +40,7 @@ import orjson
 
 from gateway.audit.chain import CHAIN_FIELDS, GENESIS, canonical, chain_hash, parse_body
 from gateway.audit.export import CSV_LAYOUTS, csv_cells, csv_line
+from gateway.audit.offline_filters import FilterCheck
 from gateway.audit.offline_links import (
     all_witnesses,
     judged_at,
@@ -63,6 +64,8 @@ class ExportReport:
     """Chained, but after the last checkpoint of their run."""
     unlinked: int = 0
     """Filtered exports: consistent on their own, not linked to a checkpoint."""
+    filters: dict[str, Any] = field(default_factory=dict)
+    """What a filtered export claims to select (the manifest's ``filters``)."""
     keys_from_manifest: bool = False
     judged_at: datetime | None = None
     """The time unsigned records were judged at, and ``judged_by`` where it came from."""
@@ -185,7 +188,8 @@ def verify_export(
 ) -> ExportReport:
     """``at``: when the export's unsigned tails are judged (``offline_links.py``)."""
     fmt, manifest = load_manifest(path, manifest_path)
-    report = ExportReport(mode=str(manifest.get("mode", "?")))
+    report = ExportReport(mode=str(manifest.get("mode", "?")),
+                          filters=dict(manifest.get("filters") or {}))
     if trusted_keys is None:
         report.keys_from_manifest = True
         keys = {fp: load_public_key(pem) for fp, pem in manifest.get("public_keys", {}).items()}
@@ -197,9 +201,12 @@ def verify_export(
     runs: dict[str, _Run] = {}
     digest = hashlib.sha256()
     witnesses = all_witnesses(signed)
+    selection = FilterCheck(report.mode, report.filters)
     for lineno, item, body in _records(path, fmt, digest, report.problems):
         _check_record(report, runs, heads, lineno, item, body)
         witness_check(witnesses, item, report.problems)
+        selection.check(lineno, item)
+    report.problems += selection.problems
     for run in runs.values():
         if run.linked:
             report.unsigned += run.pending

@@ -89,8 +89,11 @@ def verify(
                   "proves the file is self-consistent, not who signed it (pin --public-key)")
         judged = (f"; unsigned records judged as of {offline.judged_at:%Y-%m-%dT%H:%M:%SZ} "
                   f"({offline.judged_by})" if offline.judged_at and offline.unsigned else "")
+        # A filtered export proves nothing about what it left out: say what it selects.
+        selects = ", ".join(f"{k}={v}" for k, v in sorted(offline.filters.items()))
+        mode = f"filtered: {selects}" if offline.mode == "filtered" else offline.mode
         _report(console, offline.to_dict(), as_json, offline.ok,
-                f"{offline.records} records ({offline.mode}): {offline.proven} proven by "
+                f"{offline.records} records ({mode}): {offline.proven} proven by "
                 f"signed checkpoints, {offline.unsigned} chained after the last checkpoint, "
                 f"{offline.unlinked} not linkable (filtered){judged}")
         return
