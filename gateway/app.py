@@ -39,7 +39,9 @@ from gateway.ops.cluster import (
 )
 from gateway.ops.hangup import HangupReload
 from gateway.ops.shutdown import Drainer
+from gateway.policy.compiled import CompiledBundle
 from gateway.policy.holder import ReloadResult
+from gateway.policy.loader import canonical_content
 from gateway.proxy.routes import ProxyRoutes
 from gateway.proxy.upstream import UpstreamClient
 from gateway.quota.meter import build_meter
@@ -71,9 +73,14 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
         await audit.start()
         stack.push_async_callback(audit.stop)
 
-        async def on_swap(old: str | None, new: str) -> None:
-            await audit.record_event("policy_reload", {"old_version": old, "new_version": new})
-            metrics.policy_swapped(old, new)
+        async def on_swap(old: str | None, new: CompiledBundle) -> None:
+            # The bundle's canonical text rides along: its SHA-256 is the version
+            # every decision names, so an auditor can retrieve the policy that
+            # decided a request and prove it is that one (`gateway audit policy`).
+            await audit.record_event("policy_reload", {
+                "old_version": old, "new_version": new.version,
+                "bundle": canonical_content(new.source)})
+            metrics.policy_swapped(old, new.version)
             metrics.POLICY_RELOADS.labels("initial" if old is None else "swapped").inc()
 
         async def on_refused(result: ReloadResult) -> None:

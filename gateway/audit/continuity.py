@@ -25,7 +25,7 @@ the export's time (or ``--at``) for an export.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,12 +43,17 @@ LEGACY_WITHIN_S = 70.0
 """For format 1 checkpoints, which do not say: the default 60 s cadence plus the 10 s idle tick."""
 
 
-def link_problems(node_id: str, cps: Sequence[Checkpoint], *,
-                  anchored: bool = False) -> list[Problem]:
+def link_problems(node_id: str, cps: Sequence[Checkpoint], *, anchored: bool = False,
+                  present: Collection[tuple[int, str]] = ()) -> list[Problem]:
     """``cps``: one chain's valid checkpoints (kind ``checkpoint``) in ``seq`` order.
 
     ``anchored``: the first is an export's anchor, whose own predecessor the
-    export does not carry (its link is not checked).
+    export does not carry (its link is not checked). ``present``: ``(seq,
+    sha256)`` of the chain's checkpoints that are there but failed their own
+    check (a key not pinned, a bad signature): each is reported by that check,
+    and a link to one is no evidence of deletion (after a key rotation,
+    pinned to the new key, the new key's first checkpoint names the old key's
+    last).
     """
     problems: list[Problem] = []
     stored = {(cp.seq, cp.sha256) for cp in cps}
@@ -70,6 +75,9 @@ def link_problems(node_id: str, cps: Sequence[Checkpoint], *,
         if cp.prev is None:
             message = (f"checkpoint at seq {cp.seq} says it is its chain's first, but a signed "
                        f"checkpoint at seq {before.seq if before else '?'} precedes it")
+        elif cp.prev in present:
+            before = cp  # reported as that checkpoint's own problem
+            continue
         elif cp.prev not in stored:
             message = (f"checkpoint at seq {cp.seq} is signed as following a checkpoint at seq "
                        f"{cp.prev[0]}, which is missing: checkpoints were deleted")

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.chain import parse_body, utc
 from gateway.audit.checkpoints import load_checkpoints
+from gateway.audit.policy_texts import policy_texts
 from gateway.audit.query import DecisionFilters, iter_decisions
 from gateway.audit.signing import public_pem
 from gateway.audit.tables import audit_checkpoints, audit_records
@@ -85,6 +86,7 @@ class Exporter:
     _digest: Any = field(default_factory=hashlib.sha256)
     _first_id: str | None = None
     _last_id: str | None = None
+    _versions: set[str] = field(default_factory=set)
 
     @property
     def mode(self) -> str:
@@ -156,6 +158,9 @@ class Exporter:
             node.contiguous = False
         node.last_seq, node.last_hash = seq, str(row.hash)
         node.count += 1
+        version = named_version(str(row.body))
+        if version is not None:
+            self._versions.add(version)
 
     async def _finish(self) -> None:
         nodes: dict[str, Any] = {}
@@ -189,6 +194,9 @@ class Exporter:
             "nodes": nodes,
             "public_keys": {fp: public_pem(cps.keys[fp]) for fp in sorted(fingerprints)
                             if fp in cps.keys},
+            # The texts of the policy versions the records name, wherever in the
+            # log they were recorded (each proves itself: its SHA-256 is the version).
+            "policies": await policy_texts(self.sessions, sorted(self._versions)),
         }
 
 
@@ -211,6 +219,21 @@ async def _node_ranges(
                 c.c.node_id == node_id, c.c.kind == "checkpoint", c.c.seq >= hi))).scalar()
             ranges.append((str(node_id), int(lo), int(hi if signed is None else signed)))
     return ranges
+
+
+_VERSION_KEY = '"policy_version":"'
+
+
+def named_version(body: str) -> str | None:
+    """The ``policy_version`` a canonical record body names, read without parsing it
+    (the JSONL export never re-encodes a body). In canonical JSON a quote inside a
+    string is escaped, so the key with its quotes only appears as a real key."""
+    at = body.find(_VERSION_KEY)
+    if at < 0:
+        return None
+    start = at + len(_VERSION_KEY)
+    end = body.find('"', start)
+    return body[start:end] if end > start else None
 
 
 def csv_cells(item: dict[str, Any], columns: tuple[str, ...] = CSV_COLUMNS) -> list[str]:

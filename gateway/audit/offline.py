@@ -40,6 +40,7 @@ import orjson
 
 from gateway.audit.chain import CHAIN_FIELDS, GENESIS, canonical, chain_hash, parse_body
 from gateway.audit.export import CSV_LAYOUTS, csv_cells, csv_line
+from gateway.audit.offline_filters import FilterCheck
 from gateway.audit.offline_links import (
     all_witnesses,
     judged_at,
@@ -47,6 +48,7 @@ from gateway.audit.offline_links import (
     tail_problems,
     witness_check,
 )
+from gateway.audit.policy_texts import carried_text, text_version
 from gateway.audit.signing import fingerprint, load_public_key
 from gateway.audit.verify import Problem
 
@@ -63,10 +65,16 @@ class ExportReport:
     """Chained, but after the last checkpoint of their run."""
     unlinked: int = 0
     """Filtered exports: consistent on their own, not linked to a checkpoint."""
+    filters: dict[str, Any] = field(default_factory=dict)
+    """What a filtered export claims to select (the manifest's ``filters``)."""
     keys_from_manifest: bool = False
     judged_at: datetime | None = None
     """The time unsigned records were judged at, and ``judged_by`` where it came from."""
     judged_by: str = ""
+    policy_versions: list[str] = field(default_factory=list)
+    """The policy versions the records name whose text the export carries (proven)."""
+    policy_texts_missing: list[str] = field(default_factory=list)
+    """Versions named without their text (decided before the log kept texts)."""
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -185,7 +193,8 @@ def verify_export(
 ) -> ExportReport:
     """``at``: when the export's unsigned tails are judged (``offline_links.py``)."""
     fmt, manifest = load_manifest(path, manifest_path)
-    report = ExportReport(mode=str(manifest.get("mode", "?")))
+    report = ExportReport(mode=str(manifest.get("mode", "?")),
+                          filters=dict(manifest.get("filters") or {}))
     if trusted_keys is None:
         report.keys_from_manifest = True
         keys = {fp: load_public_key(pem) for fp, pem in manifest.get("public_keys", {}).items()}
@@ -197,9 +206,19 @@ def verify_export(
     runs: dict[str, _Run] = {}
     digest = hashlib.sha256()
     witnesses = all_witnesses(signed)
+    selection = FilterCheck(report.mode, report.filters)
+    named: set[str] = set()
+    texts: dict[str, str] = {}
     for lineno, item, body in _records(path, fmt, digest, report.problems):
         _check_record(report, runs, heads, lineno, item, body)
         witness_check(witnesses, item, report.problems)
+        selection.check(lineno, item)
+        if isinstance(version := item.get("policy_version"), str):
+            named.add(version)
+        if (carried := carried_text(item)) is not None:
+            texts.setdefault(*carried)
+    report.problems += selection.problems
+    _check_policies(report, manifest, named, texts)
     for run in runs.values():
         if run.linked:
             report.unsigned += run.pending
@@ -251,6 +270,21 @@ def _check_record(report: ExportReport, runs: dict[str, _Run], heads: dict[tuple
         else:
             report.proven += run.pending
             run.pending, run.linked = 0, True
+
+
+def _check_policies(report: ExportReport, manifest: dict[str, Any], named: set[str],
+                    texts: dict[str, str]) -> None:
+    """The manifest's policy texts must each hash to the version they are filed under
+    (the version is what the signed records name); ``texts`` come from the
+    export's own ``policy_reload`` records, already checked."""
+    for version, text in sorted((manifest.get("policies") or {}).items()):
+        if not isinstance(text, str) or text_version(text) != version:
+            report.problems.append(Problem("edited", f"the manifest's policy text for version "
+                                           f"{version} does not hash to it: altered"))
+        else:
+            texts.setdefault(version, text)
+    report.policy_versions = sorted(named & set(texts))
+    report.policy_texts_missing = sorted(named - set(texts))
 
 
 def _check_manifest_totals(report: ExportReport, manifest: dict[str, Any],

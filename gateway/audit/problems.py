@@ -10,7 +10,8 @@ class Problem:
     kind: str
     """gap | inserted | reordered | chain_break | edited | column_mismatch |
     checkpoint_mismatch | bad_signature | unknown_key | truncated | head_mismatch |
-    beyond_head | orphan | rule_index | checkpoint_chain | unsigned | chain_missing"""
+    beyond_head | orphan | rule_index | checkpoint_chain | unsigned | chain_missing |
+    filter_mismatch (an export's records against its manifest's mode and filters)"""
     message: str
     node_id: str | None = None
     seq: int | None = None

@@ -78,6 +78,9 @@ class AuditRecordRow(Base):
         # Covering index for export ranges: (ts) -> (node_id, seq) without row lookups.
         Index("ix_audit_records_ts_node_seq", "ts", "node_id", "seq"),
         _partial("ix_audit_records_outcome_of", "decision_id", where="decision_id IS NOT NULL"),
+        # The policy texts (audit/policy_texts.py): one row per start or reload,
+        # found without scanning the log; decisions and outcomes never enter it.
+        _partial("ix_audit_records_policy_reload", "id", where="kind = 'policy_reload'"),
     )
 
 

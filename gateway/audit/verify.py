@@ -147,8 +147,10 @@ async def verify_log(
         for node_id in node_ids:
             summary = NodeSummary(node_id)
             report.nodes.append(summary)
+            failed = {(cp.seq, cp.sha256) for cp in checkpoints.by_node.get(node_id, [])
+                      if cp.problem is not None}
             await _verify_node(conn, node_id, heads.get(node_id), checkpoints.valid_for(node_id),
-                               summary, out, chunk_size, rules)
+                               summary, out, chunk_size, rules, failed)
             tail = tail_problem(node_id, _last_signed(checkpoints.valid_for(node_id)),
                                 summary.unsigned, (summary.last_seq or 0) - summary.unsigned + 1,
                                 at, legacy_within_s)
@@ -192,11 +194,14 @@ async def _verify_node(
     out: _Collector,
     chunk_size: int,
     rules: RuleIndexCheck,
+    failed: set[tuple[int, str]],
 ) -> None:
+    """``cps``: the chain's valid checkpoints; ``failed``: ``(seq, sha256)`` of those
+    there but reported invalid (a key not pinned), which links may name."""
     checkpoints = {cp.seq: cp for cp in cps if cp.kind == "checkpoint"}
     summary.checkpoints = len(checkpoints)
     for broken in link_problems(node_id, sorted((cp for cp in cps if cp.kind == "checkpoint"),
-                                                key=lambda cp: cp.seq)):
+                                                key=lambda cp: cp.seq), present=failed):
         out.add(broken)
     tombstones = [cp for cp in cps if cp.kind == "tombstone"]
     expected, prev, prev_prev = 1, GENESIS, ""

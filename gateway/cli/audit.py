@@ -1,5 +1,5 @@
 """`gateway audit` commands: export, verify, public-key, farms (prune, seal, hold:
-audit_upkeep.py).
+audit_upkeep.py; policy: audit_policy.py).
 
 Exit codes: 0 ok, 1 the log (or the export) failed verification, 2 usage error
 (a bad option or filter, no pinned signing key for verify, a database that does
@@ -23,6 +23,7 @@ from gateway.cli.audit_common import audit_settings as _settings
 from gateway.cli.audit_common import console as _console
 from gateway.cli.audit_common import time_option as _time
 from gateway.cli.audit_common import with_engine as _with_engine
+from gateway.cli.audit_policy import register as register_policy
 from gateway.cli.audit_upkeep import register as register_upkeep
 from gateway.cli.database import require_existing
 from gateway.cli.farms import farms
@@ -84,13 +85,19 @@ def verify(
         except (OSError, ValueError, KeyError) as exc:
             error(console, f"{export}: unreadable export: {exc}")
             raise typer.Exit(1) from None
+        if offline.policy_texts_missing:
+            note(console, f"{len(offline.policy_texts_missing)} policy version(s) the records "
+                  "name have no text in the export (decided before the log kept policy texts)")
         if offline.keys_from_manifest:
             note(console, "--trust-stored-keys: trusting the keys inside the manifest; this "
                   "proves the file is self-consistent, not who signed it (pin --public-key)")
         judged = (f"; unsigned records judged as of {offline.judged_at:%Y-%m-%dT%H:%M:%SZ} "
                   f"({offline.judged_by})" if offline.judged_at and offline.unsigned else "")
+        # A filtered export proves nothing about what it left out: say what it selects.
+        selects = ", ".join(f"{k}={v}" for k, v in sorted(offline.filters.items()))
+        mode = f"filtered: {selects}" if offline.mode == "filtered" else offline.mode
         _report(console, offline.to_dict(), as_json, offline.ok,
-                f"{offline.records} records ({offline.mode}): {offline.proven} proven by "
+                f"{offline.records} records ({mode}): {offline.proven} proven by "
                 f"signed checkpoints, {offline.unsigned} chained after the last checkpoint, "
                 f"{offline.unlinked} not linkable (filtered){judged}")
         return
@@ -228,3 +235,4 @@ def public_key_cmd(
 
 
 register_upkeep(app)
+register_policy(app)

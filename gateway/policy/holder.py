@@ -11,9 +11,10 @@ file:line problem, so a gateway never starts without a valid bundle. A reload
 that fails validation is refused whole: the running bundle stays, the errors
 are logged and kept in ``last_error``. A swap is a plain attribute assignment
 of an immutable ``CompiledBundle``, atomic for every reader. ``on_swap(old,
-new)`` runs *before* the swap (``old`` is None for the initial load): if it
-raises (the audit log cannot record the swap), the new bundle is refused,
-so every bundle that ever decided a request has an audit record.
+new)`` (``old`` a version, ``new`` the bundle) runs *before* the swap
+(``old`` is None for the initial load): if it raises (the audit log cannot
+record the swap), the new bundle is refused, so every bundle that ever decided
+a request has an audit record.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from gateway.policy.loader import PolicyLoadError, load_bundle, load_dir
 
 log = logging.getLogger("gateway.policy")
 
-OnSwap = Callable[[str | None, str], Awaitable[None]]
+OnSwap = Callable[[str | None, CompiledBundle], Awaitable[None]]
+"""``on_swap(old_version, new_bundle)``: the whole new bundle, so the swap's audit
+record can carry the policy text its version names."""
 OnRefused = Callable[["ReloadResult"], Awaitable[None]]
 
 
@@ -84,7 +87,7 @@ class PolicyHolder:
     async def start(self, watch: bool = True) -> None:
         """Report the initial bundle through ``on_swap(None, version)``; then watch."""
         if self._on_swap is not None:
-            await self._on_swap(None, self._current.version)
+            await self._on_swap(None, self._current)
         log.info("policy bundle %s loaded from %s", self._current.version, self.policy_dir)
         if watch and self._task is None:
             self._stop.clear()
@@ -120,7 +123,7 @@ class PolicyHolder:
                 return await self._refuse((f"compile error: {exc}",), warnings, result.version)
             if self._on_swap is not None:
                 try:
-                    await self._on_swap(old.version, new.version)
+                    await self._on_swap(old.version, new)
                 except Exception as exc:  # cannot audit the swap: refuse it, fail closed
                     log.exception(
                         "recording policy swap %s -> %s failed; keeping %s",

@@ -120,11 +120,20 @@ def _drop_unset(value: Any) -> None:
 
 
 def bundle_version(bundle: s.Bundle) -> str:
-    """SHA-256 of the canonical JSON of the merged content.
+    """SHA-256 of the canonical JSON of the merged content (``canonical_content``).
 
     Independent of file names, file order, key order, comments and formatting;
     rules are ordered by id and country lists sorted, since neither order
     changes a decision.
+    """
+    return hashlib.sha256(canonical_content(bundle).encode("utf-8")).hexdigest()
+
+
+def canonical_content(bundle: s.Bundle) -> str:
+    """The text a bundle's version is the SHA-256 of (UTF-8).
+
+    The audit log keeps it in each ``policy_reload`` record, so the policy a
+    recorded decision names by version can be retrieved and proven to be it.
     """
     data = bundle.model_dump(mode="json", by_alias=True)
     for rule in data["rules"]:
@@ -142,8 +151,7 @@ def bundle_version(bundle: s.Bundle) -> str:
     for group in data["country_groups"].values():
         group["countries"] = sorted(group["countries"])
         group["regions"] = sorted(group["regions"])
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _ordered(errors: list[PolicyError]) -> list[PolicyError]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.policy.compiled import CompiledBundle
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.loader import PolicyLoadError
 from tests.policy.conftest import POLICIES
@@ -39,8 +40,8 @@ async def test_initial_load_failure_names_file_and_line(tmp_path: Path) -> None:
 async def test_reload_swaps_and_reports(bundle_dir: Path) -> None:
     swaps: list[tuple[str | None, str]] = []
 
-    async def on_swap(old: str | None, new: str) -> None:
-        swaps.append((old, new))
+    async def on_swap(old: str | None, new: CompiledBundle) -> None:
+        swaps.append((old, new.version))
 
     holder = PolicyHolder(bundle_dir, on_swap=on_swap)
     await holder.start(watch=False)
@@ -83,7 +84,7 @@ async def test_broken_edit_keeps_running_bundle(bundle_dir: Path) -> None:
 
 
 async def test_swap_refused_when_it_cannot_be_recorded(bundle_dir: Path) -> None:
-    async def failing(old: str | None, new: str) -> None:
+    async def failing(old: str | None, new: CompiledBundle) -> None:
         if old is not None:
             raise RuntimeError("audit down")
 
