@@ -1,7 +1,7 @@
 """api_keys.allowed_models / allowed_capabilities: keys narrowed below their customer
 
 Revision ID: 5b1f0c2e7d34
-Revises: 39cb5244d45c
+Revises: 5c1e2d7f9a30
 Create Date: 2026-11-28 03:00:00.000000
 
 Two nullable JSON lists. NULL (every existing key) means "whatever the
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "5b1f0c2e7d34"
-down_revision: str | None = "39cb5244d45c"
+down_revision: str | None = "5c1e2d7f9a30"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
