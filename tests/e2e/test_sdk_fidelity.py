@@ -1,0 +1,109 @@
+"""SDK fidelity: what the official SDKs get through the gateway is what they
+get from the upstream directly (the stand-in), but for the gateway's own
+refusals and quota headers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.e2e.conftest import US_IP
+from tests.support.processes import Proc
+
+pytestmark = pytest.mark.e2e
+XFF = {"x-forwarded-for": US_IP}
+MSGS: list[Any] = [{"role": "user", "content": "hi"}]
+TOOLS: list[Any] = [{"name": "get_weather", "description": "the weather in a city",
+                     "input_schema": {"type": "object",
+                                      "properties": {"city": {"type": "string"}}}}]
+THINK: Any = {"type": "enabled", "budget_tokens": 1024}
+
+
+def _clients(url: str, key: str) -> tuple[openai.OpenAI, anthropic.Anthropic]:
+    return (
+        openai.OpenAI(base_url=f"{url}/v1", api_key=key, default_headers=XFF, max_retries=0),
+        anthropic.Anthropic(base_url=url, api_key=key, default_headers=XFF, max_retries=0),
+    )
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value.model_dump(warnings=False) if hasattr(value, "model_dump") else value
+
+
+def _error(call: Callable[[], Any]) -> tuple[Any, ...]:
+    try:
+        call()
+    except (openai.APIStatusError, anthropic.APIStatusError) as exc:
+        headers = exc.response.headers
+        return (type(exc).__name__, exc.status_code, exc.body, exc.request_id,
+                headers.get("retry-after"), headers.get("x-should-retry"))
+    raise AssertionError("no error raised")
+
+
+def _anthropic_stream(client: anthropic.Anthropic, **kw: Any) -> Any:
+    with client.messages.stream(model="haiku-lite", max_tokens=2000, messages=MSGS, **kw) as s:
+        return [_dump(e) for e in s], _dump(s.get_final_message())
+
+
+def _responses_stream(client: openai.OpenAI) -> Any:
+    with client.responses.stream(model="haiku-lite", input="hi") as stream:
+        return [_dump(e) for e in stream], _dump(stream.get_final_response())
+
+
+PROBES: dict[str, Callable[[openai.OpenAI, anthropic.Anthropic], Any]] = {
+    "chat": lambda o, a: _dump(o.chat.completions.create(model="haiku-lite", messages=MSGS)),
+    "chat json": lambda o, a: _dump(o.chat.completions.create(
+        model="haiku-lite", messages=MSGS, response_format={"type": "json_object"})),
+    "chat stream": lambda o, a: _dump(list(o.chat.completions.create(
+        model="haiku-lite", messages=MSGS, stream=True))),
+    "completions stream": lambda o, a: _dump(list(o.completions.create(
+        model="haiku-lite", prompt="hi", stream=True))),
+    "completions stream usage": lambda o, a: _dump(list(o.completions.create(
+        model="haiku-lite", prompt="hi", stream=True, stream_options={"include_usage": True}))),
+    "responses stream events": lambda o, a: _dump(list(
+        o.responses.create(model="haiku-lite", input="hi", stream=True,
+                           previous_response_id="resp_prev", store=False))),
+    "responses stream helper": lambda o, a: _responses_stream(o),
+    "embeddings default": lambda o, a: _dump(o.embeddings.create(model="haiku-lite", input="x")),
+    "embeddings float": lambda o, a: _dump(o.embeddings.create(
+        model="haiku-lite", input="x", encoding_format="float")),
+    "embeddings base64": lambda o, a: _dump(o.embeddings.create(
+        model="haiku-lite", input="x", encoding_format="base64")),
+    "messages stream tools+thinking": lambda o, a: _anthropic_stream(a, tools=TOOLS,
+                                                                     thinking=THINK),
+    "beta count_tokens": lambda o, a: _dump(a.beta.messages.count_tokens(
+        model="haiku-lite", messages=MSGS, betas=["token-counting-2024-11-01"])),
+    "request ids": lambda o, a: (
+        o.chat.completions.with_raw_response.create(model="haiku-lite", messages=MSGS).request_id,
+        a.messages.with_raw_response.create(model="haiku-lite", max_tokens=5,
+                                            messages=MSGS).request_id),
+    **{
+        f"upstream {status}": (
+            lambda o, a, status=status: (
+                _error(lambda: o.chat.completions.create(
+                    model="haiku-lite", messages=MSGS,
+                    extra_headers={"x-standin-status": str(status)})),
+                _error(lambda: a.messages.create(
+                    model="haiku-lite", max_tokens=5, messages=MSGS,
+                    extra_headers={"x-standin-status": str(status)})),
+            )
+        )
+        for status in (400, 404, 422, 429, 500, 529)
+    },
+}
+
+
+def test_sdks_get_what_the_upstream_sends(
+    gateway: Proc, standin: Proc, enterprise_key: str
+) -> None:
+    direct = _clients(standin.url, "sk-direct")
+    through = _clients(gateway.url, enterprise_key)
+    for name, probe in PROBES.items():
+        assert probe(*through) == probe(*direct), name
+
