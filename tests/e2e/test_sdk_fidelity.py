@@ -4,6 +4,7 @@ refusals and quota headers."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -11,8 +12,8 @@ import anthropic
 import openai
 import pytest
 
-from tests.e2e.conftest import US_IP
-from tests.support.processes import Proc
+from tests.e2e.conftest import PUBLIC_PERSON, US_IP
+from tests.support.processes import Admin, Proc
 
 pytestmark = pytest.mark.e2e
 XFF = {"x-forwarded-for": US_IP}
@@ -106,4 +107,49 @@ def test_sdks_get_what_the_upstream_sends(
     through = _clients(gateway.url, enterprise_key)
     for name, probe in PROBES.items():
         assert probe(*through) == probe(*direct), name
+
+
+def _public_key(gateway: Proc) -> str:
+    return Admin(gateway.url).customer_with_key(**PUBLIC_PERSON)
+
+
+def test_a_429_with_a_long_wait_tells_the_sdks_not_to_sleep_through_it(gateway: Proc) -> None:
+    # The public tier's daily token budget is spent (the stand-in reports a
+    # huge answer); the next request waits a day. The Anthropic SDK sleeps
+    # whatever retry-after says, so without x-should-retry: false it hung in
+    # its first retry for 24 hours.
+    key = _public_key(gateway)
+    _, client = _clients(gateway.url, key)
+    client.messages.create(model="haiku-lite", max_tokens=64, messages=MSGS,
+                           extra_headers={"x-standin-output-tokens": "199990"})
+    retrying = client.with_options(max_retries=2)
+    caught: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            retrying.messages.create(model="haiku-lite", max_tokens=64, messages=MSGS)
+        except BaseException as exc:
+            caught.append(exc)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "the SDK is sleeping through a day-long retry-after"
+    assert len(caught) == 1 and isinstance(caught[0], anthropic.RateLimitError), caught
+    headers = caught[0].response.headers
+    assert int(headers["retry-after"]) > 3600
+    assert headers["x-should-retry"] == "false"
+    assert "tokens_per_day" in str(caught[0])
+    # A per-minute refusal is still worth waiting for: no x-should-retry.
+    refused = None
+    openai_client, _ = _clients(gateway.url, _public_key(gateway))
+    for _ in range(21):
+        try:
+            openai_client.embeddings.create(model="haiku-lite", input="x")
+        except openai.RateLimitError as exc:
+            refused = exc
+            break
+    assert refused is not None
+    assert int(refused.response.headers["retry-after"]) <= 60
+    assert "x-should-retry" not in refused.response.headers
 
