@@ -153,3 +153,14 @@ def test_a_429_with_a_long_wait_tells_the_sdks_not_to_sleep_through_it(gateway: 
     assert int(refused.response.headers["retry-after"]) <= 60
     assert "x-should-retry" not in refused.response.headers
 
+
+def test_a_gateway_404_to_an_anthropic_client_is_in_anthropics_shape(
+    gateway: Proc, enterprise_key: str
+) -> None:
+    _, client = _clients(gateway.url, enterprise_key)
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        client.models.retrieve("no-such-model")
+    body = caught.value.body
+    assert isinstance(body, dict) and body.get("type") == "error", body
+    assert body["error"]["type"] == "not_found_error"
+    assert caught.value.response.headers["x-gateway-decision-id"]
