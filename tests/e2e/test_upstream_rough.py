@@ -191,3 +191,17 @@ def test_unicode_cut_mid_character_comments_and_sse_fields_arrive_as_sent(
     assert through == direct
     assert direct[0]["choices"][0]["delta"]["content"] == "h\u00e9llo \U0001f30d \u4e16\u754c"  # type: ignore[index]
 
+
+def test_a_compressed_stream_is_relayed_without_the_usage_chunk_and_settles(
+    gateway: Proc, key: str, rough: Proc
+) -> None:
+    # The gateway asks for include_usage on the client's behalf and removes
+    # that chunk again; in a gzip stream it could neither find nor remove it,
+    # so the client got a chunk with no choices it never asked for, and the
+    # stream stayed charged at its whole reservation.
+    direct, _ = _chat_stream(rough.url, "sk-direct", "gzip-stream")
+    through, decision_id = _chat_stream(gateway.url, key, "gzip-stream")
+    assert through == direct
+    assert all(chunk["choices"] for chunk in through)
+    outcome = _outcome(gateway, decision_id)
+    assert (outcome["tokens_in"], outcome["tokens_out"]) == (9, 3)
