@@ -28,6 +28,7 @@ from gateway.proxy.errors import ProxyError, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import client_response_headers, upstream_request_headers
 from gateway.proxy.usage import SseUsageTap, inject_include_usage
+from gateway.quota.headers import anthropic_headers
 from gateway.services import Services
 from gateway.stages import StageUnavailable, Usage
 
@@ -111,8 +112,14 @@ class Forwarder:
             (b"x-gateway-decision-id", ex.id.encode()),
             (b"x-gateway-policy-version", ex.policy_version.encode()),
         ]
-        if ex.admission is not None:
-            headers.extend((k.encode(), v.encode()) for k, v in ex.admission.headers.items())
+        admission = ex.admission
+        if admission is not None:
+            headers.extend((k.encode(), v.encode()) for k, v in admission.headers.items())
+            if ex.api == "anthropic" and admission.resets_ms:
+                # Anthropic's clients read the quota under Anthropic's names.
+                headers.extend(
+                    anthropic_headers(admission.headers, admission.resets_ms, admission.at_ms)
+                )
         return headers
 
     async def forward(

@@ -49,6 +49,7 @@ from gateway.proxy.forward import Forwarder
 from gateway.proxy.header_limits import forwarded_for
 from gateway.proxy.models_list import render_models
 from gateway.quota.describe import describe_refusal, never_fits
+from gateway.quota.headers import anthropic_headers
 from gateway.services import Services
 from gateway.stages import (
     AuditUnavailable,
@@ -312,6 +313,13 @@ class Pipeline:
                 message = describe_refusal(admission)
                 ex.refuse("quota-exceeded", message)
                 headers = dict(admission.headers)
+                if ex.api == "anthropic":
+                    headers.update(
+                        (k.decode(), v.decode())
+                        for k, v in anthropic_headers(
+                            admission.headers, admission.resets_ms, admission.at_ms
+                        )
+                    )
                 retry_after = admission.retry_after_seconds or 1
                 headers["retry-after"] = str(retry_after)
                 if never_fits(admission) or retry_after > _LONGEST_SDK_WAIT_SECONDS:

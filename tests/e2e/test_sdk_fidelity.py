@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anthropic
@@ -139,6 +140,8 @@ def test_a_429_with_a_long_wait_tells_the_sdks_not_to_sleep_through_it(gateway: 
     headers = caught[0].response.headers
     assert int(headers["retry-after"]) > 3600
     assert headers["x-should-retry"] == "false"
+    remaining = headers["x-ratelimit-remaining-tokens"]
+    assert headers["anthropic-ratelimit-tokens-remaining"] == remaining
     assert "tokens_per_day" in str(caught[0])
     # A per-minute refusal is still worth waiting for: no x-should-retry.
     refused = None
@@ -164,3 +167,29 @@ def test_a_gateway_404_to_an_anthropic_client_is_in_anthropics_shape(
     assert isinstance(body, dict) and body.get("type") == "error", body
     assert body["error"]["type"] == "not_found_error"
     assert caught.value.response.headers["x-gateway-decision-id"]
+
+
+def test_quota_headers_come_in_the_clients_api_format(gateway: Proc, enterprise_key: str) -> None:
+    openai_client, anthropic_client = _clients(gateway.url, enterprise_key)
+    before = datetime.now(UTC).replace(microsecond=0)
+    raw = anthropic_client.messages.with_raw_response.create(
+        model="haiku-lite", max_tokens=64, messages=MSGS)
+    headers = raw.headers
+    for kind in ("requests", "tokens"):
+        # Anthropic's names, with the reset as an RFC 3339 instant.
+        limit = int(headers[f"anthropic-ratelimit-{kind}-limit"])
+        remaining = int(headers[f"anthropic-ratelimit-{kind}-remaining"])
+        assert 0 <= remaining < limit
+        assert remaining == int(headers[f"x-ratelimit-remaining-{kind}"])
+        reset = datetime.fromisoformat(headers[f"anthropic-ratelimit-{kind}-reset"])
+        assert before <= reset <= before + timedelta(seconds=62), reset
+    # The same on an Anthropic stream, and never on an OpenAI-shaped answer.
+    with anthropic_client.messages.with_streaming_response.create(
+        model="haiku-lite", max_tokens=64, messages=MSGS, stream=True
+    ) as streamed:
+        assert "anthropic-ratelimit-requests-remaining" in streamed.headers
+    openai_raw = openai_client.chat.completions.with_raw_response.create(
+        model="haiku-lite", messages=MSGS)
+    assert "x-ratelimit-reset-requests" in openai_raw.headers
+    assert not [n for n in openai_raw.headers if n.startswith("anthropic-ratelimit-")]
+
