@@ -115,6 +115,11 @@ class Admission:
     retry_after_seconds: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     """``x-ratelimit-*`` headers of the tightest bucket."""
+    resets_ms: dict[str, int] = field(default_factory=dict)
+    """Each header trio's reset (``"requests"``, ``"tokens"``) in ms from
+    ``at_ms``: Anthropic's headers state it as an instant."""
+    at_ms: int = 0
+    """When the request was admitted (ms since the epoch)."""
     summary: dict[str, object] = field(default_factory=dict)
     """What goes into the decision record's ``quota`` field."""
     reserved_tokens: int = 0

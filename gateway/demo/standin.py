@@ -9,7 +9,15 @@ Test controls, as request headers the gateway forwards untouched:
 ``x-standin-interval-ms`` (stream length and pacing), ``x-standin-status``
 (answer with this status), ``x-standin-cache-read-tokens`` (Anthropic answers
 report that many prompt tokens read from the prompt cache, apart from
-``input_tokens``, as Anthropic does). ``GET /_standin/requests`` lists what arrived
+``input_tokens``, as Anthropic does), ``x-standin-output-tokens`` (a non-streamed
+Anthropic answer reports that many output tokens). ``x-standin-status`` answers an error in
+the API shape of the path (Anthropic's on ``/v1/messages*``) with a request id
+and, on 429/529, ``retry-after``. Every answer carries a request id
+(``x-request-id`` on OpenAI paths, ``request-id`` on Anthropic's), as the real
+APIs do. Streams follow each API's event grammar: Responses API events with
+``event:`` lines, legacy completions, Anthropic tool use (``input_json_delta``)
+when the request has tools and thinking blocks when it asks for them.
+``GET /_standin/requests`` lists what arrived
 (headers and body hash, never bodies), ``GET /_standin/streams`` counts
 streams started, finished and cut off by the peer; ``DELETE`` clears both.
 """
@@ -18,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
+import struct
 import time
 from typing import Any
 
@@ -26,6 +36,63 @@ import orjson
 from aiohttp import web
 
 REPLY = "Hello from the stand-in model."
+_ANTHROPIC_ERRORS = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+    500: "api_error", 529: "overloaded_error",
+}
+
+
+def _sse(name: str | None, data: dict[str, Any]) -> bytes:
+    head = b"event: " + name.encode() + b"\n" if name else b""
+    return head + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def _output_tokens(request: web.Request, default: int) -> int:
+    return int(request.headers.get("x-standin-output-tokens", str(default)))
+
+
+def _extra_blocks(body: dict[str, Any], index: int) -> list[bytes]:
+    """The streamed blocks after the text: thinking (when asked for, with its
+    signature) and a tool call whose input arrives as ``input_json_delta``
+    pieces that are not JSON on their own (when the request has tools)."""
+    events: list[bytes] = []
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        block: dict[str, Any] = {"type": "thinking", "thinking": "", "signature": ""}
+        deltas = [{"type": "thinking_delta", "thinking": "Let me think \u2014 "},
+                  {"type": "thinking_delta", "thinking": "carefully."},
+                  {"type": "signature_delta", "signature": "c2lnbmF0dXJl"}]
+        events += _block(index, block, deltas)
+        index += 1
+    tools = body.get("tools")
+    if isinstance(tools, list) and tools and isinstance(tools[0], dict):
+        block = {"type": "tool_use", "id": "toolu_standin", "name": tools[0].get("name"),
+                 "input": {}}
+        pieces = ['{"city": "Par', 'is", "unit', '": "c"}']
+        events += _block(
+            index, block, [{"type": "input_json_delta", "partial_json": p} for p in pieces]
+        )
+    return events
+
+
+def _block(index: int, block: dict[str, Any], deltas: list[dict[str, Any]]) -> list[bytes]:
+    events = [_sse("content_block_start",
+                   {"type": "content_block_start", "index": index, "content_block": block})]
+    events += [_sse("content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta})
+               for delta in deltas]
+    events.append(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+    return events
+
+
+async def _request_ids(request: web.Request, response: web.StreamResponse) -> None:
+    """The real APIs name every answer (the SDKs show it as ``request_id``)."""
+    if request.path.startswith("/v1/messages"):
+        response.headers.setdefault("request-id", "req_standin")
+    elif request.path.startswith("/v1/"):
+        response.headers.setdefault("x-request-id", "req_standin")
+        response.headers.setdefault("openai-processing-ms", "3")
 
 
 class StandIn:
@@ -36,6 +103,7 @@ class StandIn:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.on_response_prepare.append(_request_ids)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/responses", self.responses)
@@ -75,10 +143,24 @@ class StandIn:
         status = request.headers.get("x-standin-status")
         if status is None:
             return None
+        code = int(status)
+        headers = {"x-should-retry": "false"} if code == 400 else {}
+        if code in (429, 529):
+            headers["retry-after"] = "7"
+        if request.path.startswith("/v1/messages"):
+            kind = _ANTHROPIC_ERRORS.get(code, "api_error")
+            headers["request-id"] = "req_standin_error"
+            doc: dict[str, Any] = {
+                "type": "error",
+                "error": {"type": kind, "message": f"forced by test ({kind})"},
+                "request_id": "req_standin_error",
+            }
+        else:
+            headers["x-request-id"] = "req_standin_error"
+            doc = {"error": {"message": "forced by test", "type": "api_error", "param": None,
+                             "code": f"standin_{code}"}}
         return web.Response(
-            status=int(status),
-            body=orjson.dumps({"error": {"message": "forced by test", "type": "api_error"}}),
-            content_type="application/json",
+            status=code, body=orjson.dumps(doc), content_type="application/json", headers=headers
         )
 
     async def _stream(self, request: web.Request, events: list[bytes]) -> web.StreamResponse:
@@ -169,8 +251,23 @@ class StandIn:
             dumps=lambda d: orjson.dumps(d).decode(),
         )
 
-    async def completions(self, request: web.Request) -> web.Response:
+    async def completions(self, request: web.Request) -> web.StreamResponse:
         body = await self._read(request)
+        if (forced := self._forced_status(request)) is not None:
+            return forced
+        if body.get("stream"):
+            base = {"id": "cmpl-standin", "object": "text_completion", "created": 0,
+                    "model": body.get("model")}
+            events = [
+                _sse(None, {**base, "choices": [{"index": 0, "text": f"tok{i} ",
+                                                 "finish_reason": None, "logprobs": None}]})
+                for i in range(self._chunks(request))
+            ]
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
+                events.append(_sse(None, {**base, "choices": [], "usage": usage}))
+            events.append(b"data: [DONE]\n\n")
+            return await self._stream(request, events)
         return web.json_response(
             {
                 "id": "cmpl-standin",
@@ -182,35 +279,64 @@ class StandIn:
             }
         )
 
-    async def responses(self, request: web.Request) -> web.Response:
+    async def responses(self, request: web.Request) -> web.StreamResponse:
         body = await self._read(request)
-        return web.json_response(
-            {
-                "id": "resp_standin",
-                "object": "response",
-                "created_at": 0,
-                "model": body.get("model"),
-                "status": "completed",
-                "output": [
-                    {
-                        "type": "message",
-                        "id": "msg_standin",
-                        "role": "assistant",
-                        "status": "completed",
-                        "content": [{"type": "output_text", "text": REPLY, "annotations": []}],
-                    }
-                ],
-                "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12},
-            }
-        )
+        if (forced := self._forced_status(request)) is not None:
+            return forced
+        part = {"type": "output_text", "text": REPLY, "annotations": []}
+        item = {"type": "message", "id": "msg_standin", "role": "assistant",
+                "status": "completed", "content": [part]}
+        done = {
+            "id": "resp_standin",
+            "object": "response",
+            "created_at": 0,
+            "model": body.get("model"),
+            "status": "completed",
+            "previous_response_id": body.get("previous_response_id"),
+            "store": body.get("store", True),
+            "output": [item],
+            "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12},
+        }
+        if not body.get("stream"):
+            return web.json_response(done)
+        start = {**done, "status": "in_progress", "output": [], "usage": None}
+        empty_item = {**item, "status": "in_progress", "content": []}
+        where = {"item_id": "msg_standin", "output_index": 0}
+        kinds: list[tuple[str, dict[str, Any]]] = [
+            ("response.created", {"response": start}),
+            ("response.in_progress", {"response": start}),
+            ("response.output_item.added", {"output_index": 0, "item": empty_item}),
+            ("response.content_part.added",
+             {**where, "content_index": 0, "part": {**part, "text": ""}}),
+        ]
+        kinds += [
+            ("response.output_text.delta",
+             {**where, "content_index": 0, "delta": word, "logprobs": []})
+            for word in REPLY.split(" ")
+        ]
+        kinds += [
+            ("response.output_text.done",
+             {**where, "content_index": 0, "text": REPLY, "logprobs": []}),
+            ("response.content_part.done", {**where, "content_index": 0, "part": part}),
+            ("response.output_item.done", {"output_index": 0, "item": item}),
+            ("response.completed", {"response": done}),
+        ]
+        events = [
+            _sse(kind, {"type": kind, "sequence_number": i, **data})
+            for i, (kind, data) in enumerate(kinds)
+        ]
+        return await self._stream(request, events)
 
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await self._read(request)
+        vector: list[float] | str = [0.0, 0.1, 0.2]
+        if body.get("encoding_format") == "base64":  # little-endian float32, as OpenAI
+            vector = base64.b64encode(struct.pack("<3f", 0.0, 0.1, 0.2)).decode()
         return web.json_response(
             {
                 "object": "list",
                 "model": body.get("model"),
-                "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.1, 0.2]}],
+                "data": [{"object": "embedding", "index": 0, "embedding": vector}],
                 "usage": {"prompt_tokens": 3, "total_tokens": 3},
             }
         )
@@ -271,13 +397,18 @@ class StandIn:
                         },
                     )
                 )
+            events.append(ev("content_block_stop", {"type": "content_block_stop", "index": 0}))
+            extra = _extra_blocks(body, 1)
+            events += extra
             events += [
-                ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
                 ev(
                     "message_delta",
                     {
                         "type": "message_delta",
-                        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                        "delta": {
+                            "stop_reason": "tool_use" if body.get("tools") else "end_turn",
+                            "stop_sequence": None,
+                        },
                         "usage": {"output_tokens": n},
                     },
                 ),
@@ -293,7 +424,7 @@ class StandIn:
                 "content": [{"type": "text", "text": REPLY}],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
-                "usage": {**usage, "output_tokens": 7},
+                "usage": {**usage, "output_tokens": _output_tokens(request, 7)},
             }
         )
 

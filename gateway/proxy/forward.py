@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -22,10 +23,12 @@ from gateway.ops import hooks  # ops: metrics + access log
 from gateway.proxy.answer import Outcome, relay_answer
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, send_response
 from gateway.proxy.cut import StreamPolicyWatch, cut_event
+from gateway.proxy.encoding import StreamDecoder, stream_decoder
 from gateway.proxy.errors import ProxyError, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import client_response_headers, upstream_request_headers
 from gateway.proxy.usage import SseUsageTap, inject_include_usage
+from gateway.quota.headers import anthropic_headers
 from gateway.services import Services
 from gateway.stages import StageUnavailable, Usage
 
@@ -43,6 +46,15 @@ def _at_least(usage: Usage | None, tokens: int) -> Usage:
     tokens_in = (usage.tokens_in or 0) if usage is not None else 0
     tokens_out = (usage.tokens_out or 0) if usage is not None else 0
     return Usage(tokens_in, max(tokens_out, tokens - tokens_in))
+
+
+def _decoded(decoder: StreamDecoder, chunk: bytes | None) -> bytes:
+    """``chunk`` decoded (None: the decoder's last bytes); corrupt data is the
+    upstream breaking off its answer, as a cut connection is."""
+    try:
+        return decoder.flush() if chunk is None else decoder.decode(chunk)
+    except zlib.error as exc:
+        raise aiohttp.ClientPayloadError(f"undecodable compressed stream: {exc}") from None
 
 
 class _DisconnectWatch:
@@ -100,8 +112,14 @@ class Forwarder:
             (b"x-gateway-decision-id", ex.id.encode()),
             (b"x-gateway-policy-version", ex.policy_version.encode()),
         ]
-        if ex.admission is not None:
-            headers.extend((k.encode(), v.encode()) for k, v in ex.admission.headers.items())
+        admission = ex.admission
+        if admission is not None:
+            headers.extend((k.encode(), v.encode()) for k, v in admission.headers.items())
+            if ex.api == "anthropic" and admission.resets_ms:
+                # Anthropic's clients read the quota under Anthropic's names.
+                headers.extend(
+                    anthropic_headers(admission.headers, admission.resets_ms, admission.at_ms)
+                )
         return headers
 
     async def forward(
@@ -208,6 +226,10 @@ class Forwarder:
     ) -> None:
         tap = SseUsageTap(drop_usage_chunk)
         assert ex.principal is not None and ex.facts is not None
+        decoder = stream_decoder(response.headers.get("content-encoding"))
+        if decoder is not None:
+            # Relayed decoded (gateway.proxy.encoding says why): the coding goes.
+            headers = [(name, value) for name, value in headers if name != b"content-encoding"]
         policy = StreamPolicyWatch(
             self.services.policy, ex.bundle, ex.principal, ex.facts, self.services.clock
         )
@@ -219,10 +241,17 @@ class Forwarder:
                     cut = policy.check()
                 if cut is not None and not tap.client_mid_event:
                     break  # at an event boundary: the error event can follow
+                if decoder is not None:
+                    chunk = _decoded(decoder, chunk)
                 data = tap.feed(chunk)
                 if data:
                     outcome.bytes_out += len(data)
                     await send({"type": "http.response.body", "body": data, "more_body": True})
+            if cut is None and decoder is not None:
+                last = tap.feed(_decoded(decoder, None))
+                if last:
+                    outcome.bytes_out += len(last)
+                    await send({"type": "http.response.body", "body": last, "more_body": True})
             rest = b"" if cut is not None else tap.flush()
         finally:
             # Also when the stream is cut (client gone, upstream broke): the

@@ -49,6 +49,7 @@ from gateway.proxy.forward import Forwarder
 from gateway.proxy.header_limits import forwarded_for
 from gateway.proxy.models_list import render_models
 from gateway.quota.describe import describe_refusal, never_fits
+from gateway.quota.headers import anthropic_headers
 from gateway.services import Services
 from gateway.stages import (
     AuditUnavailable,
@@ -58,6 +59,11 @@ from gateway.stages import (
 )
 
 log = logging.getLogger("gateway.proxy")
+
+_LONGEST_SDK_WAIT_SECONDS = 60
+"""A quota refusal whose wait is longer than this (longer than any per-minute
+window's) carries ``x-should-retry: false``: the SDKs raise at once, with
+``retry-after`` in hand, instead of sleeping through it in their own retry."""
 
 _KEEP_PROMPT_CHARS = 4096
 """Prompt text longer than this is dropped from the exchange once decided."""
@@ -307,10 +313,20 @@ class Pipeline:
                 message = describe_refusal(admission)
                 ex.refuse("quota-exceeded", message)
                 headers = dict(admission.headers)
-                headers["retry-after"] = str(admission.retry_after_seconds or 1)
-                if never_fits(admission):
+                if ex.api == "anthropic":
+                    headers.update(
+                        (k.decode(), v.decode())
+                        for k, v in anthropic_headers(
+                            admission.headers, admission.resets_ms, admission.at_ms
+                        )
+                    )
+                retry_after = admission.retry_after_seconds or 1
+                headers["retry-after"] = str(retry_after)
+                if never_fits(admission) or retry_after > _LONGEST_SDK_WAIT_SECONDS:
                     # The OpenAI and Anthropic SDKs retry a 429 (twice, by
-                    # default) unless told not to; this one no wait can cure.
+                    # default) unless told not to; this one no wait can cure,
+                    # or the wait is hours (a daily window): the Anthropic SDK
+                    # sleeps whatever retry-after says, inside the caller's call.
                     headers["x-should-retry"] = "false"
                 raise ProxyError(429, message, code="rate_limit_exceeded", headers=headers)
 

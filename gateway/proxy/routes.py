@@ -77,10 +77,12 @@ class ProxyRoutes:
             # A misspelt route is refused, never served (gateway.proxy.paths),
             # but in the shape of the API it was meant for, naming the route.
             meant = meant_route(path)
-            if meant == MODELS_ROUTE:
-                api = "anthropic" if header(scope, b"anthropic-version") else "openai"
-            else:
-                api = api_for_path(folded(path))
+            api = api_for_path(folded(path))
+            if api == "openai" and header(scope, b"anthropic-version"):
+                # The Anthropic SDK names its version on every request: its
+                # calls to routes not served here (/v1/models/{id}, /v1/files)
+                # are answered in its shape, as /v1/models is.
+                api = "anthropic"
             hint = f" (did you mean {meant}? paths are case-sensitive)" if meant else ""
             refusal = ProxyError(404, f"no such route: {path}{hint}")
         # Recorded like any refusal, so that this answer too carries its

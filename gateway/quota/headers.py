@@ -9,12 +9,15 @@ describes the counter that bound tightest: the lowest remaining fraction among
 the request counters, and separately among the token counters.
 
 Both are built in one pass over the counters, on every request: plain small
-dicts, nothing else.
+dicts, nothing else. An Anthropic-shaped answer also carries the same numbers
+under Anthropic's names (``anthropic_headers``), its resets as RFC 3339
+instants, built only for those answers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 
 from gateway.policy.decision import QuotaLimit
 from gateway.quota.buckets import Counter, PreparedPlan
@@ -72,6 +75,8 @@ def _trio(
     order: tuple[int, ...],
     counters: Sequence[Counter],
     states: Sequence[CounterState],
+    resets: dict[str, int],
+    kind: str,
 ) -> None:
     """The trio of the tightest counter among ``order`` (longest window first,
     so that on a tie in the remaining fraction the longer window is named:
@@ -89,6 +94,7 @@ def _trio(
     headers[names[0]] = str(limit)
     headers[names[1]] = str(limit - state.used if state.used < limit else 0)
     headers[names[2]] = format_duration(state.reset_ms)
+    resets[kind] = state.reset_ms
 
 
 def headers_and_summary(
@@ -99,10 +105,12 @@ def headers_and_summary(
     reserved_tokens: int,
     refused: int | None,
     streaming: bool,
+    resets: dict[str, int],
 ) -> tuple[dict[str, str], dict[str, object]]:
     """The ratelimit headers and the decision record's ``quota`` field (small,
     JSON-able, no secrets). ``refused`` is the index of the counter reported as
-    the refusing one; ``tokens`` is what each token counter was asked for."""
+    the refusing one; ``tokens`` is what each token counter was asked for.
+    ``resets`` receives each trio's reset in ms (``"requests"``, ``"tokens"``)."""
     counters = plan.counters
     buckets: list[dict[str, object]] = []
     for c, s in zip(counters, states, strict=True):
@@ -118,9 +126,9 @@ def headers_and_summary(
         )
     headers: dict[str, str] = {}
     if plan.request_order:
-        _trio(headers, _REQUESTS, plan.request_order, counters, states)
+        _trio(headers, _REQUESTS, plan.request_order, counters, states, resets, "requests")
     if plan.token_order:
-        _trio(headers, _TOKENS, plan.token_order, counters, states)
+        _trio(headers, _TOKENS, plan.token_order, counters, states, resets, "tokens")
     refused_by: dict[str, object] | None = None
     if refused is not None:
         counter = counters[refused]
@@ -138,3 +146,31 @@ def headers_and_summary(
         "refused_by": refused_by,
     }
     return headers, summary
+
+
+_ANTHROPIC_NAMES = {
+    kind: (
+        (f"x-ratelimit-limit-{kind}", f"anthropic-ratelimit-{kind}-limit".encode()),
+        (f"x-ratelimit-remaining-{kind}", f"anthropic-ratelimit-{kind}-remaining".encode()),
+    )
+    for kind in ("requests", "tokens")
+}
+
+
+def anthropic_headers(
+    headers: Mapping[str, str], resets_ms: Mapping[str, int], at_ms: int
+) -> list[tuple[bytes, bytes]]:
+    """The quota ``headers`` under Anthropic's names, for Anthropic-shaped answers:
+    ``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}``, the reset
+    an RFC 3339 instant (whole seconds, rounded up) where OpenAI's is a duration.
+    ``resets_ms`` are the trios' resets from ``at_ms`` (ms since the epoch)."""
+    out: list[tuple[bytes, bytes]] = []
+    for kind, reset_ms in resets_ms.items():
+        for openai_name, name in _ANTHROPIC_NAMES[kind]:
+            out.append((name, headers[openai_name].encode()))
+        instant = time.gmtime(-(-(at_ms + reset_ms) // 1000))
+        out.append(
+            (f"anthropic-ratelimit-{kind}-reset".encode(),
+             time.strftime("%Y-%m-%dT%H:%M:%SZ", instant).encode())
+        )
+    return out

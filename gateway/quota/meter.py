@@ -154,6 +154,7 @@ class Meter:
                 summary={"fail_open": True, "store_error": str(exc), "buckets": []},
             )
         states = result.states
+        resets: dict[str, int] = {}
         if not result.allowed:
             # The request passes only when every refusing counter would accept it.
             refused = max(
@@ -167,6 +168,7 @@ class Meter:
                 reserved_tokens=0,
                 refused=refused,
                 streaming=streaming,
+                resets=resets,
             )
             return Admission(
                 allowed=False,
@@ -174,6 +176,8 @@ class Meter:
                 retry_after_seconds=max(1, -(-states[refused].retry_ms // 1000)),
                 headers=headers,
                 summary=summary,
+                resets_ms=resets,
+                at_ms=now_ms,
             )
         reserved = tokens if prepared.token_windows else 0
         headers, summary = headers_and_summary(
@@ -183,6 +187,7 @@ class Meter:
             reserved_tokens=reserved,
             refused=None,
             streaming=streaming,
+            resets=resets,
         )
         reservation = Reservation(customer_id, lease_id, prepared, now_ms, reserved)
         if lease_id:  # only streams hold a slot, so only they get a heartbeat task
@@ -194,6 +199,8 @@ class Meter:
             allowed=True,
             headers=headers,
             summary=summary,
+            resets_ms=resets,
+            at_ms=now_ms,
             reserved_tokens=reserved,
             lease=reservation,
         )

@@ -170,3 +170,38 @@ def test_an_error_event_mid_stream_is_recorded(gateway: Proc, key: str) -> None:
     assert b"overloaded_error" in response.content
     outcome = _outcome(gateway, response.headers["x-gateway-decision-id"])
     assert outcome["error"] == "upstream_error_event:overloaded_error"
+
+
+
+def _chat_stream(base: str, api_key: str, mode: str) -> tuple[list[dict[str, object]], str]:
+    """The chunks the OpenAI SDK parses from a stream, and the decision id (if any)."""
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=api_key, max_retries=0,
+                           default_headers={"x-forwarded-for": US_IP, "x-rough": mode})
+    raw = client.chat.completions.with_raw_response.create(
+        model="haiku-lite", stream=True, messages=[{"role": "user", "content": "hi"}])
+    chunks = [chunk.model_dump() for chunk in raw.parse()]
+    return chunks, raw.headers.get("x-gateway-decision-id", "")
+
+
+def test_unicode_cut_mid_character_comments_and_sse_fields_arrive_as_sent(
+    gateway: Proc, key: str, rough: Proc
+) -> None:
+    direct, _ = _chat_stream(rough.url, "sk-direct", "sse-split")
+    through, _ = _chat_stream(gateway.url, key, "sse-split")
+    assert through == direct
+    assert direct[0]["choices"][0]["delta"]["content"] == "h\u00e9llo \U0001f30d \u4e16\u754c"  # type: ignore[index]
+
+
+def test_a_compressed_stream_is_relayed_without_the_usage_chunk_and_settles(
+    gateway: Proc, key: str, rough: Proc
+) -> None:
+    # The gateway asks for include_usage on the client's behalf and removes
+    # that chunk again; in a gzip stream it could neither find nor remove it,
+    # so the client got a chunk with no choices it never asked for, and the
+    # stream stayed charged at its whole reservation.
+    direct, _ = _chat_stream(rough.url, "sk-direct", "gzip-stream")
+    through, decision_id = _chat_stream(gateway.url, key, "gzip-stream")
+    assert through == direct
+    assert all(chunk["choices"] for chunk in through)
+    outcome = _outcome(gateway, decision_id)
+    assert (outcome["tokens_in"], outcome["tokens_out"]) == (9, 3)

@@ -106,6 +106,30 @@ async def _answer(writer: asyncio.StreamWriter, mode: str, path: str, body: byte
             b'"message":"Overloaded"}}\n\n',
         ]
         await _stream(writer, events, 0)
+    elif mode == "sse-split":
+        # Multi-byte characters cut mid-sequence across writes, keep-alive
+        # comments and ``retry:`` fields: all legal SSE.
+        text = "h\u00e9llo \U0001f30d \u4e16\u754c"
+        events = [b": keep-alive\n\n"]
+        for piece in (text, text):
+            data = json.dumps(_chunk(piece), ensure_ascii=False).encode()
+            events.append(b"retry: 1000\ndata: " + data + b"\n\n")
+            events.append(b": ping\n\n")
+        events.append(b"data: " + json.dumps(_chunk(None)).encode() + b"\n\n")
+        if (request.get("stream_options") or {}).get("include_usage"):
+            events.append(b"data: " + json.dumps(_chunk(None, usage=True)).encode() + b"\n\n")
+        events.append(b"data: [DONE]\n\n")
+        whole = b"".join(events)
+        await _stream(writer, [whole[i : i + 7] for i in range(0, len(whole), 7)], 0)
+    elif mode == "gzip-stream":
+        events = [b"data: " + json.dumps(_chunk(f"t{i}")).encode() + b"\n\n" for i in range(3)]
+        events.append(b"data: " + json.dumps(_chunk(None)).encode() + b"\n\n")
+        if (request.get("stream_options") or {}).get("include_usage"):
+            events.append(b"data: " + json.dumps(_chunk(None, usage=True)).encode() + b"\n\n")
+        events.append(b"data: [DONE]\n\n")
+        packed = gzip.compress(b"".join(events))
+        writer.write(_head(200, {"content-type": "text/event-stream", "content-encoding": "gzip",
+                                 "content-length": str(len(packed))}) + packed)
     elif mode == "short-body":
         writer.write(_head(200, {"content-type": "application/json", "content-length": "500"}))
         writer.write(b'{"id": "cut')
