@@ -43,6 +43,7 @@ from gateway.policy.compiled import CompiledBundle
 from gateway.policy.holder import ReloadResult
 from gateway.policy.loader import canonical_content
 from gateway.proxy.routes import ProxyRoutes
+from gateway.proxy.stored_state import ResponseOwners
 from gateway.proxy.upstream import UpstreamClient
 from gateway.quota.meter import build_meter
 from gateway.services import Services
@@ -167,6 +168,7 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             upstream=upstream,
             clock=utc_now,
             extras=extras,
+            response_owners=ResponseOwners(sessions, utc_now),
         )
         drainer = Drainer(app.state.services, settings.shutdown_drain_seconds)
         drainer.install()

@@ -18,6 +18,7 @@ from gateway.stages import AuditSink, Identifier, Locator, QuotaMeter
 
 if TYPE_CHECKING:
     from gateway.policy.holder import PolicyHolder
+    from gateway.proxy.stored_state import ResponseOwners
     from gateway.proxy.upstream import UpstreamClient
 
 
@@ -35,5 +36,7 @@ class Services:
     clock: Callable[[], datetime]
     extras: dict[str, Any] = field(default_factory=dict)
     """Optional components (sanctions screener, cache bus, metrics) by name."""
+    response_owners: ResponseOwners | None = None
+    """Who each upstream-stored response belongs to (None: continuations refused)."""
     draining: bool = False
     """Set on SIGTERM: /readyz turns false so the load balancer stops sending."""

@@ -43,6 +43,11 @@ _ANTHROPIC_ERRORS = {
 }
 
 
+def _response_id(body: dict[str, Any]) -> str:
+    turn = [body.get(k) for k in ("model", "input", "instructions", "previous_response_id")]
+    return "resp_" + hashlib.sha256(orjson.dumps(turn)).hexdigest()[:24]
+
+
 def _sse(name: str | None, data: dict[str, Any]) -> bytes:
     head = b"event: " + name.encode() + b"\n" if name else b""
     return head + b"data: " + orjson.dumps(data) + b"\n\n"
@@ -287,7 +292,10 @@ class StandIn:
         item = {"type": "message", "id": "msg_standin", "role": "assistant",
                 "status": "completed", "content": [part]}
         done = {
-            "id": "resp_standin",
+            # One per conversation turn, as the real API's ids are unique (the
+            # gateway binds each to its customer), yet the same for the same
+            # request, so a client sees the same answer direct and proxied.
+            "id": _response_id(body),
             "object": "response",
             "created_at": 0,
             "model": body.get("model"),

@@ -70,3 +70,14 @@ class AdminAction(Base):
     target_id: Mapped[str] = mapped_column(String(128), index=True)
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class StoredResponseOwner(Base):
+    """Which customer a response stored upstream was relayed to
+    (``gateway.proxy.stored_state``: the upstream sees one account for all)."""
+
+    __tablename__ = "stored_response_owners"
+
+    response_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -45,6 +45,9 @@ class BodyFacts:
     """The body has a top-level ``stream_options`` member (whatever it holds)."""
     max_tokens_defaulted: bool = False
     """``max_tokens`` is the tier's default, written into the forwarded body."""
+    continues: tuple[str, ...] = ()
+    """Ids of upstream-stored state the request continues (``previous_response_id``,
+    ``conversation``): ``gateway.proxy.stored_state`` checks they are the caller's."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ charged.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
@@ -45,7 +45,10 @@ async def relay_answer(
     send: Send,
     detach: Callable[[], None],
     outcome: Outcome,
+    before_sending: Callable[[bytes], Awaitable[None]] | None = None,
 ) -> None:
+    """``before_sending(plain_body)`` sees a complete 2xx answer before the
+    client does (``stored_state``: its response id is bound to the caller first)."""
     try:
         parts, complete = await _read_head(response)
     except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -58,7 +61,10 @@ async def relay_answer(
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         outcome.bytes_out = len(body)
         if response.status < 300:
-            outcome.usage = _usage_of(body, response.headers.get("content-encoding"))
+            plain = _plain(body, response.headers.get("content-encoding"))
+            outcome.usage = usage_from_json(plain) if plain is not None else None
+            if before_sending is not None and plain is not None:
+                await before_sending(plain)
         detach()
         await send_response(send, response.status, headers, body)
         return
@@ -89,18 +95,18 @@ async def _read_head(response: aiohttp.ClientResponse) -> tuple[list[bytes], boo
     return parts, False
 
 
-def _usage_of(body: bytes, content_encoding: str | None) -> Usage | None:
-    """Usage of a complete answer. The gateway asks for ``identity``, but an
-    upstream (or a CDN in front of it) may compress anyway: gzip and deflate
-    are read through zlib, bounded, so a compressed answer settles to its real
-    usage instead of its whole reservation."""
+def _plain(body: bytes, content_encoding: str | None) -> bytes | None:
+    """A complete answer as JSON bytes, to read its usage (and id). The gateway
+    asks for ``identity``, but an upstream (or a CDN in front of it) may
+    compress anyway: gzip and deflate are read through zlib, bounded, so a
+    compressed answer settles to its real usage instead of its whole
+    reservation. None: a coding this cannot read."""
     if content_encoding is None or content_encoding.strip().lower() == "identity":
-        return usage_from_json(body)
+        return body
     if content_encoding.strip().lower() not in ("gzip", "x-gzip", "deflate"):
         return None
     try:
         # wbits 47: a zlib or gzip header, detected.
-        plain = zlib.decompressobj(47).decompress(body, MAX_USAGE_SCAN)
+        return zlib.decompressobj(47).decompress(body, MAX_USAGE_SCAN)
     except zlib.error:
         return None
-    return usage_from_json(plain)

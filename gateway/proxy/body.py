@@ -26,6 +26,7 @@ import orjson
 
 from gateway.policy.facts import OUTPUT_BOUND_FIELDS, BodyFacts, with_output_bound
 from gateway.proxy.errors import ProxyError
+from gateway.proxy.stored_state import continued_ids
 from gateway.proxy.textfold import fold
 
 # A rough, tokenizer-free estimate (about 4 bytes per token for English text);
@@ -399,5 +400,6 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
         input_tokens_estimate=len(encoded) // BYTES_PER_TOKEN + 1 + sum(media),
         stream_usage_requested=usage_requested,
         stream_options_given="stream_options" in body,
+        continues=continued_ids(body),
     )
     return facts, body

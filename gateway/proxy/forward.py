@@ -27,6 +27,7 @@ from gateway.proxy.encoding import StreamDecoder, stream_decoder
 from gateway.proxy.errors import ProxyError, render_error
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import client_response_headers, upstream_request_headers
+from gateway.proxy.stored_state import RESPONSES_ENDPOINT, ResponseBinding
 from gateway.proxy.usage import SseUsageTap, inject_include_usage
 from gateway.quota.headers import anthropic_headers
 from gateway.services import Services
@@ -186,7 +187,9 @@ class Forwarder:
                 finally:
                     hooks.stream_ended()  # ops hook
             else:
-                await relay_answer(response, out_headers, send, detach, outcome)
+                binding = self._binding(ex, response.status)
+                await relay_answer(response, out_headers, send, detach, outcome,
+                                   binding.answer if binding is not None else None)  # fmt: skip
         except ProxyError as err:
             if outcome.error is None:
                 outcome.error = "upstream_timeout" if err.status == 504 else "upstream_unreachable"
@@ -234,6 +237,8 @@ class Forwarder:
             self.services.policy, ex.bundle, ex.principal, ex.facts, self.services.clock
         )
         cut: tuple[str, str] | None = None
+        binding = self._binding(ex, response.status)
+        withheld = False  # the stream's id could not be bound: nothing more goes out
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         try:
             async for chunk in response.content.iter_any():
@@ -244,20 +249,25 @@ class Forwarder:
                 if decoder is not None:
                     chunk = _decoded(decoder, chunk)
                 data = tap.feed(chunk)
+                if binding is not None and data and not await binding.streamed(data):
+                    withheld = True
+                    break
                 if data:
                     outcome.bytes_out += len(data)
                     await send({"type": "http.response.body", "body": data, "more_body": True})
-            if cut is None and decoder is not None:
+            if cut is None and decoder is not None and not withheld:
                 last = tap.feed(_decoded(decoder, None))
                 if last:
                     outcome.bytes_out += len(last)
                     await send({"type": "http.response.body", "body": last, "more_body": True})
-            rest = b"" if cut is not None else tap.flush()
+            rest = b"" if cut is not None or withheld else tap.flush()
         finally:
             # Also when the stream is cut (client gone, upstream broke): the
             # usage seen so far is part of what ``_settle`` charges.
             outcome.usage = tap.usage if tap.seen else None
             outcome.error = outcome.error or tap.error
+        if withheld:
+            outcome.error = "response_owner_unrecorded"
         if cut is not None:
             # A rule with `in_flight: cut` now refuses this stream: end it with
             # an error event naming the rule; the outcome record says so.
@@ -266,6 +276,14 @@ class Forwarder:
         detach()
         outcome.bytes_out += len(rest)
         await send({"type": "http.response.body", "body": rest, "more_body": False})
+
+    def _binding(self, ex: Exchange, status: int) -> ResponseBinding | None:
+        """For a Responses API answer: its id is bound to the caller before it is sent."""
+        owners = self.services.response_owners
+        if ex.endpoint != RESPONSES_ENDPOINT or status >= 300 or owners is None:
+            return None
+        assert ex.principal is not None
+        return ResponseBinding(owners, ex.principal.customer_id, ex.id)
 
     async def _settle(self, ex: Exchange, outcome: Outcome) -> None:
         services = self.services

@@ -48,6 +48,7 @@ from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
 from gateway.proxy.header_limits import forwarded_for
 from gateway.proxy.models_list import render_models
+from gateway.proxy.stored_state import STORED_STATE_RULE
 from gateway.quota.describe import describe_refusal, never_fits
 from gateway.quota.headers import anthropic_headers
 from gateway.services import Services
@@ -300,6 +301,8 @@ class Pipeline:
         if not decision.allowed:
             reason = join_reasons(decision.reasons) or "denied by policy"
             raise ProxyError(decision.deny_status, reason, code=decision.rule_ids[0])
+        if body.continues:
+            await self._check_continued(ex, principal.customer_id, body.continues)
         if decision.quota is not None:
             wanted = _tokens_to_reserve(ex.endpoint, body, decision.quota.default_max_tokens)
             try:
@@ -329,6 +332,16 @@ class Pipeline:
                     # sleeps whatever retry-after says, inside the caller's call.
                     headers["x-should-retry"] = "false"
                 raise ProxyError(429, message, code="rate_limit_exceeded", headers=headers)
+
+    async def _check_continued(self, ex: Exchange, customer_id: str, ids: tuple[str, ...]) -> None:
+        """Refuse to continue upstream-stored state that is not the caller's
+        (``gateway.proxy.stored_state``): 404 as for an id that does not exist."""
+        owners = self.services.response_owners
+        for stored_id in ids:
+            if owners is None or await owners.owner_of(stored_id) != customer_id:
+                message = f"Previous response with id '{stored_id[:128]}' not found."
+                ex.refuse(STORED_STATE_RULE, message)
+                raise ProxyError(404, message, code=STORED_STATE_RULE)
 
     async def _refuse(self, ex: Exchange, send: Send, refusal: ProxyError) -> None:
         """Record the refusal, then answer it (503 if it cannot be recorded)."""

@@ -69,8 +69,7 @@ PROBES: dict[str, Callable[[openai.OpenAI, anthropic.Anthropic], Any]] = {
     "completions stream usage": lambda o, a: _dump(list(o.completions.create(
         model="haiku-lite", prompt="hi", stream=True, stream_options={"include_usage": True}))),
     "responses stream events": lambda o, a: _dump(list(
-        o.responses.create(model="haiku-lite", input="hi", stream=True,
-                           previous_response_id="resp_prev", store=False))),
+        o.responses.create(model="haiku-lite", input="hi", stream=True, store=False))),
     "responses stream helper": lambda o, a: _responses_stream(o),
     "embeddings default": lambda o, a: _dump(o.embeddings.create(model="haiku-lite", input="x")),
     "embeddings float": lambda o, a: _dump(o.embeddings.create(

@@ -1,0 +1,76 @@
+"""Response ids bound to their customer (gateway.proxy.stored_state), on a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gateway.proxy.errors import ProxyError
+from gateway.proxy.stored_state import (
+    ResponseBinding,
+    ResponseOwners,
+    StreamedResponseId,
+    answer_response_id,
+    continued_ids,
+)
+from tests.identity.conftest import Db, make_db, make_settings
+
+
+def now() -> datetime:
+    return datetime(2026, 11, 28, tzinfo=UTC)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Db]:
+    engine, sessions = await make_db(make_settings(tmp_path))
+    yield Db(engine, sessions)
+    await engine.dispose()
+
+
+async def test_a_binding_is_seen_by_every_process_sharing_the_database(db: Db) -> None:
+    here, there = ResponseOwners(db.sessions, now), ResponseOwners(db.sessions, now)
+    await here.bind("resp_1", "alice")
+    assert await here.owner_of("resp_1") == "alice"
+    assert await there.owner_of("resp_1") == "alice"  # another worker or replica
+    assert await there.owner_of("resp_2") is None
+    # The first binding stands: an id is never handed to another customer.
+    await there.bind("resp_1", "mallory")
+    assert await ResponseOwners(db.sessions, now).owner_of("resp_1") == "alice"
+
+
+async def test_an_unreachable_database_withholds_the_answer(db: Db) -> None:
+    owners = ResponseOwners(db.sessions, now)
+    await db.engine.dispose()
+    db_path = Path(str(db.engine.url.database))
+    db_path.unlink()
+    db_path.mkdir()  # the path is now a directory: every connection fails
+    binding = ResponseBinding(owners, "alice", "d1")
+    with pytest.raises(ProxyError) as withheld:
+        await binding.answer(orjson.dumps({"id": "resp_9", "object": "response"}))
+    assert withheld.value.status == 503
+    assert not await ResponseBinding(owners, "alice", "d2").streamed(
+        b'event: response.created\ndata: {"type":"response.created","response":{"id":"r"}}\n\n'
+    )
+
+
+def test_the_streamed_id_is_found_across_chunk_boundaries_and_line_endings() -> None:
+    event = (b'event: response.created\r\n'
+             b'data: {"type":"response.created","response":{"id":"resp_x"}}\r\n\r\n')
+    for cut in range(1, len(event)):
+        watch = StreamedResponseId()
+        first = watch.feed(event[:cut])
+        found = first if watch.done else watch.feed(event[cut:])
+        assert found == "resp_x" and watch.done, cut
+
+
+def test_what_a_request_continues() -> None:
+    assert continued_ids({"previous_response_id": "resp_1"}) == ("resp_1",)
+    assert continued_ids({"conversation": {"id": "conv_1"}}) == ("conv_1",)
+    assert continued_ids({"conversation": "conv_2", "previous_response_id": 7}) == ("7", "conv_2")
+    assert continued_ids({"input": "hi"}) == ()
+    assert answer_response_id(b'{"id": "resp_3", "object": "response"}') == "resp_3"
+    assert answer_response_id(b"not json") is None
