@@ -28,10 +28,16 @@ class Exchange:
     api: ApiShape
     endpoint: str
     ts: datetime
+    """When the request arrived; the record's ``ts`` is when it was decided (``stamp``)."""
     peer_ip: str | None
     bundle: CompiledBundle
     """The policy snapshot this request is decided, recorded and routed under."""
-    id: str = field(default_factory=new_id)
+    id: str = ""
+    """The decision id, taken when the decision goes to the log (``stamp``).
+
+    Not when the request arrived: ids order the log for auditors tailing it
+    by cursor, and a request whose body took seconds to arrive would commit
+    behind faster ones with higher ids, behind every tailing cursor."""
     started: float = field(default_factory=time.perf_counter)
     key_id: str | None = None
     principal: Principal | None = None
@@ -58,6 +64,11 @@ class Exchange:
         reference is the last one and a long stream does not hold the prompt."""
         raw, self.request_bytes = self.request_bytes, b""
         return raw
+
+    def stamp(self, now: datetime) -> None:
+        """Name and date the decision as it is handed to the log."""
+        self.id = new_id()
+        self.ts = now
 
     def refuse(self, rule_id: str, reason: str) -> None:
         """A refusal decided outside the policy engine (401, 400, 429, 503)."""

@@ -134,7 +134,7 @@ class Pipeline:
         except StageUnavailable as exc:
             # The refusal does not need the customer: it is still recorded and
             # answered, unattributed, rather than turned into a 503.
-            log.warning("refusal %s recorded without its caller: %s", ex.id, exc)
+            log.warning("a %s refusal is recorded without its caller: %s", ex.endpoint, exc)
 
     def _locate(self, ex: Exchange, scope: Scope) -> Origin:
         """Where the client is; ProxyError(431) for headers over their bounds.
@@ -209,6 +209,7 @@ class Pipeline:
 
     async def _record(self, ex: Exchange, status: int) -> None:
         """Commit the decision record (raises AuditUnavailable)."""
+        ex.stamp(self.services.clock())
         record = ex.to_record(status)
         ex.recorded = True  # from here the sink has taken back this request's expectation
         await self.services.audit.record(record)
