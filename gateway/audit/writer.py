@@ -429,19 +429,21 @@ class AuditWriter:
                      p.fields.get("id"), p.fields.get("kind"), exc)
 
     async def _failed(self, batch: list[Pending], exc: BaseException) -> None:
+        # The callers first: whatever the bookkeeping below does, no request
+        # may be left waiting for an answer that never comes.
+        error = AuditUnavailable(f"audit store cannot commit: {type(exc).__name__}: {exc}")
+        for p in batch:
+            if p.future is not None and not p.future.done():
+                p.future.set_exception(error)
         self.stats.failures += 1
         self._failures += 1
         assert self._loop is not None
-        self._retry_at = self._loop.time() + min(0.05 * 2 ** (self._failures - 1), MAX_BACKOFF_S)
+        self._retry_at = self._loop.time() + _backoff(self._failures)
         await self._chain.failed(exc)
         if self._fast is not None:
             await self._fast.reset()
         retry = [p for p in batch if p.future is None]
         self._outage.failed(len(batch), exc, 0 if self._stopping else len(retry))
-        error = AuditUnavailable(f"audit store cannot commit: {type(exc).__name__}: {exc}")
-        for p in batch:
-            if p.future is not None and not p.future.done():
-                p.future.set_exception(error)
         if self._stopping:
             if retry:
                 log.critical("audit writer stopping with %d uncommitted outcome/event "
@@ -451,6 +453,16 @@ class AuditWriter:
 
     def _count_checkpoint(self) -> None:
         self.stats.checkpoints += 1
+
+
+def _backoff(failures: int) -> float:
+    """Seconds before retrying un-awaited records after ``failures`` failed batches in a row.
+
+    The exponent is capped: an outage under load fails hundreds of batches a
+    second, and ``2 ** 1024`` as a float raised OverflowError, which killed
+    the writer task (every later request a 503 until a restart).
+    """
+    return min(0.05 * 2.0 ** min(failures - 1, 16), MAX_BACKOFF_S)
 
 
 def build_audit_writer(
