@@ -58,6 +58,17 @@ class ChainSession:
                 # rather than holding requests for the engine-wide 30 s.
                 await conn.exec_driver_sql(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
                 await conn.commit()
+            elif self._engine.dialect.name == "postgresql":
+                # A server (or database, or role) set to synchronous_commit=off
+                # answers COMMIT before the WAL is written: a crash then loses
+                # decisions already acknowledged and forwarded, and the chain
+                # head rolls back with them, so verify cannot tell. The audit
+                # connection raises only 'off' (to the default, 'on'), leaving
+                # local, remote_write and remote_apply as the DBA chose them.
+                await conn.exec_driver_sql(
+                    "SELECT set_config('synchronous_commit', 'on', false) "
+                    "WHERE current_setting('synchronous_commit') = 'off'")
+                await conn.commit()  # a session setting made in a rolled-back transaction reverts
             self._conn = conn
         return self._conn
 
