@@ -43,6 +43,8 @@ class ChainSession:
         self._base_id = nodes.default_base_id(settings.node_id)
         self.owner = nodes.new_owner()
         self._conn: AsyncConnection | None = None
+        self._driver: object = None
+        """The driver's own connection under ``_conn`` (``terminate``)."""
         self.head: nodes.Head | None = None
         self.stale = False
         self.cp = CheckpointState()
@@ -69,11 +71,23 @@ class ChainSession:
                     "SELECT set_config('synchronous_commit', 'on', false) "
                     "WHERE current_setting('synchronous_commit') = 'off'")
                 await conn.commit()  # a session setting made in a rolled-back transaction reverts
+                self._driver = (await conn.get_raw_connection()).driver_connection
             self._conn = conn
         return self._conn
 
+    def terminate(self) -> None:
+        """Close the connection's socket now, whatever runs on it (its statements
+        fail at once); ``failed`` then drops it. The writer's deadline on an
+        attempt against a server that stopped answering."""
+        close = getattr(self._driver, "terminate", None)  # asyncpg's; SQLite has none
+        if self._conn is not None and close is not None:
+            log.error("audit commit still unanswered after %.1f s: closing its connection",
+                      self._settings.database_timeout_seconds)  # fmt: skip
+            close()
+
     async def drop_connection(self) -> None:
         conn, self._conn = self._conn, None
+        self._driver = None
         if conn is None:
             return
         try:

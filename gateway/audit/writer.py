@@ -102,6 +102,7 @@ class AuditWriter:
         self._clock = clock
         self._batch_max = settings.audit_batch_max
         self._linger_s = settings.audit_batch_wait_ms / 1000
+        self._attempt_s = settings.database_timeout_seconds
         self._chain = ChainSession(engine, settings, signer, clock, busy_timeout_ms,
                                    lease_seconds, self._count_checkpoint)
         database = engine.url.database
@@ -377,6 +378,25 @@ class AuditWriter:
                 p.future.set_result(None)
 
     async def _commit(self, batch: list[Pending]) -> list[Pending]:
+        if self._fast is not None:
+            # Bounded by SQLite's busy timeout; the commit runs on a thread that
+            # a cancelled await would not stop, so it is never cut short here.
+            return await self._commit_batch(batch)
+        # PostgreSQL's command timeout bounds each statement, but one attempt is
+        # several (UPDATE, INSERTs, COMMIT, then a ROLLBACK after a timeout that
+        # waits out the timeout again): against a server that stopped
+        # answering, an attempt took twice GATEWAY_DATABASE_TIMEOUT_SECONDS.
+        # At that deadline the connection is closed under the attempt, which
+        # then fails at once, cleanup included (cancelling it would still wait
+        # for the ROLLBACK); its fate unknown, the head is re-read (``_failed``).
+        assert self._loop is not None
+        deadline = self._loop.call_later(self._attempt_s, self._chain.terminate)
+        try:
+            return await self._commit_batch(batch)
+        finally:
+            deadline.cancel()
+
+    async def _commit_batch(self, batch: list[Pending]) -> list[Pending]:
         chain = self._chain
         head = await chain.current()
         now = self._clock()
@@ -419,6 +439,18 @@ class AuditWriter:
         for p in batch:
             await self._flush([p], retried)
 
+    def _fail_queued(self, error: AuditUnavailable) -> None:
+        if not self._awaited:
+            return
+        kept: deque[Pending] = deque()
+        for p in self._queue:
+            if p.future is None:
+                kept.append(p)
+            elif not p.future.done():
+                p.future.set_exception(error)
+        self._queue = kept
+        self._awaited = 0
+
     def _refuse(self, p: Pending, exc: Exception) -> None:
         """A record JSON cannot carry: a bug in its producer, never retried."""
         if p.future is not None:
@@ -435,6 +467,14 @@ class AuditWriter:
         for p in batch:
             if p.future is not None and not p.future.done():
                 p.future.set_exception(error)
+        # Requests that queued behind the failed attempt get their 503 now, not
+        # after one more attempt against a store that just failed: each caller
+        # then waits at most the attempt it arrived during (bounded above).
+        # Nothing of theirs was written. Un-awaited records stay queued. Not
+        # for a record the store refused for its own value (``_one_by_one``):
+        # that is no outage, and must cost nobody else their request.
+        if not refused_value(exc):
+            self._fail_queued(error)
         self.stats.failures += 1
         self._failures += 1
         assert self._loop is not None
