@@ -54,6 +54,7 @@ from gateway.audit.batch import (
     keep_time,
     refused_value,
     sqlite_time,
+    store_error,
 )
 from gateway.audit.chain import canonical, decision_fields, event_fields, outcome_fields
 from gateway.audit.chain_session import ChainSession
@@ -428,9 +429,7 @@ class AuditWriter:
         is retried like any failed record). An outage keeps failing the batch
         whole, fail closed, as before.
         """
-        # The driver's own message, first line: the statement and its parameters
-        # (every record of the batch) stay out of the log.
-        why = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        why = store_error(exc)
         log.error("audit batch of %d records: the store refused a value (%s); committing "
                   "them one by one", len(batch), why)
         await self._chain.failed(exc)
@@ -463,7 +462,7 @@ class AuditWriter:
     async def _failed(self, batch: list[Pending], exc: BaseException) -> None:
         # The callers first: whatever the bookkeeping below does, no request
         # may be left waiting for an answer that never comes.
-        error = AuditUnavailable(f"audit store cannot commit: {type(exc).__name__}: {exc}")
+        error = AuditUnavailable(f"audit store cannot commit: {store_error(exc)}")
         for p in batch:
             if p.future is not None and not p.future.done():
                 p.future.set_exception(error)
