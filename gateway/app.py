@@ -144,6 +144,28 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
 
         meter = build_meter(settings)
         stack.push_async_callback(meter.aclose)
+        if settings.redis_url:
+            # Imported here, as build_meter does: a worker without Redis loads none of it.
+            from gateway.quota.redis_store import RedisStore
+            from gateway.quota.reset_watch import CounterResetWatch
+
+            assert isinstance(meter.store, RedisStore)
+
+            async def on_counters_lost() -> None:
+                # In the signed chain: the decisions after it were metered
+                # against windows that started again from zero.
+                payload = {"event": "counters_lost",
+                           "detail": "the shared quota counters were found empty (Redis "
+                                     "restarted without persistence, was flushed or evicted "
+                                     "keys); every quota window starts again from zero"}
+                try:
+                    await audit.record_event("quota_store", payload, wait=False)
+                except AuditUnavailable:
+                    log.error("cannot record the quota counter reset in the audit log")
+
+            watch = CounterResetWatch(meter.store, on_counters_lost)
+            await watch.start()
+            stack.push_async_callback(watch.stop)
 
         upstream = UpstreamClient(settings)
         await upstream.start()

@@ -62,6 +62,18 @@ def refused_value(exc: BaseException) -> bool:
     return isinstance(state, str) and state[:2] in ("22", "23")
 
 
+def store_error(exc: BaseException) -> str:
+    """``Type: message`` of a failed commit, for log lines and the 503's reason.
+
+    The driver's own message, first line: SQLAlchemy's ``str()`` of a failed
+    statement appends the statement and its parameters, here every record of
+    the batch (customer ids, citizenships, client IPs), which belong in the
+    audit log behind the auditor role, not in application logs.
+    """
+    text = str(getattr(exc, "orig", None) or exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def sqlite_time(value: datetime) -> str:
     """A UTC time as SQLAlchemy's SQLite dialect stores it (``YYYY-MM-DD HH:MM:SS.ffffff``)."""
     return utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")

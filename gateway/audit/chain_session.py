@@ -43,6 +43,8 @@ class ChainSession:
         self._base_id = nodes.default_base_id(settings.node_id)
         self.owner = nodes.new_owner()
         self._conn: AsyncConnection | None = None
+        self._driver: object = None
+        """The driver's own connection under ``_conn`` (``terminate``)."""
         self.head: nodes.Head | None = None
         self.stale = False
         self.cp = CheckpointState()
@@ -58,11 +60,34 @@ class ChainSession:
                 # rather than holding requests for the engine-wide 30 s.
                 await conn.exec_driver_sql(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
                 await conn.commit()
+            elif self._engine.dialect.name == "postgresql":
+                # A server (or database, or role) set to synchronous_commit=off
+                # answers COMMIT before the WAL is written: a crash then loses
+                # decisions already acknowledged and forwarded, and the chain
+                # head rolls back with them, so verify cannot tell. The audit
+                # connection raises only 'off' (to the default, 'on'), leaving
+                # local, remote_write and remote_apply as the DBA chose them.
+                await conn.exec_driver_sql(
+                    "SELECT set_config('synchronous_commit', 'on', false) "
+                    "WHERE current_setting('synchronous_commit') = 'off'")
+                await conn.commit()  # a session setting made in a rolled-back transaction reverts
+                self._driver = (await conn.get_raw_connection()).driver_connection
             self._conn = conn
         return self._conn
 
+    def terminate(self) -> None:
+        """Close the connection's socket now, whatever runs on it (its statements
+        fail at once); ``failed`` then drops it. The writer's deadline on an
+        attempt against a server that stopped answering."""
+        close = getattr(self._driver, "terminate", None)  # asyncpg's; SQLite has none
+        if self._conn is not None and close is not None:
+            log.error("audit commit still unanswered after %.1f s: closing its connection",
+                      self._settings.database_timeout_seconds)  # fmt: skip
+            close()
+
     async def drop_connection(self) -> None:
         conn, self._conn = self._conn, None
+        self._driver = None
         if conn is None:
             return
         try:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import time
 
+from gateway.audit.batch import store_error
+
 log = logging.getLogger("gateway.audit.writer")
 
 LOG_INTERVAL_S = 10.0
@@ -36,13 +38,12 @@ class OutageLog:
         now = self._last_failure_at = time.monotonic()
         if self.batches == 1:
             self._logged_at = now
-            log.error("audit batch of %d records failed to commit (%s: %s); %d queued for retry",
-                      size, type(exc).__name__, exc, queued)  # fmt: skip
+            log.error("audit batch of %d records failed to commit (%s); %d queued for retry",
+                      size, store_error(exc), queued)  # fmt: skip
         elif now - self._logged_at >= LOG_INTERVAL_S:
             self._logged_at = now
             log.error("audit store still failing: %d batches (%d records) failed so far, the "
-                      "last with %s: %s", self.batches, self.records,
-                      type(exc).__name__, exc)  # fmt: skip
+                      "last with %s", self.batches, self.records, store_error(exc))  # fmt: skip
 
     def recovered(self) -> None:
         if self.batches:

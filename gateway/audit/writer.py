@@ -54,6 +54,7 @@ from gateway.audit.batch import (
     keep_time,
     refused_value,
     sqlite_time,
+    store_error,
 )
 from gateway.audit.chain import canonical, decision_fields, event_fields, outcome_fields
 from gateway.audit.chain_session import ChainSession
@@ -102,6 +103,7 @@ class AuditWriter:
         self._clock = clock
         self._batch_max = settings.audit_batch_max
         self._linger_s = settings.audit_batch_wait_ms / 1000
+        self._attempt_s = settings.database_timeout_seconds
         self._chain = ChainSession(engine, settings, signer, clock, busy_timeout_ms,
                                    lease_seconds, self._count_checkpoint)
         database = engine.url.database
@@ -377,6 +379,25 @@ class AuditWriter:
                 p.future.set_result(None)
 
     async def _commit(self, batch: list[Pending]) -> list[Pending]:
+        if self._fast is not None:
+            # Bounded by SQLite's busy timeout; the commit runs on a thread that
+            # a cancelled await would not stop, so it is never cut short here.
+            return await self._commit_batch(batch)
+        # PostgreSQL's command timeout bounds each statement, but one attempt is
+        # several (UPDATE, INSERTs, COMMIT, then a ROLLBACK after a timeout that
+        # waits out the timeout again): against a server that stopped
+        # answering, an attempt took twice GATEWAY_DATABASE_TIMEOUT_SECONDS.
+        # At that deadline the connection is closed under the attempt, which
+        # then fails at once, cleanup included (cancelling it would still wait
+        # for the ROLLBACK); its fate unknown, the head is re-read (``_failed``).
+        assert self._loop is not None
+        deadline = self._loop.call_later(self._attempt_s, self._chain.terminate)
+        try:
+            return await self._commit_batch(batch)
+        finally:
+            deadline.cancel()
+
+    async def _commit_batch(self, batch: list[Pending]) -> list[Pending]:
         chain = self._chain
         head = await chain.current()
         now = self._clock()
@@ -408,9 +429,7 @@ class AuditWriter:
         is retried like any failed record). An outage keeps failing the batch
         whole, fail closed, as before.
         """
-        # The driver's own message, first line: the statement and its parameters
-        # (every record of the batch) stay out of the log.
-        why = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        why = store_error(exc)
         log.error("audit batch of %d records: the store refused a value (%s); committing "
                   "them one by one", len(batch), why)
         await self._chain.failed(exc)
@@ -418,6 +437,18 @@ class AuditWriter:
             await self._fast.reset()
         for p in batch:
             await self._flush([p], retried)
+
+    def _fail_queued(self, error: AuditUnavailable) -> None:
+        if not self._awaited:
+            return
+        kept: deque[Pending] = deque()
+        for p in self._queue:
+            if p.future is None:
+                kept.append(p)
+            elif not p.future.done():
+                p.future.set_exception(error)
+        self._queue = kept
+        self._awaited = 0
 
     def _refuse(self, p: Pending, exc: Exception) -> None:
         """A record JSON cannot carry: a bug in its producer, never retried."""
@@ -429,19 +460,29 @@ class AuditWriter:
                      p.fields.get("id"), p.fields.get("kind"), exc)
 
     async def _failed(self, batch: list[Pending], exc: BaseException) -> None:
+        # The callers first: whatever the bookkeeping below does, no request
+        # may be left waiting for an answer that never comes.
+        error = AuditUnavailable(f"audit store cannot commit: {store_error(exc)}")
+        for p in batch:
+            if p.future is not None and not p.future.done():
+                p.future.set_exception(error)
+        # Requests that queued behind the failed attempt get their 503 now, not
+        # after one more attempt against a store that just failed: each caller
+        # then waits at most the attempt it arrived during (bounded above).
+        # Nothing of theirs was written. Un-awaited records stay queued. Not
+        # for a record the store refused for its own value (``_one_by_one``):
+        # that is no outage, and must cost nobody else their request.
+        if not refused_value(exc):
+            self._fail_queued(error)
         self.stats.failures += 1
         self._failures += 1
         assert self._loop is not None
-        self._retry_at = self._loop.time() + min(0.05 * 2 ** (self._failures - 1), MAX_BACKOFF_S)
+        self._retry_at = self._loop.time() + _backoff(self._failures)
         await self._chain.failed(exc)
         if self._fast is not None:
             await self._fast.reset()
         retry = [p for p in batch if p.future is None]
         self._outage.failed(len(batch), exc, 0 if self._stopping else len(retry))
-        error = AuditUnavailable(f"audit store cannot commit: {type(exc).__name__}: {exc}")
-        for p in batch:
-            if p.future is not None and not p.future.done():
-                p.future.set_exception(error)
         if self._stopping:
             if retry:
                 log.critical("audit writer stopping with %d uncommitted outcome/event "
@@ -451,6 +492,16 @@ class AuditWriter:
 
     def _count_checkpoint(self) -> None:
         self.stats.checkpoints += 1
+
+
+def _backoff(failures: int) -> float:
+    """Seconds before retrying un-awaited records after ``failures`` failed batches in a row.
+
+    The exponent is capped: an outage under load fails hundreds of batches a
+    second, and ``2 ** 1024`` as a float raised OverflowError, which killed
+    the writer task (every later request a 503 until a restart).
+    """
+    return min(0.05 * 2.0 ** min(failures - 1, 16), MAX_BACKOFF_S)
 
 
 def build_audit_writer(

@@ -14,7 +14,9 @@ of an immutable ``CompiledBundle``, atomic for every reader. ``on_swap(old,
 new)`` (``old`` a version, ``new`` the bundle) runs *before* the swap
 (``old`` is None for the initial load): if it raises (the audit log cannot
 record the swap), the new bundle is refused, so every bundle that ever decided
-a request has an audit record.
+a request has an audit record; the watch then tries that reload again every
+``_RETRY_UNRECORDED_S`` until it is recorded, since no file event will come to
+bring it back.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import logging
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,6 +78,9 @@ class PolicyHolder:
         self.last_error: ReloadResult | None = None
         self.last_error_at: datetime | None = None
         self._lock = asyncio.Lock()
+        self._unrecorded: str | None = None
+        self._retry_at = 0.0
+        """Candidate version refused only because its swap could not be recorded."""
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         for warning in self._current.warnings:
@@ -110,6 +116,7 @@ class PolicyHolder:
             warnings = tuple(str(w) for w in result.warnings)
             if not result.ok or result.bundle is None or result.version is None:
                 return await self._refuse(tuple(str(e) for e in result.errors), warnings, None)
+            self._unrecorded = None
             if result.version == old.version:
                 # The files are back to the running bundle: the last refusal
                 # no longer describes them, so GET /admin/v1/policy drops it.
@@ -125,8 +132,17 @@ class PolicyHolder:
                 try:
                     await self._on_swap(old.version, new)
                 except Exception as exc:  # cannot audit the swap: refuse it, fail closed
+                    # The watch retries it (``_watch``); a retry that fails
+                    # again is not logged and recorded as a new refusal each time.
+                    again = self._unrecorded == new.version
+                    self._unrecorded = new.version
+                    if again:
+                        log.debug("policy swap to %s still cannot be recorded", new.version)
+                        return ReloadResult(False, old.version, (f"could not record the swap: "
+                                                                 f"{exc}",), warnings, False,
+                                            new.version)  # fmt: skip
                     log.exception(
-                        "recording policy swap %s -> %s failed; keeping %s",
+                        "recording policy swap %s -> %s failed; keeping %s until it can be",
                         old.version,
                         new.version,
                         old.version,
@@ -213,12 +229,23 @@ class PolicyHolder:
                 ):
                     if _identity(self.policy_dir) != armed:
                         break  # deleted or replaced: re-arm at the top of the loop
-                    if changes or pending:
-                        pending = False
+                    if changes or (pending and self._retry_due()):
                         await self.reload()
+                        # A swap refused only for want of its audit record (the
+                        # database is down) is retried: the edit is still on disk.
+                        pending = self._unrecorded is not None
             except Exception:  # keep watching: a vanished directory must not end hot reload
                 log.exception("policy directory watch failed; retrying in 1 s")
                 await self._pause(1)
+
+    def _retry_due(self) -> bool:
+        if self._unrecorded is None:
+            return True
+        now = time.monotonic()
+        if now < self._retry_at:
+            return False
+        self._retry_at = now + _RETRY_UNRECORDED_S
+        return True
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -227,6 +254,8 @@ class PolicyHolder:
 
 _IDENTITY_CHECK_MS = 500
 """How often the watch checks that the directory is still the one it watches."""
+_RETRY_UNRECORDED_S = 1.0
+"""How often a swap refused for want of its audit record is tried again."""
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -112,6 +112,13 @@ class RedisStore:
             raise StoreDown(f"redis refresh: {exc}") from exc
         return int(alive) == len(keys)
 
+    async def plant_marker(self, key: str, value: str) -> bool:
+        """``SET key value NX`` (no TTL): True if the key was absent (``reset_watch``)."""
+        try:
+            return bool(await self._redis.set(key, value, nx=True))
+        except _DOWN as exc:
+            raise StoreDown(f"redis marker: {exc.__class__.__name__}: {exc}") from exc
+
     async def ping(self) -> bool:
         try:
             return bool(await self._redis.ping())

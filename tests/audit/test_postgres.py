@@ -30,6 +30,7 @@ from gateway.audit.writer import AuditWriter
 from gateway.db.base import Base
 from gateway.db.session import create_engine, session_factory
 from gateway.settings import Settings
+from gateway.stages import AuditUnavailable
 from tests.audit import farm_scenario as farms
 from tests.audit.conftest import make_record
 from tests.audit.test_export_query import check_citizenship_filter
@@ -248,3 +249,46 @@ async def test_one_bad_record_does_not_fail_its_batch_on_postgres(
     sessions = session_factory(engine)
     items, _ = await list_decisions(sessions, DecisionFilters(customer_id="L" * 100), None, 10)
     assert [i["id"] for i in items] == [odd[2].id]
+
+
+async def test_a_revoked_grant_keeps_the_records_out_of_the_log_lines(
+    pg: postgres_server.PostgresServer, pg_engine: tuple[AsyncEngine, Settings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Seen in the chaos drill's logs: a batch that failed as an outage (here
+    the writer's INSERT grant revoked, SQLSTATE 42501) was logged with
+    SQLAlchemy's whole message, which carries the statement and its
+    parameters: every record of the batch (customer ids, citizenships, client
+    IPs) went to the application log, and again in the 503 log line of each of
+    the batch's requests, so a batch of 256 wrote 256 x 256 records. The
+    audit log is the place for records, behind the auditor role; application
+    logs are shipped wider. The log lines and the error now carry the
+    driver's own message only (as the refused-value path already did)."""
+    import logging
+
+    _, settings = pg_engine
+    name = settings.database_url.rsplit("/", 1)[1]
+    pg.psql("CREATE ROLE audit_w LOGIN PASSWORD 'pw-audit-w'", database=name)
+    pg.psql("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO audit_w; "
+            "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO audit_w", database=name)
+    url = settings.database_url.replace("gateway:gateway-test-password@", "audit_w:pw-audit-w@")
+    limited = settings.model_copy(update={"database_url": url})
+    engine = create_engine(limited)
+    writer = AuditWriter(engine, limited, load_signer(limited))
+    await writer.start()
+    try:
+        await writer.record(make_record(1))
+        pg.psql("REVOKE INSERT ON audit_records FROM audit_w", database=name)
+        secret = make_record(2, customer_id="cus_private_customer", client_ip="198.51.100.23")
+        with (caplog.at_level(logging.INFO, logger="gateway.audit.writer"),
+              pytest.raises(AuditUnavailable) as refused):
+            await writer.record(secret)
+        said = "\n".join([str(refused.value), *(r.getMessage() for r in caplog.records)])
+        assert "permission denied" in said
+        for private in ("cus_private_customer", "198.51.100.23", secret.id, "parameters"):
+            assert private not in said, said
+        pg.psql("GRANT INSERT ON audit_records TO audit_w", database=name)
+        await writer.record(make_record(3))
+    finally:
+        await writer.stop()
+        await engine.dispose()

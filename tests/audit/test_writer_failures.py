@@ -287,3 +287,30 @@ async def test_an_outage_is_logged_once_then_summarised_not_per_batch(
     assert len(lines) <= 3, lines
     assert "failed to commit" in lines[0]
     assert f"after {failed} failed batches" in lines[-1], lines
+
+
+async def test_a_long_outage_does_not_kill_the_writer(
+    writer: AuditWriter, engine: AsyncEngine, db_path: Path
+) -> None:
+    """Seen in the chaos drill (PostgreSQL stopped for 4 s under 16 clients):
+    the retry backoff was ``0.05 * 2 ** (failures - 1)``, and past 1024 failed
+    batches in a row the float overflowed inside ``_failed``. The writer task
+    died with that batch's callers never answered (their requests hung until
+    the client gave up), and from then on every request was a 503 ("audit
+    writer is not running") although the database was back: no recovery
+    without a restart. An outage of any length must keep answering 503 and
+    end by itself."""
+    await writer.record(make_record(0))
+    moved = db_path.parent.with_name("moved")
+    db_path.parent.rename(moved)
+    try:
+        for i in range(1100):
+            with pytest.raises(AuditUnavailable):
+                # A hang here is the bug: the caller's future was never set.
+                await asyncio.wait_for(writer.record(make_record(i)), timeout=10)
+    finally:
+        moved.rename(db_path.parent)
+    assert writer.stats.failures >= 1100
+    acked = make_record(1)
+    await asyncio.wait_for(writer.record(acked), timeout=10)
+    assert (await verify_log(engine)).ok

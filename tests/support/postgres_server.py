@@ -105,6 +105,15 @@ class PostgresServer:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=15)
 
+    def crash(self) -> None:
+        """Immediate shutdown (SIGQUIT, as ``pg_ctl -m immediate``): no checkpoint,
+        WAL not yet written from shared memory is gone, as in a server crash.
+        ``resume`` starts it again with crash recovery."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT)
+            proc.wait(timeout=15)
+
     def freeze(self) -> None:
         """SIGSTOP the server and its backends: connections stay open and nothing
         answers, as in a network partition or on a frozen host."""
