@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db import migrate
 from gateway.db.session import create_engine, session_factory
@@ -23,7 +21,7 @@ from gateway.kyc.schemas import CustomerCreate
 from gateway.kyc.service import create_customer
 from gateway.settings import Settings
 from tests.identity.conftest import ACTOR, NOW, Db, add_customer
-from tests.ops.test_migrations import _revisions_oldest_first
+from tests.ops.test_migrations import _downgrade_to, _revisions_oldest_first
 from tests.support.postgres_server import PostgresServer, postgres_fixture
 
 
@@ -55,18 +53,6 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         server: PostgresServer = request.getfixturevalue("postgres")
         url = server.create_database()
     return Settings(database_url=url, demo=True, policy_dir=tmp_path)
-
-
-async def _downgrade_to(engine: AsyncEngine, revision: str) -> None:
-    from alembic import command
-
-    def run(connection: Connection) -> None:
-        config = migrate.alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-
-    async with engine.begin() as conn:
-        await conn.run_sync(run)
 
 
 async def test_the_migration_scrubs_stored_prefixes(settings: Settings) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.postgres_server import PostgresServer, postgres_fixture
+from tests.support.postgres_server import PostgresServer, available, postgres_fixture
 from tests.support.processes import Proc, start_standin
 from tests.support.redis_server import RedisServer
 
@@ -29,3 +29,12 @@ def standin() -> Iterator[Proc]:
     yield proc
     # SIGKILL: the stand-in waits out streams whose gateway died (shutdown tests).
     proc.kill()
+
+
+@pytest.fixture()
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, for tests that stop, crash or freeze it."""
+    if not available():
+        pytest.skip("PostgreSQL is not installed")
+    with PostgresServer() as server:
+        yield server

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,18 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.ops.helpers import TRUSTED, US_ENTERPRISE
 from tests.ops.test_workers import _workers
 from tests.support import chaos
-from tests.support.postgres_server import PostgresServer, available, migrated_database
+from tests.support.postgres_server import PostgresServer, migrated_database
 from tests.support.processes import REPO, Admin, GatewayConfig, Proc, start_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-@pytest.fixture()
-def own_postgres() -> Iterator[PostgresServer]:
-    if not available():
-        pytest.skip("PostgreSQL is not installed")
-    with PostgresServer() as server:
-        yield server
 
 
 def _unlimited_policies(tmp: Path) -> Path:

@@ -64,12 +64,20 @@ def _revisions_oldest_first() -> list[str]:
 
 
 async def _upgrade_to(engine: AsyncEngine, revision: str) -> None:
+    await _migrate_to(engine, revision, "upgrade")
+
+
+async def _downgrade_to(engine: AsyncEngine, revision: str) -> None:
+    await _migrate_to(engine, revision, "downgrade")
+
+
+async def _migrate_to(engine: AsyncEngine, revision: str, direction: str) -> None:
     from alembic import command
 
     def run(connection: Connection) -> None:
         config = migrate.alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        getattr(command, direction)(config, revision)
 
     async with engine.begin() as conn:
         await conn.run_sync(run)

@@ -3,25 +3,16 @@ acknowledged, whatever the server's ``synchronous_commit``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import TRUSTED, US_ENTERPRISE
 from tests.ops.helpers import chat
-from tests.support.postgres_server import PostgresServer, available, migrated_database
+from tests.support.postgres_server import PostgresServer, migrated_database
 from tests.support.processes import Admin, GatewayConfig, Proc, start_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
-
-
-@pytest.fixture()
-def own_postgres() -> Iterator[PostgresServer]:
-    if not available():
-        pytest.skip("PostgreSQL is not installed")
-    with PostgresServer() as server:
-        yield server
 
 
 def test_acknowledged_decisions_survive_a_server_crash_with_async_commit(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,18 +14,10 @@ import pytest
 
 from tests.e2e.conftest import TRUSTED, US_ENTERPRISE
 from tests.ops.helpers import US_IP, metric, scrape
-from tests.support.postgres_server import PostgresServer, available, migrated_database
+from tests.support.postgres_server import PostgresServer, migrated_database
 from tests.support.processes import Admin, GatewayConfig, Proc, start_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
-
-
-@pytest.fixture()
-def own_postgres() -> Iterator[PostgresServer]:
-    if not available():
-        pytest.skip("PostgreSQL is not installed")
-    with PostgresServer() as server:
-        yield server
 
 
 @pytest.fixture()

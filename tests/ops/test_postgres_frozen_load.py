@@ -4,27 +4,18 @@ its 503 within GATEWAY_DATABASE_TIMEOUT_SECONDS, not a multiple of it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import TRUSTED, US_ENTERPRISE
 from tests.support import chaos
-from tests.support.postgres_server import PostgresServer, available, migrated_database
+from tests.support.postgres_server import PostgresServer, migrated_database
 from tests.support.processes import Admin, GatewayConfig, Proc, start_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 
 TIMEOUT_S = 2.0
-
-
-@pytest.fixture()
-def own_postgres() -> Iterator[PostgresServer]:
-    if not available():
-        pytest.skip("PostgreSQL is not installed")
-    with PostgresServer() as server:
-        yield server
 
 
 def test_a_frozen_database_answers_each_request_within_its_timeout(
