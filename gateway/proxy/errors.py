@@ -67,6 +67,14 @@ def api_for_path(path: str) -> ApiShape:
     return "anthropic" if path.startswith("/v1/messages") else "openai"
 
 
+def request_id_header(api: ApiShape, decision_id: str) -> tuple[bytes, bytes]:
+    """The header each SDK reads as ``error.request_id`` (``x-request-id`` in
+    OpenAI's, ``request-id`` in Anthropic's), carrying the decision id on the
+    gateway's own refusals: the id a developer quotes to support is then the
+    key to the refusal's audit record. An upstream's answer keeps its own."""
+    return (b"request-id" if api == "anthropic" else b"x-request-id", decision_id.encode())
+
+
 def error_type(api: ApiShape, status: int) -> str:
     table = _ANTHROPIC_TYPES if api == "anthropic" else _OPENAI_TYPES
     return table.get(status, "api_error")

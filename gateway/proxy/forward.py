@@ -24,7 +24,7 @@ from gateway.proxy.answer import Outcome, relay_answer
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, send_response
 from gateway.proxy.cut import StreamPolicyWatch, cut_event
 from gateway.proxy.encoding import StreamDecoder, stream_decoder
-from gateway.proxy.errors import ProxyError, render_error
+from gateway.proxy.errors import ProxyError, render_error, request_id_header
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import client_response_headers, upstream_request_headers
 from gateway.proxy.stored_state import RESPONSES_ENDPOINT, ResponseBinding
@@ -196,9 +196,9 @@ class Forwarder:
             outcome.status = err.status
             detach()
             body = render_error(ex.api, err)
-            await send_response(
-                send, err.status, [JSON_CONTENT_TYPE, *self._gateway_headers(ex)], body
-            )
+            answer = [JSON_CONTENT_TYPE, request_id_header(ex.api, ex.id),
+                      *self._gateway_headers(ex)]  # fmt: skip
+            await send_response(send, err.status, answer, body)
         except (TimeoutError, aiohttp.ClientError) as exc:
             # The answer had started; the client sees the stream end early.
             outcome.error = f"upstream_broke:{type(exc).__name__}"

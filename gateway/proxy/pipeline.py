@@ -43,7 +43,7 @@ from gateway.proxy.asgi_io import (
 from gateway.proxy.asgi_io import send_response as send_raw
 from gateway.proxy.body import check_encoding, check_query, parse_request_body
 from gateway.proxy.body_deadline import BodyDeadlines, Task
-from gateway.proxy.errors import ProxyError, join_reasons, render_error
+from gateway.proxy.errors import ProxyError, join_reasons, render_error, request_id_header
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
 from gateway.proxy.header_limits import forwarded_for
@@ -361,6 +361,7 @@ class Pipeline:
             JSON_CONTENT_TYPE,
             (b"x-gateway-decision-id", ex.id.encode()),
             (b"x-gateway-policy-version", ex.policy_version.encode()),
+            request_id_header(ex.api, ex.id),
         ]
         headers.extend((k.encode(), v.encode()) for k, v in refusal.headers.items())
         await send_raw(send, refusal.status, headers, render_error(ex.api, refusal), ex.head)

@@ -172,3 +172,21 @@ def test_api_key_header_and_bearer_both_work(gateway: Proc, enterprise_key: str)
             f"{gateway.url}/v1/chat/completions", json=body, headers={**XFF, **headers}
         )
         assert response.status_code == 200, response.text
+
+
+def test_the_gateways_own_refusals_carry_a_request_id_the_sdks_read(
+    gateway: Proc, enterprise_key: str
+) -> None:
+    """SDKs surface ``x-request-id`` (OpenAI) and ``request-id`` (Anthropic) as
+    ``error.request_id``, the id a developer quotes to support. The gateway's
+    own refusals had none (None in the SDK); they now carry the decision id,
+    the key to the refusal's audit record."""
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        _openai(gateway, enterprise_key).chat.completions.create(
+            model="mythos-5", messages=[{"role": "user", "content": "hi"}])
+    decision = refused.value.response.headers["x-gateway-decision-id"]
+    assert refused.value.request_id == decision
+    with pytest.raises(anthropic.AuthenticationError) as unknown:
+        _anthropic(gateway, "gk_nope_nope").messages.create(
+            model="haiku-lite", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    assert unknown.value.request_id == unknown.value.response.headers["x-gateway-decision-id"]
