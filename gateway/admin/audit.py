@@ -1,14 +1,17 @@
-"""``/admin/v1/audit``: chain verification and the signing public key (auditor)."""
+"""``/admin/v1/audit``: chain verification, the signing public keys and the
+policy texts the log holds (auditor)."""
 
 from __future__ import annotations
 
 import base64
+import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Response
 from sqlalchemy import select
 
 from gateway.admin.auth import AdminActor, require_roles
+from gateway.audit.policy_texts import policy_texts
 from gateway.audit.signing import Signer, public_pem
 from gateway.audit.tables import audit_keys
 from gateway.audit.verify import verify_log
@@ -59,3 +62,28 @@ async def public_keys_route(services: ServicesDep, _actor: Auditor) -> dict[str,
         "keys": [{"fingerprint": r.fingerprint, "created_at": rfc3339(r.created_at),
                   "public_key_pem": public_pem(base64.b64decode(r.public_key))} for r in rows],
     }
+
+
+_VERSION = re.compile(r"[0-9a-f]{8,64}")
+
+
+@router.get("/audit/policies/{version}")
+async def policy_text_route(version: str, services: ServicesDep, _actor: Auditor) -> Response:
+    """The policy bundle a recorded ``policy_version`` names (or a unique prefix of
+    8+ of its characters), as the exact canonical JSON whose SHA-256 is that
+    version, from the log's own ``policy_reload`` records (as ``gateway audit
+    policy``). 404: the log holds no text for it (recorded before the log kept
+    policy texts, pruned, or never run here)."""
+    wanted = version.lower()
+    if _VERSION.fullmatch(wanted) is None:
+        raise HTTPException(400, "not a policy version: hex SHA-256, or 8+ of its first "
+                                 "characters")
+    texts = await policy_texts(services.sessions)
+    matches = sorted(v for v in texts if v.startswith(wanted))
+    if len(matches) > 1:
+        raise HTTPException(400, f"the prefix names {len(matches)} versions: "
+                                 f"{', '.join(matches)}")
+    if not matches:
+        raise HTTPException(404, f"no policy text for version {wanted} in the log")
+    return Response(texts[matches[0]].encode("utf-8"), media_type="application/json",
+                    headers={"x-gateway-policy-version": matches[0]})

@@ -95,3 +95,14 @@ def test_the_policy_a_decision_names_is_retrievable_and_proven(
     assert report["policy_texts_missing"] == []
     # An unknown version is a failure, not an empty answer.
     assert cli(tmp_path, "audit", "policy", "ab" * 32).returncode == 1
+    # Over the admin API too (auditor role): the exact bytes, whose SHA-256 is
+    # the version, by full version or a unique prefix; 404 for a version the
+    # log holds no text for, 400 for what is no version.
+    got_http = admin.http.get(f"/admin/v1/audit/policies/{new}")
+    assert got_http.status_code == 200, got_http.text
+    assert hashlib.sha256(got_http.content).hexdigest() == new
+    assert got_http.headers["content-type"].startswith("application/json")
+    prefix = admin.http.get(f"/admin/v1/audit/policies/{old[:12]}")
+    assert prefix.status_code == 200 and hashlib.sha256(prefix.content).hexdigest() == old
+    assert admin.http.get(f"/admin/v1/audit/policies/{'ab' * 32}").status_code == 404
+    assert admin.http.get("/admin/v1/audit/policies/not-hex").status_code == 400
