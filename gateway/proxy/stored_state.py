@@ -41,7 +41,8 @@ from gateway.stages import StageUnavailable
 log = logging.getLogger(__name__)
 
 RESPONSES_ENDPOINT = "/v1/responses"
-CACHE_SIZE = 100_000
+CACHE_SIZE = 10_000
+"""Bindings remembered per process (~1.6 MB at most); older ones are read back."""
 MAX_ID_CHARS = 128
 STORED_STATE_RULE = "stored-response-not-found"
 """The rule id a refused continuation is recorded with."""
