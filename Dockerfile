@@ -2,8 +2,10 @@
 FROM python:3.11-slim AS builder
 WORKDIR /src
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential && rm -rf /var/lib/apt/lists/*
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY gateway ./gateway
+# setup.py copies the bundled policies into the wheel (gateway/bundled_policies).
+COPY policies ./policies
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -25,14 +25,25 @@ from gateway.settings import Settings, SettingsError, load_settings
 from gateway.worker import exec_worker
 
 console = Console(stderr=True)
-BUNDLED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def bundled_policy_dir() -> Path:
+    """The policy bundle shipped with the gateway.
+
+    An installed wheel carries it as package data (``setup.py`` copies it
+    there); an editable install or a source checkout has it beside the
+    package, at the repository's top level.
+    """
+    installed = _PACKAGE / "bundled_policies"
+    return installed if installed.is_dir() else _PACKAGE.parent / "policies"
 
 
 def _demo_environment() -> None:
     """Embedded defaults for ``--demo``; anything the operator set explicitly wins."""
     os.environ["GATEWAY_DEMO"] = "true"
     if "GATEWAY_POLICY_DIR" not in os.environ and not Path("policies").is_dir():
-        os.environ["GATEWAY_POLICY_DIR"] = str(BUNDLED_POLICIES)
+        os.environ["GATEWAY_POLICY_DIR"] = str(bundled_policy_dir())
     os.environ.setdefault("GATEWAY_DATABASE_URL", "sqlite+aiosqlite:///./gateway.db")
 
 
