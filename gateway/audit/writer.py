@@ -23,11 +23,11 @@ shutdown loses none; an acknowledged decision is never lost.
 
 Failures (the policy is ``gateway.audit.failures``): waiting ``record()``
 callers get ``AuditUnavailable`` (the request gets 503); un-awaited records
-are retried with backoff, because nobody else will ever write them. A batch the store refuses for one record's value (a
-data or integrity error, not an outage: ``batch.refused_value``) is committed
-again record by record, so one bad request cannot cost the others theirs.
-Retries go in batches of their own, never mixed with
-waiting callers' records (a record that can never commit must not take every
+are retried with backoff, because nobody else will ever write them. A batch
+the store refuses for one record's value (a data or integrity error, not an
+outage: ``batch.refused_value``) is committed again record by record, so one
+bad request cannot cost the others theirs. Retries go in batches of their
+own, never mixed with waiting callers' records (a record that can never commit must not take every
 decision down with it), and a retried record that is already stored (its
 batch landed although the COMMIT reported failure) is not written twice. The
 chain head is re-read (``chain_session``) before the next batch.
