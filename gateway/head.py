@@ -5,9 +5,11 @@ balancers and uptime probes that check with HEAD read as down. Declaring HEAD
 on every route would also put a HEAD operation per route into the admin
 OpenAPI document; instead the request runs as the GET it mirrors and the
 content is dropped: the GET's status and headers, Content-Length included, no
-body. The GET's work is done in full (a HEAD of an export streams it to
-nowhere): HEAD is for probes, and a probe wants to know that the GET works.
-The proxied ``/v1/*`` routes answer HEAD themselves (``gateway.proxy.routes``).
+body. The GET's work is done in full: HEAD is for probes, and a probe wants
+to know that the GET works. A route whose content is expensive to produce
+asks ``is_head`` and skips it (the decision export: its headers, never a
+read of the whole log sent to nowhere). The proxied ``/v1/*`` routes answer
+HEAD themselves (``gateway.proxy.routes``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.proxy.asgi_io import Message, Receive, Scope, Send
+
+HEAD_SCOPE_KEY = "gateway.head"
+"""Set in the scope of a HEAD request run as a GET."""
+
+
+def is_head(scope: Scope) -> bool:
+    """Is this GET a HEAD, whose content is dropped (``head_as_get``)?"""
+    return scope.get(HEAD_SCOPE_KEY, False) is True
 
 
 async def head_as_get(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
@@ -27,4 +37,4 @@ async def head_as_get(app: Any, scope: Scope, receive: Receive, send: Send) -> N
             message = {"type": "http.response.body", "body": b"", "more_body": False}
         await send(message)
 
-    await app({**scope, "method": "GET"}, receive, headers_only)
+    await app({**scope, "method": "GET", HEAD_SCOPE_KEY: True}, receive, headers_only)

@@ -8,10 +8,11 @@ returns one record with its outcomes. Role: auditor (admin passes).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from gateway.admin.auth import AdminActor, require_roles
@@ -21,6 +22,7 @@ from gateway.audit.filters import FilterError, decision_filters
 from gateway.audit.ids import is_id
 from gateway.audit.query import MAX_LIMIT, DecisionFilters, get_decision, list_decisions
 from gateway.deps import ServicesDep
+from gateway.head import is_head
 
 router = APIRouter(prefix="/admin/v1", tags=["audit"])
 Auditor = Annotated[AdminActor, Depends(require_roles("auditor"))]
@@ -75,6 +77,7 @@ async def list_decisions_route(
 
 @router.get("/decisions/export", dependencies=[Depends(known_params(*_FILTER_PARAMS, "format"))])
 async def export_decisions_route(
+    request: Request,
     services: ServicesDep,
     _actor: Auditor,
     filters: Filters,
@@ -87,13 +90,20 @@ async def export_decisions_route(
     # which one HTTP response cannot carry: say so, rather than let a client look for one
     # (verifiable CSV: `gateway audit export --format csv -o FILE`).
     manifest = "last-line" if format == "jsonl" else "none"
+    # HEAD: the GET's headers, without reading the log to send it nowhere.
+    body = _nothing() if is_head(request.scope) else exporter.lines()
     return StreamingResponse(
-        exporter.lines(),
+        body,
         media_type=media,
         headers={"content-disposition": f'attachment; filename="decisions-{stamp}.{format}"',
                  "x-gateway-export-mode": exporter.mode,
                  "x-gateway-export-manifest": manifest},
     )
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that yields nothing
 
 
 @router.get("/decisions/{record_id}")

@@ -21,13 +21,13 @@ after ``UNAWAITED_FLUSH_S`` of quiet, when the queue is full, and at
 ``stop()``. So a SIGKILL can lose at most that window of outcomes; a normal
 shutdown loses none; an acknowledged decision is never lost.
 
-Failures: waiting ``record()`` callers get ``AuditUnavailable`` (the request
-gets 503); un-awaited records are retried with backoff, because nobody else
-will ever write them. A batch the store refuses for one record's value (a
-data or integrity error, not an outage: ``batch.refused_value``) is committed
-again record by record, so one bad request cannot cost the others theirs.
-Retries go in batches of their own, never mixed with
-waiting callers' records (a record that can never commit must not take every
+Failures (the policy is ``gateway.audit.failures``): waiting ``record()``
+callers get ``AuditUnavailable`` (the request gets 503); un-awaited records
+are retried with backoff, because nobody else will ever write them. A batch
+the store refuses for one record's value (a data or integrity error, not an
+outage: ``batch.refused_value``) is committed again record by record, so one
+bad request cannot cost the others theirs. Retries go in batches of their
+own, never mixed with waiting callers' records (a record that can never commit must not take every
 decision down with it), and a retried record that is already stored (its
 batch landed although the COMMIT reported failure) is not written twice. The
 chain head is re-read (``chain_session``) before the next batch.
@@ -58,8 +58,9 @@ from gateway.audit.batch import (
 )
 from gateway.audit.chain import canonical, decision_fields, event_fields, outcome_fields
 from gateway.audit.chain_session import ChainSession
+from gateway.audit.failures import RetryQueue, bounded_attempt, fail_queued, fail_waiters, refuse
 from gateway.audit.ids import new_id
-from gateway.audit.outage import FAILING_WITHIN_S, OutageLog
+from gateway.audit.outage import FAILING_WITHIN_S
 from gateway.audit.record import KIND_LEN, DecisionRecord, OutcomeRecord
 from gateway.audit.signing import Signer, load_signer
 from gateway.audit.sqlite_fast import SqliteBatchStore, StoreMoved, WalCheckpointer
@@ -72,7 +73,6 @@ __all__ = ["AuditWriter", "StoreMoved", "WriterStats", "build_audit_writer"]
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 30.0
-MAX_BACKOFF_S = 2.0
 UNAWAITED_FLUSH_S = 0.05
 
 
@@ -114,7 +114,7 @@ class AuditWriter:
                      if fast and database else None)
         self._time_param: Callable[[datetime], Any] = sqlite_time if self._fast else keep_time
         self._queue: deque[Pending] = deque()
-        self._retry: deque[Pending] = deque()  # un-awaited records whose batch failed
+        self._retry = RetryQueue()  # un-awaited records whose batch failed
         self._awaited = 0  # records in the queue whose caller waits for COMMIT
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -122,9 +122,6 @@ class AuditWriter:
         self._timer: asyncio.TimerHandle | None = None
         self._expected = 0  # requests mid-pipeline that will record a decision soon
         self._last_awaited = 0  # waiting callers in the last batch (1: no concurrency seen)
-        self._failures = 0
-        self._outage = OutageLog()
-        self._retry_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.stats = WriterStats()
@@ -179,7 +176,7 @@ class AuditWriter:
         replica answers 503 to everything and is not ready. Recent failures
         only, so a replica the load balancer took out of rotation (no traffic,
         so no commit to succeed) is offered traffic again to try."""
-        return self._outage.failing(within_s)
+        return self._retry.outage.failing(within_s)
 
     @property
     def node_id(self) -> str | None:
@@ -291,10 +288,11 @@ class AuditWriter:
         assert self._loop is not None
         loop = self._loop
         tick = min(self._settings.audit_checkpoint_seconds, self._chain.lease_s / 3)
+        retry = self._retry
         while True:
             now = loop.time()
-            if self._retry and (self._stopping or now >= self._retry_at):
-                await self._flush(self._take(self._retry), retried=True)
+            if retry.records and (self._stopping or now >= retry.at):
+                await self._flush(self._take(retry.records), retried=True)
                 continue
             if self._queue:
                 at = self._flush_at(now)
@@ -302,10 +300,10 @@ class AuditWriter:
                     await self._linger(now)
                     await self._flush(self._take(self._queue))
                     continue
-                await self._sleep(min(at, self._retry_at) if self._retry else at)
+                await self._sleep(min(at, retry.at) if retry.records else at)
                 continue
-            if self._retry:
-                await self._sleep(self._retry_at)
+            if retry.records:
+                await self._sleep(retry.at)
                 continue
             if self._stopping:
                 return
@@ -367,10 +365,11 @@ class AuditWriter:
             else:
                 await self._failed(batch, exc)
             return
-        if retried or not self._retry:
-            self._failures = 0  # the backoff grows while retries keep failing
+        retry = self._retry
+        if retried or not retry.records:
+            retry.failures = 0  # the backoff grows while retries keep failing
         if accepted:
-            self._outage.recovered()
+            retry.outage.recovered()
         stats = self.stats
         stats.batches += 1
         stats.records += len(accepted)
@@ -383,19 +382,9 @@ class AuditWriter:
             # Bounded by SQLite's busy timeout; the commit runs on a thread that
             # a cancelled await would not stop, so it is never cut short here.
             return await self._commit_batch(batch)
-        # PostgreSQL's command timeout bounds each statement, but one attempt is
-        # several (UPDATE, INSERTs, COMMIT, then a ROLLBACK after a timeout that
-        # waits out the timeout again): against a server that stopped
-        # answering, an attempt took twice GATEWAY_DATABASE_TIMEOUT_SECONDS.
-        # At that deadline the connection is closed under the attempt, which
-        # then fails at once, cleanup included (cancelling it would still wait
-        # for the ROLLBACK); its fate unknown, the head is re-read (``_failed``).
         assert self._loop is not None
-        deadline = self._loop.call_later(self._attempt_s, self._chain.terminate)
-        try:
-            return await self._commit_batch(batch)
-        finally:
-            deadline.cancel()
+        return await bounded_attempt(self._loop, self._attempt_s, self._chain.terminate,
+                                     self._commit_batch(batch))  # fmt: skip
 
     async def _commit_batch(self, batch: list[Pending]) -> list[Pending]:
         chain = self._chain
@@ -404,7 +393,7 @@ class AuditWriter:
         built = build_batch(batch, head.node_id, chain.owner, head.seq, head.hash, now,
                             self._time_param)
         for p, exc in built.refused:
-            self._refuse(p, exc)
+            refuse(p, exc)
         write = built.write
         if not write.rows:
             return []
@@ -438,70 +427,26 @@ class AuditWriter:
         for p in batch:
             await self._flush([p], retried)
 
-    def _fail_queued(self, error: AuditUnavailable) -> None:
-        if not self._awaited:
-            return
-        kept: deque[Pending] = deque()
-        for p in self._queue:
-            if p.future is None:
-                kept.append(p)
-            elif not p.future.done():
-                p.future.set_exception(error)
-        self._queue = kept
-        self._awaited = 0
-
-    def _refuse(self, p: Pending, exc: Exception) -> None:
-        """A record JSON cannot carry: a bug in its producer, never retried."""
-        if p.future is not None:
-            if not p.future.done():
-                p.future.set_exception(exc)
-            return
-        log.critical("audit record %s (%s) cannot be serialised and is not written: %s",
-                     p.fields.get("id"), p.fields.get("kind"), exc)
-
     async def _failed(self, batch: list[Pending], exc: BaseException) -> None:
         # The callers first: whatever the bookkeeping below does, no request
         # may be left waiting for an answer that never comes.
-        error = AuditUnavailable(f"audit store cannot commit: {store_error(exc)}")
-        for p in batch:
-            if p.future is not None and not p.future.done():
-                p.future.set_exception(error)
-        # Requests that queued behind the failed attempt get their 503 now, not
-        # after one more attempt against a store that just failed: each caller
-        # then waits at most the attempt it arrived during (bounded above).
-        # Nothing of theirs was written. Un-awaited records stay queued. Not
-        # for a record the store refused for its own value (``_one_by_one``):
-        # that is no outage, and must cost nobody else their request.
-        if not refused_value(exc):
-            self._fail_queued(error)
+        error = fail_waiters(batch, exc)
+        # Then those queued behind the failed attempt; not for a record the
+        # store refused for its own value (``_one_by_one``): that is no
+        # outage, and must cost nobody else their request.
+        if self._awaited and not refused_value(exc):
+            self._queue = fail_queued(self._queue, error)
+            self._awaited = 0
         self.stats.failures += 1
-        self._failures += 1
         assert self._loop is not None
-        self._retry_at = self._loop.time() + _backoff(self._failures)
+        self._retry.back_off(self._loop.time())
         await self._chain.failed(exc)
         if self._fast is not None:
             await self._fast.reset()
-        retry = [p for p in batch if p.future is None]
-        self._outage.failed(len(batch), exc, 0 if self._stopping else len(retry))
-        if self._stopping:
-            if retry:
-                log.critical("audit writer stopping with %d uncommitted outcome/event "
-                             "records that could not be written", len(retry))
-            return
-        self._retry.extendleft(reversed(retry))
+        self._retry.keep(batch, exc, self._stopping)
 
     def _count_checkpoint(self) -> None:
         self.stats.checkpoints += 1
-
-
-def _backoff(failures: int) -> float:
-    """Seconds before retrying un-awaited records after ``failures`` failed batches in a row.
-
-    The exponent is capped: an outage under load fails hundreds of batches a
-    second, and ``2 ** 1024`` as a float raised OverflowError, which killed
-    the writer task (every later request a 503 until a restart).
-    """
-    return min(0.05 * 2.0 ** min(failures - 1, 16), MAX_BACKOFF_S)
 
 
 def build_audit_writer(

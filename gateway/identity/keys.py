@@ -8,8 +8,6 @@ key costs one UPDATE per flush interval, not one per request.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -24,6 +22,7 @@ from gateway.identity.admin_log import record_admin_action
 from gateway.identity.tables import ApiKey
 from gateway.kyc.schemas import as_utc, rfc3339
 from gateway.kyc.tables import Customer
+from gateway.ops.background import BackgroundTask, every
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +143,7 @@ class LastUsedTracker:
         self._sessions = sessions
         self._interval = interval_seconds
         self._pending: dict[str, datetime] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("api-key-last-used")
 
     def mark(self, key_id: str, at: datetime) -> None:
         self._pending[key_id] = at
@@ -171,19 +170,9 @@ class LastUsedTracker:
             return 0
         return len(batch)
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.flush()
-
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="api-key-last-used")
+        self._task.start(lambda: every(self._interval, self.flush, log, "last_used_at flush"))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         await self.flush()

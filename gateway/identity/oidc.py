@@ -32,6 +32,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, JWKRegistry, Key, KeySet, OKPKey, RSAKey
 from joserfc.jws import extract_compact
 
+from gateway.ops.background import cancel_and_wait
 from gateway.stages import AuthenticationFailed, IdentityStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,7 @@ class OidcVerifier:
 
     async def close(self) -> None:
         if self._refresh is not None:
-            self._refresh.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresh
+            await cancel_and_wait(self._refresh)
         if self._owns_http:
             await self._http.aclose()
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from gateway.ops import metrics
+from gateway.ops.background import BackgroundTask
 
 log = logging.getLogger("gateway.cluster")
 
@@ -43,12 +44,12 @@ class _Reconnecting:
     name = "bus"
 
     def __init__(self) -> None:
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(f"{self.name}-sub")
         self._stop = asyncio.Event()
         self.connected = asyncio.Event()
 
     async def start(self, on_message: OnMessage, on_connect: OnConnect) -> None:
-        self._task = asyncio.create_task(self._run(on_message, on_connect), name=f"{self.name}-sub")
+        self._task.start(lambda: self._run(on_message, on_connect))
         # Start-up waits briefly for the first subscription, so a replica that
         # reports ready is already listening; a bus that is down does not block it.
         with contextlib.suppress(TimeoutError):
@@ -56,11 +57,7 @@ class _Reconnecting:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         await self._close()
 
     async def _run(self, on_message: OnMessage, on_connect: OnConnect) -> None:

@@ -31,7 +31,6 @@ missed. (SQLite has one writer at a time, so it has no such gaps.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -45,6 +44,7 @@ from gateway.admin.auth import AdminAuthenticator
 from gateway.identity.identifier import GatewayIdentifier
 from gateway.identity.tables import AdminAction
 from gateway.ops import metrics
+from gateway.ops.background import BackgroundTask
 from gateway.ops.cluster import ClusterPolicyHolder
 
 log = logging.getLogger("gateway.cluster")
@@ -77,7 +77,7 @@ class ChangeFeed:
         self._marks: deque[tuple[float, int]] = deque()
         """(poll time, highest id seen by then), oldest first."""
         self._handled: set[int] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("change-feed")
         self.applied = 0
 
     async def start(self) -> None:
@@ -85,14 +85,10 @@ class ChangeFeed:
         async with self._sessions() as session:
             newest = await session.scalar(select(func.max(AdminAction.id)))
         self._marks.append((self._clock(), int(newest or 0)))
-        self._task = asyncio.create_task(self._run(), name="change-feed")
+        self._task.start(self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     def _floor(self) -> int:
         """The highest id seen at a poll at least LOOKBACK_S ago (or the first one)."""

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 
 from gateway.proxy.asgi_io import Send, send_response
 from gateway.proxy.errors import ProxyError
-from gateway.proxy.usage import usage_from_json
+from gateway.proxy.usage import parse_answer, usage_from_doc, usage_from_json
 from gateway.stages import Usage
 
 MAX_USAGE_SCAN = 4 * 1024 * 1024
@@ -45,9 +46,9 @@ async def relay_answer(
     send: Send,
     detach: Callable[[], None],
     outcome: Outcome,
-    before_sending: Callable[[bytes], Awaitable[None]] | None = None,
+    before_sending: Callable[[Any], Awaitable[None]] | None = None,
 ) -> None:
-    """``before_sending(plain_body)`` sees a complete 2xx answer before the
+    """``before_sending(parsed_body)`` sees a complete 2xx answer before the
     client does (``stored_state``: its response id is bound to the caller first)."""
     try:
         parts, complete = await _read_head(response)
@@ -62,9 +63,12 @@ async def relay_answer(
         outcome.bytes_out = len(body)
         if response.status < 300:
             plain = _plain(body, response.headers.get("content-encoding"))
-            outcome.usage = usage_from_json(plain) if plain is not None else None
-            if before_sending is not None and plain is not None:
-                await before_sending(plain)
+            if plain is not None and before_sending is not None:
+                doc = parse_answer(plain)  # parsed once, for its usage and its id
+                outcome.usage = usage_from_doc(doc)
+                await before_sending(doc)
+            elif plain is not None:
+                outcome.usage = usage_from_json(plain)
         detach()
         await send_response(send, response.status, headers, body)
         return

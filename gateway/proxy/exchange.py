@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.audit.ids import new_id
@@ -22,16 +22,18 @@ from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.policy.replay import replay_facts
 from gateway.stages import Admission
 
+_UNSTAMPED = datetime.min.replace(tzinfo=UTC)
+
 
 @dataclass(slots=True)
 class Exchange:
     api: ApiShape
     endpoint: str
-    ts: datetime
-    """When the request arrived; the record's ``ts`` is when it was decided (``stamp``)."""
     peer_ip: str | None
     bundle: CompiledBundle
     """The policy snapshot this request is decided, recorded and routed under."""
+    ts: datetime = _UNSTAMPED
+    """When it was decided (``stamp``): the record's ``ts``. The arrival time is not kept."""
     id: str = ""
     """The decision id, taken when the decision goes to the log (``stamp``).
 

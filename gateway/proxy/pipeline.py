@@ -156,7 +156,6 @@ class Pipeline:
         return Exchange(
             api=api,
             endpoint=scope["path"],
-            ts=services.clock(),
             peer_ip=_peer(scope),
             bundle=services.policy.current,
         )

@@ -117,13 +117,9 @@ def continued_ids(body: dict[str, object]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def answer_response_id(body: bytes) -> str | None:
-    """The ``id`` of a complete (non-streamed) Responses API answer."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return _id_of(parsed)
+def answer_response_id(answer: object) -> str | None:
+    """The ``id`` of a complete (non-streamed) Responses API answer, parsed."""
+    return _id_of(answer)
 
 
 class StreamedResponseId:
@@ -175,9 +171,9 @@ class ResponseBinding:
         self._decision_id = decision_id
         self._stream: StreamedResponseId | None = None
 
-    async def answer(self, body: bytes) -> None:
-        """A complete answer: bound, or a 503 and the answer withheld."""
-        response_id = answer_response_id(body)
+    async def answer(self, parsed: object) -> None:
+        """A complete answer (parsed): bound, or a 503 and the answer withheld."""
+        response_id = answer_response_id(parsed)
         if response_id is None:
             return
         try:

@@ -73,10 +73,19 @@ def usage_from_json(body: bytes) -> Usage | None:
     """Usage of a complete JSON answer, or None when it has none."""
     if b'"usage"' not in body:
         return None
+    return usage_from_doc(parse_answer(body))
+
+
+def parse_answer(body: bytes) -> Any:
+    """A complete JSON answer, parsed (None when it is not JSON)."""
     try:
-        doc = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
+
+
+def usage_from_doc(doc: Any) -> Usage | None:
+    """Usage of a parsed answer, or None when it has none."""
     usage = Usage()
     return usage if _find_usage(doc, usage) else None
 

@@ -16,8 +16,6 @@ not seen (the first check of a process cannot tell it from a fresh store).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -25,6 +23,7 @@ from typing import Protocol
 
 from prometheus_client import Counter as PromCounter
 
+from gateway.ops.background import BackgroundTask, every
 from gateway.quota.store import StoreDown
 
 log = logging.getLogger(__name__)
@@ -53,17 +52,14 @@ class CounterResetWatch:
         self._interval = interval
         self._value = os.urandom(8).hex()  # which process planted it: for a human reading Redis
         self._seen = False
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("quota-reset-watch")
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="quota-reset-watch")
+        self._task.start(lambda: every(self._interval, self._look, log,
+                                       "quota counter reset watch", first_at_once=True))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def check(self) -> bool:
         """One look at the marker; True if it shows the counters were lost."""
@@ -75,15 +71,10 @@ class CounterResetWatch:
         self._seen = True
         return lost
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                if await self.check():
-                    COUNTER_RESETS.inc()
-                    log.warning("the quota store lost its counters (Redis restarted without "
-                                "persistence, was flushed or evicted keys): every quota window "
-                                "starts again from zero now")  # fmt: skip
-                    await self._on_reset()
-            except Exception:  # the watch must outlive one bad look (a bug: logged whole)
-                log.exception("quota counter reset watch failed; checking again")
-            await asyncio.sleep(self._interval)
+    async def _look(self) -> None:
+        if await self.check():
+            COUNTER_RESETS.inc()
+            log.warning("the quota store lost its counters (Redis restarted without "
+                        "persistence, was flushed or evicted keys): every quota window "
+                        "starts again from zero now")  # fmt: skip
+            await self._on_reset()

@@ -203,3 +203,40 @@ async def test_store_down_is_503(tmp_path: Path) -> None:
     with pytest.raises(IdentityStoreUnavailable):
         await ident.identify("gk_abc_def", None)
     await engine.dispose()
+
+
+async def test_last_used_flushing_outlives_an_unexpected_error(db: Db) -> None:
+    """Only database errors were caught in the flush loop: anything else (a bug)
+    ended the loop silently, and no key's last use was written again until a
+    restart. It is logged and the next flush runs."""
+    from gateway.identity.keys import LastUsedTracker
+
+    await add_customer(db, "c1")
+    key_id, _ = await new_key(db, "c1")
+    opened = 0
+
+    def sessions() -> object:
+        nonlocal opened
+        opened += 1
+        if opened == 1:
+            raise RuntimeError("a bug in the first flush")
+        return db.sessions()
+
+    tracker = LastUsedTracker(sessions, 0.01)  # type: ignore[arg-type]
+    tracker.start()
+    try:
+        tracker.mark(key_id, NOW)
+        for _ in range(100):
+            if opened >= 1:
+                break
+            await asyncio.sleep(0.01)
+        tracker.mark(key_id, NOW)  # after the failed flush: must still be written
+        for _ in range(200):
+            async with db.sessions() as session:
+                row = await session.get(ApiKey, key_id)
+                if row is not None and row.last_used_at is not None:
+                    break
+            await asyncio.sleep(0.01)
+        assert row is not None and row.last_used_at is not None
+    finally:
+        await tracker.stop()

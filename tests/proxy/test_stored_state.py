@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
 import pytest
 
 from gateway.proxy.errors import ProxyError
@@ -50,7 +49,7 @@ async def test_an_unreachable_database_withholds_the_answer(db: Db) -> None:
     db_path.mkdir()  # the path is now a directory: every connection fails
     binding = ResponseBinding(owners, "alice", "d1")
     with pytest.raises(ProxyError) as withheld:
-        await binding.answer(orjson.dumps({"id": "resp_9", "object": "response"}))
+        await binding.answer({"id": "resp_9", "object": "response"})
     assert withheld.value.status == 503
     assert not await ResponseBinding(owners, "alice", "d2").streamed(
         b'event: response.created\ndata: {"type":"response.created","response":{"id":"r"}}\n\n'
@@ -72,5 +71,5 @@ def test_what_a_request_continues() -> None:
     assert continued_ids({"conversation": {"id": "conv_1"}}) == ("conv_1",)
     assert continued_ids({"conversation": "conv_2", "previous_response_id": 7}) == ("7", "conv_2")
     assert continued_ids({"input": "hi"}) == ()
-    assert answer_response_id(b'{"id": "resp_3", "object": "response"}') == "resp_3"
-    assert answer_response_id(b"not json") is None
+    assert answer_response_id({"id": "resp_3", "object": "response"}) == "resp_3"
+    assert answer_response_id(None) is None  # not JSON
