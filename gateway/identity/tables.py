@@ -80,4 +80,6 @@ class StoredResponseOwner(Base):
 
     response_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """The model it was created with: calls on it by id are decided for that model."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
