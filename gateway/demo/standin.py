@@ -10,7 +10,7 @@ Test controls, as request headers the gateway forwards untouched:
 (answer with this status), ``x-standin-cache-read-tokens`` (Anthropic answers
 report that many prompt tokens read from the prompt cache, apart from
 ``input_tokens``, as Anthropic does), ``x-standin-output-tokens`` (a non-streamed
-Anthropic answer reports that many output tokens). ``x-standin-status`` answers an error in
+Anthropic answer, or a Responses API answer, reports that many output tokens). ``x-standin-status`` answers an error in
 the API shape of the path (Anthropic's on ``/v1/messages*``) with a request id
 and, on 429/529, ``retry-after``. Every answer carries a request id
 (``x-request-id`` on OpenAI paths, ``request-id`` on Anthropic's), as the real
@@ -399,7 +399,8 @@ class StandIn:
             "previous_response_id": body.get("previous_response_id"),
             "store": body.get("store", True),
             "output": [item],
-            "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12},
+            "usage": {"input_tokens": 5, "output_tokens": (out := _output_tokens(request, 7)),
+                      "total_tokens": 5 + out},
         }
         if body.get("store", True):
             if len(self.stored) >= MAX_STORED:  # a long benchmark does not grow it without end

@@ -282,7 +282,8 @@ class Forwarder:
         if ex.endpoint != RESPONSES_ENDPOINT or status >= 300 or owners is None:
             return None
         assert ex.principal is not None and ex.body is not None
-        return ResponseBinding(owners, ex.principal.customer_id, ex.body.model, ex.id)
+        reserved = ex.admission.reserved_tokens if ex.admission is not None else 0
+        return ResponseBinding(owners, ex.principal.customer_id, ex.body.model, ex.id, reserved)
 
     def _before_answer(
         self, ex: Exchange, status: int
@@ -310,14 +311,34 @@ class Forwarder:
 
         return forget
 
+    async def _late_charge(self, ex: Exchange, shown: Usage | None) -> Usage | None:
+        """What a retrieval charges: the tokens a background response used
+        beyond what its create was charged (its reservation: it answered
+        ``queued``, without usage), by the first retrieval that shows its
+        usage, in whichever process. Never a refund: the reservation stands."""
+        owners = self.services.response_owners
+        stored = ex.stored
+        if shown is None or shown.total is None or owners is None or ex.admission is None:
+            return None
+        assert stored is not None
+        try:
+            charged = await owners.claim_unsettled(stored.response_id)
+        except StageUnavailable as exc:
+            log.error("%s; %s keeps its create's charge", exc, ex.id)
+            return None
+        if charged is None or shown.total <= charged:
+            return None
+        return Usage(0, shown.total - charged)
+
     async def _settle(self, ex: Exchange, outcome: Outcome) -> None:
         services = self.services
         if ex.stored is not None:
             # A retrieval shows the usage of a response charged when it was
             # created (docs/quotas.md): charging it again per poll would bill
             # a background response once per retrieval, and the outcome
-            # record would count its tokens twice.
-            outcome.usage = None
+            # record would count its tokens twice. Only what a background
+            # response used beyond its create's charge is charged, once.
+            outcome.usage = await self._late_charge(ex, outcome.usage)
         if ex.admission is not None:
             usage = outcome.usage
             reserved = ex.admission.reserved_tokens

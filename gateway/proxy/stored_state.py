@@ -36,12 +36,13 @@ from datetime import datetime
 from typing import NamedTuple
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.identity.tables import StoredResponseOwner
 from gateway.proxy.errors import ProxyError
+from gateway.proxy.usage import usage_from_json
 from gateway.stages import StageUnavailable
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class Bound(NamedTuple):
     model: str | None
     """None for a response bound before the model was recorded (migration
     b4c2e8f1a3d7): it can be continued, but not retrieved, by id."""
+    unsettled_tokens: int | None = None
+    """What its create was charged without usage to settle to (background mode)."""
 
 
 class ResponseOwners:
@@ -83,7 +86,13 @@ class ResponseOwners:
         if len(self._known) > CACHE_SIZE:
             self._known.popitem(last=False)
 
-    async def bind(self, response_id: str, customer_id: str, model: str | None = None) -> None:
+    async def bind(
+        self,
+        response_id: str,
+        customer_id: str,
+        model: str | None = None,
+        unsettled_tokens: int | None = None,
+    ) -> None:
         """Record that ``response_id`` was relayed to ``customer_id`` (idempotent)."""
         known = self._known.get(response_id)
         if known is not None and known.customer_id == customer_id:
@@ -92,7 +101,7 @@ class ResponseOwners:
             async with self._sessions() as session:
                 session.add(StoredResponseOwner(
                     response_id=response_id, customer_id=customer_id, model=model,
-                    created_at=self._clock(),
+                    unsettled_tokens=unsettled_tokens, created_at=self._clock(),
                 ))  # fmt: skip
                 await session.commit()
         except IntegrityError:
@@ -102,7 +111,7 @@ class ResponseOwners:
             return
         except (SQLAlchemyError, OSError) as exc:
             raise OwnersUnavailable(f"cannot record the owner of {response_id}: {exc}") from exc
-        self._remember(response_id, Bound(customer_id, model))
+        self._remember(response_id, Bound(customer_id, model, unsettled_tokens))
 
     async def binding_of(self, response_id: str) -> Bound | None:
         known = self._known.get(response_id)
@@ -111,7 +120,8 @@ class ResponseOwners:
         try:
             async with self._sessions() as session:
                 row = (await session.execute(
-                    select(StoredResponseOwner.customer_id, StoredResponseOwner.model).where(
+                    select(StoredResponseOwner.customer_id, StoredResponseOwner.model,
+                           StoredResponseOwner.unsettled_tokens).where(
                         StoredResponseOwner.response_id == response_id
                     )
                 )).first()  # fmt: skip
@@ -119,13 +129,44 @@ class ResponseOwners:
             raise OwnersUnavailable(f"cannot read the owner of {response_id}: {exc}") from exc
         if row is None:
             return None
-        bound = Bound(row[0], row[1])
+        bound = Bound(row[0], row[1], row[2])
         self._remember(response_id, bound)
         return bound
 
     async def owner_of(self, response_id: str) -> str | None:
         bound = await self.binding_of(response_id)
         return bound.customer_id if bound is not None else None
+
+    async def claim_unsettled(self, response_id: str) -> int | None:
+        """The tokens its create was charged without usage, for the one caller
+        (of every process and replica) that settles them; None for everyone
+        else, and for a response that was charged its real usage at once.
+
+        Claimed by a conditional update, so two retrievals racing on two
+        replicas cannot both charge the difference."""
+        known = self._known.get(response_id)
+        if known is not None and known.unsettled_tokens is None:
+            return None  # settled at its create, or claimed here before: no round trip
+        row = StoredResponseOwner.response_id == response_id
+        try:
+            async with self._sessions() as session:
+                charged = await session.scalar(
+                    select(StoredResponseOwner.unsettled_tokens).where(row)
+                )
+                if charged is None:
+                    return None
+                claimed = await session.execute(
+                    update(StoredResponseOwner)
+                    .where(row, StoredResponseOwner.unsettled_tokens == charged)
+                    .values(unsettled_tokens=None)
+                )
+                await session.commit()
+        except (SQLAlchemyError, OSError) as exc:
+            raise OwnersUnavailable(f"cannot settle {response_id}: {exc}") from exc
+        finally:
+            if known is not None:
+                self._remember(response_id, known._replace(unsettled_tokens=None))
+        return charged if getattr(claimed, "rowcount", 0) == 1 else None
 
     async def unbind(self, response_id: str) -> None:
         """Forget ``response_id`` (the upstream deleted it): it is not found from here.
@@ -214,11 +255,17 @@ class ResponseBinding:
     """Binds one Responses answer's id to its caller before the client sees it."""
 
     def __init__(
-        self, owners: ResponseOwners, customer_id: str, model: str, decision_id: str
+        self,
+        owners: ResponseOwners,
+        customer_id: str,
+        model: str,
+        decision_id: str,
+        reserved_tokens: int = 0,
     ) -> None:
         self._owners = owners
         self._customer_id = customer_id
         self._model = model
+        self._reserved_tokens = reserved_tokens
         self._decision_id = decision_id
         self._stream: StreamedResponseId | None = None
 
@@ -227,8 +274,14 @@ class ResponseBinding:
         response_id = answer_response_id(body)
         if response_id is None:
             return
+        # Answered without usage (background mode: queued): the reservation
+        # stays charged (Forwarder._settle), and the binding remembers it
+        # until a retrieval shows what the response really used.
+        unsettled = self._reserved_tokens if usage_from_json(body) is None else None
         try:
-            await self._owners.bind(response_id, self._customer_id, self._model)
+            await self._owners.bind(
+                response_id, self._customer_id, self._model, unsettled or None
+            )
         except OwnersUnavailable as exc:
             log.error("%s; answer to %s withheld", exc, self._decision_id)
             raise ProxyError(

@@ -231,6 +231,32 @@ def test_background_mode_is_charged_its_reservation_once(
     assert int(more.headers["x-ratelimit-remaining-tokens"]) <= after_create - 300
 
 
+def test_background_usage_beyond_its_charge_is_charged_once_when_retrieved(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """The reservation covers the output bound and the new input, not the
+    context a ``previous_response_id`` pulls in upstream: a response that
+    used more is charged the rest by the first retrieval showing its usage,
+    and only once however often it is polled."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle)
+    (bundle / "quotas.yaml").write_text(QUOTAS.replace("1000", "5000"))
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(bundle)})
+    owner = client(gateway, Admin(gateway.url).customer_with_key(**US_ENTERPRISE),
+                   **{"x-standin-output-tokens": "1995", "x-standin-background-ms": "0"})
+    created = owner.responses.with_raw_response.create(
+        model="haiku-lite", input="go", background=True, max_output_tokens=300)
+    after_create = int(created.headers["x-ratelimit-remaining-tokens"])
+    response_id = created.parse().id
+    reserved = 5000 - after_create
+    first = owner.responses.with_raw_response.retrieve(response_id)
+    assert first.parse().usage.total_tokens == 2000  # type: ignore[union-attr]
+    assert int(first.headers["x-ratelimit-remaining-tokens"]) == after_create
+    for _ in range(3):
+        again = owner.responses.with_raw_response.retrieve(response_id)
+        assert int(again.headers["x-ratelimit-remaining-tokens"]) == 5000 - 2000, reserved
+
+
 def test_anthropic_clients_are_unaffected(gateway: Proc, admin: Admin) -> None:
     key = admin.customer_with_key(**US_ENTERPRISE)
     claude = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0,
