@@ -45,10 +45,21 @@ async def test_a_binding_is_seen_by_every_process_sharing_the_database(db: Db) -
 async def test_a_binding_keeps_its_model_and_a_delete_drops_it(db: Db) -> None:
     here, there = ResponseOwners(db.sessions, now), ResponseOwners(db.sessions, now)
     await here.bind("resp_1", "alice", "haiku-lite")
-    assert await there.binding_of("resp_1") == ("alice", "haiku-lite")
+    assert await there.binding_of("resp_1") == ("alice", "haiku-lite", None)
     await here.unbind("resp_1")
     assert await here.binding_of("resp_1") is None
     assert await ResponseOwners(db.sessions, now).binding_of("resp_1") is None
+
+
+async def test_a_background_charge_is_settled_by_one_process_only(db: Db) -> None:
+    here, there = ResponseOwners(db.sessions, now), ResponseOwners(db.sessions, now)
+    await here.bind("resp_bg", "alice", "haiku-lite", unsettled_tokens=301)
+    await here.bind("resp_fg", "alice", "haiku-lite")
+    assert await there.binding_of("resp_bg") == ("alice", "haiku-lite", 301)
+    claims = [await there.claim_unsettled("resp_bg"), await here.claim_unsettled("resp_bg"),
+              await ResponseOwners(db.sessions, now).claim_unsettled("resp_bg")]
+    assert claims == [301, None, None]
+    assert await here.claim_unsettled("resp_fg") is None  # charged its usage at once
 
 
 async def test_an_unreachable_database_withholds_the_answer(db: Db) -> None:
