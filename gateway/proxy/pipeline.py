@@ -79,10 +79,13 @@ class Pipeline:
         self.services = services
         self.forwarder = Forwarder(services)
         self.body_deadlines = BodyDeadlines(services.settings.body_read_timeout_seconds)
+        # Bound once: the hot path does not make a bound method per request.
+        self._decide_body: Decider = self._decide
+        self._decide_by_id: Decider = self._decide_stored
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, api: ApiShape) -> None:
         ex = self._exchange(scope, api)
-        await self._announced(ex, self._walk(ex, scope, receive, send, self._decide))
+        await self._announced(ex, self._walk(ex, scope, receive, send, self._decide_body))
 
     async def handle_stored(
         self, scope: Scope, receive: Receive, send: Send, call: StoredCall
@@ -92,7 +95,7 @@ class Pipeline:
         ex = self._exchange(scope, "openai")
         ex.endpoint = call.route
         ex.stored = call
-        await self._announced(ex, self._walk(ex, scope, receive, send, self._decide_stored))
+        await self._announced(ex, self._walk(ex, scope, receive, send, self._decide_by_id))
 
     async def _decide_stored(
         self, ex: Exchange, scope: Scope, receive: Receive, task: Task
