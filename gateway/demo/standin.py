@@ -4,14 +4,14 @@ Used by ``gateway serve --demo`` (in-process, on a free loopback port), by
 the end-to-end tests (as its own process: ``python -m gateway.demo.standin``)
 and by the benchmarks. Answers are small, fixed and deterministic.
 
-Test controls, as request headers the gateway forwards untouched: ``x-standin-
-delay-ms`` (wait before answering), ``x-standin-chunks`` and ``x-standin-
-interval-ms`` (stream length and pacing), ``x-standin-status`` (answer with this
+Test controls, as request headers the gateway forwards untouched: ``x-standin-delay-ms``
+ (wait before answering), ``x-standin-chunks`` and ``x-standin-interval-ms``
+ (stream length and pacing), ``x-standin-status`` (answer with this
 status), ``x-standin-cache-read-tokens`` (Anthropic answers report that many
 prompt tokens read from the prompt cache, apart from ``input_tokens``, as
 Anthropic does), ``x-standin-output-tokens`` (a non-streamed Anthropic answer,
-or a Responses API answer, reports that many output tokens). ``x-standin-
-status`` answers an error in the API shape of the path (Anthropic's on
+or a Responses API answer, reports that many output tokens). ``x-standin-status``
+ answers an error in the API shape of the path (Anthropic's on
 ``/v1/messages*``) with a request id and, on 429/529, ``retry-after``. Every
 answer carries a request id (``x-request-id`` on OpenAI paths, ``request-id`` on
 Anthropic's), as the real APIs do. Streams follow each API's event grammar:
