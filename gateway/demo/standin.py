@@ -4,26 +4,26 @@ Used by ``gateway serve --demo`` (in-process, on a free loopback port), by
 the end-to-end tests (as its own process: ``python -m gateway.demo.standin``)
 and by the benchmarks. Answers are small, fixed and deterministic.
 
-Test controls, as request headers the gateway forwards untouched: ``x-standin-delay-ms``
- (wait before answering), ``x-standin-chunks`` and ``x-standin-interval-ms``
- (stream length and pacing), ``x-standin-status`` (answer with this
-status), ``x-standin-cache-read-tokens`` (Anthropic answers report that many
-prompt tokens read from the prompt cache, apart from ``input_tokens``, as
-Anthropic does), ``x-standin-output-tokens`` (a non-streamed Anthropic answer,
-or a Responses API answer, reports that many output tokens). ``x-standin-status``
- answers an error in the API shape of the path (Anthropic's on
-``/v1/messages*``) with a request id and, on 429/529, ``retry-after``. Every
-answer carries a request id (``x-request-id`` on OpenAI paths, ``request-id`` on
-Anthropic's), as the real APIs do. Streams follow each API's event grammar:
-Responses API events with ``event:`` lines, legacy completions, Anthropic tool
-use (``input_json_delta``) when the request has tools and thinking blocks when
-it asks for them. Responses are kept for ``GET/DELETE /v1/responses/{id}``,
-``.../cancel`` and ``.../input_items``; ``background: true`` answers ``queued``
-and completes ``x-standin-background-ms`` (300) later, and
-``?stream=true&starting_after=N`` streams a stored response's events again.
-``GET /_standin/requests`` lists what arrived (headers and body hash, never
-bodies), ``GET /_standin/streams`` counts streams started, finished and cut off
-by the peer; ``DELETE`` clears both.
+Test controls, as request headers the gateway forwards untouched:
+``x-standin-delay-ms`` (wait before answering), ``x-standin-chunks`` and
+``x-standin-interval-ms`` (stream length and pacing), ``x-standin-status``
+(answer with this status), ``x-standin-cache-read-tokens`` (Anthropic answers
+report that many prompt tokens read from the prompt cache, apart from
+``input_tokens``, as Anthropic does), ``x-standin-output-tokens`` (a
+non-streamed Anthropic answer, or a Responses API answer, reports that many
+output tokens). ``x-standin-status`` answers an error in the API shape of the
+path (Anthropic's on ``/v1/messages*``) with a request id and, on 429/529,
+``retry-after``. Every answer carries a request id (``x-request-id`` on OpenAI
+paths, ``request-id`` on Anthropic's), as the real APIs do. Streams follow each
+API's event grammar: Responses API events with ``event:`` lines, legacy
+completions, Anthropic tool use (``input_json_delta``) when the request has
+tools and thinking blocks when it asks for them. Responses are kept for
+``GET/DELETE /v1/responses/{id}``, ``.../cancel`` and ``.../input_items``;
+``background: true`` answers ``queued`` and completes
+``x-standin-background-ms`` (300) later, and ``?stream=true&starting_after=N``
+streams a stored response's events again. ``GET /_standin/requests`` lists what
+arrived (headers and body hash, never bodies), ``GET /_standin/streams`` counts
+streams started, finished and cut off by the peer; ``DELETE`` clears both.
 """
 
 from __future__ import annotations
