@@ -9,16 +9,20 @@ Test controls, as request headers the gateway forwards untouched:
 ``x-standin-interval-ms`` (stream length and pacing), ``x-standin-status``
 (answer with this status), ``x-standin-cache-read-tokens`` (Anthropic answers
 report that many prompt tokens read from the prompt cache, apart from
-``input_tokens``, as Anthropic does), ``x-standin-output-tokens`` (a non-streamed
-Anthropic answer reports that many output tokens). ``x-standin-status`` answers an error in
-the API shape of the path (Anthropic's on ``/v1/messages*``) with a request id
-and, on 429/529, ``retry-after``. Every answer carries a request id
-(``x-request-id`` on OpenAI paths, ``request-id`` on Anthropic's), as the real
-APIs do. Streams follow each API's event grammar: Responses API events with
-``event:`` lines, legacy completions, Anthropic tool use (``input_json_delta``)
-when the request has tools and thinking blocks when it asks for them.
-``GET /_standin/requests`` lists what arrived
-(headers and body hash, never bodies), ``GET /_standin/streams`` counts
+``input_tokens``, as Anthropic does), ``x-standin-output-tokens`` (a
+non-streamed Anthropic answer, or a Responses API answer, reports that many
+output tokens). ``x-standin-status`` answers an error in the API shape of the
+path (Anthropic's on ``/v1/messages*``) with a request id and, on 429/529,
+``retry-after``. Every answer carries a request id (``x-request-id`` on OpenAI
+paths, ``request-id`` on Anthropic's), as the real APIs do. Streams follow each
+API's event grammar: Responses API events with ``event:`` lines, legacy
+completions, Anthropic tool use (``input_json_delta``) when the request has
+tools and thinking blocks when it asks for them. Responses are kept for
+``GET/DELETE /v1/responses/{id}``, ``.../cancel`` and ``.../input_items``;
+``background: true`` answers ``queued`` and completes
+``x-standin-background-ms`` (300) later, and ``?stream=true&starting_after=N``
+streams a stored response's events again. ``GET /_standin/requests`` lists what
+arrived (headers and body hash, never bodies), ``GET /_standin/streams`` counts
 streams started, finished and cut off by the peer; ``DELETE`` clears both.
 """
 
@@ -30,12 +34,15 @@ import base64
 import hashlib
 import struct
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 REPLY = "Hello from the stand-in model."
+MAX_STORED = 10_000
+"""Responses kept for retrieval by id; the oldest goes first."""
 _ANTHROPIC_ERRORS = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
     404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
@@ -44,13 +51,97 @@ _ANTHROPIC_ERRORS = {
 
 
 def _response_id(body: dict[str, Any]) -> str:
-    turn = [body.get(k) for k in ("model", "input", "instructions", "previous_response_id")]
+    turn = [body.get(k) for k in ("model", "input", "instructions", "previous_response_id",
+                                  "background")]
     return "resp_" + hashlib.sha256(orjson.dumps(turn)).hexdigest()[:24]
 
 
 def _sse(name: str | None, data: dict[str, Any]) -> bytes:
     head = b"event: " + name.encode() + b"\n" if name else b""
     return head + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def _response_events(done: dict[str, Any]) -> list[bytes]:
+    """A completed response as the Responses API streams it (``sequence_number`` from 0)."""
+    part = done["output"][0]["content"][0] if done["output"] else {"type": "output_text",
+                                                                    "text": REPLY}
+    item = done["output"][0] if done["output"] else {}
+    start = {**done, "status": "in_progress", "output": [], "usage": None}
+    empty_item = {**item, "status": "in_progress", "content": []}
+    where = {"item_id": "msg_standin", "output_index": 0}
+    kinds: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": start}),
+        ("response.in_progress", {"response": start}),
+        ("response.output_item.added", {"output_index": 0, "item": empty_item}),
+        ("response.content_part.added",
+         {**where, "content_index": 0, "part": {**part, "text": ""}}),
+    ]
+    kinds += [
+        ("response.output_text.delta",
+         {**where, "content_index": 0, "delta": word, "logprobs": []})
+        for word in REPLY.split(" ")
+    ]
+    kinds += [
+        ("response.output_text.done",
+         {**where, "content_index": 0, "text": REPLY, "logprobs": []}),
+        ("response.content_part.done", {**where, "content_index": 0, "part": part}),
+        ("response.output_item.done", {"output_index": 0, "item": item}),
+        ("response.completed", {"response": done}),
+    ]
+    return [
+        _sse(kind, {"type": kind, "sequence_number": i, **data})
+        for i, (kind, data) in enumerate(kinds)
+    ]
+
+
+@dataclass
+class StoredResponse:
+    """A response kept for retrieval by id, as ``store: true`` keeps it upstream."""
+
+    done: dict[str, Any]
+    """The response once completed."""
+    input_items: list[dict[str, Any]]
+    ready_at: float | None
+    """Background mode: when it completes (``time.monotonic``); None: completed."""
+    cancelled: bool = False
+
+    def now(self) -> dict[str, Any]:
+        """The response as a retrieval sees it now."""
+        if self.cancelled:
+            return {**self.done, "status": "cancelled", "output": [], "usage": None,
+                    "background": True}
+        if self.ready_at is not None and time.monotonic() < self.ready_at:
+            return {**self.done, "status": "in_progress", "output": [], "usage": None,
+                    "background": True}
+        return {**self.done, "background": True} if self.ready_at is not None else self.done
+
+
+def _background_ready(request: web.Request, body: dict[str, Any]) -> float | None:
+    """A background response completes ``x-standin-background-ms`` (300) after its create."""
+    if not body.get("background"):
+        return None
+    return time.monotonic() + int(request.headers.get("x-standin-background-ms", "300")) / 1000
+
+
+def _input_items(given: object) -> list[dict[str, Any]]:
+    """The create's ``input`` as the input items list shows it."""
+    items: list[dict[str, Any]] = []
+    messages = given if isinstance(given, list) else [{"role": "user", "content": given}]
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            content = [{"type": "input_text", "text": content}]
+        items.append({"id": f"msg_in_{i}", "type": "message", "role": message.get("role", "user"),
+                      "status": "completed", "content": content or []})
+    return items
+
+
+def _not_found(response_id: str) -> web.Response:
+    doc = {"error": {"message": f"Response with id '{response_id}' not found.",
+                     "type": "invalid_request_error", "param": None, "code": None}}
+    return web.Response(status=404, body=orjson.dumps(doc), content_type="application/json")
 
 
 def _output_tokens(request: web.Request, default: int) -> int:
@@ -105,6 +196,7 @@ class StandIn:
         self.requests: list[dict[str, Any]] = []
         self.streams = {"started": 0, "finished": 0, "cancelled": 0}
         self.record = True
+        self.stored: dict[str, StoredResponse] = {}
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -112,6 +204,10 @@ class StandIn:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/responses", self.responses)
+        app.router.add_get("/v1/responses/{id}", self.retrieve_response)
+        app.router.add_delete("/v1/responses/{id}", self.delete_response)
+        app.router.add_post("/v1/responses/{id}/cancel", self.cancel_response)
+        app.router.add_get("/v1/responses/{id}/input_items", self.response_input_items)
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
@@ -303,37 +399,73 @@ class StandIn:
             "previous_response_id": body.get("previous_response_id"),
             "store": body.get("store", True),
             "output": [item],
-            "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12},
+            "usage": {"input_tokens": 5, "output_tokens": (out := _output_tokens(request, 7)),
+                      "total_tokens": 5 + out},
         }
+        if body.get("store", True):
+            if len(self.stored) >= MAX_STORED:  # a long benchmark does not grow it without end
+                del self.stored[next(iter(self.stored))]
+            self.stored[done["id"]] = StoredResponse(done, _input_items(body.get("input")),
+                                                     _background_ready(request, body))
         if not body.get("stream"):
+            if body.get("background"):
+                # Background mode: answered at once, queued, without output or
+                # usage; the client polls retrieve until it is completed.
+                return web.json_response({**done, "status": "queued", "output": [],
+                                          "usage": None, "background": True})
             return web.json_response(done)
-        start = {**done, "status": "in_progress", "output": [], "usage": None}
-        empty_item = {**item, "status": "in_progress", "content": []}
-        where = {"item_id": "msg_standin", "output_index": 0}
-        kinds: list[tuple[str, dict[str, Any]]] = [
-            ("response.created", {"response": start}),
-            ("response.in_progress", {"response": start}),
-            ("response.output_item.added", {"output_index": 0, "item": empty_item}),
-            ("response.content_part.added",
-             {**where, "content_index": 0, "part": {**part, "text": ""}}),
-        ]
-        kinds += [
-            ("response.output_text.delta",
-             {**where, "content_index": 0, "delta": word, "logprobs": []})
-            for word in REPLY.split(" ")
-        ]
-        kinds += [
-            ("response.output_text.done",
-             {**where, "content_index": 0, "text": REPLY, "logprobs": []}),
-            ("response.content_part.done", {**where, "content_index": 0, "part": part}),
-            ("response.output_item.done", {"output_index": 0, "item": item}),
-            ("response.completed", {"response": done}),
-        ]
-        events = [
-            _sse(kind, {"type": kind, "sequence_number": i, **data})
-            for i, (kind, data) in enumerate(kinds)
-        ]
+        events = _response_events(done)
         return await self._stream(request, events)
+
+    async def retrieve_response(self, request: web.Request) -> web.StreamResponse:
+        await self._read(request)
+        stored = self.stored.get(request.match_info["id"])
+        if stored is None:
+            return _not_found(request.match_info["id"])
+        current = stored.now()
+        if request.query.get("stream") != "true":
+            return web.json_response(current)
+        # Streamed again from the start, or after ``starting_after`` (a client
+        # resuming a stream it lost). Only a completed response has events here.
+        after = int(request.query.get("starting_after", "-1"))
+        events = _response_events(current) if current["status"] == "completed" else [
+            _sse("response.in_progress", {"type": "response.in_progress", "sequence_number": 0,
+                                          "response": current})]
+        return await self._stream(request, events[after + 1 :])
+
+    async def delete_response(self, request: web.Request) -> web.Response:
+        await self._read(request)
+        response_id = request.match_info["id"]
+        if self.stored.pop(response_id, None) is None:
+            return _not_found(response_id)
+        return web.json_response({"id": response_id, "object": "response", "deleted": True})
+
+    async def cancel_response(self, request: web.Request) -> web.Response:
+        await self._read(request)
+        stored = self.stored.get(request.match_info["id"])
+        if stored is None:
+            return _not_found(request.match_info["id"])
+        if stored.ready_at is None:
+            doc = {"error": {"message": "Only responses created with background=true can be "
+                             "cancelled.", "type": "invalid_request_error", "param": None,
+                             "code": None}}
+            return web.Response(status=400, body=orjson.dumps(doc),
+                                content_type="application/json")
+        if stored.now()["status"] != "completed":
+            stored.cancelled = True
+        return web.json_response(stored.now())
+
+    async def response_input_items(self, request: web.Request) -> web.Response:
+        await self._read(request)
+        stored = self.stored.get(request.match_info["id"])
+        if stored is None:
+            return _not_found(request.match_info["id"])
+        items = stored.input_items
+        return web.json_response({
+            "object": "list", "data": items, "has_more": False,
+            "first_id": items[0]["id"] if items else None,
+            "last_id": items[-1]["id"] if items else None,
+        })
 
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await self._read(request)

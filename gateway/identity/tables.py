@@ -80,4 +80,10 @@ class StoredResponseOwner(Base):
 
     response_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """The model it was created with: calls on it by id are decided for that model."""
+    unsettled_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Tokens charged for it when its create answered without usage (background
+    mode: ``queued``); cleared by the first retrieval showing its usage, which
+    charges what it used beyond them (docs/quotas.md)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

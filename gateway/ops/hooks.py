@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.ops import metrics as m
 from gateway.proxy.paths import ROUTES
+from gateway.proxy.stored_routes import STORED_ENDPOINTS
 
 UNMATCHED = "unmatched"
 
@@ -94,7 +95,9 @@ def endpoint_label(path: str) -> str:
     """A route, or ``unmatched``: a probe of random paths must not create a
     series (and a cached child here) per path. The path itself is in the
     decision record and the access-log line."""
-    return path if path in ROUTES else UNMATCHED
+    if path in ROUTES or path in STORED_ENDPOINTS:
+        return path
+    return UNMATCHED
 
 
 def _log(

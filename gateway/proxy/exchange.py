@@ -20,6 +20,7 @@ from gateway.policy.compiled import CompiledBundle
 from gateway.policy.decision import Decision
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.policy.replay import replay_facts
+from gateway.proxy.stored_routes import StoredCall
 from gateway.stages import Admission
 
 _UNSTAMPED = datetime.min.replace(tzinfo=UTC)
@@ -56,6 +57,8 @@ class Exchange:
     """A HEAD request: answered with the GET's status and headers, no content."""
     request_bytes: bytes = b""
     """The body as parsed, re-serialised: forwarded, then released (``take_request_bytes``)."""
+    stored: StoredCall | None = None
+    """A call on a stored response by id (``gateway.proxy.stored_routes``), else None."""
 
     @property
     def policy_version(self) -> str:
@@ -92,6 +95,13 @@ class Exchange:
                 # screening, missing attribute...): an auditor reading a deny
                 # at ``public`` learns it here rather than by re-deriving it.
                 facts["tier_demotion"] = decision.tier_demotion
+        if self.stored is not None:
+            # The route is recorded by its template: the id and what was done
+            # with it are here, for an auditor asking who fetched which output.
+            facts["stored_response"] = {
+                "id": self.stored.response_id,
+                "operation": self.stored.operation,
+            }
         return DecisionRecord(
             id=self.id,
             ts=self.ts,

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -187,9 +187,8 @@ class Forwarder:
                 finally:
                     hooks.stream_ended()  # ops hook
             else:
-                binding = self._binding(ex, response.status)
                 await relay_answer(response, out_headers, send, detach, outcome,
-                                   binding.answer if binding is not None else None)  # fmt: skip
+                                   self._before_answer(ex, response.status))  # fmt: skip
         except ProxyError as err:
             if outcome.error is None:
                 outcome.error = "upstream_timeout" if err.status == 504 else "upstream_unreachable"
@@ -282,11 +281,64 @@ class Forwarder:
         owners = self.services.response_owners
         if ex.endpoint != RESPONSES_ENDPOINT or status >= 300 or owners is None:
             return None
-        assert ex.principal is not None
-        return ResponseBinding(owners, ex.principal.customer_id, ex.id)
+        assert ex.principal is not None and ex.body is not None
+        reserved = ex.admission.reserved_tokens if ex.admission is not None else 0
+        return ResponseBinding(owners, ex.principal.customer_id, ex.body.model, ex.id, reserved)
+
+    def _before_answer(
+        self, ex: Exchange, status: int
+    ) -> Callable[[bytes], Awaitable[None]] | None:
+        """What must happen before a complete answer reaches the client: a new
+        response's id bound to its caller, a deleted one's binding dropped."""
+        binding = self._binding(ex, status)
+        if binding is not None:
+            return binding.answer
+        stored = ex.stored
+        owners = self.services.response_owners
+        if stored is None or stored.operation != "delete" or status >= 300 or owners is None:
+            return None
+
+        async def forget(_: bytes) -> None:
+            # The upstream confirmed the delete: from here the id is not found
+            # at the gateway (no later call on it is forwarded). If the binding
+            # cannot be dropped the client is still told of the delete, which
+            # happened; a later call is forwarded to its owner only, and the
+            # upstream answers it 404.
+            try:
+                await owners.unbind(stored.response_id)
+            except StageUnavailable as exc:
+                log.error("%s after %s", exc, ex.id)
+
+        return forget
+
+    async def _late_charge(self, ex: Exchange, shown: Usage | None) -> Usage | None:
+        """What a retrieval charges: the tokens a background response used
+        beyond what its create was charged (its reservation: it answered
+        ``queued``, without usage), by the first retrieval that shows its
+        usage, in whichever process. Never a refund: the reservation stands."""
+        owners = self.services.response_owners
+        stored = ex.stored
+        if shown is None or shown.total is None or owners is None or ex.admission is None:
+            return None
+        assert stored is not None
+        try:
+            charged = await owners.claim_unsettled(stored.response_id)
+        except StageUnavailable as exc:
+            log.error("%s; %s keeps its create's charge", exc, ex.id)
+            return None
+        if charged is None or shown.total <= charged:
+            return None
+        return Usage(0, shown.total - charged)
 
     async def _settle(self, ex: Exchange, outcome: Outcome) -> None:
         services = self.services
+        if ex.stored is not None:
+            # A retrieval shows the usage of a response charged when it was
+            # created (docs/quotas.md): charging it again per poll would bill
+            # a background response once per retrieval, and the outcome
+            # record would count its tokens twice. Only what a background
+            # response used beyond its create's charge is charged, once.
+            outcome.usage = await self._late_charge(ex, outcome.usage)
         if ex.admission is not None:
             usage = outcome.usage
             reserved = ex.admission.reserved_tokens

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -48,9 +48,10 @@ from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
 from gateway.proxy.header_limits import forwarded_for
 from gateway.proxy.models_list import render_models
+from gateway.proxy.quota_refusal import quota_refusal
+from gateway.proxy.stored_decide import decide_stored
+from gateway.proxy.stored_routes import StoredCall
 from gateway.proxy.stored_state import STORED_STATE_RULE
-from gateway.quota.describe import describe_refusal, never_fits
-from gateway.quota.headers import anthropic_headers
 from gateway.services import Services
 from gateway.stages import (
     AuditUnavailable,
@@ -61,10 +62,8 @@ from gateway.stages import (
 
 log = logging.getLogger("gateway.proxy")
 
-_LONGEST_SDK_WAIT_SECONDS = 60
-"""A quota refusal whose wait is longer than this (longer than any per-minute
-window's) carries ``x-should-retry: false``: the SDKs raise at once, with
-``retry-after`` in hand, instead of sleeping through it in their own retry."""
+Decider = Callable[["Exchange", Scope, Receive, Task], Awaitable[None]]
+"""Walks one request's stages up to its decision (``Pipeline._decide``)."""
 
 _KEEP_PROMPT_CHARS = 4096
 """Prompt text longer than this is dropped from the exchange once decided."""
@@ -80,10 +79,28 @@ class Pipeline:
         self.services = services
         self.forwarder = Forwarder(services)
         self.body_deadlines = BodyDeadlines(services.settings.body_read_timeout_seconds)
+        # Bound once: the hot path does not make a bound method per request.
+        self._decide_body: Decider = self._decide
+        self._decide_by_id: Decider = self._decide_stored
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, api: ApiShape) -> None:
         ex = self._exchange(scope, api)
-        await self._announced(ex, self._walk(ex, scope, receive, send))
+        await self._announced(ex, self._walk(ex, scope, receive, send, self._decide_body))
+
+    async def handle_stored(
+        self, scope: Scope, receive: Receive, send: Send, call: StoredCall
+    ) -> None:
+        """A call on a stored Responses answer by id (``gateway.proxy.stored_routes``):
+        decided, recorded and forwarded as any request is, by ``decide_stored``."""
+        ex = self._exchange(scope, "openai")
+        ex.endpoint = call.route
+        ex.stored = call
+        await self._announced(ex, self._walk(ex, scope, receive, send, self._decide_by_id))
+
+    async def _decide_stored(
+        self, ex: Exchange, scope: Scope, receive: Receive, task: Task
+    ) -> None:
+        await decide_stored(self, ex, scope, receive, task)
 
     async def list_models(self, scope: Scope, send: Send, api: ApiShape) -> None:
         """``GET`` or ``HEAD /v1/models``: the same decision and record, HEAD without content."""
@@ -175,14 +192,16 @@ class Pipeline:
             if not ex.recorded:
                 self.services.audit.cancel_expected()
 
-    async def _walk(self, ex: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _walk(
+        self, ex: Exchange, scope: Scope, receive: Receive, send: Send, decide: Decider
+    ) -> None:
         services = self.services
         # Looked up once: the body deadline and the forwarder's disconnect
         # watch both cancel this task (current_task() is not free).
         task = asyncio.current_task()
         assert task is not None
         try:
-            await self._decide(ex, scope, receive, task)
+            await decide(ex, scope, receive, task)
         except ClientGone:
             # The body never arrived whole: nothing was decided, nobody to answer.
             log.debug("client left before its request body was complete")
@@ -313,25 +332,7 @@ class Pipeline:
                 ex.refuse("quota-store-unavailable", "the quota store is unreachable")
                 raise
             if not admission.allowed:
-                message = describe_refusal(admission)
-                ex.refuse("quota-exceeded", message)
-                headers = dict(admission.headers)
-                if ex.api == "anthropic":
-                    headers.update(
-                        (k.decode(), v.decode())
-                        for k, v in anthropic_headers(
-                            admission.headers, admission.resets_ms, admission.at_ms
-                        )
-                    )
-                retry_after = admission.retry_after_seconds or 1
-                headers["retry-after"] = str(retry_after)
-                if never_fits(admission) or retry_after > _LONGEST_SDK_WAIT_SECONDS:
-                    # The OpenAI and Anthropic SDKs retry a 429 (twice, by
-                    # default) unless told not to; this one no wait can cure,
-                    # or the wait is hours (a daily window): the Anthropic SDK
-                    # sleeps whatever retry-after says, inside the caller's call.
-                    headers["x-should-retry"] = "false"
-                raise ProxyError(429, message, code="rate_limit_exceeded", headers=headers)
+                raise quota_refusal(ex, admission)
 
     async def _check_continued(self, ex: Exchange, customer_id: str, ids: tuple[str, ...]) -> None:
         """Refuse to continue upstream-stored state that is not the caller's

@@ -21,6 +21,7 @@ from gateway.proxy.header_limits import STATUS as HEADERS_TOO_LARGE
 from gateway.proxy.header_limits import oversized_headers
 from gateway.proxy.paths import MODELS_ROUTE, POST_ROUTES, folded, in_api_space, meant_route
 from gateway.proxy.pipeline import Pipeline
+from gateway.proxy.stored_routes import stored_call
 from gateway.services import Services
 
 
@@ -73,6 +74,13 @@ class ProxyRoutes:
                 await self.pipeline().list_models(scope, send, api)
                 return
             refusal = _not_allowed(method, path, "GET, HEAD")
+        elif (call := stored_call(path, method)) is not None:
+            # Only after the exact lookups missed: no other route pays for it.
+            if call.operation is not None:
+                await self.pipeline().handle_stored(scope, receive, send, call)
+                return
+            api = "openai"
+            refusal = _not_allowed(method, path, call.allowed_methods)
         else:
             # A misspelt route is refused, never served (gateway.proxy.paths),
             # but in the shape of the API it was meant for, naming the route.

@@ -16,6 +16,11 @@ stranger's id is not even confirmed to exist. Conversations are created
 through ``/v1/conversations``, which the gateway does not serve, so no
 conversation id is ever bound and a request naming one is refused.
 
+Each binding also names the model the response was created with: the calls
+on a stored response by id (retrieve, delete, cancel, input items:
+``gateway.proxy.stored_routes``) are decided by the policy as requests for
+that model, and only its customer may make them.
+
 The bindings live in the database (``stored_response_owners``), shared by
 every worker and replica; each process keeps the ones it has seen in a
 bounded cache, so continuing a conversation costs a database read only on
@@ -28,14 +33,16 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
+from typing import NamedTuple
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.identity.tables import StoredResponseOwner
 from gateway.proxy.errors import ProxyError
+from gateway.proxy.usage import usage_from_json
 from gateway.stages import StageUnavailable
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,17 @@ class OwnersUnavailable(StageUnavailable):
     component = "database"
 
 
+class Bound(NamedTuple):
+    """Who a stored response was relayed to, and what model made it."""
+
+    customer_id: str
+    model: str | None
+    """None for a response bound before the model was recorded (migration
+    b4c2e8f1a3d7): it can be continued, but not retrieved, by id."""
+    unsettled_tokens: int | None = None
+    """What its create was charged without usage to settle to (background mode)."""
+
+
 class ResponseOwners:
     """Which customer each relayed response id belongs to."""
 
@@ -60,46 +78,113 @@ class ResponseOwners:
     ) -> None:
         self._sessions = sessions
         self._clock = clock
-        self._known: OrderedDict[str, str] = OrderedDict()
+        self._known: OrderedDict[str, Bound] = OrderedDict()
 
-    def _remember(self, response_id: str, customer_id: str) -> None:
-        self._known[response_id] = customer_id
+    def _remember(self, response_id: str, bound: Bound) -> None:
+        self._known[response_id] = bound
         self._known.move_to_end(response_id)
         if len(self._known) > CACHE_SIZE:
             self._known.popitem(last=False)
 
-    async def bind(self, response_id: str, customer_id: str) -> None:
+    async def bind(
+        self,
+        response_id: str,
+        customer_id: str,
+        model: str | None = None,
+        unsettled_tokens: int | None = None,
+    ) -> None:
         """Record that ``response_id`` was relayed to ``customer_id`` (idempotent)."""
-        if self._known.get(response_id) == customer_id:
+        known = self._known.get(response_id)
+        if known is not None and known.customer_id == customer_id:
             return
         try:
             async with self._sessions() as session:
                 session.add(StoredResponseOwner(
-                    response_id=response_id, customer_id=customer_id, created_at=self._clock()
+                    response_id=response_id, customer_id=customer_id, model=model,
+                    unsettled_tokens=unsettled_tokens, created_at=self._clock(),
                 ))  # fmt: skip
                 await session.commit()
         except IntegrityError:
-            pass  # bound already (the upstream does not reuse ids): the first binding stands
+            # Bound already (the upstream does not reuse ids): the first binding
+            # stands, and is read back rather than assumed to be this one.
+            self._known.pop(response_id, None)
+            return
         except (SQLAlchemyError, OSError) as exc:
             raise OwnersUnavailable(f"cannot record the owner of {response_id}: {exc}") from exc
-        self._remember(response_id, customer_id)
+        self._remember(response_id, Bound(customer_id, model, unsettled_tokens))
 
-    async def owner_of(self, response_id: str) -> str | None:
+    async def binding_of(self, response_id: str) -> Bound | None:
         known = self._known.get(response_id)
         if known is not None:
             return known
         try:
             async with self._sessions() as session:
-                owner = await session.scalar(
-                    select(StoredResponseOwner.customer_id).where(
+                row = (await session.execute(
+                    select(StoredResponseOwner.customer_id, StoredResponseOwner.model,
+                           StoredResponseOwner.unsettled_tokens).where(
+                        StoredResponseOwner.response_id == response_id
+                    )
+                )).first()  # fmt: skip
+        except (SQLAlchemyError, OSError) as exc:
+            raise OwnersUnavailable(f"cannot read the owner of {response_id}: {exc}") from exc
+        if row is None:
+            return None
+        bound = Bound(row[0], row[1], row[2])
+        self._remember(response_id, bound)
+        return bound
+
+    async def owner_of(self, response_id: str) -> str | None:
+        bound = await self.binding_of(response_id)
+        return bound.customer_id if bound is not None else None
+
+    async def claim_unsettled(self, response_id: str) -> int | None:
+        """The tokens its create was charged without usage, for the one caller
+        (of every process and replica) that settles them; None for everyone
+        else, and for a response that was charged its real usage at once.
+
+        Claimed by a conditional update, so two retrievals racing on two
+        replicas cannot both charge the difference."""
+        known = self._known.get(response_id)
+        if known is not None and known.unsettled_tokens is None:
+            return None  # settled at its create, or claimed here before: no round trip
+        row = StoredResponseOwner.response_id == response_id
+        try:
+            async with self._sessions() as session:
+                charged = await session.scalar(
+                    select(StoredResponseOwner.unsettled_tokens).where(row)
+                )
+                if charged is None:
+                    return None
+                claimed = await session.execute(
+                    update(StoredResponseOwner)
+                    .where(row, StoredResponseOwner.unsettled_tokens == charged)
+                    .values(unsettled_tokens=None)
+                )
+                await session.commit()
+        except (SQLAlchemyError, OSError) as exc:
+            raise OwnersUnavailable(f"cannot settle {response_id}: {exc}") from exc
+        finally:
+            if known is not None:
+                self._remember(response_id, known._replace(unsettled_tokens=None))
+        return charged if getattr(claimed, "rowcount", 0) == 1 else None
+
+    async def unbind(self, response_id: str) -> None:
+        """Forget ``response_id`` (the upstream deleted it): it is not found from here.
+
+        Other processes may still hold it in their cache; for them a later call
+        on it is forwarded (to its own customer only) and the upstream answers
+        404 for the deleted response, so nothing of it is reached."""
+        self._known.pop(response_id, None)
+        try:
+            async with self._sessions() as session:
+                await session.execute(
+                    delete(StoredResponseOwner).where(
                         StoredResponseOwner.response_id == response_id
                     )
                 )
+                await session.commit()
         except (SQLAlchemyError, OSError) as exc:
-            raise OwnersUnavailable(f"cannot read the owner of {response_id}: {exc}") from exc
-        if owner is not None:
-            self._remember(response_id, owner)
-        return owner
+            raise OwnersUnavailable(f"cannot forget the owner of {response_id}: {exc}") from exc
 
 
 def continued_ids(body: dict[str, object]) -> tuple[str, ...]:
@@ -165,9 +250,18 @@ def _id_of(obj: object) -> str | None:
 class ResponseBinding:
     """Binds one Responses answer's id to its caller before the client sees it."""
 
-    def __init__(self, owners: ResponseOwners, customer_id: str, decision_id: str) -> None:
+    def __init__(
+        self,
+        owners: ResponseOwners,
+        customer_id: str,
+        model: str,
+        decision_id: str,
+        reserved_tokens: int = 0,
+    ) -> None:
         self._owners = owners
         self._customer_id = customer_id
+        self._model = model
+        self._reserved_tokens = reserved_tokens
         self._decision_id = decision_id
         self._stream: StreamedResponseId | None = None
 
@@ -176,8 +270,14 @@ class ResponseBinding:
         response_id = answer_response_id(parsed)
         if response_id is None:
             return
+        # Answered without usage (background mode: queued): the reservation
+        # stays charged (Forwarder._settle), and the binding remembers it
+        # until a retrieval shows what the response really used.
+        unsettled = self._reserved_tokens if usage_from_json(body) is None else None
         try:
-            await self._owners.bind(response_id, self._customer_id)
+            await self._owners.bind(
+                response_id, self._customer_id, self._model, unsettled or None
+            )
         except OwnersUnavailable as exc:
             log.error("%s; answer to %s withheld", exc, self._decision_id)
             raise ProxyError(
@@ -198,7 +298,7 @@ class ResponseBinding:
         if response_id is None:
             return True
         try:
-            await self._owners.bind(response_id, self._customer_id)
+            await self._owners.bind(response_id, self._customer_id, self._model)
         except OwnersUnavailable as exc:
             log.error("%s; stream %s ended before its id was sent", exc, self._decision_id)
             return False

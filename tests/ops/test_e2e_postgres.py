@@ -22,6 +22,7 @@ from tests.e2e import (
     test_policy_e2e,
     test_proxy_failures,
     test_proxy_sdks,
+    test_stored_retrieval_e2e,
 )
 from tests.e2e.conftest import TRUSTED, US_ENTERPRISE
 from tests.e2e.test_identity_e2e import issuer  # noqa: F401  (fixture of imported tests)
@@ -30,7 +31,10 @@ from tests.support.processes import Admin, GatewayConfig, Proc, start_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 
-for _module in (test_proxy_sdks, test_proxy_failures, test_identity_e2e, test_policy_e2e):
+# Calls on stored responses by id: ownership, the model kept with it, and the
+# background charge claimed by a conditional UPDATE, on PostgreSQL too.
+for _module in (test_proxy_sdks, test_proxy_failures, test_identity_e2e, test_policy_e2e,
+                test_stored_retrieval_e2e):
     for _name in dir(_module):
         if _name.startswith("test_"):
             globals()[_name] = getattr(_module, _name)

@@ -41,17 +41,37 @@ async def test_a_binding_is_seen_by_every_process_sharing_the_database(db: Db) -
     assert await ResponseOwners(db.sessions, now).owner_of("resp_1") == "alice"
 
 
+async def test_a_binding_keeps_its_model_and_a_delete_drops_it(db: Db) -> None:
+    here, there = ResponseOwners(db.sessions, now), ResponseOwners(db.sessions, now)
+    await here.bind("resp_1", "alice", "haiku-lite")
+    assert await there.binding_of("resp_1") == ("alice", "haiku-lite", None)
+    await here.unbind("resp_1")
+    assert await here.binding_of("resp_1") is None
+    assert await ResponseOwners(db.sessions, now).binding_of("resp_1") is None
+
+
+async def test_a_background_charge_is_settled_by_one_process_only(db: Db) -> None:
+    here, there = ResponseOwners(db.sessions, now), ResponseOwners(db.sessions, now)
+    await here.bind("resp_bg", "alice", "haiku-lite", unsettled_tokens=301)
+    await here.bind("resp_fg", "alice", "haiku-lite")
+    assert await there.binding_of("resp_bg") == ("alice", "haiku-lite", 301)
+    claims = [await there.claim_unsettled("resp_bg"), await here.claim_unsettled("resp_bg"),
+              await ResponseOwners(db.sessions, now).claim_unsettled("resp_bg")]
+    assert claims == [301, None, None]
+    assert await here.claim_unsettled("resp_fg") is None  # charged its usage at once
+
+
 async def test_an_unreachable_database_withholds_the_answer(db: Db) -> None:
     owners = ResponseOwners(db.sessions, now)
     await db.engine.dispose()
     db_path = Path(str(db.engine.url.database))
     db_path.unlink()
     db_path.mkdir()  # the path is now a directory: every connection fails
-    binding = ResponseBinding(owners, "alice", "d1")
+    binding = ResponseBinding(owners, "alice", "haiku-lite", "d1")
     with pytest.raises(ProxyError) as withheld:
         await binding.answer({"id": "resp_9", "object": "response"})
     assert withheld.value.status == 503
-    assert not await ResponseBinding(owners, "alice", "d2").streamed(
+    assert not await ResponseBinding(owners, "alice", "haiku-lite", "d2").streamed(
         b'event: response.created\ndata: {"type":"response.created","response":{"id":"r"}}\n\n'
     )
 
