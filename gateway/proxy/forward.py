@@ -287,8 +287,8 @@ class Forwarder:
 
     def _before_answer(
         self, ex: Exchange, status: int
-    ) -> Callable[[bytes], Awaitable[None]] | None:
-        """What must happen before a complete answer reaches the client: a new
+    ) -> Callable[[object], Awaitable[None]] | None:
+        """What must happen before a complete (parsed) answer reaches the client: a new
         response's id bound to its caller, a deleted one's binding dropped."""
         binding = self._binding(ex, status)
         if binding is not None:
@@ -298,7 +298,7 @@ class Forwarder:
         if stored is None or stored.operation != "delete" or status >= 300 or owners is None:
             return None
 
-        async def forget(_: bytes) -> None:
+        async def forget(_: object) -> None:
             # The upstream confirmed the delete: from here the id is not found
             # at the gateway (no later call on it is forwarded). If the binding
             # cannot be dropped the client is still told of the delete, which

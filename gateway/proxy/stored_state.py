@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.identity.tables import StoredResponseOwner
 from gateway.proxy.errors import ProxyError
-from gateway.proxy.usage import usage_from_json
+from gateway.proxy.usage import usage_from_doc
 from gateway.stages import StageUnavailable
 
 log = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ class ResponseBinding:
         # Answered without usage (background mode: queued): the reservation
         # stays charged (Forwarder._settle), and the binding remembers it
         # until a retrieval shows what the response really used.
-        unsettled = self._reserved_tokens if usage_from_json(body) is None else None
+        unsettled = self._reserved_tokens if usage_from_doc(parsed) is None else None
         try:
             await self._owners.bind(
                 response_id, self._customer_id, self._model, unsettled or None
