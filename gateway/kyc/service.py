@@ -57,7 +57,12 @@ def to_out(c: Customer) -> CustomerOut:
         citizenships=list(c.citizenships),
         residence=c.residence,
         incorporated_in=c.incorporated_in,
-        ownership=[OwnershipShare(country=o.country, percent=o.percent) for o in c.ownership],
+        ownership=[
+            OwnershipShare(
+                country=o.country, percent=o.percent, name=o.name, ownership=o.owners or []
+            )
+            for o in c.ownership
+        ],
         kyc_level=c.kyc_level,
         kyc_verified_at=_opt_utc(c.kyc_verified_at),
         kyc_expires_at=_opt_utc(c.kyc_expires_at),
@@ -74,6 +79,20 @@ def to_out(c: Customer) -> CustomerOut:
         created_at=as_utc(c.created_at),
         updated_at=as_utc(c.updated_at),
     )
+
+
+def ownership_rows(shares: list[OwnershipShare]) -> list[CustomerOwnership]:
+    """One row per direct owner; an owning entity's own owners go whole into
+    its row's JSON, as the API gives them (flat owners store no JSON)."""
+    return [
+        CustomerOwnership(
+            country=o.country,
+            percent=o.percent,
+            name=o.name,
+            owners=[sub.model_dump(mode="json") for sub in o.ownership] or None,
+        )
+        for o in shares
+    ]
 
 
 def snapshot(c: Customer) -> dict[str, Any]:
@@ -254,7 +273,7 @@ async def create_customer(
         status=data.status,
         created_at=now,
         updated_at=now,
-        ownership=[CustomerOwnership(country=o.country, percent=o.percent) for o in data.ownership],
+        ownership=ownership_rows(data.ownership),
     )
     _screen(c, screener, now, warn_unscreened)
     session.add(c)
@@ -281,7 +300,7 @@ async def update_customer(
     renamed = "name" in changes and changes["name"] != c.name
     for field, value in changes.items():
         if field == "ownership":
-            c.ownership = [CustomerOwnership(country=o.country, percent=o.percent) for o in value]
+            c.ownership = ownership_rows(value)
         elif field != "sanctions_status":
             setattr(c, field, value)
     if renamed:
