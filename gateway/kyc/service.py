@@ -110,16 +110,45 @@ def _diff(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any
     }
 
 
+def owner_names(c: Customer) -> list[str]:
+    """The names of the owning entities at every level of ``c``'s ownership chain."""
+    names: list[str] = []
+
+    def walk(entries: list[dict[str, Any]] | None) -> None:
+        for entry in entries or ():
+            if entry.get("name"):
+                names.append(str(entry["name"]))
+            walk(entry.get("ownership"))
+
+    for row in c.ownership:
+        if row.name:
+            names.append(row.name)
+        walk(row.owners)
+    return names
+
+
+def screen_names(screener: Screener, c: Customer) -> ScreeningResult:
+    """The customer's name and its owners' names, screened; the strongest result.
+
+    An entity owned 50% or more by a listed party is itself blocked (OFAC FAQ
+    398), so a listed name anywhere in the chain holds the customer for a
+    review as a listed name of its own does; the review judges the share.
+    """
+    results = [screener.screen(name) for name in (c.name, *owner_names(c))]
+    # A hit first, then the highest score; the customer's own name on a tie.
+    return max(results, key=lambda r: (r.status == "potential_match", r.score))
+
+
 def _screen(
     c: Customer, screener: Screener | None, now: datetime, warn_unscreened: bool = True
 ) -> None:
-    """Screen the current name. A hit escalates to potential_match; a miss never
+    """Screen the current names. A hit escalates to potential_match; a miss never
     de-escalates: only a compliance user clears a match (renaming does not)."""
     if screener is None:
         if warn_unscreened:
             log.warning("no sanctions list loaded: customer %s not screened", c.id)
         return
-    _apply_screening(c, screener.screen(c.name), now)
+    _apply_screening(c, screen_names(screener, c), now)
 
 
 def _apply_screening(
@@ -161,7 +190,8 @@ class RescreenOutcome:
 async def rescreen_customers(
     session: AsyncSession, screener: Screener, actor: AdminActor, now: datetime
 ) -> RescreenOutcome:
-    """Screen every customer's name against ``screener``'s list again.
+    """Screen every customer's name, and its owners' (``screen_names``),
+    against ``screener``'s list again.
 
     A name is screened when it is created or renamed; a list update that adds
     a party would otherwise leave that customer ``clear`` for good (screening
@@ -177,7 +207,7 @@ async def rescreen_customers(
     rows = (await session.execute(select(Customer).order_by(Customer.id))).scalars().all()
     held: list[Customer] = []
     for c in rows:
-        result = screener.screen(c.name)
+        result = screen_names(screener, c)
         escalates = (
             result.status == "potential_match"
             and c.sanctions_status == "clear"
@@ -298,12 +328,14 @@ async def update_customer(
     before = snapshot(c)
     changes = patch.changes()
     renamed = "name" in changes and changes["name"] != c.name
+    names_before = owner_names(c)
     for field, value in changes.items():
         if field == "ownership":
             c.ownership = ownership_rows(value)
         elif field != "sanctions_status":
             setattr(c, field, value)
-    if renamed:
+    # New owner names are screened as a new name of the customer's own is.
+    if renamed or not set(owner_names(c)) <= set(names_before):
         _screen(c, screener, now, warn_unscreened)
     # An explicit sanctions decision (compliance review) comes last and wins.
     if "sanctions_status" in changes:

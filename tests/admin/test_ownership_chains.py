@@ -80,3 +80,24 @@ async def test_a_malformed_tree_is_a_422_naming_the_entry(env: AdminEnv) -> None
     r = await env.client.post(URL, json={"name": "deep", "ownership": _nest(8)},
                               headers=env.auth("admin"))  # fmt: skip
     assert r.status_code == 201, r.text
+
+
+async def test_owner_names_are_screened_like_the_customers_own(env: AdminEnv) -> None:
+    """An entity 50%-owned by a listed party is blocked (OFAC FAQ 398): a
+    listed name anywhere in the chain holds the customer at potential_match."""
+    listed_parent = {"country": "SG", "percent": 60, "name": "Lion Holdings Pte",
+                     "ownership": [{"country": "AE", "percent": 100,
+                                    "name": "Zoltrava Shipping Ltd"}]}  # fmt: skip
+    r = await env.client.post(URL, json={"id": "held", "name": "Merlion Trading Pte",
+                              "kind": "organization", "ownership": [listed_parent]},
+                              headers=env.auth("compliance"))  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert r.json()["sanctions_status"] == "potential_match", r.json()
+    assert r.json()["screening"]["best_match"] == "Zoltrava Shipping"
+    # Listed owners arriving later, by PATCH, are screened as a rename is.
+    r = await env.client.post(URL, json={"id": "later", "name": "Merlion Two Pte",
+                              "kind": "organization"}, headers=env.auth("compliance"))  # fmt: skip
+    assert r.json()["sanctions_status"] == "clear"
+    r = await env.client.patch(f"{URL}/later", json={"ownership": [listed_parent]},
+                               headers=env.auth("compliance"))  # fmt: skip
+    assert r.json()["sanctions_status"] == "potential_match", r.json()
