@@ -137,8 +137,12 @@ class RuleIndex:
             # one of its countries, at some level of the ownership chain: look
             # the rules up under every owner country along a positive share (a
             # country listed twice finds its rules twice; deduplicated below).
-            for country in owner_countries(p.ownership):
-                found.extend(by_controller.get(country, ()))
+            for share in p.ownership:
+                if share.percent > 0:
+                    found.extend(by_controller.get(share.country, ()))
+                    if share.ownership:  # a chain: the countries above it too
+                        for country in owner_countries(share.ownership):
+                            found.extend(by_controller.get(country, ()))
         if not found:
             return self.always
         unique = {r.index: r for r in (*self.always, *found)}
