@@ -101,3 +101,16 @@ async def test_owner_names_are_screened_like_the_customers_own(env: AdminEnv) ->
     r = await env.client.patch(f"{URL}/later", json={"ownership": [listed_parent]},
                                headers=env.auth("compliance"))  # fmt: skip
     assert r.json()["sanctions_status"] == "potential_match", r.json()
+
+
+async def test_a_tree_nested_past_what_json_can_read_is_a_422(env: AdminEnv) -> None:
+    """Depth is bounded at 8, but the body is read before the record is: a
+    tree thousands of levels deep made the admin API's JSON check raise
+    RecursionError (a 500) instead of refusing the body."""
+    for depth in (900, 5000):
+        body = ('{"name": "x", "ownership": ' + '[{"country": "SG", "percent": 1, "ownership": '
+                * depth + "[]" + "}]" * depth + "}")  # fmt: skip
+        r = await env.client.post(URL, content=body, headers={
+            **env.auth("admin"), "content-type": "application/json"})  # fmt: skip
+        assert r.status_code == 422, (depth, r.status_code, r.text[:200])
+        assert any("deep" in e["msg"] for e in r.json()["detail"]), r.json()
