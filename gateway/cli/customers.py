@@ -231,6 +231,41 @@ def add(
 StatusChoice = Enum("StatusChoice", {v: v for v in get_args(CustomerStatus)}, type=str)  # type: ignore[misc]
 
 
+@app.command("update")
+def update(
+    customer_id: str,
+    owner: Annotated[list[str] | None, typer.Option(help="COUNTRY:PERCENT; repeatable.")] = None,
+    ownership: Annotated[
+        str | None, typer.Option(help="The ownership list as JSON (chains: see `add`).")
+    ] = None,
+) -> None:
+    """Replace a customer's ownership (the admin API's PATCH changes any field).
+    New owner names are screened against GATEWAY_SANCTIONS_LIST."""
+    if owner is None and ownership is None:
+        raise fail("nothing to change: give --owner or --ownership", 2)
+    try:
+        patch = CustomerPatch.model_validate({"ownership": _ownership(owner, ownership)})
+    except ValidationError as exc:
+        raise fail(validation_message(exc), 2) from exc
+    screener = cli_screener(db_settings())
+
+    async def work(_: Settings, sessions: Sessions) -> CustomerOut | None:
+        async with sessions() as session:
+            try:
+                row = await service.update_customer(
+                    session, customer_id, patch, cli_actor(), screener, datetime.now(UTC)
+                )
+            except service.CustomerNotFound:
+                return None
+            await session.commit()
+            return service.to_out(row)
+
+    record = run_db(work)
+    if record is None:
+        raise fail(f"customer {customer_id!r} not found")
+    console.print(render(record))
+
+
 @app.command("list")
 def list_(
     status: Annotated[

@@ -498,6 +498,13 @@ def test_customers_add_and_import_take_ownership_chains_and_name_the_bad_entry(
     assert "ownership[0].ownership[1].percent" in " ".join(r.output.split()), r.output
     both = runner.invoke(customers.app, ["add", "X", "--owner", "CN:1", "--ownership", "[]"])
     assert both.exit_code == 2, both.output
+    r = runner.invoke(customers.app, ["update", "sg1", "--ownership", json.dumps(bad)])
+    assert r.exit_code == 2, r.output
+    assert "ownership[0].ownership[1].percent" in " ".join(r.output.split()), r.output
+    r = runner.invoke(customers.app, ["update", "sg1", "--owner", "SG:100"])
+    assert r.exit_code == 0, r.output
+    assert "Lion" not in runner.invoke(customers.app, ["show", "sg1"]).output
+    assert runner.invoke(customers.app, ["update", "nope", "--owner", "SG:1"]).exit_code == 1
 
     over = [{**lion, "ownership": [{"country": "CN", "percent": 70},
                                    {"country": "CN", "percent": 40}]}]  # fmt: skip
