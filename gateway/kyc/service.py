@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.admin.auth import AdminActor
 from gateway.identity.admin_log import record_admin_action
 from gateway.identity.secrets import new_id
+from gateway.kyc.owner_screening import owner_names, screen_names
 from gateway.kyc.schemas import (
     CustomerCreate,
     CustomerOut,
@@ -108,35 +109,6 @@ def _diff(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any
         for k, v in after.items()
         if k not in skip and old.get(k) != v
     }
-
-
-def owner_names(c: Customer) -> list[str]:
-    """The names of the owning entities at every level of ``c``'s ownership chain."""
-    names: list[str] = []
-
-    def walk(entries: list[dict[str, Any]] | None) -> None:
-        for entry in entries or ():
-            if entry.get("name"):
-                names.append(str(entry["name"]))
-            walk(entry.get("ownership"))
-
-    for row in c.ownership:
-        if row.name:
-            names.append(row.name)
-        walk(row.owners)
-    return names
-
-
-def screen_names(screener: Screener, c: Customer) -> ScreeningResult:
-    """The customer's name and its owners' names, screened; the strongest result.
-
-    An entity owned 50% or more by a listed party is itself blocked (OFAC FAQ
-    398), so a listed name anywhere in the chain holds the customer for a
-    review as a listed name of its own does; the review judges the share.
-    """
-    results = [screener.screen(name) for name in (c.name, *owner_names(c))]
-    # A hit first, then the highest score; the customer's own name on a tie.
-    return max(results, key=lambda r: (r.status == "potential_match", r.score))
 
 
 def _screen(
