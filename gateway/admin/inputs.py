@@ -8,6 +8,8 @@ Why here, once, in front of every ``/admin/`` route, and not per field:
   would need the check (and every future one), so it is made where a request
   enters. It applies on SQLite too, so both stores behave alike, and no
   identifier, name or reason legitimately holds NUL.
+- JSON nested deeper than Python's parser recurses (an ownership tree
+  thousands of levels deep) raised RecursionError: a 500. It is a 422.
 - JSON has no ``NaN`` or ``Infinity`` (RFC 8259), but Python's parser reads
   them, and ``1e999`` as infinity. Validation then failed on them and the 422
   that quoted the value could not itself be rendered as JSON: a 500.
@@ -79,9 +81,14 @@ def body_problems(body: bytes) -> list[dict[str, Any]]:
         return []
     try:
         parsed = json.loads(body, parse_constant=_NonFinite, parse_float=_number)
+        return _problems(parsed, ["body"])
     except ValueError:  # JSONDecodeError and UnicodeDecodeError: the route's to report
         return []
-    return _problems(parsed, ["body"])
+    except RecursionError:
+        # Nested deeper than Python's parser recurses (about 1,000 levels): no
+        # record is (an ownership chain is at most 8 levels), and letting it
+        # through was a 500 here, or in the route's own parse.
+        return [_error(["body"], "JSON nested too deep to read (no record nests this deep)")]
 
 
 def url_problems(scope: Scope) -> list[dict[str, Any]]:

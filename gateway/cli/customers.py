@@ -33,7 +33,13 @@ from gateway.cli.messages import error, note
 from gateway.db.errors import SchemaOutOfDate
 from gateway.db.session import create_engine, session_factory
 from gateway.kyc import service
-from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch, CustomerStatus
+from gateway.kyc.schemas import (
+    CustomerCreate,
+    CustomerOut,
+    CustomerPatch,
+    CustomerStatus,
+    validation_problems,
+)
 from gateway.kyc.screening import SanctionsListError, Screener, load_screener
 from gateway.kyc.vocabulary import Vocabulary, unknown_names, vocabulary
 from gateway.settings import Settings, SettingsError, load_settings
@@ -132,9 +138,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def validation_message(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
-    )
+    return "; ".join(validation_problems(exc))
 
 
 def _owner(value: str) -> dict[str, Any]:
@@ -145,6 +149,18 @@ def _owner(value: str) -> dict[str, Any]:
         return {"country": country, "percent": float(pct)}
     except ValueError as exc:
         raise typer.BadParameter(f"{value!r}: percent must be a number") from exc
+
+
+def _ownership(owners: list[str] | None, as_json: str | None) -> Any:
+    """``--owner`` (flat, repeatable) or ``--ownership`` (JSON, chains), not both."""
+    if as_json is None:
+        return [_owner(o) for o in owners or []]
+    if owners:
+        raise typer.BadParameter("give --owner or --ownership, not both")
+    try:
+        return json.loads(as_json)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--ownership is not JSON ({exc})") from exc
 
 
 def render(record: CustomerOut) -> Table:
@@ -165,6 +181,11 @@ def add(
     ] = None,
     incorporated_in: Annotated[str | None, typer.Option()] = None,
     owner: Annotated[list[str] | None, typer.Option(help="COUNTRY:PERCENT; repeatable.")] = None,
+    ownership: Annotated[
+        str | None,
+        typer.Option(help="The ownership list as JSON, as the admin API takes it: owning "
+                          "entities may give a name and their own ownership (a chain)."),
+    ] = None,
     kyc_level: Annotated[str, typer.Option()] = "none",
     kyc_expires_at: Annotated[str | None, typer.Option(help="RFC 3339 time.")] = None,
     tier: Annotated[str, typer.Option()] = "public",
@@ -177,7 +198,7 @@ def add(
     raw = {
         "id": id, "name": name, "kind": kind, "citizenships": citizenship or [],
         "residence": residence, "incorporated_in": incorporated_in,
-        "ownership": [_owner(o) for o in owner or []], "kyc_level": kyc_level,
+        "ownership": _ownership(owner, ownership), "kyc_level": kyc_level,
         "kyc_expires_at": kyc_expires_at, "tier": tier, "attributes": attribute or [],
         "sanctions_status": sanctions_status,
     }  # fmt: skip
@@ -208,6 +229,41 @@ def add(
 
 # From the record's own Literal, so the choices cannot drift from what is stored.
 StatusChoice = Enum("StatusChoice", {v: v for v in get_args(CustomerStatus)}, type=str)  # type: ignore[misc]
+
+
+@app.command("update")
+def update(
+    customer_id: str,
+    owner: Annotated[list[str] | None, typer.Option(help="COUNTRY:PERCENT; repeatable.")] = None,
+    ownership: Annotated[
+        str | None, typer.Option(help="The ownership list as JSON (chains: see `add`).")
+    ] = None,
+) -> None:
+    """Replace a customer's ownership (the admin API's PATCH changes any field).
+    New owner names are screened against GATEWAY_SANCTIONS_LIST."""
+    if owner is None and ownership is None:
+        raise fail("nothing to change: give --owner or --ownership", 2)
+    try:
+        patch = CustomerPatch.model_validate({"ownership": _ownership(owner, ownership)})
+    except ValidationError as exc:
+        raise fail(validation_message(exc), 2) from exc
+    screener = cli_screener(db_settings())
+
+    async def work(_: Settings, sessions: Sessions) -> CustomerOut | None:
+        async with sessions() as session:
+            try:
+                row = await service.update_customer(
+                    session, customer_id, patch, cli_actor(), screener, datetime.now(UTC)
+                )
+            except service.CustomerNotFound:
+                return None
+            await session.commit()
+            return service.to_out(row)
+
+    record = run_db(work)
+    if record is None:
+        raise fail(f"customer {customer_id!r} not found")
+    console.print(render(record))
 
 
 @app.command("list")

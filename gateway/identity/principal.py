@@ -14,20 +14,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from gateway.identity.ownership import (
+    CONTROL_TOLERANCE_PERCENT,
+    Ownership,
+    controlled,
+    controlled_share,
+)
+
 CustomerKind = Literal["individual", "organization"]
 SanctionsStatus = Literal["clear", "potential_match", "confirmed_match"]
 CustomerStatus = Literal["active", "suspended"]
 
 US_PERSON_ATTRIBUTES = frozenset({"us_permanent_resident", "us_protected_individual"})
-CONTROL_TOLERANCE_PERCENT = 1e-9
 
-
-@dataclass(frozen=True, slots=True)
-class Ownership:
-    """One owner country of an organization and its share in percent (0-100)."""
-
-    country: str
-    percent: float
+__all__ = ["CONTROL_TOLERANCE_PERCENT", "Ownership", "Principal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,23 +65,20 @@ class Principal:
         """
         return "US" in self.citizenships or bool(self.attributes & US_PERSON_ATTRIBUTES)
 
-    def ownership_share_in(self, countries: Collection[str]) -> float:
-        """Total percent held by all owners from ``countries`` together."""
-        # A plain loop: evaluated per decision, over one to a few shares.
-        total = 0.0
-        for share in self.ownership:
-            if share.country in countries:
-                total += share.percent
-        return total
+    def ownership_share_in(
+        self, countries: Collection[str], threshold_percent: float = 50.0
+    ) -> float:
+        """Percent held by the owners of ``countries`` together: owners from
+        those countries, and owning entities that are themselves controlled
+        from them at ``threshold_percent`` (``gateway.identity.ownership``)."""
+        return controlled_share(self.ownership, countries, threshold_percent)
 
     def controlled_by(self, countries: Collection[str], threshold_percent: float) -> bool:
-        """Do owners from ``countries``, together, hold at least ``threshold_percent``?
+        """Do owners of ``countries``, together, hold at least ``threshold_percent``?
 
         Aggregated across the whole set, not per country: OFAC's 50% rule adds
         up the holdings of all blocked persons, so 30% CN + 25% HK is control
-        by a set containing both. Shares are given to a few decimals; the
-        tolerance keeps a binary float sum such as 33.3 + 16.7 from landing
-        just under a threshold it meets in decimal.
+        by a set containing both; and traced through owning entities, directly
+        or indirectly (``gateway.identity.ownership`` says how).
         """
-        share = self.ownership_share_in(countries)
-        return share > 0 and share >= threshold_percent - CONTROL_TOLERANCE_PERCENT
+        return controlled(self.ownership, countries, threshold_percent)

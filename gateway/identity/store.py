@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.identity.ownership import from_json as ownership_from_json
 from gateway.identity.principal import Ownership, Principal, SanctionsStatus
 from gateway.identity.tables import ApiKey
 from gateway.kyc.schemas import as_utc
@@ -37,7 +38,10 @@ def principal_from(
         citizenships=frozenset(customer.citizenships or ()),
         residence=customer.residence,
         incorporated_in=customer.incorporated_in,
-        ownership=tuple(Ownership(o.country, o.percent) for o in customer.ownership),
+        ownership=tuple(
+            Ownership(o.country, o.percent, o.name, ownership_from_json(o.owners))
+            for o in customer.ownership
+        ),
         kyc_level=customer.kyc_level,
         kyc_expires_at=None if customer.kyc_expires_at is None else as_utc(customer.kyc_expires_at),
         kyc_verified_at=(None if customer.kyc_verified_at is None

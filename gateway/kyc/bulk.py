@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import orjson
 from pydantic import ValidationError
 
-from gateway.kyc.schemas import CustomerCreate
+from gateway.kyc.schemas import CustomerCreate, validation_problems
 from gateway.kyc.vocabulary import Vocabulary, unknown_names
 
 
@@ -76,7 +76,4 @@ def read_import(lines: Iterable[str], vocab: Vocabulary | None) -> ImportFile:
 
 
 def _problems(exc: ValidationError) -> list[str]:
-    return [
-        f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}"
-        for err in exc.errors()
-    ]
+    return validation_problems(exc, "record")

@@ -12,6 +12,8 @@ naming the field).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -19,12 +21,15 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationError,
     model_validator,
 )
 
+from gateway.identity.ownership import MAX_DEPTH, MAX_ENTRIES
 from gateway.kyc.codes import country_code, place_code
 
 CustomerKind = Literal["individual", "organization"]
@@ -96,19 +101,73 @@ Words = Annotated[list[Word], Field(max_length=MAX_LIST_ITEMS), AfterValidator(_
 
 
 class OwnershipShare(BaseModel):
+    """A direct owner; an owning entity may give its ``name`` and its own
+    ``ownership`` (``gateway.identity.ownership``: the chain is traced).
+    Written out without ``name``/``ownership`` when it has none, so a flat
+    record reads exactly as it always did."""
+
     model_config = ConfigDict(extra="forbid")
 
     country: Country
     percent: float = Field(ge=0, le=100, allow_inf_nan=False)
+    name: NonBlank | None = Field(
+        default=None, min_length=1, max_length=512, exclude_if=lambda v: v is None
+    )
+    ownership: list[OwnershipShare] = Field(
+        default_factory=list, max_length=MAX_LIST_ITEMS, exclude_if=lambda v: not v
+    )
+
+
+_SUM_SLACK = 0.0001
+
+
+def _raw_bounds(value: Any) -> Any:
+    """Depth and size, checked on the raw input before it is parsed: a tree
+    deeper than ``MAX_DEPTH`` is refused with its path, not parsed level by level."""
+    if not isinstance(value, list):
+        return value  # pydantic says what is wrong with it
+    count = 0
+    stack: list[tuple[list[Any], str, int]] = [(value, "ownership", 1)]
+    while stack:
+        entries, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(
+                f"{path}: owners more than {MAX_DEPTH} levels deep "
+                f"(an ownership chain is traced at most {MAX_DEPTH} levels)"
+            )
+        count += len(entries)
+        if count > MAX_ENTRIES:
+            raise ValueError(f"more than {MAX_ENTRIES} owner entries at all levels together")
+        for i, entry in enumerate(entries):
+            inner = entry.get("ownership") if isinstance(entry, dict) else None
+            if isinstance(inner, list) and inner:
+                stack.append((inner, f"{path}[{i}].ownership", depth + 1))
+    return value
+
+
+def _tree_totals(shares: list[OwnershipShare], path: str = "ownership") -> None:
+    """Each entity's direct owners hold at most 100% (a small slack for decimals);
+    an owner of an owner holds a positive share (a 0% link carries nothing)."""
+    total = sum(s.percent for s in shares)
+    if total > 100 + _SUM_SLACK:
+        raise ValueError(f"{path}: percentages add up to {total:g}, more than 100")
+    for i, share in enumerate(shares):
+        where = f"{path}[{i}]"
+        if path != "ownership" and share.percent <= 0:
+            raise ValueError(f"{where}.percent: an owner's owner must hold more than 0 percent")
+        if share.ownership:
+            _tree_totals(share.ownership, f"{where}.ownership")
 
 
 def _ownership_total(shares: list[OwnershipShare] | None) -> None:
-    if shares and sum(s.percent for s in shares) > 100.0001:
-        raise ValueError("ownership percentages add up to more than 100")
+    if shares:
+        _tree_totals(shares)
 
 
 # Not deduplicated: shares of one country are separate holdings and add up.
-Owners = Annotated[list[OwnershipShare], Field(max_length=MAX_LIST_ITEMS)]
+Owners = Annotated[
+    list[OwnershipShare], BeforeValidator(_raw_bounds), Field(max_length=MAX_LIST_ITEMS)
+]
 
 
 class CustomerCreate(BaseModel):
@@ -226,3 +285,29 @@ class CustomerPage(BaseModel):
 class HistoryPage(BaseModel):
     items: list[HistoryOut]
     next_cursor: str | None
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """``("ownership", 0, "ownership", 1, "percent")`` as ``ownership[0].ownership[1].percent``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+_NAMED_PATH = re.compile(r"^(?:Value error, )?([a-z_]+(?:\[\d+\])*(?:\.[a-z_]+(?:\[\d+\])*)*): ")
+
+
+def validation_problems(exc: ValidationError, whole: str = "input") -> list[str]:
+    """``field: message`` per error, the field as ``field_path`` writes it. A
+    check of the ownership tree names the entry itself in its message
+    (``ownership[0].ownership: percentages add up to 110, ...``): said once."""
+    lines = []
+    for err in exc.errors():
+        path, msg = field_path(err["loc"]), err["msg"]
+        named = _NAMED_PATH.match(msg)
+        if named is not None and named.group(1).startswith(path):
+            lines.append(msg[named.start(1):])
+        else:
+            lines.append(f"{path or whole}: {msg}")
+    return lines

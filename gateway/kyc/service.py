@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.admin.auth import AdminActor
 from gateway.identity.admin_log import record_admin_action
 from gateway.identity.secrets import new_id
+from gateway.kyc.owner_screening import owner_names, screen_names
 from gateway.kyc.schemas import (
     CustomerCreate,
     CustomerOut,
@@ -57,7 +58,12 @@ def to_out(c: Customer) -> CustomerOut:
         citizenships=list(c.citizenships),
         residence=c.residence,
         incorporated_in=c.incorporated_in,
-        ownership=[OwnershipShare(country=o.country, percent=o.percent) for o in c.ownership],
+        ownership=[
+            OwnershipShare(
+                country=o.country, percent=o.percent, name=o.name, ownership=o.owners or []
+            )
+            for o in c.ownership
+        ],
         kyc_level=c.kyc_level,
         kyc_verified_at=_opt_utc(c.kyc_verified_at),
         kyc_expires_at=_opt_utc(c.kyc_expires_at),
@@ -74,6 +80,20 @@ def to_out(c: Customer) -> CustomerOut:
         created_at=as_utc(c.created_at),
         updated_at=as_utc(c.updated_at),
     )
+
+
+def ownership_rows(shares: list[OwnershipShare]) -> list[CustomerOwnership]:
+    """One row per direct owner; an owning entity's own owners go whole into
+    its row's JSON, as the API gives them (flat owners store no JSON)."""
+    return [
+        CustomerOwnership(
+            country=o.country,
+            percent=o.percent,
+            name=o.name,
+            owners=[sub.model_dump(mode="json") for sub in o.ownership] or None,
+        )
+        for o in shares
+    ]
 
 
 def snapshot(c: Customer) -> dict[str, Any]:
@@ -94,13 +114,13 @@ def _diff(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any
 def _screen(
     c: Customer, screener: Screener | None, now: datetime, warn_unscreened: bool = True
 ) -> None:
-    """Screen the current name. A hit escalates to potential_match; a miss never
+    """Screen the current names. A hit escalates to potential_match; a miss never
     de-escalates: only a compliance user clears a match (renaming does not)."""
     if screener is None:
         if warn_unscreened:
             log.warning("no sanctions list loaded: customer %s not screened", c.id)
         return
-    _apply_screening(c, screener.screen(c.name), now)
+    _apply_screening(c, screen_names(screener, c), now)
 
 
 def _apply_screening(
@@ -142,7 +162,8 @@ class RescreenOutcome:
 async def rescreen_customers(
     session: AsyncSession, screener: Screener, actor: AdminActor, now: datetime
 ) -> RescreenOutcome:
-    """Screen every customer's name against ``screener``'s list again.
+    """Screen every customer's name, and its owners' (``screen_names``),
+    against ``screener``'s list again.
 
     A name is screened when it is created or renamed; a list update that adds
     a party would otherwise leave that customer ``clear`` for good (screening
@@ -158,7 +179,7 @@ async def rescreen_customers(
     rows = (await session.execute(select(Customer).order_by(Customer.id))).scalars().all()
     held: list[Customer] = []
     for c in rows:
-        result = screener.screen(c.name)
+        result = screen_names(screener, c)
         escalates = (
             result.status == "potential_match"
             and c.sanctions_status == "clear"
@@ -254,7 +275,7 @@ async def create_customer(
         status=data.status,
         created_at=now,
         updated_at=now,
-        ownership=[CustomerOwnership(country=o.country, percent=o.percent) for o in data.ownership],
+        ownership=ownership_rows(data.ownership),
     )
     _screen(c, screener, now, warn_unscreened)
     session.add(c)
@@ -279,12 +300,14 @@ async def update_customer(
     before = snapshot(c)
     changes = patch.changes()
     renamed = "name" in changes and changes["name"] != c.name
+    names_before = owner_names(c)
     for field, value in changes.items():
         if field == "ownership":
-            c.ownership = [CustomerOwnership(country=o.country, percent=o.percent) for o in value]
+            c.ownership = ownership_rows(value)
         elif field != "sanctions_status":
             setattr(c, field, value)
-    if renamed:
+    # New owner names are screened as a new name of the customer's own is.
+    if renamed or not set(owner_names(c)) <= set(names_before):
         _screen(c, screener, now, warn_unscreened)
     # An explicit sanctions decision (compliance review) comes last and wins.
     if "sanctions_status" in changes:

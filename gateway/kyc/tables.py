@@ -49,7 +49,10 @@ class Customer(Base):
 
 
 class CustomerOwnership(Base):
-    """One owner country of an organization and its share (0-100)."""
+    """One direct owner of an organization: its country and share (0-100) and,
+    for an owning entity, its name and its own owners (a JSON tree of
+    ``{country, percent, name?, ownership?}``, validated by
+    ``gateway.kyc.schemas``: bounded in depth and size, read whole with its row)."""
 
     __tablename__ = "customer_ownership"
 
@@ -59,6 +62,8 @@ class CustomerOwnership(Base):
     )
     country: Mapped[str] = mapped_column(String(8))
     percent: Mapped[float] = mapped_column(Float)
+    name: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    owners: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
     customer: Mapped[Customer] = relationship(back_populates="ownership")
 

@@ -28,7 +28,13 @@ from gateway.policy.conditions import (
 from gateway.policy.decision import QuotaLimit
 from gateway.policy.facts import BodyFacts
 from gateway.policy.names import resolve_country_set
-from gateway.policy.ruleindex import CompiledRule, RuleIndex, RuleSet, rule_guard
+from gateway.policy.ruleindex import (
+    CompiledRule,
+    RuleIndex,
+    RuleSet,
+    rule_controllers,
+    rule_guard,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +201,7 @@ def compile_bundle(
                 mode=rule.mode,
                 exempts=frozenset(rule.exempts or ()),
                 cut=rule.in_flight == "cut",
+                controllers=rule_controllers(rule.when, bundle.country_groups),
             )
         )
 

@@ -9,7 +9,8 @@ capabilities, and a rule with its own ``prompt_matches`` sees an empty prompt.
 The proxy adds ``tier_demotion`` to the stored facts when the effective tier
 was not the assigned one (the engine's reason, e.g. ``KYC expired at …``): it
 explains the decision to a reader and is not an input, so ``from_replay``
-ignores it and a replay derives the tier again.
+ignores it and a replay derives the tier again; likewise ``ownership_control``
+(``gateway.policy.control``), the ownership chain that made a refusal.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from datetime import datetime
 from typing import Any, cast
 
 from gateway.geo.origin import Origin
-from gateway.identity.principal import Ownership, Principal
+from gateway.identity.ownership import from_json as ownership_from_json
+from gateway.identity.ownership import to_json as ownership_json
+from gateway.identity.principal import Principal
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 
 REPLAY_VERSION = 1
@@ -38,9 +41,9 @@ def replay_facts(principal: Principal, facts: RequestFacts) -> dict[str, Any]:
         "citizenships": sorted(principal.citizenships),
         "residence": principal.residence,
         "incorporated_in": principal.incorporated_in,
-        "ownership": [
-            {"country": o.country, "percent": o.percent} for o in principal.ownership
-        ],
+        # An entry is {country, percent} as ever; a name and owners of its own
+        # only when the record has them (chains), so flat records keep their bytes.
+        "ownership": ownership_json(principal.ownership),
         "kyc_level": principal.kyc_level,
         "kyc_expires_at": _iso(principal.kyc_expires_at),
         "kyc_verified_at": _iso(principal.kyc_verified_at),
@@ -109,9 +112,7 @@ def from_replay(d: dict[str, Any]) -> tuple[Principal, RequestFacts]:
         citizenships=frozenset(p.get("citizenships") or ()),
         residence=p.get("residence"),
         incorporated_in=p.get("incorporated_in"),
-        ownership=tuple(
-            Ownership(str(o["country"]), float(o["percent"])) for o in p.get("ownership") or ()
-        ),
+        ownership=ownership_from_json(p.get("ownership")),
         kyc_level=str(p.get("kyc_level") or "none"),
         kyc_expires_at=_dt(p.get("kyc_expires_at")),
         kyc_verified_at=_dt(p.get("kyc_verified_at")),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 
+from gateway.identity.ownership import owner_countries
 from gateway.policy import schema as s
 from gateway.policy.conditions import EvalContext, Predicate
 from gateway.policy.names import resolve_country_set
@@ -39,6 +40,9 @@ class CompiledRule:
     """For ``effect: exempt``: the deny rules it lifts when it matches."""
     cut: bool = False
     """``in_flight: cut``: streams in flight are ended when it starts to refuse them."""
+    controllers: frozenset[str] = frozenset()
+    """Countries its ``controlled_by_in`` conditions name (outside ``not``): what
+    a refusal by ownership is explained against (``gateway.policy.control``)."""
 
     def active(self, now: datetime) -> bool:
         """``from <= now < until``."""
@@ -130,11 +134,15 @@ class RuleIndex:
         by_controller = b.get("controller")
         if by_controller is not None and p.ownership:
             # Aggregate control by a set needs a positive share from at least
-            # one of its countries: look the rules up under every owner country
-            # (a country listed twice finds its rules twice; deduplicated below).
+            # one of its countries, at some level of the ownership chain: look
+            # the rules up under every owner country along a positive share (a
+            # country listed twice finds its rules twice; deduplicated below).
             for share in p.ownership:
                 if share.percent > 0:
                     found.extend(by_controller.get(share.country, ()))
+                    if share.ownership:  # a chain: the countries above it too
+                        for country in owner_countries(share.ownership):
+                            found.extend(by_controller.get(country, ()))
         if not found:
             return self.always
         unique = {r.index: r for r in (*self.always, *found)}
@@ -170,3 +178,14 @@ def rule_guard(
             keys = countries if kind in ("citizenship", "controller") else countries | regions
         return (kind, keys) if keys else None
     return None
+
+
+def rule_controllers(cond: s.Condition, groups: dict[str, s.CountryGroup]) -> frozenset[str]:
+    """The countries of every ``controlled_by_in`` in ``cond`` and its ``all``/``any``
+    (a ``not`` one refuses for the absence of control, which has no path to show)."""
+    found: set[str] = set()
+    if cond.controlled_by_in is not None:
+        found |= resolve_country_set(cond.controlled_by_in, groups)[0]
+    for sub in (*(cond.all_ or ()), *(cond.any_ or ())):
+        found |= rule_controllers(sub, groups)
+    return frozenset(found)

@@ -53,8 +53,18 @@ Code = Annotated[str, BeforeValidator(upper_code)]
 
 
 class OwnershipIn(_Strict):
+    """An owner as the customer record gives it: an owning entity may have a
+    ``name`` and its own ``ownership`` (traced, ``gateway.identity.ownership``)."""
+
     country: Code
     percent: float = Field(ge=0, le=100)
+    name: str | None = None
+    ownership: list[OwnershipIn] = Field(default_factory=list)
+
+    def owner(self) -> Ownership:
+        return Ownership(
+            self.country, self.percent, self.name, tuple(o.owner() for o in self.ownership)
+        )
 
 
 class PrincipalIn(_Strict):
@@ -81,7 +91,7 @@ class PrincipalIn(_Strict):
             citizenships=frozenset(self.citizenships),
             residence=self.residence,
             incorporated_in=self.incorporated_in,
-            ownership=tuple(Ownership(o.country, o.percent) for o in self.ownership),
+            ownership=tuple(o.owner() for o in self.ownership),
             kyc_level=self.kyc_level,
             kyc_expires_at=self.kyc_expires_at,
             kyc_verified_at=self.kyc_verified_at,

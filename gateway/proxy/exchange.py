@@ -17,6 +17,8 @@ from gateway.audit.record import DecisionRecord
 from gateway.geo.origin import Origin
 from gateway.identity.principal import Principal
 from gateway.policy.compiled import CompiledBundle
+from gateway.policy.control import FACTS_KEY as CONTROL_FACTS_KEY
+from gateway.policy.control import control_explanation
 from gateway.policy.decision import Decision
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.policy.replay import replay_facts
@@ -95,6 +97,10 @@ class Exchange:
                 # screening, missing attribute...): an auditor reading a deny
                 # at ``public`` learns it here rather than by re-deriving it.
                 facts["tier_demotion"] = decision.tier_demotion
+            if decision is not None and not decision.allowed:
+                chain = control_explanation(principal, decision, self.bundle)
+                if chain is not None:
+                    facts[CONTROL_FACTS_KEY] = chain
         if self.stored is not None:
             # The route is recorded by its template: the id and what was done
             # with it are here, for an auditor asking who fetched which output.

@@ -39,7 +39,7 @@ def test_customer_lifecycle(database: Path) -> None:
     assert database.exists() and "org1" in r.output
     assert runner.invoke(customers.app, ["add", "Again", "--id", "org1"]).exit_code == 1
     bad = runner.invoke(customers.app, ["add", "X", "--citizenship", "XX"])
-    assert bad.exit_code == 2 and "citizenships.0" in bad.output
+    assert bad.exit_code == 2 and "citizenships[0]" in bad.output
     assert runner.invoke(customers.app, ["add", "X", "--owner", "CN"]).exit_code == 2
 
     r = runner.invoke(customers.app, ["list"])
@@ -450,7 +450,7 @@ def test_customers_import_refuses_a_file_with_any_bad_line_writing_nothing(
     assert r.exit_code == 2, r.output
     out = " ".join(r.output.split())
     assert "line 2: not JSON" in out, out
-    assert "line 3: citizenships.0" in out, out
+    assert "line 3: citizenships[0]" in out, out
     assert "line 4: tier" in out and "platinum" in out, out
     assert "line 5: id 'ok1' is also on line 1" in out, out
     assert "line 6: not a JSON object" in out, out
@@ -480,3 +480,41 @@ def test_keys_create_with_a_scope_and_keys_list(monkeypatch: pytest.MonkeyPatch)
     table = runner.invoke(keys.app, ["list", "s1"])
     assert table.exit_code == 0 and "haiku-lite" in table.output and "ci" in table.output
     assert runner.invoke(keys.app, ["list", "nobody"]).exit_code == 1
+
+
+def test_customers_add_and_import_take_ownership_chains_and_name_the_bad_entry(
+    tmp_path: Path, database: Path
+) -> None:
+    lion = {"country": "SG", "percent": 60, "name": "Lion Holdings Pte",
+            "ownership": [{"country": "CN", "percent": 100}]}  # fmt: skip
+    add = ["add", "Merlion Pte", "--id", "sg1", "--kind", "organization"]
+    r = runner.invoke(customers.app, [*add, "--ownership", json.dumps([lion])])
+    assert r.exit_code == 0, r.output
+    assert "Lion Holdings Pte" in runner.invoke(customers.app, ["show", "sg1"]).output
+    bad = [{**lion, "ownership": [{"country": "CN", "percent": 70},
+                                  {"country": "CN", "percent": 140}]}]  # fmt: skip
+    r = runner.invoke(customers.app, ["add", "X", "--ownership", json.dumps(bad)])
+    assert r.exit_code == 2, r.output
+    assert "ownership[0].ownership[1].percent" in " ".join(r.output.split()), r.output
+    both = runner.invoke(customers.app, ["add", "X", "--owner", "CN:1", "--ownership", "[]"])
+    assert both.exit_code == 2, both.output
+    r = runner.invoke(customers.app, ["update", "sg1", "--ownership", json.dumps(bad)])
+    assert r.exit_code == 2, r.output
+    assert "ownership[0].ownership[1].percent" in " ".join(r.output.split()), r.output
+    r = runner.invoke(customers.app, ["update", "sg1", "--owner", "SG:100"])
+    assert r.exit_code == 0, r.output
+    assert "Lion" not in runner.invoke(customers.app, ["show", "sg1"]).output
+    assert runner.invoke(customers.app, ["update", "nope", "--owner", "SG:1"]).exit_code == 1
+
+    over = [{**lion, "ownership": [{"country": "CN", "percent": 70},
+                                   {"country": "CN", "percent": 40}]}]  # fmt: skip
+    file = _jsonl(tmp_path / "chains.jsonl", [
+        {"id": "ok2", "name": "Fine Co", "kind": "organization", "ownership": [lion]},
+        {"id": "b1", "name": "Over Co", "kind": "organization", "ownership": over},
+        {"id": "b2", "name": "Bad Co", "kind": "organization", "ownership": bad},
+    ])  # fmt: skip
+    r = runner.invoke(gateway_cli, ["customers", "import", str(file)])
+    assert r.exit_code == 2, r.output
+    out = " ".join(r.output.split())
+    assert "line 2: ownership[0].ownership: percentages add up to 110, more than 100" in out, out
+    assert "line 3: ownership[0].ownership[1].percent: Input should be less" in out, out

@@ -178,3 +178,38 @@ def test_concurrent_db_upgrades_on_postgres_all_succeed(postgres: PostgresServer
     assert [code for code, _ in outputs] == [0, 0, 0], outputs
     head = migrate.head_revision()
     assert all(f"database at revision {head}" in out for _, out in outputs), outputs
+
+
+async def test_flat_owners_stored_before_chains_read_as_before(settings: Settings) -> None:
+    """Rows written before ``b4c8e2f1a6d9`` (no name, no owners) are flat
+    owners after it, and a downgrade drops the chain columns cleanly."""
+    from gateway.identity.ownership import Ownership
+    from gateway.identity.store import load_customer
+    from gateway.kyc.service import to_out
+    from gateway.kyc.tables import CustomerOwnership
+
+    engine = create_engine(settings)
+    try:
+        await _upgrade_to(engine, "b4c2e8f1a3d7")
+        now = datetime.now(UTC)
+        async with engine.begin() as conn:
+            await conn.execute(Customer.__table__.insert().values(
+                id="flat1", name="Harbor Ltd", kind="organization", citizenships=[],
+                kyc_level="kyb_verified", tier="enterprise", attributes=[],
+                sanctions_status="clear", status="active", created_at=now, updated_at=now,
+            ))  # fmt: skip
+            columns = CustomerOwnership.__table__.c
+            await conn.execute(CustomerOwnership.__table__.insert().values(
+                {columns.customer_id: "flat1", columns.country: "CN", columns.percent: 60.0}
+            ))  # fmt: skip
+        await migrate.upgrade(engine)
+        async with session_factory(engine)() as session:
+            p = await load_customer(session, "flat1")
+            assert p is not None and p.ownership == (Ownership("CN", 60.0),)
+            assert p.controlled_by({"CN"}, 50.0)
+            out = to_out(await session.get_one(Customer, "flat1"))
+            assert out.model_dump(mode="json")["ownership"] == [{"country": "CN", "percent": 60.0}]
+        await _downgrade_to(engine, "b4c2e8f1a3d7")
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()

@@ -148,3 +148,32 @@ def test_policy_tests_classify_the_bound_the_proxy_forwards(tmp_path: Path) -> N
         ("a bound the client names is the one classified", True, ""),
         ("an embedding generates nothing and gets no bound", True, ""),
     ]
+
+
+CHAIN_TYPOS = """\
+cases:
+  - name: typos inside an ownership chain
+    principal:
+      kind: organization
+      ownership:
+        - country: SG
+          percent: 60
+          name: Lion Holdings Pte
+          ownership: [{country: QQ, percent: 70}, {country: CN, percent: 40}]
+    request: {model: haiku-lite, origin: SG}
+    expect: {decision: allow}
+"""
+
+
+def test_an_ownership_chain_is_checked_at_every_level(tmp_path: Path) -> None:
+    bundle = _bundle(tmp_path, "chains.yaml", CHAIN_TYPOS)
+    result = runner.invoke(app, ["policy", "test", str(bundle)])
+    out = result.output
+    assert result.exit_code == 1, out
+    for line in (
+        "tests/chains.yaml:9 cases[0].principal.ownership[0].ownership[0].country\n"
+        "     invalid ISO 3166-1 alpha-2 country code 'QQ'",
+        "cases[0].principal.ownership[0].ownership\n"
+        "     ownership percentages add up to more than 100",
+    ):
+        assert line in out, (line, out)

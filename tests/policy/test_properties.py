@@ -54,6 +54,18 @@ rules = st.lists(
     min_size=1,
     max_size=6,
 )
+# Owners with owners of their own (chains): the rule index must find a
+# controlled_by_in rule whichever level the controlling country sits at.
+owners = st.recursive(
+    st.builds(Ownership, st.sampled_from(COUNTRIES), st.floats(0, 100)),
+    lambda inner: st.builds(
+        lambda c, p, subs: Ownership(c, p, "Parent Co", tuple(subs)),
+        st.sampled_from(COUNTRIES),
+        st.floats(0, 100),
+        st.lists(inner, min_size=1, max_size=2),
+    ),
+    max_leaves=5,
+)
 principals = st.builds(
     lambda tier, level, cits, res, owners: Principal(
         customer_id="c",
@@ -61,13 +73,13 @@ principals = st.builds(
         kyc_level=level,
         citizenships=frozenset(cits),
         residence=res,
-        ownership=tuple(Ownership(c, p) for c, p in owners),
+        ownership=tuple(owners),
     ),
     st.sampled_from(TIERS),
     st.sampled_from(LEVELS),
     st.sets(st.sampled_from(COUNTRIES), max_size=2),
     st.one_of(st.none(), st.sampled_from([*COUNTRIES, "UA-43"])),
-    st.lists(st.tuples(st.sampled_from(COUNTRIES), st.floats(0, 100)), max_size=3),
+    st.lists(owners, max_size=3),
 )
 requests = st.builds(
     lambda model, country, caps, tools, mt: RequestFacts(
