@@ -81,15 +81,16 @@ class UnsharedPeerWatch:
             return self.peers  # this writer holds no chain now: it cannot tell its own apart
         async with self._engine.connect() as conn:
             live = await live_chains(conn, self._clock(), self._lease_s)
-        self.peers = [chain for chain in live if chain != own]
-        UNSHARED_PEERS.set(len(self.peers))
-        if self.peers:
+        peers = [chain for chain in live if chain != own]
+        if peers:  # logged before it shows anywhere else, so the log never lags the gauge
             log.error(
                 "%d other gateway process(es) serve this database (audit chains %s) and "
                 "GATEWAY_REDIS_URL is not set: each process keeps its own quota counters, so "
                 "a customer gets up to %d times its requests_per_minute, tokens and "
                 "concurrent_streams. Set GATEWAY_REDIS_URL (one Redis for every replica), "
                 "or run a single gateway process",
-                len(self.peers), ", ".join(self.peers), len(self.peers) + 1,
+                len(peers), ", ".join(peers), len(peers) + 1,
             )  # fmt: skip
-        return self.peers
+        UNSHARED_PEERS.set(len(peers))
+        self.peers = peers
+        return peers

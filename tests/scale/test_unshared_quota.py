@@ -20,7 +20,8 @@ from tests.support.processes import GatewayConfig, Proc, start_gateway
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
 CHECK_S = 1.0
 """GATEWAY_QUOTA_PEER_CHECK_SECONDS here (30 by default); the first check is at most this late."""
-BOUND_S = 3 * CHECK_S
+BOUND_S = 10 * CHECK_S
+"""Generous for a loaded machine: a pass takes about one interval."""
 
 
 def _readyz(replica: Proc) -> tuple[int, dict[str, Any]]:
