@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from gateway.admin.customers import SCREENER_KEY
 from gateway.admin.routers import include_admin_routers
-from gateway.audit.writer import build_audit_writer
+from gateway.audit.writer import LEASE_SECONDS, build_audit_writer
 from gateway.db.session import create_engine, session_factory
 from gateway.db.startup import prepare_for_serving
 from gateway.geo.locate import build_locator
@@ -46,6 +46,7 @@ from gateway.proxy.routes import ProxyRoutes
 from gateway.proxy.stored_state import ResponseOwners
 from gateway.proxy.upstream import UpstreamClient
 from gateway.quota.meter import build_meter
+from gateway.quota.peers import PEERS_KEY, UnsharedPeerWatch
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.stages import AuditUnavailable
@@ -166,6 +167,14 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             watch = CounterResetWatch(meter.store, on_counters_lost)
             await watch.start()
             stack.push_async_callback(watch.stop)
+        else:
+            # In-process counters: another gateway on this database would
+            # admit the same customers' full limits again. Say so, loudly.
+            peers = UnsharedPeerWatch(engine, lambda: audit.node_id, utc_now,
+                                      settings.quota_peer_check_seconds, LEASE_SECONDS)
+            await peers.start()
+            stack.push_async_callback(peers.stop)
+            extras[PEERS_KEY] = peers
 
         upstream = UpstreamClient(settings)
         await upstream.start()

@@ -14,6 +14,10 @@ other model down with that one; its own requests get a 502 (recorded), and
 this answer and ``gateway_upstream_errors_total`` show where. Without a
 default upstream, the models' upstreams are what readiness needs. All are
 probed at once, so readyz takes one probe's time (at most 2 s).
+
+Without Redis, ``checks.quota_counters_shared`` is false and
+``quota_unshared_peers`` counts the other gateway processes on this database
+(``gateway.quota.peers``): information, not readiness.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from sqlalchemy import text
 
 from gateway.deps import ServicesDep
 from gateway.proxy.upstream import shown_url
+from gateway.quota.peers import PEERS_KEY, UnsharedPeerWatch
 from gateway.services import Services
 
 router = APIRouter()
@@ -81,6 +86,12 @@ async def readyz(services: ServicesDep) -> Response:
     failing = getattr(services.audit, "commit_failing", None)
     audit = not (failing is not None and failing())
     checks["audit"] = audit
+    # Information, not readiness: other gateways on this database with
+    # in-process quota counters (gateway.quota.peers). Failing readiness
+    # for it would take every replica out at once.
+    watch: UnsharedPeerWatch | None = services.extras.get(PEERS_KEY)
+    unshared_peers = 0 if watch is None else len(watch.peers)
+    checks["quota_counters_shared"] = unshared_peers == 0
     ready = database and audit and quota and upstream and not services.draining
     shown: dict[str, bool] = {}
     for url, ok in zip(urls, reachable, strict=True):
@@ -88,7 +99,8 @@ async def readyz(services: ServicesDep) -> Response:
         shown[shown_url(url)] = shown.get(shown_url(url), True) and ok
     # A plain Response: FastAPI deprecated ORJSONResponse and warned on
     # every worker's first probe.
-    body = {"ready": ready, "checks": checks, "upstreams": shown, "policy_version": bundle.version}
+    body = {"ready": ready, "checks": checks, "upstreams": shown,
+            "policy_version": bundle.version, "quota_unshared_peers": unshared_peers}
     return Response(
         orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json"
     )

@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     # the bound on how long a change made anywhere (CLI included) takes to be in
     # force here. 0 turns the feed off (the cache TTL is then the bound).
     change_poll_seconds: float = Field(default=1.0, ge=0, le=MAX_STALENESS_SECONDS)
+    # Without Redis: how often each process looks for other gateways serving
+    # the same database (gateway.quota.peers), whose quota counters are not
+    # shared with its own. Off the hot path; one small query.
+    quota_peer_check_seconds: float = Field(default=30.0, gt=0, le=MAX_STALENESS_SECONDS)
     # PostgreSQL: how long connecting, and (in the serving process) any one
     # statement, may take. A server that stops answering without closing its
     # connections (a network partition, a frozen host) would otherwise hold

@@ -76,6 +76,18 @@ def _claimable(row: Row[tuple[object, ...]], owner: str, now: datetime, lease_s:
     return False
 
 
+async def live_chains(conn: AsyncConnection, now: datetime, lease_s: float) -> list[str]:
+    """Chains held now by a live writer: the ones a claim would skip.
+
+    Read only (a handful of rows: one per writer ever started). A lease left
+    by a crashed process on this host is not live, as for a claim.
+    """
+    query = select(audit_nodes).where(audit_nodes.c.owner.is_not(None))
+    rows = (await conn.execute(query)).all()
+    here = f"{socket.gethostname()}:"  # _claimable reads only the host of its ``owner``
+    return sorted(str(row.node_id) for row in rows if not _claimable(row, here, now, lease_s))
+
+
 async def stored_tail(conn: AsyncConnection, node_id: str) -> tuple[int, str] | None:
     row = (
         await conn.execute(

@@ -132,6 +132,24 @@ def _preflight(settings: Settings) -> str | None:
     return None
 
 
+def unshared_quota_problem(settings: Settings, workers: int) -> str | None:
+    """Why ``--workers N`` cannot run on these settings, or None.
+
+    Without GATEWAY_REDIS_URL the quota counters live in each process
+    (``gateway.quota.memory``), and the kernel spreads a customer's
+    connections over the workers: each worker would admit the full limit, so
+    the customer would get N times its quotas, silently. Quotas are the
+    defence against distillation at volume, so this is refused, not warned.
+    ``--demo`` is no exception: it is one worker by default.
+    """
+    if workers <= 1 or settings.redis_url:
+        return None
+    return (f"--workers {workers} without GATEWAY_REDIS_URL: each worker would keep its own "
+            f"quota counters, so every customer would get up to {workers} times its "
+            "requests_per_minute, tokens and concurrent_streams. Set GATEWAY_REDIS_URL "
+            "(one Redis shared by every worker and replica), or run one worker (--workers 1).")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
@@ -171,6 +189,10 @@ def register(app: typer.Typer) -> None:
         except SanctionsListError as exc:
             console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(2) from None
+        unshared = unshared_quota_problem(settings, workers)
+        if unshared is not None:
+            console.print(f"[red]{escape(unshared)}[/red]")
+            raise typer.Exit(2)
         try:
             # Once here, before any worker starts, so N workers never race to
             # migrate the same file; the workers' lifespans then skip it.

@@ -26,6 +26,7 @@ from tests.ops.test_workers import _workers
 from tests.support import chaos
 from tests.support.postgres_server import PostgresServer, migrated_database
 from tests.support.processes import REPO, Admin, GatewayConfig, Proc, start_gateway
+from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -49,14 +50,16 @@ def _clear(standin: Proc) -> None:
 
 
 def test_a_worker_killed_under_load_loses_no_acknowledged_decision(
-    tmp_path: Path, standin: Proc
+    tmp_path: Path, standin: Proc, redis: RedisServer
 ) -> None:
     """SIGKILL of one of two workers under 16 clients: the supervisor replaces
     it, its clients' cut connections are the only casualties, and nothing it
     acknowledged or forwarded is missing. (Held when the drill first ran: kept
     as the regression test of the central promise on SQLite.)"""
     _clear(standin)
-    env = {**TRUSTED, "GATEWAY_POLICY_DIR": str(_unlimited_policies(tmp_path))}
+    # Two workers share their quota counters in Redis (or `serve` refuses to start).
+    env = {**TRUSTED, "GATEWAY_POLICY_DIR": str(_unlimited_policies(tmp_path)),
+           "GATEWAY_REDIS_URL": redis.url}
     cfg = GatewayConfig(tmp=tmp_path, upstream_url=standin.url, env=env, workers=2)
     gateway = start_gateway(cfg)
     try:

@@ -21,19 +21,26 @@ import pytest
 from tests.ops.helpers import TRUSTED, US_ENTERPRISE, chat
 from tests.ops.test_workers import EXTRA_RULE, _workers
 from tests.support.processes import REPO, Admin, GatewayConfig, Proc, start_gateway
+from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sighup_reloads_the_policy_in_every_worker(
-    tmp_path: Path, standin: Proc, workers: int
+    tmp_path: Path, standin: Proc, workers: int, redis: RedisServer
 ) -> None:
     policies = tmp_path / "policies"
     shutil.copytree(REPO / "policies", policies)
-    # No file watch and no bus: only the signal can bring the edit in.
+    # No file watch and no change feed: only the signal can bring the edit in.
+    # Two workers need Redis for their quota counters, which brings the bus: a
+    # worker's reload is announced there too, so under two workers this shows
+    # the signal reloads in place (same pids) rather than that each worker
+    # caught it; one worker has no bus and shows the signal alone.
     env = {**TRUSTED, "GATEWAY_POLICY_DIR": str(policies), "GATEWAY_POLICY_WATCH": "false",
            "GATEWAY_CHANGE_POLL_SECONDS": "0"}  # fmt: skip
+    if workers > 1:
+        env["GATEWAY_REDIS_URL"] = redis.url
     gateway = start_gateway(
         GatewayConfig(tmp=tmp_path, upstream_url=standin.url, env=env, workers=workers)
     )

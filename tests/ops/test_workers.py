@@ -1,5 +1,7 @@
 """``gateway serve --workers 2``: one metrics view over both workers, one
-audit chain per worker, and SIGTERM still exits 0."""
+audit chain per worker, and SIGTERM still exits 0. Several workers need
+Redis for their quota counters (``tests/ops/test_quota_shared.py``), so every
+test here that starts two gives them the session's."""
 
 from __future__ import annotations
 
@@ -26,14 +28,16 @@ from tests.support.processes import (
     gateway_env,
     start_gateway,
 )
+from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_two_workers_share_metrics_and_keep_their_own_chains(
-    tmp_path: Path, standin: Proc
+    tmp_path: Path, standin: Proc, redis: RedisServer
 ) -> None:
-    env = {**TRUSTED, "GATEWAY_SHUTDOWN_DRAIN_SECONDS": "0", "GATEWAY_NODE_ID": "replica-a"}
+    env = {**TRUSTED, "GATEWAY_SHUTDOWN_DRAIN_SECONDS": "0", "GATEWAY_NODE_ID": "replica-a",
+           "GATEWAY_REDIS_URL": redis.url}
     cfg = GatewayConfig(tmp=tmp_path, upstream_url=standin.url, env=env, workers=2)
     gateway = start_gateway(cfg)
     try:
@@ -67,23 +71,27 @@ EXTRA_RULE = """
 """
 
 
-def test_changes_reach_every_worker_within_a_second(tmp_path: Path, standin: Proc) -> None:
-    """Two workers on SQLite, no Redis, no policy file watch: no bus connects
-    the workers, the CLI tells no one, and a reload through the admin API
-    reaches one worker. Both workers cache keys for 30 s; the change feed
-    (each worker reads ``admin_actions`` every second) is what makes a key
-    revoked with the CLI, and a policy reloaded through one worker, hold on both."""
+def test_changes_reach_every_process_within_a_second(tmp_path: Path, standin: Proc) -> None:
+    """Two gateways on one SQLite file, no Redis, no policy file watch: no bus
+    connects them, the CLI tells no one, and a reload through the admin API
+    reaches one of them. (Two workers of one ``serve`` need Redis now, which
+    brings a bus; two processes are what still runs without one.) Both cache
+    keys for 30 s; the change feed (each process reads ``admin_actions`` every
+    second) is what makes a key revoked with the CLI, and a policy reloaded
+    through one process, hold on both."""
     policies = tmp_path / "policies"
     shutil.copytree(REPO / "policies", policies)
     env = {**TRUSTED, "GATEWAY_SHUTDOWN_DRAIN_SECONDS": "0", "GATEWAY_POLICY_DIR": str(policies),
            "GATEWAY_POLICY_WATCH": "false"}
-    cfg = GatewayConfig(tmp=tmp_path, upstream_url=standin.url, env=env, workers=2)
-    gateway = start_gateway(cfg)
+    cfg = GatewayConfig(tmp=tmp_path, upstream_url=standin.url, env=env)
+    gateways = [start_gateway(cfg)]
     try:
-        admin = Admin(gateway.url)
+        gateways.append(start_gateway(cfg))
+        urls = [g.url for g in gateways] * 15
+        admin = Admin(gateways[0].url)
         key = admin.customer_with_key(**US_ENTERPRISE)
-        # Each call is a new connection, so both workers serve (and cache) the key.
-        assert all(chat(gateway.url, key).status_code == 200 for _ in range(30))
+        # Both processes serve (and cache) the key.
+        assert all(chat(url, key).status_code == 200 for url in urls)
         revoke = subprocess.run(
             [sys.executable, "-m", "gateway.cli.main", "keys", "revoke", key.split("_")[1]],
             env={"GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
@@ -92,17 +100,17 @@ def test_changes_reach_every_worker_within_a_second(tmp_path: Path, standin: Pro
         )  # fmt: skip
         assert revoke.returncode == 0, revoke.stdout + revoke.stderr
         time.sleep(1.5)  # one poll interval (1 s), and the poll itself
-        statuses = [chat(gateway.url, key).status_code for _ in range(30)]
+        statuses = [chat(url, key).status_code for url in urls]
         assert statuses == [401] * 30, statuses
 
         target = admin.customer_with_key(**{**US_ENTERPRISE, "id": "cus_workers_policy"})
-        assert all(chat(gateway.url, target).status_code == 200 for _ in range(30))
+        assert all(chat(url, target).status_code == 200 for url in urls)
         rules = policies / "rules.yaml"
         rules.write_text(rules.read_text().rstrip("\n") + "\n" + EXTRA_RULE)
         reload = admin.http.post("/admin/v1/policy/reload")
         assert reload.status_code == 200, reload.text
         time.sleep(1.5)
-        answers = [chat(gateway.url, target) for _ in range(30)]
+        answers = [chat(url, target) for url in urls]
         assert [a.status_code for a in answers] == [403] * 30
         assert {a.headers["x-gateway-policy-version"] for a in answers} == {
             reload.json()["version"]
@@ -114,7 +122,8 @@ def test_changes_reach_every_worker_within_a_second(tmp_path: Path, standin: Pro
         assert entry["after"] == {"version": reload.json()["version"]}
         assert entry["before"]["version"] != entry["after"]["version"]
     finally:
-        assert gateway.stop() == 0, gateway.output()[-2000:]
+        for gateway in gateways:
+            assert gateway.stop() == 0, gateway.output()[-2000:]
 
 
 # Libraries a serving worker must not import up front (memory per worker):
@@ -150,7 +159,9 @@ def test_the_serving_process_does_not_carry_the_cli(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_worker_that_cannot_start_stops_serve_with_exit_3(tmp_path: Path, workers: int) -> None:
+def test_a_worker_that_cannot_start_stops_serve_with_exit_3(
+    tmp_path: Path, workers: int, redis: RedisServer
+) -> None:
     """A start-up failure the pre-flight does not look for: the generated
     audit signing key beside the database is corrupt (the pre-flight checks an
     operator-given GATEWAY_AUDIT_SIGNING_KEY, and each worker loads the
@@ -158,7 +169,8 @@ def test_a_worker_that_cannot_start_stops_serve_with_exit_3(tmp_path: Path, work
     end, exit 3 (uvicorn's start-up failure code), and leave the worker's
     error on stderr, not exit 0 or restart it forever."""
     (tmp_path / KEY_FILE_NAME).write_text("not a PEM key\n")
-    cfg = GatewayConfig(tmp=tmp_path, upstream_url="http://127.0.0.1:9")
+    cfg = GatewayConfig(tmp=tmp_path, upstream_url="http://127.0.0.1:9",
+                        env={"GATEWAY_REDIS_URL": redis.url})  # fmt: skip
     cmd = [sys.executable, "-m", "gateway.cli.main", "serve", "--port", str(free_port()),
            "--workers", str(workers)]  # fmt: skip
     started = time.monotonic()
@@ -188,10 +200,13 @@ def test_a_bundle_that_does_not_validate_is_refused_before_any_worker_starts(
     assert "Traceback" not in output
 
 
-def test_a_worker_that_dies_after_start_up_is_replaced(tmp_path: Path, standin: Proc) -> None:
+def test_a_worker_that_dies_after_start_up_is_replaced(
+    tmp_path: Path, standin: Proc, redis: RedisServer
+) -> None:
     """Only a failed start-up stops the supervisor: a serving worker killed
     later is replaced, the gateway keeps serving, and SIGTERM still exits 0."""
-    cfg = GatewayConfig(tmp=tmp_path, upstream_url=standin.url, env=dict(TRUSTED), workers=2)
+    env = {**TRUSTED, "GATEWAY_REDIS_URL": redis.url}
+    cfg = GatewayConfig(tmp=tmp_path, upstream_url=standin.url, env=env, workers=2)
     gateway = start_gateway(cfg)
     try:
         supervisor = psutil.Process(gateway.proc.pid)
