@@ -276,3 +276,38 @@ def test_anthropic_clients_are_unaffected(gateway: Proc, admin: Admin) -> None:
     assert answer.content[0].type == "text"
     with pytest.raises(anthropic.NotFoundError):
         claude.models.retrieve("haiku-lite")  # a route not served, in Anthropic's shape
+
+
+def test_a_background_stream_cut_after_its_first_event_is_charged_what_it_used(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """A background create that streams goes on upstream when its client hangs
+    up: the client retrieves the whole response afterwards. Cut after
+    ``response.created``, the create is charged its reservation; the first
+    retrieval showing the usage charges the rest, as for a ``queued`` create,
+    or hanging up at once would be a way to pay the reservation only."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle)
+    (bundle / "quotas.yaml").write_text(QUOTAS.replace("1000", "5000"))
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(bundle)})
+    owner = client(gateway, Admin(gateway.url).customer_with_key(**US_ENTERPRISE),
+                   **{"x-standin-output-tokens": "1995", "x-standin-background-ms": "0",
+                      "x-standin-interval-ms": "300"})
+    with owner.responses.create(model="haiku-lite", input="go", background=True,
+                                max_output_tokens=300, stream=True) as stream:
+        response_id = next(iter(stream)).response.id  # type: ignore[union-attr]
+    # The cut create is settled at its reservation; the retrievals then show
+    # the 2000 tokens the response used, charged once.
+    deadline = time.monotonic() + 5
+    while True:
+        again = owner.responses.with_raw_response.retrieve(response_id)
+        remaining = int(again.headers["x-ratelimit-remaining-tokens"])
+        if remaining == 5000 - 2000 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert again.parse().usage.total_tokens == 2000  # type: ignore[union-attr]
+    assert remaining == 5000 - 2000, remaining
+    time.sleep(0.3)
+    for _ in range(3):
+        again = owner.responses.with_raw_response.retrieve(response_id)
+        assert int(again.headers["x-ratelimit-remaining-tokens"]) == 5000 - 2000
