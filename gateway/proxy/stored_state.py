@@ -153,19 +153,18 @@ class ResponseOwners:
                 charged = await session.scalar(
                     select(StoredResponseOwner.unsettled_tokens).where(row)
                 )
-                if charged is None:
-                    return None
-                claimed = await session.execute(
+                claimed = None if charged is None else await session.execute(
                     update(StoredResponseOwner)
                     .where(row, StoredResponseOwner.unsettled_tokens == charged)
                     .values(unsettled_tokens=None)
                 )
                 await session.commit()
         except (SQLAlchemyError, OSError) as exc:
+            # Nothing was settled: the cache keeps the charge, so the next
+            # retrieval here tries again rather than skipping the round trip.
             raise OwnersUnavailable(f"cannot settle {response_id}: {exc}") from exc
-        finally:
-            if known is not None:
-                self._remember(response_id, known._replace(unsettled_tokens=None))
+        if known is not None:
+            self._remember(response_id, known._replace(unsettled_tokens=None))
         return charged if getattr(claimed, "rowcount", 0) == 1 else None
 
     async def leave_unsettled(self, response_id: str, charged: int) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.proxy.errors import ProxyError
 from gateway.proxy.stored_state import (
+    OwnersUnavailable,
     ResponseBinding,
     ResponseOwners,
     StreamedResponseId,
@@ -109,3 +110,23 @@ async def test_a_cut_streams_charge_is_left_for_one_retrieval_to_settle(db: Db) 
     await here.bind("resp_bg", "alice", "haiku-lite", unsettled_tokens=50)
     await there.leave_unsettled("resp_bg", 999)
     assert await ResponseOwners(db.sessions, now).claim_unsettled("resp_bg") == 50
+
+
+async def test_a_claim_the_database_could_not_answer_is_tried_again(db: Db) -> None:
+    """A claim that failed (the database unreachable for a moment) settled
+    nothing: the next retrieval in the same process must try again, not take
+    its own cache's word that the charge was settled."""
+    down = False
+
+    def sessions() -> object:
+        if down:
+            raise OSError("database unreachable")
+        return db.sessions()
+
+    here = ResponseOwners(sessions, now)  # type: ignore[arg-type]
+    await here.bind("resp_bg", "alice", "haiku-lite", unsettled_tokens=301)
+    down = True
+    with pytest.raises(OwnersUnavailable):
+        await here.claim_unsettled("resp_bg")
+    down = False
+    assert await here.claim_unsettled("resp_bg") == 301
