@@ -161,6 +161,10 @@ def _ownership(owners: list[str] | None, as_json: str | None) -> Any:
         return json.loads(as_json)
     except ValueError as exc:
         raise typer.BadParameter(f"--ownership is not JSON ({exc})") from exc
+    except RecursionError:
+        # json.loads recurses per level; no record nests this deep (a chain is
+        # at most 8 levels), and a traceback is not a usage error.
+        raise typer.BadParameter("--ownership is JSON nested too deep to read") from None
 
 
 def render(record: CustomerOut) -> Table:

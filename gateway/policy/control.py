@@ -35,14 +35,18 @@ def control_explanation(
     threshold = bundle.control_threshold_percent
     explained: dict[str, Any] = {}
     for rule in bundle.rules:
-        if rule.id not in deciding or not rule.controllers:
+        if rule.id not in deciding:
             continue
-        share = controlled_share(principal.ownership, rule.controllers, threshold)
-        if not reaches(share, threshold):
-            continue  # refused for another of its conditions: nothing to trace
-        explained[rule.id] = {
-            "share_percent": share,
-            "threshold_percent": threshold,
-            "paths": control_paths(principal.ownership, rule.controllers, threshold),
-        }
+        # Each condition's set apart, as the engine tests it (two sets are
+        # never added together): the first one that holds is the explanation.
+        for countries in rule.controllers:
+            share = controlled_share(principal.ownership, countries, threshold)
+            if reaches(share, threshold):
+                explained[rule.id] = {
+                    "share_percent": share,
+                    "threshold_percent": threshold,
+                    "paths": control_paths(principal.ownership, countries, threshold),
+                }
+                break
+        # None held: refused for another of its conditions, nothing to trace.
     return explained or None

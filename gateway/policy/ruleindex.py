@@ -40,9 +40,11 @@ class CompiledRule:
     """For ``effect: exempt``: the deny rules it lifts when it matches."""
     cut: bool = False
     """``in_flight: cut``: streams in flight are ended when it starts to refuse them."""
-    controllers: frozenset[str] = frozenset()
-    """Countries its ``controlled_by_in`` conditions name (outside ``not``): what
-    a refusal by ownership is explained against (``gateway.policy.control``)."""
+    controllers: tuple[frozenset[str], ...] = ()
+    """The country set of each of its ``controlled_by_in`` conditions (outside
+    ``not``), one per condition: what a refusal by ownership is explained
+    against (``gateway.policy.control``). Kept apart, as the engine tests them:
+    30% from one set and 30% from another is control by neither."""
 
     def active(self, now: datetime) -> bool:
         """``from <= now < until``."""
@@ -180,12 +182,14 @@ def rule_guard(
     return None
 
 
-def rule_controllers(cond: s.Condition, groups: dict[str, s.CountryGroup]) -> frozenset[str]:
-    """The countries of every ``controlled_by_in`` in ``cond`` and its ``all``/``any``
-    (a ``not`` one refuses for the absence of control, which has no path to show)."""
-    found: set[str] = set()
+def rule_controllers(
+    cond: s.Condition, groups: dict[str, s.CountryGroup]
+) -> tuple[frozenset[str], ...]:
+    """The country set of every ``controlled_by_in`` in ``cond`` and its ``all``/``any``,
+    each apart (a ``not`` one refuses for the absence of control, which has no path to show)."""
+    found: list[frozenset[str]] = []
     if cond.controlled_by_in is not None:
-        found |= resolve_country_set(cond.controlled_by_in, groups)[0]
+        found.append(resolve_country_set(cond.controlled_by_in, groups)[0])
     for sub in (*(cond.all_ or ()), *(cond.any_ or ())):
-        found |= rule_controllers(sub, groups)
-    return frozenset(found)
+        found.extend(rule_controllers(sub, groups))
+    return tuple(found)

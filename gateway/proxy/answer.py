@@ -31,13 +31,15 @@ MAX_USAGE_SCAN = 4 * 1024 * 1024
 class Outcome:
     """What the forwarder learns about one upstream call, for settlement and the record."""
 
-    __slots__ = ("bytes_out", "error", "status", "usage")
+    __slots__ = ("bytes_out", "error", "status", "streamed_response_id", "usage")
 
     def __init__(self) -> None:
         self.status: int | None = None
         self.usage: Usage | None = None
         self.bytes_out = 0
         self.error: str | None = None
+        self.streamed_response_id: str | None = None
+        """A Responses API stream's id, bound to its caller (``stored_state``)."""
 
 
 async def relay_answer(

@@ -265,6 +265,8 @@ class Forwarder:
             # usage seen so far is part of what ``_settle`` charges.
             outcome.usage = tap.usage if tap.seen else None
             outcome.error = outcome.error or tap.error
+            if binding is not None:
+                outcome.streamed_response_id = binding.streamed_id
         if withheld:
             outcome.error = "response_owner_unrecorded"
         if cut is not None:
@@ -330,6 +332,21 @@ class Forwarder:
             return None
         return Usage(0, shown.total - charged)
 
+    async def _leave_unsettled(self, ex: Exchange, response_id: str, charged: Usage) -> None:
+        """A Responses stream cut short (client gone, upstream broke) is charged
+        ``charged``, at least its reservation, not the usage its last event
+        would have shown. In background mode the upstream goes on without the
+        client, who retrieves the whole response later: that retrieval settles
+        the rest (``_late_charge``), or hanging up after the first event would
+        make the context a ``previous_response_id`` pulls in free."""
+        owners = self.services.response_owners
+        if owners is None or charged.total is None:
+            return
+        try:
+            await owners.leave_unsettled(response_id, charged.total)
+        except StageUnavailable as exc:
+            log.error("%s; %s keeps its stream's charge", exc, ex.id)
+
     async def _settle(self, ex: Exchange, outcome: Outcome) -> None:
         services = self.services
         if ex.stored is not None:
@@ -352,6 +369,8 @@ class Forwarder:
                 # have reported; charge at least the reservation, or dropping
                 # the connection before the last chunk would make streams free.
                 usage = _at_least(usage, reserved)
+                if outcome.streamed_response_id is not None:
+                    await self._leave_unsettled(ex, outcome.streamed_response_id, usage)
             try:
                 await services.meter.settle(ex.admission, usage)
             except StageUnavailable as exc:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl
 
+from gateway.proxy.errors import ProxyError
 from gateway.proxy.stored_state import MAX_ID_CHARS, RESPONSES_ENDPOINT
 
 StoredOperation = Literal["retrieve", "delete", "cancel", "input_items"]
@@ -80,8 +81,22 @@ def stored_call(path: str, method: str) -> StoredCall | None:
 
 
 def wants_stream(query_string: bytes) -> bool:
-    """A retrieve with ``?stream=true`` answers with the response's events (SSE)."""
+    """A retrieve with ``?stream=true`` answers with the response's events (SSE).
+
+    The gateway decides, admits and relays the call as a stream or not by
+    this; the upstream reads the query itself. So ``stream`` is accepted once,
+    spelt so, as ``true`` or ``false`` (what the SDKs send): ``stream=false&
+    stream=true`` or ``stream=TRUE`` could be read as a stream here and as a
+    plain answer upstream, whose usage the stream relay never sees (the
+    background difference would go uncharged). Anything else is a 400.
+    """
+    found: str | None = None
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-        if name == "stream" and value.strip().lower() == "true":
-            return True
-    return False
+        if name.strip().lower() != "stream":
+            continue
+        if name != "stream" or found is not None or value not in ("true", "false"):
+            raise ProxyError(
+                400, "'stream' is given once, as true or false", param="stream"
+            )
+        found = value
+    return found == "true"

@@ -153,20 +153,44 @@ class ResponseOwners:
                 charged = await session.scalar(
                     select(StoredResponseOwner.unsettled_tokens).where(row)
                 )
-                if charged is None:
-                    return None
-                claimed = await session.execute(
+                claimed = None if charged is None else await session.execute(
                     update(StoredResponseOwner)
                     .where(row, StoredResponseOwner.unsettled_tokens == charged)
                     .values(unsettled_tokens=None)
                 )
                 await session.commit()
         except (SQLAlchemyError, OSError) as exc:
+            # Nothing was settled: the cache keeps the charge, so the next
+            # retrieval here tries again rather than skipping the round trip.
             raise OwnersUnavailable(f"cannot settle {response_id}: {exc}") from exc
-        finally:
-            if known is not None:
-                self._remember(response_id, known._replace(unsettled_tokens=None))
+        if known is not None:
+            self._remember(response_id, known._replace(unsettled_tokens=None))
         return charged if getattr(claimed, "rowcount", 0) == 1 else None
+
+    async def leave_unsettled(self, response_id: str, charged: int) -> None:
+        """A create whose stream was cut (its client hung up) was charged
+        ``charged`` without the usage its last event would have shown; in
+        background mode the upstream goes on and the client retrieves the
+        whole response later, so the first retrieval showing its usage settles
+        the rest (``claim_unsettled``), as for a create answered ``queued``.
+
+        Only a binding with nothing unsettled is marked: a claim already made
+        is not undone. A retrieval in another process that cached the binding
+        before this mark does not see it; the next one that reads it does."""
+        row = StoredResponseOwner.response_id == response_id
+        try:
+            async with self._sessions() as session:
+                await session.execute(
+                    update(StoredResponseOwner)
+                    .where(row, StoredResponseOwner.unsettled_tokens.is_(None))
+                    .values(unsettled_tokens=charged)
+                )
+                await session.commit()
+        except (SQLAlchemyError, OSError) as exc:
+            raise OwnersUnavailable(f"cannot record what {response_id} was charged: {exc}") from exc
+        known = self._known.get(response_id)
+        if known is not None and known.unsettled_tokens is None:
+            self._remember(response_id, known._replace(unsettled_tokens=charged))
 
     async def unbind(self, response_id: str) -> None:
         """Forget ``response_id`` (the upstream deleted it): it is not found from here.
@@ -264,6 +288,8 @@ class ResponseBinding:
         self._reserved_tokens = reserved_tokens
         self._decision_id = decision_id
         self._stream: StreamedResponseId | None = None
+        self.streamed_id: str | None = None
+        """The id a stream's first event carried, once bound (``streamed``)."""
 
     async def answer(self, parsed: object) -> None:
         """A complete answer (parsed): bound, or a 503 and the answer withheld."""
@@ -302,4 +328,5 @@ class ResponseBinding:
         except OwnersUnavailable as exc:
             log.error("%s; stream %s ended before its id was sent", exc, self._decision_id)
             return False
+        self.streamed_id = response_id
         return True

@@ -518,3 +518,16 @@ def test_customers_add_and_import_take_ownership_chains_and_name_the_bad_entry(
     out = " ".join(r.output.split())
     assert "line 2: ownership[0].ownership: percentages add up to 110, more than 100" in out, out
     assert "line 3: ownership[0].ownership[1].percent: Input should be less" in out, out
+
+
+def test_ownership_json_nested_deeper_than_the_parser_recurses_is_a_usage_error(
+    database: Path,
+) -> None:
+    """``--ownership`` is read with ``json.loads``, which recurses per level:
+    thousands of levels raised RecursionError, a traceback and not the usage
+    error (exit 2) the admin API's 422 and ``customers import`` give."""
+    deep = "[" * 5000 + "]" * 5000
+    for args in (["add", "Deep Co", "--kind", "organization"], ["update", "sg1"]):
+        r = runner.invoke(customers.app, [*args, "--ownership", deep])
+        assert r.exit_code == 2, (r.exit_code, repr(r.exception))
+        assert "nested too deep" in " ".join(r.output.split()), r.output

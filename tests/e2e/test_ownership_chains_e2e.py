@@ -5,7 +5,9 @@ to the same decision; a 40% holding through that parent is served."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime
+from pathlib import Path
 
 import openai
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from gateway.policy.engine import decide
 from gateway.policy.loader import load_bundle
 from gateway.policy.replay import from_replay
-from tests.e2e.conftest import US_ENTERPRISE, US_IP
+from tests.e2e.conftest import US_ENTERPRISE, US_IP, GatewayFactory
 from tests.support.processes import REPO, Admin, Proc
 
 pytestmark = pytest.mark.e2e
@@ -68,3 +70,57 @@ def test_a_company_whose_parent_is_cn_owned_is_refused_and_the_record_says_why(
     reply = _client(gateway, served_key).chat.completions.create(
         model="haiku-lite", messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content
+
+
+def test_a_refusal_by_another_condition_is_not_explained_as_control_by_two_sets_added(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """A rule may name several ``controlled_by_in`` sets (``any`` of them, or
+    beside other conditions). Each is a condition of its own: 30% from FR and
+    30% from DE is control by neither. Refused for its origin, the record said
+    the customer was refused for being 60% controlled by FR and DE together,
+    a control no condition of the rule tests and an auditor would believe."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle)
+    rules = bundle / "rules.yaml"
+    rules.write_text(rules.read_text() + (
+        "\n  - id: fr-or-de-control-or-us-origin\n    effect: deny\n"
+        "    when: {any: [{controlled_by_in: [FR]}, {controlled_by_in: [DE]},"
+        " {origin_in: [US]}]}\n    reason: Test rule.\n"
+    ))
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(bundle)})
+    admin = Admin(gateway.url)
+    key = admin.customer_with_key(**{
+        **US_ENTERPRISE, "name": "Two Halves Pte", "residence": "SG", "incorporated_in": "SG",
+        "ownership": [
+            {"country": "SG", "percent": 30, "name": "Gallic Holdings SARL",
+             "ownership": [{"country": "FR", "percent": 100}]},
+            {"country": "DE", "percent": 30},
+            {"country": "SG", "percent": 40},
+        ],
+    })  # fmt: skip
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        _client(gateway, key).chat.completions.create(
+            model="haiku-lite", messages=[{"role": "user", "content": "hi"}])
+    decision_id = refused.value.response.headers["x-gateway-decision-id"]
+    record = admin.http.get(f"/admin/v1/decisions/{decision_id}").json()
+    assert record["rule_ids"] == ["fr-or-de-control-or-us-origin"], record
+    assert "ownership_control" not in record["facts"], record["facts"].get("ownership_control")
+    # Controlled through the FR set: explained by that set alone, DE not added in.
+    key = admin.customer_with_key(**{
+        **US_ENTERPRISE, "name": "Mostly Gallic Pte", "residence": "SG", "incorporated_in": "SG",
+        "ownership": [
+            {"country": "SG", "percent": 60, "name": "Gallic Holdings SARL",
+             "ownership": [{"country": "FR", "percent": 100}]},
+            {"country": "DE", "percent": 30},
+        ],
+    })  # fmt: skip
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        _client(gateway, key).chat.completions.create(
+            model="haiku-lite", messages=[{"role": "user", "content": "hi"}])
+    decision_id = refused.value.response.headers["x-gateway-decision-id"]
+    record = admin.http.get(f"/admin/v1/decisions/{decision_id}").json()
+    assert record["facts"]["ownership_control"] == {"fr-or-de-control-or-us-origin": {
+        "share_percent": 60.0, "threshold_percent": 50.0,
+        "paths": ["Gallic Holdings SARL (SG) 60% <- FR 100%"],
+    }}  # fmt: skip

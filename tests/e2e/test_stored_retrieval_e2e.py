@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -267,6 +268,43 @@ def test_background_usage_beyond_its_charge_is_charged_once_when_retrieved(
         assert int(again.headers["x-ratelimit-remaining-tokens"]) == 5000 - 2000
 
 
+def test_a_stream_parameter_the_upstream_could_read_otherwise_is_refused(
+    gateway_factory: GatewayFactory, tmp_path: Path, standin_log: StandinLog
+) -> None:
+    """The gateway decides, admits and relays a retrieval as a stream or not by
+    ``?stream=``; the upstream reads the query itself. Given twice (``false``
+    then ``true``) or spelt ``TRUE``, the stand-in answered JSON while the
+    gateway relayed a stream whose usage it never saw: the background
+    response's usage beyond its charge was never charged, however often it
+    was retrieved so. Only one ``stream``, ``true`` or ``false``, is accepted."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle)
+    (bundle / "quotas.yaml").write_text(QUOTAS.replace("1000", "5000"))
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(bundle)})
+    key = Admin(gateway.url).customer_with_key(**US_ENTERPRISE)
+    owner = client(gateway, key, **{"x-standin-output-tokens": "1995",
+                                    "x-standin-background-ms": "0"})
+    response_id = owner.responses.create(model="haiku-lite", input="go", background=True,
+                                         max_output_tokens=300).id
+    time.sleep(0.1)
+    seen_before = len(standin_log())
+    headers = {"authorization": f"Bearer {key}", "x-forwarded-for": US_IP}
+    for query in ("stream=false&stream=true", "stream=TRUE", "stream=1", "Stream=true"):
+        answer = httpx.get(f"{gateway.url}/v1/responses/{response_id}?{query}", headers=headers)
+        assert answer.status_code == 400, (query, answer.status_code, answer.text[:200])
+        assert answer.json()["error"]["param"] == "stream", answer.text
+    assert len(standin_log()) == seen_before  # refused at the gateway
+    # The SDK's own spelling is served, and the stream's usage settles the rest.
+    events = list(owner.responses.retrieve(response_id, stream=True))
+    assert events[-1].type == "response.completed"
+    again = owner.responses.with_raw_response.retrieve(response_id)
+    deadline = time.monotonic() + 3
+    while int(again.headers["x-ratelimit-remaining-tokens"]) != 3000:
+        assert time.monotonic() < deadline, again.headers["x-ratelimit-remaining-tokens"]
+        time.sleep(0.1)
+        again = owner.responses.with_raw_response.retrieve(response_id)
+
+
 def test_anthropic_clients_are_unaffected(gateway: Proc, admin: Admin) -> None:
     key = admin.customer_with_key(**US_ENTERPRISE)
     claude = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0,
@@ -276,3 +314,38 @@ def test_anthropic_clients_are_unaffected(gateway: Proc, admin: Admin) -> None:
     assert answer.content[0].type == "text"
     with pytest.raises(anthropic.NotFoundError):
         claude.models.retrieve("haiku-lite")  # a route not served, in Anthropic's shape
+
+
+def test_a_background_stream_cut_after_its_first_event_is_charged_what_it_used(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """A background create that streams goes on upstream when its client hangs
+    up: the client retrieves the whole response afterwards. Cut after
+    ``response.created``, the create is charged its reservation; the first
+    retrieval showing the usage charges the rest, as for a ``queued`` create,
+    or hanging up at once would be a way to pay the reservation only."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle)
+    (bundle / "quotas.yaml").write_text(QUOTAS.replace("1000", "5000"))
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(bundle)})
+    owner = client(gateway, Admin(gateway.url).customer_with_key(**US_ENTERPRISE),
+                   **{"x-standin-output-tokens": "1995", "x-standin-background-ms": "0",
+                      "x-standin-interval-ms": "300"})
+    with owner.responses.create(model="haiku-lite", input="go", background=True,
+                                max_output_tokens=300, stream=True) as stream:
+        response_id = next(iter(stream)).response.id  # type: ignore[union-attr]
+    # The cut create is settled at its reservation; the retrievals then show
+    # the 2000 tokens the response used, charged once.
+    deadline = time.monotonic() + 5
+    while True:
+        again = owner.responses.with_raw_response.retrieve(response_id)
+        remaining = int(again.headers["x-ratelimit-remaining-tokens"])
+        if remaining == 5000 - 2000 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert again.parse().usage.total_tokens == 2000  # type: ignore[union-attr]
+    assert remaining == 5000 - 2000, remaining
+    time.sleep(0.3)
+    for _ in range(3):
+        again = owner.responses.with_raw_response.retrieve(response_id)
+        assert int(again.headers["x-ratelimit-remaining-tokens"]) == 5000 - 2000

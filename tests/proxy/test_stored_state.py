@@ -10,6 +10,7 @@ import pytest
 
 from gateway.proxy.errors import ProxyError
 from gateway.proxy.stored_state import (
+    OwnersUnavailable,
     ResponseBinding,
     ResponseOwners,
     StreamedResponseId,
@@ -93,3 +94,39 @@ def test_what_a_request_continues() -> None:
     assert continued_ids({"input": "hi"}) == ()
     assert answer_response_id({"id": "resp_3", "object": "response"}) == "resp_3"
     assert answer_response_id(None) is None  # not JSON
+
+
+async def test_a_cut_streams_charge_is_left_for_one_retrieval_to_settle(db: Db) -> None:
+    """A streamed create binds with nothing unsettled; cut, it is marked with
+    what it was charged, and exactly one process claims it."""
+    here, there = ResponseOwners(db.sessions, now), ResponseOwners(db.sessions, now)
+    await here.bind("resp_cut", "alice", "haiku-lite")
+    assert await here.claim_unsettled("resp_cut") is None  # nothing to settle yet
+    await here.leave_unsettled("resp_cut", 301)
+    assert await there.binding_of("resp_cut") == ("alice", "haiku-lite", 301)
+    claims = [await here.claim_unsettled("resp_cut"), await there.claim_unsettled("resp_cut")]
+    assert claims == [301, None]
+    # A mark on a row that has something unsettled already leaves it as it is.
+    await here.bind("resp_bg", "alice", "haiku-lite", unsettled_tokens=50)
+    await there.leave_unsettled("resp_bg", 999)
+    assert await ResponseOwners(db.sessions, now).claim_unsettled("resp_bg") == 50
+
+
+async def test_a_claim_the_database_could_not_answer_is_tried_again(db: Db) -> None:
+    """A claim that failed (the database unreachable for a moment) settled
+    nothing: the next retrieval in the same process must try again, not take
+    its own cache's word that the charge was settled."""
+    down = False
+
+    def sessions() -> object:
+        if down:
+            raise OSError("database unreachable")
+        return db.sessions()
+
+    here = ResponseOwners(sessions, now)  # type: ignore[arg-type]
+    await here.bind("resp_bg", "alice", "haiku-lite", unsettled_tokens=301)
+    down = True
+    with pytest.raises(OwnersUnavailable):
+        await here.claim_unsettled("resp_bg")
+    down = False
+    assert await here.claim_unsettled("resp_bg") == 301
