@@ -85,8 +85,8 @@ async def test_customer_from_the_database_and_admin_action(
     assert (last["action"], last["target_type"], last["target_id"]) == (
         "policy.explain", "policy_explain", cid)  # fmt: skip
     assert last["actor_role"] == "compliance"
-    unknown = await http.post(ROUTE, headers=auth(tokens, "compliance"),
-                              json={"customer_id": "cus_nobody", "request": {"model": "x"}})  # fmt: skip
+    nobody = {"customer_id": "cus_nobody", "request": {"model": "x"}}
+    unknown = await http.post(ROUTE, headers=auth(tokens, "compliance"), json=nobody)
     assert unknown.status_code == 404 and "cus_nobody" in unknown.text
 
 

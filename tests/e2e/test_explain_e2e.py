@@ -15,7 +15,7 @@ import sys
 import httpx
 import pytest
 
-from tests.support.processes import GatewayConfig, Proc, gateway_env, Admin
+from tests.support.processes import Admin, GatewayConfig, Proc, gateway_env
 
 pytestmark = pytest.mark.e2e
 

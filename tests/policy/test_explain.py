@@ -48,7 +48,8 @@ def test_explain_verdict_is_decides_for_every_bundled_case(
 ) -> None:
     principal = case.principal.principal()
     at = case.at or NOW
-    facts = request_facts(principal, case.request, default_bundle, at, origin_of(case.request.origin))
+    origin = origin_of(case.request.origin)
+    facts = request_facts(principal, case.request, default_bundle, at, origin)
     assert not isinstance(facts, str), facts
     decision = decide(principal, facts, default_bundle, at)
     explained = explain(principal, facts, default_bundle, at, rule_locations(POLICIES))
@@ -117,7 +118,8 @@ def test_body_with_tools_is_classified_agentic(tmp_path: Path) -> None:
         "messages": [{"role": "user", "content": "book a flight"}],
         "tools": [{"type": "function", "function": {"name": "book", "parameters": {}}}],
     }))  # fmt: skip
-    code, out = run(str(POLICIES), "--principal", '{"tier": "public", "kyc_level": "email_verified"}',
+    public = '{"tier": "public", "kyc_level": "email_verified"}'
+    code, out = run(str(POLICIES), "--principal", public,
                     "--model", "haiku-lite", "--body", str(body), "--json")  # fmt: skip
     doc = json.loads(out)
     assert "agentic" in doc["capabilities"], out
