@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.admin import actions, customers, policy
+from gateway.admin import actions, customers, policy_explain
 from gateway.identity.identifier import GatewayIdentifier
 from tests.support.identity_app import (
     Clock,
@@ -29,7 +29,7 @@ async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict[
     identifier = GatewayIdentifier(sessions, settings.cache_ttl_seconds)
     services = TestServices(settings, engine, sessions, identifier, Clock())
     tokens = await admin_tokens(sessions, ("admin", "compliance", "auditor"))
-    app = make_app(services, customers.router, policy.router, actions.router)
+    app = make_app(services, customers.router, policy_explain.router, actions.router)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://gw"
     ) as http:
