@@ -24,6 +24,7 @@ from gateway.policy.explain import Explanation
 from gateway.policy.explain_input import ExplainIn, document, input_problems, run_explain
 from gateway.policy.loader import pydantic_message, rule_locations
 from gateway.policy.testing import origin_of
+from gateway.policy.yamlsrc import parse_file
 
 
 def _usage(console: Console, message: str) -> typer.Exit:
@@ -32,17 +33,21 @@ def _usage(console: Console, message: str) -> typer.Exit:
 
 
 def _json_arg(console: Console, option: str, value: str) -> Any:
-    """A JSON text, or the path of a file holding one."""
-    text = value
-    if not value.lstrip().startswith("{"):
-        path = Path(value)
-        if not path.is_file():
-            raise _usage(console, f"{option}: {value}: no such file (or give the JSON inline)")
-        text = path.read_text(encoding="utf-8")
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise _usage(console, f"{option}: not JSON ({exc})") from None
+    """A JSON text, or the path of a file holding one (JSON or YAML, as a policy
+    test's principal is written: read by the same YAML reader)."""
+    if value.lstrip().startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise _usage(console, f"{option}: not JSON ({exc})") from None
+    path = Path(value)
+    if not path.is_file():
+        raise _usage(console, f"{option}: {value}: no such file (or give the JSON inline)")
+    parsed = parse_file(path, value)
+    if parsed.errors or parsed.data is None:
+        problems = "; ".join(str(e) for e in parsed.errors) or "empty file"
+        raise _usage(console, f"{option}: {problems}")
+    return parsed.data
 
 
 async def _load_customer(customer_id: str) -> Principal | None:
@@ -95,7 +100,7 @@ def explain_cmd(
     ] = None,
     principal: Annotated[
         str | None,
-        typer.Option(help="A principal as policy tests write it: JSON, or a JSON/YAML-free file."),
+        typer.Option(help="A principal as policy tests write it: JSON, or a YAML/JSON file."),
     ] = None,
     model: Annotated[str | None, typer.Option(help="The model requested.")] = None,
     endpoint: Annotated[str, typer.Option(help="The proxied route.")] = "/v1/chat/completions",
@@ -125,7 +130,10 @@ def explain_cmd(
     if body is not None:
         if not body.is_file():
             raise _usage(console, f"--body: {body}: no such file")
-        parsed = _json_arg(console, "--body", str(body))
+        try:  # JSON as the proxy reads it (not YAML: a body is never YAML)
+            parsed = json.loads(body.read_bytes())
+        except ValueError as exc:
+            raise _usage(console, f"--body: not JSON ({exc})") from None
         if not isinstance(parsed, dict):
             raise _usage(console, "--body: a request body is a JSON object")
         model = model or (parsed.get("model") if isinstance(parsed.get("model"), str) else None)

@@ -178,3 +178,21 @@ def test_client_ip_is_located_by_the_gateways_geo_stage(monkeypatch: pytest.Monk
     doc = json.loads(out)
     assert doc["origin"]["country"] == "KP", out
     assert doc["rule_ids"] == ["sanctioned-origin"] and code == 1
+
+
+def test_principal_from_a_yaml_file_as_policy_tests_write_it(tmp_path: Path) -> None:
+    principal = tmp_path / "greta.yaml"
+    principal.write_text(
+        "tier: enterprise\nkyc_level: kyb_verified\ncitizenships: [DE]\nresidence: DE\n"
+        "kyc_expires_at: 2026-06-01T00:00:00Z\n"
+    )
+    code, out = run(str(POLICIES), "--principal", str(principal), "--model", "haiku-lite",
+                    "--origin", "DE", "--at", "2026-07-01T00:00:00Z", "--json")  # fmt: skip
+    assert code == 0, out
+    doc = json.loads(out)
+    # Expired KYC: demoted to public, and haiku-lite is still a public model.
+    assert doc["effective_tier"] == "public" and doc["assigned_tier"] == "enterprise", out
+    assert doc["tier_demotion"] == "KYC expired at 2026-06-01T00:00:00Z"
+    _, out = run(str(POLICIES), "--principal", str(principal), "--model", "haiku-lite",
+                 "--origin", "DE", "--at", "2026-07-01T00:00:00Z")  # fmt: skip
+    assert "tier demoted to public: KYC expired at 2026-06-01T00:00:00Z" in out, out
