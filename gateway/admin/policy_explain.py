@@ -17,8 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.admin_log import record_admin_action
-from gateway.identity.store import principal_from
-from gateway.kyc.tables import Customer
+from gateway.policy.explain_customer import ScopedKey, load_customer
 from gateway.policy.explain_input import ExplainIn, document, input_problems, run_explain
 from gateway.policy.loader import rule_locations
 from gateway.policy.testing import origin_of
@@ -35,11 +34,13 @@ async def explain_policy(
     problems = input_problems(data, bundle)
     if problems:
         raise HTTPException(status_code=422, detail=problems)
+    now = services.clock()
+    keys: tuple[ScopedKey, ...] = ()
     if data.customer_id is not None:
-        row = await session.get(Customer, data.customer_id)
-        if row is None:
+        record = await load_customer(session, data.customer_id, now)
+        if record is None:
             raise HTTPException(status_code=404, detail=f"no customer {data.customer_id}")
-        principal = principal_from(row, None, "explain")
+        principal, keys = record.principal, record.keys
     else:
         assert data.principal is not None  # ExplainIn requires one of the two
         principal = data.principal.principal()
@@ -47,7 +48,6 @@ async def explain_policy(
         origin = services.locator.locate(data.client_ip, None)
     else:
         origin = origin_of(data.request.origin)
-    now = services.clock()
     at = data.at or now
     # The files of the bundle in force, for file:line (a rule whose id no longer
     # sits at its index, after an edit not yet reloaded, is cited without one).
@@ -55,7 +55,7 @@ async def explain_policy(
     result = run_explain(principal, data.request, origin, bundle, at, locations)
     if isinstance(result, str):
         raise HTTPException(status_code=422, detail=[result])
-    doc = document(result, bundle)
+    doc = document(result, bundle, keys)
     asked = {
         "model": data.request.model, "origin": doc["origin"], "at": doc["at"],
         "decision": doc["decision"], "rule_ids": doc["rule_ids"],

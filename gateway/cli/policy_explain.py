@@ -18,9 +18,9 @@ from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.geo.origin import Origin
-from gateway.identity.principal import Principal
 from gateway.policy.compiled import compile_bundle
 from gateway.policy.explain import Explanation
+from gateway.policy.explain_customer import CustomerRecord, ScopedKey, load_customer
 from gateway.policy.explain_input import ExplainIn, document, input_problems, run_explain
 from gateway.policy.loader import pydantic_message, rule_locations
 from gateway.policy.testing import origin_of
@@ -50,36 +50,32 @@ def _json_arg(console: Console, option: str, value: str) -> Any:
     return parsed.data
 
 
-async def _load_customer(customer_id: str) -> Principal | None:
-    """The record as the identify stage builds a principal from it (no key: no key scope)."""
+async def _read_customer(customer_id: str, now: datetime) -> CustomerRecord | None:
     from gateway.db.session import create_engine, session_factory
-    from gateway.identity.store import principal_from
-    from gateway.kyc.tables import Customer
     from gateway.settings import Settings
 
     engine = create_engine(Settings(demo=True))  # only the database URL is needed here
     try:
         async with session_factory(engine)() as session:
-            row = await session.get(Customer, customer_id)
-            return None if row is None else principal_from(row, None, "explain")
+            return await load_customer(session, customer_id, now)
     finally:
         await engine.dispose()
 
 
-def _customer(console: Console, customer_id: str) -> Principal:
+def _customer(console: Console, customer_id: str) -> CustomerRecord:
     from gateway.cli.policy import _missing_sqlite_file
 
     missing = _missing_sqlite_file()
     if missing is not None:  # connecting would create it
         raise _usage(console, f"no database at {missing} (GATEWAY_DATABASE_URL)")
     try:
-        principal = asyncio.run(_load_customer(customer_id))
+        record = asyncio.run(_read_customer(customer_id, datetime.now(UTC)))
     except (SQLAlchemyError, OSError) as exc:
         first = str(exc).splitlines()[0]
         raise _usage(console, f"cannot read customers in GATEWAY_DATABASE_URL ({first})") from None
-    if principal is None:
+    if record is None:
         raise _usage(console, f"no customer {customer_id} in GATEWAY_DATABASE_URL")
-    return principal
+    return record
 
 
 def _locate(client_ip: str) -> Origin:
@@ -163,8 +159,10 @@ def explain_cmd(
     problems = input_problems(data, bundle)
     if problems:
         raise _usage(console, "; ".join(problems))
+    keys: tuple[ScopedKey, ...] = ()
     if customer is not None:
-        who = _customer(console, customer)
+        record = _customer(console, customer)
+        who, keys = record.principal, record.keys
     else:
         assert data.principal is not None  # ExplainIn requires one of the two
         who = data.principal.principal()
@@ -177,9 +175,9 @@ def explain_cmd(
     if isinstance(result, str):
         raise _usage(console, result)
     if as_json:
-        typer.echo(json.dumps(document(result, bundle), indent=2))
+        typer.echo(json.dumps(document(result, bundle, keys), indent=2))
     else:
-        print_explanation(console, result, document(result, bundle))
+        print_explanation(console, result, document(result, bundle, keys))
     if not result.decision.allowed:
         raise typer.Exit(1)
 
@@ -225,7 +223,19 @@ def print_explanation(console: Console, ex: Explanation, doc: dict[str, Any]) ->
     q = doc["quota"]
     limits = ", ".join(f"{x['capability']}.{x['kind']} {x['limit']}" for x in q["limits"])
     out(f"  quota plan ({q['tier']}): {limits or 'no limits'}", markup=False)
-    out(f"  key scope: {doc['key_scope']}", markup=False)
+    scope = doc["key_scope"]
+    out(f"  key scope: {scope['note']}", markup=False)
+    for key in scope["keys"]:
+        limits = ", ".join(
+            f"{what} {', '.join(key[field])}"
+            for what, field in (
+                ("models", "allowed_models"),
+                ("capabilities", "allowed_capabilities"),
+            )
+            if key[field] is not None
+        )
+        verdict = f"refuses: {key['refuses']}" if key["refuses"] else "lets it through"
+        out(f"    key {key['key_id']} ({limits}): {verdict}", markup=False)
     if not doc["trace_agrees"]:
         out("  warning: the rule-by-rule trace disagrees with the engine; please report",
             markup=False, style="red")  # fmt: skip

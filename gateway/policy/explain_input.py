@@ -20,6 +20,7 @@ from gateway.kyc.schemas import rfc3339
 from gateway.policy.caserecord import record_problems
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.explain import Explanation, explain
+from gateway.policy.explain_customer import ScopedKey, key_scope_document
 from gateway.policy.schema import AwareTimestamp
 from gateway.policy.testing import CaseIn, ExpectIn, PrincipalIn, RequestIn, request_facts
 from gateway.policy.yamlsrc import format_path
@@ -85,7 +86,9 @@ def run_explain(
     return explain(principal, facts, bundle, at, locations)
 
 
-def document(ex: Explanation, bundle: CompiledBundle) -> dict[str, Any]:
+def document(
+    ex: Explanation, bundle: CompiledBundle, keys: tuple[ScopedKey, ...] = ()
+) -> dict[str, Any]:
     d, p, f = ex.decision, ex.principal, ex.facts
     model = bundle.models.get(f.body.model)
     entitled = model is not None and d.effective_tier in model.tiers
@@ -123,8 +126,7 @@ def document(ex: Explanation, bundle: CompiledBundle) -> dict[str, Any]:
             "default_max_tokens": ex.quota.default_max_tokens,
             "fail_open": ex.quota.fail_open,
         },
-        "key_scope": "not evaluated: no API key is named, and a key limited to models or "
-                     "capabilities can refuse further (rule id key-scope)",
+        "key_scope": key_scope_document(keys, f),
         "trace_agrees": ex.trace_agrees,
         "trace": [r.document() for r in ex.trace],
     }  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.admin import actions, customers, policy_explain
+from gateway.admin import actions, customers, keys, policy_explain
 from gateway.identity.identifier import GatewayIdentifier
 from tests.support.identity_app import (
     Clock,
@@ -29,7 +29,7 @@ async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict[
     identifier = GatewayIdentifier(sessions, settings.cache_ttl_seconds)
     services = TestServices(settings, engine, sessions, identifier, Clock())
     tokens = await admin_tokens(sessions, ("admin", "compliance", "auditor"))
-    app = make_app(services, customers.router, policy_explain.router, actions.router)
+    app = make_app(services, customers.router, keys.router, policy_explain.router, actions.router)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://gw"
     ) as http:
@@ -110,3 +110,25 @@ async def test_bad_input_is_422(
     http, tokens = client
     response = await http.post(ROUTE, json=body, headers=auth(tokens, "compliance"))
     assert response.status_code == 422, response.text
+
+
+async def test_the_customers_scoped_keys_are_judged(
+    client: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    http, tokens = client
+    created = await http.post("/admin/v1/customers", headers=auth(tokens, "admin"),
+                              json={"name": "Greta", "kind": "individual", **GERMAN})  # fmt: skip
+    cid = created.json()["id"]
+    for scope in ({"allowed_models": ["fable-5"]}, {}):
+        key = await http.post(f"/admin/v1/customers/{cid}/keys", headers=auth(tokens, "admin"),
+                              json={"name": "ci", **scope})  # fmt: skip
+        assert key.status_code == 201, key.text
+    response = await http.post(
+        ROUTE, headers=auth(tokens, "compliance"),
+        json={"customer_id": cid, "request": {"model": "haiku-lite", "origin": "DE"}},
+    )  # fmt: skip
+    doc = response.json()
+    assert doc["decision"] == "allow", doc
+    scoped = doc["key_scope"]["keys"]
+    assert len(scoped) == 1 and scoped[0]["allowed_models"] == ["fable-5"], doc["key_scope"]
+    assert "may use 'fable-5' only" in scoped[0]["refuses"], scoped

@@ -48,6 +48,11 @@ def test_explain_names_the_rules_of_the_recorded_refusal(
     recorded = record.json()["rule_ids"]
     assert recorded == ["directive-frontier-us-persons-only"]
 
+    # A second key, for a chat product, scoped to haiku-lite: explain judges it too.
+    scoped = admin.http.post(f"/admin/v1/customers/{customer_id}/keys",
+                             json={"name": "chat", "allowed_models": ["haiku-lite"]})  # fmt: skip
+    assert scoped.status_code == 201, scoped.text
+
     # The CLI, as an officer runs it beside the gateway: same database, bundle in force.
     env = gateway_env(GatewayConfig(tmp=gateway.log_path.parent, upstream_url=None))
     cli = subprocess.run(
@@ -69,6 +74,8 @@ def test_explain_names_the_rules_of_the_recorded_refusal(
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert "citizenships: CN" in text.stdout and "unless us_person true" in text.stdout, text.stdout
+    assert "(models haiku-lite): refuses: This key may use 'haiku-lite' only" in text.stdout
+    assert [k["allowed_models"] for k in doc["key_scope"]["keys"]] == [["haiku-lite"]]
     missing = subprocess.run(
         [sys.executable, "-m", "gateway.cli.main", "policy", "explain",
          "--customer", "cus_nobody", "--model", "fable-5"],
