@@ -11,6 +11,7 @@ tests hold it true for every bundled policy test case).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,8 @@ from gateway.policy.facts import RequestFacts
 from gateway.policy.key_scope import KEY_SCOPE, key_scope_refusal
 from gateway.policy.loader import rule_locations
 from gateway.policy.ruleindex import CompiledRule
+
+log = logging.getLogger("gateway.policy")
 
 __all__ = ["Explanation", "RuleTrace", "explain", "rule_locations"]
 
@@ -138,6 +141,11 @@ def explain(
             )
         )  # fmt: skip
     plan = decision.quota or quota_plan(bundle, tier, facts.capabilities, facts.body.stream)[0]
+    if verdict_ids != decision.rule_ids:
+        # The document says so too (trace_agrees); the log is where a bug report starts.
+        log.error("explain: the trace reaches %s, decide gave %s (customer=%s model=%s policy=%s)",
+                  verdict_ids, decision.rule_ids, principal.customer_id, facts.body.model,
+                  bundle.version)  # fmt: skip
     return Explanation(principal, facts, at, decision, plan, tuple(traces), verdict_ids)
 
 
