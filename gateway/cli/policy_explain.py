@@ -22,7 +22,7 @@ from gateway.policy.compiled import compile_bundle
 from gateway.policy.explain import Explanation
 from gateway.policy.explain_customer import CustomerRecord, ScopedKey, load_customer
 from gateway.policy.explain_input import ExplainIn, document, input_problems, run_explain
-from gateway.policy.loader import pydantic_message, rule_locations
+from gateway.policy.loader import LoadResult, pydantic_message, rule_locations
 from gateway.policy.testing import origin_of
 from gateway.policy.yamlsrc import parse_file
 
@@ -62,14 +62,15 @@ async def _read_customer(customer_id: str, now: datetime) -> CustomerRecord | No
         await engine.dispose()
 
 
-def _customer(console: Console, customer_id: str) -> CustomerRecord:
+def _customer(console: Console, customer_id: str, at: datetime) -> CustomerRecord:
     from gateway.cli.policy import _missing_sqlite_file
 
     missing = _missing_sqlite_file()
     if missing is not None:  # connecting would create it
         raise _usage(console, f"no database at {missing} (GATEWAY_DATABASE_URL)")
     try:
-        record = asyncio.run(_read_customer(customer_id, datetime.now(UTC)))
+        # Keys are judged live at --at: one expired by then would not carry the request.
+        record = asyncio.run(_read_customer(customer_id, at))
     except (SQLAlchemyError, OSError) as exc:
         first = str(exc).splitlines()[0]
         raise _usage(console, f"cannot read customers in GATEWAY_DATABASE_URL ({first})") from None
@@ -159,9 +160,10 @@ def explain_cmd(
     problems = input_problems(data, bundle)
     if problems:
         raise _usage(console, "; ".join(problems))
+    when = data.at or datetime.now(UTC)
     keys: tuple[ScopedKey, ...] = ()
     if customer is not None:
-        record = _customer(console, customer)
+        record = _customer(console, customer, when)
         who, keys = record.principal, record.keys
     else:
         assert data.principal is not None  # ExplainIn requires one of the two
@@ -170,7 +172,6 @@ def explain_cmd(
         place = _locate(data.client_ip)
     else:
         place = origin_of(data.request.origin)
-    when = data.at or datetime.now(UTC)
     result = run_explain(who, data.request, place, bundle, when, rule_locations(directory))
     if isinstance(result, str):
         raise _usage(console, result)
@@ -187,7 +188,7 @@ def _problem(err: Any) -> str:
     return f"{where}: {pydantic_message(err)}" if where else pydantic_message(err)
 
 
-def _quiet_load(directory: Path) -> Any:
+def _quiet_load(directory: Path) -> LoadResult:
     # --json prints the document alone; an invalid bundle still exits as validate does.
     from gateway.cli.policy import _load
 
