@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import audit, customer_import, customers, db, keys, policy, serve, tokens
+from gateway.cli import (
+    audit,
+    customer_import,
+    customers,
+    db,
+    keys,
+    policy,
+    policy_explain,
+    serve,
+    tokens,
+)
 
 app = typer.Typer(
     name="gateway",
@@ -16,6 +26,7 @@ serve.register(app)
 app.add_typer(db.app, name="db", help="Database schema (Alembic migrations).")
 app.add_typer(policy.app, name="policy", help="Validate, test, diff and replay policy bundles.")
 customer_import.register(customers.app)
+policy_explain.register(policy.app)
 app.add_typer(customers.app, name="customers", help="KYC customer records.")
 app.add_typer(keys.app, name="keys", help="Gateway API keys.")
 app.add_typer(tokens.app, name="tokens", help="Admin-API tokens with roles.")

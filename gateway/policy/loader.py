@@ -455,3 +455,18 @@ def pydantic_message(err: Any) -> str:
         return "required key is missing"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
+
+
+def rule_locations(directory: Path) -> tuple[tuple[str, str, int] | None, ...]:
+    """``(rule id, file, line)`` of each rule of the merged bundle, in declaration
+    order (the order ``CompiledRule.index`` counts): what ``policy explain`` cites.
+
+    Parsed and merged exactly as ``load_dir`` does, without validating; the id
+    lets a caller check the files still hold the bundle it compiled."""
+    merged, source, _, _ = _merge(bundle_files(directory))
+    out: list[tuple[str, str, int] | None] = []
+    for i, rule in enumerate(merged.get("rules", [])):
+        where = source.lines.get(("rules", i))
+        rule_id = rule.get("id") if isinstance(rule, dict) else None
+        out.append(None if where is None or not isinstance(rule_id, str) else (rule_id, *where))
+    return tuple(out)

@@ -155,23 +155,34 @@ def _body_facts(model: str, body: dict[str, Any]) -> BodyFacts:
     return parse_body(json.dumps({"model": model, **body}).encode())
 
 
-def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool, str]:
-    principal = case.principal.principal()
-    req = case.request
+def request_facts(
+    principal: Principal, req: RequestIn, bundle: CompiledBundle, at: datetime, origin: Origin
+) -> RequestFacts | str:
+    """The facts the gateway would decide ``req`` on, or why it cannot be built.
+
+    Shared by policy tests and ``policy explain``: the body is parsed by the
+    proxy's parser and classified by the bundle, as in production."""
     if req.body is not None and req.capabilities is not None:
-        return False, "request: give either 'body' or 'capabilities', not both"
-    at = case.at or now
+        return "request: give either 'body' or 'capabilities', not both"
     body = _body_facts(req.model, req.body) if req.body is not None else BodyFacts(model=req.model)
     # As the proxy serves it: bounded by the tier's default when it names no bound.
     body = with_output_bound(body, req.endpoint, default_output_tokens(principal, bundle, at))
     caps = frozenset(req.capabilities) if req.capabilities is not None else bundle.classify(body)
     unknown = caps - set(bundle.capability_names())
     if unknown:
-        return False, f"request.capabilities: unknown capability {', '.join(sorted(unknown))}"
+        return f"request.capabilities: unknown capability {', '.join(sorted(unknown))}"
     api: ApiShape = "anthropic" if req.endpoint.startswith("/v1/messages") else "openai"
-    facts = RequestFacts(
-        endpoint=req.endpoint, api=api, body=body, origin=origin_of(req.origin), capabilities=caps
+    return RequestFacts(
+        endpoint=req.endpoint, api=api, body=body, origin=origin, capabilities=caps
     )
+
+
+def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool, str]:
+    principal = case.principal.principal()
+    at = case.at or now
+    facts = request_facts(principal, case.request, bundle, at, origin_of(case.request.origin))
+    if isinstance(facts, str):
+        return False, facts
     decision = decide(principal, facts, bundle, at)
     if EVALUATION_ERROR in decision.rule_ids or EVALUATION_ERROR in decision.report_rule_ids:
         # decide() fails closed to a deny; a case expecting deny must not pass

@@ -1,0 +1,274 @@
+"""``gateway policy explain``: why a customer's request would be refused, or allowed.
+
+Exit codes as ``policy test``: 0 the request would be allowed, 1 refused,
+2 usage error (no such directory, customer or database, bad option).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.geo.origin import Origin
+from gateway.policy.compiled import compile_bundle
+from gateway.policy.explain import Explanation
+from gateway.policy.explain_customer import CustomerRecord, ScopedKey, load_customer
+from gateway.policy.explain_input import ExplainIn, document, input_problems, run_explain
+from gateway.policy.loader import LoadResult, pydantic_message, rule_locations
+from gateway.policy.testing import origin_of
+from gateway.policy.yamlsrc import parse_file
+
+
+def _usage(console: Console, message: str) -> typer.Exit:
+    console.print(f"error: {message}", markup=False, style="red")
+    return typer.Exit(2)
+
+
+def _json_arg(console: Console, option: str, value: str) -> Any:
+    """A JSON text, or the path of a file holding one (JSON or YAML, as a policy
+    test's principal is written: read by the same YAML reader)."""
+    if value.lstrip().startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise _usage(console, f"{option}: not JSON ({exc})") from None
+    path = Path(value)
+    if not path.is_file():
+        raise _usage(console, f"{option}: {value}: no such file (or give the JSON inline)")
+    parsed = parse_file(path, value)
+    if parsed.errors or parsed.data is None:
+        problems = "; ".join(str(e) for e in parsed.errors) or "empty file"
+        raise _usage(console, f"{option}: {problems}")
+    return parsed.data
+
+
+async def _read_customer(customer_id: str, now: datetime) -> CustomerRecord | None:
+    from gateway.db.session import create_engine, session_factory
+    from gateway.settings import Settings
+
+    engine = create_engine(Settings(demo=True))  # only the database URL is needed here
+    try:
+        async with session_factory(engine)() as session:
+            return await load_customer(session, customer_id, now)
+    finally:
+        await engine.dispose()
+
+
+def _customer(console: Console, customer_id: str, at: datetime) -> CustomerRecord:
+    from gateway.cli.policy import _missing_sqlite_file
+
+    missing = _missing_sqlite_file()
+    if missing is not None:  # connecting would create it
+        raise _usage(console, f"no database at {missing} (GATEWAY_DATABASE_URL)")
+    try:
+        # Keys are judged live at --at: one expired by then would not carry the request.
+        record = asyncio.run(_read_customer(customer_id, at))
+    except (SQLAlchemyError, OSError) as exc:
+        first = str(exc).splitlines()[0]
+        raise _usage(console, f"cannot read customers in GATEWAY_DATABASE_URL ({first})") from None
+    if record is None:
+        raise _usage(console, f"no customer {customer_id} in GATEWAY_DATABASE_URL")
+    return record
+
+
+def _locate(client_ip: str) -> Origin:
+    # The gateway's own geo stage and settings (GATEWAY_GEOIP_DB or the RIR data).
+    from gateway.geo.locate import build_locator
+    from gateway.settings import Settings
+
+    return build_locator(Settings(demo=True)).locate(client_ip, None)
+
+
+def explain_cmd(
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="Policy bundle (default: GATEWAY_POLICY_DIR, the bundle in force)."),
+    ] = None,
+    customer: Annotated[
+        str | None, typer.Option(help="Customer id: its record in GATEWAY_DATABASE_URL.")
+    ] = None,
+    principal: Annotated[
+        str | None,
+        typer.Option(help="A principal as policy tests write it: JSON, or a YAML/JSON file."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="The model requested.")] = None,
+    endpoint: Annotated[str, typer.Option(help="The proxied route.")] = "/v1/chat/completions",
+    capability: Annotated[
+        list[str] | None, typer.Option("--capability", help="A capability (repeatable).")
+    ] = None,
+    body: Annotated[
+        Path | None,
+        typer.Option(help="A request body (JSON file), classified as the gateway does."),
+    ] = None,
+    origin: Annotated[str | None, typer.Option(help="Origin country or region: DE, UA-43.")] = None,
+    client_ip: Annotated[
+        str | None, typer.Option("--client-ip", help="Client address, located by the geo stage.")
+    ] = None,
+    at: Annotated[str | None, typer.Option(help="RFC 3339 instant (default: now).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the document as JSON.")] = False,
+) -> None:
+    """Why would this request be refused? The verdict, then every rule in order."""
+    from gateway.cli.policy import _console, _load
+
+    console = _console()
+    raw: dict[str, Any] = {"request": {"endpoint": endpoint}}
+    if customer is not None:
+        raw["customer_id"] = customer
+    if principal is not None:
+        raw["principal"] = _json_arg(console, "--principal", principal)
+    if body is not None:
+        if not body.is_file():
+            raise _usage(console, f"--body: {body}: no such file")
+        try:  # JSON as the proxy reads it (not YAML: a body is never YAML)
+            parsed = json.loads(body.read_bytes())
+        except ValueError as exc:
+            raise _usage(console, f"--body: not JSON ({exc})") from None
+        if not isinstance(parsed, dict):
+            raise _usage(console, "--body: a request body is a JSON object")
+        model = model or (parsed.get("model") if isinstance(parsed.get("model"), str) else None)
+        raw["request"]["body"] = {k: v for k, v in parsed.items() if k != "model"}
+    if model is None:
+        raise _usage(console, "--model is required (or a --body naming its model)")
+    raw["request"]["model"] = model
+    if capability:
+        raw["request"]["capabilities"] = list(capability)
+    if origin is not None:
+        raw["request"]["origin"] = origin
+    if client_ip is not None:
+        raw["client_ip"] = client_ip
+    if at is not None:
+        raw["at"] = at
+    try:
+        data = ExplainIn.model_validate(raw)
+    except ValidationError as exc:
+        raise _usage(console, "; ".join(_problem(e) for e in exc.errors())) from None
+    if directory is None:
+        from gateway.settings import Settings
+
+        directory = Settings(demo=True).policy_dir
+    loaded = _load(console, directory, show_ok=False) if not as_json else _quiet_load(directory)
+    assert loaded.bundle is not None and loaded.version is not None
+    bundle = compile_bundle(loaded.bundle, loaded.version)
+    problems = input_problems(data, bundle)
+    if problems:
+        raise _usage(console, "; ".join(problems))
+    when = data.at or datetime.now(UTC)
+    keys: tuple[ScopedKey, ...] = ()
+    if customer is not None:
+        record = _customer(console, customer, when)
+        who, keys = record.principal, record.keys
+    else:
+        assert data.principal is not None  # ExplainIn requires one of the two
+        who = data.principal.principal()
+    if data.client_ip is not None:
+        place = _locate(data.client_ip)
+    else:
+        place = origin_of(data.request.origin)
+    result = run_explain(who, data.request, place, bundle, when, rule_locations(directory))
+    if isinstance(result, str):
+        raise _usage(console, result)
+    if as_json:
+        typer.echo(json.dumps(document(result, bundle, keys), indent=2))
+    else:
+        print_explanation(console, result, document(result, bundle, keys))
+    if not result.decision.allowed:
+        raise typer.Exit(1)
+
+
+def _problem(err: Any) -> str:
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {pydantic_message(err)}" if where else pydantic_message(err)
+
+
+def _quiet_load(directory: Path) -> LoadResult:
+    # --json prints the document alone; an invalid bundle still exits as validate does.
+    from gateway.cli.policy import _load
+
+    return _load(Console(stderr=True, highlight=False, soft_wrap=True), directory, show_ok=False)
+
+
+def print_explanation(console: Console, ex: Explanation, doc: dict[str, Any]) -> None:
+    out = console.print
+    p, o = doc["principal"], doc["origin"]
+    place = o["region"] or o["country"] or "unknown origin"
+    out(f"{doc['decision'].upper()} {doc['status']}  {doc['request']['model']} for {p['id']} "
+        f"from {place} at {doc['at']} (policy {doc['policy_version'][:12]})", markup=False,
+        style="green" if ex.decision.allowed else "red")  # fmt: skip
+    out(f"  rules: {', '.join(doc['rule_ids'])}", markup=False)
+    for reason in doc["reasons"]:
+        out(f"  reason: {reason}", markup=False)
+    if doc["report_rule_ids"]:
+        out(f"  report mode matches: {', '.join(doc['report_rule_ids'])}", markup=False)
+    out(f"  customer: {p['id']}  tier {p['tier']} (effective {doc['effective_tier']})  "
+        f"kyc {p['kyc_level']}  citizenships: {', '.join(p['citizenships']) or 'none'}  "
+        f"residence: {p['residence'] or 'none'}  US person: {'yes' if p['us_person'] else 'no'}  "
+        f"sanctions: {p['sanctions_status']}  status: {p['status']}", markup=False)  # fmt: skip
+    if doc["tier_demotion"]:
+        out(f"  tier demoted to {doc['effective_tier']}: {doc['tier_demotion']}", markup=False)
+    out(f"  capabilities: {', '.join(doc['capabilities']) or 'none'}", markup=False)
+    m = doc["model"]
+    entitlement = (
+        f"model {m['name']} is not defined in this bundle" if not m["defined"]
+        else f"model {m['name']} is offered to tiers {', '.join(m['tiers'])}: effective tier "
+        f"{doc['effective_tier']} is {'' if m['entitled'] else 'not '}entitled"
+    )  # fmt: skip
+    out(f"  {entitlement}", markup=False)
+    q = doc["quota"]
+    limits = ", ".join(f"{x['capability']}.{x['kind']} {x['limit']}" for x in q["limits"])
+    out(f"  quota plan ({q['tier']}): {limits or 'no limits'}", markup=False)
+    scope = doc["key_scope"]
+    out(f"  key scope: {scope['note']}", markup=False)
+    for key in scope["keys"]:
+        limits = ", ".join(
+            f"{what} {', '.join(key[field])}"
+            for what, field in (
+                ("models", "allowed_models"),
+                ("capabilities", "allowed_capabilities"),
+            )
+            if key[field] is not None
+        )
+        verdict = f"refuses: {key['refuses']}" if key["refuses"] else "lets it through"
+        out(f"    key {key['key_id']} ({limits}): {verdict}", markup=False)
+    if not doc["trace_agrees"]:
+        out("  warning: the rule-by-rule trace disagrees with the engine; please report",
+            markup=False, style="red")  # fmt: skip
+    out("trace (rule order):", markup=False)
+    for r in ex.trace:
+        where = f"{r.file}:{r.line}" if r.file else "(source unknown)"
+        window = _window(r.start, r.end)
+        force = "in force" if r.in_force else f"not in force at {doc['at']}"
+        mode = " report mode" if r.mode == "report" else ""
+        state = "matched" if r.matched else "no match"
+        if r.outcome not in (state, "no match"):
+            state = f"{state} → {r.outcome}"
+        out(f"  {r.id}  {where}  {r.effect}{mode}  {force}{window}  {state}", markup=False)
+        for c in r.when:
+            _condition(console, "when", c.text(), c.parts, 6)
+        for c in r.unless or ():
+            _condition(console, "unless", c.text(), c.parts, 6)
+
+
+def _window(start: datetime | None, end: datetime | None) -> str:
+    from gateway.kyc.schemas import rfc3339
+
+    parts = [f"from {rfc3339(start)}" if start else "", f"until {rfc3339(end)}" if end else ""]
+    text = " ".join(p for p in parts if p)
+    return f" ({text})" if text else ""
+
+
+def _condition(console: Console, label: str, text: str, parts: Any, indent: int) -> None:
+    console.print(f"{' ' * indent}{label} {text}", markup=False)
+    for part in parts:
+        _condition(console, "-", part.text(), part.parts, indent + 2)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("explain")(explain_cmd)

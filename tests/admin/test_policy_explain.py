@@ -1,0 +1,134 @@
+"""POST /admin/v1/policy/explain through the real app and a real SQLite database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.admin import actions, customers, keys, policy_explain
+from gateway.identity.identifier import GatewayIdentifier
+from tests.support.identity_app import (
+    Clock,
+    TestServices,
+    admin_tokens,
+    make_app,
+    make_db,
+    make_settings,
+)
+
+ROUTE = "/admin/v1/policy/explain"
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    settings = make_settings(tmp_path)
+    engine, sessions = await make_db(settings)
+    identifier = GatewayIdentifier(sessions, settings.cache_ttl_seconds)
+    services = TestServices(settings, engine, sessions, identifier, Clock())
+    tokens = await admin_tokens(sessions, ("admin", "compliance", "auditor"))
+    app = make_app(services, customers.router, keys.router, policy_explain.router, actions.router)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as http:
+        yield http, tokens
+    await identifier.stop()
+    await engine.dispose()
+
+
+def auth(tokens: dict[str, str], role: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {tokens[role]}"}
+
+
+GERMAN = {"tier": "enterprise", "kyc_level": "kyb_verified", "citizenships": ["DE"],
+          "residence": "DE"}  # fmt: skip
+
+
+async def test_roles_compliance_and_admin_only(
+    client: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    http, tokens = client
+    body = {"principal": GERMAN, "request": {"model": "fable-5", "origin": "DE"},
+            "at": "2026-07-01T00:00:00Z"}  # fmt: skip
+    for role in ("compliance", "admin"):
+        response = await http.post(ROUTE, json=body, headers=auth(tokens, role))
+        assert response.status_code == 200, response.text
+        doc = response.json()
+        assert doc["decision"] == "deny" and doc["status"] == 403
+        assert doc["rule_ids"] == ["directive-frontier-us-persons-only"]
+        assert doc["at"] == "2026-07-01T00:00:00Z"
+    for role in ("auditor",):
+        response = await http.post(ROUTE, json=body, headers=auth(tokens, role))
+        assert response.status_code == 403, (role, response.text)
+    assert (await http.post(ROUTE, json=body)).status_code == 401
+
+
+async def test_customer_from_the_database_and_admin_action(
+    client: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    http, tokens = client
+    created = await http.post("/admin/v1/customers", headers=auth(tokens, "admin"),
+                              json={"name": "Greta", "kind": "individual", **GERMAN})  # fmt: skip
+    assert created.status_code == 201, created.text
+    cid = created.json()["id"]
+    response = await http.post(
+        ROUTE, headers=auth(tokens, "compliance"),
+        json={"customer_id": cid, "request": {"model": "haiku-lite", "origin": "DE"}},
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.json()["decision"] == "allow"
+    assert response.json()["principal"]["id"] == cid
+    logged = await http.get("/admin/v1/admin-actions", headers=auth(tokens, "auditor"))
+    last = logged.json()["items"][-1]
+    assert (last["action"], last["target_type"], last["target_id"]) == (
+        "policy.explain", "policy_explain", cid)  # fmt: skip
+    assert last["actor_role"] == "compliance"
+    nobody = {"customer_id": "cus_nobody", "request": {"model": "x"}}
+    unknown = await http.post(ROUTE, headers=auth(tokens, "compliance"), json=nobody)
+    assert unknown.status_code == 404 and "cus_nobody" in unknown.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"principal": GERMAN},  # no request
+        {"request": {"model": "fable-5"}},  # neither customer nor principal
+        {"customer_id": "c", "principal": GERMAN, "request": {"model": "fable-5"}},
+        {"principal": GERMAN, "request": {"model": "fable-5", "origin": "ZZ"}},
+        {"principal": GERMAN, "request": {"model": "fable-5"}, "at": "2026-07-01"},
+        {"principal": GERMAN, "request": {"model": "fable-5"}, "client_ip": "not-an-ip"},
+        {"principal": {**GERMAN, "tier": 3}, "request": {"model": "fable-5"}},
+        {"principal": GERMAN, "request": {"model": "fable-5", "capabilities": ["nope"]}},
+        {"principal": GERMAN, "request": {"model": "fable-5", "body": {}, "capabilities": []}},
+    ],
+)
+async def test_bad_input_is_422(
+    client: tuple[httpx.AsyncClient, dict[str, str]], body: dict[str, object]
+) -> None:
+    http, tokens = client
+    response = await http.post(ROUTE, json=body, headers=auth(tokens, "compliance"))
+    assert response.status_code == 422, response.text
+
+
+async def test_the_customers_scoped_keys_are_judged(
+    client: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    http, tokens = client
+    created = await http.post("/admin/v1/customers", headers=auth(tokens, "admin"),
+                              json={"name": "Greta", "kind": "individual", **GERMAN})  # fmt: skip
+    cid = created.json()["id"]
+    for scope in ({"allowed_models": ["fable-5"]}, {}):
+        key = await http.post(f"/admin/v1/customers/{cid}/keys", headers=auth(tokens, "admin"),
+                              json={"name": "ci", **scope})  # fmt: skip
+        assert key.status_code == 201, key.text
+    response = await http.post(
+        ROUTE, headers=auth(tokens, "compliance"),
+        json={"customer_id": cid, "request": {"model": "haiku-lite", "origin": "DE"}},
+    )  # fmt: skip
+    doc = response.json()
+    assert doc["decision"] == "allow", doc
+    scoped = doc["key_scope"]["keys"]
+    assert len(scoped) == 1 and scoped[0]["allowed_models"] == ["fable-5"], doc["key_scope"]
+    assert "may use 'fable-5' only" in scoped[0]["refuses"], scoped
