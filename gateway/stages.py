@@ -183,6 +183,6 @@ class AuditSink(Protocol):
         ...
 
     async def record_event(self, kind: str, payload: dict[str, Any], *, wait: bool = True) -> str:
-        """Append an event record (``policy_reload``, ``message_batch_bound``...);
+        """Append an event record (``policy_reload``, ``batch_bound``...);
         with ``wait``, returns after COMMIT and raises AuditUnavailable."""
         ...

@@ -279,7 +279,7 @@ async def _decide_by_id(pipeline: Pipeline, ex: Exchange) -> None:
 def inner_records(ex: Exchange) -> list[DecisionRecord]:
     """The create's inner requests' records, stamped with its time and naming
     its decision id (the batch id is not known until the upstream answers:
-    the ``message_batch_bound`` event and the binding link the two)."""
+    the ``batch_bound`` event and the binding link the two)."""
     records: list[DecisionRecord] = []
     for one in ex.inner or ():
         one.id = new_id()

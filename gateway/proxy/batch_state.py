@@ -198,7 +198,7 @@ class BatchBinding:
             return None
         try:
             await self._owners.bind(batch_id, self._customer_id, self._models, self._decision_id)
-            await self._audit.record_event("message_batch_bound", {
+            await self._audit.record_event("batch_bound", {
                 "batch_id": batch_id, "customer_id": self._customer_id,
                 "decision_id": self._decision_id, "models": list(self._models),
             })  # fmt: skip

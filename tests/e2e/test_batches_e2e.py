@@ -52,7 +52,7 @@ def test_create_poll_results_for_an_entitled_customer(
 ) -> None:
     owner = client(gateway, admin.customer_with_key(**US_ENTERPRISE))
     raw = owner.messages.batches.with_raw_response.create(
-        requests=[request("q1"), request("q2", model="fable-5")]  # type: ignore[list-item]
+        requests=[request("q1"), request("q2", max_tokens=20)]  # type: ignore[list-item]
     )
     batch = raw.parse()
     assert batch.id.startswith("msgbatch_"), batch
@@ -63,7 +63,7 @@ def test_create_poll_results_for_an_entitled_customer(
     results = {r.custom_id: r for r in owner.messages.batches.results(batch.id)}
     assert set(results) == {"q1", "q2"}
     assert results["q2"].result.type == "succeeded"
-    assert results["q2"].result.message.model == "fable-5"  # type: ignore[union-attr]
+    assert results["q2"].result.message.model == "haiku-lite"  # type: ignore[union-attr]
     # The results came through the gateway (its results_url), not the upstream's host.
     assert owner.messages.batches.retrieve(batch.id).results_url == f"{BATCHES}/{batch.id}/results"
 
@@ -72,13 +72,13 @@ def test_create_poll_results_for_an_entitled_customer(
     create_id = raw.headers["x-gateway-decision-id"]
     create = record(admin, create_id)
     assert (create["decision"], create["endpoint"]) == ("allow", BATCHES), create
-    assert create["facts"]["message_batch"]["models"] == ["haiku-lite", "fable-5"], create
+    assert create["facts"]["message_batch"]["models"] == ["haiku-lite"], create
     listed = admin.http.get("/admin/v1/decisions",
                             params={"customer_id": create["customer_id"], "limit": 50}).json()
     inner = [d for d in listed["items"] if (d["facts"].get("message_batch") or {}).get(
         "create_decision_id") == create_id]  # fmt: skip
     assert sorted((d["facts"]["message_batch"]["custom_id"], d["model"]) for d in inner) == [
-        ("q1", "haiku-lite"), ("q2", "fable-5")], listed
+        ("q1", "haiku-lite"), ("q2", "haiku-lite")], listed
     assert all(d["decision"] == "allow" and d["ts"] == create["ts"] for d in inner), inner
     # What went upstream: the create, then the polls and the results.
     assert [r["path"] for r in upstream_batch_calls(standin_log)][0] == BATCHES
