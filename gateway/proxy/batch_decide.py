@@ -20,6 +20,7 @@ caller's, or was never relayed, is 404 and never forwarded.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,8 @@ MESSAGES_ENDPOINT = "/v1/messages"
 MAX_BATCH_REQUESTS = 10_000
 """Inner requests per batch (on top of the body-size limit): each is decided
 and recorded before the batch goes upstream, so the work of one create is bounded."""
+_YIELD_EVERY = 200
+"""Inner requests decided between yields to the event loop (each takes tens of us)."""
 _CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """Anthropic's own rule for ``custom_id``; it is also what the records name."""
 
@@ -126,7 +129,9 @@ async def _decide_create(pipeline: Pipeline, ex: Exchange, raw: bytes) -> None:
     now = services.clock()
     bundle = ex.bundle
     inner: list[Exchange] = []
-    for custom_id, params in items:
+    for index, (custom_id, params) in enumerate(items):
+        if index and index % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a 10,000-request batch does not hold the loop
         try:
             body = parse_request_params(
                 params, MESSAGES_ENDPOINT, lambda: default_output_tokens(principal, bundle, now)
