@@ -243,6 +243,8 @@ class Pipeline:
             log.error("audit store unavailable, refusing allowed request %s: %s", ex.id, exc)
             if ex.admission is not None:
                 await services.meter.settle(ex.admission, None)
+            for extra in ex.extra_admissions or ():  # a batch's other quota plans
+                await services.meter.settle(extra, None)
             await self._send_error(ex, send, _unavailable(exc))
             hooks.refused(ex, 503)  # ops hook
             return
