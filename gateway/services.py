@@ -18,6 +18,7 @@ from gateway.stages import AuditSink, Identifier, Locator, QuotaMeter
 
 if TYPE_CHECKING:
     from gateway.policy.holder import PolicyHolder
+    from gateway.proxy.batch_state import BatchOwners
     from gateway.proxy.stored_state import ResponseOwners
     from gateway.proxy.upstream import UpstreamClient
 
@@ -38,5 +39,7 @@ class Services:
     """Optional components (sanctions screener, cache bus, metrics) by name."""
     response_owners: ResponseOwners | None = None
     """Who each upstream-stored response belongs to (None: continuations refused)."""
+    batch_owners: BatchOwners | None = None
+    """Who each Message Batch belongs to (None: every call on a batch by id is 404)."""
     draining: bool = False
     """Set on SIGTERM: /readyz turns false so the load balancer stops sending."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.audit.record import DecisionRecord, OutcomeRecord
 from gateway.geo.origin import Origin
@@ -131,7 +131,13 @@ class Admission:
 
 class QuotaMeter(Protocol):
     async def admit(
-        self, customer_id: str, plan: QuotaPlan, streaming: bool, tokens_wanted: int, now: datetime
+        self,
+        customer_id: str,
+        plan: QuotaPlan,
+        streaming: bool,
+        tokens_wanted: int,
+        now: datetime,
+        requests: int = 1,
     ) -> Admission:
         """Check and consume every bucket of the plan; reserve tokens and a stream slot.
 
@@ -168,6 +174,15 @@ class AuditSink(Protocol):
         """
         ...
 
+    async def record_many(self, records: list[DecisionRecord]) -> None:
+        """Commit several decisions of one request together (as ``record``)."""
+        ...
+
     async def record_outcome(self, outcome: OutcomeRecord) -> None:
         """Append the outcome record; queued into the next batch."""
+        ...
+
+    async def record_event(self, kind: str, payload: dict[str, Any], *, wait: bool = True) -> str:
+        """Append an event record (``policy_reload``, ``batch_bound``...);
+        with ``wait``, returns after COMMIT and raises AuditUnavailable."""
         ...

@@ -32,7 +32,8 @@ deciding rules and of report matches never collide in ``audit_decision_rules``."
 KIND_LEN = 16
 """Width of ``audit_records.kind`` (PostgreSQL holds it to that; SQLite does not)."""
 RecordKind = Literal[
-    "decision", "outcome", "policy_reload", "policy_refused", "quota_store", "tombstone"
+    "decision", "outcome", "policy_reload", "policy_refused", "quota_store", "tombstone",
+    "batch_bound",
 ]
 
 

@@ -210,6 +210,20 @@ class AuditWriter:
         assert future is not None
         await future
 
+    async def record_many(self, records: list[DecisionRecord]) -> None:
+        """Several decisions of one request (a Message Batch's inner requests):
+        queued together, so one group commit takes them all; returns once every
+        one is committed (raises AuditUnavailable as ``record`` does)."""
+        if self._expected:
+            self._expected -= 1
+        futures = []
+        for record in records:
+            fields = decision_fields(record, self._settings.audit_ip_truncate)
+            future = self._push(fields, record.index_keys(), wait=True)
+            assert future is not None
+            futures.append(future)
+        await asyncio.gather(*futures)
+
     async def record_outcome(self, outcome: OutcomeRecord) -> None:
         self._push(outcome_fields(outcome), [], wait=False)
 

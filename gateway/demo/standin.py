@@ -40,6 +40,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.demo.standin_batches import StandInBatches
+
 REPLY = "Hello from the stand-in model."
 MAX_STORED = 10_000
 """Responses kept for retrieval by id; the oldest goes first."""
@@ -197,6 +199,7 @@ class StandIn:
         self.streams = {"started": 0, "finished": 0, "cancelled": 0}
         self.record = True
         self.stored: dict[str, StoredResponse] = {}
+        self.batches = StandInBatches(self._read)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -212,6 +215,7 @@ class StandIn:
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         app.router.add_get("/v1/models", self.models)
+        self.batches.add_routes(app)
         app.router.add_get("/_standin/requests", self.list_requests)
         app.router.add_delete("/_standin/requests", self.clear)
         app.router.add_get("/_standin/streams", self.list_streams)

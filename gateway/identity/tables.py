@@ -87,3 +87,18 @@ class StoredResponseOwner(Base):
     mode: ``queued``); cleared by the first retrieval showing its usage, which
     charges what it used beyond them (docs/quotas.md)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MessageBatchOwner(Base):
+    """Which customer a Message Batch created through the gateway belongs to
+    (``gateway.proxy.batch_state``: the upstream sees one account for all)."""
+
+    __tablename__ = "message_batch_owners"
+
+    batch_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    models: Mapped[list[str]] = mapped_column(JSON)
+    """The models its requests named: calls on it are decided for each of them."""
+    decision_id: Mapped[str] = mapped_column(String(64))
+    """The create's decision record (its inner requests' records name it too)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gateway.ops import metrics as m
+from gateway.proxy.batch_routes import BATCH_ENDPOINTS
 from gateway.proxy.paths import ROUTES
 from gateway.proxy.stored_routes import STORED_ENDPOINTS
 
@@ -95,7 +96,7 @@ def endpoint_label(path: str) -> str:
     """A route, or ``unmatched``: a probe of random paths must not create a
     series (and a cached child here) per path. The path itself is in the
     decision record and the access-log line."""
-    if path in ROUTES or path in STORED_ENDPOINTS:
+    if path in ROUTES or path in STORED_ENDPOINTS or path in BATCH_ENDPOINTS:
         return path
     return UNMATCHED
 

@@ -48,10 +48,12 @@ async def relay_answer(
     send: Send,
     detach: Callable[[], None],
     outcome: Outcome,
-    before_sending: Callable[[Any], Awaitable[None]] | None = None,
+    before_sending: Callable[[Any], Awaitable[bytes | None]] | None = None,
 ) -> None:
     """``before_sending(parsed_body)`` sees a complete 2xx answer before the
-    client does (``stored_state``: its response id is bound to the caller first)."""
+    client does (``stored_state``: its response id is bound to the caller first);
+    bytes it returns are sent instead (``batch_state``: a batch's ``results_url``
+    rewritten to the gateway's route), JSON, without the upstream's coding."""
     try:
         parts, complete = await _read_head(response)
     except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -68,7 +70,10 @@ async def relay_answer(
             if plain is not None and before_sending is not None:
                 doc = parse_answer(plain)  # parsed once, for its usage and its id
                 outcome.usage = usage_from_doc(doc)
-                await before_sending(doc)
+                replaced = await before_sending(doc)
+                if replaced is not None:
+                    body = replaced
+                    headers = [(k, v) for k, v in headers if k != b"content-encoding"]
             elif plain is not None:
                 outcome.usage = usage_from_json(plain)
         detach()

@@ -324,11 +324,31 @@ def parse_request_body(
     bounded by ``default_max_tokens()`` (the caller's tier default, asked for only
     when the body names no bound; ``facts.with_output_bound`` says why)."""
     facts, body = _parse(raw)
+    return _bounded(facts, body, endpoint, default_max_tokens), orjson.dumps(body)
+
+
+def parse_request_params(
+    body: object, endpoint: str, default_max_tokens: Callable[[], int | None]
+) -> BodyFacts:
+    """The facts of a request already parsed from JSON (a Message Batch's
+    ``params``), as ``parse_request_body`` reads a whole body: the same
+    checks, classification inputs and output bound (written into ``body``)."""
+    if not isinstance(body, dict):
+        raise ProxyError(400, "request body must be a JSON object")
+    return _bounded(_facts_of(body), body, endpoint, default_max_tokens)
+
+
+def _bounded(
+    facts: BodyFacts,
+    body: dict[str, Any],
+    endpoint: str,
+    default_max_tokens: Callable[[], int | None],
+) -> BodyFacts:
     if facts.max_tokens is None and endpoint in OUTPUT_BOUND_FIELDS:
         facts = with_output_bound(facts, endpoint, default_max_tokens())
         if facts.max_tokens_defaulted:
             body[OUTPUT_BOUND_FIELDS[endpoint]] = facts.max_tokens
-    return facts, orjson.dumps(body)
+    return facts
 
 
 def parse_body(raw: bytes) -> BodyFacts:
@@ -345,6 +365,10 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
         raise ProxyError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ProxyError(400, "request body must be a JSON object")
+    return _facts_of(body), body
+
+
+def _facts_of(body: dict[str, Any]) -> BodyFacts:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ProxyError(400, "'model' is required and must be a non-empty string", param="model")
@@ -386,7 +410,7 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
     # prompt_sha256 (account-farm links); ordinary text folds to itself.
     folded = fold(prompt_text)
     hashed = encoded if folded is prompt_text else folded.encode("utf-8", "surrogatepass")
-    facts = BodyFacts(
+    return BodyFacts(
         model=model,
         stream=stream,
         has_tools=has_tools or tool_use,
@@ -402,4 +426,3 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
         stream_options_given="stream_options" in body,
         continues=continued_ids(body),
     )
-    return facts, body

@@ -22,6 +22,7 @@ from gateway.policy.control import control_explanation
 from gateway.policy.decision import Decision
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.policy.replay import replay_facts
+from gateway.proxy.batch_routes import BatchCall
 from gateway.proxy.stored_routes import StoredCall
 from gateway.stages import Admission
 
@@ -61,6 +62,17 @@ class Exchange:
     """The body as parsed, re-serialised: forwarded, then released (``take_request_bytes``)."""
     stored: StoredCall | None = None
     """A call on a stored response by id (``gateway.proxy.stored_routes``), else None."""
+    batch: BatchCall | None = None
+    """A Message Batches call (``gateway.proxy.batch_routes``), else None."""
+    batch_facts: dict[str, Any] | None = None
+    """What the record says of the batch (``facts.message_batch``): its id or
+    requests and models, and for an inner request its ``custom_id``."""
+    inner: list[Exchange] | None = None
+    """A batch create's inner requests, each decided as a ``/v1/messages``
+    request: recorded with this one, in one group commit (``Pipeline._record``)."""
+    extra_admissions: list[Admission] | None = None
+    """A batch whose inner requests fall under several quota plans holds one
+    admission per plan: ``admission`` is the first, these the rest."""
 
     @property
     def policy_version(self) -> str:
@@ -108,6 +120,8 @@ class Exchange:
                 "id": self.stored.response_id,
                 "operation": self.stored.operation,
             }
+        if self.batch_facts is not None:
+            facts["message_batch"] = self.batch_facts
         return DecisionRecord(
             id=self.id,
             ts=self.ts,

@@ -22,6 +22,7 @@ from gateway.audit.record import OutcomeRecord
 from gateway.ops import hooks  # ops: metrics + access log
 from gateway.proxy.answer import Outcome, relay_answer
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, send_response
+from gateway.proxy.batch_state import before_batch_answer
 from gateway.proxy.cut import StreamPolicyWatch, cut_event
 from gateway.proxy.encoding import StreamDecoder, stream_decoder
 from gateway.proxy.errors import ProxyError, render_error, request_id_header
@@ -31,7 +32,7 @@ from gateway.proxy.stored_state import RESPONSES_ENDPOINT, ResponseBinding
 from gateway.proxy.usage import SseUsageTap, inject_include_usage
 from gateway.quota.headers import anthropic_headers
 from gateway.services import Services
-from gateway.stages import StageUnavailable, Usage
+from gateway.stages import Admission, StageUnavailable, Usage
 
 log = logging.getLogger("gateway.proxy")
 
@@ -289,9 +290,12 @@ class Forwarder:
 
     def _before_answer(
         self, ex: Exchange, status: int
-    ) -> Callable[[object], Awaitable[None]] | None:
+    ) -> Callable[[object], Awaitable[bytes | None]] | None:
         """What must happen before a complete (parsed) answer reaches the client: a new
-        response's id bound to its caller, a deleted one's binding dropped."""
+        response's id bound to its caller, a deleted one's binding dropped (the
+        same for Message Batches: ``batch_state.before_batch_answer``)."""
+        if ex.batch is not None:
+            return before_batch_answer(self.services, ex, status)
         binding = self._binding(ex, status)
         if binding is not None:
             return binding.answer
@@ -347,6 +351,29 @@ class Forwarder:
         except StageUnavailable as exc:
             log.error("%s; %s keeps its stream's charge", exc, ex.id)
 
+    async def _settle_admission(
+        self, ex: Exchange, admission: Admission, outcome: Outcome, first: bool = False
+    ) -> None:
+        usage = outcome.usage
+        reserved = admission.reserved_tokens
+        answered = outcome.status is not None and outcome.status < 300
+        # A failed call (no answer, or an error status) passes its usage,
+        # if any, else None: the reservation is released.
+        if answered and (usage is None or outcome.error is not None):
+            # Answered without usage: keep the reservation as charged.
+            # Cut after it started (client gone, upstream broke): the
+            # upstream generated, and bills, tokens its final usage would
+            # have reported; charge at least the reservation, or dropping
+            # the connection before the last chunk would make streams free.
+            usage = _at_least(usage, reserved)
+            if first and outcome.streamed_response_id is not None:
+                await self._leave_unsettled(ex, outcome.streamed_response_id, usage)
+        try:
+            await self.services.meter.settle(admission, usage)
+        except StageUnavailable as exc:
+            # The reservation and lease expire on their own; say so loudly.
+            log.error("could not settle quota for %s: %s", ex.id, exc)
+
     async def _settle(self, ex: Exchange, outcome: Outcome) -> None:
         services = self.services
         if ex.stored is not None:
@@ -356,26 +383,14 @@ class Forwarder:
             # record would count its tokens twice. Only what a background
             # response used beyond its create's charge is charged, once.
             outcome.usage = await self._late_charge(ex, outcome.usage)
+        elif ex.batch is not None:
+            # A batch object has no usage, and results show usage the create
+            # was charged for (its reservation stands: docs/quotas.md).
+            outcome.usage = None
         if ex.admission is not None:
-            usage = outcome.usage
-            reserved = ex.admission.reserved_tokens
-            answered = outcome.status is not None and outcome.status < 300
-            # A failed call (no answer, or an error status) passes its usage,
-            # if any, else None: the reservation is released.
-            if answered and (usage is None or outcome.error is not None):
-                # Answered without usage: keep the reservation as charged.
-                # Cut after it started (client gone, upstream broke): the
-                # upstream generated, and bills, tokens its final usage would
-                # have reported; charge at least the reservation, or dropping
-                # the connection before the last chunk would make streams free.
-                usage = _at_least(usage, reserved)
-                if outcome.streamed_response_id is not None:
-                    await self._leave_unsettled(ex, outcome.streamed_response_id, usage)
-            try:
-                await services.meter.settle(ex.admission, usage)
-            except StageUnavailable as exc:
-                # The reservation and lease expire on their own; say so loudly.
-                log.error("could not settle quota for %s: %s", ex.id, exc)
+            await self._settle_admission(ex, ex.admission, outcome, first=True)
+            for extra in ex.extra_admissions or ():
+                await self._settle_admission(ex, extra, outcome)
         record = OutcomeRecord(
             id=new_id(),
             ts=services.clock(),

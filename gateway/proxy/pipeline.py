@@ -29,7 +29,7 @@ from gateway.policy.engine import (
     default_output_tokens,
     visible_models,
 )
-from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
+from gateway.policy.facts import ApiShape, RequestFacts
 from gateway.proxy.asgi_io import (
     JSON_CONTENT_TYPE,
     ClientGone,
@@ -41,6 +41,9 @@ from gateway.proxy.asgi_io import (
     read_body,
 )
 from gateway.proxy.asgi_io import send_response as send_raw
+from gateway.proxy.batch_decide import decide_batch, inner_records
+from gateway.proxy.batch_list import list_batches
+from gateway.proxy.batch_routes import BatchCall
 from gateway.proxy.body import check_encoding, check_query, parse_request_body
 from gateway.proxy.body_deadline import BodyDeadlines, Task
 from gateway.proxy.errors import ProxyError, join_reasons, render_error, request_id_header
@@ -49,6 +52,7 @@ from gateway.proxy.forward import Forwarder
 from gateway.proxy.header_limits import forwarded_for
 from gateway.proxy.models_list import render_models
 from gateway.proxy.quota_refusal import quota_refusal
+from gateway.proxy.reserve import tokens_to_reserve
 from gateway.proxy.stored_decide import decide_stored
 from gateway.proxy.stored_routes import StoredCall
 from gateway.proxy.stored_state import STORED_STATE_RULE
@@ -82,6 +86,7 @@ class Pipeline:
         # Bound once: the hot path does not make a bound method per request.
         self._decide_body: Decider = self._decide
         self._decide_by_id: Decider = self._decide_stored
+        self._decide_batch_call: Decider = self._decide_batch
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, api: ApiShape) -> None:
         ex = self._exchange(scope, api)
@@ -101,6 +106,25 @@ class Pipeline:
         self, ex: Exchange, scope: Scope, receive: Receive, task: Task
     ) -> None:
         await decide_stored(self, ex, scope, receive, task)
+
+    async def handle_batch(
+        self, scope: Scope, receive: Receive, send: Send, call: BatchCall
+    ) -> None:
+        """A Message Batches call (``gateway.proxy.batch_routes``): decided by
+        ``decide_batch`` (every inner request of a create), recorded, forwarded;
+        the list is answered here, from the caller's own batches."""
+        ex = self._exchange(scope, "anthropic")
+        ex.endpoint = call.route
+        ex.batch = call
+        if call.operation == "list":
+            await self._announced(ex, list_batches(self, ex, scope, send))
+            return
+        await self._announced(ex, self._walk(ex, scope, receive, send, self._decide_batch_call))
+
+    async def _decide_batch(
+        self, ex: Exchange, scope: Scope, receive: Receive, task: Task
+    ) -> None:
+        await decide_batch(self, ex, scope, receive, task)
 
     async def list_models(self, scope: Scope, send: Send, api: ApiShape) -> None:
         """``GET`` or ``HEAD /v1/models``: the same decision and record, HEAD without content."""
@@ -219,6 +243,8 @@ class Pipeline:
             log.error("audit store unavailable, refusing allowed request %s: %s", ex.id, exc)
             if ex.admission is not None:
                 await services.meter.settle(ex.admission, None)
+            for extra in ex.extra_admissions or ():  # a batch's other quota plans
+                await services.meter.settle(extra, None)
             await self._send_error(ex, send, _unavailable(exc))
             hooks.refused(ex, 503)  # ops hook
             return
@@ -230,6 +256,11 @@ class Pipeline:
         ex.stamp(self.services.clock())
         record = ex.to_record(status)
         ex.recorded = True  # from here the sink has taken back this request's expectation
+        if ex.inner is not None and status < 400:
+            # A batch create: its inner requests' records go in the same group
+            # commit, all committed before the batch is forwarded.
+            await self.services.audit.record_many([record, *inner_records(ex)])
+            return
         await self.services.audit.record(record)
 
     async def _list(self, ex: Exchange, scope: Scope, send: Send) -> None:
@@ -323,7 +354,7 @@ class Pipeline:
         if body.continues:
             await self._check_continued(ex, principal.customer_id, body.continues)
         if decision.quota is not None:
-            wanted = _tokens_to_reserve(ex.endpoint, body, decision.quota.default_max_tokens)
+            wanted = tokens_to_reserve(ex.endpoint, body, decision.quota.default_max_tokens)
             try:
                 ex.admission = admission = await services.meter.admit(
                     principal.customer_id, decision.quota, body.stream, wanted, now
@@ -365,27 +396,6 @@ class Pipeline:
         ]
         headers.extend((k.encode(), v.encode()) for k, v in refusal.headers.items())
         await send_raw(send, refusal.status, headers, render_error(ex.api, refusal), ex.head)
-
-
-_COUNT_TOKENS = "/v1/messages/count_tokens"
-_EMBEDDINGS = "/v1/embeddings"
-
-
-def _tokens_to_reserve(endpoint: str, body: BodyFacts, default_max_tokens: int | None) -> int:
-    """What a token quota holds back before forwarding (settled to real usage after).
-
-    Counting tokens generates nothing and is not billed; an embedding has no
-    output. Reserving ``default_max_tokens`` for them charged every call as
-    if it generated a full answer (count_tokens answers carry no ``usage``,
-    so that charge was never settled down). A request for several answers
-    (``n``, ``best_of``, a prompt list) may generate ``max_tokens`` for each.
-    """
-    if endpoint == _COUNT_TOKENS:
-        return 0
-    if endpoint == _EMBEDDINGS:
-        return body.input_tokens_estimate
-    output = (body.max_tokens or default_max_tokens or 0) * body.answers
-    return output + body.input_tokens_estimate
 
 
 def _unavailable(exc: StageUnavailable) -> ProxyError:

@@ -16,6 +16,7 @@ import orjson
 from gateway.head import head_as_get
 from gateway.policy.facts import ApiShape
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, header, send_response
+from gateway.proxy.batch_routes import batch_call
 from gateway.proxy.errors import ProxyError, api_for_path
 from gateway.proxy.header_limits import STATUS as HEADERS_TOO_LARGE
 from gateway.proxy.header_limits import oversized_headers
@@ -81,6 +82,13 @@ class ProxyRoutes:
                 return
             api = "openai"
             refusal = _not_allowed(method, path, call.allowed_methods)
+        elif (batch := batch_call(path, method)) is not None:
+            # Message Batches: also only after the exact lookups missed.
+            if batch.operation is not None:
+                await self.pipeline().handle_batch(scope, receive, send, batch)
+                return
+            api = "anthropic"
+            refusal = _not_allowed(method, path, batch.allowed_methods)
         else:
             # A misspelt route is refused, never served (gateway.proxy.paths),
             # but in the shape of the API it was meant for, naming the route.

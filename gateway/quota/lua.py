@@ -109,7 +109,8 @@ end
 
 # KEYS: two per counter (slot set or lease set, amounts hash). ARGV: mode
 # ('admit'|'peek'), now, lease id, lease expiry, tokens, then four per counter:
-# type ('r' requests, 't' tokens, 'l' lease), limit, window_ms, slot_ms.
+# type ('r' requests, 't' tokens, 'l' lease), limit, window_ms, slot_ms; last,
+# the requests it counts (1, or a Message Batch's inner requests).
 # Returns {allowed, used_1, reset_1, retry_1, used_2, ...}.
 ADMIT = (
     _PRELUDE
@@ -117,6 +118,7 @@ ADMIT = (
 local mode, now, id = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local lease_exp, tokens = tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = #KEYS / 2
+local requests = tonumber(ARGV[6 + 4 * n]) or 1
 local used, retry, cost = {}, {}, {}
 local refused = false
 for i = 1, n do
@@ -124,7 +126,7 @@ for i = 1, n do
   local b = 5 + (i - 1) * 4
   local typ, limit, window = ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   retry[i] = -1
-  cost[i] = (typ == 't') and tokens or 1
+  cost[i] = (typ == 't') and tokens or requests
   if typ == 'l' then
     redis.call('ZREMRANGEBYSCORE', zkey, '-inf', now)
     used[i] = redis.call('ZCARD', zkey)

@@ -158,7 +158,13 @@ class MemoryStore:
         return leases
 
     async def admit(
-        self, plan: PreparedPlan, tokens: int, now_ms: int, lease_id: str, lease_expiry_ms: int
+        self,
+        plan: PreparedPlan,
+        tokens: int,
+        now_ms: int,
+        lease_id: str,
+        lease_expiry_ms: int,
+        requests: int = 1,
     ) -> AdmitResult:
         self._ops += 1
         if self._ops % SWEEP_EVERY == 0:
@@ -175,10 +181,10 @@ class MemoryStore:
             else:
                 window = self._window(c, now_ms)
                 held.append(window)
-                if window.total + (tokens if c.type == "tokens" else 1) > c.limit.limit:
+                if window.total + (tokens if c.type == "tokens" else requests) > c.limit.limit:
                     refused = True
         if refused:
-            return AdmitResult(False, self._refusal(plan, held, tokens, now_ms))
+            return AdmitResult(False, self._refusal(plan, held, tokens, now_ms, requests))
         # ... then consume every one (no await in between).
         states: list[CounterState] = []
         for c, store in zip(plan.counters, held, strict=True):
@@ -186,7 +192,7 @@ class MemoryStore:
                 store.add(lease_id, lease_expiry_ms)
                 states.append(CounterState(len(store.expiry), 0, -1))
             else:
-                cost = tokens if c.type == "tokens" else 1
+                cost = tokens if c.type == "tokens" else requests
                 if cost > 0:
                     store.add(now_ms, cost)
                 states.append(CounterState(store.total, store.reset_ms(now_ms), -1))
@@ -194,7 +200,11 @@ class MemoryStore:
 
     @staticmethod
     def _refusal(
-        plan: PreparedPlan, held: list[_Window | _Leases], tokens: int, now_ms: int
+        plan: PreparedPlan,
+        held: list[_Window | _Leases],
+        tokens: int,
+        now_ms: int,
+        requests: int = 1,
     ) -> list[CounterState]:
         states = []
         for c, store in zip(plan.counters, held, strict=True):
@@ -202,7 +212,7 @@ class MemoryStore:
                 used = len(store.expiry)
                 states.append(CounterState(used, 0, 1000 if used + 1 > c.limit.limit else -1))
             else:
-                cost = tokens if c.type == "tokens" else 1
+                cost = tokens if c.type == "tokens" else requests
                 retry = -1
                 if store.total + cost > c.limit.limit:
                     retry = store.retry_ms(now_ms, cost, c.limit.limit)

@@ -131,7 +131,13 @@ class Meter:
         return entry[1]
 
     async def admit(
-        self, customer_id: str, plan: QuotaPlan, streaming: bool, tokens_wanted: int, now: datetime
+        self,
+        customer_id: str,
+        plan: QuotaPlan,
+        streaming: bool,
+        tokens_wanted: int,
+        now: datetime,
+        requests: int = 1,
     ) -> Admission:
         tokens = min(max(tokens_wanted, 0), MAX_TOKENS)
         prepared = self._prepared(customer_id, plan, streaming)
@@ -141,7 +147,7 @@ class Meter:
         lease_id = f"{self._lease_prefix}{next(self._lease_seq)}" if prepared.lease_keys else ""
         try:
             result = await self.store.admit(
-                prepared, tokens, now_ms, lease_id, now_ms + self.lease_ttl_ms
+                prepared, tokens, now_ms, lease_id, now_ms + self.lease_ttl_ms, requests
             )
         except StoreDown as exc:
             self._store_failed("admit", exc)

@@ -55,9 +55,16 @@ class RedisStore:
         self._refresh = self._redis.register_script(lua.REFRESH)
 
     async def _run_admit(
-        self, mode: str, plan: PreparedPlan, tokens: int, now_ms: int, lease_id: str, exp: int
+        self,
+        mode: str,
+        plan: PreparedPlan,
+        tokens: int,
+        now_ms: int,
+        lease_id: str,
+        exp: int,
+        requests: int = 1,
     ) -> list[int]:
-        args = (mode, now_ms, lease_id, exp, tokens, *plan.spec)
+        args = (mode, now_ms, lease_id, exp, tokens, *plan.spec, requests)
         try:
             raw = await self._admit(keys=plan.keys, args=args)
         except _DOWN as exc:
@@ -69,9 +76,17 @@ class RedisStore:
         return [CounterState(raw[i], raw[i + 1], raw[i + 2]) for i in range(1, len(raw), 3)]
 
     async def admit(
-        self, plan: PreparedPlan, tokens: int, now_ms: int, lease_id: str, lease_expiry_ms: int
+        self,
+        plan: PreparedPlan,
+        tokens: int,
+        now_ms: int,
+        lease_id: str,
+        lease_expiry_ms: int,
+        requests: int = 1,
     ) -> AdmitResult:
-        raw = await self._run_admit("admit", plan, tokens, now_ms, lease_id, lease_expiry_ms)
+        raw = await self._run_admit(
+            "admit", plan, tokens, now_ms, lease_id, lease_expiry_ms, requests
+        )
         return AdmitResult(raw[0] == 1, self._states(raw))
 
     async def peek(self, plan: PreparedPlan, now_ms: int) -> list[CounterState]:

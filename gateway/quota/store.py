@@ -47,10 +47,17 @@ class AdmitResult(NamedTuple):
 
 class QuotaStore(Protocol):
     async def admit(
-        self, plan: PreparedPlan, tokens: int, now_ms: int, lease_id: str, lease_expiry_ms: int
+        self,
+        plan: PreparedPlan,
+        tokens: int,
+        now_ms: int,
+        lease_id: str,
+        lease_expiry_ms: int,
+        requests: int = 1,
     ) -> AdmitResult:
-        """Check every counter; consume all (``tokens`` in token windows, 1 in
-        request windows, lease ``lease_id`` in lease sets) only if all accept."""
+        """Check every counter; consume all (``tokens`` in token windows,
+        ``requests`` (1 but for a Message Batch) in request windows, lease
+        ``lease_id`` in lease sets) only if all accept."""
         ...
 
     async def peek(self, plan: PreparedPlan, now_ms: int) -> Sequence[CounterState]:

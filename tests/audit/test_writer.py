@@ -42,6 +42,15 @@ async def test_record_commits_and_chains(writer: AuditWriter, engine: AsyncEngin
     assert writer.head is not None and writer.head.hash == prev
 
 
+async def test_record_many_is_one_group_commit(writer: AuditWriter, engine: AsyncEngine) -> None:
+    """A Message Batch of N: its N records are queued together and committed
+    in one transaction (up to ``audit_batch_max``) before the call returns."""
+    before = writer.stats.batches
+    await writer.record_many([make_record(i) for i in range(50)])
+    assert writer.stats.batches - before == 1
+    assert [r.seq for r in await _rows(engine)] == list(range(1, 51))
+
+
 async def test_group_commit_200_concurrent(writer: AuditWriter, engine: AsyncEngine) -> None:
     before = writer.stats.batches
     await asyncio.gather(*(writer.record(make_record(i)) for i in range(200)))

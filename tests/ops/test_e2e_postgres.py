@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from tests.e2e import (
     test_audit_e2e,
+    test_batches_e2e,
     test_identity_e2e,
     test_policy_e2e,
     test_proxy_failures,
@@ -32,9 +33,10 @@ from tests.support.processes import Admin, GatewayConfig, Proc, start_gateway
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 
 # Calls on stored responses by id: ownership, the model kept with it, and the
-# background charge claimed by a conditional UPDATE, on PostgreSQL too.
+# background charge claimed by a conditional UPDATE, on PostgreSQL too; and
+# Message Batches (their bindings, the keyset-paged list, N records a create).
 for _module in (test_proxy_sdks, test_proxy_failures, test_identity_e2e, test_policy_e2e,
-                test_stored_retrieval_e2e):
+                test_stored_retrieval_e2e, test_batches_e2e):
     for _name in dir(_module):
         if _name.startswith("test_"):
             globals()[_name] = getattr(_module, _name)

@@ -153,3 +153,25 @@ async def test_a_plan_without_limits_admits_without_the_store(clock: FakeClock) 
     assert meter.store_failures == 0
     await meter.settle(admission, None)
     await meter.aclose()
+
+
+async def test_a_message_batch_takes_its_requests_at_once(
+    make_meter: Callable[..., Meter], clock: FakeClock
+) -> None:
+    """``requests=N`` (a Message Batch of N) counts N in request windows, all
+    or nothing, and its tokens once; a single request still counts one."""
+    rpm_and_tokens = plan(
+        ("default", "requests_per_minute", 5), ("default", "tokens_per_minute", 1000)
+    )
+    meter = make_meter()
+    now = at(clock.now)
+    too_many = await meter.admit("c1", rpm_and_tokens, False, 60, now, requests=6)
+    assert not too_many.allowed
+    assert too_many.refused_by == QuotaLimit("default", "requests_per_minute", 5)
+    batch = await meter.admit("c1", rpm_and_tokens, False, 300, now, requests=3)
+    assert batch.allowed and batch.reserved_tokens == 300
+    assert batch.headers["x-ratelimit-remaining-requests"] == "2", batch.headers
+    assert not (await meter.admit("c1", rpm_and_tokens, False, 0, now, requests=3)).allowed
+    assert (await meter.admit("c1", rpm_and_tokens, False, 0, now)).allowed
+    assert (await meter.admit("c1", rpm_and_tokens, False, 0, now)).allowed
+    assert not (await meter.admit("c1", rpm_and_tokens, False, 0, now)).allowed
