@@ -251,22 +251,7 @@ def update(
         patch = CustomerPatch.model_validate({"ownership": _ownership(owner, ownership)})
     except ValidationError as exc:
         raise fail(validation_message(exc), 2) from exc
-    screener = cli_screener(db_settings())
-
-    async def work(_: Settings, sessions: Sessions) -> CustomerOut | None:
-        async with sessions() as session:
-            try:
-                row = await service.update_customer(
-                    session, customer_id, patch, cli_actor(), screener, datetime.now(UTC)
-                )
-            except service.CustomerNotFound:
-                return None
-            await session.commit()
-            return service.to_out(row)
-
-    record = run_db(work)
-    if record is None:
-        raise fail(f"customer {customer_id!r} not found")
+    record = _apply_patch(customer_id, patch, cli_screener(db_settings()))
     console.print(render(record))
 
 
@@ -383,13 +368,19 @@ def activate(customer_id: str) -> None:
 
 
 def _set_status(customer_id: str, status: CustomerStatus) -> None:
-    patch = CustomerPatch(status=status)
+    record = _apply_patch(customer_id, CustomerPatch(status=status), None)
+    console.print(f"customer {record.id} is now {record.status}", markup=False)
+
+
+def _apply_patch(customer_id: str, patch: CustomerPatch, screener: Screener | None) -> CustomerOut:
+    """Apply ``patch`` as the admin API's PATCH does (history, admin action,
+    screening when ``screener`` is given); exit 1 when the customer is unknown."""
 
     async def work(_: Settings, sessions: Sessions) -> CustomerOut | None:
         async with sessions() as session:
             try:
                 row = await service.update_customer(
-                    session, customer_id, patch, cli_actor(), None, datetime.now(UTC)
+                    session, customer_id, patch, cli_actor(), screener, datetime.now(UTC)
                 )
             except service.CustomerNotFound:
                 return None
@@ -399,4 +390,4 @@ def _set_status(customer_id: str, status: CustomerStatus) -> None:
     record = run_db(work)
     if record is None:
         raise fail(f"customer {customer_id!r} not found")
-    console.print(f"customer {record.id} is now {record.status}", markup=False)
+    return record
