@@ -104,3 +104,19 @@ async def test_a_change_bringing_a_clean_name_keeps_the_review(
                                _owner("Brenholt Ventures Pte", 40)]},
                                headers=env.auth("compliance"))  # fmt: skip
     assert r.json()["sanctions_status"] == "potential_match", r.json()
+
+
+async def test_a_second_listed_name_for_a_cleared_name_is_a_hit_of_its_own(
+    env: AdminEnv, tmp_path: Path
+) -> None:
+    """One screened name, two listed names: the review cleared the closest
+    one; a list update adding another (a weaker match) is a new lead."""
+    env.services.extras["screener"] = _list(tmp_path, "v1.csv", BRENHOLT)
+    await _held_org(env, [_owner("Brenholt Ventures Ltd", 60)])
+    await _clear(env, "org")
+    second = "Brenholt Venturas,,Entity,SYN-SDN\n"
+    assert await _rescreen(env, _list(tmp_path, "v2.csv", BRENHOLT, second)) == ["org"]
+    hits = (await _get(env, "org"))["screening"]["hits"]
+    assert [(h["listed_name"], h["reviewed"]) for h in hits] == [
+        ("Brenholt Ventures", True), ("Brenholt Venturas", False)
+    ], hits  # fmt: skip
