@@ -89,5 +89,8 @@ def downgrade() -> None:
     with op.batch_alter_table("screening_reviews", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_screening_reviews_customer_id"))
     op.drop_table("screening_reviews")
-    with op.batch_alter_table("customers", schema=None) as batch_op:
+    # No table copy (recreate="never": SQLite 3.35+ drops a column in place):
+    # on SQLite a copy drops the old customers table, and with foreign keys on
+    # that deletes every key and ownership row referencing it (ON DELETE CASCADE).
+    with op.batch_alter_table("customers", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("screening_hits")
