@@ -120,3 +120,18 @@ async def test_a_second_listed_name_for_a_cleared_name_is_a_hit_of_its_own(
     assert [(h["listed_name"], h["reviewed"]) for h in hits] == [
         ("Brenholt Ventures", True), ("Brenholt Venturas", False)
     ], hits  # fmt: skip
+
+
+async def test_a_cleared_name_with_nothing_to_compare_is_not_raised_again(
+    env: AdminEnv, tmp_path: Path
+) -> None:
+    """Nothing of "--" is left to compare: held for a person (fail closed).
+    Once a review cleared it, each rescreen held it again (the review was
+    read off a listed name, and there is none)."""
+    r = await env.client.post(URL, json={"id": "dash", "name": "--"},
+                              headers=env.auth("compliance"))  # fmt: skip
+    assert r.status_code == 201 and r.json()["sanctions_status"] == "potential_match", r.text
+    hits = (await _clear(env, "dash"))["screening"]["hits"]
+    assert hits == [{"screened_name": "--", "listed_name": None, "score": 0.0, "source": None,
+                     "reviewed": True}]  # fmt: skip
+    assert await _rescreen(env, _list(tmp_path, "v1.csv", ZOLTRAVA)) == []
