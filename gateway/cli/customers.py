@@ -353,12 +353,15 @@ def rescreen() -> None:
         soft_wrap=True,
     )
     for record in held:
-        console.print(
-            f"  {record.id}  {record.name!r} ~ {record.screening.best_match!r} "
-            f"(score {record.screening.score})",
-            markup=False,
-            soft_wrap=True,
-        )
+        # Each hit no review has cleared yet: what the reviewer is to look at.
+        for hit in record.screening.hits:
+            if not hit.reviewed:
+                console.print(
+                    f"  {record.id}  {hit.screened_name!r} ~ {hit.listed_name!r} "
+                    f"(score {hit.score})",
+                    markup=False,
+                    soft_wrap=True,
+                )
 
 
 @app.command("activate")

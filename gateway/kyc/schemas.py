@@ -229,11 +229,27 @@ class CustomerPatch(BaseModel):
         return {name: getattr(self, name) for name in self.model_fields_set}
 
 
+class ScreeningHit(BaseModel):
+    """One of the customer's screened names (its own or an owner's) matching
+    one listed name, at or above the threshold."""
+
+    screened_name: str
+    listed_name: str | None
+    """None: nothing of the screened name was left to compare (held, fail closed)."""
+    score: float
+    source: str | None
+    reviewed: bool
+    """A compliance review already cleared this very pair: it holds nobody."""
+
+
 class Screening(BaseModel):
     list_version: str | None
     best_match: str | None
+    """The strongest hit's listed name (or the closest name when none is a hit)."""
     score: float | None
     screened_at: UtcOut | None
+    hits: list[ScreeningHit] = []
+    """Every hit of the last screening; a ``clear`` review clears each of them."""
 
 
 class CustomerOut(BaseModel):

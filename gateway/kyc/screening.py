@@ -356,6 +356,54 @@ class Screener:
         status: Status = "potential_match" if best >= self.threshold else "clear"
         return ScreeningResult(status, self.version, entry.name, round(best, 4), entry.source)
 
+    def matches(self, name: str) -> list[ScreeningResult]:
+        """Every listed name ``name`` matches at or above the threshold,
+        strongest first; the best result alone (``screen``) when none does.
+
+        A review clears a hit on one listed name: a second listed name the same
+        name matches (a list update adds it) must be a hit of its own, not
+        hidden behind the stronger one the review cleared. Only a hit pays
+        for the full scan; most names are not one.
+        """
+        best = self.screen(name)
+        if best.status != "potential_match" or best.best_match is None:
+            return [best]
+        from rapidfuzz import fuzz, process
+        from rapidfuzz.distance import JaroWinkler
+
+        scores: dict[int, float] = {}
+
+        def keep(index: int, score: float) -> None:
+            if score >= self.threshold and score > scores.get(index, 0.0):
+                scores[index] = score
+
+        query = normalize(name)
+        scans = (
+            (query, self._normalized, fuzz.ratio, 100.0),
+            (query, self._normalized, JaroWinkler.normalized_similarity, 1.0),
+            (compact(name), self._compact, fuzz.ratio, 100.0),
+        )
+        for text, choices, scorer, scale in scans:
+            # The cutoff a hair low: 0.9 * 100 is 90.00000000000001 in floats.
+            cutoff = self.threshold * scale * (1 - 1e-9)
+            for _match, value, index in process.extract(
+                text, choices, scorer=scorer, processor=None, score_cutoff=cutoff, limit=None
+            ):
+                keep(index, value / scale)
+        tokens = query.split()
+        for index in self._candidates(tokens):
+            keep(index, aligned_score(tokens, self._normalized[index].split()))
+        # One hit per listed name (an alias may be listed under two entries).
+        by_name: dict[str, ScreeningResult] = {best.best_match: best}
+        for index, score in scores.items():
+            entry = self.sanctions.entries[index]
+            found = by_name.get(entry.name)
+            if found is None or round(score, 4) > found.score:
+                by_name[entry.name] = ScreeningResult(
+                    "potential_match", self.version, entry.name, round(score, 4), entry.source
+                )
+        return sorted(by_name.values(), key=lambda r: (-r.score, r.best_match or ""))
+
 
 def screener_from_path(path: Path, threshold: float) -> Screener:
     return Screener(load_list(path), threshold)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.admin.auth import AdminActor
 from gateway.identity.admin_log import record_admin_action
 from gateway.identity.secrets import new_id
-from gateway.kyc.owner_screening import owner_names, screen_names
+from gateway.kyc.owner_screening import NamesScreened, owner_names, screen_names
+from gateway.kyc.reviews import all_reviews, covered, hits_json, record_clearance, reviews_of
 from gateway.kyc.schemas import (
     CustomerCreate,
     CustomerOut,
@@ -27,11 +29,12 @@ from gateway.kyc.schemas import (
     KycEvent,
     OwnershipShare,
     Screening,
+    ScreeningHit,
     as_utc,
     rfc3339,
 )
-from gateway.kyc.screening import Screener, ScreeningResult
-from gateway.kyc.tables import Customer, CustomerHistory, CustomerOwnership
+from gateway.kyc.screening import Screener
+from gateway.kyc.tables import Customer, CustomerHistory, CustomerOwnership, ScreeningReview
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,7 @@ def to_out(c: Customer) -> CustomerOut:
             best_match=c.screening_best_match,
             score=c.screening_score,
             screened_at=_opt_utc(c.screened_at),
+            hits=[ScreeningHit.model_validate(h) for h in c.screening_hits or ()],
         ),
         status=c.status,
         created_at=as_utc(c.created_at),
@@ -112,44 +116,45 @@ def _diff(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any
 
 
 def _screen(
-    c: Customer, screener: Screener | None, now: datetime, warn_unscreened: bool = True
-) -> None:
-    """Screen the current names. A hit escalates to potential_match; a miss never
-    de-escalates: only a compliance user clears a match (renaming does not)."""
+    c: Customer,
+    screener: Screener | None,
+    now: datetime,
+    reviews: Sequence[ScreeningReview],
+    warn_unscreened: bool = True,
+) -> bool:
+    """Screen the current names. A hit no review covers escalates to
+    potential_match; a miss never de-escalates: only a compliance user clears
+    a match (renaming does not). True when this screening held ``c``."""
     if screener is None:
         if warn_unscreened:
             log.warning("no sanctions list loaded: customer %s not screened", c.id)
-        return
-    _apply_screening(c, screen_names(screener, c), now)
+        return False
+    return _apply_screening(c, screen_names(screener, c), now, reviews, screener.threshold)
 
 
 def _apply_screening(
-    c: Customer, result: ScreeningResult, now: datetime, escalate: bool = True
-) -> None:
-    """Store the result; a hit on a ``clear`` customer holds it unless
-    ``escalate`` is False (a hit a review already cleared, see ``_reviewed``)."""
+    c: Customer,
+    screened: NamesScreened,
+    now: datetime,
+    reviews: Sequence[ScreeningReview],
+    threshold: float,
+) -> bool:
+    """Store the result, every hit with it; a ``clear`` customer is held when
+    any hit is not covered by a review (``gateway.kyc.reviews``). A hit a
+    review cleared is not raised again, or each rescreen, and each change
+    that re-screens the names, would undo every false-positive review.
+    True when this moved ``c`` from ``clear`` to ``potential_match``."""
+    result = screened.best
     c.screening_list_version = result.list_version
     c.screening_best_match = result.best_match
     c.screening_score = result.score
     c.screened_at = now
-    if escalate and result.status == "potential_match" and c.sanctions_status == "clear":
+    c.screening_hits = hits_json(screened.hits, reviews, threshold)
+    unreviewed = any(not hit["reviewed"] for hit in c.screening_hits)
+    if unreviewed and c.sanctions_status == "clear":
         c.sanctions_status = "potential_match"
-
-
-def _reviewed(c: Customer, best_match: str | None, threshold: float) -> bool:
-    """Is ``c`` clear after a review of a hit on this very listed name?
-
-    Screening stores its best match and score whatever the outcome; a stored
-    score at the threshold was a hit, and a ``clear`` status beside it can only
-    be a compliance user's decision (screening never clears). That decision
-    covers that listed name, not another one a list update brings.
-    """
-    return (
-        best_match is not None
-        and c.screening_best_match == best_match
-        and c.screening_score is not None
-        and c.screening_score >= threshold
-    )
+        return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,22 +176,25 @@ async def rescreen_customers(
     creation, a hit only escalates (``clear`` to ``potential_match``, recorded
     as ``customer.rescreen`` in the history and the admin-action log, which
     every replica reads, so the held customer is served as ``public`` within
-    the change-poll interval); a miss clears nobody. A hit on the listed name a
-    review already cleared (``_reviewed``) is not raised again, or each run
-    would undo every false-positive review. Every record's screening details
-    (list version, best match, score, time) are refreshed.
+    the change-poll interval); a miss clears nobody. A hit a review already
+    cleared, the same screened name on the same listed name, is not raised
+    again (``gateway.kyc.reviews``), or each run would undo every
+    false-positive review; any other hit holds the customer. Every record's
+    screening details (list version, best match, score, hits, time) are
+    refreshed.
     """
     rows = (await session.execute(select(Customer).order_by(Customer.id))).scalars().all()
+    reviews = await all_reviews(session)
     held: list[Customer] = []
     for c in rows:
-        result = screen_names(screener, c)
-        escalates = (
-            result.status == "potential_match"
-            and c.sanctions_status == "clear"
-            and not _reviewed(c, result.best_match, screener.threshold)
+        screened = screen_names(screener, c)
+        mine = reviews.get(c.id, ())
+        # The snapshot only for a record this run holds (most are not).
+        holds = c.sanctions_status == "clear" and any(
+            not covered(hit, mine, screener.threshold) for hit in screened.hits
         )
-        before = snapshot(c) if escalates else None
-        _apply_screening(c, result, now, escalate=escalates)
+        before = snapshot(c) if holds else None
+        _apply_screening(c, screened, now, mine, screener.threshold)
         if before is not None:
             c.updated_at = now
             held.append(c)
@@ -277,7 +285,7 @@ async def create_customer(
         updated_at=now,
         ownership=ownership_rows(data.ownership),
     )
-    _screen(c, screener, now, warn_unscreened)
+    _screen(c, screener, now, (), warn_unscreened)  # a new record: no review yet
     session.add(c)
     if not known_new:
         await session.flush()
@@ -308,10 +316,14 @@ async def update_customer(
             setattr(c, field, value)
     # New owner names are screened as a new name of the customer's own is.
     if renamed or not set(owner_names(c)) <= set(names_before):
-        _screen(c, screener, now, warn_unscreened)
-    # An explicit sanctions decision (compliance review) comes last and wins.
+        reviews = await reviews_of(session, c.id) if screener is not None else []
+        _screen(c, screener, now, reviews, warn_unscreened)
+    # An explicit sanctions decision (compliance review) comes last and wins;
+    # clearing clears each hit the reviewer was shown, and only those.
     if "sanctions_status" in changes:
         c.sanctions_status = changes["sanctions_status"]
+        if c.sanctions_status == "clear":
+            record_clearance(session, c, actor.name, now)
     c.updated_at = now
     await session.flush()
     _record(session, actor, action, c, before, now)

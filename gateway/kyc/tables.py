@@ -36,6 +36,10 @@ class Customer(Base):
     screening_best_match: Mapped[str | None] = mapped_column(String(512), nullable=True)
     screening_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     screened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    screening_hits: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    """Every hit of the last screening, one per (screened name, listed name):
+    ``{screened_name, listed_name, score, source, reviewed}`` (``gateway.kyc.reviews``).
+    None: not screened since hits were recorded (the best match is all there is)."""
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -80,6 +84,29 @@ class CustomerHistory(Base):
     action: Mapped[str] = mapped_column(String(64))
     changes: Mapped[dict[str, Any]] = mapped_column(JSON)
     """``{field: {"before": ..., "after": ...}}``."""
+
+
+class ScreeningReview(Base):
+    """Append-only: a compliance user cleared this hit, the listed name
+    ``listed_name`` found for the customer's screened name ``screened_name``.
+
+    ``screened_name`` None: cleared before each name's hits were kept (the
+    stored best match, migrated), so it covers that listed name whichever name
+    matched it, as it did then. ``listed_name`` None: a name of which nothing
+    was left to compare (``Screener.screen`` fails closed on it).
+    """
+
+    __tablename__ = "screening_reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    screened_name: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    listed_name: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cleared_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    cleared_by: Mapped[str] = mapped_column(String(256))
 
 
 class KycWebhookEvent(Base):

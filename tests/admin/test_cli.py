@@ -151,6 +151,10 @@ def test_rescreen_keeps_a_match_a_review_cleared(
     monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(other))
     r = runner.invoke(customers.app, ["rescreen"])
     assert r.exit_code == 0 and "1 newly held" in r.output, r.output
+    # Each hit no review cleared is named, and `show` says which is which.
+    assert "h2  'Halvard Quenneth Brisk' ~ 'Halvard Quennet Brisk'" in r.output, r.output
+    shown = runner.invoke(customers.app, ["show", "h2"]).output
+    assert "'listed_name': 'Halvard Quennet Brisk'" in shown and "'reviewed': False" in shown, shown
 
 
 @pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"])

@@ -170,3 +170,23 @@ def test_arabic_name_particles_written_joined_or_apart_match(tmp_path: Path, nam
         "potential_match",
         "Abd al-Rahman al-Qaradawi",
     ), result
+
+
+def test_matches_gives_every_listed_name_at_the_threshold(tmp_path: Path) -> None:
+    """``screen`` gives the closest listed name; ``matches`` every one a review
+    must see: each scorer's hits and each pairing, one per listed name."""
+    path = tmp_path / "list.csv"
+    path.write_text("name,alt_names,type,source\nBrenholt Ventures,Brenholt Ventures,Entity,A\n"
+                    "Brenholt Venturas,,Entity,B\nJane Smith,,Individual,C\n")  # fmt: skip
+    screener = Screener(load_csl_csv(path), 0.9)
+    found = screener.matches("Brenholt Ventures Ltd")
+    assert [(r.best_match, r.score, r.source) for r in found] == [
+        ("Brenholt Ventures", 1.0, "A"), ("Brenholt Venturas", 0.9765, "B")
+    ]  # fmt: skip
+    assert {r.status for r in found} == {"potential_match"}
+    assert found[0] == screener.screen("Brenholt Ventures Ltd")
+    # A miss is the closest result alone, as ``screen`` gives it.
+    assert screener.matches("Harbor Tools") == [screener.screen("Harbor Tools")]
+    # The threshold bounds the scan: at 0.98 only the exact name is a hit.
+    strict = Screener(load_csl_csv(path), 0.98)
+    assert [r.best_match for r in strict.matches("Brenholt Ventures Ltd")] == ["Brenholt Ventures"]

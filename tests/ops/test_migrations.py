@@ -27,7 +27,6 @@ from gateway.identity import secrets as creds
 from gateway.identity.keys import KEY_KIND
 from gateway.identity.tables import ApiKey
 from gateway.kyc.schemas import CustomerCreate
-from gateway.kyc.service import create_customer
 from gateway.kyc.tables import Customer
 from gateway.settings import Settings
 from tests.audit.conftest import make_record
@@ -87,12 +86,21 @@ async def _seed(engine: AsyncEngine, settings: Settings) -> str:
     """Rows in every kind of table, written by the gateway's own code paths."""
     now = datetime.now(UTC)
     sessions = session_factory(engine)
+    # The customer row as the first revision's code wrote it (as the key row
+    # below): the ORM would select and insert columns later revisions add
+    # (the screening hits).
+    data = CustomerCreate(
+        name="Acme Robotics Inc", kind="organization", residence="US",
+        incorporated_in="US", kyc_level="kyb_verified", tier="enterprise",
+    )  # fmt: skip
+    customer_id = "cus_migration_test"
+    first_revision_customer = {
+        **data.model_dump(exclude={"id", "ownership"}), "id": customer_id,
+        "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    async with engine.begin() as conn:
+        await conn.execute(Customer.__table__.insert().values(**first_revision_customer))
     async with sessions() as session:
-        data = CustomerCreate(
-            name="Acme Robotics Inc", kind="organization", residence="US",
-            incorporated_in="US", kyc_level="kyb_verified", tier="enterprise",
-        )  # fmt: skip
-        customer = await create_customer(session, data, ACTOR, None, now)
         await create_admin_token(session, "auditor", "migration-test", now)
         await session.commit()
     # The key row as the first revision's code wrote it: the ORM inserts every
@@ -100,7 +108,7 @@ async def _seed(engine: AsyncEngine, settings: Settings) -> str:
     # revisions (the key scopes) do not exist yet at this revision.
     minted = creds.mint(KEY_KIND)
     first_revision_key = {
-        "id": minted.id, "customer_id": customer.id, "secret_salt": minted.salt,
+        "id": minted.id, "customer_id": customer_id, "secret_salt": minted.salt,
         "secret_hash": minted.hash, "prefix": minted.prefix, "name": "migration-test",
         "created_at": now,
     }  # fmt: skip
@@ -109,9 +117,9 @@ async def _seed(engine: AsyncEngine, settings: Settings) -> str:
     writer = AuditWriter(engine, settings, load_signer(settings))
     await writer.start()
     for i in range(5):
-        await writer.record(make_record(i, customer_id=customer.id))
+        await writer.record(make_record(i, customer_id=customer_id))
     await writer.stop()
-    return customer.id
+    return customer_id
 
 
 async def test_migrations_match_models_and_keep_data(settings: Settings) -> None:
@@ -213,3 +221,72 @@ async def test_flat_owners_stored_before_chains_read_as_before(settings: Setting
         await migrate.upgrade(engine)
     finally:
         await engine.dispose()
+
+
+async def test_a_review_made_before_hits_were_kept_still_clears_its_hit(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Before ``c7d3a1f5b9e2`` a review's clearance was read off the stored
+    best match of a ``clear`` record. Upgrading keeps it (the screened name is
+    unknown): a rescreen does not hold that customer again for that listed
+    name, while a stored score below the threshold (no hit, so no review)
+    covers nothing and a clearance of an un-upgraded record records its best
+    match."""
+    from gateway.kyc.reviews import reviews_of
+    from gateway.kyc.schemas import CustomerPatch
+    from gateway.kyc.screening import screener_from_path
+    from gateway.kyc.service import rescreen_customers, update_customer
+
+    listed = tmp_path / "list.csv"
+    listed.write_text("name,alt_names,type,source\nZoltrava Shipping,,Entity,SYN\n"
+                      "Brenholt Ventures,,Entity,SYN\nQarsun Dynamics,,Entity,SYN\n")  # fmt: skip
+    engine = create_engine(settings)
+    try:
+        await _upgrade_to(engine, "b4c8e2f1a6d9")
+        now = datetime.now(UTC)
+        rows = [("cleared", "Zoltrava Shipping Co", "clear", "Zoltrava Shipping", 0.97),
+                ("below", "Brenholt Venturas", "clear", "Brenholt Ventures", 0.5),
+                ("pending", "Qarsun Dynamics", "potential_match", "Qarsun Dynamics", 1.0),
+                ]  # fmt: skip
+        async with engine.begin() as conn:
+            for cid, name, status, best, score in rows:
+                await conn.execute(Customer.__table__.insert().values(
+                    id=cid, name=name, kind="organization", citizenships=[],
+                    kyc_level="kyb_verified", tier="enterprise", attributes=[],
+                    sanctions_status=status, screening_best_match=best, screening_score=score,
+                    status="active", created_at=now, updated_at=now,
+                ))  # fmt: skip
+        await migrate.upgrade(engine)
+        sessions = session_factory(engine)
+        async with sessions() as session:
+            migrated = await reviews_of(session, "cleared")
+            assert [(r.screened_name, r.listed_name, r.score, r.cleared_by) for r in migrated] == [
+                (None, "Zoltrava Shipping", 0.97, "migration")
+            ]
+            assert await reviews_of(session, "pending") == []
+            # The pending one is cleared before any rescreen: its best match is what it saw.
+            patch = CustomerPatch(sanctions_status="clear")
+            await update_customer(session, "pending", patch, ACTOR, None, now)
+            await session.commit()
+        async with sessions() as session:
+            screener = screener_from_path(listed, 0.9)
+            outcome = await rescreen_customers(session, screener, ACTOR, now)
+            await session.commit()
+        assert [c.id for c in outcome.held] == ["below"]
+        async with sessions() as session:
+            cleared = to_out_of(await session.get_one(Customer, "cleared"))
+        assert cleared["sanctions_status"] == "clear"
+        assert cleared["screening"]["hits"] == [
+            {"screened_name": "Zoltrava Shipping Co", "listed_name": "Zoltrava Shipping",
+             "score": 1.0, "source": "SYN", "reviewed": True}
+        ]  # fmt: skip
+        await _downgrade_to(engine, "b4c8e2f1a6d9")
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def to_out_of(c: Customer) -> dict[str, Any]:
+    from gateway.kyc.service import to_out
+
+    return to_out(c).model_dump(mode="json")

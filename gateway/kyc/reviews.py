@@ -1,0 +1,127 @@
+"""What a compliance review cleared, hit by hit.
+
+A customer has several screened names (its own and its owners', see
+``gateway.kyc.owner_screening``) and each may match a listed name. A review
+that clears a ``potential_match`` clears the hits it was shown, each a
+(screened name, listed name) pair, recorded in ``screening_reviews``. A later
+screening holds the customer again if any of its hits is not covered by such
+a review: a new listed name, or a known listed name matching another of the
+customer's names, is a lead nobody has looked at yet. Keeping only the
+strongest hit let a weaker new one hide behind a cleared one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.kyc.tables import Customer, ScreeningReview
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One screened name at or above the threshold against one listed name."""
+
+    screened_name: str
+    listed_name: str | None
+    """None: nothing of the screened name was left to compare (held, fail closed)."""
+    score: float
+    source: str | None
+
+
+def covered(hit: Hit, reviews: Iterable[ScreeningReview], threshold: float) -> bool:
+    """Does a review already clear ``hit``?"""
+    for review in reviews:
+        if review.listed_name != hit.listed_name:
+            continue
+        if review.screened_name == hit.screened_name:
+            return True
+        # Migrated from the single stored best match: the screened name is
+        # unknown. As before, it covers that listed name when the cleared
+        # score was a hit at today's threshold (a stored score below it was
+        # no hit, so no review of it was made).
+        if (
+            review.screened_name is None
+            and review.score is not None
+            and (review.score >= threshold)
+        ):
+            return True
+    return False
+
+
+def hits_json(
+    hits: Sequence[Hit], reviews: Sequence[ScreeningReview], threshold: float
+) -> list[dict[str, Any]]:
+    """The stored form of ``hits`` (``Customer.screening_hits``)."""
+    return [
+        {
+            "screened_name": h.screened_name,
+            "listed_name": h.listed_name,
+            "score": h.score,
+            "source": h.source,
+            "reviewed": covered(h, reviews, threshold),
+        }
+        for h in hits
+    ]
+
+
+def record_clearance(
+    session: AsyncSession, c: Customer, actor_name: str, now: datetime
+) -> list[ScreeningReview]:
+    """A compliance user set ``c`` to ``clear``: each hit it was shown and no
+    review covers yet is now cleared (a row each, marked reviewed).
+
+    A record not screened since hits were kept has only its best match: that
+    listed name is cleared for whichever name matched it.
+    """
+    added: list[ScreeningReview] = []
+    if c.screening_hits is None:
+        if c.screening_best_match is not None:
+            added.append(
+                _review(c, None, c.screening_best_match, c.screening_score, actor_name, now)
+            )
+    else:
+        marked: list[dict[str, Any]] = []
+        for hit in c.screening_hits:
+            if not hit.get("reviewed"):
+                added.append(
+                    _review(c, hit["screened_name"], hit["listed_name"], hit["score"],
+                            actor_name, now)
+                )  # fmt: skip
+            marked.append({**hit, "reviewed": True})
+        # A new list: the JSON column is only written when the value is replaced.
+        c.screening_hits = marked
+    session.add_all(added)
+    return added
+
+
+def _review(
+    c: Customer,
+    screened: str | None,
+    listed: str | None,
+    score: float | None,
+    actor_name: str,
+    now: datetime,
+) -> ScreeningReview:
+    return ScreeningReview(
+        customer_id=c.id, screened_name=screened, listed_name=listed, score=score,
+        cleared_at=now, cleared_by=actor_name,
+    )  # fmt: skip
+
+
+async def reviews_of(session: AsyncSession, customer_id: str) -> list[ScreeningReview]:
+    query = select(ScreeningReview).where(ScreeningReview.customer_id == customer_id)
+    return list((await session.scalars(query)).all())
+
+
+async def all_reviews(session: AsyncSession) -> dict[str, list[ScreeningReview]]:
+    """Every customer's reviews, for a rescreen of them all (one query)."""
+    found: dict[str, list[ScreeningReview]] = {}
+    for review in await session.scalars(select(ScreeningReview).order_by(ScreeningReview.id)):
+        found.setdefault(review.customer_id, []).append(review)
+    return found
