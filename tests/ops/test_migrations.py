@@ -242,7 +242,7 @@ async def test_a_review_made_before_hits_were_kept_still_clears_its_hit(
                       "Brenholt Ventures,,Entity,SYN\nQarsun Dynamics,,Entity,SYN\n")  # fmt: skip
     engine = create_engine(settings)
     try:
-        await _upgrade_to(engine, "b4c8e2f1a6d9")
+        await _upgrade_to(engine, "c7d1e5a9f2b3")
         now = datetime.now(UTC)
         rows = [("cleared", "Zoltrava Shipping Co", "clear", "Zoltrava Shipping", 0.97),
                 ("below", "Brenholt Venturas", "clear", "Brenholt Ventures", 0.5),
@@ -280,7 +280,7 @@ async def test_a_review_made_before_hits_were_kept_still_clears_its_hit(
             {"screened_name": "Zoltrava Shipping Co", "listed_name": "Zoltrava Shipping",
              "score": 1.0, "source": "SYN", "reviewed": True}
         ]  # fmt: skip
-        await _downgrade_to(engine, "b4c8e2f1a6d9")
+        await _downgrade_to(engine, "c7d1e5a9f2b3")
         await migrate.upgrade(engine)
     finally:
         await engine.dispose()

@@ -1,7 +1,7 @@
 """screening_reviews: what a compliance review cleared, hit by hit
 
 Revision ID: c7d3a1f5b9e2
-Revises: b4c8e2f1a6d9
+Revises: c7d1e5a9f2b3
 Create Date: 2026-11-28 06:20:00.000000
 
 A customer has several screened names (its own and its owners'); screening
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "c7d3a1f5b9e2"
-down_revision: str | None = "b4c8e2f1a6d9"
+down_revision: str | None = "c7d1e5a9f2b3"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
