@@ -39,6 +39,9 @@ log = logging.getLogger("gateway.proxy")
 _USAGE_INJECTABLE = frozenset({"/v1/chat/completions", "/v1/completions"})
 _WATCH_NON_STREAM_AFTER = 1.0
 _ACCEL_BUFFERING = (b"x-accel-buffering", b"no")
+_WITHHELD = "response_owner_unrecorded"
+"""The upstream answered 2xx (it did the work, and bills it) but the gateway
+withheld the answer: its id could not be bound to its caller."""
 """Sent on every streamed answer that does not carry its own (LiteLLM added the
 same after users behind nginx saw SSE arrive in lumps, BerriAI/litellm#29557)."""
 
@@ -48,6 +51,24 @@ def _at_least(usage: Usage | None, tokens: int) -> Usage:
     tokens_in = (usage.tokens_in or 0) if usage is not None else 0
     tokens_out = (usage.tokens_out or 0) if usage is not None else 0
     return Usage(tokens_in, max(tokens_out, tokens - tokens_in))
+
+
+def _withholding(
+    outcome: Outcome, hook: Callable[[object], Awaitable[bytes | None]] | None
+) -> Callable[[object], Awaitable[bytes | None]] | None:
+    """``hook``, noting on ``outcome`` an answer it withholds (``_WITHHELD``)."""
+    if hook is None:
+        return None
+    before = hook
+
+    async def withholding(parsed: object) -> bytes | None:
+        try:
+            return await before(parsed)
+        except ProxyError:
+            outcome.error = _WITHHELD
+            raise
+
+    return withholding
 
 
 def _decoded(decoder: StreamDecoder, chunk: bytes | None) -> bytes:
@@ -188,8 +209,8 @@ class Forwarder:
                 finally:
                     hooks.stream_ended()  # ops hook
             else:
-                await relay_answer(response, out_headers, send, detach, outcome,
-                                   self._before_answer(ex, response.status))  # fmt: skip
+                hook = _withholding(outcome, self._before_answer(ex, response.status))
+                await relay_answer(response, out_headers, send, detach, outcome, hook)
         except ProxyError as err:
             if outcome.error is None:
                 outcome.error = "upstream_timeout" if err.status == 504 else "upstream_unreachable"
@@ -269,7 +290,7 @@ class Forwarder:
             if binding is not None:
                 outcome.streamed_response_id = binding.streamed_id
         if withheld:
-            outcome.error = "response_owner_unrecorded"
+            outcome.error = _WITHHELD
         if cut is not None:
             # A rule with `in_flight: cut` now refuses this stream: end it with
             # an error event naming the rule; the outcome record says so.
@@ -356,7 +377,11 @@ class Forwarder:
     ) -> None:
         usage = outcome.usage
         reserved = admission.reserved_tokens
-        answered = outcome.status is not None and outcome.status < 300
+        # Withheld (its id could not be bound): the client got a 503, but the
+        # upstream created it (a batch runs every request) and bills it.
+        answered = outcome.error == _WITHHELD or (
+            outcome.status is not None and outcome.status < 300
+        )
         # A failed call (no answer, or an error status) passes its usage,
         # if any, else None: the reservation is released.
         if answered and (usage is None or outcome.error is not None):

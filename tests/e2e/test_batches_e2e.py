@@ -249,3 +249,37 @@ def test_too_many_requests_in_one_batch_is_400(gateway: Proc, admin: Admin) -> N
             requests=[request(f"r{i}") for i in range(10_001)]  # type: ignore[misc]
         )
     assert "at most 10000 requests" in bad.value.body["error"]["message"], bad.value.body  # type: ignore[index]
+
+
+def test_a_batch_created_upstream_but_not_bound_keeps_its_charge(
+    gateway_factory: GatewayFactory, tmp_path: Path, standin_log: StandinLog
+) -> None:
+    """The database refuses the binding after the upstream created the batch:
+    the client gets a 503 and never sees the id, but the upstream runs (and
+    bills) every request; releasing the reservations made a retried create
+    during an outage free of quota."""
+    import sqlite3
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle)
+    (bundle / "quotas.yaml").write_text(QUOTAS)
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(bundle)})
+    owner = client(gateway, Admin(gateway.url).customer_with_key(**US_ENTERPRISE))
+    db = sqlite3.connect(tmp_path / "gateway.db")
+    db.execute("ALTER TABLE message_batch_owners RENAME TO message_batch_owners_off")
+    db.commit()
+    with pytest.raises(anthropic.InternalServerError) as withheld:
+        owner.messages.batches.create(
+            requests=[request(f"r{i}") for i in range(3)]  # type: ignore[misc]
+        )
+    assert withheld.value.status_code == 503
+    assert [c["path"] for c in upstream_batch_calls(standin_log)] == [BATCHES]
+    db.execute("ALTER TABLE message_batch_owners_off RENAME TO message_batch_owners")
+    db.commit()
+    db.close()
+    created = owner.messages.batches.with_raw_response.create(
+        requests=[request("after")]  # type: ignore[list-item]
+    )
+    # The three requests the upstream took are charged their reservations (50
+    # output tokens and their input each), as the one after them is.
+    assert int(created.headers["x-ratelimit-remaining-tokens"]) <= 100000 - 4 * 50, created.headers
