@@ -197,11 +197,15 @@ class BatchBinding:
         if not isinstance(batch_id, str) or not 0 < len(batch_id) <= MAX_BATCH_ID_CHARS:
             return None
         try:
-            await self._owners.bind(batch_id, self._customer_id, self._models, self._decision_id)
+            # The audit log first: a binding whose record could not be
+            # committed would still list the batch to its creator and serve
+            # its results, with nothing in the log linking it to the decisions
+            # that made it. A record whose binding then fails binds nothing.
             await self._audit.record_event("batch_bound", {
                 "batch_id": batch_id, "customer_id": self._customer_id,
                 "decision_id": self._decision_id, "models": list(self._models),
             })  # fmt: skip
+            await self._owners.bind(batch_id, self._customer_id, self._models, self._decision_id)
         except StageUnavailable as exc:
             log.error("%s; batch %s created for %s withheld", exc, batch_id, self._decision_id)
             raise ProxyError(
