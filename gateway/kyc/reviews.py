@@ -34,8 +34,10 @@ class Hit:
     source: str | None
 
 
-def covered(hit: Hit, reviews: Iterable[ScreeningReview], threshold: float) -> bool:
-    """Does a review already clear ``hit``?"""
+def covered(
+    hit: Hit, reviews: Iterable[ScreeningReview], threshold: float, own_name: str
+) -> bool:
+    """Does a review already clear ``hit`` (of a customer named ``own_name``)?"""
     for review in reviews:
         if review.listed_name != hit.listed_name:
             continue
@@ -44,9 +46,12 @@ def covered(hit: Hit, reviews: Iterable[ScreeningReview], threshold: float) -> b
         # Migrated from the single stored best match: the screened name is
         # unknown. As before, it covers that listed name when the cleared
         # score was a hit at today's threshold (a stored score below it was
-        # no hit, so no review of it was made).
+        # no hit, so no review of it was made); and only on the customer's
+        # own name: owners' names were not screened then, so nobody reviewed
+        # an owner's hit on that listed name.
         if (
             review.screened_name is None
+            and hit.screened_name == own_name
             and review.score is not None
             and (review.score >= threshold)
         ):
@@ -55,7 +60,7 @@ def covered(hit: Hit, reviews: Iterable[ScreeningReview], threshold: float) -> b
 
 
 def hits_json(
-    hits: Sequence[Hit], reviews: Sequence[ScreeningReview], threshold: float
+    hits: Sequence[Hit], reviews: Sequence[ScreeningReview], threshold: float, own_name: str
 ) -> list[dict[str, Any]]:
     """The stored form of ``hits`` (``Customer.screening_hits``)."""
     return [
@@ -64,7 +69,7 @@ def hits_json(
             "listed_name": h.listed_name,
             "score": h.score,
             "source": h.source,
-            "reviewed": covered(h, reviews, threshold),
+            "reviewed": covered(h, reviews, threshold, own_name),
         }
         for h in hits
     ]

@@ -149,7 +149,7 @@ def _apply_screening(
     c.screening_best_match = result.best_match
     c.screening_score = result.score
     c.screened_at = now
-    c.screening_hits = hits_json(screened.hits, reviews, threshold)
+    c.screening_hits = hits_json(screened.hits, reviews, threshold, c.name)
     unreviewed = any(not hit["reviewed"] for hit in c.screening_hits)
     if unreviewed and c.sanctions_status == "clear":
         c.sanctions_status = "potential_match"
@@ -191,7 +191,7 @@ async def rescreen_customers(
         mine = reviews.get(c.id, ())
         # The snapshot only for a record this run holds (most are not).
         holds = c.sanctions_status == "clear" and any(
-            not covered(hit, mine, screener.threshold) for hit in screened.hits
+            not covered(hit, mine, screener.threshold, c.name) for hit in screened.hits
         )
         before = snapshot(c) if holds else None
         _apply_screening(c, screened, now, mine, screener.threshold)

@@ -290,3 +290,41 @@ def to_out_of(c: Customer) -> dict[str, Any]:
     from gateway.kyc.service import to_out
 
     return to_out(c).model_dump(mode="json")
+
+
+async def test_a_review_made_before_owners_were_screened_does_not_clear_an_owner(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A review made before ``c7d3a1f5b9e2`` cleared a hit on the customer's own
+    name: owners' names were not screened then. An owning entity named as the
+    listed party (added later) is a lead nobody looked at, and holds the customer."""
+    from gateway.kyc.schemas import CustomerPatch, OwnershipShare
+    from gateway.kyc.screening import screener_from_path
+    from gateway.kyc.service import update_customer
+
+    listed = tmp_path / "list.csv"
+    listed.write_text("name,alt_names,type,source\nZoltrava Shipping,,Entity,SYN\n")
+    engine = create_engine(settings)
+    try:
+        await _upgrade_to(engine, "c7d1e5a9f2b3")
+        now = datetime.now(UTC)
+        async with engine.begin() as conn:
+            await conn.execute(Customer.__table__.insert().values(
+                id="cleared", name="Zoltrava Shipping Co", kind="organization",
+                citizenships=[], kyc_level="kyb_verified", tier="enterprise", attributes=[],
+                sanctions_status="clear", screening_best_match="Zoltrava Shipping",
+                screening_score=0.97, status="active", created_at=now, updated_at=now,
+            ))  # fmt: skip
+        await migrate.upgrade(engine)
+        sessions = session_factory(engine)
+        screener = screener_from_path(listed, 0.9)
+        async with sessions() as session:
+            owner = OwnershipShare(country="PA", percent=60, name="Zoltrava Shipping")
+            patch = CustomerPatch(ownership=[owner])
+            await update_customer(session, "cleared", patch, ACTOR, screener, now)
+            await session.commit()
+        async with sessions() as session:
+            held = to_out_of(await session.get_one(Customer, "cleared"))
+        assert held["sanctions_status"] == "potential_match", held["screening"]
+    finally:
+        await engine.dispose()
