@@ -35,10 +35,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 # Calls on stored responses by id: ownership, the model kept with it, and the
 # background charge claimed by a conditional UPDATE, on PostgreSQL too; and
 # Message Batches (their bindings, the keyset-paged list, N records a create).
+# Tests that break the SQLite file under the gateway stay SQLite-only.
+_SQLITE_ONLY = {"test_a_batch_created_upstream_but_not_bound_keeps_its_charge"}
 for _module in (test_proxy_sdks, test_proxy_failures, test_identity_e2e, test_policy_e2e,
                 test_stored_retrieval_e2e, test_batches_e2e):
     for _name in dir(_module):
-        if _name.startswith("test_"):
+        if _name.startswith("test_") and _name not in _SQLITE_ONLY:
             globals()[_name] = getattr(_module, _name)
 
 # The audit log's one-record-per-decision run, on PostgreSQL too (the
