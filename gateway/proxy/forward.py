@@ -377,14 +377,14 @@ class Forwarder:
     ) -> None:
         usage = outcome.usage
         reserved = admission.reserved_tokens
-        # Withheld (its id could not be bound): the client got a 503, but the
-        # upstream created it (a batch runs every request) and bills it.
-        answered = outcome.error == _WITHHELD or (
-            outcome.status is not None and outcome.status < 300
-        )
+        relayed = outcome.status is not None and outcome.status < 300
+        # Withheld whole (its id could not be bound): the client got a 503,
+        # but the upstream created it (a batch runs every request) and bills
+        # it; the usage it showed, if any, is complete.
+        withheld = not relayed and outcome.error == _WITHHELD
         # A failed call (no answer, or an error status) passes its usage,
         # if any, else None: the reservation is released.
-        if answered and (usage is None or outcome.error is not None):
+        if (relayed or withheld) and (usage is None or (relayed and outcome.error is not None)):
             # Answered without usage: keep the reservation as charged.
             # Cut after it started (client gone, upstream broke): the
             # upstream generated, and bills, tokens its final usage would
