@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import base64
 import hashlib
+import secrets
 import struct
 import time
 from dataclasses import dataclass
@@ -53,9 +54,10 @@ _ANTHROPIC_ERRORS = {
 
 
 def _response_id(body: dict[str, Any]) -> str:
-    turn = [body.get(k) for k in ("model", "input", "instructions", "previous_response_id",
-                                  "background")]
-    return "resp_" + hashlib.sha256(orjson.dumps(turn)).hexdigest()[:24]
+    """A new id per answer, as the real API gives: two customers sending the
+    same request get different responses, each bound to its own caller."""
+    del body  # the id does not depend on the request
+    return "resp_" + secrets.token_hex(12)
 
 
 def _sse(name: str | None, data: dict[str, Any]) -> bytes:

@@ -75,13 +75,26 @@ def hits_json(
     ]
 
 
+def hit_pairs(hits: list[dict[str, Any]] | None) -> frozenset[tuple[str, str | None]] | None:
+    """The (screened name, listed name) pairs of stored hits (None: none kept yet)."""
+    if hits is None:
+        return None
+    return frozenset((h["screened_name"], h["listed_name"]) for h in hits)
+
+
 def record_clearance(
-    session: AsyncSession, c: Customer, actor_name: str, now: datetime
+    session: AsyncSession,
+    c: Customer,
+    actor_name: str,
+    now: datetime,
+    shown: frozenset[tuple[str, str | None]] | None = None,
 ) -> list[ScreeningReview]:
     """A compliance user set ``c`` to ``clear``: each hit it was shown and no
     review covers yet is now cleared (a row each, marked reviewed).
 
-    A record not screened since hits were kept has only its best match: that
+    ``shown``: the hits the record held before the request that clears it;
+    a hit not among them stays unreviewed (None: every hit was shown). A
+    record not screened since hits were kept has only its best match: that
     listed name is cleared for whichever name matched it.
     """
     added: list[ScreeningReview] = []
@@ -93,6 +106,9 @@ def record_clearance(
     else:
         marked: list[dict[str, Any]] = []
         for hit in c.screening_hits:
+            if shown is not None and (hit["screened_name"], hit["listed_name"]) not in shown:
+                marked.append(hit)
+                continue
             if not hit.get("reviewed"):
                 added.append(
                     _review(c, hit["screened_name"], hit["listed_name"], hit["score"],

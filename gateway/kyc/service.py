@@ -20,7 +20,14 @@ from gateway.admin.auth import AdminActor
 from gateway.identity.admin_log import record_admin_action
 from gateway.identity.secrets import new_id
 from gateway.kyc.owner_screening import NamesScreened, owner_names, screen_names
-from gateway.kyc.reviews import all_reviews, covered, hits_json, record_clearance, reviews_of
+from gateway.kyc.reviews import (
+    all_reviews,
+    covered,
+    hit_pairs,
+    hits_json,
+    record_clearance,
+    reviews_of,
+)
 from gateway.kyc.schemas import (
     CustomerCreate,
     CustomerOut,
@@ -309,6 +316,8 @@ async def update_customer(
     changes = patch.changes()
     renamed = "name" in changes and changes["name"] != c.name
     names_before = owner_names(c)
+    # What a reviewer clearing in this request was shown: the hits stored before it.
+    shown = hit_pairs(c.screening_hits)
     for field, value in changes.items():
         if field == "ownership":
             c.ownership = ownership_rows(value)
@@ -318,12 +327,18 @@ async def update_customer(
     if renamed or not set(owner_names(c)) <= set(names_before):
         reviews = await reviews_of(session, c.id) if screener is not None else []
         _screen(c, screener, now, reviews, warn_unscreened)
+        if shown is None and c.screening_hits is not None:
+            shown = frozenset()  # screened here for the first time: nothing was shown
     # An explicit sanctions decision (compliance review) comes last and wins;
-    # clearing clears each hit the reviewer was shown, and only those.
+    # clearing clears each hit the reviewer was shown, and only those: a hit
+    # this same request's screening found (a listed owner added with the
+    # "clear") was seen by nobody, and keeps the customer held.
     if "sanctions_status" in changes:
         c.sanctions_status = changes["sanctions_status"]
         if c.sanctions_status == "clear":
-            record_clearance(session, c, actor.name, now)
+            record_clearance(session, c, actor.name, now, shown)
+            if any(not hit.get("reviewed") for hit in c.screening_hits or ()):
+                c.sanctions_status = "potential_match"
     c.updated_at = now
     await session.flush()
     _record(session, actor, action, c, before, now)

@@ -135,3 +135,24 @@ async def test_a_cleared_name_with_nothing_to_compare_is_not_raised_again(
     assert hits == [{"screened_name": "--", "listed_name": None, "score": 0.0, "source": None,
                      "reviewed": True}]  # fmt: skip
     assert await _rescreen(env, _list(tmp_path, "v1.csv", ZOLTRAVA)) == []
+
+
+async def test_clearing_in_the_same_patch_that_brings_a_new_hit_does_not_clear_it(
+    env: AdminEnv, tmp_path: Path
+) -> None:
+    """A review clears what the reviewer was shown. A PATCH that adds a listed
+    owner and sets ``clear`` in one go cleared the new owner's hit unseen: it
+    stays held, with the new hit unreviewed and the hits shown before cleared."""
+    env.services.extras["screener"] = _list(tmp_path, "v1.csv", ZOLTRAVA, BRENHOLT)
+    zoltrava = _owner("Zoltrava Shipping Ltd", 60)
+    await _held_org(env, [zoltrava])
+    body = {"sanctions_status": "clear",
+            "ownership": [zoltrava, _owner("Brenholt Ventures Pte", 40)]}  # fmt: skip
+    r = await env.client.patch(f"{URL}/org", json=body, headers=env.auth("compliance"))
+    assert r.status_code == 200, r.text
+    record = r.json()
+    reviewed = {h["screened_name"]: h["reviewed"] for h in record["screening"]["hits"]}
+    assert reviewed == {"Zoltrava Shipping Ltd": True, "Brenholt Ventures Pte": False}, record
+    assert record["sanctions_status"] == "potential_match", record
+    # Shown now, it is cleared by the next review.
+    assert (await _clear(env, "org"))["sanctions_status"] == "clear"

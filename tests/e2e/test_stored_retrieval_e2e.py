@@ -349,3 +349,19 @@ def test_a_background_stream_cut_after_its_first_event_is_charged_what_it_used(
     for _ in range(3):
         again = owner.responses.with_raw_response.retrieve(response_id)
         assert int(again.headers["x-ratelimit-remaining-tokens"]) == 5000 - 2000
+
+
+def test_two_customers_sending_the_same_request_each_keep_their_own_response(
+    gateway: Proc, admin: Admin
+) -> None:
+    """The stand-in, like the real API, answers every create with a new id:
+    it derived the id from the request, so the second of two customers
+    sending the same create got the first one's id, whose binding is the
+    first customer's, and could not retrieve its own answer."""
+    first = client(gateway, admin.customer_with_key(**US_ENTERPRISE))
+    second = client(gateway, admin.customer_with_key(**US_ENTERPRISE))
+    a = first.responses.create(model="haiku-lite", input="the same words", background=True)
+    b = second.responses.create(model="haiku-lite", input="the same words", background=True)
+    assert a.id != b.id
+    assert poll(first, a.id).status == "completed"
+    assert poll(second, b.id).status == "completed"
