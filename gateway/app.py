@@ -168,7 +168,7 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
                     log.error("cannot record the quota counter reset in the audit log")
 
             watch = CounterResetWatch(meter.store, on_counters_lost)
-            meter.store.after_outage = watch.check
+            meter.store.check_generation = watch.check
             await watch.start()
             stack.push_async_callback(watch.stop)
         else:

@@ -61,7 +61,7 @@ class RedisStore:
         self._restore = self._redis.register_script(lua.RESTORE)
         self.ledger = Ledger()
         """This process's own share of the counters, put back by ``restore``."""
-        self.after_outage: Callable[[], Awaitable[object]] | None = None
+        self.check_generation: Callable[[], Awaitable[object]] | None = None
         """Set by the reset watch: its check (generation, restore), run from a new
         connection that finds another generation, before its first command."""
         self.known_generation: str | None = None
@@ -92,13 +92,13 @@ class RedisStore:
         before our share is back; else, until the watch's next look, every
         admit would count from zero. Nothing on the request path otherwise."""
         await conn.on_connect_check_health(check_health=True)  # redis-py's own handshake
-        if self.after_outage is None or self.known_generation is None or IN_CHECK.get():
+        if self.check_generation is None or self.known_generation is None or IN_CHECK.get():
             return  # no watch yet, or the watch's own connections
         if self._recheck is None:
             await conn.send_command("GET", MARKER_KEY)
             if await conn.read_response() == self.known_generation:
                 return
-            recheck = self._recheck = asyncio.ensure_future(self.after_outage())
+            recheck = self._recheck = asyncio.ensure_future(self.check_generation())
 
             def done(_: object) -> None:
                 self._recheck = None

@@ -46,8 +46,6 @@ COUNTER_RESETS = PromCounter(
     "Times this process found the shared quota counters lost (Redis restarted empty, "
     "flushed or evicting)",
 )
-
-
 RESTORED_SLOTS = PromCounter(
     "gateway_quota_restored_slots",
     "Counter slots this process put back after the shared quota counters were lost",
@@ -58,7 +56,6 @@ GRACE_MS = int(INTERVAL_S * 2500)
 """After a new generation, how long a process that found it holds its admits:
 every live process looks within one ``INTERVAL_S`` (or at its first new
 connection) and puts its share back, so until then a count is only partial."""
-"""Checks between two prunes of the ledger (closed windows dropped)."""
 
 
 class MarkerStore(Protocol):
@@ -90,7 +87,7 @@ class CounterResetWatch:
         self._pending: str | None = None
         """A generation we must still restore into (the last attempt failed)."""
         self._checks = 0
-        self._lock = asyncio.Lock()  # the loop and the store's after-outage check
+        self._lock = asyncio.Lock()  # the loop and the store's new-connection check
         self._task = BackgroundTask("quota-reset-watch")
 
     async def start(self) -> None:
@@ -123,7 +120,6 @@ class CounterResetWatch:
         self._generation = self._store.known_generation = value
         if lost:
             self._pending = value
-        if lost:
             COUNTER_RESETS.inc()
             log.warning("the quota store lost its counters (Redis restarted without "
                         "persistence, was flushed or evicted keys); each gateway puts "

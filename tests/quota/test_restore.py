@@ -31,7 +31,7 @@ class Process:
         self.meter = Meter(self.store, clock=clock)
         self.resets = 0
         self.watch = CounterResetWatch(self.store, self._on_reset, clock=clock)
-        self.store.after_outage = self.watch.check  # as the app wires it
+        self.store.check_generation = self.watch.check  # as the app wires it
 
     async def _on_reset(self) -> None:
         self.resets += 1
