@@ -154,18 +154,21 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             assert isinstance(meter.store, RedisStore)
 
             async def on_counters_lost() -> None:
-                # In the signed chain: the decisions after it were metered
-                # against windows that started again from zero.
+                # In the signed chain: what no gateway could put back (a process
+                # that died, one the reset caught between two looks) is an
+                # over-admission an auditor must be able to place.
                 payload = {"event": "counters_lost",
                            "detail": "the shared quota counters were found empty (Redis "
                                      "restarted without persistence, was flushed or evicted "
-                                     "keys); every quota window starts again from zero"}
+                                     "keys); each gateway puts back what it admitted in the "
+                                     "open windows"}
                 try:
                     await audit.record_event("quota_store", payload, wait=False)
                 except AuditUnavailable:
                     log.error("cannot record the quota counter reset in the audit log")
 
             watch = CounterResetWatch(meter.store, on_counters_lost)
+            meter.store.check_generation = watch.check
             await watch.start()
             stack.push_async_callback(watch.stop)
         else:

@@ -208,3 +208,59 @@ for i = 1, #KEYS do
 end
 return alive
 """
+
+# KEYS: the marker. ARGV: a fresh random value. The marker holds the store's
+# *generation*: planted (SET) only when absent, so a store that lost its
+# counters (and the marker with them) gets a new value, and every process
+# that remembers another value knows its contributions are gone, not only the
+# first one to look. The value ends with the server's time at planting.
+# Returns {1 if planted now, the value, its age in ms by the server's clock}.
+EPOCH = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = redis.call('GET', KEYS[1])
+local planted = 0
+if not v then
+  v = ARGV[1] .. ':' .. string.format('%d', now)
+  redis.call('SET', KEYS[1], v)
+  planted = 1
+end
+local at = tonumber(string.match(v, ':(%d+)$') or '0')
+return {planted, v, string.format('%d', now - at)}
+"""
+
+# KEYS: the marker, this process's "restored" key, then two per counter (slot
+# set, amounts hash). ARGV: generation, now, restored-key ttl (ms), number of
+# counters, one window (ms) per counter, then four per slot: counter index
+# (0-based), slot id, newest ts, amount.
+# Adds each slot still inside its window back with its own timestamp (so it
+# leaves when it would have). Runs once per process and generation: -1 if the
+# store is already at another generation (the watch will see it), -2 if this
+# process restored into this generation already (a retry after a timeout
+# that had run). Else the number of slots put back.
+RESTORE = (
+    _PRELUDE
+    + r"""
+local gen = ARGV[1]
+if redis.call('GET', KEYS[1]) ~= gen then return -1 end
+if redis.call('GET', KEYS[2]) == gen then return -2 end
+local now, nk = tonumber(ARGV[2]), tonumber(ARGV[4])
+local n = 0
+for i = 5 + nk, #ARGV, 4 do
+  local k = tonumber(ARGV[i])
+  local window = tonumber(ARGV[5 + k])
+  local ts, amount = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  if ts > now - window and amount > 0 then
+    local zkey, hkey = KEYS[3 + 2 * k], KEYS[4 + 2 * k]
+    redis.call('ZADD', zkey, 'GT', ts, ARGV[i + 1])
+    redis.call('HINCRBY', hkey, ARGV[i + 1], int(amount))
+    redis.call('HINCRBY', hkey, 'total', int(amount))
+    redis.call('PEXPIRE', zkey, window + 5000)
+    redis.call('PEXPIRE', hkey, window + 5000)
+    n = n + 1
+  end
+end
+redis.call('SET', KEYS[2], gen, 'PX', ARGV[3])
+return n
+"""
+)

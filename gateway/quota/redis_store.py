@@ -13,17 +13,20 @@ itself when Redis is back (scripts are re-loaded on ``NOSCRIPT`` by redis-py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from redis.asyncio import Redis
+from redis.asyncio import Connection, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.quota import lua
-from gateway.quota.buckets import PreparedPlan
+from gateway.quota.buckets import PreparedPlan, amounts_key
+from gateway.quota.ledger import Ledger
+from gateway.quota.reset_watch import IN_CHECK, MARKER_KEY
 from gateway.quota.store import AdmitResult, CounterState, StoreDown
 
 log = logging.getLogger(__name__)
@@ -49,10 +52,21 @@ class RedisStore:
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             max_connections=max_connections,
             decode_responses=True,
+            redis_connect_func=self._connected,
         )
         self._admit = self._redis.register_script(lua.ADMIT)
         self._settle = self._redis.register_script(lua.SETTLE)
         self._refresh = self._redis.register_script(lua.REFRESH)
+        self._epoch = self._redis.register_script(lua.EPOCH)
+        self._restore = self._redis.register_script(lua.RESTORE)
+        self.ledger = Ledger()
+        """This process's own share of the counters, put back by ``restore``."""
+        self.check_generation: Callable[[], Awaitable[object]] | None = None
+        """Set by the reset watch: its check (generation, restore), run from a new
+        connection that finds another generation, before its first command."""
+        self.known_generation: str | None = None
+        """The generation this process's contributions live in (set by the watch)."""
+        self._recheck: asyncio.Future[object] | None = None
 
     async def _run_admit(
         self,
@@ -71,6 +85,30 @@ class RedisStore:
             raise StoreDown(f"redis {mode}: {exc.__class__.__name__}: {exc}") from exc
         return [int(v) for v in raw]
 
+    async def _connected(self, conn: Connection) -> None:
+        """Every new connection (so after every Redis restart) first looks at the
+        generation: one that changed means the counters were lost, and the
+        command waiting for this connection (an admit, typically) must not run
+        before our share is back; else, until the watch's next look, every
+        admit would count from zero. Nothing on the request path otherwise."""
+        await conn.on_connect_check_health(check_health=True)  # redis-py's own handshake
+        if self.check_generation is None or self.known_generation is None or IN_CHECK.get():
+            return  # no watch yet, or the watch's own connections
+        if self._recheck is None:
+            await conn.send_command("GET", MARKER_KEY)
+            if await conn.read_response() == self.known_generation:
+                return
+            recheck = self._recheck = asyncio.ensure_future(self.check_generation())
+
+            def done(_: object) -> None:
+                self._recheck = None
+
+            recheck.add_done_callback(done)
+        try:
+            await asyncio.shield(self._recheck)
+        except StoreDown as exc:  # the check failed: let the command fail as well
+            raise RedisConnectionError(str(exc)) from exc
+
     @staticmethod
     def _states(raw: list[int]) -> list[CounterState]:
         return [CounterState(raw[i], raw[i + 1], raw[i + 2]) for i in range(1, len(raw), 3)]
@@ -87,6 +125,8 @@ class RedisStore:
         raw = await self._run_admit(
             "admit", plan, tokens, now_ms, lease_id, lease_expiry_ms, requests
         )
+        if raw[0] == 1:
+            self.ledger.admitted(plan, tokens, requests, now_ms)
         return AdmitResult(raw[0] == 1, self._states(raw))
 
     async def peek(self, plan: PreparedPlan, now_ms: int) -> list[CounterState]:
@@ -113,7 +153,10 @@ class RedisStore:
         try:
             await self._settle(keys=plan.settle_keys, args=args)
         except _DOWN as exc:
+            # The ledger keeps the whole reservation, as the store does.
             raise StoreDown(f"redis settle: {exc}") from exc
+        if plan.token_windows:
+            self.ledger.settled(plan, admitted_ms, reserved, actual, now_ms)
 
     async def refresh_leases(
         self, keys: Sequence[str], lease_id: str, expiry_ms: int, now_ms: int
@@ -127,12 +170,35 @@ class RedisStore:
             raise StoreDown(f"redis refresh: {exc}") from exc
         return int(alive) == len(keys)
 
-    async def plant_marker(self, key: str, value: str) -> bool:
-        """``SET key value NX`` (no TTL): True if the key was absent (``reset_watch``)."""
+    async def generation(self, key: str, candidate: str) -> tuple[bool, str, int]:
+        """The store's generation marker, planted from ``candidate`` if absent
+        (no TTL): (planted now, value, age in ms). See ``reset_watch``."""
         try:
-            return bool(await self._redis.set(key, value, nx=True))
+            planted, value, age = await self._epoch(keys=[key], args=[candidate])
         except _DOWN as exc:
             raise StoreDown(f"redis marker: {exc.__class__.__name__}: {exc}") from exc
+        return int(planted) == 1, str(value), int(age)
+
+    async def restore(self, marker: str, done_key: str, generation: str, now_ms: int) -> int:
+        """Put this process's open slots back into generation ``generation``
+        (``lua.RESTORE``): slots restored, -1 if the store moved to another
+        generation meanwhile, -2 if this process already restored into it."""
+        counter_keys, args = self.ledger.restore_args(now_ms)
+        keys = [marker, done_key]
+        for key in counter_keys:
+            keys += (key, amounts_key(key))
+        # The "restored" key outlives every window: a retry later has nothing left to add.
+        done_ttl = 86_400_000 + 60_000
+        try:
+            n = await self._restore(
+                keys=keys, args=[generation, now_ms, done_ttl, len(counter_keys), *args]
+            )
+        except _DOWN as exc:
+            raise StoreDown(f"redis restore: {exc.__class__.__name__}: {exc}") from exc
+        return int(n)
+
+    def forget_closed(self, now_ms: int) -> None:
+        self.ledger.prune(now_ms)
 
     async def ping(self) -> bool:
         try:
