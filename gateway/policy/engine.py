@@ -235,16 +235,7 @@ def _decide(
         )
         return _deny(bundle, PUBLIC, (refused[0],), (refused[1],), facts, demotion)
     tier, demotion = effective_tier(principal, bundle, now)
-    model = bundle.models.get(facts.body.model)
-    ctx = EvalContext(
-        principal=principal,
-        facts=facts,
-        tier=tier,
-        now=now,
-        kyc_rank=bundle.kyc_rank.get(principal.kyc_level, -1),
-        model_tiers=model.tiers if model is not None else frozenset(),
-        threshold=bundle.control_threshold_percent,
-    )
+    ctx = eval_context(principal, facts, bundle, tier, now)
     ruleset = bundle.rules_for(facts.body.model)
     reports = ruleset.reports
     # Evaluated first, so that every outcome below carries them.
@@ -318,6 +309,23 @@ def _exempt(
     lifted_ids = frozenset().union(*(r.exempts for r in used))
     return [r for r in denies if r.id not in lifted_ids], used
 
+
+
+def eval_context(
+    principal: Principal, facts: RequestFacts, bundle: CompiledBundle, tier: str, now: datetime
+) -> EvalContext:
+    """What every rule's conditions read, for one request at ``tier`` (also
+    ``gateway.policy.explain``'s, which must see exactly what the engine sees)."""
+    model = bundle.models.get(facts.body.model)
+    return EvalContext(
+        principal=principal,
+        facts=facts,
+        tier=tier,
+        now=now,
+        kyc_rank=bundle.kyc_rank.get(principal.kyc_level, -1),
+        model_tiers=model.tiers if model is not None else frozenset(),
+        threshold=bundle.control_threshold_percent,
+    )
 
 def decide(
     principal: Principal,

@@ -20,13 +20,14 @@ from typing import Any
 from gateway.identity.principal import Principal
 from gateway.kyc.schemas import rfc3339
 from gateway.policy.compiled import CompiledBundle
-from gateway.policy.conditions import CompileEnv, EvalContext
+from gateway.policy.conditions import CompileEnv
 from gateway.policy.decision import Decision, QuotaPlan
 from gateway.policy.engine import (
     DEFAULT_DENY,
     account_refusal,
     decide,
     effective_tier,
+    eval_context,
     quota_plan,
 )
 from gateway.policy.explain_conditions import ConditionTrace, trace_condition
@@ -109,16 +110,7 @@ def explain(
 ) -> Explanation:
     decision = decide(principal, facts, bundle, at)
     tier, _ = effective_tier(principal, bundle, at)
-    model = bundle.models.get(facts.body.model)
-    ctx = EvalContext(
-        principal=principal,
-        facts=facts,
-        tier=tier,
-        now=at,
-        kyc_rank=bundle.kyc_rank.get(principal.kyc_level, -1),
-        model_tiers=model.tiers if model is not None else frozenset(),
-        threshold=bundle.control_threshold_percent,
-    )
+    ctx = eval_context(principal, facts, bundle, tier, at)
     env = CompileEnv(groups=bundle.source.country_groups, kyc_rank=bundle.kyc_rank)
     matched = {r.index: r.predicate(ctx) for r in bundle.rules}
     verdict_ids, outcomes = _trace_verdict(principal, facts, bundle, at, tier, matched)
