@@ -63,9 +63,17 @@ class BatchBound(NamedTuple):
     before they were recorded (migration d2e6b8a4c1f7): the models' own only."""
 
 
+class Listed(NamedTuple):
+    """One batch of a page: what deciding whether to list it needs."""
+
+    batch_id: str
+    models: tuple[str, ...]
+    capabilities: frozenset[str] | None
+
+
 class BatchPage(NamedTuple):
-    batches: list[tuple[str, tuple[str, ...]]]
-    """(batch id, models), newest first, as the upstream lists them."""
+    batches: list[Listed]
+    """Newest first, as the upstream lists them."""
     has_more: bool
 
 
@@ -134,7 +142,7 @@ class BatchOwners:
         order_desc = (table.created_at.desc(), table.batch_id.desc())
         try:
             async with self._sessions() as session:
-                query = select(table.batch_id, table.models).where(
+                query = select(table.batch_id, table.models, table.capabilities).where(
                     table.customer_id == customer_id
                 )
                 cursor_id = after_id or before_id
@@ -157,7 +165,10 @@ class BatchOwners:
             message = f"cannot list the batches of {customer_id}: {exc}"
             raise BatchOwnersUnavailable(message) from exc
         has_more = len(rows) > limit
-        batches = [(str(row[0]), tuple(row[1])) for row in rows[:limit]]
+        batches = [
+            Listed(str(row[0]), tuple(row[1]), frozenset(row[2]) if row[2] is not None else None)
+            for row in rows[:limit]
+        ]
         if after_id is None and before_id is not None:
             batches.reverse()
         return BatchPage(batches, has_more)

@@ -320,3 +320,33 @@ def test_a_directive_on_a_capability_a_request_carried_refuses_results(
     )
     assert got.status_code == 403, got.text
     assert got.json()["error"]["code"] == "emergency-coding-freeze", got.text
+
+
+def test_list_is_decided_like_models_list_origin_and_key_scope_included(
+    gateway: Proc, admin: Admin
+) -> None:
+    """The list is refused from a sanctioned origin like any request, and
+    shows only batches whose models the calling key may use now."""
+    us_person = {"name": "Sam Citizen", "kind": "individual", "citizenships": ["US"],
+                 "residence": "US", "kyc_level": "kyb_verified", "tier": "enterprise"}
+    customer = str(admin.customer(**us_person)["id"])  # frontier models too
+    whole = client(gateway, admin.key(customer))
+    haiku = whole.messages.batches.create(requests=[request("h")]).id  # type: ignore[list-item]
+    fable = whole.messages.batches.create(
+        requests=[request("f", model="fable-5")]  # type: ignore[list-item]
+    ).id
+    assert [b.id for b in whole.messages.batches.list()] == [fable, haiku]
+
+    abroad = anthropic.Anthropic(base_url=gateway.url, api_key=whole.api_key, max_retries=0,
+                                 default_headers={"x-forwarded-for": "175.45.176.1"})  # KP
+    with pytest.raises(anthropic.PermissionDeniedError) as refused:
+        abroad.messages.batches.list()
+    assert refused.value.body["error"]["code"] == "sanctioned-origin", refused.value.body  # type: ignore[index]
+    found = record(admin, refused.value.response.headers["x-gateway-decision-id"])
+    assert (found["decision"], found["rule_ids"]) == ("deny", ["sanctioned-origin"]), found
+
+    scoped = admin.http.post(f"/admin/v1/customers/{customer}/keys",
+                             json={"name": "haiku only", "allowed_models": ["haiku-lite"]})
+    assert scoped.status_code == 201, scoped.text
+    narrow = client(gateway, scoped.json()["key"])
+    assert [b.id for b in narrow.messages.batches.list(limit=1)] == [haiku]  # paged past fable
