@@ -86,6 +86,9 @@ class StoredResponseOwner(Base):
     """Tokens charged for it when its create answered without usage (background
     mode: ``queued``); cleared by the first retrieval showing its usage, which
     charges what it used beyond them (docs/quotas.md)."""
+    capabilities: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    """The capabilities its create was decided with: calls on it by id are
+    decided with them (null: bound before they were recorded, the model's own)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -101,4 +104,7 @@ class MessageBatchOwner(Base):
     """The models its requests named: calls on it are decided for each of them."""
     decision_id: Mapped[str] = mapped_column(String(64))
     """The create's decision record (its inner requests' records name it too)."""
+    capabilities: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    """The union of its requests' capabilities: calls on it by id are decided
+    with them (null: bound before they were recorded, the models' own)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -11,9 +11,10 @@ commit before the batch is forwarded (``inner_records``); the quota stage
 takes N requests and the sum of their token reservations.
 
 Calls on a batch by id are decided as ``/v1/messages`` requests for each of
-its models with no capability beyond the model's own (the create decided
-what its requests asked for): a customer whom a directive, suspension,
-sanctions status or origin now refuses does not get the results. Before the
+its models with the union of the capabilities its requests were decided
+with (kept in the binding): a customer whom a directive, suspension,
+sanctions status or origin now refuses, or a directive refusing one of
+those capabilities, does not get the results. Before the
 policy, the binding (``gateway.proxy.batch_state``): a batch that is not the
 caller's, or was never relayed, is 404 and never forwarded.
 """
@@ -247,6 +248,9 @@ async def _decide_by_id(pipeline: Pipeline, ex: Exchange) -> None:
         raise ProxyError(404, message, code=BATCH_NOT_FOUND_RULE)
     now = services.clock()
     bundle = ex.bundle
+    # The results are its requests' output: decided with what they carried
+    # (a binding from before capabilities were recorded: the models' own only).
+    carried = bound.capabilities or frozenset()
     allowed: Decision | None = None
     for model in bound.models:
         body = BodyFacts(model=model)
@@ -255,7 +259,7 @@ async def _decide_by_id(pipeline: Pipeline, ex: Exchange) -> None:
             api="anthropic",
             body=body,
             origin=ex.origin,
-            capabilities=classify(body, bundle),
+            capabilities=classify(body, bundle) | carried,
         )
         ex.body, ex.facts = body, facts
         ex.decision = decision = decide(principal, facts, bundle, now)

@@ -9,7 +9,10 @@ upstream no longer knows (expired, deleted) is left out.
 
 Listing reveals no model output, so it is decided as ``/v1/models`` is: the
 account itself must be servable (not suspended, not a confirmed sanctions
-match), and the list is recorded before anything goes upstream.
+match), the key from this origin must be able to use some model now (else
+the refusal a request would get: ``gateway.proxy.batch_visible``), and only
+batches whose models it may use are listed. The list is recorded before
+anything goes upstream.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Scope, Send
 from gateway.proxy.asgi_io import send_response as send_raw
 from gateway.proxy.batch_routes import BATCHES_ROUTE
 from gateway.proxy.batch_state import BatchPage, with_gateway_results_url
-from gateway.proxy.errors import ProxyError, request_id_header
+from gateway.proxy.batch_visible import ListPolicy, visible_page
+from gateway.proxy.errors import ProxyError, join_reasons, request_id_header
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import upstream_request_headers
 from gateway.stages import AuditUnavailable, StageUnavailable
@@ -65,16 +69,28 @@ async def list_batches(pipeline: Pipeline, ex: Exchange, scope: Scope, send: Sen
         if refused is not None:
             ex.refuse(*refused)
             raise ProxyError(403, refused[1], code=refused[0])
+        assert ex.origin is not None
+        policy = ListPolicy(principal, ex.bundle, services.clock(), ex.origin)
+        denied = policy.refusal()
+        if denied is not None:
+            # No model is open to this key from here (a sanctioned origin, a
+            # directive): refused as a request would be, not listed nothing.
+            facts, decision = denied
+            ex.body, ex.facts, ex.decision = facts.body, facts, decision
+            reason = join_reasons(decision.reasons) or "denied by policy"
+            raise ProxyError(decision.deny_status, reason, code=decision.rule_ids[0])
         owners = services.batch_owners
         page = BatchPage([], False)
         if owners is not None:
-            page = await owners.page(principal.customer_id, after_id, before_id, limit)
-        listed = ", ".join(batch_id for batch_id, _ in page.batches)
-        ex.refuse(LIST_RULE, f"listed {len(page.batches)} of the caller's batches: {listed}")
-        ex.batch_facts = {"operation": "list", "ids": [batch_id for batch_id, _ in page.batches]}
+            page = await visible_page(
+                owners, principal.customer_id, after_id, before_id, limit, policy
+            )
+        ids = [batch.batch_id for batch in page.batches]
+        ex.refuse(LIST_RULE, f"listed {len(ids)} of the caller's batches: {', '.join(ids)}")
+        ex.batch_facts = {"operation": "list", "ids": ids}
         await pipeline._record(ex, 200)
-        data = [doc for doc in [await _fetch(pipeline, ex, scope, b, m) for b, m in page.batches]
-                if doc is not None]  # fmt: skip
+        fetched = [await _fetch(pipeline, ex, scope, b.batch_id, b.models) for b in page.batches]
+        data = [doc for doc in fetched if doc is not None]
     except ProxyError as refusal:
         if ex.recorded:
             await pipeline._send_error(ex, send, refusal)

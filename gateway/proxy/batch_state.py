@@ -6,7 +6,10 @@ could read any other customer's batch results by id, and the upstream's list
 would show everyone's batches to everyone.
 
 So the gateway binds each batch id it relays to the customer it relayed it
-to, with the models the batch's requests named, before the create's answer
+to, with the models the batch's requests named and the union of the
+capabilities they were decided with (calls on it by id are decided with
+them: a directive added since that refuses one of them refuses its
+results), before the create's answer
 reaches the client (``BatchBinding.answer``). Calls on a batch by id by
 anyone else, or on an id never relayed, are 404 and never forwarded
 (``gateway.proxy.batch_decide``); the list is served from these bindings.
@@ -55,11 +58,22 @@ class BatchBound(NamedTuple):
     customer_id: str
     models: tuple[str, ...]
     decision_id: str
+    capabilities: frozenset[str] | None = None
+    """The union of its requests' capabilities; None for a binding from
+    before they were recorded (migration d2e6b8a4c1f7): the models' own only."""
+
+
+class Listed(NamedTuple):
+    """One batch of a page: what deciding whether to list it needs."""
+
+    batch_id: str
+    models: tuple[str, ...]
+    capabilities: frozenset[str] | None
 
 
 class BatchPage(NamedTuple):
-    batches: list[tuple[str, tuple[str, ...]]]
-    """(batch id, models), newest first, as the upstream lists them."""
+    batches: list[Listed]
+    """Newest first, as the upstream lists them."""
     has_more: bool
 
 
@@ -75,7 +89,12 @@ class BatchOwners:
         self._clock = clock
 
     async def bind(
-        self, batch_id: str, customer_id: str, models: tuple[str, ...], decision_id: str
+        self,
+        batch_id: str,
+        customer_id: str,
+        models: tuple[str, ...],
+        decision_id: str,
+        capabilities: frozenset[str] | None = None,
     ) -> None:
         """Record that ``batch_id`` was relayed to ``customer_id`` (the first binding stands)."""
         try:
@@ -83,6 +102,7 @@ class BatchOwners:
                 session.add(MessageBatchOwner(
                     batch_id=batch_id, customer_id=customer_id, models=list(models),
                     decision_id=decision_id, created_at=self._clock(),
+                    capabilities=sorted(capabilities) if capabilities is not None else None,
                 ))  # fmt: skip
                 await session.commit()
         except IntegrityError:
@@ -98,7 +118,8 @@ class BatchOwners:
             raise BatchOwnersUnavailable(f"cannot read the owner of {batch_id}: {exc}") from exc
         if row is None:
             return None
-        return BatchBound(row.customer_id, tuple(row.models), row.decision_id)
+        caps = frozenset(row.capabilities) if row.capabilities is not None else None
+        return BatchBound(row.customer_id, tuple(row.models), row.decision_id, caps)
 
     async def unbind(self, batch_id: str) -> None:
         """Forget ``batch_id`` (the upstream deleted it)."""
@@ -121,7 +142,7 @@ class BatchOwners:
         order_desc = (table.created_at.desc(), table.batch_id.desc())
         try:
             async with self._sessions() as session:
-                query = select(table.batch_id, table.models).where(
+                query = select(table.batch_id, table.models, table.capabilities).where(
                     table.customer_id == customer_id
                 )
                 cursor_id = after_id or before_id
@@ -144,7 +165,10 @@ class BatchOwners:
             message = f"cannot list the batches of {customer_id}: {exc}"
             raise BatchOwnersUnavailable(message) from exc
         has_more = len(rows) > limit
-        batches = [(str(row[0]), tuple(row[1])) for row in rows[:limit]]
+        batches = [
+            Listed(str(row[0]), tuple(row[1]), frozenset(row[2]) if row[2] is not None else None)
+            for row in rows[:limit]
+        ]
         if after_id is None and before_id is not None:
             batches.reverse()
         return BatchPage(batches, has_more)
@@ -184,8 +208,10 @@ class BatchBinding:
         customer_id: str,
         models: tuple[str, ...],
         decision_id: str,
+        capabilities: frozenset[str] = frozenset(),
     ) -> None:
         self._owners = owners
+        self._capabilities = capabilities
         self._audit = audit
         self._customer_id = customer_id
         self._models = models
@@ -205,7 +231,9 @@ class BatchBinding:
                 "batch_id": batch_id, "customer_id": self._customer_id,
                 "decision_id": self._decision_id, "models": list(self._models),
             })  # fmt: skip
-            await self._owners.bind(batch_id, self._customer_id, self._models, self._decision_id)
+            await self._owners.bind(
+                batch_id, self._customer_id, self._models, self._decision_id, self._capabilities
+            )
         except StageUnavailable as exc:
             log.error("%s; batch %s created for %s withheld", exc, batch_id, self._decision_id)
             raise ProxyError(
@@ -230,7 +258,11 @@ def before_batch_answer(
     if call.operation == "create":
         assert ex.principal is not None and ex.batch_facts is not None
         models = tuple(ex.batch_facts.get("models") or ())
-        return BatchBinding(owners, services.audit, ex.principal.customer_id, models, ex.id).answer
+        # The union of its requests' capabilities (``_decide_create``).
+        caps = ex.decision.capabilities if ex.decision is not None else frozenset()
+        return BatchBinding(
+            owners, services.audit, ex.principal.customer_id, models, ex.id, caps
+        ).answer
     if call.operation in ("retrieve", "cancel"):
         return _rewrite
     if call.operation == "delete" and call.batch_id is not None:

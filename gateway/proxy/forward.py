@@ -307,7 +307,12 @@ class Forwarder:
             return None
         assert ex.principal is not None and ex.body is not None
         reserved = ex.admission.reserved_tokens if ex.admission is not None else 0
-        return ResponseBinding(owners, ex.principal.customer_id, ex.body.model, ex.id, reserved)
+        # The capabilities it was decided with: calls on it by id are decided
+        # with them too (``gateway.proxy.stored_decide``).
+        capabilities = ex.decision.capabilities if ex.decision is not None else frozenset()
+        return ResponseBinding(
+            owners, ex.principal.customer_id, ex.body.model, ex.id, reserved, capabilities
+        )
 
     def _before_answer(
         self, ex: Exchange, status: int

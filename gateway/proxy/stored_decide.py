@@ -65,12 +65,14 @@ async def decide_stored(
         raise ProxyError(404, message, code=STORED_STATE_RULE)
     now = services.clock()
     bundle = ex.bundle
-    # A call by id has no body to classify: it carries no capability beyond
-    # what the model itself does (the classifiers see only the model's name).
-    # What the create asked for (tools, long outputs) was decided when it was
-    # made; what is asked now is whether this customer may still receive this
-    # model's output, here and now, so it is decided as a request for that
-    # model on the route that made it (``endpoint_in: [/v1/responses]`` holds).
+    # A call by id has no body to classify: what it hands over is the output
+    # of the create, so it carries the capabilities that create was decided
+    # with (tools, code, long outputs: from the binding) besides what the
+    # model itself does. What is asked now is whether this customer may still
+    # receive that output, here and now, so it is decided as that request on
+    # the route that made it (``endpoint_in: [/v1/responses]`` holds), and a
+    # directive added since that refuses one of its capabilities refuses it.
+    # A binding from before they were recorded has None: the model's own only.
     body = BodyFacts(model=bound.model, stream=call.operation == "retrieve" and wants_stream(query))
     ex.body = body
     facts = RequestFacts(
@@ -78,7 +80,7 @@ async def decide_stored(
         api="openai",
         body=body,
         origin=ex.origin,
-        capabilities=classify(body, bundle),
+        capabilities=classify(body, bundle) | (bound.capabilities or frozenset()),
     )
     ex.facts = facts
     ex.decision = decision = decide(principal, facts, bundle, now)

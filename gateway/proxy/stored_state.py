@@ -16,10 +16,12 @@ stranger's id is not even confirmed to exist. Conversations are created
 through ``/v1/conversations``, which the gateway does not serve, so no
 conversation id is ever bound and a request naming one is refused.
 
-Each binding also names the model the response was created with: the calls
-on a stored response by id (retrieve, delete, cancel, input items:
-``gateway.proxy.stored_routes``) are decided by the policy as requests for
-that model, and only its customer may make them.
+Each binding also names the model the response was created with and the
+capabilities its create was decided with: the calls on a stored response by
+id (retrieve, delete, cancel, input items: ``gateway.proxy.stored_routes``)
+are decided by the policy as requests for that model with those
+capabilities (a directive refusing one of them refuses its output), and
+only its customer may make them.
 
 The bindings live in the database (``stored_response_owners``), shared by
 every worker and replica; each process keeps the ones it has seen in a
@@ -68,6 +70,9 @@ class Bound(NamedTuple):
     b4c2e8f1a3d7): it can be continued, but not retrieved, by id."""
     unsettled_tokens: int | None = None
     """What its create was charged without usage to settle to (background mode)."""
+    capabilities: frozenset[str] | None = None
+    """What its create was decided with; None for a binding from before they
+    were recorded (migration d2e6b8a4c1f7): the model's own only."""
 
 
 class ResponseOwners:
@@ -92,6 +97,7 @@ class ResponseOwners:
         customer_id: str,
         model: str | None = None,
         unsettled_tokens: int | None = None,
+        capabilities: frozenset[str] | None = None,
     ) -> None:
         """Record that ``response_id`` was relayed to ``customer_id`` (idempotent)."""
         known = self._known.get(response_id)
@@ -102,6 +108,7 @@ class ResponseOwners:
                 session.add(StoredResponseOwner(
                     response_id=response_id, customer_id=customer_id, model=model,
                     unsettled_tokens=unsettled_tokens, created_at=self._clock(),
+                    capabilities=sorted(capabilities) if capabilities is not None else None,
                 ))  # fmt: skip
                 await session.commit()
         except IntegrityError:
@@ -111,7 +118,7 @@ class ResponseOwners:
             return
         except (SQLAlchemyError, OSError) as exc:
             raise OwnersUnavailable(f"cannot record the owner of {response_id}: {exc}") from exc
-        self._remember(response_id, Bound(customer_id, model, unsettled_tokens))
+        self._remember(response_id, Bound(customer_id, model, unsettled_tokens, capabilities))
 
     async def binding_of(self, response_id: str) -> Bound | None:
         known = self._known.get(response_id)
@@ -121,7 +128,8 @@ class ResponseOwners:
             async with self._sessions() as session:
                 row = (await session.execute(
                     select(StoredResponseOwner.customer_id, StoredResponseOwner.model,
-                           StoredResponseOwner.unsettled_tokens).where(
+                           StoredResponseOwner.unsettled_tokens,
+                           StoredResponseOwner.capabilities).where(
                         StoredResponseOwner.response_id == response_id
                     )
                 )).first()  # fmt: skip
@@ -129,7 +137,8 @@ class ResponseOwners:
             raise OwnersUnavailable(f"cannot read the owner of {response_id}: {exc}") from exc
         if row is None:
             return None
-        bound = Bound(row[0], row[1], row[2])
+        caps = frozenset(row[3]) if row[3] is not None else None
+        bound = Bound(row[0], row[1], row[2], caps)
         self._remember(response_id, bound)
         return bound
 
@@ -281,8 +290,10 @@ class ResponseBinding:
         model: str,
         decision_id: str,
         reserved_tokens: int = 0,
+        capabilities: frozenset[str] = frozenset(),
     ) -> None:
         self._owners = owners
+        self._capabilities = capabilities
         self._customer_id = customer_id
         self._model = model
         self._reserved_tokens = reserved_tokens
@@ -302,7 +313,8 @@ class ResponseBinding:
         unsettled = self._reserved_tokens if usage_from_doc(parsed) is None else None
         try:
             await self._owners.bind(
-                response_id, self._customer_id, self._model, unsettled or None
+                response_id, self._customer_id, self._model, unsettled or None,
+                self._capabilities,
             )
         except OwnersUnavailable as exc:
             log.error("%s; answer to %s withheld", exc, self._decision_id)
@@ -324,7 +336,9 @@ class ResponseBinding:
         if response_id is None:
             return True
         try:
-            await self._owners.bind(response_id, self._customer_id, self._model)
+            await self._owners.bind(
+                response_id, self._customer_id, self._model, capabilities=self._capabilities
+            )
         except OwnersUnavailable as exc:
             log.error("%s; stream %s ended before its id was sent", exc, self._decision_id)
             return False

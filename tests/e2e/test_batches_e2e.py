@@ -283,3 +283,70 @@ def test_a_batch_created_upstream_but_not_bound_keeps_its_charge(
     # The three requests the upstream took are charged their reservations (50
     # output tokens and their input each), as the one after them is.
     assert int(created.headers["x-ratelimit-remaining-tokens"]) <= 100000 - 4 * 50, created.headers
+
+
+def test_a_directive_on_a_capability_a_request_carried_refuses_results(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """Calls on a batch by id are decided with the union of its requests'
+    capabilities: a directive refusing one of them stops its results."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle)
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(bundle)})
+    admin = Admin(gateway.url)
+    owner = client(gateway, admin.customer_with_key(**US_ENTERPRISE))
+    coded = request("code")
+    coded["params"]["messages"] = [{"role": "user", "content": "fix: def f(x): pass"}]
+    batch = owner.messages.batches.create(requests=[request("plain"), coded])  # type: ignore[list-item]
+    rules = bundle / "rules.yaml"
+    rules.write_text(rules.read_text() + (
+        "\n  - id: emergency-coding-freeze\n    effect: deny\n"
+        "    when: {capability_in: [coding]}\n    reason: Frozen by emergency directive.\n"
+    ))
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            owner.messages.batches.retrieve(batch.id)
+        except anthropic.PermissionDeniedError as refused:
+            assert refused.body["error"]["code"] == "emergency-coding-freeze", refused.body  # type: ignore[index]
+            found = record(admin, refused.response.headers["x-gateway-decision-id"])
+            assert found["rule_ids"] == ["emergency-coding-freeze"], found
+            break
+        assert time.monotonic() < deadline, "still served"
+        time.sleep(0.1)
+    got = owner._client.get(
+        f"{gateway.url}{BATCHES}/{batch.id}/results",
+        headers={"x-api-key": owner.api_key, "anthropic-version": "2023-06-01"},
+    )
+    assert got.status_code == 403, got.text
+    assert got.json()["error"]["code"] == "emergency-coding-freeze", got.text
+
+
+def test_list_is_decided_like_models_list_origin_and_key_scope_included(
+    gateway: Proc, admin: Admin
+) -> None:
+    """The list is refused from a sanctioned origin like any request, and
+    shows only batches whose models the calling key may use now."""
+    us_person = {"name": "Sam Citizen", "kind": "individual", "citizenships": ["US"],
+                 "residence": "US", "kyc_level": "kyb_verified", "tier": "enterprise"}
+    customer = str(admin.customer(**us_person)["id"])  # frontier models too
+    whole = client(gateway, admin.key(customer))
+    haiku = whole.messages.batches.create(requests=[request("h")]).id  # type: ignore[list-item]
+    fable = whole.messages.batches.create(
+        requests=[request("f", model="fable-5")]  # type: ignore[list-item]
+    ).id
+    assert [b.id for b in whole.messages.batches.list()] == [fable, haiku]
+
+    abroad = anthropic.Anthropic(base_url=gateway.url, api_key=whole.api_key, max_retries=0,
+                                 default_headers={"x-forwarded-for": "175.45.176.1"})  # KP
+    with pytest.raises(anthropic.PermissionDeniedError) as refused:
+        abroad.messages.batches.list()
+    assert refused.value.body["error"]["code"] == "sanctioned-origin", refused.value.body  # type: ignore[index]
+    found = record(admin, refused.value.response.headers["x-gateway-decision-id"])
+    assert (found["decision"], found["rule_ids"]) == ("deny", ["sanctioned-origin"]), found
+
+    scoped = admin.http.post(f"/admin/v1/customers/{customer}/keys",
+                             json={"name": "haiku only", "allowed_models": ["haiku-lite"]})
+    assert scoped.status_code == 201, scoped.text
+    narrow = client(gateway, scoped.json()["key"])
+    assert [b.id for b in narrow.messages.batches.list(limit=1)] == [haiku]  # paged past fable

@@ -365,3 +365,32 @@ def test_two_customers_sending_the_same_request_each_keep_their_own_response(
     assert a.id != b.id
     assert poll(first, a.id).status == "completed"
     assert poll(second, b.id).status == "completed"
+
+
+def test_a_directive_on_a_capability_the_create_carried_refuses_retrieval(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """A call by id is decided with the capabilities its create was decided
+    with: a directive refusing one of them stops the output being fetched."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle)
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(bundle)})
+    admin = Admin(gateway.url)
+    owner = client(gateway, admin.customer_with_key(**US_ENTERPRISE))
+    coded = owner.responses.create(model="haiku-lite", input="def f(x): pass", background=True)
+    plain = owner.responses.create(model="haiku-lite", input="the weather", background=True)
+    rules = bundle / "rules.yaml"
+    rules.write_text(rules.read_text() + (
+        "\n  - id: emergency-coding-freeze\n    effect: deny\n"
+        "    when: {capability_in: [coding]}\n    reason: Frozen by emergency directive.\n"
+    ))
+    refused_within(5, lambda: owner.responses.retrieve(coded.id))
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        owner.responses.retrieve(coded.id)
+    assert refused.value.body["code"] == "emergency-coding-freeze", refused.value.body  # type: ignore[index]
+    found = record(admin, refused.value.response.headers["x-gateway-decision-id"])
+    assert (found["decision"], found["rule_ids"]) == ("deny", ["emergency-coding-freeze"]), found
+    for call in (owner.responses.input_items.list, owner.responses.cancel):
+        with pytest.raises(openai.PermissionDeniedError):
+            call(coded.id)
+    assert poll(owner, plain.id).status == "completed"  # no coding in it: still served

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.proxy.batch_state import BatchBinding, BatchOwners
+from gateway.proxy.batch_state import BatchBinding, BatchOwners, Listed
+from gateway.proxy.batch_visible import visible_page
 from gateway.proxy.errors import ProxyError
 from gateway.stages import AuditUnavailable
 from tests.identity.conftest import Db, make_db, make_settings
@@ -44,3 +45,31 @@ async def test_a_binding_the_audit_log_cannot_record_is_not_left_behind(db: Db) 
     assert withheld.value.status == 503
     assert await owners.binding_of("msgbatch_1") is None
     assert (await owners.page("alice", None, None, 20)).batches == []
+
+
+class ShowsOnly:
+    """A list policy stand-in: shows the batches of one model only."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def shows(self, batch: Listed) -> bool:
+        return batch.models == (self.model,)
+
+
+async def test_a_visible_page_pages_past_hidden_batches_both_ways(db: Db) -> None:
+    """Hidden batches (a key scoped away from their model) do not end the
+    list early, towards older (after_id) or newer (before_id) ones."""
+    ticks = iter(range(100))
+    owners = BatchOwners(db.sessions, lambda: now() + timedelta(seconds=next(ticks)))
+    for n, model in enumerate(["haiku-lite", "fable-5", "fable-5", "fable-5", "haiku-lite"]):
+        await owners.bind(f"b{n}", "alice", (model,), f"dec_{n}", frozenset())
+    policy = ShowsOnly("haiku-lite")
+    newest = await visible_page(owners, "alice", None, None, 1, policy)  # type: ignore[arg-type]
+    assert ([b.batch_id for b in newest.batches], newest.has_more) == (["b4"], True)
+    older = await visible_page(owners, "alice", "b4", None, 1, policy)  # type: ignore[arg-type]
+    assert [b.batch_id for b in older.batches] == ["b0"]
+    newer = await visible_page(owners, "alice", None, "b0", 1, policy)  # type: ignore[arg-type]
+    assert [b.batch_id for b in newer.batches] == ["b4"]
+    both = await visible_page(owners, "alice", None, None, 5, policy)  # type: ignore[arg-type]
+    assert ([b.batch_id for b in both.batches], both.has_more) == (["b4", "b0"], False)
