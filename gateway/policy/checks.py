@@ -173,6 +173,16 @@ class _Checker:
             for i, code in enumerate(regions):
                 if not valid_region(code):
                     self.error((*path, "regions", i), f"invalid ISO 3166-2 region code '{code}'")
+            if "CN" in countries and "HK" not in countries:
+                # regimes-and-kyc.md: "HK maps to CN everywhere" in the EAR's
+                # country groups. A warning, not an error: a group may mean China
+                # alone on purpose (a rule about the mainland's own law).
+                self.warn(
+                    path,
+                    "lists CN but not HK: the EAR has treated Hong Kong as China since "
+                    "2020-12-23 (15 CFR 740 Supp. No. 1), so a Hong Kong origin, citizen or "
+                    "owner is outside this group; add HK unless that is intended",
+                )
 
     def levels(self) -> None:
         seen: set[str] = set()

@@ -225,3 +225,25 @@ def test_unparsable_file_causes_no_unknown_name_errors(tmp_path: Path) -> None:
     d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"models.yaml": models, "rules.yaml": rules}))
     errors = [str(e) for e in load_dir(d).errors]
     assert len(errors) == 1 and "models.yaml:3: YAML syntax error" in errors[0], errors
+
+
+def test_a_group_with_china_but_not_hong_kong_is_a_warning(tmp_path: Path) -> None:
+    # Since 2020-12-23 the EAR no longer treats Hong Kong as a destination of
+    # its own (regimes-and-kyc.md: "HK maps to CN everywhere"): a group an
+    # officer writes with CN alone lets a Hong Kong origin, citizen or owner
+    # through every rule that names it. Deliberate or not, validate says so.
+    groups = (
+        "country_groups:\n"
+        "  china_only: {countries: [CN, RU]}\n"
+        "  greater_china: {countries: [CN, HK, MO]}\n"
+        "  elsewhere: {countries: [HK]}\n"
+    )
+    d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"groups.yaml": groups}))
+    result = load_dir(d)
+    assert result.ok
+    assert [str(w) for w in result.warnings] == [
+        "groups.yaml:2 country_groups.china_only: lists CN but not HK: the EAR has "
+        "treated Hong Kong as China since 2020-12-23 (15 CFR 740 Supp. No. 1), so "
+        "a Hong Kong origin, citizen or owner is outside this group; add HK unless "
+        "that is intended"
+    ]
