@@ -26,7 +26,9 @@ from gateway.kyc.reviews import (
     hit_pairs,
     hits_json,
     record_clearance,
+    record_withdrawal,
     reviews_of,
+    withdraw_reviews,
 )
 from gateway.kyc.schemas import (
     CustomerCreate,
@@ -333,15 +335,21 @@ async def update_customer(
     # clearing clears each hit the reviewer was shown, and only those: a hit
     # this same request's screening found (a listed owner added with the
     # "clear") was seen by nobody, and keeps the customer held.
+    # Any other status withdraws every review: the customer is not clear.
+    withdrawn: list[ScreeningReview] = []
     if "sanctions_status" in changes:
         c.sanctions_status = changes["sanctions_status"]
         if c.sanctions_status == "clear":
             record_clearance(session, c, actor.name, now, shown)
             if any(not hit.get("reviewed") for hit in c.screening_hits or ()):
                 c.sanctions_status = "potential_match"
+        else:
+            withdrawn = await withdraw_reviews(session, c, actor.name, now, patch.reason)
     c.updated_at = now
     await session.flush()
     _record(session, actor, action, c, before, now)
+    if withdrawn:
+        record_withdrawal(session, actor, c.id, withdrawn, patch.reason, now)
     return c
 
 
