@@ -548,7 +548,8 @@ def test_withdraw_clearance_holds_the_customer_and_unreviews_its_hits(
     from gateway.kyc.schemas import CustomerPatch
 
     monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.ftm.jsonl"))
-    assert runner.invoke(customers.app, ["add", "Halvard Quenneth Brisk", "--id", "h3"]).exit_code == 0
+    added = runner.invoke(customers.app, ["add", "Halvard Quenneth Brisk", "--id", "h3"])
+    assert added.exit_code == 0, added.output
 
     async def clear(_: object, sessions: customers.Sessions) -> None:
         async with sessions() as session:
