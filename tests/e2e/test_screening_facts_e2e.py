@@ -68,3 +68,33 @@ def test_a_refusal_of_a_held_customer_names_the_hits_and_replays(
     raw = reply.chat.completions.with_raw_response.create(
         model="haiku-lite", messages=[{"role": "user", "content": "hi"}])
     assert "screening" not in _record(admin, raw)["facts"]
+
+
+def test_a_confirmed_match_after_a_withdrawn_clearance_names_the_hit_unreviewed(
+    gateway_factory: GatewayFactory,
+) -> None:
+    """Cleared, then found to be a real match: the officer's PATCH withdraws the
+    review, the cached principal is reloaded, and the refusal names the hit as
+    no longer reviewed."""
+    gateway = gateway_factory(env={"GATEWAY_SANCTIONS_LIST": str(DATA / "sanctions_sample.csv")})
+    admin = Admin(gateway.url)
+    created = admin.customer(**{**US_ENTERPRISE, "name": "Zoltrava Shipping Ltd"})
+    cid = str(created["id"])
+    key = admin.key(cid)
+    cleared = admin.http.patch(f"/admin/v1/customers/{cid}", json={"sanctions_status": "clear"})
+    assert cleared.json()["sanctions_status"] == "clear", cleared.text
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0,
+                           default_headers={"x-forwarded-for": US_IP})  # fmt: skip
+    ok = client.chat.completions.with_raw_response.create(
+        model="haiku-lite", messages=[{"role": "user", "content": "hi"}])
+    assert "screening" not in _record(admin, ok)["facts"]
+    body = {"sanctions_status": "confirmed_match", "reason": "same registry number as listed"}
+    confirmed = admin.http.patch(f"/admin/v1/customers/{cid}", json=body)
+    assert confirmed.status_code == 200, confirmed.text
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        _ask(gateway, key, "haiku-lite")
+    record = _record(admin, refused.value.response)
+    assert record["rule_ids"] == ["sanctions-confirmed-match"], record
+    hits = record["facts"]["screening"]["hits"]
+    assert [(h["screened_name"], h["reviewed"]) for h in hits] == [
+        ("Zoltrava Shipping Ltd", False)], hits  # fmt: skip
