@@ -19,7 +19,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.geo.origin import Origin
 from gateway.policy.compiled import compile_bundle
-from gateway.policy.explain import Explanation
 from gateway.policy.explain_customer import CustomerRecord, ScopedKey, load_customer
 from gateway.policy.explain_input import ExplainIn, document, input_problems, run_explain
 from gateway.policy.loader import LoadResult, pydantic_message, rule_locations
@@ -117,6 +116,7 @@ def explain_cmd(
 ) -> None:
     """Why would this request be refused? The verdict, then every rule in order."""
     from gateway.cli.policy import _console, _load
+    from gateway.cli.policy_explain_print import print_explanation
 
     console = _console()
     raw: dict[str, Any] = {"request": {"endpoint": endpoint}}
@@ -193,81 +193,6 @@ def _quiet_load(directory: Path) -> LoadResult:
     from gateway.cli.policy import _load
 
     return _load(Console(stderr=True, highlight=False, soft_wrap=True), directory, show_ok=False)
-
-
-def print_explanation(console: Console, ex: Explanation, doc: dict[str, Any]) -> None:
-    out = console.print
-    p, o = doc["principal"], doc["origin"]
-    place = o["region"] or o["country"] or "unknown origin"
-    out(f"{doc['decision'].upper()} {doc['status']}  {doc['request']['model']} for {p['id']} "
-        f"from {place} at {doc['at']} (policy {doc['policy_version'][:12]})", markup=False,
-        style="green" if ex.decision.allowed else "red")  # fmt: skip
-    out(f"  rules: {', '.join(doc['rule_ids'])}", markup=False)
-    for reason in doc["reasons"]:
-        out(f"  reason: {reason}", markup=False)
-    if doc["report_rule_ids"]:
-        out(f"  report mode matches: {', '.join(doc['report_rule_ids'])}", markup=False)
-    out(f"  customer: {p['id']}  tier {p['tier']} (effective {doc['effective_tier']})  "
-        f"kyc {p['kyc_level']}  citizenships: {', '.join(p['citizenships']) or 'none'}  "
-        f"residence: {p['residence'] or 'none'}  US person: {'yes' if p['us_person'] else 'no'}  "
-        f"sanctions: {p['sanctions_status']}  status: {p['status']}", markup=False)  # fmt: skip
-    if doc["tier_demotion"]:
-        out(f"  tier demoted to {doc['effective_tier']}: {doc['tier_demotion']}", markup=False)
-    out(f"  capabilities: {', '.join(doc['capabilities']) or 'none'}", markup=False)
-    m = doc["model"]
-    entitlement = (
-        f"model {m['name']} is not defined in this bundle" if not m["defined"]
-        else f"model {m['name']} is offered to tiers {', '.join(m['tiers'])}: effective tier "
-        f"{doc['effective_tier']} is {'' if m['entitled'] else 'not '}entitled"
-    )  # fmt: skip
-    out(f"  {entitlement}", markup=False)
-    q = doc["quota"]
-    limits = ", ".join(f"{x['capability']}.{x['kind']} {x['limit']}" for x in q["limits"])
-    out(f"  quota plan ({q['tier']}): {limits or 'no limits'}", markup=False)
-    scope = doc["key_scope"]
-    out(f"  key scope: {scope['note']}", markup=False)
-    for key in scope["keys"]:
-        limits = ", ".join(
-            f"{what} {', '.join(key[field])}"
-            for what, field in (
-                ("models", "allowed_models"),
-                ("capabilities", "allowed_capabilities"),
-            )
-            if key[field] is not None
-        )
-        verdict = f"refuses: {key['refuses']}" if key["refuses"] else "lets it through"
-        out(f"    key {key['key_id']} ({limits}): {verdict}", markup=False)
-    if not doc["trace_agrees"]:
-        out("  warning: the rule-by-rule trace disagrees with the engine; please report",
-            markup=False, style="red")  # fmt: skip
-    out("trace (rule order):", markup=False)
-    for r in ex.trace:
-        where = f"{r.file}:{r.line}" if r.file else "(source unknown)"
-        window = _window(r.start, r.end)
-        force = "in force" if r.in_force else f"not in force at {doc['at']}"
-        mode = " report mode" if r.mode == "report" else ""
-        state = "matched" if r.matched else "no match"
-        if r.outcome not in (state, "no match"):
-            state = f"{state} → {r.outcome}"
-        out(f"  {r.id}  {where}  {r.effect}{mode}  {force}{window}  {state}", markup=False)
-        for c in r.when:
-            _condition(console, "when", c.text(), c.parts, 6)
-        for c in r.unless or ():
-            _condition(console, "unless", c.text(), c.parts, 6)
-
-
-def _window(start: datetime | None, end: datetime | None) -> str:
-    from gateway.kyc.schemas import rfc3339
-
-    parts = [f"from {rfc3339(start)}" if start else "", f"until {rfc3339(end)}" if end else ""]
-    text = " ".join(p for p in parts if p)
-    return f" ({text})" if text else ""
-
-
-def _condition(console: Console, label: str, text: str, parts: Any, indent: int) -> None:
-    console.print(f"{' ' * indent}{label} {text}", markup=False)
-    for part in parts:
-        _condition(console, "-", part.text(), part.parts, indent + 2)
 
 
 def register(app: typer.Typer) -> None:

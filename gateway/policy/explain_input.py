@@ -19,6 +19,7 @@ from gateway.identity.principal import Principal
 from gateway.kyc.schemas import rfc3339
 from gateway.policy.caserecord import record_problems
 from gateway.policy.compiled import CompiledBundle
+from gateway.policy.control import control_explanation
 from gateway.policy.explain import Explanation, explain
 from gateway.policy.explain_customer import ScopedKey, key_scope_document
 from gateway.policy.schema import AwareTimestamp
@@ -127,6 +128,8 @@ def document(
             "fail_open": ex.quota.fail_open,
         },
         "key_scope": key_scope_document(keys, f),
+        # What the decision record would say of control through a chain.
+        "ownership_control": control_explanation(p, d, bundle, f, ex.at),
         "trace_agrees": ex.trace_agrees,
         "trace": [r.document() for r in ex.trace],
     }  # fmt: skip
