@@ -49,13 +49,16 @@ async def explain_policy(
 ) -> dict[str, Any]:
     from gateway.policy.explain_customer import ScopedKey, load_customer
     from gateway.policy.explain_input import ExplainIn, document, input_problems, run_explain
+    from gateway.policy.explain_key import KEY_ID_PROBLEM, KeyRecord, explain_key_id, load_key
     from gateway.policy.testing import origin_of
 
     try:
         data = ExplainIn.model_validate_json(await request.body())
     except ValidationError as exc:
+        # Without the input: a key_id given as a whole key would echo its secret.
+        errors = exc.errors(include_url=False, include_input=False)
         raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+            [{**error, "loc": ("body", *error["loc"])} for error in errors]
         ) from None
     bundle = services.policy.current
     problems = input_problems(data, bundle)
@@ -63,7 +66,17 @@ async def explain_policy(
         raise HTTPException(status_code=422, detail=problems)
     now = services.clock()
     keys: tuple[ScopedKey, ...] = ()
-    if data.customer_id is not None:
+    key: KeyRecord | None = None
+    if data.key_id is not None:
+        key_id = explain_key_id(data.key_id)
+        if key_id is None:  # the value is never echoed: it may hold a secret
+            raise HTTPException(422, [{"loc": ["body", "key_id"], "msg": KEY_ID_PROBLEM,
+                                       "type": "value_error"}])  # fmt: skip
+        key = await load_key(session, key_id)
+        if key is None:
+            raise HTTPException(status_code=404, detail=f"no key {key_id}")
+        principal = key.principal
+    elif data.customer_id is not None:
         record = await load_customer(session, data.customer_id, now)
         if record is None:
             raise HTTPException(status_code=404, detail=f"no customer {data.customer_id}")
@@ -82,8 +95,9 @@ async def explain_policy(
     result = run_explain(principal, data.request, origin, bundle, at, locations)
     if isinstance(result, str):
         raise HTTPException(status_code=422, detail=[result])
-    doc = document(result, bundle, keys)
+    doc = document(result, bundle, keys, key)
     asked = {
+        "key_id": None if key is None else key.key_id,
         "model": data.request.model, "origin": doc["origin"], "at": doc["at"],
         "decision": doc["decision"], "rule_ids": doc["rule_ids"],
         "policy_version": bundle.version,

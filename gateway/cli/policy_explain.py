@@ -6,7 +6,6 @@ Exit codes as ``policy test``: 0 the request would be allowed, 1 refused,
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,20 +14,18 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.cli.policy_explain_db import read_customer, read_key, usage_error
 from gateway.geo.origin import Origin
 from gateway.policy.compiled import compile_bundle
-from gateway.policy.explain_customer import CustomerRecord, ScopedKey, load_customer
+from gateway.policy.explain_customer import ScopedKey
 from gateway.policy.explain_input import ExplainIn, document, input_problems, run_explain
+from gateway.policy.explain_key import KEY_ID_PROBLEM, KeyRecord, explain_key_id
 from gateway.policy.loader import LoadResult, pydantic_message, rule_locations
 from gateway.policy.testing import origin_of
 from gateway.policy.yamlsrc import parse_file
 
-
-def _usage(console: Console, message: str) -> typer.Exit:
-    console.print(f"error: {message}", markup=False, style="red")
-    return typer.Exit(2)
+_usage = usage_error
 
 
 def _json_arg(console: Console, option: str, value: str) -> Any:
@@ -49,35 +46,6 @@ def _json_arg(console: Console, option: str, value: str) -> Any:
     return parsed.data
 
 
-async def _read_customer(customer_id: str, now: datetime) -> CustomerRecord | None:
-    from gateway.db.session import create_engine, session_factory
-    from gateway.settings import Settings
-
-    engine = create_engine(Settings(demo=True))  # only the database URL is needed here
-    try:
-        async with session_factory(engine)() as session:
-            return await load_customer(session, customer_id, now)
-    finally:
-        await engine.dispose()
-
-
-def _customer(console: Console, customer_id: str, at: datetime) -> CustomerRecord:
-    from gateway.cli.policy import _missing_sqlite_file
-
-    missing = _missing_sqlite_file()
-    if missing is not None:  # connecting would create it
-        raise _usage(console, f"no database at {missing} (GATEWAY_DATABASE_URL)")
-    try:
-        # Keys are judged live at --at: one expired by then would not carry the request.
-        record = asyncio.run(_read_customer(customer_id, at))
-    except (SQLAlchemyError, OSError) as exc:
-        first = str(exc).splitlines()[0]
-        raise _usage(console, f"cannot read customers in GATEWAY_DATABASE_URL ({first})") from None
-    if record is None:
-        raise _usage(console, f"no customer {customer_id} in GATEWAY_DATABASE_URL")
-    return record
-
-
 def _locate(client_ip: str) -> Origin:
     # The gateway's own geo stage and settings (GATEWAY_GEOIP_DB or the RIR data).
     from gateway.geo.locate import build_locator
@@ -93,6 +61,11 @@ def explain_cmd(
     ] = None,
     customer: Annotated[
         str | None, typer.Option(help="Customer id: its record in GATEWAY_DATABASE_URL.")
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(help="API key id or gk_<id> prefix (never the secret): its customer, "
+                          "through its scope, as a request on it."),
     ] = None,
     principal: Annotated[
         str | None,
@@ -122,6 +95,11 @@ def explain_cmd(
     raw: dict[str, Any] = {"request": {"endpoint": endpoint}}
     if customer is not None:
         raw["customer_id"] = customer
+    if key is not None:
+        key_id = explain_key_id(key)
+        if key_id is None:  # not echoed: it may be the whole key, secret included
+            raise _usage(console, f"--key: {KEY_ID_PROBLEM}")
+        raw["key_id"] = key_id
     if principal is not None:
         raw["principal"] = _json_arg(console, "--principal", principal)
     if body is not None:
@@ -162,8 +140,12 @@ def explain_cmd(
         raise _usage(console, "; ".join(problems))
     when = data.at or datetime.now(UTC)
     keys: tuple[ScopedKey, ...] = ()
-    if customer is not None:
-        record = _customer(console, customer, when)
+    through: KeyRecord | None = None
+    if data.key_id is not None:
+        through = read_key(console, data.key_id)
+        who = through.principal
+    elif customer is not None:
+        record = read_customer(console, customer, when)
         who, keys = record.principal, record.keys
     else:
         assert data.principal is not None  # ExplainIn requires one of the two
@@ -175,11 +157,12 @@ def explain_cmd(
     result = run_explain(who, data.request, place, bundle, when, rule_locations(directory))
     if isinstance(result, str):
         raise _usage(console, result)
+    doc = document(result, bundle, keys, through)
     if as_json:
-        typer.echo(json.dumps(document(result, bundle, keys), indent=2))
+        typer.echo(json.dumps(doc, indent=2))
     else:
-        print_explanation(console, result, document(result, bundle, keys))
-    if not result.decision.allowed:
+        print_explanation(console, result, doc)
+    if doc["decision"] != "allow":  # a key refused before policy too (401)
         raise typer.Exit(1)
 
 

@@ -40,7 +40,10 @@ def print_explanation(console: Console, ex: Explanation, doc: dict[str, Any]) ->
     limits = ", ".join(f"{x['capability']}.{x['kind']} {x['limit']}" for x in q["limits"])
     out(f"  quota plan ({q['tier']}): {limits or 'no limits'}", markup=False)
     scope = doc["key_scope"]
-    out(f"  key scope: {scope['note']}", markup=False)
+    if scope["key"] is not None:
+        _key(console, scope["key"], doc)
+    else:
+        out(f"  key scope: {scope['note']}", markup=False)
     for key in scope["keys"]:
         limits = ", ".join(
             f"{what} {', '.join(key[field])}"
@@ -73,6 +76,23 @@ def print_explanation(console: Console, ex: Explanation, doc: dict[str, Any]) ->
             _condition(console, "when", c.text(), c.parts, 6)
         for c in r.unless or ():
             _condition(console, "unless", c.text(), c.parts, 6)
+
+
+def _key(console: Console, key: dict[str, Any], doc: dict[str, Any]) -> None:
+    """The key named by --key: whether it is live at --at, then its scope check."""
+    out = console.print
+    name = f" ({key['name']})" if key["name"] else ""
+    when = {"revoked": key["revoked_at"], "expired": key["expires_at"]}.get(key["state"])
+    state = key["state"] if when is None else f"{key['state']} at {when}: refused with 401"
+    out(f"  key {key['prefix']}{name} of {key['customer_id']}: {state}", markup=False)
+    for check in key["checks"]:
+        out(f"      scope {check['text']}", markup=False)
+    refuses = f": {key['refuses']}" if key["refuses"] else ""
+    out(f"    scope check: {key['outcome']}{refuses}", markup=False)
+    if doc["policy_decision"] is not None:
+        policy = doc["policy_decision"]
+        out(f"    the policy alone, had the key been live: {policy['decision']} "
+            f"({', '.join(policy['rule_ids'])})", markup=False)  # fmt: skip
 
 
 def _window(start: datetime | None, end: datetime | None) -> str:

@@ -77,6 +77,7 @@ def key_scope_document(keys: tuple[ScopedKey, ...], facts: RequestFacts) -> dict
     """The note, and for each scoped key whether its scope would refuse this request."""
     return {
         "note": NO_KEY_NOTE,
+        "key": None,
         "keys": [
             {
                 "key_id": k.key_id, "name": k.name,

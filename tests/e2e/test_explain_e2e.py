@@ -96,3 +96,52 @@ def test_explain_names_the_rules_of_the_recorded_refusal(
     actions = admin.http.get("/admin/v1/admin-actions").json()["items"]
     assert actions[-1]["action"] == "policy.explain"
     assert actions[-1]["target_id"] == customer_id
+
+
+def test_explain_through_a_key_names_the_scope_refusal_the_gateway_recorded(
+    gateway: Proc, admin: Admin
+) -> None:
+    created = admin.customer(**{**CN_ENTERPRISE, "citizenships": ["DE"]})
+    customer_id = str(created["id"])
+    minted = admin.http.post(f"/admin/v1/customers/{customer_id}/keys",
+                             json={"name": "ci", "allowed_capabilities": ["coding"]})  # fmt: skip
+    assert minted.status_code == 201, minted.text
+    key_id, whole = minted.json()["id"], minted.json()["key"]
+    body = {"model": "haiku-lite", "messages": [{"role": "user", "content": "book it"}],
+            "tools": [{"type": "function", "function": {"name": "book", "parameters": {}}}]}
+    refused = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {whole}", "x-forwarded-for": DE_IP},
+        json=body, timeout=10,
+    )  # fmt: skip
+    assert refused.status_code == 403, refused.text
+    record = admin.http.get(f"/admin/v1/decisions/{refused.headers['x-gateway-decision-id']}")
+    assert record.json()["rule_ids"] == ["key-scope"], record.text
+
+    env = gateway_env(GatewayConfig(tmp=gateway.log_path.parent, upstream_url=None))
+    body_file = gateway.log_path.parent / "tools-body.json"
+    body_file.write_text(json.dumps(body))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli.main", "policy", "explain", *args],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    ran = cli("--key", f"gk_{key_id}", "--body", str(body_file), "--client-ip", DE_IP, "--json")
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    doc = json.loads(ran.stdout)
+    assert doc["rule_ids"] == ["key-scope"] and doc["principal"]["id"] == customer_id
+    scope = doc["key_scope"]["key"]
+    assert scope["outcome"] == "decides" and "agentic" in scope["refuses"], scope
+    assert scope["checks"][1]["holds"] is False, scope["checks"]
+    leaked = cli("--key", whole, "--model", "haiku-lite")
+    assert leaked.returncode == 2, leaked.stdout + leaked.stderr
+    assert whole.split("_")[-1] not in leaked.stdout + leaked.stderr
+
+    answer = admin.http.post("/admin/v1/policy/explain", json={
+        "key_id": key_id, "request": {"model": "haiku-lite", "body": {
+            k: v for k, v in body.items() if k != "model"}}, "client_ip": DE_IP})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rule_ids"] == ["key-scope"]
+    assert answer.json()["key_scope"]["key"] == scope
