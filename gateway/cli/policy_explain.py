@@ -15,12 +15,13 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from gateway.cli.policy_explain_db import read_customer, read_key, usage_error
+from gateway.cli.policy_explain_db import read_customer, read_key, read_quota_usage, usage_error
 from gateway.geo.origin import Origin
 from gateway.policy.compiled import compile_bundle
 from gateway.policy.explain_customer import ScopedKey
 from gateway.policy.explain_input import ExplainIn, document, input_problems, run_explain
 from gateway.policy.explain_key import KEY_ID_PROBLEM, KeyRecord, explain_key_id
+from gateway.policy.explain_usage import with_usage
 from gateway.policy.loader import LoadResult, pydantic_message, rule_locations
 from gateway.policy.testing import origin_of
 from gateway.policy.yamlsrc import parse_file
@@ -158,6 +159,8 @@ def explain_cmd(
     if isinstance(result, str):
         raise _usage(console, result)
     doc = document(result, bundle, keys, through)
+    counted_for = None if data.principal is not None else who.customer_id
+    doc["quota"] = with_usage(doc["quota"], *read_quota_usage(counted_for, result.quota))
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
     else:

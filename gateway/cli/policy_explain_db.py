@@ -1,4 +1,5 @@
-"""What ``gateway policy explain`` reads from ``GATEWAY_DATABASE_URL`` (read-only).
+"""What ``gateway policy explain`` reads: ``GATEWAY_DATABASE_URL``, and quota use
+from ``GATEWAY_REDIS_URL`` when set (read-only, both).
 
 A missing SQLite file, an unreadable database or an unknown customer or key
 is a usage error (exit 2), said in one line.
@@ -8,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.policy.decision import QuotaPlan
 from gateway.policy.explain_customer import CustomerRecord, load_customer
 from gateway.policy.explain_key import KeyRecord, load_key
+from gateway.policy.explain_usage import NOT_A_CUSTOMER, NOT_SEEN_MEMORY, read_usage, unread
 
 T = TypeVar("T")
 
@@ -67,3 +70,29 @@ def read_key(console: Console, key_id: str) -> KeyRecord:
     if record is None:
         raise usage_error(console, f"no key {key_id} in GATEWAY_DATABASE_URL")
     return record
+
+
+def read_quota_usage(
+    customer_id: str | None, plan: QuotaPlan
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The customer's use of each limit, from the shared Redis when
+    ``GATEWAY_REDIS_URL`` is set; otherwise said to be out of reach (the
+    gateway's memory), never shown as zeros."""
+    from gateway.settings import Settings
+
+    if customer_id is None:
+        return unread(NOT_A_CUSTOMER), []
+    settings = Settings(demo=True)
+    if not settings.redis_url:
+        return unread(NOT_SEEN_MEMORY), []
+
+    async def peek() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        from gateway.quota.meter import build_meter
+
+        meter = build_meter(settings)
+        try:
+            return await read_usage(meter, "redis", customer_id, plan, datetime.now(UTC))
+        finally:
+            await meter.aclose()
+
+    return asyncio.run(peek())

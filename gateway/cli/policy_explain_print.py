@@ -39,6 +39,7 @@ def print_explanation(console: Console, ex: Explanation, doc: dict[str, Any]) ->
     q = doc["quota"]
     limits = ", ".join(f"{x['capability']}.{x['kind']} {x['limit']}" for x in q["limits"])
     out(f"  quota plan ({q['tier']}): {limits or 'no limits'}", markup=False)
+    _usage(console, q)
     scope = doc["key_scope"]
     if scope["key"] is not None:
         _key(console, scope["key"], doc)
@@ -76,6 +77,21 @@ def print_explanation(console: Console, ex: Explanation, doc: dict[str, Any]) ->
             _condition(console, "when", c.text(), c.parts, 6)
         for c in r.unless or ():
             _condition(console, "unless", c.text(), c.parts, 6)
+
+
+def _usage(console: Console, quota: dict[str, Any]) -> None:
+    usage = quota["usage"]
+    if usage["source"] is None:
+        console.print(f"  quota use: {usage['note']}", markup=False)
+        return
+    console.print(f"  quota use ({usage['source']} store, read {usage['read_at']}):",
+                  markup=False)  # fmt: skip
+    for x in quota["limits"]:
+        if "used" not in x:
+            continue
+        resets = f", resets {x['resets_at']} (in {x['reset_seconds']}s)" if x["resets_at"] else ""
+        console.print(f"    {x['capability']}.{x['kind']}: {x['used']} of {x['limit']} used, "
+                      f"{x['remaining']} remaining{resets}", markup=False)  # fmt: skip
 
 
 def _key(console: Console, key: dict[str, Any], doc: dict[str, Any]) -> None:

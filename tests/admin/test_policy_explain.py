@@ -186,3 +186,23 @@ async def test_a_key_is_explained_with_its_scope_applied_as_the_request_path_doe
         "deny", 401, ["authentication-failed"]), doc  # fmt: skip
     assert doc["reasons"] == ["gateway key revoked"]
     assert doc["key_scope"]["key"]["state"] == "revoked"
+
+
+async def test_quota_use_is_read_from_the_meter_for_a_customer_not_for_a_principal(
+    client: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    http, tokens = client
+    created = await http.post("/admin/v1/customers", headers=auth(tokens, "admin"),
+                              json={"name": "Greta", "kind": "individual", **GERMAN})  # fmt: skip
+    ask = {"request": {"model": "haiku-lite", "origin": "DE"}}
+    response = await http.post(ROUTE, headers=auth(tokens, "compliance"),
+                               json={**ask, "customer_id": created.json()["id"]})  # fmt: skip
+    quota = response.json()["quota"]
+    assert quota["usage"]["source"] == "memory" and quota["usage"]["note"] is None, quota
+    rpm = next(q for q in quota["limits"] if q["kind"] == "requests_per_minute")
+    assert (rpm["used"], rpm["remaining"], rpm["resets_at"]) == (0, rpm["limit"], None), rpm
+    inline = await http.post(ROUTE, headers=auth(tokens, "compliance"),
+                             json={**ask, "principal": GERMAN})  # fmt: skip
+    quota = inline.json()["quota"]
+    assert quota["usage"]["source"] is None and "inline principal" in quota["usage"]["note"]
+    assert all("used" not in q for q in quota["limits"]), quota

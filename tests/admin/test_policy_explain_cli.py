@@ -79,3 +79,16 @@ def test_a_revoked_key_is_refused_before_any_policy() -> None:
     assert (doc["status"], doc["rule_ids"], doc["reasons"]) == (
         401, ["authentication-failed"], ["gateway key revoked"])  # fmt: skip
     assert doc["policy_decision"]["rule_ids"] == ["tier-entitlement"], doc["policy_decision"]
+
+
+def test_quota_use_in_the_gateways_memory_is_said_to_be_out_of_reach() -> None:
+    mint()
+    ask = ("--customer", "greta", "--model", "haiku-lite", "--origin", "DE", *AT)
+    code, out = explain(*ask, "--json")
+    assert code == 0, out
+    quota = json.loads(out)["quota"]
+    assert quota["usage"]["source"] is None, quota
+    assert all("used" not in q for q in quota["limits"]), quota["limits"]
+    _, out = explain(*ask)
+    assert "quota use: not read: without GATEWAY_REDIS_URL the gateway counts" in out, out
+    assert "0 of" not in out, out

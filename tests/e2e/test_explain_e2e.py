@@ -15,7 +15,9 @@ import sys
 import httpx
 import pytest
 
+from tests.e2e.conftest import US_ENTERPRISE, US_IP, GatewayFactory
 from tests.support.processes import Admin, GatewayConfig, Proc, gateway_env
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -145,3 +147,83 @@ def test_explain_through_a_key_names_the_scope_refusal_the_gateway_recorded(
     assert answer.status_code == 200, answer.text
     assert answer.json()["rule_ids"] == ["key-scope"]
     assert answer.json()["key_scope"]["key"] == scope
+
+
+def _served(gateway: Proc, key: str, times: int) -> None:
+    for _ in range(times):
+        served = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}", "x-forwarded-for": US_IP},
+            json={"model": "haiku-lite", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=10,
+        )  # fmt: skip
+        assert served.status_code == 200, served.text
+
+
+def _explain_cli(gateway: Proc, customer_id: str, **env: str) -> dict[str, object]:
+    cli = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "policy", "explain", "--customer",
+         customer_id, "--model", "haiku-lite", "--client-ip", US_IP, "--json"],
+        env={**gateway_env(GatewayConfig(tmp=gateway.log_path.parent, upstream_url=None)), **env},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    doc: dict[str, object] = json.loads(cli.stdout)
+    return doc
+
+
+def _limits(doc: dict[str, object]) -> dict[str, dict[str, object]]:
+    quota = doc["quota"]
+    assert isinstance(quota, dict)
+    return {f"{q['capability']}.{q['kind']}": q for q in quota["limits"]}
+
+
+def test_the_admin_api_shows_live_quota_use_without_consuming_and_the_cli_says_it_cannot(
+    gateway: Proc, admin: Admin
+) -> None:
+    customer_id = str(admin.customer(**US_ENTERPRISE)["id"])
+    _served(gateway, admin.key(customer_id), 3)
+    ask = {"customer_id": customer_id, "request": {"model": "haiku-lite"}, "client_ip": US_IP}
+    for _ in range(2):  # a second read sees the same use: reading consumed nothing
+        doc = admin.http.post("/admin/v1/policy/explain", json=ask).json()
+        assert doc["quota"]["usage"]["source"] == "memory", doc["quota"]
+        rpm = _limits(doc)["default.requests_per_minute"]
+        assert (rpm["limit"], rpm["used"], rpm["remaining"]) == (600, 3, 597), rpm
+        assert rpm["window_seconds"] == 60 and 0 < rpm["reset_seconds"] <= 60, rpm
+        assert str(rpm["resets_at"]).endswith("Z"), rpm
+        tpm = _limits(doc)["default.tokens_per_minute"]
+        assert int(tpm["used"]) > 0 and tpm["remaining"] == 400000 - int(tpm["used"]), tpm
+    # The CLI reads the database, not this process's memory: it says so, no zeros.
+    doc = _explain_cli(gateway, customer_id)
+    quota = doc["quota"]
+    assert isinstance(quota, dict) and quota["usage"]["source"] is None, quota
+    assert "GATEWAY_REDIS_URL" in quota["usage"]["note"], quota["usage"]
+    assert all("used" not in q for q in quota["limits"]), quota["limits"]
+
+
+def test_the_cli_reads_quota_use_from_the_shared_redis(
+    gateway_factory: GatewayFactory, tmp_path: object
+) -> None:
+    with RedisServer() as redis:
+        gateway = gateway_factory(env={"GATEWAY_REDIS_URL": redis.url})
+        admin = Admin(gateway.url)
+        customer_id = str(admin.customer(**US_ENTERPRISE)["id"])
+        _served(gateway, admin.key(customer_id), 2)
+        doc = _explain_cli(gateway, customer_id, GATEWAY_REDIS_URL=redis.url)
+        quota = doc["quota"]
+        assert isinstance(quota, dict) and quota["usage"]["source"] == "redis", quota
+        rpm = _limits(doc)["default.requests_per_minute"]
+        assert (rpm["used"], rpm["remaining"]) == (2, 598), rpm
+        text = subprocess.run(
+            [sys.executable, "-m", "gateway.cli.main", "policy", "explain", "--customer",
+             customer_id, "--model", "haiku-lite", "--client-ip", US_IP],
+            env={**gateway_env(GatewayConfig(tmp=gateway.log_path.parent, upstream_url=None)),
+                 "GATEWAY_REDIS_URL": redis.url},
+            capture_output=True, text=True, timeout=60, check=False,
+        ).stdout  # fmt: skip
+        assert "quota use (redis store, read " in text, text
+        assert "default.requests_per_minute: 2 of 600 used, 598 remaining, resets " in text, text
+        api = admin.http.post("/admin/v1/policy/explain", json={
+            "customer_id": customer_id, "request": {"model": "haiku-lite"}, "client_ip": US_IP,
+        }).json()  # fmt: skip
+        assert _limits(api)["default.requests_per_minute"]["used"] == 2, api["quota"]
