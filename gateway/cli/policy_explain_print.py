@@ -98,8 +98,12 @@ def _key(console: Console, key: dict[str, Any], doc: dict[str, Any]) -> None:
     """The key named by --key: whether it is live at --at, then its scope check."""
     out = console.print
     name = f" ({key['name']})" if key["name"] else ""
-    when = {"revoked": key["revoked_at"], "expired": key["expires_at"]}.get(key["state"])
-    state = key["state"] if when is None else f"{key['state']} at {when}: refused with 401"
+    when = {"revoked": key["revoked_at"], "expired": key["expires_at"],
+            "not yet created": key["created_at"]}.get(key["state"])  # fmt: skip
+    state = key["state"]
+    if when is not None:
+        state = f"{state} ({'created' if state == 'not yet created' else state} at {when}): " \
+                "refused with 401"
     out(f"  key {key['prefix']}{name} of {key['customer_id']}: {state}", markup=False)
     for check in key["checks"]:
         out(f"      scope {check['text']}", markup=False)

@@ -62,13 +62,26 @@ class KeyRecord:
     principal: Principal
     """The customer as the identify stage returns it for this key (scope set)."""
 
-    def refusal(self, at: datetime) -> str | None:
-        """The identify stage's 401 reason at ``at``, or None while the key is live."""
+    def state(self, at: datetime) -> str:
+        """``live``, or why the identify stage would refuse a request on it at ``at``."""
+        if at < self.created_at:
+            return "not yet created"
         if self.revoked_at is not None and self.revoked_at <= at:
-            return "gateway key revoked"
+            return "revoked"
         if self.expires_at is not None and at >= self.expires_at:
-            return "gateway key expired"
-        return None
+            return "expired"
+        return "live"
+
+    def refusal(self, at: datetime) -> str | None:
+        """The identify stage's 401 reason at ``at`` (``identifier._by_key``), or None."""
+        return _REFUSALS.get(self.state(at))
+
+
+_REFUSALS = {
+    "not yet created": "unknown gateway key",
+    "revoked": "gateway key revoked",
+    "expired": "gateway key expired",
+}
 
 
 async def load_key(session: AsyncSession, key_id: str) -> KeyRecord | None:
@@ -126,8 +139,7 @@ def key_document(
     key: KeyRecord, facts: RequestFacts, decision: Decision, at: datetime
 ) -> dict[str, Any]:
     refuses = key_scope_refusal(key.principal, facts.body.model, facts.capabilities)
-    refused = key.refusal(at)
-    state = "live" if refused is None else refused.removeprefix("gateway key ")
+    state = key.state(at)
     return {
         "key_id": key.key_id, "prefix": f"{KEY_KIND}_{key.key_id}", "name": key.name,
         "customer_id": key.customer_id, "state": state,
@@ -140,7 +152,7 @@ def key_document(
         "checks": [c.document() for c in scope_checks(key, facts)],
         "refuses": refuses,
         "outcome": ("not reached: the key is refused before any policy (401)"
-                    if refused is not None else scope_outcome(decision, refuses)),
+                    if state != "live" else scope_outcome(decision, refuses)),
     }  # fmt: skip
 
 

@@ -177,6 +177,11 @@ async def test_a_key_is_explained_with_its_scope_applied_as_the_request_path_doe
     unknown = await http.post(ROUTE, headers=auth(tokens, "compliance"),
                               json={**ask, "key_id": "nosuchkey"})  # fmt: skip
     assert unknown.status_code == 404 and "nosuchkey" in unknown.text
+    # Before it was minted, a request on it would have named an unknown key.
+    earlier = {**ask, "key_id": key_id, "at": "2020-01-01T00:00:00Z"}
+    doc = (await http.post(ROUTE, headers=auth(tokens, "compliance"), json=earlier)).json()
+    assert (doc["status"], doc["reasons"]) == (401, ["unknown gateway key"]), doc
+    assert doc["key_scope"]["key"]["state"] == "not yet created", doc["key_scope"]
     # A revoked key is refused before any policy (401), as the identify stage does.
     revoked = await http.delete(f"/admin/v1/keys/{key_id}", headers=auth(tokens, "admin"))
     assert revoked.status_code == 200, revoked.text

@@ -48,7 +48,7 @@ def mint(*scope: str) -> tuple[str, str]:
 
 def test_a_key_is_explained_through_its_scope() -> None:
     key_id, whole = mint("--model", "fable-5")
-    ask = ("--model", "haiku-lite", "--origin", "DE", *AT)
+    ask = ("--model", "haiku-lite", "--origin", "DE")  # now: the key exists
     code, out = explain("--customer", "greta", *ask, "--json")
     assert code == 0 and json.loads(out)["rule_ids"] == ["tier-entitlement"], out
     code, out = explain("--key", f"gk_{key_id}", *ask, "--json")
@@ -92,3 +92,12 @@ def test_quota_use_in_the_gateways_memory_is_said_to_be_out_of_reach() -> None:
     _, out = explain(*ask)
     assert "quota use: not read: without GATEWAY_REDIS_URL the gateway counts" in out, out
     assert "0 of" not in out, out
+
+
+def test_a_key_asked_about_before_it_was_minted_was_unknown() -> None:
+    key_id, _ = mint()
+    code, out = explain("--key", key_id, "--model", "haiku-lite", "--origin", "DE", *AT)
+    assert code == 1, out
+    assert "401" in out and "rules: authentication-failed" in out, out
+    assert f"key gk_{key_id} (ci) of greta: not yet created (created at " in out, out
+    assert "the policy alone, had the key been live: allow (tier-entitlement)" in out, out
