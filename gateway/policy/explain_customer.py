@@ -24,8 +24,8 @@ from gateway.policy.facts import RequestFacts
 from gateway.policy.key_scope import key_scope_refusal
 
 NO_KEY_NOTE = (
-    "explain names no API key: a key limited to models or capabilities can refuse "
-    "further (rule id key-scope), after the deny rules"
+    "explain names no API key (--key or key_id names one): a key limited to models "
+    "or capabilities can refuse further (rule id key-scope), after the deny rules"
 )
 
 

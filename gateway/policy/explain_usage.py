@@ -48,7 +48,7 @@ async def read_usage(
     try:
         report = await meter.usage(customer_id, plan)
     except QuotaStoreUnavailable as exc:
-        return unread(f"not read: the {source} quota store is unavailable ({exc})"), []
+        return unread(f"not read ({source} store): {exc}"), []
     buckets = report.get("buckets")
     return (
         {"source": source, "read_at": rfc3339(now), "note": None},

@@ -101,3 +101,16 @@ def test_a_key_asked_about_before_it_was_minted_was_unknown() -> None:
     assert "401" in out and "rules: authentication-failed" in out, out
     assert f"key gk_{key_id} (ci) of greta: not yet created (created at " in out, out
     assert "the policy alone, had the key been live: allow (tier-entitlement)" in out, out
+
+
+def test_an_unreachable_redis_is_said_and_the_explanation_stands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.support.redis_server import free_port
+
+    mint()
+    monkeypatch.setenv("GATEWAY_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    code, out = explain("--customer", "greta", "--model", "haiku-lite", "--origin", "DE")
+    assert code == 0, out
+    assert "quota use: not read (redis store): quota store unavailable" in out, out
+    assert "explain names no API key (--key or key_id names one)" in out, out
