@@ -114,7 +114,9 @@ class Exchange:
                 # at ``public`` learns it here rather than by re-deriving it.
                 facts["tier_demotion"] = decision.tier_demotion
             if decision is not None and not decision.allowed:
-                chain = control_explanation(principal, decision, self.bundle)
+                # ``ts`` is the decision's time within milliseconds (stamped just
+                # before this); only ``kyc_expired`` reads it.
+                chain = control_explanation(principal, decision, self.bundle, self.facts, self.ts)
                 if chain is not None:
                     facts[CONTROL_FACTS_KEY] = chain
                 # Held by screening: which names matched (computed at cache load).
