@@ -38,6 +38,19 @@ from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch, Cust
 from gateway.kyc.screening import Screener
 from gateway.settings import Settings
 
+__all__ = [  # the shared plumbing stays importable from here (it lives in db_command)
+    "Sessions",
+    "app",
+    "check_names",
+    "cli_actor",
+    "cli_screener",
+    "console",
+    "db_settings",
+    "fail",
+    "run_db",
+    "validation_message",
+]
+
 app = typer.Typer(no_args_is_help=True)
 
 
