@@ -36,7 +36,14 @@ HOP_BY_HOP = frozenset(
 # cannot read stays charged at its whole reservation). ``expect``: the gateway
 # already holds the whole body, and an upstream that never sends ``100
 # Continue`` would leave the request waiting with no timeout to end it.
+#
+# ``openai-organization`` / ``openai-project``: they pick which organization or
+# project of the gateway's own upstream credential a request runs and is billed
+# under (its limits, budget and data controls). That is the operator's choice,
+# made with the credential; a customer must not move its calls to another.
 _NOT_FORWARDED = HOP_BY_HOP | {
+    b"openai-organization",
+    b"openai-project",
     b"host",
     b"content-length",
     b"content-type",
