@@ -192,7 +192,8 @@ class Pipeline:
         return self.services.locator.locate(ex.peer_ip, forwarded)
 
     def _exchange(self, scope: Scope, api: ApiShape) -> Exchange:
-        # The request keeps this snapshot to the end, whatever reloads meanwhile.
+        # The snapshot a refusal before the body is recorded under; a request
+        # whose body arrives takes it again then (``fresh_policy``).
         services = self.services
         return Exchange(
             api=api,
@@ -200,6 +201,16 @@ class Pipeline:
             peer_ip=_peer(scope),
             bundle=services.policy.current,
         )
+
+    def fresh_policy(self, ex: Exchange) -> None:
+        """Take the bundle in force now, once the body has arrived: the request
+        keeps it to the end (decision, record, stream), whatever reloads after.
+
+        Not the one in force when its headers came: the body may take up to
+        ``body_read_timeout_seconds`` (an hour at most) to arrive, and a
+        request opened before a reload and completed after it was decided
+        under the bundle the reload had replaced."""
+        ex.bundle = self.services.policy.current
 
     async def _announced(self, ex: Exchange, walk: Coroutine[Any, Any, None]) -> None:
         """Run ``walk`` with this request announced to the audit sink.
@@ -321,6 +332,7 @@ class Pipeline:
         except ProxyError:
             await self._attribute(ex, scope)
             raise
+        self.fresh_policy(ex)
         ex.principal = principal = await self._identify(ex, scope)
         check_encoding(header(scope, b"content-type"), joined_header(scope, b"content-encoding"))
         if scope.get("query_string"):
