@@ -25,7 +25,13 @@ the proxied API's limit too): a larger one is 413 ``{"detail": ...}``, from
 its ``Content-Length`` before a byte is read, or once that many bytes have
 arrived. Buffering it whole came before any credential or signature was
 checked, so an anonymous client could make the gateway hold any amount of
-memory (a 300 MB POST to ``/admin/v1/kyc/webhook``: +180 MB).
+memory (a 300 MB POST to ``/admin/v1/kyc/webhook``: +180 MB). A body must
+also arrive whole within ``body_read_timeout_seconds``
+(``GATEWAY_BODY_READ_TIMEOUT_SECONDS``, as on the proxied API): 408 and the
+connection closed, or a client dripping a byte at a time held its connection
+and buffer as long as it liked. (``asyncio.timeout`` per read here: the
+proxied API's cheaper shared timer, ``gateway.proxy.body_deadline``, is for
+its hot path.)
 
 ``json_safe`` is the other half: the validation-error renderer uses it so a
 non-finite float that reaches a 422 some other way is shown as text, never a
@@ -34,6 +40,7 @@ non-finite float that reaches a 422 some other way is shown as text, never a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
@@ -114,6 +121,8 @@ def url_problems(scope: Scope) -> list[dict[str, Any]]:
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 """``Settings.max_body_bytes``'s default, for apps wired without settings."""
+DEFAULT_BODY_READ_TIMEOUT_SECONDS = 30.0
+"""``Settings.body_read_timeout_seconds``'s default, likewise."""
 
 
 class BodyTooLarge(Exception):
@@ -123,9 +132,15 @@ class BodyTooLarge(Exception):
 class RefuseUnstorableInput:
     """Pure ASGI (no BaseHTTPMiddleware: it would buffer streamed exports)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        body_read_timeout_seconds: float = DEFAULT_BODY_READ_TIMEOUT_SECONDS,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_read_timeout_seconds = body_read_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(ADMIN_PREFIX):
@@ -142,10 +157,17 @@ class RefuseUnstorableInput:
         try:
             if _declared_length(scope) > limit:
                 raise BodyTooLarge
-            body, replay = await _buffered(receive, limit)
+            async with asyncio.timeout(self.body_read_timeout_seconds):
+                body, replay = await _buffered(receive, limit)
         except BodyTooLarge:
             await _send_json(send, 413, {"detail": f"request body too large (at most {limit} "
                                                    "bytes: GATEWAY_MAX_BODY_BYTES)"})  # fmt: skip
+            return
+        except TimeoutError:
+            seconds = self.body_read_timeout_seconds
+            await _send_json(send, 408, {"detail": f"request body not complete within {seconds:g} "
+                                                   "s (GATEWAY_BODY_READ_TIMEOUT_SECONDS)"},
+                             close=True)  # fmt: skip
             return
         problems = body_problems(body)
         if problems:
@@ -198,13 +220,15 @@ async def _refuse(send: Send, problems: list[dict[str, Any]]) -> None:
     await _send_json(send, 422, {"detail": problems})
 
 
-async def _send_json(send: Send, status: int, content: dict[str, Any]) -> None:
+async def _send_json(
+    send: Send, status: int, content: dict[str, Any], close: bool = False
+) -> None:
     payload = json.dumps(content).encode()
-    await send({
-        "type": "http.response.start", "status": status,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode())],
-    })  # fmt: skip
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(payload)).encode())]  # fmt: skip
+    if close:  # RFC 9110 15.5.9: the rest of the body is not waited for
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 

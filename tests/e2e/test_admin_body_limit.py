@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import httpx
+import orjson
 import pytest
 
 from tests.e2e.conftest import GatewayFactory
+from tests.e2e.test_body_timeout import TIMEOUT, _slow_post
 from tests.support.processes import ADMIN_TOKEN
 
 pytestmark = pytest.mark.e2e
@@ -53,3 +55,22 @@ def test_an_admin_body_over_the_limit_is_413_before_any_route_reads_it(
         created = client.post("/admin/v1/customers", headers=admin,
                               json={"name": "Within Limit", "kind": "individual"})  # fmt: skip
         assert created.status_code == 201, created.text
+
+
+def test_an_admin_body_that_does_not_arrive_in_time_is_408(
+    gateway_factory: GatewayFactory,
+) -> None:
+    """Within the size limit, a body dripped a byte at a time (or never sent)
+    held its connection, task and buffer for as long as the client liked: the
+    proxied API's GATEWAY_BODY_READ_TIMEOUT_SECONDS bounds the admin API's too."""
+    gateway = gateway_factory(env={"GATEWAY_BODY_READ_TIMEOUT_SECONDS": str(TIMEOUT),
+                                   "GATEWAY_KYC_WEBHOOK_SECRET": "w" * 32})  # fmt: skip
+    for drip_every in (0.5, None):
+        answer = _slow_post(gateway, "/admin/v1/kyc/webhook", SIGNED, 200, drip_every)
+        assert answer.status == 408, answer
+        assert answer.seconds < TIMEOUT + 2.5, answer.seconds
+        assert "detail" in orjson.loads(answer.body)
+    created = httpx.post(f"{gateway.url}/admin/v1/customers", timeout=10,
+                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+                         json={"name": "Still Served", "kind": "individual"})  # fmt: skip
+    assert created.status_code == 201, created.text
