@@ -363,10 +363,12 @@ class Pipeline:
         if not decision.allowed:
             reason = join_reasons(decision.reasons) or "denied by policy"
             raise ProxyError(decision.deny_status, reason, code=decision.rule_ids[0])
+        context = 0
         if body.continues:
-            await self._check_continued(ex, principal.customer_id, body.continues)
+            context = await self._check_continued(ex, principal.customer_id, body.continues)
         if decision.quota is not None:
             wanted = tokens_to_reserve(ex.endpoint, body, decision.quota.default_max_tokens)
+            wanted += context
             try:
                 ex.admission = admission = await services.meter.admit(
                     principal.customer_id, decision.quota, body.stream, wanted, now
@@ -377,15 +379,23 @@ class Pipeline:
             if not admission.allowed:
                 raise quota_refusal(ex, admission)
 
-    async def _check_continued(self, ex: Exchange, customer_id: str, ids: tuple[str, ...]) -> None:
+    async def _check_continued(self, ex: Exchange, customer_id: str, ids: tuple[str, ...]) -> int:
         """Refuse to continue upstream-stored state that is not the caller's
-        (``gateway.proxy.stored_state``): 404 as for an id that does not exist."""
+        (``gateway.proxy.stored_state``): 404 as for an id that does not exist.
+
+        Else the tokens of the stored context the upstream will read again as
+        input (its usage, where seen), for the token reservation: the body
+        carries only the new turn."""
         owners = self.services.response_owners
+        context = 0
         for stored_id in ids:
-            if owners is None or await owners.owner_of(stored_id) != customer_id:
+            bound = await owners.binding_of(stored_id) if owners is not None else None
+            if bound is None or bound.customer_id != customer_id:
                 message = f"Previous response with id '{stored_id[:128]}' not found."
                 ex.refuse(STORED_STATE_RULE, message)
                 raise ProxyError(404, message, code=STORED_STATE_RULE)
+            context += bound.context_tokens or 0
+        return context
 
     async def _refuse(self, ex: Exchange, send: Send, refusal: ProxyError) -> None:
         """Record the refusal, then answer it (503 if it cannot be recorded)."""
