@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import openai
 import pytest
 
@@ -39,3 +40,26 @@ def test_the_client_cannot_pick_the_upstream_organization_or_project(
     forwarded: dict[str, str] = standin_log()[-1]["headers"]  # type: ignore[assignment]
     assert "openai-organization" not in forwarded, forwarded
     assert "openai-project" not in forwarded, forwarded
+
+
+def test_an_underscore_spelling_of_a_gateway_header_is_not_forwarded(
+    gateway: Proc, enterprise_key: str, standin_log: StandinLog
+) -> None:
+    """``x_gateway_customer`` is another header to the gateway, but servers that
+    map header names into a CGI/WSGI environment (``HTTP_X_GATEWAY_CUSTOMER``)
+    read it as the ``x-gateway-customer`` the gateway sets, and may take the
+    client's value; nginx drops such headers by default for that reason. The
+    same goes for the credentials the gateway strips (``x_api_key``)."""
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json={"model": "haiku-lite", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {enterprise_key}", "x-forwarded-for": US_IP,
+                 "x_gateway_customer": "someone-else", "X_Gateway_Tier": "defense",
+                 "x_api_key": "gk_client_secret", "x-request-tag": "kept"},
+        timeout=10,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    forwarded: dict[str, str] = standin_log()[-1]["headers"]  # type: ignore[assignment]
+    assert forwarded["x-gateway-tier"] == "enterprise" and forwarded["x-request-tag"] == "kept"
+    spelled = {name.replace("_", "-") for name in forwarded if "_" in name}
+    assert not spelled & {"x-gateway-customer", "x-gateway-tier", "x-api-key"}, forwarded
