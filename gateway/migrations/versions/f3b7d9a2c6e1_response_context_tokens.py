@@ -1,8 +1,8 @@
 """stored_response_owners.context_tokens: what continuing a stored response
 makes the upstream read again
 
-Revision ID: e5a1c9d3b7f2
-Revises: d2e6b8a4c1f7
+Revision ID: f3b7d9a2c6e1
+Revises: e5a1c9d3b7f2
 Create Date: 2026-11-28 08:50:00.000000
 
 A request with ``previous_response_id`` has the upstream read the stored
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "e5a1c9d3b7f2"
-down_revision: str | None = "d2e6b8a4c1f7"
+revision: str = "f3b7d9a2c6e1"
+down_revision: str | None = "e5a1c9d3b7f2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
