@@ -107,4 +107,8 @@ class MessageBatchOwner(Base):
     capabilities: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     """The union of its requests' capabilities: calls on it by id are decided
     with them (null: bound before they were recorded, the models' own)."""
+    unsettled: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    """What its create reserved, per quota group (``gateway.proxy.batch_charge``),
+    until the results download that charges what its requests used beyond it
+    claims it (null from then on, and for batches bound before it was kept)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -26,14 +26,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import orjson
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.identity.tables import MessageBatchOwner
+from gateway.proxy.batch_charge import ReservedGroup
 from gateway.proxy.batch_routes import BATCHES_ROUTE, MAX_BATCH_ID_CHARS
 from gateway.proxy.errors import ProxyError
 from gateway.stages import AuditSink, StageUnavailable
@@ -61,6 +62,9 @@ class BatchBound(NamedTuple):
     capabilities: frozenset[str] | None = None
     """The union of its requests' capabilities; None for a binding from
     before they were recorded (migration d2e6b8a4c1f7): the models' own only."""
+    unsettled: list[ReservedGroup] | None = None
+    """What its create reserved per quota group, until a results download
+    charged what it used beyond (``gateway.proxy.batch_charge``); then None."""
 
 
 class Listed(NamedTuple):
@@ -95,6 +99,7 @@ class BatchOwners:
         models: tuple[str, ...],
         decision_id: str,
         capabilities: frozenset[str] | None = None,
+        unsettled: list[ReservedGroup] | None = None,
     ) -> None:
         """Record that ``batch_id`` was relayed to ``customer_id`` (the first binding stands)."""
         try:
@@ -103,6 +108,7 @@ class BatchOwners:
                     batch_id=batch_id, customer_id=customer_id, models=list(models),
                     decision_id=decision_id, created_at=self._clock(),
                     capabilities=sorted(capabilities) if capabilities is not None else None,
+                    unsettled=unsettled or None,
                 ))  # fmt: skip
                 await session.commit()
         except IntegrityError:
@@ -119,7 +125,28 @@ class BatchOwners:
         if row is None:
             return None
         caps = frozenset(row.capabilities) if row.capabilities is not None else None
-        return BatchBound(row.customer_id, tuple(row.models), row.decision_id, caps)
+        unsettled = cast("list[ReservedGroup] | None", row.unsettled)  # as bound
+        return BatchBound(row.customer_id, tuple(row.models), row.decision_id, caps, unsettled)
+
+    async def claim_unsettled(self, batch_id: str) -> list[ReservedGroup] | None:
+        """What the create reserved, for the one caller (of every process and
+        replica) that charges what the results used beyond it; None for
+        everyone else. Claimed by a conditional update (set to null), so two
+        downloads racing on two replicas cannot both charge it."""
+        row = MessageBatchOwner.batch_id == batch_id
+        try:
+            async with self._sessions() as session:
+                found = await session.scalar(select(MessageBatchOwner.unsettled).where(row))
+                claimed = None if found is None else await session.execute(
+                    update(MessageBatchOwner)
+                    .where(row, MessageBatchOwner.unsettled.is_not(None))
+                    .values(unsettled=None)
+                )
+                await session.commit()
+        except (SQLAlchemyError, OSError) as exc:
+            raise BatchOwnersUnavailable(f"cannot settle {batch_id}: {exc}") from exc
+        groups: list[ReservedGroup] | None = found
+        return groups if getattr(claimed, "rowcount", 0) == 1 else None
 
     async def unbind(self, batch_id: str) -> None:
         """Forget ``batch_id`` (the upstream deleted it)."""
@@ -209,9 +236,11 @@ class BatchBinding:
         models: tuple[str, ...],
         decision_id: str,
         capabilities: frozenset[str] = frozenset(),
+        unsettled: list[ReservedGroup] | None = None,
     ) -> None:
         self._owners = owners
         self._capabilities = capabilities
+        self._unsettled = unsettled
         self._audit = audit
         self._customer_id = customer_id
         self._models = models
@@ -232,7 +261,8 @@ class BatchBinding:
                 "decision_id": self._decision_id, "models": list(self._models),
             })  # fmt: skip
             await self._owners.bind(
-                batch_id, self._customer_id, self._models, self._decision_id, self._capabilities
+                batch_id, self._customer_id, self._models, self._decision_id, self._capabilities,
+                self._unsettled,
             )
         except StageUnavailable as exc:
             log.error("%s; batch %s created for %s withheld", exc, batch_id, self._decision_id)
@@ -261,7 +291,8 @@ def before_batch_answer(
         # The union of its requests' capabilities (``_decide_create``).
         caps = ex.decision.capabilities if ex.decision is not None else frozenset()
         return BatchBinding(
-            owners, services.audit, ex.principal.customer_id, models, ex.id, caps
+            owners, services.audit, ex.principal.customer_id, models, ex.id, caps,
+            ex.batch_reserved,
         ).answer
     if call.operation in ("retrieve", "cancel"):
         return _rewrite

@@ -22,6 +22,7 @@ from gateway.audit.record import OutcomeRecord
 from gateway.ops import hooks  # ops: metrics + access log
 from gateway.proxy.answer import Outcome, relay_answer
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, send_response
+from gateway.proxy.batch_charge import ResultsUsage, charge_results, results_usage
 from gateway.proxy.batch_state import before_batch_answer
 from gateway.proxy.cut import StreamPolicyWatch, cut_event
 from gateway.proxy.encoding import StreamDecoder, stream_decoder
@@ -177,6 +178,7 @@ class Forwarder:
         watch = _DisconnectWatch(task, receive, 0 if ex.body.stream else _WATCH_NON_STREAM_AFTER)
         detach = watch.disarm
         response: aiohttp.ClientResponse | None = None
+        results: ResultsUsage | None = None  # a batch's results download: what it used
         try:
             base = services.upstream.base_for(ex.bundle, ex.body.model)
             url = services.upstream.url_for(path, base)
@@ -210,7 +212,10 @@ class Forwarder:
                     hooks.stream_ended()  # ops hook
             else:
                 hook = _withholding(outcome, self._before_answer(ex, response.status))
-                await relay_answer(response, out_headers, send, detach, outcome, hook)
+                if ex.batch is not None:
+                    results = results_usage(ex, response.status)
+                tap = results.feed if results is not None else None
+                await relay_answer(response, out_headers, send, detach, outcome, hook, tap)
         except ProxyError as err:
             if outcome.error is None:
                 outcome.error = "upstream_timeout" if err.status == 504 else "upstream_unreachable"
@@ -236,7 +241,7 @@ class Forwarder:
             watch.close()
             if response is not None:
                 response.close()
-            await self._settle(ex, outcome)
+            await self._settle(ex, outcome, results)
 
     async def _relay_stream(
         self,
@@ -404,7 +409,9 @@ class Forwarder:
             # The reservation and lease expire on their own; say so loudly.
             log.error("could not settle quota for %s: %s", ex.id, exc)
 
-    async def _settle(self, ex: Exchange, outcome: Outcome) -> None:
+    async def _settle(
+        self, ex: Exchange, outcome: Outcome, results: ResultsUsage | None = None
+    ) -> None:
         services = self.services
         if ex.stored is not None:
             # A retrieval shows the usage of a response charged when it was
@@ -421,6 +428,11 @@ class Forwarder:
             await self._settle_admission(ex, ex.admission, outcome, first=True)
             for extra in ex.extra_admissions or ():
                 await self._settle_admission(ex, extra, outcome)
+        if results is not None and outcome.status == 200 and outcome.error is None:
+            # The whole results went out: what they used beyond the create's
+            # reservations is charged once; the record shows what was charged.
+            results.finish()
+            outcome.usage = await charge_results(services, ex, results)
         record = OutcomeRecord(
             id=new_id(),
             ts=services.clock(),

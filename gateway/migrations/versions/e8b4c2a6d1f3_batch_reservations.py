@@ -1,0 +1,35 @@
+"""message_batch_owners.unsettled: what a batch's create reserved, per quota
+group, until its results show what its requests used
+
+Revision ID: e8b4c2a6d1f3
+Revises: d2e6b8a4c1f7
+Create Date: 2026-11-28 08:45:00.000000
+
+A batch create is charged its inner requests' reservations (output bound plus
+an input estimate); the results show what the upstream really counted. The
+first complete results download that shows more charges the difference, once
+across replicas (``gateway.proxy.batch_charge``), claimed by setting this
+column to null. Rows from before this revision have none: never charged more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "e8b4c2a6d1f3"
+down_revision: str | None = "d2e6b8a4c1f7"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("message_batch_owners") as batch:
+        batch.add_column(sa.Column("unsettled", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("message_batch_owners") as batch:
+        batch.drop_column("unsettled")
