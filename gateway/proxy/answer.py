@@ -53,7 +53,7 @@ async def relay_answer(
 ) -> None:
     """``before_sending(parsed_body)`` sees a complete 2xx answer before the
     client does (``stored_state``: its response id is bound to the caller first);
-    bytes it returns are sent instead (``batch_state``: a batch's ``results_url``
+    bytes it returns are sent instead (``batch_answer``: a batch's ``results_url``
     rewritten to the gateway's route), JSON, without the upstream's coding.
     ``tap`` sees a 2xx answer's bytes, decoded, as they go out (a batch's
     results: ``batch_charge``); an answer in a coding it cannot read, none."""

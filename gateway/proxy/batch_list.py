@@ -26,8 +26,9 @@ from gateway.ops import hooks  # ops: metrics + access log
 from gateway.policy.engine import account_refusal
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Scope, Send
 from gateway.proxy.asgi_io import send_response as send_raw
+from gateway.proxy.batch_answer import with_gateway_results_url
 from gateway.proxy.batch_routes import BATCHES_ROUTE
-from gateway.proxy.batch_state import BatchPage, with_gateway_results_url
+from gateway.proxy.batch_state import BatchPage
 from gateway.proxy.batch_visible import ListPolicy, visible_page
 from gateway.proxy.errors import ProxyError, join_reasons, request_id_header
 from gateway.proxy.exchange import Exchange

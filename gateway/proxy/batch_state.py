@@ -9,41 +9,26 @@ So the gateway binds each batch id it relays to the customer it relayed it
 to, with the models the batch's requests named and the union of the
 capabilities they were decided with (calls on it by id are decided with
 them: a directive added since that refuses one of them refuses its
-results), before the create's answer
-reaches the client (``BatchBinding.answer``). Calls on a batch by id by
-anyone else, or on an id never relayed, are 404 and never forwarded
+results) and what its create reserved (``gateway.proxy.batch_charge``),
+before the create's answer reaches the client
+(``gateway.proxy.batch_answer``). Calls on a batch by id by anyone else, or
+on an id never relayed, are 404 and never forwarded
 (``gateway.proxy.batch_decide``); the list is served from these bindings.
-
-The upstream's ``results_url`` is absolute and names the upstream's host: a
-client that followed it would go around the gateway (and without a
-credential the upstream takes). Every batch object relayed has it rewritten
-to the gateway's own results route, relative, so the SDK resolves it against
-the address it reached the gateway at.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple, cast
+from typing import NamedTuple, cast
 
-import orjson
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.identity.tables import MessageBatchOwner
 from gateway.proxy.batch_charge import ReservedGroup
-from gateway.proxy.batch_routes import BATCHES_ROUTE, MAX_BATCH_ID_CHARS
-from gateway.proxy.errors import ProxyError
-from gateway.stages import AuditSink, StageUnavailable
-
-if TYPE_CHECKING:
-    from gateway.proxy.exchange import Exchange
-    from gateway.services import Services
-
-log = logging.getLogger(__name__)
+from gateway.stages import StageUnavailable
 
 BATCH_NOT_FOUND_RULE = "message-batch-not-found"
 """The rule id a call on a batch that is not the caller's is recorded with."""
@@ -137,10 +122,14 @@ class BatchOwners:
         try:
             async with self._sessions() as session:
                 found = await session.scalar(select(MessageBatchOwner.unsettled).where(row))
-                claimed = None if found is None else await session.execute(
-                    update(MessageBatchOwner)
-                    .where(row, MessageBatchOwner.unsettled.is_not(None))
-                    .values(unsettled=None)
+                claimed = (
+                    None
+                    if found is None
+                    else await session.execute(
+                        update(MessageBatchOwner)
+                        .where(row, MessageBatchOwner.unsettled.is_not(None))
+                        .values(unsettled=None)
+                    )
                 )
                 await session.commit()
         except (SQLAlchemyError, OSError) as exc:
@@ -199,120 +188,3 @@ class BatchOwners:
         if after_id is None and before_id is not None:
             batches.reverse()
         return BatchPage(batches, has_more)
-
-
-def results_path(batch_id: str) -> str:
-    return f"{BATCHES_ROUTE}/{batch_id}/results"
-
-
-def with_gateway_results_url(doc: object) -> dict[str, object] | None:
-    """A batch object with its ``results_url`` pointing at the gateway; None
-    when ``doc`` is no batch object with one."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("results_url"), str):
-        return None
-    batch_id = doc.get("id")
-    if not isinstance(batch_id, str):
-        return None
-    return {**doc, "results_url": results_path(batch_id)}
-
-
-def rewritten_batch(doc: object) -> bytes | None:
-    """``with_gateway_results_url``, serialised; None: the upstream's bytes go
-    out as they came."""
-    rewritten = with_gateway_results_url(doc)
-    return orjson.dumps(rewritten) if rewritten is not None else None
-
-
-class BatchBinding:
-    """Binds a created batch's id to its caller before the client sees it,
-    and writes the binding into the audit log (batch id -> create decision):
-    the create's inner records were committed before the id existed."""
-
-    def __init__(
-        self,
-        owners: BatchOwners,
-        audit: AuditSink,
-        customer_id: str,
-        models: tuple[str, ...],
-        decision_id: str,
-        capabilities: frozenset[str] = frozenset(),
-        unsettled: list[ReservedGroup] | None = None,
-    ) -> None:
-        self._owners = owners
-        self._capabilities = capabilities
-        self._unsettled = unsettled
-        self._audit = audit
-        self._customer_id = customer_id
-        self._models = models
-        self._decision_id = decision_id
-
-    async def answer(self, parsed: object) -> bytes | None:
-        """The create's answer (parsed): bound, or a 503 and the answer withheld."""
-        batch_id = parsed.get("id") if isinstance(parsed, dict) else None
-        if not isinstance(batch_id, str) or not 0 < len(batch_id) <= MAX_BATCH_ID_CHARS:
-            return None
-        try:
-            # The audit log first: a binding whose record could not be
-            # committed would still list the batch to its creator and serve
-            # its results, with nothing in the log linking it to the decisions
-            # that made it. A record whose binding then fails binds nothing.
-            await self._audit.record_event("batch_bound", {
-                "batch_id": batch_id, "customer_id": self._customer_id,
-                "decision_id": self._decision_id, "models": list(self._models),
-            })  # fmt: skip
-            await self._owners.bind(
-                batch_id, self._customer_id, self._models, self._decision_id, self._capabilities,
-                self._unsettled,
-            )
-        except StageUnavailable as exc:
-            log.error("%s; batch %s created for %s withheld", exc, batch_id, self._decision_id)
-            raise ProxyError(
-                503,
-                "the gateway could not record who owns this batch; it was not delivered",
-                code="database_unavailable",
-                headers={"retry-after": "1"},
-            ) from None
-        return rewritten_batch(parsed)
-
-
-def before_batch_answer(
-    services: Services, ex: Exchange, status: int
-) -> Callable[[object], Awaitable[bytes | None]] | None:
-    """What a Message Batches answer needs before the client sees it: a new
-    batch bound to its caller; a batch object's ``results_url`` pointed at
-    the gateway; a deleted batch's binding dropped. Results pass as they came."""
-    call = ex.batch
-    owners = services.batch_owners
-    if call is None or status >= 300 or owners is None:
-        return None
-    if call.operation == "create":
-        assert ex.principal is not None and ex.batch_facts is not None
-        models = tuple(ex.batch_facts.get("models") or ())
-        # The union of its requests' capabilities (``_decide_create``).
-        caps = ex.decision.capabilities if ex.decision is not None else frozenset()
-        return BatchBinding(
-            owners, services.audit, ex.principal.customer_id, models, ex.id, caps,
-            ex.batch_reserved,
-        ).answer
-    if call.operation in ("retrieve", "cancel"):
-        return _rewrite
-    if call.operation == "delete" and call.batch_id is not None:
-        batch_id = call.batch_id
-
-        async def forget(_: object) -> None:
-            # The upstream confirmed the delete: from here the id is not found
-            # at the gateway. If the binding cannot be dropped the client is
-            # still told of the delete, which happened; a later call by its
-            # owner is forwarded and the upstream answers 404.
-            try:
-                await owners.unbind(batch_id)
-            except StageUnavailable as exc:
-                log.error("%s after %s", exc, ex.id)
-            return None
-
-        return forget
-    return None
-
-
-async def _rewrite(doc: object) -> bytes | None:
-    return rewritten_batch(doc)

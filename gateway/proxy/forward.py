@@ -22,8 +22,8 @@ from gateway.audit.record import OutcomeRecord
 from gateway.ops import hooks  # ops: metrics + access log
 from gateway.proxy.answer import Outcome, relay_answer
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, send_response
+from gateway.proxy.batch_answer import before_batch_answer
 from gateway.proxy.batch_charge import ResultsUsage, charge_results, results_usage
-from gateway.proxy.batch_state import before_batch_answer
 from gateway.proxy.cut import StreamPolicyWatch, cut_event
 from gateway.proxy.encoding import StreamDecoder, stream_decoder
 from gateway.proxy.errors import ProxyError, render_error, request_id_header
@@ -324,7 +324,7 @@ class Forwarder:
     ) -> Callable[[object], Awaitable[bytes | None]] | None:
         """What must happen before a complete (parsed) answer reaches the client: a new
         response's id bound to its caller, a deleted one's binding dropped (the
-        same for Message Batches: ``batch_state.before_batch_answer``)."""
+        same for Message Batches: ``batch_answer.before_batch_answer``)."""
         if ex.batch is not None:
             return before_batch_answer(self.services, ex, status)
         binding = self._binding(ex, status)

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.proxy.batch_state import BatchBinding, BatchOwners, Listed
+from gateway.proxy.batch_answer import BatchBinding
+from gateway.proxy.batch_state import BatchOwners, Listed
 from gateway.proxy.batch_visible import visible_page
 from gateway.proxy.errors import ProxyError
 from gateway.stages import AuditUnavailable
