@@ -3,6 +3,9 @@ no content, decided and recorded like the GET (RFC 9110 section 9.3.2)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import anthropic
 import httpx
 import pytest
@@ -13,6 +16,12 @@ from tests.support.processes import Admin, Proc
 pytestmark = pytest.mark.e2e
 BATCHES = "/v1/messages/batches"
 VARYING = {"date", "x-gateway-decision-id", "request-id", "x-request-id"}
+
+
+def one(custom_id: str) -> Any:
+    return {"custom_id": custom_id, "params": {
+        "model": "haiku-lite", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+    }}  # fmt: skip
 
 
 def same(headers: httpx.Headers) -> dict[str, str]:
@@ -48,3 +57,25 @@ def test_head_on_batch_routes_is_the_get_without_content(gateway: Proc, admin: A
     assert put.status_code == 405 and put.headers["allow"] == "GET, HEAD", put.headers
     cancel = httpx.head(f"{gateway.url}{BATCHES}/{batch.id}/cancel", headers=headers, timeout=10)
     assert cancel.status_code == 405 and cancel.headers["allow"] == "POST", cancel.headers
+
+
+def test_a_list_page_is_fetched_in_two_upstream_calls_not_one_per_batch(
+    gateway: Proc, admin: Admin, standin_log: Callable[[], list[dict[str, object]]]
+) -> None:
+    """The page comes from the caller's bindings; its batches' current state
+    from one upstream list call around them (the oldest by id), not a
+    retrieve per batch. Another customer's batches, interleaved upstream, are
+    never shown."""
+    mine, theirs = (anthropic.Anthropic(
+        base_url=gateway.url, api_key=admin.customer_with_key(**US_ENTERPRISE), max_retries=0,
+        default_headers={"x-forwarded-for": US_IP}) for _ in range(2))  # fmt: skip
+    own: list[str] = []
+    for i in range(6):
+        own.append(mine.messages.batches.create(requests=[one(f"m{i}")]).id)
+        theirs.messages.batches.create(requests=[one(f"t{i}")])
+    listed_before = len(standin_log())
+    page = mine.messages.batches.list(limit=5)
+    assert [b.id for b in page.data] == list(reversed(own))[:5]
+    assert all(b.results_url == f"{BATCHES}/{b.id}/results" for b in page.data)
+    upstream = [r["path"] for r in standin_log()[listed_before:]]
+    assert len(upstream) <= 2, upstream
