@@ -1,5 +1,6 @@
-"""HEAD on the Message Batches routes GET serves: the GET's status and headers,
-no content, decided and recorded like the GET (RFC 9110 section 9.3.2)."""
+"""The Message Batches routes' HTTP surface: HEAD wherever GET is served (the
+GET's status and headers, no content, decided and recorded like the GET: RFC
+9110 section 9.3.2), and what the list costs upstream."""
 
 from __future__ import annotations
 
