@@ -107,8 +107,12 @@ class MessageBatchOwner(Base):
     capabilities: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     """The union of its requests' capabilities: calls on it by id are decided
     with them (null: bound before they were recorded, the models' own)."""
-    unsettled: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    unsettled: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )
     """What its create reserved, per quota group (``gateway.proxy.batch_charge``),
     until the results download that charges what its requests used beyond it
-    claims it (null from then on, and for batches bound before it was kept)."""
+    claims it (SQL NULL from then on, and for batches bound before it was
+    kept). SQL NULL, not JSON ``null``: the claim's ``IS NOT NULL`` condition
+    is what keeps two racing downloads from both charging."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

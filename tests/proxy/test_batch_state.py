@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
+from gateway.identity.tables import MessageBatchOwner
 from gateway.proxy.batch_answer import BatchBinding
 from gateway.proxy.batch_state import BatchOwners, Listed
 from gateway.proxy.batch_visible import visible_page
@@ -74,3 +77,23 @@ async def test_a_visible_page_pages_past_hidden_batches_both_ways(db: Db) -> Non
     assert [b.batch_id for b in newer.batches] == ["b4"]
     both = await visible_page(owners, "alice", None, None, 5, policy)  # type: ignore[arg-type]
     assert ([b.batch_id for b in both.batches], both.has_more) == (["b4", "b0"], False)
+
+
+async def test_a_batchs_reservations_are_claimed_once_however_many_race(db: Db) -> None:
+    """Two results downloads (two replicas) finishing together: one claims
+    what the create reserved and charges the difference, the other nothing;
+    the column reads as SQL NULL from then on, not a JSON ``null``."""
+    owners = BatchOwners(db.sessions, now)
+    groups: list[Any] = [{"capabilities": [], "reserved": 30}]
+    await owners.bind("msgbatch_1", "alice", ("haiku-lite",), "dec_1", frozenset(), groups)
+    await owners.bind("msgbatch_2", "alice", ("haiku-lite",), "dec_2", frozenset())
+    claims = await asyncio.gather(*(owners.claim_unsettled("msgbatch_1") for _ in range(4)))
+    assert [c for c in claims if c is not None] == [groups], claims
+    assert await owners.claim_unsettled("msgbatch_1") is None
+    assert await owners.claim_unsettled("msgbatch_2") is None  # nothing reserved to settle
+    async with db.sessions() as session:
+        nulls = await session.scalar(
+            select(func.count()).select_from(MessageBatchOwner).where(
+                MessageBatchOwner.unsettled.is_(None))
+        )
+    assert nulls == 2
