@@ -110,9 +110,7 @@ class MessageBatchOwner(Base):
     unsettled: Mapped[list[dict[str, Any]] | None] = mapped_column(
         JSON(none_as_null=True), nullable=True
     )
-    """What its create reserved, per quota group (``gateway.proxy.batch_charge``),
-    until the results download that charges what its requests used beyond it
-    claims it (SQL NULL from then on, and for batches bound before it was
-    kept). SQL NULL, not JSON ``null``: the claim's ``IS NOT NULL`` condition
-    is what keeps two racing downloads from both charging."""
+    """What its create reserved, per quota group, and what results downloads
+    have charged beyond it so far (``gateway.proxy.batch_charge``); SQL NULL
+    (not a JSON ``null``) for a batch with none kept."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

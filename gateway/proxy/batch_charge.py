@@ -12,14 +12,17 @@ So the binding keeps what the create reserved, per quota group (the inner
 requests decided with one capability set were admitted in one plan's
 windows; ``groups_of``). The results (JSONL, one line per request, with
 usage) are read as they are relayed, never held up (``ResultsUsage``), and
-once a download has gone out whole, what each group used beyond its
-reservation is charged to that group's windows (``charge_results``): once,
-across replicas and repeated downloads, by the first download that claims
-the binding's reservations (``BatchOwners.claim_unsettled``, a conditional
-update). Never a refund: a batch that used less keeps its reservation
-charged. The charge is an audit event (``batch_charged``) naming the batch,
-the results call's decision and the tokens; the results call's outcome
-record carries the charged tokens as its output tokens.
+once a download has ended, what each group's relayed lines used beyond what
+the group has been charged so far (its reservation, and earlier downloads'
+charges) is charged to that group's windows (``charge_results``). Once
+across replicas and repeated downloads: the binding records what it covers
+by a compare-and-set (``BatchOwners.cover``) before anything is charged. A
+download cut short (the client hung up before the last line) charges what
+it relayed, so stopping short of the end does not make the rest free.
+Never a refund: a batch that used less keeps its reservation charged.
+The charge is an audit event (``batch_charged``) naming the batch, the
+results call's decision and the tokens; the results call's outcome record
+carries the charged tokens as its output tokens.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class ReservedGroup(TypedDict):
     """The capability set they were decided with: the plan's windows are its buckets."""
     reserved: int
     """The sum of their token reservations."""
+    charged: NotRequired[int]
+    """What results downloads have charged beyond ``reserved`` so far."""
     custom_ids: NotRequired[list[str]]
     """Which requests these are; left out when the batch has one group."""
 
@@ -134,28 +139,27 @@ class ResultsUsage:
 
 
 async def charge_results(services: Services, ex: Exchange, seen: ResultsUsage) -> Usage | None:
-    """Charge what a whole results download showed beyond the create's
-    reservations, once; returns the tokens charged (None: nothing)."""
+    """Charge what a results download relayed beyond what the batch has been
+    charged so far (its reservations, earlier downloads' charges); returns
+    the tokens charged (None: nothing)."""
     owners = services.batch_owners
     call = ex.batch
     reserved = ex.batch_reserved
     if owners is None or call is None or call.batch_id is None or reserved is None:
         return None
-    if not any(used > group["reserved"] for used, group in zip(seen.used, reserved, strict=True)):
-        return None  # within its reservations: nothing to claim
+    if not any(used > group["reserved"] + group.get("charged", 0)
+               for used, group in zip(seen.used, reserved, strict=True)):  # fmt: skip
+        return None  # within what it was charged when this call was decided
     principal, decision = ex.principal, ex.decision
     assert principal is not None and decision is not None
     try:
-        claimed = await owners.claim_unsettled(call.batch_id)
+        covered = await owners.cover(call.batch_id, seen.used)
     except StageUnavailable as exc:
-        log.error("%s; batch %s keeps its create's charge for now", exc, call.batch_id)
+        log.error("%s; batch %s keeps what it was charged for now", exc, call.batch_id)
         return None
-    if claimed is None or len(claimed) != len(seen.used):
-        return None  # another download (here or on another replica) charged it
     charged = 0
     per_group: list[dict[str, Any]] = []
-    for used, group in zip(seen.used, claimed, strict=True):
-        extra = used - group["reserved"]
+    for group, extra in covered:
         if extra <= 0:
             continue
         caps = frozenset(group["capabilities"])
@@ -168,13 +172,13 @@ async def charge_results(services: Services, ex: Exchange, seen: ResultsUsage) -
             continue
         charged += extra
         per_group.append({"capabilities": group["capabilities"], "reserved": group["reserved"],
-                          "used": used, "charged": extra})  # fmt: skip
+                          "charged_before": group.get("charged", 0), "charged": extra})  # fmt: skip
     if not charged:
         return None
     try:
         await services.audit.record_event("batch_charged", {
             "batch_id": call.batch_id, "customer_id": principal.customer_id,
-            "decision_id": ex.id, "reserved_tokens": sum(g["reserved"] for g in claimed),
+            "decision_id": ex.id, "reserved_tokens": sum(g["reserved"] for g, _ in covered),
             "used_tokens": sum(seen.used), "charged_tokens": charged, "groups": per_group,
         }, wait=False)  # fmt: skip
     except StageUnavailable as exc:

@@ -22,7 +22,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple, cast
 
-from sqlalchemy import and_, delete, or_, select, update
+import orjson
+from sqlalchemy import Text, and_, delete, or_, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,6 +32,8 @@ from gateway.identity.tables import MessageBatchOwner
 from gateway.proxy.batch_charge import ReservedGroup
 from gateway.stages import StageUnavailable
 
+COVER_ATTEMPTS = 5
+"""Compare-and-set rounds of ``BatchOwners.cover`` against concurrent downloads."""
 BATCH_NOT_FOUND_RULE = "message-batch-not-found"
 """The rule id a call on a batch that is not the caller's is recorded with."""
 
@@ -48,8 +52,8 @@ class BatchBound(NamedTuple):
     """The union of its requests' capabilities; None for a binding from
     before they were recorded (migration d2e6b8a4c1f7): the models' own only."""
     unsettled: list[ReservedGroup] | None = None
-    """What its create reserved per quota group, until a results download
-    charged what it used beyond (``gateway.proxy.batch_charge``); then None."""
+    """What its create reserved per quota group, and what results downloads
+    charged beyond it so far (``gateway.proxy.batch_charge``); None: not kept."""
 
 
 class Listed(NamedTuple):
@@ -113,29 +117,43 @@ class BatchOwners:
         unsettled = cast("list[ReservedGroup] | None", row.unsettled)  # as bound
         return BatchBound(row.customer_id, tuple(row.models), row.decision_id, caps, unsettled)
 
-    async def claim_unsettled(self, batch_id: str) -> list[ReservedGroup] | None:
-        """What the create reserved, for the one caller (of every process and
-        replica) that charges what the results used beyond it; None for
-        everyone else. Claimed by a conditional update (set to null), so two
-        downloads racing on two replicas cannot both charge it."""
+    async def cover(self, batch_id: str, used: list[int]) -> list[tuple[ReservedGroup, int]]:
+        """What a results download that showed ``used`` tokens per group must
+        charge: each group's use beyond what it has been charged so far (its
+        reservation, and what earlier downloads charged), recorded as charged
+        before it is returned; empty when there is nothing (more) to charge.
+
+        A compare-and-set on the column's text, retried when another download
+        (another process or replica) moved it in between: two downloads that
+        saw the same usage charge it once between them, and a download cut
+        short charges what it relayed, the rest left to a later one."""
         row = MessageBatchOwner.batch_id == batch_id
+        stored = sql_cast(MessageBatchOwner.unsettled, Text)
         try:
-            async with self._sessions() as session:
-                found = await session.scalar(select(MessageBatchOwner.unsettled).where(row))
-                claimed = (
-                    None
-                    if found is None
-                    else await session.execute(
+            for _ in range(COVER_ATTEMPTS):
+                async with self._sessions() as session:
+                    seen = await session.scalar(select(stored).where(row))
+                    loaded = orjson.loads(seen) if seen else None
+                    groups = cast("list[ReservedGroup]", loaded if isinstance(loaded, list) else [])
+                    if len(groups) != len(used):
+                        return []  # none kept (bound before they were), or not this batch's
+                    extras = [max(u - g["reserved"] - g.get("charged", 0), 0)
+                              for u, g in zip(used, groups, strict=True)]  # fmt: skip
+                    if not any(extras):
+                        return []
+                    covered = [{**g, "charged": g.get("charged", 0) + extra}
+                               for g, extra in zip(groups, extras, strict=True)]  # fmt: skip
+                    moved = await session.execute(
                         update(MessageBatchOwner)
-                        .where(row, MessageBatchOwner.unsettled.is_not(None))
-                        .values(unsettled=None)
+                        .where(row, stored == seen)
+                        .values(unsettled=covered)
                     )
-                )
-                await session.commit()
-        except (SQLAlchemyError, OSError) as exc:
+                    await session.commit()
+                if getattr(moved, "rowcount", 0) == 1:
+                    return list(zip(groups, extras, strict=True))
+        except (SQLAlchemyError, OSError, orjson.JSONDecodeError) as exc:
             raise BatchOwnersUnavailable(f"cannot settle {batch_id}: {exc}") from exc
-        groups: list[ReservedGroup] | None = found
-        return groups if getattr(claimed, "rowcount", 0) == 1 else None
+        raise BatchOwnersUnavailable(f"cannot settle {batch_id}: it kept moving")
 
     async def unbind(self, batch_id: str) -> None:
         """Forget ``batch_id`` (the upstream deleted it)."""

@@ -73,7 +73,7 @@ class Exchange:
     request: recorded with this one, in one group commit (``Pipeline._record``)."""
     batch_reserved: list[ReservedGroup] | None = None
     """A batch create: what it reserved per quota group (bound with its id);
-    a results download: what its binding has left to settle against
+    a results download: what its binding says it was charged so far
     (``gateway.proxy.batch_charge``)."""
     extra_admissions: list[Admission] | None = None
     """A batch whose inner requests fall under several quota plans holds one

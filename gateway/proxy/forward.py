@@ -428,10 +428,12 @@ class Forwarder:
             await self._settle_admission(ex, ex.admission, outcome, first=True)
             for extra in ex.extra_admissions or ():
                 await self._settle_admission(ex, extra, outcome)
-        if results is not None and outcome.status == 200 and outcome.error is None:
-            # The whole results went out: what they used beyond the create's
-            # reservations is charged once; the record shows what was charged.
-            results.finish()
+        if results is not None and outcome.status == 200:
+            # What the results that went out (all, or up to a cut) used beyond
+            # what the batch was charged so far is charged, once; the record
+            # shows what this download charged.
+            if outcome.error is None:
+                results.finish()
             outcome.usage = await charge_results(services, ex, results)
         record = OutcomeRecord(
             id=new_id(),

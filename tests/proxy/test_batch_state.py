@@ -79,21 +79,25 @@ async def test_a_visible_page_pages_past_hidden_batches_both_ways(db: Db) -> Non
     assert ([b.batch_id for b in both.batches], both.has_more) == (["b4", "b0"], False)
 
 
-async def test_a_batchs_reservations_are_claimed_once_however_many_race(db: Db) -> None:
-    """Two results downloads (two replicas) finishing together: one claims
-    what the create reserved and charges the difference, the other nothing;
-    the column reads as SQL NULL from then on, not a JSON ``null``."""
+async def test_what_results_used_beyond_the_charge_is_covered_once_however_many_race(
+    db: Db,
+) -> None:
+    """Downloads (on several replicas) finishing together each ask what to
+    charge for the usage they saw: between them they charge it once. A
+    download cut short charges what it relayed; a later whole one the rest."""
     owners = BatchOwners(db.sessions, now)
     groups: list[Any] = [{"capabilities": [], "reserved": 30}]
     await owners.bind("msgbatch_1", "alice", ("haiku-lite",), "dec_1", frozenset(), groups)
     await owners.bind("msgbatch_2", "alice", ("haiku-lite",), "dec_2", frozenset())
-    claims = await asyncio.gather(*(owners.claim_unsettled("msgbatch_1") for _ in range(4)))
-    assert [c for c in claims if c is not None] == [groups], claims
-    assert await owners.claim_unsettled("msgbatch_1") is None
-    assert await owners.claim_unsettled("msgbatch_2") is None  # nothing reserved to settle
+    assert await owners.cover("msgbatch_1", [25]) == []  # within its reservation
+    assert [extra for _, extra in await owners.cover("msgbatch_1", [35])] == [5]  # cut short
+    raced = await asyncio.gather(*(owners.cover("msgbatch_1", [50]) for _ in range(4)))
+    assert sorted(extra for found in raced for _, extra in found) == [15], raced
+    assert await owners.cover("msgbatch_1", [50]) == []
+    assert await owners.cover("msgbatch_2", [50]) == []  # nothing reserved was kept
     async with db.sessions() as session:
         nulls = await session.scalar(
             select(func.count()).select_from(MessageBatchOwner).where(
                 MessageBatchOwner.unsettled.is_(None))
         )
-    assert nulls == 2
+    assert nulls == 1  # SQL NULL, not a JSON null: the batch bound without any

@@ -7,9 +7,10 @@ Create Date: 2026-11-28 08:45:00.000000
 
 A batch create is charged its inner requests' reservations (output bound plus
 an input estimate); the results show what the upstream really counted. The
-first complete results download that shows more charges the difference, once
-across replicas (``gateway.proxy.batch_charge``), claimed by setting this
-column to null. Rows from before this revision have none: never charged more.
+results downloads that show more charge the difference, once between them
+across replicas (``gateway.proxy.batch_charge``): each group here also keeps
+what has been charged beyond its reservation so far, moved by a
+compare-and-set. Rows from before this revision have none: never charged more.
 """
 
 from __future__ import annotations
