@@ -121,3 +121,49 @@ def test_results_using_more_than_reserved_are_charged_the_difference_once(
         owner.messages.create(model="haiku-lite", max_tokens=30,
                               messages=[{"role": "user", "content": "hi"}])  # fmt: skip
     assert refused.value.status_code == 429
+
+
+MIXED_QUOTAS = QUOTAS.replace(
+    f"default: {{requests_per_minute: 1000, tokens_per_day: {DAILY_TOKENS}}}",
+    "default: {requests_per_minute: 1000, tokens_per_day: 100000}\n"
+    "    agentic: {requests_per_minute: 1000, tokens_per_day: 100000}",
+)
+
+
+def tokens_used(admin: Admin, customer_id: str) -> dict[str, int]:
+    report = admin.http.get(f"/admin/v1/customers/{customer_id}/usage").json()
+    return {b["capability"]: b["used"] for b in report["buckets"] if b["kind"] == "tokens_per_day"}
+
+
+def test_each_quota_group_is_charged_in_its_own_windows(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """Requests with tools (``agentic``) were admitted in the agentic bucket,
+    the others in ``default``: what each group used beyond its own
+    reservation is charged there, not all of it in the union's buckets."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle)
+    (bundle / "quotas.yaml").write_text(MIXED_QUOTAS)
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(bundle)})
+    admin = Admin(gateway.url)
+    customer = admin.customer(**US_ENTERPRISE)
+    owner = client(gateway, admin.key(str(customer["id"])))
+    tool = {"name": "lookup", "description": "look it up at length, " * 8,
+            "input_schema": {"type": "object", "properties": {}}}  # fmt: skip
+    agentic = [{**tiny(f"a{i}"), "params": {**tiny(f"a{i}")["params"], "tools": [tool]}}
+               for i in range(3)]  # fmt: skip
+    batch = owner.messages.batches.create(
+        requests=[tiny("p0"), tiny("p1"), *agentic]  # type: ignore[list-item]
+    )
+    created = tokens_used(admin, str(customer["id"]))
+    assert 0 < created["default"] < 2 * USED_PER_REQUEST, created
+    assert created["agentic"] > 3 * USED_PER_REQUEST, created  # the tools' text is reserved
+    list(owner.messages.batches.results(batch.id))
+    deadline = time.monotonic() + 5
+    while (now := tokens_used(admin, str(customer["id"])))["default"] == created["default"]:
+        assert time.monotonic() < deadline, "the plain requests' difference was never charged"
+        time.sleep(0.1)
+    # The plain group used more than it reserved: charged up to its use. The
+    # agentic group used less than its reservation: kept, never refunded,
+    # and none of the plain group's difference lands there.
+    assert now == {"default": 2 * USED_PER_REQUEST, "agentic": created["agentic"]}, now
