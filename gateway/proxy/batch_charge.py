@@ -59,8 +59,12 @@ class ReservedGroup(TypedDict):
     """Which requests these are; left out when the batch has one group."""
 
 
-def groups_of(found: list[tuple[frozenset[str], int, str]]) -> list[ReservedGroup]:
-    """(capabilities, reservation, custom_id) per inner request, grouped by capabilities."""
+def groups_of(
+    found: list[tuple[frozenset[str], int, str]], of_all: bool = True
+) -> list[ReservedGroup]:
+    """(capabilities, reservation, custom_id) per inner request whose plan
+    meters tokens, grouped by capabilities; ``of_all``: they are every
+    request of the batch (else one group still names its requests)."""
     by_caps: dict[frozenset[str], ReservedGroup] = {}
     for caps, reserved, custom_id in found:
         group = by_caps.get(caps)
@@ -69,7 +73,7 @@ def groups_of(found: list[tuple[frozenset[str], int, str]]) -> list[ReservedGrou
         group["reserved"] += reserved
         group["custom_ids"].append(custom_id)
     groups = list(by_caps.values())
-    if len(groups) == 1:
+    if len(groups) == 1 and of_all:
         del groups[0]["custom_ids"]  # every line is this group's: no need to keep 10,000 ids
     return groups
 
@@ -82,7 +86,7 @@ class ResultsUsage:
 
     def __init__(self, groups: list[ReservedGroup]) -> None:
         self._group_of: dict[str, int] | None = None
-        if len(groups) > 1:
+        if len(groups) > 1 or "custom_ids" in groups[0]:
             self._group_of = {
                 custom_id: index
                 for index, group in enumerate(groups)

@@ -209,7 +209,8 @@ async def _admit_batch(pipeline: Pipeline, ex: Exchange, inner: list[Exchange], 
         plan = decision.quota
         wanted = tokens_to_reserve(MESSAGES_ENDPOINT, one.body, plan.default_max_tokens)
         groups.setdefault(id(plan), (plan, []))[1].append(wanted)
-        if one.facts is not None and one.batch_facts is not None:
+        metered = any(limit.kind.startswith("tokens_") for limit in plan.limits)
+        if metered and one.facts is not None and one.batch_facts is not None:
             # The plan is the tier's for these capabilities: a results download
             # charges what they used beyond ``wanted`` to the same windows.
             reserved.append((one.facts.capabilities, wanted, one.batch_facts["custom_id"]))
@@ -231,7 +232,7 @@ async def _admit_batch(pipeline: Pipeline, ex: Exchange, inner: list[Exchange], 
     if admissions:
         ex.admission = admissions[0]
         ex.extra_admissions = admissions[1:] or None
-        ex.batch_reserved = groups_of(reserved)
+        ex.batch_reserved = groups_of(reserved, of_all=len(reserved) == len(inner)) or None
 
 
 async def _release(pipeline: Pipeline, admissions: list[Admission]) -> None:

@@ -21,6 +21,15 @@ def test_one_capability_set_is_one_group_without_its_ids() -> None:
     ]
 
 
+def test_a_group_of_some_of_the_requests_keeps_their_ids() -> None:
+    """The others' plan meters no tokens: their lines must not count here."""
+    groups = groups_of([(frozenset(), 10, "a")], of_all=False)
+    assert groups == [{"capabilities": [], "reserved": 10, "custom_ids": ["a"]}]
+    seen = ResultsUsage(groups)
+    seen.feed(line("a", input_tokens=5, output_tokens=5) + line("b", input_tokens=50))
+    assert seen.used == [10]
+
+
 def test_usage_is_summed_per_group_whatever_the_chunking() -> None:
     plain, agentic = frozenset(), frozenset({"agentic"})
     groups = groups_of([(plain, 10, "p1"), (agentic, 20, "t1"), (plain, 10, "p2")])
