@@ -27,8 +27,8 @@ def is_head(scope: Scope) -> bool:
     return scope.get(HEAD_SCOPE_KEY, False) is True
 
 
-async def head_as_get(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
-    """Run the HEAD request ``scope`` through ``app`` as a GET, sending no content."""
+def as_get(scope: Scope, send: Send) -> tuple[Scope, Send]:
+    """The HEAD request ``scope`` as a GET, and a ``send`` that drops its content."""
 
     async def headers_only(message: Message) -> None:
         if message["type"] == "http.response.body":
@@ -37,4 +37,10 @@ async def head_as_get(app: Any, scope: Scope, receive: Receive, send: Send) -> N
             message = {"type": "http.response.body", "body": b"", "more_body": False}
         await send(message)
 
-    await app({**scope, "method": "GET", HEAD_SCOPE_KEY: True}, receive, headers_only)
+    return {**scope, "method": "GET", HEAD_SCOPE_KEY: True}, headers_only
+
+
+async def head_as_get(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run the HEAD request ``scope`` through ``app`` as a GET, sending no content."""
+    get_scope, headers_only = as_get(scope, send)
+    await app(get_scope, receive, headers_only)

@@ -150,6 +150,13 @@ class QuotaMeter(Protocol):
         release it all) and release the stream slot."""
         ...
 
+    async def charge(self, customer_id: str, plan: QuotaPlan, tokens: int) -> None:
+        """Add ``tokens`` to every token window of the plan now, with no admission
+        (a late charge: a Message Batch's results used more than it reserved).
+
+        Raises QuotaStoreUnavailable when the store is down."""
+        ...
+
 
 # --- record -----------------------------------------------------------------
 

@@ -92,6 +92,9 @@ class Pending:
     """None for records nobody awaits (outcomes, background events)."""
     at: float
     """Loop time when queued: un-awaited records are flushed after a bounded delay."""
+    group: object | None = None
+    """Records that commit together or not at all (``AuditWriter.record_many``:
+    a Message Batch create and its inner requests); None for a record alone."""
 
 
 @dataclass(slots=True)
@@ -112,6 +115,41 @@ class Built:
     write: BatchWrite
     accepted: list[Pending]
     refused: list[tuple[Pending, Exception]] = field(default_factory=list)
+
+
+def one_group(batch: list[Pending]) -> bool:
+    """Is ``batch`` the records of one group, and nothing else?"""
+    group = batch[0].group
+    return group is not None and all(p.group is group for p in batch)
+
+
+def units(batch: list[Pending]) -> list[list[Pending]]:
+    """``batch`` cut into what must commit together: each group whole (its
+    records are queued one after the other), every other record alone."""
+    found: list[list[Pending]] = []
+    for p in batch:
+        if p.group is not None and found and found[-1][0].group is p.group:
+            found[-1].append(p)
+        else:
+            found.append([p])
+    return found
+
+
+def build_whole_groups(batch: list[Pending], node_id: str, owner: str, seq: int, prev: str,
+                       now: datetime, time_param: Callable[[datetime], Any]) -> Built:
+    """``build_batch``, where a record JSON cannot carry refuses its whole
+    group with it (its other records get the same error, none is written)."""
+    built = build_batch(batch, node_id, owner, seq, prev, now, time_param)
+    why = {id(p.group): exc for p, exc in built.refused if p.group is not None}
+    if not why:
+        return built
+    gone = {id(p) for p, _ in built.refused}
+    kept = [p for p in batch if p.group is None or id(p.group) not in why]
+    dropped = [(p, why[id(p.group)]) for p in batch
+               if p.group is not None and id(p.group) in why and id(p) not in gone]
+    rebuilt = build_batch(kept, node_id, owner, seq, prev, now, time_param)
+    rebuilt.refused = [*built.refused, *dropped]
+    return rebuilt
 
 
 def build_batch(batch: list[Pending], node_id: str, owner: str, seq: int, prev: str,

@@ -33,7 +33,7 @@ KIND_LEN = 16
 """Width of ``audit_records.kind`` (PostgreSQL holds it to that; SQLite does not)."""
 RecordKind = Literal[
     "decision", "outcome", "policy_reload", "policy_refused", "quota_store", "tombstone",
-    "batch_bound",
+    "batch_bound", "batch_charged",
 ]
 
 

@@ -49,12 +49,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.audit import nodes
 from gateway.audit.batch import (
     Pending,
-    build_batch,
+    build_whole_groups,
     commit_core,
     keep_time,
+    one_group,
     refused_value,
     sqlite_time,
     store_error,
+    units,
 )
 from gateway.audit.chain import canonical, decision_fields, event_fields, outcome_fields
 from gateway.audit.chain_session import ChainSession
@@ -212,14 +214,18 @@ class AuditWriter:
 
     async def record_many(self, records: list[DecisionRecord]) -> None:
         """Several decisions of one request (a Message Batch's inner requests):
-        queued together, so one group commit takes them all; returns once every
-        one is committed (raises AuditUnavailable as ``record`` does)."""
+        committed in one transaction, all or none, even past ``audit_batch_max``
+        (``_take`` never cuts a group); returns once they are committed (raises
+        AuditUnavailable as ``record`` does, and then none of them is stored:
+        a batch refused for one record must not leave "allow" records of
+        requests that were never forwarded)."""
         if self._expected:
             self._expected -= 1
         futures = []
+        group = object()
         for record in records:
             fields = decision_fields(record, self._settings.audit_ip_truncate)
-            future = self._push(fields, record.index_keys(), wait=True)
+            future = self._push(fields, record.index_keys(), wait=True, group=group)
             assert future is not None
             futures.append(future)
         await asyncio.gather(*futures)
@@ -244,12 +250,12 @@ class AuditWriter:
         return str(fields["id"])
 
     def _push(self, fields: dict[str, Any], rule_ids: list[str],
-              wait: bool) -> asyncio.Future[None] | None:
+              wait: bool, group: object | None = None) -> asyncio.Future[None] | None:
         loop = self._loop
         if self._task is None or self._task.done() or loop is None:
             raise AuditUnavailable("audit writer is not running")
         future = loop.create_future() if wait else None
-        self._queue.append(Pending(fields, rule_ids, future, loop.time()))
+        self._queue.append(Pending(fields, rule_ids, future, loop.time(), group))
         if wait:
             self._awaited += 1
             self._wake()
@@ -361,6 +367,9 @@ class AuditWriter:
             q.clear()
         else:
             batch = [q.popleft() for _ in range(self._batch_max)]
+            group = batch[-1].group
+            while group is not None and q and q[0].group is group:
+                batch.append(q.popleft())  # a group commits whole (``record_many``)
         if q is self._queue:
             awaited = sum(1 for p in batch if p.future is not None)
             self._awaited -= awaited
@@ -374,7 +383,7 @@ class AuditWriter:
                 batch = [p for p in batch if p.fields["id"] not in stored]
             accepted = await self._commit(batch) if batch else []
         except Exception as exc:  # noqa: BLE001 - whatever broke, every waiter must hear it
-            if len(batch) > 1 and refused_value(exc):
+            if len(batch) > 1 and refused_value(exc) and not one_group(batch):
                 await self._one_by_one(batch, exc, retried)
             else:
                 await self._failed(batch, exc)
@@ -404,8 +413,8 @@ class AuditWriter:
         chain = self._chain
         head = await chain.current()
         now = self._clock()
-        built = build_batch(batch, head.node_id, chain.owner, head.seq, head.hash, now,
-                            self._time_param)
+        built = build_whole_groups(batch, head.node_id, chain.owner, head.seq, head.hash, now,
+                                   self._time_param)
         for p, exc in built.refused:
             refuse(p, exc)
         write = built.write
@@ -429,7 +438,8 @@ class AuditWriter:
         Nothing of the batch committed (the error came before COMMIT) and the
         head is re-read first, so the records are chained afresh; only the one
         the store refuses again fails (its request gets 503, an un-awaited one
-        is retried like any failed record). An outage keeps failing the batch
+        is retried like any failed record), with its group if it has one (a
+        group is committed as one unit). An outage keeps failing the batch
         whole, fail closed, as before.
         """
         why = store_error(exc)
@@ -438,8 +448,8 @@ class AuditWriter:
         await self._chain.failed(exc)
         if self._fast is not None:
             await self._fast.reset()
-        for p in batch:
-            await self._flush([p], retried)
+        for unit in units(batch):
+            await self._flush(unit, retried)
 
     async def _failed(self, batch: list[Pending], exc: BaseException) -> None:
         # The callers first: whatever the bookkeeping below does, no request

@@ -79,9 +79,19 @@ class StandInBatches:
 
     async def list(self, request: web.Request) -> web.Response:
         await self._read(request)
-        data = list(reversed(self.batches.values()))
+        newest_first = list(reversed(self.batches.values()))
+        ids = [batch["id"] for batch in newest_first]
+        limit = int(request.query.get("limit", "20"))
+        after, before = request.query.get("after_id"), request.query.get("before_id")
+        if before in ids:  # the page immediately before (newer than) the cursor
+            end = ids.index(before)
+            data, has_more = newest_first[max(end - limit, 0) : end], end > limit
+        else:
+            start = ids.index(after) + 1 if after in ids else 0
+            data = newest_first[start : start + limit]
+            has_more = start + limit < len(ids)
         return web.json_response({
-            "data": data, "has_more": False,
+            "data": data, "has_more": has_more,
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None,
         })  # fmt: skip

@@ -110,4 +110,10 @@ class MessageBatchOwner(Base):
     capabilities: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     """The union of its requests' capabilities: calls on it by id are decided
     with them (null: bound before they were recorded, the models' own)."""
+    unsettled: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )
+    """What its create reserved, per quota group, and what results downloads
+    have charged beyond it so far (``gateway.proxy.batch_charge``); SQL NULL
+    (not a JSON ``null``) for a batch with none kept."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

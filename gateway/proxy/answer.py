@@ -49,11 +49,14 @@ async def relay_answer(
     detach: Callable[[], None],
     outcome: Outcome,
     before_sending: Callable[[Any], Awaitable[bytes | None]] | None = None,
+    tap: Callable[[bytes], None] | None = None,
 ) -> None:
     """``before_sending(parsed_body)`` sees a complete 2xx answer before the
     client does (``stored_state``: its response id is bound to the caller first);
-    bytes it returns are sent instead (``batch_state``: a batch's ``results_url``
-    rewritten to the gateway's route), JSON, without the upstream's coding."""
+    bytes it returns are sent instead (``batch_answer``: a batch's ``results_url``
+    rewritten to the gateway's route), JSON, without the upstream's coding.
+    ``tap`` sees a 2xx answer's bytes, decoded, as they go out (a batch's
+    results: ``batch_charge``); an answer in a coding it cannot read, none."""
     try:
         parts, complete = await _read_head(response)
     except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -63,6 +66,7 @@ async def relay_answer(
         outcome.error = f"upstream_broke:{type(exc).__name__}"
         raise ProxyError(502, "the model API broke off its answer") from None
     if complete:
+        tapped: bytes | None = None
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         outcome.bytes_out = len(body)
         if response.status < 300:
@@ -74,18 +78,28 @@ async def relay_answer(
                 if replaced is not None:
                     body = replaced
                     headers = [(k, v) for k, v in headers if k != b"content-encoding"]
+            elif plain is not None and tap is not None:
+                tapped = plain  # read once it has gone out
             elif plain is not None:
                 outcome.usage = usage_from_json(plain)
         detach()
         await send_response(send, response.status, headers, body)
+        if tapped is not None and tap is not None:
+            tap(tapped)
         return
+    if tap is not None and (response.status >= 300 or not _identity(response)):
+        tap = None
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     for part in parts:
         outcome.bytes_out += len(part)
         await send({"type": "http.response.body", "body": part, "more_body": True})
+        if tap is not None:
+            tap(part)
     while chunk := await response.content.readany():
         outcome.bytes_out += len(chunk)
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if tap is not None:
+            tap(chunk)
     detach()
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -104,6 +118,11 @@ async def _read_head(response: aiohttp.ClientResponse) -> tuple[list[bytes], boo
         parts.append(chunk)
         size += len(chunk)
     return parts, False
+
+
+def _identity(response: aiohttp.ClientResponse) -> bool:
+    coding = response.headers.get("content-encoding")
+    return coding is None or coding.strip().lower() == "identity"
 
 
 def _plain(body: bytes, content_encoding: str | None) -> bytes | None:

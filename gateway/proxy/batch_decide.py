@@ -35,6 +35,7 @@ from gateway.policy.decision import Decision, QuotaPlan
 from gateway.policy.engine import decide, default_output_tokens
 from gateway.policy.facts import BodyFacts, RequestFacts
 from gateway.proxy.asgi_io import Receive, Scope, header, joined_header, read_body
+from gateway.proxy.batch_charge import groups_of
 from gateway.proxy.batch_state import BATCH_NOT_FOUND_RULE
 from gateway.proxy.body import check_encoding, check_query, parse_request_params
 from gateway.proxy.body_deadline import Task
@@ -201,6 +202,7 @@ async def _admit_batch(pipeline: Pipeline, ex: Exchange, inner: list[Exchange], 
     meter = pipeline.services.meter
     assert ex.principal is not None
     groups: dict[int, tuple[QuotaPlan, list[int]]] = {}
+    reserved: list[tuple[frozenset[str], int, str]] = []
     for one in inner:
         decision: Decision | None = one.decision
         if decision is None or decision.quota is None or one.body is None:
@@ -208,6 +210,11 @@ async def _admit_batch(pipeline: Pipeline, ex: Exchange, inner: list[Exchange], 
         plan = decision.quota
         wanted = tokens_to_reserve(MESSAGES_ENDPOINT, one.body, plan.default_max_tokens)
         groups.setdefault(id(plan), (plan, []))[1].append(wanted)
+        metered = any(limit.kind.startswith("tokens_") for limit in plan.limits)
+        if metered and one.facts is not None and one.batch_facts is not None:
+            # The plan is the tier's for these capabilities: a results download
+            # charges what they used beyond ``wanted`` to the same windows.
+            reserved.append((one.facts.capabilities, wanted, one.batch_facts["custom_id"]))
     admissions: list[Admission] = []
     for plan, reservations in groups.values():
         try:
@@ -226,6 +233,7 @@ async def _admit_batch(pipeline: Pipeline, ex: Exchange, inner: list[Exchange], 
     if admissions:
         ex.admission = admissions[0]
         ex.extra_admissions = admissions[1:] or None
+        ex.batch_reserved = groups_of(reserved, of_all=len(reserved) == len(inner)) or None
 
 
 async def _release(pipeline: Pipeline, admissions: list[Admission]) -> None:
@@ -284,6 +292,9 @@ async def _decide_by_id(pipeline: Pipeline, ex: Exchange) -> None:
             raise
         if not admission.allowed:
             raise quota_refusal(ex, admission)
+    if call.operation == "results":
+        # What its create reserved, to charge what the results show beyond it.
+        ex.batch_reserved = bound.unsettled
 
 
 def inner_records(ex: Exchange) -> list[DecisionRecord]:

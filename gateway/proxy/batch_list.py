@@ -4,8 +4,14 @@ The upstream lists every batch of its one account, which holds every
 customer's: relaying its list would show each customer the others' batch
 ids and request counts. So the list is paged from the gateway's bindings
 (``BatchOwners.page``: ``after_id``, ``before_id``, ``limit`` as Anthropic
-pages) and each listed batch is fetched from the upstream by id. A batch the
-upstream no longer knows (expired, deleted) is left out.
+pages), and the listed batches' current state is read from the upstream:
+with one list call per upstream, the page of its list immediately before
+(newer than) the page's oldest batch, and one retrieve of that oldest one
+(``_fetch_page``), rather than a retrieve per batch. The upstream's page
+also holds other customers' batches: only the ids of the caller's page are
+taken from it. A batch it does not hold (more than ``UPSTREAM_PAGE`` others
+created in between, an upstream that does not page) is retrieved by id; one
+the upstream no longer knows (expired, deleted) is left out.
 
 Listing reveals no model output, so it is decided as ``/v1/models`` is: the
 account itself must be servable (not suspended, not a confirmed sanctions
@@ -18,7 +24,7 @@ anything goes upstream.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
@@ -26,8 +32,9 @@ from gateway.ops import hooks  # ops: metrics + access log
 from gateway.policy.engine import account_refusal
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Scope, Send
 from gateway.proxy.asgi_io import send_response as send_raw
+from gateway.proxy.batch_answer import with_gateway_results_url
 from gateway.proxy.batch_routes import BATCHES_ROUTE
-from gateway.proxy.batch_state import BatchPage, with_gateway_results_url
+from gateway.proxy.batch_state import BatchPage, Listed
 from gateway.proxy.batch_visible import ListPolicy, visible_page
 from gateway.proxy.errors import ProxyError, join_reasons, request_id_header
 from gateway.proxy.exchange import Exchange
@@ -38,6 +45,8 @@ if TYPE_CHECKING:
     from gateway.proxy.pipeline import Pipeline
 
 LIST_RULE = "message-batches-list"
+UPSTREAM_PAGE = 1000
+"""The upstream list's largest page (Anthropic's ``limit`` bound)."""
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
 
@@ -89,8 +98,7 @@ async def list_batches(pipeline: Pipeline, ex: Exchange, scope: Scope, send: Sen
         ex.refuse(LIST_RULE, f"listed {len(ids)} of the caller's batches: {', '.join(ids)}")
         ex.batch_facts = {"operation": "list", "ids": ids}
         await pipeline._record(ex, 200)
-        fetched = [await _fetch(pipeline, ex, scope, b.batch_id, b.models) for b in page.batches]
-        data = [doc for doc in fetched if doc is not None]
+        data = await _fetch_page(pipeline, ex, scope, page.batches)
     except ProxyError as refusal:
         if ex.recorded:
             await pipeline._send_error(ex, send, refusal)
@@ -120,19 +128,53 @@ async def list_batches(pipeline: Pipeline, ex: Exchange, scope: Scope, send: Sen
     hooks.finished(ex, 200, None, None)  # ops hook
 
 
-async def _fetch(
-    pipeline: Pipeline, ex: Exchange, scope: Scope, batch_id: str, models: tuple[str, ...]
-) -> dict[str, object] | None:
-    """One listed batch as the upstream has it now (None: it no longer knows it)."""
+async def _fetch_page(
+    pipeline: Pipeline, ex: Exchange, scope: Scope, batches: list[Listed]
+) -> list[dict[str, object]]:
+    """The page's batches as the upstream has them now, in the page's order."""
+    upstream = pipeline.services.upstream
+    by_base: dict[str | None, list[Listed]] = {}
+    for batch in batches:
+        base = upstream.base_for(ex.bundle, batch.models[0]) if batch.models else None
+        by_base.setdefault(base, []).append(batch)
+    found: dict[str, dict[str, object]] = {}
+    for base, mine in by_base.items():
+        if len(mine) > 2:  # else a retrieve each is no more calls
+            wanted = {batch.batch_id for batch in mine}
+            oldest = mine[-1].batch_id
+            query = urlencode({"before_id": oldest, "limit": UPSTREAM_PAGE})
+            try:
+                listed = await _get(pipeline, ex, scope, f"{BATCHES_ROUTE}?{query}", base)
+            except ProxyError:
+                listed = None  # each is retrieved by id below, as before
+            items = listed.get("data") if isinstance(listed, dict) else None
+            for doc in items if isinstance(items, list) else ():
+                if isinstance(doc, dict) and doc.get("id") in wanted:  # never another's
+                    found[str(doc["id"])] = with_gateway_results_url(doc) or doc
+    data: list[dict[str, object]] = []
+    for batch in batches:
+        doc = found.get(batch.batch_id)
+        if doc is None:
+            base = upstream.base_for(ex.bundle, batch.models[0]) if batch.models else None
+            got = await _get(pipeline, ex, scope, f"{BATCHES_ROUTE}/{batch.batch_id}", base)
+            doc = (with_gateway_results_url(got) or got) if isinstance(got, dict) else None
+        if doc is not None:
+            data.append(doc)
+    return data
+
+
+async def _get(
+    pipeline: Pipeline, ex: Exchange, scope: Scope, path: str, base: str | None
+) -> object:
+    """A batch or a list page as the upstream has it now (None: it does not know it)."""
     services = pipeline.services
     assert ex.principal is not None
     identity = {"x-gateway-customer": ex.principal.customer_id, "x-gateway-decision-id": ex.id}
     headers = upstream_request_headers(
         scope["headers"], "anthropic", services.settings.upstream_api_key, identity
     )
-    base = services.upstream.base_for(ex.bundle, models[0]) if models else None
-    url = services.upstream.url_for(f"{BATCHES_ROUTE}/{batch_id}", base)
-    response = await services.upstream.send("GET", url, headers, None)
+    response = await services.upstream.send("GET", services.upstream.url_for(path, base),
+                                            headers, None)  # fmt: skip
     try:
         if response.status == 404:
             return None
@@ -142,10 +184,9 @@ async def _fetch(
     finally:
         response.close()
     try:
-        parsed = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ProxyError(502, "the model API answered a listed batch with no JSON") from None
-    return with_gateway_results_url(parsed) or (parsed if isinstance(parsed, dict) else None)
 
 
 def _unavailable(exc: StageUnavailable) -> ProxyError:

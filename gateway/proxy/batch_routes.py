@@ -7,6 +7,10 @@
     GET    /v1/messages/batches/{id}/results    results (JSONL, relayed as it comes)
     DELETE /v1/messages/batches/{id}            delete
 
+HEAD is answered wherever GET is (RFC 9110 section 9.3.2): run as the GET,
+decided, recorded and forwarded as one, its content dropped
+(``Pipeline.handle_batch``).
+
 Matched only after the exact-path lookup of ``gateway.proxy.routes`` (and the
 stored-response routes) missed: no other route pays for them. The record and
 the metrics name the route by its template, never by the raw path; the batch
@@ -37,10 +41,10 @@ _BY_METHOD: dict[tuple[str, str], BatchOperation] = {
     (BATCH_RESULTS_ROUTE, "GET"): "results",
 }
 _ALLOWED = {
-    BATCHES_ROUTE: "GET, POST",
-    BATCH_ROUTE: "GET, DELETE",
+    BATCHES_ROUTE: "GET, HEAD, POST",
+    BATCH_ROUTE: "GET, HEAD, DELETE",
     BATCH_CANCEL_ROUTE: "POST",
-    BATCH_RESULTS_ROUTE: "GET",
+    BATCH_RESULTS_ROUTE: "GET, HEAD",
 }
 
 
@@ -54,6 +58,8 @@ class BatchCall:
     """None for create and list, which name no batch."""
     operation: BatchOperation | None
     """None: the method is not served on this route (405)."""
+    head: bool = False
+    """A HEAD, served as the GET on the same route without content."""
 
     @property
     def allowed_methods(self) -> str:
@@ -66,8 +72,11 @@ def batch_call(path: str, method: str) -> BatchCall | None:
     Exact spelling only, as for every route: the id is one non-empty printable
     path segment of at most ``MAX_BATCH_ID_CHARS`` characters.
     """
+    head = method == "HEAD"
+    if head:
+        method = "GET"
     if path == BATCHES_ROUTE:
-        return BatchCall(BATCHES_ROUTE, None, _BY_METHOD.get((BATCHES_ROUTE, method)))
+        return BatchCall(BATCHES_ROUTE, None, _BY_METHOD.get((BATCHES_ROUTE, method)), head)
     if not path.startswith(_PREFIX):
         return None
     segments = path[len(_PREFIX) :].split("/")
@@ -82,4 +91,4 @@ def batch_call(path: str, method: str) -> BatchCall | None:
         route = BATCH_RESULTS_ROUTE
     else:
         return None
-    return BatchCall(route, batch_id, _BY_METHOD.get((route, method)))
+    return BatchCall(route, batch_id, _BY_METHOD.get((route, method)), head)

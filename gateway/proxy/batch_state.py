@@ -9,41 +9,31 @@ So the gateway binds each batch id it relays to the customer it relayed it
 to, with the models the batch's requests named and the union of the
 capabilities they were decided with (calls on it by id are decided with
 them: a directive added since that refuses one of them refuses its
-results), before the create's answer
-reaches the client (``BatchBinding.answer``). Calls on a batch by id by
-anyone else, or on an id never relayed, are 404 and never forwarded
+results) and what its create reserved (``gateway.proxy.batch_charge``),
+before the create's answer reaches the client
+(``gateway.proxy.batch_answer``). Calls on a batch by id by anyone else, or
+on an id never relayed, are 404 and never forwarded
 (``gateway.proxy.batch_decide``); the list is served from these bindings.
-
-The upstream's ``results_url`` is absolute and names the upstream's host: a
-client that followed it would go around the gateway (and without a
-credential the upstream takes). Every batch object relayed has it rewritten
-to the gateway's own results route, relative, so the SDK resolves it against
-the address it reached the gateway at.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, cast
 
 import orjson
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import Text, and_, delete, or_, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.identity.tables import MessageBatchOwner
-from gateway.proxy.batch_routes import BATCHES_ROUTE, MAX_BATCH_ID_CHARS
-from gateway.proxy.errors import ProxyError
-from gateway.stages import AuditSink, StageUnavailable
+from gateway.proxy.batch_charge import ReservedGroup
+from gateway.stages import StageUnavailable
 
-if TYPE_CHECKING:
-    from gateway.proxy.exchange import Exchange
-    from gateway.services import Services
-
-log = logging.getLogger(__name__)
-
+COVER_ATTEMPTS = 5
+"""Compare-and-set rounds of ``BatchOwners.cover`` against concurrent downloads."""
 BATCH_NOT_FOUND_RULE = "message-batch-not-found"
 """The rule id a call on a batch that is not the caller's is recorded with."""
 
@@ -61,6 +51,9 @@ class BatchBound(NamedTuple):
     capabilities: frozenset[str] | None = None
     """The union of its requests' capabilities; None for a binding from
     before they were recorded (migration d2e6b8a4c1f7): the models' own only."""
+    unsettled: list[ReservedGroup] | None = None
+    """What its create reserved per quota group, and what results downloads
+    charged beyond it so far (``gateway.proxy.batch_charge``); None: not kept."""
 
 
 class Listed(NamedTuple):
@@ -95,6 +88,7 @@ class BatchOwners:
         models: tuple[str, ...],
         decision_id: str,
         capabilities: frozenset[str] | None = None,
+        unsettled: list[ReservedGroup] | None = None,
     ) -> None:
         """Record that ``batch_id`` was relayed to ``customer_id`` (the first binding stands)."""
         try:
@@ -103,6 +97,7 @@ class BatchOwners:
                     batch_id=batch_id, customer_id=customer_id, models=list(models),
                     decision_id=decision_id, created_at=self._clock(),
                     capabilities=sorted(capabilities) if capabilities is not None else None,
+                    unsettled=unsettled or None,
                 ))  # fmt: skip
                 await session.commit()
         except IntegrityError:
@@ -119,7 +114,46 @@ class BatchOwners:
         if row is None:
             return None
         caps = frozenset(row.capabilities) if row.capabilities is not None else None
-        return BatchBound(row.customer_id, tuple(row.models), row.decision_id, caps)
+        unsettled = cast("list[ReservedGroup] | None", row.unsettled)  # as bound
+        return BatchBound(row.customer_id, tuple(row.models), row.decision_id, caps, unsettled)
+
+    async def cover(self, batch_id: str, used: list[int]) -> list[tuple[ReservedGroup, int]]:
+        """What a results download that showed ``used`` tokens per group must
+        charge: each group's use beyond what it has been charged so far (its
+        reservation, and what earlier downloads charged), recorded as charged
+        before it is returned; empty when there is nothing (more) to charge.
+
+        A compare-and-set on the column's text, retried when another download
+        (another process or replica) moved it in between: two downloads that
+        saw the same usage charge it once between them, and a download cut
+        short charges what it relayed, the rest left to a later one."""
+        row = MessageBatchOwner.batch_id == batch_id
+        stored = sql_cast(MessageBatchOwner.unsettled, Text)
+        try:
+            for _ in range(COVER_ATTEMPTS):
+                async with self._sessions() as session:
+                    seen = await session.scalar(select(stored).where(row))
+                    loaded = orjson.loads(seen) if seen else None
+                    groups = cast("list[ReservedGroup]", loaded if isinstance(loaded, list) else [])
+                    if len(groups) != len(used):
+                        return []  # none kept (bound before they were), or not this batch's
+                    extras = [max(u - g["reserved"] - g.get("charged", 0), 0)
+                              for u, g in zip(used, groups, strict=True)]  # fmt: skip
+                    if not any(extras):
+                        return []
+                    covered = [{**g, "charged": g.get("charged", 0) + extra}
+                               for g, extra in zip(groups, extras, strict=True)]  # fmt: skip
+                    moved = await session.execute(
+                        update(MessageBatchOwner)
+                        .where(row, stored == seen)
+                        .values(unsettled=covered)
+                    )
+                    await session.commit()
+                if getattr(moved, "rowcount", 0) == 1:
+                    return list(zip(groups, extras, strict=True))
+        except (SQLAlchemyError, OSError, orjson.JSONDecodeError) as exc:
+            raise BatchOwnersUnavailable(f"cannot settle {batch_id}: {exc}") from exc
+        raise BatchOwnersUnavailable(f"cannot settle {batch_id}: it kept moving")
 
     async def unbind(self, batch_id: str) -> None:
         """Forget ``batch_id`` (the upstream deleted it)."""
@@ -172,116 +206,3 @@ class BatchOwners:
         if after_id is None and before_id is not None:
             batches.reverse()
         return BatchPage(batches, has_more)
-
-
-def results_path(batch_id: str) -> str:
-    return f"{BATCHES_ROUTE}/{batch_id}/results"
-
-
-def with_gateway_results_url(doc: object) -> dict[str, object] | None:
-    """A batch object with its ``results_url`` pointing at the gateway; None
-    when ``doc`` is no batch object with one."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("results_url"), str):
-        return None
-    batch_id = doc.get("id")
-    if not isinstance(batch_id, str):
-        return None
-    return {**doc, "results_url": results_path(batch_id)}
-
-
-def rewritten_batch(doc: object) -> bytes | None:
-    """``with_gateway_results_url``, serialised; None: the upstream's bytes go
-    out as they came."""
-    rewritten = with_gateway_results_url(doc)
-    return orjson.dumps(rewritten) if rewritten is not None else None
-
-
-class BatchBinding:
-    """Binds a created batch's id to its caller before the client sees it,
-    and writes the binding into the audit log (batch id -> create decision):
-    the create's inner records were committed before the id existed."""
-
-    def __init__(
-        self,
-        owners: BatchOwners,
-        audit: AuditSink,
-        customer_id: str,
-        models: tuple[str, ...],
-        decision_id: str,
-        capabilities: frozenset[str] = frozenset(),
-    ) -> None:
-        self._owners = owners
-        self._capabilities = capabilities
-        self._audit = audit
-        self._customer_id = customer_id
-        self._models = models
-        self._decision_id = decision_id
-
-    async def answer(self, parsed: object) -> bytes | None:
-        """The create's answer (parsed): bound, or a 503 and the answer withheld."""
-        batch_id = parsed.get("id") if isinstance(parsed, dict) else None
-        if not isinstance(batch_id, str) or not 0 < len(batch_id) <= MAX_BATCH_ID_CHARS:
-            return None
-        try:
-            # The audit log first: a binding whose record could not be
-            # committed would still list the batch to its creator and serve
-            # its results, with nothing in the log linking it to the decisions
-            # that made it. A record whose binding then fails binds nothing.
-            await self._audit.record_event("batch_bound", {
-                "batch_id": batch_id, "customer_id": self._customer_id,
-                "decision_id": self._decision_id, "models": list(self._models),
-            })  # fmt: skip
-            await self._owners.bind(
-                batch_id, self._customer_id, self._models, self._decision_id, self._capabilities
-            )
-        except StageUnavailable as exc:
-            log.error("%s; batch %s created for %s withheld", exc, batch_id, self._decision_id)
-            raise ProxyError(
-                503,
-                "the gateway could not record who owns this batch; it was not delivered",
-                code="database_unavailable",
-                headers={"retry-after": "1"},
-            ) from None
-        return rewritten_batch(parsed)
-
-
-def before_batch_answer(
-    services: Services, ex: Exchange, status: int
-) -> Callable[[object], Awaitable[bytes | None]] | None:
-    """What a Message Batches answer needs before the client sees it: a new
-    batch bound to its caller; a batch object's ``results_url`` pointed at
-    the gateway; a deleted batch's binding dropped. Results pass as they came."""
-    call = ex.batch
-    owners = services.batch_owners
-    if call is None or status >= 300 or owners is None:
-        return None
-    if call.operation == "create":
-        assert ex.principal is not None and ex.batch_facts is not None
-        models = tuple(ex.batch_facts.get("models") or ())
-        # The union of its requests' capabilities (``_decide_create``).
-        caps = ex.decision.capabilities if ex.decision is not None else frozenset()
-        return BatchBinding(
-            owners, services.audit, ex.principal.customer_id, models, ex.id, caps
-        ).answer
-    if call.operation in ("retrieve", "cancel"):
-        return _rewrite
-    if call.operation == "delete" and call.batch_id is not None:
-        batch_id = call.batch_id
-
-        async def forget(_: object) -> None:
-            # The upstream confirmed the delete: from here the id is not found
-            # at the gateway. If the binding cannot be dropped the client is
-            # still told of the delete, which happened; a later call by its
-            # owner is forwarded and the upstream answers 404.
-            try:
-                await owners.unbind(batch_id)
-            except StageUnavailable as exc:
-                log.error("%s after %s", exc, ex.id)
-            return None
-
-        return forget
-    return None
-
-
-async def _rewrite(doc: object) -> bytes | None:
-    return rewritten_batch(doc)

@@ -23,6 +23,7 @@ from gateway.policy.control import control_explanation
 from gateway.policy.decision import Decision
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.policy.replay import replay_facts
+from gateway.proxy.batch_charge import ReservedGroup
 from gateway.proxy.batch_routes import BatchCall
 from gateway.proxy.stored_routes import StoredCall
 from gateway.stages import Admission
@@ -74,6 +75,10 @@ class Exchange:
     inner: list[Exchange] | None = None
     """A batch create's inner requests, each decided as a ``/v1/messages``
     request: recorded with this one, in one group commit (``Pipeline._record``)."""
+    batch_reserved: list[ReservedGroup] | None = None
+    """A batch create: what it reserved per quota group (bound with its id);
+    a results download: what its binding says it was charged so far
+    (``gateway.proxy.batch_charge``)."""
     extra_admissions: list[Admission] | None = None
     """A batch whose inner requests fall under several quota plans holds one
     admission per plan: ``admission`` is the first, these the rest."""

@@ -22,7 +22,8 @@ from gateway.audit.record import OutcomeRecord
 from gateway.ops import hooks  # ops: metrics + access log
 from gateway.proxy.answer import Outcome, relay_answer
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, send_response
-from gateway.proxy.batch_state import before_batch_answer
+from gateway.proxy.batch_answer import before_batch_answer
+from gateway.proxy.batch_charge import ResultsUsage, charge_results, results_usage
 from gateway.proxy.cut import StreamPolicyWatch, cut_event
 from gateway.proxy.encoding import StreamDecoder, stream_decoder
 from gateway.proxy.errors import ProxyError, render_error, request_id_header
@@ -177,6 +178,7 @@ class Forwarder:
         watch = _DisconnectWatch(task, receive, 0 if ex.body.stream else _WATCH_NON_STREAM_AFTER)
         detach = watch.disarm
         response: aiohttp.ClientResponse | None = None
+        results: ResultsUsage | None = None  # a batch's results download: what it used
         try:
             base = services.upstream.base_for(ex.bundle, ex.body.model)
             url = services.upstream.url_for(path, base)
@@ -210,7 +212,10 @@ class Forwarder:
                     hooks.stream_ended()  # ops hook
             else:
                 hook = _withholding(outcome, self._before_answer(ex, response.status))
-                await relay_answer(response, out_headers, send, detach, outcome, hook)
+                if ex.batch is not None:
+                    results = results_usage(ex, response.status)
+                tap = results.feed if results is not None else None
+                await relay_answer(response, out_headers, send, detach, outcome, hook, tap)
         except ProxyError as err:
             if outcome.error is None:
                 outcome.error = "upstream_timeout" if err.status == 504 else "upstream_unreachable"
@@ -236,7 +241,7 @@ class Forwarder:
             watch.close()
             if response is not None:
                 response.close()
-            await self._settle(ex, outcome)
+            await self._settle(ex, outcome, results)
 
     async def _relay_stream(
         self,
@@ -319,7 +324,7 @@ class Forwarder:
     ) -> Callable[[object], Awaitable[bytes | None]] | None:
         """What must happen before a complete (parsed) answer reaches the client: a new
         response's id bound to its caller, a deleted one's binding dropped (the
-        same for Message Batches: ``batch_state.before_batch_answer``)."""
+        same for Message Batches: ``batch_answer.before_batch_answer``)."""
         if ex.batch is not None:
             return before_batch_answer(self.services, ex, status)
         binding = self._binding(ex, status)
@@ -415,7 +420,9 @@ class Forwarder:
         except StageUnavailable as exc:
             log.error("%s; its continuations reserve their own bodies only", exc)
 
-    async def _settle(self, ex: Exchange, outcome: Outcome) -> None:
+    async def _settle(
+        self, ex: Exchange, outcome: Outcome, results: ResultsUsage | None = None
+    ) -> None:
         services = self.services
         if ex.stored is not None:
             # A retrieval shows the usage of a response charged when it was
@@ -434,6 +441,13 @@ class Forwarder:
                 await self._settle_admission(ex, extra, outcome)
         if outcome.streamed_response_id is not None and outcome.usage is not None:
             await self._record_context(outcome.streamed_response_id, outcome.usage.total)
+        if results is not None and outcome.status == 200:
+            # What the results that went out (all, or up to a cut) used beyond
+            # what the batch was charged so far is charged, once; the record
+            # shows what this download charged.
+            if outcome.error is None:
+                results.finish()
+            outcome.usage = await charge_results(services, ex, results)
         record = OutcomeRecord(
             id=new_id(),
             ts=services.clock(),

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from gateway.geo.origin import Origin
+from gateway.head import as_get
 from gateway.identity.bearer import parse_authorization
 from gateway.identity.principal import Principal
 from gateway.ops import hooks  # ops: metrics + access log
@@ -112,7 +113,11 @@ class Pipeline:
     ) -> None:
         """A Message Batches call (``gateway.proxy.batch_routes``): decided by
         ``decide_batch`` (every inner request of a create), recorded, forwarded;
-        the list is answered here, from the caller's own batches."""
+        the list is answered here, from the caller's own batches. A HEAD
+        runs as the GET, decided, recorded and forwarded as one, and only
+        its status and headers go out (``gateway.head``)."""
+        if call.head:
+            scope, send = as_get(scope, send)
         ex = self._exchange(scope, "anthropic")
         ex.endpoint = call.route
         ex.batch = call

@@ -242,6 +242,21 @@ class Meter:
             # lease expires within one TTL: over-counting, never under-counting.
             self._store_failed("settle", exc)
 
+    async def charge(self, customer_id: str, plan: QuotaPlan, tokens: int) -> None:
+        # A settle of a zero reservation to ``tokens``: the store adds the
+        # difference at ``now`` in every token window, past the limit if it
+        # must (an overdraft, as a settle above its reservation is).
+        prepared = self._prepared(customer_id, plan, False)
+        tokens = min(tokens, MAX_TOKENS)
+        if tokens <= 0 or not prepared.token_windows:
+            return
+        now_ms = self._now_ms()
+        try:
+            await self.store.settle(prepared, now_ms, 0, tokens, "", now_ms)
+        except StoreDown as exc:
+            self._store_failed("charge", exc)
+            raise QuotaStoreUnavailable(f"quota store unavailable: {exc}") from exc
+
     async def refresh(self, admission: Admission) -> bool:
         """Extend the stream lease by one TTL; False if it was lost (expired)."""
         reservation = admission.lease

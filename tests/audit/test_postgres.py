@@ -292,3 +292,29 @@ async def test_a_revoked_grant_keeps_the_records_out_of_the_log_lines(
     finally:
         await writer.stop()
         await engine.dispose()
+
+
+async def test_a_message_batchs_records_commit_all_or_nothing_on_postgres(
+    pg_engine: tuple[AsyncEngine, Settings],
+) -> None:
+    """The Core path too: a batch's records past ``audit_batch_max`` are one
+    transaction, and a UNIQUE violation in its last part leaves none of them."""
+    engine, settings = pg_engine
+    writer = AuditWriter(engine, settings.model_copy(update={"audit_batch_max": 8}),
+                         load_signer(settings))  # fmt: skip
+    await writer.start()
+    try:
+        first = make_record(0)
+        await writer.record(first)
+        batch = [make_record(i) for i in range(1, 21)]
+        batch[18] = make_record(18, id=first.id)
+        with pytest.raises(AuditUnavailable):
+            await writer.record_many(batch)
+        batch[18] = make_record(18)
+        await writer.record_many(batch)
+    finally:
+        await writer.stop()
+    async with engine.connect() as conn:
+        ids = list((await conn.execute(select(audit_records.c.id))).scalars())
+    assert sorted(ids) == sorted([first.id, *(r.id for r in batch)])
+    assert (await verify_log(engine)).ok

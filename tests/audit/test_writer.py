@@ -51,6 +51,31 @@ async def test_record_many_is_one_group_commit(writer: AuditWriter, engine: Asyn
     assert [r.seq for r in await _rows(engine)] == list(range(1, 51))
 
 
+async def test_record_many_past_the_batch_size_is_still_one_transaction(
+    writer_factory: Callable[..., Any], db_path: Path, engine: AsyncEngine
+) -> None:
+    """Past ``audit_batch_max`` too: a group commit never cuts a batch's records."""
+    writer: AuditWriter = await writer_factory(make_settings(db_path, audit_batch_max=8))
+    await writer.record_many([make_record(i) for i in range(20)])
+    assert writer.stats.batches == 1
+    assert [r.seq for r in await _rows(engine)] == list(range(1, 21))
+
+
+async def test_a_record_json_cannot_carry_refuses_its_whole_group(
+    writer: AuditWriter, engine: AsyncEngine
+) -> None:
+    """A Message Batch's records are all written or none: one its producer got
+    wrong (a value JSON cannot carry) refuses the others too; a record queued
+    alone beside them is not hurt."""
+    batch = [make_record(i) for i in range(5)]
+    batch[3] = make_record(3, facts={"bad": object()})
+    alone = make_record(9)
+    results = await asyncio.gather(writer.record_many(batch), writer.record(alone),
+                                   return_exceptions=True)  # fmt: skip
+    assert isinstance(results[0], TypeError) and results[1] is None, results
+    assert [r.id for r in await _rows(engine)] == [alone.id]
+
+
 async def test_group_commit_200_concurrent(writer: AuditWriter, engine: AsyncEngine) -> None:
     before = writer.stats.batches
     await asyncio.gather(*(writer.record(make_record(i)) for i in range(200)))

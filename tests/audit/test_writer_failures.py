@@ -314,3 +314,34 @@ async def test_a_long_outage_does_not_kill_the_writer(
     acked = make_record(1)
     await asyncio.wait_for(writer.record(acked), timeout=10)
     assert (await verify_log(engine)).ok
+
+
+async def test_a_message_batchs_records_commit_all_or_nothing(
+    writer_factory: Callable[..., Any], db_path: Path, engine: AsyncEngine
+) -> None:
+    """``record_many`` (a Message Batch create and its inner requests) is
+    bigger than one group commit (``audit_batch_max``). When the store refuses
+    one of its records (a duplicate id: a UNIQUE violation), none of them may
+    stay in the log: the batch is not forwarded, and an "allow" record with
+    no outcome would say its requests were. Records of others are not hurt."""
+    writer: AuditWriter = await writer_factory(make_settings(db_path, audit_batch_max=8))
+    first = make_record(0)
+    await writer.record(first)
+    batch = [make_record(i) for i in range(1, 21)]
+    batch[15] = make_record(15, id=first.id)  # refused, in the batch's third commit
+    others = [make_record(i) for i in range(30, 33)]
+    results = await asyncio.gather(writer.record_many(batch), *(writer.record(r) for r in others),
+                                   return_exceptions=True)  # fmt: skip
+    assert isinstance(results[0], AuditUnavailable), results
+    assert results[1:] == [None, None, None], results
+    async with engine.connect() as conn:
+        stored = set((await conn.execute(select(audit_records.c.id))).scalars())
+    assert [r.id for r in batch if r.id in stored and r.id != first.id] == []
+    assert {r.id for r in others} <= stored
+    assert (await verify_log(engine)).ok
+    # The whole batch again, without the bad record: all of it, in one go.
+    batch[15] = make_record(15)
+    await writer.record_many(batch)
+    async with engine.connect() as conn:
+        stored = set((await conn.execute(select(audit_records.c.id))).scalars())
+    assert {r.id for r in batch} <= stored

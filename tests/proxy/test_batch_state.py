@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
-from gateway.proxy.batch_state import BatchBinding, BatchOwners, Listed
+from gateway.identity.tables import MessageBatchOwner
+from gateway.proxy.batch_answer import BatchBinding
+from gateway.proxy.batch_state import BatchOwners, Listed
 from gateway.proxy.batch_visible import visible_page
 from gateway.proxy.errors import ProxyError
 from gateway.stages import AuditUnavailable
@@ -73,3 +77,27 @@ async def test_a_visible_page_pages_past_hidden_batches_both_ways(db: Db) -> Non
     assert [b.batch_id for b in newer.batches] == ["b4"]
     both = await visible_page(owners, "alice", None, None, 5, policy)  # type: ignore[arg-type]
     assert ([b.batch_id for b in both.batches], both.has_more) == (["b4", "b0"], False)
+
+
+async def test_what_results_used_beyond_the_charge_is_covered_once_however_many_race(
+    db: Db,
+) -> None:
+    """Downloads (on several replicas) finishing together each ask what to
+    charge for the usage they saw: between them they charge it once. A
+    download cut short charges what it relayed; a later whole one the rest."""
+    owners = BatchOwners(db.sessions, now)
+    groups: list[Any] = [{"capabilities": [], "reserved": 30}]
+    await owners.bind("msgbatch_1", "alice", ("haiku-lite",), "dec_1", frozenset(), groups)
+    await owners.bind("msgbatch_2", "alice", ("haiku-lite",), "dec_2", frozenset())
+    assert await owners.cover("msgbatch_1", [25]) == []  # within its reservation
+    assert [extra for _, extra in await owners.cover("msgbatch_1", [35])] == [5]  # cut short
+    raced = await asyncio.gather(*(owners.cover("msgbatch_1", [50]) for _ in range(4)))
+    assert sorted(extra for found in raced for _, extra in found) == [15], raced
+    assert await owners.cover("msgbatch_1", [50]) == []
+    assert await owners.cover("msgbatch_2", [50]) == []  # nothing reserved was kept
+    async with db.sessions() as session:
+        nulls = await session.scalar(
+            select(func.count()).select_from(MessageBatchOwner).where(
+                MessageBatchOwner.unsettled.is_(None))
+        )
+    assert nulls == 1  # SQL NULL, not a JSON null: the batch bound without any

@@ -149,3 +149,22 @@ async def test_huge_amounts_are_clamped_not_corrupted(
     assert admission.allowed
     await meter.settle(admission, Usage(tokens_in=10**15))
     assert used(await meter.usage("c1", big), "default", "tokens_per_day") == 10**12
+
+
+async def test_a_late_charge_adds_tokens_now_without_an_admission(
+    make_meter: Callable[..., Meter], clock: FakeClock
+) -> None:
+    """``charge`` (a Message Batch's results that used more than it reserved):
+    the tokens go into every token window at the charge's time, past the
+    limit if they must, and later requests wait for them to leave."""
+    meter = make_meter()
+    admission = await meter.admit("c1", TPM, False, 600, at(clock.now))
+    await meter.settle(admission, Usage(0, 600))  # the batch's reservation, kept
+    clock.advance(30)
+    await meter.charge("c1", TPM, 700)
+    assert used(await meter.usage("c1", TPM), "default", "tokens_per_minute") == 1300
+    assert not (await meter.admit("c1", TPM, False, 1, at(clock.now))).allowed
+    clock.advance(31)  # the reservation has left the window, the charge has not
+    assert used(await meter.usage("c1", TPM), "default", "tokens_per_minute") == 700
+    await meter.charge("c1", TPM, 0)  # nothing to charge: nothing changes
+    assert used(await meter.usage("c1", TPM), "default", "tokens_per_minute") == 700
