@@ -43,6 +43,8 @@ from gateway.policy.compiled import CompiledBundle
 from gateway.policy.holder import ReloadResult
 from gateway.policy.loader import canonical_content
 from gateway.proxy.batch_state import BatchOwners
+from gateway.proxy.probe_counts import ProbeCounts
+from gateway.proxy.probes import ProbeLimiter
 from gateway.proxy.routes import ProxyRoutes
 from gateway.proxy.stored_state import ResponseOwners
 from gateway.proxy.upstream import UpstreamClient
@@ -180,6 +182,17 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             stack.push_async_callback(peers.stop)
             extras[PEERS_KEY] = peers
 
+        probes = None
+        if settings.unauthenticated_limit > 0:
+            # Stopped before the audit writer (the stack unwinds in reverse):
+            # its pending summaries are written while the writer still runs.
+            probes = ProbeLimiter(settings.unauthenticated_limit,
+                                  settings.unauthenticated_window_seconds,
+                                  ProbeCounts(settings.redis_url), audit,
+                                  settings.audit_ip_truncate)  # fmt: skip
+            await probes.start()
+            stack.push_async_callback(probes.stop)
+
         upstream = UpstreamClient(settings)
         await upstream.start()
         stack.push_async_callback(upstream.stop)
@@ -205,6 +218,7 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             extras=extras,
             response_owners=ResponseOwners(sessions, utc_now),
             batch_owners=BatchOwners(sessions, utc_now),
+            probes=probes,
         )
         drainer = Drainer(app.state.services, settings.shutdown_drain_seconds)
         drainer.install()

@@ -144,6 +144,14 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=2)
     database_max_overflow: int = Field(default=20, ge=0)
 
+    # Refusals of callers the gateway cannot identify (401s, and 404/405/413
+    # without a valid key), per client address (IPv6: per /64) and fixed
+    # window: past the limit they are answered 429 and summarised in one
+    # record per address and window instead of one each (gateway.proxy.probes).
+    # 0 turns the limit off (one record per refusal, however many).
+    unauthenticated_limit: int = Field(default=60, ge=0)
+    unauthenticated_window_seconds: int = Field(default=60, ge=1, le=MAX_STALENESS_SECONDS)
+
     log_level: str = "info"
     log_json: bool = True
 

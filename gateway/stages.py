@@ -189,7 +189,8 @@ class AuditSink(Protocol):
         """Append the outcome record; queued into the next batch."""
         ...
 
-    async def record_event(self, kind: str, payload: dict[str, Any], *, wait: bool = True) -> str:
+    async def record_event(self, kind: str, payload: dict[str, Any], *, wait: bool = True,
+                           record_id: str | None = None) -> str:
         """Append an event record (``policy_reload``, ``batch_bound``...);
         with ``wait``, returns after COMMIT and raises AuditUnavailable."""
         ...

@@ -233,16 +233,19 @@ class AuditWriter:
     async def record_outcome(self, outcome: OutcomeRecord) -> None:
         self._push(outcome_fields(outcome), [], wait=False)
 
-    async def record_event(self, kind: str, payload: dict[str, Any], *, wait: bool = True) -> str:
+    async def record_event(self, kind: str, payload: dict[str, Any], *, wait: bool = True,
+                           record_id: str | None = None) -> str:
         """Append a ``policy_reload`` / ``quota_store`` (...) record; returns its id.
 
         With ``wait`` (default) returns after COMMIT and raises AuditUnavailable.
+        ``record_id``: an id handed out before the record could be written (a
+        ``probes_limited`` summary's, given to the answers it accounts for).
         """
         if len(kind) > KIND_LEN:
             # PostgreSQL would refuse the row at commit, long after this call.
             raise ValueError(f"record kind {kind!r} is longer than {KIND_LEN} characters")
         now = self._clock()
-        fields = event_fields(new_id(int(now.timestamp() * 1000)), now, kind, payload)
+        fields = event_fields(record_id or new_id(int(now.timestamp() * 1000)), now, kind, payload)
         canonical(fields)  # a free-form payload JSON cannot carry fails here, for the caller
         future = self._push(fields, [], wait=wait)
         if future is not None:

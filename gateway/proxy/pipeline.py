@@ -403,7 +403,19 @@ class Pipeline:
         return context
 
     async def _refuse(self, ex: Exchange, send: Send, refusal: ProxyError) -> None:
-        """Record the refusal, then answer it (503 if it cannot be recorded)."""
+        """Record the refusal, then answer it (503 if it cannot be recorded).
+
+        A caller not identified past its address's limit gets 429 instead,
+        counted in a summary record (``gateway.proxy.probes``)."""
+        probes = self.services.probes
+        if probes is not None and ex.principal is None and 400 <= refusal.status < 500:
+            client_ip = ex.origin.client_ip if ex.origin is not None else ex.peer_ip
+            limited = await probes.admit(client_ip, refusal.status, ex.endpoint)
+            if limited is not None:
+                ex.id = limited.record_id
+                await self._send_error(ex, send, limited.refusal())
+                hooks.refused(ex, 429)  # ops hook
+                return
         if not ex.rule_ids and ex.decision is None:
             ex.refuse(_rule_for_status(refusal.status), refusal.message)
         try:
