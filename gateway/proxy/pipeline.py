@@ -51,7 +51,7 @@ from gateway.proxy.errors import ProxyError, join_reasons, render_error, request
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
 from gateway.proxy.header_limits import forwarded_for
-from gateway.proxy.models_list import render_models
+from gateway.proxy.models_list import admission_headers, admit_listing, render_models
 from gateway.proxy.quota_refusal import quota_refusal
 from gateway.proxy.reserve import tokens_to_reserve
 from gateway.proxy.stored_decide import decide_stored
@@ -298,7 +298,19 @@ class Pipeline:
             ex.refuse(*refused)
             await self._refuse(ex, send, ProxyError(403, refused[1], code=refused[0]))
             return
-        names = visible_models(ex.principal, bundle, services.clock(), ex.origin, ex.endpoint)
+        now = services.clock()
+        try:
+            # A request like any other: one in the request windows of the
+            # effective tier's default bucket, no tokens (docs/quotas.md).
+            ex.admission = await admit_listing(services.meter, ex.principal, bundle, now)
+        except QuotaStoreUnavailable as exc:
+            ex.refuse("quota-store-unavailable", "the quota store is unreachable")
+            await self._refuse(ex, send, _unavailable(exc))
+            return
+        if not ex.admission.allowed:
+            await self._refuse(ex, send, quota_refusal(ex, ex.admission))
+            return
+        names = visible_models(ex.principal, bundle, now, ex.origin, ex.endpoint)
         ex.refuse("models-list", f"listed {len(names)} models: {', '.join(names)}")
         try:
             await self._record(ex, 200)
@@ -309,6 +321,7 @@ class Pipeline:
             JSON_CONTENT_TYPE,
             (b"x-gateway-decision-id", ex.id.encode()),
             (b"x-gateway-policy-version", bundle.version.encode()),
+            *admission_headers(ex.api, ex.admission),
         ]
         await send_raw(send, 200, headers, render_models(names, ex.api == "anthropic"), ex.head)
         hooks.finished(ex, 200, None, None)  # ops hook

@@ -13,9 +13,12 @@ from tests.e2e.conftest import US_ENTERPRISE, US_IP
 from tests.support.processes import ADMIN_TOKEN, Admin, Proc
 
 pytestmark = pytest.mark.e2e
-VARYING = {"date", "x-gateway-decision-id", "x-request-id", "request-id", "content-length"}
+VARYING = {"date", "x-gateway-decision-id", "x-request-id", "request-id", "content-length",
+           "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+           "anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-requests-reset"}
 """Headers that differ between two answers (the length is compared on its own; a
-refusal's request id is its decision id)."""
+refusal's request id is its decision id; a HEAD counts one request as its GET
+does, so the quota left and its reset move)."""
 
 
 def _raw_head(gateway: Proc, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
