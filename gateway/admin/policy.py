@@ -7,6 +7,7 @@ HTTP (files posted as text) without touching the running one.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -96,10 +97,18 @@ async def validate_policy(
     candidate: CandidateBundle, actor: AdminActor = Compliance
 ) -> dict[str, Any]:
     """Validate files as ``gateway policy validate DIR`` would the directory; errors
-    name files as uploaded, never the server's temporary directory."""
+    name files as uploaded, never the server's temporary directory.
+
+    In a worker thread: loading a large bundle takes seconds (parsing, schema
+    validation, regex compilation), and on the event loop it held every
+    request this worker serves, proxied ones included, for that long."""
+    return await asyncio.to_thread(_validate_files, candidate.files)
+
+
+def _validate_files(files: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gateway-policy-") as tmp:
         root = Path(tmp)
-        _write_candidate(root, candidate.files)
+        _write_candidate(root, files)
         result = load_dir(root)
     return {
         "ok": result.ok,
