@@ -7,12 +7,14 @@ or absent: then names are not screened and a warning is logged). ``kyc_level``
 and ``tier`` written must be names of the policy bundle in force
 (``gateway.kyc.vocabulary``): anything else is a 422 listing the allowed ones.
 A ``sanctions_status`` given on create is kept unless screening finds worse
-(the stricter of the two is stored); only a PATCH can lower it.
+(the stricter of the two is stored); only a PATCH can lower it. A
+``kyc_verified_at`` in the future is a 422 (``gateway.kyc.verified_at``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -29,8 +31,11 @@ from gateway.kyc.schemas import (
     CustomerStatus,
     HistoryPage,
     SanctionsStatus,
+    rfc3339,
 )
 from gateway.kyc.screening import Screener
+from gateway.kyc.verified_at import FIELD as VERIFIED_AT
+from gateway.kyc.verified_at import future_verification
 from gateway.kyc.vocabulary import Vocabulary, unknown_names, vocabulary
 from gateway.services import Services
 
@@ -62,11 +67,22 @@ def check_names(values: Mapping[str, object], services: Services) -> None:
         ])  # fmt: skip
 
 
+def check_verified_at(verified_at: datetime | None, services: Services) -> None:
+    """422 in FastAPI's validation shape for a verification dated in the future."""
+    problem = future_verification(
+        verified_at, services.clock(), services.settings.kyc_webhook_tolerance_seconds
+    )
+    if problem is not None and verified_at is not None:
+        raise HTTPException(422, [{"loc": ["body", VERIFIED_AT], "msg": problem,
+                                   "type": "value_error", "input": rfc3339(verified_at)}])
+
+
 @router.post("/customers", status_code=201, response_model=CustomerOut)
 async def create_customer(
     body: CustomerCreate, actor: Actor, services: ServicesDep, session: SessionDep
 ) -> CustomerOut:
     check_names(body.model_dump(include={"kyc_level", "tier"}), services)
+    check_verified_at(body.kyc_verified_at, services)
     try:
         row = await service.create_customer(
             session, body, actor, screener_of(services), services.clock()
@@ -113,6 +129,7 @@ async def patch_customer(
     session: SessionDep,
 ) -> CustomerOut:
     check_names(body.changes(), services)
+    check_verified_at(body.kyc_verified_at, services)
     try:
         row = await service.update_customer(
             session, customer_id, body, actor, screener_of(services), services.clock()

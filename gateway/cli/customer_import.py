@@ -80,7 +80,8 @@ def import_customers(
     vocab = bundle_vocabulary(settings)
     if isinstance(vocab, str):
         err.print(f"warning: kyc_level and tier not checked: {vocab}", markup=False)
-    parsed = read_import(lines, None if isinstance(vocab, str) else vocab)
+    parsed = read_import(lines, None if isinstance(vocab, str) else vocab,
+                         datetime.now(UTC), settings.kyc_webhook_tolerance_seconds)
     if parsed.problems:
         _report_problems(parsed)
         raise typer.Exit(2)

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import orjson
 from pydantic import ValidationError
 
 from gateway.kyc.schemas import CustomerCreate, validation_problems
+from gateway.kyc.verified_at import FIELD as VERIFIED_AT
+from gateway.kyc.verified_at import future_verification
 from gateway.kyc.vocabulary import Vocabulary, unknown_names
 
 
@@ -35,9 +38,16 @@ class ImportFile:
     """``line N: field: message``, in line order."""
 
 
-def read_import(lines: Iterable[str], vocab: Vocabulary | None) -> ImportFile:
+def read_import(
+    lines: Iterable[str],
+    vocab: Vocabulary | None,
+    now: datetime | None = None,
+    tolerance_seconds: int = 0,
+) -> ImportFile:
     """Parse and validate every line; ``vocab`` checks KYC levels and tiers
-    against the policy bundle (None: not checked)."""
+    against the policy bundle (None: not checked); with ``now``, a
+    ``kyc_verified_at`` later than it (by more than ``tolerance_seconds``)
+    is a problem (``gateway.kyc.verified_at``)."""
     out = ImportFile()
     first_line_of: dict[str, int] = {}
     for number, text in enumerate(lines, start=1):
@@ -63,6 +73,10 @@ def read_import(lines: Iterable[str], vocab: Vocabulary | None) -> ImportFile:
             # a misspelt tier reports both at once.
             names = {k: v for k in ("kyc_level", "tier") if isinstance(v := raw.get(k), str)}
             problems += [f"{u.field}: {u.message}" for u in unknown_names(names, vocab)]
+        if record is not None and now is not None:
+            future = future_verification(record.kyc_verified_at, now, tolerance_seconds)
+            if future is not None:
+                problems.append(f"{VERIFIED_AT}: {future}")
         if record is None or problems:
             out.problems.extend(f"{where}: {problem}" for problem in problems)
             continue

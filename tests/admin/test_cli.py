@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -584,3 +585,20 @@ def test_withdraw_clearance_holds_the_customer_and_unreviews_its_hits(
 
     [(actor, after)] = customers.run_db(withdrawals)
     assert actor == customers.cli_actor().name and after["reason"] == why, after
+
+
+def test_customers_import_refuses_a_verification_dated_in_the_future(
+    tmp_path: Path, database: Path
+) -> None:
+    """As the admin API does (``test_customer_future_verified.py``): exit 2, the
+    line and the field named, nothing imported."""
+    future = (datetime.now(UTC) + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    file = _jsonl(tmp_path / "customers.jsonl", [
+        {"id": "f1", "name": "Fine Fern", "kyc_verified_at": "2026-01-01T00:00:00Z"},
+        {"id": "f2", "name": "Future Fay", "kyc_verified_at": future},
+    ])  # fmt: skip
+    r = runner.invoke(gateway_cli, ["customers", "import", str(file)])
+    assert r.exit_code == 2, r.output
+    assert "line 2: kyc_verified_at:" in r.output and "future" in r.output, r.output
+    assert "line 1" not in r.output, r.output
+    assert not database.exists()  # checked whole before anything is written
