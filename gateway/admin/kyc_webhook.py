@@ -3,7 +3,9 @@
 Authenticated by signature, not bearer token (``gateway.kyc.signatures``:
 ``t=<unix ts>,v1=<hex HMAC-SHA256 of "{t}.{raw body}">``, constant-time
 compare, several pairs or ``v1`` values accepted). A signed timestamp further
-than ``kyc_webhook_tolerance_seconds`` from now is a replay: 401.
+than ``kyc_webhook_tolerance_seconds`` from now is a replay: 401, with the
+same answer as a wrong signature ("invalid signature"), so a replayed capture
+learns nothing; the server log says which it was.
 
 The header names the sender and so the body's shape:
 
@@ -69,7 +71,7 @@ from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.identifier import invalidate_customer
 from gateway.kyc import service, vendors, verdicts
 from gateway.kyc.schemas import KycEvent, rfc3339
-from gateway.kyc.signatures import SignatureError, sign, verify_signature
+from gateway.kyc.signatures import MALFORMED, SignatureError, sign, verify_signature
 from gateway.kyc.tables import KycWebhookEvent
 from gateway.kyc.vocabulary import unknown_names
 from gateway.services import Services
@@ -148,7 +150,12 @@ async def kyc_webhook(request: Request, services: ServicesDep, session: SessionD
             settings.kyc_webhook_tolerance_seconds,
         )  # fmt: skip
     except SignatureError as exc:
-        raise HTTPException(401, f"invalid signature: {exc}") from exc
+        # A stale timestamp and a wrong signature get one answer: "stale" would
+        # confirm to whoever replays a captured request that its signature is
+        # genuine. The operator's log keeps which it was.
+        log.warning("KYC webhook refused (%s): %s", name, exc)
+        detail = f"invalid signature: {MALFORMED}" if str(exc) == MALFORMED else "invalid signature"
+        raise HTTPException(401, detail) from exc
     try:
         payload = json.loads(body)
     except ValueError as exc:

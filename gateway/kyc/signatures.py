@@ -40,13 +40,17 @@ def _pairs(header: str) -> list[tuple[int, list[str]]]:
     return out
 
 
+MALFORMED = "malformed signature header"
+"""The one failure told to the caller as it is: it says nothing of any secret."""
+
+
 def verify_signature(
     header: str, body: bytes, secrets: Sequence[str], now: float, tolerance: float
 ) -> None:
     """Raise SignatureError unless some pair is signed by some secret and is fresh."""
     pairs = _pairs(header)
     if not pairs:
-        raise SignatureError("malformed signature header")
+        raise SignatureError(MALFORMED)
     stale = False
     for ts, sigs in pairs:
         expected = [sign(secret, ts, body) for secret in secrets]
