@@ -70,7 +70,9 @@ class Limited:
             "too many unauthenticated requests from this address; "
             f"retry after {self.retry_after} s",
             code=RULE,
-            headers={"retry-after": str(self.retry_after)},
+            # The SDKs retry a 429 (not the 401 it replaces) unless told not
+            # to: a wrong key's retries would only add to the count.
+            headers={"retry-after": str(self.retry_after), "x-should-retry": "false"},
         )
 
 

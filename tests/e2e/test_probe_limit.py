@@ -66,6 +66,7 @@ def test_a_burst_of_wrong_keys_is_limited_and_summarised(
             if exc.status_code == 429:
                 assert isinstance(exc, openai.RateLimitError)
                 assert exc.response.headers["retry-after"].isdigit()
+                assert exc.response.headers["x-should-retry"] == "false"
                 limited_ids.add(exc.response.headers["x-gateway-decision-id"])
     # An unknown route and the Anthropic SDK count for the same address.
     missing = httpx.post(f"{gateway.url}/v1/nope", json={}, timeout=10,
