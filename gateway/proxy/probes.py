@@ -99,15 +99,6 @@ class Tally:
             name = OTHER
         self.by_endpoint[name] = self.by_endpoint.get(name, 0) + 1
 
-    def merge(self, other: Tally) -> None:
-        self.refused += other.refused
-        self.first_at = min(self.first_at, other.first_at)
-        self.last_at = max(self.last_at, other.last_at)
-        for code, n in other.by_status.items():
-            self.by_status[code] = self.by_status.get(code, 0) + n
-        for name, n in other.by_endpoint.items():
-            self.by_endpoint[name] = self.by_endpoint.get(name, 0) + n
-
     def payload(self, limit: int, window: int, ip_mode: Literal["none", "24_48"]) -> dict[str, Any]:
         start = datetime.fromtimestamp(self.window_start, UTC)
         end = datetime.fromtimestamp(self.window_start + window, UTC)
@@ -150,6 +141,8 @@ class ProbeLimiter:
         self._ip_mode = ip_mode
         self._clock = clock
         self._tallies: dict[tuple[str, int], Tally] = {}
+        self._retry: list[Tally] = []
+        """Summaries whose write failed: each keeps its own id (its 429s named it)."""
         self._task: asyncio.Task[None] | None = None
 
     async def admit(self, client_ip: str | None, status: int, endpoint: str) -> Limited | None:
@@ -178,7 +171,7 @@ class ProbeLimiter:
                 await self._task
             self._task = None
         await self.flush(final=True)
-        for tally in self._tallies.values():
+        for tally in [*self._tallies.values(), *self._retry]:
             log.error("unauthenticated refusals not recorded at shutdown: %s",
                       tally.payload(self.limit, self.window, self._ip_mode))  # fmt: skip
         await self._counts.aclose()
@@ -192,21 +185,20 @@ class ProbeLimiter:
     async def flush(self, final: bool = False) -> None:
         """Write the summaries of ended windows (all of them, when ``final``)."""
         now = self._clock()
-        due = [k for k, t in self._tallies.items() if final or t.window_start + self.window <= now]
-        for key in due:
-            # Taken out before the write: a refusal counted meanwhile (an open
-            # window at shutdown) starts a summary of its own, never lost.
-            tally = self._tallies.pop(key)
+        ended = [key for key, tally in self._tallies.items()
+                 if final or tally.window_start + self.window <= now]  # fmt: skip
+        # Taken out before the write: a refusal counted meanwhile (an open
+        # window at shutdown) starts a summary of its own, never lost.
+        due = [self._tallies.pop(key) for key in ended] + self._retry
+        self._retry = []
+        for tally in due:
             payload = tally.payload(self.limit, self.window, self._ip_mode)
             try:
                 await self._audit.record_event(KIND, payload, record_id=tally.record_id)
             except AuditUnavailable as exc:
                 log.error("cannot record a summary of %d unauthenticated refusals from %s "
                           "(retried): %s", tally.refused, tally.client, exc)  # fmt: skip
-                kept = self._tallies.get(key)
-                if kept is not None:
-                    tally.merge(kept)
-                self._tallies[key] = tally
+                self._retry.append(tally)
             else:
                 log.warning("%d unauthenticated refusals from %s past the limit of %d in %d s "
                             "summarised in record %s", tally.refused, tally.client, self.limit,
