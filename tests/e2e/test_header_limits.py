@@ -89,8 +89,11 @@ def test_unique_forwarded_for_headers_do_not_grow_the_worker(
 ) -> None:
     # No trusted proxies: the header is never read, so it must not be kept either.
     # (NORMAL: a commit per batch without fsync, for speed; durability is not tested here.)
+    # The unauthenticated-refusal limit off: every refusal is recorded, as
+    # before it existed (past it, a 429 keeps even less).
     gateway = gateway_factory(
-        env={"GATEWAY_TRUSTED_PROXIES": "", "GATEWAY_SQLITE_SYNCHRONOUS": "NORMAL"}
+        env={"GATEWAY_TRUSTED_PROXIES": "", "GATEWAY_SQLITE_SYNCHRONOUS": "NORMAL",
+             "GATEWAY_UNAUTHENTICATED_LIMIT": "0"}
     )
     pid = gateway.proc.pid  # `gateway serve` with one worker execs into it
 
