@@ -52,6 +52,7 @@ from gateway.proxy.exchange import Exchange
 from gateway.proxy.forward import Forwarder
 from gateway.proxy.header_limits import forwarded_for
 from gateway.proxy.models_list import admission_headers, admit_listing, render_models
+from gateway.proxy.probes import RULE as PROBE_RULE
 from gateway.proxy.quota_refusal import quota_refusal
 from gateway.proxy.reserve import tokens_to_reserve
 from gateway.proxy.stored_decide import decide_stored
@@ -426,7 +427,9 @@ class Pipeline:
             limited = await probes.admit(client_ip, refusal.status, ex.endpoint)
             if limited is not None:
                 ex.id = limited.record_id
-                await self._send_error(ex, send, limited.refusal())
+                answer = limited.refusal()
+                ex.refuse(PROBE_RULE, answer.message)  # for the metrics and access log
+                await self._send_error(ex, send, answer)
                 hooks.refused(ex, 429)  # ops hook
                 return
         if not ex.rule_ids and ex.decision is None:

@@ -92,6 +92,11 @@ def test_a_burst_of_wrong_keys_is_limited_and_summarised(
     assert len(limited_ids) == 1, limited_ids  # every 429 names the one summary
     summary_id = limited_ids.pop()
 
+    # Named in the metrics: each way a refusal leaves no record of its own is counted.
+    metrics = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+    assert ('gateway_decisions_total{decision="deny",rule_id="unauthenticated-rate-limited"} '
+            f"{float(PROBES - LIMIT)}") in metrics, metrics  # fmt: skip
+
     # Individually recorded: exactly the refusals up to the limit.
     listed = admin.http.get("/admin/v1/decisions",
                             params={"rule_id": "authentication-failed", "limit": 100}).json()
