@@ -1,0 +1,73 @@
+"""``gateway policy impact --customers`` and directives on a capability.
+
+A directive that cuts one country's citizens off one model's ``coding``
+capability leaves every customer the model itself: judged with no capability
+only, the report said "0 lose a model" and an officer would read that the
+directive touched nobody among the customer records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from gateway.policy.compiled import CompiledBundle
+from gateway.policy.exposure import exposure
+from tests.policy.conftest import principal
+
+AT = datetime(2026, 11, 29, tzinfo=UTC)
+NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
+
+CAPABILITIES = """\
+capabilities:
+  coding:
+    when: {prompt_matches: ['```']}
+"""
+
+RULES = """\
+rules:
+  - id: directive-cn-small-coding
+    effect: deny
+    when: {model_in: [small], capability_in: [coding], citizenship_in: [CN]}
+    effective: {from: "2026-11-29T00:00:00Z"}
+  - id: licence-cn-lab
+    effect: exempt
+    exempts: [directive-cn-small-coding]
+    when: {customer_in: [cn-lab]}
+  - id: entitlement
+    effect: allow
+    when: {model_allowed_for_tier: true}
+"""
+
+
+def customers() -> list[object]:
+    ent = {"tier": "enterprise", "kyc_level": "kyb_verified", "residence": "SG"}
+    return [
+        principal(customer_id="cn-dev", citizenships=["CN"], **ent),
+        principal(customer_id="cn-lab", citizenships=["CN"], **ent),
+        principal(customer_id="jp-dev", citizenships=["JP"], **ent),
+    ]
+
+
+def test_a_directive_on_one_capability_lists_the_customers_it_cuts(
+    make_bundle: Callable[..., CompiledBundle],
+) -> None:
+    bundle = make_bundle(RULES, extra={"capabilities.yaml": CAPABILITIES})
+    report = exposure(customers(), bundle, AT, None, NOW)  # type: ignore[arg-type]
+    assert report.cut_customers() == {"cn-dev"}
+    [cut] = report.cut
+    assert (cut.model, cut.capability) == ("small", "coding")
+    assert cut.rule_ids == ("directive-cn-small-coding",)
+    assert report.by_rule == {"directive-cn-small-coding": 1}
+    assert not report.granted
+
+
+def test_a_model_lost_whole_is_one_row_not_one_per_capability(
+    make_bundle: Callable[..., CompiledBundle],
+) -> None:
+    whole = RULES.replace("capability_in: [coding], ", "")
+    bundle = make_bundle(whole, extra={"capabilities.yaml": CAPABILITIES})
+    report = exposure(customers(), bundle, AT, None, NOW)  # type: ignore[arg-type]
+    assert [(c.customer_id, c.model, c.capability) for c in report.cut] == [
+        ("cn-dev", "small", None)
+    ]
