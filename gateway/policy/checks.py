@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.policy import schema as s
+from gateway.policy.deadrules import dead_rule_warnings
 from gateway.policy.names import (
     RESERVED_RULE_IDS,
     RESERVED_RULE_PREFIXES,
@@ -282,14 +283,19 @@ class _Checker:
     def exemptions(self) -> None:
         """An ``exempts`` list names deny rules of the bundle: a typo would lift
         nothing while the bundle read as if the licence were honoured."""
-        effects = {rule.id: rule.effect for rule in self.b.rules}
+        effects: dict[str, str | None] = {rule.id: rule.effect for rule in self.b.rules}
+        for _, fields in self.failed("rules"):
+            # A rule that failed its own check still defines its id: "unknown
+            # rule id" here would send the officer hunting a typo that is not there.
+            if isinstance(fields.get("id"), str):
+                effects.setdefault(fields["id"], fields.get("effect"))
         for position, rule in enumerate(self.b.rules):
             for i, target in enumerate(rule.exempts or ()):
                 path: DataPath = ("rules", self.rule_index[position], "exempts", i)
                 effect = effects.get(target)
-                if effect is None:
+                if target not in effects:
                     self.error(path, f"unknown rule id '{target}'")
-                elif effect != "deny":
+                elif effect is not None and effect != "deny":
                     self.error(path, f"rule '{target}' is not a deny rule (effect: {effect})")
 
     def condition(self, path: DataPath, c: s.Condition) -> None:
@@ -394,4 +400,5 @@ def check_bundle(
     """
     checker = _Checker(bundle, source, leftovers or Leftovers())
     checker.run()
-    return checker.errors, checker.warnings
+    dead = dead_rule_warnings(bundle.rules, checker.rule_index, source)
+    return checker.errors, checker.warnings + dead
