@@ -12,7 +12,7 @@ from rich.table import Table
 
 from gateway.identity.principal import Principal
 from gateway.policy.compiled import CompiledBundle
-from gateway.policy.exposure import Change, exposure
+from gateway.policy.exposure import Change, exposure, unknown_customers
 
 MAX_ROWS = 50
 """Customers listed per direction; the counts are of them all."""
@@ -57,6 +57,12 @@ def print_exposure(
         f"one, {len({c.customer_id for c in report.granted})} gain one",
         markup=False,
     )
+    known = {p.customer_id for p in principals}
+    for rule_id, customer in unknown_customers(candidate.source, known):
+        console.print(
+            f"[yellow]warning:[/yellow] rule {escape(rule_id)} names customer_in "
+            f"'{escape(customer)}', which no customer record holds: it matches nobody"
+        )
     for rule in candidate.rules:
         if rule.mode == "enforce" and rule.start is not None and at < rule.start:
             console.print(

@@ -31,6 +31,7 @@ from datetime import datetime
 
 from gateway.geo.origin import Origin
 from gateway.identity.principal import Principal
+from gateway.policy import schema as s
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.engine import decide
 from gateway.policy.facts import BodyFacts, RequestFacts
@@ -120,3 +121,28 @@ def exposure(
         report.by_rule.update(rules)
         rules.clear()
     return report
+
+
+def unknown_customers(bundle: s.Bundle, known: set[str]) -> list[tuple[str, str]]:
+    """(rule id, customer id) for each ``customer_in`` id no customer record holds.
+
+    Only the customer records know the ids, so ``validate`` cannot: a licence
+    whose customer id is mistyped matches nobody, and the licensed customer
+    is refused once the directive starts.
+    """
+    found: list[tuple[str, str]] = []
+    for rule in bundle.rules:
+        for condition in (rule.when, rule.unless):
+            for customer in _customer_ids(condition):
+                if customer not in known and (rule.id, customer) not in found:
+                    found.append((rule.id, customer))
+    return found
+
+
+def _customer_ids(c: s.Condition | None) -> list[str]:
+    if c is None:
+        return []
+    ids = [c.customer_in] if isinstance(c.customer_in, str) else list(c.customer_in or ())
+    for sub in (*(c.any_ or ()), *(c.all_ or ()), *((c.not_,) if c.not_ else ())):
+        ids.extend(_customer_ids(sub))
+    return ids

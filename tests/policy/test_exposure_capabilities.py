@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
+from typer.testing import CliRunner
+
+from gateway.cli.main import app
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.exposure import exposure
-from tests.policy.conftest import principal
+from tests.policy.conftest import MINIMAL, principal
+
+runner = CliRunner()
 
 AT = datetime(2026, 11, 29, tzinfo=UTC)
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
@@ -71,3 +77,28 @@ def test_a_model_lost_whole_is_one_row_not_one_per_capability(
     assert [(c.customer_id, c.model, c.capability) for c in report.cut] == [
         ("cn-dev", "small", None)
     ]
+
+
+def test_a_rule_naming_a_customer_no_record_holds_is_reported(
+    tmp_path: Path, make_bundle: Callable[..., CompiledBundle]
+) -> None:
+    # A licence for "cn-lab" typed "cn-labs" matches nobody: the licensed
+    # customer is cut at the directive's start. The bundle cannot know the
+    # records; `impact --customers` reads them all and says so.
+    bundle_dir = tmp_path / "bundle"
+    bundle_dir.mkdir()
+    for name, text in {**MINIMAL, "capabilities.yaml": CAPABILITIES,
+                       "rules.yaml": RULES.replace("[cn-lab]", "[cn-labs]")}.items():  # fmt: skip
+        (bundle_dir / name).write_text(text)
+    env = {"GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
+           "COLUMNS": "200"}  # fmt: skip
+    added = runner.invoke(app, ["customers", "add", "CN Lab", "--id", "cn-lab",
+                                "--citizenship", "CN", "--residence", "SG"], env=env)  # fmt: skip
+    assert added.exit_code == 0, added.output
+    result = runner.invoke(app, ["policy", "impact", str(bundle_dir), "--customers"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning: rule licence-cn-lab names customer_in 'cn-labs', which no customer "
+        "record holds: it matches nobody"
+    ) in result.output, result.output
+    assert "'cn-lab'" not in result.output, result.output
