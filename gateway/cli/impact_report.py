@@ -47,6 +47,21 @@ def print_impact(console: Console, report: ImpactReport, candidate: str) -> None
             f"{len(report.admitted_customers)} admitted (deny->allow)",
             markup=False,
         )
+    for rule_id, served in sorted(report.exempted.items()):
+        # A licence changes no decision of its own customer: said here, or
+        # the replay never shows whom it serves.
+        customers = report.exempted_customers[rule_id]
+        listed = ", ".join(f"{_e(c)} ({n})" for c, n in customers.most_common(MAX_CUSTOMER_ROWS))
+        more = (
+            f" and {len(customers) - MAX_CUSTOMER_ROWS} more"
+            if len(customers) > MAX_CUSTOMER_ROWS
+            else ""
+        )
+        console.print(
+            f"exemption {_e(rule_id)} lifts a deny for {served} replayed "
+            f"decision{'s' if served != 1 else ''} of {len(customers)} "
+            f"customer{'s' if len(customers) != 1 else ''}: {listed}{more}"
+        )
     if report.not_policy:
         statuses = ", ".join(
             f"{count} with status {status}"

@@ -136,6 +136,11 @@ class ImpactReport:
     """Likewise for ``effective.until``: replayed records decided before the
     rule ends (an order withdrawn from a later instant still applies to them)."""
     rule_ends: dict[str, datetime] = field(default_factory=dict)
+    exempted: Counter[str] = field(default_factory=Counter)
+    """Per exemption of the candidate: replayed records it allows by lifting a
+    deny (flipped or not: a licence changes no decision of the customer it
+    was written for, so the flips alone never show whom it serves)."""
+    exempted_customers: dict[str, Counter[str]] = field(default_factory=dict)
 
     @property
     def flipped(self) -> int:
@@ -208,6 +213,7 @@ def impact(
     # Only enforced rules: a report rule decides nothing at any time.
     starts = [(r.id, r.start) for r in bundle.rules if r.start is not None and r.mode == "enforce"]
     ends = [(r.id, r.end) for r in bundle.rules if r.end is not None and r.mode == "enforce"]
+    exemptions = {r.id for r in bundle.rules if r.effect == "exempt"}
     for record in records:
         report.total += 1
         report.note_version(record)
@@ -237,6 +243,9 @@ def impact(
                 report.still_effective[rule_id] += 1
                 report.rule_ends[rule_id] = end
         report.report_matches.update(new.report_rule_ids)
+        for rule_id in exemptions.intersection(new.rule_ids) if new.allowed else ():
+            report.exempted[rule_id] += 1
+            report.exempted_customers.setdefault(rule_id, Counter())[principal.customer_id] += 1
         old = str(record.get("decision"))
         version = str(record.get("policy_version") or UNKNOWN_VERSION)
         per_version = report.by_version.setdefault(version, VersionCount())
