@@ -52,7 +52,7 @@ def print_impact(console: Console, report: ImpactReport, candidate: str) -> None
         # the replay never shows whom it serves.
         customers = report.exempted_customers[rule_id]
         listed = ", ".join(f"{_e(c)} ({n})" for c, n in customers.most_common(MAX_CUSTOMER_ROWS))
-        more = (
+        beyond = (
             f" and {len(customers) - MAX_CUSTOMER_ROWS} more"
             if len(customers) > MAX_CUSTOMER_ROWS
             else ""
@@ -60,7 +60,7 @@ def print_impact(console: Console, report: ImpactReport, candidate: str) -> None
         console.print(
             f"exemption {_e(rule_id)} lifts a deny for {served} replayed "
             f"decision{'s' if served != 1 else ''} of {len(customers)} "
-            f"customer{'s' if len(customers) != 1 else ''}: {listed}{more}"
+            f"customer{'s' if len(customers) != 1 else ''}: {listed}{beyond}"
         )
     if report.not_policy:
         statuses = ", ".join(
