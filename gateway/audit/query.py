@@ -174,3 +174,18 @@ async def iter_replay_facts(
     filters = DecisionFilters(from_ts=since, to_ts=until)
     async for row in iter_decisions(sessions, filters):
         yield parse_body(row.body)
+
+
+async def policy_reloads(
+    sessions: async_sessionmaker[AsyncSession], since: datetime
+) -> list[dict[str, Any]]:
+    """The ``policy_reload`` records with ``ts`` from ``since``, oldest first.
+
+    ``gateway policy impact`` reads which version was loaded when: after a
+    rollback no request has followed yet, the newest decision still names
+    the withdrawn bundle. Served by the partial index on reload records.
+    """
+    t = audit_records
+    query = select(t.c.body).where(t.c.kind == "policy_reload", t.c.ts >= since).order_by(t.c.id)
+    async with sessions() as session:
+        return [parse_body(body) for (body,) in (await session.execute(query)).all()]

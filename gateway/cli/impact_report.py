@@ -82,7 +82,8 @@ def print_impact(console: Console, report: ImpactReport, candidate: str) -> None
         if in_force is None:
             line = "in force: unknown (no record names its policy version)"
         else:
-            line = f"in force: {in_force[:12]} (the version of the newest record)"
+            newest = "loaded last" if report.in_force_loaded else "of the newest record"
+            line = f"in force: {in_force[:12]} (the version {newest})"
             if in_force == candidate:
                 line += "; it is the candidate"
         console.print(line, markup=False)

@@ -169,7 +169,7 @@ def _read_jsonl(path: Path) -> Iterable[Mapping[str, Any]]:
         for line in handle:
             if line.strip():
                 item = json.loads(line)
-                if item.get("kind", "decision") == "decision":
+                if item.get("kind", "decision") in ("decision", "policy_reload"):
                     yield item
 
 
@@ -184,7 +184,7 @@ async def _from_audit(since: datetime) -> list[Mapping[str, Any]]:
     try:
         sessions = session_factory(engine)
         stream: AsyncIterator[Mapping[str, Any]] = query.iter_replay_facts(sessions, since)
-        return [item async for item in stream]
+        return [item async for item in stream] + await query.policy_reloads(sessions, since)
     finally:
         await engine.dispose()
 

@@ -124,6 +124,9 @@ class ImpactReport:
     in_force: str | None = None
     """The version of the newest record: in force when the log ends (None: none recorded)."""
     in_force_ts: datetime | None = None
+    in_force_loaded: bool = False
+    """``in_force`` comes from a ``policy_reload`` record newer than every
+    decision (a rollback nobody has called since), not from a decision."""
     refused_customers: Counter[str] = field(default_factory=Counter)
     """allow->deny flips per customer id."""
     admitted_customers: Counter[str] = field(default_factory=Counter)
@@ -165,8 +168,18 @@ class ImpactReport:
         )
 
     def note_version(self, record: Mapping[str, Any]) -> None:
-        """Keep the newest record's version as the one in force."""
-        version = record.get("policy_version")
+        """Keep the newest record's version as the one in force.
+
+        A ``policy_reload`` record counts with the version it loaded: after a
+        rollback that no request has followed yet, the newest decision still
+        names the withdrawn bundle.
+        """
+        loaded = record.get("kind") == "policy_reload"
+        payload = record.get("payload")
+        version = (
+            payload.get("new_version") if loaded and isinstance(payload, Mapping)
+            else record.get("policy_version")
+        )  # fmt: skip
         if not version:
             return
         try:
@@ -176,6 +189,7 @@ class ImpactReport:
         # ">=": of records with the same time, the later one in the log wins.
         if self.in_force_ts is None or ts >= self.in_force_ts:
             self.in_force, self.in_force_ts = str(version), ts
+            self.in_force_loaded = loaded
 
 
 def _ts(value: Any) -> datetime:
@@ -215,8 +229,10 @@ def impact(
     ends = [(r.id, r.end) for r in bundle.rules if r.end is not None and r.mode == "enforce"]
     exemptions = {r.id for r in bundle.rules if r.effect == "exempt"}
     for record in records:
-        report.total += 1
         report.note_version(record)
+        if record.get("kind") == "policy_reload":
+            continue  # no decision: only which version was loaded when
+        report.total += 1
         if not decided_by_policy(record):
             report.not_policy += 1
             report.not_policy_by_status[str(record.get("status", "?"))] += 1
