@@ -21,6 +21,7 @@ from gateway.policy.names import (
     RESERVED_RULE_IDS,
     RESERVED_RULE_PREFIXES,
     attribute_problem,
+    country_problem,
     endpoint_problem,
     is_group_name,
     resolve_country_set,
@@ -168,9 +169,7 @@ class _Checker:
                 )
             for i, code in enumerate(countries):
                 if not valid_country(code):
-                    self.error(
-                        (*path, "countries", i), f"invalid ISO 3166-1 alpha-2 country code '{code}'"
-                    )
+                    self.error((*path, "countries", i), country_problem(code))
             for i, code in enumerate(regions):
                 if not valid_region(code):
                     self.error((*path, "regions", i), f"invalid ISO 3166-2 region code '{code}'")
