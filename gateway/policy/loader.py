@@ -31,6 +31,7 @@ from gateway.policy import schema as s
 from gateway.policy.checks import QUOTA_CAPABILITY_KEYS, Leftovers, check_bundle
 from gateway.policy.compiled import CompiledBundle, compile_bundle
 from gateway.policy.files import STRAY_MESSAGE, bundle_files, stray_files
+from gateway.policy.keyhints import unknown_key_message
 from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap, format_path, parse_file
 
 _MAPPING_SECTIONS: dict[str, type[BaseModel]] = {
@@ -450,7 +451,7 @@ def pydantic_message(err: Any) -> str:
     """A pydantic error in the words the officer reads everywhere (loader and tests)."""
     kind = err["type"]
     if kind == "extra_forbidden":
-        return "unknown key"
+        return unknown_key_message(err["loc"])
     if kind == "missing":
         return "required key is missing"
     msg = str(err["msg"])

@@ -130,5 +130,6 @@ def test_an_error_in_the_directive_does_not_make_its_licence_name_an_unknown_rul
 """ + ENTITLEMENT
     d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"rules.yaml": "rules:\n" + rules}))
     assert [str(e) for e in load_dir(d).errors] == [
-        "rules.yaml:5 rules[0].capability_in: unknown key"
+        "rules.yaml:5 rules[0].capability_in: unknown key ('capability_in' is a condition: "
+        "indent it under 'when' or 'unless')"
     ]

@@ -1,0 +1,54 @@
+"""What an "unknown key" error adds: the key meant, or where the key belongs.
+
+The schema forbids unknown keys (a typo must never load as a rule that
+silently does less), but "unknown key" alone leaves the officer to find the
+spelling in the docs, and a condition dedented out of its ``when`` (valid
+YAML) reads as an unknown key of the rule.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Sequence
+
+from pydantic import BaseModel
+
+from gateway.policy import schema as s
+
+CONDITION_PARENTS = frozenset({"when", "unless", "any", "all", "not"})
+
+
+def _keys(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(field.alias or name for name, field in model.model_fields.items())
+
+
+@functools.cache
+def _condition_keys() -> frozenset[str]:
+    return _keys(s.Condition)
+
+
+@functools.cache
+def _rule_keys() -> frozenset[str]:
+    return _keys(s.Rule)
+
+
+@functools.cache
+def _every_key() -> tuple[str, ...]:
+    models = [v for v in vars(s).values() if isinstance(v, type) and issubclass(v, BaseModel)]
+    return tuple(sorted(set().union(*(_keys(m) for m in models))))
+
+
+def unknown_key_message(loc: Sequence[int | str]) -> str:
+    """``unknown key``, with a hint when one is clear, for the key at the end of ``loc``."""
+    key = loc[-1] if loc else None
+    if not isinstance(key, str):
+        return "unknown key"
+    in_condition = any(part in CONDITION_PARENTS for part in loc[:-1])
+    if not in_condition and key in _condition_keys():
+        return f"unknown key ('{key}' is a condition: indent it under 'when' or 'unless')"
+    if in_condition and key in _rule_keys() - _condition_keys():
+        return f"unknown key ('{key}' belongs to the rule: indent it as far as 'when')"
+    universe = sorted(_condition_keys()) if in_condition else _every_key()
+    close = difflib.get_close_matches(key, universe, n=1, cutoff=0.75)
+    return f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key"
