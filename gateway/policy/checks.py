@@ -24,6 +24,7 @@ from gateway.policy.names import (
     country_problem,
     endpoint_problem,
     is_group_name,
+    known_names,
     resolve_country_set,
     valid_country,
     valid_region,
@@ -114,7 +115,8 @@ class _Checker:
         for i, item in enumerate(_names(value)):
             if item not in names:
                 self.error(
-                    path if isinstance(value, str) else (*path, i), f"unknown {what} '{item}'"
+                    path if isinstance(value, str) else (*path, i),
+                    f"unknown {what} '{item}'{known_names(names)}",
                 )
 
     def country_set(self, path: DataPath, value: s.NameSet) -> None:

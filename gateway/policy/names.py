@@ -9,6 +9,7 @@ matches, and a rule guarded by it silently does nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from gateway.kyc.codes import EXTRA_COUNTRIES, is_iso_region, iso_countries
 from gateway.kyc.schemas import NAME_PATTERN
@@ -70,6 +71,16 @@ def valid_region(code: str) -> bool:
     return is_iso_region(code)
 
 
+def known_names(names: Iterable[str], shown: int = 12) -> str:
+    """`` (known: a, b, ...)`` for an "unknown name" message: the spelling meant is
+    usually among them."""
+    ordered = sorted(names)
+    if not ordered:
+        return " (the bundle defines none)"
+    more = f" and {len(ordered) - shown} more" if len(ordered) > shown else ""
+    return f" (known: {', '.join(ordered[:shown])}{more})"
+
+
 def resolve_country_set(
     value: s.NameSet, groups: dict[str, s.CountryGroup]
 ) -> tuple[frozenset[str], frozenset[str], list[str]]:
@@ -86,7 +97,7 @@ def resolve_country_set(
                 hint = (
                     f" (country codes are upper case: {upper})"
                     if valid_country(upper) or valid_region(upper)
-                    else ""
+                    else known_names(groups)
                 )
                 problems.append(f"unknown country group '{item}'{hint}")
             else:

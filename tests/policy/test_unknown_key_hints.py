@@ -50,3 +50,16 @@ def test_a_misspelt_rule_key(tmp_path: Path) -> None:
     assert errors_of(tmp_path, rule) == [
         "rules.yaml:5 rules[0].effective.untill: unknown key (did you mean 'until'?)"
     ]
+
+
+def test_an_unknown_capability_or_group_lists_the_known_ones(tmp_path: Path) -> None:
+    rule = (
+        "  - id: d\n    effect: deny\n"
+        "    when: {capability_in: [code], citizenship_in: china}\n"
+    )
+    assert errors_of(tmp_path, rule) == [
+        "rules.yaml:4 rules[0].when.capability_in[0]: unknown capability 'code' "
+        "(known: agentic)",
+        "rules.yaml:4 rules[0].when.citizenship_in: unknown country group 'china' "
+        "(the bundle defines none)",
+    ]
