@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cli.impact_report import print_impact
 from gateway.policy.compiled import CompiledBundle, compile_bundle
+from gateway.policy.coverage import coverage_line
 from gateway.policy.diff import diff_bundles
 from gateway.policy.impact import impact
 from gateway.policy.loader import LoadResult, load_dir
@@ -121,6 +122,8 @@ def test_cmd(
         console.print(f"[yellow]no policy tests in {_e(directory / 'tests')}[/yellow]")
     summary = f"{len(results) - len(failed)} passed, {len(failed)} failed"
     console.print(f"[{'red' if failed else 'green'}]{summary}[/] (policy {result.version[:12]})")
+    if results:
+        console.print(coverage_line(directory, bundle, results))
     if failed:
         raise typer.Exit(1)
 
