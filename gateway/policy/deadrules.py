@@ -9,7 +9,9 @@ Each of these loads as a valid bundle, and each misleads whoever signs it off:
   [m]}``, ``unless: {model_in: [m, n]}``) makes a rule that never matches;
 - an exemption whose ``effective`` window does not overlap the window of a
   deny rule it names lifts nothing: the licensed customer is refused when the
-  directive starts, while the bundle reads as if the licence were honoured.
+  directive starts, while the bundle reads as if the licence were honoured;
+- an allow naming customers beside deny rules reads as their exception, and
+  lifts nothing (``ALLOW_IS_NO_EXCEPTION``).
 
 Cedar's ``analyze`` reports the same classes (policies that match everything
 or nothing, policies shadowed by others) with a solver; these are the
@@ -50,6 +52,15 @@ CATCH_ALL = {
 }
 
 
+ALLOW_IS_NO_EXCEPTION = (
+    "an allow lifts no deny rule (any matching deny wins, whatever the order): to except "
+    "these customers from a deny rule, write effect: exempt with exempts: [<its id>]"
+)
+"""An allow naming customers is usually meant as an exception to a directive,
+written by someone used to first-match lists (firewalls, LiteLLM's per-key
+allow-lists): it does nothing of the kind."""
+
+
 def dead_rule_warnings(
     rules: Sequence[s.Rule], rule_index: Sequence[int], source: SourceMap
 ) -> list[PolicyError]:
@@ -61,6 +72,7 @@ def dead_rule_warnings(
         out.append(PolicyError(file, line, format_path(path), message))
 
     by_id = {rule.id: rule for rule in rules}
+    any_deny = any(rule.effect == "deny" and rule.mode == "enforce" for rule in rules)
     for position, rule in enumerate(rules):
         path: DataPath = ("rules", rule_index[position])
         if _is_empty(rule.when) and rule.unless is None:
@@ -73,6 +85,8 @@ def dead_rule_warnings(
                     (*path, "unless"),
                     f"holds whenever 'when' does ({keys}): the rule can never match",
                 )
+        if rule.effect == "allow" and rule.when.customer_in is not None and any_deny:
+            warn((*path, "when", "customer_in"), ALLOW_IS_NO_EXCEPTION)
         for i, target_id in enumerate(rule.exempts or ()):
             target = by_id.get(target_id)
             if target is None:

@@ -133,3 +133,24 @@ def test_an_error_in_the_directive_does_not_make_its_licence_name_an_unknown_rul
         "rules.yaml:5 rules[0].capability_in: unknown key ('capability_in' is a condition: "
         "indent it under 'when' or 'unless')"
     ]
+
+
+def test_an_allow_naming_customers_beside_a_deny_says_allows_lift_nothing(
+    tmp_path: Path,
+) -> None:
+    # Written by someone used to first-match lists (firewalls, LiteLLM's
+    # allow-lists): the "exception" above the directive does nothing, and the
+    # licensed customer is refused with everyone else.
+    rules = """\
+  - id: allow-cn-lab
+    effect: allow
+    when: {customer_in: [cn-lab]}
+  - id: directive-cn-small
+    effect: deny
+    when: {model_in: [small], citizenship_in: [CN]}
+""" + ENTITLEMENT
+    assert warnings_of(tmp_path, rules) == [
+        "rules.yaml:4 rules[0].when.customer_in: an allow lifts no deny rule (any matching "
+        "deny wins, whatever the order): to except these customers from a deny rule, write "
+        "effect: exempt with exempts: [<its id>]"
+    ]
