@@ -88,6 +88,8 @@ class _Checker:
         self.capability_names = set(bundle.capabilities) | invalid.get("capabilities", set())
         self.errors: list[PolicyError] = []
         self.warnings: list[PolicyError] = []
+        self.duplicated: set[str] = set()
+        """Rule ids defined twice: reported as such, not again through ``exempts``."""
 
     def failed(self, section: str) -> list[tuple[str | int, dict[str, Any]]]:
         return self.left.failed.get(section, [])
@@ -266,11 +268,18 @@ class _Checker:
             path: DataPath = ("rules", index)
             if rule_id is not None:
                 if rule_id in seen:
-                    file, line = self.source.locate(("rules", seen[rule_id]))
+                    first: DataPath = ("rules", seen[rule_id], "id")
+                    file, line = self.source.locate(first)
                     self.error(
                         (*path, "id"),
                         f"duplicate rule id '{rule_id}' (first defined at {file}:{line})",
                     )
+                    here, again = self.source.locate((*path, "id"))
+                    if here != file:
+                        # Files merge in name order: the officer's new file may
+                        # come first, and must be named where the fix belongs.
+                        self.error(first, f"rule id '{rule_id}' is defined again at {here}:{again}")
+                    self.duplicated.add(rule_id)
                 else:
                     seen[rule_id] = index
                 if rule_id in RESERVED_RULE_IDS or rule_id.startswith(RESERVED_RULE_PREFIXES):
@@ -294,6 +303,8 @@ class _Checker:
             for i, target in enumerate(rule.exempts or ()):
                 path: DataPath = ("rules", self.rule_index[position], "exempts", i)
                 effect = effects.get(target)
+                if target in self.duplicated:
+                    continue
                 if target not in effects:
                     self.error(path, f"unknown rule id '{target}'")
                 elif effect is not None and effect != "deny":
