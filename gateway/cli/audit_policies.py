@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 import typer
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -43,8 +44,42 @@ def policies(
     if not events:
         out.print(f"no policy loads or refusals since {since}", markup=False)
     for ts, node, kind, payload in events:
-        when = ts.isoformat(timespec="seconds").replace("+00:00", "Z")
-        out.print(f"{when} {node} {_describe(kind, payload)}", markup=False)
+        out.print(f"{_t(ts)} {node} {_describe(kind, payload)}", markup=False)
+        for line in _upcoming(ts, payload) if kind == "policy_reload" else ():
+            out.print(f"    {line}", markup=False)
+
+
+def _upcoming(loaded: datetime, payload: dict[str, Any]) -> list[str]:
+    """The loaded bundle's rule windows that open or close after the load.
+
+    The version does not change at a directive's ``effective.from``: only the
+    deciding rule does, so the timeline says when (from the bundle text the
+    record carries; none for records written before the log kept texts)."""
+    try:
+        rules = orjson.loads(payload.get("bundle") or "{}").get("rules") or []
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return []
+    out = []
+    for rule in rules:
+        window = rule.get("effective") if isinstance(rule, dict) else None
+        if not isinstance(window, dict):
+            continue
+        for key, verb in (("from", "starts deciding"), ("until", "stops deciding")):
+            value = window.get(key)
+            if isinstance(value, str) and _after(value, loaded):
+                out.append(f"rule {rule.get('id')} {verb} at {value}")
+    return out
+
+
+def _after(value: str, instant: datetime) -> bool:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")) > instant
+    except ValueError:
+        return False
+
+
+def _t(value: datetime) -> str:
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _describe(kind: str, payload: dict[str, Any]) -> str:

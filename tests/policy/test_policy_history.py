@@ -59,3 +59,51 @@ def test_loads_refusals_and_the_rollback_are_listed_in_order(
         "unknown capability 'code'",
         f"{node} loaded  {DIRECTIVE[:12]} -> {BASE[:12]}",
     ], result.output
+
+
+def test_a_loaded_directive_says_when_it_takes_effect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The version does not change at a directive's start instant: only the
+    # deciding rule does. The timeline says when that happens.
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.policy.loader import canonical_content, load_dir
+    from tests.policy.conftest import POLICIES
+
+    start = (datetime.now(UTC) + timedelta(hours=3)).replace(microsecond=0)
+    stamp = start.isoformat().replace("+00:00", "Z")
+    bundle_dir = tmp_path / "bundle"
+    import shutil
+
+    shutil.copytree(POLICIES, bundle_dir)
+    (bundle_dir / "zz.yaml").write_text(
+        "rules:\n  - id: directive-cn-haiku-coding\n    effect: deny\n"
+        "    when: {model_in: [haiku-lite], citizenship_in: [CN]}\n"
+        f'    effective: {{from: "{stamp}"}}\n'
+    )
+    loaded = load_dir(bundle_dir)
+    assert loaded.bundle is not None and loaded.version is not None
+    db = tmp_path / "gw.db"
+    settings = make_settings(db)
+
+    async def write() -> None:
+        engine = create_engine(settings)
+        await ensure_schema(engine)
+        writer = AuditWriter(engine, settings, load_signer(settings))
+        await writer.start()
+        await writer.record_event("policy_reload", {
+            "old_version": BASE, "new_version": loaded.version,
+            "bundle": canonical_content(loaded.bundle)})  # fmt: skip
+        await writer.stop()
+        await engine.dispose()
+
+    asyncio.run(write())
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite+aiosqlite:///{db}")
+    result = runner.invoke(app, ["audit", "policies", "--since", "1h"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"    rule directive-cn-haiku-coding starts deciding at {stamp}" in result.output, (
+        result.output
+    )
+    # The bundled directive started long before this load: not repeated.
+    assert "directive-frontier-us-persons-only" not in result.output, result.output
