@@ -20,6 +20,7 @@ from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cli.impact_report import print_impact
+from gateway.cli.messages import piped_width
 from gateway.policy.compiled import CompiledBundle, compile_bundle
 from gateway.policy.coverage import coverage_line
 from gateway.policy.diff import diff_bundles
@@ -36,7 +37,7 @@ DirArg = Annotated[Path, typer.Argument(help="Policy bundle directory.")]
 
 def _console() -> Console:
     # Built per command so test runners that swap stdout see the output.
-    return Console(highlight=False, soft_wrap=True, emoji=False)
+    return Console(highlight=False, soft_wrap=True, emoji=False, width=piped_width())
 
 
 def _e(value: object) -> str:
