@@ -17,6 +17,13 @@ from pydantic import BaseModel
 from gateway.policy import schema as s
 
 CONDITION_PARENTS = frozenset({"when", "unless", "any", "all", "not"})
+SYNONYMS = {
+    "start": "from", "begin": "from", "since": "from", "starts": "from",
+    "end": "until", "to": "until", "expires": "until", "ends": "until",
+    "condition": "when", "conditions": "when", "except": "unless", "action": "effect",
+}  # fmt: skip
+"""Words officers write for a key the schema spells otherwise (other policy
+languages' words: Cedar's ``when``/``unless`` match, OPA has none)."""
 
 
 def _keys(model: type[BaseModel]) -> frozenset[str]:
@@ -50,5 +57,15 @@ def unknown_key_message(loc: Sequence[int | str]) -> str:
     if in_condition and key in _rule_keys() - _condition_keys():
         return f"unknown key ('{key}' belongs to the rule: indent it as far as 'when')"
     universe = sorted(_condition_keys()) if in_condition else _every_key()
-    close = difflib.get_close_matches(key, universe, n=1, cutoff=0.75)
+    synonym = SYNONYMS.get(key, "")
+    close = [synonym] if synonym in universe else []
+    close = close or difflib.get_close_matches(key, universe, n=1, cutoff=0.75)
     return f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key"
+
+
+def not_a_mapping_message(value: object) -> str:
+    """For a scalar or list where the schema wants a mapping (pydantic: "Input
+    should be a valid dictionary or instance of Effective")."""
+    kind = {str: "a string", list: "a list", bool: "true/false", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)  # fmt: skip
+    return f"should be a mapping of keys to values, e.g. {{key: value}} (got {kind})"

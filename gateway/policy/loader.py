@@ -31,7 +31,7 @@ from gateway.policy import schema as s
 from gateway.policy.checks import QUOTA_CAPABILITY_KEYS, Leftovers, check_bundle
 from gateway.policy.compiled import CompiledBundle, compile_bundle
 from gateway.policy.files import STRAY_MESSAGE, bundle_files, stray_files
-from gateway.policy.keyhints import unknown_key_message
+from gateway.policy.keyhints import not_a_mapping_message, unknown_key_message
 from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap, format_path, parse_file
 
 _MAPPING_SECTIONS: dict[str, type[BaseModel]] = {
@@ -452,6 +452,8 @@ def pydantic_message(err: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return unknown_key_message(err["loc"])
+    if kind in ("model_type", "dict_type"):
+        return not_a_mapping_message(err.get("input"))
     if kind == "missing":
         return "required key is missing"
     msg = str(err["msg"])

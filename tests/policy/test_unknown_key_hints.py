@@ -63,3 +63,23 @@ def test_an_unknown_capability_or_group_lists_the_known_ones(tmp_path: Path) -> 
         "rules.yaml:4 rules[0].when.citizenship_in: unknown country group 'china' "
         "(the bundle defines none)",
     ]
+
+
+def test_a_start_key_names_from_and_a_scalar_window_says_it_is_a_mapping(
+    tmp_path: Path,
+) -> None:
+    start = (
+        "  - id: d\n    effect: deny\n    when: {model_in: [small]}\n"
+        '    effective: {start: "2026-11-29T00:00:00Z"}\n'
+    )
+    assert errors_of(tmp_path, start) == [
+        "rules.yaml:5 rules[0].effective.start: unknown key (did you mean 'from'?)"
+    ]
+    scalar = (
+        "  - id: d\n    effect: deny\n    when: {model_in: [small]}\n"
+        '    effective: "2026-11-29T00:00:00Z"\n'
+    )
+    assert errors_of(tmp_path, scalar) == [
+        "rules.yaml:5 rules[0].effective: should be a mapping of keys to values, "
+        "e.g. {key: value} (got a string)"
+    ]
