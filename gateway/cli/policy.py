@@ -98,7 +98,8 @@ def validate(directory: DirArg) -> None:
             if value is not None
         )
         state = window_state(window.from_, window.until, now).replace("_", " ")
-        console.print(f"  timed: {_e(rule.id)} {span} ({state} now)", markup=False)
+        gone = ": it decides nothing any more" if state == "ended" else ""
+        console.print(f"  timed: {_e(rule.id)} {span} ({state} now{gone})", markup=False)
 
 
 @app.command("test")

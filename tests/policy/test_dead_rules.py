@@ -154,3 +154,26 @@ def test_an_allow_naming_customers_beside_a_deny_says_allows_lift_nothing(
         "deny wins, whatever the order): to except these customers from a deny rule, write "
         "effect: exempt with exempts: [<its id>]"
     ]
+
+
+def test_validate_says_a_rule_that_has_ended_decides_nothing(tmp_path: Path) -> None:
+    # A directive with its year mistyped (2025 for 2027) loads as valid and
+    # ends before it is shipped; "(ended now)" alone read as a state, not as
+    # "this rule will never refuse anyone".
+    from typer.testing import CliRunner
+
+    from gateway.cli.main import app
+
+    rules = """\
+  - id: directive-cn-small
+    effect: deny
+    when: {model_in: [small], citizenship_in: [CN]}
+    effective: {from: "2025-11-29T00:00:00Z", until: "2025-12-29T00:00:00Z"}
+""" + ENTITLEMENT
+    d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"rules.yaml": "rules:\n" + rules}))
+    result = CliRunner().invoke(app, ["policy", "validate", str(d)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert (
+        "timed: directive-cn-small from 2025-11-29T00:00:00Z until 2025-12-29T00:00:00Z "
+        "(ended now: it decides nothing any more)" in result.output
+    ), result.output
