@@ -21,6 +21,7 @@ SYNONYMS = {
     "start": "from", "begin": "from", "since": "from", "starts": "from",
     "end": "until", "to": "until", "expires": "until", "ends": "until",
     "condition": "when", "conditions": "when", "except": "unless", "action": "effect",
+    "customer_id": "id", "customer": "id",
 }  # fmt: skip
 """Words officers write for a key the schema spells otherwise (other policy
 languages' words: Cedar's ``when``/``unless`` match, OPA has none)."""
@@ -46,17 +47,50 @@ def _every_key() -> tuple[str, ...]:
     return tuple(sorted(set().union(*(_keys(m) for m in models))))
 
 
-def unknown_key_message(loc: Sequence[int | str]) -> str:
-    """``unknown key``, with a hint when one is clear, for the key at the end of ``loc``."""
+def keys_at(root: type[BaseModel], loc: Sequence[int | str]) -> frozenset[str] | None:
+    """The keys the mapping at ``loc`` (under a ``root`` document) may hold, if known."""
+    model: type[BaseModel] = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
+            return None
+        model = inner
+    return _keys(model)
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The model an annotation holds (``M``, ``M | None``, ``list[M]``), if one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def unknown_key_message(loc: Sequence[int | str], root: type[BaseModel] | None = None) -> str:
+    """``unknown key``, with a hint when one is clear, for the key at the end of ``loc``.
+
+    ``root``: the document's model when it is not a bundle's (a policy test
+    case), so the key meant is looked for among that document's keys."""
     key = loc[-1] if loc else None
     if not isinstance(key, str):
         return "unknown key"
+    if root is not None:
+        return _closest(key, sorted(keys_at(root, loc[:-1]) or ()))
     in_condition = any(part in CONDITION_PARENTS for part in loc[:-1])
     if not in_condition and key in _condition_keys():
         return f"unknown key ('{key}' is a condition: indent it under 'when' or 'unless')"
     if in_condition and key in _rule_keys() - _condition_keys():
         return f"unknown key ('{key}' belongs to the rule: indent it as far as 'when')"
-    universe = sorted(_condition_keys()) if in_condition else _every_key()
+    return _closest(key, sorted(_condition_keys()) if in_condition else _every_key())
+
+
+def _closest(key: str, universe: Sequence[str]) -> str:
     synonym = SYNONYMS.get(key, "")
     close = [synonym] if synonym in universe else []
     close = close or difflib.get_close_matches(key, universe, n=1, cutoff=0.75)

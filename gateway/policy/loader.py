@@ -447,11 +447,12 @@ def _clean_loc(loc: tuple[int | str, ...], data: Any, keep_last: bool) -> DataPa
     return tuple(out)
 
 
-def pydantic_message(err: Any) -> str:
-    """A pydantic error in the words the officer reads everywhere (loader and tests)."""
+def pydantic_message(err: Any, root: type[BaseModel] | None = None) -> str:
+    """A pydantic error in the words the officer reads everywhere (loader and tests;
+    ``root``: the model of a document that is not a bundle's, for key hints)."""
     kind = err["type"]
     if kind == "extra_forbidden":
-        return unknown_key_message(err["loc"])
+        return unknown_key_message(err["loc"], root)
     if kind in ("model_type", "dict_type"):
         return not_a_mapping_message(err.get("input"))
     if kind == "missing":

@@ -273,7 +273,8 @@ def run_tests(
                     loc = ("cases", index, *(p for p in err["loc"] if isinstance(p, int | str)))
                     results.append(
                         CaseResult(
-                            name, _line(parsed.lines, loc), format_path(loc), False, _message(err)
+                            name, _line(parsed.lines, loc), format_path(loc), False,
+                            _message(err, CaseIn),
                         )
                     )
                 continue

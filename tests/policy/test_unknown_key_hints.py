@@ -83,3 +83,19 @@ def test_a_start_key_names_from_and_a_scalar_window_says_it_is_a_mapping(
         "rules.yaml:5 rules[0].effective: should be a mapping of keys to values, "
         "e.g. {key: value} (got a string)"
     ]
+
+
+def test_a_policy_test_key_is_matched_against_the_test_schema(tmp_path: Path) -> None:
+    # 'customer_id' in a case's principal is the record's 'id': the hint
+    # used to offer the bundle's condition 'customer_in'.
+    from gateway.policy.loader import load_bundle
+    from gateway.policy.testing import run_tests
+
+    d = write_bundle(tmp_path / "b", dict(MINIMAL, **{"rules.yaml": "rules:\n" + ENTITLEMENT}))
+    write_bundle(d / "tests", {"cases.yaml": (
+        "cases:\n  - name: the lab\n    principal: {customer_id: lab}\n"
+        "    request: {model: small}\n    expect: {decision: allow}\n")})  # fmt: skip
+    [result] = run_tests(d, load_bundle(d))
+    assert (result.name, result.detail) == (
+        "cases[0].principal.customer_id", "unknown key (did you mean 'id'?)"
+    )
