@@ -250,5 +250,5 @@ def create_app(settings: Settings) -> Any:
     )
     api.include_router(health_router)
     api.include_router(metrics.router)
-    include_admin_routers(api)
+    include_admin_routers(api, settings.max_body_bytes, settings.body_read_timeout_seconds)
     return ProxyRoutes(api)

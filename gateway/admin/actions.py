@@ -24,8 +24,8 @@ from gateway.admin.auth import AdminActor, require_roles
 from gateway.admin.query_errors import TimeRange
 from gateway.deps import SessionDep
 from gateway.identity.tables import AdminAction
+from gateway.kyc.listing import MAX_PAGE, decode_cursor, encode_cursor
 from gateway.kyc.schemas import UtcOut, as_utc
-from gateway.kyc.service import MAX_PAGE, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/admin/v1", tags=["audit"])
 Auditor = Annotated[AdminActor, Depends(require_roles("auditor"))]

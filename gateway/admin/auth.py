@@ -121,6 +121,8 @@ class AdminAuthenticator:
         self._clock = clock
         self._cache: dict[str, _CachedToken | None] = {}
         self._cached_at: dict[str, float] = {}
+        self._generation = 0
+        """Bumped by ``invalidate``: a read begun before one is used, not cached."""
         self.lockout = FailedAttempts(failed_per_minute, redis_url)
         self._proven = Proven()
         self._bootstrap_digest = (
@@ -135,6 +137,7 @@ class AdminAuthenticator:
                    redis_url=settings.redis_url)
 
     def invalidate(self, token_id: str) -> None:
+        self._generation += 1
         self._cache.pop(token_id, None)
         self._cached_at.pop(token_id, None)
         self._proven.forget(token_id)
@@ -185,11 +188,16 @@ class AdminAuthenticator:
             return self._cache[token_id]
         # A database that cannot be reached is the admin API's 503
         # (``gateway.admin.routers.store_unavailable``), as for every admin route.
+        generation = self._generation
         async with self._sessions() as session:
             row = await session.get(AdminToken, token_id)
         entry = None
         if row is not None and row.revoked_at is None:
             entry = _CachedToken(row.secret_salt, row.secret_hash, row.role, row.name, now)
+        if generation != self._generation:
+            # A revocation was invalidated while this row was read: the row may
+            # predate it. Used for this call, which began before; not cached.
+            return entry
         # Negative answers are cached too (bounded by the TTL) so a flood of
         # guesses for one id does not become a flood of queries.
         self._cache[token_id] = entry

@@ -27,6 +27,12 @@ from gateway.deps import ServicesDep
 
 router = APIRouter(prefix="/admin/v1", tags=["audit"])
 Auditor = Annotated[AdminActor, Depends(require_roles("auditor"))]
+MAX_PROMPT_CUSTOMERS = 200
+"""The highest ``max_prompt_customers`` taken here: pairs are formed per shared
+prompt, up to n*(n-1)/2 of them, in the serving process; a bound of a million
+let one query build every pair of a common prompt's customers (5,000
+customers: 12.5 million pairs). ``gateway audit farms``, a process of its own,
+takes any."""
 DEFAULT_WINDOW = timedelta(days=7)
 DEFAULT_MIN_ACCOUNTS = 3
 """``gateway.audit.farms.DEFAULT_MIN_ACCOUNTS`` (a test checks they agree)."""
@@ -52,7 +58,7 @@ async def farms_route(
         description="Watched capabilities (repeat the parameter); default coding, agentic, traces")]
     = None,
     max_ip_customers: Annotated[int, Query(ge=2)] = 50,
-    max_prompt_customers: Annotated[int, Query(ge=2)] = 10,
+    max_prompt_customers: Annotated[int, Query(ge=2, le=MAX_PROMPT_CUSTOMERS)] = 10,
     min_shared_prompts: Annotated[int, Query(ge=1)] = 2,
     include_weak: bool = False,
 ) -> dict[str, Any]:

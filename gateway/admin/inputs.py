@@ -20,6 +20,19 @@ JSON path into the body. A body that is not JSON is passed on untouched for
 the route to judge (and the KYC webhook still checks its signature over the
 exact bytes: the body is replayed as received).
 
+Bodies are read only up to ``max_body_bytes`` (``GATEWAY_MAX_BODY_BYTES``,
+the proxied API's limit too): a larger one is 413 ``{"detail": ...}``, from
+its ``Content-Length`` before a byte is read, or once that many bytes have
+arrived. Buffering it whole came before any credential or signature was
+checked, so an anonymous client could make the gateway hold any amount of
+memory (a 300 MB POST to ``/admin/v1/kyc/webhook``: +180 MB). A body must
+also arrive whole within ``body_read_timeout_seconds``
+(``GATEWAY_BODY_READ_TIMEOUT_SECONDS``, as on the proxied API): 408 and the
+connection closed, or a client dripping a byte at a time held its connection
+and buffer as long as it liked. (``asyncio.timeout`` per read here: the
+proxied API's cheaper shared timer, ``gateway.proxy.body_deadline``, is for
+its hot path.)
+
 ``json_safe`` is the other half: the validation-error renderer uses it so a
 non-finite float that reaches a 422 some other way is shown as text, never a
 500.
@@ -27,6 +40,7 @@ non-finite float that reaches a 422 some other way is shown as text, never a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
@@ -105,11 +119,28 @@ def url_problems(scope: Scope) -> list[dict[str, Any]]:
     ]
 
 
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+"""``Settings.max_body_bytes``'s default, for apps wired without settings."""
+DEFAULT_BODY_READ_TIMEOUT_SECONDS = 30.0
+"""``Settings.body_read_timeout_seconds``'s default, likewise."""
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
 class RefuseUnstorableInput:
     """Pure ASGI (no BaseHTTPMiddleware: it would buffer streamed exports)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        body_read_timeout_seconds: float = DEFAULT_BODY_READ_TIMEOUT_SECONDS,
+    ) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.body_read_timeout_seconds = body_read_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(ADMIN_PREFIX):
@@ -122,7 +153,22 @@ class RefuseUnstorableInput:
         if scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        body, replay = await _buffered(receive)
+        limit = self.max_body_bytes
+        try:
+            if _declared_length(scope) > limit:
+                raise BodyTooLarge
+            async with asyncio.timeout(self.body_read_timeout_seconds):
+                body, replay = await _buffered(receive, limit)
+        except BodyTooLarge:
+            await _send_json(send, 413, {"detail": f"request body too large (at most {limit} "
+                                                   "bytes: GATEWAY_MAX_BODY_BYTES)"})  # fmt: skip
+            return
+        except TimeoutError:
+            seconds = self.body_read_timeout_seconds
+            await _send_json(send, 408, {"detail": f"request body not complete within {seconds:g} "
+                                                   "s (GATEWAY_BODY_READ_TIMEOUT_SECONDS)"},
+                             close=True)  # fmt: skip
+            return
         problems = body_problems(body)
         if problems:
             await _refuse(send, problems)
@@ -130,15 +176,30 @@ class RefuseUnstorableInput:
         await self.app(scope, replay, send)
 
 
-async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole request body, and a ``receive`` that hands it on as received."""
+def _declared_length(scope: Scope) -> int:
+    """The ``Content-Length`` the client declared, 0 when none (or unreadable:
+    the server refuses those itself)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+async def _buffered(receive: Receive, limit: int) -> tuple[bytes, Receive]:
+    """The whole request body, and a ``receive`` that hands it on as received;
+    BodyTooLarge once more than ``limit`` bytes have arrived."""
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":  # disconnected: let the app see it
             first: Message | None = message
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             first = None
             break
@@ -156,12 +217,18 @@ async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
 
 
 async def _refuse(send: Send, problems: list[dict[str, Any]]) -> None:
-    payload = json.dumps({"detail": problems}).encode()
-    await send({
-        "type": "http.response.start", "status": 422,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode())],
-    })  # fmt: skip
+    await _send_json(send, 422, {"detail": problems})
+
+
+async def _send_json(
+    send: Send, status: int, content: dict[str, Any], close: bool = False
+) -> None:
+    payload = json.dumps(content).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(payload)).encode())]  # fmt: skip
+    if close:  # RFC 9110 15.5.9: the rest of the body is not waited for
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 

@@ -40,7 +40,9 @@ Out-of-order delivery: an event older than the customer's stored
 answers 200 ``{"applied": false, "reason": ...}`` so the vendor does not retry,
 and is recorded like an applied one: its id in ``kyc_webhook_events`` (a
 redelivery is a duplicate), a ``customer.kyc_webhook_stale`` row in the
-customer's history and the admin-action log. Native events that carry no
+customer's history and the admin-action log. So an event dated after now
+(beyond the signature tolerance), own or native, is 422: applied, it would
+outrank every later one, a downgrade included, until its date. Native events that carry no
 outcome (Stripe ``created``, Persona ``inquiry.expired``, …) answer the same
 200 ``applied: false`` with a reason and are recorded in
 ``kyc_webhook_events`` only; they need no known customer. Applied events
@@ -166,6 +168,12 @@ async def _own_event(
     seen = await session.get(KycWebhookEvent, event.id)
     if seen is not None:
         return _duplicate(seen, payload, event.id)
+    tolerance = timedelta(seconds=services.settings.kyc_webhook_tolerance_seconds)
+    if event.kyc_verified_at is not None and event.kyc_verified_at > now + tolerance:
+        raise HTTPException(
+            422, f"invalid event: kyc_verified_at {rfc3339(event.kyc_verified_at)} is in the "
+            "future: not applied",
+        )
     unknown = unknown_names({"kyc_level": event.kyc_level}, vocabulary_of(services))
     if unknown:
         raise HTTPException(422, f"invalid event: kyc_level: {unknown[0].message}")

@@ -16,7 +16,7 @@ are FastAPI's 422 with the same ``loc``.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +26,12 @@ from gateway.admin.auth import AdminActor, require_roles
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.admin_log import record_admin_action
 from gateway.policy.loader import rule_locations
+
+if TYPE_CHECKING:  # imported on the first call (module docstring)
+    from gateway.identity.principal import Principal
+    from gateway.policy.decision import QuotaPlan
+    from gateway.policy.explain_input import ExplainIn
+    from gateway.services import Services
 
 router = APIRouter(prefix="/admin/v1", tags=["policy"])
 Compliance = Depends(require_roles("compliance"))
@@ -49,13 +55,17 @@ async def explain_policy(
 ) -> dict[str, Any]:
     from gateway.policy.explain_customer import ScopedKey, load_customer
     from gateway.policy.explain_input import ExplainIn, document, input_problems, run_explain
+    from gateway.policy.explain_key import KEY_ID_PROBLEM, KeyRecord, explain_key_id, load_key
+    from gateway.policy.explain_usage import with_usage
     from gateway.policy.testing import origin_of
 
     try:
         data = ExplainIn.model_validate_json(await request.body())
     except ValidationError as exc:
+        # Without the input: a key_id given as a whole key would echo its secret.
+        errors = exc.errors(include_url=False, include_input=False)
         raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+            [{**error, "loc": ("body", *error["loc"])} for error in errors]
         ) from None
     bundle = services.policy.current
     problems = input_problems(data, bundle)
@@ -63,7 +73,17 @@ async def explain_policy(
         raise HTTPException(status_code=422, detail=problems)
     now = services.clock()
     keys: tuple[ScopedKey, ...] = ()
-    if data.customer_id is not None:
+    key: KeyRecord | None = None
+    if data.key_id is not None:
+        key_id = explain_key_id(data.key_id)
+        if key_id is None:  # the value is never echoed: it may hold a secret
+            raise HTTPException(422, [{"loc": ["body", "key_id"], "msg": KEY_ID_PROBLEM,
+                                       "type": "value_error"}])  # fmt: skip
+        key = await load_key(session, key_id)
+        if key is None:
+            raise HTTPException(status_code=404, detail=f"no key {key_id}")
+        principal = key.principal
+    elif data.customer_id is not None:
         record = await load_customer(session, data.customer_id, now)
         if record is None:
             raise HTTPException(status_code=404, detail=f"no customer {data.customer_id}")
@@ -82,8 +102,10 @@ async def explain_policy(
     result = run_explain(principal, data.request, origin, bundle, at, locations)
     if isinstance(result, str):
         raise HTTPException(status_code=422, detail=[result])
-    doc = document(result, bundle, keys)
+    doc = document(result, bundle, keys, key)
+    doc["quota"] = with_usage(doc["quota"], *await _usage(services, data, principal, result.quota))
     asked = {
+        "key_id": None if key is None else key.key_id,
         "model": data.request.model, "origin": doc["origin"], "at": doc["at"],
         "decision": doc["decision"], "rule_ids": doc["rule_ids"],
         "policy_version": bundle.version,
@@ -92,3 +114,20 @@ async def explain_policy(
                         principal.customer_id, None, asked, now)  # fmt: skip
     await session.commit()
     return doc
+
+
+async def _usage(
+    services: Services, data: ExplainIn, principal: Principal, plan: QuotaPlan
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The customer's use of each limit of ``plan`` in the store this process
+    meters against (memory or Redis), read without consuming anything."""
+    from gateway.admin.usage import UsageReporter
+    from gateway.policy.explain_usage import NO_REPORTER, NOT_A_CUSTOMER, read_usage, unread
+
+    if data.principal is not None:
+        return unread(NOT_A_CUSTOMER), []
+    meter = services.meter
+    if not isinstance(meter, UsageReporter):
+        return unread(NO_REPORTER), []
+    source: Literal["memory", "redis"] = "redis" if services.settings.redis_url else "memory"
+    return await read_usage(meter, source, principal.customer_id, plan, services.clock())

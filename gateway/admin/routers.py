@@ -19,7 +19,12 @@ from gateway.admin.customers import router as customers_router
 from gateway.admin.decisions import router as decisions_router
 from gateway.admin.farms import router as farms_router
 from gateway.admin.holds import router as holds_router
-from gateway.admin.inputs import RefuseUnstorableInput, json_safe
+from gateway.admin.inputs import (
+    DEFAULT_BODY_READ_TIMEOUT_SECONDS,
+    DEFAULT_MAX_BODY_BYTES,
+    RefuseUnstorableInput,
+    json_safe,
+)
 from gateway.admin.keys import router as keys_router
 from gateway.admin.kyc_webhook import router as kyc_webhook_router
 from gateway.admin.policy import router as policy_router
@@ -71,13 +76,22 @@ async def validation_failed(request: Request, exc: RequestValidationError) -> JS
     return JSONResponse({"detail": json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
 
 
-def guard_admin_input(app: FastAPI) -> None:
-    app.add_middleware(RefuseUnstorableInput)
+def guard_admin_input(
+    app: FastAPI,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_read_timeout_seconds: float = DEFAULT_BODY_READ_TIMEOUT_SECONDS,
+) -> None:
+    app.add_middleware(RefuseUnstorableInput, max_body_bytes=max_body_bytes,
+                       body_read_timeout_seconds=body_read_timeout_seconds)  # fmt: skip
     app.add_exception_handler(RequestValidationError, validation_failed)  # type: ignore[arg-type]
 
 
-def include_admin_routers(app: FastAPI) -> None:
+def include_admin_routers(
+    app: FastAPI,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_read_timeout_seconds: float = DEFAULT_BODY_READ_TIMEOUT_SECONDS,
+) -> None:
     for router in ADMIN_ROUTERS:
         app.include_router(router)
     answer_store_unavailable(app)
-    guard_admin_input(app)
+    guard_admin_input(app, max_body_bytes, body_read_timeout_seconds)

@@ -20,7 +20,7 @@ import typer
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.cli.customers import (
+from gateway.cli.db_command import (
     Sessions,
     bundle_vocabulary,
     cli_actor,

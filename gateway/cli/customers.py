@@ -12,133 +12,46 @@ bundle cannot be loaded the check is skipped with a warning).
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Annotated, Any, TypeVar, get_args
+from typing import Annotated, Any, get_args
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.admin.auth import AdminActor
-from gateway.cli.database import CREATE_HINT, new_sqlite_file, require_existing
-from gateway.cli.messages import error, note
-from gateway.db.errors import SchemaOutOfDate
-from gateway.db.session import create_engine, session_factory
-from gateway.kyc import service
-from gateway.kyc.schemas import (
-    CustomerCreate,
-    CustomerOut,
-    CustomerPatch,
-    CustomerStatus,
-    validation_problems,
+from gateway.cli.db_command import (
+    Sessions,
+    check_names,
+    cli_actor,
+    cli_screener,
+    console,
+    db_settings,
+    fail,
+    run_db,
+    validation_message,
 )
-from gateway.kyc.screening import SanctionsListError, Screener, load_screener
-from gateway.kyc.vocabulary import Vocabulary, unknown_names, vocabulary
-from gateway.settings import Settings, SettingsError, load_settings
+from gateway.kyc import service
+from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch, CustomerStatus
+from gateway.kyc.screening import Screener
+from gateway.settings import Settings
+
+__all__ = [  # the shared plumbing stays importable from here (it lives in db_command)
+    "Sessions",
+    "app",
+    "check_names",
+    "cli_actor",
+    "cli_screener",
+    "console",
+    "db_settings",
+    "fail",
+    "run_db",
+    "validation_message",
+]
 
 app = typer.Typer(no_args_is_help=True)
-console = Console(emoji=False)  # ":word:" in a name or message stays as typed
-err = Console(stderr=True, emoji=False)
-T = TypeVar("T")
-
-Sessions = async_sessionmaker[AsyncSession]
-
-
-def cli_actor() -> AdminActor:
-    return AdminActor(name=f"cli:{getpass.getuser()}", role="admin", token_id=None)
-
-
-def db_settings() -> Settings:
-    # Only the database (and sanctions list) settings matter here; demo=True
-    # waives the upstream URL a serving gateway needs.
-    try:
-        return load_settings(demo=True)
-    except SettingsError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from exc
-
-
-def bundle_vocabulary(settings: Settings) -> Vocabulary | str:
-    """The KYC levels and tiers of the bundle in GATEWAY_POLICY_DIR, or why it
-    cannot be read (the CLI then skips the check rather than refuse to work)."""
-    from gateway.policy.loader import load_dir  # only for commands that write names
-
-    result = load_dir(settings.policy_dir)
-    if not result.ok or result.bundle is None:
-        first = result.errors[0] if result.errors else "no bundle"
-        return f"policy bundle {settings.policy_dir} cannot be loaded ({first})"
-    return vocabulary(result.bundle.kyc_levels, result.bundle.tiers)
-
-
-def check_names(values: dict[str, Any], settings: Settings) -> None:
-    """Exit 2 naming the option when a KYC level or tier is not in the bundle."""
-    vocab = bundle_vocabulary(settings)
-    if isinstance(vocab, str):
-        err.print(f"warning: --kyc-level and --tier not checked: {vocab}", markup=False)
-        return
-    unknown = unknown_names(values, vocab)
-    if unknown:
-        raise fail("; ".join(f"{u.field}: {u.message}" for u in unknown), 2)
-
-
-def cli_screener(settings: Settings) -> Screener | None:
-    """The configured sanctions list; one that cannot be loaded is a usage error
-    (exit 2), checked before anything is written."""
-    try:
-        return load_screener(settings.sanctions_list, settings.sanctions_threshold)
-    except SanctionsListError as exc:
-        raise fail(str(exc), 2) from None
-
-
-def run_db(work: Callable[[Settings, Sessions], Awaitable[T]], *, create: bool = False) -> T:
-    """Run ``work`` against the configured database (migrated to head on SQLite;
-    on PostgreSQL it must already be: ``gateway db upgrade``).
-
-    A missing SQLite file is created only with ``create`` (commands that can
-    bootstrap a fresh machine), and then said; otherwise it is a usage error
-    (``gateway.cli.database``).
-    """
-    settings = db_settings()
-    created = new_sqlite_file(settings) if create else None
-    if not create:
-        require_existing(settings, CREATE_HINT)
-
-    async def main() -> T:
-        from gateway.db.migrate import prepare_database  # Alembic, for this command only
-
-        engine = create_engine(settings)
-        try:
-            await prepare_database(engine, settings)
-            return await work(settings, session_factory(engine))
-        except SchemaOutOfDate as exc:
-            raise fail(str(exc), code=2) from None
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(main())
-    finally:
-        if created is not None and created.exists():
-            note(err, f"created a new database at {created} (GATEWAY_DATABASE_URL); "
-                 "if your gateway serves another one, check the path")
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    # Messages quote user input and validation patterns ([a-z]...): never markup.
-    error(err, message)
-    return typer.Exit(code)
-
-
-def validation_message(exc: ValidationError) -> str:
-    return "; ".join(validation_problems(exc))
 
 
 def _owner(value: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from gateway.cli.customers import Sessions, cli_actor, console, db_settings, err, fail, run_db
+from gateway.cli.db_command import Sessions, cli_actor, console, db_settings, err, fail, run_db
 from gateway.identity.keys import (
     KEY_KIND,
     ExpiryInPast,

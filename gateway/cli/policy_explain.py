@@ -6,7 +6,6 @@ Exit codes as ``policy test``: 0 the request would be allowed, 1 refused,
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,21 +14,19 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.cli.policy_explain_db import read_customer, read_key, read_quota_usage, usage_error
 from gateway.geo.origin import Origin
 from gateway.policy.compiled import compile_bundle
-from gateway.policy.explain import Explanation
-from gateway.policy.explain_customer import CustomerRecord, ScopedKey, load_customer
+from gateway.policy.explain_customer import ScopedKey
 from gateway.policy.explain_input import ExplainIn, document, input_problems, run_explain
+from gateway.policy.explain_key import KEY_ID_PROBLEM, KeyRecord, explain_key_id
+from gateway.policy.explain_usage import with_usage
 from gateway.policy.loader import LoadResult, pydantic_message, rule_locations
 from gateway.policy.testing import origin_of
 from gateway.policy.yamlsrc import parse_file
 
-
-def _usage(console: Console, message: str) -> typer.Exit:
-    console.print(f"error: {message}", markup=False, style="red")
-    return typer.Exit(2)
+_usage = usage_error
 
 
 def _json_arg(console: Console, option: str, value: str) -> Any:
@@ -50,35 +47,6 @@ def _json_arg(console: Console, option: str, value: str) -> Any:
     return parsed.data
 
 
-async def _read_customer(customer_id: str, now: datetime) -> CustomerRecord | None:
-    from gateway.db.session import create_engine, session_factory
-    from gateway.settings import Settings
-
-    engine = create_engine(Settings(demo=True))  # only the database URL is needed here
-    try:
-        async with session_factory(engine)() as session:
-            return await load_customer(session, customer_id, now)
-    finally:
-        await engine.dispose()
-
-
-def _customer(console: Console, customer_id: str, at: datetime) -> CustomerRecord:
-    from gateway.cli.policy import _missing_sqlite_file
-
-    missing = _missing_sqlite_file()
-    if missing is not None:  # connecting would create it
-        raise _usage(console, f"no database at {missing} (GATEWAY_DATABASE_URL)")
-    try:
-        # Keys are judged live at --at: one expired by then would not carry the request.
-        record = asyncio.run(_read_customer(customer_id, at))
-    except (SQLAlchemyError, OSError) as exc:
-        first = str(exc).splitlines()[0]
-        raise _usage(console, f"cannot read customers in GATEWAY_DATABASE_URL ({first})") from None
-    if record is None:
-        raise _usage(console, f"no customer {customer_id} in GATEWAY_DATABASE_URL")
-    return record
-
-
 def _locate(client_ip: str) -> Origin:
     # The gateway's own geo stage and settings (GATEWAY_GEOIP_DB or the RIR data).
     from gateway.geo.locate import build_locator
@@ -94,6 +62,11 @@ def explain_cmd(
     ] = None,
     customer: Annotated[
         str | None, typer.Option(help="Customer id: its record in GATEWAY_DATABASE_URL.")
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(help="API key id or gk_<id> prefix (never the secret): its customer, "
+                          "through its scope, as a request on it."),
     ] = None,
     principal: Annotated[
         str | None,
@@ -117,11 +90,17 @@ def explain_cmd(
 ) -> None:
     """Why would this request be refused? The verdict, then every rule in order."""
     from gateway.cli.policy import _console, _load
+    from gateway.cli.policy_explain_print import print_explanation
 
     console = _console()
     raw: dict[str, Any] = {"request": {"endpoint": endpoint}}
     if customer is not None:
         raw["customer_id"] = customer
+    if key is not None:
+        key_id = explain_key_id(key)
+        if key_id is None:  # not echoed: it may be the whole key, secret included
+            raise _usage(console, f"--key: {KEY_ID_PROBLEM}")
+        raw["key_id"] = key_id
     if principal is not None:
         raw["principal"] = _json_arg(console, "--principal", principal)
     if body is not None:
@@ -162,8 +141,12 @@ def explain_cmd(
         raise _usage(console, "; ".join(problems))
     when = data.at or datetime.now(UTC)
     keys: tuple[ScopedKey, ...] = ()
-    if customer is not None:
-        record = _customer(console, customer, when)
+    through: KeyRecord | None = None
+    if data.key_id is not None:
+        through = read_key(console, data.key_id)
+        who = through.principal
+    elif customer is not None:
+        record = read_customer(console, customer, when)
         who, keys = record.principal, record.keys
     else:
         assert data.principal is not None  # ExplainIn requires one of the two
@@ -175,11 +158,14 @@ def explain_cmd(
     result = run_explain(who, data.request, place, bundle, when, rule_locations(directory))
     if isinstance(result, str):
         raise _usage(console, result)
+    doc = document(result, bundle, keys, through)
+    counted_for = None if data.principal is not None else who.customer_id
+    doc["quota"] = with_usage(doc["quota"], *read_quota_usage(counted_for, result.quota))
     if as_json:
-        typer.echo(json.dumps(document(result, bundle, keys), indent=2))
+        typer.echo(json.dumps(doc, indent=2))
     else:
-        print_explanation(console, result, document(result, bundle, keys))
-    if not result.decision.allowed:
+        print_explanation(console, result, doc)
+    if doc["decision"] != "allow":  # a key refused before policy too (401)
         raise typer.Exit(1)
 
 
@@ -193,81 +179,6 @@ def _quiet_load(directory: Path) -> LoadResult:
     from gateway.cli.policy import _load
 
     return _load(Console(stderr=True, highlight=False, soft_wrap=True), directory, show_ok=False)
-
-
-def print_explanation(console: Console, ex: Explanation, doc: dict[str, Any]) -> None:
-    out = console.print
-    p, o = doc["principal"], doc["origin"]
-    place = o["region"] or o["country"] or "unknown origin"
-    out(f"{doc['decision'].upper()} {doc['status']}  {doc['request']['model']} for {p['id']} "
-        f"from {place} at {doc['at']} (policy {doc['policy_version'][:12]})", markup=False,
-        style="green" if ex.decision.allowed else "red")  # fmt: skip
-    out(f"  rules: {', '.join(doc['rule_ids'])}", markup=False)
-    for reason in doc["reasons"]:
-        out(f"  reason: {reason}", markup=False)
-    if doc["report_rule_ids"]:
-        out(f"  report mode matches: {', '.join(doc['report_rule_ids'])}", markup=False)
-    out(f"  customer: {p['id']}  tier {p['tier']} (effective {doc['effective_tier']})  "
-        f"kyc {p['kyc_level']}  citizenships: {', '.join(p['citizenships']) or 'none'}  "
-        f"residence: {p['residence'] or 'none'}  US person: {'yes' if p['us_person'] else 'no'}  "
-        f"sanctions: {p['sanctions_status']}  status: {p['status']}", markup=False)  # fmt: skip
-    if doc["tier_demotion"]:
-        out(f"  tier demoted to {doc['effective_tier']}: {doc['tier_demotion']}", markup=False)
-    out(f"  capabilities: {', '.join(doc['capabilities']) or 'none'}", markup=False)
-    m = doc["model"]
-    entitlement = (
-        f"model {m['name']} is not defined in this bundle" if not m["defined"]
-        else f"model {m['name']} is offered to tiers {', '.join(m['tiers'])}: effective tier "
-        f"{doc['effective_tier']} is {'' if m['entitled'] else 'not '}entitled"
-    )  # fmt: skip
-    out(f"  {entitlement}", markup=False)
-    q = doc["quota"]
-    limits = ", ".join(f"{x['capability']}.{x['kind']} {x['limit']}" for x in q["limits"])
-    out(f"  quota plan ({q['tier']}): {limits or 'no limits'}", markup=False)
-    scope = doc["key_scope"]
-    out(f"  key scope: {scope['note']}", markup=False)
-    for key in scope["keys"]:
-        limits = ", ".join(
-            f"{what} {', '.join(key[field])}"
-            for what, field in (
-                ("models", "allowed_models"),
-                ("capabilities", "allowed_capabilities"),
-            )
-            if key[field] is not None
-        )
-        verdict = f"refuses: {key['refuses']}" if key["refuses"] else "lets it through"
-        out(f"    key {key['key_id']} ({limits}): {verdict}", markup=False)
-    if not doc["trace_agrees"]:
-        out("  warning: the rule-by-rule trace disagrees with the engine; please report",
-            markup=False, style="red")  # fmt: skip
-    out("trace (rule order):", markup=False)
-    for r in ex.trace:
-        where = f"{r.file}:{r.line}" if r.file else "(source unknown)"
-        window = _window(r.start, r.end)
-        force = "in force" if r.in_force else f"not in force at {doc['at']}"
-        mode = " report mode" if r.mode == "report" else ""
-        state = "matched" if r.matched else "no match"
-        if r.outcome not in (state, "no match"):
-            state = f"{state} → {r.outcome}"
-        out(f"  {r.id}  {where}  {r.effect}{mode}  {force}{window}  {state}", markup=False)
-        for c in r.when:
-            _condition(console, "when", c.text(), c.parts, 6)
-        for c in r.unless or ():
-            _condition(console, "unless", c.text(), c.parts, 6)
-
-
-def _window(start: datetime | None, end: datetime | None) -> str:
-    from gateway.kyc.schemas import rfc3339
-
-    parts = [f"from {rfc3339(start)}" if start else "", f"until {rfc3339(end)}" if end else ""]
-    text = " ".join(p for p in parts if p)
-    return f" ({text})" if text else ""
-
-
-def _condition(console: Console, label: str, text: str, parts: Any, indent: int) -> None:
-    console.print(f"{' ' * indent}{label} {text}", markup=False)
-    for part in parts:
-        _condition(console, "-", part.text(), part.parts, indent + 2)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,13 @@ component can broadcast to other replicas; a broadcast received from elsewhere
 should call the same methods with ``propagate=False``.
 
 Concurrent misses on one key share one database read (single flight).
+
+A read that an invalidation overtook (it began before, it ends after) is
+used by the requests already waiting on it, which began before the change,
+but not cached, and requests arriving after the invalidation start a read of
+their own: the row it read may predate the commit the invalidation follows,
+and caching it kept a revoked key, or a suspended customer, served for the
+whole TTL.
 """
 
 from __future__ import annotations
@@ -87,6 +94,8 @@ class GatewayIdentifier:
         self.customer_misses = Misses(neg_ttl, misses_capacity)
         self._inflight: dict[str, asyncio.Future[KeyRecord | None]] = {}
         self._hooks: list[InvalidationHook] = []
+        self._generation = 0
+        """Bumped by every invalidation: a read begun under an older one is not cached."""
         self.last_used = LastUsedTracker(sessions, last_used_flush_seconds)
         self.db_reads = 0
         """Count of store reads (a test asserts the hot path makes none)."""
@@ -113,12 +122,16 @@ class GatewayIdentifier:
                 await result
 
     async def invalidate_key(self, key_id: str, propagate: bool = True) -> None:
+        self._generation += 1
+        self._inflight.pop(key_id, None)
         self._keys.pop(key_id, None)
         self.key_misses.discard(key_id)
         if propagate:
             await self._notify("key", key_id)
 
     async def invalidate_customer(self, customer_id: str, propagate: bool = True) -> None:
+        self._generation += 1
+        self._inflight.clear()  # which customer an in-flight key read is for is not known yet
         self._customers.pop(customer_id, None)
         self.customer_misses.discard(customer_id)
         for key_id in [k for k, e in self._keys.items() if e.value.customer_id == customer_id]:
@@ -127,6 +140,8 @@ class GatewayIdentifier:
             await self._notify("customer", customer_id)
 
     def clear(self) -> None:
+        self._generation += 1
+        self._inflight.clear()
         self._keys.clear()
         self._customers.clear()
         self.key_misses.clear()
@@ -177,6 +192,7 @@ class GatewayIdentifier:
             return await asyncio.shield(pending)
         future: asyncio.Future[KeyRecord | None] = asyncio.get_running_loop().create_future()
         self._inflight[key_id] = future
+        generation = self._generation
         try:
             record = await self._read(key_id)
         except Exception as exc:
@@ -187,13 +203,15 @@ class GatewayIdentifier:
             future.cancel()
             raise
         finally:
-            self._inflight.pop(key_id, None)
-        if record is None:
-            self._keys.pop(key_id, None)  # cached once, deleted since
-            self.key_misses.add(key_id, now)
-        else:
-            self.key_misses.discard(key_id)
-            self._keys[key_id] = _Entry(record, now)
+            if self._inflight.get(key_id) is future:  # an invalidation may have dropped it
+                del self._inflight[key_id]
+        if generation == self._generation:  # else overtaken by an invalidation (module doc)
+            if record is None:
+                self._keys.pop(key_id, None)  # cached once, deleted since
+                self.key_misses.add(key_id, now)
+            else:
+                self.key_misses.discard(key_id)
+                self._keys[key_id] = _Entry(record, now)
         future.set_result(record)
         return record
 
@@ -216,18 +234,20 @@ class GatewayIdentifier:
         if self.customer_misses.fresh(customer_id, now):
             return _require(None, customer_id)
         self.db_reads += 1
+        generation = self._generation
         try:
             async with self._sessions() as session:
                 principal = await load_customer(session, customer_id)
         except (SQLAlchemyError, OSError) as exc:
             log.error("identity store unavailable reading customer %s: %s", customer_id, exc)
             raise IdentityStoreUnavailable(str(exc)) from exc
-        if principal is None:
-            self._customers.pop(customer_id, None)
-            self.customer_misses.add(customer_id, now)
-        else:
-            self.customer_misses.discard(customer_id)
-            self._customers[customer_id] = _Entry(principal, now)
+        if generation == self._generation:  # else overtaken by an invalidation (module doc)
+            if principal is None:
+                self._customers.pop(customer_id, None)
+                self.customer_misses.add(customer_id, now)
+            else:
+                self.customer_misses.discard(customer_id)
+                self._customers[customer_id] = _Entry(principal, now)
         return _require(principal, customer_id)
 
 

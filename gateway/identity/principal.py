@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from gateway.identity.ownership import (
     CONTROL_TOLERANCE_PERCENT,
@@ -54,6 +54,10 @@ class Principal:
     key_capabilities: frozenset[str] | None = None
     """The capabilities a request on the key used may have (None: no narrowing)."""
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    screening: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    """A held customer's screening hits, for the records of its refusals
+    (``gateway.identity.screening_summary``); None when ``clear``. Not a
+    policy input: replays leave it out."""
 
     @property
     def is_us_person(self) -> bool:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.identity.ownership import from_json as ownership_from_json
 from gateway.identity.principal import Ownership, Principal, SanctionsStatus
+from gateway.identity.screening_summary import screening_summary
 from gateway.identity.tables import ApiKey
 from gateway.kyc.schemas import as_utc
 from gateway.kyc.tables import Customer
@@ -54,6 +55,8 @@ def principal_from(
         auth_method="oidc" if method == "oidc" else "api_key",
         key_models=_scope(key.allowed_models if key is not None else None),
         key_capabilities=_scope(key.allowed_capabilities if key is not None else None),
+        # Once per cache load: a refusal's record names the hits without a read.
+        screening=screening_summary(customer),
     )
 
 

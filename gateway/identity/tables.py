@@ -89,6 +89,9 @@ class StoredResponseOwner(Base):
     capabilities: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     """The capabilities its create was decided with: calls on it by id are
     decided with them (null: bound before they were recorded, the model's own)."""
+    context_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Its usage (input and output tokens), which a request continuing it has the
+    upstream read again: reserved by that request (null: never seen)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -8,6 +8,12 @@ screening holds the customer again if any of its hits is not covered by such
 a review: a new listed name, or a known listed name matching another of the
 customer's names, is a lead nobody has looked at yet. Keeping only the
 strongest hit let a weaker new one hide behind a cleared one.
+
+An officer who sets the customer to any status but ``clear`` withdraws every
+review of it (``withdraw_reviews``): a clearance says a hit is harmless, the
+new status says the customer is not; keeping the clearances let a rescreen
+and a later change read those pairs as harmless still. Withdrawn reviews
+stay in the table (who cleared, who withdrew, when, why) and clear nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.kyc.tables import Customer, ScreeningReview
+from gateway.admin.auth import AdminActor
+from gateway.identity.admin_log import record_admin_action
+from gateway.kyc.schemas import rfc3339
+from gateway.kyc.tables import Customer, CustomerHistory, ScreeningReview
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,14 +144,70 @@ def _review(
     )  # fmt: skip
 
 
+IN_FORCE = ScreeningReview.withdrawn_at.is_(None)
+
+
 async def reviews_of(session: AsyncSession, customer_id: str) -> list[ScreeningReview]:
-    query = select(ScreeningReview).where(ScreeningReview.customer_id == customer_id)
+    """The customer's reviews in force (not withdrawn)."""
+    query = select(ScreeningReview).where(ScreeningReview.customer_id == customer_id, IN_FORCE)
     return list((await session.scalars(query)).all())
 
 
 async def all_reviews(session: AsyncSession) -> dict[str, list[ScreeningReview]]:
-    """Every customer's reviews, for a rescreen of them all (one query)."""
+    """Every customer's reviews in force, for a rescreen of them all (one query)."""
     found: dict[str, list[ScreeningReview]] = {}
-    for review in await session.scalars(select(ScreeningReview).order_by(ScreeningReview.id)):
+    query = select(ScreeningReview).where(IN_FORCE).order_by(ScreeningReview.id)
+    for review in await session.scalars(query):
         found.setdefault(review.customer_id, []).append(review)
     return found
+
+
+async def withdraw_reviews(
+    session: AsyncSession, c: Customer, actor_name: str, now: datetime, reason: str | None
+) -> list[ScreeningReview]:
+    """Withdraw every review of ``c`` in force: each stored hit is unreviewed
+    again, and the next ``clear`` is a new review of it. The reviews withdrawn
+    (none: nothing was in force)."""
+    withdrawn = await reviews_of(session, c.id)
+    for review in withdrawn:
+        review.withdrawn_at = now
+        review.withdrawn_by = actor_name
+        review.withdrawn_reason = reason
+    if c.screening_hits is not None and any(h.get("reviewed") for h in c.screening_hits):
+        # A new list: the JSON column is only written when the value is replaced.
+        c.screening_hits = [{**hit, "reviewed": False} for hit in c.screening_hits]
+    return withdrawn
+
+
+def withdrawn_json(reviews: Sequence[ScreeningReview]) -> list[dict[str, Any]]:
+    """What was withdrawn, as the audit rows keep it."""
+    return [
+        {
+            "screened_name": r.screened_name,
+            "listed_name": r.listed_name,
+            "score": r.score,
+            "cleared_by": r.cleared_by,
+            "cleared_at": rfc3339(r.cleared_at),
+        }
+        for r in reviews
+    ]
+
+
+WITHDRAW_ACTION = "customer.screening_withdraw"
+
+
+def record_withdrawal(
+    session: AsyncSession,
+    actor: AdminActor,
+    customer_id: str,
+    withdrawn: Sequence[ScreeningReview],
+    reason: str | None,
+    now: datetime,
+) -> None:
+    """History and admin-action rows of a withdrawal: who (the rows' actor),
+    when, why (``reason``) and each review withdrawn, with who had cleared it."""
+    after = {"withdrawn": withdrawn_json(withdrawn), "reason": reason}
+    changes = {key: {"before": None, "after": value} for key, value in after.items()}
+    session.add(CustomerHistory(customer_id=customer_id, at=now, actor=actor.name,
+                                action=WITHDRAW_ACTION, changes=changes))  # fmt: skip
+    record_admin_action(session, actor, WITHDRAW_ACTION, "customer", customer_id, None, after, now)

@@ -214,10 +214,18 @@ class CustomerPatch(BaseModel):
     attributes: Words | None = None
     sanctions_status: SanctionsStatus | None = None
     status: CustomerStatus | None = None
+    reason: NonBlank | None = Field(default=None, max_length=1000)
+    """Why the sanctions status is set to one other than ``clear``: recorded
+    with the withdrawal of the customer's reviews (not a field of the record)."""
 
     @model_validator(mode="after")
     def _check(self) -> CustomerPatch:
         _ownership_total(self.ownership)
+        if self.reason is not None and self.sanctions_status in (None, "clear"):
+            raise ValueError(
+                "reason is recorded with a withdrawal of reviews: give it with a "
+                "sanctions_status other than clear"
+            )
         not_nullable = {"name", "kind", "citizenships", "ownership", "kyc_level", "tier",
                         "attributes", "sanctions_status", "status"}  # fmt: skip
         for name in self.model_fields_set & not_nullable:
@@ -226,7 +234,8 @@ class CustomerPatch(BaseModel):
         return self
 
     def changes(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.model_fields_set}
+        """The record's fields to change (``reason`` is not one)."""
+        return {name: getattr(self, name) for name in self.model_fields_set - {"reason"}}
 
 
 class ScreeningHit(BaseModel):

@@ -1,208 +1,42 @@
 """Sanctions / denied-party screening of customer names.
 
 Loads a list once (US Consolidated Screening List CSV export, or OpenSanctions
-FollowTheMoney JSON lines) and screens names with rapidfuzz. Both sides are
-normalised the same way: transliterate Cyrillic/Greek, fold accents and
-other combining marks (NFKD, marks dropped, NFKC), lower-case, punctuation to
-spaces, legal-form suffixes removed (LLC, Ltd, GmbH...), tokens sorted so that
-word order does not matter. Letters of scripts with no ASCII folding (Han,
-Hangul, Arabic...) are kept as they are, so a name in such a script is compared
-with list entries (aliases) in that script; they used to be dropped, which
-screened such a name as nothing, i.e. ``clear``. A name of which nothing is
-left to compare is a ``potential_match`` for a human to look at, never a
-``clear`` nobody could have computed. The score is the max of
-``fuzz.token_sort_ratio / 100`` and Jaro-Winkler on the sorted tokens, a
-token-to-token pairing, and the edit-distance ratio of the tokens joined in
-reading order (``compact``: name particles written joined or apart); at or
-above the threshold (``settings.sanctions_threshold``) the name is a
-*potential* match held for human review: a match is a lead, and "no match" is
-not a safe harbour.
-
-The list version recorded with each result is ``<sha256 prefix>-<YYYYMMDD>``
-of the file, so a reviewer can tell which list a result came from.
+FollowTheMoney JSON lines: ``sanctions_lists.py``) and screens names with
+rapidfuzz, both sides normalised and scored as ``name_match.py`` says. A name
+of which nothing is left to compare is a ``potential_match`` for a human to
+look at, never a ``clear`` nobody could have computed. At or above the
+threshold (``settings.sanctions_threshold``) the name is a *potential* match
+held for human review: a match is a lead, and "no match" is not a safe harbour.
 """
 
-# ruff: noqa: RUF001  (the transliteration table is non-ASCII on purpose)
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
-import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from itertools import permutations
 from pathlib import Path
 from typing import Literal
 
-# rapidfuzz (~2.6 MB resident) is imported where a name is scored, not here:
-# every serving process imports this module, few ever screen a name.
+from gateway.kyc.name_match import aligned_score, compact, normalize, similarity
+from gateway.kyc.sanctions_lists import SanctionsList, load_csl_csv, load_ftm_jsonl, load_list
 
-# Letters NFKD does not decompose, and Cyrillic/Greek, which it would drop.
-_TRANSLIT = {
-    "ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th",
-    "ı": "i", "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e",
-    "ж": "zh", "з": "z", "и": "i", "й": "y", "к": "k", "л": "l", "м": "m", "н": "n",
-    "о": "o", "п": "p", "р": "r", "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh",
-    "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e",
-    "ю": "yu", "я": "ya", "і": "i", "ї": "yi", "є": "ye", "ґ": "g",
-    "α": "a", "β": "v", "γ": "g", "δ": "d", "ε": "e", "ζ": "z", "η": "i", "θ": "th",
-    "ι": "i", "κ": "k", "λ": "l", "μ": "m", "ν": "n", "ξ": "x", "ο": "o", "π": "p",
-    "ρ": "r", "σ": "s", "ς": "s", "τ": "t", "υ": "y", "φ": "f", "χ": "ch", "ψ": "ps",
-    "ω": "o",
-}  # fmt: skip
-_TRANSLIT_TABLE = str.maketrans(_TRANSLIT)
+__all__ = [  # what callers and tests import from here, wherever it now lives
+    "SanctionsListError",
+    "Screener",
+    "ScreeningResult",
+    "load_csl_csv",
+    "load_ftm_jsonl",
+    "load_list",
+    "load_screener",
+    "normalize",
+    "screen_many",
+    "screener_from_path",
+    "similarity",
+]
 
-LEGAL_SUFFIXES = frozenset(
-    {
-        "llc",
-        "ltd",
-        "limited",
-        "inc",
-        "incorporated",
-        "corp",
-        "corporation",
-        "co",
-        "company",
-        "gmbh",
-        "ag",
-        "kg",
-        "sa",
-        "sas",
-        "sarl",
-        "srl",
-        "spa",
-        "plc",
-        "lp",
-        "llp",
-        "bv",
-        "nv",
-        "oy",
-        "ab",
-        "as",
-        "asa",
-        "pte",
-        "pty",
-        "jsc",
-        "ojsc",
-        "pjsc",
-        "ooo",
-        "oao",
-        "zao",
-        "tov",
-        "sro",
-        "kft",
-        "zrt",
-        "ao",
-        "pao",
-        "sp",
-        "zoo",
-        "fze",
-        "fzco",
-        "fzc",
-    }
-)
-# Unicode-aware: letters and digits of every script are name characters.
-_NON_ALNUM = re.compile(r"[\W_]+")
-_ABBREVIATION = re.compile(r"\b([a-z])\.(?=[a-z]\.)")
+# rapidfuzz is imported where a name is scored, not here (as in name_match.py).
 
 Status = Literal["clear", "potential_match"]
-
-
-def normalize(name: str) -> str:
-    """The comparison form of a name: ASCII, lower case, no legal suffix, sorted tokens."""
-    return " ".join(sorted(_tokens(name)))
-
-
-def compact(name: str) -> str:
-    """The name's tokens in reading order with nothing between them.
-
-    Name particles are written joined or apart ("Abd al-Rahman", "Abdel
-    Rahman", "Abdulrahman"): token scores cannot pair one token with two, a
-    comparison of the whole letter sequence can. Lists write individuals
-    "LAST, First Middle": the part before the first comma goes last, so both
-    forms read in the same order.
-    """
-    head, comma, tail = name.partition(",")
-    return "".join(_tokens(f"{tail} {head}" if comma else name))
-
-
-def _tokens(name: str) -> list[str]:
-    text = name.lower().translate(_TRANSLIT_TABLE)
-    # Accents and vowel marks are combining characters after NFKD: drop them
-    # and recompose (NFKC), which folds Latin to ASCII as before and keeps
-    # every other script's letters (Hangul syllables come back whole).
-    decomposed = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    text = unicodedata.normalize("NFKC", text).lower()
-    # Joined abbreviations ("L.L.C.", "S.A.") become one token before suffix removal.
-    text = _ABBREVIATION.sub(r"\1", text).replace(".", "")
-    tokens = [t for t in _NON_ALNUM.split(text) if t]
-    return [t for t in tokens if t not in LEGAL_SUFFIXES] or tokens
-
-
-def similarity(a: str, b: str) -> float:
-    """Score two names in [0, 1] (both normalised here)."""
-    return max(_score(normalize(a), normalize(b)), _compact_score(compact(a), compact(b)))
-
-
-def _compact_score(ca: str, cb: str) -> float:
-    from rapidfuzz import fuzz
-
-    # Edit distance only: Jaro-Winkler's prefix bonus would make a name that
-    # begins another one ("Mohammed Ali" / "Mohammed Ali Hassan") a match.
-    return fuzz.ratio(ca, cb) / 100.0 if ca and cb else 0.0
-
-
-def _score(na: str, nb: str) -> float:
-    if not na or not nb:
-        return 0.0
-    return max(_sorted_score(na, nb), aligned_score(na.split(), nb.split()))
-
-
-def _sorted_score(na: str, nb: str) -> float:
-    from rapidfuzz import fuzz
-    from rapidfuzz.distance import JaroWinkler
-
-    # On sorted tokens, fuzz.ratio is token_sort_ratio.
-    return max(fuzz.ratio(na, nb) / 100.0, JaroWinkler.normalized_similarity(na, nb))
-
-
-MAX_ALIGN_TOKENS = 6
-
-
-def aligned_score(ta: list[str], tb: list[str]) -> float:
-    """Best token-to-token pairing, Jaro-Winkler per token, weighted by length.
-
-    Sorting tokens fails when a transliteration changes a first letter
-    ("Philippa Iskanderov" / "Filippa Iskanderoff" sort differently); pairing
-    tokens does not. Unpaired tokens count as zero, so extra names lower the score.
-    """
-    if not ta or not tb or max(len(ta), len(tb)) > MAX_ALIGN_TOKENS:
-        return 0.0
-    from rapidfuzz.distance import JaroWinkler
-
-    short, long_ = (ta, tb) if len(ta) <= len(tb) else (tb, ta)
-    total = sum(len(t) for t in ta) + sum(len(t) for t in tb)
-    best = 0.0
-    for chosen in permutations(long_, len(short)):
-        weight = sum(
-            JaroWinkler.normalized_similarity(x, y) * (len(x) + len(y))
-            for x, y in zip(short, chosen, strict=True)
-        )
-        best = max(best, weight / total)
-    return best
-
-
-@dataclass(frozen=True, slots=True)
-class ListedParty:
-    name: str
-    """The listed name (primary or alias) this entry matches on."""
-    primary_name: str
-    source: str
-    entity_type: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,68 +46,6 @@ class ScreeningResult:
     best_match: str | None
     score: float
     source: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SanctionsList:
-    entries: tuple[ListedParty, ...]
-    version: str
-
-
-def list_version(path: Path, when: datetime | None = None) -> str:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    day = (when or datetime.fromtimestamp(path.stat().st_mtime, UTC)).strftime("%Y%m%d")
-    return f"{digest}-{day}"
-
-
-def load_csl_csv(path: Path) -> SanctionsList:
-    """US Consolidated Screening List CSV: ``name``, ``alt_names`` (``;``), ``type``, ``source``."""
-    entries: list[ListedParty] = []
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or "name" not in reader.fieldnames:
-            raise ValueError(f"{path}: not a screening-list CSV (no 'name' column)")
-        for row in reader:
-            primary = (row.get("name") or "").strip()
-            if not primary:
-                continue
-            aliases = [a.strip() for a in (row.get("alt_names") or "").split(";")]
-            source = (row.get("source") or "").strip()
-            kind = (row.get("type") or "").strip()
-            for name in [primary, *filter(None, aliases)]:
-                entries.append(ListedParty(name, primary, source, kind))
-    return SanctionsList(tuple(entries), list_version(path))
-
-
-def load_ftm_jsonl(path: Path) -> SanctionsList:
-    """OpenSanctions FollowTheMoney entities, one JSON object per line."""
-    entries: list[ListedParty] = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                entity = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from exc
-            if not isinstance(entity, dict):
-                raise ValueError(f"{path}:{lineno}: not a FollowTheMoney entity (a JSON object)")
-            props = entity.get("properties") or {}
-            names = [n for n in props.get("name", []) if isinstance(n, str) and n.strip()]
-            if not names:
-                continue
-            aliases = [a for a in props.get("alias", []) if isinstance(a, str) and a.strip()]
-            source = ",".join(entity.get("datasets") or []) or "opensanctions"
-            for name in [*names, *aliases]:
-                entries.append(ListedParty(name, names[0], source, str(entity.get("schema", ""))))
-    return SanctionsList(tuple(entries), list_version(path))
-
-
-def load_list(path: Path) -> SanctionsList:
-    """Pick the loader by extension: ``.csv``, else FollowTheMoney JSON lines."""
-    if path.suffix.lower() == ".csv":
-        return load_csl_csv(path)
-    return load_ftm_jsonl(path)
 
 
 class Screener:

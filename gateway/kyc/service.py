@@ -6,7 +6,6 @@ one transaction: all or nothing.
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,33 +18,42 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.admin.auth import AdminActor
 from gateway.identity.admin_log import record_admin_action
 from gateway.identity.secrets import new_id
+from gateway.kyc.listing import MAX_PAGE, list_customers, list_history
 from gateway.kyc.owner_screening import NamesScreened, owner_names, screen_names
+from gateway.kyc.records import opt_utc, ownership_rows, snapshot, to_out
 from gateway.kyc.reviews import (
     all_reviews,
     covered,
     hit_pairs,
     hits_json,
     record_clearance,
+    record_withdrawal,
     reviews_of,
+    withdraw_reviews,
 )
-from gateway.kyc.schemas import (
-    CustomerCreate,
-    CustomerOut,
-    CustomerPatch,
-    HistoryOut,
-    KycEvent,
-    OwnershipShare,
-    Screening,
-    ScreeningHit,
-    as_utc,
-    rfc3339,
-)
+from gateway.kyc.schemas import CustomerCreate, CustomerPatch, KycEvent, rfc3339
 from gateway.kyc.screening import Screener
-from gateway.kyc.tables import Customer, CustomerHistory, CustomerOwnership, ScreeningReview
+from gateway.kyc.tables import Customer, CustomerHistory, ScreeningReview
+
+__all__ = [  # callers use ``service.X``; paging and conversion live in listing and records
+    "MAX_PAGE",
+    "CustomerExists",
+    "CustomerNotFound",
+    "KycOutcome",
+    "RescreenOutcome",
+    "apply_kyc_event",
+    "create_customer",
+    "existing_customer_ids",
+    "get_customer",
+    "list_customers",
+    "list_history",
+    "note_unchanged",
+    "rescreen_customers",
+    "to_out",
+    "update_customer",
+]
 
 log = logging.getLogger(__name__)
-
-MAX_PAGE = 500
 
 
 class CustomerNotFound(LookupError):
@@ -54,62 +62,6 @@ class CustomerNotFound(LookupError):
 
 class CustomerExists(ValueError):
     pass
-
-
-def _opt_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else as_utc(value)
-
-
-def to_out(c: Customer) -> CustomerOut:
-    return CustomerOut(
-        id=c.id,
-        name=c.name,
-        kind=c.kind,
-        citizenships=list(c.citizenships),
-        residence=c.residence,
-        incorporated_in=c.incorporated_in,
-        ownership=[
-            OwnershipShare(
-                country=o.country, percent=o.percent, name=o.name, ownership=o.owners or []
-            )
-            for o in c.ownership
-        ],
-        kyc_level=c.kyc_level,
-        kyc_verified_at=_opt_utc(c.kyc_verified_at),
-        kyc_expires_at=_opt_utc(c.kyc_expires_at),
-        tier=c.tier,
-        attributes=list(c.attributes),
-        sanctions_status=c.sanctions_status,
-        screening=Screening(
-            list_version=c.screening_list_version,
-            best_match=c.screening_best_match,
-            score=c.screening_score,
-            screened_at=_opt_utc(c.screened_at),
-            hits=[ScreeningHit.model_validate(h) for h in c.screening_hits or ()],
-        ),
-        status=c.status,
-        created_at=as_utc(c.created_at),
-        updated_at=as_utc(c.updated_at),
-    )
-
-
-def ownership_rows(shares: list[OwnershipShare]) -> list[CustomerOwnership]:
-    """One row per direct owner; an owning entity's own owners go whole into
-    its row's JSON, as the API gives them (flat owners store no JSON)."""
-    return [
-        CustomerOwnership(
-            country=o.country,
-            percent=o.percent,
-            name=o.name,
-            owners=[sub.model_dump(mode="json") for sub in o.ownership] or None,
-        )
-        for o in shares
-    ]
-
-
-def snapshot(c: Customer) -> dict[str, Any]:
-    """JSON-able record, as stored in history and admin_actions."""
-    return to_out(c).model_dump(mode="json")
 
 
 def _diff(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
@@ -333,15 +285,21 @@ async def update_customer(
     # clearing clears each hit the reviewer was shown, and only those: a hit
     # this same request's screening found (a listed owner added with the
     # "clear") was seen by nobody, and keeps the customer held.
+    # Any other status withdraws every review: the customer is not clear.
+    withdrawn: list[ScreeningReview] = []
     if "sanctions_status" in changes:
         c.sanctions_status = changes["sanctions_status"]
         if c.sanctions_status == "clear":
             record_clearance(session, c, actor.name, now, shown)
             if any(not hit.get("reviewed") for hit in c.screening_hits or ()):
                 c.sanctions_status = "potential_match"
+        else:
+            withdrawn = await withdraw_reviews(session, c, actor.name, now, patch.reason)
     c.updated_at = now
     await session.flush()
     _record(session, actor, action, c, before, now)
+    if withdrawn:
+        record_withdrawal(session, actor, c.id, withdrawn, patch.reason, now)
     return c
 
 
@@ -372,7 +330,7 @@ async def apply_kyc_event(
     c = await session.get(Customer, event.customer_id, with_for_update=True)
     if c is None:
         raise CustomerNotFound(event.customer_id)
-    stored = _opt_utc(c.kyc_verified_at)
+    stored = opt_utc(c.kyc_verified_at)
     if event.kyc_verified_at is not None and stored is not None and event.kyc_verified_at < stored:
         reason = (
             f"older than the stored verification: kyc_verified_at "
@@ -388,71 +346,3 @@ async def apply_kyc_event(
         session, event.customer_id, patch, actor, None, now, action="customer.kyc_webhook"
     )
     return KycOutcome(updated, applied=True)
-
-
-def encode_cursor(value: str | int) -> str:
-    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("invalid cursor") from exc
-    if not value or "\x00" in value:  # NUL: PostgreSQL cannot compare it (a 500)
-        raise ValueError("invalid cursor")
-    return value
-
-
-async def list_customers(
-    session: AsyncSession,
-    cursor: str | None,
-    limit: int,
-    status: str | None = None,
-    sanctions_status: str | None = None,
-) -> tuple[list[Customer], str | None]:
-    """Keyset page ordered by id: stable under concurrent inserts, no OFFSET scans."""
-    query = select(Customer).order_by(Customer.id).limit(limit + 1)
-    if cursor:
-        query = query.where(Customer.id > decode_cursor(cursor))
-    if status:
-        query = query.where(Customer.status == status)
-    if sanctions_status:
-        query = query.where(Customer.sanctions_status == sanctions_status)
-    rows = list((await session.execute(query)).scalars())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].id) if more and rows else None
-
-
-async def list_history(
-    session: AsyncSession, customer_id: str, cursor: str | None, limit: int
-) -> tuple[list[HistoryOut], str | None]:
-    query = (
-        select(CustomerHistory)
-        .where(CustomerHistory.customer_id == customer_id)
-        .order_by(CustomerHistory.id)
-        .limit(limit + 1)
-    )
-    if cursor:
-        try:
-            after = int(decode_cursor(cursor))
-        except ValueError as exc:
-            raise ValueError("invalid cursor") from exc
-        query = query.where(CustomerHistory.id > after)
-    rows = list((await session.execute(query)).scalars())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    items = [
-        HistoryOut(
-            id=r.id,
-            customer_id=r.customer_id,
-            at=as_utc(r.at),
-            actor=r.actor,
-            action=r.action,
-            changes=r.changes,
-        )
-        for r in rows
-    ]
-    return items, encode_cursor(rows[-1].id) if more and rows else None

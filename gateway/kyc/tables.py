@@ -87,8 +87,11 @@ class CustomerHistory(Base):
 
 
 class ScreeningReview(Base):
-    """Append-only: a compliance user cleared this hit, the listed name
-    ``listed_name`` found for the customer's screened name ``screened_name``.
+    """A compliance user cleared this hit, the listed name ``listed_name``
+    found for the customer's screened name ``screened_name``. Never deleted
+    nor rewritten: only its withdrawal (``withdrawn_*``) is set, once, when an
+    officer sets the customer to a status other than ``clear``; a withdrawn
+    review clears nothing (``gateway.kyc.reviews``).
 
     ``screened_name`` None: cleared before each name's hits were kept (the
     stored best match, migrated), so it covers that listed name whichever name
@@ -107,6 +110,10 @@ class ScreeningReview(Base):
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
     cleared_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     cleared_by: Mapped[str] = mapped_column(String(256))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    withdrawn_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    withdrawn_reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    """Why, as the officer gave it (None: no reason was given)."""
 
 
 class KycWebhookEvent(Base):

@@ -24,8 +24,8 @@ from gateway.policy.facts import RequestFacts
 from gateway.policy.key_scope import key_scope_refusal
 
 NO_KEY_NOTE = (
-    "explain names no API key: a key limited to models or capabilities can refuse "
-    "further (rule id key-scope), after the deny rules"
+    "explain names no API key (--key or key_id names one): a key limited to models "
+    "or capabilities can refuse further (rule id key-scope), after the deny rules"
 )
 
 
@@ -77,6 +77,7 @@ def key_scope_document(keys: tuple[ScopedKey, ...], facts: RequestFacts) -> dict
     """The note, and for each scoped key whether its scope would refuse this request."""
     return {
         "note": NO_KEY_NOTE,
+        "key": None,
         "keys": [
             {
                 "key_id": k.key_id, "name": k.name,

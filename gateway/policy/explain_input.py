@@ -19,8 +19,10 @@ from gateway.identity.principal import Principal
 from gateway.kyc.schemas import rfc3339
 from gateway.policy.caserecord import record_problems
 from gateway.policy.compiled import CompiledBundle
+from gateway.policy.control import control_explanation
 from gateway.policy.explain import Explanation, explain
 from gateway.policy.explain_customer import ScopedKey, key_scope_document
+from gateway.policy.explain_key import AUTHENTICATION_FAILED, KeyRecord, key_scope_for
 from gateway.policy.schema import AwareTimestamp
 from gateway.policy.testing import CaseIn, ExpectIn, PrincipalIn, RequestIn, request_facts
 from gateway.policy.yamlsrc import format_path
@@ -30,6 +32,8 @@ class ExplainIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     customer_id: str | None = None
+    key_id: str | None = None
+    """An API key's id (or ``gk_<id>``): its customer, through its scope. Never the secret."""
     principal: PrincipalIn | None = None
     request: RequestIn
     client_ip: str | None = None
@@ -45,8 +49,9 @@ class ExplainIn(BaseModel):
 
     @model_validator(mode="after")
     def _one_of_each(self) -> ExplainIn:
-        if (self.customer_id is None) == (self.principal is None):
-            raise ValueError("give exactly one of customer_id and principal")
+        given = (self.customer_id, self.principal, self.key_id)
+        if sum(g is not None for g in given) != 1:
+            raise ValueError("give exactly one of customer_id, key_id and principal")
         if self.client_ip is not None and self.request.origin is not None:
             raise ValueError("give either client_ip or request.origin, not both")
         return self
@@ -87,16 +92,30 @@ def run_explain(
 
 
 def document(
-    ex: Explanation, bundle: CompiledBundle, keys: tuple[ScopedKey, ...] = ()
+    ex: Explanation,
+    bundle: CompiledBundle,
+    keys: tuple[ScopedKey, ...] = (),
+    key: KeyRecord | None = None,
 ) -> dict[str, Any]:
+    """The explanation as JSON; through ``key``, the verdict of a request on it
+    (a key revoked or expired at ``ex.at`` is a 401 before any policy, and the
+    engine's own verdict is then kept as ``policy_decision``)."""
     d, p, f = ex.decision, ex.principal, ex.facts
     model = bundle.models.get(f.body.model)
     entitled = model is not None and d.effective_tier in model.tiers
+    key_refused = None if key is None else key.refusal(ex.at)
+    verdict: dict[str, Any] = {
+        "decision": d.decision, "status": ex.status,
+        "rule_ids": list(d.rule_ids), "reasons": list(d.reasons),
+    }  # fmt: skip
+    policy_decision = None
+    if key_refused is not None:
+        policy_decision = verdict
+        verdict = {"decision": "deny", "status": 401, "rule_ids": [AUTHENTICATION_FAILED],
+                   "reasons": [key_refused]}  # fmt: skip
     return {
-        "decision": d.decision,
-        "status": ex.status,
-        "rule_ids": list(d.rule_ids),
-        "reasons": list(d.reasons),
+        **verdict,
+        "policy_decision": policy_decision,
         "report_rule_ids": list(d.report_rule_ids),
         "assigned_tier": p.tier,
         "effective_tier": d.effective_tier,
@@ -126,7 +145,10 @@ def document(
             "default_max_tokens": ex.quota.default_max_tokens,
             "fail_open": ex.quota.fail_open,
         },
-        "key_scope": key_scope_document(keys, f),
+        "key_scope": (key_scope_document(keys, f) if key is None
+                      else key_scope_for(key, f, d, ex.at)),
+        # What the decision record would say of control through a chain.
+        "ownership_control": control_explanation(p, d, bundle, f, ex.at),
         "trace_agrees": ex.trace_agrees,
         "trace": [r.document() for r in ex.trace],
     }  # fmt: skip

@@ -10,7 +10,9 @@ The proxy adds ``tier_demotion`` to the stored facts when the effective tier
 was not the assigned one (the engine's reason, e.g. ``KYC expired at …``): it
 explains the decision to a reader and is not an input, so ``from_replay``
 ignores it and a replay derives the tier again; likewise ``ownership_control``
-(``gateway.policy.control``), the ownership chain that made a refusal.
+(``gateway.policy.control``), the ownership chain that made a refusal, and
+``screening`` (``gateway.identity.screening_summary``), the hits of a customer
+held by sanctions screening.
 """
 
 from __future__ import annotations

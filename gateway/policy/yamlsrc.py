@@ -18,6 +18,12 @@ import yaml
 PathPart = str | int
 DataPath = tuple[PathPart, ...]
 
+MAX_VALUES = 100_000
+"""The most values one file may build. A whole real bundle holds a few thousand;
+aliases can make a file of a few hundred bytes name billions ("billion laughs",
+each alias is built again where it is used), built on the caller's thread:
+the serving worker's event loop for ``POST /admin/v1/policy/validate``."""
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyError:
@@ -77,14 +83,22 @@ PolicyYamlLoader.add_implicit_resolver(
 )
 
 
+class _TooManyValues(Exception):
+    pass
+
+
 class _Builder:
     def __init__(self, filename: str, loader: PolicyYamlLoader) -> None:
         self.filename = filename
         self.loader = loader
         self.lines: dict[DataPath, int] = {}
         self.errors: list[PolicyError] = []
+        self.values = 0
 
     def build(self, node: yaml.Node, path: DataPath) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _TooManyValues
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -186,6 +200,9 @@ def parse_file(path: Path, display_name: str | None = None) -> ParsedFile:
         builder = _Builder(name, loader)
         data = builder.build(node, ())
         return ParsedFile(name, data, builder.lines, builder.errors)
+    except _TooManyValues:
+        message = f"expands to more than {MAX_VALUES} values (YAML aliases repeat what they name)"
+        return ParsedFile(name, None, {}, [PolicyError(name, None, "", message)])
     except yaml.MarkedYAMLError as exc:
         return ParsedFile(name, None, {}, [_syntax_error(name, exc)])
     except yaml.YAMLError as exc:

@@ -71,6 +71,7 @@ async def decide_batch(
     except ProxyError:
         await pipeline._attribute(ex, scope)
         raise
+    pipeline.fresh_policy(ex)
     ex.principal = await pipeline._identify(ex, scope)
     query = scope.get("query_string") or b""
     if query:

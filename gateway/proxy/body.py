@@ -28,6 +28,7 @@ from gateway.policy.facts import OUTPUT_BOUND_FIELDS, BodyFacts, with_output_bou
 from gateway.proxy.errors import ProxyError
 from gateway.proxy.stored_state import continued_ids
 from gateway.proxy.textfold import fold
+from gateway.proxy.token_ids import token_ids
 
 # A rough, tokenizer-free estimate (about 4 bytes per token for English text);
 # it only sizes the token reservation, which settles to the real usage after.
@@ -421,7 +422,7 @@ def _facts_of(body: dict[str, Any]) -> BodyFacts:
         reasoning=_asks_reasoning(body),
         prompt_text="\n".join((folded, fold("\n".join(hidden)))) if hidden else folded,
         prompt_sha256=hashlib.sha256(hashed).hexdigest(),
-        input_tokens_estimate=len(encoded) // BYTES_PER_TOKEN + 1 + sum(media),
+        input_tokens_estimate=len(encoded) // BYTES_PER_TOKEN + 1 + sum(media) + token_ids(body),
         stream_usage_requested=usage_requested,
         stream_options_given="stream_options" in body,
         continues=continued_ids(body),

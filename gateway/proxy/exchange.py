@@ -16,6 +16,7 @@ from gateway.audit.ids import new_id
 from gateway.audit.record import DecisionRecord
 from gateway.geo.origin import Origin
 from gateway.identity.principal import Principal
+from gateway.identity.screening_summary import FACTS_KEY as SCREENING_FACTS_KEY
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.control import FACTS_KEY as CONTROL_FACTS_KEY
 from gateway.policy.control import control_explanation
@@ -25,6 +26,9 @@ from gateway.policy.replay import replay_facts
 from gateway.proxy.batch_routes import BatchCall
 from gateway.proxy.stored_routes import StoredCall
 from gateway.stages import Admission
+
+SUSPENDED = ("customer-suspended",)
+"""A suspension refuses before the sanctions status is looked at: no screening facts."""
 
 _UNSTAMPED = datetime.min.replace(tzinfo=UTC)
 
@@ -110,9 +114,14 @@ class Exchange:
                 # at ``public`` learns it here rather than by re-deriving it.
                 facts["tier_demotion"] = decision.tier_demotion
             if decision is not None and not decision.allowed:
-                chain = control_explanation(principal, decision, self.bundle)
+                # ``ts`` is the decision's time within milliseconds (stamped just
+                # before this); only ``kyc_expired`` reads it.
+                chain = control_explanation(principal, decision, self.bundle, self.facts, self.ts)
                 if chain is not None:
                     facts[CONTROL_FACTS_KEY] = chain
+                # Held by screening: which names matched (computed at cache load).
+                if principal.screening is not None and decision.rule_ids != SUSPENDED:
+                    facts[SCREENING_FACTS_KEY] = principal.screening
         if self.stored is not None:
             # The route is recorded by its template: the id and what was done
             # with it are here, for an auditor asking who fetched which output.

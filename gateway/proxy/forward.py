@@ -404,6 +404,17 @@ class Forwarder:
             # The reservation and lease expire on their own; say so loudly.
             log.error("could not settle quota for %s: %s", ex.id, exc)
 
+    async def _record_context(self, response_id: str, tokens: int | None) -> None:
+        """A streamed Responses answer's usage, for the requests continuing it
+        (``stored_state.Bound.context_tokens``); a complete one is bound with it."""
+        owners = self.services.response_owners
+        if owners is None or tokens is None:
+            return
+        try:
+            await owners.record_context(response_id, tokens)
+        except StageUnavailable as exc:
+            log.error("%s; its continuations reserve their own bodies only", exc)
+
     async def _settle(self, ex: Exchange, outcome: Outcome) -> None:
         services = self.services
         if ex.stored is not None:
@@ -421,6 +432,8 @@ class Forwarder:
             await self._settle_admission(ex, ex.admission, outcome, first=True)
             for extra in ex.extra_admissions or ():
                 await self._settle_admission(ex, extra, outcome)
+        if outcome.streamed_response_id is not None and outcome.usage is not None:
+            await self._record_context(outcome.streamed_response_id, outcome.usage.total)
         record = OutcomeRecord(
             id=new_id(),
             ts=services.clock(),

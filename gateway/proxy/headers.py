@@ -1,6 +1,7 @@
 """Header hygiene between client, gateway and upstream (RFC 9110 section 7.6.1).
 
-Inbound: the client's credentials and any ``x-gateway-*`` header are dropped,
+Inbound: the client's credentials and any ``x-gateway-*`` header are dropped
+(spelt with underscores too),
 so a client can neither leak its gateway key upstream nor spoof the identity
 headers the upstream trusts. Hop-by-hop headers, and any header the
 ``Connection`` header names, are per-connection and never forwarded.
@@ -36,7 +37,14 @@ HOP_BY_HOP = frozenset(
 # cannot read stays charged at its whole reservation). ``expect``: the gateway
 # already holds the whole body, and an upstream that never sends ``100
 # Continue`` would leave the request waiting with no timeout to end it.
+#
+# ``openai-organization`` / ``openai-project``: they pick which organization or
+# project of the gateway's own upstream credential a request runs and is billed
+# under (its limits, budget and data controls). That is the operator's choice,
+# made with the credential; a customer must not move its calls to another.
 _NOT_FORWARDED = HOP_BY_HOP | {
+    b"openai-organization",
+    b"openai-project",
     b"host",
     b"content-length",
     b"content-type",
@@ -66,6 +74,15 @@ def _connection_tokens(raw_headers: Iterable[tuple[bytes, bytes]]) -> frozenset[
     return frozenset(tokens)
 
 
+def _withheld_spelling(lname: bytes) -> bool:
+    """``x_gateway_customer``, ``x_api_key``: another header here, but one that a
+    server mapping names into a CGI/WSGI environment (``HTTP_X_GATEWAY_CUSTOMER``)
+    reads as the header the gateway sets or strips, possibly taking the client's
+    value (nginx drops underscored names by default for this reason)."""
+    dashed = lname.replace(b"_", b"-")
+    return dashed in _NOT_FORWARDED or dashed.startswith(_GATEWAY_PREFIX)
+
+
 def upstream_request_headers(
     raw_headers: list[tuple[bytes, bytes]],
     api: ApiShape,
@@ -78,6 +95,8 @@ def upstream_request_headers(
     for name, value in raw_headers:
         lname = name.lower()
         if lname in _NOT_FORWARDED or lname in named or lname.startswith(_GATEWAY_PREFIX):
+            continue
+        if b"_" in lname and _withheld_spelling(lname):
             continue
         out[lname.decode("latin-1")] = value.decode("latin-1")
     out["content-type"] = "application/json"

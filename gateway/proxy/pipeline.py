@@ -192,7 +192,8 @@ class Pipeline:
         return self.services.locator.locate(ex.peer_ip, forwarded)
 
     def _exchange(self, scope: Scope, api: ApiShape) -> Exchange:
-        # The request keeps this snapshot to the end, whatever reloads meanwhile.
+        # The snapshot a refusal before the body is recorded under; a request
+        # whose body arrives takes it again then (``fresh_policy``).
         services = self.services
         return Exchange(
             api=api,
@@ -200,6 +201,16 @@ class Pipeline:
             peer_ip=_peer(scope),
             bundle=services.policy.current,
         )
+
+    def fresh_policy(self, ex: Exchange) -> None:
+        """Take the bundle in force now, once the body has arrived: the request
+        keeps it to the end (decision, record, stream), whatever reloads after.
+
+        Not the one in force when its headers came: the body may take up to
+        ``body_read_timeout_seconds`` (an hour at most) to arrive, and a
+        request opened before a reload and completed after it was decided
+        under the bundle the reload had replaced."""
+        ex.bundle = self.services.policy.current
 
     async def _announced(self, ex: Exchange, walk: Coroutine[Any, Any, None]) -> None:
         """Run ``walk`` with this request announced to the audit sink.
@@ -321,6 +332,7 @@ class Pipeline:
         except ProxyError:
             await self._attribute(ex, scope)
             raise
+        self.fresh_policy(ex)
         ex.principal = principal = await self._identify(ex, scope)
         check_encoding(header(scope, b"content-type"), joined_header(scope, b"content-encoding"))
         if scope.get("query_string"):
@@ -351,10 +363,12 @@ class Pipeline:
         if not decision.allowed:
             reason = join_reasons(decision.reasons) or "denied by policy"
             raise ProxyError(decision.deny_status, reason, code=decision.rule_ids[0])
+        context = 0
         if body.continues:
-            await self._check_continued(ex, principal.customer_id, body.continues)
+            context = await self._check_continued(ex, principal.customer_id, body.continues)
         if decision.quota is not None:
             wanted = tokens_to_reserve(ex.endpoint, body, decision.quota.default_max_tokens)
+            wanted += context
             try:
                 ex.admission = admission = await services.meter.admit(
                     principal.customer_id, decision.quota, body.stream, wanted, now
@@ -365,15 +379,23 @@ class Pipeline:
             if not admission.allowed:
                 raise quota_refusal(ex, admission)
 
-    async def _check_continued(self, ex: Exchange, customer_id: str, ids: tuple[str, ...]) -> None:
+    async def _check_continued(self, ex: Exchange, customer_id: str, ids: tuple[str, ...]) -> int:
         """Refuse to continue upstream-stored state that is not the caller's
-        (``gateway.proxy.stored_state``): 404 as for an id that does not exist."""
+        (``gateway.proxy.stored_state``): 404 as for an id that does not exist.
+
+        Else the tokens of the stored context the upstream will read again as
+        input (its usage, where seen), for the token reservation: the body
+        carries only the new turn."""
         owners = self.services.response_owners
+        context = 0
         for stored_id in ids:
-            if owners is None or await owners.owner_of(stored_id) != customer_id:
+            bound = await owners.binding_of(stored_id) if owners is not None else None
+            if bound is None or bound.customer_id != customer_id:
                 message = f"Previous response with id '{stored_id[:128]}' not found."
                 ex.refuse(STORED_STATE_RULE, message)
                 raise ProxyError(404, message, code=STORED_STATE_RULE)
+            context += bound.context_tokens or 0
+        return context
 
     async def _refuse(self, ex: Exchange, send: Send, refusal: ProxyError) -> None:
         """Record the refusal, then answer it (503 if it cannot be recorded)."""

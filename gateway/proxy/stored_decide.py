@@ -51,6 +51,7 @@ async def decide_stored(
     except ProxyError:
         await pipeline._attribute(ex, scope)
         raise
+    pipeline.fresh_policy(ex)
     ex.principal = principal = await pipeline._identify(ex, scope)
     query = scope.get("query_string") or b""
     if query:

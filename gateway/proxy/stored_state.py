@@ -73,6 +73,9 @@ class Bound(NamedTuple):
     capabilities: frozenset[str] | None = None
     """What its create was decided with; None for a binding from before they
     were recorded (migration d2e6b8a4c1f7): the model's own only."""
+    context_tokens: int | None = None
+    """Its usage, which a request continuing it has the upstream read again
+    (reserved by that request); None while unknown."""
 
 
 class ResponseOwners:
@@ -98,6 +101,7 @@ class ResponseOwners:
         model: str | None = None,
         unsettled_tokens: int | None = None,
         capabilities: frozenset[str] | None = None,
+        context_tokens: int | None = None,
     ) -> None:
         """Record that ``response_id`` was relayed to ``customer_id`` (idempotent)."""
         known = self._known.get(response_id)
@@ -109,6 +113,7 @@ class ResponseOwners:
                     response_id=response_id, customer_id=customer_id, model=model,
                     unsettled_tokens=unsettled_tokens, created_at=self._clock(),
                     capabilities=sorted(capabilities) if capabilities is not None else None,
+                    context_tokens=context_tokens,
                 ))  # fmt: skip
                 await session.commit()
         except IntegrityError:
@@ -118,7 +123,9 @@ class ResponseOwners:
             return
         except (SQLAlchemyError, OSError) as exc:
             raise OwnersUnavailable(f"cannot record the owner of {response_id}: {exc}") from exc
-        self._remember(response_id, Bound(customer_id, model, unsettled_tokens, capabilities))
+        self._remember(
+            response_id, Bound(customer_id, model, unsettled_tokens, capabilities, context_tokens)
+        )
 
     async def binding_of(self, response_id: str) -> Bound | None:
         known = self._known.get(response_id)
@@ -129,7 +136,8 @@ class ResponseOwners:
                 row = (await session.execute(
                     select(StoredResponseOwner.customer_id, StoredResponseOwner.model,
                            StoredResponseOwner.unsettled_tokens,
-                           StoredResponseOwner.capabilities).where(
+                           StoredResponseOwner.capabilities,
+                           StoredResponseOwner.context_tokens).where(
                         StoredResponseOwner.response_id == response_id
                     )
                 )).first()  # fmt: skip
@@ -138,7 +146,7 @@ class ResponseOwners:
         if row is None:
             return None
         caps = frozenset(row[3]) if row[3] is not None else None
-        bound = Bound(row[0], row[1], row[2], caps)
+        bound = Bound(row[0], row[1], row[2], caps, row[4])
         self._remember(response_id, bound)
         return bound
 
@@ -200,6 +208,23 @@ class ResponseOwners:
         known = self._known.get(response_id)
         if known is not None and known.unsettled_tokens is None:
             self._remember(response_id, known._replace(unsettled_tokens=charged))
+
+    async def record_context(self, response_id: str, tokens: int) -> None:
+        """A streamed response's usage, seen at its end (its id was bound at its
+        first event): what a request continuing it reserves."""
+        try:
+            async with self._sessions() as session:
+                await session.execute(
+                    update(StoredResponseOwner)
+                    .where(StoredResponseOwner.response_id == response_id)
+                    .values(context_tokens=tokens)
+                )
+                await session.commit()
+        except (SQLAlchemyError, OSError) as exc:
+            raise OwnersUnavailable(f"cannot record the context of {response_id}: {exc}") from exc
+        known = self._known.get(response_id)
+        if known is not None:
+            self._remember(response_id, known._replace(context_tokens=tokens))
 
     async def unbind(self, response_id: str) -> None:
         """Forget ``response_id`` (the upstream deleted it): it is not found from here.
@@ -310,11 +335,12 @@ class ResponseBinding:
         # Answered without usage (background mode: queued): the reservation
         # stays charged (Forwarder._settle), and the binding remembers it
         # until a retrieval shows what the response really used.
-        unsettled = self._reserved_tokens if usage_from_doc(parsed) is None else None
+        usage = usage_from_doc(parsed)
+        unsettled = self._reserved_tokens if usage is None else None
         try:
             await self._owners.bind(
                 response_id, self._customer_id, self._model, unsettled or None,
-                self._capabilities,
+                self._capabilities, usage.total if usage is not None else None,
             )
         except OwnersUnavailable as exc:
             log.error("%s; answer to %s withheld", exc, self._decision_id)

@@ -535,3 +535,52 @@ def test_ownership_json_nested_deeper_than_the_parser_recurses_is_a_usage_error(
         r = runner.invoke(customers.app, [*args, "--ownership", deep])
         assert r.exit_code == 2, (r.exit_code, repr(r.exception))
         assert "nested too deep" in " ".join(r.output.split()), r.output
+
+
+def test_withdraw_clearance_holds_the_customer_and_unreviews_its_hits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cleared false positive turns out to be a real match: the officer
+    withdraws the clearance from the CLI, with the reason recorded."""
+    from datetime import UTC, datetime
+
+    from gateway.kyc import service
+    from gateway.kyc.schemas import CustomerPatch
+
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.ftm.jsonl"))
+    added = runner.invoke(customers.app, ["add", "Halvard Quenneth Brisk", "--id", "h3"])
+    assert added.exit_code == 0, added.output
+
+    async def clear(_: object, sessions: customers.Sessions) -> None:
+        async with sessions() as session:
+            patch = CustomerPatch(sanctions_status="clear")
+            await service.update_customer(
+                session, "h3", patch, customers.cli_actor(), None, datetime.now(UTC)
+            )
+            await session.commit()
+
+    customers.run_db(clear)
+    assert "'reviewed': True" in runner.invoke(customers.app, ["show", "h3"]).output
+    r = runner.invoke(customers.app, ["withdraw-clearance", "h3"])
+    assert r.exit_code == 2 and "--reason" in r.output, r.output
+    why = "same date of birth as the listed person"
+    r = runner.invoke(customers.app, ["withdraw-clearance", "h3", "--reason", why, "--confirmed"])
+    assert r.exit_code == 0, r.output
+    assert "h3 is now confirmed_match: 1 review withdrawn" in r.output, r.output
+    shown = runner.invoke(customers.app, ["show", "h3"]).output
+    assert "'reviewed': False" in shown and "confirmed_match" in shown, shown
+    r = runner.invoke(customers.app, ["withdraw-clearance", "nope", "--reason", why])
+    assert r.exit_code == 1, r.output
+
+    async def withdrawals(_: object, sessions: customers.Sessions) -> list[object]:
+        from sqlalchemy import select
+
+        from gateway.identity.tables import AdminAction
+
+        async with sessions() as session:
+            query = select(AdminAction.actor, AdminAction.after).where(
+                AdminAction.action == "customer.screening_withdraw")  # fmt: skip
+            return [tuple(row) for row in await session.execute(query)]
+
+    [(actor, after)] = customers.run_db(withdrawals)
+    assert actor == customers.cli_actor().name and after["reason"] == why, after

@@ -132,3 +132,82 @@ async def test_the_customers_scoped_keys_are_judged(
     scoped = doc["key_scope"]["keys"]
     assert len(scoped) == 1 and scoped[0]["allowed_models"] == ["fable-5"], doc["key_scope"]
     assert "may use 'fable-5' only" in scoped[0]["refuses"], scoped
+
+
+async def test_a_key_is_explained_with_its_scope_applied_as_the_request_path_does(
+    client: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    http, tokens = client
+    created = await http.post("/admin/v1/customers", headers=auth(tokens, "admin"),
+                              json={"name": "Greta", "kind": "individual", **GERMAN})  # fmt: skip
+    cid = created.json()["id"]
+    minted = await http.post(f"/admin/v1/customers/{cid}/keys", headers=auth(tokens, "admin"),
+                             json={"name": "ci", "allowed_models": ["fable-5"]})  # fmt: skip
+    key_id, secret_key = minted.json()["id"], minted.json()["key"]
+    ask = {"request": {"model": "haiku-lite", "origin": "DE", "capabilities": ["coding"]},
+           "at": "2026-07-01T00:00:00Z"}  # fmt: skip
+    # The customer alone is served; through this key the scope refuses, as live.
+    for given in (key_id, f"gk_{key_id}"):
+        response = await http.post(ROUTE, headers=auth(tokens, "compliance"),
+                                   json={**ask, "key_id": given})  # fmt: skip
+        assert response.status_code == 200, response.text
+        doc = response.json()
+        assert (doc["decision"], doc["status"], doc["rule_ids"]) == ("deny", 403, ["key-scope"])
+        assert doc["principal"]["id"] == cid
+        key = doc["key_scope"]["key"]
+        assert (key["key_id"], key["name"], key["state"]) == (key_id, "ci", "live"), key
+        assert key["outcome"] == "decides", key
+        assert [c["text"] for c in key["checks"]] == [
+            "allowed_models [fable-5]: haiku-lite → false",
+            "allowed_capabilities any: capabilities {coding} → true",
+        ], key["checks"]
+        by_id = {r["id"]: r for r in doc["trace"]}
+        assert by_id["tier-entitlement"]["outcome"] == "matched, refused by key-scope"
+    logged = (await http.get("/admin/v1/admin-actions", headers=auth(tokens, "auditor"))).json()
+    assert logged["items"][-1]["after"]["key_id"] == key_id, logged["items"][-1]
+    # The secret is never taken (nor echoed): only the id or its gk_ prefix.
+    whole = await http.post(ROUTE, headers=auth(tokens, "compliance"),
+                            json={**ask, "key_id": secret_key})  # fmt: skip
+    assert whole.status_code == 422 and secret_key.split("_")[-1] not in whole.text, whole.text
+    for named in (key_id, secret_key):
+        both = await http.post(ROUTE, headers=auth(tokens, "compliance"),
+                               json={**ask, "key_id": named, "customer_id": cid})  # fmt: skip
+        assert both.status_code == 422, both.text
+        assert secret_key.split("_")[-1] not in both.text, both.text
+    unknown = await http.post(ROUTE, headers=auth(tokens, "compliance"),
+                              json={**ask, "key_id": "nosuchkey"})  # fmt: skip
+    assert unknown.status_code == 404 and "nosuchkey" in unknown.text
+    # Before it was minted, a request on it would have named an unknown key.
+    earlier = {**ask, "key_id": key_id, "at": "2020-01-01T00:00:00Z"}
+    doc = (await http.post(ROUTE, headers=auth(tokens, "compliance"), json=earlier)).json()
+    assert (doc["status"], doc["reasons"]) == (401, ["unknown gateway key"]), doc
+    assert doc["key_scope"]["key"]["state"] == "not yet created", doc["key_scope"]
+    # A revoked key is refused before any policy (401), as the identify stage does.
+    revoked = await http.delete(f"/admin/v1/keys/{key_id}", headers=auth(tokens, "admin"))
+    assert revoked.status_code == 200, revoked.text
+    later = {**ask, "key_id": key_id, "at": "2099-01-01T00:00:00Z"}
+    doc = (await http.post(ROUTE, headers=auth(tokens, "compliance"), json=later)).json()
+    assert (doc["decision"], doc["status"], doc["rule_ids"]) == (
+        "deny", 401, ["authentication-failed"]), doc  # fmt: skip
+    assert doc["reasons"] == ["gateway key revoked"]
+    assert doc["key_scope"]["key"]["state"] == "revoked"
+
+
+async def test_quota_use_is_read_from_the_meter_for_a_customer_not_for_a_principal(
+    client: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    http, tokens = client
+    created = await http.post("/admin/v1/customers", headers=auth(tokens, "admin"),
+                              json={"name": "Greta", "kind": "individual", **GERMAN})  # fmt: skip
+    ask = {"request": {"model": "haiku-lite", "origin": "DE"}}
+    response = await http.post(ROUTE, headers=auth(tokens, "compliance"),
+                               json={**ask, "customer_id": created.json()["id"]})  # fmt: skip
+    quota = response.json()["quota"]
+    assert quota["usage"]["source"] == "memory" and quota["usage"]["note"] is None, quota
+    rpm = next(q for q in quota["limits"] if q["kind"] == "requests_per_minute")
+    assert (rpm["used"], rpm["remaining"], rpm["resets_at"]) == (0, rpm["limit"], None), rpm
+    inline = await http.post(ROUTE, headers=auth(tokens, "compliance"),
+                             json={**ask, "principal": GERMAN})  # fmt: skip
+    quota = inline.json()["quota"]
+    assert quota["usage"]["source"] is None and "inline principal" in quota["usage"]["note"]
+    assert all("used" not in q for q in quota["limits"]), quota

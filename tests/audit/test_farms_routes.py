@@ -121,6 +121,10 @@ async def test_default_window_is_the_week_before_to(client: Client) -> None:
     ({"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"}, "to"),
     ({"min_accounts": "1"}, "min_accounts"),
     ({"max_prompt_customers": "1"}, "max_prompt_customers"),
+    # Pairs are formed per shared prompt: a bound of a million let one auditor's
+    # query build every pair of the customers of a common prompt in the serving
+    # process (5,000 customers: 12.5 million pairs).
+    ({"max_prompt_customers": "1000000"}, "max_prompt_customers"),
     ({"min_shared_prompts": "0"}, "min_shared_prompts"),
     ({"capability": 'co"ding'}, "capability"),
 ])

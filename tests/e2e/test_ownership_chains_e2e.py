@@ -124,3 +124,53 @@ def test_a_refusal_by_another_condition_is_not_explained_as_control_by_two_sets_
         "share_percent": 60.0, "threshold_percent": 50.0,
         "paths": ["Gallic Holdings SARL (SG) 60% <- FR 100%"],
     }}  # fmt: skip
+
+
+def test_the_control_explained_is_the_branch_that_fired(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """A ``controlled_by_in`` set that holds inside an ``any`` alternative that
+    does not (its origin is not CN) did not refuse anyone. The record named
+    the first set that held, [FR] at 60%, where the engine fired on the
+    second alternative, [DE, FR] at 90%; a rule fired by origin alone was
+    explained as control by FR. ``policy explain`` shows what the record does."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle)
+    rules = bundle / "rules.yaml"
+    rules.write_text(rules.read_text() + (
+        "\n  - id: fr-from-cn-or-de-fr-control\n    effect: deny\n"
+        "    when: {any: [{controlled_by_in: [FR], origin_in: [CN]},"
+        " {controlled_by_in: [DE, FR]}]}\n    reason: Test rule.\n"
+        "\n  - id: fr-from-cn-or-us-origin\n    effect: deny\n"
+        "    when: {any: [{controlled_by_in: [FR], origin_in: [CN]}, {origin_in: [US]}]}\n"
+        "    reason: Test rule.\n"
+    ))
+    gateway = gateway_factory(env={"GATEWAY_POLICY_DIR": str(bundle)})
+    admin = Admin(gateway.url)
+    created = admin.customer(**{
+        **US_ENTERPRISE, "name": "Gallic Rhine Pte", "residence": "SG", "incorporated_in": "SG",
+        "ownership": [
+            {"country": "SG", "percent": 60, "name": "Gallic Holdings SARL",
+             "ownership": [{"country": "FR", "percent": 100}]},
+            {"country": "DE", "percent": 30},
+            {"country": "SG", "percent": 10},
+        ],
+    })  # fmt: skip
+    key = admin.key(str(created["id"]))
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        _client(gateway, key).chat.completions.create(
+            model="haiku-lite", messages=[{"role": "user", "content": "hi"}])
+    decision_id = refused.value.response.headers["x-gateway-decision-id"]
+    record = admin.http.get(f"/admin/v1/decisions/{decision_id}").json()
+    assert record["rule_ids"] == ["fr-from-cn-or-de-fr-control", "fr-from-cn-or-us-origin"]
+    fired = {"fr-from-cn-or-de-fr-control": {
+        "share_percent": 90.0, "threshold_percent": 50.0,
+        "paths": ["Gallic Holdings SARL (SG) 60% <- FR 100%", "DE 30%"],
+    }}  # fmt: skip
+    assert record["facts"]["ownership_control"] == fired
+    explained = admin.http.post("/admin/v1/policy/explain", json={
+        "customer_id": created["id"], "request": {"model": "haiku-lite"}, "client_ip": US_IP,
+    })  # fmt: skip
+    assert explained.status_code == 200, explained.text
+    assert explained.json()["rule_ids"] == record["rule_ids"]
+    assert explained.json()["ownership_control"] == fired

@@ -196,3 +196,36 @@ def test_principal_from_a_yaml_file_as_policy_tests_write_it(tmp_path: Path) -> 
     _, out = run(str(POLICIES), "--principal", str(principal), "--model", "haiku-lite",
                  "--origin", "DE", "--at", "2026-07-01T00:00:00Z")  # fmt: skip
     assert "tier demoted to public: KYC expired at 2026-06-01T00:00:00Z" in out, out
+
+
+def test_control_shown_is_the_one_of_the_branch_that_fired(tmp_path: Path) -> None:
+    import shutil
+
+    candidate = tmp_path / "candidate"
+    shutil.copytree(POLICIES, candidate)
+    rules = candidate / "rules.yaml"
+    rules.write_text(rules.read_text() + (
+        "\n  - id: fr-from-cn-or-de-fr-control\n    effect: deny\n"
+        "    when: {any: [{controlled_by_in: [FR], origin_in: [CN]},"
+        " {controlled_by_in: [DE, FR]}]}\n    reason: Test rule.\n"
+    ))  # fmt: skip
+    company = json.dumps({
+        "kind": "organization", "tier": "enterprise", "kyc_level": "kyb_verified",
+        "incorporated_in": "SG", "ownership": [
+            {"country": "SG", "percent": 60, "name": "Gallic Holdings SARL",
+             "ownership": [{"country": "FR", "percent": 100}]},
+            {"country": "DE", "percent": 30}, {"country": "SG", "percent": 10}],
+    })  # fmt: skip
+    args = (str(candidate), "--principal", company, "--model", "haiku-lite", "--origin", "US",
+            "--at", "2026-07-01T00:00:00Z")  # fmt: skip
+    code, out = run(*args, "--json")
+    assert code == 1, out
+    doc = json.loads(out)
+    assert doc["rule_ids"] == ["fr-from-cn-or-de-fr-control"]
+    assert doc["ownership_control"] == {"fr-from-cn-or-de-fr-control": {
+        "share_percent": 90.0, "threshold_percent": 50.0,
+        "paths": ["Gallic Holdings SARL (SG) 60% <- FR 100%", "DE 30%"],
+    }}  # fmt: skip
+    _, out = run(*args)
+    assert ("control (fr-from-cn-or-de-fr-control): 90% (threshold 50%) through "
+            "Gallic Holdings SARL (SG) 60% <- FR 100%; DE 30%") in out, out

@@ -105,7 +105,7 @@ def test_a_chain_refusal_explains_its_path_and_replays(default_bundle: CompiledB
     f = facts()
     d = decide(p, f, default_bundle, AFTER_DIRECTIVE)  # type: ignore[arg-type]
     assert d.rule_ids == (RULE,)
-    assert control_explanation(p, d, default_bundle) == {  # type: ignore[arg-type]
+    assert control_explanation(p, d, default_bundle, f, AFTER_DIRECTIVE) == {  # type: ignore[arg-type]
         RULE: {
             "share_percent": 60.0,
             "threshold_percent": 50.0,
@@ -130,7 +130,7 @@ def test_flat_refusals_keep_their_facts_and_have_no_chain_explanation(
     f = facts()
     d = decide(p, f, default_bundle, AFTER_DIRECTIVE)  # type: ignore[arg-type]
     assert d.rule_ids == (RULE,)
-    assert control_explanation(p, d, default_bundle) is None  # type: ignore[arg-type]
+    assert control_explanation(p, d, default_bundle, f, AFTER_DIRECTIVE) is None  # type: ignore[arg-type]
     stored = replay_facts(p, f)  # type: ignore[arg-type]
     assert stored["principal"]["ownership"] == [
         {"country": "CN", "percent": 60.0}, {"country": "SG", "percent": 40.0}

@@ -44,9 +44,15 @@ async def test_a_binding_is_seen_by_every_process_sharing_the_database(db: Db) -
 
 async def test_a_binding_keeps_its_model_and_a_delete_drops_it(db: Db) -> None:
     here, there = ResponseOwners(db.sessions, now), ResponseOwners(db.sessions, now)
-    await here.bind("resp_1", "alice", "haiku-lite", capabilities=frozenset({"coding"}))
-    # The capabilities its create was decided with are read back elsewhere too.
-    assert await there.binding_of("resp_1") == ("alice", "haiku-lite", None, {"coding"})
+    await here.bind("resp_1", "alice", "haiku-lite", capabilities=frozenset({"coding"}),
+                    context_tokens=42)  # fmt: skip
+    # The capabilities its create was decided with are read back elsewhere too,
+    # and the context a continuation of it reserves.
+    assert await there.binding_of("resp_1") == ("alice", "haiku-lite", None, {"coding"}, 42)
+    await here.record_context("resp_1", 5005)  # a stream's usage, seen at its end
+    assert (await here.binding_of("resp_1")).context_tokens == 5005  # type: ignore[union-attr]
+    fresh = ResponseOwners(db.sessions, now)
+    assert (await fresh.binding_of("resp_1")).context_tokens == 5005  # type: ignore[union-attr]
     await here.unbind("resp_1")
     assert await here.binding_of("resp_1") is None
     assert await ResponseOwners(db.sessions, now).binding_of("resp_1") is None
@@ -56,7 +62,7 @@ async def test_a_background_charge_is_settled_by_one_process_only(db: Db) -> Non
     here, there = ResponseOwners(db.sessions, now), ResponseOwners(db.sessions, now)
     await here.bind("resp_bg", "alice", "haiku-lite", unsettled_tokens=301)
     await here.bind("resp_fg", "alice", "haiku-lite")
-    assert await there.binding_of("resp_bg") == ("alice", "haiku-lite", 301, None)
+    assert await there.binding_of("resp_bg") == ("alice", "haiku-lite", 301, None, None)
     claims = [await there.claim_unsettled("resp_bg"), await here.claim_unsettled("resp_bg"),
               await ResponseOwners(db.sessions, now).claim_unsettled("resp_bg")]
     assert claims == [301, None, None]
@@ -104,7 +110,7 @@ async def test_a_cut_streams_charge_is_left_for_one_retrieval_to_settle(db: Db) 
     await here.bind("resp_cut", "alice", "haiku-lite")
     assert await here.claim_unsettled("resp_cut") is None  # nothing to settle yet
     await here.leave_unsettled("resp_cut", 301)
-    assert await there.binding_of("resp_cut") == ("alice", "haiku-lite", 301, None)
+    assert await there.binding_of("resp_cut") == ("alice", "haiku-lite", 301, None, None)
     claims = [await here.claim_unsettled("resp_cut"), await there.claim_unsettled("resp_cut")]
     assert claims == [301, None]
     # A mark on a row that has something unsettled already leaves it as it is.

@@ -18,6 +18,8 @@ from gateway.admin.routers import answer_store_unavailable, guard_admin_input
 from gateway.db.session import create_engine, session_factory
 from gateway.geo.origin import Origin
 from gateway.policy.holder import PolicyHolder
+from gateway.quota.memory import MemoryStore
+from gateway.quota.meter import Meter
 from gateway.settings import Settings
 from tests.support.schema import ensure_schema
 
@@ -80,6 +82,8 @@ class TestServices:
     policy: PolicyHolder = field(default_factory=lambda: PolicyHolder(BUNDLED_POLICIES))
     """The bundled policies, loaded for real: the admin routes check KYC levels
     and tiers against ``policy.current``."""
+    meter: Meter = field(default_factory=lambda: Meter(MemoryStore()))
+    """An in-process meter, as a gateway without GATEWAY_REDIS_URL runs."""
 
 
 def make_app(services: TestServices, *routers: Any) -> FastAPI:

@@ -1,0 +1,51 @@
+"""What every stand-in answer shares: the fixed reply, SSE framing and the
+test-control headers that shape an answer (``x-standin-status``,
+``x-standin-output-tokens``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+REPLY = "Hello from the stand-in model."
+_ANTHROPIC_ERRORS = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+    500: "api_error", 529: "overloaded_error",
+}
+
+
+def sse(name: str | None, data: dict[str, Any]) -> bytes:
+    head = b"event: " + name.encode() + b"\n" if name else b""
+    return head + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def output_tokens(request: web.Request, default: int) -> int:
+    return int(request.headers.get("x-standin-output-tokens", str(default)))
+
+
+def forced_status(request: web.Request) -> web.Response | None:
+    status = request.headers.get("x-standin-status")
+    if status is None:
+        return None
+    code = int(status)
+    headers = {"x-should-retry": "false"} if code == 400 else {}
+    if code in (429, 529):
+        headers["retry-after"] = "7"
+    if request.path.startswith("/v1/messages"):
+        kind = _ANTHROPIC_ERRORS.get(code, "api_error")
+        headers["request-id"] = "req_standin_error"
+        doc: dict[str, Any] = {
+            "type": "error",
+            "error": {"type": kind, "message": f"forced by test ({kind})"},
+            "request_id": "req_standin_error",
+        }
+    else:
+        headers["x-request-id"] = "req_standin_error"
+        doc = {"error": {"message": "forced by test", "type": "api_error", "param": None,
+                         "code": f"standin_{code}"}}
+    return web.Response(
+        status=code, body=orjson.dumps(doc), content_type="application/json", headers=headers
+    )

@@ -1,0 +1,53 @@
+"""Screening every customer again when the sanctions list in force changes.
+
+The list is loaded when the gateway starts (there is no live reload): an
+updated list is put in force by restarting with it. Names were screened only
+when created, renamed or given new owners, and ``gateway customers rescreen``
+after each update was a step to remember; a customer the new list names
+stayed ``clear`` until someone ran it. ``gateway serve`` now runs the same
+rescreen before any worker starts whenever a customer was last screened
+against another list, or none (the list version, ``<sha256 prefix>-<date>``,
+is stored with each record), as ``customer.rescreen`` rows by the actor
+``gateway:sanctions-list-update``. Started again with the same list, every
+record is already screened against it and nothing is done.
+
+Not covered: a changed ``GATEWAY_SANCTIONS_THRESHOLD`` with the same list
+(the threshold is not stored with a record: run ``gateway customers
+rescreen``). Replicas starting together may both screen; the second finds
+nothing new to hold, only its history rows repeat the first's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.admin.auth import AdminActor
+from gateway.kyc.screening import Screener
+from gateway.kyc.service import RescreenOutcome, rescreen_customers
+from gateway.kyc.tables import Customer
+
+LIST_UPDATE_ACTOR = AdminActor(name="gateway:sanctions-list-update", role="admin", token_id=None)
+
+
+async def screened_against_another_list(session: AsyncSession, version: str) -> int:
+    """How many customers were last screened against a list other than ``version`` (or none)."""
+    stale = or_(Customer.screening_list_version.is_(None),
+                Customer.screening_list_version != version)  # fmt: skip
+    found = await session.scalar(select(func.count()).select_from(Customer).where(stale))
+    return int(found or 0)
+
+
+async def rescreen_if_list_changed(
+    sessions: async_sessionmaker[AsyncSession], screener: Screener, now: datetime
+) -> RescreenOutcome | None:
+    """Rescreen every customer when any was screened against another list;
+    None when all are screened against ``screener``'s already."""
+    async with sessions() as session:
+        if not await screened_against_another_list(session, screener.version):
+            return None
+        outcome = await rescreen_customers(session, screener, LIST_UPDATE_ACTOR, now)
+        await session.commit()
+        return outcome
