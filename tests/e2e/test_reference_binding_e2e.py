@@ -144,3 +144,20 @@ def test_anthropic_containers_are_reused_only_by_their_customer(
         reused = owner.messages.create(model="haiku-lite", max_tokens=64, messages=ask,
                                        tools=ANTHROPIC_CODE, container=named)
         assert reused.container is not None and reused.container.id == named
+
+
+def test_a_conversation_id_is_refused_as_unbindable(
+    gateway: Proc, admin: Admin, standin_log: Log
+) -> None:
+    # Conversations are made through /v1/conversations, which the gateway does
+    # not relay: it can never know whose one is, so the field is refused
+    # outright (400, naming it), not answered as if the id were unknown.
+    client = openai_client(gateway, two_customers(admin)[0])
+    for conversation in ("conv_someone", {"id": "conv_someone"}):
+        before = len(standin_log())
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.create(model="haiku-lite", input="hi",
+                                    conversation=conversation)  # type: ignore[arg-type]
+        assert refused.value.body["param"] == "conversation", refused.value.body  # type: ignore[index]
+        assert "/v1/conversations" in refused.value.body["message"], refused.value.body  # type: ignore[index]
+        assert len(standin_log()) == before
