@@ -161,3 +161,25 @@ def test_a_conversation_id_is_refused_as_unbindable(
         assert refused.value.body["param"] == "conversation", refused.value.body  # type: ignore[index]
         assert "/v1/conversations" in refused.value.body["message"], refused.value.body  # type: ignore[index]
         assert len(standin_log()) == before
+
+
+def test_a_batch_request_naming_anothers_container_refuses_the_batch(
+    gateway: Proc, admin: Admin, standin_log: Log
+) -> None:
+    owner_key, stranger_key = two_customers(admin)
+    owner = anthropic_client(gateway, owner_key)
+    stranger = anthropic_client(gateway, stranger_key)
+    ask: Any = [{"role": "user", "content": "run it"}]
+    made = owner.messages.create(model="haiku-lite", max_tokens=64, messages=ask,
+                                 tools=ANTHROPIC_CODE)
+    assert made.container is not None
+    params: Any = {"model": "haiku-lite", "max_tokens": 64, "messages": ask,
+                   "tools": ANTHROPIC_CODE, "container": made.container.id}
+
+    before = len(standin_log())
+    with pytest.raises(anthropic.NotFoundError) as refused:
+        stranger.messages.batches.create(requests=[{"custom_id": "theirs", "params": params}])
+    assert_not_found_unforwarded(refused.value, admin, standin_log, before,
+                                 "container-not-found")
+    batch = owner.messages.batches.create(requests=[{"custom_id": "mine", "params": params}])
+    assert batch.id
