@@ -84,9 +84,9 @@ class ReferenceOwners:
             message = f"cannot record the owner of {new[0][1]}: {exc}"
             raise ReferenceOwnersUnavailable(message) from exc
         # Read back, not assumed: an id bound before keeps its first owner.
-        await self._owners(new)
+        await self.owners_of(new)
 
-    async def _owners(self, references: list[Reference]) -> dict[Reference, str]:
+    async def owners_of(self, references: list[Reference]) -> dict[Reference, str]:
         """The owners of ``references`` (unbound ones absent), cached."""
         owners = {r: self._known[r] for r in references if r in self._known}
         missing = [r for r in references if r not in owners]
@@ -112,7 +112,7 @@ class ReferenceOwners:
     ) -> None:
         """Raise 404 (recorded on ``ex``) for the first reference not bound to
         ``customer_id``: another's and an unknown id get the same answer."""
-        owners = await self._owners(list(dict.fromkeys(references)))
+        owners = await self.owners_of(list(dict.fromkeys(references)))
         for reference in references:
             if owners.get(reference) == customer_id:
                 continue
