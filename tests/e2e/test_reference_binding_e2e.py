@@ -9,6 +9,7 @@ id gets, 404, recorded, and the upstream must never see the request.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -67,7 +68,17 @@ def test_item_ids_are_referenced_only_by_their_customer(
                 streamed.append(event.response.output[-1].id)
     listed = owner.responses.input_items.list(made.id)
     input_id = listed.data[0].id
-    own_ids = [output_id, streamed[0], input_id]
+    # Background mode: the create answers queued, without output; its items
+    # are first seen, and bound, by the retrieval that shows them.
+    queued = owner.responses.create(model="haiku-lite", input="later", background=True,
+                                    extra_headers={"x-standin-background-ms": "50"})
+    assert queued.output == []
+    for _ in range(100):
+        polled = owner.responses.retrieve(queued.id)
+        if polled.status == "completed":
+            break
+        time.sleep(0.05)
+    own_ids = [output_id, streamed[0], input_id, polled.output[-1].id]
 
     for item_id in [*own_ids, "msg_never_issued"]:
         for shape in ({"type": "item_reference", "id": item_id},
