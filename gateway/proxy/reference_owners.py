@@ -76,15 +76,18 @@ class ReferenceOwners:
             async with self._sessions() as session:
                 dialect = session.get_bind().dialect.name
                 insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-                await session.execute(
+                inserted = (await session.execute(
                     insert(RelayedObjectOwner).values(rows).on_conflict_do_nothing()
-                )
+                    .returning(RelayedObjectOwner.kind, RelayedObjectOwner.object_id)
+                )).all()  # fmt: skip
                 await session.commit()
         except (SQLAlchemyError, OSError) as exc:
             message = f"cannot record the owner of {new[0][1]}: {exc}"
             raise ReferenceOwnersUnavailable(message) from exc
-        # Read back, not assumed: an id bound before keeps its first owner.
-        await self.owners_of(new)
+        # Only the rows inserted are this customer's: an id bound before keeps
+        # its first owner (read back when it is next named).
+        for kind, object_id in inserted:
+            self._remember((kind, object_id), customer_id)
 
     async def owners_of(self, references: list[Reference]) -> dict[Reference, str]:
         """The owners of ``references`` (unbound ones absent), cached."""
@@ -118,7 +121,7 @@ class ReferenceOwners:
                 continue
             kind, object_id = reference
             rule, what = (CONTAINER_RULE, "Container") if kind == CONTAINER else (ITEM_RULE, "Item")
-            message = f"{what} with id '{object_id}' not found."
+            message = f"{what} with id '{object_id[:128]}' not found."
             ex.refuse(rule, message)
             raise ProxyError(404, message, code=rule)
 

@@ -57,6 +57,8 @@ async def test_the_first_owner_stands_in_every_process(
     # Bound again by another process (a retrieval, a replayed answer): no error,
     # and an id is never handed to another customer.
     await there.bind([(ITEM, "msg_1"), (ITEM, "msg_2")], "mallory")
+    # Not even in the cache of the process that bound it second.
+    assert await there.owners_of([(ITEM, "msg_1")]) == {(ITEM, "msg_1"): "alice"}
     fresh = ReferenceOwners(sessions, now)
     assert await fresh.owners_of([(ITEM, "msg_1"), (CONTAINER, "cntr_1"), (ITEM, "msg_2"),
                                   (CONTAINER, "msg_1"), (ITEM, "msg_9")]) == {
