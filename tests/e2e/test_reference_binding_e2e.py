@@ -78,7 +78,14 @@ def test_item_ids_are_referenced_only_by_their_customer(
         if polled.status == "completed":
             break
         time.sleep(0.05)
-    own_ids = [output_id, streamed[0], input_id, polled.output[-1].id]
+    # A stored response streamed again (``?stream=true``) binds what it shows too.
+    later = owner.responses.create(model="haiku-lite", input="again", background=True,
+                                   extra_headers={"x-standin-background-ms": "0"})
+    replayed = [event.response.output[-1].id
+                for event in owner.responses.retrieve(later.id, stream=True)
+                if event.type == "response.completed"]
+    own_ids = [output_id, streamed[0], input_id, polled.output[-1].id, *replayed]
+    assert len(own_ids) == 5
 
     for item_id in [*own_ids, "msg_never_issued"]:
         for shape in ({"type": "item_reference", "id": item_id},
