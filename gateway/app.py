@@ -43,6 +43,7 @@ from gateway.policy.compiled import CompiledBundle
 from gateway.policy.holder import ReloadResult
 from gateway.policy.loader import canonical_content
 from gateway.proxy.batch_state import BatchOwners
+from gateway.proxy.reference_owners import ReferenceOwners
 from gateway.proxy.routes import ProxyRoutes
 from gateway.proxy.stored_state import ResponseOwners
 from gateway.proxy.upstream import UpstreamClient
@@ -205,6 +206,7 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             extras=extras,
             response_owners=ResponseOwners(sessions, utc_now),
             batch_owners=BatchOwners(sessions, utc_now),
+            reference_owners=ReferenceOwners(sessions, utc_now),
         )
         drainer = Drainer(app.state.services, settings.shutdown_drain_seconds)
         drainer.install()

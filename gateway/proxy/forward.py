@@ -29,6 +29,7 @@ from gateway.proxy.encoding import StreamDecoder, stream_decoder
 from gateway.proxy.errors import ProxyError, render_error, request_id_header
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import client_response_headers, upstream_request_headers
+from gateway.proxy.reference_owners import ReferenceBinding
 from gateway.proxy.stored_state import RESPONSES_ENDPOINT, ResponseBinding
 from gateway.proxy.usage import SseUsageTap, inject_include_usage
 from gateway.quota.headers import anthropic_headers
@@ -38,6 +39,8 @@ from gateway.stages import Admission, StageUnavailable, Usage
 log = logging.getLogger("gateway.proxy")
 
 _USAGE_INJECTABLE = frozenset({"/v1/chat/completions", "/v1/completions"})
+_LISTS_ITEMS = frozenset({"retrieve", "input_items"})
+"""Calls on a stored response whose answers show its items (``reference_owners``)."""
 _WATCH_NON_STREAM_AFTER = 1.0
 _ACCEL_BUFFERING = (b"x-accel-buffering", b"no")
 _WITHHELD = "response_owner_unrecorded"
@@ -264,6 +267,7 @@ class Forwarder:
         )
         cut: tuple[str, str] | None = None
         binding = self._binding(ex, response.status)
+        references = self._reference_binding(ex, response.status)
         withheld = False  # the stream's id could not be bound: nothing more goes out
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         try:
@@ -294,6 +298,10 @@ class Forwarder:
             outcome.error = outcome.error or tap.error
             if binding is not None:
                 outcome.streamed_response_id = binding.streamed_id
+        if references is not None and tap.usage_doc is not None and not withheld:
+            # The ids in its last event with usage (Responses' response.completed,
+            # Anthropic's message_delta), bound before the stream's end goes out.
+            await references.relayed(tap.usage_doc)
         if withheld:
             outcome.error = _WITHHELD
         if cut is not None:
@@ -319,12 +327,48 @@ class Forwarder:
             owners, ex.principal.customer_id, ex.body.model, ex.id, reserved, capabilities
         )
 
+    def _reference_binding(self, ex: Exchange, status: int) -> ReferenceBinding | None:
+        """For an answer that may show stored items or containers: a Responses
+        create, a stored response's retrieval or input items, an Anthropic
+        message whose request had tools or named a container."""
+        owners = self.services.reference_owners
+        if owners is None or status >= 300 or ex.batch is not None:
+            return None
+        assert ex.principal is not None and ex.body is not None
+        stored = ex.stored
+        if (
+            ex.endpoint == RESPONSES_ENDPOINT
+            or (stored is not None and stored.operation in _LISTS_ITEMS)
+            or (ex.endpoint == "/v1/messages" and (ex.body.has_tools or ex.body.references))
+        ):
+            return ReferenceBinding(owners, ex.principal.customer_id, ex.id)
+        return None
+
     def _before_answer(
         self, ex: Exchange, status: int
     ) -> Callable[[object], Awaitable[bytes | None]] | None:
         """What must happen before a complete (parsed) answer reaches the client: a new
         response's id bound to its caller, a deleted one's binding dropped (the
-        same for Message Batches: ``batch_answer.before_batch_answer``)."""
+        same for Message Batches: ``batch_answer.before_batch_answer``), the
+        item and container ids it shows bound to its caller."""
+        hook = self._first_before_answer(ex, status)
+        references = self._reference_binding(ex, status)
+        if references is None:
+            return hook
+        if hook is None:
+            return references.relayed
+        first = hook
+
+        async def both(parsed: object) -> bytes | None:
+            replaced = await first(parsed)
+            await references.relayed(parsed)
+            return replaced
+
+        return both
+
+    def _first_before_answer(
+        self, ex: Exchange, status: int
+    ) -> Callable[[object], Awaitable[bytes | None]] | None:
         if ex.batch is not None:
             return before_batch_answer(self.services, ex, status)
         binding = self._binding(ex, status)
