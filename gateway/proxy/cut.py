@@ -1,4 +1,5 @@
-"""Streams in flight and rules that start refusing them: ``in_flight: cut``.
+"""Streams in flight that must end: rules that start refusing them (``in_flight:
+cut``), and accounts that change (a customer suspended, a key revoked).
 
 A request is decided once, when it arrives. A stream admitted at 05:59:59
 may run for minutes; a deny rule that takes effect at 06:00 (its
@@ -17,22 +18,43 @@ import math
 import time
 from bisect import bisect_right
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import orjson
 
 from gateway.identity.principal import Principal
 from gateway.policy.compiled import CompiledBundle
-from gateway.policy.engine import decide
+from gateway.policy.decision import Decision
+from gateway.policy.engine import account_refusal, decide
 from gateway.policy.facts import ApiShape, RequestFacts
 from gateway.policy.holder import PolicyHolder
 from gateway.proxy.errors import error_type, join_reasons
 
 
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """Why a stream ends early: the outcome record's error is ``<cause>_cut:<rule_id>``."""
+
+    rule_id: str
+    message: str
+    cause: Literal["policy", "account"] = "policy"
+    status: int = 403
+    """The status whose error type the event carries (401: the credential)."""
+
+    @property
+    def outcome_error(self) -> str:
+        return f"{self.cause}_cut:{self.rule_id}"
+
+
 class StreamPolicyWatch:
     """Tells the relay loop when (and by which rule) a stream must be cut."""
 
-    __slots__ = ("_bundle", "_clock", "_due", "_facts", "_holder", "_principal")
+    __slots__ = (
+        "_bundle", "_changed", "_clock", "_due", "_facts", "_holder", "_news", "_principal",
+        "customer_id", "key_id",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -48,26 +70,55 @@ class StreamPolicyWatch:
         self._facts = facts
         self._clock = clock
         self._due = self._next_due(bundle, clock())
+        self._changed = False
+        self._news: Principal | Cut | None = None
+        """What the account changed to: its new principal, or the credential's refusal."""
+        self.customer_id = principal.customer_id
+        self.key_id = principal.key_id
+
+    def account_changed(self, news: Principal | Cut) -> None:
+        """The account changed (``gateway.proxy.live_streams``): decide again at the next chunk."""
+        if isinstance(self._news, Cut):
+            return  # already refused; a later read does not lift it
+        self._news = news
+        self._changed = True
 
     def due(self) -> bool:
-        """Cheap: whether the policy may have changed for this stream."""
-        if self._holder.current is not self._bundle:
+        """Cheap: whether the policy or the account may have changed for this stream."""
+        if self._changed or self._holder.current is not self._bundle:
             return True
         return self._due != math.inf and time.monotonic() >= self._due
 
-    def check(self) -> tuple[str, str] | None:
-        """``(rule id, message)`` when a cut rule now refuses the stream, else None."""
+    def check(self) -> Cut | None:
+        """Why the stream must end now (module doc), else None."""
         bundle = self._holder.current
         now = self._clock()
         self._bundle = bundle
-        decision = decide(self._principal, self._facts, bundle, now, with_report=False)
+        news, self._news, self._changed = self._news, None, False
+        if isinstance(news, Cut):
+            return news
+        decision = decide(news or self._principal, self._facts, bundle, now, with_report=False)
+        if news is not None:
+            before, self._principal = self._principal, news
+            if not decision.allowed and self._caused(news, before, decision, bundle, now):
+                return Cut(decision.rule_ids[0], _message(decision), "account",
+                           decision.deny_status)  # fmt: skip
         if not decision.allowed:
             cut = {r.id for r in bundle.rules if r.cut}
             rule_id = next((r for r in decision.rule_ids if r in cut), None)
             if rule_id is not None:
-                return rule_id, join_reasons(decision.reasons) or "denied by policy"
+                return Cut(rule_id, _message(decision))
         self._due = self._next_due(bundle, now)
         return None
+
+    def _caused(
+        self, after: Principal, before: Principal, decision: Decision,
+        bundle: CompiledBundle, now: datetime,
+    ) -> bool:  # fmt: skip
+        """Whether the account change, and not the bundle, refuses the stream."""
+        if account_refusal(after) is not None:
+            return True
+        return decide(before, self._facts, bundle, now, with_report=False).allowed
 
     def _next_due(self, bundle: CompiledBundle, now: datetime) -> float:
         starts = bundle.rules_for(self._facts.body.model).cut_starts
@@ -77,12 +128,17 @@ class StreamPolicyWatch:
         return time.monotonic() + (starts[i] - now).total_seconds()
 
 
-def cut_event(api: ApiShape, rule_id: str, message: str) -> bytes:
+def _message(decision: Decision) -> str:
+    return join_reasons(decision.reasons) or "denied by policy"
+
+
+def cut_event(api: ApiShape, cut: Cut) -> bytes:
     """The SSE error event that ends a cut stream, in the client's API shape
     (the SDKs raise it as an API error carrying the rule id)."""
-    kind = error_type(api, 403)
+    kind = error_type(api, cut.status)
     if api == "anthropic":
-        doc = {"type": "error", "error": {"type": kind, "message": message, "code": rule_id}}
+        doc = {"type": "error", "error": {"type": kind, "message": cut.message,
+                                          "code": cut.rule_id}}  # fmt: skip
         return b"event: error\ndata: " + orjson.dumps(doc) + b"\n\n"
-    doc = {"error": {"message": message, "type": kind, "param": None, "code": rule_id}}
+    doc = {"error": {"message": cut.message, "type": kind, "param": None, "code": cut.rule_id}}
     return b"data: " + orjson.dumps(doc) + b"\n\n"

@@ -1,0 +1,100 @@
+"""Which account changes end a stream in flight (``gateway.proxy.cut``'s module doc).
+
+The watch runs over the bundled policy (its frontier directive, an
+``in_flight: finish`` rule, in force at ``NOW``); the account changes as the
+live-streams registry hands them over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.identity.principal import Principal
+from gateway.policy.engine import decide
+from gateway.policy.holder import PolicyHolder
+from gateway.proxy.cut import Cut, StreamPolicyWatch
+from tests.policy.conftest import POLICIES, facts, principal
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+US_ENTERPRISE = {"tier": "enterprise", "kyc_level": "kyb_verified",
+                 "citizenships": ["US"], "residence": "US"}  # fmt: skip
+DE_ENTERPRISE = {**US_ENTERPRISE, "citizenships": ["DE"], "residence": "DE"}
+
+
+@pytest.fixture(scope="module")
+def holder() -> PolicyHolder:
+    return PolicyHolder(POLICIES)
+
+
+def _watch(holder: PolicyHolder, admitted: Principal, model: str = "fable-5") -> StreamPolicyWatch:
+    return StreamPolicyWatch(holder, holder.current, admitted, facts(model), lambda: NOW)
+
+
+def _after(watch: StreamPolicyWatch, news: Principal | Cut) -> Cut | None:
+    assert not watch.due()
+    watch.account_changed(news)
+    assert watch.due()  # the relay loop's per-chunk test sees the flag
+    cut = watch.check()
+    assert not watch.due()
+    return cut
+
+
+def test_a_suspension_ends_the_stream(holder: PolicyHolder) -> None:
+    admitted = principal(**US_ENTERPRISE)
+    cut = _after(_watch(holder, admitted), replace(admitted, status="suspended"))
+    assert cut == Cut("customer-suspended", "This account is suspended.", "account", 403)
+    assert cut.outcome_error == "account_cut:customer-suspended"
+
+
+def test_a_confirmed_sanctions_match_ends_the_stream(holder: PolicyHolder) -> None:
+    admitted = principal(**US_ENTERPRISE)
+    cut = _after(_watch(holder, admitted), replace(admitted, sanctions_status="confirmed_match"))
+    assert cut is not None and cut.outcome_error == "account_cut:sanctions-confirmed-match"
+
+
+def test_a_kyc_downgrade_below_the_tier_ends_a_stream_the_tier_no_longer_gets(
+    holder: PolicyHolder,
+) -> None:
+    admitted = principal(**US_ENTERPRISE)
+    downgraded = replace(admitted, kyc_level="email_verified")  # public: no fable-5
+    cut = _after(_watch(holder, admitted), downgraded)
+    assert cut is not None and cut.outcome_error == "account_cut:default-deny", cut
+    # The same downgrade on a model the public tier has: nothing to end.
+    assert _after(_watch(holder, admitted, "haiku-lite"), downgraded) is None
+
+
+def test_a_potential_match_ends_a_frontier_stream(holder: PolicyHolder) -> None:
+    admitted = principal(**US_ENTERPRISE)
+    held = replace(admitted, sanctions_status="potential_match")  # held at public
+    cut = _after(_watch(holder, admitted), held)
+    assert cut is not None and cut.cause == "account", cut
+
+
+def test_an_unrelated_edit_does_not_cut_what_a_finish_rule_lets_finish(
+    holder: PolicyHolder,
+) -> None:
+    # Admitted before the directive (in_flight: finish) started refusing it:
+    # renaming the customer must not take away the grace the rule gives.
+    admitted = principal(**DE_ENTERPRISE)
+    refused = decide(admitted, facts("fable-5"), holder.current, NOW)
+    assert refused.rule_ids == ("directive-frontier-us-persons-only",), refused
+    watch = _watch(holder, admitted)
+    assert _after(watch, replace(admitted, name="Renamed GmbH")) is None
+    # A suspension still ends it, whatever else refuses it.
+    cut = _after(watch, replace(admitted, status="suspended"))
+    assert cut is not None and cut.outcome_error == "account_cut:customer-suspended"
+
+
+def test_a_harmless_change_keeps_the_stream_and_the_credential_refusal_sticks(
+    holder: PolicyHolder,
+) -> None:
+    admitted = principal(**US_ENTERPRISE)
+    watch = _watch(holder, admitted)
+    assert _after(watch, replace(admitted, name="Acme Renamed")) is None
+    revoked = Cut("key-revoked", "gateway key revoked", "account", 401)
+    watch.account_changed(revoked)
+    watch.account_changed(admitted)  # a read that raced the revocation does not lift it
+    assert watch.check() == revoked
