@@ -8,8 +8,33 @@ unless the rule says ``in_flight: cut``. Then the stream is decided again at
 that instant, against the bundle in force, and ended if a cut rule refuses it.
 
 Cost on the relay loop, per chunk: an identity test of the bundle in force
-and, only when a cut rule's start lies ahead, one monotonic-clock read. The
-new decision runs only when one of those fires.
+and, only when a cut rule's start (or the customer's KYC expiry) lies ahead,
+one monotonic-clock read. The new decision runs only when one of those fires.
+
+An account change (``gateway.proxy.live_streams`` hands the watch the new
+principal, or the credential's refusal) raises a flag the same ``due()``
+reads first: one more attribute read per chunk. Which refusals then end the
+stream (``check``), outcome ``account_cut:<rule id>``:
+
+- the account's own: suspended, a confirmed sanctions match, the key revoked,
+  expired or gone. Always: an officer who suspends a customer or revokes a
+  key means its traffic to stop now; no rule's ``in_flight`` speaks for
+  these, and a stream admitted earlier has no grace to claim.
+- any other refusal the change itself causes: the old principal is allowed
+  and the new one refused, by the same bundle at the same instant (KYC
+  downgraded below the tier, a potential sanctions match holding it at
+  ``public``, a key's scope narrowed). The change is a decision about this
+  customer, made now, so it takes effect now, as the officer expects.
+- the same when the customer's KYC expires mid-stream (its ``kyc_expires_at``
+  is one more instant ``due()`` waits for, as a cut rule's start is): the
+  stream ends if it was allowed an instant before the expiry and is refused
+  at it.
+- a refusal the change does not cause (the old principal is refused too:
+  a rule that started after the stream was admitted) keeps its rule's
+  ``in_flight``. ``in_flight: finish`` grants work admitted before a rule's
+  onset the right to finish (a directive's own transition), and an
+  unrelated edit (a rename) must not take that away; a cut rule ends it as
+  before (``policy_cut:<rule id>``).
 """
 
 from __future__ import annotations
@@ -19,7 +44,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import orjson
@@ -31,6 +56,8 @@ from gateway.policy.engine import account_refusal, decide
 from gateway.policy.facts import ApiShape, RequestFacts
 from gateway.policy.holder import PolicyHolder
 from gateway.proxy.errors import error_type, join_reasons
+
+_INSTANT = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +79,8 @@ class StreamPolicyWatch:
     """Tells the relay loop when (and by which rule) a stream must be cut."""
 
     __slots__ = (
-        "_bundle", "_changed", "_clock", "_due", "_facts", "_holder", "_news", "_principal",
-        "customer_id", "key_id",
+        "_bundle", "_changed", "_checked_at", "_clock", "_due", "_facts", "_holder", "_news",
+        "_principal", "customer_id", "key_id",
     )  # fmt: skip
 
     def __init__(
@@ -69,7 +96,9 @@ class StreamPolicyWatch:
         self._principal = principal
         self._facts = facts
         self._clock = clock
-        self._due = self._next_due(bundle, clock())
+        self._checked_at = clock()
+        """The instant of the last decision (admission, then each check)."""
+        self._due = self._next_due(bundle, self._checked_at)
         self._changed = False
         self._news: Principal | Cut | None = None
         """What the account changed to: its new principal, or the credential's refusal."""
@@ -97,39 +126,56 @@ class StreamPolicyWatch:
         news, self._news, self._changed = self._news, None, False
         if isinstance(news, Cut):
             return news
-        decision = decide(news or self._principal, self._facts, bundle, now, with_report=False)
-        if news is not None:
-            before, self._principal = self._principal, news
-            if not decision.allowed and self._caused(news, before, decision, bundle, now):
-                return Cut(decision.rule_ids[0], _message(decision), "account",
-                           decision.deny_status)  # fmt: skip
+        before = self._principal
+        self._principal = after = news or before
+        decision = decide(after, self._facts, bundle, now, with_report=False)
         if not decision.allowed:
+            if self._caused(after, before if news is not None else None, bundle, now):
+                return Cut(decision.rule_ids[0], _message(decision, with_demotion=True),
+                           "account", decision.deny_status)  # fmt: skip
             cut = {r.id for r in bundle.rules if r.cut}
             rule_id = next((r for r in decision.rule_ids if r in cut), None)
             if rule_id is not None:
                 return Cut(rule_id, _message(decision))
+        self._checked_at = now
         self._due = self._next_due(bundle, now)
         return None
 
     def _caused(
-        self, after: Principal, before: Principal, decision: Decision,
-        bundle: CompiledBundle, now: datetime,
-    ) -> bool:  # fmt: skip
-        """Whether the account change, and not the bundle, refuses the stream."""
+        self, after: Principal, before: Principal | None, bundle: CompiledBundle, now: datetime
+    ) -> bool:
+        """Whether the account (changed from ``before``, or its KYC expired since the
+        last check), and not the bundle, refuses the stream."""
         if account_refusal(after) is not None:
             return True
-        return decide(before, self._facts, bundle, now, with_report=False).allowed
+        facts = self._facts
+        if before is not None and decide(before, facts, bundle, now, with_report=False).allowed:
+            return True
+        expiry = after.kyc_expires_at
+        if expiry is None or not self._checked_at < expiry <= now:
+            return False
+        # Allowed an instant before the expiry: the expiry is what refuses it.
+        instant = expiry - _INSTANT
+        return decide(after, facts, bundle, instant, with_report=False).allowed
 
     def _next_due(self, bundle: CompiledBundle, now: datetime) -> float:
         starts = bundle.rules_for(self._facts.body.model).cut_starts
         i = bisect_right(starts, now)
-        if i == len(starts):
+        due = starts[i] if i < len(starts) else None
+        expiry = self._principal.kyc_expires_at
+        if expiry is not None and expiry > now and (due is None or expiry < due):
+            due = expiry  # KYC that expires demotes the tier then (module doc)
+        if due is None:
             return math.inf
-        return time.monotonic() + (starts[i] - now).total_seconds()
+        return time.monotonic() + (due - now).total_seconds()
 
 
-def _message(decision: Decision) -> str:
-    return join_reasons(decision.reasons) or "denied by policy"
+def _message(decision: Decision, with_demotion: bool = False) -> str:
+    message = join_reasons(decision.reasons) or "denied by policy"
+    if with_demotion and decision.tier_demotion is not None:
+        # An account cut by a demotion (KYC, screening): the client is told why.
+        message = f"{message} (tier {decision.effective_tier}: {decision.tier_demotion})"
+    return message
 
 
 def cut_event(api: ApiShape, cut: Cut) -> bytes:

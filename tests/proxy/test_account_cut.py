@@ -7,8 +7,9 @@ live-streams registry hands them over.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -98,3 +99,24 @@ def test_a_harmless_change_keeps_the_stream_and_the_credential_refusal_sticks(
     watch.account_changed(revoked)
     watch.account_changed(admitted)  # a read that raced the revocation does not lift it
     assert watch.check() == revoked
+
+
+async def test_kyc_that_expires_mid_stream_ends_a_stream_the_tier_no_longer_gets(
+    holder: PolicyHolder,
+) -> None:
+    # No one changes the record: the expiry instant passes. As for a change
+    # made by an officer, the stream ends if the expiry is what refuses it.
+    now = [NOW]
+    expiring = principal(**US_ENTERPRISE, kyc_expires_at=NOW + timedelta(milliseconds=50))
+    frontier = StreamPolicyWatch(holder, holder.current, expiring, facts("fable-5"),
+                                 lambda: now[0])  # fmt: skip
+    public = StreamPolicyWatch(holder, holder.current, expiring, facts("haiku-lite"),
+                               lambda: now[0])  # fmt: skip
+    assert not frontier.due()
+    await asyncio.sleep(0.08)
+    now[0] = NOW + timedelta(milliseconds=80)
+    assert frontier.due()
+    cut = frontier.check()
+    assert cut is not None and cut.outcome_error == "account_cut:default-deny", cut
+    assert "KYC expired" in cut.message, cut.message
+    assert public.due() and public.check() is None and not public.due()
