@@ -53,6 +53,10 @@ RETRY_S = 1.0
 ATTEMPTS = 5
 
 Target = tuple[InvalidationKind, str]
+UNCONFIRMED = Cut("identity-store-unavailable",
+                  "the gateway cannot confirm this account after a change to it",
+                  "account", 503)  # fmt: skip
+"""What a stream whose account changed and cannot be read again ends with."""
 
 
 def credential_refusal(record: KeyRecord | None, now_s: float) -> Cut | None:
@@ -72,8 +76,10 @@ class LiveStreams:
         sessions: async_sessionmaker[AsyncSession],
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.perf_counter,
+        retry_s: float = RETRY_S,
     ) -> None:
         self._sessions = sessions
+        self._retry_s = retry_s
         self._wall = wall_clock
         self._clock = clock
         self._by_customer: defaultdict[str, set[StreamPolicyWatch]] = defaultdict(set)
@@ -171,7 +177,13 @@ class LiveStreams:
         for watch in watches:
             by_key[watch.key_id].append(watch)
         for key_id, group in by_key.items():
-            news = await self._read_with_retries(group[0].customer_id, key_id)
+            try:
+                news = await self._read_with_retries(group[0].customer_id, key_id)
+            except Exception:  # a bug here must not leave a changed account streaming
+                metrics.CLUSTER_ERRORS.labels("account_recheck").inc()
+                log.exception("re-deciding the streams of customer %s (key %s) failed: "
+                              "ending them", group[0].customer_id, key_id)  # fmt: skip
+                news = UNCONFIRMED
             for watch in group:
                 watch.account_changed(news)
 
@@ -184,10 +196,8 @@ class LiveStreams:
                 log.error("cannot read account %s (key %s) after a change, attempt %d of %d: %s",
                           customer_id, key_id, attempt, ATTEMPTS, exc)  # fmt: skip
                 if attempt < ATTEMPTS:
-                    await asyncio.sleep(RETRY_S)
-        return Cut("identity-store-unavailable",
-                   "the gateway cannot confirm this account after a change to it",
-                   "account", 503)  # fmt: skip
+                    await asyncio.sleep(self._retry_s)
+        return UNCONFIRMED
 
     async def _read(self, customer_id: str, key_id: str | None) -> Principal | Cut:
         self.reads += 1

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.identity.identifier import GatewayIdentifier
@@ -19,7 +20,7 @@ from gateway.kyc import service
 from gateway.kyc.schemas import CustomerCreate, CustomerPatch
 from gateway.policy.holder import PolicyHolder
 from gateway.proxy.cut import Cut, StreamPolicyWatch
-from gateway.proxy.live_streams import LiveStreams
+from gateway.proxy.live_streams import ATTEMPTS, UNCONFIRMED, LiveStreams
 from tests.identity.conftest import ACTOR, NOW
 from tests.policy.conftest import POLICIES, facts
 from tests.support.identity_app import make_db, make_settings
@@ -130,3 +131,18 @@ async def test_a_change_made_before_the_stream_was_added_is_not_missed(
     live.add(unchanged, time.perf_counter())
     await _settled(live)
     assert live.reads == reads + 1 and not unchanged.due()
+
+
+async def test_an_account_that_cannot_be_read_after_a_change_ends_its_streams(
+    sessions: Sessions,
+) -> None:
+    live = LiveStreams(sessions, retry_s=0.01)
+    watch = await _watch(sessions, await _key(sessions))
+    live.add(watch, time.perf_counter())
+    async with sessions() as session:
+        await session.execute(text("DROP TABLE api_keys"))  # the store fails every read
+        await session.commit()
+    live.changed("customer", "acme")
+    await _settled(live)
+    assert live.reads == ATTEMPTS
+    assert watch.due() and watch.check() == UNCONFIRMED  # fail closed
