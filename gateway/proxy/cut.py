@@ -8,7 +8,7 @@ unless the rule says ``in_flight: cut``. Then the stream is decided again at
 that instant, against the bundle in force, and ended if a cut rule refuses it.
 
 Cost on the relay loop, per chunk: an identity test of the bundle in force
-and, only when a cut rule's start (or the customer's KYC expiry) lies ahead,
+and, only when a cut rule's start (or the customer's KYC lapse) lies ahead,
 one monotonic-clock read. The new decision runs only when one of those fires.
 
 An account change (``gateway.proxy.live_streams`` hands the watch the new
@@ -25,10 +25,11 @@ stream (``check``), outcome ``account_cut:<rule id>``:
   downgraded below the tier, a potential sanctions match holding it at
   ``public``, a key's scope narrowed). The change is a decision about this
   customer, made now, so it takes effect now, as the officer expects.
-- the same when the customer's KYC expires mid-stream (its ``kyc_expires_at``
-  is one more instant ``due()`` waits for, as a cut rule's start is): the
-  stream ends if it was allowed an instant before the expiry and is refused
-  at it.
+- the same when the customer's KYC lapses mid-stream by itself: its
+  ``kyc_expires_at``, or its tier's re-verification deadline
+  (``kyc_verified_at`` + ``kyc_max_age_days``), is one more instant ``due()``
+  waits for, as a cut rule's start is; the stream ends if it was allowed an
+  instant before the lapse and is refused at it.
 - a refusal the change does not cause (the old principal is refused too:
   a rule that started after the stream was admitted) keeps its rule's
   ``in_flight``. ``in_flight: finish`` grants work admitted before a rule's
@@ -44,7 +45,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import orjson
@@ -58,6 +59,10 @@ from gateway.policy.holder import PolicyHolder
 from gateway.proxy.errors import error_type, join_reasons
 
 _INSTANT = timedelta(microseconds=1)
+LAPSE_HORIZON = timedelta(hours=1)
+"""A KYC lapse further ahead than this when a stream is (re)decided is not
+waited for: a stream that runs past it is decided at its lapse only if
+something else (a bundle swap, an account change) decides it again first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,23 +156,42 @@ class StreamPolicyWatch:
         facts = self._facts
         if before is not None and decide(before, facts, bundle, now, with_report=False).allowed:
             return True
-        expiry = after.kyc_expires_at
-        if expiry is None or not self._checked_at < expiry <= now:
-            return False
-        # Allowed an instant before the expiry: the expiry is what refuses it.
-        instant = expiry - _INSTANT
-        return decide(after, facts, bundle, instant, with_report=False).allowed
+        # Allowed an instant before a lapse since the last check: the lapse refuses it.
+        return any(
+            decide(after, facts, bundle, lapse - _INSTANT, with_report=False).allowed
+            for lapse in kyc_lapses(after, bundle)
+            if self._checked_at < lapse <= now
+        )
 
     def _next_due(self, bundle: CompiledBundle, now: datetime) -> float:
         starts = bundle.rules_for(self._facts.body.model).cut_starts
         i = bisect_right(starts, now)
         due = starts[i] if i < len(starts) else None
-        expiry = self._principal.kyc_expires_at
-        if expiry is not None and expiry > now and (due is None or expiry < due):
-            due = expiry  # KYC that expires demotes the tier then (module doc)
+        for lapse in kyc_lapses(self._principal, bundle):
+            # Within the horizon only: most customers' KYC lapses months ahead,
+            # and their streams should not pay a clock read per chunk for it.
+            if now < lapse <= now + LAPSE_HORIZON and (due is None or lapse < due):
+                due = lapse  # the tier is demoted then (module doc)
         if due is None:
             return math.inf
         return time.monotonic() + (due - now).total_seconds()
+
+
+def kyc_lapses(principal: Principal, bundle: CompiledBundle) -> list[datetime]:
+    """The instants the customer's KYC stops holding by itself: its expiry, and
+    its assigned tier's re-verification deadline (``kyc_max_age_days``)."""
+    lapses = []
+    if principal.kyc_expires_at is not None:
+        lapses.append(_utc(principal.kyc_expires_at))
+    tier = bundle.tiers.get(principal.tier)
+    verified = principal.kyc_verified_at
+    if tier is not None and tier.kyc_max_age is not None and verified is not None:
+        lapses.append(_utc(verified) + tier.kyc_max_age)
+    return lapses
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _message(decision: Decision, with_demotion: bool = False) -> str:

@@ -8,8 +8,10 @@ live-streams registry hands them over.
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +19,7 @@ from gateway.identity.principal import Principal
 from gateway.policy.engine import decide
 from gateway.policy.holder import PolicyHolder
 from gateway.proxy.cut import Cut, StreamPolicyWatch
-from tests.policy.conftest import POLICIES, facts, principal
+from tests.policy.conftest import MINIMAL, POLICIES, facts, principal, write_bundle
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 US_ENTERPRISE = {"tier": "enterprise", "kyc_level": "kyb_verified",
@@ -120,3 +122,34 @@ async def test_kyc_that_expires_mid_stream_ends_a_stream_the_tier_no_longer_gets
     assert cut is not None and cut.outcome_error == "account_cut:default-deny", cut
     assert "KYC expired" in cut.message, cut.message
     assert public.due() and public.check() is None and not public.due()
+
+
+async def test_kyc_that_becomes_too_old_mid_stream_ends_a_stream_the_tier_no_longer_gets(
+    tmp_path: Path,
+) -> None:
+    # A tier that asks for re-verification every 30 days: the stream's
+    # customer reaches that age mid-stream, as with an expiry.
+    tiers = MINIMAL["tiers.yaml"].replace(
+        "enterprise: {min_kyc: kyb_verified}",
+        "enterprise: {min_kyc: kyb_verified, kyc_max_age_days: 30}",
+    )
+    rules = "rules:\n  - {id: entitled, effect: allow, when: {model_allowed_for_tier: true}}\n"
+    holder = PolicyHolder(write_bundle(tmp_path / "b", {**MINIMAL, "tiers.yaml": tiers,
+                                                        "rules.yaml": rules}))  # fmt: skip
+    verified = NOW - timedelta(days=30) + timedelta(milliseconds=50)
+    aging = principal(tier="enterprise", kyc_level="kyb_verified", kyc_verified_at=verified)
+    now = [NOW]
+    watch = StreamPolicyWatch(holder, holder.current, aging, facts("big"), lambda: now[0])
+    assert not watch.due()
+    await asyncio.sleep(0.08)
+    now[0] = NOW + timedelta(milliseconds=80)
+    assert watch.due()
+    cut = watch.check()
+    assert cut is not None and cut.outcome_error == "account_cut:default-deny", cut
+    assert "re-verification" in cut.message, cut.message
+
+
+def test_a_kyc_lapse_months_ahead_costs_a_stream_no_clock_read(holder: PolicyHolder) -> None:
+    later = principal(**US_ENTERPRISE, kyc_expires_at=NOW + timedelta(days=90))
+    watch = _watch(holder, later)
+    assert watch._due == math.inf  # due() stays an attribute read and an identity test
