@@ -138,3 +138,35 @@ def test_a_suspension_made_on_one_replica_ends_the_stream_on_another(
     assert error.code == "customer-suspended", error.body
     assert seen < EVENTS - 10, seen
     assert _outcome_error(Admin(second.url), decision_id) == "account_cut:customer-suspended"
+
+
+def test_a_kyc_downgrade_ends_a_stream_of_a_model_the_tier_no_longer_gets(
+    gateway: Proc, admin: Admin
+) -> None:
+    admin.customer(id="gov-person", name="Sam Federal", kind="individual", citizenships=["US"],
+                   residence="US", kyc_level="government_cleared", tier="government")  # fmt: skip
+    key = admin.key("gov-person")
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, default_headers=PACED,
+                           max_retries=0)  # fmt: skip
+    raw = client.chat.completions.with_raw_response.create(
+        model="fable-5", messages=MESSAGES, max_tokens=200, stream=True
+    )
+
+    def downgrade() -> None:
+        answer = admin.http.patch("/admin/v1/customers/gov-person",
+                                  json={"kyc_level": "email_verified"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+
+    seen, error = _read_until_cut(raw.parse(), downgrade, openai.APIError)
+    assert isinstance(error, openai.APIError), f"the stream ran to its end ({seen} events)"
+    assert error.code == "default-deny", error.body
+    assert "tier public" in error.message, error.message  # the demotion is named
+    assert seen < EVENTS / 2, seen
+    decision_id = raw.headers["x-gateway-decision-id"]
+    assert _outcome_error(admin, decision_id) == "account_cut:default-deny"
+    # The same downgrade leaves a stream of a model the public tier has running.
+    admin.http.patch("/admin/v1/customers/gov-person", json={"kyc_level": "government_cleared"})
+    decision_id, events = _openai_stream(gateway, key)
+    seen, error = _read_until_cut(events, downgrade, openai.APIError)
+    assert error is None and seen > EVENTS, seen
+    assert _outcome_error(admin, decision_id) is None
