@@ -24,7 +24,7 @@ from gateway.proxy.answer import Outcome, relay_answer
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, send_response
 from gateway.proxy.batch_answer import before_batch_answer
 from gateway.proxy.batch_charge import ResultsUsage, charge_results, results_usage
-from gateway.proxy.cut import StreamPolicyWatch, cut_event
+from gateway.proxy.cut import Cut, StreamPolicyWatch, cut_event
 from gateway.proxy.encoding import StreamDecoder, stream_decoder
 from gateway.proxy.errors import ProxyError, render_error, request_id_header
 from gateway.proxy.exchange import Exchange
@@ -265,11 +265,15 @@ class Forwarder:
         policy = StreamPolicyWatch(
             self.services.policy, ex.bundle, ex.principal, ex.facts, self.services.clock
         )
-        cut: tuple[str, str] | None = None
+        cut: Cut | None = None
         binding = self._binding(ex, response.status)
         references = self._reference_binding(ex, response.status)
         withheld = False  # the stream's id could not be bound: nothing more goes out
+        live = self.services.live_streams
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        if live is not None:
+            # An account change reaches the watch (gateway.proxy.live_streams).
+            live.add(policy, ex.started)
         try:
             async for chunk in response.content.iter_any():
                 if cut is None and policy.due():
@@ -292,6 +296,8 @@ class Forwarder:
                     await send({"type": "http.response.body", "body": last, "more_body": True})
             rest = b"" if cut is not None or withheld else tap.flush()
         finally:
+            if live is not None:
+                live.discard(policy)
             # Also when the stream is cut (client gone, upstream broke): the
             # usage seen so far is part of what ``_settle`` charges.
             outcome.usage = tap.usage if tap.seen else None
@@ -305,10 +311,11 @@ class Forwarder:
         if withheld:
             outcome.error = _WITHHELD
         if cut is not None:
-            # A rule with `in_flight: cut` now refuses this stream: end it with
-            # an error event naming the rule; the outcome record says so.
-            outcome.error = f"policy_cut:{cut[0]}"
-            rest = cut_event(ex.api, *cut)
+            # A rule with `in_flight: cut`, or the account's change, now refuses
+            # this stream: end it with an error event naming the rule; the
+            # outcome record says so.
+            outcome.error = cut.outcome_error
+            rest = cut_event(ex.api, cut)
         detach()
         outcome.bytes_out += len(rest)
         await send({"type": "http.response.body", "body": rest, "more_body": False})
