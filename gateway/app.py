@@ -43,8 +43,10 @@ from gateway.policy.compiled import CompiledBundle
 from gateway.policy.holder import ReloadResult
 from gateway.policy.loader import canonical_content
 from gateway.proxy.batch_state import BatchOwners
+from gateway.proxy.live_streams import LiveStreams
 from gateway.proxy.probe_counts import ProbeCounts
 from gateway.proxy.probes import ProbeLimiter
+from gateway.proxy.reference_owners import ReferenceOwners
 from gateway.proxy.routes import ProxyRoutes
 from gateway.proxy.stored_state import ResponseOwners
 from gateway.proxy.upstream import UpstreamClient
@@ -118,6 +120,10 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
         identifier = build_identifier(settings, sessions)
         await identifier.start()
         stack.push_async_callback(identifier.stop)
+        # Before the bus and the change feed start: no change they bring is missed.
+        live_streams = LiveStreams(sessions)
+        identifier.on_change(live_streams.changed)
+        stack.push_async_callback(live_streams.stop)
 
         admin_auth = ClusterAdminAuthenticator(
             sessions, settings.admin_token, settings.cache_ttl_seconds,
@@ -219,6 +225,8 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             response_owners=ResponseOwners(sessions, utc_now),
             batch_owners=BatchOwners(sessions, utc_now),
             probes=probes,
+            reference_owners=ReferenceOwners(sessions, utc_now),
+            live_streams=live_streams,
         )
         drainer = Drainer(app.state.services, settings.shutdown_drain_seconds)
         drainer.install()

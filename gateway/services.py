@@ -19,7 +19,9 @@ from gateway.stages import AuditSink, Identifier, Locator, QuotaMeter
 if TYPE_CHECKING:
     from gateway.policy.holder import PolicyHolder
     from gateway.proxy.batch_state import BatchOwners
+    from gateway.proxy.live_streams import LiveStreams
     from gateway.proxy.probes import ProbeLimiter
+    from gateway.proxy.reference_owners import ReferenceOwners
     from gateway.proxy.stored_state import ResponseOwners
     from gateway.proxy.upstream import UpstreamClient
 
@@ -44,5 +46,10 @@ class Services:
     """Who each Message Batch belongs to (None: every call on a batch by id is 404)."""
     probes: ProbeLimiter | None = None
     """The limit on unauthenticated refusals per address (None: off)."""
+    reference_owners: ReferenceOwners | None = None
+    """Who each relayed item and container id belongs to (None: naming one is 404)."""
+    live_streams: LiveStreams | None = None
+    """The streams in flight by customer and key: an account change ends the
+    ones it refuses (None: streams are decided once, and by cut rules)."""
     draining: bool = False
     """Set on SIGTERM: /readyz turns false so the load balancer stops sending."""

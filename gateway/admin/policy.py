@@ -44,6 +44,9 @@ async def get_policy(services: ServicesDep, actor: AdminActor = Compliance) -> d
         "models": sorted(bundle.model_names()),
         "report_rules": sorted(bundle.report_rule_ids()),
         "timed_rules": timed_rules(bundle.rules, services.clock()),
+        # A bundle the watch loaded was validated by nobody: its warnings
+        # (a licence that can never lift its directive...) belong here too.
+        "warnings": list(bundle.warnings),
         "last_refused": holder.last_refused_summary(),
     }
 

@@ -174,3 +174,41 @@ async def iter_replay_facts(
     filters = DecisionFilters(from_ts=since, to_ts=until)
     async for row in iter_decisions(sessions, filters):
         yield parse_body(row.body)
+
+
+async def policy_reloads(
+    sessions: async_sessionmaker[AsyncSession], since: datetime
+) -> list[dict[str, Any]]:
+    """The ``policy_reload`` records with ``ts`` from ``since``, oldest first.
+
+    ``gateway policy impact`` reads which version was loaded when: after a
+    rollback no request has followed yet, the newest decision still names
+    the withdrawn bundle. Served by the partial index on reload records.
+    """
+    t = audit_records
+    query = select(t.c.body).where(t.c.kind == "policy_reload", t.c.ts >= since).order_by(t.c.id)
+    async with sessions() as session:
+        return [parse_body(body) for (body,) in (await session.execute(query)).all()]
+
+
+POLICY_EVENT_KINDS = ("policy_reload", "policy_refused")
+
+
+async def policy_events(
+    sessions: async_sessionmaker[AsyncSession], since: datetime
+) -> list[tuple[datetime, str, str, dict[str, Any]]]:
+    """``(ts, node_id, kind, payload)`` of each bundle load and refused reload
+    from ``since``, in log order: which version was in force when."""
+    t = audit_records
+    query = (
+        select(t.c.ts, t.c.node_id, t.c.kind, t.c.body)
+        .where(t.c.kind.in_(POLICY_EVENT_KINDS), t.c.ts >= since)
+        .order_by(t.c.id)
+    )
+    async with sessions() as session:
+        rows = (await session.execute(query)).all()
+    out = []
+    for ts, node, kind, body in rows:
+        payload = parse_body(body).get("payload")
+        out.append((utc(ts), str(node), str(kind), payload if isinstance(payload, dict) else {}))
+    return out

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from gateway.identity.principal import Principal
 from gateway.policy.compiled import CompiledBundle
-from gateway.policy.exposure import Change, exposure
+from gateway.policy.exposure import Change, exposure, unknown_customers
 
 MAX_ROWS = 50
 """Customers listed per direction; the counts are of them all."""
@@ -52,10 +52,17 @@ def print_exposure(
     )
     console.print(
         f"{report.customers} active customers judged at {_t(at)} (each as a request from "
-        f"its residence) against {before}: {len(report.cut_customers())} lose a model, "
-        f"{len({c.customer_id for c in report.granted})} gain one",
+        f"its residence, for each model with no capability and with each one alone) "
+        f"against {before}: {len(report.cut_customers())} lose a model or a capability on "
+        f"one, {len({c.customer_id for c in report.granted})} gain one",
         markup=False,
     )
+    known = {p.customer_id for p in principals}
+    for rule_id, customer in unknown_customers(candidate.source, known):
+        console.print(
+            f"[yellow]warning:[/yellow] rule {escape(rule_id)} names customer_in "
+            f"'{escape(customer)}', which no customer record holds: it matches nobody"
+        )
     for rule in candidate.rules:
         if rule.mode == "enforce" and rule.start is not None and at < rule.start:
             console.print(
@@ -71,19 +78,21 @@ def print_exposure(
         console.print(table)
     for title, changes in (("lose", report.cut), ("gain", report.granted)):
         if changes:
-            console.print(_table(f"customers who {title} a model", changes))
+            console.print(_table(f"customers who {title} a model or a capability", changes))
             if len(changes) > MAX_ROWS:
                 console.print(f"... and {len(changes) - MAX_ROWS} more", markup=False)
 
 
 def _table(title: str, changes: list[Change]) -> Table:
     table = Table(title=f"{title} ({MAX_ROWS} rows at most)")
-    for column in ("customer", "name", "citizenships", "residence", "model", "rules"):
+    columns = ("customer", "name", "citizenships", "residence", "model", "capability", "rules")
+    for column in columns:
         table.add_column(column)
     for c in changes[:MAX_ROWS]:
+        capability = "(the model)" if c.capability is None else escape(c.capability)
         table.add_row(
             escape(c.customer_id), escape(c.name), ", ".join(c.citizenships),
-            c.residence or "-", escape(c.model), escape(", ".join(c.rule_ids)),
+            c.residence or "-", escape(c.model), capability, escape(", ".join(c.rule_ids)),
         )  # fmt: skip
     return table
 

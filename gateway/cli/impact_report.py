@@ -47,6 +47,21 @@ def print_impact(console: Console, report: ImpactReport, candidate: str) -> None
             f"{len(report.admitted_customers)} admitted (deny->allow)",
             markup=False,
         )
+    for rule_id, served in sorted(report.exempted.items()):
+        # A licence changes no decision of its own customer: said here, or
+        # the replay never shows whom it serves.
+        customers = report.exempted_customers[rule_id]
+        listed = ", ".join(f"{_e(c)} ({n})" for c, n in customers.most_common(MAX_CUSTOMER_ROWS))
+        beyond = (
+            f" and {len(customers) - MAX_CUSTOMER_ROWS} more"
+            if len(customers) > MAX_CUSTOMER_ROWS
+            else ""
+        )
+        console.print(
+            f"exemption {_e(rule_id)} lifts a deny for {served} replayed "
+            f"decision{'s' if served != 1 else ''} of {len(customers)} "
+            f"customer{'s' if len(customers) != 1 else ''}: {listed}{beyond}"
+        )
     if report.not_policy:
         statuses = ", ".join(
             f"{count} with status {status}"
@@ -67,7 +82,8 @@ def print_impact(console: Console, report: ImpactReport, candidate: str) -> None
         if in_force is None:
             line = "in force: unknown (no record names its policy version)"
         else:
-            line = f"in force: {in_force[:12]} (the version of the newest record)"
+            newest = "loaded last" if report.in_force_loaded else "of the newest record"
+            line = f"in force: {in_force[:12]} (the version {newest})"
             if in_force == candidate:
                 line += "; it is the candidate"
         console.print(line, markup=False)

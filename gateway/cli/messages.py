@@ -7,8 +7,27 @@ rule and node ids) in which a ``[...]`` must stay as typed.
 
 from __future__ import annotations
 
+import os
+import sys
+
 from rich.console import Console
 from rich.text import Text
+
+PIPED_WIDTH = 250
+"""Columns for output that goes to a file or a pipe (no terminal, no COLUMNS)."""
+
+
+def piped_width() -> int | None:
+    """``PIPED_WIDTH`` when stdout is no terminal and COLUMNS is unset, else None (rich's own).
+
+    Rich assumes 80 columns off a terminal, and its tables then cut cells
+    short with an ellipsis: a report saved for sign-off listed customers as
+    "cus-cn-…". Tables are only as wide as their content, so this costs
+    nothing to output that fits.
+    """
+    if "COLUMNS" in os.environ or sys.stdout.isatty():
+        return None
+    return PIPED_WIDTH
 
 
 def stderr() -> Console:

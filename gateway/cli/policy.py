@@ -20,7 +20,9 @@ from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cli.impact_report import print_impact
+from gateway.cli.messages import piped_width
 from gateway.policy.compiled import CompiledBundle, compile_bundle
+from gateway.policy.coverage import coverage_line
 from gateway.policy.diff import diff_bundles
 from gateway.policy.impact import impact
 from gateway.policy.loader import LoadResult, load_dir
@@ -35,7 +37,7 @@ DirArg = Annotated[Path, typer.Argument(help="Policy bundle directory.")]
 
 def _console() -> Console:
     # Built per command so test runners that swap stdout see the output.
-    return Console(highlight=False, soft_wrap=True, emoji=False)
+    return Console(highlight=False, soft_wrap=True, emoji=False, width=piped_width())
 
 
 def _e(value: object) -> str:
@@ -96,7 +98,8 @@ def validate(directory: DirArg) -> None:
             if value is not None
         )
         state = window_state(window.from_, window.until, now).replace("_", " ")
-        console.print(f"  timed: {_e(rule.id)} {span} ({state} now)", markup=False)
+        gone = ": it decides nothing any more" if state == "ended" else ""
+        console.print(f"  timed: {_e(rule.id)} {span} ({state} now{gone})", markup=False)
 
 
 @app.command("test")
@@ -121,6 +124,8 @@ def test_cmd(
         console.print(f"[yellow]no policy tests in {_e(directory / 'tests')}[/yellow]")
     summary = f"{len(results) - len(failed)} passed, {len(failed)} failed"
     console.print(f"[{'red' if failed else 'green'}]{summary}[/] (policy {result.version[:12]})")
+    if results:
+        console.print(coverage_line(directory, bundle, results))
     if failed:
         raise typer.Exit(1)
 
@@ -169,7 +174,7 @@ def _read_jsonl(path: Path) -> Iterable[Mapping[str, Any]]:
         for line in handle:
             if line.strip():
                 item = json.loads(line)
-                if item.get("kind", "decision") == "decision":
+                if item.get("kind", "decision") in ("decision", "policy_reload"):
                     yield item
 
 
@@ -184,7 +189,7 @@ async def _from_audit(since: datetime) -> list[Mapping[str, Any]]:
     try:
         sessions = session_factory(engine)
         stream: AsyncIterator[Mapping[str, Any]] = query.iter_replay_facts(sessions, since)
-        return [item async for item in stream]
+        return [item async for item in stream] + await query.policy_reloads(sessions, since)
     finally:
         await engine.dispose()
 

@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.demo.standin_answers import REPLY, forced_status, output_tokens, sse
+from gateway.demo.standin_answers import REPLY, container_of, forced_status, output_tokens, sse
 from gateway.demo.standin_batches import StandInBatches
 from gateway.demo.standin_responses import StandInResponses
 
@@ -275,6 +275,7 @@ class StandIn:
         if (forced := forced_status(request)) is not None:
             return forced
         model = body.get("model", "unknown")
+        container = container_of(body)
         usage: dict[str, int] = {"input_tokens": 12}
         if cached := int(request.headers.get("x-standin-cache-read-tokens", "0")):
             usage |= {"cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
@@ -332,6 +333,7 @@ class StandIn:
                         "delta": {
                             "stop_reason": "tool_use" if body.get("tools") else "end_turn",
                             "stop_sequence": None,
+                            "container": container,
                         },
                         "usage": {"output_tokens": n},
                     },
@@ -348,6 +350,7 @@ class StandIn:
                 "content": [{"type": "text", "text": REPLY}],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
+                "container": container,
                 "usage": {**usage, "output_tokens": output_tokens(request, 7)},
             }
         )

@@ -4,6 +4,7 @@ test-control headers that shape an answer (``x-standin-status``,
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import orjson
@@ -49,3 +50,20 @@ def forced_status(request: web.Request) -> web.Response | None:
     return web.Response(
         status=code, body=orjson.dumps(doc), content_type="application/json", headers=headers
     )
+
+
+def container_of(body: dict[str, Any]) -> dict[str, Any] | None:
+    """Anthropic's ``container`` of an answer: the one the request names (an
+    id, or an object with one), else a new one when it has a code execution
+    tool; None when no container tool was used."""
+    given = body.get("container")
+    if isinstance(given, dict):
+        given = given.get("id")
+    tools = body.get("tools")
+    coding = isinstance(tools, list) and any(
+        isinstance(t, dict) and str(t.get("type", "")).startswith("code_execution") for t in tools
+    )
+    if not isinstance(given, str) and not coding:
+        return None
+    container_id = given if isinstance(given, str) else "container_" + secrets.token_hex(12)
+    return {"id": container_id, "expires_at": "2030-01-01T00:00:00Z"}

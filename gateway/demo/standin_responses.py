@@ -33,16 +33,19 @@ def _response_id(body: dict[str, Any]) -> str:
 
 def _response_events(done: dict[str, Any]) -> list[bytes]:
     """A completed response as the Responses API streams it (``sequence_number`` from 0)."""
-    part = done["output"][0]["content"][0] if done["output"] else {"type": "output_text",
-                                                                    "text": REPLY}
-    item = done["output"][0] if done["output"] else {}
+    # The message is the last item (tool calls come before it); only its
+    # events are streamed, the whole output comes in ``response.completed``.
+    part = done["output"][-1]["content"][0] if done["output"] else {"type": "output_text",
+                                                                     "text": REPLY}
+    item = done["output"][-1] if done["output"] else {}
+    index = max(len(done["output"]) - 1, 0)
     start = {**done, "status": "in_progress", "output": [], "usage": None}
     empty_item = {**item, "status": "in_progress", "content": []}
-    where = {"item_id": "msg_standin", "output_index": 0}
+    where = {"item_id": item.get("id", ""), "output_index": index}
     kinds: list[tuple[str, dict[str, Any]]] = [
         ("response.created", {"response": start}),
         ("response.in_progress", {"response": start}),
-        ("response.output_item.added", {"output_index": 0, "item": empty_item}),
+        ("response.output_item.added", {"output_index": index, "item": empty_item}),
         ("response.content_part.added",
          {**where, "content_index": 0, "part": {**part, "text": ""}}),
     ]
@@ -55,7 +58,7 @@ def _response_events(done: dict[str, Any]) -> list[bytes]:
         ("response.output_text.done",
          {**where, "content_index": 0, "text": REPLY, "logprobs": []}),
         ("response.content_part.done", {**where, "content_index": 0, "part": part}),
-        ("response.output_item.done", {"output_index": 0, "item": item}),
+        ("response.output_item.done", {"output_index": index, "item": item}),
         ("response.completed", {"response": done}),
     ]
     return [
@@ -103,8 +106,28 @@ def _input_items(given: object) -> list[dict[str, Any]]:
         content = message.get("content")
         if isinstance(content, str):
             content = [{"type": "input_text", "text": content}]
-        items.append({"id": f"msg_in_{i}", "type": "message", "role": message.get("role", "user"),
+        del i  # ids are unique per item, as the real API's (the gateway binds them)
+        items.append({"id": _item_id("msg"), "type": "message", "role": message.get("role", "user"),
                       "status": "completed", "content": content or []})
+    return items
+
+
+def _item_id(prefix: str) -> str:
+    return f"{prefix}_" + secrets.token_hex(12)
+
+
+def _tool_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A ``code_interpreter_call`` per code interpreter tool, in the container
+    the tool names (an id) or a new one (``{"type": "auto"}``)."""
+    items: list[dict[str, Any]] = []
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, dict) and tool.get("type") == "code_interpreter":
+            given = tool.get("container")
+            container = given if isinstance(given, str) else _item_id("cntr")
+            items.append({"type": "code_interpreter_call", "id": _item_id("ci"),
+                          "container_id": container, "code": "print(1)",
+                          "outputs": None, "status": "completed"})
     return items
 
 
@@ -140,7 +163,7 @@ class StandInResponses:
         if (forced := forced_status(request)) is not None:
             return forced
         part = {"type": "output_text", "text": REPLY, "annotations": []}
-        item = {"type": "message", "id": "msg_standin", "role": "assistant",
+        item = {"type": "message", "id": _item_id("msg"), "role": "assistant",
                 "status": "completed", "content": [part]}
         done = {
             # One per conversation turn, as the real API's ids are unique (the
@@ -153,7 +176,7 @@ class StandInResponses:
             "status": "completed",
             "previous_response_id": body.get("previous_response_id"),
             "store": body.get("store", True),
-            "output": [item],
+            "output": [*_tool_items(body), item],
             "usage": {"input_tokens": 5, "output_tokens": (out := output_tokens(request, 7)),
                       "total_tokens": 5 + out},
         }

@@ -14,7 +14,10 @@ an unauthenticated caller sent.
 Invalidation: ``invalidate_customer(id)`` / ``invalidate_key(id)`` drop entries
 here and then call every ``on_invalidate`` hook with ``(kind, id)`` so another
 component can broadcast to other replicas; a broadcast received from elsewhere
-should call the same methods with ``propagate=False``.
+should call the same methods with ``propagate=False``. Every invalidation,
+local or from a peer (bus, change feed), also calls each ``on_change``
+listener synchronously: the streams in flight for that customer or key are
+decided again (``gateway.proxy.live_streams``).
 
 Concurrent misses on one key share one database read (single flight).
 
@@ -58,6 +61,7 @@ LAST_USED_FLUSH_SECONDS = 10.0
 
 InvalidationKind = Literal["customer", "key"]
 InvalidationHook = Callable[[InvalidationKind, str], Awaitable[None] | None]
+ChangeListener = Callable[[InvalidationKind, str], None]
 
 
 T = TypeVar("T")
@@ -94,6 +98,7 @@ class GatewayIdentifier:
         self.customer_misses = Misses(neg_ttl, misses_capacity)
         self._inflight: dict[str, asyncio.Future[KeyRecord | None]] = {}
         self._hooks: list[InvalidationHook] = []
+        self._listeners: list[ChangeListener] = []
         self._generation = 0
         """Bumped by every invalidation: a read begun under an older one is not cached."""
         self.last_used = LastUsedTracker(sessions, last_used_flush_seconds)
@@ -113,7 +118,12 @@ class GatewayIdentifier:
     # --- invalidation ------------------------------------------------------
 
     def on_invalidate(self, hook: InvalidationHook) -> None:
+        """``hook`` runs for this process's own changes only (to announce them)."""
         self._hooks.append(hook)
+
+    def on_change(self, listener: ChangeListener) -> None:
+        """``listener`` runs for every change this process learns of, whoever made it."""
+        self._listeners.append(listener)
 
     async def _notify(self, kind: InvalidationKind, ident: str) -> None:
         for hook in self._hooks:
@@ -126,6 +136,8 @@ class GatewayIdentifier:
         self._inflight.pop(key_id, None)
         self._keys.pop(key_id, None)
         self.key_misses.discard(key_id)
+        for listener in self._listeners:
+            listener("key", key_id)
         if propagate:
             await self._notify("key", key_id)
 
@@ -136,6 +148,8 @@ class GatewayIdentifier:
         self.customer_misses.discard(customer_id)
         for key_id in [k for k, e in self._keys.items() if e.value.customer_id == customer_id]:
             del self._keys[key_id]
+        for listener in self._listeners:
+            listener("customer", customer_id)
         if propagate:
             await self._notify("customer", customer_id)
 

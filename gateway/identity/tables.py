@@ -117,3 +117,17 @@ class MessageBatchOwner(Base):
     have charged beyond it so far (``gateway.proxy.batch_charge``); SQL NULL
     (not a JSON ``null``) for a batch with none kept."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RelayedObjectOwner(Base):
+    """Which customer an upstream object named by id in an answer was relayed to:
+    a stored item (``msg_…``, ``fc_…``) or a code-execution container
+    (``gateway.proxy.reference_owners``: the upstream sees one account for all)."""
+
+    __tablename__ = "relayed_object_owners"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    """``item`` or ``container``."""
+    object_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

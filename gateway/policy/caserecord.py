@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.identity.ownership import MAX_DEPTH
 from gateway.kyc.codes import country_code, country_or_region
-from gateway.policy.names import attribute_problem, endpoint_problem
+from gateway.policy.names import COUNTRY_HINTS, attribute_problem, endpoint_problem
 from gateway.policy.yamlsrc import DataPath
 
 if TYPE_CHECKING:  # testing.py imports this module
@@ -34,9 +34,6 @@ if TYPE_CHECKING:  # testing.py imports this module
 
 _OWNERSHIP_SLACK = 0.0001
 """The admin API's tolerance for float shares such as 33.3333 * 3."""
-
-# Codes people write that ISO 3166 spells otherwise: the hint saves a lookup.
-_HINTS = {"UK": "the United Kingdom is GB", "EL": "Greece is GR"}
 
 
 def upper_code(value: Any) -> Any:
@@ -53,7 +50,7 @@ def _valid(check: Callable[[str], str], code: str) -> bool:
 
 
 def _hint(code: str) -> str:
-    hint = _HINTS.get(code)
+    hint = COUNTRY_HINTS.get(code)
     return f" ({hint})" if hint else ""
 
 

@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.policy import schema as s
+from gateway.policy.deadrules import dead_rule_warnings
 from gateway.policy.names import (
     RESERVED_RULE_IDS,
     RESERVED_RULE_PREFIXES,
     attribute_problem,
+    country_problem,
     endpoint_problem,
     is_group_name,
+    known_names,
     resolve_country_set,
     valid_country,
     valid_region,
@@ -85,6 +88,8 @@ class _Checker:
         self.capability_names = set(bundle.capabilities) | invalid.get("capabilities", set())
         self.errors: list[PolicyError] = []
         self.warnings: list[PolicyError] = []
+        self.duplicated: set[str] = set()
+        """Rule ids defined twice: reported as such, not again through ``exempts``."""
 
     def failed(self, section: str) -> list[tuple[str | int, dict[str, Any]]]:
         return self.left.failed.get(section, [])
@@ -112,7 +117,8 @@ class _Checker:
         for i, item in enumerate(_names(value)):
             if item not in names:
                 self.error(
-                    path if isinstance(value, str) else (*path, i), f"unknown {what} '{item}'"
+                    path if isinstance(value, str) else (*path, i),
+                    f"unknown {what} '{item}'{known_names(names)}",
                 )
 
     def country_set(self, path: DataPath, value: s.NameSet) -> None:
@@ -167,9 +173,7 @@ class _Checker:
                 )
             for i, code in enumerate(countries):
                 if not valid_country(code):
-                    self.error(
-                        (*path, "countries", i), f"invalid ISO 3166-1 alpha-2 country code '{code}'"
-                    )
+                    self.error((*path, "countries", i), country_problem(code))
             for i, code in enumerate(regions):
                 if not valid_region(code):
                     self.error((*path, "regions", i), f"invalid ISO 3166-2 region code '{code}'")
@@ -264,11 +268,18 @@ class _Checker:
             path: DataPath = ("rules", index)
             if rule_id is not None:
                 if rule_id in seen:
-                    file, line = self.source.locate(("rules", seen[rule_id]))
+                    first: DataPath = ("rules", seen[rule_id], "id")
+                    file, line = self.source.locate(first)
                     self.error(
                         (*path, "id"),
                         f"duplicate rule id '{rule_id}' (first defined at {file}:{line})",
                     )
+                    here, again = self.source.locate((*path, "id"))
+                    if here != file:
+                        # Files merge in name order: the officer's new file may
+                        # come first, and must be named where the fix belongs.
+                        self.error(first, f"rule id '{rule_id}' is defined again at {here}:{again}")
+                    self.duplicated.add(rule_id)
                 else:
                     seen[rule_id] = index
                 if rule_id in RESERVED_RULE_IDS or rule_id.startswith(RESERVED_RULE_PREFIXES):
@@ -282,14 +293,21 @@ class _Checker:
     def exemptions(self) -> None:
         """An ``exempts`` list names deny rules of the bundle: a typo would lift
         nothing while the bundle read as if the licence were honoured."""
-        effects = {rule.id: rule.effect for rule in self.b.rules}
+        effects: dict[str, str | None] = {rule.id: rule.effect for rule in self.b.rules}
+        for _, fields in self.failed("rules"):
+            # A rule that failed its own check still defines its id: "unknown
+            # rule id" here would send the officer hunting a typo that is not there.
+            if isinstance(fields.get("id"), str):
+                effects.setdefault(fields["id"], fields.get("effect"))
         for position, rule in enumerate(self.b.rules):
             for i, target in enumerate(rule.exempts or ()):
                 path: DataPath = ("rules", self.rule_index[position], "exempts", i)
                 effect = effects.get(target)
-                if effect is None:
+                if target in self.duplicated:
+                    continue
+                if target not in effects:
                     self.error(path, f"unknown rule id '{target}'")
-                elif effect != "deny":
+                elif effect is not None and effect != "deny":
                     self.error(path, f"rule '{target}' is not a deny rule (effect: {effect})")
 
     def condition(self, path: DataPath, c: s.Condition) -> None:
@@ -394,4 +412,5 @@ def check_bundle(
     """
     checker = _Checker(bundle, source, leftovers or Leftovers())
     checker.run()
-    return checker.errors, checker.warnings
+    dead = dead_rule_warnings(bundle.rules, checker.rule_index, source)
+    return checker.errors, checker.warnings + dead

@@ -12,10 +12,14 @@ of the candidate, twice, and lists the customers whose access changes.
              end: a directive written at 02:00 for 06:00, judged at 06:00)
 
 A customer is judged as a request from its residence country (origin
-unknown without one) with no capability: rules on origins other than the
-residence, on capabilities or on prompts are not exercised here (``impact``
-on recorded traffic covers them). Suspended customers are refused either way
-and are not listed.
+unknown without one), for each model with no capability and then with each
+capability of the candidate alone: a directive that cuts one model's
+``coding`` for the citizens of a country leaves them the model, and judged
+without capabilities it used to be reported as cutting nobody. A model lost
+whole is one change (capability ``None``), not one per capability. Rules on
+origins other than the residence, on combinations of capabilities or on
+prompts are not exercised here (``impact`` on recorded traffic covers them).
+Suspended customers are refused either way and are not listed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from datetime import datetime
 
 from gateway.geo.origin import Origin
 from gateway.identity.principal import Principal
+from gateway.policy import schema as s
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.engine import decide
 from gateway.policy.facts import BodyFacts, RequestFacts
@@ -41,6 +46,9 @@ class Change:
     citizenships: tuple[str, ...]
     residence: str | None
     model: str
+    capability: str | None
+    """The capability the customer loses (or gains) on ``model``; ``None``:
+    the model itself, with no capability."""
     now_allowed: bool
     rule_ids: tuple[str, ...]
     """The deciding rules after the change."""
@@ -60,7 +68,7 @@ class Exposure:
         return {c.customer_id for c in self.cut}
 
 
-def _facts(principal: Principal, model: str) -> RequestFacts:
+def _facts(principal: Principal, model: str, capability: str | None) -> RequestFacts:
     country = principal.residence.split("-", 1)[0] if principal.residence else None
     region = principal.residence if principal.residence and "-" in principal.residence else None
     return RequestFacts(
@@ -68,6 +76,7 @@ def _facts(principal: Principal, model: str) -> RequestFacts:
         api="openai",
         body=BodyFacts(model=model),
         origin=Origin(None, country, region),
+        capabilities=frozenset() if capability is None else frozenset((capability,)),
     )
 
 
@@ -86,25 +95,54 @@ def exposure(
             continue
         report.customers += 1
         for model in candidate.models:
-            facts = _facts(principal, model)
-            after = decide(principal, facts, candidate, at, with_report=False)
-            before = decide(principal, facts, before_bundle, before_at, with_report=False)
-            if after.allowed == before.allowed:
-                continue
-            change = Change(
-                customer_id=principal.customer_id,
-                name=principal.name,
-                citizenships=tuple(sorted(principal.citizenships)),
-                residence=principal.residence,
-                model=model,
-                now_allowed=after.allowed,
-                rule_ids=after.rule_ids,
-            )
-            if after.allowed:
-                report.granted.append(change)
-            else:
-                report.cut.append(change)
-                rules.update(after.rule_ids)
+            for capability in (None, *candidate.capability_names()):
+                facts = _facts(principal, model, capability)
+                after = decide(principal, facts, candidate, at, with_report=False)
+                before = decide(principal, facts, before_bundle, before_at, with_report=False)
+                if after.allowed == before.allowed:
+                    continue
+                change = Change(
+                    customer_id=principal.customer_id,
+                    name=principal.name,
+                    citizenships=tuple(sorted(principal.citizenships)),
+                    residence=principal.residence,
+                    model=model,
+                    capability=capability,
+                    now_allowed=after.allowed,
+                    rule_ids=after.rule_ids,
+                )
+                if after.allowed:
+                    report.granted.append(change)
+                else:
+                    report.cut.append(change)
+                    rules.update(after.rule_ids)
+                if capability is None:
+                    break  # the model itself changed: each capability on it with it
         report.by_rule.update(rules)
         rules.clear()
     return report
+
+
+def unknown_customers(bundle: s.Bundle, known: set[str]) -> list[tuple[str, str]]:
+    """(rule id, customer id) for each ``customer_in`` id no customer record holds.
+
+    Only the customer records know the ids, so ``validate`` cannot: a licence
+    whose customer id is mistyped matches nobody, and the licensed customer
+    is refused once the directive starts.
+    """
+    found: list[tuple[str, str]] = []
+    for rule in bundle.rules:
+        for condition in (rule.when, rule.unless):
+            for customer in _customer_ids(condition):
+                if customer not in known and (rule.id, customer) not in found:
+                    found.append((rule.id, customer))
+    return found
+
+
+def _customer_ids(c: s.Condition | None) -> list[str]:
+    if c is None:
+        return []
+    ids = [c.customer_in] if isinstance(c.customer_in, str) else list(c.customer_in or ())
+    for sub in (*(c.any_ or ()), *(c.all_ or ()), *((c.not_,) if c.not_ else ())):
+        ids.extend(_customer_ids(sub))
+    return ids

@@ -48,6 +48,9 @@ class BodyFacts:
     continues: tuple[str, ...] = ()
     """Ids of upstream-stored state the request continues (``previous_response_id``,
     ``conversation``): ``gateway.proxy.stored_state`` checks they are the caller's."""
+    references: tuple[tuple[str, str], ...] = ()
+    """Upstream items and containers the request names by id, as (kind, id)
+    (``gateway.proxy.references``): ``reference_owners`` checks they are the caller's."""
 
 
 @dataclass(frozen=True, slots=True)

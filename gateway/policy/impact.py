@@ -124,6 +124,9 @@ class ImpactReport:
     in_force: str | None = None
     """The version of the newest record: in force when the log ends (None: none recorded)."""
     in_force_ts: datetime | None = None
+    in_force_loaded: bool = False
+    """``in_force`` comes from a ``policy_reload`` record newer than every
+    decision (a rollback nobody has called since), not from a decision."""
     refused_customers: Counter[str] = field(default_factory=Counter)
     """allow->deny flips per customer id."""
     admitted_customers: Counter[str] = field(default_factory=Counter)
@@ -136,6 +139,11 @@ class ImpactReport:
     """Likewise for ``effective.until``: replayed records decided before the
     rule ends (an order withdrawn from a later instant still applies to them)."""
     rule_ends: dict[str, datetime] = field(default_factory=dict)
+    exempted: Counter[str] = field(default_factory=Counter)
+    """Per exemption of the candidate: replayed records it allows by lifting a
+    deny (flipped or not: a licence changes no decision of the customer it
+    was written for, so the flips alone never show whom it serves)."""
+    exempted_customers: dict[str, Counter[str]] = field(default_factory=dict)
 
     @property
     def flipped(self) -> int:
@@ -160,8 +168,18 @@ class ImpactReport:
         )
 
     def note_version(self, record: Mapping[str, Any]) -> None:
-        """Keep the newest record's version as the one in force."""
-        version = record.get("policy_version")
+        """Keep the newest record's version as the one in force.
+
+        A ``policy_reload`` record counts with the version it loaded: after a
+        rollback that no request has followed yet, the newest decision still
+        names the withdrawn bundle.
+        """
+        loaded = record.get("kind") == "policy_reload"
+        payload = record.get("payload")
+        version = (
+            payload.get("new_version") if loaded and isinstance(payload, Mapping)
+            else record.get("policy_version")
+        )  # fmt: skip
         if not version:
             return
         try:
@@ -171,6 +189,7 @@ class ImpactReport:
         # ">=": of records with the same time, the later one in the log wins.
         if self.in_force_ts is None or ts >= self.in_force_ts:
             self.in_force, self.in_force_ts = str(version), ts
+            self.in_force_loaded = loaded
 
 
 def _ts(value: Any) -> datetime:
@@ -208,9 +227,12 @@ def impact(
     # Only enforced rules: a report rule decides nothing at any time.
     starts = [(r.id, r.start) for r in bundle.rules if r.start is not None and r.mode == "enforce"]
     ends = [(r.id, r.end) for r in bundle.rules if r.end is not None and r.mode == "enforce"]
+    exemptions = {r.id for r in bundle.rules if r.effect == "exempt"}
     for record in records:
-        report.total += 1
         report.note_version(record)
+        if record.get("kind") == "policy_reload":
+            continue  # no decision: only which version was loaded when
+        report.total += 1
         if not decided_by_policy(record):
             report.not_policy += 1
             report.not_policy_by_status[str(record.get("status", "?"))] += 1
@@ -237,6 +259,9 @@ def impact(
                 report.still_effective[rule_id] += 1
                 report.rule_ends[rule_id] = end
         report.report_matches.update(new.report_rule_ids)
+        for rule_id in exemptions.intersection(new.rule_ids) if new.allowed else ():
+            report.exempted[rule_id] += 1
+            report.exempted_customers.setdefault(rule_id, Counter())[principal.customer_id] += 1
         old = str(record.get("decision"))
         version = str(record.get("policy_version") or UNKNOWN_VERSION)
         per_version = report.by_version.setdefault(version, VersionCount())

@@ -9,8 +9,9 @@ matches, and a rule guarded by it silently does nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-from gateway.kyc.codes import is_iso_region, iso_countries
+from gateway.kyc.codes import EXTRA_COUNTRIES, is_iso_region, iso_countries
 from gateway.kyc.schemas import NAME_PATTERN
 from gateway.policy import schema as s
 from gateway.proxy.paths import ROUTES
@@ -46,14 +47,38 @@ def is_group_name(value: str) -> bool:
     return bool(GROUP_NAME.match(value))
 
 
+COUNTRY_HINTS = {"UK": "the United Kingdom is GB", "EL": "Greece is GR"}
+"""Codes officers write for a country whose ISO code is another."""
+
+
 def valid_country(code: str) -> bool:
-    return len(code) == 2 and code.isupper() and code in iso_countries()
+    # Kosovo's XK too: customer records, policy tests and MaxMind origins
+    # carry it, so a rule must be able to name it.
+    return (
+        len(code) == 2 and code.isupper() and (code in EXTRA_COUNTRIES or code in iso_countries())
+    )
+
+
+def country_problem(code: str) -> str:
+    """The message for a code ``valid_country`` refuses, with the code meant if known."""
+    hint = COUNTRY_HINTS.get(code)
+    return f"invalid ISO 3166-1 alpha-2 country code '{code}'" + (f" ({hint})" if hint else "")
 
 
 def valid_region(code: str) -> bool:
     if "-" not in code or code.upper() != code:
         return False
     return is_iso_region(code)
+
+
+def known_names(names: Iterable[str], shown: int = 12) -> str:
+    """`` (known: a, b, ...)`` for an "unknown name" message: the spelling meant is
+    usually among them."""
+    ordered = sorted(names)
+    if not ordered:
+        return " (the bundle defines none)"
+    more = f" and {len(ordered) - shown} more" if len(ordered) > shown else ""
+    return f" (known: {', '.join(ordered[:shown])}{more})"
 
 
 def resolve_country_set(
@@ -68,7 +93,13 @@ def resolve_country_set(
         if is_group_name(item):
             group = groups.get(item)
             if group is None:
-                problems.append(f"unknown country group '{item}'")
+                upper = item.upper()
+                hint = (
+                    f" (country codes are upper case: {upper})"
+                    if valid_country(upper) or valid_region(upper)
+                    else known_names(groups)
+                )
+                problems.append(f"unknown country group '{item}'{hint}")
             else:
                 countries.update(group.countries)
                 regions.update(group.regions)
@@ -80,5 +111,5 @@ def resolve_country_set(
         elif valid_country(item):
             countries.add(item)
         else:
-            problems.append(f"invalid ISO 3166-1 alpha-2 country code '{item}'")
+            problems.append(country_problem(item))
     return frozenset(countries), frozenset(regions), problems

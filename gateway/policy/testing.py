@@ -138,6 +138,8 @@ class CaseResult:
     name: str
     passed: bool
     detail: str = ""
+    matched: frozenset[str] = frozenset()
+    """The rules the case's decision listed (deciding or in report mode)."""
 
 
 def origin_of(code: str | None, client_ip: str | None = None) -> Origin:
@@ -177,13 +179,17 @@ def request_facts(
     )
 
 
-def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool, str]:
+def run_case(
+    case: CaseIn, bundle: CompiledBundle, now: datetime
+) -> tuple[bool, str, frozenset[str]]:
+    """(passed, what differed, the rules the decision listed)."""
     principal = case.principal.principal()
     at = case.at or now
     facts = request_facts(principal, case.request, bundle, at, origin_of(case.request.origin))
     if isinstance(facts, str):
-        return False, facts
+        return False, facts, frozenset()
     decision = decide(principal, facts, bundle, at)
+    matched = frozenset(decision.rule_ids) | frozenset(decision.report_rule_ids)
     if EVALUATION_ERROR in decision.rule_ids or EVALUATION_ERROR in decision.report_rule_ids:
         # decide() fails closed to a deny; a case expecting deny must not pass
         # because the engine crashed (nor one about report rules that never ran).
@@ -191,7 +197,7 @@ def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool,
         return False, (
             f"the engine could not evaluate this case{where} (rule id 'evaluation-error'; "
             "the cause is logged)"
-        )
+        ), frozenset()
     problems = []
     if decision.decision != case.expect.decision:
         problems.append(f"expected {case.expect.decision}, got {decision.decision}")
@@ -221,8 +227,8 @@ def run_case(case: CaseIn, bundle: CompiledBundle, now: datetime) -> tuple[bool,
             + (f" demoted: {decision.tier_demotion}" if decision.tier_demotion else "")
             + "]"
         )
-        return False, "; ".join(problems) + got
-    return True, ""
+        return False, "; ".join(problems) + got, matched
+    return True, "", matched
 
 
 def _line(lines: dict[DataPath, int], loc: DataPath) -> int | None:
@@ -267,7 +273,8 @@ def run_tests(
                     loc = ("cases", index, *(p for p in err["loc"] if isinstance(p, int | str)))
                     results.append(
                         CaseResult(
-                            name, _line(parsed.lines, loc), format_path(loc), False, _message(err)
+                            name, _line(parsed.lines, loc), format_path(loc), False,
+                            _message(err, CaseIn),
                         )
                     )
                 continue
@@ -280,10 +287,10 @@ def run_tests(
             if problems:
                 continue
             try:
-                ok, detail = run_case(case, bundle, now())
+                ok, detail, matched = run_case(case, bundle, now())
             except Exception as exc:  # noqa: BLE001 - a crashing case is reported as a failure
-                ok, detail = False, f"error: {type(exc).__name__}: {exc}"
-            results.append(CaseResult(name, line, case.name, ok, detail))
+                ok, detail, matched = False, f"error: {type(exc).__name__}: {exc}", frozenset()
+            results.append(CaseResult(name, line, case.name, ok, detail, matched))
     return results
 
 

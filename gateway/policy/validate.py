@@ -14,6 +14,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from gateway.policy import schema as s
 from gateway.policy.checks import QUOTA_CAPABILITY_KEYS, Leftovers
+from gateway.policy.keyhints import not_a_mapping_message, unknown_key_message
 from gateway.policy.merge import MAPPING_SECTIONS
 from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap, format_path
 
@@ -203,11 +204,14 @@ def _clean_loc(loc: tuple[int | str, ...], data: Any, keep_last: bool) -> DataPa
     return tuple(out)
 
 
-def pydantic_message(err: Any) -> str:
-    """A pydantic error in the words the officer reads everywhere (loader and tests)."""
+def pydantic_message(err: Any, root: type[BaseModel] | None = None) -> str:
+    """A pydantic error in the words the officer reads everywhere (loader and tests;
+    ``root``: the model of a document that is not a bundle's, for key hints)."""
     kind = err["type"]
     if kind == "extra_forbidden":
-        return "unknown key"
+        return unknown_key_message(err["loc"], root)
+    if kind in ("model_type", "dict_type"):
+        return not_a_mapping_message(err.get("input"))
     if kind == "missing":
         return "required key is missing"
     msg = str(err["msg"])

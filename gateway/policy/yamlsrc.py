@@ -145,6 +145,24 @@ class ParsedFile:
 
 
 def _syntax_error(name: str, exc: yaml.MarkedYAMLError) -> PolicyError:
+    """``_located_syntax_error`` with a hint in plain words for the usual slips."""
+    error = _located_syntax_error(name, exc)
+    problem = exc.problem or ""
+    if "'\\t'" in problem:  # PyYAML writes the tab escaped
+        hint = "YAML is indented with spaces only: replace the tab"
+    elif problem.startswith("expected <block end>") and error.line is not None:
+        # PyYAML names the parser's state; the slip is a key or item that does
+        # not start in its block's column.
+        hint = (
+            f"check the indentation of line {error.line}: keys of one mapping, and items "
+            "of one list, start in the same column as the ones above them"
+        )
+    else:
+        return error
+    return PolicyError(error.file, error.line, error.path, f"{error.message}; {hint}")
+
+
+def _located_syntax_error(name: str, exc: yaml.MarkedYAMLError) -> PolicyError:
     """Where the mistake was made, not only where PyYAML gave up; both messages.
 
     An unclosed quote is found at end of file ("found unexpected end of

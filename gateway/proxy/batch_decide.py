@@ -170,6 +170,8 @@ async def _decide_create(pipeline: Pipeline, ex: Exchange, raw: bytes) -> None:
             )
         if body.continues:
             await pipeline._check_continued(ex, principal.customer_id, body.continues)
+        if body.references:
+            await pipeline._check_references(ex, principal.customer_id, body.references)
         inner.append(one)
     models = tuple(dict.fromkeys(one.body.model for one in inner if one.body is not None))
     if len({services.upstream.base_for(bundle, model) for model in models}) > 1:

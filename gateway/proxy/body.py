@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,6 +27,7 @@ import orjson
 
 from gateway.policy.facts import OUTPUT_BOUND_FIELDS, BodyFacts, with_output_bound
 from gateway.proxy.errors import ProxyError
+from gateway.proxy.references import request_references
 from gateway.proxy.stored_state import continued_ids
 from gateway.proxy.textfold import fold
 from gateway.proxy.token_ids import token_ids
@@ -345,6 +347,9 @@ def _bounded(
     endpoint: str,
     default_max_tokens: Callable[[], int | None],
 ) -> BodyFacts:
+    references = request_references(body, endpoint)
+    if references:
+        facts = replace(facts, references=references)
     if facts.max_tokens is None and endpoint in OUTPUT_BOUND_FIELDS:
         facts = with_output_bound(facts, endpoint, default_max_tokens())
         if facts.max_tokens_defaulted:

@@ -24,11 +24,12 @@ from gateway.proxy.answer import Outcome, relay_answer
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Receive, Scope, Send, send_response
 from gateway.proxy.batch_answer import before_batch_answer
 from gateway.proxy.batch_charge import ResultsUsage, charge_results, results_usage
-from gateway.proxy.cut import StreamPolicyWatch, cut_event
+from gateway.proxy.cut import Cut, StreamPolicyWatch, cut_event
 from gateway.proxy.encoding import StreamDecoder, stream_decoder
 from gateway.proxy.errors import ProxyError, render_error, request_id_header
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import client_response_headers, upstream_request_headers
+from gateway.proxy.reference_owners import ReferenceBinding
 from gateway.proxy.stored_state import RESPONSES_ENDPOINT, ResponseBinding
 from gateway.proxy.usage import SseUsageTap, inject_include_usage
 from gateway.quota.headers import anthropic_headers
@@ -38,6 +39,8 @@ from gateway.stages import Admission, StageUnavailable, Usage
 log = logging.getLogger("gateway.proxy")
 
 _USAGE_INJECTABLE = frozenset({"/v1/chat/completions", "/v1/completions"})
+_LISTS_ITEMS = frozenset({"retrieve", "input_items"})
+"""Calls on a stored response whose answers show its items (``reference_owners``)."""
 _WATCH_NON_STREAM_AFTER = 1.0
 _ACCEL_BUFFERING = (b"x-accel-buffering", b"no")
 _WITHHELD = "response_owner_unrecorded"
@@ -262,10 +265,15 @@ class Forwarder:
         policy = StreamPolicyWatch(
             self.services.policy, ex.bundle, ex.principal, ex.facts, self.services.clock
         )
-        cut: tuple[str, str] | None = None
+        cut: Cut | None = None
         binding = self._binding(ex, response.status)
+        references = self._reference_binding(ex, response.status)
         withheld = False  # the stream's id could not be bound: nothing more goes out
+        live = self.services.live_streams
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        if live is not None:
+            # An account change reaches the watch (gateway.proxy.live_streams).
+            live.add(policy, ex.started)
         try:
             async for chunk in response.content.iter_any():
                 if cut is None and policy.due():
@@ -288,19 +296,26 @@ class Forwarder:
                     await send({"type": "http.response.body", "body": last, "more_body": True})
             rest = b"" if cut is not None or withheld else tap.flush()
         finally:
+            if live is not None:
+                live.discard(policy)
             # Also when the stream is cut (client gone, upstream broke): the
             # usage seen so far is part of what ``_settle`` charges.
             outcome.usage = tap.usage if tap.seen else None
             outcome.error = outcome.error or tap.error
             if binding is not None:
                 outcome.streamed_response_id = binding.streamed_id
+        if references is not None and tap.usage_doc is not None and not withheld:
+            # The ids in its last event with usage (Responses' response.completed,
+            # Anthropic's message_delta), bound before the stream's end goes out.
+            await references.relayed(tap.usage_doc)
         if withheld:
             outcome.error = _WITHHELD
         if cut is not None:
-            # A rule with `in_flight: cut` now refuses this stream: end it with
-            # an error event naming the rule; the outcome record says so.
-            outcome.error = f"policy_cut:{cut[0]}"
-            rest = cut_event(ex.api, *cut)
+            # A rule with `in_flight: cut`, or the account's change, now refuses
+            # this stream: end it with an error event naming the rule; the
+            # outcome record says so.
+            outcome.error = cut.outcome_error
+            rest = cut_event(ex.api, cut)
         detach()
         outcome.bytes_out += len(rest)
         await send({"type": "http.response.body", "body": rest, "more_body": False})
@@ -319,12 +334,48 @@ class Forwarder:
             owners, ex.principal.customer_id, ex.body.model, ex.id, reserved, capabilities
         )
 
+    def _reference_binding(self, ex: Exchange, status: int) -> ReferenceBinding | None:
+        """For an answer that may show stored items or containers: a Responses
+        create, a stored response's retrieval or input items, an Anthropic
+        message whose request had tools or named a container."""
+        owners = self.services.reference_owners
+        if owners is None or status >= 300 or ex.batch is not None:
+            return None
+        assert ex.principal is not None and ex.body is not None
+        stored = ex.stored
+        if (
+            ex.endpoint == RESPONSES_ENDPOINT
+            or (stored is not None and stored.operation in _LISTS_ITEMS)
+            or (ex.endpoint == "/v1/messages" and (ex.body.has_tools or ex.body.references))
+        ):
+            return ReferenceBinding(owners, ex.principal.customer_id, ex.id)
+        return None
+
     def _before_answer(
         self, ex: Exchange, status: int
     ) -> Callable[[object], Awaitable[bytes | None]] | None:
         """What must happen before a complete (parsed) answer reaches the client: a new
         response's id bound to its caller, a deleted one's binding dropped (the
-        same for Message Batches: ``batch_answer.before_batch_answer``)."""
+        same for Message Batches: ``batch_answer.before_batch_answer``), the
+        item and container ids it shows bound to its caller."""
+        hook = self._first_before_answer(ex, status)
+        references = self._reference_binding(ex, status)
+        if references is None:
+            return hook
+        if hook is None:
+            return references.relayed
+        first = hook
+
+        async def both(parsed: object) -> bytes | None:
+            replaced = await first(parsed)
+            await references.relayed(parsed)
+            return replaced
+
+        return both
+
+    def _first_before_answer(
+        self, ex: Exchange, status: int
+    ) -> Callable[[object], Awaitable[bytes | None]] | None:
         if ex.batch is not None:
             return before_batch_answer(self.services, ex, status)
         binding = self._binding(ex, status)

@@ -54,6 +54,7 @@ from gateway.proxy.header_limits import forwarded_for
 from gateway.proxy.models_list import admission_headers, admit_listing, render_models
 from gateway.proxy.probes import RULE as PROBE_RULE
 from gateway.proxy.quota_refusal import quota_refusal
+from gateway.proxy.reference_owners import ITEM_RULE
 from gateway.proxy.reserve import tokens_to_reserve
 from gateway.proxy.stored_decide import decide_stored
 from gateway.proxy.stored_routes import StoredCall
@@ -385,6 +386,8 @@ class Pipeline:
         context = 0
         if body.continues:
             context = await self._check_continued(ex, principal.customer_id, body.continues)
+        if body.references:
+            await self._check_references(ex, principal.customer_id, body.references)
         if decision.quota is not None:
             wanted = tokens_to_reserve(ex.endpoint, body, decision.quota.default_max_tokens)
             wanted += context
@@ -415,6 +418,18 @@ class Pipeline:
                 raise ProxyError(404, message, code=STORED_STATE_RULE)
             context += bound.context_tokens or 0
         return context
+
+    async def _check_references(
+        self, ex: Exchange, customer_id: str, references: tuple[tuple[str, str], ...]
+    ) -> None:
+        """Refuse to name upstream items or containers that are not the caller's
+        (``gateway.proxy.references``): 404 as for an id that does not exist."""
+        owners = self.services.reference_owners
+        if owners is None:
+            object_id = references[0][1]
+            ex.refuse(ITEM_RULE, f"'{object_id}' cannot be checked: no binding store")
+            raise ProxyError(404, f"Item with id '{object_id}' not found.", code=ITEM_RULE)
+        await owners.refuse_foreign(ex, customer_id, references)
 
     async def _refuse(self, ex: Exchange, send: Send, refusal: ProxyError) -> None:
         """Record the refusal, then answer it (503 if it cannot be recorded).

@@ -14,7 +14,8 @@ first), and refuses a request that continues an id bound to someone else, or
 to nobody: 404, as the upstream answers an id it does not know, so a
 stranger's id is not even confirmed to exist. Conversations are created
 through ``/v1/conversations``, which the gateway does not serve, so no
-conversation id is ever bound and a request naming one is refused.
+conversation id is ever bound and a request naming one is refused (on
+``/v1/responses`` with a 400 naming the field: ``gateway.proxy.references``).
 
 Each binding also names the model the response was created with and the
 capabilities its create was decided with: the calls on a stored response by

@@ -150,6 +150,8 @@ class SseUsageTap:
     def __init__(self, drop_usage_only_chunk: bool) -> None:
         self.usage = Usage()
         self.seen = False
+        self.usage_doc: Any = None
+        """The last event its usage was read from (parsed), for the ids it shows."""
         self.error: str | None = None
         """``upstream_error_event:<type>`` when the upstream sent an error event."""
         self._drop = drop_usage_only_chunk
@@ -174,6 +176,7 @@ class SseUsageTap:
             self._note_error(doc)
             if _find_usage(doc, self.usage):
                 self.seen = True
+                self.usage_doc = doc
                 return isinstance(doc, dict) and doc.get("choices") == []
         return False
 

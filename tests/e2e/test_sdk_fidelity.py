@@ -39,19 +39,19 @@ def _dump(value: Any) -> Any:
     return value.model_dump(warnings=False) if hasattr(value, "model_dump") else value
 
 
-_RESPONSE_ID = re.compile(r"resp_[0-9a-f]{24}")
+_RESPONSE_ID = re.compile(r"\b(resp|msg|ci|cntr|container)_[0-9a-f]{24}\b")
 
 
 def _same_ids(value: Any) -> Any:
-    """``value`` with Responses ids made equal: the stand-in, like the real
-    API, gives every answer a new one, so a direct call and the same call
-    through the gateway cannot carry the same id."""
+    """``value`` with Responses (and item, container) ids made equal: the
+    stand-in, like the real API, gives every answer new ones, so a direct call
+    and the same call through the gateway cannot carry the same id."""
     if isinstance(value, dict):
         return {k: _same_ids(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_same_ids(v) for v in value)
     if isinstance(value, str):
-        return _RESPONSE_ID.sub("resp_<id>", value)
+        return _RESPONSE_ID.sub(r"\1_<id>", value)
     return value
 
 

@@ -53,6 +53,7 @@ def test_a_stored_response_is_continued_only_by_its_own_customer(
         assert record["rule_ids"] == ["stored-response-not-found"], record
         assert record["decision"] == "deny" and record["status"] == 404, record
     # A conversation is created through /v1/conversations, which the gateway
-    # does not serve: no conversation id belongs to anyone here.
-    with pytest.raises(openai.NotFoundError):
+    # does not serve: no conversation id belongs to anyone here, so the field
+    # is refused (test_reference_binding_e2e).
+    with pytest.raises(openai.BadRequestError):
         owner.responses.create(model="haiku-lite", input="hi", conversation="conv_someone")

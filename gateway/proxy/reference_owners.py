@@ -1,0 +1,146 @@
+"""Who each upstream item and container id was relayed to (``gateway.proxy.references``).
+
+The bindings live in the database (``relayed_object_owners``), shared by every
+worker and replica; each process keeps the ones it has seen in a bounded
+cache, so naming an id costs a database read only on another process's first
+sight of it. An id is bound once: the upstream does not reuse ids, and the
+first binding stands.
+
+A streamed answer's ids are bound when its last event (the one with its
+usage) has been relayed, so its client may see them a moment before they are
+bound; a request naming one in that moment is refused 404, never forwarded
+for someone else. An id that cannot be bound (database down) is only ever
+refused: the failure is logged, and the answer still goes out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.identity.tables import RelayedObjectOwner
+from gateway.proxy.errors import ProxyError
+from gateway.proxy.references import CONTAINER, Reference, answer_references
+from gateway.stages import StageUnavailable
+
+if TYPE_CHECKING:
+    from gateway.proxy.exchange import Exchange
+
+log = logging.getLogger(__name__)
+
+CACHE_SIZE = 20_000
+"""Bindings remembered per process; older ones are read back."""
+ITEM_RULE = "stored-item-not-found"
+CONTAINER_RULE = "container-not-found"
+
+
+class ReferenceOwnersUnavailable(StageUnavailable):
+    component = "database"
+
+
+class ReferenceOwners:
+    """Which customer each relayed item and container id belongs to."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], datetime]
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._known: OrderedDict[Reference, str] = OrderedDict()
+
+    def _remember(self, reference: Reference, customer_id: str) -> None:
+        self._known[reference] = customer_id
+        self._known.move_to_end(reference)
+        if len(self._known) > CACHE_SIZE:
+            self._known.popitem(last=False)
+
+    async def bind(self, references: Iterable[Reference], customer_id: str) -> None:
+        """Record that ``references`` were relayed to ``customer_id``; ids bound
+        already keep their first owner."""
+        new = list(dict.fromkeys(r for r in references if r not in self._known))
+        if not new:
+            return
+        now = self._clock()
+        rows = [{"kind": kind, "object_id": object_id, "customer_id": customer_id,
+                 "created_at": now} for kind, object_id in new]  # fmt: skip
+        try:
+            async with self._sessions() as session:
+                dialect = session.get_bind().dialect.name
+                insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+                inserted = (await session.execute(
+                    insert(RelayedObjectOwner).values(rows).on_conflict_do_nothing()
+                    .returning(RelayedObjectOwner.kind, RelayedObjectOwner.object_id)
+                )).all()  # fmt: skip
+                await session.commit()
+        except (SQLAlchemyError, OSError) as exc:
+            message = f"cannot record the owner of {new[0][1]}: {exc}"
+            raise ReferenceOwnersUnavailable(message) from exc
+        # Only the rows inserted are this customer's: an id bound before keeps
+        # its first owner (read back when it is next named).
+        for kind, object_id in inserted:
+            self._remember((kind, object_id), customer_id)
+
+    async def owners_of(self, references: list[Reference]) -> dict[Reference, str]:
+        """The owners of ``references`` (unbound ones absent), cached."""
+        owners = {r: self._known[r] for r in references if r in self._known}
+        missing = [r for r in references if r not in owners]
+        if not missing:
+            return owners
+        key = tuple_(RelayedObjectOwner.kind, RelayedObjectOwner.object_id)
+        try:
+            async with self._sessions() as session:
+                rows = (await session.execute(
+                    select(RelayedObjectOwner.kind, RelayedObjectOwner.object_id,
+                           RelayedObjectOwner.customer_id).where(key.in_(missing))
+                )).all()  # fmt: skip
+        except (SQLAlchemyError, OSError) as exc:
+            message = f"cannot read the owner of {missing[0][1]}: {exc}"
+            raise ReferenceOwnersUnavailable(message) from exc
+        for kind, object_id, customer_id in rows:
+            owners[(kind, object_id)] = customer_id
+            self._remember((kind, object_id), customer_id)
+        return owners
+
+    async def refuse_foreign(
+        self, ex: Exchange, customer_id: str, references: tuple[Reference, ...]
+    ) -> None:
+        """Raise 404 (recorded on ``ex``) for the first reference not bound to
+        ``customer_id``: another's and an unknown id get the same answer."""
+        owners = await self.owners_of(list(dict.fromkeys(references)))
+        for reference in references:
+            if owners.get(reference) == customer_id:
+                continue
+            kind, object_id = reference
+            rule, what = (CONTAINER_RULE, "Container") if kind == CONTAINER else (ITEM_RULE, "Item")
+            message = f"{what} with id '{object_id[:128]}' not found."
+            ex.refuse(rule, message)
+            raise ProxyError(404, message, code=rule)
+
+
+class ReferenceBinding:
+    """Binds the ids one answer relays to its caller."""
+
+    def __init__(self, owners: ReferenceOwners, customer_id: str, decision_id: str) -> None:
+        self._owners = owners
+        self._customer_id = customer_id
+        self._decision_id = decision_id
+
+    async def relayed(self, doc: object) -> None:
+        """A complete answer, or a stream's last event with usage (parsed)."""
+        references = answer_references(doc)
+        if not references:
+            return
+        try:
+            await self._owners.bind(references, self._customer_id)
+        except ReferenceOwnersUnavailable as exc:
+            # Unbound ids are refused to everyone, their owner included: loud, never open.
+            log.error("%s; ids relayed by %s cannot be named again", exc, self._decision_id)

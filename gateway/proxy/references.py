@@ -1,0 +1,147 @@
+"""Upstream objects a request names by id, and the ids an answer relays.
+
+Every customer reaches the upstream with the gateway's one credential, so to
+the upstream every stored item and container belongs to one account: a
+customer who learned another's id could have the upstream read that
+customer's data into its own answer. The gateway binds each id it relays to
+the customer it relays it to (``gateway.proxy.reference_owners``) and refuses
+a request naming an id bound to anyone else, or to nobody (404, as an unknown
+id; recorded, never forwarded).
+
+What a request names (``request_references``):
+
+- Responses ``input`` items: an ``item_reference`` (``{"type":
+  "item_reference", "id": …}``) and any item sent with an ``id`` (a replayed
+  output item: the upstream resolves a stored item by its id, a reasoning
+  item's hidden content included);
+- a container: a ``code_interpreter`` tool's ``container`` given as an id, a
+  ``container_reference`` (a shell tool's or shell call's ``environment``),
+  Anthropic's top-level ``container`` (an id, or an object with one).
+
+What binds (``answer_references``): the ids of a Responses answer's output
+items, of a stored response's input items (``GET …/input_items``), the
+containers its tool calls ran in (``container_id``), and Anthropic's
+``container.id`` (a message, or a stream's ``message_delta``).
+
+A ``conversation`` (Conversations API) is refused 400 instead: conversations
+are made through ``/v1/conversations``, which the gateway does not relay, so
+it can never see one made, nor bind it to anyone.
+
+A plain chat or messages request pays a key lookup (``"container" in body``);
+a Responses body, one pass over its ``input`` items and ``tools``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.proxy.errors import ProxyError
+
+ITEM = "item"
+CONTAINER = "container"
+MAX_ID_CHARS = 128
+
+Reference = tuple[str, str]
+"""(kind, id): kind ``ITEM`` or ``CONTAINER``."""
+
+_RESPONSES = "/v1/responses"
+_MESSAGES = ("/v1/messages", "/v1/messages/count_tokens")
+
+
+def _id(value: object, param: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_CHARS:
+        raise ProxyError(
+            400, f"'{param}' must be an id of 1 to {MAX_ID_CHARS} characters", param=param
+        )
+    return value
+
+
+def _environment(holder: dict[str, Any], param: str, found: list[Reference]) -> None:
+    environment = holder.get("environment")
+    if isinstance(environment, dict) and environment.get("type") == "container_reference":
+        found.append((CONTAINER, _id(environment.get("container_id"), f"{param}.container_id")))
+
+
+def request_references(body: dict[str, Any], endpoint: str) -> tuple[Reference, ...]:
+    """The stored items and containers ``body`` names; 400 for a field naming
+    what the gateway can never bind (``conversation``)."""
+    if endpoint == _RESPONSES:
+        return _responses_references(body)
+    if "container" in body and endpoint in _MESSAGES:
+        container = body["container"]
+        if isinstance(container, dict):
+            container = container.get("id")
+            if container is None:  # an object with skills only: a new container
+                return ()
+        if container is None:
+            return ()
+        return ((CONTAINER, _id(container, "container")),)
+    return ()
+
+
+def _responses_references(body: dict[str, Any]) -> tuple[Reference, ...]:
+    if body.get("conversation") is not None:
+        raise ProxyError(
+            400,
+            "'conversation' is not accepted through this gateway: conversations are created "
+            "with /v1/conversations, which it does not relay, so it cannot tell whose a "
+            "conversation is; send 'previous_response_id' or the items themselves",
+            param="conversation",
+        )
+    found: list[Reference] = []
+    items = body.get("input")
+    if isinstance(items, list):
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            param = f"input[{index}]"
+            if item.get("type") == "item_reference" or item.get("id") is not None:
+                found.append((ITEM, _id(item.get("id"), f"{param}.id")))
+            _environment(item, param, found)
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        for index, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                continue
+            param = f"tools[{index}]"
+            container = tool.get("container")
+            if tool.get("type") == "code_interpreter" and not isinstance(container, dict):
+                found.append((CONTAINER, _id(container, f"{param}.container")))
+            _environment(tool, param, found)
+    return tuple(found)
+
+
+def answer_references(doc: object) -> tuple[Reference, ...]:
+    """The item and container ids a parsed answer (or stream event) relays."""
+    if not isinstance(doc, dict):
+        return ()
+    found: list[Reference] = []
+    response = doc.get("response")  # a Responses stream's response.completed
+    for holder in (doc, response if isinstance(response, dict) else None):
+        if holder is None:
+            continue
+        for key in ("output", "data"):  # a response's output; an input items page
+            items = holder.get(key)
+            if isinstance(items, list):
+                _items(items, found)
+    for holder in (doc, doc.get("delta")):  # a message; a stream's message_delta
+        container = holder.get("container") if isinstance(holder, dict) else None
+        if isinstance(container, dict):
+            _keep(CONTAINER, container.get("id"), found)
+    return tuple(found)
+
+
+def _items(items: list[Any], found: list[Reference]) -> None:
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        _keep(ITEM, item.get("id"), found)
+        _keep(CONTAINER, item.get("container_id"), found)
+        environment = item.get("environment")
+        if isinstance(environment, dict):
+            _keep(CONTAINER, environment.get("container_id"), found)
+
+
+def _keep(kind: str, value: object, found: list[Reference]) -> None:
+    if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS:
+        found.append((kind, value))

@@ -1,0 +1,148 @@
+"""The live-streams registry over a real SQLite store: a change to an account
+reaches the streams in flight for it, once per key, and a change made while a
+request was still on its way to its stream is not missed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.identity.identifier import GatewayIdentifier
+from gateway.identity.keys import create_api_key, revoke_api_key
+from gateway.identity.store import load_key
+from gateway.kyc import service
+from gateway.kyc.schemas import CustomerCreate, CustomerPatch
+from gateway.policy.holder import PolicyHolder
+from gateway.proxy.cut import Cut, StreamPolicyWatch
+from gateway.proxy.live_streams import ATTEMPTS, UNCONFIRMED, LiveStreams
+from tests.identity.conftest import ACTOR, NOW
+from tests.policy.conftest import POLICIES, facts
+from tests.support.identity_app import make_db, make_settings
+
+Sessions = async_sessionmaker[AsyncSession]
+ENTERPRISE = {
+    "name": "Acme Robotics Inc", "kind": "organization", "residence": "US",
+    "incorporated_in": "US", "kyc_level": "kyb_verified", "tier": "enterprise",
+}  # fmt: skip
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
+    engine, made = await make_db(make_settings(tmp_path))
+    async with made() as session:
+        await service.create_customer(
+            session, CustomerCreate.model_validate({"id": "acme", **ENTERPRISE}), ACTOR, None, NOW
+        )
+        await session.commit()
+    yield made
+    await engine.dispose()
+
+
+async def _key(sessions: Sessions) -> str:
+    async with sessions() as session:
+        row, _ = await create_api_key(session, "acme", ACTOR, NOW)
+        await session.commit()
+        return row.id
+
+
+async def _watch(sessions: Sessions, key_id: str) -> StreamPolicyWatch:
+    async with sessions() as session:
+        record = await load_key(session, key_id)
+    assert record is not None
+    holder = PolicyHolder(POLICIES)
+    return StreamPolicyWatch(holder, holder.current, record.principal, facts("haiku-lite"),
+                             lambda: NOW)  # fmt: skip
+
+
+async def _settled(live: LiveStreams) -> None:
+    for _ in range(200):
+        if not live._running:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the re-check never finished")
+
+
+async def test_a_revocation_and_a_suspension_reach_the_streams_through_the_identifier(
+    sessions: Sessions,
+) -> None:
+    identifier = GatewayIdentifier(sessions, cache_ttl_seconds=30.0)
+    live = LiveStreams(sessions)
+    identifier.on_change(live.changed)
+    revoked, kept = await _key(sessions), await _key(sessions)
+    first, second, other = [await _watch(sessions, k) for k in (revoked, revoked, kept)]
+    for watch in (first, second, other):
+        live.add(watch, time.perf_counter())
+    async with sessions() as session:
+        await revoke_api_key(session, revoked, ACTOR, NOW)
+        await session.commit()
+    await identifier.invalidate_key(revoked, propagate=False)  # as from the change feed
+    await _settled(live)
+    assert live.reads == 1  # one read for the key, whatever its number of streams
+    for watch in (first, second):
+        assert watch.due() and watch.check() == Cut(
+            "key-revoked", "gateway key revoked", "account", 401
+        )
+    assert not other.due()  # another key of the same customer
+
+    async with sessions() as session:
+        patch = CustomerPatch.model_validate({"status": "suspended"})
+        await service.update_customer(session, "acme", patch, ACTOR, None, NOW)
+        await session.commit()
+    await identifier.invalidate_customer("acme", propagate=False)
+    await _settled(live)
+    assert other.due()
+    cut = other.check()
+    assert cut is not None and cut.outcome_error == "account_cut:customer-suspended"
+    for watch in (first, second, other):
+        live.discard(watch)
+    assert live.count == 0
+
+
+async def test_a_change_made_before_the_stream_was_added_is_not_missed(
+    sessions: Sessions,
+) -> None:
+    live = LiveStreams(sessions)
+    key = await _key(sessions)
+    before = time.perf_counter()
+    live.changed("customer", "acme")  # before its request started: already read by it
+    started = time.perf_counter()
+    async with sessions() as session:
+        await revoke_api_key(session, key, ACTOR, NOW)
+        await session.commit()
+    live.changed("key", key)  # while the request waited for the upstream's first byte
+    late = await _watch(sessions, key)
+    live.add(late, started)
+    await _settled(live)
+    assert late.due() and late.check() == Cut("key-revoked", "gateway key revoked",
+                                              "account", 401)  # fmt: skip
+    live.discard(late)
+    on_time = await _watch(sessions, await _key(sessions))
+    live.add(on_time, before)  # started before the customer's change: re-read
+    reads = live.reads
+    await _settled(live)
+    assert live.reads == reads + 1 and on_time.due() and on_time.check() is None
+    unchanged = await _watch(sessions, await _key(sessions))
+    live.add(unchanged, time.perf_counter())
+    await _settled(live)
+    assert live.reads == reads + 1 and not unchanged.due()
+
+
+async def test_an_account_that_cannot_be_read_after_a_change_ends_its_streams(
+    sessions: Sessions,
+) -> None:
+    live = LiveStreams(sessions, retry_s=0.01)
+    watch = await _watch(sessions, await _key(sessions))
+    live.add(watch, time.perf_counter())
+    async with sessions() as session:
+        await session.execute(text("DROP TABLE api_keys"))  # the store fails every read
+        await session.commit()
+    live.changed("customer", "acme")
+    await _settled(live)
+    assert live.reads == ATTEMPTS
+    assert watch.due() and watch.check() == UNCONFIRMED  # fail closed

@@ -1,0 +1,74 @@
+"""Item and container ids bound to their customer (gateway.proxy.reference_owners),
+on a real SQLite file and a real PostgreSQL (insert-or-ignore is dialect SQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.db.session import create_engine, session_factory
+from gateway.proxy.reference_owners import ReferenceBinding, ReferenceOwners
+from gateway.proxy.references import CONTAINER, ITEM
+from gateway.settings import Settings
+from tests.identity.conftest import make_db, make_settings
+from tests.support import postgres_server
+
+
+def now() -> datetime:
+    return datetime(2026, 11, 28, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[postgres_server.PostgresServer | None]:
+    if not postgres_server.available():
+        yield None
+        return
+    server = postgres_server.PostgresServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def sessions(
+    request: pytest.FixtureRequest, tmp_path: Path, pg: postgres_server.PostgresServer | None
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    if request.param == "sqlite":
+        engine, made = await make_db(make_settings(tmp_path))
+        yield made
+    else:
+        if pg is None:
+            pytest.skip("PostgreSQL not installed")
+        url = postgres_server.migrated_database(pg)
+        engine = create_engine(Settings(database_url=url, upstream_url="http://127.0.0.1:9"))
+        yield session_factory(engine)
+    await engine.dispose()
+
+
+async def test_the_first_owner_stands_in_every_process(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    here, there = ReferenceOwners(sessions, now), ReferenceOwners(sessions, now)
+    await here.bind([(ITEM, "msg_1"), (CONTAINER, "cntr_1"), (ITEM, "msg_1")], "alice")
+    # Bound again by another process (a retrieval, a replayed answer): no error,
+    # and an id is never handed to another customer.
+    await there.bind([(ITEM, "msg_1"), (ITEM, "msg_2")], "mallory")
+    # Not even in the cache of the process that bound it second.
+    assert await there.owners_of([(ITEM, "msg_1")]) == {(ITEM, "msg_1"): "alice"}
+    fresh = ReferenceOwners(sessions, now)
+    assert await fresh.owners_of([(ITEM, "msg_1"), (CONTAINER, "cntr_1"), (ITEM, "msg_2"),
+                                  (CONTAINER, "msg_1"), (ITEM, "msg_9")]) == {
+        (ITEM, "msg_1"): "alice", (CONTAINER, "cntr_1"): "alice", (ITEM, "msg_2"): "mallory"}
+
+
+async def test_an_answer_binds_what_it_shows(sessions: async_sessionmaker[AsyncSession]) -> None:
+    owners = ReferenceOwners(sessions, now)
+    binding = ReferenceBinding(owners, "alice", "dec_1")
+    await binding.relayed({"type": "message", "container": {"id": "container_1"}})
+    await binding.relayed({"type": "message", "container": None})
+    assert await ReferenceOwners(sessions, now).owners_of([(CONTAINER, "container_1")]) == {
+        (CONTAINER, "container_1"): "alice"}
