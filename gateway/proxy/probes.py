@@ -32,7 +32,6 @@ cannot be). Nothing of this runs for an allowed request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -43,6 +42,7 @@ from typing import Any, Literal
 
 from gateway.audit.chain import truncate_ip
 from gateway.audit.ids import new_id
+from gateway.ops.background import BackgroundTask, every
 from gateway.proxy.errors import ProxyError
 from gateway.proxy.probe_counts import ProbeCounts, client_key
 from gateway.stages import AuditSink, AuditUnavailable
@@ -143,7 +143,7 @@ class ProbeLimiter:
         self._tallies: dict[tuple[str, int], Tally] = {}
         self._retry: list[Tally] = []
         """Summaries whose write failed: each keeps its own id (its 429s named it)."""
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("probe-summaries")
 
     async def admit(self, client_ip: str | None, status: int, endpoint: str) -> Limited | None:
         """None: record this refusal as usual. Else it is past the limit: counted here."""
@@ -161,26 +161,17 @@ class ProbeLimiter:
         return Limited(tally.record_id, max(1, math.ceil(start + self.window - now)))
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="probe-summaries")
+        tick = min(5.0, max(0.2, self.window / 4))
+        self._task.start(lambda: every(tick, self.flush, log, "writing probe summaries"))
 
     async def stop(self) -> None:
         """Write every pending summary, open windows included (before the audit writer stops)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         await self.flush(final=True)
-        for tally in [*self._tallies.values(), *self._retry]:
+        for tally in self._retry:
             log.error("unauthenticated refusals not recorded at shutdown: %s",
                       tally.payload(self.limit, self.window, self._ip_mode))  # fmt: skip
         await self._counts.aclose()
-
-    async def _run(self) -> None:
-        tick = min(5.0, max(0.2, self.window / 4))
-        while True:
-            await asyncio.sleep(tick)
-            await self.flush()
 
     async def flush(self, final: bool = False) -> None:
         """Write the summaries of ended windows (all of them, when ``final``)."""
@@ -191,14 +182,22 @@ class ProbeLimiter:
         # window at shutdown) starts a summary of its own, never lost.
         due = [self._tallies.pop(key) for key in ended] + self._retry
         self._retry = []
-        for tally in due:
-            payload = tally.payload(self.limit, self.window, self._ip_mode)
-            try:
-                await self._audit.record_event(KIND, payload, record_id=tally.record_id)
-            except AuditUnavailable as exc:
+        # All at once: they share group commits (a thousand addresses' summaries
+        # are a few commits, not a thousand in a row).
+        payloads = [t.payload(self.limit, self.window, self._ip_mode) for t in due]
+        results = await asyncio.gather(*(
+            self._audit.record_event(KIND, payload, record_id=tally.record_id)
+            for tally, payload in zip(due, payloads, strict=True)
+        ), return_exceptions=True)  # fmt: skip
+        for tally, payload, result in zip(due, payloads, results, strict=True):
+            if isinstance(result, AuditUnavailable):
                 log.error("cannot record a summary of %d unauthenticated refusals from %s "
-                          "(retried): %s", tally.refused, tally.client, exc)  # fmt: skip
+                          "(retried): %s", tally.refused, tally.client, result)  # fmt: skip
                 self._retry.append(tally)
+            elif isinstance(result, BaseException):
+                # Not the store: retrying would fail alike. Loud, with the counts.
+                log.error("cannot record a summary of unauthenticated refusals %s: %r",
+                          payload, result)  # fmt: skip
             else:
                 log.warning("%d unauthenticated refusals from %s past the limit of %d in %d s "
                             "summarised in record %s", tally.refused, tally.client, self.limit,

@@ -62,3 +62,28 @@ async def test_summary_survives_an_audit_outage_and_is_written_once(
         "first_at": "2027-01-15T08:00:01Z", "last_at": "2027-01-15T08:00:01Z",
     }  # fmt: skip
     assert await _summaries(sessions) == 1
+
+
+async def test_many_addresses_summaries_share_group_commits(
+    engine: AsyncEngine, settings: Settings, signer: Signer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:  # fmt: skip
+    """A botnet's window ends with one summary per address: written together,
+    not one commit after another (which took a commit's latency each)."""
+    now = [START + 1.0]
+    writer = AuditWriter(engine, settings, signer)
+    await writer.start()
+    limiter = ProbeLimiter(1, 60, ProbeCounts(None), writer, clock=lambda: now[0])
+    addresses = [f"203.0.113.{i}" for i in range(1, 51)]
+    try:
+        for ip in addresses:
+            assert await limiter.admit(ip, 401, "/v1/chat/completions") is None
+            assert await limiter.admit(ip, 401, "/v1/chat/completions") is not None
+        now[0] = START + 61.0
+        before = writer.stats.batches
+        await limiter.flush()
+        commits = writer.stats.batches - before
+    finally:
+        await writer.stop()
+    assert await _summaries(sessions) == len(addresses)
+    assert commits < len(addresses) / 5, commits
