@@ -92,7 +92,7 @@ async def decide_stored(
         # Counted as a request in every request window (and a stream slot when
         # streamed), with no tokens: the tokens were charged when the response
         # was created (docs/quotas.md, background mode), and the usage this
-        # answer shows again is not charged a second time (``Forwarder._settle``).
+        # answer shows again is not charged a second time (``gateway.proxy.settle``).
         try:
             ex.admission = admission = await services.meter.admit(
                 principal.customer_id, decision.quota, body.stream, 0, now

@@ -334,7 +334,7 @@ class ResponseBinding:
         if response_id is None:
             return
         # Answered without usage (background mode: queued): the reservation
-        # stays charged (Forwarder._settle), and the binding remembers it
+        # stays charged (``gateway.proxy.settle``), and the binding remembers it
         # until a retrieval shows what the response really used.
         usage = usage_from_doc(parsed)
         unsettled = self._reserved_tokens if usage is None else None

@@ -72,6 +72,8 @@ class Clock:
 
 @dataclass
 class TestServices:
+    __test__ = False  # a helper, not a test class (pytest would try to collect it)
+
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
