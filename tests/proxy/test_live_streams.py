@@ -192,3 +192,22 @@ async def test_a_kyc_lapse_hours_ahead_ends_the_stream_when_it_comes(
     for watch in (doomed, kept):
         live.discard(watch)
     await live.stop()
+
+
+async def test_streams_that_ended_leave_no_deadline_behind(sessions: Sessions) -> None:
+    # Most verified customers' KYC expires months ahead: each stream brings a
+    # deadline that is almost never reached. Ended streams' entries must not
+    # pile up until then, nor wake anything.
+    live = LiveStreams(sessions)
+    holder = PolicyHolder(POLICIES)
+    months = datetime.now(UTC) + timedelta(days=90)
+    customer = principal(tier="enterprise", kyc_level="kyb_verified", citizenships=["US"],
+                         residence="US", customer_id="acme", kyc_expires_at=months)  # fmt: skip
+    for _ in range(1000):
+        watch = StreamPolicyWatch(holder, holder.current, customer, facts("fable-5"),
+                                  lambda: datetime.now(UTC))  # fmt: skip
+        live.add(watch, time.perf_counter())
+        live.discard(watch)
+    assert live.count == 0
+    assert len(live._deadlines) <= 64, len(live._deadlines)
+    await live.stop()
