@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     policy_dir: Path = Path("./policies")
     upstream_url: str | None = None
     upstream_api_key: str | None = None
+    # Send the upstream ``X-Forwarded-For: <the client address the gateway
+    # resolved>`` (the client's own forwarding headers are always dropped:
+    # gateway.proxy.headers). Off by default: the address is the customer's
+    # personal data, and the provider serves the gateway's account, not theirs.
+    upstream_forwarded_for: bool = False
     admin_token: str | None = None
     trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
     # Network-specific NAT64/SIIT prefixes (RFC 6052) in front of the gateway:

@@ -53,6 +53,9 @@ class Principal:
     """The models the key used may reach (None: no narrowing below the tier)."""
     key_capabilities: frozenset[str] | None = None
     """The capabilities a request on the key used may have (None: no narrowing)."""
+    key_expires_at: datetime | None = None
+    """When the key used stops working (None: never, or no key): a stream on it
+    ends then (``gateway.proxy.cut``). Not a policy input."""
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     screening: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     """A held customer's screening hits, for the records of its refusals

@@ -55,6 +55,7 @@ def principal_from(
         auth_method="oidc" if method == "oidc" else "api_key",
         key_models=_scope(key.allowed_models if key is not None else None),
         key_capabilities=_scope(key.allowed_capabilities if key is not None else None),
+        key_expires_at=None if key is None or key.expires_at is None else as_utc(key.expires_at),
         # Once per cache load: a refusal's record names the hits without a read.
         screening=screening_summary(customer),
     )

@@ -170,6 +170,8 @@ async def _get(
     services = pipeline.services
     assert ex.principal is not None
     identity = {"x-gateway-customer": ex.principal.customer_id, "x-gateway-decision-id": ex.id}
+    if services.settings.upstream_forwarded_for and ex.origin and ex.origin.client_ip:
+        identity["x-forwarded-for"] = ex.origin.client_ip  # as forward.py
     headers = upstream_request_headers(
         scope["headers"], "anthropic", services.settings.upstream_api_key, identity
     )

@@ -27,9 +27,14 @@ stream (``check``), outcome ``account_cut:<rule id>``:
   customer, made now, so it takes effect now, as the officer expects.
 - the same when the customer's KYC lapses mid-stream by itself: its
   ``kyc_expires_at``, or its tier's re-verification deadline
-  (``kyc_verified_at`` + ``kyc_max_age_days``), is one more instant ``due()``
-  waits for, as a cut rule's start is; the stream ends if it was allowed an
-  instant before the lapse and is refused at it.
+  (``kyc_verified_at`` + ``kyc_max_age_days``), is one more instant the
+  stream is decided again at; it ends if it was allowed an instant before the
+  lapse and is refused at it. And when the key's own ``expires_at`` passes
+  (``key-expired``, as a new request on it is refused). Nothing is written at
+  these instants, so no change announces them: the watch's ``deadline`` is the
+  soonest, and ``gateway.proxy.live_streams`` wakes it then (one timer for all
+  streams). A lapse within the hour is also one more instant ``due()`` reads
+  the monotonic clock for, as a cut rule's start.
 - a refusal the change does not cause (the old principal is refused too:
   a rule that started after the stream was admitted) keeps its rule's
   ``in_flight``. ``in_flight: finish`` grants work admitted before a rule's
@@ -60,9 +65,9 @@ from gateway.proxy.errors import error_type, join_reasons
 
 _INSTANT = timedelta(microseconds=1)
 LAPSE_HORIZON = timedelta(hours=1)
-"""A KYC lapse further ahead than this when a stream is (re)decided is not
-waited for: a stream that runs past it is decided at its lapse only if
-something else (a bundle swap, an account change) decides it again first."""
+"""A KYC lapse further ahead than this when a stream is (re)decided costs its
+chunks no clock read: ``gateway.proxy.live_streams``'s deadline timer wakes
+the stream at it instead (``StreamPolicyWatch.deadline``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +85,15 @@ class Cut:
         return f"{self.cause}_cut:{self.rule_id}"
 
 
+KEY_EXPIRED = Cut("key-expired", "gateway key expired", "account", 401)
+
+
 class StreamPolicyWatch:
     """Tells the relay loop when (and by which rule) a stream must be cut."""
 
     __slots__ = (
         "_bundle", "_changed", "_checked_at", "_clock", "_due", "_facts", "_holder", "_news",
-        "_principal", "customer_id", "key_id",
+        "_principal", "customer_id", "deadline", "key_id", "on_deadline",
     )  # fmt: skip
 
     def __init__(
@@ -109,6 +117,15 @@ class StreamPolicyWatch:
         """What the account changed to: its new principal, or the credential's refusal."""
         self.customer_id = principal.customer_id
         self.key_id = principal.key_id
+        self.deadline = self._account_deadline(self._checked_at)
+        """When the account next stops holding by itself, with nothing written
+        (wall-clock seconds; ``math.inf``: never): the key's expiry, a KYC lapse."""
+        self.on_deadline: Callable[[StreamPolicyWatch], None] | None = None
+        """Told when ``deadline`` moves (``LiveStreams``, while it follows the stream)."""
+
+    def wake(self) -> None:
+        """``deadline`` passed (``gateway.proxy.live_streams``): decide again at the next chunk."""
+        self._changed = True
 
     def account_changed(self, news: Principal | Cut) -> None:
         """The account changed (``gateway.proxy.live_streams``): decide again at the next chunk."""
@@ -133,6 +150,9 @@ class StreamPolicyWatch:
             return news
         before = self._principal
         self._principal = after = news or before
+        expires = after.key_expires_at
+        if expires is not None and now >= expires:
+            return KEY_EXPIRED  # as a new request on the key is refused now
         decision = decide(after, self._facts, bundle, now, with_report=False)
         if not decision.allowed:
             if self._caused(after, before if news is not None else None, bundle, now):
@@ -144,6 +164,11 @@ class StreamPolicyWatch:
                 return Cut(rule_id, _message(decision))
         self._checked_at = now
         self._due = self._next_due(bundle, now)
+        deadline = self._account_deadline(now)
+        if deadline != self.deadline:  # a new principal or bundle, or this one passed
+            self.deadline = deadline
+            if self.on_deadline is not None:
+                self.on_deadline(self)
         return None
 
     def _caused(
@@ -162,6 +187,14 @@ class StreamPolicyWatch:
             for lapse in kyc_lapses(after, bundle)
             if self._checked_at < lapse <= now
         )
+
+    def _account_deadline(self, now: datetime) -> float:
+        """``deadline`` after ``now``; the key's expiry even if past (expired on
+        the way from the request's decision to its stream: the stream ends at once)."""
+        ahead = [lapse for lapse in kyc_lapses(self._principal, self._bundle) if lapse > now]
+        if self._principal.key_expires_at is not None:
+            ahead.append(self._principal.key_expires_at)
+        return min(ahead).timestamp() if ahead else math.inf
 
     def _next_due(self, bundle: CompiledBundle, now: datetime) -> float:
         starts = bundle.rules_for(self._facts.body.model).cut_starts

@@ -161,6 +161,9 @@ class Forwarder:
             "x-gateway-tier": ex.decision.effective_tier,
             "x-gateway-decision-id": ex.id,
         }
+        if services.settings.upstream_forwarded_for and ex.origin and ex.origin.client_ip:
+            # The address decided on; the client's own claims are dropped (headers.py).
+            identity["x-forwarded-for"] = ex.origin.client_ip
         headers = upstream_request_headers(
             scope["headers"], ex.api, services.settings.upstream_api_key, identity
         )

@@ -4,7 +4,11 @@ Inbound: the client's credentials and any ``x-gateway-*`` header are dropped
 (spelt with underscores too),
 so a client can neither leak its gateway key upstream nor spoof the identity
 headers the upstream trusts. Hop-by-hop headers, and any header the
-``Connection`` header names, are per-connection and never forwarded.
+``Connection`` header names, are per-connection and never forwarded. Nor are
+the client's own claims of where it is (``X-Forwarded-For``, ``Forwarded``,
+``X-Real-IP``...): the gateway decided on the address it resolved itself,
+and the upstream gets that one (``GATEWAY_UPSTREAM_FORWARDED_FOR``, set by
+the caller beside ``x-gateway-customer``) or none.
 """
 
 from __future__ import annotations
@@ -42,7 +46,30 @@ HOP_BY_HOP = frozenset(
 # project of the gateway's own upstream credential a request runs and is billed
 # under (its limits, budget and data controls). That is the operator's choice,
 # made with the credential; a customer must not move its calls to another.
-_NOT_FORWARDED = HOP_BY_HOP | {
+#
+# The client's address claims: relayed, they told the model provider whatever
+# address the client liked, not the one the gateway located and decided on
+# (the client's chain is the gateway's input, not the upstream's). As Envoy
+# (``use_remote_address``) and Kong (``trusted_ips``) do, the proxy that
+# resolved the client states it; the gateway does so only if asked to.
+CLIENT_ADDRESS = frozenset(
+    {
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-forwarded-port",
+        b"x-forwarded-server",
+        b"forwarded",
+        b"x-real-ip",
+        b"x-client-ip",
+        b"true-client-ip",
+        b"cf-connecting-ip",
+        b"fastly-client-ip",
+        b"x-cluster-client-ip",
+        b"x-original-forwarded-for",
+    }
+)
+_NOT_FORWARDED = HOP_BY_HOP | CLIENT_ADDRESS | {
     b"openai-organization",
     b"openai-project",
     b"host",

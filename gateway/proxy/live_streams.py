@@ -13,13 +13,23 @@ is ``due()`` per chunk, decides the stream again at its next chunk and ends
 it if it is now refused (``gateway.proxy.cut`` says which refusals end it).
 
 Nothing here runs per chunk, and nothing per request: a stream is added when
-its relay starts and discarded when it ends (two dict operations), and a
-change with no stream in flight costs a dict lookup.
+its relay starts and discarded when it ends (two dict operations, and a heap
+push when it has a deadline, below), and a change with no stream in flight
+costs a dict lookup.
 
 A change that came after the request started but before its stream was added
 (the upstream took a while to answer) is not missed: changes are remembered
 for ``REMEMBER_S``, and a stream added after one of its account's is
 checked at once.
+
+Some changes are written nowhere: a key's own ``expires_at`` passes, the
+customer's KYC lapses. Each stream's watch knows its soonest such instant
+(``StreamPolicyWatch.deadline``); one timer for the soonest of all streams
+(a heap of them, not a task or a timer per stream) wakes each watch whose
+instant passed, and the relay loop decides it again at its next chunk, as
+for a change. The timer re-reads the wall clock at least every
+``MAX_SLEEP_S``: the instants are wall-clock ones, the loop's timers
+monotonic, and the two part when a host is suspended or its clock stepped.
 
 If the account cannot be read (database down), the read is retried every
 ``RETRY_S`` for ``ATTEMPTS`` attempts, then the streams are ended: told that
@@ -30,7 +40,10 @@ their account changed, the gateway cannot tell that it may still serve them
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -42,7 +55,7 @@ from gateway.identity.identifier import InvalidationKind
 from gateway.identity.principal import Principal
 from gateway.identity.store import KeyRecord, load_customer, load_key
 from gateway.ops import metrics
-from gateway.proxy.cut import Cut, StreamPolicyWatch
+from gateway.proxy.cut import KEY_EXPIRED, Cut, StreamPolicyWatch
 
 log = logging.getLogger("gateway.proxy")
 
@@ -51,8 +64,14 @@ REMEMBER_S = 900.0
 upstream's connect and first-byte timeouts)."""
 RETRY_S = 1.0
 ATTEMPTS = 5
+MAX_SLEEP_S = 60.0
+"""The deadline timer's longest sleep (module doc): one wake-up a minute at most
+while a stream's deadline lies further ahead."""
+_COMPACT_MIN = 64
 
 Target = tuple[InvalidationKind, str]
+Deadline = tuple[float, int, StreamPolicyWatch]
+"""A heap entry: (wall-clock instant, insertion order, watch)."""
 UNCONFIRMED = Cut("identity-store-unavailable",
                   "the gateway cannot confirm this account after a change to it",
                   "account", 503)  # fmt: skip
@@ -66,8 +85,14 @@ def credential_refusal(record: KeyRecord | None, now_s: float) -> Cut | None:
     if record.revoked:
         return Cut("key-revoked", "gateway key revoked", "account", 401)
     if record.expires_at is not None and now_s >= record.expires_at.timestamp():
-        return Cut("key-expired", "gateway key expired", "account", 401)
+        return KEY_EXPIRED
     return None
+
+
+def _current(entry: Deadline) -> bool:
+    """Whether ``entry`` is still its watch's deadline (not moved, not discarded)."""
+    at, _, watch = entry
+    return watch.on_deadline is not None and watch.deadline == at
 
 
 class LiveStreams:
@@ -89,6 +114,13 @@ class LiveStreams:
         self._running: dict[Target, asyncio.Task[None]] = {}
         self._again: set[Target] = set()
         self.reads = 0
+        self._deadlines: list[Deadline] = []
+        """A heap; entries whose watch moved its deadline or ended are left to
+        be skipped when popped, and dropped when the heap doubles (``_compact``)."""
+        self._order = itertools.count()
+        self._compact_at = _COMPACT_MIN
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
 
     # --- the relay loop's side: per stream, never per chunk ----------------
 
@@ -100,8 +132,11 @@ class LiveStreams:
         for target in self._targets(watch):
             if self._changed_at.get(target, -1.0) >= since:
                 self._schedule(target)  # changed while the request was on its way
+        watch.on_deadline = self._deadline_moved
+        self._deadline_moved(watch)
 
     def discard(self, watch: StreamPolicyWatch) -> None:
+        watch.on_deadline = None  # its deadline entry, if any, is stale from now on
         for index, ident in ((self._by_customer, watch.customer_id),
                              (self._by_key, watch.key_id)):  # fmt: skip
             if ident is None:
@@ -133,9 +168,55 @@ class LiveStreams:
             self._schedule(target)
 
     async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    # --- deadlines: instants at which nothing is written ---------------------
+
+    def _deadline_moved(self, watch: StreamPolicyWatch) -> None:
+        at = watch.deadline
+        if at == math.inf:
+            return
+        heapq.heappush(self._deadlines, (at, next(self._order), watch))
+        if len(self._deadlines) >= self._compact_at:
+            self._compact()
+        if at < self._timer_at:
+            self._arm()
+
+    def _compact(self) -> None:
+        self._deadlines = [entry for entry in self._deadlines if _current(entry)]
+        heapq.heapify(self._deadlines)
+        self._compact_at = max(_COMPACT_MIN, 2 * len(self._deadlines))
+
+    def _arm(self) -> None:
+        """One timer, for the soonest current deadline (or ``MAX_SLEEP_S``)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = math.inf
+        heap = self._deadlines
+        while heap and not _current(heap[0]):
+            heapq.heappop(heap)
+        if not heap:
+            return
+        at = heap[0][0]
+        delay = min(max(at - self._wall(), 0.0), MAX_SLEEP_S)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._deadlines_passed)
+        self._timer_at = at
+
+    def _deadlines_passed(self) -> None:
+        self._timer = None
+        now = self._wall()
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if _current(entry):
+                entry[2].wake()  # its check() moves its deadline past this one
+        self._arm()
 
     def _targets(self, watch: StreamPolicyWatch) -> Iterable[Target]:
         yield ("customer", watch.customer_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anthropic
@@ -170,3 +171,21 @@ def test_a_kyc_downgrade_ends_a_stream_of_a_model_the_tier_no_longer_gets(
     seen, error = _read_until_cut(events, downgrade, openai.APIError)
     assert error is None and seen > EVENTS, seen
     assert _outcome_error(admin, decision_id) is None
+
+
+def test_a_key_that_expires_mid_stream_ends_its_stream(gateway: Proc, admin: Admin) -> None:
+    # Nothing is written when a key's own expires_at passes: no change reaches
+    # the live streams, yet a new request on that key is refused from then on,
+    # so the stream ends too, as for a revocation.
+    customer = admin.customer(id="acme-expiring", **US_ENTERPRISE)
+    expires = datetime.now(UTC) + timedelta(seconds=3)
+    answer = admin.http.post(f"/admin/v1/customers/{customer['id']}/keys",
+                             json={"expires_at": expires.isoformat()})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    decision_id, events = _openai_stream(gateway, answer.json()["key"])
+    seen, error = _read_until_cut(events, lambda: None, openai.APIError)
+    assert isinstance(error, openai.APIError), f"the stream ran to its end ({seen} events)"
+    assert error.code == "key-expired", error.body
+    assert error.type == "authentication_error", error.body
+    assert seen < EVENTS - 10, seen  # 3 s of a 10 s stream, and the cut at its next chunk
+    assert _outcome_error(admin, decision_id) == "account_cut:key-expired"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,11 @@ from gateway.identity.store import load_key
 from gateway.kyc import service
 from gateway.kyc.schemas import CustomerCreate, CustomerPatch
 from gateway.policy.holder import PolicyHolder
+from gateway.proxy import live_streams
 from gateway.proxy.cut import Cut, StreamPolicyWatch
 from gateway.proxy.live_streams import ATTEMPTS, UNCONFIRMED, LiveStreams
 from tests.identity.conftest import ACTOR, NOW
-from tests.policy.conftest import POLICIES, facts
+from tests.policy.conftest import POLICIES, facts, principal
 from tests.support.identity_app import make_db, make_settings
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -146,3 +148,66 @@ async def test_an_account_that_cannot_be_read_after_a_change_ends_its_streams(
     await _settled(live)
     assert live.reads == ATTEMPTS
     assert watch.due() and watch.check() == UNCONFIRMED  # fail closed
+
+
+async def test_a_kyc_lapse_hours_ahead_ends_the_stream_when_it_comes(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stream that outlives its customer's KYC expiry, hours after it was
+    # admitted: nothing is written at the expiry, yet a new request would be
+    # refused the model from then on. One timer for the soonest deadline of
+    # all streams wakes it; the wall clock is re-read at least every
+    # MAX_SLEEP_S (here jumped forward by two hours instead of waited for).
+    monkeypatch.setattr(live_streams, "MAX_SLEEP_S", 0.02, raising=False)
+    shift = [0.0]
+
+    def wall() -> float:
+        return time.time() + shift[0]
+
+    def now() -> datetime:
+        return datetime.fromtimestamp(wall(), UTC)
+
+    live = LiveStreams(sessions, wall_clock=wall)
+    holder = PolicyHolder(POLICIES)
+    lapse = now() + timedelta(hours=2)
+    customer = {"tier": "enterprise", "kyc_level": "kyb_verified",
+                "citizenships": ["US"], "residence": "US"}  # fmt: skip
+    expiring = principal(**customer, customer_id="acme", kyc_expires_at=lapse)
+    renewed = principal(**customer, customer_id="acme", kyc_expires_at=lapse + timedelta(days=365))
+    doomed, kept = (StreamPolicyWatch(holder, holder.current, expiring, facts("fable-5"), now)
+                    for _ in range(2))  # fmt: skip
+    for watch in (doomed, kept):
+        live.add(watch, time.perf_counter())
+    kept.account_changed(renewed)  # an officer renewed it (the read the change causes)
+    assert kept.check() is None
+    await asyncio.sleep(0.05)
+    assert not doomed.due() and not kept.due()
+    shift[0] = timedelta(hours=2, seconds=1).total_seconds()
+    await asyncio.sleep(0.1)
+    assert doomed.due(), "the KYC lapse passed and the stream was not decided again"
+    cut = doomed.check()
+    assert cut is not None and cut.outcome_error == "account_cut:default-deny", cut
+    assert "KYC expired" in cut.message, cut.message
+    assert not kept.due()  # the renewed customer's stream: its old lapse is no deadline
+    for watch in (doomed, kept):
+        live.discard(watch)
+    await live.stop()
+
+
+async def test_streams_that_ended_leave_no_deadline_behind(sessions: Sessions) -> None:
+    # Most verified customers' KYC expires months ahead: each stream brings a
+    # deadline that is almost never reached. Ended streams' entries must not
+    # pile up until then, nor wake anything.
+    live = LiveStreams(sessions)
+    holder = PolicyHolder(POLICIES)
+    months = datetime.now(UTC) + timedelta(days=90)
+    customer = principal(tier="enterprise", kyc_level="kyb_verified", citizenships=["US"],
+                         residence="US", customer_id="acme", kyc_expires_at=months)  # fmt: skip
+    for _ in range(1000):
+        watch = StreamPolicyWatch(holder, holder.current, customer, facts("fable-5"),
+                                  lambda: datetime.now(UTC))  # fmt: skip
+        live.add(watch, time.perf_counter())
+        live.discard(watch)
+    assert live.count == 0
+    assert len(live._deadlines) <= 64, len(live._deadlines)
+    await live.stop()
