@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +27,7 @@ from gateway.policy.impact import impact
 from gateway.policy.loader import LoadResult, load_dir
 from gateway.policy.schema import json_schema
 from gateway.policy.testing import run_tests
+from gateway.policy.timing import parse_duration as duration
 from gateway.policy.timing import window_state
 
 app = typer.Typer(no_args_is_help=True)
@@ -158,15 +158,11 @@ def diff(
             console.print(f"    {detail}", markup=False, style=style)
 
 
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-
-
 def parse_duration(text: str) -> timedelta:
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise typer.BadParameter(f"'{text}': use a number and s, m, h, d or w, e.g. 7d")
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match[2]]
-    return timedelta(**{unit: int(match[1])})
+    try:
+        return duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _read_jsonl(path: Path) -> Iterable[Mapping[str, Any]]:
