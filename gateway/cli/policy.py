@@ -71,12 +71,26 @@ def _load(console: Console, path: Path, show_ok: bool = True) -> LoadResult:
 
 
 @app.command()
-def validate(directory: DirArg) -> None:
+def validate(
+    directory: DirArg,
+    check_customers: Annotated[
+        bool,
+        typer.Option(
+            "--check-customers",
+            help="Also warn about customer_in ids (licences...) that no customer record in "
+            "GATEWAY_DATABASE_URL holds (read only; a missing database is exit 2).",
+        ),
+    ] = False,
+) -> None:
     """Check a bundle: every error with file, line and field; exit 1 if any."""
     console = _console()
     result = _load(console, directory)
     b = result.bundle
     assert b is not None
+    if check_customers:
+        from gateway.cli.policy_customers import warn_unknown_customers
+
+        warn_unknown_customers(console, b)
     console.print(
         f"  {len(b.country_groups)} country groups, {len(b.tiers)} tiers, "
         f"{len(b.models)} models, {len(b.capabilities)} capabilities, "
