@@ -5,13 +5,15 @@ Both take a candidate bundle as ``POST /policy/validate`` does (``{"files":
 {name: yaml}}``, laid out as on disk, so ``tests/*.yaml`` are its policy
 tests) and answer the CLI's report as JSON. Loading, running cases and
 replaying the log are CPU work of seconds on a large bundle or log: in a
-worker thread, so the requests this worker serves are not held meanwhile.
+worker thread, so the requests this worker serves are not held meanwhile
+(the log is read on the loop and fed to it in batches, ``thread_feed.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from pydantic import Field
 
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.admin.policy import CandidateBundle, relative, write_candidate
+from gateway.admin.thread_feed import feed_thread
 from gateway.audit import query
 from gateway.deps import ServicesDep
 from gateway.policy.case_report import case_document
@@ -76,9 +79,17 @@ async def impact_policy(
     if isinstance(loaded, dict):
         return loaded
     cutoff = services.clock() - window
-    records = [item async for item in query.iter_replay_facts(services.sessions, cutoff)]
-    records += await query.policy_reloads(services.sessions, cutoff)
-    report = await asyncio.to_thread(impact, records, loaded, body.at)
+    candidate, at = loaded, body.at
+
+    async def records() -> AsyncIterator[dict[str, Any]]:
+        async for item in query.iter_replay_facts(services.sessions, cutoff):
+            yield item
+        for item in await query.policy_reloads(services.sessions, cutoff):
+            yield item  # after the decisions, as the CLI reads them
+
+    # Streamed to the thread a few batches ahead: a week of a busy log is
+    # never held in this serving process's memory at once.
+    report = await feed_thread(records(), lambda items: impact(items, candidate, at))
     doc = impact_document(report, loaded.version)
     return {"ok": True, "since": body.since, "errors": [],
             "warnings": list(loaded.warnings), **doc}  # fmt: skip
