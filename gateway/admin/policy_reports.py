@@ -23,6 +23,7 @@ from pydantic import Field
 
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.admin.policy import CandidateBundle, relative, write_candidate
+from gateway.admin.policy_exposure import customers_impact
 from gateway.admin.thread_feed import feed_thread
 from gateway.audit import query
 from gateway.deps import ServicesDep
@@ -41,6 +42,11 @@ class ImpactRequest(CandidateBundle):
     since: str = Field("7d", description="How far back to replay: 30m, 12h, 7d, 2w.")
     at: datetime | None = Field(
         None, description="Re-decide at this RFC 3339 instant instead of each record's own time."
+    )
+    customers: bool = Field(
+        False,
+        description="Judge every customer record instead of recorded traffic, against the "
+        "bundle in force, both at `at` (default now), as `policy impact --customers`.",
     )
 
 
@@ -78,6 +84,10 @@ async def impact_policy(
     loaded = await asyncio.to_thread(_compile_files, body.files)
     if isinstance(loaded, dict):
         return loaded
+    if body.customers:
+        doc = await customers_impact(services.sessions, loaded, services.policy.current,
+                                     body.at or services.clock())  # fmt: skip
+        return {"ok": True, "errors": [], "warnings": list(loaded.warnings), **doc}
     cutoff = services.clock() - window
     candidate, at = loaded, body.at
 

@@ -104,3 +104,29 @@ def test_the_routes_keep_the_roles_of_their_neighbours(gateway: Proc, admin: Adm
         assert admin.http.post(path, headers=compliance, timeout=60, **files).status_code == 200
     assert admin.http.get("/admin/v1/audit/policies", headers=compliance).status_code == 403
     assert admin.http.get("/admin/v1/audit/policies", headers=auditor).status_code == 200
+
+
+LICENCE = """
+  - id: licence-haiku
+    effect: exempt
+    exempts: [withdraw-haiku]
+    when: {customer_in: [no-such-customer]}
+"""
+
+
+def test_policy_impact_route_judges_every_customer_record(gateway: Proc, admin: Admin) -> None:
+    """``"customers": true`` is ``policy impact --customers`` against the bundle in
+    force: customers who never called in the window are counted too."""
+    created = admin.customer(**US_ENTERPRISE)
+    answer = admin.http.post("/admin/v1/policy/impact", timeout=60, json={
+        "files": _bundle(WITHDRAW_HAIKU + LICENCE), "customers": True})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    doc = answer.json()
+    assert doc["ok"] and doc["customers"] == 1 and doc["cut_customers"] == 1, doc
+    assert doc["against"] == admin.http.get("/admin/v1/policy").json()["version"], doc
+    cut = [(c["customer_id"], c["model"], c["capability"], c["rule_ids"]) for c in doc["cut"]]
+    assert cut == [(created["id"], "haiku-lite", None, ["withdraw-haiku"])], doc
+    assert doc["by_rule"] == {"withdraw-haiku": 1}, doc
+    assert doc["unknown_customer_ids"] == [
+        {"rule_id": "licence-haiku", "customer_id": "no-such-customer"}
+    ], doc
