@@ -23,14 +23,10 @@ from pydantic import Field
 
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.admin.policy import CandidateBundle, relative, write_candidate
-from gateway.admin.policy_exposure import customers_impact
 from gateway.admin.thread_feed import feed_thread
 from gateway.audit import query
 from gateway.deps import ServicesDep
-from gateway.policy.case_report import case_document
 from gateway.policy.compiled import CompiledBundle, compile_bundle
-from gateway.policy.impact import impact
-from gateway.policy.impact_doc import impact_document
 from gateway.policy.loader import load_dir
 from gateway.policy.timing import parse_duration
 
@@ -58,6 +54,8 @@ async def test_policy(candidate: CandidateBundle, actor: AdminActor = Compliance
 
 
 def _test_files(files: dict[str, str]) -> dict[str, Any]:
+    from gateway.policy.case_report import case_document  # on use: not in every worker
+
     with tempfile.TemporaryDirectory(prefix="gateway-policy-") as tmp:
         root = Path(tmp)
         write_candidate(root, files)
@@ -84,6 +82,11 @@ async def impact_policy(
     loaded = await asyncio.to_thread(_compile_files, body.files)
     if isinstance(loaded, dict):
         return loaded
+    # Imported on use: a serving worker that never answers these does not carry them.
+    from gateway.admin.policy_exposure import customers_impact
+    from gateway.policy.impact import impact
+    from gateway.policy.impact_doc import impact_document
+
     if body.customers:
         doc = await customers_impact(services.sessions, loaded, services.policy.current,
                                      body.at or services.clock())  # fmt: skip
