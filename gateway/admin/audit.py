@@ -12,11 +12,14 @@ from sqlalchemy import select
 
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.audit.policy_texts import policy_texts
+from gateway.audit.policy_timeline import event_document
+from gateway.audit.query import policy_events
 from gateway.audit.signing import Signer, public_pem
 from gateway.audit.tables import audit_keys
 from gateway.audit.verify import verify_log
 from gateway.deps import ServicesDep
 from gateway.kyc.schemas import rfc3339
+from gateway.policy.timing import parse_duration
 from gateway.services import Services
 
 router = APIRouter(prefix="/admin/v1", tags=["audit"])
@@ -62,6 +65,22 @@ async def public_keys_route(services: ServicesDep, _actor: Auditor) -> dict[str,
         "keys": [{"fingerprint": r.fingerprint, "created_at": rfc3339(r.created_at),
                   "public_key_pem": public_pem(base64.b64decode(r.public_key))} for r in rows],
     }
+
+
+@router.get("/audit/policies")
+async def policy_events_route(
+    services: ServicesDep, _actor: Auditor, since: str = "7d"
+) -> dict[str, Any]:
+    """Every bundle loaded (at start, on a reload, on a rollback) and every reload
+    refused since ``since`` (30m, 12h, 7d, 2w), in log order, as ``gateway audit
+    policies``: which version was in force when, and the rule windows a load
+    brought that open or close later (``upcoming``)."""
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise HTTPException(422, f"since: {exc}") from None
+    events = await policy_events(services.sessions, services.clock() - window)
+    return {"since": since, "events": [event_document(*event) for event in events]}
 
 
 _VERSION = re.compile(r"[0-9a-f]{8,64}")

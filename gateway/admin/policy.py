@@ -111,17 +111,17 @@ async def validate_policy(
 def _validate_files(files: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gateway-policy-") as tmp:
         root = Path(tmp)
-        _write_candidate(root, files)
+        write_candidate(root, files)
         result = load_dir(root)
     return {
         "ok": result.ok,
         "version": result.version,
-        "errors": [_relative(str(e), root) for e in result.errors],
-        "warnings": [_relative(str(w), root) for w in result.warnings],
+        "errors": [relative(str(e), root) for e in result.errors],
+        "warnings": [relative(str(w), root) for w in result.warnings],
     }
 
 
-def _write_candidate(directory: Path, files: dict[str, str]) -> None:
+def write_candidate(directory: Path, files: dict[str, str]) -> None:
     """Lay the posted files out in ``directory``; 422 for a name no bundle could hold.
 
     Paths are kept as given, so a candidate is judged as the same files on
@@ -153,7 +153,7 @@ def _write_candidate(directory: Path, files: dict[str, str]) -> None:
             raise HTTPException(status_code=422, detail=f"{name}: {exc.strerror}") from None
 
 
-def _relative(message: str, root: Path) -> str:
+def relative(message: str, root: Path) -> str:
     """A loader message with the server's temporary directory taken out: paths are
     relative to the bundle, the bundle itself is ``<bundle>`` (as the loader names
     errors it cannot place)."""

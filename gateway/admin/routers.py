@@ -29,6 +29,7 @@ from gateway.admin.keys import router as keys_router
 from gateway.admin.kyc_webhook import router as kyc_webhook_router
 from gateway.admin.policy import router as policy_router
 from gateway.admin.policy_explain import router as policy_explain_router
+from gateway.admin.policy_reports import router as policy_reports_router
 from gateway.admin.usage import router as usage_router
 
 ADMIN_ROUTERS = (
@@ -37,6 +38,7 @@ ADMIN_ROUTERS = (
     kyc_webhook_router,
     policy_router,
     policy_explain_router,
+    policy_reports_router,
     decisions_router,
     audit_router,
     actions_router,

@@ -14,11 +14,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
 import typer
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.audit.policy_timeline import upcoming
 from gateway.cli.audit_common import audit_settings, with_engine
 
 
@@ -49,33 +49,12 @@ def policies(
             out.print(f"    {line}", markup=False)
 
 
+_VERBS = {"from": "starts deciding", "until": "stops deciding"}
+
+
 def _upcoming(loaded: datetime, payload: dict[str, Any]) -> list[str]:
-    """The loaded bundle's rule windows that open or close after the load.
-
-    The version does not change at a directive's ``effective.from``: only the
-    deciding rule does, so the timeline says when (from the bundle text the
-    record carries; none for records written before the log kept texts)."""
-    try:
-        rules = orjson.loads(payload.get("bundle") or "{}").get("rules") or []
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
-        return []
-    out = []
-    for rule in rules:
-        window = rule.get("effective") if isinstance(rule, dict) else None
-        if not isinstance(window, dict):
-            continue
-        for key, verb in (("from", "starts deciding"), ("until", "stops deciding")):
-            value = window.get(key)
-            if isinstance(value, str) and _after(value, loaded):
-                out.append(f"rule {rule.get('id')} {verb} at {value}")
-    return out
-
-
-def _after(value: str, instant: datetime) -> bool:
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")) > instant
-    except ValueError:
-        return False
+    windows = upcoming(loaded, payload)
+    return [f"rule {rule} {_VERBS[key]} at {value}" for rule, key, value in windows]
 
 
 def _t(value: datetime) -> str:

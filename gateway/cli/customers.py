@@ -31,6 +31,7 @@ from gateway.cli.db_command import (
     db_settings,
     fail,
     run_db,
+    table_console,
     validation_message,
 )
 from gateway.kyc import service
@@ -204,9 +205,10 @@ def list_(
         expires = r.kyc_expires_at.isoformat() if r.kyc_expires_at else ""
         cells = (r.id, r.name, r.kind, r.tier, r.kyc_level, expires, r.sanctions_status, r.status)
         table.add_row(*(escape(c) for c in cells))
-    console.print(table)
+    out = table_console()
+    out.print(table)
     if nxt:
-        console.print(f"next cursor: {nxt}", markup=False)
+        out.print(f"next cursor: {nxt}", markup=False)
 
 
 def _get(customer_id: str) -> CustomerOut | None:
@@ -226,7 +228,7 @@ def show(customer_id: str) -> None:
     record = _get(customer_id)
     if record is None:
         raise fail(f"customer {customer_id!r} not found")
-    console.print(render(record))
+    table_console().print(render(record))
 
 
 @app.command("suspend")

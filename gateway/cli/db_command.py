@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin.auth import AdminActor
 from gateway.cli.database import CREATE_HINT, new_sqlite_file, require_existing
-from gateway.cli.messages import error, note
+from gateway.cli.messages import error, note, piped_width
 from gateway.db.errors import SchemaOutOfDate
 from gateway.db.session import create_engine, session_factory
 from gateway.kyc.schemas import validation_problems
@@ -30,6 +30,13 @@ from gateway.settings import Settings, SettingsError, load_settings
 
 console = Console(emoji=False)  # ":word:" in a name or message stays as typed
 err = Console(stderr=True, emoji=False)
+
+
+def table_console() -> Console:
+    """A console for tables, built per command: piped or redirected, as wide as
+    the table (``messages.piped_width``), since rich's 80 columns cut ids with
+    an ellipsis or squeezed whole columns out of a ``customers list``."""
+    return Console(emoji=False, width=piped_width())
 T = TypeVar("T")
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -9,9 +9,18 @@ from typing import Annotated, Any
 import typer
 from pydantic import TypeAdapter, ValidationError
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
-from gateway.cli.db_command import Sessions, cli_actor, console, db_settings, err, fail, run_db
+from gateway.cli.db_command import (
+    Sessions,
+    cli_actor,
+    console,
+    db_settings,
+    err,
+    fail,
+    run_db,
+    table_console,
+)
 from gateway.identity.keys import (
     KEY_KIND,
     ExpiryInPast,
@@ -128,7 +137,9 @@ def list_(
     if as_json:
         console.print_json(json.dumps({"items": found, "next_cursor": None}))
         return
-    table = Table("id", "name", "created", "expires", "revoked", "last used", "models",
+    # The id is what `keys revoke` takes: never cut to fit a narrow terminal.
+    key_id = Column("id", no_wrap=True, min_width=max((len(k["id"]) for k in found), default=2))
+    table = Table(key_id, "name", "created", "expires", "revoked", "last used", "models",
                   "capabilities")  # fmt: skip
     for k in found:
         table.add_row(*(escape(str(k[c] or "")) for c in ("id", "name", "created_at",
@@ -136,7 +147,7 @@ def list_(
                                                           "last_used_at")),
                       escape(", ".join(k["allowed_models"] or ["(tier)"])),
                       escape(", ".join(k["allowed_capabilities"] or ["(any)"])))  # fmt: skip
-    console.print(table)
+    table_console().print(table)
 
 
 @app.command("revoke")

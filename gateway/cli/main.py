@@ -13,6 +13,7 @@ from gateway.cli import (
     keys,
     policy,
     policy_explain,
+    policy_impact,
     serve,
     tokens,
 )
@@ -28,6 +29,7 @@ app.add_typer(db.app, name="db", help="Database schema (Alembic migrations).")
 app.add_typer(policy.app, name="policy", help="Validate, test, diff and replay policy bundles.")
 customer_import.register(customers.app)
 customer_reviews.register(customers.app)
+policy_impact.register(policy.app)
 policy_explain.register(policy.app)
 app.add_typer(customers.app, name="customers", help="KYC customer records.")
 app.add_typer(keys.app, name="keys", help="Gateway API keys.")

@@ -6,28 +6,23 @@ failing policy test), 2 usage error (missing directory, bad option).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
-from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.cli.impact_report import print_impact
 from gateway.cli.messages import piped_width
-from gateway.policy.compiled import CompiledBundle, compile_bundle
+from gateway.policy.compiled import compile_bundle
 from gateway.policy.coverage import coverage_line
 from gateway.policy.diff import diff_bundles
-from gateway.policy.impact import impact
 from gateway.policy.loader import LoadResult, load_dir
 from gateway.policy.schema import json_schema
 from gateway.policy.testing import run_tests
+from gateway.policy.timing import parse_duration as duration
 from gateway.policy.timing import window_state
 
 app = typer.Typer(no_args_is_help=True)
@@ -71,12 +66,26 @@ def _load(console: Console, path: Path, show_ok: bool = True) -> LoadResult:
 
 
 @app.command()
-def validate(directory: DirArg) -> None:
+def validate(
+    directory: DirArg,
+    check_customers: Annotated[
+        bool,
+        typer.Option(
+            "--check-customers",
+            help="Also warn about customer_in ids (licences...) that no customer record in "
+            "GATEWAY_DATABASE_URL holds (read only; a missing database is exit 2).",
+        ),
+    ] = False,
+) -> None:
     """Check a bundle: every error with file, line and field; exit 1 if any."""
     console = _console()
     result = _load(console, directory)
     b = result.bundle
     assert b is not None
+    if check_customers:
+        from gateway.cli.policy_customers import warn_unknown_customers
+
+        warn_unknown_customers(console, b)
     console.print(
         f"  {len(b.country_groups)} country groups, {len(b.tiers)} tiers, "
         f"{len(b.models)} models, {len(b.capabilities)} capabilities, "
@@ -158,167 +167,11 @@ def diff(
             console.print(f"    {detail}", markup=False, style=style)
 
 
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-
-
 def parse_duration(text: str) -> timedelta:
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise typer.BadParameter(f"'{text}': use a number and s, m, h, d or w, e.g. 7d")
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match[2]]
-    return timedelta(**{unit: int(match[1])})
-
-
-def _read_jsonl(path: Path) -> Iterable[Mapping[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                item = json.loads(line)
-                if item.get("kind", "decision") in ("decision", "policy_reload"):
-                    yield item
-
-
-async def _from_audit(since: datetime) -> list[Mapping[str, Any]]:
-    """Recorded decisions since ``since`` from the audit log in GATEWAY_DATABASE_URL."""
-    from gateway.audit import query  # provided by the audit package
-    from gateway.db.session import create_engine, session_factory
-    from gateway.settings import Settings
-
-    settings = Settings(demo=True)  # only the database URL is needed here
-    engine = create_engine(settings)
     try:
-        sessions = session_factory(engine)
-        stream: AsyncIterator[Mapping[str, Any]] = query.iter_replay_facts(sessions, since)
-        return [item async for item in stream] + await query.policy_reloads(sessions, since)
-    finally:
-        await engine.dispose()
-
-
-def _missing_sqlite_file() -> Path | None:
-    """The SQLite file GATEWAY_DATABASE_URL names, if it does not exist.
-
-    Connecting would create it: an empty ./gateway.db left behind by a
-    read-only command, which the next `gateway serve` would then adopt.
-    """
-    from sqlalchemy.engine import make_url
-
-    from gateway.settings import Settings
-
-    url = make_url(Settings(demo=True).database_url)
-    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
-        return None
-    path = Path(url.database)
-    return None if path.exists() else path
-
-
-@app.command("impact")
-def impact_cmd(
-    directory: DirArg,
-    since: Annotated[str, typer.Option(help="How far back: 30m, 12h, 7d, 2w.")] = "7d",
-    at: Annotated[
-        str | None,
-        typer.Option(help="Re-decide at this RFC 3339 instant instead of each record's own time."),
-    ] = None,
-    from_jsonl: Annotated[
-        Path | None,
-        typer.Option(
-            "--from-jsonl",
-            help="Read records from a `gateway audit export --format jsonl` "
-            "file instead of the database.",
-        ),
-    ] = None,
-    customers: Annotated[
-        bool,
-        typer.Option(
-            "--customers",
-            help="Judge every customer record instead of recorded traffic: who loses "
-            "(or gains) a model at --at (default now), against --against or the candidate now.",
-        ),
-    ] = False,
-    against: Annotated[
-        Path | None,
-        typer.Option(help="With --customers: the bundle to compare with (the one in force)."),
-    ] = None,
-) -> None:
-    """Replay recorded decisions against a candidate bundle and count the flips."""
-    console = _console()
-    window = parse_duration(since)
-    try:
-        at_dt = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
+        return duration(text)
     except ValueError as exc:
-        raise typer.BadParameter(f"--at: {exc}") from None
-    if at_dt is not None and at_dt.tzinfo is None:
-        raise typer.BadParameter("--at: needs a time zone, e.g. 2026-06-13T06:00:00Z")
-    result = _load(console, directory, show_ok=False)
-    assert result.bundle is not None and result.version is not None
-    bundle = compile_bundle(result.bundle, result.version)
-    if customers:
-        _customers_impact(console, bundle, at_dt, against)
-        return
-    cutoff = datetime.now(UTC) - window
-    records: Iterable[Mapping[str, Any]]
-    if from_jsonl is not None:
-        if not from_jsonl.is_file():
-            console.print(f"[red]error:[/red] {_e(from_jsonl)}: no such file")
-            raise typer.Exit(2)
-        records = (
-            r
-            for r in _read_jsonl(from_jsonl)
-            if "ts" not in r
-            or datetime.fromisoformat(str(r["ts"]).replace("Z", "+00:00")) >= cutoff
-        )
-    else:
-        missing = _missing_sqlite_file()
-        if missing is not None:
-            console.print(
-                f"[red]error:[/red] no audit database at {_e(missing)} (GATEWAY_DATABASE_URL); "
-                "use --from-jsonl with `gateway audit export --format jsonl`"
-            )
-            raise typer.Exit(2)
-        try:
-            records = asyncio.run(_from_audit(cutoff))
-        except (SQLAlchemyError, OSError) as exc:  # asyncpg's connect errors are OSErrors
-            console.print(
-                f"[red]error:[/red] cannot read the audit log in GATEWAY_DATABASE_URL "
-                f"({type(exc).__name__}: {_e(str(exc).splitlines()[0])}); "
-                "run `gateway db upgrade`?"
-            )
-            raise typer.Exit(2) from None
-        except (ImportError, AttributeError) as exc:
-            console.print(
-                f"[red]error:[/red] reading the audit log is not available ({_e(exc)}); "
-                "use --from-jsonl with `gateway audit export --format jsonl`"
-            )
-            raise typer.Exit(2) from None
-    console.print(
-        f"candidate {directory} ({result.version[:12]}), decisions since {since}", markup=False
-    )
-    print_impact(console, impact(records, bundle, at_dt), result.version)
-
-
-def _customers_impact(
-    console: Console, bundle: CompiledBundle, at: datetime | None, against: Path | None
-) -> None:
-    from gateway.cli.exposure_report import print_exposure
-
-    baseline = None
-    if against is not None:
-        old = _load(console, against, show_ok=False)
-        assert old.bundle is not None and old.version is not None
-        baseline = compile_bundle(old.bundle, old.version)
-    missing = _missing_sqlite_file()
-    if missing is not None:
-        console.print(f"[red]error:[/red] no database at {_e(missing)} (GATEWAY_DATABASE_URL)")
-        raise typer.Exit(2)
-    now = datetime.now(UTC)
-    try:
-        print_exposure(console, bundle, at or now, baseline, now)
-    except (SQLAlchemyError, OSError) as exc:
-        console.print(
-            f"[red]error:[/red] cannot read the customers in GATEWAY_DATABASE_URL "
-            f"({type(exc).__name__}: {_e(str(exc).splitlines()[0])})"
-        )
-        raise typer.Exit(2) from None
+        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command()

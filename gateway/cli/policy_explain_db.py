@@ -43,7 +43,7 @@ async def _read(load: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
 
 def _run(console: Console, load: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from gateway.cli.policy import _missing_sqlite_file
+    from gateway.cli.policy_impact import _missing_sqlite_file
 
     missing = _missing_sqlite_file()
     if missing is not None:  # connecting would create it

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from gateway.admin.auth import ROLES, TOKEN_KIND, create_admin_token
 from gateway.admin.tokens import TokenNotFound, list_admin_tokens, revoke_admin_token, token_view
-from gateway.cli.db_command import Sessions, cli_actor, console, fail, run_db
+from gateway.cli.db_command import Sessions, cli_actor, console, fail, run_db, table_console
 from gateway.identity.admin_log import record_admin_action
 from gateway.identity.secrets import credential_id
 from gateway.kyc.schemas import non_blank
@@ -83,7 +83,7 @@ def list_(
     for view in views:
         table.add_row(*(escape(view[c] or "") for c in ("id", "role", "name", "created_at",
                                                         "revoked_at")))  # fmt: skip
-    console.print(table)
+    table_console().print(table)
 
 
 @app.command("revoke")

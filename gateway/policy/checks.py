@@ -29,7 +29,7 @@ from gateway.policy.names import (
     valid_country,
     valid_region,
 )
-from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap, format_path
+from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap
 
 QUOTA_CAPABILITY_KEYS = "capability keys"
 """Key of a failed quota item's salvaged fields: its capability names."""
@@ -102,11 +102,11 @@ class _Checker:
 
     def error(self, path: DataPath, message: str) -> None:
         file, line = self.source.locate(path)
-        self.errors.append(PolicyError(file, line, format_path(path), message))
+        self.errors.append(PolicyError(file, line, self.source.format(path), message))
 
     def warn(self, path: DataPath, message: str) -> None:
         file, line = self.source.locate(path)
-        self.warnings.append(PolicyError(file, line, format_path(path), message))
+        self.warnings.append(PolicyError(file, line, self.source.format(path), message))
 
     def known_set(
         self, path: DataPath, value: s.NameSet, universe: Iterable[str], what: str

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from rich.markup import escape
-
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.loader import rule_locations
 from gateway.policy.testing import CaseResult
@@ -30,6 +28,10 @@ def unmatched_rules(bundle: CompiledBundle, results: Iterable[CaseResult]) -> li
 
 def coverage_line(directory: Path, bundle: CompiledBundle, results: list[CaseResult]) -> str:
     """The line ``policy test`` prints under its summary (rich markup)."""
+    # Imported here: the admin API's /policy/test reads unmatched_rules in a
+    # serving worker, which must not carry the command line's rich.
+    from rich.markup import escape
+
     missing = unmatched_rules(bundle, results)
     if not missing:
         return "[green]every rule matched in at least one case[/green]"

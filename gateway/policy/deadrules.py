@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from gateway.policy import schema as s
-from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap, format_path
+from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap
 
 ANY_OF_KEYS = (
     "citizenship_in",
@@ -69,7 +69,7 @@ def dead_rule_warnings(
 
     def warn(path: DataPath, message: str) -> None:
         file, line = source.locate(path)
-        out.append(PolicyError(file, line, format_path(path), message))
+        out.append(PolicyError(file, line, source.format(path), message))
 
     by_id = {rule.id: rule for rule in rules}
     any_deny = any(rule.effect == "deny" and rule.mode == "enforce" for rule in rules)

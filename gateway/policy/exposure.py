@@ -139,6 +139,12 @@ def unknown_customers(bundle: s.Bundle, known: set[str]) -> list[tuple[str, str]
     return found
 
 
+def named_customers(bundle: s.Bundle) -> set[str]:
+    """Every id a rule's ``customer_in`` names (in ``when`` or ``unless``, at any depth)."""
+    return {c for rule in bundle.rules for cond in (rule.when, rule.unless)
+            for c in _customer_ids(cond)}  # fmt: skip
+
+
 def _customer_ids(c: s.Condition | None) -> list[str]:
     if c is None:
         return []

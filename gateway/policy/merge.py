@@ -78,6 +78,7 @@ def merge_files(files: list[Path]) -> tuple[dict[str, Any], SourceMap, list[Poli
                 for index, rule in enumerate(value):
                     target = len(rules)
                     rules.append(rule)
+                    source.rule_in_file[target] = index
                     for p, line in parsed.lines.items():
                         if p[:2] == ("rules", index):
                             source.lines[("rules", target, *p[2:])] = (parsed.name, line)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from typing import Literal
 
 WindowState = Literal["pending", "in_force", "ended"]
@@ -16,3 +17,15 @@ def window_state(start: datetime | None, end: datetime | None, now: datetime) ->
     if end is not None and now >= end:
         return "ended"
     return "in_force"
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30m``, ``12h``, ``7d``, ``2w``: how far back a report looks (CLI and admin API)."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"'{text}': use a number and s, m, h, d or w, e.g. 7d")
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})

@@ -184,7 +184,7 @@ def _pydantic_errors(
     out = []
     for path, messages in grouped.items():
         file, line = source.locate(path)
-        out.append(PolicyError(file, line, format_path(path), "; or ".join(messages)))
+        out.append(PolicyError(file, line, source.format(path), "; or ".join(messages)))
     return out
 
 

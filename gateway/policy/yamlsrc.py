@@ -44,6 +44,8 @@ class SourceMap:
     """Where each piece of merged data was written."""
 
     lines: dict[DataPath, tuple[str, int]] = field(default_factory=dict)
+    rule_in_file: dict[int, int] = field(default_factory=dict)
+    """Merged rule index -> the rule's index within its own file (``merge.py``)."""
 
     def locate(self, path: DataPath) -> tuple[str, int | None]:
         """The file and line of ``path``, or of its nearest recorded ancestor."""
@@ -52,6 +54,14 @@ class SourceMap:
             if hit is not None:
                 return hit
         return ("<bundle>", None)
+
+    def format(self, path: DataPath) -> str:
+        """``path`` as the officer finds it in the file it names: rules are
+        concatenated across files, and ``rules[2]`` of the merged list is the
+        first rule of a file that follows one holding two."""
+        if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+            path = ("rules", self.rule_in_file.get(path[1], path[1]), *path[2:])
+        return format_path(path)
 
 
 def format_path(path: DataPath) -> str:

@@ -25,7 +25,7 @@ def test_the_new_file_is_named_with_an_error_of_its_own(tmp_path: Path) -> None:
     rules = "rules:\n  - id: no-cn\n    effect: deny\n    when: {origin_in: [CN]}\n"
     assert errors_of(tmp_path, {"directive.yaml": directive, "rules.yaml": rules}) == [
         "directive.yaml:2 rules[0].id: rule id 'no-cn' is defined again at rules.yaml:2",
-        "rules.yaml:2 rules[1].id: duplicate rule id 'no-cn' (first defined at directive.yaml:2)",
+        "rules.yaml:2 rules[0].id: duplicate rule id 'no-cn' (first defined at directive.yaml:2)",
     ]
 
 
