@@ -27,6 +27,7 @@ import orjson
 
 from gateway.policy.facts import OUTPUT_BOUND_FIELDS, BodyFacts, with_output_bound
 from gateway.proxy.errors import ProxyError
+from gateway.proxy.nesting import forwardable, too_deep
 from gateway.proxy.references import request_references
 from gateway.proxy.stored_state import continued_ids
 from gateway.proxy.textfold import fold
@@ -327,7 +328,7 @@ def parse_request_body(
     bounded by ``default_max_tokens()`` (the caller's tier default, asked for only
     when the body names no bound; ``facts.with_output_bound`` says why)."""
     facts, body = _parse(raw)
-    return _bounded(facts, body, endpoint, default_max_tokens), orjson.dumps(body)
+    return _bounded(facts, body, endpoint, default_max_tokens), forwardable(body)
 
 
 def parse_request_params(
@@ -338,7 +339,7 @@ def parse_request_params(
     checks, classification inputs and output bound (written into ``body``)."""
     if not isinstance(body, dict):
         raise ProxyError(400, "request body must be a JSON object")
-    return _bounded(_facts_of(body), body, endpoint, default_max_tokens)
+    return _bounded(_walked(body), body, endpoint, default_max_tokens)
 
 
 def _bounded(
@@ -371,7 +372,16 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
         raise ProxyError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ProxyError(400, "request body must be a JSON object")
-    return _facts_of(body), body
+    return _walked(body), body
+
+
+def _walked(body: dict[str, Any]) -> BodyFacts:
+    """``_facts_of(body)``; a 400 for a body nested deeper than the walk can go
+    (``gateway.proxy.nesting``)."""
+    try:
+        return _facts_of(body)
+    except RecursionError:
+        raise too_deep() from None
 
 
 def _facts_of(body: dict[str, Any]) -> BodyFacts:
