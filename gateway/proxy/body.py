@@ -246,11 +246,23 @@ _LOGPROBS_INCLUDE = "message.output_text.logprobs"
 def _asks_logprobs(body: dict[str, Any]) -> bool:
     """Chat ``logprobs: true``, completions ``logprobs: N`` (0 still returns the
     chosen token's), ``top_logprobs`` above 0, or Responses' ``include`` of the
-    output's log-probabilities."""
+    output's log-probabilities.
+
+    A flag of another type is a 400, not "not asked": an upstream that
+    validates leniently (pydantic's lax mode) reads ``"true"`` or ``5.0`` as
+    asking, and would return what the tier was refused."""
     value = body.get("logprobs")
-    if value is True or (type(value) is int and value >= 0):
+    if value is not None and (
+        type(value) not in (bool, int) or (type(value) is int and value < 0)
+    ):
+        raise ProxyError(
+            400, "'logprobs' must be a boolean or a non-negative integer", param="logprobs"
+        )
+    if value is True or type(value) is int:
         return True
     top = body.get("top_logprobs")
+    if top is not None and (type(top) is not int or top < 0):
+        raise ProxyError(400, "'top_logprobs' must be a non-negative integer", param="top_logprobs")
     if type(top) is int and top > 0:
         return True
     include = body.get("include")
