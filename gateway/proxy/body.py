@@ -422,8 +422,11 @@ def _facts_of(body: dict[str, Any]) -> BodyFacts:
         if not all(isinstance(message, dict) for message in messages):
             raise ProxyError(400, "every item of 'messages' must be an object", param="messages")
     inputs = body.get("input")
-    if messages is None and isinstance(inputs, list):
-        message_count = len(inputs)
+    if isinstance(inputs, list):
+        # The larger of the two: a decoy ``"messages": []`` beside a Responses
+        # ``input`` (an upstream may ignore the field it does not know) must not
+        # hide the turns from ``messages_over``.
+        message_count = max(message_count, len(inputs))
     has_tools = _has_tools(body)
     tool_use = _text_of(body, texts, media, hidden)
     if messages is None and message_count == 0 and texts:
