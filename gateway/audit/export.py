@@ -236,19 +236,32 @@ def named_version(body: str) -> str | None:
     return body[start:end] if end > start else None
 
 
-def csv_cells(item: dict[str, Any], columns: tuple[str, ...] = CSV_COLUMNS) -> list[str]:
+def csv_cells(
+    item: dict[str, Any], columns: tuple[str, ...] = CSV_COLUMNS, as_text: bool = True
+) -> list[str]:
     """A record's readable CSV columns (all but ``prev_hash``, ``hash``, ``record``),
     derived from its hashed body; offline verify re-derives and compares them.
     A field the record lacks (a version 1 decision has no ``report_rule_ids``)
-    is an empty cell."""
-    return [_cell(item.get(name)) for name in columns[:-3]]
+    is an empty cell. ``as_text=False``: the cells as exports wrote them before
+    ``FORMULA_STARTS`` were escaped (offline verify accepts archives of those)."""
+    return [_cell(item.get(name), as_text) for name in columns[:-3]]
 
 
-def _cell(value: Any) -> str:
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula (OWASP, CSV injection). The
+decision log holds text a client chose (the model name of any request, refused
+ones included), and auditors open CSV exports in spreadsheets: a string cell
+starting so is written with a leading ``'``, which they show as text. The
+hashed ``record`` column and the JSONL export keep the value as it was."""
+
+
+def _cell(value: Any, as_text: bool = True) -> str:
     if value is None:
         return ""
     if isinstance(value, list | dict):
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    if isinstance(value, str):
+        return "'" + value if as_text and value.startswith(FORMULA_STARTS) else value
     return str(value)
 
 

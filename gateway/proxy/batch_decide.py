@@ -41,6 +41,7 @@ from gateway.proxy.body import check_encoding, check_query, parse_request_params
 from gateway.proxy.body_deadline import Task
 from gateway.proxy.errors import ProxyError, join_reasons
 from gateway.proxy.exchange import Exchange
+from gateway.proxy.nesting import forwardable
 from gateway.proxy.quota_refusal import quota_refusal
 from gateway.proxy.reserve import tokens_to_reserve
 from gateway.stages import Admission, QuotaStoreUnavailable
@@ -186,7 +187,7 @@ async def _decide_create(pipeline: Pipeline, ex: Exchange, raw: bytes) -> None:
     ex.inner = inner
     # The params were bounded in place (a defaulted max_tokens written in):
     # the upstream gets the batch as decided, re-serialised.
-    ex.request_bytes = orjson.dumps(doc)
+    ex.request_bytes = forwardable(doc)
     await _admit_batch(pipeline, ex, inner, now)
 
 

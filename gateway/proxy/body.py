@@ -27,10 +27,12 @@ import orjson
 
 from gateway.policy.facts import OUTPUT_BOUND_FIELDS, BodyFacts, with_output_bound
 from gateway.proxy.errors import ProxyError
+from gateway.proxy.nesting import forwardable, too_deep
 from gateway.proxy.references import request_references
 from gateway.proxy.stored_state import continued_ids
 from gateway.proxy.textfold import fold
 from gateway.proxy.token_ids import token_ids
+from gateway.proxy.trace_flags import asks_logprobs, asks_reasoning
 
 # A rough, tokenizer-free estimate (about 4 bytes per token for English text);
 # it only sizes the token reservation, which settles to the real usage after.
@@ -236,39 +238,6 @@ def _answers(body: dict[str, Any]) -> int:
     return count
 
 
-# Fields that ask for what makes an answer worth distilling (regimes-and-kyc.md
-# 5.2: hide log-probabilities from low-trust tiers; 5.3: reasoning traces).
-# They are flags, not text, so no prompt rule could see them.
-_LOGPROBS_INCLUDE = "message.output_text.logprobs"
-
-
-def _asks_logprobs(body: dict[str, Any]) -> bool:
-    """Chat ``logprobs: true``, completions ``logprobs: N`` (0 still returns the
-    chosen token's), ``top_logprobs`` above 0, or Responses' ``include`` of the
-    output's log-probabilities."""
-    value = body.get("logprobs")
-    if value is True or (type(value) is int and value >= 0):
-        return True
-    top = body.get("top_logprobs")
-    if type(top) is int and top > 0:
-        return True
-    include = body.get("include")
-    return type(include) is list and _LOGPROBS_INCLUDE in include
-
-
-def _asks_reasoning(body: dict[str, Any]) -> bool:
-    """Anthropic ``thinking`` not ``disabled`` (thinking blocks come back), or a
-    ``reasoning`` object asking for a summary of the reasoning (Responses)."""
-    thinking = body.get("thinking")
-    if type(thinking) is dict and thinking.get("type") != "disabled":
-        return True
-    reasoning = body.get("reasoning")
-    if type(reasoning) is not dict:
-        return False
-    summary = reasoning.get("summary") or reasoning.get("generate_summary")
-    return summary is not None and summary != "none"
-
-
 def check_query(query_string: bytes) -> None:
     """Refuse (400) a query string that names a model.
 
@@ -327,7 +296,7 @@ def parse_request_body(
     bounded by ``default_max_tokens()`` (the caller's tier default, asked for only
     when the body names no bound; ``facts.with_output_bound`` says why)."""
     facts, body = _parse(raw)
-    return _bounded(facts, body, endpoint, default_max_tokens), orjson.dumps(body)
+    return _bounded(facts, body, endpoint, default_max_tokens), forwardable(body)
 
 
 def parse_request_params(
@@ -338,7 +307,7 @@ def parse_request_params(
     checks, classification inputs and output bound (written into ``body``)."""
     if not isinstance(body, dict):
         raise ProxyError(400, "request body must be a JSON object")
-    return _bounded(_facts_of(body), body, endpoint, default_max_tokens)
+    return _bounded(_walked(body), body, endpoint, default_max_tokens)
 
 
 def _bounded(
@@ -371,7 +340,16 @@ def _parse(raw: bytes) -> tuple[BodyFacts, dict[str, Any]]:
         raise ProxyError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ProxyError(400, "request body must be a JSON object")
-    return _facts_of(body), body
+    return _walked(body), body
+
+
+def _walked(body: dict[str, Any]) -> BodyFacts:
+    """``_facts_of(body)``; a 400 for a body nested deeper than the walk can go
+    (``gateway.proxy.nesting``)."""
+    try:
+        return _facts_of(body)
+    except RecursionError:
+        raise too_deep() from None
 
 
 def _facts_of(body: dict[str, Any]) -> BodyFacts:
@@ -400,8 +378,11 @@ def _facts_of(body: dict[str, Any]) -> BodyFacts:
         if not all(isinstance(message, dict) for message in messages):
             raise ProxyError(400, "every item of 'messages' must be an object", param="messages")
     inputs = body.get("input")
-    if messages is None and isinstance(inputs, list):
-        message_count = len(inputs)
+    if isinstance(inputs, list):
+        # The larger of the two: a decoy ``"messages": []`` beside a Responses
+        # ``input`` (an upstream may ignore the field it does not know) must not
+        # hide the turns from ``messages_over``.
+        message_count = max(message_count, len(inputs))
     has_tools = _has_tools(body)
     tool_use = _text_of(body, texts, media, hidden)
     if messages is None and message_count == 0 and texts:
@@ -423,8 +404,8 @@ def _facts_of(body: dict[str, Any]) -> BodyFacts:
         max_tokens=_max_tokens(body),
         answers=_answers(body),
         message_count=message_count,
-        logprobs=_asks_logprobs(body),
-        reasoning=_asks_reasoning(body),
+        logprobs=asks_logprobs(body),
+        reasoning=asks_reasoning(body),
         prompt_text="\n".join((folded, fold("\n".join(hidden)))) if hidden else folded,
         prompt_sha256=hashlib.sha256(hashed).hexdigest(),
         input_tokens_estimate=len(encoded) // BYTES_PER_TOKEN + 1 + sum(media) + token_ids(body),
