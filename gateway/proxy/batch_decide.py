@@ -30,6 +30,7 @@ import orjson
 
 from gateway.audit.ids import new_id
 from gateway.audit.record import DecisionRecord
+from gateway.jsonbytes import dumps_kept
 from gateway.policy.capabilities import classify
 from gateway.policy.decision import Decision, QuotaPlan
 from gateway.policy.engine import decide, default_output_tokens
@@ -186,7 +187,7 @@ async def _decide_create(pipeline: Pipeline, ex: Exchange, raw: bytes) -> None:
     ex.inner = inner
     # The params were bounded in place (a defaulted max_tokens written in):
     # the upstream gets the batch as decided, re-serialised.
-    ex.request_bytes = orjson.dumps(doc)
+    ex.request_bytes = dumps_kept(doc)  # kept for the exchange: exact-size
     await _admit_batch(pipeline, ex, inner, now)
 
 

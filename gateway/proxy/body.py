@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from gateway.jsonbytes import dumps_kept
 from gateway.policy.facts import OUTPUT_BOUND_FIELDS, BodyFacts, with_output_bound
 from gateway.proxy.errors import ProxyError
 from gateway.proxy.references import request_references
@@ -327,7 +328,8 @@ def parse_request_body(
     bounded by ``default_max_tokens()`` (the caller's tier default, asked for only
     when the body names no bound; ``facts.with_output_bound`` says why)."""
     facts, body = _parse(raw)
-    return _bounded(facts, body, endpoint, default_max_tokens), orjson.dumps(body)
+    # Forwarded bytes live as long as the request: exact-size (gateway.jsonbytes).
+    return _bounded(facts, body, endpoint, default_max_tokens), dumps_kept(body)
 
 
 def parse_request_params(
