@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gateway.audit import ed25519
 from gateway.audit.signing import KEY_FILE_NAME, SigningKeyError, fingerprint, load_signer
 from tests.audit.conftest import make_settings
 
@@ -114,3 +115,16 @@ def test_a_worker_generates_loads_and_signs_without_cryptography(tmp_path: Path)
                                                serialization.PublicFormat.Raw)  # fmt: skip
     assert base64.b64decode(public_b64) == raw_public
     assert base64.b64decode(signature) == key.sign(b"checkpoint payload")
+
+
+def test_without_a_reachable_libcrypto_cryptography_signs_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Python linked against no shared OpenSSL 1.1.1+ signs with cryptography:
+    the same public key and signature for the same seed."""
+    seed = os.urandom(32)
+    through_ssl = (ed25519.public_key(seed), ed25519.sign(seed, b"checkpoint"))
+    monkeypatch.setattr(ed25519, "_libcrypto", lambda: None)
+    assert (ed25519.public_key(seed), ed25519.sign(seed, b"checkpoint")) == through_ssl
+    with pytest.raises(ValueError):
+        ed25519.sign(b"short", b"checkpoint")
