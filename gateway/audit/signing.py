@@ -18,20 +18,21 @@ import binascii
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-
+from gateway.audit import ed25519
 from gateway.audit.chain import canonical, utc
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+# A serving worker loads, generates and signs without importing cryptography
+# (gateway.audit.ed25519 says why); verifying and PEM public keys (the CLI, an
+# admin route, exports) import it when called.
 
 KEY_FILE_NAME = "audit_signing.key"
 
@@ -42,13 +43,25 @@ class SigningKeyError(Exception):
     """The configured signing key cannot be read."""
 
 
+# PKCS#8 (RFC 8410) of an Ed25519 private key without attributes or public
+# key, as ``openssl genpkey -algorithm ed25519`` and cryptography write it:
+# this prefix, then the 32-byte seed.
+_PKCS8_ED25519_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+_PEM_PRIVATE = ("-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----")
+
+
 @dataclass(frozen=True, slots=True)
 class Signer:
-    private_key: Ed25519PrivateKey
+    seed: bytes = field(repr=False)
+    """The 32 raw private-key bytes."""
+    public_raw: bytes = field(init=False, repr=False)
 
-    @property
-    def public_raw(self) -> bytes:
-        return public_raw(self.private_key.public_key())
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "public_raw", ed25519.public_key(self.seed))
+
+    @classmethod
+    def generate(cls) -> Signer:
+        return cls(os.urandom(ed25519.SEED_BYTES))
 
     @property
     def public_b64(self) -> str:
@@ -59,10 +72,17 @@ class Signer:
         return fingerprint(self.public_raw)
 
     def sign(self, payload: bytes) -> str:
-        return base64.b64encode(self.private_key.sign(payload)).decode("ascii")
+        return base64.b64encode(ed25519.sign(self.seed, payload)).decode("ascii")
+
+    def private_pem(self) -> bytes:
+        """The key as an unencrypted PKCS#8 PEM, as cryptography writes it."""
+        der = base64.b64encode(_PKCS8_ED25519_PREFIX + self.seed).decode("ascii")
+        return f"{_PEM_PRIVATE[0]}\n{der}\n{_PEM_PRIVATE[1]}\n".encode("ascii")
 
 
 def public_raw(key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -71,6 +91,9 @@ def fingerprint(public_key_raw: bytes) -> str:
 
 
 def public_pem(public_key_raw: bytes) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     key = Ed25519PublicKey.from_public_bytes(public_key_raw)
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -79,6 +102,9 @@ def public_pem(public_key_raw: bytes) -> str:
 
 def load_public_key(text: str) -> bytes:
     """Raw public key bytes from a PEM public key or base64 of the 32 raw bytes."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     text = text.strip()
     if text.startswith("-----BEGIN"):
         key = serialization.load_pem_public_key(text.encode("ascii"))
@@ -95,6 +121,9 @@ def load_public_key(text: str) -> bytes:
 
 
 def verify_signature(public_key_raw: bytes, signature_b64: str, payload: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         sig = base64.b64decode(signature_b64, validate=True)
         Ed25519PublicKey.from_public_bytes(public_key_raw).verify(sig, payload)
@@ -110,7 +139,7 @@ def default_key_path(settings: Settings) -> Path:
     return Path(KEY_FILE_NAME)
 
 
-def _from_setting(value: str) -> Ed25519PrivateKey:
+def _from_setting(value: str) -> bytes:
     # Secret stores hand the key over in more than one shape: a file's text
     # read into the variable keeps its trailing newline, and Kubernetes or
     # Vault put a PEM's text itself in the variable, not a path to it.
@@ -128,10 +157,10 @@ def _from_setting(value: str) -> Ed25519PrivateKey:
         ) from exc
     if len(raw) != 32:
         raise SigningKeyError("GATEWAY_AUDIT_SIGNING_KEY: base64 must decode to 32 bytes")
-    return Ed25519PrivateKey.from_private_bytes(raw)
+    return raw
 
 
-def _read_pem(path: Path) -> Ed25519PrivateKey:
+def _read_pem(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -139,8 +168,17 @@ def _read_pem(path: Path) -> Ed25519PrivateKey:
     return _parse_pem(data, str(path))
 
 
-def _parse_pem(data: bytes, source: str) -> Ed25519PrivateKey:
-    """``source`` names where the PEM came from (a path, or the variable): never the key."""
+def _parse_pem(data: bytes, source: str) -> bytes:
+    """The seed of a PEM private key. ``source`` names where the PEM came from
+    (a path, or the variable): never the key."""
+    seed = _plain_pkcs8_seed(data)
+    if seed is not None:
+        return seed
+    # Any other shape (a PKCS#8 that also carries the public key, an encrypted
+    # key, another algorithm, garbage): cryptography reads it, or says why not.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -148,7 +186,25 @@ def _parse_pem(data: bytes, source: str) -> Ed25519PrivateKey:
         raise SigningKeyError(problem) from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise SigningKeyError(f"{source}: not an Ed25519 private key")
-    return key
+    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                             serialization.NoEncryption())  # fmt: skip
+
+
+def _plain_pkcs8_seed(data: bytes) -> bytes | None:
+    """The seed of the one PEM shape the gateway writes (and ``openssl genpkey``
+    does): exactly the RFC 8410 prefix and 32 bytes; None for anything else."""
+    text = data.decode("ascii", "replace").strip()
+    begin, end = _PEM_PRIVATE
+    if not (text.startswith(begin) and text.endswith(end)):
+        return None
+    try:
+        der = base64.b64decode("".join(text[len(begin):-len(end)].split()), validate=True)
+    except binascii.Error:
+        return None
+    prefix = _PKCS8_ED25519_PREFIX
+    if len(der) != len(prefix) + ed25519.SEED_BYTES or not der.startswith(prefix):
+        return None
+    return der[len(prefix):]
 
 
 def load_signer(settings: Settings, create: bool = True) -> Signer:
@@ -160,10 +216,8 @@ def load_signer(settings: Settings, create: bool = True) -> Signer:
         return Signer(_read_pem(path))
     if not create:
         raise SigningKeyError(f"no signing key: {path} does not exist")
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    signer = Signer.generate()
+    pem = signer.private_pem()
     path.parent.mkdir(parents=True, exist_ok=True)
     # O_EXCL: two workers starting together must not overwrite each other's key.
     try:
@@ -174,7 +228,6 @@ def load_signer(settings: Settings, create: bool = True) -> Signer:
         fh.write(pem)
         fh.flush()
         os.fsync(fh.fileno())
-    signer = Signer(key)
     # Loud: a key nobody knows was made is a key nobody backs up or publishes,
     # and a host that loses it (a container's working directory) signs on
     # with another, which verify then reports as unknown_key.

@@ -187,7 +187,7 @@ async def _decide_create(pipeline: Pipeline, ex: Exchange, raw: bytes) -> None:
     ex.inner = inner
     # The params were bounded in place (a defaulted max_tokens written in):
     # the upstream gets the batch as decided, re-serialised.
-    ex.request_bytes = forwardable(doc)
+    ex.request_bytes = forwardable(doc)  # kept for the exchange: exact-size
     await _admit_batch(pipeline, ex, inner, now)
 
 

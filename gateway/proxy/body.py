@@ -296,6 +296,7 @@ def parse_request_body(
     bounded by ``default_max_tokens()`` (the caller's tier default, asked for only
     when the body names no bound; ``facts.with_output_bound`` says why)."""
     facts, body = _parse(raw)
+    # Forwarded bytes live as long as the request: exact-size (gateway.jsonbytes).
     return _bounded(facts, body, endpoint, default_max_tokens), forwardable(body)
 
 

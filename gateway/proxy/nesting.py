@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from gateway.jsonbytes import dumps_kept
 from gateway.proxy.errors import ProxyError
 
 MAX_NESTING = 254
@@ -27,8 +28,9 @@ def too_deep() -> ProxyError:
 
 
 def forwardable(body: dict[str, Any]) -> bytes:
-    """``body`` re-serialised for the upstream (compact); a 400 when nested too deeply."""
+    """``body`` re-serialised for the upstream (compact, in an allocation of its
+    own length: ``gateway.jsonbytes``); a 400 when nested too deeply."""
     try:
-        return orjson.dumps(body)
+        return dumps_kept(body)
     except orjson.JSONEncodeError:  # parsed JSON can fail only one way: "Recursion limit reached"
         raise too_deep() from None

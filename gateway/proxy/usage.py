@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from gateway.jsonbytes import dumps_kept
 from gateway.stages import Usage
 
 
@@ -115,7 +116,7 @@ def inject_include_usage(raw: bytes, options_given: bool) -> bytes:
     body["stream_options"] = (
         {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
     )
-    return orjson.dumps(body)
+    return dumps_kept(body)  # forwarded: lives as long as the stream
 
 
 # SSE lines end with CRLF, LF or a lone CR, and an event ends at a blank line

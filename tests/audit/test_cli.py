@@ -12,7 +12,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import update
 from typer.testing import CliRunner
 
@@ -160,7 +159,7 @@ def test_verify_refuses_without_a_pinned_key(cli_env: Path, tmp_path: Path) -> N
     runner = CliRunner()
     key = _public_key_file(tmp_path)
     (cli_env.parent / "audit_signing.key").rename(tmp_path / "elsewhere.key")
-    _forge_db(cli_env, Signer(Ed25519PrivateKey.generate()))
+    _forge_db(cli_env, Signer.generate())
     refused = runner.invoke(app, ["verify"])
     assert refused.exit_code == 2, refused.output
     assert "no pinned signing key" in refused.output and "--public-key" in refused.output
@@ -177,7 +176,7 @@ def test_verify_export_refuses_the_manifests_own_keys(cli_env: Path, tmp_path: P
     out = tmp_path / "all.jsonl"
     assert runner.invoke(app, ["export", "-o", str(out)]).exit_code == 0
     # The forger re-signs the manifest's checkpoints and ships their own key in it.
-    forger = Signer(Ed25519PrivateKey.generate())
+    forger = Signer.generate()
     *records, last = out.read_bytes().splitlines()
     manifest = orjson.loads(last)
     for cp in manifest["nodes"]["test-node"]["checkpoints"]:

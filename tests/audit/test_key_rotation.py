@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit.export import Exporter
@@ -31,7 +30,7 @@ async def rotated(writer: AuditWriter, settings: Settings,
     for i in range(15):
         await writer.record(make_record(i))
     await writer.stop()  # signs its tail on the way out
-    new = Signer(Ed25519PrivateKey.generate())
+    new = Signer.generate()
     restarted = AuditWriter(engine, settings, new)  # the same chain, restarted with the new key
     await restarted.start()
     try:

@@ -7,13 +7,16 @@ import base64
 import logging
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit.signing import KEY_FILE_NAME, Signer, SigningKeyError, load_signer
+from gateway.audit import ed25519
+from gateway.audit.signing import KEY_FILE_NAME, SigningKeyError, fingerprint, load_signer
 from tests.audit.conftest import make_settings
 
 
@@ -58,7 +61,8 @@ def test_the_variable_takes_the_forms_secret_stores_hand_out(tmp_path: Path) -> 
     Kubernetes and Vault hand a PEM to a variable as its text: both were
     refused as "not an existing file and not base64"."""
     key = Ed25519PrivateKey.generate()
-    expected = Signer(key).fingerprint
+    expected = fingerprint(key.public_key().public_bytes(serialization.Encoding.Raw,
+                                                         serialization.PublicFormat.Raw))
     forms = [_raw_b64(key), _raw_b64(key) + "\n", f"  {_raw_b64(key)}\r\n", _pem(key),
              _pem(key).strip()]  # fmt: skip
     for value in forms:
@@ -76,3 +80,51 @@ def test_a_wrong_value_is_still_refused_without_echoing_it(tmp_path: Path) -> No
             load_signer(settings, create=False)
         assert "GATEWAY_AUDIT_SIGNING_KEY" in str(raised.value)
         assert secret_hex not in str(raised.value)
+
+
+_SIGNS_WITHOUT_CRYPTOGRAPHY = """
+import base64, sys
+from gateway.audit.signing import load_signer
+from gateway.settings import Settings
+settings = Settings(database_url=sys.argv[1], upstream_url="http://127.0.0.1:9")
+signer = load_signer(settings)
+again = load_signer(settings)
+assert again.public_raw == signer.public_raw
+print(signer.public_b64, signer.sign(b"checkpoint payload"))
+print(sorted(m for m in sys.modules if m.split(".")[0] == "cryptography"))
+"""
+
+
+def test_a_worker_generates_loads_and_signs_without_cryptography(tmp_path: Path) -> None:
+    """A serving worker signs a checkpoint every 1000 records or 60 s; the
+    cryptography package costs each worker ~9 MB resident (its own OpenSSL
+    beside the one the ssl module has loaded). Generating, loading and signing
+    happen without importing it, and the signatures are the ones cryptography
+    makes and verifies (Ed25519 is deterministic)."""
+    db = f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}"
+    result = subprocess.run([sys.executable, "-c", _SIGNS_WITHOUT_CRYPTOGRAPHY, db],
+                            capture_output=True, text=True, check=False, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    signed, imported = result.stdout.strip().splitlines()
+    assert imported == "[]"
+    public_b64, signature = signed.split()
+    pem = (tmp_path / KEY_FILE_NAME).read_bytes()
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    raw_public = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                               serialization.PublicFormat.Raw)  # fmt: skip
+    assert base64.b64decode(public_b64) == raw_public
+    assert base64.b64decode(signature) == key.sign(b"checkpoint payload")
+
+
+def test_without_a_reachable_libcrypto_cryptography_signs_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Python linked against no shared OpenSSL 1.1.1+ signs with cryptography:
+    the same public key and signature for the same seed."""
+    seed = os.urandom(32)
+    through_ssl = (ed25519.public_key(seed), ed25519.sign(seed, b"checkpoint"))
+    monkeypatch.setattr(ed25519, "_libcrypto", lambda: None)
+    assert (ed25519.public_key(seed), ed25519.sign(seed, b"checkpoint")) == through_ssl
+    with pytest.raises(ValueError):
+        ed25519.sign(b"short", b"checkpoint")

@@ -129,9 +129,13 @@ def test_changes_reach_every_process_within_a_second(tmp_path: Path, standin: Pr
 # Libraries a serving worker must not import up front (memory per worker):
 # the command line's, and those only some workers need, imported on first use
 # (sanctions name screening, the admin brute-force limiter, WebSockets, the
-# PostgreSQL dialect on a SQLite deployment), and FastAPI's pydantic v1 probe.
+# PostgreSQL dialect on a SQLite deployment), FastAPI's pydantic v1 probe, and
+# cryptography (~9 MB: a worker signs checkpoints with the OpenSSL the ssl
+# module has loaded already, gateway.audit.ed25519; verifying, done by the CLI
+# and an admin route, imports it then).
 _NOT_IN_A_WORKER = ("typer", "rich", "alembic", "gateway.cli", "rapidfuzz", "limits",
-                    "websockets", "sqlalchemy.dialects.postgresql", "pydantic.v1")
+                    "websockets", "sqlalchemy.dialects.postgresql", "pydantic.v1",
+                    "cryptography")
 
 
 def test_the_serving_process_does_not_carry_the_cli(tmp_path: Path) -> None:
