@@ -257,6 +257,8 @@ class Screening(BaseModel):
     """The strongest hit's listed name (or the closest name when none is a hit)."""
     score: float | None
     screened_at: UtcOut | None
+    threshold: float | None = None
+    """The match threshold the last screening used (None: not kept then)."""
     hits: list[ScreeningHit] = []
     """Every hit of the last screening; a ``clear`` review clears each of them."""
 

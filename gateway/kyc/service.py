@@ -108,6 +108,7 @@ def _apply_screening(
     c.screening_best_match = result.best_match
     c.screening_score = result.score
     c.screened_at = now
+    c.screening_threshold = threshold
     c.screening_hits = hits_json(screened.hits, reviews, threshold, c.name)
     unreviewed = any(not hit["reviewed"] for hit in c.screening_hits)
     if unreviewed and c.sanctions_status == "clear":
