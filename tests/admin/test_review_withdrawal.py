@@ -33,7 +33,8 @@ async def test_a_non_clear_status_withdraws_every_review(env: AdminEnv, tmp_path
     env.services.extras["screener"] = _list(tmp_path, "v1.csv", ZOLTRAVA, BRENHOLT)
     await _held_org(env, OWNERS)
     await _clear(env, "org")
-    r = await env.client.patch(f"{URL}/org", json={"sanctions_status": "confirmed_match", "reason": WHY},
+    body = {"sanctions_status": "confirmed_match", "reason": WHY}
+    r = await env.client.patch(f"{URL}/org", json=body,
                                headers=env.auth("compliance"))  # fmt: skip
     assert r.status_code == 200, r.text
     assert [h["reviewed"] for h in r.json()["screening"]["hits"]] == [False, False], r.json()
@@ -72,7 +73,8 @@ async def test_a_withdrawal_is_audited_with_who_when_and_why(
     actions = [i["action"] for i in history.json()["items"]]
     assert actions[-2:] == ["customer.update", "customer.screening_withdraw"], actions
     # Nothing left to withdraw: no second withdrawal row.
-    r = await env.client.patch(f"{URL}/org", json={"sanctions_status": "confirmed_match", "reason": WHY},
+    body = {"sanctions_status": "confirmed_match", "reason": WHY}
+    r = await env.client.patch(f"{URL}/org", json=body,
                                headers=env.auth("compliance"))  # fmt: skip
     assert r.status_code == 200, r.text
     page = await env.client.get("/admin/v1/admin-actions", headers=env.auth("auditor"),
