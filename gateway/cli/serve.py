@@ -27,7 +27,7 @@ from gateway.settings import Settings, SettingsError, load_settings
 from gateway.worker import exec_worker
 
 if TYPE_CHECKING:
-    from gateway.kyc.service import RescreenOutcome
+    from gateway.kyc.rescreen import RescreenOutcome
 
 console = Console(stderr=True)
 _PACKAGE = Path(__file__).resolve().parents[1]

@@ -26,8 +26,8 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin.auth import AdminActor
+from gateway.kyc.rescreen import RescreenOutcome, rescreen_in_batches
 from gateway.kyc.screening import Screener
-from gateway.kyc.service import RescreenOutcome, rescreen_customers
 from gateway.kyc.tables import Customer
 
 LIST_UPDATE_ACTOR = AdminActor(name="gateway:sanctions-list-update", role="admin", token_id=None)
@@ -57,6 +57,5 @@ async def rescreen_if_list_changed(
     async with sessions() as session:
         if not await screened_against_another_list(session, screener):
             return None
-        outcome = await rescreen_customers(session, screener, LIST_UPDATE_ACTOR, now)
-        await session.commit()
-        return outcome
+    return await rescreen_in_batches(sessions, screener, LIST_UPDATE_ACTOR, now,
+                                     where=screened_otherwise(screener))  # fmt: skip
