@@ -238,45 +238,6 @@ def suspend(
     _set_status(customer_id, "active" if undo else "suspended")
 
 
-@app.command("rescreen")
-def rescreen() -> None:
-    """Screen every customer against GATEWAY_SANCTIONS_LIST again; run it after
-    each list update. New hits are held as potential_match (served as public
-    until a compliance review clears them); nobody is cleared."""
-    settings = db_settings()
-    if settings.sanctions_list is None:
-        raise fail("GATEWAY_SANCTIONS_LIST is not set: there is no list to screen against", 2)
-    screener = cli_screener(settings)
-    if screener is None:  # unreachable: a list that is set loads or is a usage error
-        raise fail("GATEWAY_SANCTIONS_LIST could not be loaded", 2)
-
-    async def work(_: Settings, sessions: Sessions) -> tuple[int, list[CustomerOut]]:
-        async with sessions() as session:
-            outcome = await service.rescreen_customers(
-                session, screener, cli_actor(), datetime.now(UTC)
-            )
-            await session.commit()
-            return outcome.screened, [service.to_out(c) for c in outcome.held]
-
-    screened, held = run_db(work)
-    console.print(
-        f"screened {screened} customers against list {screener.version}: "
-        f"{len(held)} newly held as potential_match",
-        markup=False,
-        soft_wrap=True,
-    )
-    for record in held:
-        # Each hit no review has cleared yet: what the reviewer is to look at.
-        for hit in record.screening.hits:
-            if not hit.reviewed:
-                console.print(
-                    f"  {record.id}  {hit.screened_name!r} ~ {hit.listed_name!r} "
-                    f"(score {hit.score})",
-                    markup=False,
-                    soft_wrap=True,
-                )
-
-
 @app.command("activate")
 def activate(customer_id: str) -> None:
     """Reactivate a suspended customer (the admin API's PATCH with status "active")."""

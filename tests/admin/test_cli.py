@@ -602,3 +602,25 @@ def test_customers_import_refuses_a_verification_dated_in_the_future(
     assert "line 2: kyc_verified_at:" in r.output and "future" in r.output, r.output
     assert "line 1" not in r.output, r.output
     assert not database.exists()  # checked whole before anything is written
+
+
+def test_rescreen_new_only_screens_those_the_list_is_new_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After loading a list without a restart: only customers screened against
+    another list (or threshold) are screened, a run cut short resumes, and the
+    summary says how many changed status and where every customer stands."""
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.csv"))
+    for name, cid in (("Halvard Quenneth Brisk", "n1"), ("Jane Smith", "n2")):
+        assert runner.invoke(customers.app, ["add", name, "--id", cid]).exit_code == 0
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.ftm.jsonl"))
+    r = runner.invoke(customers.app, ["rescreen", "--new-only"])
+    assert r.exit_code == 0, r.output
+    assert "screened 2 customers" in r.output and "1 newly held as potential_match" in r.output
+    assert "now: 1 clear, 1 potential_match, 0 confirmed_match" in r.output, r.output
+    r = runner.invoke(customers.app, ["rescreen", "--new-only"])
+    assert r.exit_code == 0 and "screened 0 customers" in r.output, r.output
+    # A lowered threshold is new to every record: each is screened again.
+    monkeypatch.setenv("GATEWAY_SANCTIONS_THRESHOLD", "0.8")
+    r = runner.invoke(customers.app, ["rescreen", "--new-only"])
+    assert r.exit_code == 0 and "screened 2 customers" in r.output, r.output
