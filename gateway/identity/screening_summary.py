@@ -11,10 +11,15 @@ with ``hit_count`` saying how many there were in all.
 Computed once, when the principal is loaded into the identify cache
 (``gateway.identity.store``), never per request: a ``clear`` customer, whose
 requests are most of them, carries None and costs nothing.
+
+A ``clear`` customer last screened against another list or threshold than
+the one this process loaded (``awaiting_rescreen``) is held too, as
+``potential_match``, until the rescreen reaches it: its records say so.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.kyc.schemas import rfc3339
@@ -24,10 +29,36 @@ FACTS_KEY = "screening"
 MAX_HITS = 5
 
 
-def screening_summary(customer: Customer) -> dict[str, Any] | None:
+@dataclass(frozen=True, slots=True)
+class ListInForce:
+    """The sanctions list (version) and threshold this process screens with."""
+
+    version: str
+    threshold: float
+
+
+def awaiting_rescreen(customer: Customer, in_force: ListInForce | None) -> bool:
+    """Is ``customer``'s ``clear`` a verdict of another list or threshold than
+    the one in force (or of none)? Such a customer is held until screened
+    against it (``gateway.kyc.list_update``): a list is put in force because
+    it names new parties, and the old verdict says nothing of them."""
+    return (
+        in_force is not None
+        and customer.sanctions_status == "clear"
+        and (customer.screening_list_version != in_force.version
+             or customer.screening_threshold != in_force.threshold)
+    )  # fmt: skip
+
+
+def screening_summary(
+    customer: Customer, in_force: ListInForce | None = None
+) -> dict[str, Any] | None:
     """``{list_version, screened_at, hit_count, hits}`` of a customer not
-    ``clear``; None for a ``clear`` one."""
-    if customer.sanctions_status == "clear":
+    ``clear`` (and ``awaiting_rescreen``: the list in force and the one the
+    record was screened against, for one held only for that); None for a
+    ``clear`` one screened against the list in force."""
+    awaiting = awaiting_rescreen(customer, in_force)
+    if customer.sanctions_status == "clear" and not awaiting:
         return None
     hits: list[dict[str, Any]] = [
         {
@@ -48,9 +79,16 @@ def screening_summary(customer: Customer) -> dict[str, Any] | None:
     # The leads holding the customer first (no review cleared them), strongest first.
     hits.sort(key=lambda h: (h["reviewed"], -(h["score"] or 0.0)))
     screened_at = customer.screened_at
-    return {
+    summary: dict[str, Any] = {
         "list_version": customer.screening_list_version,
         "screened_at": None if screened_at is None else rfc3339(screened_at),
         "hit_count": len(hits),
         "hits": hits[:MAX_HITS],
     }
+    if awaiting and in_force is not None:
+        summary["awaiting_rescreen"] = {
+            "list_version": in_force.version, "threshold": in_force.threshold,
+            "screened_list_version": customer.screening_list_version,
+            "screened_threshold": customer.screening_threshold,
+        }  # fmt: skip
+    return summary
