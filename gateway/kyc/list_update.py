@@ -14,6 +14,9 @@ threshold in force), as ``customer.rescreen`` rows by the actor
 ``gateway:sanctions-list-update``. Started again with the same list and
 threshold, every record is already screened so and nothing is done.
 
+Past ``GATEWAY_RESCREEN_INLINE_MAX`` customers the rescreen runs beside the
+serving gateway (``gateway.cli.serve_rescreen``); a customer not yet reached
+is held meanwhile (``gateway.identity.screening_summary.awaiting_rescreen``).
 Replicas starting together may both screen; the second finds nothing new to
 hold, only its history rows repeat the first's.
 """
