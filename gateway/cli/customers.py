@@ -34,7 +34,13 @@ from gateway.cli.db_command import (
     validation_message,
 )
 from gateway.kyc import service
-from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch, CustomerStatus
+from gateway.kyc.schemas import (
+    CustomerCreate,
+    CustomerOut,
+    CustomerPatch,
+    CustomerStatus,
+    SanctionsStatus,
+)
 from gateway.kyc.screening import Screener
 from gateway.settings import Settings
 
@@ -146,6 +152,7 @@ def add(
 
 # From the record's own Literal, so the choices cannot drift from what is stored.
 StatusChoice = Enum("StatusChoice", {v: v for v in get_args(CustomerStatus)}, type=str)  # type: ignore[misc]
+SanctionsChoice = Enum("SanctionsChoice", {v: v for v in get_args(SanctionsStatus)}, type=str)  # type: ignore[misc]
 
 
 @app.command("update")
@@ -173,6 +180,10 @@ def list_(
     status: Annotated[
         StatusChoice | None, typer.Option(help="Only customers with this status.")
     ] = None,
+    sanctions_status: Annotated[
+        SanctionsChoice | None,
+        typer.Option(help="Only customers with this screening status (the held: potential_match)."),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=service.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, typer.Option()] = None,
     as_json: Annotated[
@@ -184,7 +195,8 @@ def list_(
     async def work(_: Settings, sessions: Sessions) -> tuple[list[CustomerOut], str | None]:
         async with sessions() as session:
             wanted = None if status is None else status.value
-            rows, nxt = await service.list_customers(session, cursor, limit, wanted)
+            screened = None if sanctions_status is None else sanctions_status.value
+            rows, nxt = await service.list_customers(session, cursor, limit, wanted, screened)
             return [service.to_out(r) for r in rows], nxt
 
     try:

@@ -624,3 +624,15 @@ def test_rescreen_new_only_screens_those_the_list_is_new_to(
     monkeypatch.setenv("GATEWAY_SANCTIONS_THRESHOLD", "0.8")
     r = runner.invoke(customers.app, ["rescreen", "--new-only"])
     assert r.exit_code == 0 and "screened 2 customers" in r.output, r.output
+
+
+def test_list_filters_by_sanctions_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a rescreen, the officer's work list: the customers held, as the
+    admin API's ``?sanctions_status=`` gives them."""
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.ftm.jsonl"))
+    for name, cid in (("Halvard Quenneth Brisk", "s1"), ("Jane Smith", "s2")):
+        assert runner.invoke(customers.app, ["add", name, "--id", cid]).exit_code == 0
+    r = runner.invoke(customers.app, ["list", "--sanctions-status", "potential_match", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [c["id"] for c in json.loads(r.output)["items"]] == ["s1"], r.output
+    assert runner.invoke(customers.app, ["list", "--sanctions-status", "maybe"]).exit_code == 2
