@@ -138,7 +138,8 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
         if screener is not None:
             extras[SCREENER_KEY] = screener
             # A customer screened against another list or threshold is held until re-screened.
-            identifier.list_in_force = ListInForce(screener.version, screener.threshold)
+            identifier.list_in_force = ListInForce(screener.version, screener.threshold,
+                                                   datetime.now(UTC))
             log.info("sanctions list %s loaded: %d names, version %s",
                      settings.sanctions_list, len(screener.sanctions.entries),
                      screener.version)  # fmt: skip

@@ -20,9 +20,10 @@ the one this process loaded (``awaiting_rescreen``) is held too, as
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from gateway.kyc.schemas import rfc3339
+from gateway.kyc.schemas import as_utc, rfc3339
 from gateway.kyc.tables import Customer
 
 FACTS_KEY = "screening"
@@ -35,19 +36,26 @@ class ListInForce:
 
     version: str
     threshold: float
+    since: datetime
+    """When this process loaded it: a record screened later, against whatever
+    list, was screened by someone with a list at least as recent."""
 
 
 def awaiting_rescreen(customer: Customer, in_force: ListInForce | None) -> bool:
     """Is ``customer``'s ``clear`` a verdict of another list or threshold than
-    the one in force (or of none)? Such a customer is held until screened
-    against it (``gateway.kyc.list_update``): a list is put in force because
-    it names new parties, and the old verdict says nothing of them."""
-    return (
-        in_force is not None
-        and customer.sanctions_status == "clear"
-        and (customer.screening_list_version != in_force.version
-             or customer.screening_threshold != in_force.threshold)
-    )  # fmt: skip
+    the one in force (or of none), given before this process loaded it? Such
+    a customer is held until screened against it (``gateway.kyc.list_update``):
+    a list is put in force because it names new parties, and the old verdict
+    says nothing of them. A verdict given since, against another list, is
+    not held: ``gateway customers rescreen`` run with the next list ahead of
+    a restart would otherwise hold every customer it reached."""
+    if in_force is None or customer.sanctions_status != "clear":
+        return False
+    if (customer.screening_list_version == in_force.version
+            and customer.screening_threshold == in_force.threshold):  # fmt: skip
+        return False
+    screened_at = customer.screened_at
+    return screened_at is None or as_utc(screened_at) < in_force.since
 
 
 def screening_summary(

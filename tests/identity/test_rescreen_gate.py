@@ -6,7 +6,7 @@ its decision records say why."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gateway.admin.auth import AdminActor
@@ -22,6 +22,8 @@ from tests.support.identity_app import make_db, make_settings
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 ACTOR = AdminActor(name="test", role="admin", token_id=None)
 HEADER = "name,alt_names,type,source\n"
+LOADED = NOW + timedelta(minutes=1)
+"""When the serving process loaded its list: after the customer was screened."""
 
 
 async def test_a_clear_verdict_of_another_list_is_held_until_rescreened(
@@ -39,7 +41,7 @@ async def test_a_clear_verdict_of_another_list_is_held_until_rescreened(
         await session.commit()
 
     identifier = GatewayIdentifier(sessions, 0.0, wall_clock=lambda: NOW)
-    identifier.list_in_force = ListInForce(new.version, new.threshold)
+    identifier.list_in_force = ListInForce(new.version, new.threshold, LOADED)
     principal = await identifier.identify(None, key)
     assert principal.sanctions_status == "potential_match"
     assert principal.screening is not None
@@ -48,15 +50,23 @@ async def test_a_clear_verdict_of_another_list_is_held_until_rescreened(
         "screened_threshold": 0.9,
     }, principal.screening
     # Another threshold is another screening too.
-    identifier.list_in_force = ListInForce(old.version, 0.85)
+    identifier.list_in_force = ListInForce(old.version, 0.85, LOADED)
     assert (await identifier.identify(None, key)).sanctions_status == "potential_match"
 
-    identifier.list_in_force = ListInForce(new.version, new.threshold)
+    identifier.list_in_force = ListInForce(new.version, new.threshold, LOADED)
     async with sessions() as session:
         await rescreen_customers(session, new, ACTOR, NOW)
         await session.commit()
     principal = await identifier.identify(None, key)
     assert principal.sanctions_status == "clear" and principal.screening is None
+    # Screened after this process loaded its list, against another one (an
+    # operator ran `gateway customers rescreen` with the next list before
+    # restarting): a verdict at least as recent, not held. Holding those
+    # would hold every customer a rescreen ahead of the restart reached.
+    async with sessions() as session:
+        await rescreen_customers(session, old, ACTOR, LOADED + timedelta(seconds=1))
+        await session.commit()
+    assert (await identifier.identify(None, key)).sanctions_status == "clear"
     # No list in force: nothing to compare with (as before).
     identifier.list_in_force = None
     assert (await identifier.identify(None, key)).sanctions_status == "clear"
