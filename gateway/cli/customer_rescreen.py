@@ -88,7 +88,7 @@ def rescreen(
             if not hit.reviewed:
                 console.print(
                     f"  {record.id}  {hit.screened_name!r} ~ {hit.listed_name!r} "
-                    f"(score {hit.score})",
+                    f"(score {hit.score}, {hit.source or 'source not given'})",
                     markup=False,
                     soft_wrap=True,
                 )

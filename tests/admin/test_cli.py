@@ -618,6 +618,9 @@ def test_rescreen_new_only_screens_those_the_list_is_new_to(
     assert r.exit_code == 0, r.output
     assert "screened 2 customers" in r.output and "1 newly held as potential_match" in r.output
     assert "now: 1 clear, 1 potential_match, 0 confirmed_match" in r.output, r.output
+    # Each hit names the list it came from: which program listed the party.
+    assert "n1  'Halvard Quenneth Brisk' ~ 'Halvard Quenneth-Brisk' (score 1.0, " in r.output
+    assert re.search(r"\(score 1\.0, [^)]+\)", r.output), r.output
     r = runner.invoke(customers.app, ["rescreen", "--new-only"])
     assert r.exit_code == 0 and "screened 0 customers" in r.output, r.output
     # A lowered threshold is new to every record: each is screened again.
