@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gateway.kyc.sanctions_lists import same_list
 from gateway.kyc.schemas import as_utc, rfc3339
 from gateway.kyc.tables import Customer
 
@@ -51,7 +52,7 @@ def awaiting_rescreen(customer: Customer, in_force: ListInForce | None) -> bool:
     a restart would otherwise hold every customer it reached."""
     if in_force is None or customer.sanctions_status != "clear":
         return False
-    if (customer.screening_list_version == in_force.version
+    if (same_list(customer.screening_list_version, in_force.version)
             and customer.screening_threshold == in_force.threshold):  # fmt: skip
         return False
     screened_at = customer.screened_at

@@ -7,7 +7,8 @@ after each update was a step to remember; a customer the new list names
 stayed ``clear`` until someone ran it. ``gateway serve`` now runs the same
 rescreen before any worker starts whenever a customer was last screened
 against another list, or none (the list version, ``<sha256 prefix>-<date>``,
-is stored with each record), or at another threshold (stored with each
+is stored with each record; only its content digest counts, so the same
+list downloaded again another day is not new), or at another threshold (stored with each
 record too: a name clear at 0.92 may be a potential match at 0.85; a raised
 threshold holds nobody new, but the stored hits are then those of the
 threshold in force), as ``customer.rescreen`` rows by the actor
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin.auth import AdminActor
 from gateway.kyc.rescreen import RescreenOutcome, rescreen_in_batches
+from gateway.kyc.sanctions_lists import content_digest
 from gateway.kyc.screening import Screener
 from gateway.kyc.tables import Customer
 
@@ -39,8 +41,11 @@ LIST_UPDATE_ACTOR = AdminActor(name="gateway:sanctions-list-update", role="admin
 def screened_otherwise(screener: Screener) -> ColumnElement[bool]:
     """Customers last screened against another list than ``screener``'s, or
     at another threshold (or never, or before the threshold was kept)."""
+    # The content digest, not the whole version: the same list downloaded
+    # again another day is not new (sanctions_lists.same_list).
+    same_content = f"{content_digest(screener.version)}-"
     return or_(Customer.screening_list_version.is_(None),
-               Customer.screening_list_version != screener.version,
+               ~Customer.screening_list_version.startswith(same_content, autoescape=True),
                Customer.screening_threshold.is_(None),
                Customer.screening_threshold != screener.threshold)  # fmt: skip
 

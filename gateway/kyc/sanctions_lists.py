@@ -42,6 +42,17 @@ def list_version(path: Path, when: datetime | None = None, also: tuple[Path, ...
     return f"{digest}-{day}"
 
 
+def same_list(version: str | None, other: str) -> bool:
+    """Are two list versions the same content? The date part is the file's,
+    and the same list downloaded again another day differs only there."""
+    return version is not None and content_digest(version) == content_digest(other)
+
+
+def content_digest(version: str) -> str:
+    """The content part of a list version (``<sha256 prefix>-<YYYYMMDD>``)."""
+    return version.split("-", 1)[0]
+
+
 def load_csl_csv(path: Path) -> SanctionsList:
     """US Consolidated Screening List CSV: ``name``, ``alt_names`` (``;``), ``type``, ``source``."""
     entries: list[ListedParty] = []
