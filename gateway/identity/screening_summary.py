@@ -52,8 +52,14 @@ def awaiting_rescreen(customer: Customer, in_force: ListInForce | None) -> bool:
     a restart would otherwise hold every customer it reached."""
     if in_force is None or customer.sanctions_status != "clear":
         return False
-    if (same_list(customer.screening_list_version, in_force.version)
-            and customer.screening_threshold == in_force.threshold):  # fmt: skip
+    # A NULL threshold: screened against this list before thresholds were kept
+    # (migration b4f8e2c6a9d1). The start-up rescreen screens it again; holding
+    # every such record meanwhile would take the service from the whole base
+    # at the first start after the upgrade.
+    threshold = customer.screening_threshold
+    if same_list(customer.screening_list_version, in_force.version) and (
+        threshold is None or threshold == in_force.threshold
+    ):
         return False
     screened_at = customer.screened_at
     return screened_at is None or as_utc(screened_at) < in_force.since

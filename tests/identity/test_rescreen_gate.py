@@ -71,3 +71,23 @@ async def test_a_clear_verdict_of_another_list_is_held_until_rescreened(
     identifier.list_in_force = None
     assert (await identifier.identify(None, key)).sanctions_status == "clear"
     await engine.dispose()
+
+
+async def test_a_record_from_before_thresholds_were_kept_is_not_held(tmp_path: Path) -> None:
+    """Migration b4f8e2c6a9d1 leaves every record's threshold NULL: the start-up
+    rescreen screens them again, but holding the whole customer base while it
+    runs, for records screened against the very list in force, would take the
+    service from everyone at the first start after the upgrade."""
+    engine, sessions = await make_db(make_settings(tmp_path))
+    (tmp_path / "list.csv").write_text(HEADER + "Zoltrava Shipping,,Entity,SYN-EL\n")
+    listed = screener_from_path(tmp_path / "list.csv", 0.9)
+    async with sessions() as session:
+        c = await service.create_customer(session, CustomerCreate(id="c1", name="Jane Smith"),
+                                          ACTOR, listed, NOW)  # fmt: skip
+        c.screening_threshold = None  # as migrated
+        _, key = await create_api_key(session, "c1", ACTOR, NOW, name="k")
+        await session.commit()
+    identifier = GatewayIdentifier(sessions, 0.0, wall_clock=lambda: NOW)
+    identifier.list_in_force = ListInForce(listed.version, 0.9, LOADED)
+    assert (await identifier.identify(None, key)).sanctions_status == "clear"
+    await engine.dispose()

@@ -8,7 +8,9 @@ Create Date: 2026-11-28 11:40:00.000000
 new to any of them, but not when ``GATEWAY_SANCTIONS_THRESHOLD`` was lowered
 (a name clear at 0.92 may be a potential match at 0.85): the threshold was
 not stored. Records screened before this revision have none (NULL) and are
-screened once more at the next start with a list (``gateway.kyc.list_update``).
+screened once more at the next start with a list (``gateway.kyc.list_update``);
+one screened against the list in force is not held meanwhile
+(``gateway.identity.screening_summary.awaiting_rescreen``).
 """
 
 from __future__ import annotations
