@@ -95,10 +95,11 @@ def rescreen_at_start_up(settings: Settings, screener: Screener) -> None:
         _print(asyncio.run(_rescreen_now(settings, screener)), screener)
         return
     console.print(
-        f"sanctions list {screener.version} (threshold {screener.threshold}): {pending} "
-        "customers to screen against list and threshold, more than "
-        f"GATEWAY_RESCREEN_INLINE_MAX ({settings.rescreen_inline_max}): screening them in "
-        "the background; each is held (served as public) until it is",
+        f"{pending} customers to screen against list {screener.version} (threshold "
+        f"{screener.threshold}), more than GATEWAY_RESCREEN_INLINE_MAX "
+        f"({settings.rescreen_inline_max}): screening them in the background; until "
+        "reached, a customer screened against another list or threshold is held "
+        "(served as public)",
         markup=False,
         soft_wrap=True,
     )
