@@ -27,6 +27,7 @@ from gateway.db.startup import prepare_for_serving
 from gateway.geo.locate import build_locator
 from gateway.health import router as health_router
 from gateway.identity.identifier import build_identifier
+from gateway.identity.screening_summary import ListInForce
 from gateway.kyc.screening import load_screener
 from gateway.ops import metrics, startup_failures
 from gateway.ops.auditstats import MeteredStats
@@ -136,6 +137,9 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
         screener = load_screener(settings.sanctions_list, settings.sanctions_threshold)
         if screener is not None:
             extras[SCREENER_KEY] = screener
+            # A customer screened against another list or threshold is held until re-screened.
+            identifier.list_in_force = ListInForce(screener.version, screener.threshold,
+                                                   datetime.now(UTC))
             log.info("sanctions list %s loaded: %d names, version %s",
                      settings.sanctions_list, len(screener.sanctions.entries),
                      screener.version)  # fmt: skip

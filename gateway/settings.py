@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     # Scores are 0..1 (an exact listed name is 1.0): above 1 nothing ever
     # matches, so screening is silently off; at 0 every name is a match.
     sanctions_threshold: float = Field(default=0.9, gt=0, le=1)
+    # More customers to re-screen at start-up than this (a new list or
+    # threshold): ``gateway serve`` serves at once and screens them in the
+    # background, holding each until it is (gateway.kyc.list_update).
+    rescreen_inline_max: int = Field(default=2000, ge=0)
 
     # KYC vendor webhook secrets (two accepted during rotation).
     kyc_webhook_secret: str | None = None

@@ -35,7 +35,13 @@ from gateway.cli.db_command import (
     validation_message,
 )
 from gateway.kyc import service
-from gateway.kyc.schemas import CustomerCreate, CustomerOut, CustomerPatch, CustomerStatus
+from gateway.kyc.schemas import (
+    CustomerCreate,
+    CustomerOut,
+    CustomerPatch,
+    CustomerStatus,
+    SanctionsStatus,
+)
 from gateway.kyc.screening import Screener
 from gateway.settings import Settings
 
@@ -147,6 +153,7 @@ def add(
 
 # From the record's own Literal, so the choices cannot drift from what is stored.
 StatusChoice = Enum("StatusChoice", {v: v for v in get_args(CustomerStatus)}, type=str)  # type: ignore[misc]
+SanctionsChoice = Enum("SanctionsChoice", {v: v for v in get_args(SanctionsStatus)}, type=str)  # type: ignore[misc]
 
 
 @app.command("update")
@@ -174,6 +181,10 @@ def list_(
     status: Annotated[
         StatusChoice | None, typer.Option(help="Only customers with this status.")
     ] = None,
+    sanctions_status: Annotated[
+        SanctionsChoice | None,
+        typer.Option(help="Only customers with this screening status (the held: potential_match)."),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=service.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, typer.Option()] = None,
     as_json: Annotated[
@@ -185,7 +196,8 @@ def list_(
     async def work(_: Settings, sessions: Sessions) -> tuple[list[CustomerOut], str | None]:
         async with sessions() as session:
             wanted = None if status is None else status.value
-            rows, nxt = await service.list_customers(session, cursor, limit, wanted)
+            screened = None if sanctions_status is None else sanctions_status.value
+            rows, nxt = await service.list_customers(session, cursor, limit, wanted, screened)
             return [service.to_out(r) for r in rows], nxt
 
     try:
@@ -238,45 +250,6 @@ def suspend(
 ) -> None:
     """Suspend a customer (every request is then denied); `activate` undoes it."""
     _set_status(customer_id, "active" if undo else "suspended")
-
-
-@app.command("rescreen")
-def rescreen() -> None:
-    """Screen every customer against GATEWAY_SANCTIONS_LIST again; run it after
-    each list update. New hits are held as potential_match (served as public
-    until a compliance review clears them); nobody is cleared."""
-    settings = db_settings()
-    if settings.sanctions_list is None:
-        raise fail("GATEWAY_SANCTIONS_LIST is not set: there is no list to screen against", 2)
-    screener = cli_screener(settings)
-    if screener is None:  # unreachable: a list that is set loads or is a usage error
-        raise fail("GATEWAY_SANCTIONS_LIST could not be loaded", 2)
-
-    async def work(_: Settings, sessions: Sessions) -> tuple[int, list[CustomerOut]]:
-        async with sessions() as session:
-            outcome = await service.rescreen_customers(
-                session, screener, cli_actor(), datetime.now(UTC)
-            )
-            await session.commit()
-            return outcome.screened, [service.to_out(c) for c in outcome.held]
-
-    screened, held = run_db(work)
-    console.print(
-        f"screened {screened} customers against list {screener.version}: "
-        f"{len(held)} newly held as potential_match",
-        markup=False,
-        soft_wrap=True,
-    )
-    for record in held:
-        # Each hit no review has cleared yet: what the reviewer is to look at.
-        for hit in record.screening.hits:
-            if not hit.reviewed:
-                console.print(
-                    f"  {record.id}  {hit.screened_name!r} ~ {hit.listed_name!r} "
-                    f"(score {hit.score})",
-                    markup=False,
-                    soft_wrap=True,
-                )
 
 
 @app.command("activate")

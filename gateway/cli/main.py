@@ -7,6 +7,7 @@ import typer
 from gateway.cli import (
     audit,
     customer_import,
+    customer_rescreen,
     customer_reviews,
     customers,
     db,
@@ -30,6 +31,7 @@ app.add_typer(policy.app, name="policy", help="Validate, test, diff and replay p
 customer_import.register(customers.app)
 customer_reviews.register(customers.app)
 policy_impact.register(policy.app)
+customer_rescreen.register(customers.app)
 policy_explain.register(policy.app)
 app.add_typer(customers.app, name="customers", help="KYC customer records.")
 app.add_typer(keys.app, name="keys", help="Gateway API keys.")

@@ -12,22 +12,18 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from gateway.cli.serve_rescreen import rescreen_at_start_up
 from gateway.db.errors import SchemaOutOfDate
 from gateway.db.startup import SCHEMA_READY_ENV, prepare_for_serving
 from gateway.kyc.screening import SanctionsListError, Screener, load_screener
 from gateway.settings import Settings, SettingsError, load_settings
 from gateway.worker import exec_worker
-
-if TYPE_CHECKING:
-    from gateway.kyc.service import RescreenOutcome
 
 console = Console(stderr=True)
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -50,31 +46,6 @@ def _demo_environment() -> None:
     if "GATEWAY_POLICY_DIR" not in os.environ and not Path("policies").is_dir():
         os.environ["GATEWAY_POLICY_DIR"] = str(bundled_policy_dir())
     os.environ.setdefault("GATEWAY_DATABASE_URL", "sqlite+aiosqlite:///./gateway.db")
-
-
-async def _rescreen_on_new_list(settings: Settings, screener: Screener) -> RescreenOutcome | None:
-    """Once, before any worker starts: customers screened against another list
-    (or none) are screened against this one (``gateway.kyc.list_update``)."""
-    from gateway.db.session import create_engine, session_factory
-    from gateway.kyc.list_update import rescreen_if_list_changed
-
-    engine = create_engine(settings)
-    try:
-        return await rescreen_if_list_changed(session_factory(engine), screener, datetime.now(UTC))
-    finally:
-        await engine.dispose()
-
-
-def _print_rescreen(outcome: RescreenOutcome | None, screener: Screener) -> None:
-    if outcome is None:
-        return
-    held = ", ".join(c.id for c in outcome.held[:20]) + (" ..." if len(outcome.held) > 20 else "")
-    console.print(
-        f"sanctions list {screener.version} is new: screened {outcome.screened} customers, "
-        f"{len(outcome.held)} newly held as potential_match" + (f" ({held})" if held else ""),
-        markup=False,
-        soft_wrap=True,
-    )
 
 
 async def _seed_demo(settings: Settings, screener: Screener | None) -> list[tuple[str, str, str]]:
@@ -228,7 +199,7 @@ def register(app: typer.Typer) -> None:
             # migrate the same file; the workers' lifespans then skip it.
             asyncio.run(prepare_for_serving(settings))
             if screener is not None:
-                _print_rescreen(asyncio.run(_rescreen_on_new_list(settings, screener)), screener)
+                rescreen_at_start_up(settings, screener)
             if demo:
                 seeded = asyncio.run(_seed_demo(settings, screener))
                 _print_demo(host, port, seeded, screened=screener is not None)

@@ -105,7 +105,8 @@ async def seed_demo(
                                               warn_unscreened=False)  # fmt: skip
             if cid == "demo-sanctions-hit":
                 # Flagged even when no list is loaded, so the demo always shows the case.
-                patch = CustomerPatch(sanctions_status="potential_match")
+                patch = CustomerPatch(sanctions_status="potential_match",
+                                      reason="demo: a held customer to walk through")
                 await service.update_customer(session, cid, patch, SEED_ACTOR, None, at)
             old = await session.execute(
                 select(ApiKey.id).where(

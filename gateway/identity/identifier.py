@@ -47,6 +47,7 @@ from gateway.identity.keys import KEY_KIND, LastUsedTracker
 from gateway.identity.misses import CAPACITY as MISSES_CAPACITY
 from gateway.identity.misses import Misses
 from gateway.identity.principal import Principal
+from gateway.identity.screening_summary import ListInForce
 from gateway.identity.store import KeyRecord, load_customer, load_key
 from gateway.settings import Settings
 from gateway.stages import AuthenticationFailed, IdentityStoreUnavailable
@@ -104,6 +105,9 @@ class GatewayIdentifier:
         self.last_used = LastUsedTracker(sessions, last_used_flush_seconds)
         self.db_reads = 0
         """Count of store reads (a test asserts the hot path makes none)."""
+        self.list_in_force: ListInForce | None = None
+        """The sanctions list this process screens with (the app sets it): a
+        customer screened against another is held until re-screened."""
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -233,7 +237,7 @@ class GatewayIdentifier:
         self.db_reads += 1
         try:
             async with self._sessions() as session:
-                return await load_key(session, key_id)
+                return await load_key(session, key_id, self.list_in_force)
         except (SQLAlchemyError, OSError) as exc:
             log.error("identity store unavailable reading key %s: %s", key_id, exc)
             raise IdentityStoreUnavailable(str(exc)) from exc
@@ -251,7 +255,7 @@ class GatewayIdentifier:
         generation = self._generation
         try:
             async with self._sessions() as session:
-                principal = await load_customer(session, customer_id)
+                principal = await load_customer(session, customer_id, self.list_in_force)
         except (SQLAlchemyError, OSError) as exc:
             log.error("identity store unavailable reading customer %s: %s", customer_id, exc)
             raise IdentityStoreUnavailable(str(exc)) from exc

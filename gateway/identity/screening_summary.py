@@ -11,23 +11,69 @@ with ``hit_count`` saying how many there were in all.
 Computed once, when the principal is loaded into the identify cache
 (``gateway.identity.store``), never per request: a ``clear`` customer, whose
 requests are most of them, carries None and costs nothing.
+
+A ``clear`` customer last screened against another list or threshold than
+the one this process loaded (``awaiting_rescreen``) is held too, as
+``potential_match``, until the rescreen reaches it: its records say so.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from gateway.kyc.schemas import rfc3339
+from gateway.kyc.sanctions_lists import same_list
+from gateway.kyc.schemas import as_utc, rfc3339
 from gateway.kyc.tables import Customer
 
 FACTS_KEY = "screening"
 MAX_HITS = 5
 
 
-def screening_summary(customer: Customer) -> dict[str, Any] | None:
+@dataclass(frozen=True, slots=True)
+class ListInForce:
+    """The sanctions list (version) and threshold this process screens with."""
+
+    version: str
+    threshold: float
+    since: datetime
+    """When this process loaded it: a record screened later, against whatever
+    list, was screened by someone with a list at least as recent."""
+
+
+def awaiting_rescreen(customer: Customer, in_force: ListInForce | None) -> bool:
+    """Is ``customer``'s ``clear`` a verdict of another list or threshold than
+    the one in force (or of none), given before this process loaded it? Such
+    a customer is held until screened against it (``gateway.kyc.list_update``):
+    a list is put in force because it names new parties, and the old verdict
+    says nothing of them. A verdict given since, against another list, is
+    not held: ``gateway customers rescreen`` run with the next list ahead of
+    a restart would otherwise hold every customer it reached."""
+    if in_force is None or customer.sanctions_status != "clear":
+        return False
+    # A NULL threshold: screened against this list before thresholds were kept
+    # (migration b4f8e2c6a9d1). The start-up rescreen screens it again; holding
+    # every such record meanwhile would take the service from the whole base
+    # at the first start after the upgrade.
+    threshold = customer.screening_threshold
+    if same_list(customer.screening_list_version, in_force.version) and (
+        threshold is None or threshold == in_force.threshold
+    ):
+        return False
+    screened_at = customer.screened_at
+    return screened_at is None or as_utc(screened_at) < in_force.since
+
+
+def screening_summary(
+    customer: Customer, in_force: ListInForce | None = None
+) -> dict[str, Any] | None:
     """``{list_version, screened_at, hit_count, hits}`` of a customer not
-    ``clear``; None for a ``clear`` one."""
-    if customer.sanctions_status == "clear":
+    ``clear`` (and ``awaiting_rescreen``: the list in force and the one the
+    record was screened against, for one held only for that); None for a
+    ``clear`` one screened against the list in force."""
+    awaiting = awaiting_rescreen(customer, in_force)
+    if customer.sanctions_status == "clear" and not awaiting:
         return None
     hits: list[dict[str, Any]] = [
         {
@@ -48,9 +94,16 @@ def screening_summary(customer: Customer) -> dict[str, Any] | None:
     # The leads holding the customer first (no review cleared them), strongest first.
     hits.sort(key=lambda h: (h["reviewed"], -(h["score"] or 0.0)))
     screened_at = customer.screened_at
-    return {
+    summary: dict[str, Any] = {
         "list_version": customer.screening_list_version,
         "screened_at": None if screened_at is None else rfc3339(screened_at),
         "hit_count": len(hits),
         "hits": hits[:MAX_HITS],
     }
+    if awaiting and in_force is not None:
+        summary["awaiting_rescreen"] = {
+            "list_version": in_force.version, "threshold": in_force.threshold,
+            "screened_list_version": customer.screening_list_version,
+            "screened_threshold": customer.screening_threshold,
+        }  # fmt: skip
+    return summary

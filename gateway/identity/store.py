@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.identity.ownership import from_json as ownership_from_json
 from gateway.identity.principal import Ownership, Principal, SanctionsStatus
-from gateway.identity.screening_summary import screening_summary
+from gateway.identity.screening_summary import ListInForce, awaiting_rescreen, screening_summary
 from gateway.identity.tables import ApiKey
 from gateway.kyc.schemas import as_utc
 from gateway.kyc.tables import Customer
@@ -30,8 +30,15 @@ class KeyRecord:
 
 
 def principal_from(
-    customer: Customer, key_id: str | None, method: str, key: ApiKey | None = None
+    customer: Customer,
+    key_id: str | None,
+    method: str,
+    key: ApiKey | None = None,
+    in_force: ListInForce | None = None,
 ) -> Principal:
+    """``in_force``: the list this process screens with; a ``clear`` of
+    another list or threshold is held (``screening_summary.awaiting_rescreen``)."""
+    held = awaiting_rescreen(customer, in_force)
     return Principal(
         customer_id=customer.id,
         name=customer.name,
@@ -49,7 +56,7 @@ def principal_from(
                          else as_utc(customer.kyc_verified_at)),
         tier=customer.tier,
         attributes=frozenset(customer.attributes or ()),
-        sanctions_status=_sanctions(customer.sanctions_status),
+        sanctions_status="potential_match" if held else _sanctions(customer.sanctions_status),
         status="suspended" if customer.status != "active" else "active",
         key_id=key_id,
         auth_method="oidc" if method == "oidc" else "api_key",
@@ -57,7 +64,7 @@ def principal_from(
         key_capabilities=_scope(key.allowed_capabilities if key is not None else None),
         key_expires_at=None if key is None or key.expires_at is None else as_utc(key.expires_at),
         # Once per cache load: a refusal's record names the hits without a read.
-        screening=screening_summary(customer),
+        screening=screening_summary(customer, in_force),
     )
 
 
@@ -74,7 +81,9 @@ def _sanctions(value: str) -> SanctionsStatus:
     return "confirmed_match"
 
 
-async def load_key(session: AsyncSession, key_id: str) -> KeyRecord | None:
+async def load_key(
+    session: AsyncSession, key_id: str, in_force: ListInForce | None = None
+) -> KeyRecord | None:
     row = (
         await session.execute(
             select(ApiKey, Customer)
@@ -92,10 +101,12 @@ async def load_key(session: AsyncSession, key_id: str) -> KeyRecord | None:
         hash=key.secret_hash,
         expires_at=None if key.expires_at is None else as_utc(key.expires_at),
         revoked=key.revoked_at is not None,
-        principal=principal_from(customer, key.id, "api_key", key),
+        principal=principal_from(customer, key.id, "api_key", key, in_force),
     )
 
 
-async def load_customer(session: AsyncSession, customer_id: str) -> Principal | None:
+async def load_customer(
+    session: AsyncSession, customer_id: str, in_force: ListInForce | None = None
+) -> Principal | None:
     customer = await session.get(Customer, customer_id)
-    return None if customer is None else principal_from(customer, None, "oidc")
+    return None if customer is None else principal_from(customer, None, "oidc", None, in_force)

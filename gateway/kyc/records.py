@@ -39,6 +39,7 @@ def to_out(c: Customer) -> CustomerOut:
             best_match=c.screening_best_match,
             score=c.screening_score,
             screened_at=opt_utc(c.screened_at),
+            threshold=c.screening_threshold,
             hits=[ScreeningHit.model_validate(h) for h in c.screening_hits or ()],
         ),
         status=c.status,

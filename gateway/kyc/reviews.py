@@ -153,10 +153,15 @@ async def reviews_of(session: AsyncSession, customer_id: str) -> list[ScreeningR
     return list((await session.scalars(query)).all())
 
 
-async def all_reviews(session: AsyncSession) -> dict[str, list[ScreeningReview]]:
-    """Every customer's reviews in force, for a rescreen of them all (one query)."""
+async def reviews_of_customers(
+    session: AsyncSession, customer_ids: Sequence[str]
+) -> dict[str, list[ScreeningReview]]:
+    """The reviews in force of a batch of customers (one query: a rescreen's
+    batch is small enough for its ids to be bound parameters)."""
     found: dict[str, list[ScreeningReview]] = {}
-    query = select(ScreeningReview).where(IN_FORCE).order_by(ScreeningReview.id)
+    query = (select(ScreeningReview)
+             .where(IN_FORCE, ScreeningReview.customer_id.in_(customer_ids))
+             .order_by(ScreeningReview.id))  # fmt: skip
     for review in await session.scalars(query):
         found.setdefault(review.customer_id, []).append(review)
     return found

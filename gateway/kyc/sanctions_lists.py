@@ -1,6 +1,7 @@
 """Sanctions lists as loaded from a file: the US Consolidated Screening List
-CSV export, or OpenSanctions FollowTheMoney JSON lines; each primary name and
-each alias is an entry.
+CSV export, OFAC's SDN ``sdn.csv`` (with ``alt.csv``: ``ofac_sdn.py``), or
+OpenSanctions FollowTheMoney JSON lines; each primary name and each alias is
+an entry.
 
 The list version recorded with each result is ``<sha256 prefix>-<YYYYMMDD>``
 of the file, so a reviewer can tell which list a result came from.
@@ -31,10 +32,25 @@ class SanctionsList:
     version: str
 
 
-def list_version(path: Path, when: datetime | None = None) -> str:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+def list_version(path: Path, when: datetime | None = None, also: tuple[Path, ...] = ()) -> str:
+    """``also``: files the list is read from besides ``path`` (OFAC's alt.csv)."""
+    hasher = hashlib.sha256(path.read_bytes())
+    for other in also:
+        hasher.update(other.read_bytes())
+    digest = hasher.hexdigest()[:12]
     day = (when or datetime.fromtimestamp(path.stat().st_mtime, UTC)).strftime("%Y%m%d")
     return f"{digest}-{day}"
+
+
+def same_list(version: str | None, other: str) -> bool:
+    """Are two list versions the same content? The date part is the file's,
+    and the same list downloaded again another day differs only there."""
+    return version is not None and content_digest(version) == content_digest(other)
+
+
+def content_digest(version: str) -> str:
+    """The content part of a list version (``<sha256 prefix>-<YYYYMMDD>``)."""
+    return version.split("-", 1)[0]
 
 
 def load_csl_csv(path: Path) -> SanctionsList:
@@ -42,6 +58,11 @@ def load_csl_csv(path: Path) -> SanctionsList:
     entries: list[ListedParty] = []
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
+        if reader.fieldnames is not None and "name" not in reader.fieldnames:
+            from gateway.kyc.ofac_sdn import load_ofac_sdn, looks_like_sdn
+
+            if looks_like_sdn(list(reader.fieldnames)):  # OFAC's own sdn.csv: no header
+                return load_ofac_sdn(path)
         if reader.fieldnames is None or "name" not in reader.fieldnames:
             raise ValueError(f"{path}: not a screening-list CSV (no 'name' column)")
         for row in reader:

@@ -26,6 +26,8 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -214,9 +216,23 @@ class CustomerPatch(BaseModel):
     attributes: Words | None = None
     sanctions_status: SanctionsStatus | None = None
     status: CustomerStatus | None = None
-    reason: NonBlank | None = Field(default=None, max_length=1000)
+    reason: NonBlank | None = Field(default=None, max_length=1000, validate_default=True)
     """Why the sanctions status is set to one other than ``clear``: recorded
-    with the withdrawal of the customer's reviews (not a field of the record)."""
+    with the withdrawal of the customer's reviews (not a field of the record).
+    Required with such a status, as ``withdraw-clearance --reason`` is: the
+    audit trail of a withdrawn clearance must say why."""
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_with_a_hold(cls, reason: str | None, info: ValidationInfo) -> str | None:
+        # sanctions_status is declared (so validated) before reason.
+        held = info.data.get("sanctions_status") not in (None, "clear")
+        if reason is None and held:
+            raise ValueError(
+                "a sanctions_status other than clear withdraws every review of the "
+                "customer: give the reason for the audit trail"
+            )
+        return reason
 
     @model_validator(mode="after")
     def _check(self) -> CustomerPatch:
@@ -257,6 +273,8 @@ class Screening(BaseModel):
     """The strongest hit's listed name (or the closest name when none is a hit)."""
     score: float | None
     screened_at: UtcOut | None
+    threshold: float | None = None
+    """The match threshold the last screening used (None: not kept then)."""
     hits: list[ScreeningHit] = []
     """Every hit of the last screening; a ``clear`` review clears each of them."""
 

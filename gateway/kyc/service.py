@@ -22,8 +22,6 @@ from gateway.kyc.listing import MAX_PAGE, list_customers, list_history
 from gateway.kyc.owner_screening import NamesScreened, owner_names, screen_names
 from gateway.kyc.records import opt_utc, ownership_rows, snapshot, to_out
 from gateway.kyc.reviews import (
-    all_reviews,
-    covered,
     hit_pairs,
     hits_json,
     record_clearance,
@@ -40,7 +38,6 @@ __all__ = [  # callers use ``service.X``; paging and conversion live in listing 
     "CustomerExists",
     "CustomerNotFound",
     "KycOutcome",
-    "RescreenOutcome",
     "apply_kyc_event",
     "create_customer",
     "existing_customer_ids",
@@ -48,7 +45,6 @@ __all__ = [  # callers use ``service.X``; paging and conversion live in listing 
     "list_customers",
     "list_history",
     "note_unchanged",
-    "rescreen_customers",
     "to_out",
     "update_customer",
 ]
@@ -108,58 +104,13 @@ def _apply_screening(
     c.screening_best_match = result.best_match
     c.screening_score = result.score
     c.screened_at = now
+    c.screening_threshold = threshold
     c.screening_hits = hits_json(screened.hits, reviews, threshold, c.name)
     unreviewed = any(not hit["reviewed"] for hit in c.screening_hits)
     if unreviewed and c.sanctions_status == "clear":
         c.sanctions_status = "potential_match"
         return True
     return False
-
-
-@dataclass(frozen=True, slots=True)
-class RescreenOutcome:
-    screened: int
-    held: list[Customer]
-    """Customers this run moved from ``clear`` to ``potential_match``."""
-
-
-async def rescreen_customers(
-    session: AsyncSession, screener: Screener, actor: AdminActor, now: datetime
-) -> RescreenOutcome:
-    """Screen every customer's name, and its owners' (``screen_names``),
-    against ``screener``'s list again.
-
-    A name is screened when it is created or renamed; a list update that adds
-    a party would otherwise leave that customer ``clear`` for good (screening
-    belongs on every list update: regimes-and-kyc.md section 3). As at
-    creation, a hit only escalates (``clear`` to ``potential_match``, recorded
-    as ``customer.rescreen`` in the history and the admin-action log, which
-    every replica reads, so the held customer is served as ``public`` within
-    the change-poll interval); a miss clears nobody. A hit a review already
-    cleared, the same screened name on the same listed name, is not raised
-    again (``gateway.kyc.reviews``), or each run would undo every
-    false-positive review; any other hit holds the customer. Every record's
-    screening details (list version, best match, score, hits, time) are
-    refreshed.
-    """
-    rows = (await session.execute(select(Customer).order_by(Customer.id))).scalars().all()
-    reviews = await all_reviews(session)
-    held: list[Customer] = []
-    for c in rows:
-        screened = screen_names(screener, c)
-        mine = reviews.get(c.id, ())
-        # The snapshot only for a record this run holds (most are not).
-        holds = c.sanctions_status == "clear" and any(
-            not covered(hit, mine, screener.threshold, c.name) for hit in screened.hits
-        )
-        before = snapshot(c) if holds else None
-        _apply_screening(c, screened, now, mine, screener.threshold)
-        if before is not None:
-            c.updated_at = now
-            held.append(c)
-            _record(session, actor, "customer.rescreen", c, before, now)
-    await session.flush()
-    return RescreenOutcome(len(rows), held)
 
 
 def _record(

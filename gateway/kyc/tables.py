@@ -36,6 +36,9 @@ class Customer(Base):
     screening_best_match: Mapped[str | None] = mapped_column(String(512), nullable=True)
     screening_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     screened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    screening_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """The match threshold of the last screening (None: screened before it was
+    kept); a change of ``GATEWAY_SANCTIONS_THRESHOLD`` re-screens at start-up."""
     screening_hits: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     """Every hit of the last screening, one per (screened name, listed name):
     ``{screened_name, listed_name, score, source, reviewed}`` (``gateway.kyc.reviews``).

@@ -602,3 +602,40 @@ def test_customers_import_refuses_a_verification_dated_in_the_future(
     assert "line 2: kyc_verified_at:" in r.output and "future" in r.output, r.output
     assert "line 1" not in r.output, r.output
     assert not database.exists()  # checked whole before anything is written
+
+
+def test_rescreen_new_only_screens_those_the_list_is_new_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After loading a list without a restart: only customers screened against
+    another list (or threshold) are screened, a run cut short resumes, and the
+    summary says how many changed status and where every customer stands."""
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.csv"))
+    for name, cid in (("Halvard Quenneth Brisk", "n1"), ("Jane Smith", "n2")):
+        assert runner.invoke(customers.app, ["add", name, "--id", cid]).exit_code == 0
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.ftm.jsonl"))
+    r = runner.invoke(customers.app, ["rescreen", "--new-only"])
+    assert r.exit_code == 0, r.output
+    assert "screened 2 customers" in r.output and "1 newly held as potential_match" in r.output
+    assert "now: 1 clear, 1 potential_match, 0 confirmed_match" in r.output, r.output
+    # Each hit names the list it came from: which program listed the party.
+    assert "n1  'Halvard Quenneth Brisk' ~ 'Halvard Quenneth-Brisk' (score 1.0, " in r.output
+    assert re.search(r"\(score 1\.0, [^)]+\)", r.output), r.output
+    r = runner.invoke(customers.app, ["rescreen", "--new-only"])
+    assert r.exit_code == 0 and "screened 0 customers" in r.output, r.output
+    # A lowered threshold is new to every record: each is screened again.
+    monkeypatch.setenv("GATEWAY_SANCTIONS_THRESHOLD", "0.8")
+    r = runner.invoke(customers.app, ["rescreen", "--new-only"])
+    assert r.exit_code == 0 and "screened 2 customers" in r.output, r.output
+
+
+def test_list_filters_by_sanctions_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a rescreen, the officer's work list: the customers held, as the
+    admin API's ``?sanctions_status=`` gives them."""
+    monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.ftm.jsonl"))
+    for name, cid in (("Halvard Quenneth Brisk", "s1"), ("Jane Smith", "s2")):
+        assert runner.invoke(customers.app, ["add", name, "--id", cid]).exit_code == 0
+    r = runner.invoke(customers.app, ["list", "--sanctions-status", "potential_match", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [c["id"] for c in json.loads(r.output)["items"]] == ["s1"], r.output
+    assert runner.invoke(customers.app, ["list", "--sanctions-status", "maybe"]).exit_code == 2

@@ -107,7 +107,8 @@ async def test_screening_on_create_rename_and_review(env: AdminEnv) -> None:
     )
     assert r.json()["sanctions_status"] == "potential_match"
     r = await env.client.patch(
-        f"{URL}/s2", json={"sanctions_status": "confirmed_match"}, headers=env.auth("compliance")
+        f"{URL}/s2", json={"sanctions_status": "confirmed_match", "reason": "the listed party"},
+        headers=env.auth("compliance"),
     )
     assert r.json()["sanctions_status"] == "confirmed_match"
 

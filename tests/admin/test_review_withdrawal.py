@@ -33,7 +33,8 @@ async def test_a_non_clear_status_withdraws_every_review(env: AdminEnv, tmp_path
     env.services.extras["screener"] = _list(tmp_path, "v1.csv", ZOLTRAVA, BRENHOLT)
     await _held_org(env, OWNERS)
     await _clear(env, "org")
-    r = await env.client.patch(f"{URL}/org", json={"sanctions_status": "confirmed_match"},
+    body = {"sanctions_status": "confirmed_match", "reason": WHY}
+    r = await env.client.patch(f"{URL}/org", json=body,
                                headers=env.auth("compliance"))  # fmt: skip
     assert r.status_code == 200, r.text
     assert [h["reviewed"] for h in r.json()["screening"]["hits"]] == [False, False], r.json()
@@ -72,7 +73,8 @@ async def test_a_withdrawal_is_audited_with_who_when_and_why(
     actions = [i["action"] for i in history.json()["items"]]
     assert actions[-2:] == ["customer.update", "customer.screening_withdraw"], actions
     # Nothing left to withdraw: no second withdrawal row.
-    r = await env.client.patch(f"{URL}/org", json={"sanctions_status": "confirmed_match"},
+    body = {"sanctions_status": "confirmed_match", "reason": WHY}
+    r = await env.client.patch(f"{URL}/org", json=body,
                                headers=env.auth("compliance"))  # fmt: skip
     assert r.status_code == 200, r.text
     page = await env.client.get("/admin/v1/admin-actions", headers=env.auth("auditor"),
@@ -87,3 +89,19 @@ async def test_a_reason_is_only_taken_with_a_sanctions_status(env: AdminEnv) -> 
     r = await env.client.patch(f"{URL}/c1", json={"reason": WHY}, headers=env.auth("compliance"))
     assert r.status_code == 422 and "reason" in r.text, r.text
 
+
+
+async def test_a_withdrawal_through_the_api_requires_a_reason(
+    env: AdminEnv, tmp_path: Path
+) -> None:
+    """The CLI's withdraw-clearance requires --reason; the PATCH took none, and
+    the audit row said who withdrew the clearance but never why."""
+    env.services.extras["screener"] = _list(tmp_path, "v1.csv", ZOLTRAVA)
+    await _held_org(env, OWNERS[:1])
+    await _clear(env, "org")
+    for status in ("potential_match", "confirmed_match"):
+        r = await env.client.patch(f"{URL}/org", json={"sanctions_status": status},
+                                   headers=env.auth("compliance"))  # fmt: skip
+        assert r.status_code == 422, r.text
+        assert [e["loc"] for e in r.json()["detail"]] == [["body", "reason"]], r.text
+    assert (await _get(env, "org"))["sanctions_status"] == "clear"  # nothing withdrawn

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.admin.auth import AdminActor
-from gateway.kyc import service
+from gateway.kyc.rescreen import rescreen_customers
 from gateway.kyc.screening import Screener, screener_from_path
 from tests.admin.conftest import AdminEnv
 
@@ -33,7 +33,7 @@ def _owner(name: str, percent: float) -> dict[str, Any]:
 async def _rescreen(env: AdminEnv, screener: Screener) -> list[str]:
     env.services.extras["screener"] = screener
     async with env.services.sessions() as session:
-        outcome = await service.rescreen_customers(session, screener, ACTOR, datetime.now(UTC))
+        outcome = await rescreen_customers(session, screener, ACTOR, datetime.now(UTC))
         await session.commit()
     return [c.id for c in outcome.held]
 

@@ -5,6 +5,7 @@ rescreen`. Started again with the same list, nobody is screened again."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -46,3 +47,34 @@ def test_a_new_list_at_start_up_holds_the_customers_it_names(
     screened_at = again.http.get("/admin/v1/customers/halvard").json()["screening"]["screened_at"]
     assert screened_at == record["screening"]["screened_at"]
     assert [h["action"] for h in _history(again, "halvard")].count("customer.rescreen") == 1
+
+
+def test_a_long_rescreen_runs_in_the_background_while_the_gateway_serves(
+    gateway_factory: GatewayFactory,
+) -> None:
+    """More customers to screen than GATEWAY_RESCREEN_INLINE_MAX: the gateway
+    answers /healthz at once (the factory waits for it) and the rescreen runs
+    beside it; until it reaches a customer, that customer is held
+    (tests/identity/test_rescreen_gate.py)."""
+    first = gateway_factory(env={"GATEWAY_SANCTIONS_LIST": str(DATA / "sanctions_sample.csv")})
+    Admin(first.url).customer(id="halvard", name="Halvard Quenneth Brisk")
+    Admin(first.url).customer(id="jane", name="Jane Smith")
+    first.stop()
+
+    updated = str(DATA / "sanctions_sample.ftm.jsonl")
+    second = gateway_factory(env={"GATEWAY_SANCTIONS_LIST": updated,
+                                  "GATEWAY_RESCREEN_INLINE_MAX": "1"})  # fmt: skip
+    assert "2 customers to screen against list" in second.output(), second.output()
+    admin = Admin(second.url)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        record = admin.http.get("/admin/v1/customers/halvard").json()
+        if record["sanctions_status"] == "potential_match":
+            break
+        time.sleep(0.2)
+    assert record["sanctions_status"] == "potential_match", record
+    rescreens = [h for h in _history(admin, "halvard") if h["action"] == "customer.rescreen"]
+    assert [h["actor"] for h in rescreens] == ["gateway:sanctions-list-update"], rescreens
+    while time.monotonic() < deadline and "screened 2 customers" not in second.output():
+        time.sleep(0.2)
+    assert "1 newly held as potential_match" in second.output(), second.output()

@@ -232,10 +232,11 @@ async def test_a_review_made_before_hits_were_kept_still_clears_its_hit(
     name, while a stored score below the threshold (no hit, so no review)
     covers nothing and a clearance of an un-upgraded record records its best
     match."""
+    from gateway.kyc.rescreen import rescreen_customers
     from gateway.kyc.reviews import reviews_of
     from gateway.kyc.schemas import CustomerPatch
     from gateway.kyc.screening import screener_from_path
-    from gateway.kyc.service import rescreen_customers, update_customer
+    from gateway.kyc.service import update_customer
 
     listed = tmp_path / "list.csv"
     listed.write_text("name,alt_names,type,source\nZoltrava Shipping,,Entity,SYN\n"

@@ -1,0 +1,46 @@
+"""The start-up rescreen's selection (list content digest by LIKE, threshold
+by float equality) on PostgreSQL: a record screened against the same list at
+the same threshold is not selected again, one at another threshold is, and
+batches page through every customer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.admin.auth import AdminActor
+from gateway.kyc import service
+from gateway.kyc.list_update import rescreen_if_list_changed
+from gateway.kyc.rescreen import rescreen_in_batches
+from gateway.kyc.schemas import CustomerCreate
+from gateway.kyc.screening import screener_from_path
+from tests.support.identity_app import make_db, make_settings
+from tests.support.postgres_server import PostgresServer
+
+pytestmark = pytest.mark.postgres
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+ACTOR = AdminActor(name="test", role="admin", token_id=None)
+
+
+async def test_rescreen_selection_on_postgres(postgres: PostgresServer, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, database_url=postgres.create_database())
+    engine, sessions = await make_db(settings)
+    listed = tmp_path / "list.csv"
+    listed.write_text("name,alt_names,type,source\nZoltrava Shipping,,Entity,SYN-EL\n")
+    at_92 = screener_from_path(listed, 0.92)
+    async with sessions() as session:
+        for i, name in enumerate(["Zolotrava Shippers", "Jane Smith", "Teodor Marchetti"]):
+            await service.create_customer(session, CustomerCreate(id=f"c{i}", name=name),
+                                          ACTOR, at_92, NOW)  # fmt: skip
+        await session.commit()
+    assert await rescreen_if_list_changed(sessions, at_92, NOW) is None
+    at_85 = screener_from_path(listed, 0.85)
+    outcome = await rescreen_if_list_changed(sessions, at_85, NOW)
+    assert outcome is not None and outcome.screened == 3
+    assert [c.id for c in outcome.held] == ["c0"]
+    assert await rescreen_if_list_changed(sessions, at_85, NOW) is None
+    everyone = await rescreen_in_batches(sessions, at_85, ACTOR, NOW, batch=2)
+    assert everyone.screened == 3 and everyone.held == []
+    await engine.dispose()
