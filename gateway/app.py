@@ -137,9 +137,11 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
         screener = load_screener(settings.sanctions_list, settings.sanctions_threshold)
         if screener is not None:
             extras[SCREENER_KEY] = screener
-            # A customer screened against another list or threshold is held until re-screened.
-            identifier.list_in_force = ListInForce(screener.version, screener.threshold,
-                                                   datetime.now(UTC))
+            # A customer screened against another list or threshold is held until
+            # re-screened, unless the operator turned the hold off.
+            if settings.rescreen_hold:
+                identifier.list_in_force = ListInForce(screener.version, screener.threshold,
+                                                       datetime.now(UTC))
             log.info("sanctions list %s loaded: %d names, version %s",
                      settings.sanctions_list, len(screener.sanctions.entries),
                      screener.version)  # fmt: skip

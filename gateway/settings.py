@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # threshold): ``gateway serve`` serves at once and screens them in the
     # background, holding each until it is (gateway.kyc.list_update).
     rescreen_inline_max: int = Field(default=2000, ge=0)
+    # Hold a clear of another list or threshold until re-screened (served as
+    # public). Off: such verdicts stand until the rescreen reaches them, for a
+    # base too large to serve as public for the hours a rescreen may take.
+    rescreen_hold: bool = True
 
     # KYC vendor webhook secrets (two accepted during rotation).
     kyc_webhook_secret: str | None = None

@@ -72,3 +72,22 @@ def test_a_customer_never_screened_against_the_list_is_held_until_it_is(
     out = _cli(tmp_path, "rescreen", "--new-only", listed=listed)
     assert "screened 1 customers" in out and "0 newly held" in out, out
     assert within(5, lambda: decision()["effective_tier"] == "enterprise")
+
+
+def test_with_the_hold_turned_off_a_stale_clear_is_served_as_it_stands(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """``GATEWAY_RESCREEN_HOLD=false``: an operator whose base takes hours to
+    re-screen keeps serving verdicts of the previous list until reached."""
+    listed = DATA / "sanctions_sample.csv"
+    gateway = gateway_factory(env={"GATEWAY_SANCTIONS_LIST": str(listed),
+                                   "GATEWAY_RESCREEN_HOLD": "false"})  # fmt: skip
+    admin = Admin(gateway.url)
+    _cli(tmp_path, "add", "Acme Robotics Inc", "--id", "acme", listed=None)
+    fields = {k: v for k, v in US_ENTERPRISE.items() if k != "name"}
+    assert admin.http.patch("/admin/v1/customers/acme", json=fields).status_code == 200
+    response = chat(gateway, admin.key("acme"))
+    assert response.status_code == 200, response.text
+    record = admin.http.get(
+        f"/admin/v1/decisions/{response.headers['x-gateway-decision-id']}").json()
+    assert record["effective_tier"] == "enterprise", record
