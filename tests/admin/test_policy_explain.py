@@ -211,3 +211,20 @@ async def test_quota_use_is_read_from_the_meter_for_a_customer_not_for_a_princip
     quota = inline.json()["quota"]
     assert quota["usage"]["source"] is None and "inline principal" in quota["usage"]["note"]
     assert all("used" not in q for q in quota["limits"]), quota
+
+
+@pytest.mark.parametrize("depth", [300, 900])
+async def test_a_deeply_nested_request_body_is_a_422_not_a_500(
+    client: tuple[httpx.AsyncClient, dict[str, str]], depth: int
+) -> None:
+    """The proxy answers such a body 400 (gateway/proxy/nesting.py); explain
+    parses it with the same parser, so it must say why, not fail."""
+    http, tokens = client
+    nested = '{"a":' * depth + "1" + "}" * depth
+    raw = ('{"principal": {"tier": "enterprise", "kyc_level": "kyb_verified", '
+           '"citizenships": ["DE"], "residence": "DE"}, "request": {"model": "fable-5", '
+           '"origin": "DE", "body": {"messages": [], "metadata": ' + nested + "}}}")
+    response = await http.post(ROUTE, content=raw, headers={
+        **auth(tokens, "compliance"), "content-type": "application/json"})
+    assert response.status_code == 422, response.text[:300]
+    assert "nested" in response.text or "recursion" in response.text.lower(), response.text[:300]
