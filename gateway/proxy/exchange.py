@@ -111,8 +111,11 @@ class Exchange:
         reasons = list(decision.reasons) if decision and not self.reasons else self.reasons
         origin = self.origin
         facts: dict[str, Any] = {}
+        snapshot = None
         if principal is not None and self.facts is not None:
-            facts = replay_facts(principal, self.facts)
+            owned = principal.ownership_record()
+            facts = replay_facts(principal, self.facts, owned)
+            snapshot = owned.snapshot  # the tree the facts name, for the writer
             if decision is not None and decision.tier_demotion is not None:
                 # Why the effective tier is not the assigned one (KYC expired,
                 # screening, missing attribute...): an auditor reading a deny
@@ -163,4 +166,5 @@ class Exchange:
             quota=self.admission.summary if self.admission else None,
             prompt_sha256=self.body.prompt_sha256 if self.body else None,
             facts=facts,
+            ownership_snapshot=snapshot,
         )
