@@ -1,0 +1,138 @@
+"""Ownership snapshots in the audit log, on SQLite and PostgreSQL: stored once,
+with the records that name them, checked by verify, put back for replays."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import gateway.db.models  # noqa: F401
+from gateway.audit.query import iter_replay_facts
+from gateway.audit.signing import load_signer
+from gateway.audit.tables import audit_ownership_snapshots
+from gateway.audit.verify import verify_log
+from gateway.audit.writer import AuditWriter
+from gateway.db.base import Base
+from gateway.db.session import create_engine, session_factory
+from gateway.geo.origin import Origin
+from gateway.identity.ownership import Ownership
+from gateway.identity.ownership_snapshot import recorded_ownership
+from gateway.identity.principal import Principal
+from gateway.policy.facts import BodyFacts, RequestFacts
+from gateway.policy.replay import from_replay, replay_facts
+from gateway.settings import Settings
+from tests.audit.conftest import make_record, make_settings
+from tests.support import postgres_server
+
+OWNERS = tuple(
+    Ownership("SG", 25.0, f"Holding {i} " + "x" * 200,
+              tuple(Ownership("US", 1.5, f"Owner {i}.{j}") for j in range(20)))
+    for i in range(4)
+)
+REQUEST = RequestFacts("/v1/chat/completions", "openai", BodyFacts(model="haiku-lite"),
+                       Origin("8.8.8.8", "US", None))
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[postgres_server.PostgresServer | None]:
+    if not postgres_server.available():
+        yield None
+        return
+    server = postgres_server.PostgresServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path,
+                pg: postgres_server.PostgresServer | None,
+                ) -> AsyncIterator[tuple[AsyncEngine, Settings]]:
+    if request.param == "sqlite":
+        settings = make_settings(tmp_path / "gateway.db")
+    else:
+        if pg is None:
+            pytest.skip("PostgreSQL not installed")
+        key = base64.b64encode(bytes(range(32))).decode()
+        settings = Settings(database_url=pg.create_database(), upstream_url="http://127.0.0.1:9",
+                            node_id="pg", audit_signing_key=key, audit_checkpoint_every=10)
+    engine = create_engine(settings)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    yield engine, settings
+    await engine.dispose()
+
+
+def _principal(customer_id: str = "big-tree") -> Principal:
+    return Principal(customer_id, name="Big Tree Pte", kind="organization", ownership=OWNERS,
+                     recorded=recorded_ownership(OWNERS))
+
+
+def _record(i: int, principal: Principal) -> object:
+    owned = principal.ownership_record()
+    return make_record(i, customer_id=principal.customer_id,
+                       facts=replay_facts(principal, REQUEST, owned),
+                       ownership_snapshot=owned.snapshot)
+
+
+async def _write(engine: AsyncEngine, settings: Settings, n: int) -> str:
+    """``n`` records naming the tree from each of two writers (two chains), at once."""
+    signer = load_signer(settings)
+    writers = [AuditWriter(engine, settings, signer) for _ in range(2)]
+    for w in writers:
+        await w.start()
+    principal = _principal()
+    await asyncio.gather(*(w.record(_record(i, principal)) for i in range(n)  # type: ignore[arg-type]
+                           for w in writers))
+    await writers[0].record(make_record(99))  # no ownership: nothing named
+    for w in writers:
+        await w.stop()
+    snapshot = principal.ownership_record().snapshot
+    assert snapshot is not None
+    return snapshot.sha256
+
+
+async def test_verify_fails_when_a_named_snapshot_is_altered_or_deleted(
+    store: tuple[AsyncEngine, Settings],
+) -> None:
+    engine, settings = store
+    digest = await _write(engine, settings, 12)
+    trusted = [load_signer(settings).public_raw]
+    report = await verify_log(engine, trusted_keys=trusted)
+    assert report.ok, report.problems
+    t = audit_ownership_snapshots
+    async with engine.begin() as conn:
+        assert (await conn.execute(select(func.count()).select_from(t))).scalar() == 1
+        await conn.execute(update(t).values(body=t.c.body + " "))
+    report = await verify_log(engine, trusted_keys=trusted)
+    assert [p.kind for p in report.problems] == ["ownership_snapshot_mismatch"], report.problems
+    assert digest in report.problems[0].message
+    async with engine.begin() as conn:
+        await conn.execute(delete(t))
+    report = await verify_log(engine, trusted_keys=trusted)
+    assert [p.kind for p in report.problems] == ["ownership_snapshot_missing"], report.problems
+
+
+async def test_the_replay_stream_puts_the_named_tree_back(
+    store: tuple[AsyncEngine, Settings],
+) -> None:
+    engine, settings = store
+    await _write(engine, settings, 3)
+    sessions = session_factory(engine)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    items = [i async for i in iter_replay_facts(sessions, since)
+             if i["facts"].get("principal", {}).get("ownership_sha256")]
+    assert len(items) == 6
+    principal, _ = from_replay(items[0]["facts"])
+    assert principal.ownership == OWNERS
+    # Without its tree, a record is refused by the replay, never decided as owner-less.
+    del items[1]["facts"]["principal"]["ownership"]
+    with pytest.raises(ValueError, match="ownership snapshot"):
+        from_replay(items[1]["facts"])
