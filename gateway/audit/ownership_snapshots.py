@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -71,6 +72,22 @@ async def snapshot_texts(
                 select(t.c.sha256, t.c.body).where(t.c.sha256.in_(part)))).all()
             out.update((str(d), str(b)) for d, b in rows if proven(str(d), str(b)))
     return out
+
+
+def manifest_trees(path: Path) -> dict[str, str]:
+    """The proven trees of a JSONL export's manifest (its last line); none when
+    the file has no manifest (records written by hand, as tests do)."""
+    from gateway.audit.offline import load_manifest  # offline imports this module
+
+    try:
+        _, manifest = load_manifest(path, None)
+    except (ValueError, OSError):
+        return {}
+    carried = manifest.get("ownership_snapshots")
+    if not isinstance(carried, dict):
+        return {}
+    return {d: t for d, t in carried.items()
+            if isinstance(d, str) and isinstance(t, str) and proven(d, t)}
 
 
 def inline_tree(item: dict[str, Any], texts: dict[str, str]) -> None:
@@ -129,3 +146,38 @@ class SnapshotCheck:
                         "ownership_snapshot_mismatch", f"seq {seq}: the stored ownership tree "
                         f"{digest} does not hash to its digest (edited)", node_id, seq, rid))
         return found
+
+
+class ExportSnapshotCheck:
+    """Offline verify: every tree an exported decision names is in the manifest's
+    ``ownership_snapshots`` and hashes to its digest (the manifest is not
+    hashed with the records; the digests in them are)."""
+
+    def __init__(self) -> None:
+        self.named: dict[str, tuple[int, str, int | None, Any]] = {}
+
+    def note(self, item: dict[str, Any], lineno: int) -> None:
+        digest = named_digest(item) if item.get("kind") == "decision" else None
+        if digest is not None and digest not in self.named:
+            seq = item.get("seq")
+            self.named[digest] = (lineno, str(item.get("node_id")),
+                                  seq if isinstance(seq, int) else None, item.get("id"))
+
+    def check(self, manifest: dict[str, Any], problems: list[Problem]) -> list[str]:
+        """Adds the problems; returns the digests proven."""
+        carried = manifest.get("ownership_snapshots")
+        carried = carried if isinstance(carried, dict) else {}
+        ok: list[str] = []
+        for digest, (lineno, node_id, seq, rid) in sorted(self.named.items()):
+            text = carried.get(digest)
+            if not isinstance(text, str):
+                problems.append(Problem(
+                    "ownership_snapshot_missing", f"line {lineno}: the ownership tree it names "
+                    f"({digest}) is not in the manifest", node_id, seq, rid))
+            elif not proven(digest, text):
+                problems.append(Problem(
+                    "ownership_snapshot_mismatch", f"line {lineno}: the manifest's ownership "
+                    f"tree {digest} does not hash to its digest (altered)", node_id, seq, rid))
+            else:
+                ok.append(digest)
+        return ok
