@@ -19,7 +19,7 @@ from gateway.identity.principal import Principal
 from gateway.identity.screening_summary import FACTS_KEY as SCREENING_FACTS_KEY
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.control import FACTS_KEY as CONTROL_FACTS_KEY
-from gateway.policy.control import control_explanation
+from gateway.policy.control import RECORD_PATH_CHARS, control_explanation
 from gateway.policy.decision import Decision
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.policy.replay import replay_facts
@@ -124,7 +124,8 @@ class Exchange:
             if decision is not None and not decision.allowed:
                 # ``ts`` is the decision's time within milliseconds (stamped just
                 # before this); only ``kyc_expired`` reads it.
-                chain = control_explanation(principal, decision, self.bundle, self.facts, self.ts)
+                chain = control_explanation(principal, decision, self.bundle, self.facts, self.ts,
+                                            RECORD_PATH_CHARS)
                 if chain is not None:
                     facts[CONTROL_FACTS_KEY] = chain
                 # Held by screening: which names matched (computed at cache load).

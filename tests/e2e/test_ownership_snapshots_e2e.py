@@ -86,3 +86,30 @@ def test_a_256_owner_company_s_records_name_its_tree_and_the_tree_is_stored_once
     who_inlined = {**who, "ownership": stored_tree}
     principal, _ = from_replay({**record["facts"], "principal": who_inlined})
     assert len(principal.ownership) == 4 and len(principal.ownership[0].ownership) == 63
+
+
+def test_a_refusal_of_a_256_owner_company_explains_itself_in_a_bounded_record(
+    gateway: Proc, admin: Admin, tmp_path: Path
+) -> None:
+    """Its ``ownership_control`` listed one path per controlling owner: 252 paths
+    of two 489-character names each, ~255 KB on every refused request. The
+    record keeps the share and the first paths, and says how many there are;
+    the rest follow from the tree it names and the policy version it names."""
+    tree = [{**entity, "ownership": [{**o, "country": "CN"} for o in entity["ownership"]]}
+            for entity in _big_tree()]  # type: ignore[dict-item]
+    key = admin.customer_with_key(**{**US_ENTERPRISE, "name": "Big Red Tree Pte",
+                                     "residence": "SG", "incorporated_in": "SG",
+                                     "ownership": tree})  # fmt: skip
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0,
+                           default_headers={"x-forwarded-for": US_IP})  # fmt: skip
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.chat.completions.create(model="haiku-lite",
+                                       messages=[{"role": "user", "content": "hi"}])
+    decision_id = refused.value.response.headers["x-gateway-decision-id"]
+    body = _stored_body(tmp_path / "gateway.db", decision_id)
+    control = orjson.loads(body)["facts"]["ownership_control"][
+        "controlled-by-country-of-concern"]
+    assert len(body) < 8192, len(body)  # was ~255 KB
+    assert control["share_percent"] == 100.0 and control["paths_total"] == 252
+    assert control["paths"][0] == f"{LONG} 0 (SG) 25% <- {LONG} 0.0 (CN) 1.5%"
+    assert 1 <= len(control["paths"]) < 252
