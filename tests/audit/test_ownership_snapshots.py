@@ -14,6 +14,7 @@ import orjson
 import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
 
 import gateway.db.models  # noqa: F401
 from gateway.audit.export import Exporter
@@ -23,6 +24,7 @@ from gateway.audit.signing import load_signer
 from gateway.audit.tables import audit_ownership_snapshots
 from gateway.audit.verify import verify_log
 from gateway.audit.writer import AuditWriter
+from gateway.cli.audit import app as audit_app
 from gateway.db.base import Base
 from gateway.db.session import create_engine, session_factory
 from gateway.geo.origin import Origin
@@ -181,3 +183,22 @@ async def test_an_export_carries_the_trees_its_records_name_and_offline_verify_c
     _rewrite_manifest(path, {**manifest, "ownership_snapshots": {}})
     kinds = [p.kind for p in verify_export(path, trusted_keys=trusted).problems]
     assert kinds == ["ownership_snapshot_missing"], kinds
+
+
+async def test_gateway_audit_ownership_prints_the_proven_tree(
+    store: tuple[AsyncEngine, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, settings = store
+    digest = await _write(engine, settings, 1)
+    path = tmp_path / "export.jsonl"
+    manifest = await _export(engine, path)
+    text = manifest["ownership_snapshots"][digest]
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", settings.database_url)
+    runner = CliRunner()
+    for source in ([], ["--export", str(path)]):
+        shown = await asyncio.to_thread(runner.invoke, audit_app, ["ownership", digest, *source])
+        assert shown.exit_code == 0, shown.output
+        assert shown.stdout.strip() == text
+    missing = await asyncio.to_thread(runner.invoke, audit_app, ["ownership", "0" * 64])
+    assert missing.exit_code == 1, missing.output
+    assert (await asyncio.to_thread(runner.invoke, audit_app, ["ownership", "xyz"])).exit_code == 2
