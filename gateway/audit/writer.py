@@ -31,6 +31,10 @@ own, never mixed with waiting callers' records (a record that can never commit m
 decision down with it), and a retried record that is already stored (its
 batch landed although the COMMIT reported failure) is not written twice. The
 chain head is re-read (``chain_session``) before the next batch.
+
+An ownership tree a decision names by digest rides with it (``Pending.snapshot``)
+and is inserted in the same transaction unless this writer saw it committed
+before (``ownership_snapshots.py``): a failed batch takes its trees with it.
 """
 
 from __future__ import annotations
