@@ -34,6 +34,7 @@ from gateway.identity.principal import Principal
 from gateway.policy.facts import BodyFacts, RequestFacts
 from gateway.policy.replay import from_replay, replay_facts
 from gateway.settings import Settings
+from gateway.stages import AuditUnavailable
 from tests.audit.conftest import make_record, make_settings
 from tests.policy.conftest import POLICIES
 from tests.policy.test_cli import run as run_policy
@@ -202,3 +203,34 @@ async def test_gateway_audit_ownership_prints_the_proven_tree(
     missing = await asyncio.to_thread(runner.invoke, audit_app, ["ownership", "0" * 64])
     assert missing.exit_code == 1, missing.output
     assert (await asyncio.to_thread(runner.invoke, audit_app, ["ownership", "xyz"])).exit_code == 2
+
+
+async def test_a_record_never_commits_without_the_tree_it_names(
+    store: tuple[AsyncEngine, Settings],
+) -> None:
+    """The tree goes in the record's own transaction: when it cannot be stored
+    (here its table is gone), the record is refused (its request gets 503) and
+    the writer does not take the tree for stored; once the table is back, the
+    next record naming it stores it."""
+    engine, settings = store
+    signer = load_signer(settings)
+    writer = AuditWriter(engine, settings, signer)
+    await writer.start()
+    principal = _principal()
+    async with engine.begin() as conn:
+        await conn.run_sync(audit_ownership_snapshots.drop)
+    try:
+        with pytest.raises(AuditUnavailable):
+            await writer.record(_record(1, principal))  # type: ignore[arg-type]
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(audit_ownership_snapshots.create)
+    await writer.record(make_record(2))  # the writer is well again
+    await writer.record(_record(3, principal))  # type: ignore[arg-type]
+    await writer.stop()
+    report = await verify_log(engine, trusted_keys=[signer.public_raw])
+    assert report.ok, report.problems
+    assert sum(n.records for n in report.nodes) == 2
+    async with engine.begin() as conn:
+        assert (await conn.execute(select(func.count()).select_from(
+            audit_ownership_snapshots))).scalar() == 1
