@@ -1,5 +1,5 @@
-"""``/admin/v1/audit``: chain verification, the signing public keys and the
-policy texts the log holds (auditor)."""
+"""``/admin/v1/audit``: chain verification, the signing public keys, the
+policy texts and the ownership trees the log holds (auditor)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from sqlalchemy import select
 
 from gateway.admin.auth import AdminActor, require_roles
+from gateway.audit.ownership_snapshots import snapshot_texts
 from gateway.audit.policy_texts import policy_texts
 from gateway.audit.policy_timeline import event_document
 from gateway.audit.query import policy_events
@@ -106,3 +107,21 @@ async def policy_text_route(version: str, services: ServicesDep, _actor: Auditor
         raise HTTPException(404, f"no policy text for version {wanted} in the log")
     return Response(texts[matches[0]].encode("utf-8"), media_type="application/json",
                     headers={"x-gateway-policy-version": matches[0]})
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+@router.get("/audit/ownership/{sha256}")
+async def ownership_snapshot_route(sha256: str, services: ServicesDep, _actor: Auditor) -> Response:
+    """The ownership tree decision records name by ``facts.principal.ownership_sha256``,
+    as the exact canonical JSON whose SHA-256 is that digest (a stored tree that
+    does not hash to it is never returned: ``gateway audit verify`` reports it).
+    404: no such tree is stored."""
+    wanted = sha256.lower()
+    if _DIGEST.fullmatch(wanted) is None:
+        raise HTTPException(400, "not an ownership digest: 64 hex characters of SHA-256")
+    text = (await snapshot_texts(services.sessions, [wanted])).get(wanted)
+    if text is None:
+        raise HTTPException(404, f"no ownership tree {wanted} is stored")
+    return Response(text.encode("utf-8"), media_type="application/json")

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, text, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,6 +32,7 @@ from gateway.audit.chain import (
     utc,
 )
 from gateway.audit.tables import audit_checkpoints, audit_decision_rules, audit_nodes, audit_records
+from gateway.identity.ownership_snapshot import OwnershipSnapshot
 
 RECORD_COLS = ("id", "node_id", "seq", "kind", "ts", "customer_id", "decision", "status",
                "model", "origin_country", "origin_region", "decision_id", "body", "prev_hash",
@@ -95,6 +96,9 @@ class Pending:
     group: object | None = None
     """Records that commit together or not at all (``AuditWriter.record_many``:
     a Message Batch create and its inner requests); None for a record alone."""
+    snapshot: OwnershipSnapshot | None = None
+    """The ownership tree the record names by digest, stored with it unless
+    already stored (``audit/ownership_snapshots.py``)."""
 
 
 @dataclass(slots=True)
@@ -108,6 +112,9 @@ class BatchWrite:
     rows: list[tuple[Any, ...]]
     rule_rows: list[tuple[str, str]]
     checkpoint: dict[str, Any] | None = None
+    snapshots: list[tuple[str, str]] = field(default_factory=list)
+    """``(sha256, canonical tree)`` the batch's records name that the writer
+    has not seen stored: inserted in the same transaction, if not there yet."""
 
 
 @dataclass(slots=True)
@@ -136,10 +143,11 @@ def units(batch: list[Pending]) -> list[list[Pending]]:
 
 
 def build_whole_groups(batch: list[Pending], node_id: str, owner: str, seq: int, prev: str,
-                       now: datetime, time_param: Callable[[datetime], Any]) -> Built:
+                       now: datetime, time_param: Callable[[datetime], Any],
+                       stored: Collection[str] = frozenset()) -> Built:
     """``build_batch``, where a record JSON cannot carry refuses its whole
     group with it (its other records get the same error, none is written)."""
-    built = build_batch(batch, node_id, owner, seq, prev, now, time_param)
+    built = build_batch(batch, node_id, owner, seq, prev, now, time_param, stored)
     why = {id(p.group): exc for p, exc in built.refused if p.group is not None}
     if not why:
         return built
@@ -147,15 +155,18 @@ def build_whole_groups(batch: list[Pending], node_id: str, owner: str, seq: int,
     kept = [p for p in batch if p.group is None or id(p.group) not in why]
     dropped = [(p, why[id(p.group)]) for p in batch
                if p.group is not None and id(p.group) in why and id(p) not in gone]
-    rebuilt = build_batch(kept, node_id, owner, seq, prev, now, time_param)
+    rebuilt = build_batch(kept, node_id, owner, seq, prev, now, time_param, stored)
     rebuilt.refused = [*built.refused, *dropped]
     return rebuilt
 
 
 def build_batch(batch: list[Pending], node_id: str, owner: str, seq: int, prev: str,
-                now: datetime, time_param: Callable[[datetime], Any]) -> Built:
-    """Chain ``batch`` after ``(seq, prev)``; ``time_param`` shapes the ``ts`` column."""
+                now: datetime, time_param: Callable[[datetime], Any],
+                stored: Collection[str] = frozenset()) -> Built:
+    """Chain ``batch`` after ``(seq, prev)``; ``time_param`` shapes the ``ts`` column.
+    ``stored``: digests of snapshots known to be committed (not inserted again)."""
     old_seq = seq
+    snapshots: dict[str, str] = {}
     rows: list[tuple[Any, ...]] = []
     rule_rows: list[tuple[str, str]] = []
     accepted: list[Pending] = []
@@ -181,8 +192,18 @@ def build_batch(batch: list[Pending], node_id: str, owner: str, seq: int, prev: 
             rule_rows.append((rule_id, record_id))
         prev = digest
         accepted.append(p)
-    return Built(BatchWrite(node_id, owner, old_seq, seq, prev, now, rows, rule_rows),
-                 accepted, refused)
+        snap = p.snapshot
+        if snap is not None and snap.sha256 not in stored:
+            snapshots[snap.sha256] = snap.text
+    return Built(BatchWrite(node_id, owner, old_seq, seq, prev, now, rows, rule_rows,
+                            snapshots=list(snapshots.items())), accepted, refused)
+
+
+SNAPSHOT_COLS = ("sha256", "body", "created_at")
+INSERT_SNAPSHOT = ("INSERT INTO audit_ownership_snapshots (sha256, body, created_at) "
+                   "VALUES ({}) ON CONFLICT (sha256) DO NOTHING")
+"""Portable upsert (SQLite 3.24+, PostgreSQL): a tree another writer stored
+first is already durable, and names the same bytes (content-addressed)."""
 
 
 async def commit_core(conn: AsyncConnection, b: BatchWrite) -> None:
@@ -202,5 +223,9 @@ async def commit_core(conn: AsyncConnection, b: BatchWrite) -> None:
         if b.rule_rows:
             await conn.execute(insert(audit_decision_rules),
                                [dict(zip(RULE_COLS, r, strict=True)) for r in b.rule_rows])
+        if b.snapshots:
+            await conn.execute(
+                text(INSERT_SNAPSHOT.format(", ".join(f":{c}" for c in SNAPSHOT_COLS))),
+                [{"sha256": d, "body": t, "created_at": b.now} for d, t in b.snapshots])
         if b.checkpoint:
             await conn.execute(insert(audit_checkpoints), [b.checkpoint])

@@ -20,12 +20,13 @@ from typing import Any, Literal
 
 import orjson
 
-from gateway.audit.record import RECORD_VERSION, DecisionRecord, OutcomeRecord
+from gateway.audit.record import RECORD_VERSION, UNHASHED, DecisionRecord, OutcomeRecord
 
 GENESIS = "0" * 64
 _OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
 
-DECISION_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(DecisionRecord))
+DECISION_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(DecisionRecord)
+                                         if not f.metadata.get(UNHASHED))
 OUTCOME_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(OutcomeRecord))
 CHAIN_FIELDS = ("prev_hash", "hash")
 """Added to a body when it is shown or exported; never part of what is hashed."""

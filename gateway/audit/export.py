@@ -39,10 +39,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.chain import parse_body, utc
 from gateway.audit.checkpoints import load_checkpoints
+from gateway.audit.ownership_snapshots import snapshot_texts
 from gateway.audit.policy_texts import policy_texts
 from gateway.audit.query import DecisionFilters, iter_decisions
 from gateway.audit.signing import public_pem
 from gateway.audit.tables import audit_checkpoints, audit_records
+from gateway.identity.ownership_snapshot import DIGEST_KEY
 
 ExportFormat = Literal["jsonl", "csv"]
 MANIFEST_VERSION = 1
@@ -87,6 +89,7 @@ class Exporter:
     _first_id: str | None = None
     _last_id: str | None = None
     _versions: set[str] = field(default_factory=set)
+    _trees: set[str] = field(default_factory=set)
 
     @property
     def mode(self) -> str:
@@ -161,6 +164,9 @@ class Exporter:
         version = named_version(str(row.body))
         if version is not None:
             self._versions.add(version)
+        tree = named_value(str(row.body), _TREE_KEY)
+        if tree is not None:
+            self._trees.add(tree)
 
     async def _finish(self) -> None:
         nodes: dict[str, Any] = {}
@@ -197,6 +203,9 @@ class Exporter:
             # The texts of the policy versions the records name, wherever in the
             # log they were recorded (each proves itself: its SHA-256 is the version).
             "policies": await policy_texts(self.sessions, sorted(self._versions)),
+            # The ownership trees records name by digest (``ownership_sha256``),
+            # each the canonical JSON that hashes to its digest.
+            "ownership_snapshots": await snapshot_texts(self.sessions, self._trees),
         }
 
 
@@ -222,16 +231,22 @@ async def _node_ranges(
 
 
 _VERSION_KEY = '"policy_version":"'
+_TREE_KEY = f'"{DIGEST_KEY}":"'
 
 
 def named_version(body: str) -> str | None:
     """The ``policy_version`` a canonical record body names, read without parsing it
     (the JSONL export never re-encodes a body). In canonical JSON a quote inside a
     string is escaped, so the key with its quotes only appears as a real key."""
-    at = body.find(_VERSION_KEY)
+    return named_value(body, _VERSION_KEY)
+
+
+def named_value(body: str, key: str) -> str | None:
+    """The string value of ``key`` (given as ``"name":"``) in a canonical body."""
+    at = body.find(key)
     if at < 0:
         return None
-    start = at + len(_VERSION_KEY)
+    start = at + len(key)
     end = body.find('"', start)
     return body[start:end] if end > start else None
 

@@ -48,6 +48,7 @@ from gateway.audit.offline_links import (
     tail_problems,
     witness_check,
 )
+from gateway.audit.ownership_snapshots import ExportSnapshotCheck
 from gateway.audit.policy_texts import carried_text, text_version
 from gateway.audit.signing import fingerprint, load_public_key
 from gateway.audit.verify import Problem
@@ -75,6 +76,8 @@ class ExportReport:
     """The policy versions the records name whose text the export carries (proven)."""
     policy_texts_missing: list[str] = field(default_factory=list)
     """Versions named without their text (decided before the log kept texts)."""
+    ownership_snapshots: list[str] = field(default_factory=list)
+    """Digests of the ownership trees records name that the manifest carries (proven)."""
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -211,16 +214,19 @@ def verify_export(
     selection = FilterCheck(report.mode, report.filters)
     named: set[str] = set()
     texts: dict[str, str] = {}
+    trees = ExportSnapshotCheck()
     for lineno, item, body in _records(path, fmt, digest, report.problems):
         _check_record(report, runs, heads, lineno, item, body)
         witness_check(witnesses, item, report.problems)
         selection.check(lineno, item)
+        trees.note(item, lineno)
         if isinstance(version := item.get("policy_version"), str):
             named.add(version)
         if (carried := carried_text(item)) is not None:
             texts.setdefault(*carried)
     report.problems += selection.problems
     _check_policies(report, manifest, named, texts)
+    report.ownership_snapshots = trees.check(manifest, report.problems)
     for run in runs.values():
         if run.linked:
             report.unsigned += run.pending

@@ -11,7 +11,9 @@ class Problem:
     """gap | inserted | reordered | chain_break | edited | column_mismatch |
     checkpoint_mismatch | bad_signature | unknown_key | truncated | head_mismatch |
     beyond_head | orphan | rule_index | checkpoint_chain | unsigned | chain_missing |
-    filter_mismatch (an export's records against its manifest's mode and filters)"""
+    filter_mismatch (an export's records against its manifest's mode and filters) |
+    ownership_snapshot_missing | ownership_snapshot_mismatch (a tree a record names
+    by digest, ``ownership_snapshots.py``)"""
     message: str
     node_id: str | None = None
     seq: int | None = None

@@ -18,6 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.chain import parse_body, utc
 from gateway.audit.citizenship_filter import HasCitizenship
+from gateway.audit.ownership_snapshots import (
+    inline_tree,
+    named_digest,
+    snapshot_texts,
+    snapshot_view,
+)
 from gateway.audit.record import REPORT_INDEX_PREFIX
 from gateway.audit.tables import audit_decision_rules, audit_records
 
@@ -138,6 +144,10 @@ async def get_decision(
                 .order_by(audit_records.c.id)
             )).all()
             item["outcomes"] = [record_view(o) for o in outcomes]
+    # A tree the record names by digest, shown with it (like ``outcomes``: not hashed).
+    snapshot = await snapshot_view(sessions, item) if row.kind == "decision" else None
+    if snapshot is not None:
+        item["ownership_snapshot"] = snapshot
     return item
 
 
@@ -169,11 +179,20 @@ async def iter_replay_facts(
     """Recorded decisions with ``ts`` in ``[since, until)`` for ``gateway policy impact``.
 
     Each item is the record's hashed fields (``id``, ``ts``, ``decision``,
-    ``rule_ids``, ``facts``, ``model``, ...), as in a JSONL export.
+    ``rule_ids``, ``facts``, ``model``, ...), as in a JSONL export, with an
+    ownership tree the record names by digest put back in (``inline_tree``).
     """
     filters = DecisionFilters(from_ts=since, to_ts=until)
+    texts: dict[str, str] = {}
     async for row in iter_decisions(sessions, filters):
-        yield parse_body(row.body)
+        item = parse_body(row.body)
+        digest = named_digest(item)
+        if digest is not None:
+            # The tree the record names, put back for the replay (one read per tree).
+            if digest not in texts:
+                texts.update(await snapshot_texts(sessions, [digest]))
+            inline_tree(item, texts)
+        yield item
 
 
 async def policy_reloads(

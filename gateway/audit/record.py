@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from gateway.identity.ownership_snapshot import OwnershipSnapshot
+
 RECORD_VERSION = 1
 """Outcome and event records."""
 DECISION_RECORD_VERSION = 2
@@ -28,6 +30,10 @@ REPORT_INDEX_PREFIX = "report:"
 """Side-index key prefix of a report-mode match (``report:<rule id>``). Rule ids
 cannot contain ``:`` and no engine id starts with ``report:``, so the keys of
 deciding rules and of report matches never collide in ``audit_decision_rules``."""
+
+UNHASHED = "unhashed"
+"""Metadata key of a ``DecisionRecord`` attribute that travels with the record
+to the writer but is not one of its fields (``chain.DECISION_FIELDS``)."""
 
 KIND_LEN = 16
 """Width of ``audit_records.kind`` (PostgreSQL holds it to that; SQLite does not)."""
@@ -68,6 +74,11 @@ class DecisionRecord:
     """Replay facts: principal record fields and body facts (no prompt text)."""
     kind: RecordKind = "decision"
     version: int = DECISION_RECORD_VERSION
+    ownership_snapshot: OwnershipSnapshot | None = field(
+        default=None, compare=False, repr=False, metadata={UNHASHED: True})
+    """The tree ``facts.principal.ownership_sha256`` names: not a field of the
+    record (not hashed); the writer stores it once, in the same transaction as
+    the first record that names it (``gateway.audit.ownership_snapshots``)."""
 
     def index_keys(self) -> list[str]:
         """Its rows in the rule-id side index (see ``rule_index_keys``)."""

@@ -33,7 +33,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.audit.batch import RECORD_COLS, RULE_COLS, BatchWrite, ChainConflict, sqlite_time
+from gateway.audit.batch import (
+    INSERT_SNAPSHOT,
+    RECORD_COLS,
+    RULE_COLS,
+    BatchWrite,
+    ChainConflict,
+    sqlite_time,
+)
 from gateway.audit.tables import audit_checkpoints
 
 __all__ = ["ChainConflict", "SqliteBatchStore", "StoreMoved", "WalCheckpointer", "sqlite_time"]
@@ -73,6 +80,7 @@ _INSERT_RECORDS = {n: _insert_sql("audit_records", RECORD_COLS, n)
 _INSERT_RULES = {n: _insert_sql("audit_decision_rules", RULE_COLS, n)
                  for n in range(1, ROWS_PER_INSERT + 1)}
 _INSERT_CP = _insert_sql("audit_checkpoints", _CP_COLS)
+_INSERT_SNAPSHOT = INSERT_SNAPSHOT.format("?, ?, ?")
 _UPDATE_HEAD = ("UPDATE audit_nodes SET last_seq = ?, last_hash = ?, heartbeat_at = ? "
                 "WHERE node_id = ? AND owner = ? AND last_seq = ?")
 
@@ -211,6 +219,9 @@ class SqliteBatchStore:
                 raise ChainConflict(f"chain {b.node_id} moved or was taken over")
             _insert_rows(conn, _INSERT_RECORDS, b.rows)
             _insert_rows(conn, _INSERT_RULES, b.rule_rows)
+            if b.snapshots:
+                now = sqlite_time(b.now)
+                conn.executemany(_INSERT_SNAPSHOT, [(d, t, now) for d, t in b.snapshots])
             if b.checkpoint is not None:
                 cp = b.checkpoint
                 conn.execute(_INSERT_CP, tuple(sqlite_time(cp[c]) if c == "ts" else cp[c]

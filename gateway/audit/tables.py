@@ -164,7 +164,22 @@ class AuditLegalHoldRow(Base):
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class AuditOwnershipSnapshotRow(Base):
+    """An ownership tree that decision records name by digest, stored once
+    (``audit/ownership_snapshots.py``). Not chained: the digest is, in every
+    record that names it, and ``verify`` re-hashes ``body`` against it. Never
+    pruned (records of any age may name it; one row per distinct tree)."""
+
+    __tablename__ = "audit_ownership_snapshots"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    """The canonical JSON of the tree, whose SHA-256 is ``sha256``."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 audit_records = cast(Table, AuditRecordRow.__table__)
+audit_ownership_snapshots = cast(Table, AuditOwnershipSnapshotRow.__table__)
 audit_decision_rules = cast(Table, AuditDecisionRuleRow.__table__)
 audit_nodes = cast(Table, AuditNodeRow.__table__)
 audit_checkpoints = cast(Table, AuditCheckpointRow.__table__)

@@ -10,7 +10,8 @@ added, or naming no record), every signed checkpoint (a chain rewritten
 from some point on no longer reaches the signed head), and what the
 checkpoints say must still exist (``continuity.py``: the chain of checkpoints
 itself, an unsigned tail no older than the writer's signing cadence, the other
-chains' heads each checkpoint signed).
+chains' heads each checkpoint signed), and that every ownership tree a
+decision names by digest is stored and hashes to it (``ownership_snapshots.py``).
 
 What is and is not detectable, honestly (gateway/audit/README.md in full):
   * anything a signed checkpoint covers: edits, deletions, insertions,
@@ -57,6 +58,7 @@ from gateway.audit.continuity import (
     witness_problems,
     witnessed_heads,
 )
+from gateway.audit.ownership_snapshots import SnapshotCheck
 from gateway.audit.problems import Problem as Problem  # re-exported: offline.py, tests
 from gateway.audit.rule_index import ChunkRecord, RuleIndexCheck, RuleIndexProblem, expected_rules
 from gateway.audit.tables import audit_nodes, audit_records
@@ -144,19 +146,22 @@ async def verify_log(
         node_ids = sorted(set(heads) | set(checkpoints.by_node) | set(await _record_nodes(conn)))
         rules = RuleIndexCheck(out.add_rule_index)
         await rules.start(conn)
+        snapshots = SnapshotCheck()
         for node_id in node_ids:
             summary = NodeSummary(node_id)
             report.nodes.append(summary)
             failed = {(cp.seq, cp.sha256) for cp in checkpoints.by_node.get(node_id, [])
                       if cp.problem is not None}
             await _verify_node(conn, node_id, heads.get(node_id), checkpoints.valid_for(node_id),
-                               summary, out, chunk_size, rules, failed)
+                               summary, out, chunk_size, rules, failed, snapshots)
             tail = tail_problem(node_id, _last_signed(checkpoints.valid_for(node_id)),
                                 summary.unsigned, (summary.last_seq or 0) - summary.unsigned + 1,
                                 at, legacy_within_s)
             if tail is not None:
                 out.add(tail)
         await rules.finish(conn)
+        for problem in await snapshots.problems(conn):
+            out.add(problem)
         pruned = {n.node_id: n.pruned_through for n in report.nodes}
         valid = {n: checkpoints.valid_for(n) for n in checkpoints.by_node}
         for problem in await witness_problems(conn, witnessed_heads(valid), pruned):
@@ -195,6 +200,7 @@ async def _verify_node(
     chunk_size: int,
     rules: RuleIndexCheck,
     failed: set[tuple[int, str]],
+    snapshots: SnapshotCheck,
 ) -> None:
     """``cps``: the chain's valid checkpoints; ``failed``: ``(seq, sha256)`` of those
     there but reported invalid (a key not pinned), which links may name."""
@@ -238,6 +244,7 @@ async def _verify_node(
                 out.add(problem)
             if body is not None:
                 chunk[str(row.id)] = ChunkRecord(node_id, seq, expected_rules(body))
+                snapshots.note(body, node_id, seq, str(row.id))
             cp = checkpoints.get(seq)
             if cp is not None and cp.head_hash != row.hash:
                 out.add(Problem("checkpoint_mismatch",

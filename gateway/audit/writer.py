@@ -31,6 +31,10 @@ own, never mixed with waiting callers' records (a record that can never commit m
 decision down with it), and a retried record that is already stored (its
 batch landed although the COMMIT reported failure) is not written twice. The
 chain head is re-read (``chain_session``) before the next batch.
+
+An ownership tree a decision names by digest rides with it (``Pending.snapshot``)
+and is inserted in the same transaction unless this writer saw it committed
+before (``ownership_snapshots.py``): a failed batch takes its trees with it.
 """
 
 from __future__ import annotations
@@ -63,10 +67,12 @@ from gateway.audit.chain_session import ChainSession
 from gateway.audit.failures import RetryQueue, bounded_attempt, fail_queued, fail_waiters, refuse
 from gateway.audit.ids import new_id
 from gateway.audit.outage import FAILING_WITHIN_S
+from gateway.audit.ownership_snapshots import note_stored
 from gateway.audit.record import KIND_LEN, DecisionRecord, OutcomeRecord
 from gateway.audit.signing import Signer, load_signer
 from gateway.audit.sqlite_fast import SqliteBatchStore, StoreMoved, WalCheckpointer
 from gateway.audit.writer_state import register_key
+from gateway.identity.ownership_snapshot import OwnershipSnapshot
 from gateway.settings import Settings
 from gateway.stages import AuditUnavailable
 
@@ -117,6 +123,9 @@ class AuditWriter:
         self._time_param: Callable[[datetime], Any] = sqlite_time if self._fast else keep_time
         self._queue: deque[Pending] = deque()
         self._retry = RetryQueue()  # un-awaited records whose batch failed
+        # Ownership snapshots this writer saw committed: not inserted again. Only
+        # after COMMIT, so a record never names a tree that is not durable.
+        self._snapshots: set[str] = set()
         self._awaited = 0  # records in the queue whose caller waits for COMMIT
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -208,7 +217,8 @@ class AuditWriter:
         if self._expected:
             self._expected -= 1
         fields = decision_fields(record, self._settings.audit_ip_truncate)
-        future = self._push(fields, record.index_keys(), wait=True)
+        future = self._push(fields, record.index_keys(), wait=True,
+                            snapshot=record.ownership_snapshot)
         assert future is not None
         await future
 
@@ -225,7 +235,8 @@ class AuditWriter:
         group = object()
         for record in records:
             fields = decision_fields(record, self._settings.audit_ip_truncate)
-            future = self._push(fields, record.index_keys(), wait=True, group=group)
+            future = self._push(fields, record.index_keys(), wait=True, group=group,
+                                snapshot=record.ownership_snapshot)
             assert future is not None
             futures.append(future)
         await asyncio.gather(*futures)
@@ -252,13 +263,14 @@ class AuditWriter:
             await future
         return str(fields["id"])
 
-    def _push(self, fields: dict[str, Any], rule_ids: list[str],
-              wait: bool, group: object | None = None) -> asyncio.Future[None] | None:
+    def _push(self, fields: dict[str, Any], rule_ids: list[str], wait: bool,
+              group: object | None = None,
+              snapshot: OwnershipSnapshot | None = None) -> asyncio.Future[None] | None:
         loop = self._loop
         if self._task is None or self._task.done() or loop is None:
             raise AuditUnavailable("audit writer is not running")
         future = loop.create_future() if wait else None
-        self._queue.append(Pending(fields, rule_ids, future, loop.time(), group))
+        self._queue.append(Pending(fields, rule_ids, future, loop.time(), group, snapshot))
         if wait:
             self._awaited += 1
             self._wake()
@@ -417,7 +429,7 @@ class AuditWriter:
         head = await chain.current()
         now = self._clock()
         built = build_whole_groups(batch, head.node_id, chain.owner, head.seq, head.hash, now,
-                                   self._time_param)
+                                   self._time_param, self._snapshots)
         for p, exc in built.refused:
             refuse(p, exc)
         write = built.write
@@ -431,6 +443,8 @@ class AuditWriter:
         else:
             await commit_core(await chain.connection(), write)
         chain.advanced(nodes.Head(head.node_id, write.new_seq, write.new_hash))
+        if write.snapshots:
+            note_stored(self._snapshots, write.snapshots)
         if write.checkpoint:
             chain.checkpointed(write.checkpoint)
         return built.accepted

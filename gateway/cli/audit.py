@@ -23,6 +23,7 @@ from gateway.cli.audit_common import audit_settings as _settings
 from gateway.cli.audit_common import console as _console
 from gateway.cli.audit_common import time_option as _time
 from gateway.cli.audit_common import with_engine as _with_engine
+from gateway.cli.audit_ownership import register as register_ownership
 from gateway.cli.audit_policies import register as register_policies
 from gateway.cli.audit_policy import register as register_policy
 from gateway.cli.audit_upkeep import register as register_upkeep
@@ -238,3 +239,4 @@ def public_key_cmd(
 register_upkeep(app)
 register_policy(app)
 register_policies(app)
+register_ownership(app)

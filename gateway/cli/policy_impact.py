@@ -27,11 +27,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _read_jsonl(path: Path) -> Iterable[Mapping[str, Any]]:
+    from gateway.audit.ownership_snapshots import inline_tree, manifest_trees
+
+    trees = manifest_trees(path)  # the trees records name by digest, if it has a manifest
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             if line.strip():
                 item = json.loads(line)
                 if item.get("kind", "decision") in ("decision", "policy_reload"):
+                    inline_tree(item, trees)
                     yield item
 
 

@@ -20,6 +20,7 @@ from gateway.identity.ownership import (
     controlled,
     controlled_share,
 )
+from gateway.identity.ownership_snapshot import RecordedOwnership, recorded_ownership
 
 CustomerKind = Literal["individual", "organization"]
 SanctionsStatus = Literal["clear", "potential_match", "confirmed_match"]
@@ -61,6 +62,16 @@ class Principal:
     """A held customer's screening hits, for the records of its refusals
     (``gateway.identity.screening_summary``); None when ``clear``. Not a
     policy input: replays leave it out."""
+    recorded: RecordedOwnership | None = field(default=None, compare=False, hash=False)
+    """How decision records state ``ownership`` (inline, or by digest), computed
+    once when the principal is cached (``identity.store``); None: computed per
+    record (``recorded_ownership``), for principals built elsewhere."""
+
+    def ownership_record(self) -> RecordedOwnership:
+        """``recorded``, or computed now for a principal not from the store."""
+        if self.recorded is not None:
+            return self.recorded
+        return recorded_ownership(self.ownership)
 
     @property
     def is_us_person(self) -> bool:

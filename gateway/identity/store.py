@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.identity.ownership import from_json as ownership_from_json
+from gateway.identity.ownership_snapshot import recorded_ownership
 from gateway.identity.principal import Ownership, Principal, SanctionsStatus
 from gateway.identity.screening_summary import ListInForce, awaiting_rescreen, screening_summary
 from gateway.identity.tables import ApiKey
@@ -39,6 +40,10 @@ def principal_from(
     """``in_force``: the list this process screens with; a ``clear`` of
     another list or threshold is held (``screening_summary.awaiting_rescreen``)."""
     held = awaiting_rescreen(customer, in_force)
+    ownership = tuple(
+        Ownership(o.country, o.percent, o.name, ownership_from_json(o.owners))
+        for o in customer.ownership
+    )
     return Principal(
         customer_id=customer.id,
         name=customer.name,
@@ -46,10 +51,10 @@ def principal_from(
         citizenships=frozenset(customer.citizenships or ()),
         residence=customer.residence,
         incorporated_in=customer.incorporated_in,
-        ownership=tuple(
-            Ownership(o.country, o.percent, o.name, ownership_from_json(o.owners))
-            for o in customer.ownership
-        ),
+        ownership=ownership,
+        # Once per cache load: records name a large tree by its digest without
+        # hashing it per request (``identity.ownership_snapshot``).
+        recorded=recorded_ownership(ownership),
         kyc_level=customer.kyc_level,
         kyc_expires_at=None if customer.kyc_expires_at is None else as_utc(customer.kyc_expires_at),
         kyc_verified_at=(None if customer.kyc_verified_at is None

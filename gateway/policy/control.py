@@ -35,6 +35,13 @@ from gateway.policy.facts import RequestFacts
 from gateway.policy.names import resolve_country_set
 
 FACTS_KEY = "ownership_control"
+RECORD_PATH_CHARS = 2048
+"""The paths a decision record keeps: in order, while they fit in this many
+characters (the first always). A 256-entry tree controlled through every
+branch has 252 paths of two 512-character names: ~255 KB on each refused
+request. The record then says ``paths_total``; the rest follow from the tree
+it names (``ownership_sha256``) and the policy version it names, both proven
+by their digests (``gateway policy explain`` shows them all)."""
 
 
 def control_explanation(
@@ -43,10 +50,13 @@ def control_explanation(
     bundle: CompiledBundle,
     facts: RequestFacts,
     now: datetime,
+    path_chars: int | None = None,
 ) -> dict[str, Any] | None:
     """``{rule_id: {share_percent, threshold_percent, paths}}`` for each deciding
     deny rule that fired through a ``controlled_by_in`` held through a chain;
-    None otherwise. ``facts`` and ``now`` are the decision's (its context)."""
+    None otherwise. ``facts`` and ``now`` are the decision's (its context).
+    ``path_chars``: keep only the paths that fit (``RECORD_PATH_CHARS``), and
+    ``paths_total`` when some were left out."""
     if decision.allowed or not is_nested(principal.ownership):
         return None
     deciding = set(decision.rule_ids)
@@ -64,12 +74,23 @@ def control_explanation(
             continue  # fired for another of its conditions: nothing to trace
         share = controlled_share(principal.ownership, countries, threshold)
         if reaches(share, threshold):
-            explained[rule.id] = {
-                "share_percent": share,
-                "threshold_percent": threshold,
-                "paths": control_paths(principal.ownership, countries, threshold),
-            }
+            paths = control_paths(principal.ownership, countries, threshold)
+            explained[rule.id] = {"share_percent": share, "threshold_percent": threshold,
+                                  **_bounded(paths, path_chars)}
     return explained or None
+
+
+def _bounded(paths: list[str], chars: int | None) -> dict[str, Any]:
+    if chars is None:
+        return {"paths": paths}
+    kept: list[str] = []
+    used = 0
+    for path in paths:
+        used += len(path)
+        if kept and used > chars:
+            return {"paths": kept, "paths_total": len(paths)}
+        kept.append(path)
+    return {"paths": kept}
 
 
 def fired_control_set(

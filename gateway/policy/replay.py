@@ -13,6 +13,11 @@ ignores it and a replay derives the tier again; likewise ``ownership_control``
 (``gateway.policy.control``), the ownership chain that made a refusal, and
 ``screening`` (``gateway.identity.screening_summary``), the hits of a customer
 held by sanctions screening.
+
+A large ownership tree is named by its SHA-256 (``ownership_sha256``, see
+``gateway.identity.ownership_snapshot``) rather than carried; ``from_replay``
+needs the tree itself under ``ownership`` (readers inline the stored snapshot)
+and refuses a record that names one it was not given.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any, cast
 
 from gateway.geo.origin import Origin
 from gateway.identity.ownership import from_json as ownership_from_json
-from gateway.identity.ownership import to_json as ownership_json
+from gateway.identity.ownership_snapshot import DIGEST_KEY, RecordedOwnership
 from gateway.identity.principal import Principal
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 
@@ -33,9 +38,13 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def replay_facts(principal: Principal, facts: RequestFacts) -> dict[str, Any]:
-    """JSON-able facts of one decision, without prompt text."""
+def replay_facts(principal: Principal, facts: RequestFacts,
+                 owned: RecordedOwnership | None = None) -> dict[str, Any]:
+    """JSON-able facts of one decision, without prompt text. ``owned``: how the
+    ownership is stated (default ``principal.ownership_record()``); the caller
+    passes it when it must also hand the snapshot it names to the audit log."""
     body = facts.body
+    owned = owned or principal.ownership_record()
     who: dict[str, Any] = {
         "customer_id": principal.customer_id,
         "name": principal.name,
@@ -45,7 +54,8 @@ def replay_facts(principal: Principal, facts: RequestFacts) -> dict[str, Any]:
         "incorporated_in": principal.incorporated_in,
         # An entry is {country, percent} as ever; a name and owners of its own
         # only when the record has them (chains), so flat records keep their bytes.
-        "ownership": ownership_json(principal.ownership),
+        # A large tree is named by digest instead (``identity.ownership_snapshot``).
+        **owned.fields,
         "kyc_level": principal.kyc_level,
         "kyc_expires_at": _iso(principal.kyc_expires_at),
         "kyc_verified_at": _iso(principal.kyc_verified_at),
@@ -107,6 +117,10 @@ def from_replay(d: dict[str, Any]) -> tuple[Principal, RequestFacts]:
         raise ValueError(f"unsupported replay facts version {version!r}")
     p = d["principal"]
     r = d["request"]
+    if p.get(DIGEST_KEY) is not None and "ownership" not in p:
+        # Never decided as "no owners": the reader must put the stored tree in
+        # (``audit.ownership_snapshots.inline_snapshots``) or skip the record.
+        raise ValueError(f"ownership snapshot {p[DIGEST_KEY]} is not available")
     principal = Principal(
         customer_id=str(p["customer_id"]),
         name=str(p.get("name") or ""),

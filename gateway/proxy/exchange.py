@@ -19,7 +19,7 @@ from gateway.identity.principal import Principal
 from gateway.identity.screening_summary import FACTS_KEY as SCREENING_FACTS_KEY
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.control import FACTS_KEY as CONTROL_FACTS_KEY
-from gateway.policy.control import control_explanation
+from gateway.policy.control import RECORD_PATH_CHARS, control_explanation
 from gateway.policy.decision import Decision
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts
 from gateway.policy.replay import replay_facts
@@ -111,8 +111,11 @@ class Exchange:
         reasons = list(decision.reasons) if decision and not self.reasons else self.reasons
         origin = self.origin
         facts: dict[str, Any] = {}
+        snapshot = None
         if principal is not None and self.facts is not None:
-            facts = replay_facts(principal, self.facts)
+            owned = principal.ownership_record()
+            facts = replay_facts(principal, self.facts, owned)
+            snapshot = owned.snapshot  # the tree the facts name, for the writer
             if decision is not None and decision.tier_demotion is not None:
                 # Why the effective tier is not the assigned one (KYC expired,
                 # screening, missing attribute...): an auditor reading a deny
@@ -121,7 +124,8 @@ class Exchange:
             if decision is not None and not decision.allowed:
                 # ``ts`` is the decision's time within milliseconds (stamped just
                 # before this); only ``kyc_expired`` reads it.
-                chain = control_explanation(principal, decision, self.bundle, self.facts, self.ts)
+                chain = control_explanation(principal, decision, self.bundle, self.facts, self.ts,
+                                            RECORD_PATH_CHARS)
                 if chain is not None:
                     facts[CONTROL_FACTS_KEY] = chain
                 # Held by screening: which names matched (computed at cache load).
@@ -163,4 +167,5 @@ class Exchange:
             quota=self.admission.summary if self.admission else None,
             prompt_sha256=self.body.prompt_sha256 if self.body else None,
             facts=facts,
+            ownership_snapshot=snapshot,
         )
