@@ -182,15 +182,16 @@ class StandIn:
         if body.get("stream"):
             n = self._chunks(request)
             events = []
+            spoken = chat_audio(body)  # its id in the first chunk, as OpenAI streams it
             for i in range(n):
                 chunk = {
                     "id": "chatcmpl-standin",
                     "object": "chat.completion.chunk",
                     "created": 0,
                     "model": model,
-                    "choices": [
-                        {"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}
-                    ],
+                    "choices": [{"index": 0, "delta": {"content": f"tok{i} ",
+                                                       **(spoken if i == 0 else {})},
+                                 "finish_reason": None}],
                 }
                 events.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
             done = {

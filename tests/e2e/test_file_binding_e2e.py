@@ -165,3 +165,27 @@ def test_chat_audio_ids_are_named_only_by_their_customer(
         assert_not_found_unforwarded(refused.value, admin, standin_log, before,
                                      "audio-not-found")
     assert follow_up(owner, audio.id).choices[0].message.content
+
+
+def test_a_streamed_chat_audio_id_is_bound_to_its_customer(
+    gateway: Proc, admin: Admin, standin_log: Log
+) -> None:
+    # The id comes in an early chunk, not the last one with the usage: the
+    # stream's tap keeps that chunk for it.
+    owner_key, stranger_key = two_customers(admin)
+    owner, stranger = openai_client(gateway, owner_key), openai_client(gateway, stranger_key)
+    ids = [chunk.choices[0].delta.audio.id  # type: ignore[union-attr]
+           for chunk in owner.chat.completions.create(
+               model="haiku-lite", stream=True, modalities=["text", "audio"],
+               audio={"voice": "alloy", "format": "pcm16"},
+               messages=[{"role": "user", "content": "say hi"}])
+           if chunk.choices and getattr(chunk.choices[0].delta, "audio", None)]
+    assert len(ids) == 1
+    turns: Any = [{"role": "user", "content": "say hi"},
+                  {"role": "assistant", "audio": {"id": ids[0]}},
+                  {"role": "user", "content": "again"}]
+    before = len(standin_log())
+    with pytest.raises(openai.NotFoundError) as refused:
+        stranger.chat.completions.create(model="haiku-lite", messages=turns)
+    assert_not_found_unforwarded(refused.value, admin, standin_log, before, "audio-not-found")
+    assert owner.chat.completions.create(model="haiku-lite", messages=turns).choices
