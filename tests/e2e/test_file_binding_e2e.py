@@ -189,3 +189,20 @@ def test_a_streamed_chat_audio_id_is_bound_to_its_customer(
         stranger.chat.completions.create(model="haiku-lite", messages=turns)
     assert_not_found_unforwarded(refused.value, admin, standin_log, before, "audio-not-found")
     assert owner.chat.completions.create(model="haiku-lite", messages=turns).choices
+
+
+def test_a_batch_request_naming_anothers_file_refuses_the_batch(
+    gateway: Proc, admin: Admin, standin_log: Log
+) -> None:
+    owner_key, stranger_key = two_customers(admin)
+    owner = anthropic_client(gateway, owner_key)
+    stranger = anthropic_client(gateway, stranger_key)
+    made = owner.messages.create(model="haiku-lite", max_tokens=64, tools=ANTHROPIC_CODE,
+                                 messages=[{"role": "user", "content": "write a file"}])
+    params: Any = {"model": "haiku-lite", "max_tokens": 64,
+                   "messages": anthropic_shapes(_file_ids(made.content)[0])[0]}
+    before = len(standin_log())
+    with pytest.raises(anthropic.NotFoundError) as refused:
+        stranger.messages.batches.create(requests=[{"custom_id": "theirs", "params": params}])
+    assert_not_found_unforwarded(refused.value, admin, standin_log, before, FILE_RULE)
+    assert owner.messages.batches.create(requests=[{"custom_id": "mine", "params": params}]).id
