@@ -130,14 +130,18 @@ def _text_of(
                 continue
             # ``data`` is text in a text source (Anthropic documents), else base64.
             if key in _NOT_TEXT or (key == "data" and kind != "text"):
-                if free:  # a schema's or tool input's "file_id" names nothing upstream
+                if free:
+                    # A schema's or a tool call's "file_id" names nothing upstream,
+                    # but a file part does (a stored prompt's ``variables``).
+                    if key == "file_id" and kind in _FILE_PARTS:
+                        named_ids(key, value, refs)
                     _text_of(value, hidden, [], hidden, refs, True)
                 elif key in ID_KEYS:
                     named_ids(key, value, refs)
-                elif key == "role" and type(value) is str:
-                    if value in _TOOL_ROLES:
+                elif key == "role":
+                    if type(value) is str and value in _TOOL_ROLES:
                         used = True
-                    elif "audio" in content:  # an assistant turn naming its audio answer
+                    if "audio" in content:  # an assistant turn naming its audio answer
                         named_audio(content["audio"], refs)
                 continue
             if type(value) is not str and key in _TOOL_USE_KEYS and value and not free:
@@ -177,6 +181,9 @@ _MEDIA_PARTS = frozenset(
     {"image", "image_url", "input_image", "input_audio", "document", "file", "input_file"}
 )
 MEDIA_PART_TOKENS = 1_600
+_FILE_PARTS = _MEDIA_PARTS | {"container_upload"}
+"""Parts that name a file by ``file_id`` (an image's or document's ``source``
+of type ``file`` included)."""
 _INLINE_FILE_KEYS = ("data", "file_data")
 
 

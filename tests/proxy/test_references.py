@@ -118,6 +118,10 @@ def test_a_file_id_in_a_schema_or_a_tool_calls_input_names_nothing() -> None:
     ], "tools": [{"name": "f", "input_schema": {"type": "object", "properties": {
         "file_id": {"type": "string"}}}}]}
     assert _walked(body) == ()
+    # A stored prompt's variables are free-form, but a file part there is read.
+    prompt = {"model": "m", "input": "hi", "prompt": {"id": "pmpt_1", "variables": {
+        "the report": {"type": "input_file", "file_id": "file_y"}, "file_id": "just text"}}}
+    assert _walked(prompt, "/v1/responses") == ((FILE, "file_y"),)
     with pytest.raises(ProxyError) as bad:
         _walked({"model": "m", "max_tokens": 5, "messages": [
             {"role": "user", "content": [{"type": "input_file", "file_id": {"id": "file_x"}}]}]})
