@@ -188,7 +188,10 @@ class ReferenceBinding:
 
     async def relayed_all(self, docs: Iterable[object]) -> None:
         """The events of a stream that show ids, bound at once."""
-        references = [r for doc in docs for r in answer_references(doc)]
+        await self.bind_all([r for doc in docs for r in answer_references(doc)])
+
+    async def bind_all(self, references: list[Reference]) -> None:
+        """Ids found in what was relayed (a batch's results lines, say)."""
         if not references:
             return
         try:

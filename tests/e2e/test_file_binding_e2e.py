@@ -11,6 +11,7 @@ and the ones the operator shares (``GATEWAY_SHARED_FILE_IDS``,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -206,3 +207,31 @@ def test_a_batch_request_naming_anothers_file_refuses_the_batch(
         stranger.messages.batches.create(requests=[{"custom_id": "theirs", "params": params}])
     assert_not_found_unforwarded(refused.value, admin, standin_log, before, FILE_RULE)
     assert owner.messages.batches.create(requests=[{"custom_id": "mine", "params": params}]).id
+
+
+def test_files_in_a_batchs_results_are_bound_to_its_customer(
+    gateway: Proc, admin: Admin, standin_log: Log
+) -> None:
+    owner_key, stranger_key = two_customers(admin)
+    owner = anthropic_client(gateway, owner_key)
+    stranger = anthropic_client(gateway, stranger_key)
+    params: Any = {"model": "haiku-lite", "max_tokens": 64, "tools": ANTHROPIC_CODE,
+                   "messages": [{"role": "user", "content": "write a file"}]}
+    batch = owner.messages.batches.create(requests=[{"custom_id": "mine", "params": params}])
+    [line] = list(owner.messages.batches.results(batch.id))
+    assert line.result.type == "succeeded"
+    [file_id] = _file_ids(line.result.message.content)
+    ask = anthropic_shapes(file_id)[0]
+    # Bound once the download has ended (after its lines went out, as a stream's).
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            owner.messages.create(model="haiku-lite", max_tokens=64, messages=ask)
+            break
+        except anthropic.NotFoundError:
+            assert time.monotonic() < deadline, "the results' file was never bound"
+            time.sleep(0.1)
+    before = len(standin_log())
+    with pytest.raises(anthropic.NotFoundError) as refused:
+        stranger.messages.create(model="haiku-lite", max_tokens=64, messages=ask)
+    assert_not_found_unforwarded(refused.value, admin, standin_log, before, FILE_RULE)
