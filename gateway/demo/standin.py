@@ -39,7 +39,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.demo.standin_answers import REPLY, container_of, forced_status, output_tokens, sse
+from gateway.demo.standin_answers import (
+    REPLY,
+    chat_audio,
+    code_execution_blocks,
+    container_of,
+    forced_status,
+    output_tokens,
+    sse,
+)
 from gateway.demo.standin_batches import StandInBatches
 from gateway.demo.standin_responses import StandInResponses
 
@@ -174,15 +182,16 @@ class StandIn:
         if body.get("stream"):
             n = self._chunks(request)
             events = []
+            spoken = chat_audio(body)  # its id in the first chunk, as OpenAI streams it
             for i in range(n):
                 chunk = {
                     "id": "chatcmpl-standin",
                     "object": "chat.completion.chunk",
                     "created": 0,
                     "model": model,
-                    "choices": [
-                        {"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}
-                    ],
+                    "choices": [{"index": 0, "delta": {"content": f"tok{i} ",
+                                                       **(spoken if i == 0 else {})},
+                                 "finish_reason": None}],
                 }
                 events.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
             done = {
@@ -214,7 +223,7 @@ class StandIn:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": REPLY},
+                        "message": {"role": "assistant", "content": REPLY, **chat_audio(body)},
                         "finish_reason": "stop",
                     }
                 ],
@@ -325,6 +334,8 @@ class StandIn:
             events.append(ev("content_block_stop", {"type": "content_block_stop", "index": 0}))
             extra = _extra_blocks(body, 1)
             events += extra
+            for index, ran in enumerate(code_execution_blocks(body), 1 + len(extra) // 5):
+                events += _block(index, ran, [])
             events += [
                 ev(
                     "message_delta",
@@ -347,7 +358,7 @@ class StandIn:
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": REPLY}],
+                "content": [{"type": "text", "text": REPLY}, *code_execution_blocks(body)],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
                 "container": container,

@@ -59,11 +59,39 @@ def container_of(body: dict[str, Any]) -> dict[str, Any] | None:
     given = body.get("container")
     if isinstance(given, dict):
         given = given.get("id")
-    tools = body.get("tools")
-    coding = isinstance(tools, list) and any(
-        isinstance(t, dict) and str(t.get("type", "")).startswith("code_execution") for t in tools
-    )
-    if not isinstance(given, str) and not coding:
+    if not isinstance(given, str) and not _codes(body):
         return None
     container_id = given if isinstance(given, str) else "container_" + secrets.token_hex(12)
     return {"id": container_id, "expires_at": "2030-01-01T00:00:00Z"}
+
+
+def _codes(body: dict[str, Any]) -> bool:
+    tools = body.get("tools")
+    return isinstance(tools, list) and any(
+        isinstance(t, dict) and str(t.get("type", "")).startswith("code_execution") for t in tools
+    )
+
+
+def code_execution_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """With a code execution tool, the blocks of one bash run that wrote a file:
+    Anthropic stores such a file in the account (a new ``file_id`` each run)."""
+    if not _codes(body):
+        return []
+    use_id = "srvtoolu_" + secrets.token_hex(8)
+    return [
+        {"type": "server_tool_use", "id": use_id, "name": "bash_code_execution",
+         "input": {"command": "echo hi > out.txt"}},
+        {"type": "bash_code_execution_tool_result", "tool_use_id": use_id,
+         "content": {"type": "bash_code_execution_result", "stdout": "", "stderr": "",
+                     "return_code": 0,
+                     "content": [{"type": "bash_code_execution_output",
+                                  "file_id": "file_" + secrets.token_hex(12)}]}},
+    ]
+
+
+def chat_audio(body: dict[str, Any]) -> dict[str, Any]:
+    """A chat message's ``audio`` member when the request asks for audio (a new id each time)."""
+    if not isinstance(body.get("audio"), dict):
+        return {}
+    return {"audio": {"id": "audio_" + secrets.token_hex(12), "data": "",
+                      "expires_at": 1900000000, "transcript": REPLY}}

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.demo.standin_answers import code_execution_blocks
+
 BATCHES = "/v1/messages/batches"
 _OUTPUT_TOKENS = 7
 _INPUT_TOKENS = 12
@@ -133,7 +135,8 @@ class StandInBatches:
                 "type": "message",
                 "role": "assistant",
                 "model": params.get("model", "unknown"),
-                "content": [{"type": "text", "text": "Hello from the stand-in batch."}],
+                "content": [{"type": "text", "text": "Hello from the stand-in batch."},
+                            *code_execution_blocks(params)],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
                 "usage": {"input_tokens": _INPUT_TOKENS, "output_tokens": _OUTPUT_TOKENS},

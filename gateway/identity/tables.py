@@ -121,13 +121,14 @@ class MessageBatchOwner(Base):
 
 class RelayedObjectOwner(Base):
     """Which customer an upstream object named by id in an answer was relayed to:
-    a stored item (``msg_…``, ``fc_…``) or a code-execution container
+    a stored item (``msg_…``, ``fc_…``), a code-execution container, a file it
+    wrote or a chat answer's audio
     (``gateway.proxy.reference_owners``: the upstream sees one account for all)."""
 
     __tablename__ = "relayed_object_owners"
 
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
-    """``item`` or ``container``."""
+    """``item``, ``container``, ``file`` or ``audio`` (``gateway.proxy.references``)."""
     object_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -51,6 +51,9 @@ class BodyFacts:
     references: tuple[tuple[str, str], ...] = ()
     """Upstream items and containers the request names by id, as (kind, id)
     (``gateway.proxy.references``): ``reference_owners`` checks they are the caller's."""
+    answers_audio: bool = False
+    """A chat completion asking for audio: the audio id of its answer is bound
+    to the caller (``gateway.proxy.reference_owners``)."""
 
 
 @dataclass(frozen=True, slots=True)

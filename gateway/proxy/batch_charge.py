@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 import orjson
 
 from gateway.policy.engine import quota_plan
+from gateway.proxy.references import Reference, answer_references
 from gateway.proxy.usage import usage_from_doc
 from gateway.stages import StageUnavailable, Usage
 
@@ -82,7 +83,7 @@ class ResultsUsage:
     """Reads a results download's lines as the relay hands its bytes over:
     the tokens each ``succeeded`` request used, summed per ``custom_id``'s group."""
 
-    __slots__ = ("_group_of", "_partial", "_skipping", "used")
+    __slots__ = ("_group_of", "_partial", "_skipping", "references", "used")
 
     def __init__(self, groups: list[ReservedGroup]) -> None:
         self._group_of: dict[str, int] | None = None
@@ -93,6 +94,9 @@ class ResultsUsage:
                 for custom_id in group.get("custom_ids", ())
             }
         self.used = [0] * len(groups)
+        self.references: list[Reference] = []
+        """Ids the relayed results show (files code execution wrote): bound
+        to the caller once the download has ended (``gateway.proxy.settle``)."""
         self._partial = b""
         self._skipping = False  # inside a line too long to parse
 
@@ -130,6 +134,7 @@ class ResultsUsage:
         result = doc.get("result")
         if not isinstance(result, dict) or result.get("type") != "succeeded":
             return  # errored, canceled and expired requests generated nothing
+        self.references.extend(answer_references(result.get("message")))
         usage = usage_from_doc(result)
         if usage is None or not usage.total:
             return

@@ -28,7 +28,13 @@ import orjson
 from gateway.policy.facts import OUTPUT_BOUND_FIELDS, BodyFacts, with_output_bound
 from gateway.proxy.errors import ProxyError
 from gateway.proxy.nesting import forwardable, too_deep
-from gateway.proxy.references import request_references
+from gateway.proxy.references import (
+    ID_KEYS,
+    Reference,
+    named_audio,
+    named_ids,
+    request_references,
+)
 from gateway.proxy.stored_state import continued_ids
 from gateway.proxy.textfold import fold
 from gateway.proxy.token_ids import token_ids
@@ -63,6 +69,8 @@ _NOT_TEXT = frozenset(
         "url",
         "file_data",
         "file_id",
+        "file_ids",
+        "vector_store_ids",
         "tool_choice",
         "reasoning_effort",
         "encoding_format",
@@ -82,13 +90,21 @@ _FREE_FORM = frozenset({"parameters", "input_schema", "schema", "input", "variab
 
 
 def _text_of(
-    content: Any, out: list[str], media: list[int], hidden: list[str], free: bool = False
+    content: Any,
+    out: list[str],
+    media: list[int],
+    hidden: list[str],
+    refs: list[Reference],
+    free: bool = False,
 ) -> bool:
     """Collect every string in a value (a string, a list of parts, nested blocks)
     into ``out``, and the token estimate of every image, audio or file part into
-    ``media``. Inside a free-form value (``_FREE_FORM``) the keys, and the
-    strings ``_NOT_TEXT`` would skip elsewhere, go to ``hidden``: classified,
-    but not part of ``prompt_sha256``, which keeps its meaning across versions.
+    ``media``, and every file, audio or vector store it names by id into
+    ``refs`` (``gateway.proxy.references``: found by the key test this walk
+    makes anyway, so a body without them pays nothing more). Inside a
+    free-form value (``_FREE_FORM``) the keys, and the strings ``_NOT_TEXT``
+    would skip elsewhere, go to ``hidden``: classified, but not part of
+    ``prompt_sha256``, which keeps its meaning across versions.
 
     True if the value carries tool use (``_is_tool_part``, ``_TOOL_USE_KEYS``,
     ``_TOOL_ROLES``)."""
@@ -98,7 +114,7 @@ def _text_of(
     used = False
     if isinstance(content, list):
         for part in content:
-            used |= _text_of(part, out, media, hidden, free)
+            used |= _text_of(part, out, media, hidden, refs, free)
     elif isinstance(content, dict):
         kind = content.get("type")
         if type(kind) is not str:  # a schema's property called "type" is no part type
@@ -115,14 +131,23 @@ def _text_of(
             # ``data`` is text in a text source (Anthropic documents), else base64.
             if key in _NOT_TEXT or (key == "data" and kind != "text"):
                 if free:
-                    _text_of(value, hidden, [], hidden, True)
-                elif key == "role" and type(value) is str and value in _TOOL_ROLES:
-                    used = True
+                    # A schema's or a tool call's "file_id" names nothing upstream,
+                    # but a file part does (a stored prompt's ``variables``).
+                    if key == "file_id" and kind in _FILE_PARTS:
+                        named_ids(key, value, refs)
+                    _text_of(value, hidden, [], hidden, refs, True)
+                elif key in ID_KEYS:
+                    named_ids(key, value, refs)
+                elif key == "role":
+                    if type(value) is str and value in _TOOL_ROLES:
+                        used = True
+                    if "audio" in content:  # an assistant turn naming its audio answer
+                        named_audio(content["audio"], refs)
                 continue
             if type(value) is not str and key in _TOOL_USE_KEYS and value and not free:
                 used = True
             used |= _text_of(
-                value, out, media, hidden, free or (key in _FREE_FORM and type(value) is dict)
+                value, out, media, hidden, refs, free or (key in _FREE_FORM and type(value) is dict)
             )
     return used
 
@@ -156,6 +181,9 @@ _MEDIA_PARTS = frozenset(
     {"image", "image_url", "input_image", "input_audio", "document", "file", "input_file"}
 )
 MEDIA_PART_TOKENS = 1_600
+_FILE_PARTS = _MEDIA_PARTS | {"container_upload"}
+"""Parts that name a file by ``file_id`` (an image's or document's ``source``
+of type ``file`` included)."""
 _INLINE_FILE_KEYS = ("data", "file_data")
 
 
@@ -319,7 +347,9 @@ def _bounded(
 ) -> BodyFacts:
     references = request_references(body, endpoint)
     if references:
-        facts = replace(facts, references=references)
+        facts = replace(facts, references=facts.references + references)
+    if "audio" in body and endpoint == "/v1/chat/completions":
+        facts = replace(facts, answers_audio=True)  # its answer's audio id is bound
     if facts.max_tokens is None and endpoint in OUTPUT_BOUND_FIELDS:
         facts = with_output_bound(facts, endpoint, default_max_tokens())
         if facts.max_tokens_defaulted:
@@ -370,6 +400,7 @@ def _facts_of(body: dict[str, Any]) -> BodyFacts:
     texts: list[str] = []
     hidden: list[str] = []
     media: list[int] = []
+    refs: list[Reference] = []
     message_count = 0
     messages = body.get("messages")
     if messages is not None:
@@ -385,7 +416,7 @@ def _facts_of(body: dict[str, Any]) -> BodyFacts:
         # hide the turns from ``messages_over``.
         message_count = max(message_count, len(inputs))
     has_tools = _has_tools(body)
-    tool_use = _text_of(body, texts, media, hidden)
+    tool_use = _text_of(body, texts, media, hidden, refs)
     if messages is None and message_count == 0 and texts:
         message_count = 1
 
@@ -413,4 +444,5 @@ def _facts_of(body: dict[str, Any]) -> BodyFacts:
         stream_usage_requested=usage_requested,
         stream_options_given="stream_options" in body,
         continues=continued_ids(body),
+        references=tuple(refs),
     )

@@ -41,6 +41,8 @@ log = logging.getLogger("gateway.proxy")
 _USAGE_INJECTABLE = frozenset({"/v1/chat/completions", "/v1/completions"})
 _LISTS_ITEMS = frozenset({"retrieve", "input_items"})
 """Calls on a stored response whose answers show its items (``reference_owners``)."""
+_CODE_RESULT = b"code_execution_tool_result"
+"""Marks the stream events that show the files code execution wrote."""
 _WATCH_NON_STREAM_AFTER = 1.0
 _ACCEL_BUFFERING = (b"x-accel-buffering", b"no")
 """Sent on every streamed answer that does not carry its own (LiteLLM added the
@@ -250,7 +252,8 @@ class Forwarder:
         outcome: Outcome,
         ex: Exchange,
     ) -> None:
-        tap = SseUsageTap(drop_usage_chunk)
+        references = self._reference_binding(ex, response.status)
+        tap = SseUsageTap(drop_usage_chunk, references.marker if references is not None else None)
         assert ex.principal is not None and ex.facts is not None
         decoder = stream_decoder(response.headers.get("content-encoding"))
         if decoder is not None:
@@ -261,7 +264,6 @@ class Forwarder:
         )
         cut: Cut | None = None
         binding = self._binding(ex, response.status)
-        references = self._reference_binding(ex, response.status)
         withheld = False  # the stream's id could not be bound: nothing more goes out
         live = self.services.live_streams
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -300,8 +302,9 @@ class Forwarder:
                 outcome.streamed_response_id = binding.streamed_id
         if references is not None and tap.usage_doc is not None and not withheld:
             # The ids in its last event with usage (Responses' response.completed,
-            # Anthropic's message_delta), bound before the stream's end goes out.
-            await references.relayed(tap.usage_doc)
+            # Anthropic's message_delta) and the earlier events kept for theirs,
+            # bound before the stream's end goes out.
+            await references.relayed_all((*tap.marked, tap.usage_doc))
         if withheld:
             outcome.error = WITHHELD
         if cut is not None:
@@ -329,9 +332,10 @@ class Forwarder:
         )
 
     def _reference_binding(self, ex: Exchange, status: int) -> ReferenceBinding | None:
-        """For an answer that may show stored items or containers: a Responses
-        create, a stored response's retrieval or input items, an Anthropic
-        message whose request had tools or named a container."""
+        """For an answer that may show stored items, containers, files or audio:
+        a Responses create, a stored response's retrieval or input items, an
+        Anthropic message whose request had tools or named a container, a chat
+        completion asking for audio."""
         owners = self.services.reference_owners
         if owners is None or status >= 300 or ex.batch is not None:
             return None
@@ -340,9 +344,12 @@ class Forwarder:
         if (
             ex.endpoint == RESPONSES_ENDPOINT
             or (stored is not None and stored.operation in _LISTS_ITEMS)
-            or (ex.endpoint == "/v1/messages" and (ex.body.has_tools or ex.body.references))
         ):
             return ReferenceBinding(owners, ex.principal.customer_id, ex.id)
+        if ex.endpoint == "/v1/messages" and (ex.body.has_tools or ex.body.references):
+            return ReferenceBinding(owners, ex.principal.customer_id, ex.id, _CODE_RESULT)
+        if ex.body.answers_audio:
+            return ReferenceBinding(owners, ex.principal.customer_id, ex.id, b'"audio"')
         return None
 
     def _before_answer(

@@ -7,17 +7,19 @@ sight of it. An id is bound once: the upstream does not reuse ids, and the
 first binding stands.
 
 A streamed answer's ids are bound when its last event (the one with its
-usage) has been relayed, so its client may see them a moment before they are
-bound; a request naming one in that moment is refused 404, never forwarded
-for someone else. An id that cannot be bound (database down) is only ever
-refused: the failure is logged, and the answer still goes out.
+usage) has been relayed: those in that event, and those in the earlier events
+its tap kept for them (files code execution wrote, a chat answer's audio). So
+its client may see them a moment before they are bound; a request naming one
+in that moment is refused 404, never forwarded for someone else. An id that
+cannot be bound (database down) is only ever refused: the failure is logged,
+and the answer still goes out.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +29,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.identity.tables import RelayedObjectOwner
 from gateway.proxy.errors import ProxyError
-from gateway.proxy.references import CONTAINER, Reference, answer_references
+from gateway.proxy.references import (
+    AUDIO,
+    CONTAINER,
+    FILE,
+    ITEM,
+    VECTOR_STORE,
+    Reference,
+    answer_references,
+)
 from gateway.stages import StageUnavailable
 
 if TYPE_CHECKING:
@@ -39,6 +49,14 @@ CACHE_SIZE = 20_000
 """Bindings remembered per process; older ones are read back."""
 ITEM_RULE = "stored-item-not-found"
 CONTAINER_RULE = "container-not-found"
+_REFUSALS = {
+    ITEM: (ITEM_RULE, "Item"),
+    CONTAINER: (CONTAINER_RULE, "Container"),
+    FILE: ("file-not-found", "File"),
+    AUDIO: ("audio-not-found", "Audio"),
+    VECTOR_STORE: ("vector-store-not-found", "Vector store"),
+}
+"""Per kind: the rule a refusal is recorded under, and what the 404 calls it."""
 
 
 def _dialect_insert(dialect: str) -> Any:
@@ -62,10 +80,16 @@ class ReferenceOwners:
     """Which customer each relayed item and container id belongs to."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], datetime]
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Callable[[], datetime],
+        shared: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._shared = dict(shared or {})
+        """Per kind, the ids the operator shares with every customer
+        (``GATEWAY_SHARED_FILE_IDS``, ``GATEWAY_SHARED_VECTOR_STORE_IDS``)."""
         self._known: OrderedDict[Reference, str] = OrderedDict()
 
     def _remember(self, reference: Reference, customer_id: str) -> None:
@@ -124,13 +148,17 @@ class ReferenceOwners:
         self, ex: Exchange, customer_id: str, references: tuple[Reference, ...]
     ) -> None:
         """Raise 404 (recorded on ``ex``) for the first reference not bound to
-        ``customer_id``: another's and an unknown id get the same answer."""
-        owners = await self.owners_of(list(dict.fromkeys(references)))
+        ``customer_id`` nor shared: another's and an unknown id get the same
+        answer. Vector stores are never bound (no customer can make one)."""
+        shared = self._shared
+        bound = [r for r in dict.fromkeys(references)
+                 if r[1] not in shared.get(r[0], ()) and r[0] != VECTOR_STORE]  # fmt: skip
+        owners = await self.owners_of(bound) if bound else {}
         for reference in references:
-            if owners.get(reference) == customer_id:
-                continue
             kind, object_id = reference
-            rule, what = (CONTAINER_RULE, "Container") if kind == CONTAINER else (ITEM_RULE, "Item")
+            if owners.get(reference) == customer_id or object_id in shared.get(kind, ()):
+                continue
+            rule, what = _REFUSALS[kind]
             message = f"{what} with id '{object_id[:128]}' not found."
             ex.refuse(rule, message)
             raise ProxyError(404, message, code=rule)
@@ -139,14 +167,31 @@ class ReferenceOwners:
 class ReferenceBinding:
     """Binds the ids one answer relays to its caller."""
 
-    def __init__(self, owners: ReferenceOwners, customer_id: str, decision_id: str) -> None:
+    def __init__(
+        self,
+        owners: ReferenceOwners,
+        customer_id: str,
+        decision_id: str,
+        marker: bytes | None = None,
+    ) -> None:
         self._owners = owners
         self._customer_id = customer_id
         self._decision_id = decision_id
+        self.marker = marker
+        """Bytes that mark a stream event showing ids before its last one (an
+        Anthropic code execution result, a chat chunk's audio): such events
+        are kept by the stream's tap (``SseUsageTap.marked``) and bound too."""
 
     async def relayed(self, doc: object) -> None:
         """A complete answer, or a stream's last event with usage (parsed)."""
-        references = answer_references(doc)
+        await self.relayed_all((doc,))
+
+    async def relayed_all(self, docs: Iterable[object]) -> None:
+        """The events of a stream that show ids, bound at once."""
+        await self.bind_all([r for doc in docs for r in answer_references(doc)])
+
+    async def bind_all(self, references: list[Reference]) -> None:
+        """Ids found in what was relayed (a batch's results lines, say)."""
         if not references:
             return
         try:

@@ -20,15 +20,34 @@ What a request names (``request_references``):
 
 What binds (``answer_references``): the ids of a Responses answer's output
 items, of a stored response's input items (``GET …/input_items``), the
-containers its tool calls ran in (``container_id``), and Anthropic's
-``container.id`` (a message, or a stream's ``message_delta``).
+containers its tool calls ran in (``container_id``), Anthropic's
+``container.id`` (a message, or a stream's ``message_delta``), the files
+Anthropic code execution wrote (``*code_execution_tool_result`` blocks: a
+message's ``content``, a stream's ``content_block_start``) and a chat
+answer's ``audio.id`` (``message``, or a stream chunk's ``delta``).
+
+- a file (``file_id``, anywhere but inside a tool's schema or a tool call's
+  input: Anthropic ``document``/``image`` sources of type ``file``,
+  ``container_upload`` blocks, OpenAI ``input_file``/``input_image`` parts,
+  chat ``file`` parts; a code interpreter container's ``file_ids``), a
+  vector store (``file_search``'s ``vector_store_ids``) and a chat assistant
+  turn's ``audio.id`` (a previous audio answer). These are found by the body
+  walk that collects the prompt text (``gateway.proxy.body``), by the key test
+  it makes on every key anyway.
+
+Files and vector stores the operator made for everyone are named by anyone
+(``GATEWAY_SHARED_FILE_IDS``, ``GATEWAY_SHARED_VECTOR_STORE_IDS``). The gateway
+serves no ``/v1/files`` or ``/v1/vector_stores``, so customers can make
+neither: any other vector store is refused, and the only other files a
+customer can hold are ones relayed to it.
 
 A ``conversation`` (Conversations API) is refused 400 instead: conversations
 are made through ``/v1/conversations``, which the gateway does not relay, so
 it can never see one made, nor bind it to anyone.
 
-A plain chat or messages request pays a key lookup (``"container" in body``);
-a Responses body, one pass over its ``input`` items and ``tools``.
+A plain chat or messages request pays a key lookup (``"container" in body``)
+beside the walk's key tests; a Responses body, one pass over its ``input``
+items and ``tools``.
 """
 
 from __future__ import annotations
@@ -39,10 +58,16 @@ from gateway.proxy.errors import ProxyError
 
 ITEM = "item"
 CONTAINER = "container"
+FILE = "file"
+AUDIO = "audio"
+VECTOR_STORE = "vector_store"
 MAX_ID_CHARS = 128
 
 Reference = tuple[str, str]
-"""(kind, id): kind ``ITEM`` or ``CONTAINER``."""
+"""(kind, id): kind ``ITEM``, ``CONTAINER``, ``FILE``, ``AUDIO`` or ``VECTOR_STORE``."""
+
+ID_KEYS = {"file_id": FILE, "file_ids": FILE, "vector_store_ids": VECTOR_STORE}
+"""Keys whose value names files or vector stores by id, wherever they are."""
 
 _RESPONSES = "/v1/responses"
 _MESSAGES = ("/v1/messages", "/v1/messages/count_tokens")
@@ -60,6 +85,21 @@ def _environment(holder: dict[str, Any], param: str, found: list[Reference]) -> 
     environment = holder.get("environment")
     if isinstance(environment, dict) and environment.get("type") == "container_reference":
         found.append((CONTAINER, _id(environment.get("container_id"), f"{param}.container_id")))
+
+
+def named_ids(key: str, value: object, found: list[Reference]) -> None:
+    """The ids a ``ID_KEYS`` member names (one id, or a list of them)."""
+    if value is None:
+        return
+    kind = ID_KEYS[key]
+    for one in value if isinstance(value, list) else (value,):
+        found.append((kind, _id(one, key)))
+
+
+def named_audio(audio: object, found: list[Reference]) -> None:
+    """A chat assistant turn's ``audio`` (``{"id": …}``): a previous audio answer."""
+    if isinstance(audio, dict) and audio.get("id") is not None:
+        found.append((AUDIO, _id(audio["id"], "audio.id")))
 
 
 def request_references(body: dict[str, Any], endpoint: str) -> tuple[Reference, ...]:
@@ -128,7 +168,34 @@ def answer_references(doc: object) -> tuple[Reference, ...]:
         container = holder.get("container") if isinstance(holder, dict) else None
         if isinstance(container, dict):
             _keep(CONTAINER, container.get("id"), found)
+    blocks = doc.get("content")  # a message; a stream's content_block_start
+    block = doc.get("content_block")
+    _written_files(blocks if isinstance(blocks, list) else [block], found)
+    choices = doc.get("choices")  # a chat completion, or a chunk of one
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict):
+                for key in ("message", "delta"):
+                    said = choice.get(key)
+                    if isinstance(said, dict) and isinstance(said.get("audio"), dict):
+                        _keep(AUDIO, said["audio"].get("id"), found)
     return tuple(found)
+
+
+def _written_files(blocks: list[Any], found: list[Reference]) -> None:
+    """Files code execution wrote: only the server's result blocks, never a
+    ``tool_use`` input the model could be asked to fill with someone's id."""
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if not isinstance(kind, str) or not kind.endswith("code_execution_tool_result"):
+            continue
+        result = block.get("content")
+        outputs = result.get("content") if isinstance(result, dict) else None
+        for output in outputs if isinstance(outputs, list) else ():
+            if isinstance(output, dict):
+                _keep(FILE, output.get("file_id"), found)
 
 
 def _items(items: list[Any], found: list[Reference]) -> None:

@@ -18,6 +18,7 @@ from gateway.ops import hooks  # ops: metrics + access log
 from gateway.proxy.answer import Outcome
 from gateway.proxy.batch_charge import ResultsUsage, charge_results
 from gateway.proxy.exchange import Exchange
+from gateway.proxy.reference_owners import ReferenceBinding
 from gateway.services import Services
 from gateway.stages import Admission, StageUnavailable, Usage
 
@@ -143,6 +144,11 @@ class Settlement:
             if outcome.error is None:
                 results.finish()
             outcome.usage = await charge_results(services, ex, results)
+            owners = services.reference_owners
+            if results.references and owners is not None and ex.principal is not None:
+                # After the lines went out, as a stream's: until then they are refused.
+                binding = ReferenceBinding(owners, ex.principal.customer_id, ex.id)
+                await binding.bind_all(results.references)
         record = OutcomeRecord(
             id=new_id(),
             ts=services.clock(),

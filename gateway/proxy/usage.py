@@ -148,11 +148,14 @@ class SseUsageTap:
     boundary once, so a long event costs linear time, not quadratic.
     """
 
-    def __init__(self, drop_usage_only_chunk: bool) -> None:
+    def __init__(self, drop_usage_only_chunk: bool, marker: bytes | None = None) -> None:
         self.usage = Usage()
         self.seen = False
         self.usage_doc: Any = None
         """The last event its usage was read from (parsed), for the ids it shows."""
+        self.marked: list[Any] = []
+        """Events (parsed) whose bytes hold ``marker``: earlier ones showing ids."""
+        self._marker = marker
         self.error: str | None = None
         """``upstream_error_event:<type>`` when the upstream sent an error event."""
         self._drop = drop_usage_only_chunk
@@ -162,6 +165,8 @@ class SseUsageTap:
 
     def _scan(self, event: bytes) -> bool:
         """Read usage (or an error) from one event; True if it is a usage-only OpenAI chunk."""
+        if self._marker is not None and self._marker in event:
+            self._keep_marked(event)
         if b'"usage"' not in event and b"error" not in event:
             return False
         for line in event.splitlines():
@@ -180,6 +185,14 @@ class SseUsageTap:
                 self.usage_doc = doc
                 return isinstance(doc, dict) and doc.get("choices") == []
         return False
+
+    def _keep_marked(self, event: bytes) -> None:
+        for line in event.splitlines():
+            if line.startswith(b"data:"):
+                try:
+                    self.marked.append(orjson.loads(line[5:].strip()))
+                except orjson.JSONDecodeError:
+                    continue
 
     def _note_error(self, doc: Any) -> None:
         # Anthropic: {"type": "error", "error": {"type": "overloaded_error", ...}};

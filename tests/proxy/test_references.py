@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.proxy.errors import ProxyError
-from gateway.proxy.references import CONTAINER, ITEM, answer_references, request_references
+from gateway.proxy.references import (
+    AUDIO,
+    CONTAINER,
+    FILE,
+    ITEM,
+    VECTOR_STORE,
+    answer_references,
+    request_references,
+)
 
 
 def test_a_plain_body_names_nothing() -> None:
@@ -78,3 +87,56 @@ def test_answer_references() -> None:
         (CONTAINER, "c_2"),)
     assert answer_references({"type": "message", "container": None}) == ()
     assert answer_references(None) == ()
+
+
+def _walked(body: dict[str, Any], endpoint: str = "/v1/messages") -> Any:
+    from gateway.proxy.body import parse_request_body
+
+    return parse_request_body(orjson.dumps(body), endpoint, lambda: 64)[0].references
+
+
+def test_files_audio_and_vector_stores_are_found_by_the_body_walk() -> None:
+    body: dict[str, Any] = {"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": [
+            {"type": "document", "source": {"type": "file", "file_id": "file_a"}},
+            {"type": "container_upload", "file_id": "file_b"}]},
+        {"role": "assistant", "audio": {"id": "audio_c"}},
+    ], "tools": [{"type": "file_search", "vector_store_ids": ["vs_d"]},
+                 {"type": "code_interpreter", "container": {"type": "auto",
+                                                            "file_ids": ["file_e"]}}]}
+    assert _walked(body) == (
+        (FILE, "file_a"), (FILE, "file_b"), (AUDIO, "audio_c"), (VECTOR_STORE, "vs_d"),
+        (FILE, "file_e"))
+
+
+def test_a_file_id_in_a_schema_or_a_tool_calls_input_names_nothing() -> None:
+    # A property called file_id, or a tool call's argument of that name, is
+    # the customer's own data: the upstream resolves no file from it.
+    body: dict[str, Any] = {"model": "m", "max_tokens": 5, "messages": [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f",
+                                           "input": {"file_id": "file_x"}}]},
+    ], "tools": [{"name": "f", "input_schema": {"type": "object", "properties": {
+        "file_id": {"type": "string"}}}}]}
+    assert _walked(body) == ()
+    # A stored prompt's variables are free-form, but a file part there is read.
+    prompt = {"model": "m", "input": "hi", "prompt": {"id": "pmpt_1", "variables": {
+        "the report": {"type": "input_file", "file_id": "file_y"}, "file_id": "just text"}}}
+    assert _walked(prompt, "/v1/responses") == ((FILE, "file_y"),)
+    with pytest.raises(ProxyError) as bad:
+        _walked({"model": "m", "max_tokens": 5, "messages": [
+            {"role": "user", "content": [{"type": "input_file", "file_id": {"id": "file_x"}}]}]})
+    assert bad.value.status == 400
+
+
+def test_only_code_execution_results_bind_files() -> None:
+    message = {"type": "message", "content": [
+        {"type": "tool_use", "id": "t", "name": "f", "input": {"file_id": "file_asked_for"}},
+        {"type": "bash_code_execution_tool_result", "tool_use_id": "s", "content": {
+            "type": "bash_code_execution_result",
+            "content": [{"type": "bash_code_execution_output", "file_id": "file_made"}]}}]}
+    assert answer_references(message) == ((FILE, "file_made"),)
+    event = {"type": "content_block_start", "index": 2,
+             "content_block": message["content"][1]}  # type: ignore[index]
+    assert answer_references(event) == ((FILE, "file_made"),)
+    chunk = {"choices": [{"index": 0, "delta": {"audio": {"id": "audio_1", "data": "x"}}}]}
+    assert answer_references(chunk) == ((AUDIO, "audio_1"),)
