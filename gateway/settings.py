@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     audit_batch_max: int = Field(default=256, ge=1)
     audit_batch_wait_ms: float = Field(default=1.0, ge=0)
     """Longest a group commit waits for records still on their way (0: never waits).
-    A lone request never waits: see ``gateway.audit.writer``."""
+    A lone request never waits: see ``gateway.audit.writer_schedule``."""
     # Checkpoints are what make a deleted or edited record detectable: at
     # least one record per checkpoint and a finite interval.
     audit_checkpoint_every: int = Field(default=1000, ge=1)

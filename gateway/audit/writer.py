@@ -2,140 +2,53 @@
 
 ``await writer.record(rec)`` returns only once the transaction holding ``rec``
 has COMMITted; a request is forwarded only after that. One writer task drains
-a queue. Group commit is natural: an idle writer commits at once (lowest
-latency), and while a commit runs on the store's thread, new records pile up
-and the next batch takes all of them (up to ``audit_batch_max``). With
-``audit_batch_wait_ms`` > 0 the writer also lingers before a batch, up to
-that long, but only while records are still coming: the pipeline calls
-``expect_decision()`` when a request starts its walk (``record()`` or
-``cancel_expected()`` takes it back); the writer sleeps while announced
-requests have not recorded yet, then lets the loop run one iteration at a
-time while each brings new waiting records (``_linger``). A lone caller is
-never delayed, and on a busy loop one COMMIT and one fsync carry the records
-of every request that was mid-pipeline (PostgreSQL's ``commit_delay`` and
-``commit_siblings``, with callers counted rather than guessed).
+a queue, committing each batch it takes in one transaction. The writer is
+three layers of one class, each in its own module:
 
-Records nobody awaits (outcomes, background events) do not trigger a commit
-of their own: they ride along with the next awaited batch, or are flushed
-after ``UNAWAITED_FLUSH_S`` of quiet, when the queue is full, and at
-``stop()``. So a SIGKILL can lose at most that window of outcomes; a normal
-shutdown loses none; an acknowledged decision is never lost.
+- ``writer`` (here): ``AuditWriter``, its lifecycle and the ``AuditSink``
+  calls the pipeline makes per request (``record``, ``expect_decision``, ...);
+- ``writer_schedule``: the writer task, when a batch goes (group commit, the
+  linger, the flush of un-awaited records) and what it takes;
+- ``writer_commit``: the writer's state, the commit of one batch, and what a
+  failed one costs (503 for the waiting callers, retries for the rest).
 
-Failures (the policy is ``gateway.audit.failures``): waiting ``record()``
-callers get ``AuditUnavailable`` (the request gets 503); un-awaited records
-are retried with backoff, because nobody else will ever write them. A batch
-the store refuses for one record's value (a data or integrity error, not an
-outage: ``batch.refused_value``) is committed again record by record, so one
-bad request cannot cost the others theirs. Retries go in batches of their
-own, never mixed with waiting callers' records (a record that can never commit must not take every
-decision down with it), and a retried record that is already stored (its
-batch landed although the COMMIT reported failure) is not written twice. The
-chain head is re-read (``chain_session``) before the next batch.
+Layers, not parts the writer holds: ``record()`` runs per request, and a
+subclass reaches ``_push``, ``_wake`` and the queue as ``self``'s own, with no
+extra call or attribute hop.
 
-An ownership tree a decision names by digest rides with it (``Pending.snapshot``)
-and is inserted in the same transaction unless this writer saw it committed
-before (``ownership_snapshots.py``): a failed batch takes its trees with it.
+Records nobody awaits (outcomes, background events) can be lost to a SIGKILL
+within ``UNAWAITED_FLUSH_S``; a normal shutdown loses none; an acknowledged
+decision is never lost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import nodes
-from gateway.audit.batch import (
-    Pending,
-    build_whole_groups,
-    commit_core,
-    keep_time,
-    one_group,
-    refused_value,
-    sqlite_time,
-    store_error,
-    units,
-)
+from gateway.audit.batch import Pending
 from gateway.audit.chain import canonical, decision_fields, event_fields, outcome_fields
-from gateway.audit.chain_session import ChainSession
-from gateway.audit.failures import RetryQueue, bounded_attempt, fail_queued, fail_waiters, refuse
 from gateway.audit.ids import new_id
 from gateway.audit.outage import FAILING_WITHIN_S
-from gateway.audit.ownership_snapshots import note_stored
 from gateway.audit.record import KIND_LEN, DecisionRecord, OutcomeRecord
 from gateway.audit.signing import Signer, load_signer
-from gateway.audit.sqlite_fast import SqliteBatchStore, StoreMoved, WalCheckpointer
+from gateway.audit.sqlite_fast import StoreMoved
+from gateway.audit.writer_commit import LEASE_SECONDS, WriterStats, log
+from gateway.audit.writer_schedule import UNAWAITED_FLUSH_S, BatchScheduler
 from gateway.audit.writer_state import register_key
 from gateway.identity.ownership_snapshot import OwnershipSnapshot
 from gateway.settings import Settings
 from gateway.stages import AuditUnavailable
 
-__all__ = ["AuditWriter", "StoreMoved", "WriterStats", "build_audit_writer"]
-
-log = logging.getLogger(__name__)
-
-LEASE_SECONDS = 30.0
-UNAWAITED_FLUSH_S = 0.05
+__all__ = ["LEASE_SECONDS", "AuditWriter", "StoreMoved", "WriterStats", "build_audit_writer"]
 
 
-@dataclass(slots=True)
-class WriterStats:
-    batches: int = 0
-    records: int = 0
-    failures: int = 0
-    checkpoints: int = 0
-
-
-class AuditWriter:
+class AuditWriter(BatchScheduler):
     """Implements ``gateway.stages.AuditSink``; build with ``build_audit_writer``."""
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        settings: Settings,
-        signer: Signer,
-        *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        busy_timeout_ms: int = 5000,
-        lease_seconds: float = LEASE_SECONDS,
-    ) -> None:
-        self._engine = engine
-        self._settings = settings
-        self._signer = signer
-        self._clock = clock
-        self._batch_max = settings.audit_batch_max
-        self._linger_s = settings.audit_batch_wait_ms / 1000
-        self._attempt_s = settings.database_timeout_seconds
-        self._chain = ChainSession(engine, settings, signer, clock, busy_timeout_ms,
-                                   lease_seconds, self._count_checkpoint)
-        database = engine.url.database
-        fast = engine.dialect.name == "sqlite" and database and database != ":memory:"
-        self._fast = (SqliteBatchStore(database, settings.sqlite_synchronous, busy_timeout_ms)
-                      if fast and database else None)
-        self._wal = (WalCheckpointer(database, settings.sqlite_synchronous)
-                     if fast and database else None)
-        self._time_param: Callable[[datetime], Any] = sqlite_time if self._fast else keep_time
-        self._queue: deque[Pending] = deque()
-        self._retry = RetryQueue()  # un-awaited records whose batch failed
-        # Ownership snapshots this writer saw committed: not inserted again. Only
-        # after COMMIT, so a record never names a tree that is not durable.
-        self._snapshots: set[str] = set()
-        self._awaited = 0  # records in the queue whose caller waits for COMMIT
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._deadline = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._expected = 0  # requests mid-pipeline that will record a decision soon
-        self._last_awaited = 0  # waiting callers in the last batch (1: no concurrency seen)
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self.stats = WriterStats()
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -283,211 +196,6 @@ class AuditWriter:
             if self._deadline > due:
                 self._arm(due)
         return future
-
-    # --- the writer task ---------------------------------------------------
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _arm(self, deadline: float) -> None:
-        assert self._loop is not None
-        if self._timer is not None:
-            self._timer.cancel()
-        self._deadline = deadline
-        self._timer = self._loop.call_at(deadline, self._wake)
-
-    async def _sleep(self, deadline: float) -> None:
-        """Until ``deadline`` (loop time) or ``_wake``: one future and one timer handle."""
-        assert self._loop is not None
-        self._waiter = self._loop.create_future()
-        self._arm(deadline)
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-    def _flush_at(self, now: float) -> float:
-        """Loop time at which the queued records should go (<= now: at once)."""
-        if self._stopping or len(self._queue) >= self._batch_max:
-            return now
-        if self._awaited:
-            return now
-        return self._queue[0].at + UNAWAITED_FLUSH_S
-
-    async def _run(self) -> None:
-        assert self._loop is not None
-        loop = self._loop
-        tick = min(self._settings.audit_checkpoint_seconds, self._chain.lease_s / 3)
-        retry = self._retry
-        while True:
-            now = loop.time()
-            if retry.records and (self._stopping or now >= retry.at):
-                await self._flush(self._take(retry.records), retried=True)
-                continue
-            if self._queue:
-                at = self._flush_at(now)
-                if at <= now:
-                    await self._linger(now)
-                    await self._flush(self._take(self._queue))
-                    continue
-                await self._sleep(min(at, retry.at) if retry.records else at)
-                continue
-            if retry.records:
-                await self._sleep(retry.at)
-                continue
-            if self._stopping:
-                return
-            await self._sleep(now + tick)
-            if not self._queue:
-                await self._chain.idle_maintenance()
-
-    async def _linger(self, now: float) -> None:
-        """Wait, up to the linger time, while records are still coming.
-
-        A lone request is never delayed: with no announced request still on
-        its way (``expect_decision``) and no sign of concurrency (the last
-        batch had one waiting caller), there is no wait at all. Otherwise the
-        writer sleeps while announced requests are on their way (woken by each
-        record, so a request waiting on Redis or a slow upload costs time,
-        bounded by the linger, never a busy loop), then lets the loop run one
-        iteration at a time for as long as each brings new waiting records:
-        requests that arrive and reach the audit stage within one iteration
-        (the usual case on a busy gateway) join this commit instead of
-        starting the next one.
-        """
-        if self._linger_s <= 0 or self._stopping:
-            return
-        if not self._expected and self._last_awaited <= 1:
-            return
-        loop = self._loop
-        assert loop is not None
-        deadline = now + self._linger_s
-        while (len(self._queue) < self._batch_max and loop.time() < deadline
-               and not self._stopping):
-            if self._expected:
-                await self._sleep(deadline)
-            waiting = self._awaited
-            await asyncio.sleep(0)
-            if self._awaited == waiting and not self._expected:
-                return
-
-    def _take(self, q: deque[Pending]) -> list[Pending]:
-        if len(q) <= self._batch_max:
-            batch = list(q)
-            q.clear()
-        else:
-            batch = [q.popleft() for _ in range(self._batch_max)]
-            group = batch[-1].group
-            while group is not None and q and q[0].group is group:
-                batch.append(q.popleft())  # a group commits whole (``record_many``)
-        if q is self._queue:
-            awaited = sum(1 for p in batch if p.future is not None)
-            self._awaited -= awaited
-            self._last_awaited = awaited
-        return batch
-
-    async def _flush(self, batch: list[Pending], retried: bool = False) -> None:
-        try:
-            if retried:
-                stored = await self._chain.stored_ids([str(p.fields["id"]) for p in batch])
-                batch = [p for p in batch if p.fields["id"] not in stored]
-            accepted = await self._commit(batch) if batch else []
-        except Exception as exc:  # noqa: BLE001 - whatever broke, every waiter must hear it
-            if len(batch) > 1 and refused_value(exc) and not one_group(batch):
-                await self._one_by_one(batch, exc, retried)
-            else:
-                await self._failed(batch, exc)
-            return
-        retry = self._retry
-        if retried or not retry.records:
-            retry.failures = 0  # the backoff grows while retries keep failing
-        if accepted:
-            retry.outage.recovered()
-        stats = self.stats
-        stats.batches += 1
-        stats.records += len(accepted)
-        for p in accepted:
-            if p.future is not None and not p.future.done():
-                p.future.set_result(None)
-
-    async def _commit(self, batch: list[Pending]) -> list[Pending]:
-        if self._fast is not None:
-            # Bounded by SQLite's busy timeout; the commit runs on a thread that
-            # a cancelled await would not stop, so it is never cut short here.
-            return await self._commit_batch(batch)
-        assert self._loop is not None
-        return await bounded_attempt(self._loop, self._attempt_s, self._chain.terminate,
-                                     self._commit_batch(batch))  # fmt: skip
-
-    async def _commit_batch(self, batch: list[Pending]) -> list[Pending]:
-        chain = self._chain
-        head = await chain.current()
-        now = self._clock()
-        built = build_whole_groups(batch, head.node_id, chain.owner, head.seq, head.hash, now,
-                                   self._time_param, self._snapshots)
-        for p, exc in built.refused:
-            refuse(p, exc)
-        write = built.write
-        if not write.rows:
-            return []
-        if chain.checkpoint_due(write.new_seq):
-            await chain.read_others()
-            write.checkpoint = chain.checkpoint_row(write.new_seq, write.new_hash, now)
-        if self._fast is not None:
-            await self._fast.commit(write)
-        else:
-            await commit_core(await chain.connection(), write)
-        chain.advanced(nodes.Head(head.node_id, write.new_seq, write.new_hash))
-        if write.snapshots:
-            note_stored(self._snapshots, write.snapshots)
-        if write.checkpoint:
-            chain.checkpointed(write.checkpoint)
-        return built.accepted
-
-    async def _one_by_one(self, batch: list[Pending], exc: BaseException, retried: bool) -> None:
-        """The store refused a value, not the batch: commit each record alone.
-
-        Nothing of the batch committed (the error came before COMMIT) and the
-        head is re-read first, so the records are chained afresh; only the one
-        the store refuses again fails (its request gets 503, an un-awaited one
-        is retried like any failed record), with its group if it has one (a
-        group is committed as one unit). An outage keeps failing the batch
-        whole, fail closed, as before.
-        """
-        why = store_error(exc)
-        log.error("audit batch of %d records: the store refused a value (%s); committing "
-                  "them one by one", len(batch), why)
-        await self._chain.failed(exc)
-        if self._fast is not None:
-            await self._fast.reset()
-        for unit in units(batch):
-            await self._flush(unit, retried)
-
-    async def _failed(self, batch: list[Pending], exc: BaseException) -> None:
-        # The callers first: whatever the bookkeeping below does, no request
-        # may be left waiting for an answer that never comes.
-        error = fail_waiters(batch, exc)
-        # Then those queued behind the failed attempt; not for a record the
-        # store refused for its own value (``_one_by_one``): that is no
-        # outage, and must cost nobody else their request.
-        if self._awaited and not refused_value(exc):
-            self._queue = fail_queued(self._queue, error)
-            self._awaited = 0
-        self.stats.failures += 1
-        assert self._loop is not None
-        self._retry.back_off(self._loop.time())
-        await self._chain.failed(exc)
-        if self._fast is not None:
-            await self._fast.reset()
-        self._retry.keep(batch, exc, self._stopping)
-
-    def _count_checkpoint(self) -> None:
-        self.stats.checkpoints += 1
 
 
 def build_audit_writer(

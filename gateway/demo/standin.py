@@ -39,53 +39,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.demo.standin_answers import (
-    REPLY,
-    chat_audio,
-    code_execution_blocks,
-    container_of,
-    forced_status,
-    output_tokens,
-    sse,
-)
+from gateway.demo.standin_answers import REPLY, chat_audio, forced_status, sse, stream_chunks
 from gateway.demo.standin_batches import StandInBatches
+from gateway.demo.standin_messages import StandInMessages
 from gateway.demo.standin_responses import StandInResponses
 
 __all__ = ["REPLY", "StandIn", "main", "start_standin"]
-
-
-def _extra_blocks(body: dict[str, Any], index: int) -> list[bytes]:
-    """The streamed blocks after the text: thinking (when asked for, with its
-    signature) and a tool call whose input arrives as ``input_json_delta``
-    pieces that are not JSON on their own (when the request has tools)."""
-    events: list[bytes] = []
-    thinking = body.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
-        block: dict[str, Any] = {"type": "thinking", "thinking": "", "signature": ""}
-        deltas = [{"type": "thinking_delta", "thinking": "Let me think \u2014 "},
-                  {"type": "thinking_delta", "thinking": "carefully."},
-                  {"type": "signature_delta", "signature": "c2lnbmF0dXJl"}]
-        events += _block(index, block, deltas)
-        index += 1
-    tools = body.get("tools")
-    if isinstance(tools, list) and tools and isinstance(tools[0], dict):
-        block = {"type": "tool_use", "id": "toolu_standin", "name": tools[0].get("name"),
-                 "input": {}}
-        pieces = ['{"city": "Par', 'is", "unit', '": "c"}']
-        events += _block(
-            index, block, [{"type": "input_json_delta", "partial_json": p} for p in pieces]
-        )
-    return events
-
-
-def _block(index: int, block: dict[str, Any], deltas: list[dict[str, Any]]) -> list[bytes]:
-    events = [sse("content_block_start",
-                  {"type": "content_block_start", "index": index, "content_block": block})]
-    events += [sse("content_block_delta",
-                   {"type": "content_block_delta", "index": index, "delta": delta})
-               for delta in deltas]
-    events.append(sse("content_block_stop", {"type": "content_block_stop", "index": index}))
-    return events
 
 
 async def _request_ids(request: web.Request, response: web.StreamResponse) -> None:
@@ -104,6 +63,7 @@ class StandIn:
         self.record = True
         self.responses = StandInResponses(self._read, self._stream)
         self.batches = StandInBatches(self._read)
+        self.messages = StandInMessages(self._read, self._stream)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -112,8 +72,7 @@ class StandIn:
         app.router.add_post("/v1/completions", self.completions)
         self.responses.add_routes(app)
         app.router.add_post("/v1/embeddings", self.embeddings)
-        app.router.add_post("/v1/messages", self.messages)
-        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+        self.messages.add_routes(app)
         app.router.add_get("/v1/models", self.models)
         self.batches.add_routes(app)
         app.router.add_get("/_standin/requests", self.list_requests)
@@ -167,10 +126,6 @@ class StandIn:
         self.streams["finished"] += 1
         return response
 
-    @staticmethod
-    def _chunks(request: web.Request) -> int:
-        return max(1, int(request.headers.get("x-standin-chunks", "5")))
-
     # --- OpenAI -------------------------------------------------------------
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -180,7 +135,7 @@ class StandIn:
         model = body.get("model", "unknown")
         usage = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
         if body.get("stream"):
-            n = self._chunks(request)
+            n = stream_chunks(request)
             events = []
             spoken = chat_audio(body)  # its id in the first chunk, as OpenAI streams it
             for i in range(n):
@@ -242,7 +197,7 @@ class StandIn:
             events = [
                 sse(None, {**base, "choices": [{"index": 0, "text": f"tok{i} ",
                                                 "finish_reason": None, "logprobs": None}]})
-                for i in range(self._chunks(request))
+                for i in range(stream_chunks(request))
             ]
             if (body.get("stream_options") or {}).get("include_usage"):
                 usage = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
@@ -276,99 +231,6 @@ class StandIn:
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": []})
-
-    # --- Anthropic ----------------------------------------------------------
-
-    async def messages(self, request: web.Request) -> web.StreamResponse:
-        body = await self._read(request)
-        if (forced := forced_status(request)) is not None:
-            return forced
-        model = body.get("model", "unknown")
-        container = container_of(body)
-        usage: dict[str, int] = {"input_tokens": 12}
-        if cached := int(request.headers.get("x-standin-cache-read-tokens", "0")):
-            usage |= {"cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
-        if body.get("stream"):
-            n = self._chunks(request)
-
-            def ev(name: str, data: dict[str, Any]) -> bytes:
-                return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-            events = [
-                ev(
-                    "message_start",
-                    {
-                        "type": "message_start",
-                        "message": {
-                            "id": "msg_standin",
-                            "type": "message",
-                            "role": "assistant",
-                            "model": model,
-                            "content": [],
-                            "stop_reason": None,
-                            "stop_sequence": None,
-                            "usage": {**usage, "output_tokens": 1},
-                        },
-                    },
-                ),
-                ev(
-                    "content_block_start",
-                    {
-                        "type": "content_block_start",
-                        "index": 0,
-                        "content_block": {"type": "text", "text": ""},
-                    },
-                ),
-            ]
-            for i in range(n):
-                events.append(
-                    ev(
-                        "content_block_delta",
-                        {
-                            "type": "content_block_delta",
-                            "index": 0,
-                            "delta": {"type": "text_delta", "text": f"tok{i} "},
-                        },
-                    )
-                )
-            events.append(ev("content_block_stop", {"type": "content_block_stop", "index": 0}))
-            extra = _extra_blocks(body, 1)
-            events += extra
-            for index, ran in enumerate(code_execution_blocks(body), 1 + len(extra) // 5):
-                events += _block(index, ran, [])
-            events += [
-                ev(
-                    "message_delta",
-                    {
-                        "type": "message_delta",
-                        "delta": {
-                            "stop_reason": "tool_use" if body.get("tools") else "end_turn",
-                            "stop_sequence": None,
-                            "container": container,
-                        },
-                        "usage": {"output_tokens": n},
-                    },
-                ),
-                ev("message_stop", {"type": "message_stop"}),
-            ]
-            return await self._stream(request, events)
-        return web.json_response(
-            {
-                "id": "msg_standin",
-                "type": "message",
-                "role": "assistant",
-                "model": model,
-                "content": [{"type": "text", "text": REPLY}, *code_execution_blocks(body)],
-                "stop_reason": "end_turn",
-                "stop_sequence": None,
-                "container": container,
-                "usage": {**usage, "output_tokens": output_tokens(request, 7)},
-            }
-        )
-
-    async def count_tokens(self, request: web.Request) -> web.Response:
-        await self._read(request)
-        return web.json_response({"input_tokens": 12})
 
     # --- test inspection ----------------------------------------------------
 

@@ -23,6 +23,11 @@ def sse(name: str | None, data: dict[str, Any]) -> bytes:
     return head + b"data: " + orjson.dumps(data) + b"\n\n"
 
 
+def stream_chunks(request: web.Request) -> int:
+    """How many content chunks a streamed answer has (``x-standin-chunks``, 5)."""
+    return max(1, int(request.headers.get("x-standin-chunks", "5")))
+
+
 def output_tokens(request: web.Request, default: int) -> int:
     return int(request.headers.get("x-standin-output-tokens", str(default)))
 

@@ -86,9 +86,9 @@ def _sanctions(value: str) -> SanctionsStatus:
     return "confirmed_match"
 
 
-async def load_key(
-    session: AsyncSession, key_id: str, in_force: ListInForce | None = None
-) -> KeyRecord | None:
+async def key_row(session: AsyncSession, key_id: str) -> tuple[ApiKey, Customer] | None:
+    """The key and its customer, or None: the one read both the identify stage's
+    cache and ``policy explain --key`` build their own record from."""
     row = (
         await session.execute(
             select(ApiKey, Customer)
@@ -96,9 +96,16 @@ async def load_key(
             .where(ApiKey.id == key_id)
         )
     ).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def load_key(
+    session: AsyncSession, key_id: str, in_force: ListInForce | None = None
+) -> KeyRecord | None:
+    row = await key_row(session, key_id)
     if row is None:
         return None
-    key, customer = row[0], row[1]
+    key, customer = row
     return KeyRecord(
         key_id=key.id,
         customer_id=customer.id,

@@ -10,26 +10,21 @@ name may be is ``names.py``'s.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
 from gateway.policy import schema as s
+from gateway.policy.check_names import Leftovers, NameChecks
 from gateway.policy.deadrules import dead_rule_warnings
 from gateway.policy.names import (
     RESERVED_RULE_IDS,
     RESERVED_RULE_PREFIXES,
-    attribute_problem,
     country_problem,
-    endpoint_problem,
     is_group_name,
-    known_names,
-    resolve_country_set,
     valid_country,
     valid_region,
 )
+from gateway.policy.quota_warnings import token_escape, unbounded_output
 from gateway.policy.yamlsrc import DataPath, PolicyError, SourceMap
+
+__all__ = ["COUNTRY_SET_KEYS", "QUOTA_CAPABILITY_KEYS", "Leftovers", "check_bundle"]
 
 QUOTA_CAPABILITY_KEYS = "capability keys"
 """Key of a failed quota item's salvaged fields: its capability names."""
@@ -42,114 +37,7 @@ COUNTRY_SET_KEYS = (
 )
 
 
-def _names(value: s.NameSet) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
-
-
-@dataclass(slots=True)
-class Leftovers:
-    """What the loader knows of the items that failed their own type check.
-
-    A failed item is left out of the bundle, but its name is still defined (a
-    rule naming it must not get a misleading "unknown" error) and its valid
-    fields are still checked (their errors are real, not follow-on).
-    """
-
-    rule_index: Sequence[int] | None = None
-    """Original index of each ``bundle.rules`` entry (failed rules are left out)."""
-    invalid_names: dict[str, set[str]] = field(default_factory=dict)
-    """Section -> names whose definition failed its type check."""
-    kyc_levels_unusable: bool = False
-    """``kyc_levels`` failed and no list of names could be read: no level is unknown."""
-    failed: dict[str, list[tuple[str | int, dict[str, Any]]]] = field(default_factory=dict)
-    """Section -> (name or rule index, the fields that are valid on their own)."""
-    names_incomplete: bool = False
-    """A file did not parse: its names are unknown, so no name is reported unknown."""
-
-
-class _Checker:
-    def __init__(self, bundle: s.Bundle, source: SourceMap, leftovers: Leftovers) -> None:
-        self.b = bundle
-        self.source = source
-        self.left = leftovers
-        self.rule_index = (
-            list(leftovers.rule_index)
-            if leftovers.rule_index is not None
-            else list(range(len(bundle.rules)))
-        )
-        invalid = leftovers.invalid_names
-        # Invalid groups resolve to nothing here: their own errors are reported.
-        self.groups_all: dict[str, s.CountryGroup] = {
-            **{name: s.CountryGroup() for name in invalid.get("country_groups", ())},
-            **bundle.country_groups,
-        }
-        self.tier_names = set(bundle.tiers) | invalid.get("tiers", set())
-        self.model_names = set(bundle.models) | invalid.get("models", set())
-        self.capability_names = set(bundle.capabilities) | invalid.get("capabilities", set())
-        self.errors: list[PolicyError] = []
-        self.warnings: list[PolicyError] = []
-        self.duplicated: set[str] = set()
-        """Rule ids defined twice: reported as such, not again through ``exempts``."""
-
-    def failed(self, section: str) -> list[tuple[str | int, dict[str, Any]]]:
-        return self.left.failed.get(section, [])
-
-    def kyc_level(self, path: DataPath, level: str) -> None:
-        if self.left.names_incomplete or self.left.kyc_levels_unusable:
-            return
-        if level not in self.b.kyc_levels:
-            self.error(path, f"unknown KYC level '{level}'")
-
-    def error(self, path: DataPath, message: str) -> None:
-        file, line = self.source.locate(path)
-        self.errors.append(PolicyError(file, line, self.source.format(path), message))
-
-    def warn(self, path: DataPath, message: str) -> None:
-        file, line = self.source.locate(path)
-        self.warnings.append(PolicyError(file, line, self.source.format(path), message))
-
-    def known_set(
-        self, path: DataPath, value: s.NameSet, universe: Iterable[str], what: str
-    ) -> None:
-        if self.left.names_incomplete:
-            return
-        names = set(universe)
-        for i, item in enumerate(_names(value)):
-            if item not in names:
-                self.error(
-                    path if isinstance(value, str) else (*path, i),
-                    f"unknown {what} '{item}'{known_names(names)}",
-                )
-
-    def country_set(self, path: DataPath, value: s.NameSet) -> None:
-        _, _, problems = resolve_country_set(value, self.groups_all)
-        if self.left.names_incomplete:
-            problems = [p for p in problems if not p.startswith("unknown country group")]
-        for problem in problems:
-            self.error(path, problem)
-
-    def attributes(self, path: DataPath, value: s.NameSet) -> None:
-        for i, name in enumerate(_names(value)):
-            problem = attribute_problem(name)
-            if problem is not None:
-                self.error(path if isinstance(value, str) else (*path, i), problem)
-
-    def endpoints(self, path: DataPath, value: s.NameSet) -> None:
-        for i, endpoint in enumerate(_names(value)):
-            problem = endpoint_problem(endpoint)
-            if problem is not None:
-                self.error(path if isinstance(value, str) else (*path, i), problem)
-
-    def regex(self, path: DataPath, value: s.NameSet) -> None:
-        for i, pattern in enumerate(_names(value)):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                self.error(
-                    path if isinstance(value, str) else (*path, i),
-                    f"invalid regex {pattern!r}: {exc}",
-                )
-
+class _Checker(NameChecks):
     def run(self) -> None:
         self.groups()
         self.levels()
@@ -352,53 +240,8 @@ class _Checker:
                 if cap not in self.capability_names:
                     self.error((*path, cap), f"unknown capability '{cap}' (known: {known})")
         for tier, quota in self.b.quotas.items():
-            self.token_escape(tier, quota)
-            self.unbounded_output(tier, quota)
-
-    def unbounded_output(self, tier: str, quota: s.TierQuota) -> None:
-        """Warn where a tier with token limits gives no ``default_max_tokens``.
-
-        A request naming no bound is then forwarded unbounded: it reserves only
-        its input, an upstream may generate up to the model's limit against it,
-        and ``max_tokens_over`` never matches it (``facts.with_output_bound``).
-        """
-        if quota.default_max_tokens is not None:
-            return
-        limited = {"tokens_per_minute", "tokens_per_day"}
-        entries = [quota.default, *quota.capability_limits().values()]
-        if any(limits is not None and {k for k, _ in limits.items()} & limited
-               for limits in entries):
-            self.warn(
-                ("quotas", tier),
-                "token limits but no 'default_max_tokens': a request that names no "
-                "max_tokens is forwarded unbounded, reserves only its input and never "
-                "matches max_tokens_over",
-            )
-
-    def token_escape(self, tier: str, quota: s.TierQuota) -> None:
-        """Warn where a capability entry drops the token limits ``default`` sets.
-
-        A request is metered against the entries of its capabilities *instead
-        of* ``default``: an ``agentic`` entry with only a request rate makes
-        any request that adds one dummy tool free of every token limit, the
-        cheapest way around a token quota there is.
-        """
-        if quota.default is None:
-            return
-        limited = {"tokens_per_minute", "tokens_per_day"}
-        default_kinds = {kind for kind, _ in quota.default.items()} & limited
-        if not default_kinds:
-            return
-        for cap, limits in quota.capability_limits().items():
-            if any(value == 0 for _, value in limits.items()):
-                continue  # not offered: nothing to escape into
-            if not {kind for kind, _ in limits.items()} & limited:
-                self.warn(
-                    ("quotas", tier, cap),
-                    f"'{cap}' sets no token limit while 'default' does "
-                    f"({', '.join(sorted(default_kinds))}): requests carrying '{cap}' "
-                    "are metered on this entry only, so they have no token limit",
-                )
+            for path, message in (*token_escape(tier, quota), *unbounded_output(tier, quota)):
+                self.warn(path, message)
 
 
 def check_bundle(

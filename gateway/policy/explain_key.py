@@ -19,16 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.identity.keys import KEY_KIND
 from gateway.identity.principal import Principal
 from gateway.identity.secrets import credential_id
-from gateway.identity.store import principal_from
-from gateway.identity.tables import ApiKey
+from gateway.identity.store import key_row, principal_from
 from gateway.kyc.schemas import as_utc, rfc3339
-from gateway.kyc.tables import Customer
 from gateway.policy.decision import Decision
 from gateway.policy.engine import DEFAULT_DENY
 from gateway.policy.explain_conditions import ConditionTrace
@@ -85,16 +82,10 @@ _REFUSALS = {
 
 
 async def load_key(session: AsyncSession, key_id: str) -> KeyRecord | None:
-    row = (
-        await session.execute(
-            select(ApiKey, Customer)
-            .join(Customer, Customer.id == ApiKey.customer_id)
-            .where(ApiKey.id == key_id)
-        )
-    ).first()
+    row = await key_row(session, key_id)
     if row is None:
         return None
-    key, customer = row[0], row[1]
+    key, customer = row
     return KeyRecord(
         key_id=key.id, name=key.name, customer_id=customer.id,
         created_at=as_utc(key.created_at),

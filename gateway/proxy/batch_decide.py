@@ -34,11 +34,12 @@ from gateway.policy.capabilities import classify
 from gateway.policy.decision import Decision, QuotaPlan
 from gateway.policy.engine import decide, default_output_tokens
 from gateway.policy.facts import BodyFacts, RequestFacts
-from gateway.proxy.asgi_io import Receive, Scope, header, joined_header, read_body
+from gateway.proxy.asgi_io import Receive, Scope, header, joined_header
 from gateway.proxy.batch_charge import groups_of
 from gateway.proxy.batch_state import BATCH_NOT_FOUND_RULE
-from gateway.proxy.body import check_encoding, check_query, parse_request_params
+from gateway.proxy.body import check_encoding, parse_request_params
 from gateway.proxy.body_deadline import Task
+from gateway.proxy.call_prologue import read_and_identify
 from gateway.proxy.errors import ProxyError, join_reasons
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.nesting import forwardable
@@ -64,20 +65,7 @@ async def decide_batch(
     pipeline: Pipeline, ex: Exchange, scope: Scope, receive: Receive, task: Task
 ) -> None:
     """Walk a Message Batches call up to its decision; raise ProxyError to refuse."""
-    services = pipeline.services
-    ex.origin = pipeline._locate(ex, scope)
-    try:
-        raw = await read_body(
-            scope, receive, services.settings.max_body_bytes, pipeline.body_deadlines, task
-        )
-    except ProxyError:
-        await pipeline._attribute(ex, scope)
-        raise
-    pipeline.fresh_policy(ex)
-    ex.principal = await pipeline._identify(ex, scope)
-    query = scope.get("query_string") or b""
-    if query:
-        check_query(query)
+    raw, _ = await read_and_identify(pipeline, ex, scope, receive, task)
     call = ex.batch
     assert call is not None
     if call.operation == "create":

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 from gateway.policy.capabilities import classify
 from gateway.policy.engine import decide
 from gateway.policy.facts import BodyFacts, RequestFacts
-from gateway.proxy.asgi_io import Receive, Scope, read_body
-from gateway.proxy.body import check_query
+from gateway.proxy.asgi_io import Receive, Scope
 from gateway.proxy.body_deadline import Task
+from gateway.proxy.call_prologue import read_and_identify
 from gateway.proxy.errors import ProxyError, join_reasons
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.quota_refusal import quota_refusal
@@ -41,21 +41,11 @@ async def decide_stored(
     services = pipeline.services
     call = ex.stored
     assert call is not None
-    ex.origin = pipeline._locate(ex, scope)
-    try:
-        # None of these calls has a body worth forwarding (cancel takes none);
-        # it is still read, bounded and timed like any body, then dropped.
-        await read_body(
-            scope, receive, services.settings.max_body_bytes, pipeline.body_deadlines, task
-        )
-    except ProxyError:
-        await pipeline._attribute(ex, scope)
-        raise
-    pipeline.fresh_policy(ex)
-    ex.principal = principal = await pipeline._identify(ex, scope)
+    # None of these calls has a body worth forwarding (cancel takes none);
+    # it is still read, bounded and timed like any body, then dropped.
+    _, principal = await read_and_identify(pipeline, ex, scope, receive, task)
+    assert ex.origin is not None  # located by read_and_identify
     query = scope.get("query_string") or b""
-    if query:
-        check_query(query)
     owners = services.response_owners
     bound = await owners.binding_of(call.response_id) if owners is not None else None
     if bound is None or bound.customer_id != principal.customer_id or bound.model is None:
