@@ -99,3 +99,23 @@ def test_responses_shell_skill_references_are_named_only_when_shared(
             _shell_skills(client, *skill_ids)
         assert refused.value.body["code"] == SKILL_RULE, refused.value.body  # type: ignore[index]
         assert_not_found_unforwarded(refused.value, admin, standin_log, before, SKILL_RULE)
+
+
+def test_a_message_batch_naming_an_unshared_custom_skill_is_refused_whole(
+    gateway_factory: Callable[..., Proc], standin_log: Log
+) -> None:
+    gateway = gateway_factory(env={"GATEWAY_SHARED_SKILL_IDS": SHARED_SKILL})
+    admin = Admin(gateway.url)
+    client = anthropic_client(gateway, two_customers(admin)[0])
+
+    def one(custom_id: str, skill_id: str) -> Any:
+        return {"custom_id": custom_id, "params": {
+            "model": "haiku-lite", "max_tokens": 16, "tools": ANTHROPIC_CODE,
+            "messages": [{"role": "user", "content": "hi"}],
+            "container": {"skills": [_custom(skill_id)]}}}
+
+    assert client.messages.batches.create(requests=[one("a", SHARED_SKILL)]).id
+    before = len(standin_log())
+    with pytest.raises(anthropic.NotFoundError) as refused:
+        client.messages.batches.create(requests=[one("a", SHARED_SKILL), one("b", OTHER_SKILL)])
+    assert_not_found_unforwarded(refused.value, admin, standin_log, before, SKILL_RULE)
