@@ -79,6 +79,8 @@ NEVER_BOUND = frozenset({VECTOR_STORE, SKILL})
 _OWN_SKILL_TYPES = frozenset({"anthropic", "inline"})
 """Skills that name no upload of the gateway's account: Anthropic's own
 (``pptx``, ``xlsx``...), and Responses ``inline`` skills sent whole."""
+_UPLOADED_SKILL_TYPES = frozenset({"custom", "skill_reference"})
+"""Skills that always name an upload by ``skill_id`` (required)."""
 
 ID_KEYS = {"file_id": FILE, "file_ids": FILE, "vector_store_ids": VECTOR_STORE}
 """Keys whose value names files or vector stores by id, wherever they are."""
@@ -106,14 +108,18 @@ def _environment(holder: dict[str, Any], param: str, found: list[Reference]) -> 
 
 
 def _skills(skills: object, param: str, found: list[Reference]) -> None:
-    """The uploaded skills a container loads: every one but the provider's own
-    and inline ones (an unknown type naming a ``skill_id`` is checked too)."""
+    """The uploaded skills a container loads: ``custom`` and ``skill_reference``
+    ones, and any other naming a ``skill_id`` but the provider's own and inline
+    ones (a local shell's skills name paths on the caller's machine)."""
     if skills is None:
         return
     if not isinstance(skills, list):
         raise ProxyError(400, f"'{param}' must be an array", param=param)
     for index, skill in enumerate(skills):
-        if isinstance(skill, dict) and skill.get("type") not in _OWN_SKILL_TYPES:
+        if not isinstance(skill, dict):
+            continue
+        kind = skill.get("type")
+        if kind in _UPLOADED_SKILL_TYPES or ("skill_id" in skill and kind not in _OWN_SKILL_TYPES):
             found.append((SKILL, _id(skill.get("skill_id"), f"{param}[{index}].skill_id")))
 
 

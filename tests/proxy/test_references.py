@@ -74,6 +74,10 @@ def test_custom_skills_are_named_and_the_providers_own_are_not() -> None:
         {"type": "inline", "name": "n", "description": "d", "source": {}}]}
     body = {"tools": [{"type": "shell", "environment": environment}]}
     assert request_references(body, "/v1/responses") == ((SKILL, "skill_3"),)
+    local = {"type": "local", "skills": [
+        {"name": "n", "description": "d", "path": "/skills/n"}]}  # on the caller's machine
+    body = {"tools": [{"type": "shell", "environment": local}]}
+    assert request_references(body, "/v1/responses") == ()
 
 
 @pytest.mark.parametrize(("body", "endpoint"), [
