@@ -48,7 +48,7 @@ from gateway.proxy.live_streams import LiveStreams
 from gateway.proxy.probe_counts import ProbeCounts
 from gateway.proxy.probes import ProbeLimiter
 from gateway.proxy.reference_owners import ReferenceOwners
-from gateway.proxy.references import FILE, VECTOR_STORE
+from gateway.proxy.references import FILE, SKILL, VECTOR_STORE
 from gateway.proxy.routes import ProxyRoutes
 from gateway.proxy.stored_state import ResponseOwners
 from gateway.proxy.upstream import UpstreamClient
@@ -235,7 +235,11 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             reference_owners=ReferenceOwners(
                 sessions,
                 utc_now,
-                {FILE: settings.shared_file_ids, VECTOR_STORE: settings.shared_vector_store_ids},
+                {
+                    FILE: settings.shared_file_ids,
+                    VECTOR_STORE: settings.shared_vector_store_ids,
+                    SKILL: settings.shared_skill_ids,
+                },
             ),
             live_streams=live_streams,
         )

@@ -49,10 +49,11 @@ class Settings(BaseSettings):
     # an IPv4 client arrives as an IPv6 address under one of them and is
     # located on the IPv4 address it carries (64:ff9b::/96 always is).
     nat64_prefixes: Annotated[tuple[ipaddress.IPv6Network, ...], NoDecode] = ()
-    # Upstream files and vector stores the operator made for every customer:
-    # any customer may name them by id (gateway.proxy.references).
+    # Upstream files, vector stores and custom skills the operator made for
+    # every customer: any customer may name them by id (gateway.proxy.references).
     shared_file_ids: Annotated[frozenset[str], NoDecode] = frozenset()
     shared_vector_store_ids: Annotated[frozenset[str], NoDecode] = frozenset()
+    shared_skill_ids: Annotated[frozenset[str], NoDecode] = frozenset()
     geoip_db: Path | None = None
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
@@ -185,7 +186,9 @@ class Settings(BaseSettings):
             return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
         return value
 
-    @field_validator("shared_file_ids", "shared_vector_store_ids", mode="before")
+    @field_validator(
+        "shared_file_ids", "shared_vector_store_ids", "shared_skill_ids", mode="before"
+    )
     @classmethod
     def _parse_ids(cls, value: object) -> object:
         if isinstance(value, str):

@@ -34,6 +34,8 @@ from gateway.proxy.references import (
     CONTAINER,
     FILE,
     ITEM,
+    NEVER_BOUND,
+    SKILL,
     VECTOR_STORE,
     Reference,
     answer_references,
@@ -55,6 +57,7 @@ _REFUSALS = {
     FILE: ("file-not-found", "File"),
     AUDIO: ("audio-not-found", "Audio"),
     VECTOR_STORE: ("vector-store-not-found", "Vector store"),
+    SKILL: ("skill-not-found", "Skill"),
 }
 """Per kind: the rule a refusal is recorded under, and what the 404 calls it."""
 
@@ -89,7 +92,7 @@ class ReferenceOwners:
         self._clock = clock
         self._shared = dict(shared or {})
         """Per kind, the ids the operator shares with every customer
-        (``GATEWAY_SHARED_FILE_IDS``, ``GATEWAY_SHARED_VECTOR_STORE_IDS``)."""
+        (``GATEWAY_SHARED_FILE_IDS``, ``_VECTOR_STORE_IDS``, ``_SKILL_IDS``)."""
         self._known: OrderedDict[Reference, str] = OrderedDict()
 
     def _remember(self, reference: Reference, customer_id: str) -> None:
@@ -149,10 +152,11 @@ class ReferenceOwners:
     ) -> None:
         """Raise 404 (recorded on ``ex``) for the first reference not bound to
         ``customer_id`` nor shared: another's and an unknown id get the same
-        answer. Vector stores are never bound (no customer can make one)."""
+        answer. Vector stores and skills are never bound (no customer can make
+        one through the gateway): only shared ones are named."""
         shared = self._shared
         bound = [r for r in dict.fromkeys(references)
-                 if r[1] not in shared.get(r[0], ()) and r[0] != VECTOR_STORE]  # fmt: skip
+                 if r[1] not in shared.get(r[0], ()) and r[0] not in NEVER_BOUND]  # fmt: skip
         owners = await self.owners_of(bound) if bound else {}
         for reference in references:
             kind, object_id = reference

@@ -16,7 +16,12 @@ What a request names (``request_references``):
   item's hidden content included);
 - a container: a ``code_interpreter`` tool's ``container`` given as an id, a
   ``container_reference`` (a shell tool's or shell call's ``environment``),
-  Anthropic's top-level ``container`` (an id, or an object with one).
+  Anthropic's top-level ``container`` (an id, or an object with one);
+- a custom skill: one of Anthropic's ``container.skills`` of type ``custom``
+  (``type: "anthropic"`` skills are Anthropic's own, and pass), or a Responses
+  shell ``environment``'s ``skills`` of type ``skill_reference`` (``inline``
+  skills carry their own files, and pass). Found beside the container, so a
+  plain request pays nothing more.
 
 What binds (``answer_references``): the ids of a Responses answer's output
 items, of a stored response's input items (``GET …/input_items``), the
@@ -35,11 +40,13 @@ answer's ``audio.id`` (``message``, or a stream chunk's ``delta``).
   walk that collects the prompt text (``gateway.proxy.body``), by the key test
   it makes on every key anyway.
 
-Files and vector stores the operator made for everyone are named by anyone
-(``GATEWAY_SHARED_FILE_IDS``, ``GATEWAY_SHARED_VECTOR_STORE_IDS``). The gateway
-serves no ``/v1/files`` or ``/v1/vector_stores``, so customers can make
-neither: any other vector store is refused, and the only other files a
-customer can hold are ones relayed to it.
+Files, vector stores and skills the operator made for everyone are named by
+anyone (``GATEWAY_SHARED_FILE_IDS``, ``GATEWAY_SHARED_VECTOR_STORE_IDS``,
+``GATEWAY_SHARED_SKILL_IDS``). The gateway serves no ``/v1/files``,
+``/v1/vector_stores`` or ``/v1/skills``, so customers can make none of them:
+any other vector store or custom skill (the operator's, perhaps made for one
+customer) is refused, and the only other files a customer can hold are ones
+relayed to it.
 
 A ``conversation`` (Conversations API) is refused 400 instead: conversations
 are made through ``/v1/conversations``, which the gateway does not relay, so
@@ -61,10 +68,19 @@ CONTAINER = "container"
 FILE = "file"
 AUDIO = "audio"
 VECTOR_STORE = "vector_store"
+SKILL = "skill"
 MAX_ID_CHARS = 128
 
 Reference = tuple[str, str]
-"""(kind, id): kind ``ITEM``, ``CONTAINER``, ``FILE``, ``AUDIO`` or ``VECTOR_STORE``."""
+"""(kind, id): kind ``ITEM``, ``CONTAINER``, ``FILE``, ``AUDIO``, ``VECTOR_STORE`` or ``SKILL``."""
+
+NEVER_BOUND = frozenset({VECTOR_STORE, SKILL})
+"""Kinds no customer can make through the gateway: named only when shared."""
+_OWN_SKILL_TYPES = frozenset({"anthropic", "inline"})
+"""Skills that name no upload of the gateway's account: Anthropic's own
+(``pptx``, ``xlsx``...), and Responses ``inline`` skills sent whole."""
+_UPLOADED_SKILL_TYPES = frozenset({"custom", "skill_reference"})
+"""Skills that always name an upload by ``skill_id`` (required)."""
 
 ID_KEYS = {"file_id": FILE, "file_ids": FILE, "vector_store_ids": VECTOR_STORE}
 """Keys whose value names files or vector stores by id, wherever they are."""
@@ -83,8 +99,28 @@ def _id(value: object, param: str) -> str:
 
 def _environment(holder: dict[str, Any], param: str, found: list[Reference]) -> None:
     environment = holder.get("environment")
-    if isinstance(environment, dict) and environment.get("type") == "container_reference":
+    if not isinstance(environment, dict):
+        return
+    if environment.get("type") == "container_reference":
         found.append((CONTAINER, _id(environment.get("container_id"), f"{param}.container_id")))
+    if "skills" in environment:
+        _skills(environment["skills"], f"{param}.environment.skills", found)
+
+
+def _skills(skills: object, param: str, found: list[Reference]) -> None:
+    """The uploaded skills a container loads: ``custom`` and ``skill_reference``
+    ones, and any other naming a ``skill_id`` but the provider's own and inline
+    ones (a local shell's skills name paths on the caller's machine)."""
+    if skills is None:
+        return
+    if not isinstance(skills, list):
+        raise ProxyError(400, f"'{param}' must be an array", param=param)
+    for index, skill in enumerate(skills):
+        if not isinstance(skill, dict):
+            continue
+        kind = skill.get("type")
+        if kind in _UPLOADED_SKILL_TYPES or ("skill_id" in skill and kind not in _OWN_SKILL_TYPES):
+            found.append((SKILL, _id(skill.get("skill_id"), f"{param}[{index}].skill_id")))
 
 
 def named_ids(key: str, value: object, found: list[Reference]) -> None:
@@ -109,13 +145,14 @@ def request_references(body: dict[str, Any], endpoint: str) -> tuple[Reference, 
         return _responses_references(body)
     if "container" in body and endpoint in _MESSAGES:
         container = body["container"]
+        found: list[Reference] = []
         if isinstance(container, dict):
-            container = container.get("id")
-            if container is None:  # an object with skills only: a new container
-                return ()
-        if container is None:
-            return ()
-        return ((CONTAINER, _id(container, "container")),)
+            if "skills" in container:
+                _skills(container["skills"], "container.skills", found)
+            container = container.get("id")  # None: a new container
+        if container is not None:
+            found.insert(0, (CONTAINER, _id(container, "container")))
+        return tuple(found)
     return ()
 
 

@@ -13,6 +13,7 @@ from gateway.proxy.references import (
     CONTAINER,
     FILE,
     ITEM,
+    SKILL,
     VECTOR_STORE,
     answer_references,
     request_references,
@@ -57,6 +58,39 @@ def test_anthropic_container() -> None:
         (CONTAINER, "c_2"),)
     assert request_references({"container": {"skills": []}}, "/v1/messages") == ()
     assert request_references({"container": None}, "/v1/messages/count_tokens") == ()
+
+
+def test_custom_skills_are_named_and_the_providers_own_are_not() -> None:
+    skills = [{"type": "anthropic", "skill_id": "pptx", "version": "latest"},
+              {"type": "custom", "skill_id": "skill_1", "version": "3"},
+              {"type": "someday", "skill_id": "skill_2"}]  # unknown type: checked too
+    assert request_references({"container": {"id": "c_1", "skills": skills}},
+                               "/v1/messages") == (
+        (CONTAINER, "c_1"), (SKILL, "skill_1"), (SKILL, "skill_2"))
+    assert request_references({"container": {"skills": skills[:2]}},
+                              "/v1/messages/count_tokens") == ((SKILL, "skill_1"),)
+    environment = {"type": "container_auto", "skills": [
+        {"type": "skill_reference", "skill_id": "skill_3", "version": 2},
+        {"type": "inline", "name": "n", "description": "d", "source": {}}]}
+    body = {"tools": [{"type": "shell", "environment": environment}]}
+    assert request_references(body, "/v1/responses") == ((SKILL, "skill_3"),)
+    local = {"type": "local", "skills": [
+        {"name": "n", "description": "d", "path": "/skills/n"}]}  # on the caller's machine
+    body = {"tools": [{"type": "shell", "environment": local}]}
+    assert request_references(body, "/v1/responses") == ()
+
+
+@pytest.mark.parametrize(("body", "endpoint"), [
+    ({"container": {"skills": {"type": "custom", "skill_id": "s"}}}, "/v1/messages"),
+    ({"container": {"skills": [{"type": "custom"}]}}, "/v1/messages"),
+    ({"container": {"skills": [{"type": "custom", "skill_id": ""}]}}, "/v1/messages"),
+    ({"tools": [{"type": "shell", "environment": {"skills": [{"type": "skill_reference"}]}}]},
+     "/v1/responses"),
+])
+def test_a_custom_skill_without_an_id_is_refused(body: dict[str, Any], endpoint: str) -> None:
+    with pytest.raises(ProxyError) as refused:
+        request_references(body, endpoint)
+    assert refused.value.status == 400
 
 
 @pytest.mark.parametrize("body", [
