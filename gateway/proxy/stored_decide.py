@@ -21,11 +21,11 @@ from gateway.policy.capabilities import classify
 from gateway.policy.engine import decide
 from gateway.policy.facts import BodyFacts, RequestFacts
 from gateway.proxy.asgi_io import Receive, Scope, read_body
-from gateway.proxy.body import check_query
 from gateway.proxy.body_deadline import Task
 from gateway.proxy.errors import ProxyError, join_reasons
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.quota_refusal import quota_refusal
+from gateway.proxy.request_checks import check_query
 from gateway.proxy.stored_routes import wants_stream
 from gateway.proxy.stored_state import RESPONSES_ENDPOINT, STORED_STATE_RULE
 from gateway.stages import QuotaStoreUnavailable
