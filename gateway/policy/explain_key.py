@@ -34,7 +34,7 @@ from gateway.policy.key_scope import KEY_SCOPE, key_scope_refusal
 
 KEY_ID_PROBLEM = "give the key's id or its gk_<id> prefix, never the whole key (its secret)"
 AUTHENTICATION_FAILED = "authentication-failed"
-"""The rule id the request path records for a 401 (``pipeline._rule_for_status``)."""
+"""The rule id the request path records for a 401 (``gateway.proxy.errors.rule_for_status``)."""
 
 
 def explain_key_id(value: str) -> str | None:

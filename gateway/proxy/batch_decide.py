@@ -37,13 +37,15 @@ from gateway.policy.facts import BodyFacts, RequestFacts
 from gateway.proxy.asgi_io import Receive, Scope, header, joined_header
 from gateway.proxy.batch_charge import groups_of
 from gateway.proxy.batch_state import BATCH_NOT_FOUND_RULE
-from gateway.proxy.body import check_encoding, parse_request_params
+from gateway.proxy.body import parse_request_params
 from gateway.proxy.body_deadline import Task
 from gateway.proxy.call_prologue import read_and_identify
 from gateway.proxy.errors import ProxyError, join_reasons
 from gateway.proxy.exchange import Exchange
+from gateway.proxy.foreign_ids import check_continued, check_references
 from gateway.proxy.nesting import forwardable
 from gateway.proxy.quota_refusal import quota_refusal
+from gateway.proxy.request_checks import check_encoding
 from gateway.proxy.reserve import tokens_to_reserve
 from gateway.stages import Admission, QuotaStoreUnavailable
 
@@ -158,9 +160,9 @@ async def _decide_create(pipeline: Pipeline, ex: Exchange, raw: bytes) -> None:
                 decision.deny_status, f"request '{custom_id}' refused ({rule}): {reason}", code=rule
             )
         if body.continues:
-            await pipeline._check_continued(ex, principal.customer_id, body.continues)
+            await check_continued(pipeline.services, ex, principal.customer_id, body.continues)
         if body.references:
-            await pipeline._check_references(ex, principal.customer_id, body.references)
+            await check_references(pipeline.services, ex, principal.customer_id, body.references)
         inner.append(one)
     models = tuple(dict.fromkeys(one.body.model for one in inner if one.body is not None))
     if len({services.upstream.base_for(bundle, model) for model in models}) > 1:

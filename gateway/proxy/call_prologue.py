@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from gateway.identity.principal import Principal
 from gateway.proxy.asgi_io import Receive, Scope, read_body
-from gateway.proxy.body import check_query
 from gateway.proxy.body_deadline import Task
 from gateway.proxy.errors import ProxyError
 from gateway.proxy.exchange import Exchange
+from gateway.proxy.request_checks import check_query
 
 if TYPE_CHECKING:
     from gateway.proxy.pipeline import Pipeline

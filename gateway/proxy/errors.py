@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from gateway.policy.facts import ApiShape
+from gateway.stages import StageUnavailable
 
 _OPENAI_TYPES: dict[int, str] = {
     400: "invalid_request_error",
@@ -117,3 +118,28 @@ def join_reasons(reasons: Iterable[str]) -> str:
             joined += " " if joined.endswith((".", "!", "?")) else "; "
         joined += reason
     return joined
+
+
+# The 503 of every stage that cannot decide or record (fail closed), and the
+# rule id a refusal without a policy decision is recorded under.
+def unavailable(exc: StageUnavailable) -> ProxyError:
+    return ProxyError(
+        503,
+        f"the gateway cannot decide or record this request right now ({exc.component} store "
+        "unavailable); it was not forwarded",
+        code=f"{exc.component}_unavailable",
+        headers={"retry-after": "1"},
+    )
+
+
+def rule_for_status(status: int) -> str:
+    return {
+        400: "malformed-request",
+        401: "authentication-failed",
+        404: "no-such-route",
+        405: "method-not-allowed",
+        408: "request-timeout",
+        413: "request-too-large",
+        431: "request-headers-too-large",
+        503: "gateway-unavailable",
+    }.get(status, f"refused-{status}")

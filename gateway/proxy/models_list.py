@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import orjson
 
 from gateway.identity.principal import Principal
+from gateway.ops import hooks  # ops: metrics + access log
 from gateway.policy.compiled import CompiledBundle
-from gateway.policy.engine import effective_tier, quota_plan
+from gateway.policy.engine import account_refusal, effective_tier, quota_plan, visible_models
 from gateway.policy.facts import ApiShape
+from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Scope, Send
+from gateway.proxy.asgi_io import send_response as send_raw
+from gateway.proxy.errors import ProxyError, unavailable
+from gateway.proxy.exchange import Exchange
+from gateway.proxy.quota_refusal import quota_refusal
 from gateway.quota.headers import anthropic_headers
-from gateway.stages import Admission, QuotaMeter
+from gateway.stages import (
+    Admission,
+    AuditUnavailable,
+    QuotaMeter,
+    QuotaStoreUnavailable,
+    StageUnavailable,
+)
+
+if TYPE_CHECKING:
+    from gateway.proxy.pipeline import Pipeline
 
 _NO_CAPABILITIES: frozenset[str] = frozenset()
 
@@ -67,3 +83,53 @@ def render_models(names: list[str], anthropic: bool) -> bytes:
             ],
         }
     )
+
+
+async def answer_models(pipeline: Pipeline, ex: Exchange, scope: Scope, send: Send) -> None:
+    """Decide, record and answer a listing: a suspended or sanctioned account is
+    refused, not answered an empty list recorded as an allow."""
+    services = pipeline.services
+    bundle = ex.bundle
+    try:
+        ex.origin = pipeline._locate(ex, scope)
+        ex.principal = await pipeline._identify(ex, scope)
+    except ProxyError as refusal:
+        await pipeline._refuse(ex, send, refusal)
+        return
+    except StageUnavailable as exc:
+        await pipeline._refuse(ex, send, unavailable(exc))
+        return
+    refused = account_refusal(ex.principal)
+    if refused is not None:
+        # A suspended (or sanctioned) account is refused here too, not
+        # answered an empty list recorded as an allow.
+        ex.refuse(*refused)
+        await pipeline._refuse(ex, send, ProxyError(403, refused[1], code=refused[0]))
+        return
+    now = services.clock()
+    try:
+        # A request like any other: one in the request windows of the
+        # effective tier's default bucket, no tokens (docs/quotas.md).
+        ex.admission = await admit_listing(services.meter, ex.principal, bundle, now)
+    except QuotaStoreUnavailable as exc:
+        ex.refuse("quota-store-unavailable", "the quota store is unreachable")
+        await pipeline._refuse(ex, send, unavailable(exc))
+        return
+    if not ex.admission.allowed:
+        await pipeline._refuse(ex, send, quota_refusal(ex, ex.admission))
+        return
+    names = visible_models(ex.principal, bundle, now, ex.origin, ex.endpoint)
+    ex.refuse("models-list", f"listed {len(names)} models: {', '.join(names)}")
+    try:
+        await pipeline._record(ex, 200)
+    except AuditUnavailable as exc:
+        await pipeline._send_error(ex, send, unavailable(exc))
+        return
+    headers = [
+        JSON_CONTENT_TYPE,
+        (b"x-gateway-decision-id", ex.id.encode()),
+        (b"x-gateway-policy-version", bundle.version.encode()),
+        *admission_headers(ex.api, ex.admission),
+    ]
+    await send_raw(send, 200, headers, render_models(names, ex.api == "anthropic"), ex.head)
+    hooks.finished(ex, 200, None, None)  # ops hook

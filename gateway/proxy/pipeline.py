@@ -25,10 +25,8 @@ from gateway.identity.principal import Principal
 from gateway.ops import hooks  # ops: metrics + access log
 from gateway.policy.capabilities import classify
 from gateway.policy.engine import (
-    account_refusal,
     decide,
     default_output_tokens,
-    visible_models,
 )
 from gateway.policy.facts import ApiShape, RequestFacts
 from gateway.proxy.asgi_io import (
@@ -45,20 +43,27 @@ from gateway.proxy.asgi_io import send_response as send_raw
 from gateway.proxy.batch_decide import decide_batch, inner_records
 from gateway.proxy.batch_list import list_batches
 from gateway.proxy.batch_routes import BatchCall
-from gateway.proxy.body import check_encoding, check_query, parse_request_body
+from gateway.proxy.body import parse_request_body
 from gateway.proxy.body_deadline import BodyDeadlines, Task
-from gateway.proxy.errors import ProxyError, join_reasons, render_error, request_id_header
+from gateway.proxy.errors import (
+    ProxyError,
+    join_reasons,
+    render_error,
+    request_id_header,
+    rule_for_status,
+    unavailable,
+)
 from gateway.proxy.exchange import Exchange
+from gateway.proxy.foreign_ids import check_continued, check_references
 from gateway.proxy.forward import Forwarder
 from gateway.proxy.header_limits import forwarded_for
-from gateway.proxy.models_list import admission_headers, admit_listing, render_models
+from gateway.proxy.models_list import answer_models
 from gateway.proxy.probes import RULE as PROBE_RULE
 from gateway.proxy.quota_refusal import quota_refusal
-from gateway.proxy.reference_owners import ITEM_RULE
+from gateway.proxy.request_checks import check_encoding, check_query
 from gateway.proxy.reserve import tokens_to_reserve
 from gateway.proxy.stored_decide import decide_stored
 from gateway.proxy.stored_routes import StoredCall
-from gateway.proxy.stored_state import STORED_STATE_RULE
 from gateway.services import Services
 from gateway.stages import (
     AuditUnavailable,
@@ -137,7 +142,7 @@ class Pipeline:
         """``GET`` or ``HEAD /v1/models``: the same decision and record, HEAD without content."""
         ex = self._exchange(scope, api)
         ex.head = scope["method"] == "HEAD"
-        await self._announced(ex, self._list(ex, scope, send))
+        await self._announced(ex, answer_models(self, ex, scope, send))
 
     async def refuse_route(
         self, scope: Scope, send: Send, api: ApiShape, refusal: ProxyError
@@ -252,7 +257,7 @@ class Pipeline:
             await self._refuse(ex, send, refusal)
             return
         except StageUnavailable as exc:
-            await self._refuse(ex, send, _unavailable(exc))
+            await self._refuse(ex, send, unavailable(exc))
             return
         t_audit = time.perf_counter()
         try:
@@ -263,7 +268,7 @@ class Pipeline:
                 await services.meter.settle(ex.admission, None)
             for extra in ex.extra_admissions or ():  # a batch's other quota plans
                 await services.meter.settle(extra, None)
-            await self._send_error(ex, send, _unavailable(exc))
+            await self._send_error(ex, send, unavailable(exc))
             hooks.refused(ex, 503)  # ops hook
             return
         hooks.audit_waited(time.perf_counter() - t_audit)  # ops hook
@@ -280,53 +285,6 @@ class Pipeline:
             await self.services.audit.record_many([record, *inner_records(ex)])
             return
         await self.services.audit.record(record)
-
-    async def _list(self, ex: Exchange, scope: Scope, send: Send) -> None:
-        services = self.services
-        bundle = ex.bundle
-        try:
-            ex.origin = self._locate(ex, scope)
-            ex.principal = await self._identify(ex, scope)
-        except ProxyError as refusal:
-            await self._refuse(ex, send, refusal)
-            return
-        except StageUnavailable as exc:
-            await self._refuse(ex, send, _unavailable(exc))
-            return
-        refused = account_refusal(ex.principal)
-        if refused is not None:
-            # A suspended (or sanctioned) account is refused here too, not
-            # answered an empty list recorded as an allow.
-            ex.refuse(*refused)
-            await self._refuse(ex, send, ProxyError(403, refused[1], code=refused[0]))
-            return
-        now = services.clock()
-        try:
-            # A request like any other: one in the request windows of the
-            # effective tier's default bucket, no tokens (docs/quotas.md).
-            ex.admission = await admit_listing(services.meter, ex.principal, bundle, now)
-        except QuotaStoreUnavailable as exc:
-            ex.refuse("quota-store-unavailable", "the quota store is unreachable")
-            await self._refuse(ex, send, _unavailable(exc))
-            return
-        if not ex.admission.allowed:
-            await self._refuse(ex, send, quota_refusal(ex, ex.admission))
-            return
-        names = visible_models(ex.principal, bundle, now, ex.origin, ex.endpoint)
-        ex.refuse("models-list", f"listed {len(names)} models: {', '.join(names)}")
-        try:
-            await self._record(ex, 200)
-        except AuditUnavailable as exc:
-            await self._send_error(ex, send, _unavailable(exc))
-            return
-        headers = [
-            JSON_CONTENT_TYPE,
-            (b"x-gateway-decision-id", ex.id.encode()),
-            (b"x-gateway-policy-version", bundle.version.encode()),
-            *admission_headers(ex.api, ex.admission),
-        ]
-        await send_raw(send, 200, headers, render_models(names, ex.api == "anthropic"), ex.head)
-        hooks.finished(ex, 200, None, None)  # ops hook
 
     async def _identify(self, ex: Exchange, scope: Scope) -> Principal:
         try:
@@ -384,10 +342,11 @@ class Pipeline:
             reason = join_reasons(decision.reasons) or "denied by policy"
             raise ProxyError(decision.deny_status, reason, code=decision.rule_ids[0])
         context = 0
+        customer_id = principal.customer_id
         if body.continues:
-            context = await self._check_continued(ex, principal.customer_id, body.continues)
+            context = await check_continued(self.services, ex, customer_id, body.continues)
         if body.references:
-            await self._check_references(ex, principal.customer_id, body.references)
+            await check_references(self.services, ex, customer_id, body.references)
         if decision.quota is not None:
             wanted = tokens_to_reserve(ex.endpoint, body, decision.quota.default_max_tokens)
             wanted += context
@@ -400,36 +359,6 @@ class Pipeline:
                 raise
             if not admission.allowed:
                 raise quota_refusal(ex, admission)
-
-    async def _check_continued(self, ex: Exchange, customer_id: str, ids: tuple[str, ...]) -> int:
-        """Refuse to continue upstream-stored state that is not the caller's
-        (``gateway.proxy.stored_state``): 404 as for an id that does not exist.
-
-        Else the tokens of the stored context the upstream will read again as
-        input (its usage, where seen), for the token reservation: the body
-        carries only the new turn."""
-        owners = self.services.response_owners
-        context = 0
-        for stored_id in ids:
-            bound = await owners.binding_of(stored_id) if owners is not None else None
-            if bound is None or bound.customer_id != customer_id:
-                message = f"Previous response with id '{stored_id[:128]}' not found."
-                ex.refuse(STORED_STATE_RULE, message)
-                raise ProxyError(404, message, code=STORED_STATE_RULE)
-            context += bound.context_tokens or 0
-        return context
-
-    async def _check_references(
-        self, ex: Exchange, customer_id: str, references: tuple[tuple[str, str], ...]
-    ) -> None:
-        """Refuse to name upstream items or containers that are not the caller's
-        (``gateway.proxy.references``): 404 as for an id that does not exist."""
-        owners = self.services.reference_owners
-        if owners is None:
-            object_id = references[0][1]
-            ex.refuse(ITEM_RULE, f"'{object_id}' cannot be checked: no binding store")
-            raise ProxyError(404, f"Item with id '{object_id}' not found.", code=ITEM_RULE)
-        await owners.refuse_foreign(ex, customer_id, references)
 
     async def _refuse(self, ex: Exchange, send: Send, refusal: ProxyError) -> None:
         """Record the refusal, then answer it (503 if it cannot be recorded).
@@ -448,12 +377,12 @@ class Pipeline:
                 hooks.refused(ex, 429)  # ops hook
                 return
         if not ex.rule_ids and ex.decision is None:
-            ex.refuse(_rule_for_status(refusal.status), refusal.message)
+            ex.refuse(rule_for_status(refusal.status), refusal.message)
         try:
             await self._record(ex, refusal.status)
         except AuditUnavailable as exc:
             log.error("audit store unavailable, cannot record refusal %s: %s", ex.id, exc)
-            refusal = _unavailable(exc)
+            refusal = unavailable(exc)
         await self._send_error(ex, send, refusal)
         hooks.refused(ex, refusal.status)  # ops hook
 
@@ -466,26 +395,3 @@ class Pipeline:
         ]
         headers.extend((k.encode(), v.encode()) for k, v in refusal.headers.items())
         await send_raw(send, refusal.status, headers, render_error(ex.api, refusal), ex.head)
-
-
-def _unavailable(exc: StageUnavailable) -> ProxyError:
-    return ProxyError(
-        503,
-        f"the gateway cannot decide or record this request right now ({exc.component} store "
-        "unavailable); it was not forwarded",
-        code=f"{exc.component}_unavailable",
-        headers={"retry-after": "1"},
-    )
-
-
-def _rule_for_status(status: int) -> str:
-    return {
-        400: "malformed-request",
-        401: "authentication-failed",
-        404: "no-such-route",
-        405: "method-not-allowed",
-        408: "request-timeout",
-        413: "request-too-large",
-        431: "request-headers-too-large",
-        503: "gateway-unavailable",
-    }.get(status, f"refused-{status}")
