@@ -36,7 +36,7 @@ from gateway.proxy.batch_answer import with_gateway_results_url
 from gateway.proxy.batch_routes import BATCHES_ROUTE
 from gateway.proxy.batch_state import BatchPage, Listed
 from gateway.proxy.batch_visible import ListPolicy, visible_page
-from gateway.proxy.errors import ProxyError, join_reasons, request_id_header
+from gateway.proxy.errors import ProxyError, join_reasons, request_id_header, unavailable
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import upstream_request_headers
 from gateway.stages import AuditUnavailable, StageUnavailable
@@ -107,10 +107,10 @@ async def list_batches(pipeline: Pipeline, ex: Exchange, scope: Scope, send: Sen
             await pipeline._refuse(ex, send, refusal)
         return
     except AuditUnavailable as exc:
-        await pipeline._send_error(ex, send, _unavailable(exc))
+        await pipeline._send_error(ex, send, unavailable(exc, ""))
         return
     except StageUnavailable as exc:
-        await pipeline._refuse(ex, send, _unavailable(exc))
+        await pipeline._refuse(ex, send, unavailable(exc, ""))
         return
     answer = {
         "data": data,
@@ -189,13 +189,3 @@ async def _get(
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ProxyError(502, "the model API answered a listed batch with no JSON") from None
-
-
-def _unavailable(exc: StageUnavailable) -> ProxyError:
-    return ProxyError(
-        503,
-        f"the gateway cannot decide or record this request right now ({exc.component} store "
-        "unavailable)",
-        code=f"{exc.component}_unavailable",
-        headers={"retry-after": "1"},
-    )

@@ -122,11 +122,13 @@ def join_reasons(reasons: Iterable[str]) -> str:
 
 # The 503 of every stage that cannot decide or record (fail closed), and the
 # rule id a refusal without a policy decision is recorded under.
-def unavailable(exc: StageUnavailable) -> ProxyError:
+def unavailable(exc: StageUnavailable, after: str = "; it was not forwarded") -> ProxyError:
+    """``after``: what became of the request (a list answered by the gateway
+    itself was never going to be forwarded)."""
     return ProxyError(
         503,
         f"the gateway cannot decide or record this request right now ({exc.component} store "
-        "unavailable); it was not forwarded",
+        f"unavailable){after}",
         code=f"{exc.component}_unavailable",
         headers={"retry-after": "1"},
     )
