@@ -26,8 +26,6 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
 
@@ -216,23 +214,11 @@ class CustomerPatch(BaseModel):
     attributes: Words | None = None
     sanctions_status: SanctionsStatus | None = None
     status: CustomerStatus | None = None
-    reason: NonBlank | None = Field(default=None, max_length=1000, validate_default=True)
+    reason: NonBlank | None = Field(default=None, max_length=1000)
     """Why the sanctions status is set to one other than ``clear``: recorded
     with the withdrawal of the customer's reviews (not a field of the record).
-    Required with such a status, as ``withdraw-clearance --reason`` is: the
-    audit trail of a withdrawn clearance must say why."""
-
-    @field_validator("reason")
-    @classmethod
-    def _reason_with_a_hold(cls, reason: str | None, info: ValidationInfo) -> str | None:
-        # sanctions_status is declared (so validated) before reason.
-        held = info.data.get("sanctions_status") not in (None, "clear")
-        if reason is None and held:
-            raise ValueError(
-                "a sanctions_status other than clear withdraws every review of the "
-                "customer: give the reason for the audit trail"
-            )
-        return reason
+    Optional, as SPEC section 4's PATCH takes the record's fields alone (the
+    CLI's ``withdraw-clearance`` requires ``--reason``)."""
 
     @model_validator(mode="after")
     def _check(self) -> CustomerPatch:
