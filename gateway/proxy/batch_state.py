@@ -28,6 +28,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.db.outlive import outlives_cancel
 from gateway.identity.tables import MessageBatchOwner
 from gateway.proxy.batch_charge import ReservedGroup
 from gateway.stages import StageUnavailable
@@ -81,6 +82,7 @@ class BatchOwners:
         self._sessions = sessions
         self._clock = clock
 
+    @outlives_cancel  # gateway.db.outlive: a hung-up client cannot cut it short
     async def bind(
         self,
         batch_id: str,
@@ -117,6 +119,7 @@ class BatchOwners:
         unsettled = cast("list[ReservedGroup] | None", row.unsettled)  # as bound
         return BatchBound(row.customer_id, tuple(row.models), row.decision_id, caps, unsettled)
 
+    @outlives_cancel  # gateway.db.outlive: a hung-up client cannot cut it short
     async def cover(self, batch_id: str, used: list[int]) -> list[tuple[ReservedGroup, int]]:
         """What a results download that showed ``used`` tokens per group must
         charge: each group's use beyond what it has been charged so far (its
@@ -155,6 +158,7 @@ class BatchOwners:
             raise BatchOwnersUnavailable(f"cannot settle {batch_id}: {exc}") from exc
         raise BatchOwnersUnavailable(f"cannot settle {batch_id}: it kept moving")
 
+    @outlives_cancel  # gateway.db.outlive: a hung-up client cannot cut it short
     async def unbind(self, batch_id: str) -> None:
         """Forget ``batch_id`` (the upstream deleted it)."""
         try:

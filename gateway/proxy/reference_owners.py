@@ -27,6 +27,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.db.outlive import outlives_cancel
 from gateway.identity.tables import RelayedObjectOwner
 from gateway.proxy.errors import ProxyError
 from gateway.proxy.references import (
@@ -101,6 +102,7 @@ class ReferenceOwners:
         if len(self._known) > CACHE_SIZE:
             self._known.popitem(last=False)
 
+    @outlives_cancel  # bound at a stream's end, when clients hang up (gateway.db.outlive)
     async def bind(self, references: Iterable[Reference], customer_id: str) -> None:
         """Record that ``references`` were relayed to ``customer_id``; ids bound
         already keep their first owner."""

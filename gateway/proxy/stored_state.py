@@ -43,6 +43,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.db.outlive import outlives_cancel
 from gateway.identity.tables import StoredResponseOwner
 from gateway.proxy.errors import ProxyError
 from gateway.proxy.usage import usage_from_doc
@@ -95,6 +96,7 @@ class ResponseOwners:
         if len(self._known) > CACHE_SIZE:
             self._known.popitem(last=False)
 
+    @outlives_cancel  # gateway.db.outlive: a hung-up client cannot cut it short
     async def bind(
         self,
         response_id: str,
@@ -155,6 +157,7 @@ class ResponseOwners:
         bound = await self.binding_of(response_id)
         return bound.customer_id if bound is not None else None
 
+    @outlives_cancel  # gateway.db.outlive: a hung-up client cannot cut it short
     async def claim_unsettled(self, response_id: str) -> int | None:
         """The tokens its create was charged without usage, for the one caller
         (of every process and replica) that settles them; None for everyone
@@ -185,6 +188,7 @@ class ResponseOwners:
             self._remember(response_id, known._replace(unsettled_tokens=None))
         return charged if getattr(claimed, "rowcount", 0) == 1 else None
 
+    @outlives_cancel  # gateway.db.outlive: a hung-up client cannot cut it short
     async def leave_unsettled(self, response_id: str, charged: int) -> None:
         """A create whose stream was cut (its client hung up) was charged
         ``charged`` without the usage its last event would have shown; in
@@ -210,6 +214,7 @@ class ResponseOwners:
         if known is not None and known.unsettled_tokens is None:
             self._remember(response_id, known._replace(unsettled_tokens=charged))
 
+    @outlives_cancel  # gateway.db.outlive: a hung-up client cannot cut it short
     async def record_context(self, response_id: str, tokens: int) -> None:
         """A streamed response's usage, seen at its end (its id was bound at its
         first event): what a request continuing it reserves."""
@@ -227,6 +232,7 @@ class ResponseOwners:
         if known is not None:
             self._remember(response_id, known._replace(context_tokens=tokens))
 
+    @outlives_cancel  # gateway.db.outlive: a hung-up client cannot cut it short
     async def unbind(self, response_id: str) -> None:
         """Forget ``response_id`` (the upstream deleted it): it is not found from here.
 

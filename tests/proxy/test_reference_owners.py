@@ -3,6 +3,8 @@ on a real SQLite file and a real PostgreSQL (insert-or-ignore is dialect SQL).""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db.session import create_engine, session_factory
 from gateway.proxy.reference_owners import ReferenceBinding, ReferenceOwners
-from gateway.proxy.references import CONTAINER, ITEM
+from gateway.proxy.references import CONTAINER, FILE, ITEM
 from gateway.settings import Settings
 from tests.identity.conftest import make_db, make_settings
 from tests.support import postgres_server
@@ -72,3 +74,33 @@ async def test_an_answer_binds_what_it_shows(sessions: async_sessionmaker[AsyncS
     await binding.relayed({"type": "message", "container": None})
     assert await ReferenceOwners(sessions, now).owners_of([(CONTAINER, "container_1")]) == {
         (CONTAINER, "container_1"): "alice"}
+
+
+async def test_a_caller_cancelled_mid_bind_neither_loses_the_binding_nor_holds_the_database(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A streamed answer's ids are bound at its end, in the request's task, which
+    the gateway cancels when the client hangs up (the openai SDK closes the
+    connection as soon as it reads ``[DONE]``). Cancelled between its INSERT and
+    its COMMIT, the transaction was abandoned: the id stayed unbound (its owner
+    got 404 naming it) and, on SQLite, the connection kept the write lock, so
+    every audit commit after it failed 'database is locked' (503 for everyone).
+    The write goes on to its end whatever happens to its caller."""
+    owners = ReferenceOwners(sessions, now)
+    ids = [f"file_{n}" for n in range(40)]
+    for n, object_id in enumerate(ids):
+        task = asyncio.ensure_future(owners.bind([(FILE, object_id)], "alice"))
+        for _ in range(n + 1):  # cancel at every point of the transaction in turn
+            await asyncio.sleep(0)  # (once the call has begun, as an awaited call has)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    # Every binding lands, and the database takes a write at once.
+    fresh = ReferenceOwners(sessions, now)
+    for _ in range(100):
+        bound = await fresh.owners_of([(FILE, object_id) for object_id in ids])
+        if len(bound) == len(ids):
+            break
+        await asyncio.sleep(0.02)
+    assert sorted(o for (_, o) in bound) == sorted(ids)
+    await asyncio.wait_for(fresh.bind([(FILE, "file_after")], "bob"), timeout=2)
