@@ -152,3 +152,18 @@ def test_concurrent_impact_replays_leave_the_worker_answering(gateway: Proc, adm
     assert statuses == [200] * 12, statuses
     checked = admin.http.post("/admin/v1/policy/validate", json={"files": files}, timeout=30)
     assert checked.status_code == 200, checked.text
+
+
+def test_a_window_longer_than_the_calendar_reads_the_whole_log(gateway: Proc, admin: Admin) -> None:
+    """``since`` is digits and a unit, unbounded: past the calendar (before year 1,
+    or past timedelta's own range) it raised OverflowError, a 500 on both routes.
+    Any such window means the whole log, as a merely long one already did."""
+    whole = admin.http.get("/admin/v1/audit/policies", params={"since": "5000w"})
+    assert whole.status_code == 200, whole.text
+    for since in ("200000w", "9999999999999w"):
+        longer = admin.http.get("/admin/v1/audit/policies", params={"since": since})
+        assert longer.status_code == 200, (since, longer.text)
+        assert longer.json()["events"] == whole.json()["events"]
+        impact = admin.http.post("/admin/v1/policy/impact", timeout=60,
+                                 json={"files": _bundle(), "since": since})  # fmt: skip
+        assert impact.status_code == 200, (since, impact.text)
