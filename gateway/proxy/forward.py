@@ -29,6 +29,7 @@ from gateway.proxy.errors import ProxyError, render_error, request_id_header
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import client_response_headers, upstream_request_headers
 from gateway.proxy.reference_owners import ReferenceBinding
+from gateway.proxy.references import answer_references
 from gateway.proxy.settle import WITHHELD, Settlement
 from gateway.proxy.stored_state import RESPONSES_ENDPOINT, ResponseBinding
 from gateway.proxy.usage import SseUsageTap, inject_include_usage
@@ -304,7 +305,7 @@ class Forwarder:
             # The ids in its last event with usage (Responses' response.completed,
             # Anthropic's message_delta) and the earlier events kept for theirs,
             # bound before the stream's end goes out.
-            await references.relayed_all((*tap.marked, tap.usage_doc))
+            await references.bind_all([*tap.marked, *answer_references(tap.usage_doc)])
         if withheld:
             outcome.error = WITHHELD
         if cut is not None:
