@@ -98,8 +98,8 @@ def test_events_that_only_mention_the_marker_are_not_kept() -> None:
     the whole stream: tens of MB per stream, for any customer who asked (and
     every chunk of a streamed audio answer, its base64 audio included)."""
     marker = b"code_execution_tool_result"
-    delta = {"type": "content_block_delta", "index": 0,
-             "delta": {"type": "text_delta", "text": "code_execution_tool_result " * 4}}  # fmt: skip
+    text = {"type": "text_delta", "text": "code_execution_tool_result " * 4}
+    delta = {"type": "content_block_delta", "index": 0, "delta": text}
     event = b"event: content_block_delta\ndata: " + orjson.dumps(delta) + b"\n\n"
     tap = SseUsageTap(drop_usage_only_chunk=False, marker=marker)
     tracemalloc.start()
