@@ -40,8 +40,9 @@ from gateway.stages import StageUnavailable
 log = logging.getLogger("gateway.proxy")
 
 _USAGE_INJECTABLE = frozenset({"/v1/chat/completions", "/v1/completions"})
-_LISTS_ITEMS = frozenset({"retrieve", "input_items"})
-"""Calls on a stored response whose answers show its items (``reference_owners``)."""
+_LISTS_ITEMS = frozenset({"retrieve", "input_items", "cancel"})
+"""Calls on a stored response whose answers show its items (``reference_owners``):
+a cancel answers the response with the output it has."""
 _CODE_RESULT = b"code_execution_tool_result"
 """Marks the stream events that show the files code execution wrote."""
 _WATCH_NON_STREAM_AFTER = 1.0
