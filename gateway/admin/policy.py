@@ -130,6 +130,8 @@ def write_candidate(directory: Path, files: dict[str, str]) -> None:
     """
     seen: dict[PurePosixPath, str] = {}
     for name, text in files.items():
+        if "\x00" in name:  # valid in JSON, in no file name: open() raises ValueError
+            raise HTTPException(status_code=422, detail=f"{name!r}: a file name holds no NUL")
         relative = PurePosixPath(name)
         if relative.is_absolute() or ".." in relative.parts or not relative.parts:
             detail = f"{name}: must be a relative path inside the bundle directory"

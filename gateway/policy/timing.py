@@ -20,7 +20,11 @@ def window_state(start: datetime | None, end: datetime | None, now: datetime) ->
 
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+LONGEST = timedelta(days=1000 * 365)
+"""Longer windows read as this one: both mean the whole log. Past it, ``now -
+window`` falls before year 1 (or ``timedelta`` refuses the number) and
+raised ``OverflowError``: a 500 at the admin API, a traceback at the CLI."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -28,4 +32,5 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text.strip())
     if match is None:
         raise ValueError(f"'{text}': use a number and s, m, h, d or w, e.g. 7d")
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+    seconds = int(match[1]) * _SECONDS[match[2]]
+    return timedelta(seconds=min(seconds, int(LONGEST.total_seconds())))

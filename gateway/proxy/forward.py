@@ -29,6 +29,7 @@ from gateway.proxy.errors import ProxyError, render_error, request_id_header
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import client_response_headers, upstream_request_headers
 from gateway.proxy.reference_owners import ReferenceBinding
+from gateway.proxy.references import answer_references
 from gateway.proxy.settle import WITHHELD, Settlement
 from gateway.proxy.stored_state import RESPONSES_ENDPOINT, ResponseBinding
 from gateway.proxy.usage import SseUsageTap, inject_include_usage
@@ -39,8 +40,9 @@ from gateway.stages import StageUnavailable
 log = logging.getLogger("gateway.proxy")
 
 _USAGE_INJECTABLE = frozenset({"/v1/chat/completions", "/v1/completions"})
-_LISTS_ITEMS = frozenset({"retrieve", "input_items"})
-"""Calls on a stored response whose answers show its items (``reference_owners``)."""
+_LISTS_ITEMS = frozenset({"retrieve", "input_items", "cancel"})
+"""Calls on a stored response whose answers show its items (``reference_owners``):
+a cancel answers the response with the output it has."""
 _CODE_RESULT = b"code_execution_tool_result"
 """Marks the stream events that show the files code execution wrote."""
 _WATCH_NON_STREAM_AFTER = 1.0
@@ -304,7 +306,7 @@ class Forwarder:
             # The ids in its last event with usage (Responses' response.completed,
             # Anthropic's message_delta) and the earlier events kept for theirs,
             # bound before the stream's end goes out.
-            await references.relayed_all((*tap.marked, tap.usage_doc))
+            await references.bind_all([*tap.marked, *answer_references(tap.usage_doc)])
         if withheld:
             outcome.error = WITHHELD
         if cut is not None:

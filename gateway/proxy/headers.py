@@ -67,8 +67,28 @@ CLIENT_ADDRESS = frozenset(
         b"fastly-client-ip",
         b"x-cluster-client-ip",
         b"x-original-forwarded-for",
+        b"x-forwarded",
+        b"client-ip",
+        b"x-originating-ip",
+        b"x-remote-addr",
+        b"x-envoy-external-address",
     }
 )
+# And the families the names above belong to, whatever a proxy, CDN or
+# framework calls its own: every ``X-Forwarded-*`` (``-Ssl``, ``-Scheme``,
+# ``-Prefix``, ``-Client-Cert``...) and every ``*-IP`` / ``*-Addr``
+# (``X-Remote-IP``, ``Fly-Client-IP``, ``CF-Connecting-IPv6``...). Listing
+# names one by one left the rest to go upstream as the client wrote them.
+_ADDRESS_PREFIXES = (b"x-forwarded-",)
+_ADDRESS_SUFFIXES = (b"-ip", b"-ipv6", b"-addr")
+
+
+def _claims_address(lname: bytes) -> bool:
+    """Whether a (lower-case) header name is a claim of the client's address."""
+    return (lname in CLIENT_ADDRESS or lname.startswith(_ADDRESS_PREFIXES)
+            or lname.endswith(_ADDRESS_SUFFIXES))  # fmt: skip
+
+
 _NOT_FORWARDED = HOP_BY_HOP | CLIENT_ADDRESS | {
     b"openai-organization",
     b"openai-project",
@@ -107,7 +127,8 @@ def _withheld_spelling(lname: bytes) -> bool:
     reads as the header the gateway sets or strips, possibly taking the client's
     value (nginx drops underscored names by default for this reason)."""
     dashed = lname.replace(b"_", b"-")
-    return dashed in _NOT_FORWARDED or dashed.startswith(_GATEWAY_PREFIX)
+    return (dashed in _NOT_FORWARDED or dashed.startswith(_GATEWAY_PREFIX)
+            or _claims_address(dashed))  # fmt: skip
 
 
 def upstream_request_headers(
@@ -122,6 +143,8 @@ def upstream_request_headers(
     for name, value in raw_headers:
         lname = name.lower()
         if lname in _NOT_FORWARDED or lname in named or lname.startswith(_GATEWAY_PREFIX):
+            continue
+        if _claims_address(lname):
             continue
         if b"_" in lname and _withheld_spelling(lname):
             continue

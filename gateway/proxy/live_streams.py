@@ -119,6 +119,8 @@ class LiveStreams:
         be skipped when popped, and dropped when the heap doubles (``_compact``)."""
         self._order = itertools.count()
         self._compact_at = _COMPACT_MIN
+        self._stale = 0
+        """Entries of ended streams since the last compaction (``discard``)."""
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
@@ -137,6 +139,13 @@ class LiveStreams:
 
     def discard(self, watch: StreamPolicyWatch) -> None:
         watch.on_deadline = None  # its deadline entry, if any, is stale from now on
+        if watch.deadline != math.inf:
+            # Dropped once they are most of the heap: after a burst of streams,
+            # a quiet worker would otherwise keep every watch (principal, facts,
+            # bundle) until new streams grew the heap again, or months ahead.
+            self._stale += 1
+            if self._stale * 2 > len(self._deadlines) >= _COMPACT_MIN:
+                self._compact()
         for index, ident in ((self._by_customer, watch.customer_id),
                              (self._by_key, watch.key_id)):  # fmt: skip
             if ident is None:
@@ -188,6 +197,7 @@ class LiveStreams:
             self._arm()
 
     def _compact(self) -> None:
+        self._stale = 0
         self._deadlines = [entry for entry in self._deadlines if _current(entry)]
         heapq.heapify(self._deadlines)
         self._compact_at = max(_COMPACT_MIN, 2 * len(self._deadlines))

@@ -186,7 +186,8 @@ class ReferenceBinding:
         self.marker = marker
         """Bytes that mark a stream event showing ids before its last one (an
         Anthropic code execution result, a chat chunk's audio): such events
-        are kept by the stream's tap (``SseUsageTap.marked``) and bound too."""
+        are parsed by the stream's tap, which keeps their ids
+        (``SseUsageTap.marked``), bound too."""
 
     async def relayed(self, doc: object) -> None:
         """A complete answer, or a stream's last event with usage (parsed)."""

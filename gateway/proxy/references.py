@@ -24,8 +24,8 @@ What a request names (``request_references``):
   plain request pays nothing more.
 
 What binds (``answer_references``): the ids of a Responses answer's output
-items, of a stored response's input items (``GET …/input_items``), the
-containers its tool calls ran in (``container_id``), Anthropic's
+items (a create, a retrieve, a cancel), of a stored response's input items
+(``GET …/input_items``), the containers its tool calls ran in (``container_id``), Anthropic's
 ``container.id`` (a message, or a stream's ``message_delta``), the files
 Anthropic code execution wrote (``*code_execution_tool_result`` blocks: a
 message's ``content``, a stream's ``content_block_start``) and a chat

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from gateway.jsonbytes import dumps_kept
+from gateway.proxy.references import Reference, answer_references
 from gateway.stages import Usage
 
 
@@ -153,8 +154,12 @@ class SseUsageTap:
         self.seen = False
         self.usage_doc: Any = None
         """The last event its usage was read from (parsed), for the ids it shows."""
-        self.marked: list[Any] = []
-        """Events (parsed) whose bytes hold ``marker``: earlier ones showing ids."""
+        self.marked: dict[Reference, None] = {}
+        """The ids shown by events before the last (those whose bytes hold
+        ``marker``), in order. Only the ids are kept, never the events: the
+        marker only picks which events to parse, and a model asked to repeat
+        it puts it in every text delta (as every chunk of an audio answer
+        holds ``"audio"``): kept whole, they grew with the stream."""
         self._marker = marker
         self.error: str | None = None
         """``upstream_error_event:<type>`` when the upstream sent an error event."""
@@ -190,9 +195,11 @@ class SseUsageTap:
         for line in event.splitlines():
             if line.startswith(b"data:"):
                 try:
-                    self.marked.append(orjson.loads(line[5:].strip()))
+                    doc = orjson.loads(line[5:].strip())
                 except orjson.JSONDecodeError:
                     continue
+                for reference in answer_references(doc):
+                    self.marked[reference] = None
 
     def _note_error(self, doc: Any) -> None:
         # Anthropic: {"type": "error", "error": {"type": "overloaded_error", ...}};

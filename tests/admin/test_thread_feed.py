@@ -3,6 +3,8 @@ of the thread that re-decides it, never the whole log into memory."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterable
 
@@ -74,3 +76,43 @@ async def test_an_error_reading_the_log_is_raised_and_the_thread_ends() -> None:
     with pytest.raises(OSError, match="database gone"):
         await feed_thread(records(), work, batch=10)
     assert finished.is_set()  # the thread saw the end of the stream and returned
+
+
+# As many impact replays at once as the event loop's default thread pool has
+# threads (asyncio's default: min(32, CPUs + 4), what uvicorn's loop uses).
+# Each replay's consumer waited for batches in a pool thread while the puts
+# that would hand them over queued behind it in the same pool: with every
+# thread a waiting consumer, nothing ever moved again, and the pool every
+# other ``to_thread`` of the worker needs (policy reloads, validate, DNS
+# lookups) was gone for good. Run in a child process: a deadlock would keep
+# pytest itself from exiting.
+_CONCURRENT_FEEDS = """
+import asyncio, os
+from gateway.admin.thread_feed import feed_thread
+
+POOL = min(32, (os.cpu_count() or 1) + 4)
+
+async def records():
+    await asyncio.sleep(0.05)  # a database read: every consumer is started first
+    for i in range(10):
+        yield i
+
+async def main():
+    feeds = (feed_thread(records(), list, batch=3) for _ in range(POOL))
+    results = await asyncio.wait_for(asyncio.gather(*feeds), 10)
+    assert results == [list(range(10))] * POOL, results
+    assert await asyncio.wait_for(asyncio.to_thread(lambda: 7), 10) == 7
+    print("replayed", POOL)
+
+asyncio.run(main())
+"""
+
+
+def test_concurrent_replays_never_take_the_whole_thread_pool() -> None:
+    try:
+        done = subprocess.run([sys.executable, "-c", _CONCURRENT_FEEDS], capture_output=True,
+                              text=True, timeout=30, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("concurrent feed_thread calls deadlocked the default thread pool")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("replayed"), done.stdout

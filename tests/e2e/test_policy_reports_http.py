@@ -7,6 +7,8 @@ CLI's reports (the same pure functions produce both)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 
@@ -130,3 +132,38 @@ def test_policy_impact_route_judges_every_customer_record(gateway: Proc, admin: 
     assert doc["unknown_customer_ids"] == [
         {"rule_id": "licence-haiku", "customer_id": "no-such-customer"}
     ], doc
+
+
+def test_concurrent_impact_replays_leave_the_worker_answering(gateway: Proc, admin: Admin) -> None:
+    """More replays at once than the worker's default thread pool has threads
+    (six on two CPUs): each replay's consumer waited for batches in that pool,
+    the puts that would bring them queued behind, and the pool was deadlocked
+    for good: those replays never answered, nor anything else that needs the
+    pool (policy validate here; reloads, the upstream's DNS lookups)."""
+    files = _bundle(WITHDRAW_HAIKU)
+
+    def replay(_: int) -> int:
+        with httpx.Client(base_url=gateway.url, headers=admin.http.headers) as client:
+            return client.post("/admin/v1/policy/impact", timeout=45,
+                               json={"files": files, "since": "1h"}).status_code  # fmt: skip
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(replay, range(12)))
+    assert statuses == [200] * 12, statuses
+    checked = admin.http.post("/admin/v1/policy/validate", json={"files": files}, timeout=30)
+    assert checked.status_code == 200, checked.text
+
+
+def test_a_window_longer_than_the_calendar_reads_the_whole_log(gateway: Proc, admin: Admin) -> None:
+    """``since`` is digits and a unit, unbounded: past the calendar (before year 1,
+    or past timedelta's own range) it raised OverflowError, a 500 on both routes.
+    Any such window means the whole log, as a merely long one already did."""
+    whole = admin.http.get("/admin/v1/audit/policies", params={"since": "5000w"})
+    assert whole.status_code == 200, whole.text
+    for since in ("200000w", "9999999999999w"):
+        longer = admin.http.get("/admin/v1/audit/policies", params={"since": since})
+        assert longer.status_code == 200, (since, longer.text)
+        assert longer.json()["events"] == whole.json()["events"]
+        impact = admin.http.post("/admin/v1/policy/impact", timeout=60,
+                                 json={"files": _bundle(), "since": since})  # fmt: skip
+        assert impact.status_code == 200, (since, impact.text)

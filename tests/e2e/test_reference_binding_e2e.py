@@ -201,3 +201,20 @@ def test_a_batch_request_naming_anothers_container_refuses_the_batch(
                                  "container-not-found")
     batch = owner.messages.batches.create(requests=[{"custom_id": "mine", "params": params}])
     assert batch.id
+
+
+def test_items_a_cancel_shows_are_its_customers(gateway: Proc, admin: Admin) -> None:
+    """``POST /v1/responses/{id}/cancel`` answers the response, with the output
+    it has (all of it, when it completed first). Those items were bound by no
+    one: only a retrieval bound what it showed, so its own customer was
+    refused 404 for items the gateway had relayed to it."""
+    owner_key, _ = two_customers(admin)
+    owner = openai_client(gateway, owner_key)
+    queued = owner.responses.create(model="haiku-lite", input="later", background=True,
+                                    extra_headers={"x-standin-background-ms": "0"})
+    cancelled = owner.responses.cancel(queued.id)
+    assert cancelled.output, cancelled  # it had completed: all its output is shown
+    again = owner.responses.create(
+        model="haiku-lite", input=[{"type": "item_reference", "id": cancelled.output[-1].id},
+                                   {"role": "user", "content": "go on"}])
+    assert again.status == "completed"

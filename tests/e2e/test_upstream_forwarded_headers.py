@@ -75,3 +75,40 @@ def test_an_operator_may_send_the_resolved_address_upstream(
     # Exactly the address the gateway decided on, not the client's chain.
     assert forwarded.get("x-forwarded-for") == US_IP, forwarded
     assert "x-real-ip" not in forwarded and "forwarded" not in forwarded, forwarded
+
+
+# Other spellings of the same claim that proxies, CDNs and frameworks read:
+# the list above named some, and the rest went upstream as the client wrote them.
+MORE_CLAIMS = {
+    "x-forwarded": "for=198.51.100.23",
+    "x-forwarded-scheme": "https",
+    "x-forwarded-prefix": "/elsewhere",
+    "x-forwarded-client-cert": "Hash=abc;Subject=\"CN=elsewhere\"",
+    "x-originating-ip": "198.51.100.23",
+    "x-remote-ip": "198.51.100.23",
+    "x-remote-addr": "198.51.100.23",
+    "client-ip": "198.51.100.23",
+    "x-real-client-ip": "198.51.100.23",
+    "x-envoy-external-address": "198.51.100.23",
+    "fly-client-ip": "198.51.100.23",
+    "cf-connecting-ipv6": "2001:db8::23",
+    "X-Forwarded-Ssl": "on",  # any case: header names are case-insensitive
+    "x_forwarded_uri": "/elsewhere",  # read as X-Forwarded-Uri by CGI-style servers
+    "x-request-tag": "kept",
+}
+
+
+def test_other_spellings_of_the_clients_address_are_not_relayed(
+    gateway: Proc, enterprise_key: str, standin_log: StandinLog
+) -> None:
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=enterprise_key,
+                           default_headers=MORE_CLAIMS, max_retries=0)  # fmt: skip
+    answer = client.chat.completions.create(
+        model="haiku-lite", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert answer.choices[0].message.content
+    forwarded = _forwarded(standin_log)
+    assert forwarded["x-request-tag"] == "kept", forwarded
+    claimed = {name.lower() for name in MORE_CLAIMS if name != "x-request-tag"}
+    relayed = claimed & set(forwarded)
+    assert not relayed, {name: forwarded[name] for name in relayed}

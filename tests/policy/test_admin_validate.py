@@ -72,3 +72,18 @@ async def test_text_that_is_not_utf8_is_a_422_naming_the_file() -> None:
         await validate_policy(CandidateBundle(files=dict(MINIMAL, **{"x.yaml": "\udcff"})),
                               actor)
     assert (info.value.status_code, info.value.detail) == (422, "x.yaml: not valid UTF-8 text")
+
+
+async def test_a_nul_in_a_file_name_is_a_422_not_a_500() -> None:
+    """JSON carries ``\\u0000``; no file name can. The name was joined onto the
+    temporary directory and opened: ``ValueError: embedded null byte``, which
+    no handler caught (500), on validate and on today's test and impact routes."""
+    from gateway.admin.policy_reports import test_policy
+
+    actor: Any = None
+    files = dict(MINIMAL, **{"a\x00.yaml": "rules: []\n"})
+    for route in (validate_policy, test_policy):
+        with pytest.raises(HTTPException) as info:
+            await route(CandidateBundle(files=files), actor)
+        assert info.value.status_code == 422, route
+        assert "a\\x00.yaml" in str(info.value.detail) or "a\x00.yaml" in str(info.value.detail)

@@ -211,3 +211,24 @@ async def test_streams_that_ended_leave_no_deadline_behind(sessions: Sessions) -
     assert live.count == 0
     assert len(live._deadlines) <= 64, len(live._deadlines)
     await live.stop()
+
+
+async def test_a_burst_of_streams_that_ended_leaves_no_deadline_behind(sessions: Sessions) -> None:
+    # Many streams at once, then none: each entry stayed in the heap (its
+    # watch, principal, facts and bundle with it) until more streams came to
+    # push the heap past twice its last compacted size, or its deadline,
+    # months ahead, came. A quiet worker after a burst kept them all.
+    live = LiveStreams(sessions)
+    holder = PolicyHolder(POLICIES)
+    months = datetime.now(UTC) + timedelta(days=90)
+    customer = principal(tier="enterprise", kyc_level="kyb_verified", citizenships=["US"],
+                         residence="US", customer_id="acme", kyc_expires_at=months)  # fmt: skip
+    watches = [StreamPolicyWatch(holder, holder.current, customer, facts("fable-5"),
+                                 lambda: datetime.now(UTC)) for _ in range(1000)]  # fmt: skip
+    for watch in watches:
+        live.add(watch, time.perf_counter())
+    for watch in watches:
+        live.discard(watch)
+    assert live.count == 0
+    assert len(live._deadlines) <= 64, len(live._deadlines)
+    await live.stop()

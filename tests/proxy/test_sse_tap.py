@@ -4,6 +4,8 @@ minus only the usage chunk the gateway asked for on the client's behalf."""
 
 from __future__ import annotations
 
+import tracemalloc
+
 import orjson
 import pytest
 
@@ -87,3 +89,26 @@ def test_anthropic_prompt_cache_tokens_count_as_input() -> None:
         b' "prompt_tokens_details": {"cached_tokens": 800}}}'
     )
     assert openai is not None and openai.tokens_in == 900  # cached are included already
+
+
+def test_events_that_only_mention_the_marker_are_not_kept() -> None:
+    """The marker (``code_execution_tool_result``, a chat answer's ``"audio"``)
+    only picks the events worth parsing for ids. A model asked to repeat the
+    word put it in every text delta, and each such event was kept, parsed, for
+    the whole stream: tens of MB per stream, for any customer who asked (and
+    every chunk of a streamed audio answer, its base64 audio included)."""
+    marker = b"code_execution_tool_result"
+    text = {"type": "text_delta", "text": "code_execution_tool_result " * 4}
+    delta = {"type": "content_block_delta", "index": 0, "delta": text}
+    event = b"event: content_block_delta\ndata: " + orjson.dumps(delta) + b"\n\n"
+    tap = SseUsageTap(drop_usage_only_chunk=False, marker=marker)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20_000):
+            tap.feed(event)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # 20,000 parsed events held ~20 MB; what stays must not grow with them.
+    assert held < 256 * 1024, held
