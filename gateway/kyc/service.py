@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.admin.auth import AdminActor
 from gateway.identity.admin_log import record_admin_action
 from gateway.identity.secrets import new_id
+from gateway.kyc.customer_locks import lock_customers, version_of
 from gateway.kyc.listing import MAX_PAGE, list_customers, list_history
 from gateway.kyc.owner_screening import NamesScreened, owner_names, screen_names
 from gateway.kyc.records import opt_utc, ownership_rows, snapshot, to_out
@@ -214,7 +215,14 @@ async def update_customer(
     *,
     warn_unscreened: bool = True,
 ) -> Customer:
+    # Locked before it is read (``gateway.kyc.customer_locks``): a clearance
+    # clears the hits it was shown, and a rescreen committed between a plain
+    # read and this write had its new hits written over (the customer cleared
+    # of a hit nobody saw); the rescreen now waits, then screens this again.
+    current = await lock_customers(session, [customer_id])
     c = await get_customer(session, customer_id)
+    if customer_id in current and current[customer_id] != version_of(c):
+        await session.refresh(c)  # loaded earlier in this session, changed since
     before = snapshot(c)
     changes = patch.changes()
     renamed = "name" in changes and changes["name"] != c.name

@@ -11,6 +11,7 @@ session and transaction, is committed there, as a compliance officer's PATCH
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from gateway.kyc.list_update import LIST_UPDATE_ACTOR
 from gateway.kyc.rescreen import RescreenOutcome, rescreen_in_batches
 from gateway.kyc.schemas import CustomerCreate, CustomerPatch
 from gateway.kyc.screening import Screener, screener_from_path
-from gateway.kyc.tables import ScreeningReview
+from gateway.kyc.tables import Customer, ScreeningReview
 
 Sessions = async_sessionmaker[AsyncSession]
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -122,3 +123,59 @@ async def confirmation_during_batch(
     between_read_and_write(monkeypatch, confirmation)
     outcome = await rescreen_in_batches(sessions, new, LIST_UPDATE_ACTOR, NOW)
     return outcome, await stored(sessions)
+
+
+ORG = "org_merlion"
+
+
+async def _held_org(sessions: Sessions, old: Screener) -> None:
+    """An organization held for one owner's hit on the old list; the new list
+    names its other owner too."""
+    data = CustomerCreate.model_validate({
+        "id": ORG, "name": "Merlion Trading Pte", "kind": "organization",
+        "ownership": [{"country": "SG", "percent": 60, "name": "Zoltrava Shipping Ltd"},
+                      {"country": "SG", "percent": 40, "name": "Brenholt Venturas Ltd"}],
+    })  # fmt: skip
+    async with sessions() as session:
+        c = await service.create_customer(session, data, OFFICER, old, NOW)
+        assert c.sanctions_status == "potential_match"
+        await session.commit()
+
+
+async def batch_during_clearance(
+    sessions: Sessions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, dict[str, bool]]:
+    """An officer's PATCH clearing the one hit it was shown; a rescreen of an
+    updated list, naming the other owner, runs once the PATCH has read the
+    customer (given a second to finish: it cannot while the PATCH holds the
+    row). The customer as stored after both: its status and, by listed name,
+    whether each hit is reviewed."""
+    old_path, new_path = tmp_path / "o1.csv", tmp_path / "o2.csv"
+    old_path.write_text(HEADER + ZOLTRAVA)
+    new_path.write_text(HEADER + ZOLTRAVA + BRENHOLT)
+    old, new = screener_from_path(old_path, 0.9), screener_from_path(new_path, 0.9)
+    await _held_org(sessions, old)
+    real = service.get_customer
+    batches: list[asyncio.Task[RescreenOutcome]] = []
+
+    async def read_then_batch(session: AsyncSession, customer_id: str) -> Customer:
+        found = await real(session, customer_id)
+        if not batches:
+            batches.append(asyncio.create_task(
+                rescreen_in_batches(sessions, new, LIST_UPDATE_ACTOR, NOW)))  # fmt: skip
+            await asyncio.wait(batches, timeout=1.0)
+        return found
+
+    monkeypatch.setattr(service, "get_customer", read_then_batch)
+    async with sessions() as session:
+        patch = CustomerPatch(sanctions_status="clear")
+        await service.update_customer(session, ORG, patch, OFFICER, new,
+                                      NOW + timedelta(minutes=5))  # fmt: skip
+        await session.commit()
+    assert len(batches) == 1
+    await batches[0]
+    monkeypatch.undo()
+    async with sessions() as session:
+        c = await service.get_customer(session, ORG)
+        reviewed = {str(h["listed_name"]): bool(h["reviewed"]) for h in c.screening_hits or ()}
+        return c.sanctions_status, reviewed

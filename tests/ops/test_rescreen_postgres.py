@@ -18,7 +18,11 @@ from gateway.kyc.list_update import rescreen_if_list_changed
 from gateway.kyc.rescreen import rescreen_in_batches
 from gateway.kyc.schemas import CustomerCreate
 from gateway.kyc.screening import screener_from_path
-from tests.kyc.rescreen_race import clearance_during_batch, confirmation_during_batch
+from tests.kyc.rescreen_race import (
+    batch_during_clearance,
+    clearance_during_batch,
+    confirmation_during_batch,
+)
 from tests.support.identity_app import make_db, make_settings
 from tests.support.postgres_server import PostgresServer
 
@@ -71,3 +75,14 @@ async def test_a_confirmed_match_made_during_a_batch_stands_on_postgres(
     await engine.dispose()
     assert status == "confirmed_match" and reviewed == [False]
     assert outcome.screened == 1 and outcome.held == []
+
+
+async def test_a_hit_found_during_a_clearance_holds_the_customer_on_postgres(
+    postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, database_url=postgres.create_database())
+    engine, sessions = await make_db(settings)
+    status, reviewed = await batch_during_clearance(sessions, tmp_path, monkeypatch)
+    await engine.dispose()
+    assert reviewed == {"Zoltrava Shipping": True, "Brenholt Ventures": False}
+    assert status == "potential_match"
