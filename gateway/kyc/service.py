@@ -284,9 +284,12 @@ async def apply_kyc_event(
     ``customer.kyc_webhook_stale``, no change) and not applied. An event
     without ``kyc_verified_at`` cannot be ordered and is applied.
     """
-    # FOR UPDATE (PostgreSQL; SQLite serialises writers anyway): two deliveries
-    # for one customer are compared and applied one after the other.
-    c = await session.get(Customer, event.customer_id, with_for_update=True)
+    # Locked before it is read (FOR UPDATE on PostgreSQL, the write lock on
+    # SQLite, where the read ran outside any transaction and serialised
+    # nothing): two deliveries for one customer are compared and applied one
+    # after the other, and an older one read first cannot roll a newer back.
+    await lock_customers(session, [event.customer_id])
+    c = await session.get(Customer, event.customer_id, populate_existing=True)
     if c is None:
         raise CustomerNotFound(event.customer_id)
     stored = opt_utc(c.kyc_verified_at)
