@@ -27,6 +27,7 @@ from gateway.cli.customers import (
     validation_message,
 )
 from gateway.kyc import service
+from gateway.kyc.customer_locks import lock_customers
 from gateway.kyc.reviews import reviews_of
 from gateway.kyc.schemas import CustomerPatch
 from gateway.settings import Settings
@@ -50,6 +51,9 @@ def withdraw_clearance(
 
     async def work(_: Settings, sessions: Sessions) -> tuple[str, int] | None:
         async with sessions() as session:
+            # Locked before it is read: the status decided on below is the one
+            # written over (a confirmed_match set meanwhile was lowered).
+            await lock_customers(session, [customer_id])
             try:
                 c = await service.get_customer(session, customer_id)
             except service.CustomerNotFound:

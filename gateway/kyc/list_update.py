@@ -19,7 +19,9 @@ Past ``GATEWAY_RESCREEN_INLINE_MAX`` customers the rescreen runs beside the
 serving gateway (``gateway.cli.serve_rescreen``); a customer not yet reached
 is held meanwhile (``gateway.identity.screening_summary.awaiting_rescreen``).
 Replicas starting together may both screen; the second finds nothing new to
-hold, only its history rows repeat the first's.
+hold: a batch locks its customers before writing and screens again those
+changed since it read them (``gateway.kyc.rescreen``), the first's holds and
+any review made since among them.
 """
 
 from __future__ import annotations

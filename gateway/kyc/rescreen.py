@@ -15,6 +15,12 @@ cleared, the same screened name on the same listed name, is not raised again
 (``gateway.kyc.reviews``), or each run would undo every false-positive
 review; any other hit holds the customer. Every record's screening details
 (list version, threshold, best match, score, hits, time) are refreshed.
+
+A batch reads and screens its customers, then locks them for writing and
+reads again those changed meanwhile (``gateway.kyc.customer_locks``): an
+officer's clearance, or a confirmed match, committed between the batch's
+read and its write was overwritten by the verdict computed before it (held
+again as ``potential_match``, or a confirmed match turned into one).
 """
 
 from __future__ import annotations
@@ -26,13 +32,14 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin.auth import AdminActor
-from gateway.kyc.owner_screening import screen_names
+from gateway.kyc.customer_locks import lock_customers, version_of
+from gateway.kyc.owner_screening import NamesScreened, screen_names
 from gateway.kyc.records import snapshot, to_out
 from gateway.kyc.reviews import covered, reviews_of_customers
 from gateway.kyc.schemas import CustomerOut
 from gateway.kyc.screening import Screener
 from gateway.kyc.service import _apply_screening, _record
-from gateway.kyc.tables import Customer
+from gateway.kyc.tables import Customer, ScreeningReview
 
 RESCREEN_BATCH = 500
 """Customers read, screened and (by ``rescreen_in_batches``) committed at a time."""
@@ -65,23 +72,52 @@ async def _rescreen_page(
     rows = list((await session.scalars(query)).all())
     if not rows:
         return None
+    last = rows[-1].id
     reviews = await reviews_of_customers(session, [c.id for c in rows])
+    # Screened before the write lock is taken: the CPU-bound part of a batch
+    # keeps no writer waiting.
+    screened = {c.id: screen_names(screener, c) for c in rows}
+    rows = await _reread_changed(session, screener, rows, reviews, screened)
     for c in rows:
-        screened = screen_names(screener, c)
         mine = reviews.get(c.id, ())
         # The snapshot only for a record this run holds (most are not).
         holds = c.sanctions_status == "clear" and any(
-            not covered(hit, mine, screener.threshold, c.name) for hit in screened.hits
+            not covered(hit, mine, screener.threshold, c.name) for hit in screened[c.id].hits
         )
         before = snapshot(c) if holds else None
-        _apply_screening(c, screened, now, mine, screener.threshold)
+        _apply_screening(c, screened[c.id], now, mine, screener.threshold)
         if before is not None:
             c.updated_at = now
             _record(session, actor, "customer.rescreen", c, before, now)
             outcome.held.append(to_out(c))
     await session.flush()
     outcome.screened += len(rows)
-    return rows[-1].id
+    return last
+
+
+async def _reread_changed(
+    session: AsyncSession,
+    screener: Screener,
+    rows: list[Customer],
+    reviews: dict[str, list[ScreeningReview]],
+    screened: dict[str, NamesScreened],
+) -> list[Customer]:
+    """Lock ``rows`` for writing (``gateway.kyc.customer_locks``) and read
+    again, with their reviews, those changed since they were read (an
+    officer's clearance, a confirmed match, a rename, another run's hold):
+    their screening and status are decided on what is stored now, not
+    written over it. Updates ``reviews`` and ``screened`` in place; the rows
+    still there, locked until the transaction ends."""
+    current = await lock_customers(session, [c.id for c in rows])
+    changed = [c for c in rows if c.id in current and current[c.id] != version_of(c)]
+    for c in changed:
+        await session.refresh(c)
+    if changed:
+        fresh = await reviews_of_customers(session, [c.id for c in changed])
+        for c in changed:
+            reviews[c.id] = fresh.get(c.id, [])
+            screened[c.id] = screen_names(screener, c)
+    return [c for c in rows if c.id in current]
 
 
 async def rescreen_customers(

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.admin.auth import AdminActor
 from gateway.identity.admin_log import record_admin_action
 from gateway.identity.secrets import new_id
+from gateway.kyc.customer_locks import lock_customers, version_of
 from gateway.kyc.listing import MAX_PAGE, list_customers, list_history
 from gateway.kyc.owner_screening import NamesScreened, owner_names, screen_names
 from gateway.kyc.records import opt_utc, ownership_rows, snapshot, to_out
@@ -214,7 +215,14 @@ async def update_customer(
     *,
     warn_unscreened: bool = True,
 ) -> Customer:
+    # Locked before it is read (``gateway.kyc.customer_locks``): a clearance
+    # clears the hits it was shown, and a rescreen committed between a plain
+    # read and this write had its new hits written over (the customer cleared
+    # of a hit nobody saw); the rescreen now waits, then screens this again.
+    current = await lock_customers(session, [customer_id])
     c = await get_customer(session, customer_id)
+    if customer_id in current and current[customer_id] != version_of(c):
+        await session.refresh(c)  # loaded earlier in this session, changed since
     before = snapshot(c)
     changes = patch.changes()
     renamed = "name" in changes and changes["name"] != c.name
@@ -276,9 +284,12 @@ async def apply_kyc_event(
     ``customer.kyc_webhook_stale``, no change) and not applied. An event
     without ``kyc_verified_at`` cannot be ordered and is applied.
     """
-    # FOR UPDATE (PostgreSQL; SQLite serialises writers anyway): two deliveries
-    # for one customer are compared and applied one after the other.
-    c = await session.get(Customer, event.customer_id, with_for_update=True)
+    # Locked before it is read (FOR UPDATE on PostgreSQL, the write lock on
+    # SQLite, where the read ran outside any transaction and serialised
+    # nothing): two deliveries for one customer are compared and applied one
+    # after the other, and an older one read first cannot roll a newer back.
+    await lock_customers(session, [event.customer_id])
+    c = await session.get(Customer, event.customer_id, populate_existing=True)
     if c is None:
         raise CustomerNotFound(event.customer_id)
     stored = opt_utc(c.kyc_verified_at)

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.admin.auth import AdminActor
+from gateway.kyc.customer_locks import lock_customers
 from gateway.kyc.schemas import CustomerPatch, as_utc, rfc3339
 from gateway.kyc.service import (
     CustomerNotFound,
@@ -57,8 +58,10 @@ async def apply_verdict(
     now: datetime,
 ) -> KycOutcome:
     """``levels`` are the bundle's KYC levels, lowest first; ``pass_level`` is one of them."""
-    # FOR UPDATE: two deliveries for one customer are compared and applied in turn.
-    c = await session.get(Customer, customer_id, with_for_update=True)
+    # Locked before it is read (``gateway.kyc.customer_locks``; SQLite has no
+    # FOR UPDATE): two deliveries for one customer are compared and applied in turn.
+    await lock_customers(session, [customer_id])
+    c = await session.get(Customer, customer_id, populate_existing=True)
     if c is None:
         raise CustomerNotFound(customer_id)
     stored = None if c.kyc_verified_at is None else as_utc(c.kyc_verified_at)

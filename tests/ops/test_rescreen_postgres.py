@@ -1,7 +1,9 @@
 """The start-up rescreen's selection (list content digest by LIKE, threshold
 by float equality) on PostgreSQL: a record screened against the same list at
 the same threshold is not selected again, one at another threshold is, and
-batches page through every customer."""
+batches page through every customer. A compliance decision committed while a
+batch is in flight stands (the batch locks its rows FOR UPDATE and screens
+again what changed since it read them)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,11 @@ from gateway.kyc.list_update import rescreen_if_list_changed
 from gateway.kyc.rescreen import rescreen_in_batches
 from gateway.kyc.schemas import CustomerCreate
 from gateway.kyc.screening import screener_from_path
+from tests.kyc.rescreen_race import (
+    batch_during_clearance,
+    clearance_during_batch,
+    confirmation_during_batch,
+)
 from tests.support.identity_app import make_db, make_settings
 from tests.support.postgres_server import PostgresServer
 
@@ -44,3 +51,38 @@ async def test_rescreen_selection_on_postgres(postgres: PostgresServer, tmp_path
     everyone = await rescreen_in_batches(sessions, at_85, ACTOR, NOW, batch=2)
     assert everyone.screened == 3 and everyone.held == []
     await engine.dispose()
+
+
+async def test_a_clearance_made_during_a_batch_stands_on_postgres(
+    postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, database_url=postgres.create_database())
+    engine, sessions = await make_db(settings)
+    outcome, (status, reviewed) = await clearance_during_batch(sessions, tmp_path, monkeypatch)
+    await engine.dispose()
+    assert status == "clear" and reviewed == [True]
+    assert outcome.screened == 1 and outcome.held == []
+
+
+async def test_a_confirmed_match_made_during_a_batch_stands_on_postgres(
+    postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, database_url=postgres.create_database())
+    engine, sessions = await make_db(settings)
+    outcome, (status, reviewed) = await confirmation_during_batch(
+        sessions, tmp_path, monkeypatch
+    )
+    await engine.dispose()
+    assert status == "confirmed_match" and reviewed == [False]
+    assert outcome.screened == 1 and outcome.held == []
+
+
+async def test_a_hit_found_during_a_clearance_holds_the_customer_on_postgres(
+    postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, database_url=postgres.create_database())
+    engine, sessions = await make_db(settings)
+    status, reviewed = await batch_during_clearance(sessions, tmp_path, monkeypatch)
+    await engine.dispose()
+    assert reviewed == {"Zoltrava Shipping": True, "Brenholt Ventures": False}
+    assert status == "potential_match"

@@ -1,0 +1,62 @@
+"""Locking a batch of customer rows for writing, and reading them again under
+the lock: what a read-then-write of many customers (``gateway.kyc.rescreen``)
+needs so that a change committed between its read and its write is not
+overwritten with a verdict computed from what was there before.
+
+- **PostgreSQL**: ``SELECT ... FOR UPDATE`` of the rows, in id order (two
+  batches lock in the same order, so they wait for each other and never
+  deadlock); under READ COMMITTED it waits for a writer in progress and
+  returns the row as that writer committed it.
+- **SQLite**: ``BEGIN IMMEDIATE`` takes the database's write lock before the
+  rows are read again; pysqlite otherwise begins a transaction only at the
+  first write, so the batch's reads ran outside any and saw nothing since.
+  A connection already in a transaction holds the lock already: pysqlite
+  began it before a write (``rescreen_customers`` runs every batch in one).
+
+The version of a row is what a change to it moves: ``updated_at`` (every
+change through ``gateway.kyc.service`` sets it), with ``sanctions_status``
+and ``screened_at`` too, so two changes made with the same clock reading, or
+another rescreen that held nobody, are seen as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.kyc.tables import Customer
+
+Version = tuple[datetime, str, datetime | None]
+
+
+def version_of(c: Customer) -> Version:
+    """The version of a customer as loaded."""
+    return (c.updated_at, c.sanctions_status, c.screened_at)
+
+
+async def lock_customers(session: AsyncSession, ids: Sequence[str]) -> dict[str, Version]:
+    """Lock the customers ``ids`` until the session's transaction ends; the
+    version of each as it is now (an id no longer there is left out)."""
+    await _sqlite_write_lock(session)
+    query = (select(Customer.id, Customer.updated_at, Customer.sanctions_status,
+                    Customer.screened_at)
+             .where(Customer.id.in_(ids)).order_by(Customer.id)
+             .with_for_update())  # fmt: skip
+    rows = await session.execute(query)
+    return {cid: (updated, status, screened) for cid, updated, status, screened in rows}
+
+
+async def _sqlite_write_lock(session: AsyncSession) -> None:
+    """SQLite: the database's write lock for the session's transaction (a
+    no-op on PostgreSQL, whose rows are locked one by one)."""
+    connection = await session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    # In a transaction already: pysqlite began it before a write, which took the lock.
+    if driver is not None and not driver.in_transaction:
+        await connection.exec_driver_sql("BEGIN IMMEDIATE")
