@@ -35,7 +35,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -244,7 +244,12 @@ class GatewayIdentifier:
 
     async def _by_token(self, token: str) -> Principal:
         assert self.oidc is not None
-        customer_id = await self.oidc.verify(token)
+        verified = await self.oidc.verify(token)
+        principal = await self._customer(verified.customer_id)
+        # A copy: the cached principal is the customer's, any of its tokens'.
+        return replace(principal, token_expires_at=verified.stops_verifying_at)
+
+    async def _customer(self, customer_id: str) -> Principal:
         entry = self._customers.get(customer_id)
         now = self._clock()
         if entry is not None and now - entry.loaded_at < self._ttl:

@@ -14,7 +14,8 @@ most one per ``min_refresh_seconds`` so a stream of junk kids cannot make us
 hammer the issuer. Checked: signature (asymmetric algorithms only: never
 ``none`` or HMAC, which would let a JWKS-published value sign), ``iss``,
 ``aud``, ``exp`` (required), ``nbf``. The customer id is the
-``customer_claim`` claim.
+``customer_claim`` claim; ``exp`` plus the leeway is when the token stops
+verifying, and a stream on it ends then (``VerifiedToken``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -43,6 +46,7 @@ MAX_TOKEN_CHARS = 16 * 1024
 """Several times any real ID or access token (a few KB with many claims): decoding
 base64 and JSON of any size an unauthenticated caller sends is work it should not
 get to order, and "malformed" would misname what is wrong."""
+_LATEST_S = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
 SIGNATURE_KEYS = (RSAKey, ECKey, OKPKey)
 """The key types of ``ALGORITHMS``: an ``oct`` (HMAC) key in a JWKS is never used."""
 
@@ -61,6 +65,14 @@ _REFRESH_WAIT_S = 0.5
 """How long a token waits for the refresh of an expired key set before the old set
 is used: long enough for a responsive issuer, so a key the refresh drops is refused
 from the first token after expiry; short, so a hanging issuer costs little."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    customer_id: str
+    stops_verifying_at: datetime
+    """The token's ``exp`` plus ``LEEWAY_SECONDS``: from then on this verifier
+    refuses it, and a stream admitted on it ends (``gateway.proxy.cut``)."""
 
 
 class OidcVerifier:
@@ -235,8 +247,9 @@ class OidcVerifier:
         wait = self._min_refresh if self._keys is not None else _RETRY_WITHOUT_KEYS_S
         return now - self._attempted_at >= wait
 
-    async def verify(self, token: str) -> str:
-        """The customer id the token names; AuthenticationFailed when it does not verify."""
+    async def verify(self, token: str) -> VerifiedToken:
+        """The customer the token names, and until when; AuthenticationFailed when
+        it does not verify."""
         if len(token) > MAX_TOKEN_CHARS:
             raise AuthenticationFailed(
                 f"token too large ({len(token)} characters; at most {MAX_TOKEN_CHARS})"
@@ -264,7 +277,11 @@ class OidcVerifier:
             registry.validate(decoded.claims)
         except (JoseError, ValueError) as exc:
             raise AuthenticationFailed(f"token rejected: {exc}") from exc
-        return _customer_id(decoded.claims, self.customer_claim)
+        # exp is a finite number here (the registry refuses any other), but may
+        # lie past the last instant a datetime holds: clamped, not a 500.
+        stops = min(decoded.claims["exp"] + LEEWAY_SECONDS, _LATEST_S)
+        return VerifiedToken(_customer_id(decoded.claims, self.customer_claim),
+                             datetime.fromtimestamp(stops, UTC))  # fmt: skip
 
 
 def _has_kid(keys: KeySet, kid: str | None) -> bool:

@@ -57,6 +57,11 @@ class Principal:
     key_expires_at: datetime | None = None
     """When the key used stops working (None: never, or no key): a stream on it
     ends then (``gateway.proxy.cut``). Not a policy input."""
+    token_expires_at: datetime | None = field(default=None, compare=False, hash=False)
+    """When the OIDC token used stops verifying (its ``exp`` plus the leeway;
+    None: a key): a stream on it ends then, as at ``key_expires_at``. Set on a
+    per-request copy of the customer's principal, which is cached per customer,
+    not per token (``gateway.identity.identifier``). Not a policy input."""
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     screening: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     """A held customer's screening hits, for the records of its refusals

@@ -30,7 +30,10 @@ stream (``check``), outcome ``account_cut:<rule id>``:
   (``kyc_verified_at`` + ``kyc_max_age_days``), is one more instant the
   stream is decided again at; it ends if it was allowed an instant before the
   lapse and is refused at it. And when the key's own ``expires_at`` passes
-  (``key-expired``, as a new request on it is refused). Nothing is written at
+  (``key-expired``, as a new request on it is refused), or the OIDC token's
+  ``exp`` plus the verifier's leeway (``token-expired``: the token's, not the
+  customer's; a stream keeps the instant of the token it was admitted on
+  whatever the account's later reads say). Nothing is written at
   these instants, so no change announces them: the watch's ``deadline`` is the
   soonest, and ``gateway.proxy.live_streams`` wakes it then (one timer for all
   streams). A lapse within the hour is also one more instant ``due()`` reads
@@ -86,6 +89,7 @@ class Cut:
 
 
 KEY_EXPIRED = Cut("key-expired", "gateway key expired", "account", 401)
+TOKEN_EXPIRED = Cut("token-expired", "OIDC token expired", "account", 401)
 
 
 class StreamPolicyWatch:
@@ -93,7 +97,7 @@ class StreamPolicyWatch:
 
     __slots__ = (
         "_bundle", "_changed", "_checked_at", "_clock", "_due", "_facts", "_holder", "_news",
-        "_principal", "customer_id", "deadline", "key_id", "on_deadline",
+        "_principal", "_token_expires", "customer_id", "deadline", "key_id", "on_deadline",
     )  # fmt: skip
 
     def __init__(
@@ -115,6 +119,8 @@ class StreamPolicyWatch:
         self._changed = False
         self._news: Principal | Cut | None = None
         """What the account changed to: its new principal, or the credential's refusal."""
+        self._token_expires = principal.token_expires_at
+        """The admitting token's, kept: a principal read after a change has none."""
         self.customer_id = principal.customer_id
         self.key_id = principal.key_id
         self.deadline = self._account_deadline(self._checked_at)
@@ -153,6 +159,8 @@ class StreamPolicyWatch:
         expires = after.key_expires_at
         if expires is not None and now >= expires:
             return KEY_EXPIRED  # as a new request on the key is refused now
+        if self._token_expires is not None and now >= self._token_expires:
+            return TOKEN_EXPIRED  # likewise for the token
         decision = decide(after, self._facts, bundle, now, with_report=False)
         if not decision.allowed:
             if self._caused(after, before if news is not None else None, bundle, now):
@@ -189,11 +197,12 @@ class StreamPolicyWatch:
         )
 
     def _account_deadline(self, now: datetime) -> float:
-        """``deadline`` after ``now``; the key's expiry even if past (expired on
-        the way from the request's decision to its stream: the stream ends at once)."""
+        """``deadline`` after ``now``; the key's or token's expiry even if past (expired
+        on the way from the request's decision to its stream: the stream ends at once)."""
         ahead = [lapse for lapse in kyc_lapses(self._principal, self._bundle) if lapse > now]
-        if self._principal.key_expires_at is not None:
-            ahead.append(self._principal.key_expires_at)
+        for expires in (self._principal.key_expires_at, self._token_expires):
+            if expires is not None:
+                ahead.append(expires)
         return min(ahead).timestamp() if ahead else math.inf
 
     def _next_due(self, bundle: CompiledBundle, now: datetime) -> float:

@@ -23,6 +23,7 @@ for ``REMEMBER_S``, and a stream added after one of its account's is
 checked at once.
 
 Some changes are written nowhere: a key's own ``expires_at`` passes, the
+OIDC token the stream was admitted on reaches its ``exp`` (plus leeway), the
 customer's KYC lapses. Each stream's watch knows its soonest such instant
 (``StreamPolicyWatch.deadline``); one timer for the soonest of all streams
 (a heap of them, not a task or a timer per stream) wakes each watch whose

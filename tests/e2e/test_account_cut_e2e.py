@@ -10,7 +10,7 @@ end, and the outcome record to say why.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,9 @@ import anthropic
 import openai
 import pytest
 
+from gateway.identity.oidc import LEEWAY_SECONDS
 from tests.e2e.conftest import US_ENTERPRISE, US_IP, GatewayFactory
+from tests.support.oidc_issuer import LocalIssuer
 from tests.support.processes import Admin, Proc
 
 pytestmark = pytest.mark.e2e
@@ -189,3 +191,40 @@ def test_a_key_that_expires_mid_stream_ends_its_stream(gateway: Proc, admin: Adm
     assert error.type == "authentication_error", error.body
     assert seen < EVENTS - 10, seen  # 3 s of a 10 s stream, and the cut at its next chunk
     assert _outcome_error(admin, decision_id) == "account_cut:key-expired"
+
+
+@pytest.fixture()
+def issuer() -> Iterator[LocalIssuer]:
+    local = LocalIssuer(audience="gateway-e2e")
+    yield local
+    local.close()
+
+
+def test_an_oidc_token_that_expires_mid_stream_ends_its_stream_alone(
+    gateway_factory: GatewayFactory, issuer: LocalIssuer
+) -> None:
+    # As for a key's expires_at: from the instant a new request on the token is
+    # refused, its stream ends too. The principal is cached per customer, not
+    # per token, so two streams of one customer on two tokens must part: only
+    # the one whose token expires ends. That token's exp lies 27 s in the
+    # past: the verifier's 30 s leeway still admits it, and refuses it 3 s on.
+    gateway = gateway_factory(
+        env={"GATEWAY_OIDC_ISSUER": issuer.url, "GATEWAY_OIDC_AUDIENCE": "gateway-e2e"}
+    )
+    admin = Admin(gateway.url)
+    admin.customer(id="alice-oidc", **US_ENTERPRISE)
+    expiring = issuer.token("alice-oidc", exp=int(time.time()) + 3 - LEEWAY_SECONDS)
+    decision_id, events = _openai_stream(gateway, expiring)
+    other_id, other_events = _openai_stream(gateway, issuer.token("alice-oidc"))
+    seen, error = _read_until_cut(events, lambda: None, openai.APIError)
+    assert isinstance(error, openai.APIError), f"the stream ran to its end ({seen} events)"
+    assert error.code == "token-expired", error.body
+    assert error.type == "authentication_error", error.body
+    assert seen < EVENTS - 10, seen  # 3 s of a 10 s stream, and the cut at its next chunk
+    assert _outcome_error(admin, decision_id) == "account_cut:token-expired"
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=expiring,
+                           default_headers={"x-forwarded-for": US_IP}, max_retries=0)  # fmt: skip
+    with pytest.raises(openai.AuthenticationError):  # as a new request on it is refused
+        client.chat.completions.create(model="haiku-lite", messages=MESSAGES, max_tokens=5)
+    assert sum(1 for _ in other_events) > EVENTS, "the fresh token's stream was cut"
+    assert _outcome_error(admin, other_id) is None

@@ -17,7 +17,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from gateway.identity.identifier import GatewayIdentifier
-from gateway.identity.oidc import OidcVerifier
+from gateway.identity.oidc import LEEWAY_SECONDS, OidcVerifier
 from gateway.stages import AuthenticationFailed
 from tests.identity.conftest import Db, FakeMonotonic, add_customer
 
@@ -95,6 +95,23 @@ async def test_valid_token(oidc_identifier: GatewayIdentifier, issuer: Issuer) -
     await oidc_identifier.identify(issuer.token(issuer.keys[0]), None)
     assert issuer.jwks_hits == 1  # JWKS cached
     assert oidc_identifier.db_reads == 1  # customer cached
+
+
+async def test_each_token_carries_its_own_end_on_the_cached_customer(
+    oidc_identifier: GatewayIdentifier, issuer: Issuer
+) -> None:
+    # The customer is cached once; a stream must end when its own token stops
+    # verifying (gateway.proxy.cut), so each request's principal says when.
+    now = int(time.time())
+    soon = await oidc_identifier.identify(issuer.token(issuer.keys[0], exp=now + 60), None)
+    later = await oidc_identifier.identify(issuer.token(issuer.keys[0], exp=now + 600), None)
+    assert soon.token_expires_at is not None and later.token_expires_at is not None
+    assert soon.token_expires_at.timestamp() == now + 60 + LEEWAY_SECONDS
+    assert later.token_expires_at.timestamp() == now + 600 + LEEWAY_SECONDS
+    assert oidc_identifier.db_reads == 1  # still one read for the customer
+    # An exp past what a datetime holds is no 500: it ends when nothing will.
+    distant = await oidc_identifier.identify(issuer.token(issuer.keys[0], exp=10**15), None)
+    assert distant.token_expires_at is not None and distant.token_expires_at.year >= 9999
 
 
 @pytest.mark.parametrize(

@@ -153,3 +153,23 @@ def test_a_kyc_lapse_months_ahead_costs_a_stream_no_clock_read(holder: PolicyHol
     later = principal(**US_ENTERPRISE, kyc_expires_at=NOW + timedelta(days=90))
     watch = _watch(holder, later)
     assert watch._due == math.inf  # due() stays an attribute read and an identity test
+
+
+def test_a_token_that_stops_verifying_ends_the_stream_whatever_the_account_reads_say(
+    holder: PolicyHolder,
+) -> None:
+    # The customer's principal, read again after a change, carries no token:
+    # the stream keeps the instant of the token it was admitted on.
+    stops = NOW + timedelta(minutes=5)
+    admitted = principal(**US_ENTERPRISE, auth_method="oidc", token_expires_at=stops)
+    now = [NOW]
+    watch = StreamPolicyWatch(holder, holder.current, admitted, facts("fable-5"),
+                              lambda: now[0])  # fmt: skip
+    assert watch.deadline == stops.timestamp()  # the one timer wakes it then
+    assert _after(watch, replace(admitted, name="Acme Renamed", token_expires_at=None)) is None
+    assert watch.deadline == stops.timestamp()
+    now[0] = stops
+    watch.wake()
+    cut = watch.check()
+    assert cut == Cut("token-expired", "OIDC token expired", "account", 401), cut
+    assert cut.outcome_error == "account_cut:token-expired"
