@@ -29,10 +29,9 @@ from gateway.proxy.errors import ProxyError, render_error, request_id_header
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.headers import client_response_headers, upstream_request_headers
 from gateway.proxy.reference_owners import ReferenceBinding
-from gateway.proxy.references import answer_references
 from gateway.proxy.settle import WITHHELD, Settlement
 from gateway.proxy.stored_state import RESPONSES_ENDPOINT, ResponseBinding
-from gateway.proxy.usage import SseUsageTap, inject_include_usage
+from gateway.proxy.usage import SseUsageTap, ends_stream, inject_include_usage
 from gateway.quota.headers import anthropic_headers
 from gateway.services import Services
 from gateway.stages import StageUnavailable
@@ -285,6 +284,11 @@ class Forwarder:
                     withheld = True
                     break
                 if data:
+                    if references is not None and ends_stream(data) and tap.usage_doc is not None:
+                        # Bound before the client reads the stream's end: it may
+                        # name the ids (or hang up) the moment it does.
+                        await references.bind_all(tap.shown_ids())
+                        references = None
                     outcome.bytes_out += len(data)
                     await send({"type": "http.response.body", "body": data, "more_body": True})
             if cut is None and decoder is not None and not withheld:
@@ -303,10 +307,9 @@ class Forwarder:
             if binding is not None:
                 outcome.streamed_response_id = binding.streamed_id
         if references is not None and tap.usage_doc is not None and not withheld:
-            # The ids in its last event with usage (Responses' response.completed,
-            # Anthropic's message_delta) and the earlier events kept for theirs,
-            # bound before the stream's end goes out.
-            await references.bind_all([*tap.marked, *answer_references(tap.usage_doc)])
+            # Not bound in the loop (no terminal event seen whole): before the
+            # response's end goes out.
+            await references.bind_all(tap.shown_ids())
         if withheld:
             outcome.error = WITHHELD
         if cut is not None:

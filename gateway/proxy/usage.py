@@ -201,6 +201,12 @@ class SseUsageTap:
                 for reference in answer_references(doc):
                     self.marked[reference] = None
 
+    def shown_ids(self) -> list[Reference]:
+        """The ids the stream showed so far: in the events kept for their marker,
+        and in its last event with usage (Responses' ``response.completed``,
+        Anthropic's ``message_delta``)."""
+        return [*self.marked, *answer_references(self.usage_doc)]
+
     def _note_error(self, doc: Any) -> None:
         # Anthropic: {"type": "error", "error": {"type": "overloaded_error", ...}};
         # OpenAI: {"error": {"type": ..., "code": ...}}.
@@ -257,3 +263,14 @@ class SseUsageTap:
         if rest.strip():
             self._scan(rest)
         return rest if self._drop else b""
+
+
+_TERMINAL_EVENTS = (b"data: [DONE]", b"event: message_stop", b"event: response.completed",
+                    b"event: response.incomplete", b"event: response.failed")
+
+
+def ends_stream(data: bytes) -> bool:
+    """Does ``data`` (whole events, as the tap hands them on) hold a stream's
+    terminal event? Matched at a line start: inside an event's JSON a newline
+    is escaped, so a model's text cannot fake one."""
+    return any(data.startswith(event) or b"\n" + event in data for event in _TERMINAL_EVENTS)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -235,3 +236,36 @@ def test_files_in_a_batchs_results_are_bound_to_its_customer(
     with pytest.raises(anthropic.NotFoundError) as refused:
         stranger.messages.create(model="haiku-lite", max_tokens=64, messages=ask)
     assert_not_found_unforwarded(refused.value, admin, standin_log, before, FILE_RULE)
+
+
+def test_a_streamed_id_is_bound_before_the_stream_says_it_is_over(
+    gateway: Proc, admin: Admin
+) -> None:
+    """A client may name an id the moment it reads the stream's terminal event
+    (``data: [DONE]``), on another connection, before the gateway has ended the
+    response: the id must be bound by then, not a moment after (a false 404
+    for its own owner)."""
+    owner_key, _ = two_customers(admin)
+    owner = openai_client(gateway, owner_key)
+    headers = {"authorization": f"Bearer {owner_key}", "x-forwarded-for": "8.8.8.8"}
+    body = {"model": "haiku-lite", "stream": True, "modalities": ["text", "audio"],
+            "audio": {"voice": "alloy", "format": "pcm16"},
+            "messages": [{"role": "user", "content": "say hi"}]}  # fmt: skip
+    refused = 0
+    with httpx.Client(base_url=gateway.url, timeout=10) as http:
+        for _ in range(15):
+            with http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as answer:
+                seen = b""
+                for piece in answer.iter_raw():
+                    seen += piece
+                    if b"data: [DONE]" in seen:
+                        break
+                audio_id = seen.split(b'"audio":{"id":"', 1)[1].split(b'"', 1)[0].decode()
+                turns: Any = [{"role": "user", "content": "say hi"},
+                              {"role": "assistant", "audio": {"id": audio_id}},
+                              {"role": "user", "content": "again"}]
+                try:  # still inside the stream: its response has not ended yet
+                    owner.chat.completions.create(model="haiku-lite", messages=turns)
+                except openai.NotFoundError:
+                    refused += 1
+    assert refused == 0, f"{refused} of 15 owners were refused their own audio id"

@@ -112,3 +112,14 @@ def test_events_that_only_mention_the_marker_are_not_kept() -> None:
         tracemalloc.stop()
     # 20,000 parsed events held ~20 MB; what stays must not grow with them.
     assert held < 256 * 1024, held
+
+
+def test_a_streams_terminal_event_is_known_only_at_a_line_start() -> None:
+    from gateway.proxy.usage import ends_stream
+
+    assert ends_stream(b'data: {"choices": []}\n\ndata: [DONE]\n\n')
+    assert ends_stream(b"event: message_stop\ndata: {}\n\n")
+    assert ends_stream(b'event: response.completed\r\ndata: {"type": "response.completed"}\r\n\r\n')
+    # A model's text saying so is inside a JSON string, where newlines are escaped.
+    assert not ends_stream(b'data: {"delta": {"content": "\\ndata: [DONE]"}}\n\n')
+    assert not ends_stream(b'event: content_block_delta\ndata: {"text": "event: message_stop"}\n\n')
