@@ -213,4 +213,6 @@ def test_the_forwarded_body_holds_no_more_memory_than_its_length() -> None:
     big = orjson.dumps({"model": "haiku-lite", "max_tokens": 16,
                         "messages": [{"role": "user", "content": "x" * 300_000}]})
     held, length = _held_bytes(lambda: parse_request_body(big, CHAT, lambda: None)[1])
-    assert held < length + 512, (held, length)
+    # orjson's buffer for it is ~4 MB; a few KB of slack for whatever else the
+    # interpreter keeps meanwhile (late in the whole suite it kept ~1.2 KB).
+    assert held < length + 8192, (held, length)
