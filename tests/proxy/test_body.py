@@ -209,7 +209,9 @@ def test_the_forwarded_body_holds_no_more_memory_than_its_length() -> None:
     raw = orjson.dumps({"model": "haiku-lite", "stream": True, "max_tokens": 16,
                         "messages": [{"role": "user", "content": "hello " * 20}]})
     held, length = _held_bytes(lambda: parse_request_body(raw, CHAT, lambda: None)[1])
-    assert held < length + 512, (held, length)
+    # orjson's buffer for it is 4 KB (held 4089 unfixed); late in the whole
+    # suite the interpreter's own allocations meanwhile reached ~580 bytes.
+    assert held < length + 2048, (held, length)
     big = orjson.dumps({"model": "haiku-lite", "max_tokens": 16,
                         "messages": [{"role": "user", "content": "x" * 300_000}]})
     held, length = _held_bytes(lambda: parse_request_body(big, CHAT, lambda: None)[1])
