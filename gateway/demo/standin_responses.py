@@ -4,7 +4,9 @@ Responses created with ``store`` (the default) are kept for
 ``GET/DELETE /v1/responses/{id}``, ``.../cancel`` and ``.../input_items``;
 ``background: true`` answers ``queued`` and completes
 ``x-standin-background-ms`` (300) later, and ``?stream=true&starting_after=N``
-streams a stored response's events again.
+streams a stored response's events again. A code interpreter or file search
+tool runs (its call is an output item) and the answer's text cites a file it
+found or wrote (``annotations``; streamed as ``response.output_text.annotation.added``).
 """
 
 from __future__ import annotations
@@ -32,27 +34,41 @@ def _response_id(body: dict[str, Any]) -> str:
 
 
 def _response_events(done: dict[str, Any]) -> list[bytes]:
-    """A completed response as the Responses API streams it (``sequence_number`` from 0)."""
-    # The message is the last item (tool calls come before it); only its
-    # events are streamed, the whole output comes in ``response.completed``.
-    part = done["output"][-1]["content"][0] if done["output"] else {"type": "output_text",
-                                                                     "text": REPLY}
-    item = done["output"][-1] if done["output"] else {}
-    index = max(len(done["output"]) - 1, 0)
+    """A completed response as the Responses API streams it (``sequence_number``
+    from 0): each tool item added and done, then the message's events, its
+    annotations (``response.output_text.annotation.added``) after its text."""
+    output = done["output"]
+    item = output[-1] if output else {}
+    part = item["content"][0] if output else {"type": "output_text", "text": REPLY,
+                                              "annotations": []}
+    index = max(len(output) - 1, 0)
     start = {**done, "status": "in_progress", "output": [], "usage": None}
     empty_item = {**item, "status": "in_progress", "content": []}
     where = {"item_id": item.get("id", ""), "output_index": index}
     kinds: list[tuple[str, dict[str, Any]]] = [
         ("response.created", {"response": start}),
         ("response.in_progress", {"response": start}),
+    ]
+    for tool_index, tool in enumerate(output[:-1]):
+        kinds += [
+            ("response.output_item.added",
+             {"output_index": tool_index, "item": {**tool, "status": "in_progress"}}),
+            ("response.output_item.done", {"output_index": tool_index, "item": tool}),
+        ]
+    kinds += [
         ("response.output_item.added", {"output_index": index, "item": empty_item}),
         ("response.content_part.added",
-         {**where, "content_index": 0, "part": {**part, "text": ""}}),
+         {**where, "content_index": 0, "part": {**part, "text": "", "annotations": []}}),
     ]
     kinds += [
         ("response.output_text.delta",
          {**where, "content_index": 0, "delta": word, "logprobs": []})
         for word in REPLY.split(" ")
+    ]
+    kinds += [
+        ("response.output_text.annotation.added",
+         {**where, "content_index": 0, "annotation_index": i, "annotation": annotation})
+        for i, annotation in enumerate(part.get("annotations", ()))
     ]
     kinds += [
         ("response.output_text.done",
@@ -118,7 +134,8 @@ def _item_id(prefix: str) -> str:
 
 def _tool_items(body: dict[str, Any]) -> list[dict[str, Any]]:
     """A ``code_interpreter_call`` per code interpreter tool, in the container
-    the tool names (an id) or a new one (``{"type": "auto"}``)."""
+    the tool names (an id) or a new one (``{"type": "auto"}``), and a
+    ``file_search_call`` per file search tool."""
     items: list[dict[str, Any]] = []
     tools = body.get("tools")
     for tool in tools if isinstance(tools, list) else ():
@@ -128,7 +145,26 @@ def _tool_items(body: dict[str, Any]) -> list[dict[str, Any]]:
             items.append({"type": "code_interpreter_call", "id": _item_id("ci"),
                           "container_id": container, "code": "print(1)",
                           "outputs": None, "status": "completed"})
+        elif isinstance(tool, dict) and tool.get("type") == "file_search":
+            items.append({"type": "file_search_call", "id": _item_id("fs"),
+                          "queries": ["the question"], "status": "completed", "results": None})
     return items
+
+
+def _annotations(tool_items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the answer's text cites, as the real API does: a file code
+    interpreter wrote in its container (``container_file_citation``, a new
+    ``cfile_`` id each run) and a file file search found (``file_citation``)."""
+    cited: list[dict[str, Any]] = []
+    for item in tool_items:
+        if item["type"] == "code_interpreter_call":
+            cited.append({"type": "container_file_citation", "container_id": item["container_id"],
+                          "file_id": _item_id("cfile"), "filename": "out.csv",
+                          "start_index": 0, "end_index": len(REPLY)})
+        elif item["type"] == "file_search_call":
+            cited.append({"type": "file_citation", "file_id": "file-" + secrets.token_hex(11),
+                          "filename": "handbook.pdf", "index": len(REPLY)})
+    return cited
 
 
 def _not_found(response_id: str) -> web.Response:
@@ -162,7 +198,8 @@ class StandInResponses:
         body = await self._read(request)
         if (forced := forced_status(request)) is not None:
             return forced
-        part = {"type": "output_text", "text": REPLY, "annotations": []}
+        tool_items = _tool_items(body)
+        part = {"type": "output_text", "text": REPLY, "annotations": _annotations(tool_items)}
         item = {"type": "message", "id": _item_id("msg"), "role": "assistant",
                 "status": "completed", "content": [part]}
         done = {
@@ -176,7 +213,7 @@ class StandInResponses:
             "status": "completed",
             "previous_response_id": body.get("previous_response_id"),
             "store": body.get("store", True),
-            "output": [*_tool_items(body), item],
+            "output": [*tool_items, item],
             "usage": {"input_tokens": 5, "output_tokens": (out := output_tokens(request, 7)),
                       "total_tokens": 5 + out},
         }
