@@ -32,6 +32,7 @@ from gateway.identity.tables import RelayedObjectOwner
 from gateway.proxy.errors import ProxyError
 from gateway.proxy.references import (
     AUDIO,
+    CITED_FILE,
     CONTAINER,
     FILE,
     ITEM,
@@ -39,8 +40,8 @@ from gateway.proxy.references import (
     SKILL,
     VECTOR_STORE,
     Reference,
-    answer_references,
 )
+from gateway.proxy.relayed_ids import answer_references
 from gateway.stages import StageUnavailable
 
 if TYPE_CHECKING:
@@ -61,6 +62,22 @@ _REFUSALS = {
     SKILL: ("skill-not-found", "Skill"),
 }
 """Per kind: the rule a refusal is recorded under, and what the 404 calls it."""
+EVERYONE = "*"
+"""The owner of a file bound for every customer (``references.CITED_FILE``):
+no customer id can be it (``gateway.kyc.schemas.ID_PATTERN`` starts with a
+letter or digit)."""
+
+
+def _owned(references: Iterable[Reference], customer_id: str) -> dict[Reference, str]:
+    """Who each relayed id is bound to: the caller, but a file a file search
+    cited is everyone's. The first of an id's kinds stands."""
+    owned: dict[Reference, str] = {}
+    for kind, object_id in references:
+        if kind == CITED_FILE:
+            owned.setdefault((FILE, object_id), EVERYONE)
+        else:
+            owned.setdefault((kind, object_id), customer_id)
+    return owned
 
 
 def _dialect_insert(dialect: str) -> Any:
@@ -104,14 +121,15 @@ class ReferenceOwners:
 
     @outlives_cancel  # bound at a stream's end, when clients hang up (gateway.db.outlive)
     async def bind(self, references: Iterable[Reference], customer_id: str) -> None:
-        """Record that ``references`` were relayed to ``customer_id``; ids bound
-        already keep their first owner."""
-        new = list(dict.fromkeys(r for r in references if r not in self._known))
+        """Record that ``references`` were relayed to ``customer_id`` (a cited
+        file, to ``EVERYONE``); ids bound already keep their first owner."""
+        new = {r: owner for r, owner in _owned(references, customer_id).items()
+               if r not in self._known}  # fmt: skip
         if not new:
             return
         now = self._clock()
-        rows = [{"kind": kind, "object_id": object_id, "customer_id": customer_id,
-                 "created_at": now} for kind, object_id in new]  # fmt: skip
+        rows = [{"kind": kind, "object_id": object_id, "customer_id": owner,
+                 "created_at": now} for (kind, object_id), owner in new.items()]  # fmt: skip
         try:
             async with self._sessions() as session:
                 insert = _dialect_insert(session.get_bind().dialect.name)
@@ -121,12 +139,12 @@ class ReferenceOwners:
                 )).all()  # fmt: skip
                 await session.commit()
         except (SQLAlchemyError, OSError) as exc:
-            message = f"cannot record the owner of {new[0][1]}: {exc}"
+            message = f"cannot record the owner of {next(iter(new))[1]}: {exc}"
             raise ReferenceOwnersUnavailable(message) from exc
-        # Only the rows inserted are this customer's: an id bound before keeps
-        # its first owner (read back when it is next named).
+        # Only the rows inserted are as written: an id bound before keeps its
+        # first owner (read back when it is next named).
         for kind, object_id in inserted:
-            self._remember((kind, object_id), customer_id)
+            self._remember((kind, object_id), new[(kind, object_id)])
 
     async def owners_of(self, references: list[Reference]) -> dict[Reference, str]:
         """The owners of ``references`` (unbound ones absent), cached."""
@@ -153,16 +171,19 @@ class ReferenceOwners:
         self, ex: Exchange, customer_id: str, references: tuple[Reference, ...]
     ) -> None:
         """Raise 404 (recorded on ``ex``) for the first reference not bound to
-        ``customer_id`` nor shared: another's and an unknown id get the same
-        answer. Vector stores and skills are never bound (no customer can make
-        one through the gateway): only shared ones are named."""
+        ``customer_id`` (or to ``EVERYONE``) nor shared: another's and an
+        unknown id get the same answer. Vector stores and skills are never
+        bound (no customer can make one through the gateway): only shared
+        ones are named."""
         shared = self._shared
         bound = [r for r in dict.fromkeys(references)
                  if r[1] not in shared.get(r[0], ()) and r[0] not in NEVER_BOUND]  # fmt: skip
         owners = await self.owners_of(bound) if bound else {}
         for reference in references:
             kind, object_id = reference
-            if owners.get(reference) == customer_id or object_id in shared.get(kind, ()):
+            if object_id in shared.get(kind, ()) or owners.get(reference) in (
+                customer_id, EVERYONE
+            ):
                 continue
             rule, what = _REFUSALS[kind]
             message = f"{what} with id '{object_id[:128]}' not found."

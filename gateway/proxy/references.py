@@ -1,4 +1,5 @@
-"""Upstream objects a request names by id, and the ids an answer relays.
+"""Upstream objects a request names by id (the ids an answer relays:
+``gateway.proxy.relayed_ids``).
 
 Every customer reaches the upstream with the gateway's one credential, so to
 the upstream every stored item and container belongs to one account: a
@@ -22,14 +23,6 @@ What a request names (``request_references``):
   shell ``environment``'s ``skills`` of type ``skill_reference`` (``inline``
   skills carry their own files, and pass). Found beside the container, so a
   plain request pays nothing more.
-
-What binds (``answer_references``): the ids of a Responses answer's output
-items (a create, a retrieve, a cancel), of a stored response's input items
-(``GET …/input_items``), the containers its tool calls ran in (``container_id``), Anthropic's
-``container.id`` (a message, or a stream's ``message_delta``), the files
-Anthropic code execution wrote (``*code_execution_tool_result`` blocks: a
-message's ``content``, a stream's ``content_block_start``) and a chat
-answer's ``audio.id`` (``message``, or a stream chunk's ``delta``).
 
 - a file (``file_id``, anywhere but inside a tool's schema or a tool call's
   input: Anthropic ``document``/``image`` sources of type ``file``,
@@ -69,10 +62,16 @@ FILE = "file"
 AUDIO = "audio"
 VECTOR_STORE = "vector_store"
 SKILL = "skill"
+CITED_FILE = "cited_file"
+"""A file a ``file_citation`` cites: found by file search in a vector store
+the operator shares with every customer, so bound as a ``FILE`` for
+everyone (``gateway.proxy.reference_owners.EVERYONE``), never to its first
+reader alone. Never the kind of a request's reference."""
 MAX_ID_CHARS = 128
 
 Reference = tuple[str, str]
-"""(kind, id): kind ``ITEM``, ``CONTAINER``, ``FILE``, ``AUDIO``, ``VECTOR_STORE`` or ``SKILL``."""
+"""(kind, id): kind ``ITEM``, ``CONTAINER``, ``FILE``, ``AUDIO``, ``VECTOR_STORE``,
+or ``SKILL`` (and ``CITED_FILE`` in an answer)."""
 
 NEVER_BOUND = frozenset({VECTOR_STORE, SKILL})
 """Kinds no customer can make through the gateway: named only when shared."""
@@ -186,66 +185,3 @@ def _responses_references(body: dict[str, Any]) -> tuple[Reference, ...]:
                 found.append((CONTAINER, _id(container, f"{param}.container")))
             _environment(tool, param, found)
     return tuple(found)
-
-
-def answer_references(doc: object) -> tuple[Reference, ...]:
-    """The item and container ids a parsed answer (or stream event) relays."""
-    if not isinstance(doc, dict):
-        return ()
-    found: list[Reference] = []
-    response = doc.get("response")  # a Responses stream's response.completed
-    for holder in (doc, response if isinstance(response, dict) else None):
-        if holder is None:
-            continue
-        for key in ("output", "data"):  # a response's output; an input items page
-            items = holder.get(key)
-            if isinstance(items, list):
-                _items(items, found)
-    for holder in (doc, doc.get("delta")):  # a message; a stream's message_delta
-        container = holder.get("container") if isinstance(holder, dict) else None
-        if isinstance(container, dict):
-            _keep(CONTAINER, container.get("id"), found)
-    blocks = doc.get("content")  # a message; a stream's content_block_start
-    block = doc.get("content_block")
-    _written_files(blocks if isinstance(blocks, list) else [block], found)
-    choices = doc.get("choices")  # a chat completion, or a chunk of one
-    if isinstance(choices, list):
-        for choice in choices:
-            if isinstance(choice, dict):
-                for key in ("message", "delta"):
-                    said = choice.get(key)
-                    if isinstance(said, dict) and isinstance(said.get("audio"), dict):
-                        _keep(AUDIO, said["audio"].get("id"), found)
-    return tuple(found)
-
-
-def _written_files(blocks: list[Any], found: list[Reference]) -> None:
-    """Files code execution wrote: only the server's result blocks, never a
-    ``tool_use`` input the model could be asked to fill with someone's id."""
-    for block in blocks:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if not isinstance(kind, str) or not kind.endswith("code_execution_tool_result"):
-            continue
-        result = block.get("content")
-        outputs = result.get("content") if isinstance(result, dict) else None
-        for output in outputs if isinstance(outputs, list) else ():
-            if isinstance(output, dict):
-                _keep(FILE, output.get("file_id"), found)
-
-
-def _items(items: list[Any], found: list[Reference]) -> None:
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        _keep(ITEM, item.get("id"), found)
-        _keep(CONTAINER, item.get("container_id"), found)
-        environment = item.get("environment")
-        if isinstance(environment, dict):
-            _keep(CONTAINER, environment.get("container_id"), found)
-
-
-def _keep(kind: str, value: object, found: list[Reference]) -> None:
-    if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS:
-        found.append((kind, value))

@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 
 from gateway.jsonbytes import dumps_kept
-from gateway.proxy.references import Reference, answer_references
+from gateway.proxy.references import Reference
+from gateway.proxy.relayed_ids import answer_references
 from gateway.stages import Usage
 
 

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db.session import create_engine, session_factory
-from gateway.proxy.reference_owners import ReferenceBinding, ReferenceOwners
-from gateway.proxy.references import CONTAINER, FILE, ITEM
+from gateway.proxy.reference_owners import EVERYONE, ReferenceBinding, ReferenceOwners
+from gateway.proxy.references import CITED_FILE, CONTAINER, FILE, ITEM
 from gateway.settings import Settings
 from tests.identity.conftest import make_db, make_settings
 from tests.support import postgres_server
@@ -74,6 +74,20 @@ async def test_an_answer_binds_what_it_shows(sessions: async_sessionmaker[AsyncS
     await binding.relayed({"type": "message", "container": None})
     assert await ReferenceOwners(sessions, now).owners_of([(CONTAINER, "container_1")]) == {
         (CONTAINER, "container_1"): "alice"}
+
+
+async def test_a_file_a_file_search_cited_is_everyones(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # Cited from a vector store every customer may search: no one's own, so
+    # the first customer it is cited to does not keep it from the next.
+    owners = ReferenceOwners(sessions, now)
+    await owners.bind([(FILE, "cfile_mine"), (CITED_FILE, "file-handbook")], "alice")
+    await owners.bind([(CITED_FILE, "file-handbook"), (CITED_FILE, "cfile_mine")], "bob")
+    fresh = ReferenceOwners(sessions, now)
+    assert await fresh.owners_of([(FILE, "cfile_mine"), (FILE, "file-handbook")]) == {
+        (FILE, "cfile_mine"): "alice", (FILE, "file-handbook"): EVERYONE}
+    assert await owners.owners_of([(FILE, "file-handbook")]) == {(FILE, "file-handbook"): EVERYONE}
 
 
 async def test_a_caller_cancelled_mid_bind_neither_loses_the_binding_nor_holds_the_database(

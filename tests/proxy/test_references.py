@@ -10,14 +10,15 @@ import pytest
 from gateway.proxy.errors import ProxyError
 from gateway.proxy.references import (
     AUDIO,
+    CITED_FILE,
     CONTAINER,
     FILE,
     ITEM,
     SKILL,
     VECTOR_STORE,
-    answer_references,
     request_references,
 )
+from gateway.proxy.relayed_ids import answer_references
 
 
 def test_a_plain_body_names_nothing() -> None:
@@ -174,3 +175,23 @@ def test_only_code_execution_results_bind_files() -> None:
     assert answer_references(event) == ((FILE, "file_made"),)
     chunk = {"choices": [{"index": 0, "delta": {"audio": {"id": "audio_1", "data": "x"}}}]}
     assert answer_references(chunk) == ((AUDIO, "audio_1"),)
+
+
+_CITING = {"type": "message", "id": "msg_1", "content": [{"type": "output_text", "text": "t",
+    "annotations": [
+        {"type": "container_file_citation", "container_id": "cntr_1", "file_id": "cfile_1",
+         "filename": "a.csv", "start_index": 0, "end_index": 1},
+        {"type": "file_path", "file_id": "cfile_2", "index": 0},
+        {"type": "file_citation", "file_id": "file-3", "filename": "h.pdf", "index": 1},
+        {"type": "url_citation", "url": "https://example.com", "title": "x",
+         "start_index": 0, "end_index": 1}]}]}  # fmt: skip
+
+
+def test_the_files_a_responses_answer_cites_are_bound() -> None:
+    cites = ((FILE, "cfile_1"), (CONTAINER, "cntr_1"), (FILE, "cfile_2"), (CITED_FILE, "file-3"))
+    assert answer_references({"id": "resp_1", "output": [_CITING]}) == ((ITEM, "msg_1"), *cites)
+    completed = {"type": "response.completed", "response": {"output": [_CITING]}}
+    assert answer_references(completed) == ((ITEM, "msg_1"), *cites)
+    # An input items page shows what the caller sent: its annotations bind nothing.
+    assert answer_references({"object": "list", "data": [_CITING]}) == ((ITEM, "msg_1"),)
+
