@@ -44,6 +44,9 @@ _LISTS_ITEMS = frozenset({"retrieve", "input_items", "cancel"})
 a cancel answers the response with the output it has."""
 _CODE_RESULT = b"code_execution_tool_result"
 """Marks the stream events that show the files code execution wrote."""
+_ADDED = b'.added"'
+"""Marks Responses events showing ids before the end (``output_item.added``, a cited file's
+``output_text.annotation.added``): bound even if the stream never completes."""
 _WATCH_NON_STREAM_AFTER = 1.0
 _ACCEL_BUFFERING = (b"x-accel-buffering", b"no")
 """Sent on every streamed answer that does not carry its own (LiteLLM added the
@@ -306,10 +309,10 @@ class Forwarder:
             outcome.error = outcome.error or tap.error
             if binding is not None:
                 outcome.streamed_response_id = binding.streamed_id
-        if references is not None and tap.usage_doc is not None and not withheld:
-            # Not bound in the loop (no terminal event seen whole): before the
-            # response's end goes out.
-            await references.bind_all(tap.shown_ids())
+            if references is not None and not withheld:
+                # No terminal event (cut, the client gone, the upstream broke): the ids
+                # shown are the caller's all the same (the write outlives a hang-up).
+                await references.bind_all(tap.shown_ids())
         if withheld:
             outcome.error = WITHHELD
         if cut is not None:
@@ -350,7 +353,7 @@ class Forwarder:
             ex.endpoint == RESPONSES_ENDPOINT
             or (stored is not None and stored.operation in _LISTS_ITEMS)
         ):
-            return ReferenceBinding(owners, ex.principal.customer_id, ex.id)
+            return ReferenceBinding(owners, ex.principal.customer_id, ex.id, _ADDED)
         if ex.endpoint == "/v1/messages" and (ex.body.has_tools or ex.body.references):
             return ReferenceBinding(owners, ex.principal.customer_id, ex.id, _CODE_RESULT)
         if ex.body.answers_audio:

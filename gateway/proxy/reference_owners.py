@@ -6,9 +6,12 @@ cache, so naming an id costs a database read only on another process's first
 sight of it. An id is bound once: the upstream does not reuse ids, and the
 first binding stands.
 
-A streamed answer's ids are bound when its last event (the one with its
-usage) has been relayed: those in that event, and those in the earlier events
-its tap kept for them (files code execution wrote, a chat answer's audio). So
+A streamed answer's ids are bound before its terminal event goes out: those
+in its last event with usage, and those in the earlier events its tap kept
+for them (files code execution wrote, a chat answer's audio, a Responses
+item or cited file as it is added). A stream that ends without that event (a
+cut, the client gone, the upstream breaking off) binds them as it ends, the
+write running to its end if the client has left. So
 its client may see them a moment before they are bound; a request naming one
 in that moment is refused 404, never forwarded for someone else. An id that
 cannot be bound (database down) is only ever refused: the failure is logged,

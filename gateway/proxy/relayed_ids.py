@@ -12,7 +12,10 @@ answer's ``audio.id`` (``message``, or a stream chunk's ``delta``), and the
 files a Responses answer's text cites (``annotations``: a
 ``container_file_citation``'s file and container, a ``file_path``'s file; a
 ``file_citation``'s file, found by file search in a shared vector store, is
-bound for every customer: ``CITED_FILE``).
+bound for every customer: ``CITED_FILE``). A Responses stream's items and
+citations are seen as they are added (``response.output_item.added``,
+``response.output_text.annotation.added``), so a stream that never
+completes binds them too.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ def answer_references(doc: object) -> tuple[Reference, ...]:
         items = holder.get("data")  # an input items page: the caller's own input
         if isinstance(items, list):
             _items(items, found, cites=False)
+    item = doc.get("item")  # a Responses stream's response.output_item.added (or done)
+    if isinstance(item, dict):
+        _items([item], found, cites=True)
+    annotation = doc.get("annotation")  # response.output_text.annotation.added
+    if isinstance(annotation, dict):
+        _cited(annotation, found)
     for holder in (doc, doc.get("delta")):  # a message; a stream's message_delta
         container = holder.get("container") if isinstance(holder, dict) else None
         if isinstance(container, dict):

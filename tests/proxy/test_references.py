@@ -192,6 +192,15 @@ def test_the_files_a_responses_answer_cites_are_bound() -> None:
     assert answer_references({"id": "resp_1", "output": [_CITING]}) == ((ITEM, "msg_1"), *cites)
     completed = {"type": "response.completed", "response": {"output": [_CITING]}}
     assert answer_references(completed) == ((ITEM, "msg_1"), *cites)
+    # Streamed before the end: the item as added, each annotation as added.
+    added = {"type": "response.output_item.added", "output_index": 0,
+             "item": {"type": "code_interpreter_call", "id": "ci_1", "container_id": "cntr_9"}}
+    assert answer_references(added) == ((ITEM, "ci_1"), (CONTAINER, "cntr_9"))
+    for annotation, expected in zip(_CITING["content"][0]["annotations"],  # type: ignore[index]
+                                    ((FILE, "cfile_1"), (FILE, "cfile_2"), (CITED_FILE, "file-3"),
+                                     None), strict=True):
+        event = {"type": "response.output_text.annotation.added", "annotation": annotation}
+        assert answer_references(event)[:1] == ((expected,) if expected else ())
     # An input items page shows what the caller sent: its annotations bind nothing.
     assert answer_references({"object": "list", "data": [_CITING]}) == ((ITEM, "msg_1"),)
 
