@@ -48,7 +48,7 @@ from gateway.proxy.live_streams import LiveStreams
 from gateway.proxy.probe_counts import ProbeCounts
 from gateway.proxy.probes import ProbeLimiter
 from gateway.proxy.reference_owners import ReferenceOwners
-from gateway.proxy.references import FILE, SKILL, VECTOR_STORE
+from gateway.proxy.references import FILE, PROMPT, SKILL, VECTOR_STORE
 from gateway.proxy.routes import ProxyRoutes
 from gateway.proxy.stored_state import ResponseOwners
 from gateway.proxy.upstream import UpstreamClient
@@ -239,6 +239,8 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
                     FILE: settings.shared_file_ids,
                     VECTOR_STORE: settings.shared_vector_store_ids,
                     SKILL: settings.shared_skill_ids,
+                    # Absent when unset: prompt ids go unchecked (references.CHECKED_WHEN_LISTED).
+                    **({PROMPT: settings.shared_prompt_ids} if settings.shared_prompt_ids else {}),
                 },
             ),
             live_streams=live_streams,

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     shared_file_ids: Annotated[frozenset[str], NoDecode] = frozenset()
     shared_vector_store_ids: Annotated[frozenset[str], NoDecode] = frozenset()
     shared_skill_ids: Annotated[frozenset[str], NoDecode] = frozenset()
+    # Stored prompts (Responses ``prompt.id``) any customer may run; None (unset
+    # or empty): any prompt id is forwarded, as before, and noted in the record.
+    shared_prompt_ids: Annotated[frozenset[str] | None, NoDecode] = None
     geoip_db: Path | None = None
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
@@ -193,6 +196,13 @@ class Settings(BaseSettings):
     def _parse_ids(cls, value: object) -> object:
         if isinstance(value, str):
             return frozenset(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("shared_prompt_ids", mode="before")
+    @classmethod
+    def _parse_prompt_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(p.strip() for p in value.split(",") if p.strip()) or None
         return value
 
     @field_validator("nat64_prefixes", mode="before")

@@ -87,6 +87,15 @@ def test_nat64_prefixes_are_read_as_a_list() -> None:
                                                              "2001:db8:1::/96"]
 
 
+def test_shared_prompt_ids_unset_or_empty_check_no_prompt() -> None:
+    # Unset (or empty, as a compose file's ${VAR:-} leaves it): prompt ids are
+    # forwarded as before; set: only those listed run.
+    assert load_settings(demo=True).shared_prompt_ids is None
+    assert load_settings(demo=True, shared_prompt_ids=" , ").shared_prompt_ids is None
+    listed = load_settings(demo=True, shared_prompt_ids="pmpt_a, pmpt_b").shared_prompt_ids
+    assert listed == frozenset({"pmpt_a", "pmpt_b"})
+
+
 def test_serve_exits_2_on_a_threshold_above_one(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

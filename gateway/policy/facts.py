@@ -54,6 +54,9 @@ class BodyFacts:
     answers_audio: bool = False
     """A chat completion asking for audio: the audio id of its answer is bound
     to the caller (``gateway.proxy.reference_owners``)."""
+    stored_prompt: tuple[str, str | None] | None = None
+    """A Responses request's stored prompt (``prompt.id``, ``prompt.version``):
+    noted in the decision record's facts (``stored_prompt``)."""
 
 
 @dataclass(frozen=True, slots=True)

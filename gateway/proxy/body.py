@@ -29,10 +29,12 @@ from gateway.proxy.errors import ProxyError
 from gateway.proxy.nesting import forwardable, too_deep
 from gateway.proxy.references import (
     ID_KEYS,
+    PROMPT,
     Reference,
     named_audio,
     named_ids,
     request_references,
+    stored_prompt,
 )
 from gateway.proxy.stored_state import continued_ids
 from gateway.proxy.textfold import fold
@@ -300,7 +302,10 @@ def _bounded(
 ) -> BodyFacts:
     references = request_references(body, endpoint)
     if references:
-        facts = replace(facts, references=facts.references + references)
+        # A stored prompt comes first (references._responses_references): noted
+        # in the record, at no cost to a body without references.
+        prompt = stored_prompt(body) if references[0][0] == PROMPT else None
+        facts = replace(facts, references=facts.references + references, stored_prompt=prompt)
     if "audio" in body and endpoint == "/v1/chat/completions":
         facts = replace(facts, answers_audio=True)  # its answer's audio id is bound
     if facts.max_tokens is None and endpoint in OUTPUT_BOUND_FIELDS:

@@ -140,6 +140,10 @@ class Exchange:
             }
         if self.batch_facts is not None:
             facts["message_batch"] = self.batch_facts
+        prompt = self.body.stored_prompt if self.body is not None else None
+        if prompt is not None:
+            # Which of the operator's stored prompts ran (or was refused).
+            facts["stored_prompt"] = {"id": prompt[0], "version": prompt[1]}
         return DecisionRecord(
             id=self.id,
             ts=self.ts,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from gateway.proxy.errors import ProxyError
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.reference_owners import ITEM_RULE
+from gateway.proxy.references import CHECKED_WHEN_LISTED
 from gateway.proxy.stored_state import STORED_STATE_RULE
 from gateway.services import Services
 
@@ -45,6 +46,9 @@ async def check_references(
     (``gateway.proxy.references``): 404 as for an id that does not exist."""
     owners = services.reference_owners
     if owners is None:
+        references = tuple(r for r in references if r[0] not in CHECKED_WHEN_LISTED)
+        if not references:
+            return
         object_id = references[0][1]
         ex.refuse(ITEM_RULE, f"'{object_id}' cannot be checked: no binding store")
         raise ProxyError(404, f"Item with id '{object_id}' not found.", code=ITEM_RULE)

@@ -35,11 +35,13 @@ from gateway.identity.tables import RelayedObjectOwner
 from gateway.proxy.errors import ProxyError
 from gateway.proxy.references import (
     AUDIO,
+    CHECKED_WHEN_LISTED,
     CITED_FILE,
     CONTAINER,
     FILE,
     ITEM,
     NEVER_BOUND,
+    PROMPT,
     SKILL,
     VECTOR_STORE,
     Reference,
@@ -63,6 +65,7 @@ _REFUSALS = {
     AUDIO: ("audio-not-found", "Audio"),
     VECTOR_STORE: ("vector-store-not-found", "Vector store"),
     SKILL: ("skill-not-found", "Skill"),
+    PROMPT: ("prompt-not-found", "Prompt"),
 }
 """Per kind: the rule a refusal is recorded under, and what the 404 calls it."""
 EVERYONE = "*"
@@ -175,9 +178,9 @@ class ReferenceOwners:
     ) -> None:
         """Raise 404 (recorded on ``ex``) for the first reference not bound to
         ``customer_id`` (or to ``EVERYONE``) nor shared: another's and an
-        unknown id get the same answer. Vector stores and skills are never
-        bound (no customer can make one through the gateway): only shared
-        ones are named."""
+        unknown id get the same answer. Vector stores, skills and prompts are
+        never bound (no customer can make one through the gateway): only
+        shared ones are named; prompts only once the operator lists them."""
         shared = self._shared
         bound = [r for r in dict.fromkeys(references)
                  if r[1] not in shared.get(r[0], ()) and r[0] not in NEVER_BOUND]  # fmt: skip
@@ -187,6 +190,8 @@ class ReferenceOwners:
             if object_id in shared.get(kind, ()) or owners.get(reference) in (
                 customer_id, EVERYONE
             ):
+                continue
+            if kind in CHECKED_WHEN_LISTED and kind not in shared:
                 continue
             rule, what = _REFUSALS[kind]
             message = f"{what} with id '{object_id[:128]}' not found."

@@ -22,8 +22,8 @@ What a request names (``request_references``):
   (``type: "anthropic"`` skills are Anthropic's own, and pass), or a Responses
   shell ``environment``'s ``skills`` of type ``skill_reference`` (``inline``
   skills carry their own files, and pass). Found beside the container, so a
-  plain request pays nothing more.
-
+  plain request pays nothing more;
+- a Responses stored prompt (``prompt.id``);
 - a file (``file_id``, anywhere but inside a tool's schema or a tool call's
   input: Anthropic ``document``/``image`` sources of type ``file``,
   ``container_upload`` blocks, OpenAI ``input_file``/``input_image`` parts,
@@ -39,15 +39,17 @@ anyone (``GATEWAY_SHARED_FILE_IDS``, ``GATEWAY_SHARED_VECTOR_STORE_IDS``,
 ``/v1/vector_stores`` or ``/v1/skills``, so customers can make none of them:
 any other vector store or custom skill (the operator's, perhaps made for one
 customer) is refused, and the only other files a customer can hold are ones
-relayed to it.
+relayed to it. A stored prompt is made in the provider's dashboard, never
+through the gateway: named only if listed in ``GATEWAY_SHARED_PROMPT_IDS``,
+and unchecked while that is unset (``CHECKED_WHEN_LISTED``).
 
 A ``conversation`` (Conversations API) is refused 400 instead: conversations
 are made through ``/v1/conversations``, which the gateway does not relay, so
 it can never see one made, nor bind it to anyone.
 
 A plain chat or messages request pays a key lookup (``"container" in body``)
-beside the walk's key tests; a Responses body, one pass over its ``input``
-items and ``tools``.
+beside the walk's key tests; a Responses body, a ``prompt`` lookup and one
+pass over its ``input`` items and ``tools``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ FILE = "file"
 AUDIO = "audio"
 VECTOR_STORE = "vector_store"
 SKILL = "skill"
+PROMPT = "prompt"
 CITED_FILE = "cited_file"
 """A file a ``file_citation`` cites: found by file search in a vector store
 the operator shares with every customer, so bound as a ``FILE`` for
@@ -71,10 +74,14 @@ MAX_ID_CHARS = 128
 
 Reference = tuple[str, str]
 """(kind, id): kind ``ITEM``, ``CONTAINER``, ``FILE``, ``AUDIO``, ``VECTOR_STORE``,
-or ``SKILL`` (and ``CITED_FILE`` in an answer)."""
+``SKILL`` or ``PROMPT`` (and ``CITED_FILE`` in an answer)."""
 
-NEVER_BOUND = frozenset({VECTOR_STORE, SKILL})
+NEVER_BOUND = frozenset({VECTOR_STORE, SKILL, PROMPT})
 """Kinds no customer can make through the gateway: named only when shared."""
+CHECKED_WHEN_LISTED = frozenset({PROMPT})
+"""Kinds refused only when the operator lists the shared ones: stored prompts
+are made in the provider's dashboard, never through an API the gateway
+relays, and were forwarded unchecked before ``GATEWAY_SHARED_PROMPT_IDS``."""
 _OWN_SKILL_TYPES = frozenset({"anthropic", "inline"})
 """Skills that name no upload of the gateway's account: Anthropic's own
 (``pptx``, ``xlsx``...), and Responses ``inline`` skills sent whole."""
@@ -165,6 +172,9 @@ def _responses_references(body: dict[str, Any]) -> tuple[Reference, ...]:
             param="conversation",
         )
     found: list[Reference] = []
+    prompt = body.get("prompt")
+    if isinstance(prompt, dict) and prompt.get("id") is not None:
+        found.append((PROMPT, _id(prompt["id"], "prompt.id")))
     items = body.get("input")
     if isinstance(items, list):
         for index, item in enumerate(items):
@@ -185,3 +195,13 @@ def _responses_references(body: dict[str, Any]) -> tuple[Reference, ...]:
                 found.append((CONTAINER, _id(container, f"{param}.container")))
             _environment(tool, param, found)
     return tuple(found)
+
+
+def stored_prompt(body: dict[str, Any]) -> tuple[str, str | None] | None:
+    """A Responses body's stored prompt (``prompt.id``, ``prompt.version``), for
+    the decision record: which prompt the operator's dashboard ran."""
+    prompt = body.get("prompt")
+    if not isinstance(prompt, dict) or not isinstance(prompt.get("id"), str):
+        return None
+    version = prompt.get("version")
+    return prompt["id"][:MAX_ID_CHARS], version[:64] if isinstance(version, str) else None

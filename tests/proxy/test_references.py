@@ -14,9 +14,11 @@ from gateway.proxy.references import (
     CONTAINER,
     FILE,
     ITEM,
+    PROMPT,
     SKILL,
     VECTOR_STORE,
     request_references,
+    stored_prompt,
 )
 from gateway.proxy.relayed_ids import answer_references
 
@@ -156,7 +158,7 @@ def test_a_file_id_in_a_schema_or_a_tool_calls_input_names_nothing() -> None:
     # A stored prompt's variables are free-form, but a file part there is read.
     prompt = {"model": "m", "input": "hi", "prompt": {"id": "pmpt_1", "variables": {
         "the report": {"type": "input_file", "file_id": "file_y"}, "file_id": "just text"}}}
-    assert _walked(prompt, "/v1/responses") == ((FILE, "file_y"),)
+    assert _walked(prompt, "/v1/responses") == ((FILE, "file_y"), (PROMPT, "pmpt_1"))
     with pytest.raises(ProxyError) as bad:
         _walked({"model": "m", "max_tokens": 5, "messages": [
             {"role": "user", "content": [{"type": "input_file", "file_id": {"id": "file_x"}}]}]})
@@ -204,3 +206,15 @@ def test_the_files_a_responses_answer_cites_are_bound() -> None:
     # An input items page shows what the caller sent: its annotations bind nothing.
     assert answer_references({"object": "list", "data": [_CITING]}) == ((ITEM, "msg_1"),)
 
+
+def test_a_stored_prompt_is_named_and_noted() -> None:
+    body = {"model": "m", "prompt": {"id": "pmpt_1", "version": "4"}}
+    assert request_references(body, "/v1/responses") == ((PROMPT, "pmpt_1"),)
+    assert stored_prompt(body) == ("pmpt_1", "4")
+    assert stored_prompt({"prompt": {"id": "pmpt_2", "version": 4}}) == ("pmpt_2", None)
+    # A completions prompt is text.
+    assert request_references({"model": "m", "prompt": "hi"}, "/v1/completions") == ()
+    assert stored_prompt({"prompt": "hi"}) is None
+    with pytest.raises(ProxyError) as bad:
+        request_references({"model": "m", "prompt": {"id": ["pmpt_1"]}}, "/v1/responses")
+    assert bad.value.status == 400 and bad.value.param == "prompt.id"
