@@ -58,7 +58,8 @@ def test_a_client_hanging_up_mid_write_leaves_the_database_writable(
             assert response.status_code == 200
             lines = response.iter_lines()
             first = next(lines)  # the first chunk (the stream is on) shows the audio id
-            audio_id = json.loads(first.removeprefix("data: "))["choices"][0]["delta"]["audio"]["id"]
+            delta = json.loads(first.removeprefix("data: "))["choices"][0]["delta"]
+            audio_id = delta["audio"]["id"]
             # From here the stream's end, and its binding, wait for this lock.
             outside.execute("BEGIN IMMEDIATE")
             with pytest.raises(httpx.ReadTimeout):

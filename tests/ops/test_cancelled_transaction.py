@@ -41,7 +41,8 @@ POINTS = {
     # INSERT ... RETURNING and SELECT return rows: the driver has run the
     # statement's first step when the cancellation lands, and the step that
     # ends it (the fetch) is never run. The session-15 wedge.
-    "inside a row-returning insert": "INSERT INTO scratch (id, note) VALUES (:id, 'b') RETURNING id",
+    "inside a row-returning insert": (
+        "INSERT INTO scratch (id, note) VALUES (:id, 'b') RETURNING id"),
     "inside a select after an insert": "SELECT id FROM scratch",
     "inside a plain insert": "INSERT INTO scratch (id, note) VALUES (:id, 'b')",
     "between two statements": None,
