@@ -168,3 +168,41 @@ async def test_a_cancelled_write_leaves_the_database_writable(
     async with asyncio.timeout(5), engine.begin() as conn:
         await conn.execute(text("INSERT INTO scratch (id, note) VALUES (:id, 'after')"),
                            {"id": next(_ids)})  # fmt: skip
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+async def test_a_cancelled_read_does_not_hold_back_the_wal(tmp_path: Path, writer: str) -> None:
+    """A read cancelled mid-statement (an export whose client hung up: Starlette
+    cancels a streamed body on disconnect) holds no write lock, but a closed
+    connection kept its read snapshot while the statement lived, so no
+    checkpoint could reset the WAL past it: it grew until the garbage collector
+    ran. Its connection is closed clean: a TRUNCATE checkpoint completes."""
+    made = create_engine(make_settings(tmp_path), serving=True)
+    try:
+        async with made.begin() as conn:
+            await conn.execute(text("CREATE TABLE scratch (id INTEGER PRIMARY KEY, note TEXT)"))
+            await conn.execute(text("INSERT INTO scratch (id, note) VALUES (1, 'a')"))
+        canceller = Canceller(made)
+
+        async def read() -> None:
+            if writer == "engine.begin":
+                async with made.connect() as conn:
+                    await conn.execute(text("SELECT id FROM scratch " + CANCEL_HERE))
+            else:
+                async with AsyncSession(made) as session:
+                    await session.execute(text("SELECT id FROM scratch " + CANCEL_HERE))
+
+        task = canceller.target = asyncio.ensure_future(read())
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert done and task.cancelled(), task
+        del task, done
+        other = sqlite3.connect(_sqlite_path(made), timeout=0.5)
+        try:
+            other.execute("INSERT INTO scratch (id, note) VALUES (2, 'other')")
+            other.commit()
+            busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            other.close()
+        assert busy == 0  # 1: a reader's snapshot still pins the WAL
+    finally:
+        await made.dispose()
