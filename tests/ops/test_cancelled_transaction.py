@@ -29,6 +29,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from gateway.db.session import create_engine
+from gateway.db.sqlite_connection import RollbackOnClose
 from gateway.settings import Settings
 from tests.support.identity_app import make_settings
 
@@ -206,3 +207,14 @@ async def test_a_cancelled_read_does_not_hold_back_the_wal(tmp_path: Path, write
         assert busy == 0  # 1: a reader's snapshot still pins the WAL
     finally:
         await made.dispose()
+
+
+def test_closing_twice_is_harmless_as_for_sqlite3(tmp_path: Path) -> None:
+    """aiosqlite may close a connection twice (a graceful close queued, then
+    the forced stop of a terminate that was itself cancelled): an error there
+    kept the driver's thread from ever exiting."""
+    conn = sqlite3.connect(tmp_path / "twice.db", factory=RollbackOnClose)
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("INSERT INTO t VALUES (1)")  # a transaction left open
+    conn.close()
+    conn.close()
