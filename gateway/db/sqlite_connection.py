@@ -58,12 +58,15 @@ class RollbackOnClose(sqlite3.Connection):
         return cursor
 
     def close(self) -> None:
-        # Secondary if they fail (a broken handle): close() below still runs,
-        # and SQLite ends the transaction when the last statement goes.
-        for cursor in list(self._cursors):
-            with contextlib.suppress(sqlite3.Error):
-                cursor.close()
-        if self.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
+        # Errors here are secondary (a broken handle: SQLite still ends the
+        # transaction when the last statement goes) or expected: on a closed
+        # connection ``in_transaction`` raises, and aiosqlite may close twice (a
+        # terminate's graceful close, then its forced stop); an error in the
+        # second kept aiosqlite's thread from ever exiting. close() always runs.
+        with contextlib.suppress(sqlite3.Error):
+            for cursor in list(self._cursors):
+                with contextlib.suppress(sqlite3.Error):
+                    cursor.close()
+            if self.in_transaction:
                 self.rollback()
         super().close()
