@@ -67,6 +67,15 @@ def awaiting_rescreen(customer: Customer, in_force: ListInForce | None) -> bool:
     return screened_at is None or as_utc(screened_at) < in_force.since
 
 
+def list_in_force(identifier: object) -> ListInForce | None:
+    """The list a serving process's identifier holds customers to (None: no
+    list, the hold turned off, or an identifier without one), for the admin
+    routes that build a customer's principal themselves (explain, usage): they
+    must see a held customer as the proxy does."""
+    found = getattr(identifier, "list_in_force", None)
+    return found if isinstance(found, ListInForce) else None
+
+
 def rescreen_hold(customer: Customer, in_force: ListInForce) -> str:
     """The tier demotion of a customer ``awaiting_rescreen``: its status reads
     ``potential_match`` (what it is served as) though the record says ``clear``
