@@ -67,6 +67,11 @@ class Principal:
     """A held customer's screening hits, for the records of its refusals
     (``gateway.identity.screening_summary``); None when ``clear``. Not a
     policy input: replays leave it out."""
+    sanctions_hold: str | None = field(default=None, compare=False, hash=False)
+    """Why ``sanctions_status`` is ``potential_match`` when the customer record
+    says ``clear`` (held until rescreened against the list in force,
+    ``gateway.identity.screening_summary.rescreen_hold``); the engine gives it
+    as the tier demotion. None otherwise. Not a policy input."""
     recorded: RecordedOwnership | None = field(default=None, compare=False, hash=False)
     """How decision records state ``ownership`` (inline, or by digest), computed
     once when the principal is cached (``identity.store``); None: computed per

@@ -72,7 +72,10 @@ def effective_tier(
     if assigned == PUBLIC:
         return PUBLIC, None
     if principal.sanctions_status != "clear":
-        return PUBLIC, f"sanctions screening status is {principal.sanctions_status}"
+        # A hold for a rescreen is no lead: the record says why it is held.
+        return PUBLIC, principal.sanctions_hold or (
+            f"sanctions screening status is {principal.sanctions_status}"
+        )
     rank = bundle.kyc_rank.get(principal.kyc_level, -1)
     if rank < tier.min_rank:
         return PUBLIC, (
