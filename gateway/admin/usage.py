@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, HTTPException
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.store import load_customer
+from gateway.policy.account_tier import effective_tier
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.decision import QuotaLimit, QuotaPlan
-from gateway.policy.engine import effective_tier
 from gateway.stages import QuotaStoreUnavailable
 
 router = APIRouter(prefix="/admin/v1", tags=["usage"])
