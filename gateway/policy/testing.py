@@ -40,7 +40,7 @@ from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts, with_output_
 from gateway.policy.files import test_files
 from gateway.policy.loader import pydantic_message as _message
 from gateway.policy.quota_plans import default_output_tokens
-from gateway.policy.schema import AwareTimestamp
+from gateway.policy.schema_types import AwareTimestamp
 from gateway.policy.yamlsrc import DataPath, format_path, parse_file
 
 
