@@ -16,9 +16,9 @@ from gateway.admin.auth import AdminActor, require_roles
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.screening_summary import list_in_force
 from gateway.identity.store import load_customer
+from gateway.policy.account_tier import effective_tier
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.decision import QuotaLimit, QuotaPlan
-from gateway.policy.engine import effective_tier
 from gateway.stages import QuotaStoreUnavailable
 
 router = APIRouter(prefix="/admin/v1", tags=["usage"])

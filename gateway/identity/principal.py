@@ -3,7 +3,7 @@
 Produced by the identify stage (from a gateway key or an OIDC token plus the
 customer store), consumed by ``decide``. It carries the *assigned* tier; the
 *effective* tier depends on the policy bundle and the clock, so the engine
-derives it (``gateway.policy.engine.effective_tier``), which keeps KYC expiry
+derives it (``gateway.policy.account_tier.effective_tier``), which keeps KYC expiry
 exact to the second without any cache invalidation.
 """
 
