@@ -33,6 +33,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from gateway.geo.addresses import IPAddress, embedded_ipv4, parse_ip
 from gateway.geo.mmdb import MmdbLookup
@@ -40,6 +41,9 @@ from gateway.geo.origin import Origin
 from gateway.ops import metrics
 from gateway.ops.throttle import Throttle
 from gateway.settings import IPNetwork, Settings
+
+if TYPE_CHECKING:
+    from gateway.policy.compiled import CompiledBundle
 
 log = logging.getLogger("gateway.geo")
 
@@ -201,8 +205,28 @@ def too_wide(networks: Sequence[IPNetwork]) -> list[IPNetwork]:
     return [net for net in networks if net.prefixlen < WIDEST_TRUSTED[net.version]]
 
 
-def build_locator(settings: Settings) -> IPLocator:
-    """The locator for these settings: the .mmdb when configured, else iptocc."""
+def warn_region_blind(bundle: CompiledBundle, source: str) -> None:
+    """Say at start-up that the bundle's region rules cannot match any origin:
+    ``source`` (iptocc's RIR data, a Country database) gives no regions."""
+    from gateway.policy.origin_regions import origin_regions
+
+    regions = origin_regions(bundle)
+    if regions:
+        log.warning(
+            "the policy's origin rules name regions (%s) but geolocation from %s gives "
+            "countries only: no origin is ever in those regions, so a request from one is "
+            "decided on its country alone (Crimea as UA, or as RU where its network is "
+            "registered) and those region rules never refuse it. Set GATEWAY_GEOIP_DB to a "
+            "City or Enterprise database to enforce them",
+            ", ".join(sorted(regions)), source,
+        )  # fmt: skip
+
+
+def build_locator(settings: Settings, bundle: CompiledBundle | None = None) -> IPLocator:
+    """The locator for these settings: the .mmdb when configured, else iptocc.
+
+    With ``bundle`` (the one serving starts with), a locator that gives no
+    regions is a warning when the bundle's origin rules name some."""
     wide = too_wide(settings.trusted_proxies)
     if wide:
         # Not refused: a private /7 or a cloud's /6 may be deliberate. But
@@ -216,9 +240,13 @@ def build_locator(settings: Settings) -> IPLocator:
         )  # fmt: skip
     lookup: Lookup
     if settings.geoip_db is not None:
-        lookup = MmdbLookup(settings.geoip_db)
-        log.info("geolocation from %s (%s)", settings.geoip_db, lookup.database_type)
+        mmdb = lookup = MmdbLookup(settings.geoip_db)
+        log.info("geolocation from %s (%s)", settings.geoip_db, mmdb.database_type)
+        if bundle is not None and not mmdb.gives_regions:
+            warn_region_blind(bundle, f"{settings.geoip_db} ({mmdb.database_type})")
     else:
         lookup = iptocc_lookup
         log.info("geolocation from offline RIR data (iptocc); country level only")
+        if bundle is not None:
+            warn_region_blind(bundle, "the offline RIR data (iptocc)")
     return IPLocator(lookup, settings.trusted_proxies, nat64=settings.nat64_prefixes)
