@@ -4,7 +4,9 @@ The client address is the socket peer, unless the peer is a trusted proxy
 (``GATEWAY_TRUSTED_PROXIES``): then ``X-Forwarded-For`` is walked from the
 right, skipping trusted hops, and the first untrusted address is the client.
 Everything left of it was written by the client itself and is ignored, so a
-client cannot pick its own country by sending the header. A hop that is not
+client cannot pick its own country by sending the header. A walk that ends on
+a trusted address (no header, or every hop trusted) names no client: the
+origin is unknown, not the proxy's country (``_unnamed``). A hop that is not
 an address (``unknown``, ``for=…``) ends the walk: the origin is unknown, the
 trusted proxy that wrote it is the recorded address, and a warning says so.
 
@@ -113,6 +115,7 @@ class IPLocator:
         self._places = lru_cache(maxsize=cache_size)(self._read)
         self._failures = Throttle()
         self._garbled = Throttle()
+        self._unforwarded = Throttle()
 
     def _is_trusted(self, address: IPAddress) -> bool:
         return any(address in net for net in self._trusted)
@@ -164,6 +167,28 @@ class IPLocator:
             )  # fmt: skip
         return _Place(proxy.address, proxy.trusted, Origin(proxy.origin.client_ip))
 
+    def _unnamed(self, proxy: _Place) -> _Place:
+        """The client when the walk ends on trusted ``proxy``: no hop names anyone else.
+
+        Not located where the proxy is: that is the operator's network, not the
+        client's country. Located, a trusted load balancer with a public US
+        address that forwarded without X-Forwarded-For (one configured for
+        RFC 7239 ``Forwarded:`` only, which is not read) made every client a US
+        origin, and no origin rule could refuse anyone. The origin is unknown,
+        the proxy is the recorded address, and a warning says so. An address
+        that locates nowhere anyway (loopback, private) is returned as it is.
+        """
+        if proxy.origin.country is None:
+            return proxy
+        count = self._unforwarded.due()
+        if count:
+            log.warning(
+                "trusted proxy %s forwarded a request naming no client in X-Forwarded-For "
+                "(%d such requests since the last such line; origin taken as unknown, not "
+                "the proxy's %s)", proxy.origin.client_ip, count, proxy.origin.country,
+            )  # fmt: skip
+        return _Place(proxy.address, proxy.trusted, Origin(proxy.origin.client_ip))
+
     def _lookup_failed(self, ip: str, exc: Exception) -> None:
         metrics.GEO_LOOKUP_ERRORS.inc()
         count = self._failures.due()
@@ -182,8 +207,10 @@ class IPLocator:
 
     def _client(self, peer_ip: str | None, forwarded_for: str | None) -> _Place:
         peer = self._place(peer_ip) if peer_ip else _NOWHERE
-        if not peer.trusted or not forwarded_for:
+        if not peer.trusted:
             return peer  # the header is not read, nor is it any part of a cache key
+        if not forwarded_for:
+            return self._unnamed(peer)
         leftmost = peer
         for hop in reversed(forwarded_for.split(",")):
             text = hop.strip()
@@ -197,7 +224,7 @@ class IPLocator:
             if not place.trusted:
                 return place
             leftmost = place
-        return leftmost  # every hop was a trusted proxy
+        return self._unnamed(leftmost)  # every hop was a trusted proxy
 
 
 def too_wide(networks: Sequence[IPNetwork]) -> list[IPNetwork]:

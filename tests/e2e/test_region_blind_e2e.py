@@ -2,7 +2,9 @@
 geolocation that gives regions. Without one (the default offline RIR data,
 or a Country database) they never match, and the gateway started silently:
 a compliance officer reading ``comprehensively_sanctioned`` believed Crimea
-refused. Now start-up says so, naming the regions."""
+refused. Now start-up says so, naming the regions. Also here: an origin the
+geolocation must not claim to know (a walk of X-Forwarded-For that ends on a
+trusted proxy's own public address)."""
 
 from __future__ import annotations
 
@@ -72,3 +74,21 @@ def test_a_city_database_is_not_warned_about(
     admin = Admin(gateway.url)
     key = admin.customer_with_key(**US_ENTERPRISE)
     assert chat(gateway, key, geoip.CRIMEA_IP).status_code == 403
+
+
+def test_a_walk_ending_on_a_trusted_public_address_is_not_located(
+    gateway_factory: GatewayFactory,
+) -> None:
+    """Every hop trusted (a public load balancer in GATEWAY_TRUSTED_PROXIES):
+    the record said origin US, the proxy's country, for a client it never named."""
+    gateway = gateway_factory(env={"GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32,8.8.8.0/24"})
+    admin = Admin(gateway.url)
+    key = admin.customer_with_key(**US_ENTERPRISE)
+    response = chat(gateway, key, "8.8.8.8")
+    assert response.status_code == 200, response.text  # the default bundle serves unknown
+    record = admin.http.get(
+        f"/admin/v1/decisions/{response.headers['x-gateway-decision-id']}"
+    ).json()
+    assert (record["client_ip"], record["origin_country"]) == ("8.8.8.8", None), record
+    said = [line for line in gateway.output().splitlines() if "naming no client" in line]
+    assert len(said) == 1 and "trusted proxy 8.8.8.8" in said[0], said
