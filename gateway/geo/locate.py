@@ -210,7 +210,8 @@ class IPLocator:
         if not peer.trusted:
             return peer  # the header is not read, nor is it any part of a cache key
         if not forwarded_for:
-            return self._unnamed(peer)
+            # Tested here, not in _unnamed: a private proxy (the usual case) pays no call.
+            return peer if peer.origin.country is None else self._unnamed(peer)
         leftmost = peer
         for hop in reversed(forwarded_for.split(",")):
             text = hop.strip()
