@@ -90,7 +90,14 @@ class Principal:
         A US citizen (any one citizenship suffices), a lawful permanent
         resident, or a protected individual under 8 U.S.C. 1324b(a)(3).
         Presence in the US alone does not make one a US person here.
+
+        Never an organization, whatever its record holds (a KYB form's
+        "nationality" entered as a citizenship, a person's attribute): the
+        people behind its key may be foreign nationals, and the deemed-export
+        test is the end user's (docs/policy.md, "Compliance semantics").
         """
+        if self.kind != "individual":
+            return False
         return "US" in self.citizenships or bool(self.attributes & US_PERSON_ATTRIBUTES)
 
     def ownership_share_in(
