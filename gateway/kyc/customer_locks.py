@@ -40,7 +40,7 @@ def version_of(c: Customer) -> Version:
 async def lock_customers(session: AsyncSession, ids: Sequence[str]) -> dict[str, Version]:
     """Lock the customers ``ids`` until the session's transaction ends; the
     version of each as it is now (an id no longer there is left out)."""
-    await _sqlite_write_lock(session)
+    await sqlite_write_lock(session)
     query = (select(Customer.id, Customer.updated_at, Customer.sanctions_status,
                     Customer.screened_at)
              .where(Customer.id.in_(ids)).order_by(Customer.id)
@@ -49,7 +49,7 @@ async def lock_customers(session: AsyncSession, ids: Sequence[str]) -> dict[str,
     return {cid: (updated, status, screened) for cid, updated, status, screened in rows}
 
 
-async def _sqlite_write_lock(session: AsyncSession) -> None:
+async def sqlite_write_lock(session: AsyncSession) -> None:
     """SQLite: the database's write lock for the session's transaction (a
     no-op on PostgreSQL, whose rows are locked one by one)."""
     connection = await session.connection()
