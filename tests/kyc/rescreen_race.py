@@ -179,3 +179,34 @@ async def batch_during_clearance(
         c = await service.get_customer(session, ORG)
         reviewed = {str(h["listed_name"]): bool(h["reviewed"]) for h in c.screening_hits or ()}
         return c.sanctions_status, reviewed
+
+
+async def rename_at_one_clock_reading(
+    sessions: Sessions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[RescreenOutcome, str]:
+    """A rescreen of the updated list reads a customer neither list names;
+    before the batch writes, a replica still screening with the old list
+    renames it to a name the updated list names, its clock reading the
+    instant the record was last written (a coarse clock, one stepped back,
+    or two writes in one tick): ``updated_at``, ``sanctions_status`` and
+    ``screened_at`` are all as the batch read them. The batch's outcome and
+    the customer's sanctions status after it."""
+    old, new = lists(tmp_path)
+    async with sessions() as session:
+        data = CustomerCreate(id=CUSTOMER, name="Jane Smith")
+        await service.create_customer(session, data, OFFICER, old, NOW)
+        await session.commit()
+
+    async def rename() -> None:
+        async with sessions() as session:
+            patch = CustomerPatch(name="Zoltrava Shipping Ltd")
+            renamed = await service.update_customer(session, CUSTOMER, patch, OFFICER, old, NOW)
+            assert renamed.sanctions_status == "clear"  # the old list does not name it
+            await session.commit()
+
+    between_read_and_write(monkeypatch, rename)
+    outcome = await rescreen_in_batches(sessions, new, LIST_UPDATE_ACTOR,
+                                        NOW + timedelta(seconds=1))  # fmt: skip
+    async with sessions() as session:
+        return outcome, (await service.get_customer(session, CUSTOMER)).sanctions_status
+
