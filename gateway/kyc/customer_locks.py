@@ -11,7 +11,7 @@ overwritten with a verdict computed from what was there before.
   rows are read again; pysqlite otherwise begins a transaction only at the
   first write, so the batch's reads ran outside any and saw nothing since.
   A connection already in a transaction holds the lock already: pysqlite
-  began it before a write (``rescreen_customers`` runs every batch in one).
+  began it before a write (a session that wrote before it locks).
 
 The version of a row is what a change to it moves: its ``version`` counter,
 which every ORM write of the row adds one to (``gateway.kyc.tables``).
