@@ -103,3 +103,31 @@ async def test_one_webhook_event_delivered_at_once_is_applied_once(gateway: Proc
                 assert r.json() == {"detail": f"event id {event['id']!r} was already used "
                                               "for other content"}  # fmt: skip
         assert len([r for r in responses if r.status_code == 409]) == AT_ONCE // 2, winner
+
+
+async def _patch_at_once(
+    gateway: Proc, cid: str, bodies: list[dict[str, Any]]
+) -> list[httpx.Response]:
+    auth = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(base_url=gateway.url, headers=auth, timeout=60) as client:
+        return list(await asyncio.gather(
+            *(client.patch(f"/admin/v1/customers/{cid}", json=body) for body in bodies)))
+
+
+async def test_updates_of_one_customer_at_once_all_apply(gateway: Proc) -> None:
+    """Concurrent PATCHes and webhook events on one customer: each is applied
+    (200), none is lost to the write counter (customers.version) as a 500."""
+    created = httpx.post(f"{gateway.url}/admin/v1/customers", timeout=10,
+                         headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+                         json={**US_ENTERPRISE, "id": "cus_update_race"})  # fmt: skip
+    assert created.status_code == 201, created.text
+    for round_ in range(ROUNDS):
+        bodies = [{"attributes": [f"round{round_}_writer{i}"]} for i in range(AT_ONCE)]
+        responses = await _patch_at_once(gateway, "cus_update_race", bodies)
+        assert [r.status_code for r in responses] == [200] * AT_ONCE, _shown(responses)
+        sent = [_signed({"id": f"evt_upd_{round_}_{i}", "customer_id": "cus_update_race",
+                         "kyc_level": "kyb_verified" if i % 2 else "email_verified"})
+                for i in range(AT_ONCE)]  # fmt: skip
+        hooks = await _at_once(gateway, "/admin/v1/kyc/webhook", [b for b, _ in sent],
+                               [h for _, h in sent])  # fmt: skip
+        assert [r.status_code for r in hooks] == [200] * AT_ONCE, _shown(hooks)
