@@ -223,7 +223,7 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             sessions=sessions,
             policy=policy,
             identifier=identifier,
-            locator=build_locator(settings),
+            locator=build_locator(settings, policy.current),
             meter=meter,
             audit=audit,
             upstream=upstream,

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # personal data, and the provider serves the gateway's account, not theirs.
     upstream_forwarded_for: bool = False
     admin_token: str | None = None
+    # Per admin token and process: POST /admin/v1/policy/test and /policy/impact
+    # runs (CPU work of seconds each) in any minute (gateway.admin.policy_runs).
+    admin_policy_runs_per_minute: int = Field(default=20, ge=1)
     trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
     # Network-specific NAT64/SIIT prefixes (RFC 6052) in front of the gateway:
     # an IPv4 client arrives as an IPv6 address under one of them and is

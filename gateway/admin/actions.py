@@ -2,7 +2,9 @@
 
 Every admin write adds one ``admin_actions`` row in the same transaction as
 the change: customers (API, CLI, KYC webhook verdicts), API keys, admin
-tokens, and policy reloads through the API. A row names the actor and the
+tokens, and policy reloads through the API; so does each policy dry run over
+HTTP (``policy.test``, ``policy.impact``: which candidate, what it found,
+``gateway.admin.policy_runs``) and ``policy.explain``. A row names the actor and the
 token it used, the action, the target, and the target before and after
 (never a secret or its hash). The decision log says what the gateway decided;
 this log says who set up the facts it decided on.
@@ -39,9 +41,12 @@ class AdminActionOut(BaseModel):
     token_id: str | None
     """The admin token used (None: the bootstrap token or the CLI)."""
     action: str
-    """e.g. ``customer.update``, ``key.revoke``, ``token.create``, ``policy.reload``."""
+    """e.g. ``customer.update``, ``key.revoke``, ``token.create``, ``policy.reload``,
+    ``policy.test``, ``policy.impact``."""
     target_type: str
-    """``customer``, ``api_key``, ``admin_token`` or ``policy``."""
+    """``customer``, ``api_key``, ``admin_token``, ``policy``, ``policy_explain``
+    or ``policy_run`` (a test or impact run; ``target_id`` is the candidate's
+    version, ``invalid`` when it did not load)."""
     target_id: str
     before: dict[str, Any] | None
     after: dict[str, Any] | None

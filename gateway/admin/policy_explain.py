@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.admin_log import record_admin_action
+from gateway.identity.screening_summary import list_in_force
 from gateway.policy.loader import rule_locations
 
 if TYPE_CHECKING:  # imported on the first call (module docstring)
@@ -79,12 +80,13 @@ async def explain_policy(
         if key_id is None:  # the value is never echoed: it may hold a secret
             raise HTTPException(422, [{"loc": ["body", "key_id"], "msg": KEY_ID_PROBLEM,
                                        "type": "value_error"}])  # fmt: skip
-        key = await load_key(session, key_id)
+        key = await load_key(session, key_id, list_in_force(services.identifier))
         if key is None:
             raise HTTPException(status_code=404, detail=f"no key {key_id}")
         principal = key.principal
     elif data.customer_id is not None:
-        record = await load_customer(session, data.customer_id, now)
+        record = await load_customer(session, data.customer_id, now,
+                                     list_in_force(services.identifier))  # fmt: skip
         if record is None:
             raise HTTPException(status_code=404, detail=f"no customer {data.customer_id}")
         principal, keys = record.principal, record.keys

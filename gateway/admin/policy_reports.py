@@ -7,6 +7,10 @@ tests) and answer the CLI's report as JSON. Loading, running cases and
 replaying the log are CPU work of seconds on a large bundle or log: in a
 worker thread, so the requests this worker serves are not held meanwhile
 (the log is read on the loop and fed to it in batches, ``thread_feed.py``).
+Each token runs one of each at a time, and a bounded number a minute; each
+run is kept in the admin action log (``policy_runs.py``). What impact
+replays and compares with besides the log and the bundle in force (posted
+records, ``against``) is in ``policy_impact_sources.py``.
 """
 
 from __future__ import annotations
@@ -19,38 +23,48 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import Field
 
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.admin.policy import CandidateBundle, relative, write_candidate
+from gateway.admin.policy_impact_sources import (
+    ImpactRequest,
+    compile_against,
+    compile_files,
+    compile_logged,
+    logged_text,
+    posted_records,
+    refuse_mixed_sources,
+)
+from gateway.admin.policy_runs import RUN_TARGET, cases_summary, impact_summary, policy_runs
 from gateway.admin.thread_feed import feed_thread
 from gateway.audit import query
-from gateway.deps import ServicesDep
-from gateway.policy.compiled import CompiledBundle, compile_bundle
+from gateway.deps import ServicesDep, SessionDep
+from gateway.identity.admin_log import record_admin_action
+from gateway.policy.compiled import CompiledBundle
 from gateway.policy.loader import load_dir
 from gateway.policy.timing import parse_duration
+from gateway.services import Services
 
 router = APIRouter(prefix="/admin/v1", tags=["policy"])
 Compliance = Depends(require_roles("compliance"))
 
 
-class ImpactRequest(CandidateBundle):
-    since: str = Field("7d", description="How far back to replay: 30m, 12h, 7d, 2w.")
-    at: datetime | None = Field(
-        None, description="Re-decide at this RFC 3339 instant instead of each record's own time."
-    )
-    customers: bool = Field(
-        False,
-        description="Judge every customer record instead of recorded traffic, against the "
-        "bundle in force, both at `at` (default now), as `policy impact --customers`.",
-    )
-
-
 @router.post("/policy/test")
-async def test_policy(candidate: CandidateBundle, actor: AdminActor = Compliance) -> dict[str, Any]:
+async def test_policy(
+    candidate: CandidateBundle,
+    services: ServicesDep,
+    session: SessionDep,
+    actor: AdminActor = Compliance,
+) -> dict[str, Any]:
     """Run the candidate's ``tests/*.yaml`` cases, as ``gateway policy test``:
     every case's outcome, the counts, and the rules no case saw match."""
-    return await asyncio.to_thread(_test_files, candidate.files)
+    async with policy_runs(services).run(actor, "test"):
+        doc = await asyncio.to_thread(_test_files, candidate.files)
+    in_force = services.policy.current.version
+    record_admin_action(session, actor, "policy.test", RUN_TARGET, doc["version"] or "invalid",
+                        None, cases_summary(doc, in_force), services.clock())  # fmt: skip
+    await session.commit()
+    return doc
 
 
 def _test_files(files: dict[str, str]) -> dict[str, Any]:
@@ -67,11 +81,15 @@ def _test_files(files: dict[str, str]) -> dict[str, Any]:
 
 @router.post("/policy/impact")
 async def impact_policy(
-    body: ImpactRequest, services: ServicesDep, actor: AdminActor = Compliance
+    body: ImpactRequest,
+    services: ServicesDep,
+    session: SessionDep,
+    actor: AdminActor = Compliance,
 ) -> dict[str, Any]:
     """Replay the decisions this gateway's audit log recorded since ``since``
-    against the candidate, as ``gateway policy impact``: the flips and whom
-    they concern. An invalid candidate answers ``ok`` false with its errors."""
+    (or the posted ``records``) against the candidate, as ``gateway policy
+    impact``: the flips and whom they concern. An invalid candidate answers
+    ``ok`` false with its errors."""
     try:
         window = parse_duration(body.since)
     except ValueError as exc:
@@ -79,43 +97,65 @@ async def impact_policy(
     if body.at is not None and body.at.tzinfo is None:
         detail = "at: needs a time zone, e.g. 2026-06-13T06:00:00Z"
         raise HTTPException(status_code=422, detail=detail)
-    loaded = await asyncio.to_thread(_compile_files, body.files)
-    if isinstance(loaded, dict):
-        return loaded
+    refuse_mixed_sources(body)
+    source = "customers" if body.customers else "log" if body.records is None else "records"
+    async with policy_runs(services).run(actor, "impact"):
+        loaded = await asyncio.to_thread(compile_files, body.files)
+        if isinstance(loaded, dict):
+            doc = loaded
+        elif body.customers:
+            doc = await _customers(body, services, loaded)
+        else:
+            doc = await _replay(body, services, loaded, services.clock() - window)
+    target = "invalid" if isinstance(loaded, dict) else loaded.version
+    record_admin_action(session, actor, "policy.impact", RUN_TARGET, target, None,
+                        impact_summary(doc, source, body.since), services.clock())  # fmt: skip
+    await session.commit()
+    return doc
+
+
+async def _customers(
+    body: ImpactRequest, services: Services, candidate: CompiledBundle
+) -> dict[str, Any]:
+    """``--customers``: every customer record, judged by the candidate and by
+    ``against`` (files or a logged version; default the bundle in force)."""
     # Imported on use: a serving worker that never answers these does not carry them.
     from gateway.admin.policy_exposure import customers_impact
+
+    baseline = services.policy.current
+    if body.against is not None:
+        baseline = await asyncio.to_thread(compile_against, body.against)
+    elif body.against_version is not None:
+        version, text = await logged_text(services, body.against_version)
+        baseline = await asyncio.to_thread(compile_logged, version, text)
+    doc = await customers_impact(services.sessions, candidate, baseline,
+                                 body.at or services.clock())  # fmt: skip
+    return {"ok": True, "errors": [], "warnings": list(candidate.warnings), **doc}
+
+
+async def _replay(
+    body: ImpactRequest, services: Services, candidate: CompiledBundle, cutoff: datetime
+) -> dict[str, Any]:
+    """The decisions of the log since ``cutoff`` (or of the posted records), re-decided."""
     from gateway.policy.impact import impact
     from gateway.policy.impact_doc import impact_document
 
-    if body.customers:
-        doc = await customers_impact(services.sessions, loaded, services.policy.current,
-                                     body.at or services.clock())  # fmt: skip
-        return {"ok": True, "errors": [], "warnings": list(loaded.warnings), **doc}
-    cutoff = services.clock() - window
-    candidate, at = loaded, body.at
+    at = body.at
+    if body.records is not None:
+        posted = body.records
+        report = await asyncio.to_thread(
+            lambda: impact(posted_records(posted, cutoff), candidate, at))
+    else:
 
-    async def records() -> AsyncIterator[dict[str, Any]]:
-        async for item in query.iter_replay_facts(services.sessions, cutoff):
-            yield item
-        for item in await query.policy_reloads(services.sessions, cutoff):
-            yield item  # after the decisions, as the CLI reads them
+        async def records() -> AsyncIterator[dict[str, Any]]:
+            async for item in query.iter_replay_facts(services.sessions, cutoff):
+                yield item
+            for item in await query.policy_reloads(services.sessions, cutoff):
+                yield item  # after the decisions, as the CLI reads them
 
-    # Streamed to the thread a few batches ahead: a week of a busy log is
-    # never held in this serving process's memory at once.
-    report = await feed_thread(records(), lambda items: impact(items, candidate, at))
-    doc = impact_document(report, loaded.version)
-    return {"ok": True, "since": body.since, "errors": [],
-            "warnings": list(loaded.warnings), **doc}  # fmt: skip
-
-
-def _compile_files(files: dict[str, str]) -> CompiledBundle | dict[str, Any]:
-    """The compiled candidate, or the answer naming why it does not load."""
-    with tempfile.TemporaryDirectory(prefix="gateway-policy-") as tmp:
-        root = Path(tmp)
-        write_candidate(root, files)
-        result = load_dir(root)
-    warnings = tuple(relative(str(w), root) for w in result.warnings)
-    if not result.ok or result.bundle is None or result.version is None:
-        return {"ok": False, "errors": [relative(str(e), root) for e in result.errors],
-                "warnings": list(warnings)}  # fmt: skip
-    return compile_bundle(result.bundle, result.version, warnings=warnings)
+        # Streamed to the thread a few batches ahead: a week of a busy log is
+        # never held in this serving process's memory at once.
+        report = await feed_thread(records(), lambda items: impact(items, candidate, at))
+    doc = impact_document(report, candidate.version)
+    return {"ok": True, "since": body.since, "source": "log" if body.records is None
+            else "records", "errors": [], "warnings": list(candidate.warnings), **doc}  # fmt: skip

@@ -14,10 +14,11 @@ from fastapi import APIRouter, Depends, HTTPException
 
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.deps import ServicesDep, SessionDep
+from gateway.identity.screening_summary import list_in_force
 from gateway.identity.store import load_customer
+from gateway.policy.account_tier import effective_tier
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.decision import QuotaLimit, QuotaPlan
-from gateway.policy.engine import effective_tier
 from gateway.stages import QuotaStoreUnavailable
 
 router = APIRouter(prefix="/admin/v1", tags=["usage"])
@@ -50,7 +51,8 @@ def tier_plan(bundle: CompiledBundle, tier: str) -> QuotaPlan:
 async def customer_usage(
     customer_id: str, actor: Actor, services: ServicesDep, session: SessionDep
 ) -> dict[str, Any]:
-    principal = await load_customer(session, customer_id)
+    # With the list in force: a customer held for a rescreen is metered as public.
+    principal = await load_customer(session, customer_id, list_in_force(services.identifier))
     if principal is None:
         raise HTTPException(404, f"customer {customer_id!r} not found")
     bundle = services.policy.current

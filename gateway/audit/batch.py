@@ -112,6 +112,10 @@ class BatchWrite:
     rows: list[tuple[Any, ...]]
     rule_rows: list[tuple[str, str]]
     checkpoint: dict[str, Any] | None = None
+    make_checkpoint: Callable[[dict[str, tuple[int, str]]], dict[str, Any]] | None = None
+    """SQLite fast path: builds ``checkpoint`` from the other chains' heads,
+    which the store reads inside the commit's own transaction and thread call
+    (``sqlite_fast``), so a due checkpoint costs its batch no extra hop."""
     snapshots: list[tuple[str, str]] = field(default_factory=list)
     """``(sha256, canonical tree)`` the batch's records name that the writer
     has not seen stored: inserted in the same transaction, if not there yet."""

@@ -195,6 +195,13 @@ class ChainSession:
         await conn.rollback()
         self.cp.others = {str(r.node_id): (int(r.last_seq), str(r.last_hash)) for r in rows}
 
+    def checkpoint_seeing(self, seq: int, head_hash: str, now: datetime,
+                          others: dict[str, tuple[int, str]]) -> dict[str, Any]:
+        """``checkpoint_row`` with ``others`` as the other chains' heads, read by
+        the caller (the SQLite fast store, inside the batch's own transaction)."""
+        self.cp.others = others
+        return self.checkpoint_row(seq, head_hash, now)
+
     def checkpoint_row(self, seq: int, head_hash: str, now: datetime) -> dict[str, Any]:
         assert self.head is not None
         count = seq - self.cp.seq

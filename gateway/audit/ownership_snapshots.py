@@ -77,7 +77,7 @@ async def snapshot_texts(
 def manifest_trees(path: Path) -> dict[str, str]:
     """The proven trees of a JSONL export's manifest (its last line); none when
     the file has no manifest (records written by hand, as tests do)."""
-    from gateway.audit.offline import load_manifest  # offline imports this module
+    from gateway.audit.offline_read import load_manifest  # it imports this module (via export)
 
     try:
         _, manifest = load_manifest(path, None)

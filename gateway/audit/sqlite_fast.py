@@ -81,6 +81,9 @@ _INSERT_RULES = {n: _insert_sql("audit_decision_rules", RULE_COLS, n)
                  for n in range(1, ROWS_PER_INSERT + 1)}
 _INSERT_CP = _insert_sql("audit_checkpoints", _CP_COLS)
 _INSERT_SNAPSHOT = INSERT_SNAPSHOT.format("?, ?, ?")
+_SELECT_OTHERS = ("SELECT node_id, last_seq, last_hash FROM audit_nodes "
+                  "WHERE node_id != ? AND last_seq > 0")
+"""The other chains' committed heads, for the checkpoint a batch carries to sign."""
 _UPDATE_HEAD = ("UPDATE audit_nodes SET last_seq = ?, last_hash = ?, heartbeat_at = ? "
                 "WHERE node_id = ? AND owner = ? AND last_seq = ?")
 
@@ -222,6 +225,10 @@ class SqliteBatchStore:
             if b.snapshots:
                 now = sqlite_time(b.now)
                 conn.executemany(_INSERT_SNAPSHOT, [(d, t, now) for d, t in b.snapshots])
+            if b.make_checkpoint is not None:
+                b.checkpoint = b.make_checkpoint(
+                    {str(node): (int(seq), str(head)) for node, seq, head
+                     in conn.execute(_SELECT_OTHERS, (b.node_id,))})
             if b.checkpoint is not None:
                 cp = b.checkpoint
                 conn.execute(_INSERT_CP, tuple(sqlite_time(cp[c]) if c == "ts" else cp[c]

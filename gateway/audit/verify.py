@@ -26,6 +26,9 @@ What is and is not detectable, honestly (gateway/audit/README.md in full):
     of its signed checkpoints (deleting everything after it) unless another
     chain's later checkpoint witnessed it further. The outside witnesses are the
     checkpoint log lines (``audit checkpoint node=… seq=… head=…``) and exports.
+
+The checks of one stored row against its chain and its own body are in
+``verify_row.py``.
 """
 
 from __future__ import annotations
@@ -35,19 +38,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.audit.chain import (
-    CUSTOMER_ID_LEN,
-    GENESIS,
-    MODEL_LEN,
-    chain_hash,
-    column_text,
-    parse_body,
-    utc,
-)
+from gateway.audit.chain import GENESIS
 from gateway.audit.checkpoints import Checkpoint, load_checkpoints
 from gateway.audit.continuity import (
     LEGACY_WITHIN_S,
@@ -59,14 +53,10 @@ from gateway.audit.continuity import (
     witnessed_heads,
 )
 from gateway.audit.ownership_snapshots import SnapshotCheck
-from gateway.audit.problems import Problem as Problem  # re-exported: offline.py, tests
+from gateway.audit.problems import Problem as Problem  # re-exported: tests
 from gateway.audit.rule_index import ChunkRecord, RuleIndexCheck, RuleIndexProblem, expected_rules
 from gateway.audit.tables import audit_nodes, audit_records
-
-_COLUMNS = ("id", "kind", "customer_id", "decision", "status", "model",
-            "origin_country", "origin_region", "decision_id")
-# Bounded text columns hold ``column_text`` of the body's value (the writer's rule).
-_BOUNDED = {"customer_id": CUSTOMER_ID_LEN, "model": MODEL_LEN}
+from gateway.audit.verify_row import parse_stored_body, row_problem
 
 
 @dataclass(slots=True)
@@ -238,8 +228,8 @@ async def _verify_node(
         chunk: dict[str, ChunkRecord] = {}
         for row in rows:
             seq = int(row.seq)
-            body = _parse(row.body)
-            problem = _check_row(row, body, node_id, expected, prev, prev_prev)
+            body = parse_stored_body(row.body)
+            problem = row_problem(row, body, node_id, expected, prev, prev_prev)
             if problem is not None:
                 out.add(problem)
             if body is not None:
@@ -270,46 +260,3 @@ async def _verify_node(
     beyond = await beyond_head_problem(conn, node_id)
     if beyond is not None:
         out.add(beyond)
-
-
-def _parse(body: str) -> dict[str, Any] | None:
-    try:
-        return parse_body(body)
-    except (orjson.JSONDecodeError, ValueError):
-        return None
-
-
-def _check_row(
-    row: Row[Any], body: dict[str, Any] | None, node_id: str, expected: int, prev: str,
-    prev_prev: str,
-) -> Problem | None:
-    seq, rid = int(row.seq), str(row.id)
-    if seq > expected:
-        span = f"seq {expected}" if seq == expected + 1 else f"seqs {expected}..{seq - 1}"
-        return Problem("gap", f"{span} missing before seq {seq}: records deleted",
-                       node_id, seq, rid)
-    if body is None:
-        return Problem("edited", f"seq {seq}: body is not a JSON object", node_id, seq, rid)
-    body_seq = body.get("seq")
-    if row.prev_hash != prev and prev_prev and row.prev_hash == prev_prev:
-        return Problem("inserted", f"seq {seq - 1} was inserted: seq {seq} links to seq "
-                       f"{seq - 2}", node_id, seq - 1, rid)
-    if body_seq != seq or body.get("node_id") != node_id or body.get("id") != rid:
-        return Problem("reordered", f"seq {seq} holds the record of {body.get('node_id')} seq "
-                       f"{body_seq} (id {body.get('id')}): records moved", node_id, seq, rid)
-    if row.prev_hash != prev:
-        return Problem("chain_break", f"seq {seq}: prev_hash is not the hash of seq {seq - 1}: "
-                       "that record was altered, or records were removed", node_id, seq, rid)
-    if chain_hash(str(row.prev_hash), str(row.body).encode("utf-8")) != row.hash:
-        return Problem("edited", f"seq {seq}: content does not match its hash (edited)",
-                       node_id, seq, rid)
-    for name in _COLUMNS:
-        want = body.get(name)
-        if (want if name not in _BOUNDED else column_text(want, _BOUNDED[name])) != getattr(
-                row, name):
-            return Problem("column_mismatch", f"seq {seq}: column {name!r} differs from the "
-                           "hashed body (edited)", node_id, seq, rid)
-    if datetime.fromisoformat(str(body.get("ts"))) != utc(row.ts):
-        return Problem("column_mismatch", f"seq {seq}: column 'ts' differs from the hashed body",
-                       node_id, seq, rid)
-    return None

@@ -72,7 +72,7 @@ def _database_tree(digest: str) -> str | None:
 
 
 def _export_tree(path: Path, digest: str) -> str | None:
-    from gateway.audit.offline import load_manifest
+    from gateway.audit.offline_read import load_manifest
     from gateway.audit.ownership_snapshots import proven
 
     if not path.is_file():

@@ -81,7 +81,7 @@ def _database_texts() -> dict[str, str]:
 
 
 def _export_texts(path: Path) -> dict[str, str]:
-    from gateway.audit.offline import load_manifest
+    from gateway.audit.offline_read import load_manifest
     from gateway.audit.policy_texts import carried_text, text_version
 
     if not path.is_file():

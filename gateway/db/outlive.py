@@ -16,6 +16,10 @@ cancelled caller stops waiting (its ``CancelledError`` goes on as before),
 the write commits or rolls back, and its connection goes back to the pool
 clean. The task is held here until it ends (asyncio keeps only weak
 references to tasks), and an error nobody waits for any more is logged.
+
+The lock no longer depends on this shield: a connection whose transaction a
+cancellation cut short rolls back as it closes (``gateway.db.sqlite_connection``),
+whatever wrote on it. The shield is what saves the binding itself.
 """
 
 from __future__ import annotations

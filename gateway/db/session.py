@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from gateway.db.pg_url import split_dsn_options
+from gateway.db.sqlite_connection import RollbackOnClose
 from gateway.settings import Settings
 
 
@@ -31,7 +32,9 @@ def create_engine(settings: Settings, *, serving: bool = False) -> AsyncEngine:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             settings.database_url,
-            connect_args={"timeout": 30},
+            # factory: a connection closed mid-transaction (a cancelled write)
+            # gives the write lock back at once (gateway.db.sqlite_connection).
+            connect_args={"timeout": 30, "factory": RollbackOnClose},
         )
         synchronous = settings.sqlite_synchronous
 

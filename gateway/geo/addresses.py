@@ -28,12 +28,17 @@ NAT64_PREFIX_LENGTHS = frozenset({32, 40, 48, 56, 64, 96})
 
 
 def parse_ip(text: str) -> IPAddress | None:
-    """An address from a header hop: ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80`` or ``::1``."""
+    """An address from a header hop: ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80`` or ``::1``,
+    without any zone id (``fe80::1%eth0`` is ``fe80::1``)."""
     value = text.strip().strip('"')
     if value.startswith("["):
         value = value[1:].split("]", 1)[0]
     elif value.count(":") == 1:
         value = value.split(":", 1)[0]
+    # A zone id (``%eth0``; ``%25eth0`` in brackets) names an interface of the
+    # writer's host, not a part of the address: kept, ``2a00:4000::1%eth0``
+    # (Iran) was looked up as written, found nowhere, and served as unknown.
+    value = value.split("%", 1)[0]
     try:
         address = ipaddress.ip_address(value)
     except ValueError:

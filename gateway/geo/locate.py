@@ -4,7 +4,9 @@ The client address is the socket peer, unless the peer is a trusted proxy
 (``GATEWAY_TRUSTED_PROXIES``): then ``X-Forwarded-For`` is walked from the
 right, skipping trusted hops, and the first untrusted address is the client.
 Everything left of it was written by the client itself and is ignored, so a
-client cannot pick its own country by sending the header. A hop that is not
+client cannot pick its own country by sending the header. A walk that ends on
+a trusted address (no header, or every hop trusted) names no client: the
+origin is unknown, not the proxy's country (``_unnamed``). A hop that is not
 an address (``unknown``, ``for=…``) ends the walk: the origin is unknown, the
 trusted proxy that wrote it is the recorded address, and a warning says so.
 
@@ -33,6 +35,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from gateway.geo.addresses import IPAddress, embedded_ipv4, parse_ip
 from gateway.geo.mmdb import MmdbLookup
@@ -40,6 +43,9 @@ from gateway.geo.origin import Origin
 from gateway.ops import metrics
 from gateway.ops.throttle import Throttle
 from gateway.settings import IPNetwork, Settings
+
+if TYPE_CHECKING:
+    from gateway.policy.compiled import CompiledBundle
 
 log = logging.getLogger("gateway.geo")
 
@@ -109,6 +115,7 @@ class IPLocator:
         self._places = lru_cache(maxsize=cache_size)(self._read)
         self._failures = Throttle()
         self._garbled = Throttle()
+        self._unforwarded = Throttle()
 
     def _is_trusted(self, address: IPAddress) -> bool:
         return any(address in net for net in self._trusted)
@@ -160,6 +167,28 @@ class IPLocator:
             )  # fmt: skip
         return _Place(proxy.address, proxy.trusted, Origin(proxy.origin.client_ip))
 
+    def _unnamed(self, proxy: _Place) -> _Place:
+        """The client when the walk ends on trusted ``proxy``: no hop names anyone else.
+
+        Not located where the proxy is: that is the operator's network, not the
+        client's country. Located, a trusted load balancer with a public US
+        address that forwarded without X-Forwarded-For (one configured for
+        RFC 7239 ``Forwarded:`` only, which is not read) made every client a US
+        origin, and no origin rule could refuse anyone. The origin is unknown,
+        the proxy is the recorded address, and a warning says so. An address
+        that locates nowhere anyway (loopback, private) is returned as it is.
+        """
+        if proxy.origin.country is None:
+            return proxy
+        count = self._unforwarded.due()
+        if count:
+            log.warning(
+                "trusted proxy %s forwarded a request naming no client in X-Forwarded-For "
+                "(%d such requests since the last such line; origin taken as unknown, not "
+                "the proxy's %s)", proxy.origin.client_ip, count, proxy.origin.country,
+            )  # fmt: skip
+        return _Place(proxy.address, proxy.trusted, Origin(proxy.origin.client_ip))
+
     def _lookup_failed(self, ip: str, exc: Exception) -> None:
         metrics.GEO_LOOKUP_ERRORS.inc()
         count = self._failures.due()
@@ -178,8 +207,11 @@ class IPLocator:
 
     def _client(self, peer_ip: str | None, forwarded_for: str | None) -> _Place:
         peer = self._place(peer_ip) if peer_ip else _NOWHERE
-        if not peer.trusted or not forwarded_for:
+        if not peer.trusted:
             return peer  # the header is not read, nor is it any part of a cache key
+        if not forwarded_for:
+            # Tested here, not in _unnamed: a private proxy (the usual case) pays no call.
+            return peer if peer.origin.country is None else self._unnamed(peer)
         leftmost = peer
         for hop in reversed(forwarded_for.split(",")):
             text = hop.strip()
@@ -193,7 +225,7 @@ class IPLocator:
             if not place.trusted:
                 return place
             leftmost = place
-        return leftmost  # every hop was a trusted proxy
+        return self._unnamed(leftmost)  # every hop was a trusted proxy
 
 
 def too_wide(networks: Sequence[IPNetwork]) -> list[IPNetwork]:
@@ -201,8 +233,28 @@ def too_wide(networks: Sequence[IPNetwork]) -> list[IPNetwork]:
     return [net for net in networks if net.prefixlen < WIDEST_TRUSTED[net.version]]
 
 
-def build_locator(settings: Settings) -> IPLocator:
-    """The locator for these settings: the .mmdb when configured, else iptocc."""
+def warn_region_blind(bundle: CompiledBundle, source: str) -> None:
+    """Say at start-up that the bundle's region rules cannot match any origin:
+    ``source`` (iptocc's RIR data, a Country database) gives no regions."""
+    from gateway.policy.origin_regions import origin_regions
+
+    regions = origin_regions(bundle)
+    if regions:
+        log.warning(
+            "the policy's origin rules name regions (%s) but geolocation from %s gives "
+            "countries only: no origin is ever in those regions, so a request from one is "
+            "decided on its country alone (Crimea as UA, or as RU where its network is "
+            "registered) and those region rules never refuse it. Set GATEWAY_GEOIP_DB to a "
+            "City or Enterprise database to enforce them",
+            ", ".join(sorted(regions)), source,
+        )  # fmt: skip
+
+
+def build_locator(settings: Settings, bundle: CompiledBundle | None = None) -> IPLocator:
+    """The locator for these settings: the .mmdb when configured, else iptocc.
+
+    With ``bundle`` (the one serving starts with), a locator that gives no
+    regions is a warning when the bundle's origin rules name some."""
     wide = too_wide(settings.trusted_proxies)
     if wide:
         # Not refused: a private /7 or a cloud's /6 may be deliberate. But
@@ -216,9 +268,13 @@ def build_locator(settings: Settings) -> IPLocator:
         )  # fmt: skip
     lookup: Lookup
     if settings.geoip_db is not None:
-        lookup = MmdbLookup(settings.geoip_db)
-        log.info("geolocation from %s (%s)", settings.geoip_db, lookup.database_type)
+        mmdb = lookup = MmdbLookup(settings.geoip_db)
+        log.info("geolocation from %s (%s)", settings.geoip_db, mmdb.database_type)
+        if bundle is not None and not mmdb.gives_regions:
+            warn_region_blind(bundle, f"{settings.geoip_db} ({mmdb.database_type})")
     else:
         lookup = iptocc_lookup
         log.info("geolocation from offline RIR data (iptocc); country level only")
+        if bundle is not None:
+            warn_region_blind(bundle, "the offline RIR data (iptocc)")
     return IPLocator(lookup, settings.trusted_proxies, nat64=settings.nat64_prefixes)

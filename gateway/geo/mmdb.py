@@ -57,6 +57,8 @@ class MmdbLookup:
             "Enterprise": reader.enterprise, "City": reader.city, "Country": reader.country,
         }  # fmt: skip
         self._read = methods[kind]
+        self.gives_regions = kind != "Country"
+        """City and Enterprise records carry subdivisions; Country ones do not."""
 
     def __call__(self, ip: str) -> tuple[str | None, str | None]:
         """(country, region) for ``ip``; raises on a database that cannot be read

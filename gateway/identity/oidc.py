@@ -16,6 +16,9 @@ hammer the issuer. Checked: signature (asymmetric algorithms only: never
 ``aud``, ``exp`` (required), ``nbf``. The customer id is the
 ``customer_claim`` claim; ``exp`` plus the leeway is when the token stops
 verifying, and a stream on it ends then (``VerifiedToken``).
+
+Reading a JWKS document (which keys are usable) and a ``Cache-Control`` value
+is ``jwks.py``.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from typing import Any
 import httpx
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, JWKRegistry, Key, KeySet, OKPKey, RSAKey
+from joserfc.jwk import KeySet
 from joserfc.jws import extract_compact
 
+from gateway.identity.jwks import cache_max_age, has_kid, usable_keys
 from gateway.ops.background import cancel_and_wait
 from gateway.stages import AuthenticationFailed, IdentityStoreUnavailable
 
@@ -47,8 +51,6 @@ MAX_TOKEN_CHARS = 16 * 1024
 base64 and JSON of any size an unauthenticated caller sends is work it should not
 get to order, and "malformed" would misname what is wrong."""
 _LATEST_S = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
-SIGNATURE_KEYS = (RSAKey, ECKey, OKPKey)
-"""The key types of ``ALGORITHMS``: an ``oct`` (HMAC) key in a JWKS is never used."""
 
 
 def looks_like_jwt(value: str) -> bool:
@@ -124,7 +126,7 @@ class OidcVerifier:
                 raise IdentityStoreUnavailable(f"discovery issuer {doc.get('issuer')!r} mismatch")
             jwks = await self._http.get(str(doc["jwks_uri"]))
             jwks.raise_for_status()
-            keys = self._import(jwks.json())
+            keys = usable_keys(jwks.json(), self.issuer, self._skipped_kids)
         except (httpx.HTTPError, ValueError, KeyError, JoseError) as exc:
             # The type too: some (a timeout) have no message at all.
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -138,44 +140,9 @@ class OidcVerifier:
         after a failed refresh the next one is tried."""
         return self._min_refresh if self._min_refresh > 0 else _UNCACHEABLE_FLOOR_S
 
-    def _import(self, document: Any) -> KeySet:
-        """The usable keys of a JWKS document, one by one.
-
-        One entry the verifier cannot use (an RSA key without its modulus, an
-        EC point off its curve, a symmetric or unknown key type) must not take
-        the issuer's other keys down with it: it is skipped, and said once per
-        ``kid``. A set with no usable key at all is a failed fetch (the keys
-        fetched before stay in use).
-        """
-        entries = document.get("keys") if isinstance(document, dict) else None
-        if not isinstance(entries, list):
-            raise ValueError("the JWKS document has no 'keys' list")
-        usable: list[Key] = []
-        for entry in entries:
-            try:
-                key = JWKRegistry.import_key(entry)
-                if not isinstance(key, SIGNATURE_KEYS):
-                    raise ValueError(f"{key.key_type} keys verify no algorithm accepted here")
-            except (JoseError, ValueError, TypeError) as exc:
-                self._skipped(entry, exc)
-                continue
-            usable.append(key)
-        if not usable:
-            raise ValueError(f"the JWKS has no usable key ({len(entries)} entries)")
-        return KeySet(usable)
-
-    def _skipped(self, entry: object, exc: Exception) -> None:
-        kid = entry.get("kid") if isinstance(entry, dict) else None
-        name = kid if isinstance(kid, str) else repr(entry)[:80]
-        if name in self._skipped_kids:
-            return
-        self._skipped_kids.add(name)
-        log.warning("OIDC JWKS of %s: key %r is unusable and skipped (%s: %s)",
-                    self.issuer, name, type(exc).__name__, exc)  # fmt: skip
-
     def _lifetime(self, cache_control: str | None) -> float:
         """The TTL setting, shortened (never lengthened) by the issuer's ``Cache-Control``."""
-        max_age = _max_age(cache_control)
+        max_age = cache_max_age(cache_control)
         if max_age is None:
             return self._ttl
         return min(self._ttl, max(max_age, self._floor()))
@@ -197,7 +164,7 @@ class OidcVerifier:
         """
         keys = self._keys
         now = self._clock()
-        if keys is not None and _has_kid(keys, want_kid):
+        if keys is not None and has_kid(keys, want_kid):
             if not self._expired(now):
                 return keys
             await asyncio.wait({self._refresh_in_background()}, timeout=_REFRESH_WAIT_S)
@@ -263,7 +230,7 @@ class OidcVerifier:
             raise AuthenticationFailed(f"token algorithm {alg!r} not accepted")
         kid = header.get("kid")
         keys = await self._keyset(kid)
-        if not _has_kid(keys, kid):
+        if not has_kid(keys, kid):
             raise AuthenticationFailed("token signed with an unknown key")
         try:
             decoded = jwt.decode(token, keys, algorithms=[alg])
@@ -282,31 +249,6 @@ class OidcVerifier:
         stops = min(decoded.claims["exp"] + LEEWAY_SECONDS, _LATEST_S)
         return VerifiedToken(_customer_id(decoded.claims, self.customer_claim),
                              datetime.fromtimestamp(stops, UTC))  # fmt: skip
-
-
-def _has_kid(keys: KeySet, kid: str | None) -> bool:
-    if kid is None:
-        return len(keys.keys) == 1
-    return any(k.kid == kid for k in keys.keys)
-
-
-def _max_age(cache_control: str | None) -> float | None:
-    """``max-age`` of a ``Cache-Control`` value, 0 for ``no-store``/``no-cache``;
-    None when it says neither (or says it unreadably)."""
-    if not cache_control:
-        return None
-    max_age: float | None = None
-    for directive in cache_control.split(","):
-        name, _, value = directive.strip().partition("=")
-        name = name.strip().lower()
-        if name in ("no-store", "no-cache"):
-            return 0.0
-        if name == "max-age":
-            try:
-                max_age = max(0.0, float(int(value.strip().strip('"'))))
-            except ValueError:
-                continue
-    return max_age
 
 
 def _customer_id(claims: dict[str, Any], claim: str) -> str:

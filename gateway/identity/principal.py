@@ -3,7 +3,7 @@
 Produced by the identify stage (from a gateway key or an OIDC token plus the
 customer store), consumed by ``decide``. It carries the *assigned* tier; the
 *effective* tier depends on the policy bundle and the clock, so the engine
-derives it (``gateway.policy.engine.effective_tier``), which keeps KYC expiry
+derives it (``gateway.policy.account_tier.effective_tier``), which keeps KYC expiry
 exact to the second without any cache invalidation.
 """
 
@@ -67,6 +67,11 @@ class Principal:
     """A held customer's screening hits, for the records of its refusals
     (``gateway.identity.screening_summary``); None when ``clear``. Not a
     policy input: replays leave it out."""
+    sanctions_hold: str | None = field(default=None, compare=False, hash=False)
+    """Why ``sanctions_status`` is ``potential_match`` when the customer record
+    says ``clear`` (held until rescreened against the list in force,
+    ``gateway.identity.screening_summary.rescreen_hold``); the engine gives it
+    as the tier demotion. None otherwise. Not a policy input."""
     recorded: RecordedOwnership | None = field(default=None, compare=False, hash=False)
     """How decision records state ``ownership`` (inline, or by digest), computed
     once when the principal is cached (``identity.store``); None: computed per
@@ -85,7 +90,14 @@ class Principal:
         A US citizen (any one citizenship suffices), a lawful permanent
         resident, or a protected individual under 8 U.S.C. 1324b(a)(3).
         Presence in the US alone does not make one a US person here.
+
+        Never an organization, whatever its record holds (a KYB form's
+        "nationality" entered as a citizenship, a person's attribute): the
+        people behind its key may be foreign nationals, and the deemed-export
+        test is the end user's (docs/policy.md, "Compliance semantics").
         """
+        if self.kind != "individual":
+            return False
         return "US" in self.citizenships or bool(self.attributes & US_PERSON_ATTRIBUTES)
 
     def ownership_share_in(

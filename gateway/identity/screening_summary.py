@@ -14,7 +14,9 @@ requests are most of them, carries None and costs nothing.
 
 A ``clear`` customer last screened against another list or threshold than
 the one this process loaded (``awaiting_rescreen``) is held too, as
-``potential_match``, until the rescreen reaches it: its records say so.
+``potential_match``, until the rescreen reaches it: its records say so, in
+``facts.screening.awaiting_rescreen`` when refused and in the tier demotion
+(``rescreen_hold``) whatever the outcome.
 """
 
 from __future__ import annotations
@@ -63,6 +65,32 @@ def awaiting_rescreen(customer: Customer, in_force: ListInForce | None) -> bool:
         return False
     screened_at = customer.screened_at
     return screened_at is None or as_utc(screened_at) < in_force.since
+
+
+def list_in_force(identifier: object) -> ListInForce | None:
+    """The list a serving process's identifier holds customers to (None: no
+    list, the hold turned off, or an identifier without one), for the admin
+    routes that build a customer's principal themselves (explain, usage): they
+    must see a held customer as the proxy does."""
+    found = getattr(identifier, "list_in_force", None)
+    return found if isinstance(found, ListInForce) else None
+
+
+def rescreen_hold(customer: Customer, in_force: ListInForce) -> str:
+    """The tier demotion of a customer ``awaiting_rescreen``: its status reads
+    ``potential_match`` (what it is served as) though the record says ``clear``
+    and names no hit, so the reason says what the hold waits for. Computed at
+    cache load, with the principal."""
+    screened = customer.screening_list_version
+    against = "no list" if screened is None else f"list {screened}"
+    threshold = customer.screening_threshold
+    if threshold is not None and screened is not None:
+        against += f" at threshold {threshold:g}"
+    return (
+        "sanctions screening status is potential_match: awaiting rescreen against the "
+        f"list in force ({in_force.version} at threshold {in_force.threshold:g}); "
+        f"the record's clear was screened against {against}"
+    )
 
 
 def screening_summary(

@@ -11,7 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.identity.ownership import from_json as ownership_from_json
 from gateway.identity.ownership_snapshot import recorded_ownership
 from gateway.identity.principal import Ownership, Principal, SanctionsStatus
-from gateway.identity.screening_summary import ListInForce, awaiting_rescreen, screening_summary
+from gateway.identity.screening_summary import (
+    ListInForce,
+    awaiting_rescreen,
+    rescreen_hold,
+    screening_summary,
+)
 from gateway.identity.tables import ApiKey
 from gateway.kyc.schemas import as_utc
 from gateway.kyc.tables import Customer
@@ -62,6 +67,7 @@ def principal_from(
         tier=customer.tier,
         attributes=frozenset(customer.attributes or ()),
         sanctions_status="potential_match" if held else _sanctions(customer.sanctions_status),
+        sanctions_hold=rescreen_hold(customer, in_force) if held and in_force else None,
         status="suspended" if customer.status != "active" else "active",
         key_id=key_id,
         auth_method="oidc" if method == "oidc" else "api_key",

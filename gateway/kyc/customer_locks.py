@@ -11,12 +11,16 @@ overwritten with a verdict computed from what was there before.
   rows are read again; pysqlite otherwise begins a transaction only at the
   first write, so the batch's reads ran outside any and saw nothing since.
   A connection already in a transaction holds the lock already: pysqlite
-  began it before a write (``rescreen_customers`` runs every batch in one).
+  began it before a write (a session that wrote before it locks).
 
-The version of a row is what a change to it moves: ``updated_at`` (every
-change through ``gateway.kyc.service`` sets it), with ``sanctions_status``
-and ``screened_at`` too, so two changes made with the same clock reading, or
-another rescreen that held nobody, are seen as well.
+The version of a row is what a change to it moves: its ``version`` counter,
+which every ORM write of the row adds one to (``gateway.kyc.tables``).
+Timestamps alone missed a change: two writes with one clock reading (a
+coarse clock, one stepped back, a fixed test clock) left ``updated_at``,
+``sanctions_status`` and ``screened_at`` as the first left them.
+``updated_at``, ``sanctions_status`` and ``screened_at`` are still compared:
+a replica of a release before the counter, during a rolling upgrade, writes
+the row without moving it.
 """
 
 from __future__ import annotations
@@ -29,27 +33,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.kyc.tables import Customer
 
-Version = tuple[datetime, str, datetime | None]
+Version = tuple[int, datetime, str, datetime | None]
 
 
 def version_of(c: Customer) -> Version:
     """The version of a customer as loaded."""
-    return (c.updated_at, c.sanctions_status, c.screened_at)
+    return (c.version, c.updated_at, c.sanctions_status, c.screened_at)
 
 
 async def lock_customers(session: AsyncSession, ids: Sequence[str]) -> dict[str, Version]:
     """Lock the customers ``ids`` until the session's transaction ends; the
     version of each as it is now (an id no longer there is left out)."""
-    await _sqlite_write_lock(session)
-    query = (select(Customer.id, Customer.updated_at, Customer.sanctions_status,
-                    Customer.screened_at)
+    await sqlite_write_lock(session)
+    query = (select(Customer.id, Customer.version, Customer.updated_at,
+                    Customer.sanctions_status, Customer.screened_at)
              .where(Customer.id.in_(ids)).order_by(Customer.id)
              .with_for_update())  # fmt: skip
     rows = await session.execute(query)
-    return {cid: (updated, status, screened) for cid, updated, status, screened in rows}
+    return {cid: (version, updated, status, screened)
+            for cid, version, updated, status, screened in rows}  # fmt: skip
 
 
-async def _sqlite_write_lock(session: AsyncSession) -> None:
+async def sqlite_write_lock(session: AsyncSession) -> None:
     """SQLite: the database's write lock for the session's transaction (a
     no-op on PostgreSQL, whose rows are locked one by one)."""
     connection = await session.connection()

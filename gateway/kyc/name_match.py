@@ -20,6 +20,8 @@ import re
 import unicodedata
 from itertools import permutations
 
+from gateway.kyc.confusables import spellings
+
 # rapidfuzz (~2.6 MB resident) is imported where a name is scored, not here:
 # every serving process imports this module, few ever screen a name.
 
@@ -125,8 +127,14 @@ def _tokens(name: str) -> list[str]:
 
 
 def similarity(a: str, b: str) -> float:
-    """Score two names in [0, 1] (both normalised here)."""
-    return max(_score(normalize(a), normalize(b)), _compact_score(compact(a), compact(b)))
+    """Score two names in [0, 1] (both normalised here), the best over each
+    name's readings: as written, and by shape when it has look-alike letters
+    (``confusables.spellings``)."""
+    return max(
+        max(_score(normalize(x), normalize(y)), _compact_score(compact(x), compact(y)))
+        for x in spellings(a)
+        for y in spellings(b)
+    )
 
 
 def _compact_score(ca: str, cb: str) -> float:

@@ -128,13 +128,18 @@ async def rescreen_customers(
     *,
     batch: int = RESCREEN_BATCH,
 ) -> RescreenOutcome:
-    """Every customer, in the caller's session and transaction (the caller
-    commits: all or nothing). Each batch is flushed and let go of, so only
-    the database holds what was screened."""
+    """Every customer, in the caller's session: each batch is committed (what
+    the session held before it too) and let go of, so only the database
+    holds what was screened. One transaction for the run held SQLite's write
+    lock from the first batch to the caller's commit: 3000 customers against
+    a 5000-name list held it ~28 s, and the audit writer's commits failed
+    past their 5 s busy timeout (requests fail closed) while an admin write
+    waited 28.5 s of its 30. ``rescreen_in_batches`` takes sessions instead."""
     outcome = RescreenOutcome()
     after: str | None = None
     while (after := await _rescreen_page(session, screener, actor, now, after, None,
                                          outcome, batch)) is not None:  # fmt: skip
+        await session.commit()
         session.expunge_all()
     return outcome
 

@@ -3,6 +3,8 @@
 Loads a list once (US Consolidated Screening List CSV export, or OpenSanctions
 FollowTheMoney JSON lines: ``sanctions_lists.py``) and screens names with
 rapidfuzz, both sides normalised and scored as ``name_match.py`` says. A name
+with look-alike letters (Cyrillic Er drawn as Latin ``P``) is screened as written
+and as it looks (``confusables.py``), the stronger result kept. A name
 of which nothing is left to compare is a ``potential_match`` for a human to
 look at, never a ``clear`` nobody could have computed. At or above the
 threshold (``settings.sanctions_threshold``) the name is a *potential* match
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from gateway.kyc.confusables import spellings
 from gateway.kyc.name_match import aligned_score, compact, normalize, similarity
 from gateway.kyc.sanctions_lists import SanctionsList, load_csl_csv, load_ftm_jsonl, load_list
 
@@ -97,6 +100,11 @@ class Screener:
         return self.sanctions.version
 
     def screen(self, name: str) -> ScreeningResult:
+        """The strongest result of ``name``'s readings (``confusables.spellings``)."""
+        results = [self._screen_one(spelling) for spelling in spellings(name)]
+        return max(results, key=lambda r: (r.status == "potential_match", r.score))
+
+    def _screen_one(self, name: str) -> ScreeningResult:
         query = normalize(name)
         best_index: int | None = None
         best = 0.0
@@ -140,6 +148,17 @@ class Screener:
         best = self.screen(name)
         if best.status != "potential_match" or best.best_match is None:
             return [best]
+        # One hit per listed name, the strongest over the name's readings.
+        by_name: dict[str, ScreeningResult] = {best.best_match: best}
+        for spelling in spellings(name):
+            for hit in self._hits(spelling):
+                found = by_name.get(hit.best_match or "")
+                if found is None or hit.score > found.score:
+                    by_name[hit.best_match or ""] = hit
+        return sorted(by_name.values(), key=lambda r: (-r.score, r.best_match or ""))
+
+    def _hits(self, name: str) -> list[ScreeningResult]:
+        """Every listed name this one reading of a name matches at or above the threshold."""
         from rapidfuzz import fuzz, process
         from rapidfuzz.distance import JaroWinkler
 
@@ -166,7 +185,7 @@ class Screener:
         for index in self._candidates(tokens):
             keep(index, aligned_score(tokens, self._normalized[index].split()))
         # One hit per listed name (an alias may be listed under two entries).
-        by_name: dict[str, ScreeningResult] = {best.best_match: best}
+        by_name: dict[str, ScreeningResult] = {}
         for index, score in scores.items():
             entry = self.sanctions.entries[index]
             found = by_name.get(entry.name)
@@ -174,7 +193,7 @@ class Screener:
                 by_name[entry.name] = ScreeningResult(
                     "potential_match", self.version, entry.name, round(score, 4), entry.source
                 )
-        return sorted(by_name.values(), key=lambda r: (-r.score, r.best_match or ""))
+        return list(by_name.values())
 
 
 def screener_from_path(path: Path, threshold: float) -> Screener:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.admin.auth import AdminActor
 from gateway.identity.admin_log import record_admin_action
 from gateway.identity.secrets import new_id
+from gateway.kyc.customer_insert import CustomerExists, insert_new
 from gateway.kyc.customer_locks import lock_customers, version_of
 from gateway.kyc.listing import MAX_PAGE, list_customers, list_history
 from gateway.kyc.owner_screening import NamesScreened, owner_names, screen_names
@@ -54,10 +55,6 @@ log = logging.getLogger(__name__)
 
 
 class CustomerNotFound(LookupError):
-    pass
-
-
-class CustomerExists(ValueError):
     pass
 
 
@@ -197,11 +194,13 @@ async def create_customer(
         ownership=ownership_rows(data.ownership),
     )
     _screen(c, screener, now, (), warn_unscreened)  # a new record: no review yet
-    session.add(c)
-    if not known_new:
-        await session.flush()
+    if known_new:
+        session.add(c)
+    else:
+        await insert_new(session, c)
     _record(session, actor, "customer.create", c, None, now)
     return c
+
 
 
 async def update_customer(

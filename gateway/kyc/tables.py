@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db.base import Base
@@ -46,6 +46,14 @@ class Customer(Base):
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    """Counts the row's writes: SQLAlchemy's version counter adds one to it in
+    every UPDATE of the row through the ORM (and fails one made on a copy read
+    before another write). What tells a read-then-write of the row
+    (``gateway.kyc.customer_locks``) that it changed since it was read: two
+    writes with one clock reading leave ``updated_at`` as it was."""
+
+    __mapper_args__ = {"version_id_col": version}
 
     ownership: Mapped[list[CustomerOwnership]] = relationship(
         back_populates="customer",

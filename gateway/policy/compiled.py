@@ -90,7 +90,7 @@ class CompiledBundle:
     plan_memo: dict[tuple[str, frozenset[str], bool], Any] = field(
         default_factory=dict, compare=False, hash=False, repr=False
     )
-    """``engine.quota_plan`` results by (tier, capabilities): a pure function of
+    """``quota_plans.quota_plan`` results by (tier, capabilities): a pure function of
     this immutable snapshot, so memoising it is safe and saves an allocation
     per request (and gives the quota meter stable plan objects to cache on)."""
 

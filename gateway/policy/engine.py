@@ -5,8 +5,9 @@
 Order of evaluation (Cedar semantics for the rules):
 
 1. ``status: suspended`` -> deny ``customer-suspended``.
-2. ``sanctions_status: confirmed_match`` -> deny ``sanctions-confirmed-match``.
-3. The effective tier (``effective_tier``): the assigned tier while KYC level,
+2. ``sanctions_status: confirmed_match`` -> deny ``sanctions-confirmed-match``
+   (1 and 2: ``account_tier.account_refusal``).
+3. The effective tier (``account_tier.effective_tier``): the assigned tier while KYC level,
    expiry, required attributes, required citizenship and a clear sanctions
    status hold; otherwise ``public``, with the reason in ``tier_demotion``.
 4. Rules that apply to the requested model and are in force at ``now``
@@ -18,7 +19,7 @@ Order of evaluation (Cedar semantics for the rules):
    before, and listed in ``report_rule_ids``/``report_reasons`` whatever the
    outcome; they never take part in the decision. Steps 1 and 2 decide before
    any rule is looked at, so their decisions list no report matches.
-5. Quota plan of the effective tier (``quota_plan``). Rule for which buckets apply:
+5. Quota plan of the effective tier (``quota_plans.quota_plan``). Which buckets apply:
    for every capability the request carries that has an entry in the tier's
    quotas, that entry's limits (bucket = capability); if none of the request's
    capabilities has an entry, the tier's ``default`` limits (bucket = ``default``).
@@ -35,129 +36,29 @@ match ``evaluation-error``, and the decision stands.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 from gateway.geo.origin import Origin
 from gateway.identity.principal import Principal
+from gateway.policy.account_tier import PUBLIC, account_refusal, effective_tier
 from gateway.policy.compiled import CompiledBundle
-from gateway.policy.conditions import EvalContext, kyc_expired, kyc_too_old
-from gateway.policy.decision import (
-    EVALUATION_ERROR,
-    Decision,
-    QuotaLimit,
-    QuotaPlan,
-    ReportedDecision,
-)
+from gateway.policy.conditions import EvalContext
+from gateway.policy.decision import EVALUATION_ERROR, Decision, QuotaPlan, ReportedDecision
 from gateway.policy.facts import BodyFacts, RequestFacts
 from gateway.policy.key_scope import KEY_SCOPE, key_scope_refusal
+
+# Re-exported: proxy/pipeline.py still imports it from here (left untouched while
+# other branches edit it); new code imports it from quota_plans.
+from gateway.policy.quota_plans import default_output_tokens as default_output_tokens
+from gateway.policy.quota_plans import quota_plan
 from gateway.policy.report import NO_REPORT, Report, match_report_rules
 from gateway.policy.ruleindex import CompiledRule, RuleIndex
 
 log = logging.getLogger("gateway.policy")
 
-PUBLIC = "public"
 DEFAULT_DENY = "default-deny"
 DEFAULT_DENY_REASON = "No policy rule allows this request."
 DEFAULT_ENDPOINT = "/v1/chat/completions"
-
-
-def effective_tier(
-    principal: Principal, bundle: CompiledBundle, now: datetime
-) -> tuple[str, str | None]:
-    """(tier, reason it differs from the assigned tier or None)."""
-    assigned = principal.tier
-    tier = bundle.tiers.get(assigned)
-    if tier is None:
-        return PUBLIC, f"assigned tier '{assigned}' is not defined in the policy bundle"
-    if assigned == PUBLIC:
-        return PUBLIC, None
-    if principal.sanctions_status != "clear":
-        return PUBLIC, f"sanctions screening status is {principal.sanctions_status}"
-    rank = bundle.kyc_rank.get(principal.kyc_level, -1)
-    if rank < tier.min_rank:
-        return PUBLIC, (
-            f"KYC level '{principal.kyc_level}' is below tier {assigned}'s minimum '{tier.min_kyc}'"
-        )
-    if kyc_expired(principal, now):
-        return PUBLIC, f"KYC expired at {_rfc3339(principal.kyc_expires_at)}"
-    if tier.kyc_max_age is not None and kyc_too_old(principal, tier.kyc_max_age, now):
-        verified = principal.kyc_verified_at
-        when = "at an unrecorded time" if verified is None else f"at {_rfc3339(verified)}"
-        return PUBLIC, (
-            f"KYC verified {when}; tier {assigned} requires re-verification every "
-            f"{tier.kyc_max_age.days} days"
-        )
-    missing = tier.require_attributes - principal.attributes
-    if missing:
-        return PUBLIC, f"missing required attribute(s): {', '.join(sorted(missing))}"
-    if tier.require_citizenship is not None and principal.citizenships.isdisjoint(
-        tier.require_citizenship
-    ):
-        return PUBLIC, f"tier {assigned} requires citizenship in {tier.require_citizenship_label}"
-    return assigned, None
-
-
-def _rfc3339(value: datetime | None) -> str:
-    # As the admin API writes times (UTC, ``Z``): the demotion reason is kept in
-    # decision records, where an auditor compares it with the customer record.
-    if value is None:
-        return "never"
-    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return utc.isoformat().replace("+00:00", "Z")
-
-
-def default_output_tokens(
-    principal: Principal, bundle: CompiledBundle, now: datetime
-) -> int | None:
-    """The effective tier's ``default_max_tokens``: the output bound of a request
-    that names none (``facts.with_output_bound``)."""
-    if account_refusal(principal) is not None:
-        return None  # refused whatever it asks; nothing will be generated
-    tier, _ = effective_tier(principal, bundle, now)
-    quotas = bundle.quotas.get(tier)
-    return quotas.default_max_tokens if quotas is not None else None
-
-
-def quota_plan(
-    bundle: CompiledBundle, tier: str, capabilities: frozenset[str], streaming: bool = False
-) -> tuple[QuotaPlan, str | None]:
-    """(plan, the first bucket with a 0 limit or None); see the module docstring."""
-    key = (tier, capabilities, streaming)
-    memo = bundle.plan_memo.get(key)
-    if memo is None:
-        memo = bundle.plan_memo[key] = _quota_plan(bundle, tier, capabilities, streaming)
-    result: tuple[QuotaPlan, str | None] = memo
-    return result
-
-
-def _quota_plan(
-    bundle: CompiledBundle, tier: str, capabilities: frozenset[str], streaming: bool
-) -> tuple[QuotaPlan, str | None]:
-    tq = bundle.quotas.get(tier)
-    if tq is None:
-        return QuotaPlan(tier=tier), None
-    limits: list[QuotaLimit] = []
-    for cap in sorted(capabilities):
-        limits.extend(tq.per_capability.get(cap, ()))
-    if not any(cap in tq.per_capability for cap in capabilities):
-        limits.extend(tq.default)
-    # A 0 limit closes the bucket, except ``concurrent_streams: 0``, which
-    # closes it to streams only: a non-streaming request holds no stream slot.
-    closed = next(
-        (
-            lim.capability
-            for lim in limits
-            if lim.limit == 0 and (streaming or lim.kind != "concurrent_streams")
-        ),
-        None,
-    )
-    plan = QuotaPlan(
-        tier=tier,
-        limits=tuple(limits),
-        default_max_tokens=tq.default_max_tokens,
-        fail_open=tq.fail_open,
-    )
-    return plan, closed
 
 
 def _deny(
@@ -207,16 +108,6 @@ def _decision(
         report_rule_ids=report[0],
         report_reasons=report[1],
     )
-
-
-def account_refusal(principal: Principal) -> tuple[str, str] | None:
-    """``(rule id, reason)`` when the account itself cannot be served, whatever
-    it asks for: suspended, or a confirmed sanctions match."""
-    if principal.status == "suspended":
-        return "customer-suspended", "This account is suspended."
-    if principal.sanctions_status == "confirmed_match":
-        return "sanctions-confirmed-match", "This account cannot be served (sanctions screening)."
-    return None
 
 
 def _decide(

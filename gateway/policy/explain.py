@@ -19,21 +19,16 @@ from typing import Any
 
 from gateway.identity.principal import Principal
 from gateway.kyc.schemas import rfc3339
+from gateway.policy.account_tier import account_refusal, effective_tier
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.conditions import CompileEnv
 from gateway.policy.decision import Decision, QuotaPlan
-from gateway.policy.engine import (
-    DEFAULT_DENY,
-    account_refusal,
-    decide,
-    effective_tier,
-    eval_context,
-    quota_plan,
-)
+from gateway.policy.engine import DEFAULT_DENY, decide, eval_context
 from gateway.policy.explain_conditions import ConditionTrace, trace_condition
 from gateway.policy.facts import RequestFacts
 from gateway.policy.key_scope import KEY_SCOPE, key_scope_refusal
 from gateway.policy.loader import rule_locations
+from gateway.policy.quota_plans import quota_plan
 from gateway.policy.ruleindex import CompiledRule
 
 log = logging.getLogger("gateway.policy")

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.identity.principal import Principal
+from gateway.identity.screening_summary import ListInForce
 from gateway.identity.store import principal_from
 from gateway.identity.tables import ApiKey
 from gateway.kyc.schemas import as_utc
@@ -47,8 +48,10 @@ class CustomerRecord:
 
 
 async def load_customer(
-    session: AsyncSession, customer_id: str, now: datetime
+    session: AsyncSession, customer_id: str, now: datetime, in_force: ListInForce | None = None
 ) -> CustomerRecord | None:
+    """``in_force``: the serving process's sanctions list, so that a customer it
+    holds for a rescreen is explained as held (``screening_summary``)."""
     row = await session.get(Customer, customer_id)
     if row is None:
         return None
@@ -63,14 +66,14 @@ async def load_customer(
             key.name,
             None if key.allowed_models is None else tuple(key.allowed_models),
             None if key.allowed_capabilities is None else tuple(key.allowed_capabilities),
-            principal_from(row, key.id, "explain", key),
+            principal_from(row, key.id, "explain", key, in_force),
         )
         for key in keys
         if key.revoked_at is None
         and (key.expires_at is None or as_utc(key.expires_at) > now)
         and (key.allowed_models is not None or key.allowed_capabilities is not None)
     )
-    return CustomerRecord(principal_from(row, None, "explain"), scoped)
+    return CustomerRecord(principal_from(row, None, "explain", None, in_force), scoped)
 
 
 def key_scope_document(keys: tuple[ScopedKey, ...], facts: RequestFacts) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from gateway.policy.control import control_explanation
 from gateway.policy.explain import Explanation, explain
 from gateway.policy.explain_customer import ScopedKey, key_scope_document
 from gateway.policy.explain_key import AUTHENTICATION_FAILED, KeyRecord, key_scope_for
-from gateway.policy.schema import AwareTimestamp
+from gateway.policy.schema_types import AwareTimestamp
 from gateway.policy.testing import CaseIn, ExpectIn, PrincipalIn, RequestIn, request_facts
 from gateway.policy.yamlsrc import format_path
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.identity.keys import KEY_KIND
 from gateway.identity.principal import Principal
+from gateway.identity.screening_summary import ListInForce
 from gateway.identity.secrets import credential_id
 from gateway.identity.store import key_row, principal_from
 from gateway.kyc.schemas import as_utc, rfc3339
@@ -81,7 +82,10 @@ _REFUSALS = {
 }
 
 
-async def load_key(session: AsyncSession, key_id: str) -> KeyRecord | None:
+async def load_key(
+    session: AsyncSession, key_id: str, in_force: ListInForce | None = None
+) -> KeyRecord | None:
+    """``in_force``: as ``explain_customer.load_customer``'s."""
     row = await key_row(session, key_id)
     if row is None:
         return None
@@ -94,7 +98,7 @@ async def load_key(session: AsyncSession, key_id: str) -> KeyRecord | None:
         allowed_models=None if key.allowed_models is None else tuple(key.allowed_models),
         allowed_capabilities=(None if key.allowed_capabilities is None
                               else tuple(key.allowed_capabilities)),
-        principal=principal_from(customer, key.id, "api_key", key),
+        principal=principal_from(customer, key.id, "api_key", key, in_force),
     )  # fmt: skip
 
 

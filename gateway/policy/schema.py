@@ -9,22 +9,17 @@ rule does not hide the errors of the next) and then checks cross references
 Sets of countries: a string names a country group (``origin_in: sanctioned``)
 or is one ISO code; a list holds ISO 3166-1 alpha-2 codes, ISO 3166-2 region
 codes, or group names (lower case), freely mixed.
+
+The base models and the date-time field types are in ``schema_types.py``.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gateway.policy.schema_types import AwareTimestamp, CitedModel, StrictModel
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -42,69 +37,14 @@ QuotaLimitKind = Literal[
 SanctionsStatusName = Literal["clear", "potential_match", "confirmed_match"]
 
 
-def _rfc3339(value: Any) -> Any:
-    # Strict mode takes only datetime objects, but a quoted YAML timestamp is a
-    # string: parse RFC 3339 / ISO 8601 text here. Anything else (an int such
-    # as 20260613, which lax mode read as epoch seconds; a bare date) is left to
-    # strict mode to reject.
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(
-                f"not an RFC 3339 date-time: {value!r} (e.g. 2026-06-13T04:00:00Z)"
-            ) from None
-    if isinstance(value, date) and not isinstance(value, datetime):
-        raise ValueError(
-            f"a date without a time of day: {value.isoformat()} (write the instant, "
-            f"e.g. {value.isoformat()}T00:00:00Z)"
-        )
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise ValueError(
-            f"a number is not a date-time: {value!r} (write RFC 3339, e.g. 2026-06-13T04:00:00Z)"
-        )
-    return value
-
-
-def _aware(value: datetime) -> datetime:
-    """The instant in UTC: ``04:00:00+01:00`` and ``03:00:00Z`` are one instant, so
-    they give one bundle version, and ``policy diff`` shows a moved directive as
-    the move it is rather than a change of notation."""
-    if value.tzinfo is None:
-        raise ValueError("must carry a time zone, e.g. 2026-06-13T04:00:00Z")
-    return value.astimezone(UTC)
-
-
-Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
-"""A date-time: a YAML timestamp or an RFC 3339 string, never a number."""
-AwareTimestamp = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_aware)]
-"""A ``Timestamp`` with a time zone: a naive one cannot be compared with the clock."""
-
-
-class _Strict(BaseModel):
-    # strict: YAML already gives real ints, bools and strings, so a value of the
-    # wrong YAML type is a mistake to report, not to convert ("20" is not 20,
-    # true is not 1 concurrent stream, "yes" is not true).
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False, strict=True)
-
-
-class _Cited(_Strict):
-    """Metadata keys a compliance officer uses to cite where a list comes from."""
-
-    source: str | list[str] | None = None
-    as_of: date | str | None = None
-    legal_basis: str | list[str] | None = None
-    notes: str | None = None
-
-
-class CountryGroup(_Cited):
+class CountryGroup(CitedModel):
     countries: list[str] = Field(default_factory=list)
     """ISO 3166-1 alpha-2 codes (upper case)."""
     regions: list[str] = Field(default_factory=list)
     """ISO 3166-2 subdivision codes, e.g. ``UA-43``."""
 
 
-class Tier(_Cited):
+class Tier(CitedModel):
     min_kyc: str
     require_attributes: list[str] = Field(default_factory=list)
     require_citizenship: NameSet | None = None
@@ -115,7 +55,7 @@ class Tier(_Cited):
     description: str | None = None
 
 
-class Model(_Cited):
+class Model(CitedModel):
     tiers: list[str]
     upstream: str | None = None
     """Base URL overriding ``GATEWAY_UPSTREAM_URL`` for this model."""
@@ -129,7 +69,7 @@ class Model(_Cited):
         return value
 
 
-class BodyCondition(_Strict):
+class BodyCondition(StrictModel):
     """Conditions over the request body only: what a capability classifier may use."""
 
     has_tools: bool | None = None
@@ -147,7 +87,7 @@ class BodyCondition(_Strict):
     not_: BodyCondition | None = Field(default=None, alias="not")
 
 
-class Condition(_Strict):
+class Condition(StrictModel):
     """A rule's ``when``/``unless``: keys in one mapping are ANDed.
 
     An empty mapping matches every request.
@@ -186,12 +126,12 @@ class Condition(_Strict):
     not_: Condition | None = Field(default=None, alias="not")
 
 
-class Capability(_Cited):
+class Capability(CitedModel):
     when: BodyCondition
     description: str | None = None
 
 
-class Effective(_Strict):
+class Effective(StrictModel):
     from_: AwareTimestamp | None = Field(default=None, alias="from")
     until: AwareTimestamp | None = None
 
@@ -214,7 +154,7 @@ RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=120)
 # decision naming the rule would fail to record, i.e. 503).
 
 
-class Rule(_Cited):
+class Rule(CitedModel):
     id: RuleId
     effect: Literal["allow", "deny", "exempt"]
     """``exempt``: when it matches, the deny rules named in ``exempts`` do not
@@ -252,7 +192,7 @@ class Rule(_Cited):
         return self
 
 
-class QuotaLimits(_Strict):
+class QuotaLimits(StrictModel):
     requests_per_minute: int | None = Field(default=None, ge=0)
     requests_per_day: int | None = Field(default=None, ge=0)
     tokens_per_minute: int | None = Field(default=None, ge=0)
@@ -290,7 +230,7 @@ class TierQuota(BaseModel):
         return dict(self.__pydantic_extra__ or {})
 
 
-class Bundle(_Strict):
+class Bundle(StrictModel):
     """The merged bundle: every file of the policy directory together."""
 
     schema_version: Literal[1] = SCHEMA_VERSION

@@ -35,11 +35,12 @@ from gateway.policy.caserecord import record_problems, upper_code
 from gateway.policy.caserefs import case_references
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.decision import EVALUATION_ERROR
-from gateway.policy.engine import DEFAULT_ENDPOINT, decide, default_output_tokens
+from gateway.policy.engine import DEFAULT_ENDPOINT, decide
 from gateway.policy.facts import ApiShape, BodyFacts, RequestFacts, with_output_bound
 from gateway.policy.files import test_files
 from gateway.policy.loader import pydantic_message as _message
-from gateway.policy.schema import AwareTimestamp
+from gateway.policy.quota_plans import default_output_tokens
+from gateway.policy.schema_types import AwareTimestamp
 from gateway.policy.yamlsrc import DataPath, format_path, parse_file
 
 

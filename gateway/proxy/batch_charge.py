@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import orjson
 
-from gateway.policy.engine import quota_plan
+from gateway.policy.quota_plans import quota_plan
 from gateway.proxy.references import Reference
 from gateway.proxy.relayed_ids import answer_references
 from gateway.proxy.usage import usage_from_doc

@@ -32,8 +32,9 @@ from gateway.audit.ids import new_id
 from gateway.audit.record import DecisionRecord
 from gateway.policy.capabilities import classify
 from gateway.policy.decision import Decision, QuotaPlan
-from gateway.policy.engine import decide, default_output_tokens
+from gateway.policy.engine import decide
 from gateway.policy.facts import BodyFacts, RequestFacts
+from gateway.policy.quota_plans import default_output_tokens
 from gateway.proxy.asgi_io import Receive, Scope, header, joined_header
 from gateway.proxy.batch_charge import groups_of
 from gateway.proxy.batch_state import BATCH_NOT_FOUND_RULE

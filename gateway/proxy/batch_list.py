@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from gateway.ops import hooks  # ops: metrics + access log
-from gateway.policy.engine import account_refusal
+from gateway.policy.account_tier import account_refusal
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Scope, Send
 from gateway.proxy.asgi_io import send_response as send_raw
 from gateway.proxy.batch_answer import with_gateway_results_url

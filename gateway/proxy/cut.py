@@ -59,9 +59,10 @@ from typing import Literal
 import orjson
 
 from gateway.identity.principal import Principal
+from gateway.policy.account_tier import account_refusal
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.decision import Decision
-from gateway.policy.engine import account_refusal, decide
+from gateway.policy.engine import decide
 from gateway.policy.facts import ApiShape, RequestFacts
 from gateway.policy.holder import PolicyHolder
 from gateway.proxy.errors import error_type, join_reasons

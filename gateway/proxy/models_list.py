@@ -10,9 +10,11 @@ import orjson
 
 from gateway.identity.principal import Principal
 from gateway.ops import hooks  # ops: metrics + access log
+from gateway.policy.account_tier import account_refusal, effective_tier
 from gateway.policy.compiled import CompiledBundle
-from gateway.policy.engine import account_refusal, effective_tier, quota_plan, visible_models
+from gateway.policy.engine import visible_models
 from gateway.policy.facts import ApiShape
+from gateway.policy.quota_plans import quota_plan
 from gateway.proxy.asgi_io import JSON_CONTENT_TYPE, Scope, Send
 from gateway.proxy.asgi_io import send_response as send_raw
 from gateway.proxy.errors import ProxyError, unavailable

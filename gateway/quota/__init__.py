@@ -6,7 +6,8 @@ Public API for the pipeline and ``app.py``: ``build_meter``, ``Meter``,
 
 from gateway.quota.describe import describe_refusal
 from gateway.quota.headers import format_duration
-from gateway.quota.meter import STORE_ERRORS, Meter, Reservation, build_meter
+from gateway.quota.leases import STORE_ERRORS, Reservation
+from gateway.quota.meter import Meter, build_meter
 
 __all__ = [
     "STORE_ERRORS",

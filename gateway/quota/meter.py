@@ -14,24 +14,18 @@ streams, from a per-process random prefix and a counter; the headers and the
 summary are built in one pass; settle skips the store when there is nothing
 to change.
 
-Stream leases expire after ``lease_ttl_seconds`` unless refreshed. The meter
-refreshes its own leases from one heartbeat task per stream (cancelled by
-``settle``), so the pipeline never has to; a crashed replica stops
-refreshing and its slots come back within one TTL. A heartbeat gives up
-after ``max_stream_seconds`` so a stream whose settle was never called
-cannot hold a slot forever.
+Stream leases and their heartbeats, and the accounting of failed store
+calls, are in ``leases.py`` (``StreamLeases``, this meter's base class).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from prometheus_client import Counter as PromCounter
@@ -39,12 +33,11 @@ from prometheus_client import Counter as PromCounter
 from gateway.policy.decision import QuotaPlan
 from gateway.quota.buckets import PreparedPlan, counters_for_usage, prepare
 from gateway.quota.headers import headers_and_summary, limit_dict
+from gateway.quota.leases import Reservation, StreamLeases
 from gateway.quota.memory import MemoryStore
 from gateway.quota.store import QuotaStore, StoreDown
 from gateway.settings import Settings
 from gateway.stages import Admission, QuotaStoreUnavailable, Usage
-
-log = logging.getLogger(__name__)
 
 MAX_TOKENS = 10**12
 """Token amounts are clamped here: far above any real limit, and well inside
@@ -54,37 +47,13 @@ PLAN_CACHE_SIZE = 8192
 """Cached (customer, plan, streaming) entries; the cache is emptied when full
 (a plan changes only with the policy, so it refills with what is in use)."""
 
-STORE_ERRORS = PromCounter(
-    "gateway_quota_store_errors",
-    "Quota store calls that failed (store unreachable or timed out), by operation",
-    ["operation"],
-)
 FAIL_OPEN_ADMISSIONS = PromCounter(
     "gateway_quota_fail_open_admissions",
     "Requests admitted without a quota check because the store was down and the tier fails open",
 )
 
 
-@dataclass(slots=True)
-class Reservation:
-    """``Admission.lease``: what settle must undo or adjust."""
-
-    customer_id: str
-    lease_id: str
-    """The stream lease's id; empty when the request holds no stream slot."""
-    plan: PreparedPlan
-    admitted_ms: int
-    """When the reservation was taken: settle finds its slot from it."""
-    reserved_tokens: int
-    settled: bool = False
-    heartbeat: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    @property
-    def lease_keys(self) -> tuple[str, ...]:
-        return self.plan.lease_keys if self.lease_id else ()
-
-
-class Meter:
+class Meter(StreamLeases):
     """``gateway.stages.QuotaMeter`` implementation."""
 
     def __init__(
@@ -108,14 +77,6 @@ class Meter:
         # per-process prefix, then a counter (uuid4 per request costs more).
         self._lease_prefix = os.urandom(8).hex() + "-"
         self._lease_seq = itertools.count(1)
-
-    def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
-
-    def _store_failed(self, operation: str, exc: StoreDown) -> None:
-        self.store_failures += 1
-        STORE_ERRORS.labels(operation).inc()
-        log.error("quota store %s failed: %s", operation, exc)
 
     def _prepared(self, customer_id: str, plan: QuotaPlan, streaming: bool) -> PreparedPlan:
         # The policy engine builds a new QuotaPlan per request, and hashing it
@@ -256,47 +217,6 @@ class Meter:
         except StoreDown as exc:
             self._store_failed("charge", exc)
             raise QuotaStoreUnavailable(f"quota store unavailable: {exc}") from exc
-
-    async def refresh(self, admission: Admission) -> bool:
-        """Extend the stream lease by one TTL; False if it was lost (expired)."""
-        reservation = admission.lease
-        if not isinstance(reservation, Reservation) or not reservation.lease_keys:
-            return False
-        return await self._refresh(reservation) is True
-
-    async def _refresh(self, reservation: Reservation) -> bool | None:
-        """True: extended; False: the lease is gone; None: the store did not answer."""
-        if reservation.settled:
-            return False
-        now_ms = self._now_ms()
-        try:
-            return await self.store.refresh_leases(
-                reservation.lease_keys, reservation.lease_id, now_ms + self.lease_ttl_ms, now_ms
-            )
-        except StoreDown as exc:
-            self._store_failed("refresh", exc)
-            return None
-
-    async def _heartbeat(self, reservation: Reservation) -> None:
-        interval = self.lease_ttl_ms / 3000
-        deadline = time.monotonic() + self.max_stream_seconds
-        while time.monotonic() < deadline:
-            await asyncio.sleep(interval)
-            alive = await self._refresh(reservation)
-            if alive is False:
-                # Expired and purged (e.g. Redis restarted empty, or the loop was
-                # blocked past the TTL): the slot may already be someone else's.
-                log.warning(
-                    "stream lease %s of %s lost; the stream goes on without a slot",
-                    reservation.lease_id,
-                    reservation.customer_id,
-                )
-                return
-        log.warning(
-            "stream lease %s not settled after %ss; letting it expire",
-            reservation.lease_id,
-            self.max_stream_seconds,
-        )
 
     async def usage(self, customer_id: str, plan: QuotaPlan) -> dict[str, object]:
         """Current use of every bucket of the plan (admin API)."""

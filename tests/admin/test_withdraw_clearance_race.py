@@ -32,10 +32,11 @@ async def _set_status(sessions: customers.Sessions, status: str) -> None:
         await session.commit()
 
 
-def test_a_confirmed_match_set_during_a_withdrawal_stands(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+def confirmation_during_withdrawal(monkeypatch: pytest.MonkeyPatch, database_url: str) -> str:
+    """The CLI withdraws a clearance; an officer's confirmed_match arrives
+    once it has read the customer. ``customers show`` after both (shared
+    with the PostgreSQL tests, ``tests/ops/test_customer_locks_postgres.py``)."""
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", database_url)
     monkeypatch.setenv("GATEWAY_SANCTIONS_LIST", str(DATA / "sanctions_sample.ftm.jsonl"))
     added = runner.invoke(customers.app, ["add", "Halvard Quenneth Brisk", "--id", "h3"])
     assert added.exit_code == 0, added.output
@@ -66,5 +67,13 @@ def test_a_confirmed_match_set_during_a_withdrawal_stands(
     assert r.exit_code == 0, r.output
     officer[0].join(30)
     monkeypatch.setattr(service, "get_customer", real)
-    shown = runner.invoke(customers.app, ["show", "h3"]).output
+    return runner.invoke(customers.app, ["show", "h3"]).output
+
+
+def test_a_confirmed_match_set_during_a_withdrawal_stands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown = confirmation_during_withdrawal(
+        monkeypatch, f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    )
     assert "confirmed_match" in shown, shown

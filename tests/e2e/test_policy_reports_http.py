@@ -139,11 +139,14 @@ def test_concurrent_impact_replays_leave_the_worker_answering(gateway: Proc, adm
     (six on two CPUs): each replay's consumer waited for batches in that pool,
     the puts that would bring them queued behind, and the pool was deadlocked
     for good: those replays never answered, nor anything else that needs the
-    pool (policy validate here; reloads, the upstream's DNS lookups)."""
+    pool (policy validate here; reloads, the upstream's DNS lookups).
+    One token per replay: a token runs one replay at a time (429 for a second,
+    ``test_policy_runs_http.py``), so the pile-up takes twelve officers."""
     files = _bundle(WITHDRAW_HAIKU)
+    officers = [_token(admin, "compliance") for _ in range(12)]
 
-    def replay(_: int) -> int:
-        with httpx.Client(base_url=gateway.url, headers=admin.http.headers) as client:
+    def replay(index: int) -> int:
+        with httpx.Client(base_url=gateway.url, headers=officers[index]) as client:
             return client.post("/admin/v1/policy/impact", timeout=45,
                                json={"files": files, "since": "1h"}).status_code  # fmt: skip
 

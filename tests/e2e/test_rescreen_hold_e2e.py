@@ -57,7 +57,23 @@ def test_a_customer_never_screened_against_the_list_is_held_until_it_is(
 
     held = decision()
     assert held["effective_tier"] == "public", held
-    assert held["facts"]["tier_demotion"] == "sanctions screening status is potential_match"
+    # The record is clear and names no hit: the demotion says the hold is a
+    # wait for the rescreen (it said "potential_match", as for a real lead).
+    why = held["facts"]["tier_demotion"]
+    assert why.startswith("sanctions screening status is potential_match: awaiting rescreen"), why
+    # Explained over the admin API, the customer is held as the gateway holds
+    # it (explain read the record without the list in force: enterprise, allowed).
+    for who in ({"customer_id": "acme"}, {"key_id": key.split("_")[1]}):
+        explained = admin.http.post("/admin/v1/policy/explain", json={
+            **who, "request": {"model": "fable-5", "origin": "US"}})  # fmt: skip
+        assert explained.status_code == 200, explained.text
+        doc = explained.json()
+        assert (doc["effective_tier"], doc["decision"]) == ("public", "deny"), (who, doc)
+        assert doc["tier_demotion"] == why, (who, doc)
+    # Its usage is reported against the tier it is metered at while held.
+    usage = admin.http.get("/admin/v1/customers/acme/usage")
+    assert usage.status_code == 200, usage.text
+    assert (usage.json()["tier"], usage.json()["tier_demotion"]) == ("public", why), usage.json()
     # Refused an enterprise model, the record says what the hold waits for.
     refused = httpx.post(f"{gateway.url}/v1/chat/completions",
                          headers={"authorization": f"Bearer {key}", "x-forwarded-for": US_IP},

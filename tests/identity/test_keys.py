@@ -77,7 +77,7 @@ async def test_identify_caches_principal(
     assert p.controlled_by({"CN"}, 50) and not p.controlled_by({"SG"}, 50)
     assert p.attributes == frozenset({"academic_affiliation"})
     assert p.kyc_expires_at is not None and p.kyc_expires_at.year == 2027
-    # Tiers with kyc_max_age_days decide on it (policy/engine.py).
+    # Tiers with kyc_max_age_days decide on it (policy/account_tier.py).
     assert p.kyc_verified_at == datetime(2026, 1, 2, 2, 4, 5, tzinfo=UTC)
     assert identifier.db_reads == 1
     for _ in range(5):

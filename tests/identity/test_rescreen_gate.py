@@ -91,3 +91,41 @@ async def test_a_record_from_before_thresholds_were_kept_is_not_held(tmp_path: P
     identifier.list_in_force = ListInForce(listed.version, 0.9, LOADED)
     assert (await identifier.identify(None, key)).sanctions_status == "clear"
     await engine.dispose()
+
+
+async def test_a_held_customers_allowed_request_says_it_awaits_the_rescreen(
+    tmp_path: Path,
+) -> None:
+    """Served as ``public`` on a hold, an allowed request's record said
+    ``sanctions screening status is potential_match``, as for a real lead,
+    while the customer record says ``clear`` and names no hit: the demotion
+    now says that the hold waits for a rescreen, and against which list."""
+    from gateway.policy.engine import decide
+    from gateway.policy.loader import load_bundle
+    from tests.policy.conftest import facts
+    from tests.support.processes import REPO
+
+    engine, sessions = await make_db(make_settings(tmp_path))
+    (tmp_path / "old.csv").write_text(HEADER + "Zoltrava Shipping,,Entity,SYN-EL\n")
+    (tmp_path / "new.csv").write_text(HEADER + "Brenholt Ventures,,Entity,SYN-EL\n")
+    old = screener_from_path(tmp_path / "old.csv", 0.9)
+    new = screener_from_path(tmp_path / "new.csv", 0.9)
+    record = CustomerCreate(id="c1", name="Acme Robotics Inc", kind="organization",
+                            residence="US", incorporated_in="US", kyc_level="kyb_verified",
+                            tier="enterprise")  # fmt: skip
+    async with sessions() as session:
+        await service.create_customer(session, record, ACTOR, old, NOW)
+        _, key = await create_api_key(session, "c1", ACTOR, NOW, name="k")
+        await session.commit()
+    identifier = GatewayIdentifier(sessions, 0.0, wall_clock=lambda: NOW)
+    identifier.list_in_force = ListInForce(new.version, new.threshold, LOADED)
+    principal = await identifier.identify(None, key)
+    bundle = load_bundle(REPO / "policies")
+    decision = decide(principal, facts(model="haiku-lite", country="US"), bundle, NOW)
+    assert decision.allowed and decision.effective_tier == "public", decision
+    why = decision.tier_demotion or ""
+    assert why.startswith("sanctions screening status is potential_match: awaiting rescreen"), why
+    assert new.version in why and old.version in why, why
+    # A real lead keeps the plain reason (test_engine.py); so does a replay of
+    # this record, which carries the status the engine saw, not the hold.
+    await engine.dispose()

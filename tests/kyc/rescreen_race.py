@@ -23,13 +23,14 @@ from gateway.admin.auth import AdminActor
 from gateway.kyc import rescreen, service
 from gateway.kyc.list_update import LIST_UPDATE_ACTOR
 from gateway.kyc.rescreen import RescreenOutcome, rescreen_in_batches
-from gateway.kyc.schemas import CustomerCreate, CustomerPatch
+from gateway.kyc.schemas import CustomerCreate, CustomerPatch, KycEvent
 from gateway.kyc.screening import Screener, screener_from_path
 from gateway.kyc.tables import Customer, ScreeningReview
 
 Sessions = async_sessionmaker[AsyncSession]
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 OFFICER = AdminActor(name="officer", role="compliance", token_id=None)
+VENDOR = AdminActor(name="kyc-vendor", role="admin", token_id=None)
 HEADER = "name,alt_names,type,source\n"
 BRENHOLT = "Brenholt Ventures,,Entity,SYN-EL\n"
 ZOLTRAVA = "Zoltrava Shipping,,Entity,SYN-EL\n"
@@ -179,3 +180,59 @@ async def batch_during_clearance(
         c = await service.get_customer(session, ORG)
         reviewed = {str(h["listed_name"]): bool(h["reviewed"]) for h in c.screening_hits or ()}
         return c.sanctions_status, reviewed
+
+
+async def rename_at_one_clock_reading(
+    sessions: Sessions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[RescreenOutcome, str]:
+    """A rescreen of the updated list reads a customer neither list names;
+    before the batch writes, a replica still screening with the old list
+    renames it to a name the updated list names, its clock reading the
+    instant the record was last written (a coarse clock, one stepped back,
+    or two writes in one tick): ``updated_at``, ``sanctions_status`` and
+    ``screened_at`` are all as the batch read them. The batch's outcome and
+    the customer's sanctions status after it."""
+    old, new = lists(tmp_path)
+    async with sessions() as session:
+        data = CustomerCreate(id=CUSTOMER, name="Jane Smith")
+        await service.create_customer(session, data, OFFICER, old, NOW)
+        await session.commit()
+
+    async def rename() -> None:
+        async with sessions() as session:
+            patch = CustomerPatch(name="Zoltrava Shipping Ltd")
+            renamed = await service.update_customer(session, CUSTOMER, patch, OFFICER, old, NOW)
+            assert renamed.sanctions_status == "clear"  # the old list does not name it
+            await session.commit()
+
+    between_read_and_write(monkeypatch, rename)
+    outcome = await rescreen_in_batches(sessions, new, LIST_UPDATE_ACTOR,
+                                        NOW + timedelta(seconds=1))  # fmt: skip
+    async with sessions() as session:
+        return outcome, (await service.get_customer(session, CUSTOMER)).sanctions_status
+
+
+async def kyc_event_during_batch(
+    sessions: Sessions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[RescreenOutcome, str, str]:
+    """A rescreen of the updated list reads a ``clear`` customer that list
+    names; a KYC webhook's event for it is applied before the batch writes.
+    The batch's outcome, and the customer's sanctions status and KYC level
+    after both."""
+    old, new = lists(tmp_path)
+    await clear_customer(sessions, old)
+
+    async def kyc_event() -> None:
+        async with sessions() as session:
+            event = KycEvent(id="evt_batch", customer_id=CUSTOMER, kyc_level="verified",
+                             kyc_verified_at=NOW)  # fmt: skip
+            applied = await service.apply_kyc_event(session, event, VENDOR,
+                                                    NOW + timedelta(minutes=5))  # fmt: skip
+            assert applied.applied
+            await session.commit()
+
+    between_read_and_write(monkeypatch, kyc_event)
+    outcome = await rescreen_in_batches(sessions, new, LIST_UPDATE_ACTOR, NOW)
+    async with sessions() as session:
+        c = await service.get_customer(session, CUSTOMER)
+        return outcome, c.sanctions_status, c.kyc_level

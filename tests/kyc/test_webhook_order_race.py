@@ -36,14 +36,14 @@ Deliver = Callable[[AsyncSession, str], Awaitable[object]]
 """Applies the delivery named (``older``, ``newer``) in the session given."""
 
 
-async def _own_event(session: AsyncSession, which: str) -> object:
+async def own_event(session: AsyncSession, which: str) -> object:
     minutes, level = (10, "basic") if which == "older" else (20, "verified")
     kyc = KycEvent(id=f"evt_{which}", customer_id="cus_kyc", kyc_level=level,
                    kyc_verified_at=T0 + timedelta(minutes=minutes))  # fmt: skip
     return await service.apply_kyc_event(session, kyc, VENDOR, T0 + timedelta(hours=2))
 
 
-async def _vendor_verdict(session: AsyncSession, which: str) -> object:
+async def vendor_verdict(session: AsyncSession, which: str) -> object:
     minutes, kind = (10, "fail") if which == "older" else (20, "pass")
     verdict = Verdict(vendor="persona", event_id=f"evt_{which}", event_type="inquiry",
                       kind=kind, at=T0 + timedelta(minutes=minutes), customer_id="cus_kyc",
@@ -58,11 +58,10 @@ async def _deliver(sessions: Sessions, deliver: Deliver, which: str) -> None:
         await session.commit()
 
 
-@pytest.mark.parametrize("deliver", [_own_event, _vendor_verdict])
-async def test_an_older_delivery_read_first_does_not_roll_back_a_newer_one(
-    tmp_path: Path, deliver: Deliver
-) -> None:
-    engine, sessions = await make_db(make_settings(tmp_path))
+async def newer_during_older(sessions: Sessions, deliver: Deliver) -> tuple[str, datetime | None]:
+    """The older delivery reads the customer; the newer one arrives then.
+    The customer's KYC level and verification time after both (shared with
+    the PostgreSQL tests, ``tests/ops/test_customer_locks_postgres.py``)."""
     async with sessions() as session:
         data = CustomerCreate(id="cus_kyc", name="Jane Smith", kyc_level="basic",
                               kyc_verified_at=T0)  # fmt: skip
@@ -86,6 +85,19 @@ async def test_an_older_delivery_read_first_does_not_roll_back_a_newer_one(
         event.remove(Customer, "load", newer_once_older_read)
     async with sessions() as session:
         c = await service.get_customer(session, "cus_kyc")
-        level, verified = c.kyc_level, c.kyc_verified_at
-    await engine.dispose()
-    assert (level, opt_utc(verified)) == ("verified", T0 + timedelta(minutes=20))
+        return c.kyc_level, opt_utc(c.kyc_verified_at)
+
+
+NEWER = ("verified", T0 + timedelta(minutes=20))
+DELIVERIES = [own_event, vendor_verdict]
+
+
+@pytest.mark.parametrize("deliver", DELIVERIES)
+async def test_an_older_delivery_read_first_does_not_roll_back_a_newer_one(
+    tmp_path: Path, deliver: Deliver
+) -> None:
+    engine, sessions = await make_db(make_settings(tmp_path))
+    try:
+        assert await newer_during_older(sessions, deliver) == NEWER
+    finally:
+        await engine.dispose()

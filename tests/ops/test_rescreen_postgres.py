@@ -22,6 +22,7 @@ from tests.kyc.rescreen_race import (
     batch_during_clearance,
     clearance_during_batch,
     confirmation_during_batch,
+    rename_at_one_clock_reading,
 )
 from tests.support.identity_app import make_db, make_settings
 from tests.support.postgres_server import PostgresServer
@@ -86,3 +87,14 @@ async def test_a_hit_found_during_a_clearance_holds_the_customer_on_postgres(
     await engine.dispose()
     assert reviewed == {"Zoltrava Shipping": True, "Brenholt Ventures": False}
     assert status == "potential_match"
+
+
+async def test_a_rename_at_the_same_clock_reading_is_screened_again_on_postgres(
+    postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, database_url=postgres.create_database())
+    engine, sessions = await make_db(settings)
+    outcome, status = await rename_at_one_clock_reading(sessions, tmp_path, monkeypatch)
+    await engine.dispose()
+    assert status == "potential_match"
+    assert [c.id for c in outcome.held] == ["cus_zoltrava"]

@@ -10,10 +10,11 @@ import pytest
 
 from gateway.geo.origin import Origin
 from gateway.identity.principal import Ownership
+from gateway.policy.account_tier import effective_tier
 from gateway.policy.capabilities import classify
 from gateway.policy.compiled import CompiledBundle
 from gateway.policy.decision import QuotaLimit
-from gateway.policy.engine import decide, effective_tier, visible_models
+from gateway.policy.engine import decide, visible_models
 from gateway.policy.facts import BodyFacts
 from gateway.policy.replay import from_replay, replay_facts
 from tests.policy.conftest import AFTER_DIRECTIVE, BEFORE_DIRECTIVE, facts, principal

@@ -124,8 +124,8 @@ def build(
 
 
 def matches(bundle: CompiledBundle, rule_id: str, p: Principal, f: RequestFacts) -> bool:
+    from gateway.policy.account_tier import effective_tier
     from gateway.policy.conditions import EvalContext
-    from gateway.policy.engine import effective_tier
 
     rule = next(r for r in bundle.rules if r.id == rule_id)
     tier, _ = effective_tier(p, bundle, NOW)

@@ -15,8 +15,8 @@ from gateway.admin import customers, usage
 from gateway.admin.auth import create_admin_token
 from gateway.identity.identifier import GatewayIdentifier
 from gateway.policy.compiled import CompiledBundle
-from gateway.policy.engine import quota_plan
 from gateway.policy.loader import load_bundle
+from gateway.policy.quota_plans import quota_plan
 from gateway.quota.memory import MemoryStore
 from gateway.quota.meter import Meter
 from tests.support import identity_app
