@@ -46,10 +46,6 @@ from gateway.policy.conditions import EvalContext
 from gateway.policy.decision import EVALUATION_ERROR, Decision, QuotaPlan, ReportedDecision
 from gateway.policy.facts import BodyFacts, RequestFacts
 from gateway.policy.key_scope import KEY_SCOPE, key_scope_refusal
-
-# Re-exported: proxy/pipeline.py still imports it from here (left untouched while
-# other branches edit it); new code imports it from quota_plans.
-from gateway.policy.quota_plans import default_output_tokens as default_output_tokens
 from gateway.policy.quota_plans import quota_plan
 from gateway.policy.report import NO_REPORT, Report, match_report_rules
 from gateway.policy.ruleindex import CompiledRule, RuleIndex

@@ -24,11 +24,9 @@ from gateway.identity.bearer import parse_authorization
 from gateway.identity.principal import Principal
 from gateway.ops import hooks  # ops: metrics + access log
 from gateway.policy.capabilities import classify
-from gateway.policy.engine import (
-    decide,
-    default_output_tokens,
-)
+from gateway.policy.engine import decide
 from gateway.policy.facts import ApiShape, RequestFacts
+from gateway.policy.quota_plans import default_output_tokens
 from gateway.proxy.asgi_io import (
     JSON_CONTENT_TYPE,
     ClientGone,
