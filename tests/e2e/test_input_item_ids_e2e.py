@@ -46,10 +46,10 @@ def test_a_container_in_an_input_item_is_the_callers_or_not_found(
 
     # Its own call (its own item id) replayed with someone else's container,
     # or one nobody was ever relayed; its own message citing one.
-    citing = {**own_message, "content": [
-        {**part, "annotations": [{**a, "container_id": named} for a in part["annotations"]]}
-        for part in own_message["content"]]}  # fmt: skip
     for named in (owners_container, OUTSIDE):
+        citing = {**own_message, "content": [
+            {**part, "annotations": [{**a, "container_id": named} for a in part["annotations"]]}
+            for part in own_message["content"]]}  # fmt: skip
         for item in ({**own_call, "container_id": named}, citing):
             before = len(standin_log())
             with pytest.raises(openai.NotFoundError) as refused:
