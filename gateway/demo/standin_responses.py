@@ -119,6 +119,11 @@ def _input_items(given: object) -> list[dict[str, Any]]:
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             continue
+        if message.get("type", "message") != "message":
+            # Any other item (a replayed tool call, say) is listed as sent, its
+            # container_id included, as the real API lists it.
+            items.append({**message, "id": message.get("id") or _item_id("item")})
+            continue
         content = message.get("content")
         if isinstance(content, str):
             content = [{"type": "input_text", "text": content}]

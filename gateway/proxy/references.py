@@ -17,7 +17,11 @@ What a request names (``request_references``):
   item's hidden content included);
 - a container: a ``code_interpreter`` tool's ``container`` given as an id, a
   ``container_reference`` (a shell tool's or shell call's ``environment``),
-  Anthropic's top-level ``container`` (an id, or an object with one);
+  an input item's ``container_id`` (a replayed ``code_interpreter_call``) and
+  the ``container_id`` a replayed message's annotation cites, Anthropic's
+  top-level ``container`` (an id, or an object with one). Checked as any
+  other reference: the upstream keeps an input item as sent, and its input
+  items list shows it again (``gateway.proxy.relayed_ids``);
 - a custom skill: one of Anthropic's ``container.skills`` of type ``custom``
   (``type: "anthropic"`` skills are Anthropic's own, and pass), or a Responses
   shell ``environment``'s ``skills`` of type ``skill_reference`` (``inline``
@@ -129,6 +133,17 @@ def _skills(skills: object, param: str, found: list[Reference]) -> None:
             found.append((SKILL, _id(skill.get("skill_id"), f"{param}[{index}].skill_id")))
 
 
+def _cited_containers(content: object, param: str, found: list[Reference]) -> None:
+    """The containers a replayed output message's annotations cite
+    (``container_file_citation``; their files are found by the body walk)."""
+    for index, part in enumerate(content if isinstance(content, list) else ()):
+        annotations = part.get("annotations") if isinstance(part, dict) else None
+        for number, annotation in enumerate(annotations if isinstance(annotations, list) else ()):
+            if isinstance(annotation, dict) and annotation.get("container_id") is not None:
+                where = f"{param}.content[{index}].annotations[{number}].container_id"
+                found.append((CONTAINER, _id(annotation["container_id"], where)))
+
+
 def named_ids(key: str, value: object, found: list[Reference]) -> None:
     """The ids a ``ID_KEYS`` member names (one id, or a list of them)."""
     if value is None:
@@ -183,7 +198,11 @@ def _responses_references(body: dict[str, Any]) -> tuple[Reference, ...]:
             param = f"input[{index}]"
             if item.get("type") == "item_reference" or item.get("id") is not None:
                 found.append((ITEM, _id(item.get("id"), f"{param}.id")))
+            if item.get("container_id") is not None:  # a replayed code interpreter call
+                found.append((CONTAINER, _id(item["container_id"], f"{param}.container_id")))
             _environment(item, param, found)
+            if item.get("type") == "message":
+                _cited_containers(item.get("content"), param, found)
     tools = body.get("tools")
     if isinstance(tools, list):
         for index, tool in enumerate(tools):

@@ -4,7 +4,8 @@
 
 What binds (``answer_references``): the ids of a Responses answer's output
 items (a create, a retrieve, a cancel), of a stored response's input items
-(``GET …/input_items``), the containers its tool calls ran in (``container_id``), Anthropic's
+(``GET …/input_items``: their ids only, ``_input_item_ids``), the containers
+its output's tool calls ran in (``container_id``), Anthropic's
 ``container.id`` (a message, or a stream's ``message_delta``), the files
 Anthropic code execution wrote (``*code_execution_tool_result`` blocks: a
 message's ``content``, a stream's ``content_block_start``), a chat
@@ -44,13 +45,13 @@ def answer_references(doc: object) -> tuple[Reference, ...]:
             continue
         items = holder.get("output")  # a response's output: what it cites too
         if isinstance(items, list):
-            _items(items, found, cites=True)
+            _items(items, found)
         items = holder.get("data")  # an input items page: the caller's own input
         if isinstance(items, list):
-            _items(items, found, cites=False)
+            _input_item_ids(items, found)
     item = doc.get("item")  # a Responses stream's response.output_item.added (or done)
     if isinstance(item, dict):
-        _items([item], found, cites=True)
+        _items([item], found)
     annotation = doc.get("annotation")  # response.output_text.annotation.added
     if isinstance(annotation, dict):
         _cited(annotation, found)
@@ -88,10 +89,21 @@ def _written_files(blocks: list[Any], found: list[Reference]) -> None:
                 _keep(FILE, output.get("file_id"), found)
 
 
-def _items(items: list[Any], found: list[Reference], cites: bool) -> None:
-    """Output (or input) items' ids and containers; with ``cites``, the files
-    an output message's text cites. Never an input item's annotations: those
-    are whatever the caller sent."""
+def _input_item_ids(items: list[Any], found: list[Reference]) -> None:
+    """An input items page's item ids: the upstream's ids for what the caller
+    sent, or its own ids sent again (checked as they were sent). Nothing else
+    on the page binds: a container or cited file there is whatever the caller
+    sent, so binding it would make the caller the owner of any id it named
+    that had no owner (one made outside the gateway, one whose binding
+    failed), or named before such ids were checked."""
+    for item in items:
+        if isinstance(item, dict):
+            _keep(ITEM, item.get("id"), found)
+
+
+def _items(items: list[Any], found: list[Reference]) -> None:
+    """Output items' ids and containers, and the files an output
+    message's text cites."""
     for item in items:
         if not isinstance(item, dict):
             continue
@@ -100,7 +112,7 @@ def _items(items: list[Any], found: list[Reference], cites: bool) -> None:
         environment = item.get("environment")
         if isinstance(environment, dict):
             _keep(CONTAINER, environment.get("container_id"), found)
-        content = item.get("content") if cites and item.get("type") == "message" else None
+        content = item.get("content") if item.get("type") == "message" else None
         for part in content if isinstance(content, list) else ():
             annotations = part.get("annotations") if isinstance(part, dict) else None
             for annotation in annotations if isinstance(annotations, list) else ():

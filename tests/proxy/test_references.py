@@ -218,3 +218,27 @@ def test_a_stored_prompt_is_named_and_noted() -> None:
     with pytest.raises(ProxyError) as bad:
         request_references({"model": "m", "prompt": {"id": ["pmpt_1"]}}, "/v1/responses")
     assert bad.value.status == 400 and bad.value.param == "prompt.id"
+
+
+def test_a_container_inside_an_input_item_is_named() -> None:
+    # An input item is kept upstream as sent, its container too: it is named
+    # like a code interpreter tool's container, whichever item carries it.
+    replayed = {"type": "code_interpreter_call", "id": "ci_own", "container_id": "cntr_other",
+                "code": "print(1)", "outputs": [], "status": "completed"}
+    cited = {**_CITING, "id": "msg_own", "role": "assistant", "status": "completed"}
+    body = {"model": "m", "input": [replayed, cited, {"role": "user", "content": "go on"}]}
+    assert request_references(body, "/v1/responses") == (
+        (ITEM, "ci_own"), (CONTAINER, "cntr_other"), (ITEM, "msg_own"), (CONTAINER, "cntr_1"))
+    with pytest.raises(ProxyError) as bad:
+        request_references({"input": [{**replayed, "container_id": 7}]}, "/v1/responses")
+    assert bad.value.status == 400 and bad.value.param == "input[0].container_id"
+
+
+def test_an_input_items_page_binds_no_container() -> None:
+    # The page shows what the caller sent: a container in it was the caller's
+    # to name (checked as it was sent), never one the listing makes its own.
+    page = {"object": "list", "data": [
+        {"type": "code_interpreter_call", "id": "ci_1", "container_id": "cntr_1"},
+        {"type": "shell_call", "id": "sh_2", "call_id": "c",
+         "environment": {"type": "container_reference", "container_id": "cntr_2"}}]}
+    assert answer_references(page) == ((ITEM, "ci_1"), (ITEM, "sh_2"))
