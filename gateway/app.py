@@ -25,6 +25,7 @@ from gateway.audit.writer import LEASE_SECONDS, build_audit_writer
 from gateway.db.session import create_engine, session_factory
 from gateway.db.startup import prepare_for_serving
 from gateway.geo.locate import build_locator
+from gateway.geo.region_blind import RegionBlindCheck
 from gateway.health import router as health_router
 from gateway.identity.identifier import build_identifier
 from gateway.identity.screening_summary import ListInForce
@@ -108,7 +109,11 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             except AuditUnavailable:
                 log.error("cannot record the refused policy reload in the audit log")
 
-        policy = ClusterPolicyHolder(settings.policy_dir, on_swap=on_swap, on_refused=on_refused)
+        # Before the policy: every bundle it loads or swaps in is checked against
+        # the geolocation (region rules it cannot give are a warning).
+        locator = build_locator(settings)
+        policy = ClusterPolicyHolder(settings.policy_dir, on_swap=on_swap, on_refused=on_refused,
+                                     deployment_check=RegionBlindCheck(locator.blind_source))
         await policy.start(watch=settings.policy_watch)
         stack.push_async_callback(policy.stop)
         levels = policy.current.kyc_levels
@@ -223,7 +228,7 @@ async def _run_services(app: FastAPI, settings: Settings) -> AsyncIterator[None]
             sessions=sessions,
             policy=policy,
             identifier=identifier,
-            locator=build_locator(settings, policy.current),
+            locator=locator,
             meter=meter,
             audit=audit,
             upstream=upstream,

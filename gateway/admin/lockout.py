@@ -26,6 +26,7 @@ import os
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from gateway.admin.windows import memory_window, redis_window
 from gateway.ops import metrics
 
 if TYPE_CHECKING:
@@ -57,25 +58,14 @@ class FailedAttempts:
     def _local_ready(self) -> MovingWindowRateLimiter:
         # Built lazily: the memory storage wants a running event loop.
         if self._local is None:
-            from limits.aio.storage import MemoryStorage
-            from limits.aio.strategies import MovingWindowRateLimiter
-
-            self._local = MovingWindowRateLimiter(MemoryStorage())
+            self._local = memory_window()
         return self._local
 
     def _shared_ready(self) -> MovingWindowRateLimiter | None:
         if self._redis_url is None:
             return None
         if self._shared is None:
-            from limits.aio.storage import RedisStorage
-            from limits.aio.strategies import MovingWindowRateLimiter
-
-            # ``async+redis://`` on redis-py (the client the quotas use);
-            # wrap_exceptions turns every driver error into StorageError.
-            storage = RedisStorage(f"async+{self._redis_url}", implementation="redispy",
-                                   wrap_exceptions=True, socket_timeout=2,
-                                   socket_connect_timeout=2)  # fmt: skip
-            self._shared = MovingWindowRateLimiter(storage)
+            self._shared = redis_window(self._redis_url)
         return self._shared
 
     async def blocked(self, client_ip: str) -> bool:

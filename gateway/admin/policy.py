@@ -3,6 +3,11 @@
 Compliance officers see the running version, when it was loaded, and the
 errors of the last refused reload; a candidate bundle can be validated over
 HTTP (files posted as text) without touching the running one.
+
+``deployment_warnings`` (in each answer here) are about the bundle as this
+gateway runs it, not its files alone: region rules that its geolocation
+cannot give (``gateway.geo.region_blind``). Kept apart from ``warnings``,
+which stay what ``gateway policy validate`` says of the files anywhere.
 """
 
 from __future__ import annotations
@@ -11,19 +16,21 @@ import asyncio
 import tempfile
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from gateway.admin.auth import AdminActor, require_roles
-from gateway.deps import ServicesDep, SessionDep
+from gateway.deps import ServicesDep, SessionDep, get_services
 from gateway.identity.admin_log import record_admin_action
 from gateway.kyc.schemas import rfc3339
 from gateway.policy.files import is_yaml
+from gateway.policy.holder import PolicyHolder
 from gateway.policy.loader import load_dir
 from gateway.policy.ruleindex import CompiledRule
 from gateway.policy.timing import window_state
+from gateway.services import Services
 
 router = APIRouter(prefix="/admin/v1", tags=["policy"])
 Compliance = Depends(require_roles("compliance"))
@@ -47,6 +54,7 @@ async def get_policy(services: ServicesDep, actor: AdminActor = Compliance) -> d
         # A bundle the watch loaded was validated by nobody: its warnings
         # (a licence that can never lift its directive...) belong here too.
         "warnings": list(bundle.warnings),
+        "deployment_warnings": list(holder.deployment_warnings(bundle.source)),
         "last_refused": holder.last_refused_summary(),
     }
 
@@ -83,6 +91,9 @@ async def reload_policy(
         "version": version,
         "errors": [str(e) for e in result.errors],
         "warnings": [str(w) for w in result.warnings],
+        # Also logged when the bundle is swapped in: a reload adding a Crimea
+        # rule under country-only geolocation said nothing anywhere.
+        "deployment_warnings": list(result.deployment_warnings),
     }
     if not result.ok:
         raise HTTPException(status_code=422, detail=body)
@@ -97,7 +108,9 @@ async def reload_policy(
 
 @router.post("/policy/validate")
 async def validate_policy(
-    candidate: CandidateBundle, actor: AdminActor = Compliance
+    candidate: CandidateBundle,
+    actor: AdminActor = Compliance,
+    services: Annotated[Services | None, Depends(get_services)] = None,
 ) -> dict[str, Any]:
     """Validate files as ``gateway policy validate DIR`` would the directory; errors
     name files as uploaded, never the server's temporary directory.
@@ -105,19 +118,23 @@ async def validate_policy(
     In a worker thread: loading a large bundle takes seconds (parsing, schema
     validation, regex compilation), and on the event loop it held every
     request this worker serves, proxied ones included, for that long."""
-    return await asyncio.to_thread(_validate_files, candidate.files)
+    holder = services.policy if services is not None else None  # None: called without a gateway
+    return await asyncio.to_thread(_validate_files, candidate.files, holder)
 
 
-def _validate_files(files: dict[str, str]) -> dict[str, Any]:
+def _validate_files(files: dict[str, str], holder: PolicyHolder | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gateway-policy-") as tmp:
         root = Path(tmp)
         write_candidate(root, files)
         result = load_dir(root)
+    deployment = (holder.deployment_warnings(result.bundle)
+                  if holder is not None and result.bundle is not None else ())  # fmt: skip
     return {
         "ok": result.ok,
         "version": result.version,
         "errors": [relative(str(e), root) for e in result.errors],
         "warnings": [relative(str(w), root) for w in result.warnings],
+        "deployment_warnings": list(deployment),
     }
 
 

@@ -76,6 +76,14 @@ def validate(
             "GATEWAY_DATABASE_URL holds (read only; a missing database is exit 2).",
         ),
     ] = False,
+    check_geolocation: Annotated[
+        bool,
+        typer.Option(
+            "--check-geolocation",
+            help="Also warn when origin rules name regions (UA-43...) that the geolocation "
+            "of GATEWAY_GEOIP_DB cannot give (unset, or a Country database: countries only).",
+        ),
+    ] = False,
 ) -> None:
     """Check a bundle: every error with file, line and field; exit 1 if any."""
     console = _console()
@@ -86,6 +94,10 @@ def validate(
         from gateway.cli.policy_customers import warn_unknown_customers
 
         warn_unknown_customers(console, b)
+    if check_geolocation:
+        from gateway.cli.policy_geolocation import warn_region_blind
+
+        warn_region_blind(console, b)
     console.print(
         f"  {len(b.country_groups)} country groups, {len(b.tiers)} tiers, "
         f"{len(b.models)} models, {len(b.capabilities)} capabilities, "

@@ -35,17 +35,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from gateway.geo.addresses import IPAddress, embedded_ipv4, parse_ip
 from gateway.geo.mmdb import MmdbLookup
 from gateway.geo.origin import Origin
+from gateway.geo.region_blind import IPTOCC_SOURCE, mmdb_source
 from gateway.ops import metrics
 from gateway.ops.throttle import Throttle
 from gateway.settings import IPNetwork, Settings
-
-if TYPE_CHECKING:
-    from gateway.policy.compiled import CompiledBundle
 
 log = logging.getLogger("gateway.geo")
 
@@ -106,7 +103,11 @@ class IPLocator:
         trusted: Sequence[IPNetwork] = (),
         cache_size: int = CACHE_SIZE,
         nat64: Sequence[ipaddress.IPv6Network] = (),
+        blind_source: str | None = None,
     ) -> None:
+        self.blind_source = blind_source
+        """The geolocation, described, when ``lookup`` gives no regions (None: it
+        does, or it is not known): ``gateway.geo.region_blind``."""
         self._trusted = tuple(trusted)
         self._nat64 = tuple(nat64)
         self._lookup = lookup
@@ -233,28 +234,13 @@ def too_wide(networks: Sequence[IPNetwork]) -> list[IPNetwork]:
     return [net for net in networks if net.prefixlen < WIDEST_TRUSTED[net.version]]
 
 
-def warn_region_blind(bundle: CompiledBundle, source: str) -> None:
-    """Say at start-up that the bundle's region rules cannot match any origin:
-    ``source`` (iptocc's RIR data, a Country database) gives no regions."""
-    from gateway.policy.origin_regions import origin_regions
-
-    regions = origin_regions(bundle)
-    if regions:
-        log.warning(
-            "the policy's origin rules name regions (%s) but geolocation from %s gives "
-            "countries only: no origin is ever in those regions, so a request from one is "
-            "decided on its country alone (Crimea as UA, or as RU where its network is "
-            "registered) and those region rules never refuse it. Set GATEWAY_GEOIP_DB to a "
-            "City or Enterprise database to enforce them",
-            ", ".join(sorted(regions)), source,
-        )  # fmt: skip
-
-
-def build_locator(settings: Settings, bundle: CompiledBundle | None = None) -> IPLocator:
+def build_locator(settings: Settings) -> IPLocator:
     """The locator for these settings: the .mmdb when configured, else iptocc.
 
-    With ``bundle`` (the one serving starts with), a locator that gives no
-    regions is a warning when the bundle's origin rules name some."""
+    Its ``blind_source`` names the geolocation when it gives no regions: the
+    policy holder's ``RegionBlindCheck`` (``gateway.geo.region_blind``) says
+    then, at start-up and on every reload, that the bundle's region rules
+    cannot fire."""
     wide = too_wide(settings.trusted_proxies)
     if wide:
         # Not refused: a private /7 or a cloud's /6 may be deliberate. But
@@ -267,14 +253,14 @@ def build_locator(settings: Settings, bundle: CompiledBundle | None = None) -> I
             " (the whole internet)" if any(net.prefixlen == 0 for net in wide) else "",
         )  # fmt: skip
     lookup: Lookup
+    blind: str | None
     if settings.geoip_db is not None:
         mmdb = lookup = MmdbLookup(settings.geoip_db)
         log.info("geolocation from %s (%s)", settings.geoip_db, mmdb.database_type)
-        if bundle is not None and not mmdb.gives_regions:
-            warn_region_blind(bundle, f"{settings.geoip_db} ({mmdb.database_type})")
+        blind = None if mmdb.gives_regions else mmdb_source(settings, mmdb.database_type)
     else:
         lookup = iptocc_lookup
         log.info("geolocation from offline RIR data (iptocc); country level only")
-        if bundle is not None:
-            warn_region_blind(bundle, "the offline RIR data (iptocc)")
-    return IPLocator(lookup, settings.trusted_proxies, nat64=settings.nat64_prefixes)
+        blind = IPTOCC_SOURCE
+    return IPLocator(lookup, settings.trusted_proxies, nat64=settings.nat64_prefixes,
+                     blind_source=blind)  # fmt: skip

@@ -17,6 +17,12 @@ record the swap), the new bundle is refused, so every bundle that ever decided
 a request has an audit record; the watch then tries that reload again every
 ``_RETRY_UNRECORDED_S`` until it is recorded, since no file event will come to
 bring it back.
+
+``deployment_check(bundle)`` judges a bundle against this gateway's settings
+rather than its files alone (``gateway.geo.region_blind``: region rules
+where the geolocation gives no regions). Its warnings never refuse a bundle:
+they are logged with the bundle's own warnings when it is loaded or swapped
+in, and answered in ``ReloadResult.deployment_warnings``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.policy import schema as s
 from gateway.policy.compiled import CompiledBundle, compile_bundle
 from gateway.policy.loader import PolicyLoadError, load_bundle, load_dir
 
@@ -42,6 +49,8 @@ OnSwap = Callable[[str | None, CompiledBundle], Awaitable[None]]
 """``on_swap(old_version, new_bundle)``: the whole new bundle, so the swap's audit
 record can carry the policy text its version names."""
 OnRefused = Callable[["ReloadResult"], Awaitable[None]]
+DeploymentCheck = Callable[[s.Bundle], tuple[str, ...]]
+"""Warnings about a bundle as this gateway would run it (module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,8 @@ class ReloadResult:
     warnings: tuple[str, ...] = ()
     changed: bool = False
     candidate_version: str | None = None
+    deployment_warnings: tuple[str, ...] = ()
+    """The candidate's ``DeploymentCheck`` warnings (none when it did not load)."""
 
 
 def _utcnow() -> datetime:
@@ -67,10 +78,12 @@ class PolicyHolder:
         on_swap: OnSwap | None = None,
         on_refused: OnRefused | None = None,
         debounce_ms: int = 200,
+        deployment_check: DeploymentCheck | None = None,
     ) -> None:
         self.policy_dir = Path(policy_dir)
         self._on_swap = on_swap
         self._on_refused = on_refused
+        self._deployment_check = deployment_check
         self._debounce_ms = debounce_ms
         self._dir_identity = _identity(self.policy_dir)
         self._current: CompiledBundle = load_bundle(self.policy_dir)
@@ -83,12 +96,16 @@ class PolicyHolder:
         """Candidate version refused only because its swap could not be recorded."""
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        for warning in self._current.warnings:
+        for warning in (*self._current.warnings, *self.deployment_warnings(self._current.source)):
             log.warning("policy warning: %s", warning)
 
     @property
     def current(self) -> CompiledBundle:
         return self._current
+
+    def deployment_warnings(self, bundle: s.Bundle) -> tuple[str, ...]:
+        """``bundle`` judged against this gateway's settings (no check: none)."""
+        return () if self._deployment_check is None else self._deployment_check(bundle)
 
     async def start(self, watch: bool = True) -> None:
         """Report the initial bundle through ``on_swap(None, version)``; then watch."""
@@ -117,12 +134,14 @@ class PolicyHolder:
             if not result.ok or result.bundle is None or result.version is None:
                 return await self._refuse(tuple(str(e) for e in result.errors), warnings, None)
             self._unrecorded = None
+            deployment = self.deployment_warnings(result.bundle)
             if result.version == old.version:
                 # The files are back to the running bundle: the last refusal
                 # no longer describes them, so GET /admin/v1/policy drops it.
                 self.last_error = None
                 self.last_error_at = None
-                return ReloadResult(True, old.version, (), warnings, False, result.version)
+                return ReloadResult(True, old.version, (), warnings, False, result.version,
+                                    deployment)  # fmt: skip
             try:
                 new = compile_bundle(result.bundle, result.version, warnings)
             except Exception as exc:  # a compiler bug must not take down the running bundle
@@ -154,10 +173,12 @@ class PolicyHolder:
             self.loaded_at = _utcnow()
             self.last_error = None
             self.last_error_at = None
-            for warning in warnings:
+            # The deployment's warnings too: a swap that added a Crimea region
+            # rule under country-only geolocation was silent (region_blind).
+            for warning in (*warnings, *deployment):
                 log.warning("policy warning: %s", warning)
             log.info("policy bundle swapped %s -> %s", old.version, new.version)
-            return ReloadResult(True, new.version, (), warnings, True, new.version)
+            return ReloadResult(True, new.version, (), warnings, True, new.version, deployment)
 
     async def _refuse(
         self, errors: tuple[str, ...], warnings: tuple[str, ...], candidate: str | None

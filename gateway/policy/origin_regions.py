@@ -6,8 +6,8 @@ the geolocation gives regions: a City or Enterprise ``.mmdb``
 database every origin's region is unknown, so such a rule never matches:
 a request from Crimea is located as ``UA`` (or ``RU``, where its network is
 registered) and the default bundle's ``sanctioned-origin`` serves it. That
-was written only in docs/policy.md; ``gateway.geo.locate.build_locator``
-now says it at start-up, naming the regions.
+was written only in docs/policy.md; ``gateway.geo.region_blind`` now says
+it, naming the regions, at start-up and on every reload.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from gateway.policy.names import resolve_country_set
 
 if TYPE_CHECKING:
     from gateway.policy import schema as s
-    from gateway.policy.compiled import CompiledBundle
 
 
-def origin_regions(bundle: CompiledBundle) -> frozenset[str]:
+def origin_regions(bundle: s.Bundle) -> frozenset[str]:
     """Regions named by any ``origin_in`` of any rule (``when``, ``unless``, nested)."""
-    groups = dict(bundle.source.country_groups)
+    groups = dict(bundle.country_groups)
     found: set[str] = set()
-    for rule in bundle.source.rules:
+    for rule in bundle.rules:
         for condition in (rule.when, rule.unless):
             if condition is not None:
                 _collect(condition, groups, found)
