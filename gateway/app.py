@@ -49,8 +49,8 @@ from gateway.proxy.probe_counts import ProbeCounts
 from gateway.proxy.probes import ProbeLimiter
 from gateway.proxy.reference_owners import ReferenceOwners
 from gateway.proxy.references import FILE, PROMPT, SKILL, VECTOR_STORE
+from gateway.proxy.response_owners import ResponseOwners
 from gateway.proxy.routes import ProxyRoutes
-from gateway.proxy.stored_state import ResponseOwners
 from gateway.proxy.upstream import UpstreamClient
 from gateway.quota.meter import build_meter
 from gateway.quota.peers import PEERS_KEY, UnsharedPeerWatch
