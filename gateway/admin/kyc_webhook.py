@@ -70,6 +70,7 @@ from gateway.admin.customers import vocabulary_of
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.identifier import invalidate_customer
 from gateway.kyc import service, vendors, verdicts
+from gateway.kyc.own_events import KycOutcome, apply_kyc_event
 from gateway.kyc.schemas import KycEvent, rfc3339
 from gateway.kyc.signatures import MALFORMED, SignatureError, sign, verify_signature
 from gateway.kyc.tables import KycWebhookEvent
@@ -185,7 +186,7 @@ async def _own_event(
     if unknown:
         raise HTTPException(422, f"invalid event: kyc_level: {unknown[0].message}")
     try:
-        outcome = await service.apply_kyc_event(session, event, VENDOR, now)
+        outcome = await apply_kyc_event(session, event, VENDOR, now)
     except service.CustomerNotFound as exc:
         raise HTTPException(404, f"customer {event.customer_id!r} not found") from exc
     raced = await _record(session, event.id, event.customer_id, payload, now)
@@ -278,7 +279,7 @@ def _customer_of(event: vendors.Verdict, settings: Settings, now: datetime) -> s
 
 
 async def _answer(
-    services: Services, answer: dict[str, Any], outcome: service.KycOutcome, customer_id: str | None
+    services: Services, answer: dict[str, Any], outcome: KycOutcome, customer_id: str | None
 ) -> dict[str, Any]:
     if not outcome.applied:
         # Nothing changed: no cache to drop. 200, or the vendor would retry it forever.
