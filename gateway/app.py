@@ -26,7 +26,7 @@ from gateway.db.session import create_engine, session_factory
 from gateway.db.startup import prepare_for_serving
 from gateway.geo.locate import build_locator
 from gateway.health import router as health_router
-from gateway.identity.identifier import build_identifier
+from gateway.identity.identifier_from_settings import build_identifier
 from gateway.identity.screening_summary import ListInForce
 from gateway.kyc.screening import load_screener
 from gateway.ops import metrics, startup_failures

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.deps import ServicesDep, SessionDep
-from gateway.identity.identifier import invalidate_customer
+from gateway.identity.invalidation import invalidate_customer
 from gateway.kyc import service
 from gateway.kyc.schemas import (
     CustomerCreate,

@@ -68,7 +68,7 @@ from gateway.admin.auth import AdminActor
 from gateway.admin.customers import vocabulary_of
 from gateway.admin.kyc_webhook_events import answer_duplicate, record_event
 from gateway.deps import ServicesDep, SessionDep
-from gateway.identity.identifier import invalidate_customer
+from gateway.identity.invalidation import invalidate_customer
 from gateway.kyc import service, vendors, verdicts
 from gateway.kyc.own_events import KycOutcome, apply_kyc_event
 from gateway.kyc.schemas import KycEvent, rfc3339

@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.identity.identifier import InvalidationKind
+from gateway.identity.invalidation import InvalidationKind
 from gateway.identity.principal import Principal
 from gateway.identity.store import KeyRecord, load_customer, load_key
 from gateway.ops import metrics
