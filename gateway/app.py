@@ -27,7 +27,7 @@ from gateway.db.startup import prepare_for_serving
 from gateway.geo.locate import build_locator
 from gateway.geo.region_blind import RegionBlindCheck
 from gateway.health import router as health_router
-from gateway.identity.identifier import build_identifier
+from gateway.identity.identifier_from_settings import build_identifier
 from gateway.identity.screening_summary import ListInForce
 from gateway.kyc.screening import load_screener
 from gateway.ops import metrics, startup_failures
@@ -50,8 +50,8 @@ from gateway.proxy.probe_counts import ProbeCounts
 from gateway.proxy.probes import ProbeLimiter
 from gateway.proxy.reference_owners import ReferenceOwners
 from gateway.proxy.references import FILE, PROMPT, SKILL, VECTOR_STORE
+from gateway.proxy.response_owners import ResponseOwners
 from gateway.proxy.routes import ProxyRoutes
-from gateway.proxy.stored_state import ResponseOwners
 from gateway.proxy.upstream import UpstreamClient
 from gateway.quota.meter import build_meter
 from gateway.quota.peers import PEERS_KEY, UnsharedPeerWatch

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gateway.proxy.live_streams import LiveStreams
     from gateway.proxy.probes import ProbeLimiter
     from gateway.proxy.reference_owners import ReferenceOwners
-    from gateway.proxy.stored_state import ResponseOwners
+    from gateway.proxy.response_owners import ResponseOwners
     from gateway.proxy.upstream import UpstreamClient
 
 

@@ -1,7 +1,8 @@
 """Process settings, read once from ``GATEWAY_*`` environment variables.
 
 Every knob an operator can turn lives here, validated at start-up so that a
-misconfiguration is a clear start-up error, never a 500 at request time.
+misconfiguration is a clear start-up error, never a 500 at request time. How
+single values are parsed and checked is in ``gateway.settings_checks``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,27 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from gateway.geo.addresses import NAT64_PREFIX_LENGTHS
+from gateway.settings_checks import (
+    database_driver,
+    empty_secret_is_unset,
+    known_level,
+    oidc_needs_audience,
+    parse_cidrs,
+    parse_ids,
+    parse_nat64,
+    parse_prompt_ids,
+    positive,
+    redis_scheme,
+    strip_slash,
+    unguessable_admin_token,
+    upstream_required,
+)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_STALENESS_SECONDS = 3600
 """Upper bound of the settings that delay a compliance change (cache TTL,
 change-feed poll, KYC webhook window)."""
-MIN_ADMIN_TOKEN_CHARS = 32
-"""128 bits as hex: a bootstrap token that no rate of guessing finds."""
 
 
 class Settings(BaseSettings):
@@ -184,134 +197,26 @@ class Settings(BaseSettings):
     # drains the replica before it stops accepting.
     shutdown_drain_seconds: float = Field(default=5.0, ge=0)
 
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _parse_cidrs(cls, value: object) -> object:
-        if isinstance(value, str):
-            parts = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
-            return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
-        return value
-
-    @field_validator(
+    # Parsers and checks of single values (gateway.settings_checks), attached
+    # under the names they always had, in the order they always ran.
+    _parse_cidrs = field_validator("trusted_proxies", mode="before")(parse_cidrs)
+    _parse_ids = field_validator(
         "shared_file_ids", "shared_vector_store_ids", "shared_skill_ids", mode="before"
-    )
-    @classmethod
-    def _parse_ids(cls, value: object) -> object:
-        if isinstance(value, str):
-            return frozenset(p.strip() for p in value.split(",") if p.strip())
-        return value
-
-    @field_validator("shared_prompt_ids", mode="before")
-    @classmethod
-    def _parse_prompt_ids(cls, value: object) -> object:
-        if isinstance(value, str):
-            return frozenset(p.strip() for p in value.split(",") if p.strip()) or None
-        return value
-
-    @field_validator("nat64_prefixes", mode="before")
-    @classmethod
-    def _parse_nat64(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        prefixes = []
-        for part in (p.strip() for p in value.replace(";", ",").split(",")):
-            if not part:
-                continue
-            net = ipaddress.ip_network(part, strict=False)  # ValueError names the text
-            if net.version != 6 or net.prefixlen not in NAT64_PREFIX_LENGTHS:
-                lengths = ", ".join(f"/{n}" for n in sorted(NAT64_PREFIX_LENGTHS))
-                raise ValueError(f"{part}: a NAT64 prefix is an IPv6 network of {lengths}")
-            prefixes.append(net)
-        return tuple(prefixes)
-
-    @field_validator("upstream_url")
-    @classmethod
-    def _strip_slash(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
-    @field_validator("max_body_bytes")
-    @classmethod
-    def _positive(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
-
-    @field_validator("database_url")
-    @classmethod
-    def _database_driver(cls, value: str) -> str:
-        # The two async drivers the gateway ships with; anything else would
-        # fail later, in SQLAlchemy's import machinery, as a traceback.
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError(
-                "must start with sqlite+aiosqlite:/// or postgresql+asyncpg:// "
-                "(for postgresql://... write postgresql+asyncpg://...)"
-            )
-        return value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return value
-
-    @field_validator("log_level")
-    @classmethod
-    def _known_level(cls, value: str) -> str:
-        level = value.strip().lower()
-        if level not in ("critical", "error", "warning", "info", "debug"):
-            raise ValueError("must be one of critical, error, warning, info, debug")
-        return level
-
-    @field_validator("admin_token")
-    @classmethod
-    def _unguessable_admin_token(cls, value: str | None) -> str | None:
-        # The admin lockout admits a valid bootstrap token even from an address
-        # that is locked out (so an attacker cannot lock the operators out;
-        # gateway.admin.auth), which is only sound if the token cannot be
-        # guessed at any rate. Never echo the value: it is a secret.
-        if value is None or not value.strip():
-            return None
-        if len(value) < MIN_ADMIN_TOKEN_CHARS:
-            raise ValueError(
-                f"must be at least {MIN_ADMIN_TOKEN_CHARS} random characters "
-                f"(e.g. `openssl rand -hex 32`), got {len(value)}"
-            )
-        return value
-
-    @field_validator(
+    )(parse_ids)
+    _parse_prompt_ids = field_validator("shared_prompt_ids", mode="before")(parse_prompt_ids)
+    _parse_nat64 = field_validator("nat64_prefixes", mode="before")(parse_nat64)
+    _strip_slash = field_validator("upstream_url")(strip_slash)
+    _positive = field_validator("max_body_bytes")(positive)
+    _database_driver = field_validator("database_url")(database_driver)
+    _redis_scheme = field_validator("redis_url")(redis_scheme)
+    _known_level = field_validator("log_level")(known_level)
+    _unguessable_admin_token = field_validator("admin_token")(unguessable_admin_token)
+    _empty_secret_is_unset = field_validator(
         "kyc_webhook_secret", "kyc_webhook_secret_previous", "kyc_persona_secret",
         "kyc_persona_secret_previous", "kyc_stripe_secret", "kyc_stripe_secret_previous",
-    )  # fmt: skip
-    @classmethod
-    def _empty_secret_is_unset(cls, value: str | None) -> str | None:
-        # `GATEWAY_KYC_STRIPE_SECRET=` in an env file means "not configured",
-        # never "sign with the empty key" (which anyone can compute).
-        if value is None or not value.strip():
-            return None
-        return value
-
-    @model_validator(mode="after")
-    def _oidc_needs_audience(self) -> Settings:
-        # A token for any audience of the issuer (another app's) must not pass.
-        if self.oidc_issuer and not self.oidc_audience:
-            raise ValueError("GATEWAY_OIDC_AUDIENCE must be set when GATEWAY_OIDC_ISSUER is")
-        return self
-
-    @model_validator(mode="after")
-    def _upstream_required(self) -> Settings:
-        if not self.demo and self.upstream_url is None:
-            raise ValueError(
-                "GATEWAY_UPSTREAM_URL is not set: point it at the model API "
-                "(e.g. https://api.example.com) or run `gateway serve --demo`"
-            )
-        return self
+    )(empty_secret_is_unset)  # fmt: skip
+    _oidc_needs_audience = model_validator(mode="after")(oidc_needs_audience)
+    _upstream_required = model_validator(mode="after")(upstream_required)
 
     @property
     def is_sqlite(self) -> bool:

@@ -21,18 +21,16 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from gateway.admin.auth import AdminActor, require_roles
 from gateway.deps import ServicesDep, SessionDep
-from gateway.identity.identifier import invalidate_customer
+from gateway.identity.invalidation import invalidate_customer
 from gateway.kyc import service
 from gateway.kyc.schemas import (
     CustomerCreate,
-    CustomerOut,
-    CustomerPage,
     CustomerPatch,
     CustomerStatus,
-    HistoryPage,
     SanctionsStatus,
     rfc3339,
 )
+from gateway.kyc.schemas_out import CustomerOut, CustomerPage, HistoryPage
 from gateway.kyc.screening import Screener
 from gateway.kyc.verified_at import FIELD as VERIFIED_AT
 from gateway.kyc.verified_at import future_verification

@@ -26,7 +26,7 @@ from gateway.admin.tokens import (
 )
 from gateway.deps import ServicesDep, SessionDep
 from gateway.identity.admin_log import record_admin_action
-from gateway.identity.identifier import invalidate_key
+from gateway.identity.invalidation import invalidate_key
 from gateway.identity.keys import (
     KEY_KIND,
     ExpiryInPast,

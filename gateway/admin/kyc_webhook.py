@@ -28,14 +28,14 @@ The header names the sender and so the body's shape:
 Replayed event id (chosen behaviour): idempotent. The same event id with the
 same body answers 200 ``{"duplicate": true}`` and changes nothing; the same id
 with a *different* body is 409, since a vendor never reuses an id for other
-content. Processed ids are stored in ``kyc_webhook_events`` in the same
-transaction as the change, so a crash cannot apply an event without recording
-it; native ids are stored as ``persona:<id>`` / ``stripe:<id>``, so they never
-collide with each other nor with own-shape ids a relay may have copied from
-the vendor. Errors (401 signature, 404 unknown customer, 422 body, a
-``kyc_level`` the policy bundle in force does not define or an outcome naming
-no customer, 503 unconfigured) change and record nothing, so the vendor
-retries.
+content. Processed ids are stored in ``kyc_webhook_events``
+(``gateway.admin.kyc_webhook_events``) in the same transaction as the change,
+so a crash cannot apply an event without recording it; native ids are
+stored as ``persona:<id>`` / ``stripe:<id>``, so they never collide with each
+other nor with own-shape ids a relay may have copied from the vendor. Errors
+(401 signature, 404 unknown customer, 422 body, a ``kyc_level`` the policy
+bundle in force does not define or an outcome naming no customer, 503
+unconfigured) change and record nothing, so the vendor retries.
 
 Out-of-order delivery: an event older than the customer's stored
 ``kyc_verified_at`` is not applied (it would roll the KYC state back). It
@@ -62,14 +62,15 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.admin.auth import AdminActor
 from gateway.admin.customers import vocabulary_of
+from gateway.admin.kyc_webhook_events import answer_duplicate, record_event
 from gateway.deps import ServicesDep, SessionDep
-from gateway.identity.identifier import invalidate_customer
+from gateway.identity.invalidation import invalidate_customer
 from gateway.kyc import service, vendors, verdicts
+from gateway.kyc.own_events import KycOutcome, apply_kyc_event
 from gateway.kyc.schemas import KycEvent, rfc3339
 from gateway.kyc.signatures import MALFORMED, SignatureError, sign, verify_signature
 from gateway.kyc.tables import KycWebhookEvent
@@ -114,10 +115,6 @@ def _secrets(settings: Settings, vendor: vendors.Vendor | None) -> list[str]:
 def _own_shape(payload: Any) -> bool:
     # Neither vendor's event has a top-level kyc_level; the gateway's own always does.
     return isinstance(payload, dict) and "kyc_level" in payload
-
-
-def _canonical(payload: Any) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
 
 @router.post("/kyc/webhook")
@@ -174,7 +171,7 @@ async def _own_event(
         raise HTTPException(422, f"invalid event: {exc}") from exc
     seen = await session.get(KycWebhookEvent, event.id)
     if seen is not None:
-        return _duplicate(seen, payload, event.id)
+        return answer_duplicate(seen, payload, event.id)
     tolerance = timedelta(seconds=services.settings.kyc_webhook_tolerance_seconds)
     if event.kyc_verified_at is not None and event.kyc_verified_at > now + tolerance:
         raise HTTPException(
@@ -185,12 +182,12 @@ async def _own_event(
     if unknown:
         raise HTTPException(422, f"invalid event: kyc_level: {unknown[0].message}")
     try:
-        outcome = await service.apply_kyc_event(session, event, VENDOR, now)
+        outcome = await apply_kyc_event(session, event, VENDOR, now)
     except service.CustomerNotFound as exc:
         raise HTTPException(404, f"customer {event.customer_id!r} not found") from exc
-    raced = await _record(session, event.id, event.customer_id, payload, now)
+    raced = await record_event(session, event.id, event.customer_id, payload, now)
     if raced is not None:
-        return _duplicate(raced, payload, event.id)
+        return answer_duplicate(raced, payload, event.id)
     return await _answer(services, {"event_id": event.id, "duplicate": False}, outcome, None)
 
 
@@ -214,7 +211,7 @@ async def _vendor_event(
     key = f"{vendor}:{event.event_id}"
     seen = await session.get(KycWebhookEvent, key)
     if seen is not None:
-        return _duplicate(seen, payload, event.event_id)
+        return answer_duplicate(seen, payload, event.event_id)
     answer: dict[str, Any] = {
         "event_id": event.event_id,
         "vendor": vendor,
@@ -225,9 +222,9 @@ async def _vendor_event(
         # Stored for look-up only; a reference too long to be a customer id is dropped.
         ref = event.customer_id or ""
         ref = ref if len(ref) <= MAX_CUSTOMER_ID else ""
-        raced = await _record(session, key, ref, payload, now)
+        raced = await record_event(session, key, ref, payload, now)
         if raced is not None:
-            return _duplicate(raced, payload, event.event_id)
+            return answer_duplicate(raced, payload, event.event_id)
         return {**answer, "applied": False, "reason": event.reason}
     customer_id = _customer_of(event, services.settings, now)
     levels = vocabulary_of(services).kyc_levels
@@ -249,9 +246,9 @@ async def _vendor_event(
         )
     except service.CustomerNotFound as exc:
         raise HTTPException(404, f"customer {customer_id!r} not found") from exc
-    raced = await _record(session, key, customer_id, payload, now)
+    raced = await record_event(session, key, customer_id, payload, now)
     if raced is not None:
-        return _duplicate(raced, payload, event.event_id)
+        return answer_duplicate(raced, payload, event.event_id)
     log.info("KYC %s %s (%s, %s) for customer %s: %s", label, event.event_type, event.subject,
              event.kind, customer_id, "applied" if outcome.applied else outcome.reason)  # fmt: skip
     return await _answer(services, answer, outcome, customer_id)
@@ -278,7 +275,7 @@ def _customer_of(event: vendors.Verdict, settings: Settings, now: datetime) -> s
 
 
 async def _answer(
-    services: Services, answer: dict[str, Any], outcome: service.KycOutcome, customer_id: str | None
+    services: Services, answer: dict[str, Any], outcome: KycOutcome, customer_id: str | None
 ) -> dict[str, Any]:
     if not outcome.applied:
         # Nothing changed: no cache to drop. 200, or the vendor would retry it forever.
@@ -286,29 +283,3 @@ async def _answer(
     await invalidate_customer(services.identifier, customer_id or outcome.customer.id)
     customer = service.to_out(outcome.customer).model_dump(mode="json")
     return {**answer, "applied": True, "customer": customer}
-
-
-async def _record(
-    session: AsyncSession, key: str, customer_id: str, payload: Any, now: datetime
-) -> KycWebhookEvent | None:
-    """Store the processed event id with the change and commit. None when done;
-    the stored row when a concurrent delivery of the same event committed first
-    (ours is then the replay and was rolled back)."""
-    session.add(
-        KycWebhookEvent(event_id=key, customer_id=customer_id, received_at=now, payload=payload)
-    )
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        seen = await session.get(KycWebhookEvent, key)
-        if seen is None:
-            raise
-        return seen
-    return None
-
-
-def _duplicate(seen: KycWebhookEvent, payload: Any, event_id: str) -> dict[str, Any]:
-    if _canonical(seen.payload) != _canonical(payload):
-        raise HTTPException(409, f"event id {event_id!r} was already used for other content")
-    return {"event_id": event_id, "duplicate": True}

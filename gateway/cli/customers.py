@@ -37,11 +37,11 @@ from gateway.cli.db_command import (
 from gateway.kyc import service
 from gateway.kyc.schemas import (
     CustomerCreate,
-    CustomerOut,
     CustomerPatch,
     CustomerStatus,
     SanctionsStatus,
 )
+from gateway.kyc.schemas_out import CustomerOut
 from gateway.kyc.screening import Screener
 from gateway.settings import Settings
 

@@ -1,4 +1,4 @@
-"""How `gateway policy impact` prints its report (``gateway.policy.impact.ImpactReport``)."""
+"""How `gateway policy impact` prints its report (``gateway.policy.impact_counts.ImpactReport``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gateway.policy.impact import ImpactReport
+from gateway.policy.impact_counts import ImpactReport
 
 MAX_CUSTOMER_ROWS = 50
 """Customers listed per direction; the count above the table is of them all."""

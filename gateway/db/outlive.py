@@ -1,7 +1,7 @@
 """Database writes that run to their end when their caller is cancelled.
 
 The request path writes a few rows in the request's own task: the owners of
-ids an answer relayed (``proxy.reference_owners``, ``proxy.stored_state``),
+ids an answer relayed (``proxy.reference_owners``, ``proxy.response_owners``),
 Message Batch reservations (``proxy.batch_state``). The gateway cancels that
 task when the client hangs up (``proxy.forward``'s disconnect watch), and the
 openai SDK hangs up as soon as it reads a stream's ``[DONE]``, which is

@@ -34,22 +34,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.identity import secrets as creds
+from gateway.identity.invalidation import ChangeListener, InvalidationHook, InvalidationKind
 from gateway.identity.keys import KEY_KIND, LastUsedTracker
 from gateway.identity.misses import CAPACITY as MISSES_CAPACITY
 from gateway.identity.misses import Misses
 from gateway.identity.principal import Principal
 from gateway.identity.screening_summary import ListInForce
 from gateway.identity.store import KeyRecord, load_customer, load_key
-from gateway.settings import Settings
 from gateway.stages import AuthenticationFailed, IdentityStoreUnavailable
 
 if TYPE_CHECKING:
@@ -60,9 +60,6 @@ log = logging.getLogger(__name__)
 NEGATIVE_TTL_SECONDS = 5.0
 LAST_USED_FLUSH_SECONDS = 10.0
 
-InvalidationKind = Literal["customer", "key"]
-InvalidationHook = Callable[[InvalidationKind, str], Awaitable[None] | None]
-ChangeListener = Callable[[InvalidationKind, str], None]
 
 
 T = TypeVar("T")
@@ -278,41 +275,3 @@ def _require(principal: Principal | None, customer_id: str) -> Principal:
     if principal is None:
         raise AuthenticationFailed(f"token names unknown customer {customer_id!r}")
     return principal
-
-
-def build_identifier(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession]
-) -> GatewayIdentifier:
-    """The identify stage for these settings; call ``start()``/``stop()`` in the lifespan."""
-    oidc = None
-    if settings.oidc_issuer:
-        # Imported only when configured: it brings an HTTP client (httpx) along.
-        from gateway.identity.oidc import OidcVerifier
-
-        if not settings.oidc_audience:
-            raise ValueError("GATEWAY_OIDC_AUDIENCE must be set when GATEWAY_OIDC_ISSUER is")
-        oidc = OidcVerifier(
-            settings.oidc_issuer,
-            settings.oidc_audience,
-            settings.oidc_customer_claim,
-            jwks_ttl_seconds=settings.oidc_jwks_ttl_seconds,
-            min_refresh_seconds=settings.oidc_jwks_min_refresh_seconds,
-        )
-    return GatewayIdentifier(sessions, settings.cache_ttl_seconds, oidc)
-
-
-@runtime_checkable
-class Invalidating(Protocol):
-    async def invalidate_key(self, key_id: str, propagate: bool = True) -> None: ...
-    async def invalidate_customer(self, customer_id: str, propagate: bool = True) -> None: ...
-
-
-async def invalidate_customer(identifier: object, customer_id: str) -> None:
-    """Drop a customer from ``identifier``'s cache when it supports invalidation."""
-    if isinstance(identifier, Invalidating):
-        await identifier.invalidate_customer(customer_id)
-
-
-async def invalidate_key(identifier: object, key_id: str) -> None:
-    if isinstance(identifier, Invalidating):
-        await identifier.invalidate_key(key_id)

@@ -9,7 +9,8 @@ import base64
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.kyc.schemas import HistoryOut, as_utc
+from gateway.kyc.schemas import as_utc
+from gateway.kyc.schemas_out import HistoryOut
 from gateway.kyc.tables import Customer, CustomerHistory
 
 MAX_PAGE = 500

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gateway.kyc.schemas import CustomerOut, OwnershipShare, Screening, ScreeningHit, as_utc
+from gateway.kyc.schemas import OwnershipShare, as_utc
+from gateway.kyc.schemas_out import CustomerOut, Screening, ScreeningHit
 from gateway.kyc.tables import Customer, CustomerOwnership
 
 

@@ -36,7 +36,7 @@ from gateway.kyc.customer_locks import lock_customers, version_of
 from gateway.kyc.owner_screening import NamesScreened, screen_names
 from gateway.kyc.records import snapshot, to_out
 from gateway.kyc.reviews import covered, reviews_of_customers
-from gateway.kyc.schemas import CustomerOut
+from gateway.kyc.schemas_out import CustomerOut
 from gateway.kyc.screening import Screener
 from gateway.kyc.service import _apply_screening, _record
 from gateway.kyc.tables import Customer, ScreeningReview

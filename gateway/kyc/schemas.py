@@ -7,7 +7,7 @@ and the policy's ``residence_in`` matches them), times must carry an offset
 and are normalised to UTC, and every time goes out as RFC 3339 with ``Z``.
 Citizenships and attributes are deduplicated (first occurrence kept, order
 kept); every list is capped at ``MAX_LIST_ITEMS`` entries (more is a 422
-naming the field).
+naming the field). The shapes answered with are in ``gateway.kyc.schemas_out``.
 """
 
 from __future__ import annotations
@@ -240,60 +240,6 @@ class CustomerPatch(BaseModel):
         return {name: getattr(self, name) for name in self.model_fields_set - {"reason"}}
 
 
-class ScreeningHit(BaseModel):
-    """One of the customer's screened names (its own or an owner's) matching
-    one listed name, at or above the threshold."""
-
-    screened_name: str
-    listed_name: str | None
-    """None: nothing of the screened name was left to compare (held, fail closed)."""
-    score: float
-    source: str | None
-    reviewed: bool
-    """A compliance review already cleared this very pair: it holds nobody."""
-
-
-class Screening(BaseModel):
-    list_version: str | None
-    best_match: str | None
-    """The strongest hit's listed name (or the closest name when none is a hit)."""
-    score: float | None
-    screened_at: UtcOut | None
-    threshold: float | None = None
-    """The match threshold the last screening used (None: not kept then)."""
-    hits: list[ScreeningHit] = []
-    """Every hit of the last screening; a ``clear`` review clears each of them."""
-
-
-class CustomerOut(BaseModel):
-    id: str
-    name: str
-    kind: CustomerKind
-    citizenships: list[str]
-    residence: str | None
-    incorporated_in: str | None
-    ownership: list[OwnershipShare]
-    kyc_level: str
-    kyc_verified_at: UtcOut | None
-    kyc_expires_at: UtcOut | None
-    tier: str
-    attributes: list[str]
-    sanctions_status: SanctionsStatus
-    screening: Screening
-    status: CustomerStatus
-    created_at: UtcOut
-    updated_at: UtcOut
-
-
-class HistoryOut(BaseModel):
-    id: int
-    customer_id: str
-    at: UtcOut
-    actor: str
-    action: str
-    changes: dict[str, Any]
-
-
 class KycEvent(BaseModel):
     """A KYC vendor's verdict as the webhook receives it (after signature check)."""
 
@@ -304,16 +250,6 @@ class KycEvent(BaseModel):
     kyc_level: Word
     kyc_verified_at: UtcIn | None = None
     kyc_expires_at: UtcIn | None = None
-
-
-class CustomerPage(BaseModel):
-    items: list[CustomerOut]
-    next_cursor: str | None
-
-
-class HistoryPage(BaseModel):
-    items: list[HistoryOut]
-    next_cursor: str | None
 
 
 def field_path(loc: Sequence[int | str]) -> str:

@@ -1,14 +1,15 @@
 """Customer record operations shared by the admin API, the CLI, the KYC webhook
 and the demo seed. Each function works inside the caller's session and leaves
 the commit to it, so a change, its history row and its admin-action row are
-one transaction: all or nothing.
+one transaction: all or nothing. What a KYC event does to a record is in
+``gateway.kyc.own_events`` (the gateway's own shape) and ``gateway.kyc.verdicts``
+(a vendor's).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ from gateway.kyc.customer_insert import CustomerExists, insert_new
 from gateway.kyc.customer_locks import lock_customers, version_of
 from gateway.kyc.listing import MAX_PAGE, list_customers, list_history
 from gateway.kyc.owner_screening import NamesScreened, owner_names, screen_names
-from gateway.kyc.records import opt_utc, ownership_rows, snapshot, to_out
+from gateway.kyc.records import ownership_rows, snapshot, to_out
 from gateway.kyc.reviews import (
     hit_pairs,
     hits_json,
@@ -31,7 +32,7 @@ from gateway.kyc.reviews import (
     reviews_of,
     withdraw_reviews,
 )
-from gateway.kyc.schemas import CustomerCreate, CustomerPatch, KycEvent, rfc3339
+from gateway.kyc.schemas import CustomerCreate, CustomerPatch
 from gateway.kyc.screening import Screener
 from gateway.kyc.tables import Customer, CustomerHistory, ScreeningReview
 
@@ -39,8 +40,6 @@ __all__ = [  # callers use ``service.X``; paging and conversion live in listing 
     "MAX_PAGE",
     "CustomerExists",
     "CustomerNotFound",
-    "KycOutcome",
-    "apply_kyc_event",
     "create_customer",
     "existing_customer_ids",
     "get_customer",
@@ -259,51 +258,3 @@ async def update_customer(
     if withdrawn:
         record_withdrawal(session, actor, c.id, withdrawn, patch.reason, now)
     return c
-
-
-KYC_EVENT_FIELDS = frozenset({"kyc_level", "kyc_verified_at", "kyc_expires_at"})
-
-
-@dataclass(frozen=True, slots=True)
-class KycOutcome:
-    customer: Customer
-    applied: bool
-    reason: str | None = None
-    """Why the event was not applied (None when it was)."""
-
-
-async def apply_kyc_event(
-    session: AsyncSession, event: KycEvent, actor: AdminActor, now: datetime
-) -> KycOutcome:
-    """Apply a vendor verdict unless it is older than the one already stored.
-
-    Vendors deliver out of order (retries, parallel queues): an event whose
-    ``kyc_verified_at`` is before the stored one must not roll the KYC state
-    back. It is recorded (history and admin-action rows, action
-    ``customer.kyc_webhook_stale``, no change) and not applied. An event
-    without ``kyc_verified_at`` cannot be ordered and is applied.
-    """
-    # Locked before it is read (FOR UPDATE on PostgreSQL, the write lock on
-    # SQLite, where the read ran outside any transaction and serialised
-    # nothing): two deliveries for one customer are compared and applied one
-    # after the other, and an older one read first cannot roll a newer back.
-    await lock_customers(session, [event.customer_id])
-    c = await session.get(Customer, event.customer_id, populate_existing=True)
-    if c is None:
-        raise CustomerNotFound(event.customer_id)
-    stored = opt_utc(c.kyc_verified_at)
-    if event.kyc_verified_at is not None and stored is not None and event.kyc_verified_at < stored:
-        reason = (
-            f"older than the stored verification: kyc_verified_at "
-            f"{rfc3339(event.kyc_verified_at)} is before {rfc3339(stored)}"
-        )
-        note_unchanged(session, actor, "customer.kyc_webhook_stale", c, now)
-        return KycOutcome(c, applied=False, reason=reason)
-    # Only what the vendor sent: a field left out of the event is not in
-    # model_fields_set and stays as stored (an explicit null still clears it).
-    sent = event.model_fields_set & KYC_EVENT_FIELDS
-    patch = CustomerPatch.model_validate({name: getattr(event, name) for name in sent})
-    updated = await update_customer(
-        session, event.customer_id, patch, actor, None, now, action="customer.kyc_webhook"
-    )
-    return KycOutcome(updated, applied=True)

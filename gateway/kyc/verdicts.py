@@ -32,13 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.admin.auth import AdminActor
 from gateway.kyc.customer_locks import lock_customers
+from gateway.kyc.own_events import KycOutcome
 from gateway.kyc.schemas import CustomerPatch, as_utc, rfc3339
-from gateway.kyc.service import (
-    CustomerNotFound,
-    KycOutcome,
-    note_unchanged,
-    update_customer,
-)
+from gateway.kyc.service import CustomerNotFound, note_unchanged, update_customer
 from gateway.kyc.tables import Customer
 from gateway.kyc.vendors import Verdict
 

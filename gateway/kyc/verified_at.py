@@ -1,7 +1,7 @@
 """A ``kyc_verified_at`` dated in the future is refused wherever it can be set.
 
 An event older than the stored ``kyc_verified_at`` is not applied (it would
-roll the KYC state back: ``gateway.kyc.service.apply_kyc_event``). So a
+roll the KYC state back: ``gateway.kyc.own_events.apply_kyc_event``). So a
 verification dated in the future, once stored, outranks every later KYC
 webhook until that date: a vendor's downgrade is answered ``applied: false``
 and the customer keeps its level. The webhook refuses such an event (422);

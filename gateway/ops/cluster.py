@@ -30,7 +30,8 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from gateway.admin.auth import AdminAuthenticator
-from gateway.identity.identifier import GatewayIdentifier, InvalidationKind
+from gateway.identity.identifier import GatewayIdentifier
+from gateway.identity.invalidation import InvalidationKind
 from gateway.ops import metrics
 from gateway.ops.bus import Bus, PostgresBus, RedisBus
 from gateway.policy.holder import PolicyHolder, ReloadResult

@@ -1,4 +1,4 @@
-"""``gateway policy impact``'s report (``impact.ImpactReport``) as JSON data:
+"""``gateway policy impact``'s report (``impact_counts.ImpactReport``) as JSON data:
 what ``POST /admin/v1/policy/impact`` answers, with the figures, notes and
 tables ``gateway.cli.impact_report`` prints."""
 
@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from gateway.policy.impact import ImpactReport
+from gateway.policy.impact_counts import ImpactReport
 
 MAX_CUSTOMERS = 50
 """Customers listed per direction, as the CLI's tables; ``count`` is of them all."""

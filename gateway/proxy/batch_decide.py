@@ -22,11 +22,8 @@ caller's, or was never relayed, is 404 and never forwarded.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from gateway.audit.ids import new_id
 from gateway.audit.record import DecisionRecord
@@ -37,6 +34,7 @@ from gateway.policy.facts import BodyFacts, RequestFacts
 from gateway.policy.quota_plans import default_output_tokens
 from gateway.proxy.asgi_io import Receive, Scope, header, joined_header
 from gateway.proxy.batch_charge import groups_of
+from gateway.proxy.batch_requests import requests_of
 from gateway.proxy.batch_state import BATCH_NOT_FOUND_RULE
 from gateway.proxy.body import parse_request_params
 from gateway.proxy.body_deadline import Task
@@ -55,13 +53,8 @@ if TYPE_CHECKING:
 
 MESSAGES_ENDPOINT = "/v1/messages"
 """What every batch call is decided as (``endpoint_in: [/v1/messages]`` holds)."""
-MAX_BATCH_REQUESTS = 10_000
-"""Inner requests per batch (on top of the body-size limit): each is decided
-and recorded before the batch goes upstream, so the work of one create is bounded."""
 _YIELD_EVERY = 200
 """Inner requests decided between yields to the event loop (each takes tens of us)."""
-_CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-"""Anthropic's own rule for ``custom_id``; it is also what the records name."""
 
 
 async def decide_batch(
@@ -79,47 +72,11 @@ async def decide_batch(
         await _decide_by_id(pipeline, ex)
 
 
-def _requests_of(raw: bytes) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
-    """The create body, and its requests as (custom_id, params); a 400 for anything else."""
-    try:
-        doc = orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError as exc:
-        raise ProxyError(400, f"request body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ProxyError(400, "request body must be a JSON object")
-    items = doc.get("requests")
-    if not isinstance(items, list) or not items:
-        raise ProxyError(400, "'requests' must be a non-empty array", param="requests")
-    if len(items) > MAX_BATCH_REQUESTS:
-        raise ProxyError(
-            400,
-            f"a batch may hold at most {MAX_BATCH_REQUESTS} requests through this gateway; "
-            f"this one has {len(items)}",
-            param="requests",
-        )
-    found: list[tuple[str, dict[str, Any]]] = []
-    seen: set[str] = set()
-    for index, item in enumerate(items):
-        custom_id = item.get("custom_id") if isinstance(item, dict) else None
-        params = item.get("params") if isinstance(item, dict) else None
-        if not isinstance(custom_id, str) or not _CUSTOM_ID.fullmatch(custom_id):
-            raise ProxyError(
-                400, f"requests[{index}].custom_id must be 1-64 letters, digits, '_' or '-'"
-            )
-        if custom_id in seen:
-            raise ProxyError(400, f"custom_id '{custom_id}' is used by more than one request")
-        if not isinstance(params, dict):
-            raise ProxyError(400, f"requests[{index}].params must be an object")
-        seen.add(custom_id)
-        found.append((custom_id, params))
-    return doc, found
-
-
 async def _decide_create(pipeline: Pipeline, ex: Exchange, raw: bytes) -> None:
     services = pipeline.services
     principal = ex.principal
     assert principal is not None and ex.origin is not None
-    doc, items = _requests_of(raw)
+    doc, items = requests_of(raw)
     del raw
     now = services.clock()
     bundle = ex.bundle

@@ -26,11 +26,12 @@ Some changes are written nowhere: a key's own ``expires_at`` passes, the
 OIDC token the stream was admitted on reaches its ``exp`` (plus leeway), the
 customer's KYC lapses. Each stream's watch knows its soonest such instant
 (``StreamPolicyWatch.deadline``); one timer for the soonest of all streams
-(a heap of them, not a task or a timer per stream) wakes each watch whose
-instant passed, and the relay loop decides it again at its next chunk, as
-for a change. The timer re-reads the wall clock at least every
-``MAX_SLEEP_S``: the instants are wall-clock ones, the loop's timers
-monotonic, and the two part when a host is suspended or its clock stepped.
+(a heap of them, not a task or a timer per stream:
+``gateway.proxy.stream_deadlines``) wakes each watch whose instant passed,
+and the relay loop decides it again at its next chunk, as for a change. The
+timer re-reads the wall clock at least every ``MAX_SLEEP_S``: the instants
+are wall-clock ones, the loop's timers monotonic, and the two part when a
+host is suspended or its clock stepped.
 
 If the account cannot be read (database down), the read is retried every
 ``RETRY_S`` for ``ATTEMPTS`` attempts, then the streams are ended: told that
@@ -41,8 +42,6 @@ their account changed, the gateway cannot tell that it may still serve them
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
 import math
 import time
@@ -52,11 +51,12 @@ from collections.abc import Callable, Iterable
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.identity.identifier import InvalidationKind
+from gateway.identity.invalidation import InvalidationKind
 from gateway.identity.principal import Principal
 from gateway.identity.store import KeyRecord, load_customer, load_key
 from gateway.ops import metrics
 from gateway.proxy.cut import KEY_EXPIRED, Cut, StreamPolicyWatch
+from gateway.proxy.stream_deadlines import COMPACT_MIN, StreamDeadlines
 
 log = logging.getLogger("gateway.proxy")
 
@@ -65,14 +65,8 @@ REMEMBER_S = 900.0
 upstream's connect and first-byte timeouts)."""
 RETRY_S = 1.0
 ATTEMPTS = 5
-MAX_SLEEP_S = 60.0
-"""The deadline timer's longest sleep (module doc): one wake-up a minute at most
-while a stream's deadline lies further ahead."""
-_COMPACT_MIN = 64
 
 Target = tuple[InvalidationKind, str]
-Deadline = tuple[float, int, StreamPolicyWatch]
-"""A heap entry: (wall-clock instant, insertion order, watch)."""
 UNCONFIRMED = Cut("identity-store-unavailable",
                   "the gateway cannot confirm this account after a change to it",
                   "account", 503)  # fmt: skip
@@ -90,13 +84,7 @@ def credential_refusal(record: KeyRecord | None, now_s: float) -> Cut | None:
     return None
 
 
-def _current(entry: Deadline) -> bool:
-    """Whether ``entry`` is still its watch's deadline (not moved, not discarded)."""
-    at, _, watch = entry
-    return watch.on_deadline is not None and watch.deadline == at
-
-
-class LiveStreams:
+class LiveStreams(StreamDeadlines):
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -104,9 +92,9 @@ class LiveStreams:
         clock: Callable[[], float] = time.perf_counter,
         retry_s: float = RETRY_S,
     ) -> None:
+        super().__init__(wall_clock)
         self._sessions = sessions
         self._retry_s = retry_s
-        self._wall = wall_clock
         self._clock = clock
         self._by_customer: defaultdict[str, set[StreamPolicyWatch]] = defaultdict(set)
         self._by_key: defaultdict[str, set[StreamPolicyWatch]] = defaultdict(set)
@@ -115,15 +103,6 @@ class LiveStreams:
         self._running: dict[Target, asyncio.Task[None]] = {}
         self._again: set[Target] = set()
         self.reads = 0
-        self._deadlines: list[Deadline] = []
-        """A heap; entries whose watch moved its deadline or ended are left to
-        be skipped when popped, and dropped when the heap doubles (``_compact``)."""
-        self._order = itertools.count()
-        self._compact_at = _COMPACT_MIN
-        self._stale = 0
-        """Entries of ended streams since the last compaction (``discard``)."""
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf
 
     # --- the relay loop's side: per stream, never per chunk ----------------
 
@@ -145,7 +124,7 @@ class LiveStreams:
             # a quiet worker would otherwise keep every watch (principal, facts,
             # bundle) until new streams grew the heap again, or months ahead.
             self._stale += 1
-            if self._stale * 2 > len(self._deadlines) >= _COMPACT_MIN:
+            if self._stale * 2 > len(self._deadlines) >= COMPACT_MIN:
                 self._compact()
         for index, ident in ((self._by_customer, watch.customer_id),
                              (self._by_key, watch.key_id)):  # fmt: skip
@@ -184,50 +163,6 @@ class LiveStreams:
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
-
-    # --- deadlines: instants at which nothing is written ---------------------
-
-    def _deadline_moved(self, watch: StreamPolicyWatch) -> None:
-        at = watch.deadline
-        if at == math.inf:
-            return
-        heapq.heappush(self._deadlines, (at, next(self._order), watch))
-        if len(self._deadlines) >= self._compact_at:
-            self._compact()
-        if at < self._timer_at:
-            self._arm()
-
-    def _compact(self) -> None:
-        self._stale = 0
-        self._deadlines = [entry for entry in self._deadlines if _current(entry)]
-        heapq.heapify(self._deadlines)
-        self._compact_at = max(_COMPACT_MIN, 2 * len(self._deadlines))
-
-    def _arm(self) -> None:
-        """One timer, for the soonest current deadline (or ``MAX_SLEEP_S``)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = math.inf
-        heap = self._deadlines
-        while heap and not _current(heap[0]):
-            heapq.heappop(heap)
-        if not heap:
-            return
-        at = heap[0][0]
-        delay = min(max(at - self._wall(), 0.0), MAX_SLEEP_S)
-        self._timer = asyncio.get_running_loop().call_later(delay, self._deadlines_passed)
-        self._timer_at = at
-
-    def _deadlines_passed(self) -> None:
-        self._timer = None
-        now = self._wall()
-        heap = self._deadlines
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
-            if _current(entry):
-                entry[2].wake()  # its check() moves its deadline past this one
-        self._arm()
 
     def _targets(self, watch: StreamPolicyWatch) -> Iterable[Target]:
         yield ("customer", watch.customer_id)

@@ -105,7 +105,7 @@ class Settlement:
 
     async def _record_context(self, response_id: str, tokens: int | None) -> None:
         """A streamed Responses answer's usage, for the requests continuing it
-        (``stored_state.Bound.context_tokens``); a complete one is bound with it."""
+        (``response_owners.Bound.context_tokens``); a complete one is bound with it."""
         owners = self.services.response_owners
         if owners is None or tokens is None:
             return

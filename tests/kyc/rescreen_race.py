@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.admin.auth import AdminActor
-from gateway.kyc import rescreen, service
+from gateway.kyc import own_events, rescreen, service
 from gateway.kyc.list_update import LIST_UPDATE_ACTOR
 from gateway.kyc.rescreen import RescreenOutcome, rescreen_in_batches
 from gateway.kyc.schemas import CustomerCreate, CustomerPatch, KycEvent
@@ -226,8 +226,8 @@ async def kyc_event_during_batch(
         async with sessions() as session:
             event = KycEvent(id="evt_batch", customer_id=CUSTOMER, kyc_level="verified",
                              kyc_verified_at=NOW)  # fmt: skip
-            applied = await service.apply_kyc_event(session, event, VENDOR,
-                                                    NOW + timedelta(minutes=5))  # fmt: skip
+            applied = await own_events.apply_kyc_event(session, event, VENDOR,
+                                                       NOW + timedelta(minutes=5))  # fmt: skip
             assert applied.applied
             await session.commit()
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.util import await_only
 
 from gateway.admin.auth import AdminActor
-from gateway.kyc import service, verdicts
+from gateway.kyc import own_events, service, verdicts
 from gateway.kyc.records import opt_utc
 from gateway.kyc.schemas import CustomerCreate, KycEvent
 from gateway.kyc.tables import Customer
@@ -40,7 +40,7 @@ async def own_event(session: AsyncSession, which: str) -> object:
     minutes, level = (10, "basic") if which == "older" else (20, "verified")
     kyc = KycEvent(id=f"evt_{which}", customer_id="cus_kyc", kyc_level=level,
                    kyc_verified_at=T0 + timedelta(minutes=minutes))  # fmt: skip
-    return await service.apply_kyc_event(session, kyc, VENDOR, T0 + timedelta(hours=2))
+    return await own_events.apply_kyc_event(session, kyc, VENDOR, T0 + timedelta(hours=2))
 
 
 async def vendor_verdict(session: AsyncSession, which: str) -> object:

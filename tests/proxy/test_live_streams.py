@@ -20,7 +20,7 @@ from gateway.identity.store import load_key
 from gateway.kyc import service
 from gateway.kyc.schemas import CustomerCreate, CustomerPatch
 from gateway.policy.holder import PolicyHolder
-from gateway.proxy import live_streams
+from gateway.proxy import stream_deadlines
 from gateway.proxy.cut import Cut, StreamPolicyWatch
 from gateway.proxy.live_streams import ATTEMPTS, UNCONFIRMED, LiveStreams
 from tests.identity.conftest import ACTOR, NOW
@@ -158,7 +158,7 @@ async def test_a_kyc_lapse_hours_ahead_ends_the_stream_when_it_comes(
     # refused the model from then on. One timer for the soonest deadline of
     # all streams wakes it; the wall clock is re-read at least every
     # MAX_SLEEP_S (here jumped forward by two hours instead of waited for).
-    monkeypatch.setattr(live_streams, "MAX_SLEEP_S", 0.02, raising=False)
+    monkeypatch.setattr(stream_deadlines, "MAX_SLEEP_S", 0.02)
     shift = [0.0]
 
     def wall() -> float:

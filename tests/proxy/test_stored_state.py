@@ -1,4 +1,5 @@
-"""Response ids bound to their customer (gateway.proxy.stored_state), on a real SQLite file."""
+"""Response ids bound to their customer (gateway.proxy.stored_state and its store,
+gateway.proxy.response_owners), on a real SQLite file."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from gateway.proxy.errors import ProxyError
+from gateway.proxy.response_owners import OwnersUnavailable, ResponseOwners
 from gateway.proxy.stored_state import (
-    OwnersUnavailable,
     ResponseBinding,
-    ResponseOwners,
     StreamedResponseId,
     answer_response_id,
     continued_ids,
